@@ -1,0 +1,174 @@
+"""The `disagg` command line: the only place that prints and exits. Heavy modules load only in the subcommand that needs them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+def _codes(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out.extend(c.strip() for c in v.split(",") if c.strip())
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="disagg", description="Find out why disaggregated LLM serving sends no traffic to its prefill workers.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    doc = sub.add_parser("doctor", help="check disaggregated-serving configs", description="Check disaggregated-serving configs (files, folders, or - for stdin).")
+    doc.add_argument("paths", nargs="*", metavar="PATH", help="config files, folders searched for *.yaml/*.yml, or - for stdin")
+    doc.add_argument("--output-format", choices=("text", "json", "sarif", "github", "junit"), help="how to report (default text)")
+    doc.add_argument("--select", action="append", metavar="CODES", help="rule codes or prefixes to run, comma-separated, or ALL (default ALL)")
+    doc.add_argument("--extend-select", action="append", metavar="CODES", help="codes to add to the selection")
+    doc.add_argument("--ignore", action="append", metavar="CODES", help="codes or prefixes to skip")
+    doc.add_argument("--exclude", action="append", metavar="GLOB", help="skip files and folders matching a glob when searching folders")
+    doc.add_argument("--fail-level", choices=("error", "warning", "info"), help="lowest severity that makes the exit code 1 (default warning)")
+    doc.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings are reported")
+    doc.add_argument("--explain", metavar="CODE", help="print a rule's documentation and exit")
+    doc.add_argument("--gpus", type=int, metavar="N", help="GPUs available to the deployment (DG301); default: what NVML reports here")
+    doc.add_argument("--workload", metavar="SPEC", help="predict the remote share: isl=200,osl=10[,prefix-hit=0.2] or a JSON-lines trace")
+    doc.add_argument("--fix", action="store_true", help="apply the fixes that are plain edits, in place")
+    doc.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour text output (default auto)")
+
+    rules = sub.add_parser("rules", help="list the doctor's rules")
+    rules.add_argument("--output-format", choices=("text", "json", "markdown"), default="text")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from disagg import __version__
+
+        print(f"disagg {__version__}")
+        return EXIT_CLEAN
+    try:
+        if args.command == "doctor":
+            return _doctor(args, parser)
+        if args.command == "rules":
+            return _rules(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_CLEAN
+    parser.print_help()
+    return EXIT_ERROR
+
+
+def _err(message: str) -> int:
+    print(f"disagg: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from disagg.doctor.context import LintOptions
+    from disagg.doctor.engine import lint_paths
+    from disagg.doctor.finding import Severity, apply_edits
+    from disagg.doctor.output import render
+    from disagg.doctor.registry import default_registry
+    from disagg.doctor.settings import SettingsError, load_settings
+    from disagg.doctor.workload import WorkloadError, parse_workload
+
+    registry = default_registry()
+    if args.explain:
+        rule = registry.get(args.explain)
+        if rule is None:
+            return _err(f"no rule {args.explain!r}; `disagg rules` lists them")
+        print(f"{rule.code} {rule.name} ({rule.severity.label})\n\n{rule.doc()}")
+        return EXIT_CLEAN
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        return _err(str(exc))
+    if not args.paths:
+        return _err("no config given: disagg doctor PATH... (or - for stdin)")
+
+    select = _codes(args.select) or settings.get("select", ["ALL"])
+    extend = settings.get("extend-select", []) + _codes(args.extend_select)
+    ignore = settings.get("ignore", []) + _codes(args.ignore)
+    for selector in [*select, *extend, *ignore]:
+        if not registry.check_selector(selector):
+            return _err(f"unknown rule selector {selector!r}; `disagg rules` lists the codes")
+    rules = registry.select(select, ignore, extend)
+    fmt = args.output_format or settings.get("output-format", "text")
+    if fmt not in ("text", "json", "sarif", "github", "junit"):
+        return _err(f"unknown output format {fmt!r} in {settings.source}")
+    try:
+        fail_level = Severity.parse(args.fail_level or settings.get("fail-level", "warning"))
+    except ValueError as exc:
+        return _err(str(exc))
+    workload = None
+    spec = args.workload or settings.get("workload")
+    if spec:
+        try:
+            workload = parse_workload(spec)
+        except WorkloadError as exc:
+            return _err(str(exc))
+    gpus = args.gpus if args.gpus is not None else settings.get("gpus")
+    if gpus is not None and gpus < 0:
+        return _err("--gpus must be >= 0")
+
+    stdin_bytes = sys.stdin.buffer.read() if "-" in args.paths else None
+    options = LintOptions(gpus=gpus, workload=workload)
+    exclude = settings.get("exclude", []) + (args.exclude or [])
+    results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes)
+
+    if args.fix:
+        fixed = 0
+        for r in results:
+            edits = [e for f in r.findings if f.fix for e in f.fix.edits]
+            if edits and r.path != "<stdin>":
+                with open(r.path, encoding="utf-8") as handle:
+                    text = handle.read()
+                with open(r.path, "w", encoding="utf-8") as handle:
+                    handle.write(apply_edits(text, edits))
+                fixed += len(edits)
+        if fixed:
+            print(f"applied {fixed} edit(s); run the doctor again to see what is left", file=sys.stderr)
+            results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes)
+
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+    out = render(fmt, results, registry, color=color)
+    if out:
+        print(out)
+    if any(r.error for r in results):
+        return EXIT_ERROR
+    failing = any(f.severity >= fail_level for r in results for f in r.findings)
+    return EXIT_FINDINGS if failing and not args.exit_zero else EXIT_CLEAN
+
+
+def _rules(args: argparse.Namespace) -> int:
+    from disagg.doctor.registry import default_registry
+
+    registry = default_registry()
+    if args.output_format == "json":
+        import json
+
+        print(json.dumps([{"code": r.code, "name": r.name, "severity": r.severity.label, "summary": r.summary(), "doc": r.doc()} for r in registry], indent=2))
+    elif args.output_format == "markdown":
+        print(rules_markdown(registry))
+    else:
+        for r in registry:
+            print(f"{r.code}  {r.name:<34} {r.severity.label:<8} {r.summary()}")
+    return EXIT_CLEAN
+
+
+def rules_markdown(registry) -> str:
+    """The rules table of the README, generated from the registry (a test keeps the README in step)."""
+    lines = ["| code | name | severity | what it reports |", "|---|---|---|---|"]
+    for r in registry:
+        lines.append(f"| {r.code} | `{r.name}` | {r.severity.label} | {r.summary()} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Run the rules over files: read, parse, check, filter by selection and `# disagg: noqa`, sort."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from disagg.schemas.config import looks_like_dynamo_v0, parse_dynamo_v0
+from disagg.schemas.source import ConfigError, decode_text, load_documents, noqa_codes
+
+from .context import LintContext, LintOptions
+from .finding import Finding
+from .registry import Rule, matches
+from .workload import Prediction, predict
+
+YAML_SUFFIXES = (".yaml", ".yml")
+STDIN = "-"
+
+
+class FileResult:
+    def __init__(self, path: str, error: ConfigError | None = None):
+        self.path = path
+        self.findings: list[Finding] = []
+        self.error = error
+        self.skipped: str | None = None  # why a file found by a folder search was not linted
+        self.prediction: Prediction | None = None
+        self.source_lines: list[str] = []
+
+
+def collect_paths(targets: Sequence[str], exclude: Sequence[str] = ()) -> list[tuple[str, bool]]:
+    """(path, named explicitly) for each target; folders are searched for *.yaml / *.yml."""
+    out: list[tuple[str, bool]] = []
+    for target in targets:
+        if target != STDIN and os.path.isdir(target):
+            found = []
+            for root, dirs, files in os.walk(target):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _excluded(os.path.join(root, d), exclude))
+                for f in files:
+                    p = os.path.join(root, f)
+                    if f.endswith(YAML_SUFFIXES) and not _excluded(p, exclude):
+                        found.append(p)
+            out.extend((p, False) for p in sorted(found))
+        else:
+            out.append((target, True))
+    return out
+
+
+def _excluded(path: str, patterns: Sequence[str]) -> bool:
+    from fnmatch import fnmatch
+
+    p = Path(path)
+    return any(fnmatch(p.name, pat) or fnmatch(str(p), pat) for pat in patterns)
+
+
+def read_target(path: str, stdin_bytes: bytes | None = None) -> str:
+    """The text of a file (or stdin), or a ConfigError that says why it cannot be read."""
+    if path == STDIN:
+        return decode_text("<stdin>", stdin_bytes or b"")
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(64 * 1024 * 1024 + 1)
+    except FileNotFoundError:
+        raise ConfigError(path, 1, 1, "no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(path, 1, 1, "is a directory") from None
+    except OSError as exc:
+        raise ConfigError(path, 1, 1, f"cannot read: {exc.strerror}") from None
+    return decode_text(path, raw)
+
+
+def lint_text(path: str, text: str, rules: Iterable[type[Rule]], options: LintOptions, explicit: bool = True) -> FileResult:
+    result = FileResult(path=path)
+    try:
+        docs = load_documents(path, text)
+        result.source_lines = docs[0].lines if docs else text.splitlines()
+        if not docs:
+            raise ConfigError(path, 1, 1, "empty document: expected Dynamo service sections such as VllmWorker")
+        doc = docs[0]
+        if not isinstance(doc.data, dict):
+            kind = type(doc.data).__name__ if not isinstance(doc.data, list) else "list"
+            raise ConfigError(path, doc.marks.value(()).line, doc.marks.value(()).column, f"the top level must be a mapping of service sections, got a {kind}")
+        if not looks_like_dynamo_v0(doc.data):
+            if not explicit:
+                result.skipped = "not a Dynamo service config"
+                return result
+            raise ConfigError(path, 1, 1, "not a recognised config: no Dynamo service sections (VllmWorker, PrefillWorker, Frontend, ...)")
+        if len(docs) > 1:
+            second = docs[1].marks.value(())
+            raise ConfigError(path, second.line, second.column, "a Dynamo service config holds one YAML document; found a second")
+    except ConfigError as exc:
+        result.error = exc
+        return result
+    parse = parse_dynamo_v0(doc)
+    ctx = LintContext(parse=parse, options=options)
+    findings = [f for rule in rules for f in rule().check(ctx)]
+    result.findings = sorted(_unsuppressed(findings, doc.lines), key=lambda f: (f.line, f.column, f.code))
+    if options.workload is not None:
+        workers = parse.workers("PrefillWorker")
+        result.prediction = predict(parse.routing_policy(), options.workload, prefill_workers_alive=workers > 0)
+    return result
+
+
+def _unsuppressed(findings: list[Finding], lines: list[str]) -> Iterable[Finding]:
+    for f in findings:
+        codes = noqa_codes(lines[f.line - 1]) if 0 < f.line <= len(lines) else None
+        if codes is None or not any(matches(f.code, c) for c in codes):
+            yield f
+
+
+def lint_paths(targets: Sequence[str], rules: list[type[Rule]], options: LintOptions, exclude: Sequence[str] = (), stdin_bytes: bytes | None = None) -> list[FileResult]:
+    results = []
+    for path, explicit in collect_paths(targets, exclude):
+        try:
+            text = read_target(path, stdin_bytes)
+        except ConfigError as exc:
+            results.append(FileResult(path=exc.path, error=exc))
+            continue
+        results.append(lint_text("<stdin>" if path == STDIN else path, text, rules, options, explicit))
+    return results
+

@@ -1,0 +1,79 @@
+"""JSON, GitHub workflow commands and JUnit XML."""
+
+from __future__ import annotations
+
+import json
+from xml.etree import ElementTree as ET
+
+from disagg import __version__
+
+
+def render_json(results) -> str:
+    findings = [f.to_dict() for r in results for f in r.findings]
+    errors = [{"path": r.error.path, "line": r.error.line, "column": r.error.column, "message": r.error.message} for r in results if r.error]
+    doc = {
+        "version": __version__,
+        "findings": findings,
+        "errors": errors,
+        "files": [
+            {"path": r.path, "status": "error" if r.error else ("skipped" if r.skipped else "linted"), **({"prediction": r.prediction.to_dict()} if r.prediction else {}), **({"skipped": r.skipped} if r.skipped else {})}
+            for r in results
+        ],
+    }
+    return json.dumps(doc, indent=2)
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_prop(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+_LEVEL = {"error": "error", "warning": "warning", "info": "notice"}
+
+
+def render_github(results) -> str:
+    lines = []
+    for r in results:
+        if r.error:
+            e = r.error
+            lines.append(f"::error file={_escape_prop(e.path)},line={e.line},col={e.column},title=disagg::{_escape_data(e.message)}")
+        for f in r.findings:
+            title = _escape_prop(f"{f.code} {f.name}")
+            msg = f.message + (f" (fix: {f.fix.title})" if f.fix else "")
+            lines.append(
+                f"::{_LEVEL[f.severity.label]} file={_escape_prop(f.path)},line={f.line},col={f.column},"
+                f"endLine={f.end_line},endColumn={f.end_column},title={title}::{_escape_data(msg)}"
+            )
+    return "\n".join(lines)
+
+
+def render_junit(results) -> str:
+    suites = ET.Element("testsuites", name="disagg doctor")
+    total = failures = errors = 0
+    for r in results:
+        suite = ET.SubElement(suites, "testsuite", name=r.path)
+        n_fail = n_err = 0
+        if r.error:
+            case = ET.SubElement(suite, "testcase", classname=r.path, name="load")
+            err = ET.SubElement(case, "error", message=r.error.message, type="ConfigError")
+            err.text = str(r.error)
+            n_err += 1
+        elif not r.findings:
+            ET.SubElement(suite, "testcase", classname=r.path, name="skipped" if r.skipped else "no findings")
+        for f in r.findings:
+            case = ET.SubElement(suite, "testcase", classname=r.path, name=f"{f.code} {f.name} at {f.line}:{f.column}")
+            fail = ET.SubElement(case, "failure", message=f.message, type=f.severity.label)
+            fail.text = f"{f.path}:{f.line}:{f.column}: {f.code} {f.message}" + (f"\nfix: {f.fix.title}" if f.fix else "")
+            n_fail += 1
+        cases = len(suite)
+        suite.set("tests", str(cases))
+        suite.set("failures", str(n_fail))
+        suite.set("errors", str(n_err))
+        total, failures, errors = total + cases, failures + n_fail, errors + n_err
+    suites.set("tests", str(total))
+    suites.set("failures", str(failures))
+    suites.set("errors", str(errors))
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode")

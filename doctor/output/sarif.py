@@ -1,0 +1,82 @@
+"""SARIF 2.1.0, for GitHub code scanning and other SARIF consumers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from disagg import __version__
+
+from ..registry import doc_sections
+
+_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
+
+
+def _uri(path: str) -> str:
+    p = Path(path)
+    return p.as_posix() if not p.is_absolute() else p.as_uri()
+
+
+def _region(line: int, column: int, end_line: int, end_column: int) -> dict:
+    return {"startLine": line, "startColumn": column, "endLine": max(end_line, line), "endColumn": max(end_column, 1)}
+
+
+def _fix(f) -> list[dict]:
+    if not f.fix or not f.fix.edits:
+        return []
+    replacements = []
+    for e in f.fix.edits:
+        if e.kind == "insert_after":
+            region = {"startLine": e.line + 1, "startColumn": 1, "endLine": e.line + 1, "endColumn": 1}
+            replacements.append({"deletedRegion": region, "insertedContent": {"text": e.text + "\n"}})
+        else:
+            replacements.append({"deletedRegion": _region(e.line, e.column, e.end_line, e.end_column), **({"insertedContent": {"text": e.text}} if e.kind == "replace" else {})})
+    return [{"description": {"text": f.fix.title}, "artifactChanges": [{"artifactLocation": {"uri": _uri(f.path)}, "replacements": replacements}]}]
+
+
+def render_sarif(results, registry) -> str:
+    rules = list(registry)
+    index = {r.code: i for i, r in enumerate(rules)}
+    sarif_rules = []
+    for r in rules:
+        sections = doc_sections(r.doc())
+        sarif_rules.append({
+            "id": r.code,
+            "name": r.name,
+            "shortDescription": {"text": r.summary()},
+            "fullDescription": {"text": " ".join(sections.get("Why is this bad?", "").split())},
+            "help": {"text": r.doc(), "markdown": r.doc()},
+            "defaultConfiguration": {"level": _LEVEL[r.severity.label]},
+        })
+    out_results = []
+    for res in results:
+        for f in res.findings:
+            item = {
+                "ruleId": f.code,
+                "ruleIndex": index[f.code],
+                "level": _LEVEL[f.severity.label],
+                "message": {"text": f.message + (f" Fix: {f.fix.title}." if f.fix else "")},
+                "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(f.path)}, "region": _region(f.line, f.column, f.end_line, f.end_column)}}],
+            }
+            fixes = _fix(f)
+            if fixes:
+                item["fixes"] = fixes
+            out_results.append(item)
+    notifications = [
+        {
+            "level": "error",
+            "message": {"text": r.error.message},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(r.error.path)}, "region": {"startLine": r.error.line, "startColumn": r.error.column}}}],
+        }
+        for r in results if r.error
+    ]
+    doc = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "disagg", "version": __version__, "rules": sarif_rules}},
+            "results": out_results,
+            "invocations": [{"executionSuccessful": not notifications, "toolExecutionNotifications": notifications}],
+        }],
+    }
+    return json.dumps(doc, indent=2)

@@ -1,0 +1,108 @@
+"""Rules and the registry that holds them: one class per rule, documented by its docstring, codes unique."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, ClassVar
+
+from .finding import Finding, Severity
+
+if TYPE_CHECKING:
+    from .context import LintContext
+
+DOC_SECTIONS = ("What it does", "Why is this bad?", "Example", "Use instead")
+
+
+class Rule:
+    """Base of every rule. Subclasses set `code`, `name`, `severity` and write `check`.
+
+    The docstring is the rule's documentation, in `## What it does`, `## Why is this bad?`, `## Example`,
+    `## Use instead` and optionally `## Options` sections; `disagg doctor --explain CODE` prints it.
+    """
+
+    code: ClassVar[str]
+    name: ClassVar[str]
+    severity: ClassVar[Severity]
+
+    def check(self, ctx: "LintContext") -> Iterable[Finding]:
+        raise NotImplementedError
+
+    @classmethod
+    def doc(cls) -> str:
+        import inspect
+
+        return inspect.cleandoc(cls.__doc__ or "")
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first sentence of `What it does`."""
+        body = doc_sections(cls.doc()).get("What it does", "")
+        return " ".join(body.split()).split(". ")[0].rstrip(".")
+
+
+def doc_sections(doc: str) -> dict[str, str]:
+    parts = re.split(r"^## +(.+?) *$", doc, flags=re.M)
+    return {parts[i].strip(): parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
+
+
+class DuplicateRuleError(ValueError):
+    pass
+
+
+class RuleRegistry:
+    def __init__(self) -> None:
+        self._rules: dict[str, type[Rule]] = {}
+
+    def register(self, rule: type[Rule]) -> type[Rule]:
+        if rule.code in self._rules:
+            raise DuplicateRuleError(f"rule code {rule.code} registered twice ({self._rules[rule.code].__name__} and {rule.__name__})")
+        if not re.fullmatch(r"DG[1-9][0-9]{2}", rule.code):
+            raise ValueError(f"rule code {rule.code!r} does not look like DG123")
+        self._rules[rule.code] = rule
+        return rule
+
+    def __iter__(self) -> Iterator[type[Rule]]:
+        return iter(sorted(self._rules.values(), key=lambda r: r.code))
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def get(self, code: str) -> type[Rule] | None:
+        return self._rules.get(code.upper())
+
+    def codes(self) -> list[str]:
+        return sorted(self._rules)
+
+    def select(self, select: Iterable[str] = ("ALL",), ignore: Iterable[str] = (), extend_select: Iterable[str] = ()) -> list[type[Rule]]:
+        """Rules chosen by code, code prefix or ALL, as ruff does: select (+ extend-select) minus ignore."""
+        chosen = {c for c in self._rules if any(matches(c, s) for s in [*select, *extend_select])}
+        chosen -= {c for c in self._rules if any(matches(c, s) for s in ignore)}
+        return [self._rules[c] for c in sorted(chosen)]
+
+    def check_selector(self, selector: str) -> bool:
+        """True when a selector names at least one rule."""
+        return any(matches(c, selector) for c in self._rules)
+
+
+def matches(code: str, selector: str) -> bool:
+    selector = selector.strip().upper()
+    return selector == "ALL" or code.startswith(selector)
+
+
+_REGISTRY: RuleRegistry | None = None
+
+
+def default_registry() -> RuleRegistry:
+    """Every rule shipped with disagg, imported once."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        from .rules import RULE_MODULES
+
+        reg = RuleRegistry()
+        for module_name in RULE_MODULES:
+            module = importlib.import_module(f"{__package__}.rules.{module_name}")
+            reg.register(getattr(module, module_name.rsplit(".", 1)[-1]))
+        _REGISTRY = reg
+    return _REGISTRY

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from ...finding import Fix, Severity
+from ...registry import Rule
+from .._facts import decode, prefill, value
+
+
+class DG206(Rule):
+    """## What it does
+    Reports `dtype` or `kv-cache-dtype` that differ between the decode and the prefill worker (unset counts as
+    `auto`).
+
+    ## Why is this bad?
+    The KV cache is copied byte for byte. A prefill worker writing bf16 blocks for a decode worker that reads fp8
+    (or float16) produces corrupt output or a crash at the first transfer (sgl-project/sglang PR#19398); NIXL's
+    handshake refuses the pair at best.
+
+    ## Example
+    ```yaml
+    VllmWorker:
+      kv-cache-dtype: fp8
+    PrefillWorker:
+      kv-cache-dtype: auto
+    ```
+
+    ## Use instead
+    ```yaml
+    VllmWorker:
+      kv-cache-dtype: fp8
+    PrefillWorker:
+      kv-cache-dtype: fp8
+    ```
+    """
+
+    code = "DG206"
+    name = "dtype-mismatch"
+    severity = Severity.ERROR
+
+    def check(self, ctx):
+        dec, pre = decode(ctx), prefill(ctx)
+        if dec is None or pre is None:
+            return
+        for key in ("dtype", "kv-cache-dtype"):
+            dv, pv = value(dec, key, "auto"), value(pre, key, "auto")
+            if str(dv).lower() != str(pv).lower():
+                where = pre.path_of(key) if pre.is_set(key) else dec.path_of(key)
+                yield ctx.finding(
+                    self, where,
+                    f"{key} differs: VllmWorker {dv}, PrefillWorker {pv}; the KV cache would be read in the wrong format",
+                    fix=Fix(f"use the same {key} on both workers"), at="value",
+                )

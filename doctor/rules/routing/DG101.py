@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from ...finding import Severity
+from ...registry import Rule
+from .._facts import decode, prefill_capacity
+
+
+class DG101(Rule):
+    """## What it does
+    Reports a config that defines prefill workers while the decode worker (`VllmWorker`) does not set
+    `remote-prefill: true`.
+
+    ## Why is this bad?
+    `remote-prefill` is the master switch of disaggregation. Without it the decode worker prefills every request
+    itself and never puts anything on the prefill queue, so the `PrefillWorker` GPUs sit at 0% while the decode
+    worker does all the work. Nothing fails and nothing is logged (ai-dynamo/dynamo#462; Dynamo v0.1.0 shipped
+    `disagg_router.yaml` this way).
+
+    ## Example
+    ```yaml
+    VllmWorker:
+      conditional-disagg: true
+    PrefillWorker:
+      ServiceArgs: {workers: 1}
+    ```
+
+    ## Use instead
+    ```yaml
+    VllmWorker:
+      remote-prefill: true
+      conditional-disagg: true
+      max-local-prefill-length: 10
+    PrefillWorker:
+      ServiceArgs: {workers: 1}
+    ```
+    """
+
+    code = "DG101"
+    name = "remote-prefill-disabled"
+    severity = Severity.ERROR
+
+    def check(self, ctx):
+        dec = decode(ctx)
+        workers, _ = prefill_capacity(ctx)
+        if dec is None or workers == 0 or dec.model.remote_prefill:
+            return
+        explicit = dec.is_set("remote-prefill")
+        where = dec.path_of("remote-prefill") if explicit else ("VllmWorker",)
+        how = "sets remote-prefill: false" if explicit else "does not set remote-prefill: true"
+        yield ctx.finding(
+            self,
+            where,
+            f"VllmWorker {how}, so the {workers} PrefillWorker worker(s) will get 0% of requests: "
+            "every prefill runs on the decode worker",
+            fix=ctx.fix_set_key("VllmWorker", "remote-prefill", "true", "set `remote-prefill: true` under VllmWorker"),
+        )

@@ -1,0 +1,1 @@
+"""Rules of this bundle, one per module."""

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from ...finding import Fix, Severity
+from ...registry import Rule
+
+
+class DG403(Rule):
+    """## What it does
+    Reports a `common-configs` entry that names a key the `Common` section does not define.
+
+    ## Why is this bad?
+    Dynamo skips the missing key without a word, so the service runs with the engine default instead of the shared
+    value the author meant: a different block size or model on one worker, for instance.
+
+    ## Example
+    ```yaml
+    Common:
+      block-size: 64
+    PrefillWorker:
+      common-configs: [block-size, gpu-memory-utilization]
+    ```
+
+    ## Use instead
+    ```yaml
+    Common:
+      block-size: 64
+      gpu-memory-utilization: 0.95
+    PrefillWorker:
+      common-configs: [block-size, gpu-memory-utilization]
+    ```
+    """
+
+    code = "DG403"
+    name = "common-config-missing"
+    severity = Severity.WARNING
+
+    def check(self, ctx):
+        for issue in ctx.parse.issues:
+            if issue.kind != "common_key_missing":
+                continue
+            service = issue.path[0]
+            msg = f"{issue.message}: {service} runs with the engine default instead"
+            if issue.suggestion:
+                msg += f" (did you mean {issue.suggestion!r}?)"
+            yield ctx.finding(self, issue.path, msg, fix=Fix("define the key in Common, or remove it from common-configs"), at="value")

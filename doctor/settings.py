@@ -1,0 +1,68 @@
+"""`[tool.disagg]` settings from the nearest `pyproject.toml` above the working directory; flags override them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+KNOWN = {
+    "select": list,
+    "extend-select": list,
+    "ignore": list,
+    "exclude": list,
+    "output-format": str,
+    "fail-level": str,
+    "gpus": int,
+    "workload": str,
+}
+
+
+class SettingsError(ValueError):
+    pass
+
+
+class Settings:
+    def __init__(self, source: str | None = None, values: dict[str, Any] | None = None):
+        self.source = source
+        self.values = values or {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+
+def find_pyproject(start: Path) -> Path | None:
+    for folder in [start, *start.parents]:
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(start: Path | None = None) -> Settings:
+    path = find_pyproject((start or Path.cwd()).resolve())
+    if path is None:
+        return Settings()
+    import tomllib
+
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read settings: {exc}") from None
+    table = data.get("tool", {}).get("disagg")
+    if table is None:
+        return Settings()
+    if not isinstance(table, dict):
+        raise SettingsError(f"{path}: [tool.disagg] must be a table")
+    values = {}
+    for key, value in table.items():
+        norm = key.replace("_", "-")
+        if norm not in KNOWN:
+            raise SettingsError(f"{path}: [tool.disagg] unknown key {key!r}; known: {', '.join(sorted(KNOWN))}")
+        want = KNOWN[norm]
+        if want is list and isinstance(value, str):
+            value = [value]
+        if not isinstance(value, want) or isinstance(value, bool):
+            raise SettingsError(f"{path}: [tool.disagg] {key} must be a {want.__name__}")
+        values[norm] = value
+    return Settings(source=str(path), values=values)

@@ -1,0 +1,234 @@
+"""Parse a Dynamo v0 service config for the doctor: resolve `common-configs`, type every section, report what does not fit.
+
+Typing follows the JSON Schema generated from the pydantic models in `dynamo_v0.py` (see `typecheck.py` for why the
+doctor does not import pydantic). Unknown sections and keys are kept and reported, never dropped in silence, and
+nothing here rewrites the user's settings.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, NamedTuple
+
+from .routing import RoutingPolicy
+from .source import Path, SourceDocument
+from .typecheck import Values, section_schema, validate_object
+
+SECTION_NAMES = ("Common", "Frontend", "Processor", "Router", "VllmWorker", "PrefillWorker", "Planner")
+WORKER_SECTIONS = ("VllmWorker", "PrefillWorker")
+
+
+# Options that vLLM's engine and Dynamo's workers knew: anything else on a worker is reported as unknown.
+KNOWN_ENGINE_KEYS = frozenset(
+    """
+    model tokenizer served-model-name revision code-revision tokenizer-revision trust-remote-code download-dir
+    load-format config-format dtype kv-cache-dtype max-model-len block-size enable-prefix-caching
+    disable-sliding-window swap-space cpu-offload-gb gpu-memory-utilization max-num-batched-tokens max-num-seqs
+    max-logprobs disable-log-stats disable-log-requests quantization rope-scaling rope-theta enforce-eager
+    max-seq-len-to-capture tensor-parallel-size pipeline-parallel-size data-parallel-size
+    distributed-executor-backend enable-chunked-prefill seed enable-lora max-loras max-lora-rank
+    speculative-model num-speculative-tokens speculative-config kv-transfer-config kv-events-config tokenizer-mode
+    guided-decoding-backend enable-expert-parallel scheduling-policy compilation-config hf-overrides
+    override-generation-config generation-config enable-reasoning reasoning-parser kv-cache-memory-bytes
+    max-num-partial-prefills long-prefill-token-threshold num-gpu-blocks-override preemption-mode
+    disable-custom-all-reduce worker-cls calculate-kv-scales additional-config enable-sleep-mode chat-template
+    limit-mm-per-prompt max-parallel-loading-workers ray-workers-use-nsight num-scheduler-steps
+    multi-step-stream-outputs use-v2-block-manager enable-auto-tool-choice tool-call-parser
+    router remote-prefill conditional-disagg max-local-prefill-length max-prefill-queue-size common-configs
+    ServiceArgs
+    """.split()
+)
+
+DISAGG_KEYS = ("remote-prefill", "conditional-disagg", "max-local-prefill-length", "max-prefill-queue-size")
+
+
+def known_keys(section: str) -> frozenset[str]:
+    """Keys a section understands (for unknown-key reports)."""
+    if section in ("Common", "VllmWorker", "PrefillWorker"):
+        return KNOWN_ENGINE_KEYS
+    return frozenset(section_schema(section)["properties"])
+
+
+SERVICE_ARGS_KEYS = frozenset({"workers", "resources", "envs"})
+RESOURCES_KEYS = frozenset({"gpu", "cpu", "memory"})
+
+
+def did_you_mean(word: str, candidates: frozenset[str] | tuple[str, ...]) -> str | None:
+    """The closest known name, treating `_`/`-` and case as the same."""
+    import difflib  # only when there is a name to match
+
+    norm = {c.lower().replace("_", "-"): c for c in candidates}
+    key = word.lower().replace("_", "-")
+    if key in norm and norm[key] != word:
+        return norm[key]
+    match = difflib.get_close_matches(key, list(norm), n=1, cutoff=0.8)
+    return norm[match[0]] if match else None
+
+
+class SchemaIssue(NamedTuple):
+    """Something in the file that does not fit the models, for the doctor to report."""
+
+    kind: Literal["unknown_section", "unknown_key", "wrong_type", "common_key_missing"]
+    path: Path  # where in the document
+    message: str
+    suggestion: str | None = None
+    key_position: bool = True  # point at the key (True) or at the value
+
+
+class Section:
+    """One service after `common-configs` resolution: typed values and where each came from."""
+
+    __slots__ = ("name", "model", "resolved", "origin", "own")
+
+    def __init__(self, name: str, model: Values, resolved: dict[str, Any], origin: dict[str, Path], own: dict[str, Any]):
+        self.name = name
+        self.model = model  # typed values after resolution, by Python name (`model.remote_prefill`); defaults where unset
+        self.resolved = resolved  # key -> value actually applied (own keys, plus pulled-in Common keys)
+        self.origin = origin  # key -> document path it came from (own or ("Common", key))
+        self.own = own  # the keys written in the section itself
+
+    def path_of(self, key: str) -> Path:
+        """Document path of `key`, or of the section itself when the key is not set."""
+        return self.origin.get(key, (self.name,))
+
+    def is_set(self, key: str) -> bool:
+        return key in self.resolved
+
+
+class DynamoV0Parse:
+    """A parsed config: the sections present, what did not fit, and the source they came from."""
+
+    def __init__(self, doc: SourceDocument):
+        self.doc = doc
+        self.sections: dict[str, Section] = {}
+        self.issues: list[SchemaIssue] = []
+
+    def section(self, name: str) -> Section | None:
+        return self.sections.get(name)
+
+    def workers(self, name: str) -> int:
+        """Worker processes of a service; 0 when the section is absent."""
+        sec = self.sections.get(name)
+        return sec.model.service_args.workers if sec is not None else 0
+
+    def routing_policy(self) -> RoutingPolicy:
+        dec = self.sections.get("VllmWorker")
+        if dec is None:
+            return RoutingPolicy()
+        m = dec.model
+        return RoutingPolicy(m.remote_prefill, m.conditional_disagg, m.max_local_prefill_length, m.max_prefill_queue_size)
+
+
+def looks_like_dynamo_v0(data: Any) -> bool:
+    """True when a document's top-level keys are (mostly) Dynamo v0 service sections."""
+    if not isinstance(data, dict) or not data:
+        return False
+    names = [k for k in data if isinstance(k, str)]
+    hits = sum(1 for k in names if k in SECTION_NAMES or did_you_mean(k, SECTION_NAMES))
+    return hits > 0 and hits * 2 >= len(names)
+
+
+def parse_dynamo_v0(doc: SourceDocument) -> DynamoV0Parse:
+    """Resolve `common-configs`, validate every section and collect what does not fit; never raises on bad values."""
+    out = DynamoV0Parse(doc=doc)
+    data = doc.data if isinstance(doc.data, dict) else {}
+    for name in data:
+        if name not in SECTION_NAMES:
+            hint = did_you_mean(name, SECTION_NAMES)
+            out.issues.append(SchemaIssue("unknown_section", (name,), f"unknown section {name!r}", hint))
+    common_raw = data.get("Common") if isinstance(data.get("Common"), dict) else {}
+    for name in SECTION_NAMES:
+        if name not in data:
+            continue
+        raw = data[name]
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            out.issues.append(SchemaIssue("wrong_type", (name,), f"section {name} must be a mapping of keys, got {_type_name(raw)}", key_position=False))
+            raw = {}
+        resolved, origin = _resolve(name, raw, common_raw, out)
+        model = _validate(name, resolved, origin, out)
+        out.sections[name] = Section(name=name, model=model, resolved=resolved, origin=origin, own=raw)
+        _check_keys(name, raw, out)
+    return out
+
+
+def _resolve(name: str, raw: dict[str, Any], common: dict[str, Any], out: DynamoV0Parse) -> tuple[dict[str, Any], dict[str, Path]]:
+    resolved: dict[str, Any] = {}
+    origin: dict[str, Path] = {}
+    pulled = raw.get("common-configs")
+    if name != "Common" and isinstance(pulled, list):
+        for i, key in enumerate(pulled):
+            if not isinstance(key, str):
+                continue
+            if key not in common:
+                hint = did_you_mean(key, frozenset(k for k in common if isinstance(k, str)))
+                out.issues.append(SchemaIssue("common_key_missing", (name, "common-configs", i), f"common-configs names {key!r}, which Common does not define", hint, key_position=False))
+            elif key not in raw:
+                resolved[key] = common[key]
+                origin[key] = ("Common", key)
+    for key, value in raw.items():
+        resolved[key] = value
+        origin[key] = (name, key)
+    return resolved, origin
+
+
+def _validate(name: str, resolved: dict[str, Any], origin: dict[str, Path], out: DynamoV0Parse) -> Values:
+    values, errors = validate_object(section_schema(name), resolved)
+    for err in errors:
+        top = str(err.loc[0])
+        path = origin.get(top, (name, top)) + tuple(err.loc[1:])
+        where = ".".join(str(p) for p in err.loc)
+        out.issues.append(SchemaIssue("wrong_type", path, f"{where}: expected {err.expected}, got {_show(err.got)}", key_position=False))
+    return values
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (dict, list)):
+        return _type_name(value)
+    return json.dumps(value) if isinstance(value, (bool, int, float)) or value is None else repr(value)
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _check_keys(name: str, raw: dict[str, Any], out: DynamoV0Parse) -> None:
+    known = known_keys(name)
+    for key in raw:
+        if key not in known:
+            out.issues.append(SchemaIssue("unknown_key", (name, key), f"unknown key {key!r} in {name}", did_you_mean(key, known)))
+    sargs = raw.get("ServiceArgs")
+    if isinstance(sargs, dict):
+        for key in sargs:
+            if key not in SERVICE_ARGS_KEYS:
+                out.issues.append(SchemaIssue("unknown_key", (name, "ServiceArgs", key), f"unknown key {key!r} in {name}.ServiceArgs", did_you_mean(key, SERVICE_ARGS_KEYS)))
+        res = sargs.get("resources")
+        if isinstance(res, dict):
+            for key in res:
+                if key not in RESOURCES_KEYS:
+                    out.issues.append(SchemaIssue("unknown_key", (name, "ServiceArgs", "resources", key), f"unknown key {key!r} in {name}.ServiceArgs.resources", did_you_mean(key, RESOURCES_KEYS)))
+
+
+def kv_connector(section: Section | None) -> tuple[str | None, str | None]:
+    """(connector name, error) of a section's kv-transfer-config; (None, None) when unset."""
+    if section is None or not section.is_set("kv-transfer-config"):
+        return None, None
+    value = section.resolved["kv-transfer-config"]
+    if isinstance(value, dict):
+        cfg = value
+    elif isinstance(value, str):
+        try:
+            cfg = json.loads(value)
+        except json.JSONDecodeError as exc:
+            return None, f"kv-transfer-config is not valid JSON: {exc.msg} at character {exc.pos + 1}"
+    else:
+        return None, None
+    if not isinstance(cfg, dict):
+        return None, "kv-transfer-config must be a JSON object"
+    connector = cfg.get("kv_connector")
+    if not isinstance(connector, str) or not connector:
+        return None, 'kv-transfer-config has no "kv_connector"'
+    return connector, None

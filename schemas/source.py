@@ -1,0 +1,192 @@
+"""Load YAML with the line and column of every key and value, refusing input that would hang or exhaust memory.
+
+A loaded document is plain Python data (dicts, lists, scalars) plus a `SourceMap` from key paths such as
+`("VllmWorker", "remote-prefill")` to positions, so a validation error's `loc` or a rule's finding can point at
+`file:line:col`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+import yaml
+
+MAX_BYTES = 8 * 1024 * 1024  # a config larger than this is not a config
+MAX_NODES = 200_000  # nodes after alias expansion: stops "billion laughs" documents
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_constructor = yaml.constructor.SafeConstructor()
+
+Path = tuple[Any, ...]
+
+
+class ConfigError(Exception):
+    """Input that cannot be read as a config at all: reported as `file:line:col: message`, exit code 2."""
+
+    def __init__(self, path: str, line: int, column: int, message: str):
+        super().__init__(f"{path}:{line}:{column}: {message}")
+        self.path = path
+        self.line = line
+        self.column = column
+        self.message = message
+
+
+class Pos(NamedTuple):
+    """A 1-based source position with the end of the token it marks."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+
+class SourceMap:
+    """Positions of keys and values by path; lookups fall back to the nearest ancestor that has one."""
+
+    __slots__ = ("keys", "values")
+
+    def __init__(self) -> None:
+        self.keys: dict[Path, Pos] = {}
+        self.values: dict[Path, Pos] = {}
+
+    def key(self, path: Path) -> Pos:
+        return self._find(path, self.keys)
+
+    def value(self, path: Path) -> Pos:
+        return self._find(path, self.values)
+
+    def _find(self, path: Path, table: dict[Path, Pos]) -> Pos:
+        path = tuple(path)
+        while path:
+            if path in table:
+                return table[path]
+            if path in self.keys:
+                return self.keys[path]
+            path = path[:-1]
+        return self.values.get((), Pos(1, 1, 1, 1))
+
+
+class SourceDocument:
+    """One YAML document of a file: its data, where each part came from, and the file's text lines."""
+
+    __slots__ = ("path", "text", "data", "marks", "lines")
+
+    def __init__(self, path: str, text: str, data: Any, marks: SourceMap, lines: list[str]):
+        self.path, self.text, self.data, self.marks, self.lines = path, text, data, marks, lines
+
+    def line_text(self, line: int) -> str:
+        return self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+
+
+def _pos(node: yaml.Node) -> Pos:
+    start, end = node.start_mark, node.end_mark
+    return Pos(start.line + 1, start.column + 1, end.line + 1, end.column + 1)
+
+
+def decode_text(path: str, raw: bytes) -> str:
+    """Bytes to text, or a ConfigError naming where the file stops being UTF-8 text."""
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(path, 1, 1, f"file is {len(raw) / 1e6:.1f} MB; configs over {MAX_BYTES // 2**20} MiB are refused")
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        line, col = _line_col(raw, nul)
+        raise ConfigError(path, line, col, "binary file (NUL byte): not a YAML config")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _line_col(raw, exc.start)
+        raise ConfigError(path, line, col, f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _line_col(raw: bytes, offset: int) -> tuple[int, int]:
+    line = raw.count(b"\n", 0, offset) + 1
+    col = offset - (raw.rfind(b"\n", 0, offset) + 1) + 1
+    return line, col
+
+
+def load_documents(path: str, text: str) -> list[SourceDocument]:
+    """Every YAML document of `text`, with positions. Raises ConfigError for anything that is not clean YAML."""
+    if len(text) > MAX_BYTES:
+        raise ConfigError(path, 1, 1, f"file is over {MAX_BYTES // 2**20} MiB; configs that large are refused")
+    lines = text.splitlines()
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(path, line, col, f"invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, 1, 1, f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(path, 1, 1, "invalid YAML: nested too deeply") from None
+    docs = []
+    for node in nodes:
+        if node is None:
+            continue
+        marks = SourceMap()
+        budget = [MAX_NODES]
+        try:
+            data = _convert(path, node, (), marks, budget, 0)
+        except RecursionError:
+            raise ConfigError(path, *_pos(node)[:2], "nested too deeply") from None
+        docs.append(SourceDocument(path=path, text=text, data=data, marks=marks, lines=lines))
+    return docs
+
+
+_MAX_DEPTH = 200
+
+
+def _convert(path: str, node: yaml.Node, at: Path, marks: SourceMap, budget: list[int], depth: int) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        p = _pos(node)
+        raise ConfigError(path, p.line, p.column, f"document expands to over {MAX_NODES} nodes (alias bomb?)")
+    if depth > _MAX_DEPTH:
+        p = _pos(node)
+        raise ConfigError(path, p.line, p.column, f"nested more than {_MAX_DEPTH} levels deep")
+    marks.values.setdefault(at, _pos(node))
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                p = _pos(key_node)
+                raise ConfigError(path, p.line, p.column, "a mapping key must be a plain value, not a list or mapping")
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                p = _pos(key_node)
+                raise ConfigError(path, p.line, p.column, "YAML merge keys (<<) are not supported in configs; write the keys out")
+            key = _constructor.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                key = str(key)
+            if key in out:
+                p, first = _pos(key_node), marks.keys[at + (key,)]
+                raise ConfigError(path, p.line, p.column, f"duplicate key {key!r} (first defined at line {first.line}); YAML keeps only the last")
+            marks.keys[at + (key,)] = _pos(key_node)
+            out[key] = _convert(path, value_node, at + (key,), marks, budget, depth + 1)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(path, item, at + (i,), marks, budget, depth + 1) for i, item in enumerate(node.value)]
+    try:
+        return _constructor.construct_object(node, deep=True)
+    except yaml.constructor.ConstructorError as exc:
+        p = _pos(node)
+        raise ConfigError(path, p.line, p.column, f"invalid value: {exc.problem}") from None
+    except ValueError as exc:  # e.g. a timestamp that the resolver matched but that is not a date
+        p = _pos(node)
+        raise ConfigError(path, p.line, p.column, f"invalid value: {exc}") from None
+
+
+_NOQA = re.compile(r"#\s*disagg:\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]*(?:\s*,\s*[A-Z]+[0-9]*)*))?", re.IGNORECASE)
+
+
+def noqa_codes(line_text: str) -> frozenset[str] | None:
+    """The codes a `# disagg: noqa: DG101,DG2` comment suppresses on its line; `{"ALL"}` for a bare noqa; None if absent."""
+    m = _NOQA.search(line_text)
+    if not m:
+        return None
+    codes = m.group("codes")
+    if not codes:
+        return frozenset({"ALL"})
+    return frozenset(c.strip().upper() for c in codes.split(","))

@@ -70,12 +70,39 @@ def main() -> None:
         d = timed([disagg, "doctor", "--exit-zero", tmp], runs)
         y = timed([yamllint, *paths], runs)
         rows.append((f"{args.files} configs, one call", d, y))
+        bad = bad_inputs(Path(tmp))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}")
     print()
     print("| case | disagg doctor (median) | yamllint (median) | ratio disagg/yamllint |")
     print("|---|---|---|---|")
     for label, (dm, _), (ym, _) in rows:
         print(f"| {label} | {dm * 1000:.0f} ms | {ym * 1000:.0f} ms | {dm / ym:.2f} |")
+    print()
+    print("| bad input (exit 2 expected) | exit | wall | peak RSS |")
+    print("|---|---|---|---|")
+    for label, code, wall, rss in bad:
+        print(f"| {label} | {code} | {wall * 1000:.0f} ms | {rss:.0f} MB |")
+
+
+def bad_inputs(folder: Path) -> list[tuple[str, int, float, float]]:
+    """Time and measure the doctor on hostile input; the budget is 2 s and 200 MB each."""
+    cases = {
+        "alias bomb (9^9 nodes)": "\n".join(['a: &a ["x","x","x","x","x","x","x","x","x"]'] + [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")] + ["VllmWorker: {model: *i}"]).encode(),
+        "50 MB file": b"VllmWorker:\n" + (b"  # " + b"x" * 1020 + b"\n") * 50 * 1024,
+        "10,000-deep nesting": b"VllmWorker: " + b"[" * 10_000 + b"]" * 10_000 + b"\n",
+        "binary": bytes(range(256)) * 1024,
+    }
+    out = []
+    for label, data in cases.items():
+        path = folder / "bad.yaml"
+        path.write_bytes(data)
+        probe = "import resource,subprocess,sys,time;t=time.perf_counter();p=subprocess.run(sys.argv[1:],capture_output=True);print(p.returncode,time.perf_counter()-t,resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024)"
+        res = subprocess.run([sys.executable, "-c", probe, _bin("disagg"), "doctor", str(path)], capture_output=True, text=True)
+        code, wall, rss = res.stdout.split()
+        out.append((label, int(code), float(wall), float(rss)))
+    return out
+
+
 
 
 if __name__ == "__main__":

@@ -51,18 +51,19 @@ class SourceMap:
         self.values: dict[Path, Pos] = {}
 
     def key(self, path: Path) -> Pos:
-        return self._find(path, self.keys)
+        """Where the key of `path` is written (a list item's own position for an index)."""
+        return self._find(path, self.keys, self.values)
 
     def value(self, path: Path) -> Pos:
-        return self._find(path, self.values)
+        return self._find(path, self.values, self.keys)
 
-    def _find(self, path: Path, table: dict[Path, Pos]) -> Pos:
+    def _find(self, path: Path, first: dict[Path, Pos], second: dict[Path, Pos]) -> Pos:
         path = tuple(path)
         while path:
-            if path in table:
-                return table[path]
-            if path in self.keys:
-                return self.keys[path]
+            if path in first:
+                return first[path]
+            if path in second:
+                return second[path]
             path = path[:-1]
         return self.values.get((), Pos(1, 1, 1, 1))
 
@@ -116,6 +117,8 @@ def load_documents(path: str, text: str) -> list[SourceDocument]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        if lines and line > len(lines):  # libyaml reports end of input on the line after the last one
+            line, col = len(lines), len(lines[-1]) + 1
         problem = exc.problem or exc.context or "invalid YAML"
         raise ConfigError(path, line, col, f"invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
@@ -137,6 +140,7 @@ def load_documents(path: str, text: str) -> list[SourceDocument]:
 
 
 _MAX_DEPTH = 200
+_PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
 def _convert(path: str, node: yaml.Node, at: Path, marks: SourceMap, budget: list[int], depth: int) -> Any:
@@ -148,6 +152,9 @@ def _convert(path: str, node: yaml.Node, at: Path, marks: SourceMap, budget: lis
         p = _pos(node)
         raise ConfigError(path, p.line, p.column, f"nested more than {_MAX_DEPTH} levels deep")
     marks.values.setdefault(at, _pos(node))
+    if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
+        p = _pos(node)
+        raise ConfigError(path, p.line, p.column, f"invalid value: tag {node.tag!r} is not allowed in a config")
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:

@@ -150,7 +150,7 @@ def _check(schema: dict[str, Any], option: dict[str, Any], value: Any, loc: tupl
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if not strict:
-            if isinstance(value, float) and value.is_integer():
+            if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:  # pydantic: i64 range
                 return int(value)
             if isinstance(value, str) and _INT.fullmatch(value.strip()):
                 return int(value.strip().split(".")[0].replace("_", ""))

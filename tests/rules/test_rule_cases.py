@@ -1,0 +1,50 @@
+"""Rule tests as data: each tests/rules/cases/DGxxx.yml holds failing and passing configs for one rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from disagg.doctor.context import LintOptions
+from disagg.doctor.engine import lint_text
+from disagg.doctor.registry import default_registry
+from disagg.doctor.workload import parse_workload
+
+CASES = Path(__file__).resolve().parent / "cases"
+
+
+def _cases():
+    for path in sorted(CASES.glob("DG*.yml")):
+        spec = yaml.safe_load(path.read_text())
+        for case in spec["cases"]:
+            yield pytest.param(spec["rule"], case, id=f"{spec['rule']}: {case['name']}")
+
+
+@pytest.mark.parametrize("code, case", list(_cases()))
+def test_rule_case(code, case):
+    rule = default_registry().get(code)
+    assert rule is not None, f"{code} has a case file but is not registered"
+    opts = case.get("options", {})
+    options = LintOptions(gpus=opts.get("gpus"), workload=parse_workload(opts["workload"]) if "workload" in opts else None)
+    result = lint_text("case.yaml", case["config"], [rule], options)
+    assert result.error is None, result.error
+    got = [f for f in result.findings if f.code == code]
+    want = case["expect"]
+    assert [(f.line, f.column) for f in got] == [(w["line"], w["column"]) for w in want], [f.message for f in got]
+    for f, w in zip(got, want):
+        if "severity" in w:
+            assert f.severity.label == w["severity"], f.message
+        if "message" in w:
+            assert w["message"] in f.message, f.message
+        assert f.fix is not None and f.fix.title, f"{code} finding without a fix title"
+
+
+def test_every_rule_has_failing_and_passing_cases():
+    for rule in default_registry():
+        path = CASES / f"{rule.code}.yml"
+        assert path.is_file(), f"{rule.code} has no case file {path.name}"
+        cases = yaml.safe_load(path.read_text())["cases"]
+        assert any(c["expect"] for c in cases), f"{rule.code}: no failing case"
+        assert any(not c["expect"] for c in cases), f"{rule.code}: no passing case"

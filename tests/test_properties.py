@@ -12,7 +12,7 @@ from conftest import EXAMPLES
 from disagg.doctor.context import LintOptions
 from disagg.doctor.engine import lint_text
 from disagg.doctor.registry import default_registry
-from disagg.doctor.workload import Workload, Request
+from disagg.doctor.workload import Request, Workload
 from disagg.schemas.config import KNOWN_ENGINE_KEYS, SECTION_NAMES
 from disagg.schemas.source import ConfigError, decode_text
 

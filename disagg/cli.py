@@ -37,6 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--fix", action="store_true", help="apply the fixes that are plain edits, in place")
     doc.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour text output (default auto)")
 
+    serve = sub.add_parser("serve", help="run a config: OpenAI-compatible frontend, router, decode and prefill workers",
+                           description="Run a Dynamo-style config with the reference runtime (mock engine by default).")
+    serve.add_argument("config", metavar="CONFIG")
+    serve.add_argument("--engine", choices=("mock", "vllm"), default="mock", help="worker engine (default mock: no GPU, no model)")
+    serve.add_argument("--host", default="127.0.0.1", help="frontend address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="frontend port (default: the Frontend section's port, else 8000; 0 picks a free one)")
+    serve.add_argument("--kv-transport", choices=("nixl", "http"), default="nixl", help="how KV moves between workers (default nixl; http is the named fallback)")
+    serve.add_argument("--mock-timing", choices=("default", "zero"), default="default", help="mock engine costs: default, or zero (to measure the runtime itself)")
+    serve.add_argument("--mock-prefill-us-per-token", type=float, help="mock prefill cost per uncached token, microseconds (default 20)")
+    serve.add_argument("--mock-decode-ms-per-step", type=float, help="mock decode step cost, milliseconds (default 4)")
+    serve.add_argument("--prefill-concurrency", type=int, default=1, help="prefills one prefill worker runs at once (default 1, as Dynamo v0)")
+    serve.add_argument("--prefill-timeout", type=float, default=10.0, help="seconds before a remote prefill falls back to local (default 10)")
+    serve.add_argument("--log-dir", help="where each process writes its log (default: a new temporary folder)")
+    serve.add_argument("--fault-injection", action="store_true", help="enable POST /debug/faults (for tests)")
+
     rules = sub.add_parser("rules", help="list the doctor's rules")
     rules.add_argument("--output-format", choices=("text", "json", "markdown"), default="text")
     return parser
@@ -55,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _doctor(args, parser)
         if args.command == "rules":
             return _rules(args)
+        if args.command == "serve":
+            return _serve(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -144,6 +161,80 @@ def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return EXIT_ERROR
     failing = any(f.severity >= fail_level for r in results for f in r.findings)
     return EXIT_FINDINGS if failing and not args.exit_zero else EXIT_CLEAN
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    from rich.console import Console
+
+    from disagg.runtime.kv import NIXL_INSTALL_HINT, nixl_available
+    from disagg.runtime.plan import PlanError, load_plan
+    from disagg.runtime.supervisor import ServeOptions, Supervisor
+    from disagg.schemas.source import ConfigError
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        plan = load_plan(args.config)
+    except ConfigError as exc:
+        return _err(str(exc))
+    except PlanError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return _err(f"{args.config} cannot be run; fix the errors above (`disagg doctor {args.config}` explains them)")
+    if args.engine == "vllm":
+        return _err("--engine vllm is not available in this build yet; run with --engine mock")
+    if args.kv_transport == "nixl":
+        why = nixl_available()
+        if why is not None:
+            return _err(NIXL_INSTALL_HINT.format(err=why))
+    for note in plan.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    timing = {} if args.mock_timing == "default" else {"prefill_base": 0.0, "prefill_per_token": 0.0, "decode_step": 0.0, "decode_per_seq": 0.0}
+    if args.mock_prefill_us_per_token is not None:
+        timing["prefill_per_token"] = args.mock_prefill_us_per_token / 1e6
+    if args.mock_decode_ms_per_step is not None:
+        timing["decode_step"] = args.mock_decode_ms_per_step / 1e3
+    options = ServeOptions(host=args.host, port=args.port, kv_transport=args.kv_transport, timing=timing, prefill_concurrency=args.prefill_concurrency,
+                           prefill_timeout=args.prefill_timeout, fault_injection=args.fault_injection, log_dir=args.log_dir)
+    sup = Supervisor(plan, options, say=lambda m: console.print(f"[bold red]![/] {m}" if "died" in m else f"[green]✓[/] {m}"))
+    sup.build()
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    p = plan.policy
+    console.print(f"[bold]disagg serve[/] {args.config}: {plan.decode_workers} decode + {plan.prefill_workers} prefill worker(s), engine mock, KV over {args.kv_transport}")
+    console.print(f"routing: remote-prefill={str(p.remote_prefill).lower()} conditional-disagg={str(p.conditional_disagg).lower()} "
+                  f"max-local-prefill-length={p.max_local_prefill_length} max-prefill-queue-size={p.max_prefill_queue_size}")
+    try:
+        with console.status("starting processes...") as status:
+            ready = []
+
+            def progress(child, is_ready):
+                if is_ready:
+                    ready.append(child.name)
+                    console.print(f"  [green]ready[/] {child.name:<12} pid {child.proc.pid:<8} {child.url}")
+                status.update(f"starting processes... {len(ready)}/{len(sup.children)} ready")
+
+            sup.start(progress)
+    except (RuntimeError, KeyboardInterrupt) as exc:
+        sup.stop()
+        return _err(str(exc) or "interrupted while starting")
+    console.print(f"[bold green]serving[/] {plan.served_model_name!r} at [bold]{sup.frontend_url}/v1[/]  (metrics {sup.frontend_url}/metrics, workers {sup.frontend_url}/workers; logs {sup.run_dir})")
+    print(sup.frontend_url, flush=True)
+    try:
+        while not stop["flag"]:
+            sup.watch_once()
+            time.sleep(0.1)
+    finally:
+        console.print("stopping...")
+        sup.stop()
+    return EXIT_CLEAN
 
 
 def _rules(args: argparse.Namespace) -> int:

@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-dir", help="where each process writes its log (default: a new temporary folder)")
     serve.add_argument("--fault-injection", action="store_true", help="enable POST /debug/faults (for tests)")
 
+    load = sub.add_parser("load", help="send a bounded burst of completions to a frontend and show where prefill ran")
+    load.add_argument("url", metavar="URL", help="frontend URL, e.g. http://127.0.0.1:8000")
+    load.add_argument("--isl", type=int, default=200, help="prompt length in tokens (default 200)")
+    load.add_argument("--osl", type=int, default=10, help="output tokens (default 10)")
+    load.add_argument("--requests", type=int, default=20, help="how many requests (default 20, at most 100000)")
+    load.add_argument("--concurrency", type=int, default=4, help="requests in flight at once (default 4)")
+
     rules = sub.add_parser("rules", help="list the doctor's rules")
     rules.add_argument("--output-format", choices=("text", "json", "markdown"), default="text")
     return parser
@@ -72,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _rules(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "load":
+            return _load(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -163,11 +172,23 @@ def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return EXIT_FINDINGS if failing and not args.exit_zero else EXIT_CLEAN
 
 
+def _runtime_missing() -> str | None:
+    import importlib.util
+
+    missing = [m for m in ("aiohttp", "prometheus_client", "numpy") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"the runtime needs {', '.join(missing)}: pip install 'disagg[serve]' (or, from a checkout, pip install '.[serve]')"
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
     import signal
     import time
 
     from rich.console import Console
+
+    if (missing := _runtime_missing()) is not None:
+        return _err(missing)
 
     from disagg.runtime.kv import NIXL_INSTALL_HINT, nixl_available
     from disagg.runtime.plan import PlanError, load_plan
@@ -235,6 +256,21 @@ def _serve(args: argparse.Namespace) -> int:
         console.print("stopping...")
         sup.stop()
     return EXIT_CLEAN
+
+
+def _load(args: argparse.Namespace) -> int:
+    import asyncio
+
+    if (missing := _runtime_missing()) is not None:
+        return _err(missing)
+
+    from disagg.runtime.load import run_load, summary
+
+    if not 1 <= args.requests <= 100_000 or args.isl < 1 or args.osl < 1 or args.concurrency < 1:
+        return _err("--requests must be 1..100000 and --isl, --osl, --concurrency at least 1")
+    result = asyncio.run(run_load(args.url, args.isl, args.osl, args.requests, args.concurrency))
+    print("\n".join(summary(result)))
+    return EXIT_CLEAN if result.ok == result.sent else EXIT_FINDINGS
 
 
 def _rules(args: argparse.Namespace) -> int:

@@ -86,7 +86,7 @@ class PrefillJob:
 
 class Frontend:
     def __init__(self, plan: RuntimePlan, workers: list[WorkerSpec], registry: CollectorRegistry | None = None, prefill_concurrency: int = 1,
-                 prefill_timeout: float = 10.0, decode_timeout: float = 10.0, fault_injection: bool = False):
+                 prefill_timeout: float = 10.0, decode_timeout: float = 60.0, fault_injection: bool = False):
         self.plan = plan
         self.policy = plan.policy
         self.registry = registry or CollectorRegistry()
@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--prefill-concurrency", type=int, default=1)
     ap.add_argument("--prefill-timeout", type=float, default=10.0)
-    ap.add_argument("--decode-timeout", type=float, default=10.0)
+    ap.add_argument("--decode-timeout", type=float, default=60.0)
     ap.add_argument("--fault-injection", action="store_true")
     args = ap.parse_args(argv)
     set_parent_death_signal()

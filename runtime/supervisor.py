@@ -34,7 +34,7 @@ class ServeOptions:
     arena_mb: int = 256
     prefill_concurrency: int = 1
     prefill_timeout: float = 10.0
-    decode_timeout: float = 10.0
+    decode_timeout: float = 60.0
     fault_injection: bool = False
     log_dir: str | None = None
 

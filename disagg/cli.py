@@ -36,6 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--workload", metavar="SPEC", help="predict the remote share: isl=200,osl=10[,prefix-hit=0.2] or a JSON-lines trace")
     doc.add_argument("--fix", action="store_true", help="apply the fixes that are plain edits, in place")
     doc.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour text output (default auto)")
+    live = doc.add_argument_group("live", "watch a running deployment (needs `pip install 'disagg[live]'` for utilisation)")
+    live.add_argument("--live", metavar="URL", help="frontend URL of a running deployment (disagg serve, vLLM, Dynamo)")
+    live.add_argument("--interval", type=float, default=1.0, help="seconds between scrapes (default 1)")
+    live.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    live.add_argument("--window", type=float, default=30.0, help="seconds of history the diagnosis looks at (default 30)")
+    live.add_argument("--min-requests", type=int, default=5, help="requests in the window before zero prefill traffic counts as certain (default 5)")
+    live.add_argument("--prometheus", metavar="URL", help="Prometheus server with DCGM exporter series, for GPU utilisation in clusters")
+    live.add_argument("--until-finding", action="store_true", help="exit as soon as an error-level finding is certain")
+    live.add_argument("--probe", action="store_true", help="send one request longer than the threshold and report where its prefill ran")
 
     serve = sub.add_parser("serve", help="run a config: OpenAI-compatible frontend, router, decode and prefill workers",
                            description="Run a Dynamo-style config with the reference runtime (mock engine by default).")
@@ -115,6 +124,8 @@ def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         settings = load_settings()
     except SettingsError as exc:
         return _err(str(exc))
+    if args.live:
+        return _live(args, registry)
     if not args.paths:
         return _err("no config given: disagg doctor PATH... (or - for stdin)")
 
@@ -170,6 +181,122 @@ def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return EXIT_ERROR
     failing = any(f.severity >= fail_level for r in results for f in r.findings)
     return EXIT_FINDINGS if failing and not args.exit_zero else EXIT_CLEAN
+
+
+def _live(args: argparse.Namespace, registry) -> int:
+    import json
+    import time
+
+    from disagg.doctor.context import LintOptions
+    from disagg.doctor.engine import lint_paths, lint_text
+    from disagg.doctor.finding import Severity
+    from disagg.doctor.live.collect import Collector
+    from disagg.doctor.live.diagnose import Diagnoser, LiveContext
+    from disagg.doctor.live.scrape import ScrapeError, fetch_json
+    from disagg.doctor.live.window import Window
+
+    url = args.live.rstrip("/")
+    if args.interval <= 0 or (args.duration is not None and args.duration <= 0):
+        return _err("--interval and --duration must be positive")
+    text_mode = (args.output_format or "text") == "text"
+    if args.output_format not in (None, "text", "json"):
+        return _err("--live reports as text or json")
+    static = None
+    if args.paths:
+        results = lint_paths(args.paths[:1], [r for r in registry if not r.live], LintOptions())
+        static = results[0]
+        if static.error:
+            print(str(static.error), file=sys.stderr)
+            return EXIT_ERROR
+    else:
+        try:
+            served = fetch_json(url + "/config")
+            if served.get("text"):
+                static = lint_text(served.get("path", url + "/config"), served["text"], [r for r in registry if not r.live], LintOptions())
+        except ScrapeError:
+            pass  # not a disagg frontend: diagnose from metrics alone
+    collector = Collector(url, prometheus_url=args.prometheus)
+    try:
+        first = collector.tick()
+    except Exception as exc:  # noqa: BLE001 - any failure of the first scrape is a usage problem to report
+        return _err(f"cannot watch {url}: {exc}")
+    if first.frontend_error and not first.workers:
+        return _err(f"cannot read {url}/metrics: {first.frontend_error}")
+    window = Window(seconds=args.window)
+    window.add(first)
+    ctx = LiveContext(window=window, target=url, parse=static.parse if static else None, static=static.findings if static else [], min_requests=args.min_requests)
+    diag = Diagnoser([r for r in registry if r.live])
+    if text_mode:
+        where = f" with config {static.path}" if static else " (no config: diagnosing from metrics alone)"
+        print(f"watching {url} every {args.interval:g} s{where}; systems: {', '.join(first.systems) or 'unknown'}")
+        for note in first.utilisation_notes:
+            print(f"  utilisation: {note}")
+        for f in (static.findings if static else []):
+            if f.severity >= Severity.WARNING:
+                print(f"  static {f.code} [{f.severity.label}] {f.path}:{f.line}:{f.column}: {f.message}")
+    probe = _probe(url, ctx) if args.probe else None
+    if probe and text_mode:
+        print(f"probe: {probe['message']}")
+    start = time.monotonic()
+    held = []
+    try:
+        while True:
+            time.sleep(max(0.0, args.interval - ((time.monotonic() - start) % args.interval)))
+            window.add(collector.tick())
+            new, held = diag.step(ctx)
+            for h in new:
+                if text_mode:
+                    _print_live(h.finding)
+            if args.until_finding and any(h.finding.severity >= Severity.ERROR for h in held):
+                break
+            if args.duration is not None and time.monotonic() - start >= args.duration:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        collector.close()
+    failing = [h.finding for h in held if h.finding.severity >= Severity.ERROR]
+    if text_mode:
+        if held:
+            print(f"holding at the end ({window.last.t:.1f} s): " + ", ".join(f"{h.finding.code}" + (f" ({h.finding.extra['cause']})" if "cause" in h.finding.extra else "") for h in held))
+        else:
+            print(f"no live finding holds after {window.last.t:.1f} s")
+    else:
+        doc = {
+            "target": url, "watched_s": round(window.last.t, 2), "snapshots": len(window.snaps), "systems": list(window.last.systems),
+            "utilisation_notes": list(window.last.utilisation_notes), "probe": probe,
+            "findings": [f.to_dict() for f in (static.findings if static else [])] + [h.finding.to_dict() for h in held],
+        }
+        print(json.dumps(doc, indent=2))
+    return EXIT_FINDINGS if failing else EXIT_CLEAN
+
+
+def _print_live(f) -> None:
+    ev = f.extra.get("evidence", {})
+    cause = f" cause={f.extra['cause']}" if "cause" in f.extra else ""
+    print(f"[+{f.extra.get('first_seen_s', 0):.1f}s] {f.code} [{f.severity.label}]{cause} {f.path}:{f.line}:{f.column}: {f.message}")
+    if ev:
+        print("    evidence: " + ", ".join(f"{k}={v}" for k, v in ev.items()))
+    if f.fix:
+        print(f"    fix: {f.fix.title}")
+
+
+def _probe(url: str, ctx) -> dict:
+    """One request longer than the threshold: did it go remote, and why not?"""
+    from disagg.doctor.live.scrape import ScrapeError, fetch_json
+
+    policy = ctx.policy()
+    length = (policy.max_local_prefill_length + 64) if policy else 1024
+    prompt = ("probe " * (length // 6 + 1))[:length]
+    try:
+        body = fetch_json(url + "/v1/completions", timeout=30, data={"prompt": prompt, "max_tokens": 1})
+    except ScrapeError as exc:
+        return {"prompt_tokens": length, "error": str(exc), "message": f"the probe request failed: {exc}"}
+    info = body.get("disagg")
+    if not info:
+        return {"prompt_tokens": length, "message": f"the {length}-token probe was answered, but this frontend does not say where it was prefilled"}
+    return {"prompt_tokens": length, "route": info.get("route"), "reason": info.get("reason"),
+            "message": f"a {length}-token prompt was prefilled {'remotely' if info.get('route') == 'remote' else 'locally'} (reason {info.get('reason')})"}
 
 
 def _runtime_missing() -> str | None:

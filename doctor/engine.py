@@ -26,6 +26,7 @@ class FileResult:
         self.skipped: str | None = None  # why a file found by a folder search was not linted
         self.prediction: Prediction | None = None
         self.source_lines: list[str] = []
+        self.parse = None  # the parsed config, for the live doctor
 
 
 def collect_paths(targets: Sequence[str], exclude: Sequence[str] = ()) -> list[tuple[str, bool]]:
@@ -92,8 +93,9 @@ def lint_text(path: str, text: str, rules: Iterable[type[Rule]], options: LintOp
         result.error = exc
         return result
     parse = parse_dynamo_v0(doc)
+    result.parse = parse
     ctx = LintContext(parse=parse, options=options)
-    findings = [f for rule in rules for f in rule().check(ctx)]
+    findings = [f for rule in rules if not rule.live for f in rule().check(ctx)]
     result.findings = sorted(_unsuppressed(findings, doc.lines), key=lambda f: (f.line, f.column, f.code))
     if options.workload is not None:
         workers = parse.workers("PrefillWorker")

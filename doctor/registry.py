@@ -25,6 +25,7 @@ class Rule:
     code: ClassVar[str]
     name: ClassVar[str]
     severity: ClassVar[Severity]
+    live: ClassVar[bool] = False  # live rules (DG5xx) read a running deployment, not the config alone
 
     def check(self, ctx: "LintContext") -> Iterable[Finding]:
         raise NotImplementedError

@@ -429,7 +429,7 @@ class Frontend:
     async def config_handler(self, request: web.Request) -> web.Response:
         return web.json_response({"path": self.plan.config_path, "policy": self.policy._asdict(), "block_size": self.plan.block_size,
                                   "max_model_len": self.plan.max_model_len, "served_model_name": self.plan.served_model_name,
-                                  "router": self.plan.router, "sections": self.plan.effective})
+                                  "router": self.plan.router, "sections": self.plan.effective, "text": self.plan.config_text})
 
     async def faults(self, request: web.Request) -> web.Response:
         if not self.fault_injection:

@@ -68,6 +68,7 @@ class RuntimePlan:
     shape: ModelShape
     frontend_port: int
     notes: list[str] = field(default_factory=list)  # what the runtime does not use, said out loud
+    config_text: str = ""  # the file as read, served at /config so the live doctor can lint what runs
     effective: dict[str, Any] = field(default_factory=dict)  # resolved sections, served at /config
 
     def to_json(self) -> str:
@@ -96,7 +97,8 @@ def load_plan(path: str) -> RuntimePlan:
             raw = handle.read()
     except OSError as exc:
         raise ConfigError(path, 1, 1, f"cannot read: {exc.strerror}") from None
-    docs = load_documents(path, decode_text(path, raw))
+    text = decode_text(path, raw)
+    docs = load_documents(path, text)
     if not docs or not isinstance(docs[0].data, dict) or not looks_like_dynamo_v0(docs[0].data):
         raise ConfigError(path, 1, 1, "not a Dynamo service config (expected sections such as VllmWorker, PrefillWorker)")
     parse = parse_dynamo_v0(docs[0])
@@ -140,6 +142,7 @@ def load_plan(path: str) -> RuntimePlan:
         frontend_port=port,
         notes=notes,
         effective=json.loads(json.dumps(effective, default=str)),
+        config_text=text,
     )
 
 

@@ -1,4 +1,4 @@
-"""The rule bundles: 1xx routing, 2xx KV-transfer consistency, 3xx resources, 4xx schema.
+"""The rule bundles: 1xx routing, 2xx KV-transfer consistency, 3xx resources, 4xx schema, 5xx live.
 
 Listed by module so the registry imports them in one place; each module holds one rule class named after its code.
 """
@@ -24,4 +24,9 @@ RULE_MODULES = (
     "schema.DG402",
     "schema.DG403",
     "schema.DG404",
+    "live.DG501",
+    "live.DG502",
+    "live.DG503",
+    "live.DG504",
+    "live.DG505",
 )

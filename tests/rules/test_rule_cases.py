@@ -15,14 +15,50 @@ from disagg.doctor.workload import parse_workload
 CASES = Path(__file__).resolve().parent / "cases"
 
 
-def _cases():
+def _cases(live: bool):
     for path in sorted(CASES.glob("DG*.yml")):
         spec = yaml.safe_load(path.read_text())
+        if bool(spec.get("live")) != live:
+            continue
         for case in spec["cases"]:
             yield pytest.param(spec["rule"], case, id=f"{spec['rule']}: {case['name']}")
 
 
-@pytest.mark.parametrize("code, case", list(_cases()))
+@pytest.mark.parametrize("code, case", list(_cases(live=True)))
+def test_live_rule_case(code, case):
+    """Live rules run over frames: Prometheus text (and workers) per tick, one second apart unless `t` says."""
+    from live.frames import snapshot
+
+    from disagg.doctor.live.diagnose import LiveContext
+    from disagg.doctor.live.window import Window
+
+    rule = default_registry().get(code)
+    assert rule is not None and rule.live
+    window = Window(seconds=60)
+    for i, frame in enumerate(case["frames"]):
+        window.add(snapshot(frame.get("t", i), frame["metrics"], frame.get("workers"), frame.get("worker_metrics"), frame.get("utilisation")))
+    parse, static = None, []
+    if "config" in case:
+        result = lint_text("case.yaml", case["config"], [r for r in default_registry() if not r.live], LintOptions())
+        parse, static = result.parse, result.findings
+    ctx = LiveContext(window=window, target="http://frontend", parse=parse, static=static)
+    got = list(rule().check(ctx))
+    want = case["expect"]
+    assert len(got) == len(want), [f.message for f in got]
+    for f, w in zip(got, want):
+        for key in ("cause",):
+            if key in w:
+                assert f.extra.get(key) == w[key], f.extra
+        if "severity" in w:
+            assert f.severity.label == w["severity"]
+        if "line" in w:
+            assert (f.line, f.column) == (w["line"], w["column"]), f
+        if "message" in w:
+            assert w["message"] in f.message, f.message
+        assert f.fix is not None and "evidence" in f.extra and 0 < f.extra["confidence"] <= 1
+
+
+@pytest.mark.parametrize("code, case", list(_cases(live=False)))
 def test_rule_case(code, case):
     rule = default_registry().get(code)
     assert rule is not None, f"{code} has a case file but is not registered"

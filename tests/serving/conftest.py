@@ -56,6 +56,7 @@ class Server:
 
 
 def start_server(config: Path, tmp: Path, *extra: str) -> Server:
+    tmp.mkdir(parents=True, exist_ok=True)
     log_dir = tmp / "logs"
     cmd = [sys.executable, "-m", "disagg", "serve", str(config), "--port", "0", "--log-dir", str(log_dir), *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(tmp / "serve.err", "wb"), text=True)

@@ -1,0 +1,1 @@
+"""The `disagg top` dashboard (Textual). It reads the live data layer; the data layer never imports it."""

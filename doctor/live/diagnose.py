@@ -1,0 +1,91 @@
+"""Live diagnosis: run the DG5xx rules over the window, remember when each finding was first certain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from disagg.schemas.config import DynamoV0Parse
+from disagg.schemas.routing import RoutingPolicy
+
+from ..finding import Finding, Fix
+from .window import Window
+
+CAUSES = ("remote_prefill_disabled", "below_threshold", "queue_full", "no_prefill_workers", "kv_transfer_failing", "no_traffic")
+REASON_TO_CAUSE = {
+    "disabled": "remote_prefill_disabled",
+    "below_threshold": "below_threshold",
+    "queue_full": "queue_full",
+    "no_prefill_workers": "no_prefill_workers",
+    "prefill_failed": "kv_transfer_failing",
+    "kv_transfer_failed": "kv_transfer_failing",
+}
+
+
+@dataclass
+class LiveContext:
+    window: Window
+    target: str  # the frontend URL
+    parse: DynamoV0Parse | None = None  # the config, when known
+    static: list[Finding] = field(default_factory=list)
+    min_requests: int = 5  # requests in the window before "prefill traffic is zero" counts as certain
+
+    def policy(self) -> RoutingPolicy | None:
+        if self.parse is not None and self.parse.section("VllmWorker") is not None:
+            return self.parse.routing_policy()
+        last = self.window.last
+        rows = last.signals.get("policy") if last else None
+        if rows:
+            lab = rows[0][0]
+            try:
+                return RoutingPolicy(lab["remote_prefill"] == "true", lab["conditional_disagg"] == "true", int(lab["max_local_prefill_length"]), int(lab["max_prefill_queue_size"]))
+            except (KeyError, ValueError):
+                return None
+        return None
+
+    def expected_workers(self, role: str) -> int | None:
+        if self.parse is None:
+            return None
+        return self.parse.workers("VllmWorker" if role == "decode" else "PrefillWorker")
+
+    def static_finding(self, code: str) -> Finding | None:
+        return next((f for f in self.static if f.code == code), None)
+
+    def finding(self, rule: Any, message: str, severity=None, path: tuple = (), fix: Fix | None = None, **extra: Any) -> Finding:
+        """A live finding placed at the config line it concerns (when a config is known), else at the target URL."""
+        if self.parse is not None and path:
+            marks = self.parse.doc.marks
+            p = marks.value(path) if len(path) > 1 else marks.key(path)
+            where, line, col, eline, ecol = self.parse.doc.path, p.line, p.column, p.end_line, p.end_column
+        else:
+            where, line, col, eline, ecol = self.target, 1, 1, 1, 1
+        return Finding(rule.code, rule.name, severity if severity is not None else rule.severity, message, where, line, col, eline, ecol, fix, extra)
+
+
+@dataclass
+class Held:
+    finding: Finding
+    first_seen_s: float
+
+
+class Diagnoser:
+    """Evaluates the live rules each tick; a finding's identity is its code plus its cause or subject."""
+
+    def __init__(self, rules):
+        self.rules = [r() for r in rules]
+        self.first_seen: dict[tuple, float] = {}
+        self.current: dict[tuple, Held] = {}
+
+    def step(self, ctx: LiveContext) -> tuple[list[Held], list[Held]]:
+        """(new findings, all findings holding now), ranked by severity then confidence."""
+        t = ctx.window.last.t if ctx.window.last else 0.0
+        now: dict[tuple, Held] = {}
+        for rule in self.rules:
+            for f in rule.check(ctx):
+                key = (f.code, f.extra.get("cause") or f.extra.get("subject") or "")
+                first = self.first_seen.setdefault(key, t)
+                now[key] = Held(f._replace(extra={**f.extra, "first_seen_s": round(first, 2)}), first)
+        new = [h for k, h in now.items() if k not in self.current]
+        self.current = now
+        rank = lambda h: (-h.finding.severity, -h.finding.extra.get("confidence", 0.5), h.finding.code)  # noqa: E731
+        return sorted(new, key=rank), sorted(now.values(), key=rank)

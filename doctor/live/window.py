@@ -1,0 +1,143 @@
+"""Immutable snapshots, one per tick, and a sliding window that turns counters into rates and histograms into
+quantiles."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+Rows = tuple[tuple[Mapping[str, str], float], ...]
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    worker_id: str
+    role: str
+    pid: int | None
+    up: bool
+    device: str
+    metrics_url: str | None
+    restarts: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    t: float  # seconds since the watch began
+    wall: float  # time.time()
+    frontend: str
+    frontend_error: str | None
+    signals: Mapping[str, Rows]  # frontend signals (aliases resolved)
+    worker_signals: Mapping[str, Mapping[str, Rows]]  # worker id -> its own /metrics signals
+    workers: tuple[WorkerView, ...]
+    utilisation: Mapping[str, object]  # worker id -> Reading
+    utilisation_notes: tuple[str, ...] = ()
+    systems: tuple[str, ...] = ()
+
+    def total(self, signal: str, **labels: str) -> float | None:
+        rows = self.signals.get(signal)
+        if rows is None:
+            return None
+        return sum(v for lab, v in rows if all(lab.get(k) == want for k, want in labels.items()))
+
+    def worker_total(self, worker_id: str, signal: str) -> float | None:
+        rows = self.worker_signals.get(worker_id, {}).get(signal)
+        return None if rows is None else sum(v for _, v in rows)
+
+
+def freeze(signals: dict[str, list[tuple[dict, float]]]) -> Mapping[str, Rows]:
+    return MappingProxyType({k: tuple((MappingProxyType(dict(lab)), v) for lab, v in rows) for k, rows in signals.items()})
+
+
+@dataclass
+class Window:
+    """The last `seconds` of snapshots (at least two once two exist)."""
+
+    seconds: float = 30.0
+    snaps: deque = field(default_factory=deque)
+
+    def add(self, snap: Snapshot) -> None:
+        self.snaps.append(snap)
+        while len(self.snaps) > 2 and snap.t - self.snaps[0].t > self.seconds:
+            self.snaps.popleft()
+
+    @property
+    def first(self) -> Snapshot | None:
+        return self.snaps[0] if self.snaps else None
+
+    @property
+    def last(self) -> Snapshot | None:
+        return self.snaps[-1] if self.snaps else None
+
+    @property
+    def span(self) -> float:
+        return self.last.t - self.first.t if len(self.snaps) > 1 else 0.0
+
+    def delta(self, signal: str, **labels: str) -> float:
+        """Increase of a counter over the window (a reset counts from zero, as Prometheus' increase() does)."""
+        return self._increase(lambda snap: snap.total(signal, **labels))
+
+    def _increase(self, value_of) -> float:
+        if len(self.snaps) < 2:
+            return 0.0
+        total = 0.0
+        prev = None
+        for snap in self.snaps:
+            v = value_of(snap)
+            if v is None:
+                continue
+            if prev is not None:
+                total += v - prev if v >= prev else v
+            prev = v
+        return total
+
+    def rate(self, signal: str, **labels: str) -> float:
+        return self.delta(signal, **labels) / self.span if self.span > 0 else 0.0
+
+    def by_label(self, signal: str, label: str) -> dict[str, float]:
+        """Counter increase per value of one label."""
+        last = self.last
+        if last is None or signal not in last.signals:
+            return {}
+        values = {lab.get(label) for lab, _ in last.signals[signal]}
+        return {v: self.delta(signal, **{label: v}) for v in values if v is not None}
+
+    def quantile(self, bucket_signal: str, q: float) -> float | None:
+        """A quantile of the observations made during the window, from histogram bucket increases."""
+        last = self.last
+        if last is None or bucket_signal not in last.signals:
+            return None
+        bounds = sorted({float(lab["le"]) for lab, _ in last.signals[bucket_signal] if "le" in lab})
+
+        def cumulative(bound: float):
+            def value_of(snap: Snapshot) -> float | None:
+                rows = snap.signals.get(bucket_signal)
+                return None if rows is None else sum(v for lab, v in rows if "le" in lab and float(lab["le"]) == bound)
+
+            return value_of
+
+        counts = [(b, self._increase(cumulative(b))) for b in bounds]
+        total = counts[-1][1] if counts else 0.0
+        if total <= 0:
+            return None
+        target = q * total
+        prev_b, prev_c = 0.0, 0.0
+        for b, c in counts:
+            if c >= target:
+                if math.isinf(b):
+                    return prev_b
+                return prev_b + (b - prev_b) * ((target - prev_c) / (c - prev_c) if c > prev_c else 1.0)
+            prev_b, prev_c = b, c
+        return prev_b
+
+    def worker_busy_share(self, worker_id: str) -> float | None:
+        """Engine busy share (0-1) of one worker over the window, from its own busy_seconds counter."""
+        pts = [(s.t, s.worker_total(worker_id, "busy_seconds")) for s in self.snaps]
+        pts = [(t, v) for t, v in pts if v is not None]
+        if len(pts) < 2 or pts[-1][0] <= pts[0][0]:
+            return None
+        return max(0.0, min(1.0, (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0])))
+

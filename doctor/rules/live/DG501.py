@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from ...finding import Fix, Severity
+from ...live.diagnose import REASON_TO_CAUSE
+from ...registry import Rule
+from ._signals import prefill_utilisation, prefill_workers, rounded, traffic
+
+
+class DG501(Rule):
+    """## What it does
+    Watches a running deployment and reports when requests flow but none is prefilled remotely, and why: remote
+    prefill disabled, prompts below the threshold, the prefill queue full, no prefill worker alive, KV transfers
+    failing, or no traffic at all. The cause comes from the router's own reasons (`disagg_requests_total`),
+    cross-checked with the config's static findings (DG101) and the observed prompt lengths.
+
+    ## Why is this bad?
+    The prefill GPUs are paid for and idle, and the decode workers do the prefill work that disaggregation was meant
+    to take off them, so time to first token and inter-token latency suffer under load. Nothing fails, so nothing
+    alerts: the GPU utilisation graph at 0% is the only sign (ai-dynamo/dynamo#462).
+
+    ## Example
+    ```yaml
+    # disagg doctor examples/seed-broken.yaml --live http://127.0.0.1:8000
+    VllmWorker:
+      conditional-disagg: true   # remote-prefill missing: every request is routed `disabled`
+    ```
+
+    ## Use instead
+    ```yaml
+    VllmWorker:
+      remote-prefill: true
+      conditional-disagg: true
+      max-local-prefill-length: 10
+    ```
+    """
+
+    code = "DG501"
+    name = "prefill-traffic-zero"
+    severity = Severity.ERROR
+    live = True
+
+    def check(self, ctx):
+        w = ctx.window
+        if len(w.snaps) < 2:
+            return
+        total, remote, local = traffic(ctx)
+        if total == 0:
+            if w.span >= 2.0:
+                yield ctx.finding(self, f"no requests in the last {w.span:.0f} s: nothing to route, so prefill traffic is zero by default",
+                                  severity=Severity.INFO, cause="no_traffic", fix=Fix("send traffic (e.g. `disagg load URL`) or check that clients reach this frontend"), evidence={"window_s": round(w.span, 1), "requests": 0}, confidence=0.3)
+            return
+        if remote > 0 or total < ctx.min_requests:
+            return
+        known, up = prefill_workers(ctx)
+        policy = ctx.policy()
+        evidence = {"window_s": round(w.span, 1), "requests": int(total), "remote": 0, "local_by_reason": rounded(local),
+                    "prefill_workers": len(known), "prefill_workers_up": len(up)}
+        isl50, isl95 = w.quantile("isl_bucket", 0.5), w.quantile("isl_bucket", 0.95)
+        if isl50 is not None:
+            evidence["isl_p50"], evidence["isl_p95"] = round(isl50), round(isl95)
+        util = prefill_utilisation(ctx)
+        if util:
+            evidence["prefill_utilisation_pct"] = {k: round(v, 1) for k, (v, _) in util.items()}
+        dominant = max(local, key=local.get) if local else None
+        cause = REASON_TO_CAUSE.get(dominant, "no_prefill_workers")
+        if known and not up:
+            cause = "no_prefill_workers"
+        share = local.get(dominant, 0.0) / total if dominant else 0.0
+        path: tuple = ()
+        if cause == "remote_prefill_disabled":
+            static = ctx.static_finding("DG101")
+            evidence["static_DG101"] = f"{static.path}:{static.line}:{static.column}" if static else None
+            why = f"remote prefill is disabled: {int(local.get('disabled', 0))} of {int(total)} requests were routed `disabled`"
+            if static:
+                why += f" (the config agrees: DG101 at {static.path}:{static.line})"
+            path, fix, confidence = ("VllmWorker",), Fix("set `remote-prefill: true` under VllmWorker and restart"), min(1.0, share + (0.05 if static else 0))
+        elif cause == "below_threshold":
+            limit = policy.max_local_prefill_length if policy else None
+            evidence["max_local_prefill_length"] = limit
+            why = f"every prompt is at or below max-local-prefill-length ({limit} tokens)"
+            if isl50 is not None:
+                why += f": observed prompt length p50 {isl50:.0f}, p95 {isl95:.0f} tokens"
+            path = ("VllmWorker", "max-local-prefill-length") if ctx.parse is not None and ctx.parse.section("VllmWorker") and ctx.parse.section("VllmWorker").is_set("max-local-prefill-length") else ("VllmWorker",)
+            fix, confidence = Fix("lower max-local-prefill-length below your typical uncached prompt length"), share
+        elif cause == "queue_full":
+            evidence["max_prefill_queue_size"] = policy.max_prefill_queue_size if policy else None
+            why = f"the prefill queue was full for every request (max-prefill-queue-size {evidence['max_prefill_queue_size']})"
+            fix, confidence = Fix("add prefill workers or raise max-prefill-queue-size"), share
+        elif cause == "kv_transfer_failing":
+            why = "every remote prefill failed or its KV transfer failed, so each request fell back to a local prefill"
+            fix, confidence = Fix("see DG503: check the prefill workers' logs and the KV connector on both sides"), share
+        else:
+            why = "no prefill worker is alive" if known else "no prefill worker is registered with the frontend"
+            if "decode_only" in local:
+                why = "the frontend routed every request to decode workers only: its prefill router never engaged (prefill workers missing, or registered under another model name or namespace)"
+            fix, confidence = Fix("start prefill workers under the same model name and namespace as the decode workers"), max(share, 0.8)
+        yield ctx.finding(self, f"prefill traffic is zero: {int(total)} requests in the last {w.span:.0f} s, none prefilled remotely; cause: {why}",
+                          path=path, fix=fix, cause=cause, evidence=evidence, confidence=round(confidence, 2))

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from ...finding import Fix, Severity
+from ...registry import Rule
+from ._signals import rounded
+
+
+class DG503(Rule):
+    """## What it does
+    Reports KV transfers that fail or expire in a running deployment: transfer failures
+    (`disagg_kv_transfer_failures_total`, vLLM's `nixl_num_failed_transfers`, SGLang's transfer failures),
+    remote prefills that failed (`prefill_failed`), and prefilled KV that expired unread
+    (vLLM's `nixl_num_kv_expired_reqs`), which means the decode side did the prefill again.
+
+    ## Why is this bad?
+    Each failure costs a full prefill on the decode worker after the prefill worker already did it: twice the work,
+    worse time to first token, and the prefill GPU looks busy while it helps nobody. vLLM's old
+    `kv_load_failure_policy: recompute` hid this completely (vllm-project/vllm#32200).
+
+    ## Example
+    ```yaml
+    VllmWorker:
+      remote-prefill: true
+    PrefillWorker:
+      kv-transfer-config: '{"kv_connector":"DynamoNixlConnector"}'   # the decode side has none
+    ```
+
+    ## Use instead
+    ```yaml
+    VllmWorker:
+      remote-prefill: true
+      kv-transfer-config: '{"kv_connector":"DynamoNixlConnector"}'
+    PrefillWorker:
+      kv-transfer-config: '{"kv_connector":"DynamoNixlConnector"}'
+    ```
+    """
+
+    code = "DG503"
+    name = "kv-transfer-failing"
+    severity = Severity.ERROR
+    live = True
+
+    def check(self, ctx):
+        w = ctx.window
+        if len(w.snaps) < 2:
+            return
+        failures = rounded({k: v for k, v in w.by_label("kv_failures", "reason").items() if v > 0})
+        if not failures and w.delta("kv_failures") > 0:
+            failures = {"unlabelled": round(w.delta("kv_failures"), 2)}
+        reasons = w.by_label("requests", "reason")
+        prefill_failed = reasons.get("prefill_failed", 0.0)
+        expired = sum((s.worker_total(wid, "kv_expired") or 0.0) for s in (w.last,) for wid in s.worker_signals) - sum(
+            (s.worker_total(wid, "kv_expired") or 0.0) for s in (w.first,) for wid in s.worker_signals)
+        expired += w.delta("kv_expired")
+        if not failures and prefill_failed <= 0 and expired <= 0:
+            return
+        parts = []
+        if failures:
+            parts.append(f"{sum(failures.values()):.0f} KV transfer(s) failed ({', '.join(f'{k}: {v:.0f}' for k, v in failures.items())})")
+        if prefill_failed:
+            parts.append(f"{prefill_failed:.0f} remote prefill(s) failed")
+        if expired > 0:
+            parts.append(f"{expired:.0f} prefilled KV block set(s) expired unread")
+        local_tokens = w.delta("prompt_tokens", source="local_compute")
+        yield ctx.finding(
+            self, f"{'; '.join(parts)} in the last {w.span:.0f} s: the decode workers prefilled those prompts again",
+            path=("VllmWorker", "kv-transfer-config") if ctx.parse is not None and ctx.parse.section("VllmWorker") and ctx.parse.section("VllmWorker").is_set("kv-transfer-config") else ("VllmWorker",),
+            fix=Fix("check both workers' KV connector settings (DG201, DG202) and the prefill workers' logs"),
+            subject="kv", evidence={"kv_failures": failures, "prefill_failed": int(prefill_failed), "kv_expired": int(expired), "decode_local_prompt_tokens": int(local_tokens)},
+            confidence=0.9,
+        )

@@ -1,0 +1,45 @@
+"""Window facts several live rules share."""
+
+from __future__ import annotations
+
+
+def traffic(ctx) -> tuple[float, float, dict[str, float]]:
+    """(requests, remote requests, local requests by reason) over the window."""
+    w = ctx.window
+    by_reason = w.by_label("requests", "reason")
+    total = sum(by_reason.values())
+    remote = by_reason.get("remote", 0.0)
+    if total == 0 and w.last is not None and "prefill_admissions" in w.last.signals:  # Dynamo 1.x frontend
+        remote = w.delta("prefill_admissions")
+        decode = w.delta("decode_admissions")
+        total = max(decode, remote)
+        by_reason = {"remote": remote, "decode_only": max(decode - remote, 0.0)}
+    local = {k: v for k, v in by_reason.items() if k != "remote" and v > 0}
+    return total, remote, local
+
+
+def prefill_workers(ctx) -> tuple[list, list]:
+    """(prefill workers known, those up) in the latest snapshot."""
+    last = ctx.window.last
+    known = [w for w in (last.workers if last else ()) if w.role == "prefill"]
+    return known, [w for w in known if w.up]
+
+
+def prefill_utilisation(ctx) -> dict[str, tuple[float, str]]:
+    """Worker id -> (busy %, source): NVML/DCGM/psutil readings, else the engine's own busy time."""
+    last = ctx.window.last
+    out = {}
+    for w in prefill_workers(ctx)[0]:
+        share = ctx.window.worker_busy_share(w.worker_id)
+        reading = last.utilisation.get(w.worker_id) if last else None
+        if reading is not None and reading.source in ("nvml", "dcgm"):
+            out[w.worker_id] = (reading.percent, reading.source)
+        elif share is not None:
+            out[w.worker_id] = (share * 100, "engine busy time")
+        elif reading is not None:
+            out[w.worker_id] = (reading.percent, reading.source)
+    return out
+
+
+def rounded(d: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 2) for k, v in d.items()}

@@ -1,0 +1,191 @@
+"""The live data layer: Prometheus text parsing, alias tables, the sliding window, utilisation sources."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from disagg.doctor.live import aliases, promtext
+from disagg.doctor.live.scrape import ScrapeError, fetch
+from disagg.doctor.live.utilisation import DcgmSource, NotAvailable, NvmlSource, PsutilSource
+from disagg.doctor.live.window import Window
+
+from .frames import snapshot
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def test_parser_agrees_with_prometheus_client():
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    reg = CollectorRegistry()
+    c = Counter("x_requests", "h", ["route", "reason"], registry=reg)
+    c.labels("local", 'dis"abled\\n').inc(3)
+    h = Histogram("x_len", "h", buckets=(1, 10), registry=reg)
+    h.observe(5)
+    samples = {(n, lab): v for n, lab, v in promtext.parse(generate_latest(reg).decode())}
+    assert samples[("x_requests_total", (("reason", 'dis"abled\\n'), ("route", "local")))] == 3
+    assert samples[("x_len_bucket", (("le", "10.0"),))] == 1 and samples[("x_len_bucket", (("le", "+Inf"),))] == 1
+    assert math.isnan(promtext.parse("a NaN\n")[0][2]) and promtext.parse("b +Inf 123\n")[0][2] == math.inf
+
+
+def test_parser_rejects_garbage_with_its_line():
+    with pytest.raises(promtext.PromParseError, match="line 2"):
+        promtext.parse("ok 1\nthis is not a sample\n")
+
+
+def test_vllm_names_of_two_versions_map_to_one_signal():
+    old = promtext.parse('vllm:gpu_cache_usage_perc{model_name="m"} 0.5\n')
+    new = promtext.parse('vllm:kv_cache_usage_perc{model_name="m"} 0.25\n')
+    assert aliases.signals(old)["kv_usage"][0][1] == 0.5 and aliases.signals(new)["kv_usage"][0][1] == 0.25
+    src = aliases.signals(promtext.parse('vllm:prompt_tokens_by_source_total{source="external_kv_transfer"} 7\n'))
+    assert src["prompt_tokens"][0][0]["source"] == "kv_transfer"
+
+
+def test_recorded_fixtures_parse_and_map():
+    for path in sorted(FIXTURES.glob("*.prom")):
+        samples = promtext.parse(path.read_text())
+        systems = aliases.detect({s[0] for s in samples})
+        assert systems, path.name
+        assert aliases.signals(samples, systems), path.name
+
+
+def test_window_rates_resets_and_quantiles():
+    w = Window(seconds=30)
+    hist = lambda n200, n1000: (  # noqa: E731
+        f'disagg_request_prompt_tokens_bucket{{le="128.0"}} 0\ndisagg_request_prompt_tokens_bucket{{le="256.0"}} {n200}\n'
+        f'disagg_request_prompt_tokens_bucket{{le="1024.0"}} {n200 + n1000}\ndisagg_request_prompt_tokens_bucket{{le="+Inf"}} {n200 + n1000}\n')
+    w.add(snapshot(0, 'disagg_requests_total{route="local",reason="disabled"} 10\n' + hist(0, 0)))
+    w.add(snapshot(1, 'disagg_requests_total{route="local",reason="disabled"} 30\n' + hist(90, 10)))
+    w.add(snapshot(2, 'disagg_requests_total{route="local",reason="disabled"} 5\n' + hist(90, 10)))  # a restart reset it
+    assert w.delta("requests") == 25 and w.rate("requests") == 12.5
+    assert w.by_label("requests", "reason") == {"disabled": 25}
+    assert 128 < w.quantile("isl_bucket", 0.5) <= 256 and 256 < w.quantile("isl_bucket", 0.95) <= 1024
+    assert w.quantile("ttft_bucket", 0.5) is None
+
+
+def test_window_drops_old_snapshots():
+    w = Window(seconds=5)
+    for t in range(10):
+        w.add(snapshot(t, "disagg_prefill_queue_size 0\n"))
+    assert w.first.t == 4 and w.span == 5
+
+
+class FakeNVML:
+    """A fake of the `pynvml` module (nvidia-ml-py) for machines without an NVIDIA GPU: two GPUs, one worker each."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, processes: dict[int, list[int]], sm_util: dict[int, int], fail_init: bool = False):
+        self.processes, self.sm_util, self.fail_init = processes, sm_util, fail_init
+
+    def nvmlInit(self):
+        if self.fail_init:
+            raise self.NVMLError("Driver Not Loaded")
+
+    def nvmlShutdown(self):
+        pass
+
+    def nvmlDeviceGetCount(self):
+        return len(self.processes)
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return i
+
+    def nvmlDeviceGetUtilizationRates(self, h):
+        return type("U", (), {"gpu": 50, "memory": 10})()
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):
+        return [type("P", (), {"pid": pid, "usedGpuMemory": 2**30})() for pid in self.processes[h]]
+
+    def nvmlDeviceGetProcessUtilization(self, h, last_seen):
+        return [type("S", (), {"pid": pid, "smUtil": self.sm_util[pid], "timeStamp": 1000 + pid})() for pid in self.processes[h]]
+
+
+def test_nvml_maps_gpu_processes_to_workers_by_pid():
+    src = NvmlSource(FakeNVML({0: [111], 1: [222]}, {111: 87, 222: 0}))
+    out = src.read({"decode-0": 111, "prefill-0": 222})
+    assert out["decode-0"].percent == 87 and out["prefill-0"].percent == 0 and out["prefill-0"].memory_used == 2**30
+    assert out["prefill-0"].source == "nvml" and "gpu 1" in out["prefill-0"].detail
+
+
+def test_nvml_absent_is_a_reason_not_an_exception():
+    na = NvmlSource(FakeNVML({}, {}, fail_init=True)).read({"decode-0": 1})
+    assert isinstance(na, NotAvailable) and "no NVIDIA driver" in na.reason
+    cpu_only = NvmlSource(FakeNVML({0: [999]}, {999: 5})).read({"decode-0": 1})
+    assert isinstance(cpu_only, NotAvailable) and "PID" in cpu_only.reason
+
+
+def test_real_nvml_path_on_this_machine_says_why_when_there_is_no_gpu():
+    result = NvmlSource().read({"self": 1})
+    assert isinstance(result, (dict, NotAvailable))  # a GPU machine gives readings; others a reason, never a crash
+
+
+def test_psutil_reads_a_busy_process():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        src = PsutilSource()
+        src.read({"spin": busy.pid, "me": os.getpid()})
+        time.sleep(0.5)
+        out = src.read({"spin": busy.pid, "me": os.getpid()})
+        assert out["spin"].percent > 50 and out["me"].percent < out["spin"].percent
+    finally:
+        busy.kill()
+
+
+def test_dcgm_through_a_prometheus_api():
+    body = {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"__name__": "DCGM_FI_DEV_GPU_UTIL", "gpu": "0", "Hostname": "node-a", "pod": "prefill-0"}, "value": [0, "3"]},
+        {"metric": {"__name__": "DCGM_FI_DEV_GPU_UTIL", "gpu": "1", "Hostname": "node-a", "pod": "decode-0"}, "value": [0, "91"]},
+    ]}}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            payload = json.dumps(body if "GPU_UTIL" in self.path else {"status": "success", "data": {"result": []}}).encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = DcgmSource(f"http://127.0.0.1:{server.server_port}").read({"prefill-0": "prefill-0", "decode-0": "decode-0"})
+        assert out["prefill-0"].percent == 3 and out["decode-0"].percent == 91 and out["decode-0"].source == "dcgm"
+        assert isinstance(DcgmSource(None).read({}), NotAvailable)
+    finally:
+        server.shutdown()
+
+
+def test_fetch_caps_size_and_time():
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"x" * 5000)
+
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ScrapeError, match="refused"):
+            fetch(f"http://127.0.0.1:{server.server_port}/", max_bytes=1000)
+        with pytest.raises(ScrapeError):
+            fetch("http://127.0.0.1:9/")  # nothing listens: an answer, not a hang
+    finally:
+        server.shutdown()

@@ -1,0 +1,140 @@
+"""The live doctor against `disagg serve` (mock engine) on loopback, under real load."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import aiohttp
+import pytest
+from serving.conftest import EXAMPLES, prompt, start_server, variant
+
+pytestmark = pytest.mark.slow
+
+
+class Load:
+    """Background completions at a steady pace, bounded in count and time."""
+
+    def __init__(self, url: str, isl: int = 200, concurrency: int = 3, max_requests: int = 2000, max_seconds: float = 30):
+        self.url, self.isl, self.concurrency, self.max_requests, self.max_seconds = url, isl, concurrency, max_requests, max_seconds
+        self.stop = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self):
+        deadline = time.monotonic() + self.max_seconds
+        async with aiohttp.ClientSession() as s:
+            async def client(k):
+                while not self.stop.is_set() and self.sent < self.max_requests and time.monotonic() < deadline:
+                    self.sent += 1
+                    try:
+                        async with s.post(self.url + "/v1/completions", json={"prompt": prompt(self.isl, f"{k}-{self.sent}"), "max_tokens": 2}) as r:
+                            await r.read()
+                    except aiohttp.ClientError:
+                        await asyncio.sleep(0.05)
+            await asyncio.gather(*(client(k) for k in range(self.concurrency)))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+
+
+def doctor(*args: str, timeout: float = 60) -> tuple[int, dict | str]:
+    r = subprocess.run([sys.executable, "-m", "disagg", "doctor", *args], capture_output=True, text=True, timeout=timeout)
+    try:
+        return r.returncode, json.loads(r.stdout)
+    except json.JSONDecodeError:
+        return r.returncode, r.stdout + r.stderr
+
+
+def live(findings: list[dict], code: str) -> list[dict]:
+    return [f for f in findings if f["code"] == code and "first_seen_s" in f]
+
+
+@pytest.fixture
+def server(tmp_path):
+    started = []
+
+    def _start(config, *extra):
+        s = start_server(config, tmp_path / f"s{len(started)}", *extra)
+        started.append(s)
+        return s
+
+    yield _start
+    for s in started:
+        s.stop()
+
+
+def test_seed_broken_under_load_is_dg501_remote_prefill_disabled(server):
+    s = server(EXAMPLES / "seed-broken.yaml")
+    with Load(s.url):
+        code, out = doctor(str(EXAMPLES / "seed-broken.yaml"), "--live", s.url, "--duration", "4", "--output-format", "json")
+    assert code == 1, out
+    [f] = live(out["findings"], "DG501")
+    assert f["cause"] == "remote_prefill_disabled" and f["severity"] == "error"
+    assert f["path"].endswith("seed-broken.yaml") and f["line"] == 15  # the VllmWorker line, as DG101
+    ev = f["evidence"]
+    assert ev["remote"] == 0 and ev["requests"] >= 5 and set(ev["local_by_reason"]) == {"disabled"}
+    assert ev["static_DG101"].endswith("seed-broken.yaml:15:1")
+    assert ev["prefill_utilisation_pct"]["prefill-0"] < 2.0  # the idle prefill worker
+    assert f["first_seen_s"] <= 3.0
+    assert any("psutil" in n or "NVML" in n for n in out["utilisation_notes"])
+    assert any(x["code"] == "DG101" for x in out["findings"])  # the static finding travels with the live one
+
+
+def test_high_threshold_is_dg501_below_threshold_with_the_observed_prompt_length(server, tmp_path):
+    cfg = variant(tmp_path, "t1000.yaml", **{"VllmWorker.max-local-prefill-length": 1000})
+    s = server(cfg)
+    with Load(s.url, isl=200):
+        code, out = doctor("--live", s.url, "--duration", "4", "--output-format", "json")  # no config: read from /config
+    [f] = live(out["findings"], "DG501")
+    assert f["cause"] == "below_threshold" and f["evidence"]["max_local_prefill_length"] == 1000
+    assert 128 <= f["evidence"]["isl_p50"] <= 256 and f["path"].endswith("t1000.yaml")
+
+
+def test_killed_prefill_worker_is_dg504(server):
+    s = server(EXAMPLES / "seed-fixed.yaml")
+    pid = next(w["pid"] for w in s.workers() if w["role"] == "prefill")
+    os.kill(pid, signal.SIGSTOP)  # hung: alive to the OS, dead to its clients; SIGKILL would be restarted within a second
+    try:
+        code, out = doctor("--live", s.url, "--interval", "0.5", "--duration", "6", "--until-finding", "--output-format", "json")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert code == 1
+    [f] = live(out["findings"], "DG504")
+    assert f["evidence"]["worker_id"] == "prefill-0" and f["evidence"]["role"] == "prefill"
+
+
+def test_injected_kv_failures_are_dg503(server):
+    s = server(EXAMPLES / "seed-fixed.yaml", "--fault-injection")
+    urllib.request.urlopen(urllib.request.Request(s.url + "/debug/faults", data=json.dumps({"kv_corrupt": 3}).encode(), method="POST"), timeout=5)
+    with Load(s.url, concurrency=1):
+        code, out = doctor(str(EXAMPLES / "seed-fixed.yaml"), "--live", s.url, "--duration", "3", "--output-format", "json")
+    [f] = live(out["findings"], "DG503")
+    assert f["evidence"]["kv_failures"].get("checksum", 0) >= 1 and f["severity"] == "error"  # those seen during the watch
+    assert code == 1
+
+
+def test_text_output_and_probe(server):
+    s = server(EXAMPLES / "seed-broken.yaml")
+    with Load(s.url):
+        r = subprocess.run([sys.executable, "-m", "disagg", "doctor", "--live", s.url, "--duration", "3", "--probe"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "probe: a 1064-token prompt was prefilled locally (reason disabled)" in r.stdout
+    assert "DG501 [error] cause=remote_prefill_disabled" in r.stdout and "evidence:" in r.stdout
+
+
+def test_unreachable_target_is_a_usage_error():
+    code, out = doctor("--live", "http://127.0.0.1:9", "--duration", "1")
+    assert code == 2 and "cannot" in out

@@ -86,9 +86,11 @@ class Window:
         total = 0.0
         prev = None
         for snap in self.snaps:
+            if snap.frontend_error:
+                continue  # nothing known about this tick
             v = value_of(snap)
             if v is None:
-                continue
+                v = 0.0  # a labelled counter appears only at its first increment: before that it was zero
             if prev is not None:
                 total += v - prev if v >= prev else v
             prev = v

@@ -118,12 +118,16 @@ def test_killed_prefill_worker_is_dg504(server):
 
 def test_injected_kv_failures_are_dg503(server):
     s = server(EXAMPLES / "seed-fixed.yaml", "--fault-injection")
+    watch = subprocess.Popen([sys.executable, "-m", "disagg", "doctor", str(EXAMPLES / "seed-fixed.yaml"), "--live", s.url, "--duration", "4", "--output-format", "json"],
+                             stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # the doctor has taken its first snapshot: what follows is inside its window
     urllib.request.urlopen(urllib.request.Request(s.url + "/debug/faults", data=json.dumps({"kv_corrupt": 3}).encode(), method="POST"), timeout=5)
-    with Load(s.url, concurrency=1):
-        code, out = doctor(str(EXAMPLES / "seed-fixed.yaml"), "--live", s.url, "--duration", "3", "--output-format", "json")
+    with Load(s.url, concurrency=1, max_requests=20):
+        out, _ = watch.communicate(timeout=60)
+    out = json.loads(out)
     [f] = live(out["findings"], "DG503")
-    assert f["evidence"]["kv_failures"].get("checksum", 0) >= 1 and f["severity"] == "error"  # those seen during the watch
-    assert code == 1
+    assert f["evidence"]["kv_failures"] == {"checksum": 3.0} and f["severity"] == "error"
+    assert watch.returncode == 1
 
 
 def test_text_output_and_probe(server):

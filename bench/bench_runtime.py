@@ -89,7 +89,8 @@ def _nixl_target(size: int, conn) -> None:
     arena.buf[:] = np.arange(size, dtype=np.uint64).astype(np.uint8)
     t = NixlTransport("bench-target", arena)
     conn.send((t.metadata(), arena.addr))
-    conn.recv()  # stay alive until the reader is done
+    while not conn.poll(0.0005):  # progress the agent (no progress thread) until the reader is done
+        t.poll_notifications()
 
 
 def nixl_vs_memcpy(sizes_mib: list[int], repeats: int = 20) -> list[tuple[int, float, float]]:

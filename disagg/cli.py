@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--requests", type=int, default=20, help="how many requests (default 20, at most 100000)")
     load.add_argument("--concurrency", type=int, default=4, help="requests in flight at once (default 4)")
 
+    top = sub.add_parser("top", help="live dashboard of a running deployment (Textual)")
+    top.add_argument("url", nargs="?", metavar="URL", help="frontend URL of a running deployment")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between scrapes (default 1)")
+    top.add_argument("--prometheus", metavar="URL", help="Prometheus server with DCGM exporter series")
+    top.add_argument("--record", metavar="FILE", help="append every snapshot to FILE as JSON lines (attach it to a bug report)")
+    top.add_argument("--replay", metavar="FILE", help="play a recording back instead of watching a deployment")
+
     rules = sub.add_parser("rules", help="list the doctor's rules")
     rules.add_argument("--output-format", choices=("text", "json", "markdown"), default="text")
     return parser
@@ -90,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "load":
             return _load(args)
+        if args.command == "top":
+            return _top(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -188,11 +197,11 @@ def _live(args: argparse.Namespace, registry) -> int:
     import time
 
     from disagg.doctor.context import LintOptions
-    from disagg.doctor.engine import lint_paths, lint_text
+    from disagg.doctor.engine import lint_paths
     from disagg.doctor.finding import Severity
     from disagg.doctor.live.collect import Collector
     from disagg.doctor.live.diagnose import Diagnoser, LiveContext
-    from disagg.doctor.live.scrape import ScrapeError, fetch_json
+    from disagg.doctor.live.probe import probe_once
     from disagg.doctor.live.window import Window
 
     url = args.live.rstrip("/")
@@ -209,12 +218,7 @@ def _live(args: argparse.Namespace, registry) -> int:
             print(str(static.error), file=sys.stderr)
             return EXIT_ERROR
     else:
-        try:
-            served = fetch_json(url + "/config")
-            if served.get("text"):
-                static = lint_text(served.get("path", url + "/config"), served["text"], [r for r in registry if not r.live], LintOptions())
-        except ScrapeError:
-            pass  # not a disagg frontend: diagnose from metrics alone
+        static = _served_config(url, registry)
     collector = Collector(url, prometheus_url=args.prometheus)
     try:
         first = collector.tick()
@@ -234,7 +238,7 @@ def _live(args: argparse.Namespace, registry) -> int:
         for f in (static.findings if static else []):
             if f.severity >= Severity.WARNING:
                 print(f"  static {f.code} [{f.severity.label}] {f.path}:{f.line}:{f.column}: {f.message}")
-    probe = _probe(url, ctx) if args.probe else None
+    probe = probe_once(url, ctx) if args.probe else None
     if probe and text_mode:
         print(f"probe: {probe['message']}")
     start = time.monotonic()
@@ -271,6 +275,21 @@ def _live(args: argparse.Namespace, registry) -> int:
     return EXIT_FINDINGS if failing else EXIT_CLEAN
 
 
+def _served_config(url: str, registry):
+    """Lint the config a disagg frontend serves at /config (None for other systems)."""
+    from disagg.doctor.context import LintOptions
+    from disagg.doctor.engine import lint_text
+    from disagg.doctor.live.scrape import ScrapeError, fetch_json
+
+    try:
+        served = fetch_json(url + "/config")
+    except ScrapeError:
+        return None  # not a disagg frontend: diagnose from metrics alone
+    if not served.get("text"):
+        return None
+    return lint_text(served.get("path", url + "/config"), served["text"], [r for r in registry if not r.live], LintOptions())
+
+
 def _print_live(f) -> None:
     ev = f.extra.get("evidence", {})
     cause = f" cause={f.extra['cause']}" if "cause" in f.extra else ""
@@ -281,22 +300,42 @@ def _print_live(f) -> None:
         print(f"    fix: {f.fix.title}")
 
 
-def _probe(url: str, ctx) -> dict:
-    """One request longer than the threshold: did it go remote, and why not?"""
-    from disagg.doctor.live.scrape import ScrapeError, fetch_json
+def _top(args: argparse.Namespace) -> int:
+    import importlib.util
 
-    policy = ctx.policy()
-    length = (policy.max_local_prefill_length + 64) if policy else 1024
-    prompt = ("probe " * (length // 6 + 1))[:length]
-    try:
-        body = fetch_json(url + "/v1/completions", timeout=30, data={"prompt": prompt, "max_tokens": 1})
-    except ScrapeError as exc:
-        return {"prompt_tokens": length, "error": str(exc), "message": f"the probe request failed: {exc}"}
-    info = body.get("disagg")
-    if not info:
-        return {"prompt_tokens": length, "message": f"the {length}-token probe was answered, but this frontend does not say where it was prefilled"}
-    return {"prompt_tokens": length, "route": info.get("route"), "reason": info.get("reason"),
-            "message": f"a {length}-token prompt was prefilled {'remotely' if info.get('route') == 'remote' else 'locally'} (reason {info.get('reason')})"}
+    if importlib.util.find_spec("textual") is None:
+        return _err("the dashboard needs Textual: pip install 'disagg[live]'")
+    if bool(args.url) == bool(args.replay):
+        return _err("give a URL to watch, or --replay FILE (not both)")
+    if args.interval <= 0:
+        return _err("--interval must be positive")
+    from disagg.doctor.dashboard.app import make_app, replay_source
+    from disagg.doctor.live.probe import probe_once
+
+    if args.replay:
+        try:
+            frames = list(replay_source(args.replay))
+        except (OSError, ValueError, KeyError) as exc:
+            return _err(f"cannot replay {args.replay}: {exc}")
+        if not frames:
+            return _err(f"{args.replay} holds no snapshot")
+        it = iter(frames)
+        app = make_app(lambda: next(it, None), frames[0].frontend + " (replay)", interval=args.interval)
+    else:
+        from disagg.doctor.live.collect import Collector
+
+        url = args.url.rstrip("/")
+        collector = Collector(url, prometheus_url=args.prometheus)
+        first = collector.tick()
+        if first.frontend_error and not first.workers:
+            return _err(f"cannot read {url}/metrics: {first.frontend_error}")
+        from disagg.doctor.registry import default_registry
+
+        static = _served_config(url, default_registry())
+        app = make_app(collector.tick, url, interval=args.interval, record=args.record, probe=lambda ctx: probe_once(url, ctx),
+                       parse=static.parse if static else None, static=static.findings if static else None)
+    app.run()
+    return EXIT_ERROR if app.return_code else EXIT_CLEAN
 
 
 def _runtime_missing() -> str | None:

@@ -138,7 +138,10 @@ class NixlTransport:
         self.agent_name = agent_name
         self.arena = arena
         self._lock = threading.Lock()
-        self.agent = nixl_agent(agent_name, nixl_agent_config(backends=["UCX"]))
+        # No progress thread: NIXL's busy-polls a whole core even when idle (seen here: 100% CPU per idle worker),
+        # which starves the engines and makes an idle prefill worker look busy. Transfers progress when we poll
+        # their state, and notifications when we poll for them.
+        self.agent = nixl_agent(agent_name, nixl_agent_config(enable_prog_thread=False, backends=["UCX"]))
         # Registration takes 4-tuples (addr, len, device, meta); transfer descriptors take 3-tuples.
         self._reg = self.agent.register_memory([(arena.addr, arena.size, 0, "")], "DRAM")
         self._remotes: set[str] = set()

@@ -11,16 +11,6 @@ from disagg.schemas.routing import RoutingPolicy
 from ..finding import Finding, Fix
 from .window import Window
 
-CAUSES = ("remote_prefill_disabled", "below_threshold", "queue_full", "no_prefill_workers", "kv_transfer_failing", "no_traffic")
-REASON_TO_CAUSE = {
-    "disabled": "remote_prefill_disabled",
-    "below_threshold": "below_threshold",
-    "queue_full": "queue_full",
-    "no_prefill_workers": "no_prefill_workers",
-    "prefill_failed": "kv_transfer_failing",
-    "kv_transfer_failed": "kv_transfer_failing",
-}
-
 
 @dataclass
 class LiveContext:

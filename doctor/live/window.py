@@ -36,16 +36,45 @@ class Snapshot:
     utilisation: Mapping[str, object]  # worker id -> Reading
     utilisation_notes: tuple[str, ...] = ()
     systems: tuple[str, ...] = ()
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)  # a snapshot lives ~30 ticks in the window
 
     def total(self, signal: str, **labels: str) -> float | None:
+        key = (signal, *sorted(labels.items()))
+        if key in self._memo:
+            return self._memo[key]
         rows = self.signals.get(signal)
-        if rows is None:
-            return None
-        return sum(v for lab, v in rows if all(lab.get(k) == want for k, want in labels.items()))
+        value = None if rows is None else sum(v for lab, v in rows if all(lab.get(k) == want for k, want in labels.items()))
+        self._memo[key] = value
+        return value
 
     def worker_total(self, worker_id: str, signal: str) -> float | None:
         rows = self.worker_signals.get(worker_id, {}).get(signal)
         return None if rows is None else sum(v for _, v in rows)
+
+
+def snapshot_to_json(snap: Snapshot) -> dict:
+    """A snapshot as plain JSON (one line of a `disagg top --record` file)."""
+    rows = lambda sig: {k: [[dict(lab), v] for lab, v in r] for k, r in sig.items()}  # noqa: E731
+    return {
+        "t": snap.t, "wall": snap.wall, "frontend": snap.frontend, "frontend_error": snap.frontend_error,
+        "signals": rows(snap.signals), "worker_signals": {w: rows(sig) for w, sig in snap.worker_signals.items()},
+        "workers": [w.__dict__ for w in snap.workers],
+        "utilisation": {w: {"percent": r.percent, "source": r.source, "memory_used": r.memory_used, "detail": r.detail} for w, r in snap.utilisation.items()},
+        "utilisation_notes": list(snap.utilisation_notes), "systems": list(snap.systems),
+    }
+
+
+def snapshot_from_json(d: dict) -> Snapshot:
+    from .utilisation import Reading
+
+    thaw = lambda sig: freeze({k: [(lab, v) for lab, v in r] for k, r in sig.items()})  # noqa: E731
+    return Snapshot(
+        t=d["t"], wall=d["wall"], frontend=d["frontend"], frontend_error=d.get("frontend_error"), signals=thaw(d["signals"]),
+        worker_signals={w: thaw(sig) for w, sig in d.get("worker_signals", {}).items()},
+        workers=tuple(WorkerView(**w) for w in d.get("workers", [])),
+        utilisation={w: Reading(**r) for w, r in d.get("utilisation", {}).items()},
+        utilisation_notes=tuple(d.get("utilisation_notes", ())), systems=tuple(d.get("systems", ())),
+    )
 
 
 def freeze(signals: dict[str, list[tuple[dict, float]]]) -> Mapping[str, Rows]:

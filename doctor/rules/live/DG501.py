@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 from ...finding import Fix, Severity
-from ...live.diagnose import REASON_TO_CAUSE
 from ...registry import Rule
-from ._signals import prefill_utilisation, prefill_workers, rounded, traffic
+from ._signals import REASON_TO_CAUSE, prefill_utilisation, prefill_workers, rounded, traffic
 
 
 class DG501(Rule):
@@ -69,7 +68,8 @@ class DG501(Rule):
         path: tuple = ()
         if cause == "remote_prefill_disabled":
             static = ctx.static_finding("DG101")
-            evidence["static_DG101"] = f"{static.path}:{static.line}:{static.column}" if static else None
+            if static:
+                evidence["static_DG101"] = f"{static.path}:{static.line}:{static.column}"
             why = f"remote prefill is disabled: {int(local.get('disabled', 0))} of {int(total)} requests were routed `disabled`"
             if static:
                 why += f" (the config agrees: DG101 at {static.path}:{static.line})"

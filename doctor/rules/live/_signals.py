@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+# DG501's causes, and the router reason each one shows up as. (Kept here, free of the live data layer, so that
+# loading the rule registry on the static path stays cheap.)
+CAUSES = ("remote_prefill_disabled", "below_threshold", "queue_full", "no_prefill_workers", "kv_transfer_failing", "no_traffic")
+REASON_TO_CAUSE = {
+    "disabled": "remote_prefill_disabled",
+    "below_threshold": "below_threshold",
+    "queue_full": "queue_full",
+    "no_prefill_workers": "no_prefill_workers",
+    "prefill_failed": "kv_transfer_failing",
+    "kv_transfer_failed": "kv_transfer_failing",
+}
+
 
 def traffic(ctx) -> tuple[float, float, dict[str, float]]:
     """(requests, remote requests, local requests by reason) over the window."""

@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--osl", type=int, default=10, help="output tokens (default 10)")
     load.add_argument("--requests", type=int, default=20, help="how many requests (default 20, at most 100000)")
     load.add_argument("--concurrency", type=int, default=4, help="requests in flight at once (default 4)")
+    load.add_argument("--model", help="model name to send (default: the first one /v1/models lists)")
 
     top = sub.add_parser("top", help="live dashboard of a running deployment (Textual)")
     top.add_argument("url", nargs="?", metavar="URL", help="frontend URL of a running deployment")
@@ -434,7 +435,7 @@ def _load(args: argparse.Namespace) -> int:
 
     if not 1 <= args.requests <= 100_000 or args.isl < 1 or args.osl < 1 or args.concurrency < 1:
         return _err("--requests must be 1..100000 and --isl, --osl, --concurrency at least 1")
-    result = asyncio.run(run_load(args.url, args.isl, args.osl, args.requests, args.concurrency))
+    result = asyncio.run(run_load(args.url, args.isl, args.osl, args.requests, args.concurrency, model=args.model))
     print("\n".join(summary(result)))
     return EXIT_CLEAN if result.ok == result.sent else EXIT_FINDINGS
 

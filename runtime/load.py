@@ -32,7 +32,17 @@ def make_prompt(isl: int, seed: int) -> str:
     return text.encode()[:isl].decode(errors="ignore")
 
 
-async def run_load(url: str, isl: int, osl: int, requests: int, concurrency: int, timeout: float = 60.0) -> LoadResult:
+async def served_model(session: aiohttp.ClientSession, url: str) -> str | None:
+    """The first model the frontend lists (servers such as Dynamo's require `model` in each request)."""
+    try:
+        async with session.get(url.rstrip("/") + "/v1/models", timeout=aiohttp.ClientTimeout(total=5)) as r:
+            data = (await r.json(content_type=None)).get("data") or []
+            return data[0]["id"] if data else None
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError, KeyError, TypeError):
+        return None
+
+
+async def run_load(url: str, isl: int, osl: int, requests: int, concurrency: int, timeout: float = 60.0, model: str | None = None) -> LoadResult:
     result = LoadResult()
     next_id = iter(range(requests))
     t0 = time.perf_counter()
@@ -40,6 +50,8 @@ async def run_load(url: str, isl: int, osl: int, requests: int, concurrency: int
     async def client(session: aiohttp.ClientSession) -> None:
         for i in next_id:
             body = {"prompt": make_prompt(isl, i), "max_tokens": osl}
+            if model:
+                body["model"] = model
             start = time.perf_counter()
             result.sent += 1
             try:
@@ -57,6 +69,8 @@ async def run_load(url: str, isl: int, osl: int, requests: int, concurrency: int
             result.routes[(info.get("route", "?"), info.get("reason", "?"))] += 1
 
     async with aiohttp.ClientSession() as session:
+        if model is None:
+            model = await served_model(session, url)
         await asyncio.gather(*(client(session) for _ in range(max(1, concurrency))))
     result.seconds = time.perf_counter() - t0
     return result

@@ -66,6 +66,9 @@ class TopApp(App):
         self.history: dict[str, deque] = {k: deque(maxlen=HISTORY) for k in ("remote", "local", "queue", "kv")}
         self._stop = threading.Event()
         self.worker_rows: dict[str, tuple] = {}  # what the workers table shows, for tests and the record
+        self._history_lock = threading.Lock()
+        self.frames = 0  # snapshots taken by the polling thread
+        self.drawn = 0  # frames reflected on screen (coalesced messages skip redraws, never data)
         self.ticks = 0
 
     def compose(self) -> ComposeResult:
@@ -106,6 +109,8 @@ class TopApp(App):
                     record.flush()
                 self.window.add(snap)
                 _, held = self.diagnoser.step(self.ctx)
+                self._record_history(snap)
+                self.frames += 1
                 self.post_message(SnapshotReady(snap, held))
                 if self.realtime:
                     self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
@@ -114,7 +119,7 @@ class TopApp(App):
                 record.close()
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
-        self.ticks += 1
+        self.ticks += 1  # redraws
         snap, w = message.snapshot, self.window
         reasons = w.by_label("requests", "reason")
         total = sum(reasons.values())
@@ -140,14 +145,21 @@ class TopApp(App):
         kv_rate = w.rate("kv_bytes")
         failures = sum(v for v in w.by_label("kv_failures", "reason").values())
         self.query_one("#kv", Static).update(f"[b]KV transfer[/] {kv_rate / 1e6:8.1f} MB/s   failures {failures:.0f}")
-        last_rate = lambda sig, **lab: (w.snaps[-1].total(sig, **lab) or 0) - (w.snaps[-2].total(sig, **lab) or 0) if len(w.snaps) > 1 else 0  # noqa: E731
-        self.history["remote"].append(max(last_rate("requests", route="remote"), 0))
-        self.history["queue"].append(queue)
-        self.history["kv"].append(max(last_rate("kv_bytes"), 0) / 1e6)
-        self.query_one("#remote_spark", Sparkline).data = list(self.history["remote"])
-        self.query_one("#queue_spark", Sparkline).data = list(self.history["queue"])
-        self.query_one("#kv_spark", Sparkline).data = list(self.history["kv"])
+        with self._history_lock:
+            self.query_one("#remote_spark", Sparkline).data = list(self.history["remote"])
+            self.query_one("#queue_spark", Sparkline).data = list(self.history["queue"])
+            self.query_one("#kv_spark", Sparkline).data = list(self.history["kv"])
         self._findings(message.held, remote, total, span)
+        self.drawn = self.frames
+
+    def _record_history(self, snap: Snapshot) -> None:
+        """Sparkline points, taken in the polling thread for every snapshot: a coalesced redraw loses no point."""
+        snaps = self.window.snaps
+        last_rate = lambda sig, **lab: (snaps[-1].total(sig, **lab) or 0) - (snaps[-2].total(sig, **lab) or 0) if len(snaps) > 1 else 0  # noqa: E731
+        with self._history_lock:
+            self.history["remote"].append(max(last_rate("requests", route="remote"), 0))
+            self.history["queue"].append(snap.total("queue_size") or 0.0)
+            self.history["kv"].append(max(last_rate("kv_bytes"), 0) / 1e6)
 
     COLUMNS = (("worker", 12), ("role", 8), ("pid", 8), ("device", 8), ("util %", 8), ("source", 8), ("busy %", 8), ("req/s", 8), ("prefill tok/s", 14), ("up", 4))
 

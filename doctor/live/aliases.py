@@ -45,6 +45,9 @@ DYNAMO = {
     "isl_bucket": [("dynamo_frontend_input_sequence_tokens_bucket", {}, {})],
     "ttft_bucket": [("dynamo_frontend_time_to_first_token_seconds_bucket", {}, {})],
     "component_requests": [("dynamo_component_requests_total", {}, {})],
+    "failures": [("dynamo_frontend_failures_total", {}, {})],  # e.g. reason="backend.unavailable": the model is not ready
+    "models": [("dynamo_frontend_model_context_length", {}, {})],  # one series per model the frontend knows
+    "registered": [("dynamo_component_router_worker_registered", {}, {})],  # workers per worker_type behind the router
 }
 
 # SGLang PD disaggregation.

@@ -17,11 +17,13 @@ def _app(**kw):
     return make_app(lambda: next(frames, None), "http://127.0.0.1:8351 (replay)", realtime=False, **kw)
 
 
-async def _settle(app, pilot, ticks: int):
-    for _ in range(200):
-        if app.ticks >= ticks:
+async def _settle(app, pilot, frames: int):
+    """Until every frame of the recording has been read and the last one drawn."""
+    for _ in range(500):
+        if app.frames >= frames and app.drawn == app.frames:
             break
         await pilot.pause(0.02)
+    assert app.frames == frames and app.drawn == frames
     await pilot.pause()
 
 

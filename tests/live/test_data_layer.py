@@ -189,3 +189,34 @@ def test_fetch_caps_size_and_time():
             fetch("http://127.0.0.1:9/")  # nothing listens: an answer, not a hang
     finally:
         server.shutdown()
+
+
+def _zeroed(text: str, *names: str) -> str:
+    """The same scrape with the named counters at zero: the frame before the recorded one."""
+    import re
+
+    for name in names:
+        text = re.sub(rf"^({re.escape(name)}(?:\{{[^}}]*\}})?) \S+$", r"\1 0", text, flags=re.M)
+    return text
+
+
+def test_real_dynamo_recordings_tell_prefill_used_from_prefill_under_another_model():
+    """Recorded from Dynamo 1.6.1's frontend with its mock engine (prefill + decode), here, in a private netns."""
+    from disagg.doctor.live.diagnose import LiveContext
+    from disagg.doctor.registry import default_registry
+
+    dg501 = default_registry().get("DG501")
+    counters = ("dynamo_frontend_router_admission_received_total", "dynamo_frontend_requests_total", "dynamo_frontend_failures_total")
+
+    def diagnose(name: str):
+        text = (FIXTURES / name).read_text()
+        w = Window()
+        w.add(snapshot(0, _zeroed(text, *counters)))
+        w.add(snapshot(5, text))
+        return list(dg501().check(LiveContext(window=w, target="http://dynamo", min_requests=5)))
+
+    assert diagnose("dynamo-1.6.1-frontend-disagg.prom") == []  # 10 requests, 10 prefill admissions: prefill is used
+    [f] = diagnose("dynamo-1.6.1-frontend-prefill-other-model.prom")
+    assert f.extra["cause"] == "no_prefill_workers"
+    assert f.extra["evidence"]["models"] == ["tiny", "tiny-other"] and f.extra["evidence"]["router_workers"] == {"decode": 1.0}
+    assert "different model names" in f.message and "backend.unavailable" in f.message

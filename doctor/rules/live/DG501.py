@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from ._signals import REASON_TO_CAUSE, prefill_utilisation, prefill_workers, rounded, traffic
+from ._signals import REASON_TO_CAUSE, dynamo_registration, prefill_utilisation, prefill_workers, rounded, traffic
 
 
 class DG501(Rule):
@@ -91,7 +91,18 @@ class DG501(Rule):
             fix, confidence = Fix("see DG503: check the prefill workers' logs and the KV connector on both sides"), share
         else:
             why = "no prefill worker is alive" if known else "no prefill worker is registered with the frontend"
-            if "decode_only" in local:
+            reg = dynamo_registration(ctx)
+            if reg is not None:
+                evidence.update(reg)
+                if local.get("backend_unavailable"):
+                    evidence["failed_backend_unavailable"] = int(local["backend_unavailable"])
+                if not reg["router_workers"].get("prefill"):
+                    why = f"no prefill worker is registered behind the router (router workers: {reg['router_workers'] or 'none'})"
+                    if len(reg["models"]) > 1:
+                        why += f"; the frontend knows {len(reg['models'])} models ({', '.join(reg['models'])}): prefill and decode workers registered under different model names never pair"
+                    if local.get("backend_unavailable"):
+                        why += f"; {int(local['backend_unavailable'])} requests failed `backend.unavailable` (model not ready)"
+            if local.get("decode_only") and not local.get("backend_unavailable"):
                 why = "the frontend routed every request to decode workers only: its prefill router never engaged (prefill workers missing, or registered under another model name or namespace)"
             fix, confidence = Fix("start prefill workers under the same model name and namespace as the decode workers"), max(share, 0.8)
         yield ctx.finding(self, f"prefill traffic is zero: {int(total)} requests in the last {w.span:.0f} s, none prefilled remotely; cause: {why}",

@@ -21,11 +21,12 @@ def traffic(ctx) -> tuple[float, float, dict[str, float]]:
     by_reason = w.by_label("requests", "reason")
     total = sum(by_reason.values())
     remote = by_reason.get("remote", 0.0)
-    if total == 0 and w.last is not None and "prefill_admissions" in w.last.signals:  # Dynamo 1.x frontend
+    if total == 0 and w.last is not None and ("prefill_admissions" in w.last.signals or "failures" in w.last.signals):  # Dynamo 1.x
         remote = w.delta("prefill_admissions")
         decode = w.delta("decode_admissions")
-        total = max(decode, remote)
-        by_reason = {"remote": remote, "decode_only": max(decode - remote, 0.0)}
+        unavailable = w.delta("failures", reason="backend.unavailable")
+        total = max(decode, remote) + unavailable
+        by_reason = {"remote": remote, "decode_only": max(decode - remote, 0.0), "backend_unavailable": unavailable}
     local = {k: v for k, v in by_reason.items() if k != "remote" and v > 0}
     return total, remote, local
 
@@ -55,3 +56,15 @@ def prefill_utilisation(ctx) -> dict[str, tuple[float, str]]:
 
 def rounded(d: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 2) for k, v in d.items()}
+
+
+def dynamo_registration(ctx) -> dict | None:
+    """What a Dynamo 1.x frontend shows about who registered: models, and router workers by type."""
+    last = ctx.window.last
+    if last is None or "models" not in last.signals:
+        return None
+    models = sorted({lab.get("model") for lab, _ in last.signals["models"] if lab.get("model")})
+    registered: dict[str, float] = {}
+    for lab, v in last.signals.get("registered", ()):
+        registered[lab.get("worker_type", "?")] = registered.get(lab.get("worker_type", "?"), 0) + v
+    return {"models": models, "router_workers": registered}

@@ -41,8 +41,13 @@ def timed(cmd: list[str], runs: int) -> tuple[float, float]:
     return statistics.median(samples), min(samples)
 
 
+STACKS = ROOT / "tests" / "fixtures" / "stacks"
+
+
 def corpus(folder: Path, n: int) -> list[str]:
-    sources = sorted(EXAMPLES.glob("*.yaml"))
+    """A mixed corpus: Dynamo v0 configs, Kubernetes manifests, a DynamoGraphDeployment, compose, llm-d (all YAML, so
+    that yamllint reads the same files)."""
+    sources = sorted(EXAMPLES.glob("*.yaml")) + sorted(STACKS.glob("*.yaml"))
     paths = []
     for i in range(n):
         src = sources[i % len(sources)]
@@ -59,8 +64,8 @@ def main() -> None:
     args = ap.parse_args()
     disagg, yamllint = _bin("disagg"), _bin("yamllint")
     rows = []
-    for name in ("seed-broken.yaml", "disagg-router.yaml"):
-        f = str(EXAMPLES / name)
+    for f in (str(EXAMPLES / "seed-broken.yaml"), str(EXAMPLES / "disagg-router.yaml"), str(STACKS / "vllm-pd-deployments.yaml")):
+        name = Path(f).name
         d = timed([disagg, "doctor", f], args.runs)
         y = timed([yamllint, f], args.runs)
         rows.append((f"cold, one file ({name})", d, y))
@@ -69,7 +74,7 @@ def main() -> None:
         runs = max(3, args.runs // 5)
         d = timed([disagg, "doctor", "--exit-zero", tmp], runs)
         y = timed([yamllint, *paths], runs)
-        rows.append((f"{args.files} configs, one call", d, y))
+        rows.append((f"{args.files} configs (mixed formats), one call", d, y))
         bad = bad_inputs(Path(tmp))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}")
     print()

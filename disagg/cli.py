@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     doc = sub.add_parser("doctor", help="check disaggregated-serving configs", description="Check disaggregated-serving configs (files, folders, or - for stdin).")
     doc.add_argument("paths", nargs="*", metavar="PATH", help="config files, folders searched for *.yaml/*.yml, or - for stdin")
     doc.add_argument("--output-format", choices=("text", "json", "sarif", "github", "junit"), help="how to report (default text)")
+    doc.add_argument("--format", choices=("auto", "dynamo-v0", "kubernetes", "compose", "llm-d", "script"), default="auto",
+                     help="input format (default: detected per file)")
     doc.add_argument("--select", action="append", metavar="CODES", help="rule codes or prefixes to run, comma-separated, or ALL (default ALL)")
     doc.add_argument("--extend-select", action="append", metavar="CODES", help="codes to add to the selection")
     doc.add_argument("--ignore", action="append", metavar="CODES", help="codes or prefixes to skip")
@@ -167,7 +169,7 @@ def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     stdin_bytes = sys.stdin.buffer.read() if "-" in args.paths else None
     options = LintOptions(gpus=gpus, workload=workload)
     exclude = settings.get("exclude", []) + (args.exclude or [])
-    results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes)
+    results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format)
 
     if args.fix:
         fixed = 0
@@ -181,7 +183,7 @@ def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 fixed += len(edits)
         if fixed:
             print(f"applied {fixed} edit(s); run the doctor again to see what is left", file=sys.stderr)
-            results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes)
+            results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format)
 
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
     out = render(fmt, results, registry, color=color)

@@ -17,16 +17,24 @@ class LintOptions(NamedTuple):
 
 
 class LintContext:
-    def __init__(self, parse: DynamoV0Parse, options: LintOptions | None = None):
+    """A Dynamo v0 config (`parse`) or a deployment read from scripts, manifests and compose files (`deployment`)."""
+
+    def __init__(self, parse: DynamoV0Parse | None, options: LintOptions | None = None, deployment=None):
         self.parse = parse
+        self.deployment = deployment
         self.options = options or LintOptions()
 
     @property
     def path(self) -> str:
-        return self.parse.doc.path
+        return self.parse.doc.path if self.parse is not None else self.deployment.path
 
     def section(self, name: str) -> Section | None:
-        return self.parse.section(name)
+        return self.parse.section(name) if self.parse is not None else None
+
+    def finding_at(self, rule: Any, span, message: str, fix: Fix | None = None, severity: Severity | None = None, **extra: Any) -> Finding:
+        """A finding at a source span of a deployment (scripts, manifests): positions come from the parser."""
+        return Finding(rule.code, rule.name, severity if severity is not None else rule.severity, message, self.path,
+                       span.line, span.column, span.end_line, max(span.end_column, span.column + 1), fix, extra)
 
     def pos(self, path: Path, at: str = "key") -> Pos:
         marks = self.parse.doc.marks

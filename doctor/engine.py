@@ -15,6 +15,8 @@ from .registry import Rule, matches
 from .workload import Prediction, predict
 
 YAML_SUFFIXES = (".yaml", ".yml")
+SCRIPT_SUFFIXES = (".sh", ".bash")
+FORMATS = ("auto", "dynamo-v0", "kubernetes", "compose", "llm-d", "script")
 STDIN = "-"
 
 
@@ -27,6 +29,7 @@ class FileResult:
         self.prediction: Prediction | None = None
         self.source_lines: list[str] = []
         self.parse = None  # the parsed config, for the live doctor
+        self.deployment = None  # the deployment read from a script, manifest or compose file
 
 
 def collect_paths(targets: Sequence[str], exclude: Sequence[str] = ()) -> list[tuple[str, bool]]:
@@ -39,7 +42,7 @@ def collect_paths(targets: Sequence[str], exclude: Sequence[str] = ()) -> list[t
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _excluded(os.path.join(root, d), exclude))
                 for f in files:
                     p = os.path.join(root, f)
-                    if f.endswith(YAML_SUFFIXES) and not _excluded(p, exclude):
+                    if f.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES) and not _excluded(p, exclude):
                         found.append(p)
             out.extend((p, False) for p in sorted(found))
         else:
@@ -70,8 +73,26 @@ def read_target(path: str, stdin_bytes: bytes | None = None) -> str:
     return decode_text(path, raw)
 
 
-def lint_text(path: str, text: str, rules: Iterable[type[Rule]], options: LintOptions, explicit: bool = True) -> FileResult:
+def _is_script(path: str, text: str, fmt: str) -> bool:
+    if fmt != "auto":
+        return fmt == "script"
+    return path.endswith(SCRIPT_SUFFIXES) or text.startswith("#!")
+
+
+def lint_text(path: str, text: str, rules: Iterable[type[Rule]], options: LintOptions, explicit: bool = True, fmt: str = "auto") -> FileResult:
     result = FileResult(path=path)
+    if _is_script(path, text, fmt):
+        from disagg.schemas.deployment import from_script
+
+        result.source_lines = text.splitlines()
+        dep = from_script(path, text)
+        if not dep.workers:
+            if explicit:
+                result.error = ConfigError(path, 1, 1, "no serving command found (vllm serve, python -m dynamo.vllm, python -m sglang.launch_server, ...)")
+            else:
+                result.skipped = "no serving command"
+            return result
+        return _lint_deployment(result, dep, rules, options)
     try:
         docs = load_documents(path, text)
         result.source_lines = docs[0].lines if docs else text.splitlines()
@@ -81,11 +102,16 @@ def lint_text(path: str, text: str, rules: Iterable[type[Rule]], options: LintOp
         if not isinstance(doc.data, dict):
             kind = type(doc.data).__name__ if not isinstance(doc.data, list) else "list"
             raise ConfigError(path, doc.marks.value(()).line, doc.marks.value(()).column, f"the top level must be a mapping of service sections, got a {kind}")
-        if not looks_like_dynamo_v0(doc.data):
+        if fmt not in ("auto", "dynamo-v0") or not looks_like_dynamo_v0(doc.data):
+            from disagg.schemas.deployment import from_yaml
+
+            dep = from_yaml(path, [d for d in docs if isinstance(d.data, dict)]) if fmt != "dynamo-v0" else None
+            if dep is not None and (dep.workers or dep.router):
+                return _lint_deployment(result, dep, rules, options)
             if not explicit:
-                result.skipped = "not a Dynamo service config"
+                result.skipped = "not a disaggregated-serving config"
                 return result
-            raise ConfigError(path, 1, 1, "not a recognised config: no Dynamo service sections (VllmWorker, PrefillWorker, Frontend, ...)")
+            raise ConfigError(path, 1, 1, "not a recognised config: no Dynamo service sections, no serving command in a manifest, compose file or llm-d config")
         if len(docs) > 1:
             second = docs[1].marks.value(())
             raise ConfigError(path, second.line, second.column, "a Dynamo service config holds one YAML document; found a second")
@@ -103,6 +129,14 @@ def lint_text(path: str, text: str, rules: Iterable[type[Rule]], options: LintOp
     return result
 
 
+def _lint_deployment(result: FileResult, dep, rules, options: LintOptions) -> FileResult:
+    ctx = LintContext(parse=None, options=options, deployment=dep)
+    findings = [f for rule in rules if not rule.live for f in rule().check(ctx)]
+    result.findings = sorted(_unsuppressed(findings, result.source_lines), key=lambda f: (f.line, f.column, f.code))
+    result.deployment = dep
+    return result
+
+
 def _unsuppressed(findings: list[Finding], lines: list[str]) -> Iterable[Finding]:
     for f in findings:
         codes = noqa_codes(lines[f.line - 1]) if 0 < f.line <= len(lines) else None
@@ -110,7 +144,7 @@ def _unsuppressed(findings: list[Finding], lines: list[str]) -> Iterable[Finding
             yield f
 
 
-def lint_paths(targets: Sequence[str], rules: list[type[Rule]], options: LintOptions, exclude: Sequence[str] = (), stdin_bytes: bytes | None = None) -> list[FileResult]:
+def lint_paths(targets: Sequence[str], rules: list[type[Rule]], options: LintOptions, exclude: Sequence[str] = (), stdin_bytes: bytes | None = None, fmt: str = "auto") -> list[FileResult]:
     results = []
     for path, explicit in collect_paths(targets, exclude):
         try:
@@ -118,6 +152,6 @@ def lint_paths(targets: Sequence[str], rules: list[type[Rule]], options: LintOpt
         except ConfigError as exc:
             results.append(FileResult(path=exc.path, error=exc))
             continue
-        results.append(lint_text("<stdin>" if path == STDIN else path, text, rules, options, explicit))
+        results.append(lint_text("<stdin>" if path == STDIN else path, text, rules, options, explicit, fmt))
     return results
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from disagg.doctor.finding import Severity
@@ -22,7 +24,7 @@ def test_rule_documents_itself(rule):
     sections = doc_sections(rule.doc())
     missing = [s for s in DOC_SECTIONS if not sections.get(s)]
     assert not missing, f"{rule.code} docstring lacks {missing}"
-    assert "```yaml" in sections["Example"] and "```yaml" in sections["Use instead"]
+    assert re.search(r"```(yaml|sh)\n", sections["Example"]) and re.search(r"```(yaml|sh)\n", sections["Use instead"])  # a config or a command line
     assert rule.summary() and rule.name and rule.name == rule.name.lower()
 
 

@@ -1,4 +1,4 @@
-"""The rule bundles: 1xx routing, 2xx KV-transfer consistency, 3xx resources, 4xx schema, 5xx live.
+"""The rule bundles: 1xx routing, 2xx KV-transfer consistency, 3xx resources, 4xx schema, 5xx live, 6xx per stack (Dynamo 1.x, SGLang, llm-d).
 
 Listed by module so the registry imports them in one place; each module holds one rule class named after its code.
 """
@@ -17,6 +17,9 @@ RULE_MODULES = (
     "kv.DG205",
     "kv.DG206",
     "kv.DG207",
+    "kv.DG208",
+    "kv.DG209",
+    "kv.DG210",
     "resources.DG301",
     "resources.DG302",
     "resources.DG303",
@@ -24,6 +27,11 @@ RULE_MODULES = (
     "schema.DG402",
     "schema.DG403",
     "schema.DG404",
+    "stacks.DG601",
+    "stacks.DG602",
+    "stacks.DG603",
+    "stacks.DG611",
+    "stacks.DG621",
     "live.DG501",
     "live.DG502",
     "live.DG503",

@@ -64,7 +64,7 @@ def test_rule_case(code, case):
     assert rule is not None, f"{code} has a case file but is not registered"
     opts = case.get("options", {})
     options = LintOptions(gpus=opts.get("gpus"), workload=parse_workload(opts["workload"]) if "workload" in opts else None)
-    result = lint_text("case.yaml", case["config"], [rule], options)
+    result = lint_text(case.get("path", "case.yaml"), case["config"], [rule], options)
     assert result.error is None, result.error
     got = [f for f in result.findings if f.code == code]
     want = case["expect"]

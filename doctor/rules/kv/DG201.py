@@ -5,6 +5,7 @@ from disagg.schemas.config import kv_connector
 from ...finding import Fix, Severity
 from ...registry import Rule
 from .._facts import decode, prefill
+from .._pairs import pairs
 
 
 class DG201(Rule):
@@ -41,6 +42,9 @@ class DG201(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx):
+        if ctx.deployment is not None:
+            yield from self._deployment(ctx)
+            return
         dec, pre = decode(ctx), prefill(ctx)
         if dec is None or pre is None:
             return
@@ -73,3 +77,21 @@ def _quoted(sec) -> str:
     import json
 
     return "'" + json.dumps(value) + "'"
+
+
+def _deployment(self, ctx):
+    seen = set()
+    for d, p in pairs(ctx):
+        has_d, has_p = d.get("kv_connector") is not None, p.get("kv_connector") is not None
+        if has_p and not has_d and d.name not in seen:
+            seen.add(d.name)
+            yield ctx.finding_at(self, d.span, f"{p.name} (prefill) has KV connector {p.get('kv_connector')} but {d.name} (decode) has none: "
+                                 "prefilled blocks are never read and the decode worker recomputes every prompt",
+                                 fix=Fix("give the decode instance the same --kv-transfer-config"))
+        elif has_d and not has_p and p.name not in seen:
+            seen.add(p.name)
+            yield ctx.finding_at(self, p.span, f"{d.name} (decode) has KV connector {d.get('kv_connector')} but {p.name} (prefill) has none: no KV can reach the decode worker",
+                                 fix=Fix("give the prefill instance the same --kv-transfer-config"))
+
+
+DG201._deployment = _deployment

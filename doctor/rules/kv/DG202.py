@@ -4,6 +4,7 @@ from disagg.schemas.config import kv_connector
 
 from ...finding import Fix, Severity
 from ...registry import Rule
+from .._pairs import pairs
 
 
 class DG202(Rule):
@@ -38,6 +39,17 @@ class DG202(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx):
+        if ctx.deployment is not None:
+            for w in ctx.deployment.workers:
+                err = w.extra.get("kv_config_error")
+                if err:
+                    yield ctx.finding_at(self, err[1], f"{w.name}: --kv-transfer-config {err[0]}", fix=Fix("write it as JSON, e.g. '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_both\"}'"))
+            for d, p in pairs(ctx):
+                dc, pc = d.get("kv_connector"), p.get("kv_connector")
+                if dc and pc and str(dc) != str(pc):
+                    yield ctx.finding_at(self, p.where("kv_connector"), f"{p.name} (prefill) uses KV connector {pc} but {d.name} (decode) uses {dc}: the two sides cannot exchange KV blocks",
+                                         fix=Fix(f"use the same kv_connector ({dc}) on both instances"))
+            return
         seen = set()
         connectors = {}
         for name in ("Common", "VllmWorker", "PrefillWorker"):

@@ -3,6 +3,7 @@ from __future__ import annotations
 from ...finding import Fix, Severity
 from ...registry import Rule
 from .._facts import VLLM_DEFAULT_BLOCK_SIZE, decode, prefill, value
+from .._pairs import family, pairs
 
 
 class DG203(Rule):
@@ -40,6 +41,20 @@ class DG203(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx):
+        if ctx.deployment is not None:
+            for d, p in pairs(ctx):
+                default = VLLM_DEFAULT_BLOCK_SIZE if family(d.engine) == "vllm" else 1
+                db, pb = int(str(d.get("block_size", default)) or default), int(str(p.get("block_size", default)) or default)
+                if db == pb:
+                    continue
+                dtp, ptp = int(str(d.get("tp", 1))), int(str(p.get("tp", 1)))
+                if family(d.engine) == "vllm" and pb < db and ptp <= dtp:
+                    continue  # NixlConnector maps a smaller prefill block size when prefill TP <= decode TP
+                yield ctx.finding_at(self, p.where("block_size") if "block_size" in p.fields else d.where("block_size"),
+                                     f"{p.name} (prefill) block size {pb} and {d.name} (decode) block size {db} cannot exchange KV"
+                                     + (" (a prefill block size may be smaller only when prefill TP <= decode TP)" if family(d.engine) == "vllm" else ""),
+                                     fix=Fix("use one block size on both instances"))
+            return
         dec, pre = decode(ctx), prefill(ctx)
         if dec is None:
             return

@@ -3,6 +3,7 @@ from __future__ import annotations
 from ...finding import Fix, Severity
 from ...registry import Rule
 from .._facts import decode, prefill, value
+from .._pairs import pairs
 
 
 class DG204(Rule):
@@ -37,6 +38,17 @@ class DG204(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx):
+        if ctx.deployment is not None:
+            for d, p in pairs(ctx):
+                try:
+                    dtp, ptp = int(str(d.get("tp", 1))), int(str(p.get("tp", 1)))
+                except ValueError:
+                    continue
+                if dtp > 0 and ptp > 0 and dtp % ptp:
+                    yield ctx.finding_at(self, p.where("tp") if "tp" in p.fields else d.where("tp"),
+                                         f"decode tensor parallel {dtp} ({d.name}) is not a multiple of prefill tensor parallel {ptp} ({p.name}): the first KV transfer will fail",
+                                         fix=Fix("make the decode TP a multiple of the prefill TP"))
+            return
         dec, pre = decode(ctx), prefill(ctx)
         if dec is None or pre is None:
             return

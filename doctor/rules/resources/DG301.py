@@ -49,7 +49,7 @@ class DG301(Rule):
             return
         parts = []
         first = None
-        for name, sec in ctx.parse.sections.items():
+        for name, sec in (ctx.parse.sections.items() if ctx.parse is not None else ()):
             if name == "Common" or not hasattr(sec.model, "service_args"):
                 continue
             sargs = sec.model.service_args

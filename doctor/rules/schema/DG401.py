@@ -37,6 +37,8 @@ class DG401(Rule):
     severity = Severity.WARNING
 
     def check(self, ctx):
+        if ctx.parse is None:
+            return
         for issue in ctx.parse.issues:
             if issue.kind not in ("unknown_section", "unknown_key"):
                 continue

@@ -34,6 +34,8 @@ class DG402(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx):
+        if ctx.parse is None:
+            return
         for issue in ctx.parse.issues:
             if issue.kind == "wrong_type":
                 yield ctx.finding(self, issue.path, issue.message, fix=Fix("write the value with the expected type"), at="value")

@@ -35,6 +35,8 @@ class DG403(Rule):
     severity = Severity.WARNING
 
     def check(self, ctx):
+        if ctx.parse is None:
+            return
         for issue in ctx.parse.issues:
             if issue.kind != "common_key_missing":
                 continue

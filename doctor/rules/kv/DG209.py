@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from ...finding import Fix, Severity
+from ...registry import Rule
+
+
+class DG209(Rule):
+    """## What it does
+    Reports `kv_load_failure_policy: recompute` in a vLLM `--kv-transfer-config`.
+
+    ## Why is this bad?
+    With `recompute`, a decode instance that fails to load the prefilled KV (a failed NIXL transfer, an expired
+    block, a handshake error) prefills the prompt again itself, and says nothing. The prefill GPUs work for nothing
+    and time to first token doubles, invisibly. vLLM changed the default to `fail` for this reason
+    (vllm-project/vllm#32200).
+
+    ## Example
+    ```yaml
+    args: ["--kv-transfer-config", '{"kv_connector":"NixlConnector","kv_role":"kv_both","kv_load_failure_policy":"recompute"}']
+    ```
+
+    ## Use instead
+    ```yaml
+    args: ["--kv-transfer-config", '{"kv_connector":"NixlConnector","kv_role":"kv_both","kv_load_failure_policy":"fail"}']
+    ```
+    """
+
+    code = "DG209"
+    name = "kv-load-failure-recompute"
+    severity = Severity.WARNING
+
+    def check(self, ctx):
+        if ctx.deployment is None:
+            return
+        for w in ctx.deployment.workers:
+            if str(w.get("kv_load_failure_policy", "")).lower() == "recompute":
+                yield ctx.finding_at(self, w.where("kv_load_failure_policy"),
+                                     f"{w.name}: kv_load_failure_policy recompute hides failed KV transfers: the decode side silently prefills again",
+                                     fix=Fix('use "kv_load_failure_policy": "fail" (vLLM\'s newer default) and watch the failures'))

@@ -27,8 +27,8 @@ from pydantic import ValidationError
 
 from disagg.schemas.routing import should_prefill_remote
 
+from .backends import KVLoadFailed, MockBackend, gather_engine_metrics
 from .metrics import FrontendMetrics
-from .mock_engine import chat_prompt, detokenize, tokenize
 from .openai_api import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -86,8 +86,9 @@ class PrefillJob:
 
 class Frontend:
     def __init__(self, plan: RuntimePlan, workers: list[WorkerSpec], registry: CollectorRegistry | None = None, prefill_concurrency: int = 1,
-                 prefill_timeout: float = 10.0, decode_timeout: float = 60.0, fault_injection: bool = False):
+                 prefill_timeout: float = 10.0, decode_timeout: float = 60.0, fault_injection: bool = False, backend=None):
         self.plan = plan
+        self.backend = backend or MockBackend()
         self.policy = plan.policy
         self.registry = registry or CollectorRegistry()
         self.metrics = FrontendMetrics(self.registry)
@@ -119,10 +120,9 @@ class Frontend:
 
     async def _check(self, w: WorkerState) -> None:
         try:
-            async with self.session.get(f"{w.spec.url}/health", timeout=aiohttp.ClientTimeout(total=1.0)) as r:
-                info = await r.json()
+            info = await self.backend.health(self.session, w.spec.url)
             self._mark_up(w, info)
-        except NET_ERRORS as exc:
+        except (*NET_ERRORS, ValueError) as exc:
             self._mark_down(w, f"health check failed: {type(exc).__name__}")
 
     def _mark_up(self, w: WorkerState, info: dict) -> None:
@@ -178,11 +178,10 @@ class Frontend:
         w.requests += 1
         self.metrics.worker_requests.labels(w.spec.worker_id, "prefill").inc()
         try:
-            body = {"tokens": job.tokens, "cached_tokens": job.cached_tokens}
-            async with self.session.post(f"{w.spec.url}/prefill", json=body, timeout=aiohttp.ClientTimeout(total=self.prefill_timeout, connect=2)) as r:
-                if r.status != 200:
-                    raise PrefillFailed(f"{w.spec.worker_id} answered HTTP {r.status}")
-                result = await r.json()
+            try:
+                result = await self.backend.prefill(self.session, w.spec.url, job.tokens, job.cached_tokens, self.prefill_timeout)
+            except RuntimeError as exc:
+                raise PrefillFailed(f"{w.spec.worker_id}: {exc}") from None
             result["url"] = w.spec.url
             result["worker_id"] = w.spec.worker_id
             if not job.future.done():
@@ -228,13 +227,13 @@ class Frontend:
         if not (self.plan.enable_prefix_caching and self.policy.remote_prefill):
             return 0
         try:
-            async with self.session.post(f"{decode.spec.url}/prefix_match", json={"tokens": tokens}, timeout=aiohttp.ClientTimeout(total=2)) as r:
-                return int((await r.json())["cached_tokens"])
-        except NET_ERRORS:
+            return await self.backend.prefix_hit(self.session, decode.spec.url, tokens)
+        except (*NET_ERRORS, ValueError, KeyError):
             return 0
 
-    async def serve(self, tokens: list[int], max_tokens: int, arrived: float) -> AsyncIterator[tuple[str, object]]:
-        """Route and run one request; yields ("start", info), ("token", id)..., ("end", finish_reason)."""
+    async def serve(self, tokens: list[int], max_tokens: int, arrived: float, sampling: dict | None = None) -> AsyncIterator[tuple[str, object]]:
+        """Route and run one request; yields ("start", info), ("text", piece)..., ("end", finish_reason)."""
+        sampling = sampling or {}
         self.metrics.prompt_len.observe(len(tokens))
         tried: set[str] = set()
         decision = None
@@ -255,30 +254,31 @@ class Frontend:
                         prefill_worker = kv["worker_id"]
                     except PrefillFailed:
                         reason = "prefill_failed"
-            body = {"tokens": tokens, "max_tokens": max_tokens, "kv": kv}
             decode.inflight += 1
             decode.requests += 1
             self.metrics.worker_requests.labels(decode.spec.worker_id, "decode").inc()
             started = False
             try:
-                timeout = aiohttp.ClientTimeout(total=None, connect=2, sock_read=self.decode_timeout)
-                async with self.session.post(f"{decode.spec.url}/generate", json=body, timeout=timeout) as r:
-                    if r.status != 200:
-                        raise RequestFailed(502, f"decode worker {decode.spec.worker_id} answered HTTP {r.status}", "decode_failed")
-                    async for line in r.content:
-                        event = json.loads(line)
-                        kind = event["type"]
-                        if kind == "start":
-                            started = True
-                            route, reason = self._record_start(event, reason, len(tokens))
-                            yield "start", {"route": route, "reason": reason, "decode_worker": decode.spec.worker_id, "prefill_worker": prefill_worker if route == "remote" else None,
-                                            "cached_tokens": event["cached_tokens"], "kv": event["kv"]}
-                        elif kind == "token":
-                            yield "token", event["id"]
-                        elif kind == "end":
-                            yield "end", event["finish_reason"]
-                            return
-                    raise RequestFailed(502, f"decode worker {decode.spec.worker_id} ended the stream early", "decode_failed")
+                while True:
+                    try:
+                        async for kind, value in self.backend.generate(self.session, decode.spec.url, tokens, max_tokens, kv, sampling, self.decode_timeout):
+                            if kind == "start":
+                                started = True
+                                route, reason = self._record_start(value, reason, len(tokens))
+                                yield "start", {"route": route, "reason": reason, "decode_worker": decode.spec.worker_id,
+                                                "prefill_worker": prefill_worker if route == "remote" else None,
+                                                "cached_tokens": value["cached_tokens"], "kv": value["kv"]}
+                            else:
+                                yield kind, value
+                                if kind == "end":
+                                    return
+                        raise RequestFailed(502, f"decode worker {decode.spec.worker_id} ended the stream early", "decode_failed")
+                    except KVLoadFailed as exc:
+                        # The decode engine refused the prefilled KV before sending anything: prefill locally instead.
+                        self.metrics.kv_failures.labels(exc.reason).inc()
+                        kv, reason = None, "kv_transfer_failed"
+            except aiohttp.ClientResponseError as exc:
+                raise RequestFailed(502, f"decode worker {decode.spec.worker_id} answered HTTP {exc.status}", "decode_failed") from None
             except NET_ERRORS as exc:
                 if isinstance(exc, (aiohttp.ClientConnectionError, OSError)) and not isinstance(exc, asyncio.TimeoutError):
                     self._mark_down(decode, f"generate failed: {type(exc).__name__}")
@@ -292,8 +292,9 @@ class Frontend:
         kv = event["kv"]
         if event["prefill"] == "remote":
             route = "remote"
-            self.metrics.kv_bytes.inc(kv["bytes"])
-            self.metrics.kv_seconds.observe(kv["seconds"])
+            if "bytes" in kv:  # the mock engine measures each transfer; vLLM's engines report theirs as vllm:nixl_*
+                self.metrics.kv_bytes.inc(kv["bytes"])
+                self.metrics.kv_seconds.observe(kv["seconds"])
             self.metrics.prompt_tokens.labels("kv_transfer").inc(prompt_len - event["cached_tokens"])
         else:
             route = "local"
@@ -322,9 +323,11 @@ class Frontend:
         if req.model is not None and req.model != self.plan.served_model_name:
             raise RequestFailed(404, f"model {req.model!r} is not served here; this frontend serves {self.plan.served_model_name!r}", "model_not_found")
         if chat:
-            tokens = tokenize(chat_prompt([m.model_dump() for m in req.messages]))
+            tokens = self.backend.tokenize(self.backend.chat_prompt([m.model_dump() for m in req.messages]))
         else:
-            tokens = tokenize(req.prompt) if isinstance(req.prompt, str) else list(req.prompt)
+            tokens = self.backend.tokenize(req.prompt) if isinstance(req.prompt, str) else list(req.prompt)
+        if not tokens:
+            raise RequestFailed(400, "prompt: the prompt has no tokens", "invalid_request")
         max_tokens = req.output_tokens()
         if len(tokens) + max_tokens > self.plan.max_model_len:
             raise RequestFailed(400, f"prompt ({len(tokens)} tokens) plus max_tokens ({max_tokens}) exceeds max-model-len {self.plan.max_model_len}", "context_length_exceeded")
@@ -351,7 +354,8 @@ class Frontend:
         model = self.plan.served_model_name
         self.metrics.in_flight.inc()
         try:
-            events = self.serve(tokens, max_tokens, arrived)
+            sampling = {k: v for k, v in (("temperature", req.temperature), ("top_p", req.top_p)) if v is not None}
+            events = self.serve(tokens, max_tokens, arrived, sampling)
             if req.stream:
                 return await self._stream(request, events, rid, model, chat, arrived, len(tokens))
             text, n, info, finish = [], 0, {}, "length"
@@ -360,14 +364,14 @@ class Frontend:
                 async for kind, value in events:
                     if kind == "start":
                         info = value
-                    elif kind == "token":
+                    elif kind == "text":
                         now = time.perf_counter()
                         if n == 0:
                             self.metrics.ttft.observe(now - arrived)
                         elif last is not None:
                             self.metrics.itl.observe(now - last)
                         last = now
-                        text.append(detokenize(value, n == 0))
+                        text.append(value)
                         n += 1
                     else:
                         finish = value
@@ -390,14 +394,14 @@ class Frontend:
                     await resp.prepare(request)
                     if chat:
                         await resp.write(_sse(stream_chunk(rid, model, None, None, chat, first=True)))
-                elif kind == "token":
+                elif kind == "text":
                     now = time.perf_counter()
                     if n == 0:
                         self.metrics.ttft.observe(now - arrived)
                     elif last is not None:
                         self.metrics.itl.observe(now - last)
                     last = now
-                    await resp.write(_sse(stream_chunk(rid, model, detokenize(value, n == 0), None, chat)))
+                    await resp.write(_sse(stream_chunk(rid, model, value, None, chat)))
                     n += 1
                 else:
                     await resp.write(_sse(stream_chunk(rid, model, None, value, chat)))
@@ -424,7 +428,10 @@ class Frontend:
         return web.json_response({"workers": [w.to_json() for w in self.workers.values()], "prefill_queue": len(self.queue)})
 
     async def metrics_handler(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body = generate_latest(self.registry)
+        if self.backend.name == "vllm":  # one scrape target: the engines' vllm:* series, labelled by worker
+            body += (await gather_engine_metrics(self.session, [w for w in self.workers.values() if w.up])).encode()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def config_handler(self, request: web.Request) -> web.Response:
         return web.json_response({"path": self.plan.config_path, "policy": self.policy._asdict(), "block_size": self.plan.block_size,
@@ -484,14 +491,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prefill-timeout", type=float, default=10.0)
     ap.add_argument("--decode-timeout", type=float, default=60.0)
     ap.add_argument("--fault-injection", action="store_true")
+    ap.add_argument("--engine", choices=("mock", "vllm"), default="mock")
+    ap.add_argument("--model-dir", help="the vLLM engines' model folder (its tokenizer counts prompt tokens)")
+    ap.add_argument("--pids-file", help="where the supervisor publishes engine PIDs by URL")
     args = ap.parse_args(argv)
     set_parent_death_signal()
     with open(args.plan_file, encoding="utf-8") as handle:
         plan = RuntimePlan.from_json(handle.read())
     with open(args.workers_file, encoding="utf-8") as handle:
         workers = [WorkerSpec(**w) for w in json.load(handle)]
+    backend = None
+    if args.engine == "vllm":
+        from .backends import VllmBackend
+
+        backend = VllmBackend(args.model_dir, plan.served_model_name, args.pids_file)
     front = Frontend(plan, workers, prefill_concurrency=args.prefill_concurrency, prefill_timeout=args.prefill_timeout,
-                     decode_timeout=args.decode_timeout, fault_injection=args.fault_injection)
+                     decode_timeout=args.decode_timeout, fault_injection=args.fault_injection, backend=backend)
     web.run_app(front.app(), host=args.host, port=args.port, print=None, access_log=None, reuse_address=True)
 
 

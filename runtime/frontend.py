@@ -360,9 +360,12 @@ class Frontend:
                 return await self._stream(request, events, rid, model, chat, arrived, len(tokens))
             text, n, info, finish = [], 0, {}, "length"
             last = None
+            usage_tokens = None  # what the engine counted, when it says (vLLM); else the pieces received
             try:
                 async for kind, value in events:
-                    if kind == "start":
+                    if kind == "usage":
+                        usage_tokens = value
+                    elif kind == "start":
                         info = value
                     elif kind == "text":
                         now = time.perf_counter()
@@ -378,6 +381,7 @@ class Frontend:
             except RequestFailed as exc:
                 return self._error(exc)
             self.metrics.duration.observe(time.perf_counter() - arrived)
+            n = usage_tokens if usage_tokens is not None else n
             usage = {"prompt_tokens": len(tokens), "completion_tokens": n, "total_tokens": len(tokens) + n}
             body = completion_response(rid, model, "".join(text), finish, usage, chat, info)
             return web.json_response(body, headers={"X-Disagg-Route": info.get("route", ""), "X-Disagg-Reason": info.get("reason", "")})
@@ -403,7 +407,7 @@ class Frontend:
                     last = now
                     await resp.write(_sse(stream_chunk(rid, model, value, None, chat)))
                     n += 1
-                else:
+                elif kind == "end":
                     await resp.write(_sse(stream_chunk(rid, model, None, value, chat)))
             await resp.write(b"data: [DONE]\n\n")
             self.metrics.duration.observe(time.perf_counter() - arrived)

@@ -69,6 +69,8 @@ class RuntimePlan:
     frontend_port: int
     notes: list[str] = field(default_factory=list)  # what the runtime does not use, said out loud
     config_text: str = ""  # the file as read, served at /config so the live doctor can lint what runs
+    model_path: str = ""  # VllmWorker's `model` (a local folder or a model name vLLM can load)
+    engine_keys: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> engine options of its section
     effective: dict[str, Any] = field(default_factory=dict)  # resolved sections, served at /config
 
     def to_json(self) -> str:
@@ -143,6 +145,8 @@ def load_plan(path: str) -> RuntimePlan:
         notes=notes,
         effective=json.loads(json.dumps(effective, default=str)),
         config_text=text,
+        model_path=m.model or "",
+        engine_keys={role: dict(sec.resolved) for role, sec in (("decode", dec), ("prefill", pre)) if sec is not None},
     )
 
 

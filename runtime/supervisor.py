@@ -26,6 +26,8 @@ READY_TIMEOUT = 60.0  # seconds for every process to answer /health
 
 @dataclass
 class ServeOptions:
+    engine: str = "mock"  # mock | vllm
+    vllm_kv_cache_bytes: int = 256 * 2**20  # per engine, on CPU
     host: str = "127.0.0.1"
     port: int | None = None  # None: the Frontend section's port
     kv_transport: str = "nixl"
@@ -51,6 +53,7 @@ class Child:
     restarts: int = 0
     backoff: float = 0.5
     next_start: float = 0.0
+    env: dict = field(default_factory=dict)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -69,6 +72,7 @@ class Supervisor:
         self.children: list[Child] = []
         self.stopping = False
         self.frontend_url = ""
+        self.pids_file: str | None = None
 
     def build(self) -> None:
         plan_file = os.path.join(self.run_dir, "plan.json")
@@ -80,6 +84,15 @@ class Supervisor:
         with open(workers_file, "w", encoding="utf-8") as handle:
             json.dump([asdict(s) for s in specs], handle)
         py = [sys.executable, "-m"]
+        if self.opt.engine == "vllm":
+            from .vllm_engine import engine_commands
+
+            self.pids_file = os.path.join(self.run_dir, "pids.json")
+            for s, argv, env, note in engine_commands(self.plan, specs, self.opt):
+                self.children.append(Child(s.worker_id, s.role, argv, s.url, os.path.join(self.run_dir, f"{s.worker_id}.log"), env=env))
+                if note:
+                    self.say(note)
+            specs = []
         for s in specs:
             argv = py + ["disagg.runtime.worker", "--plan-file", plan_file, "--worker-id", s.worker_id, "--role", s.role, "--port", str(s.port),
                          "--kv-transport", self.opt.kv_transport, "--timing", json.dumps(self.opt.timing), "--kv-blocks", str(self.opt.kv_blocks),
@@ -95,15 +108,21 @@ class Supervisor:
                      "--decode-timeout", str(self.opt.decode_timeout)]
         if self.opt.fault_injection:
             argv.append("--fault-injection")
+        if self.opt.engine == "vllm":
+            argv += ["--engine", "vllm", "--model-dir", self.plan.model_path, "--pids-file", self.pids_file]
         host = "127.0.0.1" if self.opt.host in ("0.0.0.0", "") else self.opt.host
         self.frontend_url = f"http://{host}:{port}"
         self.children.append(Child("frontend", "frontend", argv, self.frontend_url, os.path.join(self.run_dir, "frontend.log")))
 
     def _spawn(self, c: Child) -> None:
         log = open(c.log_path, "ab")
-        c.proc = subprocess.Popen(c.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        c.proc = subprocess.Popen(c.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1", **c.env})
         log.close()
         c.started = time.monotonic()
+        if self.pids_file:  # vLLM engines do not report their PID: publish it for the frontend's /workers
+            pids = {x.url: x.proc.pid for x in self.children if x.proc is not None and x.role in ("decode", "prefill")}
+            with open(self.pids_file, "w", encoding="utf-8") as handle:
+                json.dump(pids, handle)
 
     def start(self, progress=None) -> None:
         """Spawn everything and wait until each process answers /health; `progress(child, ready)` reports each step."""
@@ -111,7 +130,7 @@ class Supervisor:
             self._spawn(c)
             if progress:
                 progress(c, False)
-        deadline = time.monotonic() + READY_TIMEOUT
+        deadline = time.monotonic() + (READY_TIMEOUT * 5 if self.opt.engine == "vllm" else READY_TIMEOUT)
         pending = list(self.children)
         while pending:
             for c in list(pending):

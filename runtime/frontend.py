@@ -333,6 +333,15 @@ class Frontend:
             raise RequestFailed(400, f"prompt ({len(tokens)} tokens) plus max_tokens ({max_tokens}) exceeds max-model-len {self.plan.max_model_len}", "context_length_exceeded")
         return req, tokens, max_tokens
 
+    def _observe_piece(self, arrived: float, last: float | None) -> float:
+        """Time to first token for the first piece of a response, inter-token latency for the others."""
+        now = time.perf_counter()
+        if last is None:
+            self.metrics.ttft.observe(now - arrived)
+        else:
+            self.metrics.itl.observe(now - last)
+        return now
+
     def _error(self, exc: RequestFailed) -> web.Response:
         self.metrics.errors.labels(str(exc.status)).inc()
         err_type = "invalid_request_error" if exc.status < 500 else "server_error"
@@ -368,12 +377,7 @@ class Frontend:
                     elif kind == "start":
                         info = value
                     elif kind == "text":
-                        now = time.perf_counter()
-                        if n == 0:
-                            self.metrics.ttft.observe(now - arrived)
-                        elif last is not None:
-                            self.metrics.itl.observe(now - last)
-                        last = now
+                        last = self._observe_piece(arrived, last)
                         text.append(value)
                         n += 1
                     else:
@@ -399,12 +403,7 @@ class Frontend:
                     if chat:
                         await resp.write(_sse(stream_chunk(rid, model, None, None, chat, first=True)))
                 elif kind == "text":
-                    now = time.perf_counter()
-                    if n == 0:
-                        self.metrics.ttft.observe(now - arrived)
-                    elif last is not None:
-                        self.metrics.itl.observe(now - last)
-                    last = now
+                    last = self._observe_piece(arrived, last)
                     await resp.write(_sse(stream_chunk(rid, model, value, None, chat)))
                     n += 1
                 elif kind == "end":

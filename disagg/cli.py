@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--gpus", type=int, metavar="N", help="GPUs available to the deployment (DG301); default: what NVML reports here")
     doc.add_argument("--workload", metavar="SPEC", help="predict the remote share: isl=200,osl=10[,prefix-hit=0.2] or a JSON-lines trace")
     doc.add_argument("--fix", action="store_true", help="apply the fixes that are plain edits, in place")
+    doc.add_argument("--skip-unrecognized", action="store_true", help="skip named files that are no serving config (as folder searches do); for pre-commit")
     doc.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour text output (default auto)")
     live = doc.add_argument_group("live", "watch a running deployment (needs `pip install 'disagg[live]'` for utilisation)")
     live.add_argument("--live", metavar="URL", help="frontend URL of a running deployment (disagg serve, vLLM, Dynamo)")
@@ -176,7 +177,7 @@ def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     stdin_bytes = sys.stdin.buffer.read() if "-" in args.paths else None
     options = LintOptions(gpus=gpus, workload=workload)
     exclude = settings.get("exclude", []) + (args.exclude or [])
-    results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format)
+    results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format, skip_unrecognized=args.skip_unrecognized)
 
     if args.fix:
         fixed = 0
@@ -190,7 +191,7 @@ def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 fixed += len(edits)
         if fixed:
             print(f"applied {fixed} edit(s); run the doctor again to see what is left", file=sys.stderr)
-            results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format)
+            results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format, skip_unrecognized=args.skip_unrecognized)
 
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
     out = render(fmt, results, registry, color=color)

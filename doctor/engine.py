@@ -144,7 +144,8 @@ def _unsuppressed(findings: list[Finding], lines: list[str]) -> Iterable[Finding
             yield f
 
 
-def lint_paths(targets: Sequence[str], rules: list[type[Rule]], options: LintOptions, exclude: Sequence[str] = (), stdin_bytes: bytes | None = None, fmt: str = "auto") -> list[FileResult]:
+def lint_paths(targets: Sequence[str], rules: list[type[Rule]], options: LintOptions, exclude: Sequence[str] = (), stdin_bytes: bytes | None = None, fmt: str = "auto",
+               skip_unrecognized: bool = False) -> list[FileResult]:
     results = []
     for path, explicit in collect_paths(targets, exclude):
         try:
@@ -152,6 +153,6 @@ def lint_paths(targets: Sequence[str], rules: list[type[Rule]], options: LintOpt
         except ConfigError as exc:
             results.append(FileResult(path=exc.path, error=exc))
             continue
-        results.append(lint_text("<stdin>" if path == STDIN else path, text, rules, options, explicit, fmt))
+        results.append(lint_text("<stdin>" if path == STDIN else path, text, rules, options, explicit and not skip_unrecognized, fmt))
     return results
 

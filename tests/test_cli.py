@@ -185,3 +185,10 @@ def test_bad_trace_line_names_its_line(cli, write):
 def test_no_paths_is_a_usage_error(cli):
     r = cli("doctor")
     assert r.code == 2 and "no config given" in r.err
+
+
+def test_skip_unrecognized_for_pre_commit(cli, write):
+    other = write("name: ci\non: [push]\njobs: {}\n", "workflow.yml")
+    assert cli("doctor", other).code == 2
+    r = cli("doctor", other, SEED, "--skip-unrecognized", "--output-format", "json")
+    assert r.code == 1 and {f["status"] for f in r.json()["files"]} == {"skipped", "linted"}

@@ -257,6 +257,14 @@ def _env(doc: SourceDocument, base: tuple, env: Any) -> dict[str, Value]:
     return out
 
 
+def _count(value: Any) -> int:
+    """A replica count as written, or 1 when it is no integer (a template placeholder, a typo)."""
+    try:
+        return max(int(str(value).strip()), 0) if value is not None else 1
+    except ValueError:
+        return 1
+
+
 def _gpus(resources: Any) -> int | None:
     if not isinstance(resources, dict):
         return None
@@ -325,7 +333,7 @@ def _dgd(doc: SourceDocument, dep: Deployment, data: dict) -> None:
                 sub = str(svc.get("subComponentType", "")).lower()
                 if sub in ("prefill", "decode"):
                     w.role = sub
-                w.replicas = int(svc.get("replicas", 1) or 1)
+                w.replicas = _count(svc.get("replicas", 1))
                 w.gpus = _gpus(svc.get("resources"))
                 w.extra["rdma"] = _rdma(svc.get("resources"))
                 dep.workers.append(w)
@@ -414,13 +422,13 @@ def from_yaml(path: str, docs: list[SourceDocument]) -> Deployment | None:
             _llmd(doc, dep, data)
         elif kind in WORKLOAD_KINDS:
             tmpl = spec.get("template") if isinstance(spec.get("template"), dict) else {}
-            _pod_workers(doc, dep, name, ("spec", "template", "spec"), tmpl.get("spec") or {}, int(spec.get("replicas", 1) or 1), name)
+            _pod_workers(doc, dep, name, ("spec", "template", "spec"), tmpl.get("spec") or {}, _count(spec.get("replicas", 1)), name)
         elif kind == "LeaderWorkerSet":
             lwt = spec.get("leaderWorkerTemplate") if isinstance(spec.get("leaderWorkerTemplate"), dict) else {}
             for tkey in ("leaderTemplate", "workerTemplate"):
                 tmpl = lwt.get(tkey) if isinstance(lwt.get(tkey), dict) else None
                 if tmpl:
-                    _pod_workers(doc, dep, f"{name}/{tkey}", ("spec", "leaderWorkerTemplate", tkey, "spec"), tmpl.get("spec") or {}, int(spec.get("replicas", 1) or 1), name)
+                    _pod_workers(doc, dep, f"{name}/{tkey}", ("spec", "leaderWorkerTemplate", tkey, "spec"), tmpl.get("spec") or {}, _count(spec.get("replicas", 1)), name)
         elif kind == "Pod":
             _pod_workers(doc, dep, name, ("spec",), spec, 1, name)
     if dep is not None:

@@ -31,8 +31,8 @@ sections = st.dictionaries(keys, values, max_size=8).flatmap(lambda d: st.just(d
 configs = st.dictionaries(st.one_of(st.sampled_from(SECTION_NAMES), st.sampled_from(["VLLMWorker", "prefillworker"]), st.text(max_size=8)), st.one_of(sections, values), min_size=1, max_size=6)
 
 
-def _lint(text: str):
-    result = lint_text("gen.yaml", text, RULES, OPTIONS)
+def _lint(text: str, name: str = "gen.yaml"):
+    result = lint_text(name, text, RULES, OPTIONS)
     for f in result.findings:
         assert f.line >= 1 and f.column >= 1 and f.message
     return result
@@ -47,8 +47,11 @@ def test_generated_configs_never_raise(config):
 MUTATION_CHARS = list(":[]{}-&*!|>'\"#,?\t\n %@`") + ["\x00", "\ufeff", "<<", "---"]
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.sampled_from(sorted(EXAMPLES.glob("*.yaml"))), st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(["delete", "insert", "dup-line"]), st.sampled_from(MUTATION_CHARS)), min_size=1, max_size=6))
+STACKS = EXAMPLES.parent / "tests" / "fixtures" / "stacks"
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from(sorted(EXAMPLES.glob("*.yaml")) + sorted(STACKS.iterdir())), st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(["delete", "insert", "dup-line"]), st.sampled_from(MUTATION_CHARS)), min_size=1, max_size=6))
 def test_mutated_configs_never_raise(path, mutations):
     text = path.read_text()
     for pos, kind, char in mutations:
@@ -65,7 +68,7 @@ def test_mutated_configs_never_raise(path, mutations):
         text = decode_text("gen.yaml", text.encode("utf-8", "surrogatepass"))
     except ConfigError:
         return
-    _lint(text)
+    _lint(text, "gen" + path.suffix)  # scripts stay scripts, manifests stay YAML
 
 
 # The doctor validates against the JSON Schema (no pydantic import); the pydantic models are the definition.

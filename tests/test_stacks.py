@@ -159,3 +159,10 @@ def test_format_flag_overrides_detection(cli, write):
     assert cli("doctor", path).code == 2
     r = cli("doctor", path, "--format", "script", "--output-format", "json")
     assert r.code == 0 and r.json()["errors"] == []
+
+
+def test_values_a_script_computes_at_run_time_are_not_compared():
+    """Found by fuzzing: `--block-size $BS` or a mangled `[16` once crashed the block-size rule."""
+    text = "#!/bin/bash\n# prefill\nvllm serve $MODEL --block-size $BS --tensor-parallel-size '[16' &\n# decode\nvllm serve other --block-size 16 &\n"
+    codes = {f.code for f in lint("run.sh", text).findings}
+    assert not codes & {"DG203", "DG204", "DG205"}

@@ -30,3 +30,18 @@ def engines(ctx):
 
 def norm(value, default=None) -> str:
     return str(default if value is None else value).strip().lower()
+
+
+def known(value) -> bool:
+    """False for values a script computes at run time (`$TP`, `${MODEL}`): nothing can be said about them."""
+    return value is not None and "$" not in str(value) and "`" not in str(value)
+
+
+def as_int(value, default: int | None = None) -> int | None:
+    """An integer flag value; `default` when unset, None when it is no integer (a shell variable, a typo)."""
+    if value is None:
+        return default
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None

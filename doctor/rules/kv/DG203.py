@@ -3,7 +3,7 @@ from __future__ import annotations
 from ...finding import Fix, Severity
 from ...registry import Rule
 from .._facts import VLLM_DEFAULT_BLOCK_SIZE, decode, prefill, value
-from .._pairs import family, pairs
+from .._pairs import as_int, family, pairs
 
 
 class DG203(Rule):
@@ -44,10 +44,10 @@ class DG203(Rule):
         if ctx.deployment is not None:
             for d, p in pairs(ctx):
                 default = VLLM_DEFAULT_BLOCK_SIZE if family(d.engine) == "vllm" else 1
-                db, pb = int(str(d.get("block_size", default)) or default), int(str(p.get("block_size", default)) or default)
-                if db == pb:
+                db, pb = as_int(d.get("block_size"), default), as_int(p.get("block_size"), default)
+                dtp, ptp = as_int(d.get("tp"), 1), as_int(p.get("tp"), 1)
+                if db is None or pb is None or db == pb or dtp is None or ptp is None:
                     continue
-                dtp, ptp = int(str(d.get("tp", 1))), int(str(p.get("tp", 1)))
                 if family(d.engine) == "vllm" and pb < db and ptp <= dtp:
                     continue  # NixlConnector maps a smaller prefill block size when prefill TP <= decode TP
                 yield ctx.finding_at(self, p.where("block_size") if "block_size" in p.fields else d.where("block_size"),

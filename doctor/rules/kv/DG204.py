@@ -3,7 +3,7 @@ from __future__ import annotations
 from ...finding import Fix, Severity
 from ...registry import Rule
 from .._facts import decode, prefill, value
-from .._pairs import pairs
+from .._pairs import as_int, pairs
 
 
 class DG204(Rule):
@@ -40,11 +40,8 @@ class DG204(Rule):
     def check(self, ctx):
         if ctx.deployment is not None:
             for d, p in pairs(ctx):
-                try:
-                    dtp, ptp = int(str(d.get("tp", 1))), int(str(p.get("tp", 1)))
-                except ValueError:
-                    continue
-                if dtp > 0 and ptp > 0 and dtp % ptp:
+                dtp, ptp = as_int(d.get("tp"), 1), as_int(p.get("tp"), 1)
+                if dtp and ptp and dtp > 0 and ptp > 0 and dtp % ptp:
                     yield ctx.finding_at(self, p.where("tp") if "tp" in p.fields else d.where("tp"),
                                          f"decode tensor parallel {dtp} ({d.name}) is not a multiple of prefill tensor parallel {ptp} ({p.name}): the first KV transfer will fail",
                                          fix=Fix("make the decode TP a multiple of the prefill TP"))

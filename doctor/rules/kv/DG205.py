@@ -3,7 +3,7 @@ from __future__ import annotations
 from ...finding import Fix, Severity
 from ...registry import Rule
 from .._facts import decode, prefill, value
-from .._pairs import pairs
+from .._pairs import known, pairs
 
 
 class DG205(Rule):
@@ -43,7 +43,7 @@ class DG205(Rule):
         if ctx.deployment is not None:
             for d, p in pairs(ctx):
                 dm, pm = d.get("model"), p.get("model")
-                if dm and pm and str(dm) != str(pm):
+                if known(dm) and known(pm) and str(dm) != str(pm):
                     yield ctx.finding_at(self, p.where("model"), f"{p.name} (prefill) serves model {pm!r} but {d.name} (decode) serves {dm!r}: KV of one model is garbage to the other",
                                          fix=Fix("serve the same model on both instances"))
             return

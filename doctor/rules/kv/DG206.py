@@ -3,7 +3,7 @@ from __future__ import annotations
 from ...finding import Fix, Severity
 from ...registry import Rule
 from .._facts import decode, prefill, value
-from .._pairs import norm, pairs
+from .._pairs import known, norm, pairs
 
 
 class DG206(Rule):
@@ -42,7 +42,7 @@ class DG206(Rule):
             for d, p in pairs(ctx):
                 for key, label in (("dtype", "dtype"), ("kv_cache_dtype", "kv-cache-dtype")):
                     dv, pv = norm(d.get(key), "auto"), norm(p.get(key), "auto")
-                    if dv != pv:
+                    if dv != pv and known(dv) and known(pv):
                         yield ctx.finding_at(self, p.where(key) if key in p.fields else d.where(key),
                                              f"{label} differs: {d.name} (decode) {dv}, {p.name} (prefill) {pv}; the KV cache would be read in the wrong format",
                                              fix=Fix(f"use the same {label} on both instances"))

@@ -137,9 +137,11 @@ def test_psutil_reads_a_busy_process():
     try:
         src = PsutilSource()
         src.read({"spin": busy.pid, "me": os.getpid()})
-        time.sleep(0.5)
+        time.sleep(1.0)
         out = src.read({"spin": busy.pid, "me": os.getpid()})
-        assert out["spin"].percent > 50 and out["me"].percent < out["spin"].percent
+        # A busy loop gets a core when the machine is idle and less under load (49% was seen with CI beside it);
+        # what must hold is that the reading sees it working while the sleeping test process does not.
+        assert out["spin"].percent > 10 and out["me"].percent < out["spin"].percent / 2, out
     finally:
         busy.kill()
 

@@ -116,7 +116,11 @@ class Supervisor:
 
     def _spawn(self, c: Child) -> None:
         log = open(c.log_path, "ab")
-        c.proc = subprocess.Popen(c.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1", **c.env})
+        # Each child leads its own process group: vLLM's API server forks an EngineCore that outlives a SIGKILLed
+        # parent (seen here: orphaned EngineCores slowed the next engines' start past any timeout), so restarts and
+        # stops signal the whole group.
+        c.proc = subprocess.Popen(c.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1", **c.env},
+                                  start_new_session=True)
         log.close()
         c.started = time.monotonic()
         if self.pids_file:  # vLLM engines do not report their PID: publish it for the frontend's /workers
@@ -130,7 +134,8 @@ class Supervisor:
             self._spawn(c)
             if progress:
                 progress(c, False)
-        deadline = time.monotonic() + (READY_TIMEOUT * 5 if self.opt.engine == "vllm" else READY_TIMEOUT)
+        timeout = READY_TIMEOUT * 5 if self.opt.engine == "vllm" else READY_TIMEOUT
+        deadline = time.monotonic() + timeout
         pending = list(self.children)
         while pending:
             for c in list(pending):
@@ -141,7 +146,7 @@ class Supervisor:
                     if progress:
                         progress(c, True)
             if time.monotonic() > deadline:
-                raise RuntimeError(f"not ready after {READY_TIMEOUT:.0f} s: {', '.join(c.name for c in pending)}; logs in {self.run_dir}")
+                raise RuntimeError(f"not ready after {timeout:.0f} s: {', '.join(c.name for c in pending)}; logs in {self.run_dir}")
             time.sleep(0.05)
 
     def watch_once(self) -> None:
@@ -156,6 +161,7 @@ class Supervisor:
                     c.backoff = 0.5
                 continue
             if c.next_start == 0.0:
+                _signal_group(c.proc, signal.SIGKILL)  # whatever the dead process left behind
                 c.next_start = now + c.backoff
                 how = f"signal {-code}" if code < 0 else f"exit code {code}"
                 self.say(f"{c.name} (pid {c.proc.pid}) died ({how}); restarting in {c.backoff:.1f} s (restart #{c.restarts + 1}); log: {c.log_path}")
@@ -169,20 +175,29 @@ class Supervisor:
     def stop(self) -> None:
         self.stopping = True
         for c in self.children:
-            if c.proc and c.proc.poll() is None:
-                c.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 5
+            if c.proc is not None:
+                _signal_group(c.proc, signal.SIGTERM)
+        deadline = time.monotonic() + 10
         for c in self.children:
             if c.proc is None:
                 continue
             try:
                 c.proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
-                c.proc.kill()
+                pass
+            _signal_group(c.proc, signal.SIGKILL)  # the group: engine processes a parent leaves behind
+            if c.proc.poll() is None:
                 c.proc.wait()
 
     def pids(self) -> dict[str, int]:
         return {c.name: c.proc.pid for c in self.children if c.proc is not None}
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _answers(url: str) -> bool:

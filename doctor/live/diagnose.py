@@ -38,6 +38,11 @@ class LiveContext:
             return None
         return self.parse.workers("VllmWorker" if role == "decode" else "PrefillWorker")
 
+    def decode_key(self, key: str) -> tuple:
+        """Where the decode worker sets `key` (resolved through common-configs), else the VllmWorker section itself."""
+        sec = self.parse.section("VllmWorker") if self.parse is not None else None
+        return sec.path_of(key) if sec is not None and sec.is_set(key) else ("VllmWorker",)
+
     def static_finding(self, code: str) -> Finding | None:
         return next((f for f in self.static if f.code == code), None)
 

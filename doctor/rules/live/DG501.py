@@ -80,7 +80,7 @@ class DG501(Rule):
             why = f"every prompt is at or below max-local-prefill-length ({limit} tokens)"
             if isl50 is not None:
                 why += f": observed prompt length p50 {isl50:.0f}, p95 {isl95:.0f} tokens"
-            path = ("VllmWorker", "max-local-prefill-length") if ctx.parse is not None and ctx.parse.section("VllmWorker") and ctx.parse.section("VllmWorker").is_set("max-local-prefill-length") else ("VllmWorker",)
+            path = ctx.decode_key("max-local-prefill-length")
             fix, confidence = Fix("lower max-local-prefill-length below your typical uncached prompt length"), share
         elif cause == "queue_full":
             evidence["max_prefill_queue_size"] = policy.max_prefill_queue_size if policy else None

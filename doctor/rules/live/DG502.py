@@ -53,7 +53,7 @@ class DG502(Rule):
             self,
             f"{full / total:.0%} of requests in the last {ctx.window.span:.0f} s prefilled locally because the prefill queue was full "
             f"(max-prefill-queue-size {policy.max_prefill_queue_size if policy else '?'})",
-            path=("VllmWorker", "max-prefill-queue-size") if ctx.parse is not None and ctx.parse.section("VllmWorker") and ctx.parse.section("VllmWorker").is_set("max-prefill-queue-size") else ("VllmWorker",),
+            path=ctx.decode_key("max-prefill-queue-size"),
             fix=Fix("add prefill workers, or raise max-prefill-queue-size"),
             subject="queue_full", evidence={"requests": int(total), "remote": int(remote), "local_by_reason": rounded(local), "queue_full_share": round(full / total, 3)},
             confidence=round(min(1.0, full / total + 0.3), 2),

@@ -64,7 +64,7 @@ class DG503(Rule):
         local_tokens = w.delta("prompt_tokens", source="local_compute")
         yield ctx.finding(
             self, f"{'; '.join(parts)} in the last {w.span:.0f} s: the decode workers prefilled those prompts again",
-            path=("VllmWorker", "kv-transfer-config") if ctx.parse is not None and ctx.parse.section("VllmWorker") and ctx.parse.section("VllmWorker").is_set("kv-transfer-config") else ("VllmWorker",),
+            path=ctx.decode_key("kv-transfer-config"),
             fix=Fix("check both workers' KV connector settings (DG201, DG202) and the prefill workers' logs"),
             subject="kv", evidence={"kv_failures": failures, "prefill_failed": int(prefill_failed), "kv_expired": int(expired), "decode_local_prompt_tokens": int(local_tokens)},
             confidence=0.9,

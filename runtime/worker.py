@@ -115,17 +115,19 @@ class Worker:
         tokens: list[int] = body["tokens"]
         start = int(body.get("cached_tokens", 0))
         self.prefill_waiting += 1
+        waiting = True
         try:
             async with self.prefill_slots:
                 self.prefill_waiting -= 1
+                waiting = False
                 t0 = time.perf_counter()
                 await asyncio.sleep(self.timing.prefill_seconds(len(tokens) - start))
                 kv = kv_for_tokens(tokens, start, self.plan.shape)
                 crc = kv_checksum(kv)
                 self.busy_prefill += time.perf_counter() - t0
-        except BaseException:
-            self.prefill_waiting = max(self.prefill_waiting - 1, 0)
-            raise
+        finally:
+            if waiting:  # the client went away before a slot was free
+                self.prefill_waiting -= 1
         stored = self.store.put(kv, crc)
         if stored is None:
             return web.json_response({"error": "KV arena full"}, status=503)

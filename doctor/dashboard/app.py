@@ -175,19 +175,12 @@ class TopApp(App):
             util, src = (f"{reading.percent:5.1f}", reading.source) if reading is not None else ("  n/a", "-")
             busy_pct = f"{busy * 100:5.1f}" if busy is not None else "  n/a"
             rps = w.rate("worker_requests", worker_id=wv.worker_id)
-            tps = self._worker_rate(wv.worker_id, "prompt_tokens_computed")
+            tps = w.worker_rate(wv.worker_id, "prompt_tokens_computed") or 0.0
             row = (wv.worker_id, wv.role, str(wv.pid or "-"), wv.device, util, src, busy_pct, f"{rps:6.1f}", f"{tps:8.0f}")
             self.worker_rows[wv.worker_id] = row + ("up" if wv.up else "DOWN",)
             text.append("".join(f"{value:<{width}}" for value, (_, width) in zip(row, self.COLUMNS, strict=False)))
             text.append("up\n" if wv.up else "DOWN\n", style="green" if wv.up else "bold red")
         self.query_one("#workers_table", Static).update(text)
-
-    def _worker_rate(self, worker_id: str, signal: str) -> float:
-        pts = [(s.t, s.worker_total(worker_id, signal)) for s in self.window.snaps]
-        pts = [(t, v) for t, v in pts if v is not None]
-        if len(pts) < 2 or pts[-1][0] <= pts[0][0]:
-            return 0.0
-        return max(0.0, (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0]))
 
     def _findings(self, held, remote: float, total: float, span: float) -> None:
         panel = self.query_one("#findings", Static)

@@ -164,11 +164,23 @@ class Window:
             prev_b, prev_c = b, c
         return prev_b
 
-    def worker_busy_share(self, worker_id: str) -> float | None:
-        """Engine busy share (0-1) of one worker over the window, from its own busy_seconds counter."""
-        pts = [(s.t, s.worker_total(worker_id, "busy_seconds")) for s in self.snaps]
+    def worker_rate(self, worker_id: str, signal: str) -> float | None:
+        """Per-second increase of a counter in one worker's own /metrics over the window; None when not seen twice."""
+        pts = [(s.t, s.worker_total(worker_id, signal)) for s in self.snaps]
         pts = [(t, v) for t, v in pts if v is not None]
         if len(pts) < 2 or pts[-1][0] <= pts[0][0]:
             return None
-        return max(0.0, min(1.0, (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0])))
+        return max(0.0, (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0]))
+
+    def worker_busy_share(self, worker_id: str) -> float | None:
+        """Engine busy share (0-1) of one worker over the window, from its own busy_seconds counter."""
+        rate = self.worker_rate(worker_id, "busy_seconds")
+        return None if rate is None else min(1.0, rate)
+
+    def workers_delta(self, signal: str) -> float:
+        """Increase of a counter summed over the workers' own /metrics, first to last snapshot of the window."""
+        if len(self.snaps) < 2:
+            return 0.0
+        first, last = self.snaps[0], self.snaps[-1]
+        return sum((last.worker_total(w, signal) or 0.0) - (first.worker_total(w, signal) or 0.0) for w in last.worker_signals)
 

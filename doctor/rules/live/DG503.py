@@ -49,9 +49,7 @@ class DG503(Rule):
             failures = {"unlabelled": round(w.delta("kv_failures"), 2)}
         reasons = w.by_label("requests", "reason")
         prefill_failed = reasons.get("prefill_failed", 0.0)
-        expired = sum((s.worker_total(wid, "kv_expired") or 0.0) for s in (w.last,) for wid in s.worker_signals) - sum(
-            (s.worker_total(wid, "kv_expired") or 0.0) for s in (w.first,) for wid in s.worker_signals)
-        expired += w.delta("kv_expired")
+        expired = w.workers_delta("kv_expired") + w.delta("kv_expired")  # prefill workers' own, or a vLLM target's
         if not failures and prefill_failed <= 0 and expired <= 0:
             return
         parts = []

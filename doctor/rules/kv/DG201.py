@@ -69,6 +69,19 @@ class DG201(Rule):
                 fix=Fix("set kv-transfer-config (e.g. '{\"kv_connector\":\"DynamoNixlConnector\"}') on both workers"),
             )
 
+    def _deployment(self, ctx):
+        seen = set()
+        for d, p in pairs(ctx):
+            has_d, has_p = d.get("kv_connector") is not None, p.get("kv_connector") is not None
+            if has_p and not has_d and d.name not in seen:
+                seen.add(d.name)
+                yield ctx.finding_at(self, d.span, f"{p.name} (prefill) has KV connector {p.get('kv_connector')} but {d.name} (decode) has none: "
+                                     "prefilled blocks are never read and the decode worker recomputes every prompt",
+                                     fix=Fix("give the decode instance the same --kv-transfer-config"))
+            elif has_d and not has_p and p.name not in seen:
+                seen.add(p.name)
+                yield ctx.finding_at(self, p.span, f"{d.name} (decode) has KV connector {d.get('kv_connector')} but {p.name} (prefill) has none: no KV can reach the decode worker",
+                                     fix=Fix("give the prefill instance the same --kv-transfer-config"))
 
 def _quoted(sec) -> str:
     value = sec.resolved["kv-transfer-config"]
@@ -77,21 +90,3 @@ def _quoted(sec) -> str:
     import json
 
     return "'" + json.dumps(value) + "'"
-
-
-def _deployment(self, ctx):
-    seen = set()
-    for d, p in pairs(ctx):
-        has_d, has_p = d.get("kv_connector") is not None, p.get("kv_connector") is not None
-        if has_p and not has_d and d.name not in seen:
-            seen.add(d.name)
-            yield ctx.finding_at(self, d.span, f"{p.name} (prefill) has KV connector {p.get('kv_connector')} but {d.name} (decode) has none: "
-                                 "prefilled blocks are never read and the decode worker recomputes every prompt",
-                                 fix=Fix("give the decode instance the same --kv-transfer-config"))
-        elif has_d and not has_p and p.name not in seen:
-            seen.add(p.name)
-            yield ctx.finding_at(self, p.span, f"{d.name} (decode) has KV connector {d.get('kv_connector')} but {p.name} (prefill) has none: no KV can reach the decode worker",
-                                 fix=Fix("give the prefill instance the same --kv-transfer-config"))
-
-
-DG201._deployment = _deployment

@@ -85,31 +85,26 @@ class DG207(Rule):
                 fix=Fix(f"give each worker its own {_PORT}"),
             )
 
+    def _deployment(self, ctx):
+        by_host: dict[str, list] = {}
+        for w in ctx.deployment.workers:
+            if w.engine in ("vllm", "dynamo.vllm") and str(w.get("kv_connector", "")).lower().startswith("nixl") and not w.host.startswith("pod:") and not w.host.startswith("service:"):
+                by_host.setdefault(w.host, []).append(w)
+            events = w.flags.get("kv-events-config")
+            port = str(w.get("vllm_nixl_side_channel_port", ""))
+            if events and port == "5557" and "5557" in str(events[0]):
+                yield ctx.finding_at(self, w.where("vllm_nixl_side_channel_port"), f"{w.name}: the NIXL side channel and the KV-events publisher both use port 5557",
+                                     fix=Fix("move VLLM_NIXL_SIDE_CHANNEL_PORT off 5557 (5600 is vLLM's default since 0.11.1)"))
+        for workers in by_host.values():
+            seen: dict[str, object] = {}
+            for w in workers:
+                port = str(w.get("vllm_nixl_side_channel_port", DEFAULT_PORT))
+                if port in seen:
+                    other = seen[port]
+                    how = "both leave VLLM_NIXL_SIDE_CHANNEL_PORT at its default" if "vllm_nixl_side_channel_port" not in w.fields else f"both set VLLM_NIXL_SIDE_CHANNEL_PORT={port}"
+                    yield ctx.finding_at(self, w.where("vllm_nixl_side_channel_port"), f"{w.name} and {other.name} run on the same host and {how} ({port}): the second fails to bind or stalls at start",
+                                         fix=Fix("give each instance on a host its own VLLM_NIXL_SIDE_CHANNEL_PORT"), severity=Severity.ERROR)
+                else:
+                    seen[port] = w
 
 DEFAULT_PORT = "5600"  # vLLM >= 0.11.1; 5557 before, which is also the default KV-events port
-
-
-def _deployment(self, ctx):
-    by_host: dict[str, list] = {}
-    for w in ctx.deployment.workers:
-        if w.engine in ("vllm", "dynamo.vllm") and str(w.get("kv_connector", "")).lower().startswith("nixl") and not w.host.startswith("pod:") and not w.host.startswith("service:"):
-            by_host.setdefault(w.host, []).append(w)
-        events = w.flags.get("kv-events-config")
-        port = str(w.get("vllm_nixl_side_channel_port", ""))
-        if events and port == "5557" and "5557" in str(events[0]):
-            yield ctx.finding_at(self, w.where("vllm_nixl_side_channel_port"), f"{w.name}: the NIXL side channel and the KV-events publisher both use port 5557",
-                                 fix=Fix("move VLLM_NIXL_SIDE_CHANNEL_PORT off 5557 (5600 is vLLM's default since 0.11.1)"))
-    for workers in by_host.values():
-        seen: dict[str, object] = {}
-        for w in workers:
-            port = str(w.get("vllm_nixl_side_channel_port", DEFAULT_PORT))
-            if port in seen:
-                other = seen[port]
-                how = "both leave VLLM_NIXL_SIDE_CHANNEL_PORT at its default" if "vllm_nixl_side_channel_port" not in w.fields else f"both set VLLM_NIXL_SIDE_CHANNEL_PORT={port}"
-                yield ctx.finding_at(self, w.where("vllm_nixl_side_channel_port"), f"{w.name} and {other.name} run on the same host and {how} ({port}): the second fails to bind or stalls at start",
-                                     fix=Fix("give each instance on a host its own VLLM_NIXL_SIDE_CHANNEL_PORT"), severity=Severity.ERROR)
-            else:
-                seen[port] = w
-
-
-DG207._deployment = _deployment

@@ -6,6 +6,7 @@ from ...finding import Fix, Severity
 from ...registry import Rule
 
 _PORT = "VLLM_NIXL_SIDE_CHANNEL_PORT"
+DEFAULT_PORT = "5600"  # vLLM >= 0.11.1; 5557 before, which is also the default KV-events port
 
 
 def _envs(sec) -> dict[str, tuple[Any, tuple]]:
@@ -106,5 +107,3 @@ class DG207(Rule):
                                          fix=Fix("give each instance on a host its own VLLM_NIXL_SIDE_CHANNEL_PORT"), severity=Severity.ERROR)
                 else:
                     seen[port] = w
-
-DEFAULT_PORT = "5600"  # vLLM >= 0.11.1; 5557 before, which is also the default KV-events port

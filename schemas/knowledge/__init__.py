@@ -1,0 +1,175 @@
+"""Versioned facts about the systems the doctor reads, in one place: what each release of Dynamo, vLLM, SGLang,
+TensorRT-LLM and llm-d accepts, defaults to and deprecates, each fact with its release range and upstream source.
+
+Two kinds of data, both JSON beside this module and loaded lazily (the doctor's cold start does not pay for them
+unless a rule asks):
+* `generated/*.json`: read from the released packages by `tools/gen_knowledge.py` (run by hand): every flag of the
+  `dynamo.*` and `sglang` programs per release, and code facts found by pattern;
+* `curated.json`: facts that no package carries (Dynamo v0's example workers were never packaged; vLLM's wheels are
+  too large to read here), each with a citation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from typing import Any, NamedTuple
+
+from .versions import Evidence, Target, between, from_ranges, parse_version, version_key
+
+__all__ = [
+    "Evidence", "Fact", "Target", "between", "default_of", "fact", "flag_releases", "known_releases", "new_target",
+    "parse_version", "pattern", "version_key",
+]
+
+
+_HERE = os.path.dirname(__file__)
+
+
+@cache
+def _load(name: str) -> dict[str, Any]:
+    with open(os.path.join(_HERE, name), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _generated(system: str) -> dict[str, Any]:
+    return _load(f"generated/{system}.json")
+
+
+@cache
+def known_releases() -> dict[str, tuple[str, ...]]:
+    """Every release we know of, per system, oldest first."""
+    curated = _load("curated.json")["releases"]
+    lists = _load("generated/releases.json")
+    out = {
+        "dynamo": tuple(curated["dynamo"]) + tuple(_generated("dynamo")["releases"]),
+        "sglang": tuple(_generated("sglang")["releases"]),
+        "vllm": tuple(lists["vllm"]),
+        "trtllm": tuple(lists["trtllm"]),
+        "llm-d": tuple(curated["llm-d"]),
+    }
+    return {k: tuple(sorted(v, key=version_key)) for k, v in out.items()}
+
+
+def new_target(pins: dict[str, str] | None = None) -> Target:
+    t = Target(known_releases())
+    for system, release in (pins or {}).items():
+        t.pin(system, release)
+    return t
+
+
+class Fact(NamedTuple):
+    id: str
+    says: str
+    source: str
+    system: str
+    releases: frozenset[str]  # where it holds
+
+    def cite(self) -> str:
+        return f"{self.says} [{self.source}]"
+
+
+@cache
+def fact(fact_id: str) -> Fact:
+    """A curated fact (`dynamo.v0.common_configs`) or a generated code pattern (`dynamo:vllm.connector_flag_rejected`)."""
+    if ":" in fact_id:
+        system, name = fact_id.split(":", 1)
+        data = _generated(system)["patterns"][name]
+        return Fact(fact_id, data["says"], f"{_generated(system)['source']}; {data['read_from']}", system,
+                    from_ranges(known_releases()[system], data["in"]))
+    data = _load("curated.json")["facts"][fact_id]
+    known = known_releases()[data["system"]]
+    rel = data.get("releases")
+    releases = frozenset(known) if rel is None else from_ranges(known, [rel] if isinstance(rel[0], str) else rel)
+    return Fact(fact_id, data["says"], data["source"], data["system"], releases)
+
+
+def pattern(system: str, name: str) -> Fact:
+    return fact(f"{system}:{name}")
+
+
+def generated_releases(system: str) -> frozenset[str]:
+    return frozenset(_generated(system)["releases"])
+
+
+def verdict(target: Target, system: str, holds_in: frozenset[str]) -> bool | None:
+    """Target.verdict over a fact read from the released wheels, and None when the target may be a release the wheels
+    do not describe (Dynamo 0.1-0.3 images carried example workers from the source tree, which no wheel holds)."""
+    if not target.releases(system) <= generated_releases(system):
+        return None
+    return target.verdict(system, holds_in)
+
+
+@cache
+def flag_releases(system: str, program: str, flag: str) -> frozenset[str] | None:
+    """Releases of `system` in which `program` defines `--flag`; None when we have no table for that program."""
+    table = _generated(system)["flags"].get(program)
+    if table is None:
+        return None
+    entry = table.get(flag)
+    return frozenset() if entry is None else from_ranges(known_releases()[system], entry["in"])
+
+
+@cache
+def program_releases(system: str, program: str) -> frozenset[str] | None:
+    """Releases of `system` that ship `program` (any flag of it defined); None when we have no table for it."""
+    table = _generated(system)["flags"].get(program)
+    if table is None:
+        return None
+    known = known_releases()[system]
+    return frozenset().union(*(from_ranges(known, e["in"]) for e in table.values()))
+
+
+@cache
+def deprecated_releases(system: str, program: str, flag: str) -> frozenset[str]:
+    entry = (_generated(system)["flags"].get(program) or {}).get(flag) or {}
+    return from_ranges(known_releases()[system], entry.get("deprecated", []))
+
+
+def default_of(system: str, program: str, flag: str, release: str | None = None) -> Any:
+    """A flag's default in `release` (the latest known when None); None when the table does not say."""
+    entry = (_generated(system)["flags"].get(program) or {}).get(flag) or {}
+    if "default" in entry:
+        return entry["default"]
+    best = None
+    for first, value in entry.get("defaults", []):
+        if release is None or version_key(first) <= version_key(release):
+            best = value
+    return best
+
+
+def generated_source(system: str) -> str:
+    return _generated(system)["source"]
+
+
+def curated(section: str) -> Any:
+    """A curated table other than facts (e.g. `dynamo_v0_services`)."""
+    return _load("curated.json")[section]
+
+
+def versions_between(system: str, first: str | None, last: str | None) -> frozenset[str]:
+    return between(known_releases()[system], first, last)
+
+
+def evidence_from_flag(target: Target, system: str, program: str, flag: str) -> None:
+    """A flag that exists in only some releases narrows the target to them."""
+    rel = flag_releases(system, program, flag)
+    if rel is None or not rel or rel == frozenset(known_releases()[system]):
+        return
+    ordered = sorted(rel, key=version_key)
+    target.add(Evidence(system, rel, f"{flag} exists in {program} {ordered[0]}..{ordered[-1]}"))
+
+
+def evidence_from_tag(target: Target, system: str, tag: str, why: str) -> bool:
+    """An image tag or pin that names a release; True when it narrowed the target."""
+    release = parse_version(tag)
+    if release is None:
+        return False
+    known = known_releases().get(system, ())
+    matches = frozenset(v for v in known if v == release or v.split(".post")[0] == release)
+    if not matches:
+        # A release we have no table for (newer than our data, or a dev build): keep it unknown.
+        return False
+    target.add(Evidence(system, matches, why))
+    return True

@@ -14,8 +14,25 @@ from .routing import RoutingPolicy
 from .source import Path, SourceDocument
 from .typecheck import Values, section_schema, validate_object
 
-SECTION_NAMES = ("Common", "Frontend", "Processor", "Router", "VllmWorker", "PrefillWorker", "Planner")
+SECTION_NAMES = ("Common", "Frontend", "Processor", "Router", "VllmWorker", "PrefillWorker", "Planner")  # typed by the models
 WORKER_SECTIONS = ("VllmWorker", "PrefillWorker")
+
+
+def known_services() -> dict[str, dict[str, Any]]:
+    """Every service section of the Dynamo v0 example graphs, with its role (schemas/knowledge/curated.json)."""
+    from .knowledge import curated
+
+    return {k: v for k, v in curated("dynamo_v0_services").items() if not k.startswith("_")}
+
+
+def _schema_section(name: str) -> str | None:
+    """The typed model a section is checked against: its own, a vLLM engine section's, or none (ServiceArgs only)."""
+    if name in SECTION_NAMES:
+        return name
+    info = known_services().get(name, {})
+    if info.get("engine") == "vllm":
+        return "PrefillWorker"
+    return None
 
 
 # Options that vLLM's engine and Dynamo's workers knew: anything else on a worker is reported as unknown.
@@ -35,7 +52,10 @@ KNOWN_ENGINE_KEYS = frozenset(
     limit-mm-per-prompt max-parallel-loading-workers ray-workers-use-nsight num-scheduler-steps
     multi-step-stream-outputs use-v2-block-manager enable-auto-tool-choice tool-call-parser
     router remote-prefill conditional-disagg max-local-prefill-length max-prefill-queue-size common-configs
-    ServiceArgs
+    ServiceArgs router-num-threads cuda-visible-device-offset data-parallel-size-local data-parallel-address
+    data-parallel-rpc-port data-parallel-start-rank data-parallel-rank image-token-id num-patches prompt-template
+    enable-disagg extra-engine-args model-path tp tp-size skip-tokenizer-init disaggregation-mode
+    disaggregation-transfer-backend disaggregation-bootstrap-port mem-fraction-static page-size
     """.split()
 )
 
@@ -43,10 +63,13 @@ DISAGG_KEYS = ("remote-prefill", "conditional-disagg", "max-local-prefill-length
 
 
 def known_keys(section: str) -> frozenset[str]:
-    """Keys a section understands (for unknown-key reports)."""
-    if section in ("Common", "VllmWorker", "PrefillWorker"):
+    """Keys a section is known to understand; anything else is reported only when it is a near miss of one of these."""
+    typed = _schema_section(section)
+    if typed in ("Common", "VllmWorker", "PrefillWorker") or known_services().get(section, {}).get("engine"):
         return KNOWN_ENGINE_KEYS
-    return frozenset(section_schema(section)["properties"])
+    if typed is None:
+        return frozenset({"ServiceArgs", "common-configs"})
+    return frozenset(section_schema(typed)["properties"]) | {"common-configs"}
 
 
 SERVICE_ARGS_KEYS = frozenset({"workers", "resources", "envs"})
@@ -124,21 +147,23 @@ def looks_like_dynamo_v0(data: Any) -> bool:
     if not isinstance(data, dict) or not data:
         return False
     names = [k for k in data if isinstance(k, str)]
-    hits = sum(1 for k in names if k in SECTION_NAMES or did_you_mean(k, SECTION_NAMES))
-    return hits > 0 and hits * 2 >= len(names)
+    known = tuple(known_services())
+    hits = sum(1 for k in names if k in known or did_you_mean(k, known) or (k.endswith("Worker") and isinstance(data.get(k), dict)))
+    return hits > 0 and hits * 2 >= len(names) and any(k in known or did_you_mean(k, known) for k in names)
 
 
 def parse_dynamo_v0(doc: SourceDocument) -> DynamoV0Parse:
     """Resolve `common-configs`, validate every section and collect what does not fit; never raises on bad values."""
     out = DynamoV0Parse(doc=doc)
     data = doc.data if isinstance(doc.data, dict) else {}
+    services = known_services()
     for name in data:
-        if name not in SECTION_NAMES:
-            hint = did_you_mean(name, SECTION_NAMES)
-            out.issues.append(SchemaIssue("unknown_section", (name,), f"unknown section {name!r}", hint))
+        if name not in services:
+            hint = did_you_mean(str(name), tuple(n for n in services if n not in data))
+            out.issues.append(SchemaIssue("unknown_section", (name,), f"section {name!r} is no service of the Dynamo v0 example graphs", hint))
     common_raw = data.get("Common") if isinstance(data.get("Common"), dict) else {}
-    for name in SECTION_NAMES:
-        if name not in data:
+    for name in data:
+        if not isinstance(name, str):
             continue
         raw = data[name]
         if raw is None:
@@ -167,14 +192,29 @@ def _resolve(name: str, raw: dict[str, Any], common: dict[str, Any], out: Dynamo
             elif key not in raw:
                 resolved[key] = common[key]
                 origin[key] = ("Common", key)
+    dashed = _engine_aliases(name)
     for key, value in raw.items():
-        resolved[key] = value
-        origin[key] = (name, key)
+        # vLLM's FlexibleArgumentParser reads --remote_prefill as --remote-prefill: so does the typed view
+        as_key = dashed.get(key, key) if isinstance(key, str) else key
+        resolved[as_key] = value
+        origin[as_key] = (name, key)
     return resolved, origin
 
 
+def _engine_aliases(section: str) -> dict[str, str]:
+    """snake_case spellings of a vLLM-parsed section's options -> the option's name."""
+    if section != "Common" and known_services().get(section, {}).get("engine") != "vllm":
+        return {}
+    return {k.replace("-", "_"): k for k in KNOWN_ENGINE_KEYS if "-" in k}
+
+
 def _validate(name: str, resolved: dict[str, Any], origin: dict[str, Path], out: DynamoV0Parse) -> Values:
-    values, errors = validate_object(section_schema(name), resolved)
+    typed = _schema_section(name)
+    if typed is None:
+        schema = {"properties": {"ServiceArgs": section_schema("PrefillWorker")["properties"]["ServiceArgs"]}}
+        values, errors = validate_object(schema, {k: v for k, v in resolved.items() if k == "ServiceArgs"})
+    else:
+        values, errors = validate_object(section_schema(typed), resolved)
     for err in errors:
         top = str(err.loc[0])
         path = origin.get(top, (name, top)) + tuple(err.loc[1:])
@@ -197,19 +237,31 @@ def _type_name(value: Any) -> str:
 
 def _check_keys(name: str, raw: dict[str, Any], out: DynamoV0Parse) -> None:
     known = known_keys(name)
+    normalised = {k.replace("_", "-") for k in known}
     for key in raw:
-        if key not in known:
-            out.issues.append(SchemaIssue("unknown_key", (name, key), f"unknown key {key!r} in {name}", did_you_mean(key, known)))
+        if not isinstance(key, str) or key in known or key.replace("_", "-") in normalised:
+            continue  # FlexibleArgumentParser reads remote_prefill as remote-prefill
+        hint = did_you_mean(key, known)
+        if hint and not _extends(key, hint):
+            out.issues.append(SchemaIssue("unknown_key", (name, key), f"unknown key {key!r} in {name}", hint))
     sargs = raw.get("ServiceArgs")
     if isinstance(sargs, dict):
         for key in sargs:
-            if key not in SERVICE_ARGS_KEYS:
-                out.issues.append(SchemaIssue("unknown_key", (name, "ServiceArgs", key), f"unknown key {key!r} in {name}.ServiceArgs", did_you_mean(key, SERVICE_ARGS_KEYS)))
+            hint = did_you_mean(str(key), SERVICE_ARGS_KEYS) if key not in SERVICE_ARGS_KEYS else None
+            if hint:
+                out.issues.append(SchemaIssue("unknown_key", (name, "ServiceArgs", key), f"unknown key {key!r} in {name}.ServiceArgs", hint))
         res = sargs.get("resources")
         if isinstance(res, dict):
             for key in res:
-                if key not in RESOURCES_KEYS:
-                    out.issues.append(SchemaIssue("unknown_key", (name, "ServiceArgs", "resources", key), f"unknown key {key!r} in {name}.ServiceArgs.resources", did_you_mean(key, RESOURCES_KEYS)))
+                hint = did_you_mean(str(key), RESOURCES_KEYS) if key not in RESOURCES_KEYS else None
+                if hint:
+                    out.issues.append(SchemaIssue("unknown_key", (name, "ServiceArgs", "resources", key), f"unknown key {key!r} in {name}.ServiceArgs.resources", hint))
+
+
+def _extends(word: str, known: str) -> bool:
+    """`data-parallel-size-local` is another option than `data-parallel-size`, not a typo of it."""
+    a, b = word.lower().replace("_", "-"), known.lower().replace("_", "-")
+    return a.startswith(b + "-") or b.startswith(a + "-")
 
 
 def kv_connector(section: Section | None) -> tuple[str | None, str | None]:

@@ -166,8 +166,8 @@ class ProcessorSection(BaseModel):
     """Block size the KV-aware router hashes prompts with; must match the workers'."""
     max_model_len: Count | None = None
     """Longest request accepted, in tokens."""
-    router: Literal["round-robin", "random", "kv"] | None = None
-    """How decode workers are picked: round-robin, random or kv (KV-cache aware)."""
+    router: Literal["round-robin", "random", "kv", "kv-load"] | None = None
+    """How decode workers are picked: round-robin, random, kv (KV-cache aware) or kv-load (examples/llm/utils/vllm.py RouterType)."""
     router_num_threads: Count | None = None
     """Threads of the KV router."""
     common_configs: list[str] | None = None

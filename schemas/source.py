@@ -32,8 +32,8 @@ class ConfigError(Exception):
         self.message = message
 
 
-class Pos(NamedTuple):
-    """A 1-based source position with the end of the token it marks."""
+class Span(NamedTuple):
+    """A 1-based source position with the end of what it marks: the one position type of every reader and finding."""
 
     line: int
     column: int
@@ -47,17 +47,17 @@ class SourceMap:
     __slots__ = ("keys", "values")
 
     def __init__(self) -> None:
-        self.keys: dict[Path, Pos] = {}
-        self.values: dict[Path, Pos] = {}
+        self.keys: dict[Path, Span] = {}
+        self.values: dict[Path, Span] = {}
 
-    def key(self, path: Path) -> Pos:
+    def key(self, path: Path) -> Span:
         """Where the key of `path` is written (a list item's own position for an index)."""
         return self._find(path, self.keys, self.values)
 
-    def value(self, path: Path) -> Pos:
+    def value(self, path: Path) -> Span:
         return self._find(path, self.values, self.keys)
 
-    def _find(self, path: Path, first: dict[Path, Pos], second: dict[Path, Pos]) -> Pos:
+    def _find(self, path: Path, first: dict[Path, Span], second: dict[Path, Span]) -> Span:
         path = tuple(path)
         while path:
             if path in first:
@@ -65,7 +65,7 @@ class SourceMap:
             if path in second:
                 return second[path]
             path = path[:-1]
-        return self.values.get((), Pos(1, 1, 1, 1))
+        return self.values.get((), Span(1, 1, 1, 1))
 
 
 class SourceDocument:
@@ -80,9 +80,9 @@ class SourceDocument:
         return self.lines[line - 1] if 0 < line <= len(self.lines) else ""
 
 
-def _pos(node: yaml.Node) -> Pos:
+def _pos(node: yaml.Node) -> Span:
     start, end = node.start_mark, node.end_mark
-    return Pos(start.line + 1, start.column + 1, end.line + 1, end.column + 1)
+    return Span(start.line + 1, start.column + 1, end.line + 1, end.column + 1)
 
 
 def decode_text(path: str, raw: bytes) -> str:
@@ -185,7 +185,8 @@ def _convert(path: str, node: yaml.Node, at: Path, marks: SourceMap, budget: lis
         raise ConfigError(path, p.line, p.column, f"invalid value: {exc}") from None
 
 
-_NOQA = re.compile(r"#\s*disagg:\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]*(?:\s*,\s*[A-Z]+[0-9]*)*))?", re.IGNORECASE)
+_NOQA = re.compile(r"#\s*disagg:\s*noqa(?::\s*(?P<codes>[A-Za-z0-9]+(?:\s*,\s*[A-Za-z0-9]+)*))?", re.IGNORECASE)
+_SELECTOR = re.compile(r"DG[0-9]{0,3}|ALL", re.IGNORECASE)
 
 
 def noqa_codes(line_text: str) -> frozenset[str] | None:
@@ -196,4 +197,5 @@ def noqa_codes(line_text: str) -> frozenset[str] | None:
     codes = m.group("codes")
     if not codes:
         return frozenset({"ALL"})
-    return frozenset(c.strip().upper() for c in codes.split(","))
+    # A code that is not one (`DG1O1`, with a letter O) suppresses nothing rather than a whole family.
+    return frozenset(c.strip().upper() for c in codes.split(",") if _SELECTOR.fullmatch(c.strip()))

@@ -1,0 +1,244 @@
+"""From an engine's argument list to a `Worker`: settings under one name per meaning, its role, and the release
+evidence its flags carry. One table per program family; every reader (scripts, manifests, Dynamo v0 sections)
+ends here, so a block size is read the same way from `--block-size 16`, `--page-size 16` or `block-size: 16`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from . import knowledge
+from .cmdline import Arg, Command
+from .model import Setting, Unknown, Worker
+from .source import Span
+
+# program -> (engine, system)
+PROGRAMS = {
+    "vllm": ("vllm", "vllm"),
+    "dynamo.vllm": ("vllm", "dynamo"),
+    "sglang": ("sglang", "sglang"),
+    "dynamo.sglang": ("sglang", "dynamo"),
+    "dynamo.trtllm": ("trtllm", "dynamo"),
+    "trtllm-serve": ("trtllm", "trtllm"),
+    "dynamo-v0:vllm": ("vllm", "dynamo"),
+    "dynamo-v0:sglang": ("sglang", "dynamo"),
+    "dynamo-v0:trtllm": ("trtllm", "dynamo"),
+    "dynamo.frontend": (None, "dynamo"),
+    "dynamo-v0:frontend": (None, "dynamo"),
+    "sglang-router": (None, "sglang"),
+    "vllm-proxy": (None, "vllm"),
+    "llm-d-routing-sidecar": (None, "llm-d"),
+    "image-entrypoint": (None, "unknown"),
+}
+
+# setting -> flags that set it, in order of preference (first found wins)
+_FLAGS: dict[str, tuple[str, ...]] = {
+    "model": ("model", "model-path", "model-name"),
+    "served_model_name": ("served-model-name",),
+    "tp": ("tensor-parallel-size", "tp-size", "tp"),
+    "pp": ("pipeline-parallel-size", "pp-size", "pp"),
+    "dp": ("data-parallel-size", "dp-size", "dp"),
+    "block_size": ("block-size", "page-size"),
+    "dtype": ("dtype",),
+    "kv_cache_dtype": ("kv-cache-dtype",),
+    "disaggregation_mode": ("disaggregation-mode",),
+    "transfer_backend": ("disaggregation-transfer-backend",),
+    "bootstrap_port": ("disaggregation-bootstrap-port",),
+    "port": ("port", "http-port"),
+    "connector": ("connector",),
+    "namespace": ("namespace",),
+    "max_model_len": ("max-model-len", "context-length"),
+    "remote_prefill": ("remote-prefill",),
+    "conditional_disagg": ("conditional-disagg",),
+    "max_local_prefill_length": ("max-local-prefill-length",),
+    "max_prefill_queue_size": ("max-prefill-queue-size",),
+    "enable_prefix_caching": ("enable-prefix-caching",),
+    "enable_chunked_prefill": ("enable-chunked-prefill",),
+    "enforce_eager": ("enforce-eager",),
+    "router_mode": ("router-mode", "router"),
+    "extra_engine_args": ("extra-engine-args",),
+}
+
+# Flags whose presence narrows the Dynamo release (verified ranges from the generated table).
+_MARKERS = {
+    "dynamo.vllm": ("is-prefill-worker", "is-decode-worker", "disaggregation-mode", "connector"),
+    "dynamo.frontend": ("enforce-disagg", "decode-fallback"),
+}
+
+ENV_SETTINGS = {
+    "VLLM_NIXL_SIDE_CHANNEL_PORT": "side_channel_port",
+    "VLLM_NIXL_SIDE_CHANNEL_HOST": "side_channel_host",
+    "UCX_TLS": "ucx_tls",
+    "DYN_NAMESPACE": "namespace",
+    "DYNAMO_NAMESPACE": "namespace",
+    "DYN_VLLM_DISAGGREGATION_MODE": "disaggregation_mode",
+    "DYN_ROUTER_MODE": "router_mode",
+}
+
+_VAR = re.compile(r"\$\{?[A-Za-z_0-9@*#?!$-]|\$\(|`")
+
+
+def unresolved(text: str) -> bool:
+    """True for a value a shell or Kubernetes fills in at run time (`$MODEL`, `${X}`, `$(POD_IP)`)."""
+    return bool(_VAR.search(text))
+
+
+def _value(arg: Arg) -> Any:
+    return Unknown(f"{arg.text} is set at run time") if unresolved(arg.text) else arg.text
+
+
+def apply_command(w: Worker, cmd: Command) -> None:
+    """Fill a worker from its command line: flags as written, settings by meaning, KV config, role, evidence."""
+    for name, arg in cmd.flags.items():
+        w.flags[name] = Setting(_value(arg), cmd.flag_spans.get(name, arg.span), f"--{name}")
+    for key, names in _FLAGS.items():
+        for name in names:
+            if name in cmd.flags:
+                arg = cmd.flags[name]
+                w.settings[key] = Setting(_value(arg), arg.span, f"--{name}")
+                break
+    if "model" not in w.settings and cmd.program == "vllm" and cmd.positional:
+        arg = cmd.positional[0]
+        w.settings["model"] = Setting(_value(arg), arg.span, "positional model")
+    for name in ("no-enable-prefix-caching", "no-enable-chunked-prefill"):
+        if name in cmd.flags:
+            w.settings[name[3:].replace("-", "_")] = Setting(False, cmd.flag_spans.get(name), f"--{name}")
+    _kv_config(w, cmd)
+    for system_program, markers in _MARKERS.items():
+        if w.program == system_program:
+            for m in markers:
+                if m in cmd.flags:
+                    knowledge.evidence_from_flag(w.target, "dynamo", w.program, f"--{m}")
+
+
+def apply_env(w: Worker, env: dict[str, Setting]) -> None:
+    for key, s in env.items():
+        w.env[key] = s
+        if key in ENV_SETTINGS and ENV_SETTINGS[key] not in w.settings:
+            value = s.value
+            if isinstance(value, str) and unresolved(value):
+                value = Unknown(f"{key}={value} is set at run time")
+            w.settings[ENV_SETTINGS[key]] = Setting(value, s.span, f"env {key}")
+
+
+def _kv_config(w: Worker, cmd: Command) -> None:
+    """`--kv-transfer-config` JSON (or vLLM V0's --kv-connector/--kv-role flags) into kv_* settings."""
+    arg = cmd.flags.get("kv-transfer-config")
+    if arg is not None:
+        text = arg.text
+        if unresolved(text):
+            w.settings["kv_config"] = Setting(Unknown(f"{text} is set at run time"), arg.span, "--kv-transfer-config")
+            w.settings["kv_connector"] = Setting(Unknown("the kv-transfer-config is set at run time"), arg.span, "--kv-transfer-config")
+            return
+        obj, err, spans = json_object(arg)
+        if err:
+            w.settings["kv_config"] = Setting(Unknown(err), arg.span, "--kv-transfer-config")
+            w.settings["kv_config_error"] = Setting(err, arg.span, "--kv-transfer-config")
+            return
+        w.settings["kv_config"] = Setting(obj, arg.span, "--kv-transfer-config")
+        for key in ("kv_connector", "kv_role", "kv_load_failure_policy", "kv_buffer_device", "kv_parallel_size"):
+            if key in obj:
+                w.settings[key] = Setting(obj[key], spans.get(key, arg.span), f"kv-transfer-config {key}")
+        return
+    for flag, key in (("kv-connector", "kv_connector"), ("kv-role", "kv_role"), ("kv-parallel-size", "kv_parallel_size")):
+        if flag in cmd.flags:
+            a = cmd.flags[flag]
+            w.settings[key] = Setting(_value(a), a.span, f"--{flag}")
+
+
+def json_object(arg: Arg) -> tuple[dict | None, str | None, dict[str, Span]]:
+    """(object, error, key -> span of the key inside the argument) of a JSON flag value."""
+    try:
+        obj = json.loads(arg.text)
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON: {exc.msg} at character {exc.pos + 1}", {}
+    if not isinstance(obj, dict):
+        return None, "must be a JSON object", {}
+    spans = {}
+    for key in obj:
+        m = re.search(r'"' + re.escape(key) + r'"\s*:', arg.text)
+        if m:
+            spans[key] = arg.pos_of(m.start() + 1, len(key))
+    return obj, None, spans
+
+
+def connectors(value: Any) -> set[str]:
+    """Every connector a kv-transfer-config uses, nested ones included (PdConnector / MultiConnector wrap others)."""
+    out: set[str] = set()
+    if isinstance(value, dict):
+        name = value.get("kv_connector")
+        if isinstance(name, str):
+            out.add(name)
+        extra = value.get("kv_connector_extra_config")
+        if isinstance(extra, dict):
+            for entry in extra.get("connectors") or []:
+                out |= connectors(entry)
+    return out
+
+
+def kv_family(names: set[str]) -> set[str]:
+    """Connector names as the wire protocol they speak: NixlConnector and Dynamo's DynamoNixlConnector are NIXL."""
+    fam = set()
+    for n in names:
+        low = n.lower()
+        fam.add("nixl" if "nixl" in low else low)
+    return fam
+
+
+def infer_role(w: Worker, hints: list[str]) -> None:
+    """Role from what the command says first, then from the words around it, nearest first; `role_why` says which."""
+    if w.program in ("dynamo.frontend", "dynamo-v0:frontend"):
+        w.role, w.role_why = "frontend", w.program
+        return
+    if w.program in ("sglang-router", "vllm-proxy", "llm-d-routing-sidecar"):
+        w.role, w.role_why = ("router" if w.program != "vllm-proxy" else "proxy"), w.program
+        return
+    mode = w.known("disaggregation_mode")
+    if isinstance(mode, str) and mode.lower() in ("prefill", "decode", "encode"):
+        w.role, w.role_why = mode.lower(), f"--disaggregation-mode {mode}"
+        return
+    if isinstance(mode, str) and mode.lower() in ("agg", "aggregated", "null"):
+        w.role, w.role_why = "aggregated", f"--disaggregation-mode {mode}"
+        return
+    for flag, role in (("is-prefill-worker", "prefill"), ("is-decode-worker", "decode")):
+        if flag in w.flags:
+            w.role, w.role_why = role, f"--{flag}"
+            return
+    kv_role = str(w.known("kv_role", "")).lower()
+    if kv_role in ("kv_producer", "kv_consumer"):
+        w.role, w.role_why = ("prefill" if kv_role == "kv_producer" else "decode"), f"kv_role {kv_role}"
+        return
+    for hint in hints:
+        found = role_from_words(hint)
+        if found:
+            w.role, w.role_why = found, f"named {found} nearby ({hint.strip()[:60]!r})"
+            return
+    if w.settings.get("kv_connector") is not None or w.program in ("dynamo.vllm", "dynamo.sglang", "dynamo.trtllm"):
+        w.role, w.role_why = "unknown", "no role in the command or around it"
+        return
+    w.role, w.role_why = "aggregated", "no KV connector and no role"
+
+
+_PREFILL = re.compile(r"prefill|prefiller|\bproducer\b|(?:^|[\s_/-])p(?:\d+)?(?:[\s_/.-]|$)|context[_-]?server", re.I)
+_DECODE = re.compile(r"decode|decoder|\bconsumer\b|(?:^|[\s_/-])d(?:\d+)?(?:[\s_/.-]|$)|generation[_-]?server", re.I)
+
+
+def role_from_words(text: str) -> str | None:
+    """prefill or decode when the words say one of them and not the other."""
+    p, d = bool(_PREFILL.search(text)), bool(_DECODE.search(text))
+    if p and not d:
+        return "prefill"
+    if d and not p:
+        return "decode"
+    return None
+
+
+def as_int(value: Any) -> int | None:
+    if value is None or isinstance(value, (Unknown, bool)):
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None

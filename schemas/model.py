@@ -1,0 +1,186 @@
+"""The one deployment model every reader produces and every rule checks.
+
+A `Deployment` is what one file says: workers (processes that serve, route or front requests) with their role, the
+engine and the system that launches them, the candidate releases they run (`Target`), their effective arguments
+and environment, the host they share a network with, resources, replicas, and the source span of every value.
+A value that the file cannot tell (`$MODEL` resolved at run time, an image entrypoint whose command is not in the
+file) is an `Unknown` with the reason, never a guess: rules compare only known values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+from .knowledge.versions import Target
+from .source import SourceDocument, Span
+
+ROLES = ("prefill", "decode", "aggregated", "frontend", "router", "proxy", "encode", "planner", "unknown")
+ENGINE_ROLES = ("prefill", "decode", "aggregated", "unknown")
+
+
+class Unknown:
+    """A value the file does not determine, and why."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unknown) and other.reason == self.reason
+
+    def __hash__(self) -> int:
+        return hash(("Unknown", self.reason))
+
+    def __repr__(self) -> str:
+        return f"Unknown({self.reason!r})"
+
+    def __str__(self) -> str:
+        return f"unknown ({self.reason})"
+
+
+class Setting(NamedTuple):
+    """One value of a worker with where it came from: `origin` says how (`--block-size`, `env`, `default`, ...)."""
+
+    value: Any
+    span: Span | None = None  # None: not written in the file (a default, or inferred)
+    origin: str = ""
+
+    @property
+    def known(self) -> bool:
+        return not isinstance(self.value, Unknown)
+
+    @property
+    def written(self) -> bool:
+        return self.span is not None
+
+
+class Host(NamedTuple):
+    """Where a worker's network lives: workers with the same `network` share ports and `localhost`."""
+
+    kind: str  # process (a script's processes share the machine), pod, container, node, netns, unknown
+    name: str
+    network: str  # key: equal keys share a network namespace
+    node: str | None = None  # the node a pod is pinned to, when the file says
+
+
+class Worker:
+    """A process that serves, routes or fronts requests, as the file describes it."""
+
+    __slots__ = ("name", "role", "role_why", "program", "engine", "system", "path", "span", "target", "host", "settings", "flags", "env",
+                 "replicas", "gpus", "nodes", "labels", "namespace", "section", "notes")
+
+    def __init__(self, name: str, role: str, role_why: str, program: str, engine: str | None, system: str, path: str, span: Span,
+                 target: Target, host: Host, labels: dict[str, str] | None = None, section: tuple[str, ...] | None = None):
+        self.name = name
+        self.role = role  # one of ROLES
+        self.role_why = role_why  # what made it that role ("--disaggregation-mode prefill", "section PrefillWorker", ...)
+        self.program = program  # vllm | dynamo.vllm | sglang | dynamo.sglang | dynamo.trtllm | trtllm-serve | dynamo.frontend | ...
+        self.engine = engine  # vllm | sglang | trtllm (the engine that computes KV), None for frontends and routers
+        self.system = system  # the stack that launches it: dynamo | vllm | sglang | trtllm | llm-d | kserve
+        self.path = path  # file it was read from
+        self.span = span  # where it is declared (its command, section or container)
+        self.target = target
+        self.host = host
+        self.settings: dict[str, Setting] = {}  # normalised names: model, tp, block_size, kv_connector, ...
+        self.flags: dict[str, Setting] = {}  # every --flag as written (dashes), its value or "true"
+        self.env: dict[str, Setting] = {}
+        self.replicas = Setting(1, None, "default")
+        self.gpus = Setting(None, None, "unset")  # per replica and node
+        self.nodes = 1  # nodes one replica spans (multinode / LeaderWorkerSet size)
+        self.labels = dict(labels or {})
+        self.namespace: str | None = None  # the Dynamo namespace that scopes discovery
+        self.section = section  # Dynamo v0: the section path, for fixes
+        self.notes: list[str] = []  # what the reader could not check, in words
+
+    def __repr__(self) -> str:
+        return f"Worker({self.name!r}, {self.role}, {self.program})"
+
+    def value(self, key: str, default: Any = None) -> Any:
+        """A setting's value when known; `default` when unset; an Unknown stays Unknown."""
+        s = self.settings.get(key)
+        return default if s is None else s.value
+
+    def known(self, key: str, default: Any = None) -> Any:
+        """A setting's value, or `default` when unset or unknown."""
+        s = self.settings.get(key)
+        return default if s is None or not s.known else s.value
+
+    def where(self, key: str) -> Span:
+        """Where a setting is written, else where the worker is declared."""
+        s = self.settings.get(key) or self.flags.get(key)
+        return s.span if s is not None and s.span is not None else self.span
+
+    def set(self, key: str, value: Any, span: Span | None, origin: str) -> None:
+        self.settings[key] = Setting(value, span, origin)
+
+    @property
+    def is_engine(self) -> bool:
+        return self.role in ENGINE_ROLES and self.engine is not None
+
+    def label(self) -> str:
+        return f"{self.name} ({self.role})"
+
+
+class Issue(NamedTuple):
+    """Something a reader found that does not fit: an unknown section or key, a wrong type, a missing common key."""
+
+    kind: str  # unknown_section | unknown_key | wrong_type | common_key_missing | false_dropped | not_checked | ...
+    span: Span
+    message: str
+    suggestion: str | None = None
+    data: tuple[tuple[str, Any], ...] = ()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return dict(self.data).get(key, default)
+
+
+class Deployment:
+    """What one file says."""
+
+    __slots__ = ("path", "format", "workers", "router", "router_span", "issues", "doc", "lines")
+
+    def __init__(self, path: str, format: str, doc: SourceDocument | None = None, lines: list[str] | None = None):
+        self.path = path
+        self.format = format  # dynamo-v0 | script | kubernetes | dynamo-graph | compose | llm-d | helm-values | trtllm
+        self.workers: list[Worker] = []
+        self.router: dict[str, Setting] = {}  # llm-d scheduler settings (EPP plugins, profiles)
+        self.router_span: Span | None = None
+        self.issues: list[Issue] = []
+        self.doc = doc  # the parsed YAML, for fixes (Dynamo v0)
+        self.lines = lines or []
+
+    def of_role(self, *roles: str) -> list[Worker]:
+        return [w for w in self.workers if w.role in roles]
+
+    def engines(self) -> list[Worker]:
+        return [w for w in self.workers if w.is_engine]
+
+    def intent(self) -> str | None:
+        """Why this file looks like disaggregated serving (for 'not checked' notes), or None."""
+        if self.of_role("prefill"):
+            return "it has a prefill worker"
+        if self.of_role("decode"):
+            return "it has a decode worker"
+        if any(w.known("kv_connector") for w in self.workers):
+            return "a worker sets a KV connector"
+        if any(k.startswith("profile:prefill") for k in self.router):
+            return "its scheduler has a prefill profile"
+        return None
+
+
+class Pair(NamedTuple):
+    """A decode and a prefill worker that must exchange KV: what P and D must agree on is checked per pair."""
+
+    decode: Worker
+    prefill: Worker
+    why: str  # how they were linked ("same file", "same model and labels across files", ...)
+
+    @property
+    def cross_file(self) -> bool:
+        return self.decode.path != self.prefill.path
+
+    def ends(self) -> Iterator[Worker]:
+        yield self.decode
+        yield self.prefill

@@ -1,0 +1,82 @@
+"""Which prefill and decode workers exchange KV: within one file, and across the files of one invocation.
+
+Within a file: every decode engine with every prefill engine of the same engine family and discovery scope (the
+Dynamo namespace, the llm-d model label). Across files, only workers left without a partner in their own file are
+linked, and only when they agree on what ties a deployment together: same folder, same engine family, and the
+same model (as written, so two templates with `${MODEL_NAME}` link), labels or namespace where both say.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from .model import Deployment, Pair, Worker
+
+_SCOPE_LABELS = ("llm-d.ai/model", "app", "app.kubernetes.io/name", "llm-d.ai/inferenceServing", "llm-d.ai/guide")
+
+
+def engines_of(dep: Deployment, role: str) -> list[Worker]:
+    return [w for w in dep.workers if w.role == role and (w.engine is not None or w.program == "image-entrypoint") and not w.known("engine_part")]
+
+
+def within(dep: Deployment) -> list[Pair]:
+    pairs = []
+    for d in engines_of(dep, "decode"):
+        for p in engines_of(dep, "prefill"):
+            if _family(d) == _family(p) and _same_scope(d, p):
+                pairs.append(Pair(d, p, "same file"))
+    return pairs
+
+
+def across(deps: Iterable[Deployment], paired: set[int]) -> list[Pair]:
+    """Links between files for workers with no partner in their own file (`paired`: ids of workers already paired)."""
+    lonely_p, lonely_d = [], []
+    for dep in deps:
+        for w in engines_of(dep, "prefill"):
+            if id(w) not in paired:
+                lonely_p.append(w)
+        for w in engines_of(dep, "decode"):
+            if id(w) not in paired:
+                lonely_d.append(w)
+    pairs = []
+    for p in lonely_p:
+        for d in lonely_d:
+            if d.path == p.path or os.path.dirname(d.path) != os.path.dirname(p.path) or _family(d) != _family(p):
+                continue
+            why = _link(d, p)
+            if why:
+                pairs.append(Pair(d, p, why))
+    return pairs
+
+
+def _family(w: Worker) -> str:
+    return w.engine or "unknown"
+
+
+def _raw(w: Worker, key: str) -> str | None:
+    s = w.settings.get(key)
+    if s is None:
+        return None
+    v = s.value
+    return getattr(v, "reason", None) if not s.known else str(v)
+
+
+def _same_scope(a: Worker, b: Worker) -> bool:
+    if a.system == "dynamo" and b.system == "dynamo" and a.namespace and b.namespace and a.namespace != b.namespace:
+        return False  # different Dynamo namespaces never meet (reported by DG601 when both are written)
+    return True
+
+
+def _link(d: Worker, p: Worker) -> str | None:
+    model_d, model_p = _raw(d, "model"), _raw(p, "model")
+    shared = [k for k in _SCOPE_LABELS if k in d.labels and d.labels.get(k) == p.labels.get(k)]
+    if any(k in d.labels and k in p.labels and d.labels[k] != p.labels[k] for k in ("llm-d.ai/model", "app")):
+        return None
+    if d.namespace and p.namespace and d.namespace != p.namespace and d.system == p.system == "dynamo":
+        return None
+    if model_d is not None and model_d == model_p:
+        return "same model" + (f" and labels ({', '.join(shared)})" if shared else "") + " across files"
+    if shared:
+        return f"same labels ({', '.join(shared)}) across files"
+    return None

@@ -1,0 +1,256 @@
+"""What every reader shares: a worker from a command line, release evidence from image tags, positioned YAML scalars."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .. import engines, knowledge
+from ..cmdline import Arg, Command, find_command, parse_flags
+from ..knowledge.versions import Target
+from ..model import Host, Setting, Unknown, Worker
+from ..shell import Launch, ShellReader
+from ..source import SourceDocument, Span
+
+# image repository (last path parts) -> (system, what the tag names)
+_IMAGES = (
+    (re.compile(r"ai-dynamo/(vllm|sglang|tensorrtllm|trtllm)-runtime$"), "dynamo"),
+    (re.compile(r"(^|/)dynamo(-[a-z]+)?$"), "dynamo"),
+    (re.compile(r"(^|/)vllm-openai$"), "vllm"),
+    (re.compile(r"(^|/)vllm/vllm-openai$|(^|/)vllm-cpu$"), "vllm"),
+    (re.compile(r"lmsysorg/sglang$"), "sglang"),
+    (re.compile(r"(^|/)llm-d(-cuda)?(-dev)?$"), "llm-d"),
+)
+
+
+def image_evidence(target: Target, image: str | None) -> None:
+    """An image tag that names a release narrows the target (`vllm-runtime:0.3.2` -> dynamo 0.3.2)."""
+    if not image or "$" in image:
+        return
+    ref = image.split("@")[0]
+    repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")
+    if not tag:
+        return
+    for pattern, system in _IMAGES:
+        if pattern.search(repo):
+            knowledge.evidence_from_tag(target, system, tag, f"image tag {repo.rsplit('/', 1)[-1]}:{tag}")
+            return
+
+
+def engine_from_image(image: str | None, words: list[Arg]) -> str | None:
+    """The serving program an image runs when a container gives only arguments: from the image name when it says,
+    else from the flags (`--model-path` is SGLang's spelling, `--model` vLLM's)."""
+    low = (image or "").lower()
+    if "$" not in low and low:
+        if "vllm-openai" in low or re.search(r"(^|/)vllm[-/:]", low) or "llm-d" in low:
+            return "vllm"
+        if "sglang" in low:
+            return "sglang"
+    flags = {a.text.split("=", 1)[0] for a in words if a.text.startswith("--")}
+    if "--model-path" in flags:
+        return "sglang"
+    if "--model" in flags or "--kv-transfer-config" in flags:
+        return "vllm"
+    return None
+
+
+def new_worker(cmd: Command, *, path: str, name: str, host: Host, hints: list[str], env: dict[str, Arg], target: Target,
+               image: str | None = None, labels: dict[str, str] | None = None) -> Worker:
+    engine, system = engines.PROGRAMS.get(cmd.program, (None, "unknown"))
+    w = Worker(name=name, role="unknown", role_why="", program=cmd.program, engine=engine, system=system, path=path, span=cmd.start,
+               target=target.copy(), host=host, labels=dict(labels or {}))
+    image_evidence(w.target, image)
+    engines.apply_env(w, {k: Setting(a.text, a.span, f"env {k}") for k, a in env.items()})
+    engines.apply_env(w, {k: Setting(a.text, a.span, f"env {k}") for k, a in cmd.env.items()})
+    engines.apply_command(w, cmd)
+    engines.infer_role(w, [h for h in hints if h] + [name])
+    if cmd.program == "unknown-module":
+        w.role, w.role_why = "unknown", "the module is set at run time"
+        w.notes.append(f"`python -m {cmd.args[2].text if len(cmd.args) > 2 else '?'}`: which program runs is set at run time")
+    if w.namespace is None:
+        ns = w.known("namespace")
+        w.namespace = str(ns) if ns is not None else None
+    return w
+
+
+def workers_from_launches(launches: list[Launch], *, path: str, host_for, target: Target, labels: dict[str, str] | None = None,
+                          name_for=None) -> list[Worker]:
+    out = []
+    for launch in launches:
+        cmd = launch.command
+        host = host_for(launch)
+        name = name_for(launch) if name_for else f"{cmd.program} at line {cmd.start.line}"
+        out.append(new_worker(cmd, path=path, name=name, host=host, hints=launch.hints, env=launch.env, target=target,
+                              image=launch.image, labels=labels))
+    return out
+
+
+# --- YAML scalars with per-character positions -------------------------------------------------------------------
+
+
+def scalar_offsets(doc: SourceDocument, path: tuple, content: str) -> list[int]:
+    """Absolute offset in the file of each character of a YAML string value.
+
+    Aligns the value with the file text between its marks: every non-space character maps to the next equal character
+    there (escapes and folding skip over), a space to the character after the previous one. Exact for plain, quoted,
+    literal and folded scalars as people write them."""
+    p = doc.marks.value(path)
+    starts = _line_starts(doc)
+    lo = starts[p.line - 1] + p.column - 1 if p.line - 1 < len(starts) else 0
+    hi = starts[p.end_line - 1] + p.end_column - 1 if p.end_line - 1 < len(starts) else len(doc.text)
+    text = doc.text
+    out, j = [], lo
+    for ch in content:
+        if ch in " \n\t":
+            out.append(-1 if not out or out[-1] < 0 else out[-1] + 1)
+            continue
+        k = text.find(ch, j, hi + 1)
+        if k < 0:
+            out.append(-1)
+            continue
+        out.append(k)
+        j = k + 1
+    return out
+
+
+def _line_starts(doc: SourceDocument) -> list[int]:
+    cached = getattr(doc, "_starts", None)
+    if cached is None:
+        cached = [0] + [m.end() for m in re.finditer("\n", doc.text)]
+        try:
+            doc._starts = cached  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+    return cached
+
+
+def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: ShellReader) -> Arg:
+    """One argv item written as a YAML scalar, positioned character by character."""
+    offs = scalar_offsets(doc, path, text)
+    from ..shell import PStr
+
+    p = doc.marks.value(path)
+    return reader.arg(PStr(text, offs), _line_starts(doc)[p.line - 1] + p.column - 1)
+
+
+def container_launches(doc: SourceDocument, base: tuple, container: dict, env: dict[str, Arg], reader: ShellReader,
+                       image: str | None = None, default_shell: bool = False, keys: tuple[str, str] = ("command", "args")) -> list[Launch]:
+    """The serving processes a container (or DGD mainContainer, compose service) starts.
+
+    `command` + `args` as argv; `sh -c SCRIPT` runs SCRIPT through the shell reader; a container that passes only
+    `args` runs its image's entrypoint, inferred from the image and the flags (vLLM images: `vllm serve`)."""
+    words: list[Arg] = []
+    scripts: list[tuple[tuple, str]] = []
+    cmd_key, args_key = keys
+    for key in keys:
+        value = container.get(key)
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                if isinstance(v, (str, int, float)):
+                    words.append(scalar_arg(doc, base + (key, i), str(v), reader))
+        elif isinstance(value, str):
+            scripts.append((base + (key,), value))
+    if len(words) >= 2 and words[0].text.rsplit("/", 1)[-1] in ("sh", "bash", "zsh") and words[1].text.startswith("-") and "c" in words[1].text:
+        # sh -c "script": the script is the rest; a list form puts it in the next item
+        for key in keys:
+            value = container.get(key)
+            if isinstance(value, list):
+                for i, v in enumerate(value):
+                    if isinstance(v, str) and v == (words[2].text if len(words) > 2 else None):
+                        scripts = [(base + (key, i), v)] + scripts
+        words = []
+    if default_shell and not container.get(cmd_key) and isinstance(container.get(args_key), list) and len(container[args_key]) == 1 \
+            and isinstance(container[args_key][0], str) and " " in container[args_key][0].strip():
+        # Dynamo's operator of the v1alpha1 era ran a `componentType: main` container's args with /bin/sh -c
+        scripts, words = [(base + (args_key, 0), container[args_key][0])], []
+    launches: list[Launch] = []
+    for path, text in scripts:
+        offs = scalar_offsets(doc, path, text)
+        reader.base_env = env
+        launches.extend(reader.read(text, offs))
+    if words:
+        cmd = find_command(words)
+        if cmd is None:
+            cmd = _dynamo_entrypoints(words, str(container.get("workingDir", "")))
+        if cmd is None and not container.get(cmd_key) and words and words[0].text.startswith("-"):
+            program = engine_from_image(image, words)
+            if program is not None:
+                flags, spans, positional = parse_flags(words)
+                cmd = Command(program, words, flags, spans, positional, {}, words[0].span)
+        if cmd is not None:
+            launches.append(Launch(cmd, [], dict(env)))
+    return launches
+
+
+def _dynamo_entrypoints(words: list[Arg], workdir: str) -> Command | None:
+    """Launchers of Dynamo's 0.3-0.4 development images: `python3 components/main.py` in a backend's folder, and the
+    `dynamo run in=http out=dyn` frontend."""
+    texts = [a.text for a in words]
+    if len(texts) >= 3 and texts[0] == "dynamo" and texts[1] == "run" and "in=http" in texts:
+        flags, spans, positional = parse_flags(words[2:])
+        return Command("dynamo.frontend", words, flags, spans, positional, {}, words[0].span)
+    if len(texts) >= 2 and texts[0].startswith("python") and texts[1].endswith("main.py"):
+        where = (workdir + "/" + texts[1]).lower()
+        for backend in ("vllm", "sglang", "trtllm"):
+            if f"backends/{backend}" in where:
+                flags, spans, positional = parse_flags(words[2:])
+                return Command(f"dynamo.{backend}", words, flags, spans, positional, {}, words[0].span)
+    return None
+
+
+def env_from_k8s(doc: SourceDocument, base: tuple, env: Any) -> dict[str, Arg]:
+    """Container `env:` (list of name/value, or valueFrom) and compose `environment:` (list or mapping)."""
+    out: dict[str, Arg] = {}
+
+    def at(path: tuple, text: str) -> Arg:
+        p = doc.marks.value(path)
+        return Arg(text, Span(p.line, p.column, p.end_line, p.end_column), ())
+
+    if isinstance(env, list):
+        for i, item in enumerate(env):
+            if isinstance(item, dict) and "name" in item and "value" in item:
+                out[str(item["name"])] = at(base + (i, "value"), str(item["value"]))
+            elif isinstance(item, dict) and "name" in item and isinstance(item.get("valueFrom"), dict):
+                ref = item["valueFrom"].get("fieldRef")
+                field = ref.get("fieldPath", "ref") if isinstance(ref, dict) else "ref"
+                out[str(item["name"])] = at(base + (i, "valueFrom"), f"$(valueFrom:{field})")
+            elif isinstance(item, str) and "=" in item:
+                name, _, value = item.partition("=")
+                out[name] = at(base + (i,), value)
+    elif isinstance(env, dict):
+        for name, value in env.items():
+            out[str(name)] = at(base + (name,), str(value))
+    return out
+
+
+def gpus_from_resources(doc: SourceDocument, base: tuple, resources: Any) -> Setting:
+    if not isinstance(resources, dict):
+        return Setting(None, None, "unset")
+    for section in ("limits", "requests"):
+        lim = resources.get(section)
+        if isinstance(lim, dict):
+            for key in ("nvidia.com/gpu", "gpu", "amd.com/gpu"):
+                if key in lim:
+                    p = doc.marks.value(base + (section, key))
+                    span = Span(p.line, p.column, p.end_line, p.end_column)
+                    n = engines.as_int(lim[key])
+                    return Setting(n if n is not None else Unknown(f"{key}: {lim[key]}"), span, f"resources.{section}")
+    return Setting(None, None, "unset")
+
+
+def rdma_requested(resources: Any) -> bool:
+    if not isinstance(resources, dict):
+        return False
+    keys = [k for sec in ("limits", "requests") if isinstance(resources.get(sec), dict) for k in resources[sec]]
+    return any("rdma" in str(k).lower() or "/hca" in str(k).lower() or "infiniband" in str(k).lower() for k in keys)
+
+
+def count(value: Any) -> int | Unknown:
+    if value is None:
+        return 1
+    n = engines.as_int(value)
+    return n if n is not None and n >= 0 else Unknown(f"replicas {value!r}")
+
+
+def span_of(doc: SourceDocument, path: tuple, at: str = "key") -> Span:
+    return doc.marks.key(path) if at == "key" else doc.marks.value(path)

@@ -1,0 +1,131 @@
+"""Dynamo's DynamoGraphDeployment into the deployment model: `nvidia.com/v1alpha1` (`spec.services`, a
+`mainContainer` per service, `componentType: main` with the whole command in one `args` string) and `v1beta1`
+(`spec.components[]` with a full `podTemplate`); a Dynamo v0 config embedded in `DYN_DEPLOYMENT_CONFIG` is read too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..knowledge.versions import Target
+from ..model import Deployment, Host, Setting, Worker
+from ..shell import ShellReader
+from ..source import SourceDocument, Span
+from .common import container_launches, count, env_from_k8s, gpus_from_resources, new_worker, rdma_requested
+from .kube import pod_workers
+
+_ROLE_TYPES = {"prefill": "prefill", "decode": "decode", "frontend": "frontend", "planner": "planner", "main": None, "worker": None}
+
+
+def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
+    data = doc.data
+    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    graph = str(meta.get("name", "graph"))
+    spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
+    dep.format = "dynamo-graph"
+    reader = ShellReader(doc.text)
+    graph_env = env_from_k8s(doc, ("spec", "envs"), spec.get("envs"))
+    _embedded(doc, dep, graph_env, spec.get("envs"), ("spec", "envs"), target)
+    services = spec.get("services")
+    if isinstance(services, dict):
+        for sname, svc in services.items():
+            if isinstance(svc, dict):
+                _service(doc, dep, graph, str(sname), ("spec", "services", sname), svc, graph_env, target, reader)
+    components = spec.get("components")
+    if isinstance(components, list):
+        for i, comp in enumerate(components):
+            if isinstance(comp, dict):
+                _component(doc, dep, graph, i, comp, target, reader)
+
+
+def _service(doc, dep, graph, sname, base, svc, graph_env, target, reader) -> None:
+    env = dict(graph_env)
+    env.update(env_from_k8s(doc, base + ("envs",), svc.get("envs")))
+    _embedded(doc, dep, env, svc.get("envs"), base + ("envs",), target)
+    pod = svc.get("extraPodSpec") if isinstance(svc.get("extraPodSpec"), dict) else {}
+    main = pod.get("mainContainer") if isinstance(pod.get("mainContainer"), dict) else {}
+    env.update(env_from_k8s(doc, base + ("extraPodSpec", "mainContainer", "env"), main.get("env")))
+    ctype = str(svc.get("componentType", "")).lower()
+    sub = str(svc.get("subComponentType", "")).lower()
+    image = main.get("image") if isinstance(main.get("image"), str) else None
+    multinode = svc.get("multinode") if isinstance(svc.get("multinode"), dict) else {}
+    nodes = count(multinode.get("nodeCount", 1))
+    host = Host("pod", f"{graph}/{sname}", f"pod:{graph}/{sname}")
+    namespace = str(svc.get("dynamoNamespace") or graph)
+    found = False
+    for launch in container_launches(doc, base + ("extraPodSpec", "mainContainer"), main, env, reader, image, default_shell=True):
+        found = True
+        w = new_worker(launch.command, path=doc.path, name=sname, host=host, hints=launch.hints + [sub, sname], env=launch.env,
+                       target=target, image=image)
+        _dgd_fields(doc, w, base, svc, sub, nodes, namespace)
+        dep.workers.append(w)
+    if not found and ctype == "frontend":
+        # A frontend with no command runs the image's default: dynamo.frontend
+        p = doc.marks.key(base)
+        w = Worker(sname, "frontend", "componentType frontend", "dynamo.frontend", None, "dynamo", doc.path, Span(*p), target.copy(), host)
+        from .common import image_evidence
+
+        image_evidence(w.target, image)
+        w.namespace = namespace
+        dep.workers.append(w)
+    elif not found and ctype in ("worker", "main") and sub in ("prefill", "decode"):
+        p = doc.marks.key(base)
+        w = Worker(sname, sub, f"subComponentType {sub}", "image-entrypoint", None, "dynamo", doc.path, Span(*p), target.copy(), host)
+        w.notes.append("the command comes from the image's entrypoint, which the file does not show")
+        w.namespace = namespace
+        dep.workers.append(w)
+
+
+def _dgd_fields(doc, w: Worker, base: tuple, svc: dict, sub: str, nodes, namespace: str) -> None:
+    if sub in ("prefill", "decode") and w.role in ("unknown", "aggregated"):
+        w.role, w.role_why = sub, f"subComponentType {sub}"
+    if "replicas" in svc:
+        w.replicas = Setting(count(svc.get("replicas")), Span(*doc.marks.value(base + ("replicas",))), "replicas")
+    w.gpus = gpus_from_resources(doc, base + ("resources",), svc.get("resources"))
+    w.nodes = nodes if isinstance(nodes, int) and nodes > 0 else 1
+    w.settings.setdefault("rdma", Setting(rdma_requested(svc.get("resources")), None, "resources"))
+    if w.namespace is None or w.settings.get("namespace") is None:
+        w.namespace = namespace
+
+
+def _component(doc, dep, graph, i, comp, target, reader) -> None:
+    """v1beta1: `components[]` with a full pod template."""
+    name = str(comp.get("name", i))
+    ctype = str(comp.get("type", comp.get("componentType", ""))).lower()
+    tmpl = comp.get("podTemplate") if isinstance(comp.get("podTemplate"), dict) else {}
+    workers = pod_workers(doc, dep, f"{graph}/{name}", ("spec", "components", i, "podTemplate", "spec"), tmpl.get("spec"), comp.get("replicas", 1),
+                          target, hints=[ctype, name], reader=reader)
+    for w in workers:
+        role = _ROLE_TYPES.get(ctype)
+        if role in ("prefill", "decode") and w.role in ("unknown", "aggregated"):
+            w.role, w.role_why = role, f"component type {ctype}"
+        if w.namespace is None:
+            w.namespace = graph
+        w.name = name
+
+
+def _embedded(doc: SourceDocument, dep: Deployment, env: dict, raw_env: Any, base: tuple, target: Target) -> None:
+    """A Dynamo v0 service config passed in DYN_DEPLOYMENT_CONFIG / DYNAMO_SERVICE_CONFIG: read it as a v0 file."""
+    if not isinstance(raw_env, list):
+        return
+    for i, item in enumerate(raw_env):
+        if not (isinstance(item, dict) and item.get("name") in ("DYN_DEPLOYMENT_CONFIG", "DYNAMO_SERVICE_CONFIG") and isinstance(item.get("value"), str)):
+            continue
+        text = item["value"]
+        from ..config import looks_like_dynamo_v0
+        from . import dynamo_v0
+        from .embedded import embedded_yaml
+
+        found = embedded_yaml(doc, base + (i, "value"), text)
+        if found is None or not found[0] or not isinstance(found[0][0].data, dict) or not looks_like_dynamo_v0(found[0][0].data):
+            continue
+        inner, to_file = found
+        sub = dynamo_v0.read(inner[0], target)
+        for w in sub.workers:
+            w.path = doc.path
+            w.span = to_file(w.span)
+            w.settings = {k: Setting(s.value, to_file(s.span) if s.span else None, s.origin) for k, s in w.settings.items()}
+            w.flags = {k: Setting(s.value, to_file(s.span) if s.span else None, s.origin) for k, s in w.flags.items()}
+            w.notes.append("read from the Dynamo v0 config in " + item["name"])
+            w.section = None  # fixes cannot edit inside the JSON string
+            dep.workers.append(w)

@@ -1,0 +1,203 @@
+"""Kubernetes manifests into the deployment model: Deployments, StatefulSets, DaemonSets, Jobs, Pods, LeaderWorkerSets,
+llm-d DisaggregatedSets and KServe LLMInferenceServices (DynamoGraphDeployments are in `dgd.py`).
+
+Each pod is its own network; `hostNetwork` pods share one only when pinned to the same node (`nodeName` or a
+`kubernetes.io/hostname` selector). A container that passes only `args` runs its image's entrypoint (vLLM images:
+`vllm serve`). A LeaderWorkerSet group of `size` N is one engine over N nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..cmdline import Arg, Command, parse_flags
+from ..knowledge.versions import Target
+from ..model import Deployment, Host, Setting, Unknown, Worker
+from ..shell import Launch, PStr, ShellReader
+from ..source import SourceDocument, Span
+from .common import (
+    container_launches,
+    count,
+    env_from_k8s,
+    gpus_from_resources,
+    new_worker,
+    rdma_requested,
+)
+
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
+
+
+def _host(name: str, pod_spec: dict) -> Host:
+    selector = pod_spec.get("nodeSelector") if isinstance(pod_spec.get("nodeSelector"), dict) else {}
+    node = pod_spec.get("nodeName") or selector.get("kubernetes.io/hostname")
+    if pod_spec.get("hostNetwork"):
+        if node:
+            return Host("node", str(node), f"node:{node}", str(node))
+        return Host("node", f"unpinned:{name}", f"unpinned-host:{name}")
+    return Host("pod", name, f"pod:{name}")
+
+
+def pod_workers(doc: SourceDocument, dep: Deployment, name: str, spec_path: tuple, pod_spec: Any, replicas: Any, target: Target,
+                labels: dict[str, str] | None = None, hints: list[str] | None = None, nodes: int = 1, reader: ShellReader | None = None) -> list[Worker]:
+    """Workers of one pod template (`spec_path` points at the pod spec)."""
+    if not isinstance(pod_spec, dict):
+        return []
+    containers = pod_spec.get("containers")
+    if not isinstance(containers, list):
+        return []
+    reader = reader or ShellReader(doc.text)
+    host = _host(name, pod_spec)
+    out: list[Worker] = []
+    rep_path = spec_path[:-2] + ("replicas",) if spec_path[-2:] == ("template", "spec") else None
+    label_hints = [v for k, v in (labels or {}).items() if "role" in k.lower() or "component" in k.lower()]
+    for ci, c in enumerate(containers):
+        if not isinstance(c, dict):
+            continue
+        base = spec_path + ("containers", ci)
+        env = env_from_k8s(doc, base + ("env",), c.get("env"))
+        image = c.get("image") if isinstance(c.get("image"), str) else None
+        for launch in container_launches(doc, base, c, env, reader, image):
+            w = _worker(doc, launch, f"{name}/{c.get('name', ci)}", host, target, image, labels, label_hints + (hints or []) + [str(c.get("name", ""))])
+            w.replicas = _replicas(doc, rep_path, replicas)
+            w.gpus = gpus_from_resources(doc, base + ("resources",), c.get("resources"))
+            w.nodes = nodes
+            w.settings.setdefault("rdma", Setting(rdma_requested(c.get("resources")), None, "resources"))
+            caps = ((c.get("securityContext") or {}).get("capabilities") or {}).get("add") if isinstance(c.get("securityContext"), dict) else None
+            w.settings["capabilities"] = Setting([str(x) for x in caps] if isinstance(caps, list) else [], None, "securityContext")
+            out.append(w)
+    dep.workers.extend(out)
+    return out
+
+
+def _worker(doc, launch: Launch, name: str, host: Host, target: Target, image, labels, hints) -> Worker:
+    return new_worker(launch.command, path=doc.path, name=name, host=host, hints=launch.hints + hints, env=launch.env, target=target,
+                      image=image, labels=labels)
+
+
+def _replicas(doc: SourceDocument, path: tuple | None, value: Any) -> Setting:
+    n = count(value)
+    span = None
+    if path is not None and value is not None:
+        p = doc.marks.value(path)
+        span = Span(*p)
+    return Setting(n, span, "replicas")
+
+
+def _labels(meta: Any) -> dict[str, str]:
+    if isinstance(meta, dict) and isinstance(meta.get("labels"), dict):
+        return {str(k): str(v) for k, v in meta["labels"].items()}
+    return {}
+
+
+def read_object(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
+    """Add the workers of one Kubernetes object; False when the kind holds no serving workload we read."""
+    data = doc.data
+    kind = str(data.get("kind"))
+    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    name = str(meta.get("name", kind))
+    spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
+    labels = _labels(meta)
+    if kind in WORKLOAD_KINDS:
+        tmpl = spec.get("template") if isinstance(spec.get("template"), dict) else {}
+        pod_workers(doc, dep, name, ("spec", "template", "spec"), tmpl.get("spec"), spec.get("replicas", 1), target,
+                    {**labels, **_labels(tmpl.get("metadata"))}, [name])
+        return True
+    if kind == "Pod":
+        pod_workers(doc, dep, name, ("spec",), spec, 1, target, labels, [name])
+        return True
+    if kind == "LeaderWorkerSet":
+        _lws(doc, dep, name, ("spec",), spec, target, labels, [name])
+        return True
+    if kind == "DisaggregatedSet":
+        roles = spec.get("roles") if isinstance(spec.get("roles"), list) else []
+        for i, role in enumerate(roles):
+            if isinstance(role, dict) and isinstance(role.get("spec"), dict):
+                rname = str(role.get("name", i))
+                _lws(doc, dep, f"{name}/{rname}", ("spec", "roles", i, "spec"), role["spec"], target, labels, [rname], role_name=rname)
+        return True
+    if kind == "LLMInferenceService":
+        _llmisvc(doc, dep, name, spec, target, labels)
+        return True
+    return False
+
+
+def _lws(doc, dep, name, path: tuple, spec: dict, target, labels, hints, role_name: str | None = None) -> None:
+    """A LeaderWorkerSet group: when the leader runs the engine, the group is one engine over `size` nodes and the
+    worker pods are its other nodes; when the leader runs something else (a proxy), each worker pod is an engine."""
+    lwt = spec.get("leaderWorkerTemplate") if isinstance(spec.get("leaderWorkerTemplate"), dict) else {}
+    size = count(lwt.get("size", 1))
+    size = size if isinstance(size, int) and size > 0 else 1
+    rep_path = path + ("replicas",) if "replicas" in spec else None
+    leaders: list[Worker] = []
+    for tkey in ("leaderTemplate", "workerTemplate"):
+        tmpl = lwt.get(tkey) if isinstance(lwt.get(tkey), dict) else None
+        if not tmpl:
+            continue
+        one_engine = tkey == "leaderTemplate" or any(w.is_engine for w in leaders) or "leaderTemplate" not in lwt
+        ws = pod_workers(doc, dep, f"{name}/{tkey}", path + ("leaderWorkerTemplate", tkey, "spec"), tmpl.get("spec"), spec.get("replicas", 1), target,
+                         {**labels, **_labels(tmpl.get("metadata"))}, hints + [tkey], size if one_engine else 1)
+        for w in ws:
+            w.replicas = _replicas(doc, rep_path, spec.get("replicas", 1))
+            if role_name in ("prefill", "decode") and w.role in ("unknown", "aggregated") and w.is_engine:
+                w.role, w.role_why = role_name, f"DisaggregatedSet role {role_name}"
+            if tkey == "workerTemplate" and any(x.is_engine for x in leaders):
+                # one engine spans the group: the worker pods are its other nodes, not engines of their own
+                w.settings["engine_part"] = Setting(True, None, "leaderWorkerTemplate.workerTemplate")
+        if tkey == "leaderTemplate":
+            leaders = ws
+
+
+def _llmisvc(doc: SourceDocument, dep: Deployment, name: str, spec: dict, target: Target, labels: dict[str, str]) -> None:
+    """KServe LLMInferenceService: `template` runs the decode (or aggregated) vLLM, `prefill.template` the prefill.
+
+    KServe builds the `vllm serve` command from `spec.model`; extra flags come from VLLM_ADDITIONAL_ARGS (the shape of
+    kserve/kserve docs/samples/llmisvc). Flags KServe adds itself are not in the file and stay unknown."""
+    model = spec.get("model") if isinstance(spec.get("model"), dict) else {}
+    model_name = model.get("name") or model.get("uri")
+    has_prefill = isinstance(spec.get("prefill"), dict)
+    for role, path, block in (("decode" if has_prefill else "aggregated", ("spec",), spec), ("prefill", ("spec", "prefill"), spec.get("prefill"))):
+        if not isinstance(block, dict) or not isinstance(block.get("template"), dict):
+            continue
+        tmpl = block["template"]
+        containers = tmpl.get("containers") if isinstance(tmpl.get("containers"), list) else []
+        for ci, c in enumerate(containers):
+            if not isinstance(c, dict) or c.get("name", "main") != "main":
+                continue
+            base = path + ("template", "containers", ci)
+            env = env_from_k8s(doc, base + ("env",), c.get("env"))
+            extra = env.get("VLLM_ADDITIONAL_ARGS")
+            words: list[Arg] = []
+            if extra is not None:
+                i = next(j for j, it in enumerate(c.get("env")) if isinstance(it, dict) and it.get("name") == "VLLM_ADDITIONAL_ARGS")
+                vpath = base + ("env", i, "value")
+                from .common import scalar_offsets
+
+                offs = scalar_offsets(doc, vpath, extra.text)
+                reader = ShellReader(doc.text)
+                from ..shell_lex import Lexer
+
+                for cmd in Lexer(extra.text, offs).commands():
+                    for w in cmd.words:
+                        words.extend(reader.arg(p, 0) for p in reader.expand(w, _empty_state()))
+            flags, spans, positional = parse_flags(words)
+            p = doc.marks.key(path + ("template",))
+            cmd = Command("vllm", words, flags, spans, positional, {}, Span(*p))
+            w = new_worker(cmd, path=doc.path, name=f"{name}/{role}", host=Host("pod", f"{name}/{role}", f"pod:{name}/{role}"), hints=[role],
+                           env=env, target=target, image=c.get("image"), labels=labels)
+            w.role, w.role_why = role, "LLMInferenceService " + ("prefill block" if role == "prefill" else "template")
+            if model_name and "model" not in w.settings:
+                mp = doc.marks.value(("spec", "model", "name" if "name" in model else "uri"))
+                w.settings["model"] = Setting(str(model_name).removeprefix("hf://"), Span(*mp), "spec.model")
+            w.replicas = _replicas(doc, path + ("replicas",) if "replicas" in block else None, block.get("replicas", 1))
+            w.gpus = gpus_from_resources(doc, base + ("resources",), c.get("resources"))
+            w.notes.append("KServe adds the rest of the vllm serve command from its templates; only what the file sets is checked")
+            dep.workers.append(w)
+
+
+def _empty_state():
+    from ..shell import _State
+
+    return _State()
+
+
+__all__ = ["pod_workers", "read_object", "WORKLOAD_KINDS", "Unknown", "PStr"]

@@ -1,0 +1,111 @@
+"""llm-d: the scheduler's EndpointPickerConfig (alone, or inside gaie Helm values), and the modelservice Helm values
+whose `prefill:` and `decode:` blocks describe the vLLM pods."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..cmdline import Command, parse_flags
+from ..knowledge.versions import Target
+from ..model import Deployment, Host, Setting
+from ..shell import ShellReader
+from ..source import SourceDocument, Span
+from .common import count, env_from_k8s, gpus_from_resources, new_worker, rdma_requested, scalar_arg
+from .embedded import embedded_yaml
+
+
+def looks_like_epp(data: Any) -> bool:
+    return isinstance(data, dict) and data.get("kind") == "EndpointPickerConfig"
+
+
+def read_epp(doc: SourceDocument, dep: Deployment, to_file=lambda s: s) -> None:
+    """Plugins and scheduling profiles: `router[...]` settings with their spans."""
+    data = doc.data
+    dep.format = "llm-d" if not dep.workers else dep.format
+    p = doc.marks.key(("plugins",)) if "plugins" in data else doc.marks.value(())
+    dep.router_span = to_file(Span(*p))
+    plugins = data.get("plugins") or []
+    names: dict[str, str] = {}
+    for i, plugin in enumerate(plugins if isinstance(plugins, list) else []):
+        if not isinstance(plugin, dict):
+            continue
+        ptype = str(plugin.get("type", ""))
+        names[str(plugin.get("name", ptype))] = ptype
+        params = plugin.get("parameters") or {}
+        for key in ("nonCachedTokens", "threshold"):
+            if isinstance(params, dict) and key in params:
+                q = doc.marks.value(("plugins", i, "parameters", key))
+                dep.router[f"{ptype}.{key}"] = Setting(params[key], to_file(Span(*q)), f"{ptype} {key}")
+        q = doc.marks.value(("plugins", i))
+        dep.router[f"plugin:{ptype}"] = Setting(plugin.get("name", ptype), to_file(Span(*q)), "plugins")
+    profiles = data.get("schedulingProfiles") or []
+    for i, prof in enumerate(profiles if isinstance(profiles, list) else []):
+        if not isinstance(prof, dict):
+            continue
+        refs = [str(r.get("pluginRef", "")) for r in (prof.get("plugins") or []) if isinstance(r, dict)]
+        q = doc.marks.value(("schedulingProfiles", i, "name")) if "name" in prof else doc.marks.value(("schedulingProfiles", i))
+        dep.router[f"profile:{prof.get('name', i)}"] = Setting([names.get(r, r) for r in refs], to_file(Span(*q)), "schedulingProfiles")
+
+
+def looks_like_gaie_values(data: Any) -> bool:
+    ie = data.get("inferenceExtension") if isinstance(data, dict) else None
+    return isinstance(ie, dict) and isinstance(ie.get("pluginsCustomConfig"), dict)
+
+
+def read_gaie_values(doc: SourceDocument, dep: Deployment) -> None:
+    """gaie Helm values: the EPP config is a string under inferenceExtension.pluginsCustomConfig."""
+    dep.format = "helm-values"
+    custom = doc.data["inferenceExtension"]["pluginsCustomConfig"]
+    for key, text in custom.items():
+        if not isinstance(text, str):
+            continue
+        found = embedded_yaml(doc, ("inferenceExtension", "pluginsCustomConfig", key), text)
+        if found is None:
+            continue
+        inner, to_file = found
+        for d in inner:
+            if looks_like_epp(d.data):
+                read_epp(d, dep, to_file)
+
+
+def looks_like_modelservice_values(data: Any) -> bool:
+    return isinstance(data, dict) and any(isinstance(data.get(k), dict) and isinstance(data[k].get("containers"), list) for k in ("prefill", "decode"))
+
+
+def read_modelservice_values(doc: SourceDocument, dep: Deployment, target: Target) -> None:
+    """llm-d modelservice values: `prefill:`/`decode:` each with containers whose `modelCommand: vllmServe` runs
+    `vllm serve <modelArtifacts.name>` with the listed args (llm-d/llm-d-modelservice chart). The chart adds
+    flags of its own (port, routing sidecar), which are not in the file."""
+    dep.format = "helm-values"
+    data = doc.data
+    reader = ShellReader(doc.text)
+    model = (data.get("modelArtifacts") or {}).get("name") if isinstance(data.get("modelArtifacts"), dict) else None
+    labels = (data.get("modelArtifacts") or {}).get("labels") if isinstance(data.get("modelArtifacts"), dict) else None
+    for role in ("prefill", "decode"):
+        block = data.get(role)
+        if not isinstance(block, dict) or block.get("create") is False:
+            continue
+        tp = (block.get("parallelism") or {}).get("tensor") if isinstance(block.get("parallelism"), dict) else None
+        for ci, c in enumerate(block.get("containers") or []):
+            if not isinstance(c, dict):
+                continue
+            base = (role, "containers", ci)
+            args = [scalar_arg(doc, base + ("args", i), str(a), reader) for i, a in enumerate(c.get("args") or []) if isinstance(a, (str, int, float))]
+            flags, spans, positional = parse_flags(args)
+            start = Span(*doc.marks.key((role,)))
+            program = "vllm" if str(c.get("modelCommand", "vllmServe")).lower().startswith("vllm") else "image-entrypoint"
+            w = new_worker(Command(program, args, flags, spans, positional, {}, start), path=doc.path, name=f"{role}/{c.get('name', ci)}",
+                           host=Host("pod", f"{role}/{c.get('name', ci)}", f"pod:{doc.path}:{role}"), hints=[role],
+                           env=env_from_k8s(doc, base + ("env",), c.get("env")), target=target, image=c.get("image"),
+                           labels={str(k): str(v) for k, v in (labels or {}).items()})
+            w.role, w.role_why = role, f"modelservice {role} block"
+            if model and "model" not in w.settings:
+                w.settings["model"] = Setting(str(model), Span(*doc.marks.value(("modelArtifacts", "name"))), "modelArtifacts.name")
+            if tp is not None and "tp" not in w.settings:
+                w.settings["tp"] = Setting(tp, Span(*doc.marks.value((role, "parallelism", "tensor"))), "parallelism.tensor")
+            w.replicas = Setting(count(block.get("replicas", 1)), Span(*doc.marks.value((role, "replicas"))) if "replicas" in block else None, "replicas")
+            w.gpus = gpus_from_resources(doc, base + ("resources",), c.get("resources"))
+            w.settings["rdma"] = Setting(rdma_requested(c.get("resources")), None, "resources")
+            w.settings["capabilities"] = Setting(None, None, "set by the chart")  # the chart owns securityContext
+            w.notes.append("the modelservice chart adds flags and security settings of its own; only what the values set is checked")
+            dep.workers.append(w)

@@ -1,0 +1,276 @@
+"""Shell lexing for launch scripts: words made of literal, variable and substitution pieces, each character with the
+offset it was written at, so that a value expanded from `PORT=8100` three functions away still points at `8100`.
+
+Covers what deployment scripts use: quotes and escapes, `\\` continuations, comments, `$VAR`, `${VAR:-default}`,
+`${ARR[@]}`, `$(...)`, `$((...))`, backticks, `NAME=(a b)` arrays, and the operators that end a command
+(newline, `;`, `;;`, `&`, `&&`, `||`, `|`, parentheses) or redirect it.
+"""
+
+from __future__ import annotations
+
+SEPARATORS = ("\n", ";", ";;", "&", "&&", "||", "|", "(", ")")
+
+
+class Seg:
+    __slots__ = ("kind", "text", "offs", "quoted", "op", "arg", "items")
+
+    def __init__(self, kind: str, text: str, offs: list[int], quoted: bool = False, op: str = "", arg: list["Seg"] | None = None,
+                 items: list[list["Seg"]] | None = None):
+        self.kind = kind  # lit | var | sub | array
+        self.text = text  # literal text, or the variable's name
+        self.offs = offs  # source offset of each literal character; for var/sub: [start, end) of the expression
+        self.quoted = quoted
+        self.op = op  # ${X:-w}: ":-"; ${X[@]}: "[@]"; ${#X}: "#"
+        self.arg = arg  # the word after the operator
+        self.items = items  # array literal elements
+
+
+Word = list[Seg]
+
+
+class Command:
+    __slots__ = ("words", "end", "comments", "start")
+
+    def __init__(self, words: list[Word], end: str, comments: list[str] | None = None, start: int = 0):
+        self.words = words
+        self.end = end  # the separator that ended it
+        self.comments = comments or []  # comments seen before it
+        self.start = start  # source offset of its first character
+
+
+class Lexer:
+    def __init__(self, text: str, offs: list[int] | None = None):
+        self.t = text
+        self.o = offs if offs is not None else list(range(len(text)))
+        self.i = 0
+        self.n = len(text)
+
+    def off(self, i: int) -> int:
+        return self.o[i] if 0 <= i < len(self.o) else (self.o[-1] + 1 if self.o else 0)
+
+    def commands(self) -> list[Command]:
+        out: list[Command] = []
+        words: list[Word] = []
+        comments: list[str] = []
+        start = 0
+        t, n = self.t, self.n
+        while self.i < n:
+            c = t[self.i]
+            if c == "\\" and self.i + 1 < n and t[self.i + 1] == "\n":
+                self.i += 2
+                continue
+            if c in " \t\r":
+                self.i += 1
+                continue
+            if c == "#" and (self.i == 0 or t[self.i - 1] in " \t\n;&|()"):
+                j = t.find("\n", self.i)
+                j = n if j < 0 else j
+                comments.append(t[self.i + 1 : j].strip())
+                self.i = j
+                continue
+            op = self._operator()
+            if op is not None:
+                if words or op in ("(", ")", ";;"):
+                    out.append(Command(words, op, comments, start))
+                    words, comments = [], []
+                continue
+            if t.startswith("&>", self.i) or c in "<>" or (c.isdigit() and self.i + 1 < n and t[self.i + 1] in "<>"):
+                words.append([Seg("lit", ">", [self.off(self.i)])])
+                while self.i < n and (t[self.i] in "<>&" or t[self.i].isdigit()) and not (t[self.i] == "&" and self.i + 1 < n and t[self.i + 1] == "&"):
+                    self.i += 1
+                continue
+            if not words:
+                start = self.off(self.i)
+            before = self.i
+            w = self.word()
+            if self.i == before:  # a character no rule takes: skip it rather than loop
+                self.i += 1
+                continue
+            words.append(w)
+        if words:
+            out.append(Command(words, "\n", comments, start))
+        return out
+
+    def _operator(self) -> str | None:
+        t, i = self.t, self.i
+        for op in ("&&", "||", ";;", "\n", ";", "&", "|", "(", ")"):
+            if t.startswith(op, i):
+                if op == "&" and i + 1 < self.n and t[i + 1] == ">":
+                    return None  # &> redirection
+                self.i += len(op)
+                return op
+        return None
+
+    def word(self, stop: str = "", in_brace: bool = False) -> Word:
+        """One word, up to whitespace, an operator, or `stop` (inside ${...})."""
+        segs: Word = []
+        t, n = self.t, self.n
+        while self.i < n:
+            c = t[self.i]
+            if stop and c in stop:
+                break
+            if not in_brace and (c in " \t\r\n;&|()" or (c in "<>")):
+                break
+            if c == "\\" and self.i + 1 < n:
+                if t[self.i + 1] == "\n":
+                    self.i += 2
+                    continue
+                self._lit(segs, t[self.i + 1], self.i + 1, False)
+                self.i += 2
+            elif c == "'":
+                j = t.find("'", self.i + 1)
+                j = n if j < 0 else j
+                for k in range(self.i + 1, j):
+                    self._lit(segs, t[k], k, True)
+                self.i = j + 1
+            elif c == "$" and self.i + 1 < n and t[self.i + 1] == "'":
+                j = t.find("'", self.i + 2)
+                j = n if j < 0 else j
+                for k in range(self.i + 2, j):
+                    self._lit(segs, t[k], k, True)
+                self.i = j + 1
+            elif c == '"':
+                self.i += 1
+                self._double(segs)
+            elif c == "$" or c == "`":
+                segs.append(self.dollar(quoted=False))
+            elif c == "=" and not in_brace and self.i + 1 < n and t[self.i + 1] == "(" and segs and _is_name_prefix(segs):
+                self._lit(segs, "=", self.i, False)
+                self.i += 2
+                segs.append(self._array())
+            else:
+                self._lit(segs, c, self.i, False)
+                self.i += 1
+        return segs
+
+    def _lit(self, segs: Word, ch: str, i: int, quoted: bool) -> None:
+        if segs and segs[-1].kind == "lit" and segs[-1].quoted == quoted:
+            segs[-1].text += ch
+            segs[-1].offs.append(self.off(i))
+        else:
+            segs.append(Seg("lit", ch, [self.off(i)], quoted))
+
+    def _double(self, segs: Word) -> None:
+        t, n = self.t, self.n
+        while self.i < n and t[self.i] != '"':
+            c = t[self.i]
+            if c == "\\" and self.i + 1 < n and t[self.i + 1] in '"\\$`\n':
+                if t[self.i + 1] != "\n":
+                    self._lit(segs, t[self.i + 1], self.i + 1, True)
+                self.i += 2
+            elif c in "$`":
+                segs.append(self.dollar(quoted=True))
+            else:
+                self._lit(segs, c, self.i, True)
+                self.i += 1
+        self.i += 1
+        if not segs:
+            segs.append(Seg("lit", "", [], True))  # "" is an empty word, not no word
+
+    def dollar(self, quoted: bool) -> Seg:
+        t, n, s = self.t, self.n, self.i
+        if t[s] == "`":
+            j = t.find("`", s + 1)
+            self.i = n if j < 0 else j + 1
+            return Seg("sub", t[s : self.i], [self.off(s), self.off(self.i)], quoted)
+        if s + 1 >= n:
+            self.i += 1
+            return Seg("lit", "$", [self.off(s)], quoted)
+        c = t[s + 1]
+        if c == "(":
+            self.i = _match_paren(t, s + 1)
+            return Seg("sub", t[s : self.i], [self.off(s), self.off(self.i)], quoted)
+        if c == "{":
+            self.i = s + 2
+            op, name, arg = "", "", None
+            if self.i < n and t[self.i] == "#":
+                op, self.i = "#", self.i + 1
+            j = self.i
+            while j < n and (t[j].isalnum() or t[j] in "_@*#?!$-") and not (j > self.i and t[j] == "-"):
+                j += 1
+            name = t[self.i : j]
+            self.i = j
+            if self.i < n and t[self.i] == "[":
+                k = t.find("]", self.i)
+                k = n if k < 0 else k
+                op = t[self.i : k + 1]
+                self.i = k + 1
+            if self.i < n and t[self.i] != "}":
+                m = self.i
+                while m < n and t[m] in ":-=+?#%/^,":
+                    m += 1
+                op += t[self.i : m]
+                self.i = m
+                arg = self.word(stop="}", in_brace=True)
+            if self.i < n and t[self.i] == "}":
+                self.i += 1
+            return Seg("var", name, [self.off(s), self.off(self.i)], quoted, op, arg)
+        if c.isalpha() or c == "_":
+            j = s + 1
+            while j < n and (t[j].isalnum() or t[j] == "_"):
+                j += 1
+            self.i = j
+            return Seg("var", t[s + 1 : j], [self.off(s), self.off(j)], quoted)
+        if c.isdigit() or c in "@*#?!$-":
+            self.i = s + 2
+            return Seg("var", c, [self.off(s), self.off(s + 2)], quoted)
+        self.i += 1
+        return Seg("lit", "$", [self.off(s)], quoted)
+
+    def _array(self) -> Seg:
+        items: list[Word] = []
+        t, n = self.t, self.n
+        start = self.i
+        while self.i < n and t[self.i] != ")":
+            if t[self.i] in " \t\r\n":
+                self.i += 1
+                continue
+            if t[self.i] == "\\" and self.i + 1 < n and t[self.i + 1] == "\n":
+                self.i += 2
+                continue
+            if t[self.i] == "#":
+                j = t.find("\n", self.i)
+                self.i = n if j < 0 else j
+                continue
+            before = self.i
+            w = self.word(stop=")", in_brace=False)
+            if w:
+                items.append(w)
+            if self.i == before:
+                self.i += 1
+        self.i += 1
+        return Seg("array", "", [self.off(start), self.off(self.i)], False, items=items)
+
+
+def _is_name_prefix(segs: Word) -> bool:
+    text = "".join(s.text for s in segs if s.kind == "lit")
+    name = text[:-1] if text.endswith("+") else text
+    return len(segs) == 1 and segs[0].kind == "lit" and not segs[0].quoted and name.replace("_", "a").isalnum() and not name[0].isdigit()
+
+
+def _match_paren(t: str, i: int) -> int:
+    """Index just past the `)` matching the `(` at i, skipping quotes."""
+    depth, n = 0, len(t)
+    while i < n:
+        c = t[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "'":
+            j = t.find("'", i + 1)
+            i = n if j < 0 else j + 1
+            continue
+        if c == '"':
+            j = i + 1
+            while j < n and t[j] != '"':
+                j += 2 if t[j] == "\\" else 1
+            i = j + 1
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return n

@@ -239,7 +239,7 @@ def _live(args: argparse.Namespace, registry) -> int:
         return _err(f"cannot read {url}/metrics: {first.frontend_error}")
     window = Window(seconds=args.window)
     window.add(first)
-    ctx = LiveContext(window=window, target=url, parse=static.parse if static else None, static=static.findings if static else [], min_requests=args.min_requests)
+    ctx = LiveContext(window=window, target=url, deployment=static.deployment if static else None, static=static.findings if static else [], min_requests=args.min_requests)
     diag = Diagnoser([r for r in registry if r.live])
     if text_mode:
         where = f" with config {static.path}" if static else " (no config: diagnosing from metrics alone)"
@@ -344,7 +344,7 @@ def _top(args: argparse.Namespace) -> int:
 
         static = _served_config(url, default_registry())
         app = make_app(collector.tick, url, interval=args.interval, record=args.record, probe=lambda ctx: probe_once(url, ctx),
-                       parse=static.parse if static else None, static=static.findings if static else None)
+                       parse=static.deployment if static else None, static=static.findings if static else None)
     app.run()
     return EXIT_ERROR if app.return_code else EXIT_CLEAN
 

@@ -1,100 +1,97 @@
-"""What a rule sees: the parsed config, its source, the user's options, and a way to report at a document path."""
+"""What a rule sees: one deployment, the prefill/decode pairs that involve it, the user's options, and ways to report
+a finding at a source span (with the release it assumed) and to build fixes from the closed set of edits."""
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from disagg.schemas.config import DynamoV0Parse, Section
-from disagg.schemas.source import Path, Pos
+from disagg.schemas.model import Deployment, Pair, Worker
+from disagg.schemas.source import Span
 
-from .finding import Edit, Finding, Fix, Severity
+from .finding import Edit, Finding, Fix, Related, Severity
 from .workload import Workload
 
 
 class LintOptions(NamedTuple):
-    gpus: int | None = None  # GPUs available to the deployment (--gpus); None: ask NVML, else unknown
+    gpus: int | None = None  # GPUs available to the deployment (--gpus / [tool.disagg] gpus); None: unknown
     workload: Workload | None = None
+    target: dict[str, str] = {}  # --target-version dynamo=0.5.0,vllm=0.11.2
 
 
 class LintContext:
-    """A Dynamo v0 config (`parse`) or a deployment read from scripts, manifests and compose files (`deployment`)."""
-
-    def __init__(self, parse: DynamoV0Parse | None, options: LintOptions | None = None, deployment=None):
-        self.parse = parse
+    def __init__(self, deployment: Deployment, options: LintOptions | None = None, pairs: list[Pair] | None = None, linked: list[Pair] | None = None):
         self.deployment = deployment
         self.options = options or LintOptions()
+        self.pairs = pairs or []  # pairs checked in this file: its own, and cross-file ones whose prefill end is here
+        self.linked = linked if linked is not None else self.pairs  # every pair with an end in this file
 
     @property
     def path(self) -> str:
-        return self.parse.doc.path if self.parse is not None else self.deployment.path
+        return self.deployment.path
 
-    def section(self, name: str) -> Section | None:
-        return self.parse.section(name) if self.parse is not None else None
+    def finding(self, rule: Any, span: Span | None, message: str, *, worker: Worker | None = None, fix: Fix | None = None,
+                severity: Severity | None = None, related: tuple[Related, ...] = (), assumed: str = "", **extra: Any) -> Finding:
+        """A finding at `span` in the file of `worker` (this deployment's file when no worker is given)."""
+        span = span or (worker.span if worker is not None else Span(1, 1, 1, 2))
+        path = worker.path if worker is not None else self.path
+        return Finding(rule.code, rule.name, severity if severity is not None else rule.severity, message, path,
+                       span.line, span.column, span.end_line, max(span.end_column, span.column + 1) if span.end_line == span.line else span.end_column,
+                       fix, extra, related, assumed)
 
-    def finding_at(self, rule: Any, span, message: str, fix: Fix | None = None, severity: Severity | None = None, **extra: Any) -> Finding:
-        """A finding at a source span of a deployment (scripts, manifests): positions come from the parser."""
-        return Finding(rule.code, rule.name, severity if severity is not None else rule.severity, message, self.path,
-                       span.line, span.column, span.end_line, max(span.end_column, span.column + 1), fix, extra)
+    @staticmethod
+    def related(worker: Worker, span: Span | None, message: str) -> Related:
+        s = span or worker.span
+        return Related(worker.path, s.line, s.column, s.end_line, s.end_column, message)
 
-    def pos(self, path: Path, at: str = "key") -> Pos:
-        marks = self.parse.doc.marks
-        return marks.key(path) if at == "key" else marks.value(path)
+    def pair_finding(self, rule: Any, pair: Pair, at: Worker, span: Span | None, message: str, **kw: Any) -> Finding:
+        """A finding about a pair at one end, with the other end as a related location."""
+        other = pair.prefill if at is pair.decode else pair.decode
+        key = kw.pop("other_key", None)
+        rel = self.related(other, other.where(key) if key else other.span, f"{other.name} ({other.role}), the other end")
+        return self.finding(rule, span, message, worker=at, related=(rel,), **kw)
 
-    def finding(
-        self,
-        rule: Any,
-        path: Path,
-        message: str,
-        fix: Fix | None = None,
-        at: str = "key",
-        severity: Severity | None = None,
-        **extra: Any,
-    ) -> Finding:
-        p = self.pos(path, at)
-        return Finding(
-            code=rule.code,
-            name=rule.name,
-            severity=severity if severity is not None else rule.severity,
-            message=message,
-            path=self.path,
-            line=p.line,
-            column=p.column,
-            end_line=p.end_line,
-            end_column=p.end_column,
-            fix=fix,
-            extra=extra,
-        )
+    # --- fixes on Dynamo v0 YAML (a section's keys) --------------------------------------------------------------
 
-    # Fix builders: every fix is one of the closed set of edits in finding.Edit.
-
-    def fix_set_key(self, section: str, key: str, value: str, title: str) -> Fix:
-        """Set `key: value` in `section`: replace the value where the section itself sets it, else insert the key."""
-        doc = self.parse.doc
-        sec = self.section(section)
-        if sec is not None and key in sec.own:
+    def fix_set_key(self, section: str, key: str, value: str, title: str, safe: bool = True) -> Fix:
+        """Set `key: value` in `section`: replace the value where the section sets it, else insert the key."""
+        doc = self.deployment.doc
+        data = doc.data if doc is not None and isinstance(doc.data, dict) else {}
+        sec = data.get(section)
+        if doc is None or not isinstance(sec, dict) and sec is not None:
+            return Fix(title)
+        if isinstance(sec, dict) and key in sec:
             p = doc.marks.value((section, key))
-            return Fix(title, (Edit("replace", p.line, p.column, p.end_line, p.end_column, value),))
+            return Fix(title, (Edit("replace", p.line, p.column, p.end_line, p.end_column, value),), safe)
         head = doc.marks.key((section,))
-        if sec is not None and sec.own and doc.marks.key((section, next(iter(sec.own)))).line == head.line:
+        if isinstance(sec, dict) and sec and doc.marks.key((section, next(iter(sec)))).line == head.line:
             return Fix(title)  # a flow mapping ({...}) on one line: say what to do, edit nothing
-        indent = self._child_indent(section)
-        return Fix(title, (Edit("insert_after", head.line, text=f"{indent}{key}: {value}"),))
+        if sec is None and doc.line_text(head.line).rstrip().endswith(("{}", "null", "~")):
+            return Fix(title)
+        return Fix(title, (Edit("insert_after", head.line, text=f"{self._child_indent(section)}{key}: {value}"),), safe)
 
-    def fix_remove_key(self, path: Path, title: str) -> Fix:
-        """Delete the line(s) that hold `path`'s key and value."""
-        doc = self.parse.doc
+    def fix_remove_key(self, path: tuple, title: str, safe: bool = True) -> Fix:
+        """Delete the line(s) that hold `path`'s key and value (only when nothing else shares them)."""
+        doc = self.deployment.doc
+        if doc is None:
+            return Fix(title)
         k, v = doc.marks.key(path), doc.marks.value(path)
         end_line = v.end_line if v.end_column > 1 else v.end_line - 1
         end_line = max(end_line, k.line)
-        return Fix(title, (Edit("delete", k.line, 1, end_line + 1, 1),))
+        first = doc.line_text(k.line)
+        if first[: k.column - 1].strip() or doc.line_text(end_line)[v.end_column - 1 :].split("#")[0].strip():
+            return Fix(title)  # shares its line with other keys (a flow mapping): do not cut it apart
+        return Fix(title, (Edit("delete", k.line, 1, end_line + 1, 1),), safe)
 
     def _child_indent(self, section: str) -> str:
-        sec = self.section(section)
-        doc = self.parse.doc
-        if sec is not None:
-            for key in sec.own:
+        doc = self.deployment.doc
+        sec = doc.data.get(section) if isinstance(doc.data, dict) else None
+        head = doc.marks.key((section,))
+        if isinstance(sec, dict):
+            for key in sec:
                 p = doc.marks.key((section, key))
-                head = doc.marks.key((section,))
                 if p.line > head.line:
                     return " " * (p.column - 1)
-        return "  "
+        return " " * (head.column + 1)
+
+    def assumed(self, worker: Worker, system: str = "dynamo") -> str:
+        return worker.target.describe(system)

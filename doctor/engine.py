@@ -1,4 +1,5 @@
-"""Run the rules over files: read, parse, check, filter by selection and `# disagg: noqa`, sort."""
+"""Run the rules over files: read every file into the deployment model, pair prefill with decode within and across
+files, check, filter by selection and `# disagg: noqa`, sort. A cross-file finding is reported at both ends."""
 
 from __future__ import annotations
 
@@ -6,17 +7,19 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from disagg.schemas.config import looks_like_dynamo_v0, parse_dynamo_v0
-from disagg.schemas.source import ConfigError, decode_text, load_documents, noqa_codes
+from disagg.schemas import knowledge, pairing
+from disagg.schemas.model import Deployment, Pair
+from disagg.schemas.readers import SERVING_MARKERS, is_script, read_script, read_yaml
+from disagg.schemas.source import ConfigError, decode_text, noqa_codes
 
 from .context import LintContext, LintOptions
-from .finding import Finding
+from .finding import Finding, Related
 from .registry import Rule, matches
 from .workload import Prediction, predict
 
 YAML_SUFFIXES = (".yaml", ".yml")
 SCRIPT_SUFFIXES = (".sh", ".bash")
-FORMATS = ("auto", "dynamo-v0", "kubernetes", "compose", "llm-d", "script")
+FORMATS = ("auto", "dynamo-v0", "kubernetes", "compose", "llm-d", "script", "trtllm", "helm-values")
 STDIN = "-"
 
 
@@ -25,24 +28,30 @@ class FileResult:
         self.path = path
         self.findings: list[Finding] = []
         self.error = error
-        self.skipped: str | None = None  # why a file found by a folder search was not linted
+        self.skipped: str | None = None  # why a file was not linted (not a serving config)
         self.prediction: Prediction | None = None
         self.source_lines: list[str] = []
-        self.parse = None  # the parsed config, for the live doctor
-        self.deployment = None  # the deployment read from a script, manifest or compose file
+        self.deployment: Deployment | None = None
+        self.pairs: list[Pair] = []  # prefill/decode pairs with an end in this file
+
+    @property
+    def parse(self):
+        """The deployment, for callers that only ask whether a config was read (the live doctor)."""
+        return self.deployment
 
 
 def collect_paths(targets: Sequence[str], exclude: Sequence[str] = ()) -> list[tuple[str, bool]]:
-    """(path, named explicitly) for each target; folders are searched for *.yaml / *.yml."""
+    """(path, named explicitly) for each target; folders are searched for *.yaml / *.yml / *.sh."""
     out: list[tuple[str, bool]] = []
     for target in targets:
         if target != STDIN and os.path.isdir(target):
             found = []
             for root, dirs, files in os.walk(target):
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _excluded(os.path.join(root, d), exclude))
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ("node_modules", "__pycache__", ".venv", "venv")
+                                 and not _excluded(os.path.join(root, d), exclude))
                 for f in files:
                     p = os.path.join(root, f)
-                    if f.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES) and not _excluded(p, exclude):
+                    if f.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES) and not f.startswith(".") and not _excluded(p, exclude):
                         found.append(p)
             out.extend((p, False) for p in sorted(found))
         else:
@@ -73,79 +82,110 @@ def read_target(path: str, stdin_bytes: bytes | None = None) -> str:
     return decode_text(path, raw)
 
 
-def _is_script(path: str, text: str, fmt: str) -> bool:
-    if fmt != "auto":
-        return fmt == "script"
-    return path.endswith(SCRIPT_SUFFIXES) or text.startswith("#!")
-
-
-def lint_text(path: str, text: str, rules: Iterable[type[Rule]], options: LintOptions, explicit: bool = True, fmt: str = "auto") -> FileResult:
+def read_file(path: str, text: str, options: LintOptions, explicit: bool = True, fmt: str = "auto") -> FileResult:
+    """Read one file into a deployment (no rules yet). Someone else's YAML is skipped, or an error when named and
+    `explicit`: a file counts as a serving config when it parses into workers, or (when it does not parse) when its
+    text holds words that only serving configs use."""
     result = FileResult(path=path)
-    if _is_script(path, text, fmt):
-        from disagg.schemas.deployment import from_script
-
-        result.source_lines = text.splitlines()
-        dep = from_script(path, text)
-        if not dep.workers:
-            if explicit:
-                result.error = ConfigError(path, 1, 1, "no serving command found (vllm serve, python -m dynamo.vllm, python -m sglang.launch_server, ...)")
-            else:
-                result.skipped = "no serving command"
-            return result
-        return _lint_deployment(result, dep, rules, options)
+    result.source_lines = text.splitlines()
+    target = knowledge.new_target(options.target)
     try:
-        docs = load_documents(path, text)
-        result.source_lines = docs[0].lines if docs else text.splitlines()
-        if not docs:
-            raise ConfigError(path, 1, 1, "empty document: expected Dynamo service sections such as VllmWorker")
-        doc = docs[0]
-        if not isinstance(doc.data, dict):
-            kind = type(doc.data).__name__ if not isinstance(doc.data, list) else "list"
-            raise ConfigError(path, doc.marks.value(()).line, doc.marks.value(()).column, f"the top level must be a mapping of service sections, got a {kind}")
-        if fmt not in ("auto", "dynamo-v0") or not looks_like_dynamo_v0(doc.data):
-            from disagg.schemas.deployment import from_yaml
-
-            dep = from_yaml(path, [d for d in docs if isinstance(d.data, dict)]) if fmt != "dynamo-v0" else None
-            if dep is not None and (dep.workers or dep.router):
-                return _lint_deployment(result, dep, rules, options)
-            if not explicit:
-                result.skipped = "not a disaggregated-serving config"
-                return result
-            raise ConfigError(path, 1, 1, "not a recognised config: no Dynamo service sections, no serving command in a manifest, compose file or llm-d config")
-        if len(docs) > 1:
-            second = docs[1].marks.value(())
-            raise ConfigError(path, second.line, second.column, "a Dynamo service config holds one YAML document; found a second")
+        if is_script(path, text, fmt):
+            dep = read_script(path, text, target)
+            if not dep.workers:
+                return _not_a_config(result, explicit, "no serving command found (vllm serve, python -m dynamo.vllm, python -m sglang.launch_server, ...)")
+        else:
+            dep = read_yaml(path, text, target, fmt)
+            if dep is None:
+                return _not_a_config(result, explicit, _why_not(path, text))
     except ConfigError as exc:
+        if not explicit and not SERVING_MARKERS.search(text):
+            result.skipped = f"not a serving config ({exc.message})"
+            return result
         result.error = exc
         return result
-    parse = parse_dynamo_v0(doc)
-    result.parse = parse
-    ctx = LintContext(parse=parse, options=options)
-    findings = [f for rule in rules if not rule.live for f in rule().check(ctx)]
-    result.findings = sorted(_unsuppressed(findings, doc.lines), key=lambda f: (f.line, f.column, f.code))
-    if options.workload is not None:
-        workers = parse.workers("PrefillWorker")
-        result.prediction = predict(parse.routing_policy(), options.workload, prefill_workers_alive=workers > 0)
-    return result
-
-
-def _lint_deployment(result: FileResult, dep, rules, options: LintOptions) -> FileResult:
-    ctx = LintContext(parse=None, options=options, deployment=dep)
-    findings = [f for rule in rules if not rule.live for f in rule().check(ctx)]
-    result.findings = sorted(_unsuppressed(findings, result.source_lines), key=lambda f: (f.line, f.column, f.code))
     result.deployment = dep
     return result
+
+
+def _why_not(path: str, text: str) -> str | ConfigError:
+    """Why a YAML file that parsed is no config we read, located when the top level says so."""
+    from disagg.schemas.source import load_documents
+
+    docs = load_documents(path, text)
+    if not docs:
+        return "empty document: expected Dynamo service sections such as VllmWorker, or a manifest"
+    if not any(isinstance(d.data, dict) for d in docs):
+        kind = "list" if isinstance(docs[0].data, list) else type(docs[0].data).__name__
+        p = docs[0].marks.value(())
+        return ConfigError(path, p.line, p.column, f"the top level must be a mapping of service sections (or a manifest), got a {kind}")
+    return "not a recognised config: no Dynamo service sections, no serving command in a manifest, compose file, Helm values or llm-d config"
+
+
+def _not_a_config(result: FileResult, explicit: bool, message: str | ConfigError) -> FileResult:
+    if explicit:
+        result.error = message if isinstance(message, ConfigError) else ConfigError(result.path, 1, 1, message)
+    else:
+        result.skipped = "not a disaggregated-serving config"
+    return result
+
+
+def lint_results(results: list[FileResult], rules: Iterable[type[Rule]], options: LintOptions) -> list[FileResult]:
+    """Pair, check and sort the findings of files already read."""
+    static = [r for r in rules if not r.live]
+    deps = [r.deployment for r in results if r.deployment is not None]
+    own = {id(d): pairing.within(d) for d in deps}
+    paired = {id(w) for ps in own.values() for p in ps for w in p.ends()}
+    cross = pairing.across(deps, paired)
+    by_path: dict[str, list[Finding]] = {}
+    for r in results:
+        dep = r.deployment
+        if dep is None:
+            continue
+        pairs = own[id(dep)] + [p for p in cross if p.prefill.path == dep.path]
+        r.pairs = own[id(dep)] + [p for p in cross if dep.path in (p.prefill.path, p.decode.path)]
+        ctx = LintContext(dep, options, pairs, r.pairs)
+        for rule in static:
+            for f in rule().check(ctx):
+                by_path.setdefault(f.path, []).append(f)
+                if f.related and f.related[0].path != f.path:  # a cross-file finding: report it at the other end too
+                    rel = f.related[0]
+                    back = Related(f.path, f.line, f.column, f.end_line, f.end_column, "the other end of this pair")
+                    by_path.setdefault(rel.path, []).append(f._replace(path=rel.path, line=rel.line, column=rel.column, end_line=rel.end_line,
+                                                                       end_column=rel.end_column, related=(back,)))
+        if options.workload is not None:
+            r.prediction = _prediction(dep, options)
+    for r in results:
+        found = by_path.get(r.path, [])
+        unique = {(f.code, f.line, f.column, f.message): f for f in _unsuppressed(found, r.source_lines)}
+        r.findings = sorted(unique.values(), key=lambda f: (f.line, f.column, f.code, f.message))
+    return results
+
+
+def _prediction(dep: Deployment, options: LintOptions) -> Prediction | None:
+    from .rules._helpers import routing_policy, v0_decode
+
+    dec = v0_decode(dep)
+    if dec is None:
+        return None
+    return predict(routing_policy(dec), options.workload, prefill_workers_alive=bool(dep.of_role("prefill")))
 
 
 def _unsuppressed(findings: list[Finding], lines: list[str]) -> Iterable[Finding]:
     for f in findings:
         codes = noqa_codes(lines[f.line - 1]) if 0 < f.line <= len(lines) else None
-        if codes is None or not any(matches(f.code, c) for c in codes):
+        if codes is None or not any(matches(f.code, c, exact=c != "ALL" and len(c) >= 5) for c in codes):
             yield f
 
 
-def lint_paths(targets: Sequence[str], rules: list[type[Rule]], options: LintOptions, exclude: Sequence[str] = (), stdin_bytes: bytes | None = None, fmt: str = "auto",
-               skip_unrecognized: bool = False) -> list[FileResult]:
+def lint_text(path: str, text: str, rules: Iterable[type[Rule]], options: LintOptions, explicit: bool = True, fmt: str = "auto") -> FileResult:
+    """One file, read and checked on its own (tests, the live doctor, stdin)."""
+    result = read_file(path, text, options, explicit, fmt)
+    return lint_results([result], rules, options)[0]
+
+
+def lint_paths(targets: Sequence[str], rules: list[type[Rule]], options: LintOptions, exclude: Sequence[str] = (), stdin_bytes: bytes | None = None,
+               fmt: str = "auto", skip_unrecognized: bool = False) -> list[FileResult]:
     results = []
     for path, explicit in collect_paths(targets, exclude):
         try:
@@ -153,6 +193,5 @@ def lint_paths(targets: Sequence[str], rules: list[type[Rule]], options: LintOpt
         except ConfigError as exc:
             results.append(FileResult(path=exc.path, error=exc))
             continue
-        results.append(lint_text("<stdin>" if path == STDIN else path, text, rules, options, explicit and not skip_unrecognized, fmt))
-    return results
-
+        results.append(read_file("<stdin>" if path == STDIN else path, text, options, explicit and not skip_unrecognized, fmt))
+    return lint_results(results, rules, options)

@@ -38,11 +38,33 @@ class Edit(NamedTuple):
 
 
 class Fix(NamedTuple):
+    """A fix and its safety (ruff's applicability): `--fix` applies safe ones, `--unsafe-fixes` adds the rest; a fix
+    with no edits only says what to do."""
+
     title: str
     edits: tuple[Edit, ...] = ()
+    safe: bool = True
+
+    @property
+    def applicability(self) -> str:
+        return "display" if not self.edits else ("safe" if self.safe else "unsafe")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"title": self.title, "edits": [e.to_dict() for e in self.edits]}
+        return {"title": self.title, "applicability": self.applicability, "edits": [e.to_dict() for e in self.edits]}
+
+
+class Related(NamedTuple):
+    """Another place a finding is about (the other end of a prefill/decode pair, in this file or another)."""
+
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._asdict())
 
 
 class Finding(NamedTuple):
@@ -57,6 +79,8 @@ class Finding(NamedTuple):
     end_column: int
     fix: Fix | None = None
     extra: dict[str, Any] = {}  # e.g. the workload prediction behind DG102 (never mutated)
+    related: tuple[Related, ...] = ()
+    assumed: str = ""  # the release the verdict assumes, and why ("dynamo 0.3.2 (image tag vllm-runtime:0.3.2)")
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -70,19 +94,36 @@ class Finding(NamedTuple):
             "end_line": self.end_line,
             "end_column": self.end_column,
             "fix": self.fix.to_dict() if self.fix else None,
+            "assumed": self.assumed,
+            "related": [r.to_dict() for r in self.related],
         }
         out.update(self.extra)
         return out
 
 
+def overlapping(edits: list[Edit]) -> list[Edit]:
+    """Edits that touch the same lines as an earlier one in the list (they cannot both apply)."""
+    taken: list[tuple[int, int]] = []
+    clashes = []
+    for e in edits:
+        lo, hi = (e.line, e.line) if e.kind == "insert_after" else (e.line, max(e.end_line, e.line))
+        if any(not (hi < a or lo > b) for a, b in taken):
+            clashes.append(e)
+        else:
+            taken.append((lo, hi))
+    return clashes
+
+
 def apply_edits(text: str, edits: list[Edit]) -> str:
-    """Apply non-overlapping edits to `text`, last first so earlier positions stay valid."""
+    """Apply non-overlapping edits to `text`, last first so earlier positions stay valid; line endings are kept."""
+    newline = "\r\n" if "\r\n" in text else "\n"
+    ends_with_newline = text.endswith(("\n", "\r"))
     lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
+    if lines and not lines[-1].endswith(("\n", "\r")):
+        lines[-1] += newline
     for e in sorted(edits, key=lambda e: (e.line, e.column), reverse=True):
         if e.kind == "insert_after":
-            new = e.text if e.text.endswith("\n") else e.text + "\n"
+            new = e.text.rstrip("\r\n") + newline
             lines[e.line : e.line] = [new]
             continue
         start = sum(len(x) for x in lines[: e.line - 1]) + e.column - 1
@@ -90,4 +131,7 @@ def apply_edits(text: str, edits: list[Edit]) -> str:
         joined = "".join(lines)
         joined = joined[:start] + (e.text if e.kind == "replace" else "") + joined[end:]
         lines = joined.splitlines(keepends=True)
-    return "".join(lines)
+    out = "".join(lines)
+    if not ends_with_newline and out.endswith(newline):
+        out = out[: -len(newline)]
+    return out

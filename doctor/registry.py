@@ -87,9 +87,12 @@ class RuleRegistry:
         return any(matches(c, selector) for c in self._rules)
 
 
-def matches(code: str, selector: str) -> bool:
+def matches(code: str, selector: str, exact: bool = False) -> bool:
+    """A code matches ALL, itself, or a prefix of it (DG1); `exact` for a full code such as a noqa comment's."""
     selector = selector.strip().upper()
-    return selector == "ALL" or code.startswith(selector)
+    if selector == "ALL":
+        return True
+    return code == selector if exact else code.startswith(selector)
 
 
 _REGISTRY: RuleRegistry | None = None

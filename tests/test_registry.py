@@ -24,7 +24,7 @@ def test_rule_documents_itself(rule):
     sections = doc_sections(rule.doc())
     missing = [s for s in DOC_SECTIONS if not sections.get(s)]
     assert not missing, f"{rule.code} docstring lacks {missing}"
-    assert re.search(r"```(yaml|sh)\n", sections["Example"]) and re.search(r"```(yaml|sh)\n", sections["Use instead"])  # a config or a command line
+    assert re.search(r"```(yaml|sh|bash)\n", sections["Example"]) and re.search(r"```(yaml|sh|bash)\n", sections["Use instead"])  # a config or a command line
     assert rule.summary() and rule.name and rule.name == rule.name.lower()
 
 

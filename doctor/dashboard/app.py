@@ -61,7 +61,7 @@ class TopApp(App):
         self.probe_fn = probe
         self.realtime = realtime
         self.window = Window(seconds=30)
-        self.ctx = LiveContext(window=self.window, target=target, parse=parse, static=static or [])
+        self.ctx = LiveContext(window=self.window, target=target, deployment=parse, static=static or [])
         self.diagnoser = Diagnoser(rules)
         self.history: dict[str, deque] = {k: deque(maxlen=HISTORY) for k in ("remote", "local", "queue", "kv")}
         self._stop = threading.Event()

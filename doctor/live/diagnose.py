@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from disagg.schemas.config import DynamoV0Parse
+from disagg.schemas.model import Deployment
 from disagg.schemas.routing import RoutingPolicy
+from disagg.schemas.source import Span
 
 from ..finding import Finding, Fix
 from .window import Window
@@ -16,13 +17,21 @@ from .window import Window
 class LiveContext:
     window: Window
     target: str  # the frontend URL
-    parse: DynamoV0Parse | None = None  # the config, when known
+    deployment: Deployment | None = None  # the config, when known
     static: list[Finding] = field(default_factory=list)
     min_requests: int = 5  # requests in the window before "prefill traffic is zero" counts as certain
 
+    def _decode(self):
+        from ..rules._helpers import v0_decode
+
+        return v0_decode(self.deployment) if self.deployment is not None else None
+
     def policy(self) -> RoutingPolicy | None:
-        if self.parse is not None and self.parse.section("VllmWorker") is not None:
-            return self.parse.routing_policy()
+        dec = self._decode()
+        if dec is not None:
+            from ..rules._helpers import routing_policy
+
+            return routing_policy(dec)
         last = self.window.last
         rows = last.signals.get("policy") if last else None
         if rows:
@@ -34,24 +43,30 @@ class LiveContext:
         return None
 
     def expected_workers(self, role: str) -> int | None:
-        if self.parse is None:
+        if self.deployment is None:
             return None
-        return self.parse.workers("VllmWorker" if role == "decode" else "PrefillWorker")
+        roles = ("decode", "aggregated") if role == "decode" else (role,)  # the runtime's decode workers serve aggregated too
+        counts = [w.replicas.value for w in self.deployment.of_role(*roles) if w.is_engine]
+        return sum(c for c in counts if isinstance(c, int)) if counts else 0
 
-    def decode_key(self, key: str) -> tuple:
-        """Where the decode worker sets `key` (resolved through common-configs), else the VllmWorker section itself."""
-        sec = self.parse.section("VllmWorker") if self.parse is not None else None
-        return sec.path_of(key) if sec is not None and sec.is_set(key) else ("VllmWorker",)
+    def decode_key(self, key: str) -> Span | None:
+        """Where the decode worker sets `key` (resolved through common-configs), else the decode worker itself."""
+        dec = self._decode()
+        return dec.where(key.replace("-", "_")) if dec is not None else None
+
+    def role_span(self, role: str) -> Span | None:
+        if self.deployment is None:
+            return None
+        ws = [w for w in self.deployment.of_role(role) if w.is_engine]
+        return ws[0].span if ws else None
 
     def static_finding(self, code: str) -> Finding | None:
         return next((f for f in self.static if f.code == code), None)
 
-    def finding(self, rule: Any, message: str, severity=None, path: tuple = (), fix: Fix | None = None, **extra: Any) -> Finding:
+    def finding(self, rule: Any, message: str, severity=None, path: Span | None = None, fix: Fix | None = None, **extra: Any) -> Finding:
         """A live finding placed at the config line it concerns (when a config is known), else at the target URL."""
-        if self.parse is not None and path:
-            marks = self.parse.doc.marks
-            p = marks.value(path) if len(path) > 1 else marks.key(path)
-            where, line, col, eline, ecol = self.parse.doc.path, p.line, p.column, p.end_line, p.end_column
+        if self.deployment is not None and path is not None:
+            where, line, col, eline, ecol = self.deployment.path, path.line, path.column, path.end_line, path.end_column
         else:
             where, line, col, eline, ecol = self.target, 1, 1, 1, 1
         return Finding(rule.code, rule.name, severity if severity is not None else rule.severity, message, where, line, col, eline, ecol, fix, extra)

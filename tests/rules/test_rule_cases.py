@@ -40,8 +40,8 @@ def test_live_rule_case(code, case):
     parse, static = None, []
     if "config" in case:
         result = lint_text("case.yaml", case["config"], [r for r in default_registry() if not r.live], LintOptions())
-        parse, static = result.parse, result.findings
-    ctx = LiveContext(window=window, target="http://frontend", parse=parse, static=static)
+        parse, static = result.deployment, result.findings
+    ctx = LiveContext(window=window, target="http://frontend", deployment=parse, static=static)
     got = list(rule().check(ctx))
     want = case["expect"]
     assert len(got) == len(want), [f.message for f in got]
@@ -63,7 +63,8 @@ def test_rule_case(code, case):
     rule = default_registry().get(code)
     assert rule is not None, f"{code} has a case file but is not registered"
     opts = case.get("options", {})
-    options = LintOptions(gpus=opts.get("gpus"), workload=parse_workload(opts["workload"]) if "workload" in opts else None)
+    options = LintOptions(gpus=opts.get("gpus"), workload=parse_workload(opts["workload"]) if "workload" in opts else None,
+                          target={k: str(v) for k, v in opts.get("target", {}).items()})
     result = lint_text(case.get("path", "case.yaml"), case["config"], [rule], options)
     assert result.error is None, result.error
     got = [f for f in result.findings if f.code == code]

@@ -97,12 +97,15 @@ def test_plan_refuses_wrong_types_with_their_location(tmp_path):
     assert f"{path}:2:19:" in exc.value.problems[0]
 
 
-def test_plan_notes_unknown_keys_instead_of_dropping_them(tmp_path):
-    path = tmp_path / "typo.yaml"
+def test_plan_reads_options_as_dynamo_did_and_notes_typos(tmp_path):
+    path = tmp_path / "snake.yaml"
     path.write_text("VllmWorker:\n  remote_prefill: true\nPrefillWorker: {}\n")
+    assert load_plan(str(path)).policy.remote_prefill  # vLLM's FlexibleArgumentParser reads remote_prefill as remote-prefill
+    path = tmp_path / "typo.yaml"
+    path.write_text("VllmWorker:\n  remote-prefil: true\nPrefillWorker: {}\n")
     plan = load_plan(str(path))
-    assert not plan.policy.remote_prefill  # as Dynamo would: the misspelt key does nothing...
-    assert any(":2:3:" in n and "remote-prefill" in n for n in plan.notes)  # ...but the runtime says so
+    assert not plan.policy.remote_prefill  # the misspelt key does nothing (Dynamo's worker would not start)...
+    assert any(":2:3:" in n and "remote-prefill" in n for n in plan.notes)  # ...and the runtime says so
 
 
 def test_serve_command_errors(cli, write):

@@ -1,23 +1,23 @@
 from __future__ import annotations
 
-from disagg.schemas.config import kv_connector
+from disagg.schemas import knowledge
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._facts import decode, prefill
-from .._pairs import pairs
+from .._helpers import connector_of, flag_bool, v0_decode
 
 
 class DG201(Rule):
     """## What it does
-    Reports `kv-transfer-config` set on only one of the decode and prefill workers, or on neither while remote
-    prefill is on.
+    Reports a prefill/decode pair where one side has a KV connector and the other has none, and a Dynamo v0 config
+    with remote prefill on and no connector on either worker. The connector is what the worker really runs with:
+    its `kv-transfer-config`, or the default its launcher adds in the release the file targets (Dynamo's
+    `dynamo.vllm` gave every worker a NixlConnector in 0.4-0.9; since 1.0 it adds none).
 
     ## Why is this bad?
-    Both engines need the KV connector: the prefill side to expose its blocks, the decode side to read them. With
-    the connector on one side only, prefilled blocks expire unread and the decode worker recomputes the prompt
-    (or the handshake never happens), so remote prefill costs twice and gains nothing. Dynamo 1.x checks only the
-    prefill side.
+    Both engines need the KV connector: the prefill side to expose its blocks, the decode side to read them. A
+    decode worker without one ignores the transfer parameters and recomputes every prompt, silently; a Dynamo
+    1.x prefill worker without one fails at start.
 
     ## Example
     ```yaml
@@ -42,51 +42,30 @@ class DG201(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx):
-        if ctx.deployment is not None:
-            yield from self._deployment(ctx)
-            return
-        dec, pre = decode(ctx), prefill(ctx)
-        if dec is None or pre is None:
-            return
-        has_dec, has_pre = dec.is_set("kv-transfer-config"), pre.is_set("kv-transfer-config")
-        if has_dec and not has_pre:
-            conn, _ = kv_connector(dec)
-            yield ctx.finding(
-                self, ("PrefillWorker",),
-                "VllmWorker has kv-transfer-config but PrefillWorker has none: prefilled KV cannot reach the decode worker",
-                fix=ctx.fix_set_key("PrefillWorker", "kv-transfer-config", _quoted(dec), "copy VllmWorker's kv-transfer-config to PrefillWorker"),
-            )
-        elif has_pre and not has_dec:
-            yield ctx.finding(
-                self, ("VllmWorker",),
-                "PrefillWorker has kv-transfer-config but VllmWorker has none: prefilled blocks expire unread and the decode worker recomputes them",
-                fix=ctx.fix_set_key("VllmWorker", "kv-transfer-config", _quoted(pre), "copy PrefillWorker's kv-transfer-config to VllmWorker"),
-            )
-        elif not has_dec and not has_pre and dec.model.remote_prefill:
-            yield ctx.finding(
-                self, dec.path_of("remote-prefill"),
-                "remote-prefill is on but neither worker sets kv-transfer-config: the KV cache has no way to move",
-                fix=Fix("set kv-transfer-config (e.g. '{\"kv_connector\":\"DynamoNixlConnector\"}') on both workers"),
-            )
-
-    def _deployment(self, ctx):
         seen = set()
-        for d, p in pairs(ctx):
-            has_d, has_p = d.get("kv_connector") is not None, p.get("kv_connector") is not None
-            if has_p and not has_d and d.name not in seen:
-                seen.add(d.name)
-                yield ctx.finding_at(self, d.span, f"{p.name} (prefill) has KV connector {p.get('kv_connector')} but {d.name} (decode) has none: "
-                                     "prefilled blocks are never read and the decode worker recomputes every prompt",
-                                     fix=Fix("give the decode instance the same --kv-transfer-config"))
-            elif has_d and not has_p and p.name not in seen:
-                seen.add(p.name)
-                yield ctx.finding_at(self, p.span, f"{d.name} (decode) has KV connector {d.get('kv_connector')} but {p.name} (prefill) has none: no KV can reach the decode worker",
-                                     fix=Fix("give the prefill instance the same --kv-transfer-config"))
-
-def _quoted(sec) -> str:
-    value = sec.resolved["kv-transfer-config"]
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    import json
-
-    return "'" + json.dumps(value) + "'"
+        for pair in ctx.pairs:
+            d, p = pair.decode, pair.prefill
+            if d.engine == "sglang":
+                continue  # SGLang moves KV with its transfer backend (DG611)
+            dc, dwhy = connector_of(d)
+            pc, pwhy = connector_of(p)
+            if dc is None or pc is None:
+                continue
+            if pc and not dc and id(d) not in seen:
+                seen.add(id(d))
+                yield ctx.pair_finding(self, pair, d, d.span, f"{p.name} (prefill) has KV connector {', '.join(sorted(pc))} ({pwhy}) but {d.name} (decode) "
+                                       f"has none ({dwhy}): prefilled blocks are never read and the decode worker recomputes every prompt",
+                                       fix=Fix("give the decode worker the same kv-transfer-config"), assumed=ctx.assumed(d))
+            elif dc and not pc and id(p) not in seen:
+                seen.add(id(p))
+                rejected = p.program == "dynamo.vllm" and knowledge.verdict(p.target, "dynamo", knowledge.pattern("dynamo", "vllm.connector_flag_rejected").releases) is True
+                impact = "the prefill worker fails at start (dynamo.vllm requires --kv-transfer-config for --disaggregation-mode prefill)" if rejected \
+                    else "no KV can reach the decode worker"
+                yield ctx.pair_finding(self, pair, p, p.span, f"{d.name} (decode) has KV connector {', '.join(sorted(dc))} ({dwhy}) but {p.name} (prefill) "
+                                       f"has none ({pwhy}): {impact}", fix=Fix("give the prefill worker the same kv-transfer-config"), assumed=ctx.assumed(p))
+        dec = v0_decode(ctx.deployment)
+        if dec is not None and flag_bool(dec, "remote_prefill"):
+            pre = [p for p in ctx.pairs if p.decode is dec]
+            if pre and all(connector_of(w)[0] == set() for pair in pre for w in pair.ends()):
+                yield ctx.finding(self, dec.where("remote_prefill"), "remote-prefill is on but neither worker sets kv-transfer-config: the KV cache has no way to move",
+                                  worker=dec, fix=Fix("set kv-transfer-config (e.g. '{\"kv_connector\":\"DynamoNixlConnector\"}') on both workers"))

@@ -1,21 +1,21 @@
 from __future__ import annotations
 
-from disagg.schemas.config import kv_connector
-
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._pairs import pairs
+from .._helpers import connector_of, families
 
 
 class DG202(Rule):
     """## What it does
-    Reports a `kv-transfer-config` that is not valid JSON or names no `kv_connector`, and decode and prefill
-    workers that name different connectors.
+    Reports a `kv-transfer-config` that is not valid JSON, and a prefill/decode pair whose connectors speak no
+    common transport. A connector that wraps others (`PdConnector`, `MultiConnector`) speaks each of them: Dynamo's
+    KV-cache-manager pattern runs prefill with `PdConnector[DynamoConnector, NixlConnector]` against a decode
+    worker with plain `NixlConnector`, and that pair works.
 
     ## Why is this bad?
-    The engine parses the value at start-up (a crash loop), and two different connectors cannot talk to each
-    other: every transfer fails and, with vLLM's old `recompute` policy, the decode worker silently redoes the
-    prefill.
+    vLLM parses `--kv-transfer-config` as JSON at start and exits on an error. Two workers with unrelated
+    connectors cannot hand KV to each other: every transfer fails and, with vLLM's old `recompute` policy, the
+    decode worker silently redoes the prefill.
 
     ## Example
     ```yaml
@@ -39,34 +39,20 @@ class DG202(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx):
-        if ctx.deployment is not None:
-            for w in ctx.deployment.workers:
-                err = w.extra.get("kv_config_error")
-                if err:
-                    yield ctx.finding_at(self, err[1], f"{w.name}: --kv-transfer-config {err[0]}", fix=Fix("write it as JSON, e.g. '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_both\"}'"))
-            for d, p in pairs(ctx):
-                dc, pc = d.get("kv_connector"), p.get("kv_connector")
-                if dc and pc and str(dc) != str(pc):
-                    yield ctx.finding_at(self, p.where("kv_connector"), f"{p.name} (prefill) uses KV connector {pc} but {d.name} (decode) uses {dc}: the two sides cannot exchange KV blocks",
-                                         fix=Fix(f"use the same kv_connector ({dc}) on both instances"))
-            return
-        seen = set()
-        connectors = {}
-        for name in ("Common", "VllmWorker", "PrefillWorker"):
-            sec = ctx.section(name)
-            if sec is None or not sec.is_set("kv-transfer-config"):
+        for w in ctx.deployment.workers:
+            err = w.settings.get("kv_config_error")
+            if err is not None:
+                yield ctx.finding(self, err.span, f"{w.name}: --kv-transfer-config {err.value}: the engine exits at start", worker=w,
+                                  fix=Fix("write it as JSON, e.g. '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_both\"}'"))
+        for pair in ctx.pairs:
+            d, p = pair.decode, pair.prefill
+            dc, _ = connector_of(d)
+            pc, _ = connector_of(p)
+            if not dc or not pc:
                 continue
-            conn, err = kv_connector(sec)
-            where = sec.path_of("kv-transfer-config")
-            if err and where not in seen:
-                seen.add(where)
-                yield ctx.finding(self, where, f"{name}: {err}", fix=Fix('write it as JSON, e.g. \'{"kv_connector":"DynamoNixlConnector"}\''), at="value")
-            if conn and name != "Common":
-                connectors[name] = (conn, where)
-        if len(connectors) == 2 and connectors["VllmWorker"][0] != connectors["PrefillWorker"][0]:
-            (dconn, _), (pconn, pwhere) = connectors["VllmWorker"], connectors["PrefillWorker"]
-            yield ctx.finding(
-                self, pwhere,
-                f"PrefillWorker uses KV connector {pconn} but VllmWorker uses {dconn}: the two sides cannot exchange KV blocks",
-                fix=Fix(f"use the same kv_connector ({dconn}) on both workers"), at="value",
-            )
+            if families(dc) & families(pc):
+                continue
+            yield ctx.pair_finding(self, pair, p, p.where("kv_connector"),
+                                   f"{p.name} (prefill) uses KV connector {', '.join(sorted(pc))} but {d.name} (decode) uses {', '.join(sorted(dc))}: "
+                                   "they share no transport, so no KV block can move", other_key="kv_connector",
+                                   fix=Fix(f"use the same kv_connector ({', '.join(sorted(dc))}) on both workers"))

@@ -2,20 +2,21 @@ from __future__ import annotations
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._facts import VLLM_DEFAULT_BLOCK_SIZE, decode, prefill, value
-from .._pairs import as_int, family, pairs
+from .._helpers import as_int, block_size, connector_of
 
 
 class DG203(Rule):
     """## What it does
-    Reports `block-size` that differs between the decode worker, the prefill worker and the KV router
-    (`Router`/`Processor`), after `common-configs` resolution. An unset worker block size counts as vLLM's
-    default (16).
+    Reports block sizes that cannot exchange KV between a prefill and a decode worker, and a KV router (Dynamo v0
+    `Router`/`Processor`, Dynamo 1.x `--kv-cache-block-size`) that hashes prompts with another block size than its
+    workers. An unset vLLM block size counts as vLLM's default (16); other engines are compared only where the file
+    writes both.
 
     ## Why is this bad?
-    KV blocks move between workers block by block: with different sizes the handshake is refused or block ids
-    point at the wrong tokens (ai-dynamo/dynamo#1210, #1233). A router hashing prompts with another block size
-    than the workers finds no prefix hits, so KV-aware routing degrades to random.
+    KV moves block by block. vLLM's NixlConnector accepts a smaller prefill block size only when prefill TP <=
+    decode TP; any other difference fails the handshake or points at the wrong tokens (ai-dynamo/dynamo#1210,
+    #1233). A router hashing prompts with another block size finds no prefix hits, so KV-aware routing degrades to
+    random.
 
     ## Example
     ```yaml
@@ -41,42 +42,33 @@ class DG203(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx):
-        if ctx.deployment is not None:
-            for d, p in pairs(ctx):
-                default = VLLM_DEFAULT_BLOCK_SIZE if family(d.engine) == "vllm" else 1
-                db, pb = as_int(d.get("block_size"), default), as_int(p.get("block_size"), default)
-                dtp, ptp = as_int(d.get("tp"), 1), as_int(p.get("tp"), 1)
-                if db is None or pb is None or db == pb or dtp is None or ptp is None:
-                    continue
-                if family(d.engine) == "vllm" and pb < db and ptp <= dtp:
-                    continue  # NixlConnector maps a smaller prefill block size when prefill TP <= decode TP
-                yield ctx.finding_at(self, p.where("block_size") if "block_size" in p.fields else d.where("block_size"),
-                                     f"{p.name} (prefill) block size {pb} and {d.name} (decode) block size {db} cannot exchange KV"
-                                     + (" (a prefill block size may be smaller only when prefill TP <= decode TP)" if family(d.engine) == "vllm" else ""),
-                                     fix=Fix("use one block size on both instances"))
-            return
-        dec, pre = decode(ctx), prefill(ctx)
-        if dec is None:
-            return
-        dec_bs = value(dec, "block-size", VLLM_DEFAULT_BLOCK_SIZE)
-        if pre is not None:
-            pre_bs = value(pre, "block-size", VLLM_DEFAULT_BLOCK_SIZE)
-            if pre_bs != dec_bs:
-                where = pre.path_of("block-size") if pre.is_set("block-size") else dec.path_of("block-size")
-                default = lambda s: "" if s.is_set("block-size") else " (vLLM's default)"  # noqa: E731
-                yield ctx.finding(
-                    self, where,
-                    f"PrefillWorker block-size {pre_bs}{default(pre)} differs from VllmWorker block-size {dec_bs}{default(dec)}: "
-                    "KV blocks cannot be exchanged between them",
-                    fix=Fix("use one block-size on both workers (e.g. set it in Common and pull it with common-configs)"),
-                    at="value" if pre.is_set("block-size") or dec.is_set("block-size") else "key",
-                )
-        for name in ("Router", "Processor"):
-            sec = ctx.section(name)
-            bs = value(sec, "block-size")
-            if sec is not None and bs is not None and bs != dec_bs:
-                yield ctx.finding(
-                    self, sec.path_of("block-size"),
-                    f"{name} block-size {bs} differs from the workers' {dec_bs}: KV-aware routing will find no prefix hits",
-                    fix=Fix(f"set {name} block-size to {dec_bs}"), at="value", severity=Severity.WARNING,
-                )
+        for pair in ctx.pairs:
+            d, p = pair.decode, pair.prefill
+            (db, dw), (pb, pw) = block_size(d), block_size(p)
+            if db is None or pb is None or db == pb:
+                continue
+            if d.engine != "vllm" and not (dw and pw):
+                continue
+            dtp, ptp = as_int(d.known("tp", 1)), as_int(p.known("tp", 1))
+            upstream = not any("DynamoNixl" in c for w in (d, p) for c in (connector_of(w)[0] or ()))
+            if d.engine == "vllm" and upstream and pb < db and dtp is not None and ptp is not None and ptp <= dtp:
+                continue  # vLLM's NixlConnector splits a smaller prefill block when prefill TP <= decode TP (not Dynamo v0's connector)
+            at, other = (p, d) if pw else (d, p)
+            default = lambda w, written: "" if written else " (the default)"  # noqa: E731
+            yield ctx.pair_finding(self, pair, at, at.where("block_size"),
+                                   f"{p.name} (prefill) block size {pb}{default(p, pw)} and {d.name} (decode) block size {db}{default(d, dw)} cannot exchange KV"
+                                   + (" (a prefill block may be smaller only when prefill TP <= decode TP)" if d.engine == "vllm" else ""),
+                                   other_key="block_size", fix=Fix("use one block size on both workers"))
+        engines = [w for w in ctx.deployment.workers if w.is_engine and w.role in ("decode", "prefill", "aggregated")]
+        for router in ctx.deployment.workers:
+            if router.role not in ("router", "frontend"):
+                continue
+            s = router.settings.get("block_size") or router.flags.get("kv-cache-block-size")
+            rb = as_int(s.value) if s is not None else None
+            if rb is None:
+                continue
+            sizes = {block_size(w)[0] for w in engines if w.role == "decode" or not any(e.role == "decode" for e in engines)} - {None}
+            if len(sizes) == 1 and rb not in sizes:
+                want = next(iter(sizes))
+                yield ctx.finding(self, s.span, f"{router.name} hashes prompts with block size {rb} but its workers use {want}: KV-aware routing will find no prefix hits",
+                                  worker=router, fix=Fix(f"set {router.name}'s block size to {want}"), severity=Severity.WARNING)

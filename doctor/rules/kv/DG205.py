@@ -2,19 +2,23 @@ from __future__ import annotations
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._facts import decode, prefill, value
-from .._pairs import known, pairs
+
+
+def _local_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or "://" in name
 
 
 class DG205(Rule):
     """## What it does
-    Reports decode and prefill workers that serve different models (or served model names), and a Frontend
-    `served_model_name` that matches neither.
+    Reports a prefill and a decode worker that serve different models.
 
     ## Why is this bad?
-    Prefill requests are queued per model: a prefill worker of another model listens on another queue, so it stays
-    idle while remote requests wait for nobody. Even when a transfer happens, KV of one model is garbage to
-    another. A Frontend that advertises another name sends clients to a model no worker serves.
+    KV of one model is garbage to another: a transfer either fails the handshake (layers, heads and dtype are
+    hashed on both sides) or decodes from the wrong cache. Dynamo's own v0.5.0 SGLang multinode example shipped
+    with prefill serving `Qwen/Qwen3-0.6B` and decode serving `meta-llama/Llama-3.3-70B-Instruct` (fixed upstream in
+    ai-dynamo/dynamo#2931). A local path and a hub name may be the same model, so only names of the same kind are
+    compared; a Dynamo v0 Frontend's `served_model_name` only names the model to clients and is not compared
+    (ai-dynamo/dynamo#462 was served that way).
 
     ## Example
     ```yaml
@@ -40,32 +44,10 @@ class DG205(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx):
-        if ctx.deployment is not None:
-            for d, p in pairs(ctx):
-                dm, pm = d.get("model"), p.get("model")
-                if known(dm) and known(pm) and str(dm) != str(pm):
-                    yield ctx.finding_at(self, p.where("model"), f"{p.name} (prefill) serves model {pm!r} but {d.name} (decode) serves {dm!r}: KV of one model is garbage to the other",
-                                         fix=Fix("serve the same model on both instances"))
-            return
-        dec, pre = decode(ctx), prefill(ctx)
-        if dec is None:
-            return
-        if pre is not None:
-            for key in ("model", "served-model-name"):
-                dv, pv = value(dec, key), value(pre, key)
-                if dv is not None and pv is not None and dv != pv:
-                    yield ctx.finding(
-                        self, pre.path_of(key),
-                        f"PrefillWorker {key} {pv!r} differs from VllmWorker {key} {dv!r}: the prefill worker will never receive this model's prefills",
-                        fix=Fix(f"use the same {key} on both workers"), at="value",
-                    )
-        front = ctx.section("Frontend")
-        name = value(front, "served_model_name")
-        if front is not None and name is not None:
-            served = value(dec, "served-model-name") or value(dec, "model")
-            if served is not None and name not in (served, value(dec, "model")):
-                yield ctx.finding(
-                    self, front.path_of("served_model_name"),
-                    f"Frontend served_model_name {name!r} is not the model the workers serve ({served!r}): requests will find no worker",
-                    fix=Fix(f"set served_model_name to {served!r}"), at="value",
-                )
+        for pair in ctx.pairs:
+            d, p = pair.decode, pair.prefill
+            dm, pm = d.known("model"), p.known("model")
+            if dm is None or pm is None or str(dm) == str(pm) or _local_path(str(dm)) != _local_path(str(pm)):
+                continue
+            yield ctx.pair_finding(self, pair, p, p.where("model"), f"{p.name} (prefill) serves model {pm!r} but {d.name} (decode) serves {dm!r}: "
+                                   "KV of one model is garbage to the other", other_key="model", fix=Fix("serve the same model on both workers"))

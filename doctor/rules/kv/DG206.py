@@ -2,19 +2,21 @@ from __future__ import annotations
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._facts import decode, prefill, value
-from .._pairs import known, norm, pairs
+
+
+def _norm(v) -> str | None:
+    return None if v is None else str(v).strip().lower()
 
 
 class DG206(Rule):
     """## What it does
-    Reports `dtype` or `kv-cache-dtype` that differ between the decode and the prefill worker (unset counts as
-    `auto`).
+    Reports a prefill/decode pair whose `dtype` differ where both are written (an unset or `auto` dtype follows the
+    model, so it is compared with nothing), and whose KV-cache dtype differs (unset is `auto`, the model dtype).
 
     ## Why is this bad?
-    The KV cache is copied byte for byte. A prefill worker writing bf16 blocks for a decode worker that reads fp8
-    (or float16) produces corrupt output or a crash at the first transfer (sgl-project/sglang PR#19398); NIXL's
-    handshake refuses the pair at best.
+    The decode worker reads the transferred blocks in its own format. fp8 KV read as bf16 (or float16) produces
+    corrupt output or a crash at the first transfer (sgl-project/sglang PR#19398); NIXL's handshake refuses the
+    pair at best (vLLM compute_nixl_compatibility_hash).
 
     ## Example
     ```yaml
@@ -38,24 +40,20 @@ class DG206(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx):
-        if ctx.deployment is not None:
-            for d, p in pairs(ctx):
-                for key, label in (("dtype", "dtype"), ("kv_cache_dtype", "kv-cache-dtype")):
-                    dv, pv = norm(d.get(key), "auto"), norm(p.get(key), "auto")
-                    if dv != pv and known(dv) and known(pv):
-                        yield ctx.finding_at(self, p.where(key) if key in p.fields else d.where(key),
-                                             f"{label} differs: {d.name} (decode) {dv}, {p.name} (prefill) {pv}; the KV cache would be read in the wrong format",
-                                             fix=Fix(f"use the same {label} on both instances"))
-            return
-        dec, pre = decode(ctx), prefill(ctx)
-        if dec is None or pre is None:
-            return
-        for key in ("dtype", "kv-cache-dtype"):
-            dv, pv = value(dec, key, "auto"), value(pre, key, "auto")
-            if str(dv).lower() != str(pv).lower():
-                where = pre.path_of(key) if pre.is_set(key) else dec.path_of(key)
-                yield ctx.finding(
-                    self, where,
-                    f"{key} differs: VllmWorker {dv}, PrefillWorker {pv}; the KV cache would be read in the wrong format",
-                    fix=Fix(f"use the same {key} on both workers"), at="value",
-                )
+        for pair in ctx.pairs:
+            d, p = pair.decode, pair.prefill
+            dv, pv = _norm(d.known("dtype")), _norm(p.known("dtype"))
+            if dv and pv and "auto" not in (dv, pv) and dv != pv:
+                yield ctx.pair_finding(self, pair, p, p.where("dtype"), f"dtype differs: {d.name} (decode) {dv}, {p.name} (prefill) {pv}; "
+                                       "the KV cache would be read in the wrong format", other_key="dtype", fix=Fix("use the same dtype on both workers"))
+            if "kv_cache_dtype" not in d.settings and "kv_cache_dtype" not in p.settings:
+                continue
+            if not all(w.settings["kv_cache_dtype"].known for w in (d, p) if "kv_cache_dtype" in w.settings):
+                continue
+            dk, pk = _norm(d.known("kv_cache_dtype", "auto")), _norm(p.known("kv_cache_dtype", "auto"))
+            if dk != pk:
+                at = p if "kv_cache_dtype" in p.settings else d
+                yield ctx.pair_finding(self, pair, at, at.where("kv_cache_dtype"),
+                                       f"KV-cache dtype differs: {d.name} (decode) {dk}, {p.name} (prefill) {pk} (auto is the model dtype); "
+                                       "the KV cache would be read in the wrong format", other_key="kv_cache_dtype",
+                                       fix=Fix("use the same KV-cache dtype on both workers"))

@@ -1,25 +1,29 @@
 from __future__ import annotations
 
+from disagg.schemas import knowledge
+
 from ...finding import Fix, Severity
 from ...registry import Rule
+from .._helpers import connector_of
 
-_LOCAL = ("", "localhost", "127.0.0.1", "::1")
+_LOCAL = ("", "localhost", "127.0.0.1", "::1", "0.0.0.0")
 
 
 class DG208(Rule):
     """## What it does
-    Reports vLLM instances with the NIXL connector that run on different hosts (pods, containers) while
-    `VLLM_NIXL_SIDE_CHANNEL_HOST` is unset or `localhost`.
+    Reports a vLLM prefill instance with the NIXL connector that runs in another network namespace than its decode
+    instance (another pod, container or host) while `VLLM_NIXL_SIDE_CHANNEL_HOST` is unset or a local address.
+    Dynamo's vLLM worker sets the host to its own address itself, and a Helm chart may set it, so those are not
+    reported.
 
     ## Why is this bad?
-    The prefill instance advertises its side-channel host in the KV transfer parameters; the decode instance then
+    The prefill instance advertises the side-channel host in its transfer parameters and the decode instance
     connects there for the NIXL handshake. `localhost` (the default) points the decode instance at itself: the
     handshake fails and, with the old `recompute` policy, the decode instance silently redoes every prefill
     (vllm-project/vllm#27083).
 
     ## Example
     ```yaml
-    # two Deployments (prefill, decode), neither sets the side-channel host
     env: [{name: VLLM_NIXL_SIDE_CHANNEL_PORT, value: "5600"}]
     ```
 
@@ -36,18 +40,25 @@ class DG208(Rule):
     severity = Severity.WARNING
 
     def check(self, ctx):
-        dep = ctx.deployment
-        if dep is None or not dep.multi_host:
-            return
-        for w in dep.of_role("prefill"):
-            # Dynamo's vLLM worker sets the side-channel host to its own address itself; plain vLLM does not.
-            if w.engine != "vllm" or not str(w.get("kv_connector", "")).lower().startswith("nixl"):
+        reported = set()
+        for pair in ctx.pairs:
+            d, p = pair.decode, pair.prefill
+            if p.engine != "vllm" or id(p) in reported or p.host.network == d.host.network:
                 continue
-            host = str(w.get("vllm_nixl_side_channel_host", "")).strip().lower()
+            names, _ = connector_of(p)
+            if not names or not any("nixl" in n.lower() for n in names):
+                continue
+            if p.program == "dynamo.vllm" and knowledge.verdict(p.target, "dynamo", knowledge.pattern("dynamo", "vllm.side_channel_host_set").releases) is not False:
+                continue
+            if p.program.startswith("dynamo-v0") or any("chart" in n or "KServe" in n for n in p.notes):
+                continue
+            s = p.settings.get("side_channel_host")
+            if s is not None and not s.known:
+                continue
+            host = str(s.value).strip().lower() if s is not None else ""
             if host in _LOCAL:
-                yield ctx.finding_at(
-                    self, w.where("vllm_nixl_side_channel_host"),
-                    f"{w.name} (prefill) runs on another host than its decode instances but advertises NIXL side-channel host "
-                    f"{host or 'localhost (the default)'}: the decode side's handshake will reach itself",
-                    fix=Fix("set VLLM_NIXL_SIDE_CHANNEL_HOST to the pod's IP (fieldRef status.podIP) or the host's address"),
-                )
+                reported.add(id(p))
+                yield ctx.pair_finding(self, pair, p, p.where("side_channel_host"),
+                                       f"{p.name} (prefill) runs in another network than {d.name} (decode) but advertises NIXL side-channel host "
+                                       f"{host or 'localhost (the default)'}: the decode side's handshake will reach itself",
+                                       fix=Fix("set VLLM_NIXL_SIDE_CHANNEL_HOST to the pod's IP (fieldRef status.podIP) or the host's address"))

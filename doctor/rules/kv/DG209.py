@@ -9,8 +9,8 @@ class DG209(Rule):
     Reports `kv_load_failure_policy: recompute` in a vLLM `--kv-transfer-config`.
 
     ## Why is this bad?
-    With `recompute`, a decode instance that fails to load the prefilled KV (a failed NIXL transfer, an expired
-    block, a handshake error) prefills the prompt again itself, and says nothing. The prefill GPUs work for nothing
+    With `recompute`, a decode instance whose KV transfer fails (a dead prefill instance, an expired block, a
+    handshake error) prefills the prompt again itself, and says nothing. The prefill GPUs work for nothing
     and time to first token doubles, invisibly. vLLM changed the default to `fail` for this reason
     (vllm-project/vllm#32200).
 
@@ -30,10 +30,8 @@ class DG209(Rule):
     severity = Severity.WARNING
 
     def check(self, ctx):
-        if ctx.deployment is None:
-            return
         for w in ctx.deployment.workers:
-            if str(w.get("kv_load_failure_policy", "")).lower() == "recompute":
-                yield ctx.finding_at(self, w.where("kv_load_failure_policy"),
-                                     f"{w.name}: kv_load_failure_policy recompute hides failed KV transfers: the decode side silently prefills again",
-                                     fix=Fix('use "kv_load_failure_policy": "fail" (vLLM\'s newer default) and watch the failures'))
+            s = w.settings.get("kv_load_failure_policy")
+            if s is not None and s.known and str(s.value).lower() == "recompute":
+                yield ctx.finding(self, s.span, f"{w.name}: kv_load_failure_policy recompute hides failed KV transfers: the decode side silently prefills again",
+                                  worker=w, fix=Fix('use "kv_load_failure_policy": "fail" (vLLM\'s newer default) and watch the failures'))

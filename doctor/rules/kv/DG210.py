@@ -3,17 +3,18 @@ from __future__ import annotations
 from ...finding import Fix, Severity
 from ...registry import Rule
 
-_RDMA_TRANSPORTS = ("rc", "ud", "dc", "rc_x", "ud_x", "dc_x", "ib", "rdma", "all", "^tcp")
+_RDMA_TRANSPORTS = ("rc", "dc", "ud", "rc_x", "dc_x", "ud_x", "rc_v", "ud_v", "ib", "all")
 
 
 class DG210(Rule):
     """## What it does
     Reports KV-transfer workers that ask for RDMA devices while `UCX_TLS` excludes every RDMA transport, and
-    workers that ask for RDMA devices without the `IPC_LOCK` capability.
+    Kubernetes pods written in full that ask for RDMA devices without the `IPC_LOCK` capability (Helm values and
+    operator-managed pods get their security context from the chart or operator, which the file does not show).
 
     ## Why is this bad?
-    Without an RDMA transport UCX falls back to TCP: transfers still work, at a fraction of the speed (time to
-    first token 40× worse was reported, ai-dynamo/dynamo PR#1314). Without `IPC_LOCK` the process cannot pin
+    UCX then moves KV over TCP (or shared memory) although the pod holds an RDMA device: time to first token gets
+    many times worse (40x was reported, ai-dynamo/dynamo PR#1314). Without `IPC_LOCK` the process cannot pin
     memory for RDMA and UCX again falls back, or fails to register the KV cache.
 
     ## Example
@@ -35,17 +36,17 @@ class DG210(Rule):
     severity = Severity.WARNING
 
     def check(self, ctx):
-        if ctx.deployment is None:
-            return
         for w in ctx.deployment.workers:
-            if not w.extra.get("rdma"):
+            if not w.known("rdma"):
                 continue
-            tls = w.get("ucx_tls")
-            if tls is not None:
-                parts = [t.strip().lower() for t in str(tls).split(",")]
-                if not any(t in _RDMA_TRANSPORTS or t.startswith(("rc", "dc", "ud")) for t in parts):
-                    yield ctx.finding_at(self, w.where("ucx_tls"), f"{w.name} asks for RDMA devices but UCX_TLS={tls} allows no RDMA transport: KV moves over TCP",
-                                         fix=Fix("add an RDMA transport (rc, dc or ud) to UCX_TLS, or leave UCX_TLS unset"))
-            if "IPC_LOCK" not in w.extra.get("capabilities", []):
-                yield ctx.finding_at(self, w.span, f"{w.name} asks for RDMA devices without the IPC_LOCK capability: memory cannot be pinned for RDMA",
-                                     fix=Fix("add IPC_LOCK to securityContext.capabilities.add"))
+            tls = w.settings.get("ucx_tls")
+            if tls is not None and tls.known:
+                parts = [t.strip().lower().lstrip("^") for t in str(tls.value).split(",")]
+                negated = str(tls.value).strip().startswith("^")
+                if not negated and not any(t in _RDMA_TRANSPORTS or t.startswith(("rc", "dc", "ud")) for t in parts):
+                    yield ctx.finding(self, tls.span, f"{w.name} asks for RDMA devices but UCX_TLS={tls.value} allows no RDMA transport: KV moves over TCP",
+                                      worker=w, fix=Fix("add an RDMA transport (rc, dc or ud) to UCX_TLS, or leave UCX_TLS unset"))
+            caps = w.settings.get("capabilities")
+            if ctx.deployment.format == "kubernetes" and caps is not None and caps.known and isinstance(caps.value, list) and "IPC_LOCK" not in caps.value:
+                yield ctx.finding(self, w.span, f"{w.name} asks for RDMA devices without the IPC_LOCK capability: memory cannot be pinned for RDMA",
+                                  worker=w, fix=Fix("add IPC_LOCK to securityContext.capabilities.add"))

@@ -65,7 +65,7 @@ class DG501(Rule):
         if known and not up:
             cause = "no_prefill_workers"
         share = local.get(dominant, 0.0) / total if dominant else 0.0
-        path: tuple = ()
+        path = None
         if cause == "remote_prefill_disabled":
             static = ctx.static_finding("DG101")
             if static:
@@ -73,7 +73,7 @@ class DG501(Rule):
             why = f"remote prefill is disabled: {int(local.get('disabled', 0))} of {int(total)} requests were routed `disabled`"
             if static:
                 why += f" (the config agrees: DG101 at {static.path}:{static.line})"
-            path, fix, confidence = ("VllmWorker",), Fix("set `remote-prefill: true` under VllmWorker and restart"), min(1.0, share + (0.05 if static else 0))
+            path, fix, confidence = ctx.decode_key("remote-prefill"), Fix("set `remote-prefill: true` under VllmWorker and restart"), min(1.0, share + (0.05 if static else 0))
         elif cause == "below_threshold":
             limit = policy.max_local_prefill_length if policy else None
             evidence["max_local_prefill_length"] = limit

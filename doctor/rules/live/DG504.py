@@ -38,19 +38,18 @@ class DG504(Rule):
             return
         for wv in last.workers:
             if not wv.up:
-                section = "PrefillWorker" if wv.role == "prefill" else "VllmWorker"
                 yield ctx.finding(
                     self, f"{wv.role} worker {wv.worker_id} is down ({wv.last_error or 'no answer'}); restarts so far: {wv.restarts}",
-                    path=(section,) if ctx.parse is not None and ctx.parse.section(section) else (), fix=Fix(f"look at {wv.worker_id}'s log; it is restarted with back-off"),
+                    path=ctx.role_span(wv.role), fix=Fix(f"look at {wv.worker_id}'s log; it is restarted with back-off"),
                     subject=wv.worker_id, evidence={"worker_id": wv.worker_id, "role": wv.role, "pid": wv.pid, "restarts": wv.restarts, "last_error": wv.last_error},
                     confidence=0.95,
                 )
-        for role, section in (("decode", "VllmWorker"), ("prefill", "PrefillWorker")):
+        for role in ("decode", "prefill"):
             expected = ctx.expected_workers(role)
             known = sum(1 for wv in last.workers if wv.role == role)
             if expected and last.workers and known < expected:
                 yield ctx.finding(
                     self, f"the config asks for {expected} {role} worker(s) but the frontend knows {known}",
-                    path=(section,), fix=Fix("check that every worker started and registered"),
+                    path=ctx.role_span(role), fix=Fix("check that every worker started and registered"),
                     subject=f"missing-{role}", evidence={"expected": expected, "registered": known}, confidence=0.9,
                 )

@@ -1,18 +1,19 @@
 from __future__ import annotations
 
 from ...finding import Fix, Severity
-from ...gpus import nvml_gpu_count
 from ...registry import Rule
 
 
 class DG301(Rule):
     """## What it does
-    Adds up the GPUs the services ask for (`ServiceArgs.workers` × `resources.gpu`) and reports when the sum
-    exceeds the GPUs available: `--gpus N` when given, else the GPUs NVML reports on this machine.
+    Adds up the GPUs a deployment asks for (replicas × nodes × GPUs per worker, in every format) and reports when
+    the sum exceeds the GPUs available, as given by `--gpus N` or `[tool.disagg] gpus`. Without that setting it
+    does nothing: the answer must not depend on the machine that runs the linter.
 
     ## Why is this bad?
-    Over-allocated workers wait for GPUs that never free up, or two engines share one GPU and run out of memory;
-    Dynamo v0 only printed a warning. A prefill worker that never starts leaves remote prefills waiting.
+    Workers that cannot get their GPUs never start (Kubernetes leaves them Pending; Dynamo v0 only warned and
+    oversubscribed). A prefill worker that never starts is the quiet zero-prefill-traffic failure this tool exists
+    for.
 
     ## Example
     ```yaml
@@ -20,7 +21,6 @@ class DG301(Rule):
       ServiceArgs: {workers: 1, resources: {gpu: 4}}
     PrefillWorker:
       ServiceArgs: {workers: 4, resources: {gpu: 2}}
-    # on a machine with 8 GPUs: 12 requested
     ```
 
     ## Use instead
@@ -32,7 +32,7 @@ class DG301(Rule):
     ```
 
     ## Options
-    `--gpus N` sets the GPUs available (for CI, where the target machine is not the one running the doctor).
+    `--gpus N` (or `gpus = N` under `[tool.disagg]`): the GPUs the deployment may use.
     """
 
     code = "DG301"
@@ -41,26 +41,18 @@ class DG301(Rule):
 
     def check(self, ctx):
         available = ctx.options.gpus
-        source = "--gpus"
-        if available is None:
-            available = nvml_gpu_count()
-            source = "NVML on this machine"
         if available is None:
             return
         parts = []
         first = None
-        for name, sec in (ctx.parse.sections.items() if ctx.parse is not None else ()):
-            if name == "Common" or not hasattr(sec.model, "service_args"):
+        for w in ctx.deployment.workers:
+            gpus, reps = w.gpus.value, w.replicas.value
+            if not isinstance(gpus, int) or gpus <= 0 or not isinstance(reps, int) or w.known("engine_part"):
                 continue
-            sargs = sec.model.service_args
-            if sargs.resources.gpu:
-                parts.append((name, sargs.workers, sargs.resources.gpu))
-                first = first or (name, "ServiceArgs")
-        total = sum(w * g for _, w, g in parts)
-        if total > available:
-            breakdown = " + ".join(f"{n} {w}×{g}" for n, w, g in parts)
-            yield ctx.finding(
-                self, first,
-                f"services ask for {total} GPUs ({breakdown}) but {available} are available ({source})",
-                fix=Fix("lower workers or resources.gpu, or run on more GPUs"),
-            )
+            parts.append((w.name, reps, w.nodes, gpus))
+            first = first or w
+        total = sum(r * n * g for _, r, n, g in parts)
+        if total > available and first is not None:
+            breakdown = " + ".join(f"{name} {r}×{g}" + (f"×{n} nodes" if n > 1 else "") for name, r, n, g in parts)
+            yield ctx.finding(self, first.gpus.span or first.span, f"the workers ask for {total} GPUs ({breakdown}) but {available} are available (--gpus)",
+                              worker=first, fix=Fix("lower replicas or GPUs per worker, or run on more GPUs"))

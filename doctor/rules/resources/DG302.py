@@ -2,28 +2,29 @@ from __future__ import annotations
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._facts import value
+from .._helpers import as_int
 
 
 class DG302(Rule):
     """## What it does
-    Reports a worker whose `tensor-parallel-size` × `pipeline-parallel-size` exceeds its `resources.gpu`, and (as a
-    warning) one that asks for more GPUs than its parallelism uses.
+    Reports an engine whose `tensor-parallel-size` × `pipeline-parallel-size` exceeds the GPUs it is given (GPUs per
+    node × nodes, in every format), and (as a warning) one that is given more GPUs than its parallelism uses when it
+    runs no data parallelism.
 
     ## Why is this bad?
-    An engine sharded over more GPUs than its process was given fails at start-up (or, on a shared host, grabs
-    another worker's GPUs). GPUs asked for and not used are reserved for nothing; Dynamo v0 only warned.
+    An engine sharded over more GPUs than it has fails at start (or, under Dynamo v0, lands on another worker's
+    GPUs). GPUs asked for and not used are reserved for nothing; Dynamo v0 only warned.
 
     ## Example
     ```yaml
-    VllmWorker:
+    PrefillWorker:
       tensor-parallel-size: 4
       ServiceArgs: {resources: {gpu: 2}}
     ```
 
     ## Use instead
     ```yaml
-    VllmWorker:
+    PrefillWorker:
       tensor-parallel-size: 4
       ServiceArgs: {resources: {gpu: 4}}
     ```
@@ -34,25 +35,19 @@ class DG302(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx):
-        for name in ("VllmWorker", "PrefillWorker"):
-            sec = ctx.section(name)
-            if sec is None:
+        for w in ctx.deployment.workers:
+            gpus = w.gpus.value
+            if not w.is_engine or not isinstance(gpus, int) or gpus <= 0 or w.known("engine_part"):
                 continue
-            gpu = sec.model.service_args.resources.gpu
-            if gpu is None:
+            tp, pp = as_int(w.value("tp", 1)), as_int(w.value("pp", 1))
+            dp = as_int(w.value("dp", 1))
+            if tp is None or pp is None:
                 continue
-            tp, pp = value(sec, "tensor-parallel-size", 1), value(sec, "pipeline-parallel-size", 1)
-            need = tp * pp
-            where = sec.path_of("tensor-parallel-size") if sec.is_set("tensor-parallel-size") else (name, "ServiceArgs", "resources", "gpu")
-            if need > gpu:
-                yield ctx.finding(
-                    self, where,
-                    f"{name} shards over {need} GPUs (tensor-parallel-size {tp} × pipeline-parallel-size {pp}) but asks for gpu: {gpu}",
-                    fix=Fix(f"set resources.gpu to {need}, or lower the parallelism"), at="value",
-                )
-            elif 0 < need < gpu:
-                yield ctx.finding(
-                    self, (name, "ServiceArgs", "resources", "gpu"),
-                    f"{name} asks for gpu: {gpu} but its parallelism uses {need}: {gpu - need} GPU(s) per worker sit reserved and idle",
-                    fix=Fix(f"set resources.gpu to {need}, or raise tensor-parallel-size"), at="value", severity=Severity.WARNING,
-                )
+            need, have = tp * pp, gpus * w.nodes
+            nodes = f" × {w.nodes} nodes" if w.nodes > 1 else ""
+            if need > have:
+                yield ctx.finding(self, w.where("tp"), f"{w.name} shards over {need} GPUs (tensor parallel {tp} × pipeline parallel {pp}) but is given {gpus}{nodes}",
+                                  worker=w, fix=Fix(f"give it {need} GPUs, or lower the parallelism"))
+            elif need < have and dp == 1 and w.gpus.span is not None:
+                yield ctx.finding(self, w.gpus.span, f"{w.name} is given {gpus}{nodes} GPUs but its parallelism uses {need}: {have - need} sit reserved and idle",
+                                  worker=w, fix=Fix(f"give it {need} GPUs, or raise tensor-parallel-size"), severity=Severity.WARNING)

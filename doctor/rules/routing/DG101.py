@@ -2,19 +2,19 @@ from __future__ import annotations
 
 from ...finding import Severity
 from ...registry import Rule
-from .._facts import decode, prefill_capacity
+from .._helpers import flag_bool, prefill_capacity, v0_decode
 
 
 class DG101(Rule):
     """## What it does
-    Reports a config that defines prefill workers while the decode worker (`VllmWorker`) does not set
+    Reports a Dynamo v0 config that defines prefill workers while the decode worker (`VllmWorker`) does not set
     `remote-prefill: true`.
 
     ## Why is this bad?
     `remote-prefill` is the master switch of disaggregation. Without it the decode worker prefills every request
     itself and never puts anything on the prefill queue, so the `PrefillWorker` GPUs sit at 0% while the decode
     worker does all the work. Nothing fails and nothing is logged (ai-dynamo/dynamo#462; Dynamo v0.1.0 shipped
-    `disagg_router.yaml` this way).
+    `disagg_router.yaml` this way; the flag is read in examples/llm/utils/vllm.py `parse_vllm_args`).
 
     ## Example
     ```yaml
@@ -40,17 +40,18 @@ class DG101(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx):
-        dec = decode(ctx)
-        workers, _ = prefill_capacity(ctx)
-        if dec is None or workers == 0 or dec.model.remote_prefill:
+        dec = v0_decode(ctx.deployment)
+        workers, _, _ = prefill_capacity(ctx.deployment)
+        if dec is None or workers == 0 or flag_bool(dec, "remote_prefill"):
             return
-        explicit = dec.is_set("remote-prefill")
-        where = dec.path_of("remote-prefill") if explicit else ("VllmWorker",)
-        how = "sets remote-prefill: false" if explicit else "does not set remote-prefill: true"
+        off = next((i for i in ctx.deployment.issues if i.kind == "false_dropped" and i.get("section") == "VllmWorker"
+                    and str(i.get("key")).replace("_", "-") == "remote-prefill"), None)
+        where = off.span if off is not None else dec.span
+        how = "sets remote-prefill: false" if off is not None else "does not set remote-prefill: true"
         yield ctx.finding(
-            self,
-            where,
+            self, where,
             f"VllmWorker {how}, so the {workers} PrefillWorker worker(s) will get 0% of requests: "
             "every prefill runs on the decode worker",
+            worker=dec, assumed=ctx.assumed(dec),
             fix=ctx.fix_set_key("VllmWorker", "remote-prefill", "true", "set `remote-prefill: true` under VllmWorker"),
         )

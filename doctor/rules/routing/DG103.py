@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from ...finding import Severity
 from ...registry import Rule
-from .._facts import decode
+from .._helpers import routing_policy, v0_router
 
 
 class DG103(Rule):
@@ -10,7 +10,7 @@ class DG103(Rule):
     Reports `max-prefill-queue-size` of 0 or less while `conditional-disagg` is on.
 
     ## Why is this bad?
-    A request goes to the prefill queue only while fewer than `max-prefill-queue-size` requests wait there
+    A request prefills remotely only while fewer than `max-prefill-queue-size` prefill requests already wait
     (Dynamo checks `queue_size < max_prefill_queue_size`). With a limit of 0 the queue always counts as full, so
     every request prefills locally and the prefill workers never get work.
 
@@ -36,14 +36,11 @@ class DG103(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx):
-        dec = decode(ctx)
-        if dec is None or not dec.model.conditional_disagg or not dec.is_set("max-prefill-queue-size"):
+        dec = v0_router(ctx.deployment)
+        if dec is None or "max_prefill_queue_size" not in dec.settings:
             return
-        size = dec.model.max_prefill_queue_size
-        if size <= 0:
-            yield ctx.finding(
-                self, dec.path_of("max-prefill-queue-size"),
-                f"max-prefill-queue-size is {size}: the prefill queue always counts as full, so no request ever prefills remotely",
-                fix=ctx.fix_set_key("VllmWorker", "max-prefill-queue-size", "3", "set max-prefill-queue-size to at least 1 (default 3)"),
-                at="value",
-            )
+        policy = routing_policy(dec)
+        if policy.conditional_disagg and policy.max_prefill_queue_size <= 0:
+            yield ctx.finding(self, dec.where("max_prefill_queue_size"),
+                              f"max-prefill-queue-size is {policy.max_prefill_queue_size}: the prefill queue always counts as full, so no request ever prefills remotely",
+                              worker=dec, fix=ctx.fix_set_key(dec.section[0], "max-prefill-queue-size", "3", "set max-prefill-queue-size to at least 1 (default 3)"))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._facts import decode, prefill_capacity
+from .._helpers import prefill_capacity, routing_policy, v0_router
 
 
 class DG104(Rule):
@@ -11,8 +11,8 @@ class DG104(Rule):
     section, `workers: 0`, or `gpu: 0`.
 
     ## Why is this bad?
-    A remote prefill is put on a queue that only prefill workers drain. With none, those requests wait forever:
-    with `conditional-disagg: false` that is every request (a total hang); with conditional disaggregation it is
+    Requests chosen for remote prefill wait on the prefill queue for a worker that never comes. With
+    `conditional-disagg: false` that is every request (a total hang); with conditional disaggregation it is
     every prompt above the threshold.
 
     ## Example
@@ -37,18 +37,18 @@ class DG104(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx):
-        dec = decode(ctx)
-        if dec is None or not dec.model.remote_prefill:
+        dec = v0_router(ctx.deployment)
+        if dec is None:
             return
-        workers, why = prefill_capacity(ctx)
+        policy = routing_policy(dec)
+        if not policy.remote_prefill:
+            return
+        workers, why, _ = prefill_capacity(ctx.deployment)
         if workers:
             return
-        if dec.model.conditional_disagg:
-            impact = f"every prompt above max-local-prefill-length ({dec.model.max_local_prefill_length} tokens) will wait forever"
+        if policy.conditional_disagg:
+            impact = f"every prompt above max-local-prefill-length ({policy.max_local_prefill_length} tokens) will wait forever"
         else:
             impact = "with conditional-disagg off, every request will wait forever (a total hang)"
-        yield ctx.finding(
-            self, dec.path_of("remote-prefill"),
-            f"remote-prefill is on but {why}: {impact} for a prefill worker that never comes",
-            fix=Fix("add a PrefillWorker with at least one worker, or turn remote-prefill off"),
-        )
+        yield ctx.finding(self, dec.where("remote_prefill"), f"remote-prefill is on but {why}: {impact} for a prefill worker that never comes",
+                          worker=dec, fix=Fix("add a PrefillWorker with at least one worker, or turn remote-prefill off"))

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from ...finding import Severity
 from ...registry import Rule
-from .._facts import decode
+from .._helpers import routing_policy, v0_router
 
-_IGNORED = ("max-local-prefill-length", "max-prefill-queue-size")
+_IGNORED = (("max_local_prefill_length", "max-local-prefill-length"), ("max_prefill_queue_size", "max-prefill-queue-size"))
 
 
 class DG105(Rule):
@@ -12,7 +12,7 @@ class DG105(Rule):
     Reports `max-local-prefill-length` or `max-prefill-queue-size` set while `conditional-disagg` is off.
 
     ## Why is this bad?
-    Both keys only take part in the conditional rule. With `conditional-disagg: false` every request goes remote
+    Both keys only take effect with conditional disaggregation. Without it every request prefills remotely
     (once `remote-prefill` is on) whatever they say, so a reader who tuned them is misled and short prompts that
     were meant to stay local pay the KV transfer.
 
@@ -37,14 +37,15 @@ class DG105(Rule):
     severity = Severity.WARNING
 
     def check(self, ctx):
-        dec = decode(ctx)
-        if dec is None or dec.model.conditional_disagg:
+        dec = v0_router(ctx.deployment)
+        if dec is None:
             return
-        for key in _IGNORED:
-            if dec.is_set(key):
-                yield ctx.finding(
-                    self, dec.path_of(key),
-                    f"{key} is ignored because conditional-disagg is off: "
-                    + ("every request prefills remotely" if dec.model.remote_prefill else "remote prefill is off too"),
-                    fix=ctx.fix_set_key("VllmWorker", "conditional-disagg", "true", "set `conditional-disagg: true`, or remove the key"),
-                )
+        policy = routing_policy(dec)
+        if policy.conditional_disagg:
+            return
+        for key, flag in _IGNORED:
+            if key in dec.settings:
+                written = dec.flags.get(flag)
+                yield ctx.finding(self, written.span if written is not None else dec.where(key), f"{flag} is ignored because conditional-disagg is off: "
+                                  + ("every request prefills remotely" if policy.remote_prefill else "remote prefill is off too"), worker=dec,
+                                  fix=ctx.fix_set_key(dec.section[0], "conditional-disagg", "true", "set `conditional-disagg: true`, or remove the key", safe=False))

@@ -1,28 +1,28 @@
 from __future__ import annotations
 
-from disagg.schemas.config import DISAGG_KEYS, SECTION_NAMES
+from disagg.schemas.config import known_services
 
 from ...finding import Edit, Fix, Severity
 from ...registry import Rule
 
-# Misspelling these loses a whole worker or the disaggregation switches: an error, not a warning.
-_CRITICAL = frozenset(DISAGG_KEYS) | frozenset(SECTION_NAMES) | {"kv-transfer-config", "ServiceArgs", "common-configs", "workers", "gpu"}
-
 
 class DG401(Rule):
     """## What it does
-    Reports sections and keys that Dynamo does not know, with the closest known name (`VLLMWorker` →
-    `VllmWorker`, `remote_prefill` → `remote-prefill`, `max-local-prefill-lenght` → `max-local-prefill-length`).
+    Reports, in a Dynamo v0 config, a section whose name is a near miss of a service the config lacks
+    (`VLLMWorker` for `VllmWorker`), and a key that is a near miss of a known option (`max-local-prefill-lenght`).
+    Names that are no near miss are left alone: a section may belong to the user's own graph, and an option to the
+    engine release the file targets. `remote_prefill` and `remote-prefill` are the same flag (vLLM's
+    FlexibleArgumentParser), so underscores are never reported.
 
     ## Why is this bad?
-    Dynamo ignores an unknown section (its service gets no config at all) and passes unknown keys on as flags that
-    the engine may reject or drop. A misspelt `remote-prefill` leaves remote prefill off without a word, which is
-    the very failure this tool exists to catch.
+    A section no service reads is ignored without a word, so the service it was meant for runs with its defaults
+    (a misspelt `VllmWorker` leaves remote prefill off). A misspelt option in an engine section stops the worker at
+    start with "unrecognized arguments"; elsewhere it is ignored.
 
     ## Example
     ```yaml
     VLLMWorker:
-      remote_prefill: true
+      remote-prefill: true
     ```
 
     ## Use instead
@@ -37,22 +37,23 @@ class DG401(Rule):
     severity = Severity.WARNING
 
     def check(self, ctx):
-        if ctx.parse is None:
-            return
-        for issue in ctx.parse.issues:
-            if issue.kind not in ("unknown_section", "unknown_key"):
+        services = known_services()
+        for issue in ctx.deployment.issues:
+            if issue.kind not in ("unknown_section", "unknown_key") or not issue.suggestion:
                 continue
-            name = issue.path[-1]
-            critical = issue.kind == "unknown_section" or issue.suggestion in _CRITICAL
-            if issue.suggestion:
-                p = ctx.pos(issue.path)
-                fix = Fix(f"rename to {issue.suggestion!r}", (Edit("replace", p.line, p.column, p.end_line, p.end_column, issue.suggestion),))
-                message = f"{issue.message}; did you mean {issue.suggestion!r}?"
-            else:
-                fix = Fix(f"remove {name!r}, or check the spelling")
-                message = issue.message
+            path = issue.get("path")
+            name = str(path[-1])
+            rename = Fix(f"rename {name!r} to {issue.suggestion!r}", (Edit("replace", issue.span.line, issue.span.column, issue.span.end_line,
+                                                                            issue.span.end_column, issue.suggestion),), safe=False)
             if issue.kind == "unknown_section":
-                message += " Dynamo ignores the whole section"
-            elif critical:
-                message += f" As written it is ignored, so {issue.suggestion} keeps its default"
-            yield ctx.finding(self, issue.path, message, fix=fix, severity=Severity.ERROR if critical else None)
+                yield ctx.finding(self, issue.span, f"section {name!r} is no service of Dynamo's v0 graphs; did you mean {issue.suggestion!r}? "
+                                  f"No service reads it, so {issue.suggestion} runs with its defaults", fix=rename)
+                continue
+            section = str(path[0])
+            engine = services.get(section, {}).get("engine") and len(path) == 2
+            if engine:
+                yield ctx.finding(self, issue.span, f"unknown option {name!r} in {section}; did you mean {issue.suggestion!r}? "
+                                  "The worker exits at start with 'unrecognized arguments'", fix=rename, severity=Severity.ERROR)
+            else:
+                yield ctx.finding(self, issue.span, f"unknown key {name!r} in {'.'.join(str(p) for p in path[:-1])}; did you mean {issue.suggestion!r}? "
+                                  "As written it is ignored", fix=rename)

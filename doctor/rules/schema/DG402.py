@@ -6,13 +6,12 @@ from ...registry import Rule
 
 class DG402(Rule):
     """## What it does
-    Reports values of the wrong type, with the type expected: `remote-prefill: "yes"`,
+    Reports values of the wrong type in a Dynamo v0 config, with the type expected: `remote-prefill: "yes"`,
     `max-local-prefill-length: ten`, a section that is not a mapping.
 
     ## Why is this bad?
-    Dynamo turns each key into a command-line flag: `"yes"` for a switch becomes a stray argument the engine
-    rejects at start-up, a non-numeric threshold crashes the worker, and a quoted `"true"` is not `true`. The
-    worker restarts in a loop, or the key is dropped and its default silently applies.
+    Every engine key becomes a command-line argument: `--remote-prefill yes` leaves a stray `yes` and
+    `--max-local-prefill-length ten` is no integer, so the worker exits at start; a quoted `"true"` is not `true`.
 
     ## Example
     ```yaml
@@ -34,8 +33,6 @@ class DG402(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx):
-        if ctx.parse is None:
-            return
-        for issue in ctx.parse.issues:
+        for issue in ctx.deployment.issues:
             if issue.kind == "wrong_type":
-                yield ctx.finding(self, issue.path, issue.message, fix=Fix("write the value with the expected type"), at="value")
+                yield ctx.finding(self, issue.span, issue.message, fix=Fix("write the value with the expected type"))

@@ -9,8 +9,10 @@ class DG403(Rule):
     Reports a `common-configs` entry that names a key the `Common` section does not define.
 
     ## Why is this bad?
-    Dynamo skips the missing key without a word, so the service runs with the engine default instead of the shared
-    value the author meant: a different block size or model on one worker, for instance.
+    Dynamo applies only the Common keys that exist (ServiceConfig.as_args), silently skipping the rest, so the
+    service runs with the engine default instead of the value the author meant: a different block size or model on
+    one worker, for instance. Dynamo's own v0.3.2 `examples/llm/benchmarks/disagg.yaml` has its PrefillWorker pull
+    `gpu-memory-utilization`, which Common does not define.
 
     ## Example
     ```yaml
@@ -35,13 +37,11 @@ class DG403(Rule):
     severity = Severity.WARNING
 
     def check(self, ctx):
-        if ctx.parse is None:
-            return
-        for issue in ctx.parse.issues:
+        for issue in ctx.deployment.issues:
             if issue.kind != "common_key_missing":
                 continue
-            service = issue.path[0]
+            service = issue.get("section")
             msg = f"{issue.message}: {service} runs with the engine default instead"
             if issue.suggestion:
                 msg += f" (did you mean {issue.suggestion!r}?)"
-            yield ctx.finding(self, issue.path, msg, fix=Fix("define the key in Common, or remove it from common-configs"), at="value")
+            yield ctx.finding(self, issue.span, msg, fix=Fix("define the key in Common, or remove it from common-configs"))

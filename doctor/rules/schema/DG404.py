@@ -1,27 +1,28 @@
 from __future__ import annotations
 
+from disagg.schemas import knowledge
+
 from ...finding import Fix, Severity
 from ...registry import Rule
 
-# vLLM V1 turns these on by default: `false` in a Dynamo config is dropped, so they stay ON.
+# vLLM flags whose default may be on; `false` in a Dynamo v0 config produces no argument at all.
 _DEFAULT_ON = {"enable-prefix-caching": "no-enable-prefix-caching", "enable-chunked-prefill": "no-enable-chunked-prefill"}
-_SECTIONS = ("Common", "VllmWorker", "PrefillWorker", "Processor", "Router")
 
 
 class DG404(Rule):
     """## What it does
-    Notes keys set to `false`. Dynamo turns `true` into a bare `--flag` and drops `false` entirely, so `false`
-    only ever means "the engine's default". For flags whose default is on (vLLM V1's `enable-prefix-caching` and
-    `enable-chunked-prefill`) this is a warning: the feature stays on.
+    Notes `enable-prefix-caching: false` and `enable-chunked-prefill: false` in a Dynamo v0 config where Dynamo drops
+    the key instead of passing the negative flag (every release for chunked prefill; before 0.3.2 for prefix
+    caching, which 0.3.2 turns into `--no-enable-prefix-caching`). Other `false` values equal the default and are
+    not reported.
 
     ## Why is this bad?
-    `key: false` reads as "turn this off" but passes nothing to the engine. Usually harmless (the default is off
-    anyway); where the default is on, the config says the opposite of what runs.
+    `false` only ever means "the engine's default". Whether that default is on depends on the vLLM release the
+    Dynamo release ran (vLLM V1 turns prefix caching on), so the config may say the opposite of what runs.
 
     ## Example
     ```yaml
     VllmWorker:
-      enforce-eager: false
       enable-prefix-caching: false
     ```
 
@@ -37,22 +38,14 @@ class DG404(Rule):
     severity = Severity.INFO
 
     def check(self, ctx):
-        for name in _SECTIONS:
-            sec = ctx.section(name)
-            if sec is None:
+        negated = knowledge.fact("dynamo.v0.false_prefix_caching_negated").releases
+        for issue in ctx.deployment.issues:
+            key = issue.get("key")
+            if issue.kind != "false_dropped" or key not in _DEFAULT_ON:
                 continue
-            for key, val in sec.own.items():
-                if val is not False:
-                    continue
-                if key in _DEFAULT_ON:
-                    yield ctx.finding(
-                        self, (name, key),
-                        f"{key}: false is dropped (no flag is passed) and vLLM V1 enables it by default, so it stays ON",
-                        fix=Fix(f"use `{_DEFAULT_ON[key]}: true` to turn it off"), severity=Severity.WARNING,
-                    )
-                else:
-                    yield ctx.finding(
-                        self, (name, key),
-                        f"{key}: false is dropped (no flag is passed); the engine default applies, which is off",
-                        fix=ctx.fix_remove_key((name, key), f"remove {key}: false (it has no effect)"),
-                    )
+            workers = [w for w in ctx.deployment.workers if w.section == (issue.get("section"),)]
+            target = workers[0].target if workers else None
+            if key == "enable-prefix-caching" and target is not None and target.verdict("dynamo", negated) is True:
+                continue
+            yield ctx.finding(self, issue.span, f"{key}: false is dropped (no argument is passed), so the engine's default applies, which may be on",
+                              fix=Fix(f"use `{_DEFAULT_ON[key]}: true` to turn it off"), assumed=target.describe("dynamo") if target else "")

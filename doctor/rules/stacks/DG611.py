@@ -1,28 +1,35 @@
 from __future__ import annotations
 
+from disagg.schemas import knowledge
+
 from ...finding import Fix, Severity
 from ...registry import Rule
+
+_DEFAULT_BACKEND = "mooncake"  # ServerArgs.disaggregation_transfer_backend (knowledge: sglang.transfer_backend_default)
+_DEFAULT_PORT = "8998"  # ServerArgs.disaggregation_bootstrap_port (knowledge: sglang.bootstrap_port_default)
 
 
 class DG611(Rule):
     """## What it does
-    Reports SGLang prefill and decode servers (`--disaggregation-mode prefill|decode`) that use different
-    transfer backends (`--disaggregation-transfer-backend`, default mooncake), and prefill servers on one host
-    sharing a bootstrap port (`--disaggregation-bootstrap-port`, default 8998).
+    Reports SGLang prefill/decode pairs that use different KV transfer backends (`--disaggregation-transfer-backend`,
+    default mooncake), and SGLang prefill servers in one network namespace that share a bootstrap port
+    (`--disaggregation-bootstrap-port`, default 8998). Dynamo's SGLang worker reserves a free bootstrap port itself
+    when none is given (`_reserve_disaggregation_bootstrap_port`, 0.4.1 on), and pods have their own network, so those
+    are not reported; the nodes of one multi-node engine are one server.
 
     ## Why is this bad?
-    A mooncake prefill server and a NIXL decode server cannot exchange KV: every request fails its transfer
-    (`sglang:num_transfer_failed_reqs`). Two prefill servers on one host with the same bootstrap port collide, so
-    the second never registers.
+    The prefill server hands KV to the decode server over its transfer backend; mismatched backends never connect
+    (`sglang:num_transfer_failed_reqs`). Two prefill servers with one bootstrap port in one network namespace collide,
+    so the second never registers.
 
     ## Example
-    ```sh
+    ```bash
     python -m sglang.launch_server --model-path m --disaggregation-mode prefill --disaggregation-transfer-backend nixl
     python -m sglang.launch_server --model-path m --disaggregation-mode decode
     ```
 
     ## Use instead
-    ```sh
+    ```bash
     python -m sglang.launch_server --model-path m --disaggregation-mode prefill --disaggregation-transfer-backend nixl
     python -m sglang.launch_server --model-path m --disaggregation-mode decode --disaggregation-transfer-backend nixl
     ```
@@ -33,26 +40,34 @@ class DG611(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx):
-        dep = ctx.deployment
-        if dep is None:
-            return
-        sg = [w for w in dep.workers if w.engine in ("sglang", "dynamo.sglang") and w.role in ("prefill", "decode")]
-        decode = [w for w in sg if w.role == "decode"]
-        prefill = [w for w in sg if w.role == "prefill"]
-        for p in prefill:
-            for d in decode[:1]:
-                pb, db = str(p.get("transfer_backend", "mooncake")).lower(), str(d.get("transfer_backend", "mooncake")).lower()
-                if pb != db:
-                    yield ctx.finding_at(self, p.where("transfer_backend") if "transfer_backend" in p.fields else d.where("transfer_backend"),
-                                         f"{p.name} (prefill) transfers KV with {pb} but {d.name} (decode) with {db}: no transfer can succeed",
-                                         fix=Fix("use the same --disaggregation-transfer-backend on both"))
-        seen: dict[tuple, object] = {}
-        for p in prefill:
-            key = (p.host, str(p.get("bootstrap_port", "8998")))
-            if p.host.startswith(("pod:", "service:")):
+        for pair in ctx.pairs:
+            d, p = pair.decode, pair.prefill
+            if d.engine != "sglang" or p.engine != "sglang":
                 continue
+            ds, ps = d.settings.get("transfer_backend"), p.settings.get("transfer_backend")
+            if (ds is not None and not ds.known) or (ps is not None and not ps.known):
+                continue
+            db = str(ds.value).lower() if ds is not None else _DEFAULT_BACKEND
+            pb = str(ps.value).lower() if ps is not None else _DEFAULT_BACKEND
+            if db != pb:
+                at = p if ps is not None else d
+                yield ctx.pair_finding(self, pair, at, at.where("transfer_backend"), f"{p.name} (prefill) transfers KV with {pb} but {d.name} (decode) with {db}: "
+                                       "no transfer can succeed", other_key="transfer_backend", fix=Fix("use the same --disaggregation-transfer-backend on both"))
+        reserved = knowledge.pattern("dynamo", "sglang.bootstrap_port_reserved").releases
+        seen: dict[tuple, object] = {}
+        for p in ctx.deployment.of_role("prefill"):
+            if p.engine != "sglang" or p.host.kind == "pod" or p.known("engine_part") or p.host.network.startswith("unpinned-host:"):
+                continue
+            s = p.settings.get("bootstrap_port")
+            if s is None and p.program == "dynamo.sglang" and knowledge.verdict(p.target, "dynamo", reserved) is not False:
+                continue
+            if s is not None and not s.known:
+                continue
+            key = (p.host.network, str(s.value) if s is not None else _DEFAULT_PORT)
             if key in seen:
-                yield ctx.finding_at(self, p.where("bootstrap_port"), f"{p.name} and {seen[key].name} share bootstrap port {key[1]} on one host: the second cannot register",
-                                     fix=Fix("give each prefill server on a host its own --disaggregation-bootstrap-port"))
+                other = seen[key]
+                yield ctx.finding(self, p.where("bootstrap_port"), f"{p.name} and {other.name} share bootstrap port {key[1]} in one network namespace: the second cannot register",
+                                  worker=p, related=(ctx.related(other, other.where("bootstrap_port"), "the other prefill server"),),
+                                  fix=Fix("give each prefill server on a host its own --disaggregation-bootstrap-port"))
             else:
                 seen[key] = p

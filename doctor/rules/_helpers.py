@@ -1,0 +1,135 @@
+"""Facts several rules derive from the deployment model, computed one way for all of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from disagg.schemas import knowledge
+from disagg.schemas.engines import as_int, connectors, kv_family
+from disagg.schemas.model import Deployment, Unknown, Worker
+from disagg.schemas.routing import RoutingPolicy
+
+VLLM_DEFAULT_BLOCK_SIZE = 16  # tokens: vLLM's default on GPUs; dynamo.vllm 0.4 sets the same when unset (args.py)
+V0_ROUTING_DEFAULTS = {"max_local_prefill_length": 1000, "max_prefill_queue_size": 3}  # knowledge: dynamo.v0.routing_keys
+
+__all__ = ["as_int", "connector_of", "v0_decode", "routing_policy", "prefill_capacity", "block_size", "flag_bool", "VLLM_DEFAULT_BLOCK_SIZE"]
+
+
+def v0_decode(dep: Deployment) -> Worker | None:
+    """The Dynamo v0 decode worker that applies the remote-prefill rule (the `VllmWorker` section)."""
+    for w in dep.workers:
+        if w.section == ("VllmWorker",) and w.program == "dynamo-v0:vllm":
+            return w
+    return None
+
+
+_ROUTING = ("remote_prefill", "conditional_disagg", "max_local_prefill_length", "max_prefill_queue_size")
+
+
+def v0_router(dep: Deployment) -> Worker | None:
+    """The v0 decode worker whose routing keys are checked: `VllmWorker`, else a decode section that sets them (the
+    multimodal example's `VllmDecodeWorker` reads them too)."""
+    dec = v0_decode(dep)
+    if dec is not None:
+        return dec
+    for w in dep.workers:
+        if w.program == "dynamo-v0:vllm" and w.role == "decode" and any(k in w.settings for k in _ROUTING):
+            return w
+    return None
+
+
+def flag_bool(w: Worker, key: str) -> bool:
+    """A store_true flag: set (any written value but an explicit false) or not."""
+    s = w.settings.get(key)
+    return s is not None and s.known and str(s.value).lower() not in ("false", "0")
+
+
+def routing_policy(w: Worker) -> RoutingPolicy:
+    def num(key: str) -> int:
+        v = as_int(w.known(key))
+        return v if v is not None else V0_ROUTING_DEFAULTS[key]
+
+    return RoutingPolicy(flag_bool(w, "remote_prefill"), flag_bool(w, "conditional_disagg"), num("max_local_prefill_length"),
+                         num("max_prefill_queue_size"))
+
+
+def prefill_capacity(dep: Deployment) -> tuple[int, str, Worker | None]:
+    """(prefill worker processes that can run, why none when 0, the prefill worker to point at)."""
+    pre = [w for w in dep.of_role("prefill") if w.is_engine]
+    if not pre:
+        return 0, "there is no prefill worker section", None
+    total = 0
+    why = ""
+    for w in pre:
+        n = w.replicas.value if isinstance(w.replicas.value, int) else 1
+        gpus = w.gpus.value
+        if n <= 0:
+            why = f"{w.name} has workers: {n}"
+            continue
+        if gpus == 0:
+            why = f"{w.name} asks for gpu: 0"
+            continue
+        total += n
+    return total, why, pre[0]
+
+
+def connector_of(w: Worker) -> tuple[set[str] | None, str]:
+    """The KV connectors a worker runs with (nested ones included), or None when that depends on what the file does
+    not say; and why. Dynamo's vLLM worker supplied one by default in some releases."""
+    s = w.settings.get("kv_config")
+    if s is not None:
+        if not s.known:
+            return None, str(s.value)
+        return connectors(s.value), "its kv-transfer-config"
+    s = w.settings.get("kv_connector")
+    if s is not None:
+        return ({str(s.value)} if s.known else None), "its --kv-connector"
+    if w.engine == "trtllm":
+        if w.settings.get("cache_transceiver") is not None:
+            backend = w.known("transfer_backend", "default")
+            return {f"cache_transceiver:{backend}"}, "its cache_transceiver_config"
+        if w.program == "trtllm-serve":
+            return set(), "no cache_transceiver_config"
+        return None, "its engine config is not in this file"
+    if w.program == "dynamo.vllm":
+        conn = w.settings.get("connector")
+        if conn is not None:
+            if not conn.known:
+                return None, "--connector is set at run time"
+            names = {c.strip().lower() for c in str(conn.value).replace(",", " ").split()}
+            if names <= {"none", "null"}:
+                return set(), "--connector none"
+            return {"NixlConnector" if n == "nixl" else n for n in names}, "--connector"
+        forced = knowledge.pattern("dynamo", "vllm.nixl_connector_forced").releases
+        default = knowledge.pattern("dynamo", "vllm.connector_flag_default_nixl").releases
+        verdict = knowledge.verdict(w.target, "dynamo", forced | default)
+        if verdict is True:
+            return {"NixlConnector"}, "dynamo.vllm's default NixlConnector in " + w.target.describe("dynamo")
+        if verdict is False:
+            return set(), "no kv-transfer-config, and dynamo.vllm has no default connector in " + w.target.describe("dynamo")
+        return None, "dynamo.vllm's default connector depends on the release (" + w.target.describe("dynamo") + ")"
+    if w.program in ("image-entrypoint", "unknown-module"):
+        return None, "the command is not in the file"
+    if w.engine in ("vllm",):
+        if any("chart" in n or "KServe" in n for n in w.notes):
+            return None, "the chart may add a kv-transfer-config"
+        return set(), "no kv-transfer-config"
+    return None, "not a vLLM-style connector"
+
+
+def families(names: set[str]) -> set[str]:
+    return kv_family(names)
+
+
+def block_size(w: Worker) -> tuple[int | None, bool]:
+    """(block size in tokens, written in the file); None when unknown (a run-time value, or no default we trust)."""
+    s = w.settings.get("block_size")
+    if s is not None:
+        return as_int(s.value), True
+    if w.engine == "vllm" and w.program not in ("image-entrypoint",):
+        return VLLM_DEFAULT_BLOCK_SIZE, False
+    return None, False
+
+
+def value_text(v: Any) -> str:
+    return str(v) if not isinstance(v, Unknown) else "?"

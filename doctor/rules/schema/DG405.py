@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from ...finding import Fix, Severity
+from ...registry import Rule
+
+
+class DG405(Rule):
+    """## What it does
+    Says what was not checked: a file that shows disaggregated serving (a prefill worker, a decode worker, a KV
+    connector, a scheduler with a prefill profile) where no prefill/decode pair could be formed, within the file or
+    with the other files of the run, and why; and workers whose command the file does not show.
+
+    ## Why is this bad?
+    Silence would read as "all checks passed" while nothing that prefill and decode must agree on was compared.
+    Lint the prefill and decode files together (`disagg doctor deploy/`) so they can be paired.
+
+    ## Example
+    ```yaml
+    # prefill.yaml alone: its decode side is in another file
+    kind: Deployment
+    metadata: {name: vllm-prefill}
+    ```
+
+    ## Use instead
+    ```bash
+    disagg doctor deploy/prefill.yaml deploy/decode.yaml
+    ```
+    """
+
+    code = "DG405"
+    name = "not-checked"
+    severity = Severity.INFO
+
+    def check(self, ctx):
+        dep = ctx.deployment
+        roles = {w.role for w in dep.workers if w.is_engine or w.program == "image-entrypoint"}
+        intent = dep.intent()
+        if intent and not ctx.linked:
+            if "prefill" in roles and "decode" not in roles:
+                why = "its decode side is not in this file nor in the other files given"
+            elif "decode" in roles and "prefill" not in roles:
+                why = "its prefill side is not in this file nor in the other files given"
+            elif "unknown" in roles:
+                why = "no worker says whether it is the prefill or the decode side"
+            elif dep.router and not dep.workers:
+                why = "it is a scheduler config; its model servers are in other files"
+            else:
+                why = "no prefill and decode workers of the same engine were found"
+            at = dep.router_span or (dep.workers[0].span if dep.workers else None)
+            yield ctx.finding(self, at, f"not checked: {intent}, but no prefill/decode pair was formed because {why}",
+                              fix=Fix("give the doctor every file of the deployment in one run"))
+        for w in dep.workers:
+            for note in w.notes:
+                if "run time" in note or "not in the file" in note or "not in this file" in note or "image's entrypoint" in note:
+                    yield ctx.finding(self, w.span, f"not checked: {w.name}: {note}", worker=w, fix=Fix("write the command in the file, or lint the rendered manifest"))
+

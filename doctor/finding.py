@@ -102,11 +102,16 @@ class Finding(NamedTuple):
 
 
 def overlapping(edits: list[Edit]) -> list[Edit]:
-    """Edits that touch the same lines as an earlier one in the list (they cannot both apply)."""
+    """Edits that touch what an earlier one in the list touches (they cannot both apply). Ranges are in half lines:
+    an insertion after line L sits between L and L+1, so it does not clash with an edit inside line L."""
     taken: list[tuple[int, int]] = []
     clashes = []
     for e in edits:
-        lo, hi = (e.line, e.line) if e.kind == "insert_after" else (e.line, max(e.end_line, e.line))
+        if e.kind == "insert_after":
+            lo = hi = 2 * e.line + 1
+        else:
+            end = e.end_line - 1 if e.end_column == 1 and e.end_line > e.line else e.end_line
+            lo, hi = 2 * e.line, 2 * max(end, e.line)
         if any(not (hi < a or lo > b) for a, b in taken):
             clashes.append(e)
         else:

@@ -14,6 +14,8 @@ KNOWN = {
     "fail-level": str,
     "gpus": int,
     "workload": str,
+    "target-version": (str, dict),
+    "unsafe-fixes": bool,
 }
 
 
@@ -62,7 +64,11 @@ def load_settings(start: Path | None = None) -> Settings:
         want = KNOWN[norm]
         if want is list and isinstance(value, str):
             value = [value]
-        if not isinstance(value, want) or isinstance(value, bool):
-            raise SettingsError(f"{path}: [tool.disagg] {key} must be a {want.__name__}")
+        if want is bool:
+            if not isinstance(value, bool):
+                raise SettingsError(f"{path}: [tool.disagg] {key} must be true or false")
+        elif not isinstance(value, want) or isinstance(value, bool):
+            names = " or ".join(t.__name__ for t in want) if isinstance(want, tuple) else want.__name__
+            raise SettingsError(f"{path}: [tool.disagg] {key} must be a {names}")
         values[norm] = value
     return Settings(source=str(path), values=values)

@@ -26,7 +26,7 @@ def test_seed_broken_exits_1_with_dg101_at_the_decode_worker(cli):
 def test_clean_config_exits_0(cli):
     r = cli("doctor", FIXED)
     assert r.code == 0, r.out
-    assert "All checks passed (1 file)." in r.out
+    assert "All checks passed: 1 prefill/decode pair checked in 1 file." in r.out
 
 
 def test_json_has_the_finding_fields(cli):

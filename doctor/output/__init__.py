@@ -5,11 +5,11 @@ from __future__ import annotations
 FORMATS = ("text", "json", "sarif", "github", "junit")
 
 
-def render(fmt: str, results, registry, color: bool = False, show_fixes: bool = True) -> str:
+def render(fmt: str, results, registry, color: bool = False, show_fixes: bool = True, verbose: bool = False) -> str:
     if fmt == "text":
         from .text import render_text
 
-        return render_text(results, color=color, show_fixes=show_fixes)
+        return render_text(results, color=color, show_fixes=show_fixes, verbose=verbose)
     if fmt == "json":
         from .machine import render_json
 

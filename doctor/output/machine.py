@@ -16,9 +16,17 @@ def render_json(results) -> str:
         "findings": findings,
         "errors": errors,
         "files": [
-            {"path": r.path, "status": "error" if r.error else ("skipped" if r.skipped else "linted"), **({"prediction": r.prediction.to_dict()} if r.prediction else {}), **({"skipped": r.skipped} if r.skipped else {})}
+            {"path": r.path, "status": "error" if r.error else ("skipped" if r.skipped else "linted"),
+             "pairs": [{"prefill": p.prefill.name, "decode": p.decode.name, "decode_path": p.decode.path, "why": p.why} for p in r.pairs if p.prefill.path == r.path],
+             **({"prediction": r.prediction.to_dict()} if r.prediction else {}), **({"skipped": r.skipped} if r.skipped else {})}
             for r in results
         ],
+        "summary": {
+            "files": sum(1 for r in results if not r.skipped and not r.error),
+            "skipped": sum(1 for r in results if r.skipped),
+            "unreadable": sum(1 for r in results if r.error),
+            "pairs_checked": sum(1 for r in results for p in r.pairs if p.prefill.path == r.path),
+        },
     }
     return json.dumps(doc, indent=2)
 
@@ -65,8 +73,13 @@ def render_junit(results) -> str:
             ET.SubElement(suite, "testcase", classname=r.path, name="skipped" if r.skipped else "no findings")
         for f in r.findings:
             case = ET.SubElement(suite, "testcase", classname=r.path, name=f"{f.code} {f.name} at {f.line}:{f.column}")
+            text = f"{f.path}:{f.line}:{f.column}: {f.code} {f.message}" + (f"\nfix: {f.fix.title}" if f.fix else "")
+            if f.severity.label == "info":
+                out = ET.SubElement(case, "system-out")  # a note is no failure (the exit code agrees)
+                out.text = text
+                continue
             fail = ET.SubElement(case, "failure", message=f.message, type=f.severity.label)
-            fail.text = f"{f.path}:{f.line}:{f.column}: {f.code} {f.message}" + (f"\nfix: {f.fix.title}" if f.fix else "")
+            fail.text = text
             n_fail += 1
         cases = len(suite)
         suite.set("tests", str(cases))

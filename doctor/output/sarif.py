@@ -13,8 +13,14 @@ _LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 
 
 def _uri(path: str) -> str:
+    """A valid URI reference: percent-encoded relative paths (spaces, `#`), file: URIs for absolute ones, and a
+    name for standard input."""
+    from urllib.parse import quote
+
+    if path == "<stdin>":
+        return "stdin"
     p = Path(path)
-    return p.as_posix() if not p.is_absolute() else p.as_uri()
+    return p.as_uri() if p.is_absolute() else quote(p.as_posix(), safe="/-._~")
 
 
 def _region(line: int, column: int, end_line: int, end_column: int) -> dict:
@@ -61,6 +67,10 @@ def render_sarif(results, registry) -> str:
             fixes = _fix(f)
             if fixes:
                 item["fixes"] = fixes
+            if f.related:
+                item["relatedLocations"] = [{"id": i, "message": {"text": rel.message},
+                                             "physicalLocation": {"artifactLocation": {"uri": _uri(rel.path)}, "region": _region(rel.line, rel.column, rel.end_line, rel.end_column)}}
+                                            for i, rel in enumerate(f.related)]
             out_results.append(item)
     notifications = [
         {

@@ -29,7 +29,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
 
 
-def render_text(results, color: bool = False, show_fixes: bool = True) -> str:
+def render_text(results, color: bool = False, show_fixes: bool = True, verbose: bool = False) -> str:
     w = _Writer(color)
     counts = {"error": 0, "warning": 0, "info": 0}
     for r in results:
@@ -50,8 +50,13 @@ def render_text(results, color: bool = False, show_fixes: bool = True) -> str:
                 else:
                     width = max(1, len(src) - f.column + 1)
                 w.line(w.style(" " * len(number) + " | ", "dim"), " " * (f.column - 1), w.style("^" * width, sev))
+            for rel in f.related:
+                w.line(w.style("  see: ", "dim"), f"{rel.path}:{rel.line}:{rel.column}: {rel.message}")
+            if f.assumed and verbose:
+                w.line(w.style("  assumed: ", "dim"), f.assumed)
             if show_fixes and f.fix:
-                w.line(w.style("  fix: ", "bold green"), f.fix.title)
+                label = {"safe": "fix", "unsafe": "fix (unsafe: --fix --unsafe-fixes)", "display": "fix"}[f.fix.applicability]
+                w.line(w.style(f"  {label}: ", "bold green"), f.fix.title)
             w.line()
         if r.prediction is not None:
             p = r.prediction
@@ -61,14 +66,31 @@ def render_text(results, color: bool = False, show_fixes: bool = True) -> str:
                 f"{p.remote_share:.0%} of {_plural(p.total, 'request')} would prefill remotely ({reasons}); "
                 "the queue term is not predicted statically (empty queue assumed)",
             )
-    n_files = sum(1 for r in results if not r.skipped)
+        if verbose and r.skipped:
+            w.line(w.style(f"{r.path}: ", "dim"), f"skipped: {r.skipped}")
+        if verbose and r.pairs:
+            for pair in r.pairs:
+                if pair.prefill.path == r.path:
+                    w.line(w.style(f"{r.path}: ", "dim"), f"checked {pair.prefill.name} (prefill) with {pair.decode.name} (decode)"
+                           + (f" in {pair.decode.path}" if pair.cross_file else "") + f": {pair.why}")
+    n_files = sum(1 for r in results if not r.skipped and not r.error)
+    n_skipped = sum(1 for r in results if r.skipped)
     n_unreadable = sum(1 for r in results if r.error)
+    n_pairs = sum(1 for r in results for p in r.pairs if p.prefill.path == r.path)
     total = sum(counts.values())
-    if total == 0 and n_unreadable == 0:
-        w.line(w.style(f"All checks passed ({_plural(n_files, 'file')}).", "bold green"))
+    checked = f"{_plural(n_pairs, 'prefill/decode pair')} checked in {_plural(n_files, 'file')}"
+    skipped = f"; {n_skipped} skipped (not serving configs{'' if verbose else ', --verbose lists them'})" if n_skipped else ""
+    if n_files == 0 and n_unreadable == 0:
+        w.line(w.style(f"No config files found ({n_skipped} skipped as not serving configs).", "bold yellow"))
+    elif total == 0 and n_unreadable == 0:
+        if n_pairs:
+            w.line(w.style(f"All checks passed: {checked}{skipped}.", "bold green"))
+        else:
+            w.line(w.style(f"No findings, but no prefill/decode pair was formed in {_plural(n_files, 'file')}: nothing that prefill and decode "
+                           f"must agree on was compared{skipped}.", "bold yellow"))
     else:
         parts = [_plural(v, k) for k, v in counts.items() if v]
         if n_unreadable:
             parts.append(_plural(n_unreadable, "unreadable file"))
-        w.line(w.style(f"Found {_plural(total, 'finding')} ({', '.join(parts)}) in {_plural(n_files, 'file')}.", "bold"))
+        w.line(w.style(f"Found {_plural(total, 'finding')} ({', '.join(parts)}); {checked}{skipped}.", "bold"))
     return "\n".join(w.lines)

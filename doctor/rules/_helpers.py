@@ -111,8 +111,8 @@ def connector_of(w: Worker) -> tuple[set[str] | None, str]:
     if w.program in ("image-entrypoint", "unknown-module"):
         return None, "the command is not in the file"
     if w.engine in ("vllm",):
-        if any("chart" in n or "KServe" in n for n in w.notes):
-            return None, "the chart may add a kv-transfer-config"
+        # KServe's and llm-d's templates pass the engine's flags through; a routing sidecar that speaks P/D in front of
+        # engines without a connector is a known failure (kserve/kserve#5987, llm-d-router#1220)
         return set(), "no kv-transfer-config"
     return None, "not a vLLM-style connector"
 

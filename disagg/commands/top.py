@@ -1,0 +1,49 @@
+"""`disagg top URL`: the Textual dashboard."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import EXIT_CLEAN, EXIT_ERROR, err
+
+
+def run(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("textual") is None:
+        return err("the dashboard needs Textual: pip install 'disagg[live]'")
+    if bool(args.url) == bool(args.replay):
+        return err("give a URL to watch, or --replay FILE (not both)")
+    if args.interval <= 0:
+        return err("--interval must be positive")
+    from disagg.doctor.dashboard.app import make_app, replay_source
+    from disagg.doctor.live.probe import probe_once
+
+    if args.replay:
+        try:
+            frames = list(replay_source(args.replay))
+        except (OSError, ValueError, KeyError) as exc:
+            return err(f"cannot replay {args.replay}: {exc}")
+        if not frames:
+            return err(f"{args.replay} holds no snapshot")
+        it = iter(frames)
+        app = make_app(lambda: next(it, None), frames[0].frontend + " (replay)", interval=args.interval)
+    else:
+        from disagg.doctor.live.collect import Collector
+
+        url = args.url.rstrip("/")
+        collector = Collector(url, prometheus_url=args.prometheus)
+        first = collector.tick()
+        if first.frontend_error and not first.workers:
+            return err(f"cannot read {url}/metrics: {first.frontend_error}")
+        from disagg.doctor.registry import default_registry
+
+        from .live import served_config
+
+        static = served_config(url, default_registry())
+        app = make_app(collector.tick, url, interval=args.interval, record=args.record, probe=lambda ctx: probe_once(url, ctx),
+                       parse=static.deployment if static else None, static=static.findings if static else None)
+    app.run()
+    return EXIT_ERROR if app.return_code else EXIT_CLEAN
+
+

@@ -1,9 +1,11 @@
 """Doctor speed against yamllint, in the same run on the same files (not a test: machines here are noisy).
 
-    python bench/bench_doctor.py [--runs 15] [--files 1000]
+    python bench/bench_doctor.py [--runs 15] [--files 1000] [--venv .bench/venv]
 
 Measures (1) cold start: one process per run on one config, median wall time, for `disagg doctor` and `yamllint`;
-(2) 1,000 configs in one call. Prints a Markdown table for the README. Needs `pip install '.[bench]'`.
+(2) 1,000 configs in one call; (3) the real configs of ../shared/field. Runs the package as users get it: a
+virtual environment under .bench/ with `pip install . yamllint` (made on first use; --rebuild renews it), never the
+source tree (an editable install adds setuptools' import hook, and the source tree may not hold bytecode).
 """
 
 from __future__ import annotations
@@ -23,11 +25,26 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
+VENV = ROOT / ".bench" / "venv"
+
+
+def installed(venv: Path, rebuild: bool) -> Path:
+    """A virtual environment holding this checkout installed as users install it, and yamllint."""
+    if rebuild and venv.exists():
+        shutil.rmtree(venv)
+    if not (venv / "bin" / "disagg").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(ROOT), "yamllint"], check=True)
+    else:  # refresh the package itself, keep the dependencies
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--force-reinstall", str(ROOT)], check=True)
+    return venv / "bin"
+
+
 def _bin(name: str) -> str:
-    found = shutil.which(name, path=os.path.dirname(sys.executable)) or shutil.which(name)
-    if not found:
-        sys.exit(f"{name} not found: pip install '.[bench]'")
-    return found
+    return str(BIN / name)
+
+
+BIN = VENV / "bin"
 
 
 def timed(cmd: list[str], runs: int) -> tuple[float, float]:
@@ -61,7 +78,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--files", type=int, default=1000)
+    ap.add_argument("--venv", type=Path, default=VENV)
+    ap.add_argument("--rebuild", action="store_true", help="make the benchmark's virtual environment anew")
     args = ap.parse_args()
+    global BIN
+    BIN = installed(args.venv, args.rebuild)
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # as users run it: bytecode cached after the first run
     disagg, yamllint = _bin("disagg"), _bin("yamllint")
     rows = []
     for f in (str(EXAMPLES / "seed-broken.yaml"), str(EXAMPLES / "disagg-router.yaml"), str(STACKS / "vllm-pd-deployments.yaml")):
@@ -76,6 +98,12 @@ def main() -> None:
         y = timed([yamllint, *paths], runs)
         rows.append((f"{args.files} configs (mixed formats), one call", d, y))
         bad = bad_inputs(Path(tmp))
+    field = ROOT.parent / "shared" / "field"
+    if field.is_dir():
+        files = sorted(str(p) for p in field.glob("*.yaml"))
+        d = timed([disagg, "doctor", "--exit-zero", str(field)], max(3, args.runs // 3))
+        y = timed([yamllint, *files], max(3, args.runs // 3))
+        rows.append((f"../shared/field ({len(files)} real configs), one call", d, y))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}")
     print()
     print("| case | disagg doctor (median) | yamllint (median) | ratio disagg/yamllint |")

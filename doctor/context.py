@@ -3,18 +3,20 @@ a finding at a source span (with the release it assumed) and to build fixes from
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from disagg.schemas.model import Deployment, Pair, Worker
 from disagg.schemas.source import Span
 
 from .finding import Edit, Finding, Fix, Related, Severity
-from .workload import Workload
+
+if TYPE_CHECKING:
+    from .workload import Workload
 
 
 class LintOptions(NamedTuple):
     gpus: int | None = None  # GPUs available to the deployment (--gpus / [tool.disagg] gpus); None: unknown
-    workload: Workload | None = None
+    workload: "Workload | None" = None
     target: dict[str, str] = {}  # --target-version dynamo=0.5.0,vllm=0.11.2
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from disagg.schemas import knowledge, pairing
 from disagg.schemas.model import Deployment, Pair
@@ -15,11 +14,9 @@ from disagg.schemas.source import ConfigError, decode_text, noqa_codes
 from .context import LintContext, LintOptions
 from .finding import Finding, Related
 from .registry import Rule, matches
-from .workload import Prediction, predict
 
 YAML_SUFFIXES = (".yaml", ".yml")
 SCRIPT_SUFFIXES = (".sh", ".bash")
-FORMATS = ("auto", "dynamo-v0", "kubernetes", "compose", "llm-d", "script", "trtllm", "helm-values")
 STDIN = "-"
 
 
@@ -29,7 +26,7 @@ class FileResult:
         self.findings: list[Finding] = []
         self.error = error
         self.skipped: str | None = None  # why a file was not linted (not a serving config)
-        self.prediction: Prediction | None = None
+        self.prediction = None  # workload.Prediction with --workload
         self.source_lines: list[str] = []
         self.deployment: Deployment | None = None
         self.pairs: list[Pair] = []  # prefill/decode pairs with an end in this file
@@ -62,8 +59,7 @@ def collect_paths(targets: Sequence[str], exclude: Sequence[str] = ()) -> list[t
 def _excluded(path: str, patterns: Sequence[str]) -> bool:
     from fnmatch import fnmatch
 
-    p = Path(path)
-    return any(fnmatch(p.name, pat) or fnmatch(str(p), pat) for pat in patterns)
+    return any(fnmatch(os.path.basename(path), pat) or fnmatch(path, pat) for pat in patterns)
 
 
 def read_target(path: str, stdin_bytes: bytes | None = None) -> str:
@@ -130,13 +126,13 @@ def _not_a_config(result: FileResult, explicit: bool, message: str | ConfigError
     return result
 
 
-def lint_results(results: list[FileResult], rules: Iterable[type[Rule]], options: LintOptions) -> list[FileResult]:
-    """Pair, check and sort the findings of files already read."""
+def lint_results(results: list[FileResult], rules: Iterable[type[Rule]], options: LintOptions, cross_files: bool = True) -> list[FileResult]:
+    """Pair, check and sort the findings of files already read (`cross_files=False`: each file on its own)."""
     static = [r for r in rules if not r.live]
     deps = [r.deployment for r in results if r.deployment is not None]
     own = {id(d): pairing.within(d) for d in deps}
     paired = {id(w) for ps in own.values() for p in ps for w in p.ends()}
-    cross = pairing.across(deps, paired)
+    cross = pairing.across(deps, paired) if cross_files else []
     by_path: dict[str, list[Finding]] = {}
     for r in results:
         dep = r.deployment
@@ -162,8 +158,9 @@ def lint_results(results: list[FileResult], rules: Iterable[type[Rule]], options
     return results
 
 
-def _prediction(dep: Deployment, options: LintOptions) -> Prediction | None:
+def _prediction(dep: Deployment, options: LintOptions):
     from .rules._helpers import routing_policy, v0_decode
+    from .workload import predict
 
     dec = v0_decode(dep)
     if dec is None:
@@ -184,14 +181,22 @@ def lint_text(path: str, text: str, rules: Iterable[type[Rule]], options: LintOp
     return lint_results([result], rules, options)[0]
 
 
+PARALLEL_MIN_FILES = 64  # below this, starting processes costs more than it saves
+
+
 def lint_paths(targets: Sequence[str], rules: list[type[Rule]], options: LintOptions, exclude: Sequence[str] = (), stdin_bytes: bytes | None = None,
                fmt: str = "auto", skip_unrecognized: bool = False) -> list[FileResult]:
-    results = []
-    for path, explicit in collect_paths(targets, exclude):
-        try:
-            text = read_target(path, stdin_bytes)
-        except ConfigError as exc:
-            results.append(FileResult(path=exc.path, error=exc))
-            continue
-        results.append(read_file("<stdin>" if path == STDIN else path, text, options, explicit and not skip_unrecognized, fmt))
-    return lint_results(results, rules, options)
+    items = [(path, explicit and not skip_unrecognized) for path, explicit in collect_paths(targets, exclude)]
+    if len(items) >= PARALLEL_MIN_FILES and (os.cpu_count() or 1) > 1 and STDIN not in targets:
+        from .parallel import lint_in_processes
+
+        return lint_in_processes(items, rules, options, fmt)
+    return lint_results([_read(path, explicit, options, fmt, stdin_bytes) for path, explicit in items], rules, options)
+
+
+def _read(path: str, explicit: bool, options: LintOptions, fmt: str, stdin_bytes: bytes | None = None) -> FileResult:
+    try:
+        text = read_target(path, stdin_bytes)
+    except ConfigError as exc:
+        return FileResult(path=exc.path, error=exc)
+    return read_file("<stdin>" if path == STDIN else path, text, options, explicit, fmt)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Any
 
 KNOWN = {
@@ -32,16 +32,20 @@ class Settings:
         return self.values.get(key, default)
 
 
-def find_pyproject(start: Path) -> Path | None:
-    for folder in [start, *start.parents]:
-        candidate = folder / "pyproject.toml"
-        if candidate.is_file():
+def find_pyproject(start: str) -> str | None:
+    folder = os.path.abspath(start)
+    while True:
+        candidate = os.path.join(folder, "pyproject.toml")
+        if os.path.isfile(candidate):
             return candidate
-    return None
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
 
 
-def load_settings(start: Path | None = None) -> Settings:
-    path = find_pyproject((start or Path.cwd()).resolve())
+def load_settings(start=None) -> Settings:
+    path = find_pyproject(os.path.realpath(str(start) if start is not None else os.getcwd()))
     if path is None:
         return Settings()
     import tomllib

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
-from pathlib import Path
 from typing import NamedTuple
 
 from disagg.schemas.routing import RouteReason, RoutingPolicy, should_prefill_remote
@@ -55,7 +55,7 @@ class Prediction:
 
 def parse_workload(spec: str) -> Workload:
     """`isl=200,osl=10,prefix-hit=0.2`, or the path of a JSON-lines trace."""
-    if "=" in spec and not Path(spec).exists():
+    if "=" in spec and not os.path.exists(spec):
         return _parse_inline(spec)
     return _parse_trace(spec)
 

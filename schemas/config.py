@@ -8,6 +8,7 @@ nothing here rewrites the user's settings.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
 from .routing import RoutingPolicy
@@ -18,6 +19,7 @@ SECTION_NAMES = ("Common", "Frontend", "Processor", "Router", "VllmWorker", "Pre
 WORKER_SECTIONS = ("VllmWorker", "PrefillWorker")
 
 
+@lru_cache(maxsize=1)
 def known_services() -> dict[str, dict[str, Any]]:
     """Every service section of the Dynamo v0 example graphs, with its role (schemas/knowledge/curated.json)."""
     from .knowledge import curated
@@ -62,6 +64,7 @@ KNOWN_ENGINE_KEYS = frozenset(
 DISAGG_KEYS = ("remote-prefill", "conditional-disagg", "max-local-prefill-length", "max-prefill-queue-size")
 
 
+@lru_cache(maxsize=256)
 def known_keys(section: str) -> frozenset[str]:
     """Keys a section is known to understand; anything else is reported only when it is a near miss of one of these."""
     typed = _schema_section(section)
@@ -201,6 +204,7 @@ def _resolve(name: str, raw: dict[str, Any], common: dict[str, Any], out: Dynamo
     return resolved, origin
 
 
+@lru_cache(maxsize=256)
 def _engine_aliases(section: str) -> dict[str, str]:
     """snake_case spellings of a vLLM-parsed section's options -> the option's name."""
     if section != "Common" and known_services().get(section, {}).get("engine") != "vllm":
@@ -237,7 +241,7 @@ def _type_name(value: Any) -> str:
 
 def _check_keys(name: str, raw: dict[str, Any], out: DynamoV0Parse) -> None:
     known = known_keys(name)
-    normalised = {k.replace("_", "-") for k in known}
+    normalised = _normalised(name)
     for key in raw:
         if not isinstance(key, str) or key in known or key.replace("_", "-") in normalised:
             continue  # FlexibleArgumentParser reads remote_prefill as remote-prefill
@@ -256,6 +260,11 @@ def _check_keys(name: str, raw: dict[str, Any], out: DynamoV0Parse) -> None:
                 hint = did_you_mean(str(key), RESOURCES_KEYS) if key not in RESOURCES_KEYS else None
                 if hint:
                     out.issues.append(SchemaIssue("unknown_key", (name, "ServiceArgs", "resources", key), f"unknown key {key!r} in {name}.ServiceArgs.resources", hint))
+
+
+@lru_cache(maxsize=256)
+def _normalised(section: str) -> frozenset[str]:
+    return frozenset(k.replace("_", "-") for k in known_keys(section))
 
 
 def _extends(word: str, known: str) -> bool:

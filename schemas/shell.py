@@ -105,7 +105,9 @@ class ShellReader:
         last = known[-1] if known else fallback
         line, col = self.line_col(first)
         eline, ecol = self.line_col(last)
-        chars = tuple(self.line_col(o) if o >= 0 else (line, col) for o in p.offs) if known else ()
+        # Positions inside a word matter only where a part of it is reported: VAR=value, --flag=value, JSON.
+        needs = known and ("=" in p.text or "{" in p.text)
+        chars = tuple(self.line_col(o) if o >= 0 else (line, col) for o in p.offs) if needs else ()
         return Arg(p.text, Span(line, col, eline, ecol + 1), chars)
 
     # --- running ------------------------------------------------------------------------------------------------

@@ -71,10 +71,23 @@ class SourceMap:
 class SourceDocument:
     """One YAML document of a file: its data, where each part came from, and the file's text lines."""
 
-    __slots__ = ("path", "text", "data", "marks", "lines")
+    __slots__ = ("path", "text", "data", "marks", "lines", "_starts")
 
     def __init__(self, path: str, text: str, data: Any, marks: SourceMap, lines: list[str]):
         self.path, self.text, self.data, self.marks, self.lines = path, text, data, marks, lines
+        self._starts: list[int] | None = None
+
+    def line_starts(self) -> list[int]:
+        """Offset of the first character of each line (computed once)."""
+        if self._starts is None:
+            starts = [0]
+            find = self.text.find
+            i = find("\n")
+            while i >= 0:
+                starts.append(i + 1)
+                i = find("\n", i + 1)
+            self._starts = starts
+        return self._starts
 
     def line_text(self, line: int) -> str:
         return self.lines[line - 1] if 0 < line <= len(self.lines) else ""

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-SCHEMA_FILE = Path(__file__).with_name("dynamo-v0.schema.json")
+SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "dynamo-v0.schema.json")
 
 _INT = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*(?:\.0*)?")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:_[0-9]+)*(?:\.(?:[0-9]+(?:_[0-9]+)*)?)?|\.[0-9]+(?:_[0-9]+)*)(?:[eE][+-]?[0-9]+)?")

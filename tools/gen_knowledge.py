@@ -301,7 +301,12 @@ def write(system: str, data: dict) -> None:
 
 
 def write_release_lists() -> None:
+    """Every release list in one small file, so that the doctor's start does not load the flag tables."""
     data = {name: list(releases(package, minimum)) for name, (package, minimum) in RELEASE_LISTS.items()}
+    for system in SYSTEMS:
+        path = OUT / f"{system}.json"
+        if path.exists():
+            data[system] = json.loads(path.read_text())["releases"]
     text = "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in data.items()) + "\n}\n"
     (OUT / "releases.json").write_text(text)
 
@@ -311,13 +316,13 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/disagg-knowledge-cache"), help="where wheels are kept between runs")
     ap.add_argument("--only", choices=sorted(SYSTEMS) + ["releases"])
     args = ap.parse_args()
-    if args.only in (None, "releases"):
+    if args.only == "releases":
         write_release_lists()
-        if args.only:
-            return 0
+        return 0
     for system in [args.only] if args.only else SYSTEMS:
         write(system, generate(system, args.cache))
         print(f"wrote {OUT / (system + '.json')}", file=sys.stderr)
+    write_release_lists()
     return 0
 
 

@@ -43,8 +43,8 @@ def known_releases() -> dict[str, tuple[str, ...]]:
     curated = _load("curated.json")["releases"]
     lists = _load("generated/releases.json")
     out = {
-        "dynamo": tuple(curated["dynamo"]) + tuple(_generated("dynamo")["releases"]),
-        "sglang": tuple(_generated("sglang")["releases"]),
+        "dynamo": tuple(curated["dynamo"]) + tuple(lists["dynamo"]),
+        "sglang": tuple(lists["sglang"]),
         "vllm": tuple(lists["vllm"]),
         "trtllm": tuple(lists["trtllm"]),
         "llm-d": tuple(curated["llm-d"]),
@@ -90,7 +90,7 @@ def pattern(system: str, name: str) -> Fact:
 
 
 def generated_releases(system: str) -> frozenset[str]:
-    return frozenset(_generated(system)["releases"])
+    return frozenset(_load("generated/releases.json")[system])
 
 
 def verdict(target: Target, system: str, holds_in: frozenset[str]) -> bool | None:

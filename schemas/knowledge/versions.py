@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import NamedTuple
 
-_VERSION = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:\.?post(\d+))?")
+_VERSION_TEXT = r"v?(\d+)\.(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:\.?post(\d+))?"
 
 
+@lru_cache(maxsize=4096)
 def version_key(text: str) -> tuple[int, ...]:
     """Sortable key of a release name (`0.10.1.1`, `0.7.0.post1`, `v1.2`); () when it is none."""
-    m = _VERSION.fullmatch(text.strip())
+    m = re.fullmatch(_VERSION_TEXT, text.strip())
     if not m:
         return ()
     return tuple(int(g or 0) for g in m.groups())
@@ -25,7 +27,7 @@ def version_key(text: str) -> tuple[int, ...]:
 
 def parse_version(text: str) -> str | None:
     """The release a tag or pin names (`v0.11.0` -> `0.11.0`, `0.3.2-cuda12` -> `0.3.2`), or None."""
-    m = _VERSION.match(text.strip())
+    m = re.match(_VERSION_TEXT, text.strip())
     if not m:
         return None
     major, minor, patch, extra, post = m.groups()
@@ -107,6 +109,7 @@ class Target:
                 self.evidence.append(ev)
 
 
+@lru_cache(maxsize=1024)
 def between(known: tuple[str, ...], first: str | None, last: str | None) -> frozenset[str]:
     """Known releases from `first` to `last` inclusive (open ends when None)."""
     lo = version_key(first) if first else ()

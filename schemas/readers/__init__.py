@@ -8,13 +8,12 @@ from typing import Any
 
 from ..knowledge.versions import Target
 from ..model import Deployment, Host, Setting
-from ..shell import Launch, ShellReader
 from ..source import ConfigError, SourceDocument, Span, load_documents
-from . import dgd, dynamo_v0, kube, llmd, trtllm
-from .common import container_launches, env_from_k8s, new_worker, workers_from_launches
+
+# Readers are imported where a file needs them: a Dynamo v0 config never loads the shell reader or the manifest ones.
 
 SCRIPT_SUFFIXES = (".sh", ".bash")
-FORMATS = ("auto", "dynamo-v0", "kubernetes", "compose", "llm-d", "script", "trtllm", "helm-values")
+from ..formats import FORMATS  # noqa: E402,F401 (re-exported)
 
 # Words that only a serving config holds: a file that fails to parse and has none of them is someone else's YAML.
 SERVING_MARKERS = re.compile(
@@ -31,6 +30,9 @@ def is_script(path: str, text: str, fmt: str = "auto") -> bool:
 
 
 def read_script(path: str, text: str, target: Target) -> Deployment:
+    from ..shell import Launch, ShellReader
+    from .common import workers_from_launches
+
     dep = Deployment(path=path, format="script", lines=text.splitlines())
     launches = ShellReader(text).read(text)
 
@@ -42,6 +44,7 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
 
     dep.workers = workers_from_launches(launches, path=path, host_for=host_for, target=target)
     _link_proxy_roles(dep)
+    _link_engine_configs(dep, {})
     share_targets(dep)
     return dep
 
@@ -50,6 +53,13 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
     """A deployment from the documents of a YAML file, or None when none of them is a serving config we read."""
     docs = load_documents(path, text)
     dep = Deployment(path=path, format="kubernetes", lines=text.splitlines())
+    if len(docs) == 1 and isinstance(docs[0].data, dict) and fmt in ("auto", "dynamo-v0") and "kind" not in docs[0].data and _v0(docs[0].data):
+        from . import dynamo_v0
+
+        v0 = dynamo_v0.read(docs[0], target)
+        share_targets(v0)
+        return v0
+    from . import dgd, kube, llmd, trtllm
     engine_configs: dict[str, tuple[SourceDocument, tuple, dict, Any]] = {}
     recognised = False
     for doc in docs:
@@ -60,6 +70,8 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
             if len(docs) > 1:
                 second = docs[1].marks.value(())
                 raise ConfigError(path, second.line, second.column, "a Dynamo service config holds one YAML document; found a second")
+            from . import dynamo_v0
+
             v0 = dynamo_v0.read(doc, target)
             share_targets(v0)
             return v0
@@ -130,6 +142,9 @@ def looks_like_compose(data: Any) -> bool:
 
 
 def _compose(doc: SourceDocument, dep: Deployment, target: Target) -> None:
+    from ..shell import ShellReader
+    from .common import container_launches, env_from_k8s, new_worker
+
     dep.format = "compose"
     reader = ShellReader(doc.text)
     for sname, svc in doc.data["services"].items():
@@ -152,6 +167,8 @@ def _compose(doc: SourceDocument, dep: Deployment, target: Target) -> None:
 
 
 def _configmap(doc: SourceDocument, configs: dict) -> None:
+    from . import trtllm
+
     data = doc.data.get("data")
     if not isinstance(data, dict):
         return
@@ -168,6 +185,8 @@ def _configmap(doc: SourceDocument, configs: dict) -> None:
 
 def _link_engine_configs(dep: Deployment, configs: dict) -> None:
     """A TensorRT-LLM worker's --extra-engine-args file, when the same manifest carries it in a ConfigMap."""
+    from . import trtllm
+
     for w in dep.workers:
         path = w.known("extra_engine_args")
         if not isinstance(path, str):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import engines, knowledge
 from ..cmdline import Arg, Command, find_command, parse_flags
 from ..knowledge.versions import Target
 from ..model import Host, Setting, Unknown, Worker
-from ..shell import Launch, ShellReader
 from ..source import SourceDocument, Span
+
+if TYPE_CHECKING:
+    from ..shell import Launch, ShellReader
 
 # image repository (last path parts) -> (system, what the tag names)
 _IMAGES = (
@@ -73,7 +75,7 @@ def new_worker(cmd: Command, *, path: str, name: str, host: Host, hints: list[st
     return w
 
 
-def workers_from_launches(launches: list[Launch], *, path: str, host_for, target: Target, labels: dict[str, str] | None = None,
+def workers_from_launches(launches: "list[Launch]", *, path: str, host_for, target: Target, labels: dict[str, str] | None = None,
                           name_for=None) -> list[Worker]:
     out = []
     for launch in launches:
@@ -114,17 +116,10 @@ def scalar_offsets(doc: SourceDocument, path: tuple, content: str) -> list[int]:
 
 
 def _line_starts(doc: SourceDocument) -> list[int]:
-    cached = getattr(doc, "_starts", None)
-    if cached is None:
-        cached = [0] + [m.end() for m in re.finditer("\n", doc.text)]
-        try:
-            doc._starts = cached  # type: ignore[attr-defined]
-        except AttributeError:
-            pass
-    return cached
+    return doc.line_starts()
 
 
-def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: ShellReader) -> Arg:
+def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: "ShellReader") -> Arg:
     """One argv item written as a YAML scalar, positioned character by character."""
     offs = scalar_offsets(doc, path, text)
     from ..shell import PStr
@@ -133,12 +128,14 @@ def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: ShellReader)
     return reader.arg(PStr(text, offs), _line_starts(doc)[p.line - 1] + p.column - 1)
 
 
-def container_launches(doc: SourceDocument, base: tuple, container: dict, env: dict[str, Arg], reader: ShellReader,
-                       image: str | None = None, default_shell: bool = False, keys: tuple[str, str] = ("command", "args")) -> list[Launch]:
+def container_launches(doc: SourceDocument, base: tuple, container: dict, env: dict[str, Arg], reader: "ShellReader",
+                       image: str | None = None, default_shell: bool = False, keys: tuple[str, str] = ("command", "args")) -> "list[Launch]":
     """The serving processes a container (or DGD mainContainer, compose service) starts.
 
     `command` + `args` as argv; `sh -c SCRIPT` runs SCRIPT through the shell reader; a container that passes only
     `args` runs its image's entrypoint, inferred from the image and the flags (vLLM images: `vllm serve`)."""
+    from ..shell import Launch
+
     words: list[Arg] = []
     scripts: list[tuple[tuple, str]] = []
     cmd_key, args_key = keys

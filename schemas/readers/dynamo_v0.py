@@ -97,25 +97,20 @@ def _argv(doc: SourceDocument, sec: Section) -> list[Arg]:
         k = Span(*doc.marks.key(path))
         v = Span(*doc.marks.value(path))
         if value is True:
-            out.append(Arg(f"--{key}", k, _chars(doc, k, f"--{key}", flag=True)))
+            out.append(Arg(f"--{key}", k))
         elif value is False or value is None:
             continue  # dropped (reported by DG404 where the default is on)
         else:
             text = json.dumps(value) if isinstance(value, dict) else str(value)
-            out.append(Arg(f"--{key}", k, _chars(doc, k, f"--{key}", flag=True)))
-            out.append(Arg(text, v, _chars(doc, v, text)))
+            out.append(Arg(f"--{key}", k))
+            # positions inside a value matter only for JSON (a finding on its kv_connector key)
+            out.append(Arg(text, v, _chars(doc, v, text) if text.startswith("{") else ()))
     return out
 
 
-def _chars(doc: SourceDocument, span: Span, text: str, flag: bool = False) -> tuple[tuple[int, int], ...]:
-    """Per-character positions of an argument made from a key (`--` added) or a one-line value; () when unknown."""
+def _chars(doc: SourceDocument, span: Span, text: str) -> tuple[tuple[int, int], ...]:
+    """Per-character positions of a one-line value; () when it spans lines or is written otherwise."""
     line = doc.line_text(span.line)
-    if flag:
-        key = text[2:]
-        if line[span.column - 1 : span.column - 1 + len(key)] == key:
-            first = (span.line, span.column)
-            return (first, first) + tuple((span.line, span.column + i) for i in range(len(key)))
-        return ()
     col = span.column - 1
     if col < len(line) and line[col] in "'\"":
         col += 1

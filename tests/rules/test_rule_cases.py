@@ -9,6 +9,7 @@ import yaml
 
 from disagg.doctor.context import LintOptions
 from disagg.doctor.engine import lint_text
+from disagg.doctor.finding import apply_edits, overlapping
 from disagg.doctor.registry import default_registry
 from disagg.doctor.workload import parse_workload
 
@@ -76,6 +77,32 @@ def test_rule_case(code, case):
         if "message" in w:
             assert w["message"] in f.message, f.message
         assert f.fix is not None and f.fix.title, f"{code} finding without a fix title"
+    if "fixed" in case:
+        edits = [e for f in got if f.fix for e in f.fix.edits]
+        assert apply_edits(case["config"], edits) == case["fixed"]
+
+
+@pytest.mark.parametrize("safe_only", [True, False], ids=["safe", "unsafe"])
+@pytest.mark.parametrize("code, case", list(_cases(live=False)))
+def test_fixes_leave_a_file_that_reads_and_gains_no_error(code, case, safe_only):
+    """ruff's fix check over every rule case: after the safe fixes the file reads and has no new error; after the unsafe
+    ones too it still reads (an unsafe fix may surface a problem the old setting hid: that is why it is unsafe)."""
+    rules = [r for r in default_registry() if not r.live]
+    opts = case.get("options", {})
+    options = LintOptions(gpus=opts.get("gpus"), target={k: str(v) for k, v in opts.get("target", {}).items()})
+    path = case.get("path", "case.yaml")
+    before = lint_text(path, case["config"], rules, options)
+    edits: list = []
+    for f in before.findings:
+        if f.fix and f.fix.edits and (f.fix.safe or not safe_only) and not overlapping(edits + list(f.fix.edits)):
+            edits.extend(f.fix.edits)
+    if not edits:
+        return
+    after = lint_text(path, apply_edits(case["config"], edits), rules, options)
+    assert after.error is None, after.error
+    if safe_only:
+        new = {(f.code, f.message) for f in after.findings if f.severity.label == "error"} - {(f.code, f.message) for f in before.findings}
+        assert not new, new
 
 
 def test_every_rule_has_failing_and_passing_cases():

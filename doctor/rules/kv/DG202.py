@@ -4,6 +4,25 @@ from ...finding import Fix, Severity
 from ...registry import Rule
 from .._helpers import connector_of, families
 
+# The fields of vLLM's KVTransferConfig that decide whether KV moves, and the others (vllm/config/kv_transfer.py).
+_FIELDS = ("kv_connector", "kv_role")
+_OTHER_FIELDS = frozenset({"kv_buffer_device", "kv_buffer_size", "kv_rank", "kv_parallel_size", "kv_ip", "kv_port", "kv_connector_extra_config",
+                           "kv_connector_module_path", "kv_load_failure_policy", "engine_id", "enable_permute_local_kv"})
+
+
+def _near(key: str) -> str | None:
+    if key in _FIELDS or key in _OTHER_FIELDS or not key.startswith("kv"):
+        return None
+    import difflib
+
+    match = difflib.get_close_matches(key, _FIELDS, n=1, cutoff=0.85)
+    return match[0] if match else None
+
+
+def _key_span(w, key: str):
+    s = w.settings.get("kv_config")
+    return s.span
+
 
 class DG202(Rule):
     """## What it does
@@ -44,6 +63,13 @@ class DG202(Rule):
             if err is not None:
                 yield ctx.finding(self, err.span, f"{w.name}: --kv-transfer-config {err.value}: the engine exits at start", worker=w,
                                   fix=Fix("write it as JSON, e.g. '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_both\"}'"))
+            cfg = w.settings.get("kv_config")
+            if cfg is not None and cfg.known and isinstance(cfg.value, dict):
+                for key in cfg.value:
+                    near = _near(str(key))
+                    if near and near not in cfg.value:
+                        yield ctx.finding(self, _key_span(w, key), f"{w.name}: {key!r} is no KVTransferConfig field; did you mean {near!r}? "
+                                          f"Without {near} this worker has no KV connector", worker=w, fix=Fix(f"rename {key!r} to {near!r}"))
         for pair in ctx.pairs:
             d, p = pair.decode, pair.prefill
             dc, _ = connector_of(d)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from ...finding import Severity
 from ...registry import Rule
-from .._helpers import flag_bool, prefill_capacity, v0_decode
+from .._helpers import connector_of, flag_bool, prefill_capacity, v0_decode
 
 
 class DG101(Rule):
@@ -52,6 +52,13 @@ class DG101(Rule):
             self, where,
             f"VllmWorker {how}, so the {workers} PrefillWorker worker(s) will get 0% of requests: "
             "every prefill runs on the decode worker",
-            worker=dec, assumed=ctx.assumed(dec),
-            fix=ctx.fix_set_key("VllmWorker", "remote-prefill", "true", "set `remote-prefill: true` under VllmWorker"),
+            worker=dec, assumed=ctx.assumed(dec), fix=self._fix(ctx, dec),
         )
+
+    def _fix(self, ctx, dec):
+        # With no KV connector on the decode worker, turning remote prefill on moves the failure (DG201): not safe.
+        names, _ = connector_of(dec)
+        if names:
+            return ctx.fix_set_key("VllmWorker", "remote-prefill", "true", "set `remote-prefill: true` under VllmWorker")
+        return ctx.fix_set_key("VllmWorker", "remote-prefill", "true", "set `remote-prefill: true` under VllmWorker, and a kv-transfer-config on both workers",
+                               safe=False)

@@ -36,11 +36,11 @@ class DG602(Rule):
         dep = ctx.deployment
         if not dep.of_role("prefill"):
             return
-        exists = knowledge.flag_releases("dynamo", "dynamo.frontend", "--enforce-disagg") or frozenset()
-        honoured = exists - knowledge.deprecated_releases("dynamo", "dynamo.frontend", "--enforce-disagg")
         for w in dep.of_role("frontend"):
             if w.program != "dynamo.frontend" or "enforce-disagg" in w.flags or "DYN_ENFORCE_DISAGG" in w.env:
                 continue
+            exists = knowledge.flag_releases("dynamo", "dynamo.frontend", "--enforce-disagg") or frozenset()
+            honoured = exists - knowledge.deprecated_releases("dynamo", "dynamo.frontend", "--enforce-disagg")
             if knowledge.verdict(w.target, "dynamo", honoured) is True:
                 yield ctx.finding(self, w.span, f"{w.name}: without --enforce-disagg the frontend falls back to aggregated serving, silently, when no prefill worker is alive",
                                   worker=w, assumed=ctx.assumed(w), fix=Fix("add --enforce-disagg (and alert on its errors)"))

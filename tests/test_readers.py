@@ -1,0 +1,100 @@
+"""Readers on what real repositories contain: each kind of miss the first version made is caught (fixtures in
+tests/fixtures/readers/, written for these tests in the shapes real repositories use)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from disagg.doctor.context import LintOptions
+from disagg.doctor.engine import lint_paths, lint_text
+from disagg.doctor.registry import default_registry
+from disagg.doctor.workload import parse_workload
+
+HERE = Path(__file__).resolve().parent / "fixtures" / "readers"
+STACKS = Path(__file__).resolve().parent / "fixtures" / "stacks"
+RULES = [r for r in default_registry() if not r.live]
+
+
+def lint(name: str, folder: Path = HERE, **opts):
+    path = folder / name
+    return lint_text(str(path), path.read_text(), RULES, LintOptions(**opts))
+
+
+def roles(result) -> list[tuple[str, str]]:
+    return sorted((w.role, w.role_why) for w in result.deployment.workers if w.is_engine)
+
+
+def codes(result, severity: str | None = None) -> set[str]:
+    return {f.code for f in result.findings if severity is None or f.severity.label == severity}
+
+
+def test_a_role_named_far_above_the_command_and_a_command_run_from_a_variable():
+    r = lint("distant-role-comment.sh")
+    assert [role for role, _ in roles(r)] == ["decode", "prefill"], roles(r)
+    [f] = [f for f in r.findings if f.code == "DG203"]  # prefill 32 > decode 16: the variables were followed
+    line = r.source_lines[f.line - 1]
+    assert line[f.column - 1 : f.column + 1] == "32", (f, line)
+
+
+def test_a_connector_typo_is_not_hidden_by_an_assumed_default():
+    r = lint("connector-typo-dynamo.sh")
+    assert "DG202" in codes(r, "error") and "DG201" in codes(r, "error"), [f.message for f in r.findings]
+    [typo] = [f for f in r.findings if f.code == "DG202"]
+    assert "kv_conector" in typo.message
+
+
+def test_a_variable_set_per_case_branch_gives_one_process_per_branch():
+    r = lint("role-by-case.sh")
+    assert [role for role, _ in roles(r)] == ["decode", "prefill"], roles(r)
+    assert "DG203" in codes(r, "error")  # the prefill branch's 64 against the decode branch's 16
+
+
+def test_a_module_set_at_run_time_is_said_not_passed():
+    r = lint("worker-module-var.sh")
+    notes = [f for f in r.findings if f.code == "DG405"]
+    assert notes and all("set at run time" in f.message for f in notes)
+
+
+def test_older_dynamo_modules_are_read():
+    r = lint("dynamo-sglang-worker-v03.sh")
+    assert [role for role, _ in roles(r)] == ["decode", "prefill"]
+    assert "DG611" in codes(r, "error")  # nixl against the mooncake default
+
+
+def test_dynamo_trtllm_workers_are_paired_and_their_engine_files_named():
+    r = lint("dynamo-trtllm.sh")
+    assert [role for role, _ in roles(r)] == ["decode", "prefill"] and r.pairs
+    assert any(f.code == "DG405" and "engine_configs/prefill.yaml" in f.message for f in r.findings)
+
+
+def test_host_network_pods_share_ports_only_when_pinned_to_one_node():
+    assert "DG207" not in codes(lint("hostnetwork-unpinned.yaml"))
+
+
+def test_an_epp_config_inside_helm_values_is_read_with_positions():
+    r = lint("gaie-values.yaml", workload=parse_workload("isl=300,osl=10"))
+    found = {f.code: f for f in r.findings}
+    assert "DG621" in found
+    spots = {r.source_lines[f.line - 1].strip() for f in r.findings if f.code == "DG621"}
+    assert "nonCachedTokens: 4096" in spots and "- name: prefill" in spots
+
+
+def test_a_folder_of_prefill_and_decode_files_is_paired_across_files(tmp_path):
+    for role in ("prefill", "decode"):
+        (tmp_path / f"{role}.yaml").write_text(
+            "apiVersion: apps/v1\nkind: Deployment\n"
+            f"metadata: {{name: vllm-{role[0]}, labels: {{app: pool}}}}\n"
+            f"spec:\n  template:\n    metadata: {{labels: {{app: pool, llm-d.ai/role: {role}}}}}\n    spec:\n      containers:\n"
+            "        - name: vllm\n          args: [\"--model=${MODEL_NAME}\", \"--block-size=" + ("64" if role == "prefill" else "16") + "\"]\n")
+    results = lint_paths([str(tmp_path)], RULES, LintOptions())
+    assert all(r.pairs for r in results)
+    by_file = {Path(r.path).name: {f.code for f in r.findings} for r in results}
+    assert "DG203" in by_file["prefill.yaml"] and "DG203" in by_file["decode.yaml"]  # reported at both ends
+    [f] = [f for r in results if r.path.endswith("decode.yaml") for f in r.findings if f.code == "DG203"]
+    assert f.related and f.related[0].path.endswith("prefill.yaml")
+
+
+def test_the_earlier_fixtures_still_read():
+    assert "DG209" in codes(lint("vllm-nixl-disagg.sh", STACKS))
+    r = lint("sglang-pd.sh", STACKS)
+    assert "DG611" in codes(r) and r.pairs

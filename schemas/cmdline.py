@@ -97,7 +97,8 @@ def find_command(args: list[Arg]) -> Command | None:
     if base == "vllm" and len(words) > 1 and words[1] == "serve":
         program, body = "vllm", rest[2:]
     elif base == "trtllm-serve":
-        program, body = "trtllm-serve", rest[1:]
+        # `trtllm-serve disaggregated -c disagg_config.yaml` is the router in front of the context/generation servers
+        program, body = ("trtllm-disagg-server", rest[2:]) if len(words) > 1 and words[1] == "disaggregated" else ("trtllm-serve", rest[1:])
     elif base.startswith("python"):
         j = 1
         while j < len(words) and words[j].startswith("-") and words[j] != "-m":

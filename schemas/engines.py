@@ -29,6 +29,7 @@ PROGRAMS = {
     "dynamo-v0:frontend": (None, "dynamo"),
     "sglang-router": (None, "sglang"),
     "vllm-proxy": (None, "vllm"),
+    "trtllm-disagg-server": (None, "trtllm"),
     "llm-d-routing-sidecar": (None, "llm-d"),
     "image-entrypoint": (None, "unknown"),
 }
@@ -58,7 +59,7 @@ _FLAGS: dict[str, tuple[str, ...]] = {
     "enable_chunked_prefill": ("enable-chunked-prefill",),
     "enforce_eager": ("enforce-eager",),
     "router_mode": ("router-mode", "router"),
-    "extra_engine_args": ("extra-engine-args",),
+    "extra_engine_args": ("extra-engine-args", "extra-llm-api-options", "config"),
 }
 
 # Flags whose presence narrows the Dynamo release (verified ranges from the generated table).
@@ -192,7 +193,7 @@ def infer_role(w: Worker, hints: list[str]) -> None:
     if w.program in ("dynamo.frontend", "dynamo-v0:frontend"):
         w.role, w.role_why = "frontend", w.program
         return
-    if w.program in ("sglang-router", "vllm-proxy", "llm-d-routing-sidecar"):
+    if w.program in ("sglang-router", "vllm-proxy", "llm-d-routing-sidecar", "trtllm-disagg-server"):
         w.role, w.role_why = ("router" if w.program != "vllm-proxy" else "proxy"), w.program
         return
     mode = w.known("disaggregation_mode")
@@ -221,8 +222,9 @@ def infer_role(w: Worker, hints: list[str]) -> None:
     w.role, w.role_why = "aggregated", "no KV connector and no role"
 
 
-_PREFILL = re.compile(r"prefill|prefiller|\bproducer\b|(?:^|[\s_/-])p(?:\d+)?(?:[\s_/.-]|$)|context[_-]?server", re.I)
-_DECODE = re.compile(r"decode|decoder|\bconsumer\b|(?:^|[\s_/-])d(?:\d+)?(?:[\s_/.-]|$)|generation[_-]?server", re.I)
+# TensorRT-LLM says context (ctx) and generation (gen) for prefill and decode.
+_PREFILL = re.compile(r"prefill|prefiller|\bproducer\b|(?:^|[\s_/-])p(?:\d+)?(?:[\s_/.-]|$)|\bcontext\b|(?:^|[\s_/-])ctx(?:[\s_/.-]|$)", re.I)
+_DECODE = re.compile(r"decode|decoder|\bconsumer\b|(?:^|[\s_/-])d(?:\d+)?(?:[\s_/.-]|$)|\bgeneration\b|(?:^|[\s_/-])gen(?:[\s_/.-]|$)", re.I)
 
 
 def role_from_words(text: str) -> str | None:

@@ -292,9 +292,14 @@ class ShellReader:
             frame.assigned.setdefault(name, {})[frame.branch] = (value, " ".join([frame.hint] + st.recent))
 
     def _close(self, frame: _Frame, st: _State) -> None:
+        """A variable set differently in branches that name different roles ("This is a decoder" / "... prefiller")
+        forks the processes started with it; other branch-dependent values keep the last one assigned."""
+        from .engines import role_from_words
+
         for name, by_branch in frame.assigned.items():
             values = list(by_branch.values())
-            if len(values) >= 2 and len({v.text for v, _ in values}) >= 2:
+            roles = {role_from_words(hint) for _, hint in values} - {None}
+            if len(values) >= 2 and len({v.text for v, _ in values}) >= 2 and len(roles) >= 2:
                 st.forks[name] = values
 
     def launch(self, expanded: list[PStr], assigns: dict[str, PStr], cmd: LexCommand, words: list[Word], st: _State) -> None:

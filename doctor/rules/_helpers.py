@@ -88,7 +88,7 @@ def connector_of(w: Worker) -> tuple[set[str] | None, str]:
         if w.settings.get("cache_transceiver") is not None:
             backend = w.known("transfer_backend", "default")
             return {f"cache_transceiver:{backend}"}, "its cache_transceiver_config"
-        if w.program == "trtllm-serve":
+        if w.program == "trtllm-serve" and "extra_engine_args" not in w.settings:
             return set(), "no cache_transceiver_config"
         return None, "its engine config is not in this file"
     if w.program == "dynamo.vllm":

@@ -44,6 +44,7 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
 
     dep.workers = workers_from_launches(launches, path=path, host_for=host_for, target=target)
     _link_proxy_roles(dep)
+    dynamo_default_roles(dep)
     _link_engine_configs(dep, {})
     share_targets(dep)
     return dep
@@ -104,11 +105,22 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
             recognised = True
     _link_engine_configs(dep, engine_configs)
     _link_proxy_roles(dep)
+    dynamo_default_roles(dep)
     share_targets(dep)
     if not recognised and not dep.workers:
         return None
     dep.doc = docs[0] if len(docs) == 1 else None
     return dep
+
+
+def dynamo_default_roles(dep: Deployment) -> None:
+    """A `python -m dynamo.vllm` (or sglang, trtllm) worker with no role flag, beside prefill workers of the same
+    program, is their decode side: Dynamo's worker serves decode and sends prefills to the prefill workers it
+    finds (dynamo/vllm main.py, 0.4 on; from 1.3 it registers as aggregated instead, which DG604 reports)."""
+    for w in dep.workers:
+        if w.role == "unknown" and w.program.startswith("dynamo.") and w.engine is not None:
+            if any(p.role == "prefill" and p.program == w.program for p in dep.workers):
+                w.role, w.role_why = "decode", f"{w.program} with no role flag beside prefill workers"
 
 
 def share_targets(dep: Deployment) -> None:

@@ -37,42 +37,59 @@ def _schema_section(name: str) -> str | None:
     return None
 
 
-# Options that vLLM's engine and Dynamo's workers knew: anything else on a worker is reported as unknown.
-KNOWN_ENGINE_KEYS = frozenset(
+# Keys Dynamo v0's example workers read besides vLLM's engine arguments: their own switches and placement, the
+# multimodal, SGLang and TensorRT-LLM workers' options, and vLLM options that configs of that era carried for the
+# OpenAI layer or newer engines. Sources: ai-dynamo/dynamo examples/llm/utils/vllm.py parse_vllm_args (0f42bc4),
+# examples/{multimodal,sglang,tensorrt_llm}/configs (50f3636).
+DYNAMO_V0_WORKER_KEYS = frozenset(
     """
-    model tokenizer served-model-name revision code-revision tokenizer-revision trust-remote-code download-dir
-    load-format config-format dtype kv-cache-dtype max-model-len block-size enable-prefix-caching
-    disable-sliding-window swap-space cpu-offload-gb gpu-memory-utilization max-num-batched-tokens max-num-seqs
-    max-logprobs disable-log-stats disable-log-requests quantization rope-scaling rope-theta enforce-eager
-    max-seq-len-to-capture tensor-parallel-size pipeline-parallel-size data-parallel-size
-    distributed-executor-backend enable-chunked-prefill seed enable-lora max-loras max-lora-rank
-    speculative-model num-speculative-tokens speculative-config kv-transfer-config kv-events-config tokenizer-mode
-    guided-decoding-backend enable-expert-parallel scheduling-policy compilation-config hf-overrides
-    override-generation-config generation-config enable-reasoning reasoning-parser kv-cache-memory-bytes
-    max-num-partial-prefills long-prefill-token-threshold num-gpu-blocks-override preemption-mode
-    disable-custom-all-reduce worker-cls calculate-kv-scales additional-config enable-sleep-mode chat-template
-    limit-mm-per-prompt max-parallel-loading-workers ray-workers-use-nsight num-scheduler-steps
-    multi-step-stream-outputs use-v2-block-manager enable-auto-tool-choice tool-call-parser
     router remote-prefill conditional-disagg max-local-prefill-length max-prefill-queue-size common-configs
     ServiceArgs router-num-threads cuda-visible-device-offset data-parallel-size-local data-parallel-address
     data-parallel-rpc-port data-parallel-start-rank data-parallel-rank image-token-id num-patches prompt-template
     enable-disagg extra-engine-args model-path tp tp-size skip-tokenizer-init disaggregation-mode
-    disaggregation-transfer-backend disaggregation-bootstrap-port mem-fraction-static page-size
+    disaggregation-transfer-backend disaggregation-bootstrap-port mem-fraction-static page-size served-model-name
+    enable-reasoning reasoning-parser enable-auto-tool-choice tool-call-parser chat-template kv-events-config
+    additional-config enable-sleep-mode generation-config override-generation-config kv-cache-memory-bytes
+    max-num-partial-prefills long-prefill-token-threshold
     """.split()
 )
+
+
+# The sections Dynamo v0's own example graph parsed with the vLLM it pinned; the other vLLM services of the later
+# v0 examples (VllmDecodeWorker, ...) and `Common`, which any of them may pull from, ran other vLLM releases.
+V0_PINNED_VLLM_SECTIONS = ("VllmWorker", "PrefillWorker", "Processor")
+
+
+@lru_cache(maxsize=2)
+def engine_keys(pinned: bool) -> frozenset[str]:
+    """Every key a vLLM-parsed Dynamo v0 section understands: vLLM's engine arguments (read from its wheels,
+    schemas/knowledge) in the releases Dynamo v0 pinned (`pinned`), or in any release, and the workers' own keys."""
+    from .knowledge import fact, flags_defined, known_releases
+
+    releases = fact("dynamo.v0.vllm_engine").releases if pinned else frozenset(known_releases()["vllm"])
+    return DYNAMO_V0_WORKER_KEYS | frozenset(f[2:] for f in flags_defined("vllm", "vllm", releases))
+
 
 DISAGG_KEYS = ("remote-prefill", "conditional-disagg", "max-local-prefill-length", "max-prefill-queue-size")
 
 
 @lru_cache(maxsize=256)
 def known_keys(section: str) -> frozenset[str]:
-    """Keys a section is known to understand; anything else is reported only when it is a near miss of one of these."""
+    """Keys a section is known to understand (the doctor reports only near misses of these; the editor schema
+    allows only these where the section is closed): its typed keys and `passed_on_keys`."""
     typed = _schema_section(section)
-    if typed in ("Common", "VllmWorker", "PrefillWorker") or known_services().get(section, {}).get("engine"):
-        return KNOWN_ENGINE_KEYS
-    if typed is None:
-        return frozenset({"ServiceArgs", "common-configs"})
-    return frozenset(section_schema(typed)["properties"]) | {"common-configs"}
+    own = frozenset(section_schema(typed)["properties"]) if typed else frozenset({"ServiceArgs"})
+    return own | passed_on_keys(section)
+
+
+def passed_on_keys(section: str) -> frozenset[str]:
+    """Untyped keys a section understands: `common-configs`, and for a vLLM-parsed section every engine argument of
+    the vLLM it ran (the release Dynamo v0 pinned for its own workers, any release for the others)."""
+    if section in V0_PINNED_VLLM_SECTIONS:
+        return engine_keys(True) | {"common-configs"}
+    if section == "Common" or known_services().get(section, {}).get("engine"):
+        return engine_keys(False) | {"common-configs"}
+    return frozenset({"common-configs"})
 
 
 SERVICE_ARGS_KEYS = frozenset({"workers", "resources", "envs"})
@@ -209,7 +226,7 @@ def _engine_aliases(section: str) -> dict[str, str]:
     """snake_case spellings of a vLLM-parsed section's options -> the option's name."""
     if section != "Common" and known_services().get(section, {}).get("engine") != "vllm":
         return {}
-    return {k.replace("-", "_"): k for k in KNOWN_ENGINE_KEYS if "-" in k}
+    return {k.replace("-", "_"): k for k in known_keys(section) if "-" in k}
 
 
 def _validate(name: str, resolved: dict[str, Any], origin: dict[str, Path], out: DynamoV0Parse) -> Values:

@@ -9,11 +9,15 @@ Keys are kebab-case engine options (`block-size`) except the Frontend's snake_ca
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from .routing import RoutingPolicy
+
+# A whole number written as a string, as pydantic's lax mode reads it (and typecheck.py's lax integer reading).
+INTEGER_STRING = r"^\s*[+-]?[0-9]+(_[0-9]+)*(\.0*)?\s*$"
 
 
 def _kebab(name: str) -> str:
@@ -151,6 +155,12 @@ class FrontendSection(BaseModel):
     """Component endpoint requests go to, e.g. dynamo.Processor.chat/completions."""
     port: Count = 8000
     """HTTP port."""
+    model: str | None = None
+    """Model served (Dynamo 0.1's example graphs: examples/llm/configs at 3983830)."""
+    router: str | None = None
+    """How requests reach the workers (examples/vllm_v0/configs/disagg_planner.yaml at 50f3636)."""
+    common_configs: list[str] | None = Field(None, alias="common-configs")
+    """Keys pulled in from Common."""
     service_args: ServiceArgsModel = Field(default_factory=ServiceArgsModel, alias="ServiceArgs")
     """Process placement."""
 
@@ -242,13 +252,90 @@ class DynamoV0Config(BaseModel):
     """Planner."""
 
 
+# Sections an editor checks key by key (the others take keys we have no complete list of: the planner's, a
+# Prometheus config, SGLang's and TensorRT-LLM's workers). Schema definition -> the section whose known keys it takes.
+_CLOSED = {
+    "CommonSection": "Common", "VllmWorkerSection": "VllmWorker", "PrefillWorkerSection": "PrefillWorker",
+    "ProcessorSection": "Processor", "FrontendSection": "Frontend", "VllmServiceSection": "VllmDecodeWorker",
+}
+
+
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema checked in as `schemas/dynamo-v0.schema.json`."""
+    """The JSON Schema checked in as `schemas/dynamo-v0.schema.json`: the models' types, closed for editors.
+
+    The doctor reads only `properties` (typecheck.py). Editors also get closed sets, so that yaml-language-server
+    marks `VLLMWorker` or `max-local-prefill-lenght` at once: the sections are the services of the v0 example graphs;
+    a vLLM-parsed section takes the keys `config.passed_on_keys` lists (vLLM's engine arguments of the releases that
+    section ran, read from vLLM's wheels, in dash or underscore spelling as vLLM's FlexibleArgumentParser accepts
+    them, and Dynamo's own keys), the disaggregation switches only where Dynamo reads them; the Frontend and
+    ServiceArgs take their own keys. Names beyond the typed ones go in `patternProperties`, which the doctor's
+    validator does not read, so its types stay the models'. A whole number may also be written as a numeric
+    string (pydantic, and so Dynamo, accepted `gpu: "4"`): such a string is typed by a pattern.
+    """
+    from .config import DISAGG_KEYS, known_services, passed_on_keys
+
     schema = DynamoV0Config.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    defs = schema["$defs"]
+    defs["VllmServiceSection"] = {**defs["PrefillWorkerSection"], "title": "VllmServiceSection",
+                                  "description": "A vLLM worker of the later v0 example graphs (VllmDecodeWorker, VllmPrefillWorker, ...)."}
+    defs["VllmServiceSection"]["properties"] = dict(defs["PrefillWorkerSection"]["properties"])
+    for node in defs.values():
+        for prop in node.get("properties", {}).values():
+            _numeric_strings(prop)
+    for name, node in defs.items():
+        section = _CLOSED.get(name)
+        node["additionalProperties"] = section is None and name not in ("ServiceArgsModel", "Resources")
+        if section is None:
+            continue
+        props = node.setdefault("properties", {})
+        patterns = node.setdefault("patternProperties", {})
+        if section != "Frontend":  # vLLM parses these: an underscore spelling is the same option, typed alike
+            for key in [k for k in props if "-" in k]:
+                patterns[f"^{key.replace('-', '_')}$"] = props[key]
+        allowed = {k for k in passed_on_keys(section) if k not in props}
+        if section == "PrefillWorker":
+            allowed -= set(DISAGG_KEYS)  # Dynamo's prefill worker never reads the switches (DG106)
+        if section != "Frontend":
+            allowed |= {k.replace("-", "_") for k in allowed}
+        allowed -= set(props) | {p[1:-1] for p in patterns}
+        if allowed:
+            patterns[_alternation(sorted(allowed))] = {"description": "an option the worker passes on as --key value"}
+    others: dict[str, str] = {}
+    for service, info in known_services().items():
+        if service not in schema["properties"]:
+            engine = info.get("engine")
+            others[service] = "VllmServiceSection" if engine == "vllm" else "EngineSection" if engine else "ServiceSection"
+    defs["ServiceSection"] = {"type": "object", "title": "ServiceSection", "additionalProperties": True,
+                              "description": "A service of the v0 example graphs whose keys are its own.",
+                              "properties": {"ServiceArgs": {"$ref": "#/$defs/ServiceArgsModel"}}}
+    defs["EngineSection"] = {**defs["ServiceSection"], "title": "EngineSection", "description": "An SGLang or TensorRT-LLM worker of the v0 example graphs."}
+    for ref in sorted(set(others.values())):
+        names = sorted(s for s, r in others.items() if r == ref)
+        schema.setdefault("patternProperties", {})[_alternation(names)] = {"anyOf": [{"$ref": f"#/$defs/{ref}"}, {"type": "null"}]}
+    schema["additionalProperties"] = False
     return schema
 
 
+def _numeric_strings(prop: dict[str, Any]) -> None:
+    """Let an integer field be written as a numeric string too (pydantic's lax mode), typed by a pattern."""
+    if prop.get("type") == "integer":
+        prop["anyOf"] = [{"type": "integer"}]
+        del prop["type"]
+    options = prop.get("anyOf")
+    if options is None or not any(o.get("type") == "integer" for o in options):
+        return
+    if not any(o.get("type") == "string" for o in options):
+        i = next(i for i, o in enumerate(options) if o.get("type") == "integer")
+        options.insert(i + 1, {"type": "string", "pattern": INTEGER_STRING})
+
+
+def _alternation(names) -> str:
+    """A pattern that matches exactly these names (plain words: ECMA-262 regexes, as editors run them, take no
+    escapes such as `\\-` outside a class)."""
+    bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9_-]+", n)]
+    assert not bad, bad
+    return "^(" + "|".join(names) + ")$"
 
 
 def json_schema_text() -> str:

@@ -111,9 +111,13 @@ def _default(schema: dict[str, Any], prop: dict[str, Any]) -> Any:
 
 def _value(schema: dict[str, Any], prop: dict[str, Any], value: Any, loc: tuple[Any, ...]) -> Any:
     options = prop.get("anyOf", [prop])
-    # pydantic's smart unions take an exact type match before a coercion.
+    # pydantic's smart unions take an exact type match before a coercion. A string typed by a pattern is how the
+    # schema tells editors about a coercion (`gpu: "4"` is a whole number): it is never the value's type here, the
+    # coercion of the option before it is.
     for strict in (True, False):
         for option in options:
+            if option.get("type") == "string" and "pattern" in option:
+                continue
             try:
                 return _check(schema, option, value, loc, strict)
             except Invalid:
@@ -125,6 +129,8 @@ def _describe(schema: dict[str, Any], options: list[dict[str, Any]]) -> str:
     names = []
     for o in options:
         o = resolve_ref(schema, o)
+        if "pattern" in o:
+            continue
         if "enum" in o:
             names.append(" or ".join(repr(v) for v in o["enum"]))
             continue

@@ -13,7 +13,7 @@ from disagg.doctor.context import LintOptions
 from disagg.doctor.engine import lint_text
 from disagg.doctor.registry import default_registry
 from disagg.doctor.workload import Request, Workload
-from disagg.schemas.config import KNOWN_ENGINE_KEYS, SECTION_NAMES
+from disagg.schemas.config import SECTION_NAMES, engine_keys
 from disagg.schemas.source import ConfigError, decode_text
 
 RULES = list(default_registry())
@@ -25,7 +25,7 @@ scalars = st.one_of(
     st.text(max_size=12),
 )
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=12)
-keys = st.one_of(st.sampled_from(sorted(KNOWN_ENGINE_KEYS)), st.sampled_from(["remote_prefill", "ServiceArgs", "workers", "resources", "gpu", "envs"]), st.text(max_size=10))
+keys = st.one_of(st.sampled_from(sorted(engine_keys(True))), st.sampled_from(["remote_prefill", "ServiceArgs", "workers", "resources", "gpu", "envs"]), st.text(max_size=10))
 service_args = st.fixed_dictionaries({}, optional={"workers": scalars, "resources": st.dictionaries(st.sampled_from(["gpu", "cpu", "memory", "gpus"]), scalars, max_size=3), "envs": values})
 sections = st.dictionaries(keys, values, max_size=8).flatmap(lambda d: st.just(d) | service_args.map(lambda s: {**d, "ServiceArgs": s}))
 configs = st.dictionaries(st.one_of(st.sampled_from(SECTION_NAMES), st.sampled_from(["VLLMWorker", "prefillworker"]), st.text(max_size=8)), st.one_of(sections, values), min_size=1, max_size=6)

@@ -8,6 +8,9 @@ Python sources statically with `ast` (nothing is imported or executed) and recor
 * **flags**: every `--flag` a program defines (`parser.add_argument("--x")`, Dynamo's `add_argument(g, flag_name=...)`
   and `add_negatable_bool_argument`, SGLang's `{"flags": [...]}` tables), with its default when it is a literal,
   and whether its help text calls it deprecated;
+* for vLLM, whose wheels are hundreds of MB, only the modules that define its flags are read, straight out of the
+  wheel on PyPI with HTTP range requests (the zip's directory, then those members): `EngineArgs` and
+  `AsyncEngineArgs` fields (each is a `--field-name` flag) and every `--flag` string of `vllm/engine/arg_utils.py`;
 * **patterns**: facts that are code, not flags (Dynamo's forced NixlConnector in 0.4, its port reservations, the
   `--connector` rejection), each a regular expression over one module and the sentence it stands for.
 
@@ -18,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
 import json
 import re
 import subprocess
 import sys
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -75,9 +80,12 @@ SYSTEMS = {
     },
 }
 
-# Packages whose release list alone is recorded (image tags and pins name them; their wheels are too large to read
-# here, so facts about them are curated with a source in schemas/knowledge/curated.json).
-RELEASE_LISTS = {"vllm": ("vllm", "0.6.0"), "trtllm": ("tensorrt-llm", "0.10.0")}
+# vLLM: flags read from a few members of each wheel (remote_members), never the whole wheel.
+VLLM = {"package": "vllm", "min": "0.6.0", "members": ("vllm/engine/arg_utils.py",), "classes": ("EngineArgs", "AsyncEngineArgs")}
+
+# Packages whose release list alone is recorded (image tags and pins name them; facts about them are curated with a
+# source in schemas/knowledge/curated.json).
+RELEASE_LISTS = {"trtllm": ("tensorrt-llm", "0.10.0")}
 
 _FINAL = re.compile(r"^\d+(\.\d+)*(\.post\d+)?$")
 
@@ -106,6 +114,91 @@ def wheel(package: str, version: str, cache: Path) -> Path:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", f"{package}=={version}", "-d", str(folder)], check=True)
         found = list(folder.glob("*.whl"))
     return found[0]
+
+
+class _RangeFile(io.RawIOBase):
+    """A read-only file over HTTP range requests, enough for zipfile to read a wheel's directory and a few members."""
+
+    def __init__(self, url: str):
+        self.url, self.pos = url, 0
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=60) as r:
+            self.size = int(r.headers["Content-Length"])
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = offset if whence == 0 else self.pos + offset if whence == 1 else self.size + offset
+        return self.pos
+
+    def readinto(self, buf) -> int:
+        n = min(len(buf), self.size - self.pos)
+        if n <= 0:
+            return 0
+        req = urllib.request.Request(self.url, headers={"Range": f"bytes={self.pos}-{self.pos + n - 1}"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            data = r.read()
+        buf[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+
+def wheel_url(package: str, version: str) -> str | None:
+    """The URL of a release's x86_64 Linux (or pure-Python) wheel on PyPI, from the simple index."""
+    with urllib.request.urlopen(f"https://pypi.org/simple/{package}/", timeout=60) as r:
+        page = r.read().decode()
+    names = re.findall(r'href="([^"#]+/([^/"#]+\.whl))', page)
+    stem = package.replace("-", "_")
+    for url, name in names:
+        if name.startswith(f"{stem}-{version}-") and ("x86_64" in name or name.endswith("-none-any.whl")):
+            return url
+    return None
+
+
+def remote_members(package: str, version: str, members: tuple[str, ...], cache: Path) -> dict[str, str]:
+    """Some members of a release's wheel, cached as files: {member: text} (missing members are left out)."""
+    folder = cache / f"{package}-{version}-members"
+    done = folder / ".done"
+    if not done.exists():
+        url = wheel_url(package, version)
+        if url is None:
+            return {}
+        folder.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(io.BufferedReader(_RangeFile(url), buffer_size=1 << 20)) as zf:
+            names = set(zf.namelist())
+            for m in members:
+                if m in names:
+                    (folder / m.replace("/", "__")).write_bytes(zf.read(m))
+        done.write_text(url)
+    return {m: (folder / m.replace("/", "__")).read_text("utf-8", "replace") for m in members if (folder / m.replace("/", "__")).exists()}
+
+
+def vllm_flags(sources: dict[str, str]) -> dict[str, dict]:
+    """`--flag` -> {default?} for vLLM: the engine-argument dataclasses' fields and every explicit `--flag` string."""
+    out: dict[str, dict] = {}
+    for text in sources.values():
+        for flag, info in flags_in_source(text).items():
+            out.setdefault(flag, info)
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        for cls in (n for n in tree.body if isinstance(n, ast.ClassDef) and n.name in VLLM["classes"]):
+            for item in cls.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and not item.target.id.startswith("_"):
+                    info = {}
+                    if item.value is not None:
+                        value = _literal(item.value)
+                        if value is not None or (isinstance(item.value, ast.Constant) and item.value.value is None):
+                            info["default"] = value
+                    out.setdefault("--" + item.target.id.replace("_", "-"), info)
+    return out
 
 
 def _literal(node: ast.AST):
@@ -233,6 +326,8 @@ def ranges(present: list[bool], versions: list[str]) -> list[list[str]]:
 
 
 def generate(system: str, cache: Path) -> dict:
+    if system == "vllm":
+        return generate_vllm(cache)
     spec = SYSTEMS[system]
     downloads = releases(spec["package"], spec["min"])
     versions = list(downloads)
@@ -240,8 +335,26 @@ def generate(system: str, cache: Path) -> dict:
     for v, actual in downloads.items():
         print(f"{system} {actual}", file=sys.stderr)
         per_release[v] = read_release(wheel(spec["package"], actual, cache), spec)
+    return assemble(system, spec["package"], spec["programs"], spec["patterns"], versions, per_release)
+
+
+def generate_vllm(cache: Path) -> dict:
+    downloads = releases(VLLM["package"], VLLM["min"])
+    per_release = {}
+    for v, actual in downloads.items():
+        print(f"vllm {actual}", file=sys.stderr)
+        sources = remote_members(VLLM["package"], actual, VLLM["members"], cache)
+        if sources:
+            per_release[v] = ({"vllm": vllm_flags(sources)}, {})
+    data = assemble("vllm", VLLM["package"], {"vllm": None}, {}, list(per_release), per_release)
+    data["source"] += f" ({', '.join(VLLM['members'])}, read by HTTP range requests)"
+    return data
+
+
+def assemble(system: str, package: str, programs_spec, patterns_spec, versions: list[str], per_release: dict) -> dict:
+    """Version ranges of every flag and pattern from what each release showed."""
     programs: dict[str, dict[str, dict]] = {}
-    for program in spec["programs"]:
+    for program in programs_spec:
         every = sorted({f for v in versions for f in per_release[v][0][program]})
         table = {}
         for flag in every:
@@ -264,12 +377,12 @@ def generate(system: str, cache: Path) -> dict:
             table[flag] = entry
         programs[program] = table
     patterns = {}
-    for fact, (module, regex, sentence) in spec["patterns"].items():
+    for fact, (module, regex, sentence) in patterns_spec.items():
         patterns[fact] = {"in": ranges([per_release[v][1][fact] for v in versions], versions), "says": sentence, "read_from": module, "regex": regex}
     return {
         "system": system,
-        "package": spec["package"],
-        "source": f"PyPI wheels of {spec['package']} {versions[0]}..{versions[-1]}, read statically by tools/gen_knowledge.py",
+        "package": package,
+        "source": f"PyPI wheels of {package} {versions[0]}..{versions[-1]}, read statically by tools/gen_knowledge.py",
         "releases": versions,
         "flags": programs,
         "patterns": patterns,
@@ -303,7 +416,7 @@ def write(system: str, data: dict) -> None:
 def write_release_lists() -> None:
     """Every release list in one small file, so that the doctor's start does not load the flag tables."""
     data = {name: list(releases(package, minimum)) for name, (package, minimum) in RELEASE_LISTS.items()}
-    for system in SYSTEMS:
+    for system in [*SYSTEMS, "vllm"]:
         path = OUT / f"{system}.json"
         if path.exists():
             data[system] = json.loads(path.read_text())["releases"]
@@ -314,12 +427,12 @@ def write_release_lists() -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", type=Path, default=Path("/tmp/disagg-knowledge-cache"), help="where wheels are kept between runs")
-    ap.add_argument("--only", choices=sorted(SYSTEMS) + ["releases"])
+    ap.add_argument("--only", choices=sorted(SYSTEMS) + ["vllm", "releases"])
     args = ap.parse_args()
     if args.only == "releases":
         write_release_lists()
         return 0
-    for system in [args.only] if args.only else SYSTEMS:
+    for system in [args.only] if args.only else [*SYSTEMS, "vllm"]:
         write(system, generate(system, args.cache))
         print(f"wrote {OUT / (system + '.json')}", file=sys.stderr)
     write_release_lists()

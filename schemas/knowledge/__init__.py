@@ -4,9 +4,9 @@ TensorRT-LLM and llm-d accepts, defaults to and deprecates, each fact with its r
 Two kinds of data, both JSON beside this module and loaded lazily (the doctor's cold start does not pay for them
 unless a rule asks):
 * `generated/*.json`: read from the released packages by `tools/gen_knowledge.py` (run by hand): every flag of the
-  `dynamo.*` and `sglang` programs per release, and code facts found by pattern;
-* `curated.json`: facts that no package carries (Dynamo v0's example workers were never packaged; vLLM's wheels are
-  too large to read here), each with a citation.
+  `dynamo.*`, `sglang` and vLLM engine programs per release, and code facts found by pattern;
+* `curated.json`: facts that no package carries (Dynamo v0's example workers were never packaged; what vLLM does
+  beyond its flags), each with a citation.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from .versions import Evidence, Target, between, from_ranges, parse_version, version_key
 
 __all__ = [
-    "Evidence", "Fact", "Target", "between", "default_of", "fact", "flag_releases", "known_releases", "new_target",
+    "Evidence", "Fact", "Target", "between", "default_of", "fact", "flag_releases", "flags_defined", "known_releases", "new_target",
     "parse_version", "pattern", "version_key",
 ]
 
@@ -109,6 +109,13 @@ def flag_releases(system: str, program: str, flag: str) -> frozenset[str] | None
         return None
     entry = table.get(flag)
     return frozenset() if entry is None else from_ranges(known_releases()[system], entry["in"])
+
+
+def flags_defined(system: str, program: str, releases: frozenset[str]) -> frozenset[str]:
+    """Every `--flag` that `program` defines in at least one of `releases`."""
+    known = known_releases()[system]
+    table = _generated(system)["flags"].get(program) or {}
+    return frozenset(f for f, e in table.items() if from_ranges(known, e["in"]) & releases)
 
 
 @cache

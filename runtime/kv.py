@@ -2,8 +2,9 @@
 
 `NixlTransport` is the real thing: each worker process owns one NIXL agent (UCX backend, DRAM), registers its
 arena once, and publishes its agent metadata; the decode worker READs the prefill worker's blocks straight from its
-memory and then sends a NIXL notification so the prefill worker frees them. `HttpTransport` is the fallback the
-user must name explicitly (`--kv-transport http`): the same bytes over the workers' HTTP servers.
+memory and then sends a NIXL notification so the prefill worker frees them. `HttpTransport` moves the same bytes
+over the workers' HTTP servers: what `disagg serve` uses when NIXL is not installed (it says so at start), or when
+named (`--kv-transport http`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NIXL_INSTALL_HINT = "NIXL is not importable ({err}). Install it with `pip install nixl`, or run with `--kv-transport http` to move KV over HTTP instead."
+NIXL_INSTALL_HINT = "NIXL is not importable ({err}). Install it with `pip install 'disagg[nixl]'`, or run with `--kv-transport http` to move KV over HTTP instead."
+
+
+def nixl_api():
+    """NIXL's Python API: the `nixl` meta-package when installed (it picks the build for the CUDA it finds), else
+    whichever single build is (`disagg[nixl]` installs only nixl-cu12, which runs on CPU-only machines too)."""
+    import importlib
+
+    errors = []
+    for name in ("nixl._api", "nixl_cu12._api", "nixl_cu13._api"):
+        try:
+            return importlib.import_module(name)
+        except ImportError as exc:  # or a broken native library, which ImportError also covers
+            errors.append(f"{name}: {exc}")
+    raise ImportError("; ".join(errors))
 
 
 class KVTransferError(Exception):
@@ -132,7 +147,8 @@ class NixlTransport:
 
     def __init__(self, agent_name: str, arena: Arena):
         try:
-            from nixl._api import nixl_agent, nixl_agent_config
+            api = nixl_api()
+            nixl_agent, nixl_agent_config = api.nixl_agent, api.nixl_agent_config
         except Exception as exc:  # ImportError, or a broken native library
             raise RuntimeError(NIXL_INSTALL_HINT.format(err=exc)) from exc
         self.agent_name = agent_name
@@ -207,7 +223,7 @@ class NixlTransport:
 def nixl_available() -> str | None:
     """None when NIXL imports, else why not (for a clear start-up error)."""
     try:
-        import nixl._api  # noqa: F401
+        nixl_api()
     except Exception as exc:
         return str(exc)
     return None

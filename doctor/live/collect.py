@@ -1,4 +1,5 @@
-"""One tick of the live doctor: scrape the frontend and its workers in parallel, read utilisation, freeze a Snapshot."""
+"""One tick of the live doctor: scrape the frontend and its workers in parallel (or, given a Prometheus server, read
+their series from it in one query), read utilisation, freeze a Snapshot."""
 
 from __future__ import annotations
 
@@ -15,8 +16,12 @@ _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 class Collector:
-    def __init__(self, frontend_url: str, prometheus_url: str | None = None, nvml_module=None, extra_targets: dict[str, str] | None = None):
+    def __init__(self, frontend_url: str, prometheus_url: str | None = None, nvml_module=None, extra_targets: dict[str, str] | None = None,
+                 prometheus_selector: str | None = None):
+        from .prometheus import PrometheusSource
+
         self.url = frontend_url.rstrip("/")
+        self.prometheus = PrometheusSource(prometheus_url, prometheus_selector) if prometheus_url else None
         self.t0 = time.monotonic()
         self.nvml = NvmlSource(nvml_module)
         self.psutil = PsutilSource()
@@ -46,7 +51,28 @@ class Collector:
             for w in body.get("workers", [])
         )
 
+    def source(self) -> str:
+        """Where the metrics come from, in words."""
+        return f"Prometheus at {self.prometheus.url}" if self.prometheus else f"{self.url}/metrics and each worker's"
+
+    def _tick_prometheus(self) -> Snapshot:
+        from .prometheus import PrometheusError
+
+        error = None
+        try:
+            signals, worker_signals, systems, workers = self.prometheus.read()
+        except PrometheusError as exc:
+            signals, worker_signals, systems, workers, error = {}, {}, [], (), str(exc)
+        util, notes = self._utilisation(workers)
+        return Snapshot(
+            t=time.monotonic() - self.t0, wall=time.time(), frontend=self.url, frontend_error=error, signals=freeze(signals),
+            worker_signals={w: freeze(sig) for w, sig in worker_signals.items()}, workers=workers, utilisation=util,
+            utilisation_notes=tuple(notes), systems=tuple(systems),
+        )
+
     def tick(self) -> Snapshot:
+        if self.prometheus is not None:
+            return self._tick_prometheus()
         front = self.pool.submit(self._metrics, self.url + "/metrics")
         workers = self._workers()
         futures = {w.worker_id: self.pool.submit(self._metrics, w.metrics_url) for w in workers if w.metrics_url and w.up}

@@ -20,6 +20,7 @@ class LiveContext:
     deployment: Deployment | None = None  # the config, when known
     static: list[Finding] = field(default_factory=list)
     min_requests: int = 5  # requests in the window before "prefill traffic is zero" counts as certain
+    probe: dict | None = None  # what --probe's request showed (probe.py), evidence on its own
 
     def _decode(self):
         from ..rules._helpers import v0_decode

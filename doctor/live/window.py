@@ -172,6 +172,11 @@ class Window:
             return None
         return max(0.0, (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0]))
 
+    def worker_delta(self, worker_id: str, signal: str) -> float | None:
+        """Increase of a counter in one worker's own /metrics over the window; None when not seen twice."""
+        pts = [v for v in (s.worker_total(worker_id, signal) for s in self.snaps) if v is not None]
+        return max(0.0, pts[-1] - pts[0]) if len(pts) >= 2 else None
+
     def worker_busy_share(self, worker_id: str) -> float | None:
         """Engine busy share (0-1) of one worker over the window, from its own busy_seconds counter."""
         rate = self.worker_rate(worker_id, "busy_seconds")

@@ -35,28 +35,39 @@ def run(args: argparse.Namespace, registry) -> int:
             return EXIT_ERROR
     else:
         static = served_config(url, registry)
-    collector = Collector(url, prometheus_url=args.prometheus)
+    from disagg.doctor.live.prometheus import PrometheusError
+
     try:
+        collector = Collector(url, prometheus_url=args.prometheus, prometheus_selector=args.prometheus_selector)
         first = collector.tick()
+    except PrometheusError as exc:
+        return err(str(exc))
     except Exception as exc:  # noqa: BLE001 - any failure of the first scrape is a usage problem to report
         return err(f"cannot watch {url}: {exc}")
     if first.frontend_error and not first.workers:
-        return err(f"cannot read {url}/metrics: {first.frontend_error}")
+        return err(f"cannot read {collector.source()}: {first.frontend_error}")
+    if args.prometheus and not first.signals:
+        collector.close()
+        return err(f"Prometheus at {args.prometheus} holds no disagg, vLLM, Dynamo or SGLang series{' matching ' + args.prometheus_selector if args.prometheus_selector else ''}: is it scraping the deployment?")
     window = Window(seconds=args.window)
     window.add(first)
     ctx = LiveContext(window=window, target=url, deployment=static.deployment if static else None, static=static.findings if static else [], min_requests=args.min_requests)
     diag = Diagnoser([r for r in registry if r.live])
     if text_mode:
         where = f" with config {static.path}" if static else " (no config: diagnosing from metrics alone)"
-        print(f"watching {url} every {args.interval:g} s{where}; systems: {', '.join(first.systems) or 'unknown'}")
+        print(f"watching {url} every {args.interval:g} s{where}; metrics from {collector.source()}; systems: {', '.join(first.systems) or 'unknown'}")
         for note in first.utilisation_notes:
             print(f"  utilisation: {note}")
         for f in (static.findings if static else []):
             if f.severity >= Severity.WARNING:
                 print(f"  static {f.code} [{f.severity.label}] {f.path}:{f.line}:{f.column}: {f.message}")
     probe = probe_once(url, ctx) if args.probe else None
+    ctx.probe = probe
     if probe and text_mode:
         print(f"probe: {probe['message']}")
+    duration = args.duration
+    if duration is None and probe is not None and not args.until_finding:
+        duration = 2 * args.interval  # the probe is the evidence: scrape what it did, then give the verdict
     start = time.monotonic()
     held = []
     try:
@@ -69,26 +80,55 @@ def run(args: argparse.Namespace, registry) -> int:
                     print_live(h.finding)
             if args.until_finding and any(h.finding.severity >= Severity.ERROR for h in held):
                 break
-            if args.duration is not None and time.monotonic() - start >= args.duration:
+            if duration is not None and time.monotonic() - start >= duration:
                 break
     except KeyboardInterrupt:
         pass
     finally:
         collector.close()
     failing = [h.finding for h in held if h.finding.severity >= Severity.ERROR]
+    summary = health_summary(window, probe)
     if text_mode:
         if held:
             print(f"holding at the end ({window.last.t:.1f} s): " + ", ".join(f"{h.finding.code}" + (f" ({h.finding.extra['cause']})" if "cause" in h.finding.extra else "") for h in held))
         else:
-            print(f"no live finding holds after {window.last.t:.1f} s")
+            print(f"no live finding holds after {window.last.t:.1f} s: {summary['text']}")
     else:
         doc = {
-            "target": url, "watched_s": round(window.last.t, 2), "snapshots": len(window.snaps), "systems": list(window.last.systems),
-            "utilisation_notes": list(window.last.utilisation_notes), "probe": probe,
+            "target": url, "metrics_source": collector.source(), "watched_s": round(window.last.t, 2), "snapshots": len(window.snaps), "systems": list(window.last.systems),
+            "utilisation_notes": list(window.last.utilisation_notes), "probe": probe, "summary": summary,
             "findings": [f.to_dict() for f in (static.findings if static else [])] + [h.finding.to_dict() for h in held],
         }
         print(json.dumps(doc, indent=2))
     return EXIT_FINDINGS if failing else EXIT_CLEAN
+
+
+def health_summary(window, probe: dict | None) -> dict:
+    """What the window shows when all is well, in numbers: requests, the share prefilled remotely, KV failures,
+    prefill workers up."""
+    from disagg.doctor.live.diagnose import LiveContext
+    from disagg.doctor.rules.live._signals import prefill_workers, traffic
+
+    ctx = LiveContext(window=window, target=window.last.frontend if window.last else "")
+    total, remote, local = traffic(ctx)
+    failures = window.delta("kv_failures")
+    known, up = prefill_workers(ctx)
+    out = {"window_s": round(window.span, 1), "requests": int(total), "remote": int(remote), "local_by_reason": {k: int(v) for k, v in local.items()},
+           "kv_failures": int(failures), "prefill_workers": len(known), "prefill_workers_up": len(up)}
+    parts = []
+    if total:
+        parts.append(f"{remote / total:.0%} of {int(total)} request{'s' if total != 1 else ''} in the last {window.span:.0f} s prefilled remotely")
+        if local:
+            parts.append("local: " + ", ".join(f"{int(v)} {k}" for k, v in sorted(local.items())))
+    else:
+        parts.append(f"no requests in the last {window.span:.0f} s")
+    parts.append(f"{int(failures)} KV transfer failure{'s' if failures != 1 else ''}")
+    if known:
+        parts.append(f"{len(up)}/{len(known)} prefill worker{'s' if len(known) != 1 else ''} up")
+    if probe and probe.get("route"):
+        parts.append(f"probe prefilled {'remotely' if probe['route'] == 'remote' else 'locally'}")
+    out["text"] = "; ".join(parts)
+    return out
 
 
 def served_config(url: str, registry):

@@ -30,12 +30,21 @@ def run(args: argparse.Namespace) -> int:
         app = make_app(lambda: next(it, None), frames[0].frontend + " (replay)", interval=args.interval)
     else:
         from disagg.doctor.live.collect import Collector
+        from disagg.doctor.live.prometheus import PrometheusError
 
         url = args.url.rstrip("/")
-        collector = Collector(url, prometheus_url=args.prometheus)
-        first = collector.tick()
+        if args.record:
+            try:
+                open(args.record, "a").close()  # a bad path is a usage error now, not a traceback from the dashboard
+            except OSError as exc:
+                return err(f"cannot record to {args.record}: {exc.strerror or exc}")
+        try:
+            collector = Collector(url, prometheus_url=args.prometheus, prometheus_selector=args.prometheus_selector)
+            first = collector.tick()
+        except PrometheusError as exc:
+            return err(str(exc))
         if first.frontend_error and not first.workers:
-            return err(f"cannot read {url}/metrics: {first.frontend_error}")
+            return err(f"cannot read {collector.source()}: {first.frontend_error}")
         from disagg.doctor.registry import default_registry
 
         from .live import served_config

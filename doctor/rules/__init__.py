@@ -39,4 +39,5 @@ RULE_MODULES = (
     "live.DG503",
     "live.DG504",
     "live.DG505",
+    "live.DG506",
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,8 +23,9 @@ pytestmark = pytest.mark.slow
 class Load:
     """Background completions at a steady pace, bounded in count and time."""
 
-    def __init__(self, url: str, isl: int = 200, concurrency: int = 3, max_requests: int = 2000, max_seconds: float = 30):
+    def __init__(self, url: str, isl: int = 200, concurrency: int = 3, max_requests: int = 2000, max_seconds: float = 30, pause: float = 0.0):
         self.url, self.isl, self.concurrency, self.max_requests, self.max_seconds = url, isl, concurrency, max_requests, max_seconds
+        self.pause = pause  # seconds each client waits between its requests (light, steady traffic)
         self.stop = threading.Event()
         self.sent = 0
         self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
@@ -39,6 +41,8 @@ class Load:
                             await r.read()
                     except aiohttp.ClientError:
                         await asyncio.sleep(0.05)
+                    if self.pause:
+                        await asyncio.sleep(self.pause)
             await asyncio.gather(*(client(k) for k in range(self.concurrency)))
 
     def __enter__(self):
@@ -137,6 +141,51 @@ def test_text_output_and_probe(server):
     assert r.returncode == 1
     assert "probe: a 1064-token prompt was prefilled locally (reason disabled)" in r.stdout
     assert "DG501 [error] cause=remote_prefill_disabled" in r.stdout and "evidence:" in r.stdout
+
+
+def test_probe_alone_is_the_verdict_on_a_broken_deployment(server):
+    """No other traffic: the probe's own local prefill is DG501 with its cause, and the watch ends by itself."""
+    s = server(EXAMPLES / "seed-broken.yaml")
+    code, out = doctor(str(EXAMPLES / "seed-broken.yaml"), "--live", s.url, "--probe", "--output-format", "json", timeout=60)
+    assert code == 1, out
+    [f] = live(out["findings"], "DG501")
+    assert f["cause"] == "remote_prefill_disabled"
+    assert "prefilled locally, reason disabled" in f["evidence"]["probe"]
+
+
+def test_probe_on_a_healthy_deployment_passes_with_numbers(server):
+    s = server(EXAMPLES / "seed-fixed.yaml")
+    r = subprocess.run([sys.executable, "-m", "disagg", "doctor", str(EXAMPLES / "seed-fixed.yaml"), "--live", s.url, "--probe"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "DG505" not in r.stdout and "DG501" not in r.stdout
+    assert "probe: a " in r.stdout and "prefilled remotely" in r.stdout
+    assert re.search(r"no live finding holds after [\d.]+ s: 100% of 1 request in the last \d+ s prefilled remotely; 0 KV transfer failures; 1/1 prefill worker up", r.stdout), r.stdout
+
+
+def test_light_healthy_traffic_is_no_dg505(server):
+    """A prefill worker idle most of the time under light load is healthy, not a mismatch."""
+    s = server(EXAMPLES / "seed-fixed.yaml")
+    with Load(s.url, concurrency=1, max_seconds=14, pause=1.0):
+        code, out = doctor(str(EXAMPLES / "seed-fixed.yaml"), "--live", s.url, "--duration", "12", "--output-format", "json", timeout=60)
+    assert code == 0, out
+    assert not [f for f in out["findings"] if f["code"] in ("DG505", "DG501")], out["findings"]
+    assert out["summary"]["remote"] >= 1 and out["summary"]["kv_failures"] == 0
+
+
+def test_a_wedged_decode_worker_is_dg506_not_no_traffic(server):
+    s = server(EXAMPLES / "seed-fixed.yaml")
+    decode = next(w for w in s.workers() if w["role"] == "decode")
+    with Load(s.url, concurrency=4, max_seconds=40):
+        time.sleep(1.0)
+        os.kill(decode["pid"], signal.SIGSTOP)  # the engine process hangs: requests in flight never finish
+        try:
+            code, out = doctor("--live", s.url, "--duration", "14", "--output-format", "json", timeout=60)
+        finally:
+            os.kill(decode["pid"], signal.SIGCONT)
+    assert code == 1, out
+    [stuck] = live(out["findings"], "DG506")
+    assert stuck["evidence"]["in_flight"] >= 1 and stuck["evidence"]["finished"] == 0
+    assert not [f for f in live(out["findings"], "DG501") if f["cause"] == "no_traffic"]
 
 
 def test_unreachable_target_is_a_usage_error():

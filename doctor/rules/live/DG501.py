@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from ._signals import REASON_TO_CAUSE, dynamo_registration, prefill_utilisation, prefill_workers, rounded, traffic
+from ._signals import REASON_TO_CAUSE, dynamo_registration, in_flight_now, prefill_utilisation, prefill_workers, rounded, traffic
 
 
 class DG501(Rule):
@@ -10,7 +10,10 @@ class DG501(Rule):
     Watches a running deployment and reports when requests flow but none is prefilled remotely, and why: remote
     prefill disabled, prompts below the threshold, the prefill queue full, no prefill worker alive, KV transfers
     failing, or no traffic at all. The cause comes from the router's own reasons (`disagg_requests_total`),
-    cross-checked with the config's static findings (DG101) and the observed prompt lengths.
+    cross-checked with the config's static findings (DG101) and the observed prompt lengths. Zero remote prefills
+    count once 5 requests (`--min-requests`) were seen in the window, or at once when `--probe`'s request, longer
+    than the threshold, was itself prefilled locally: the probe is evidence on its own. Requests in flight are
+    never "no traffic" (a stuck deployment is DG506).
 
     ## Why is this bad?
     The prefill GPUs are paid for and idle, and the decode workers do the prefill work that disaggregation was meant
@@ -43,17 +46,24 @@ class DG501(Rule):
         if len(w.snaps) < 2:
             return
         total, remote, local = traffic(ctx)
-        if total == 0:
-            if w.span >= 2.0:
+        probe = ctx.probe if ctx.probe and ctx.probe.get("route") == "local" and ctx.probe.get("reason") in REASON_TO_CAUSE else None
+        if remote > 0:
+            return
+        if total == 0 and probe is None:
+            if w.span >= 2.0 and not in_flight_now(ctx):
                 yield ctx.finding(self, f"no requests in the last {w.span:.0f} s: nothing to route, so prefill traffic is zero by default",
                                   severity=Severity.INFO, cause="no_traffic", fix=Fix("send traffic (e.g. `disagg load URL`) or check that clients reach this frontend"), evidence={"window_s": round(w.span, 1), "requests": 0}, confidence=0.3)
             return
-        if remote > 0 or total < ctx.min_requests:
+        if total < ctx.min_requests and probe is None:
             return
+        if probe is not None and not local:  # the probe ran before the window's first scrape
+            total, local = total + 1, {probe["reason"]: 1.0}
         known, up = prefill_workers(ctx)
         policy = ctx.policy()
         evidence = {"window_s": round(w.span, 1), "requests": int(total), "remote": 0, "local_by_reason": rounded(local),
                     "prefill_workers": len(known), "prefill_workers_up": len(up)}
+        if probe is not None:
+            evidence["probe"] = f"{probe['prompt_tokens']}-token prompt prefilled locally, reason {probe['reason']}"
         isl50, isl95 = w.quantile("isl_bucket", 0.5), w.quantile("isl_bucket", 0.95)
         if isl50 is not None:
             evidence["isl_p50"], evidence["isl_p95"] = round(isl50), round(isl95)
@@ -61,6 +71,8 @@ class DG501(Rule):
         if util:
             evidence["prefill_utilisation_pct"] = {k: round(v, 1) for k, (v, _) in util.items()}
         dominant = max(local, key=local.get) if local else None
+        if probe is not None and total < ctx.min_requests:
+            dominant = probe["reason"]  # too few requests to weigh: the probe decides
         cause = REASON_TO_CAUSE.get(dominant, "no_prefill_workers")
         if known and not up:
             cause = "no_prefill_workers"
@@ -105,5 +117,7 @@ class DG501(Rule):
             if local.get("decode_only") and not local.get("backend_unavailable"):
                 why = "the frontend routed every request to decode workers only: its prefill router never engaged (prefill workers missing, or registered under another model name or namespace)"
             fix, confidence = Fix("start prefill workers under the same model name and namespace as the decode workers"), max(share, 0.8)
+        if probe is not None:
+            confidence = max(confidence, 0.9)  # a request longer than the threshold was routed local: seen, not inferred
         yield ctx.finding(self, f"prefill traffic is zero: {int(total)} requests in the last {w.span:.0f} s, none prefilled remotely; cause: {why}",
                           path=path, fix=fix, cause=cause, evidence=evidence, confidence=round(confidence, 2))

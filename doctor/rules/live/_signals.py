@@ -68,3 +68,24 @@ def dynamo_registration(ctx) -> dict | None:
     for lab, v in last.signals.get("registered", ()):
         registered[lab.get("worker_type", "?")] = registered.get(lab.get("worker_type", "?"), 0) + v
     return {"models": models, "router_workers": registered}
+
+
+def in_flight_series(ctx) -> list[tuple[float, float]]:
+    """(t, requests in flight) per snapshot: the frontend's gauge, else its engines' running plus waiting."""
+    out = []
+    for snap in ctx.window.snaps:
+        if snap.frontend_error:
+            continue
+        v = snap.total("in_flight")
+        if v is None:
+            running, waiting = snap.total("running"), snap.total("waiting")
+            if running is None and waiting is None:
+                continue
+            v = (running or 0.0) + (waiting or 0.0)
+        out.append((snap.t, v))
+    return out
+
+
+def in_flight_now(ctx) -> float | None:
+    series = in_flight_series(ctx)
+    return series[-1][1] if series else None

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from ...finding import Fix, Severity
+from ...registry import Rule
+from ._signals import in_flight_series, prefill_workers
+
+STUCK_SECONDS = 10.0  # requests in flight with no progress for this long are stuck, not slow
+
+
+class DG506(Rule):
+    """## What it does
+    Reports requests that are in flight (or waiting) with no progress for 10 seconds: no request finished and no
+    token was streamed, while the frontend still holds them. It names where they wait when the metrics say so: a
+    decode engine with requests waiting and none running, a prefill queue that does not drain, a worker that is
+    down.
+
+    ## Why is this bad?
+    A wedged engine looks like silence: clients wait until their own timeouts, no new request arrives (a bounded
+    client pool is full of waiting ones), and a dashboard of request rates reads "no traffic". The fix is on the
+    server (restart the engine, find the hung prefill), not on the clients.
+
+    ## Example
+    ```yaml
+    # 21 requests in flight, 0 running on the decode worker, nothing finished for 30 s:
+    # the decode engine stopped scheduling (it died inside, or waits for KV that never comes)
+    VllmWorker:
+      remote-prefill: true
+    ```
+
+    ## Use instead
+    ```yaml
+    # the same config: restart the stuck worker and read its log; requests finish again
+    VllmWorker:
+      remote-prefill: true
+    ```
+    """
+
+    code = "DG506"
+    name = "requests-stuck"
+    severity = Severity.ERROR
+    live = True
+
+    def check(self, ctx):
+        inflight = dict(in_flight_series(ctx))
+        snaps = [s for s in ctx.window.snaps if not s.frontend_error and s.t in inflight]
+        if len(snaps) < 2 or not inflight[snaps[-1].t]:
+            return
+        # Walk back from the latest scrape while requests were in flight and no progress counter moved.
+        marks = {sig: snaps[-1].total(sig) for sig in ("completed", "output_tokens")}
+        marks = {sig: v for sig, v in marks.items() if v is not None}
+        if not marks:
+            return  # progress we cannot see is not absence of progress
+        since = snaps[-1]
+        for snap in reversed(snaps[:-1]):
+            if not inflight[snap.t] or any(snap.total(sig) != v for sig, v in marks.items()):
+                break
+            since = snap
+        if snaps[-1].t - since.t < STUCK_SECONDS:
+            return
+        last = snaps[-1]
+        now = int(inflight[last.t])
+        evidence = {"seconds_without_progress": round(last.t - since.t, 1), "in_flight": now, "finished": 0, "tokens_streamed": 0}
+        where, path = "the frontend holds them", None
+        decode = [wv for wv in last.workers if wv.role in ("decode", "aggregated")]
+        stalled = []
+        for wv in decode:
+            running, waiting = last.worker_total(wv.worker_id, "running"), last.worker_total(wv.worker_id, "waiting")
+            if running is not None and waiting is not None:
+                evidence[f"{wv.worker_id}_running"], evidence[f"{wv.worker_id}_waiting"] = int(running), int(waiting)
+                if running == 0 and waiting > 0:
+                    stalled.append(wv.worker_id)
+        down = [wv.worker_id for wv in last.workers if not wv.up]
+        queue = last.total("queue_size")
+        if queue:
+            evidence["prefill_queue"] = int(queue)
+        if down:
+            where = f"worker(s) {', '.join(down)} are down"
+        elif stalled:
+            where = f"decode worker(s) {', '.join(stalled)} hold waiting requests and run none: the engine stopped scheduling"
+            path = ctx.role_span("decode")
+        elif queue and prefill_workers(ctx)[1]:
+            where = f"{int(queue)} remote prefill(s) wait in the queue and none finishes: the prefill worker hangs"
+            path = ctx.role_span("prefill")
+        elif (total := last.total("running")) is not None and total == 0:
+            where = "the engine reports none of them running"
+        yield ctx.finding(
+            self, f"{now} request(s) in flight and none finished or streamed a token for {evidence['seconds_without_progress']:.0f} s: {where}",
+            path=path, fix=Fix("read the stuck worker's log and restart it; clients are waiting on it"), subject="stuck", evidence=evidence, confidence=0.9,
+        )

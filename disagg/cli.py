@@ -57,10 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--interval", type=float, default=1.0, help="seconds between scrapes (default 1)")
     live.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     live.add_argument("--window", type=float, default=30.0, help="seconds of history the diagnosis looks at (default 30)")
-    live.add_argument("--min-requests", type=int, default=5, help="requests in the window before zero prefill traffic counts as certain (default 5)")
-    live.add_argument("--prometheus", metavar="URL", help="Prometheus server with DCGM exporter series, for GPU utilisation in clusters")
+    live.add_argument("--min-requests", type=int, default=5, help="requests in the window before zero prefill traffic counts as certain (default 5; a --probe prefilled locally counts at once)")
+    live.add_argument("--prometheus", metavar="URL", help="read the deployment's metrics (and DCGM GPU series) from this Prometheus server instead of scraping the frontend")
+    live.add_argument("--prometheus-selector", metavar="MATCHERS", help='label matchers that pick this deployment\'s series in Prometheus, e.g. job="disagg",namespace="prod"')
     live.add_argument("--until-finding", action="store_true", help="exit as soon as an error-level finding is certain")
-    live.add_argument("--probe", action="store_true", help="send one request longer than the threshold and report where its prefill ran")
+    live.add_argument("--probe", action="store_true", help="send one request longer than the threshold; where its prefill ran is evidence on its own (without --duration, the watch ends after two scrapes)")
 
     serve = sub.add_parser("serve", formatter_class=_Help, help="run a config: OpenAI-compatible frontend, router, decode and prefill workers",
                            description="Run a Dynamo-style config with the reference runtime (mock engine by default).")
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--engine", choices=("mock", "vllm"), default="mock", help="worker engine (default mock: no GPU, no model)")
     serve.add_argument("--host", default="127.0.0.1", help="frontend address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="frontend port (default: the Frontend section's port, else 8000; 0 picks a free one)")
-    serve.add_argument("--kv-transport", choices=("nixl", "http"), default="nixl", help="how KV moves between workers (default nixl; http is the named fallback)")
+    serve.add_argument("--kv-transport", choices=("auto", "nixl", "http"), default="auto", help="how KV moves between workers (default auto: NIXL when installed, else HTTP, said at start)")
     serve.add_argument("--mock-timing", choices=("default", "zero"), default="default", help="mock engine costs: default, or zero (to measure the runtime itself)")
     serve.add_argument("--mock-prefill-us-per-token", type=float, help="mock prefill cost per uncached token, microseconds (default 20)")
     serve.add_argument("--mock-decode-ms-per-step", type=float, help="mock decode step cost, milliseconds (default 4)")
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--prefill-timeout", type=float, default=10.0, help="seconds before a remote prefill falls back to local (default 10)")
     serve.add_argument("--log-dir", help="where each process writes its log (default: a new temporary folder)")
     serve.add_argument("--fault-injection", action="store_true", help="enable POST /debug/faults (for tests)")
+    serve.add_argument("--strict", action="store_true", help="do not start a config the doctor finds errors in (exit 1); by default they are printed and it runs as written")
 
     load = sub.add_parser("load", formatter_class=_Help, help="send a bounded burst of completions to a frontend and show where prefill ran")
     load.add_argument("url", metavar="URL", help="frontend URL, e.g. http://127.0.0.1:8000")
@@ -88,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     top = sub.add_parser("top", formatter_class=_Help, help="live dashboard of a running deployment (Textual)")
     top.add_argument("url", nargs="?", metavar="URL", help="frontend URL of a running deployment")
     top.add_argument("--interval", type=float, default=1.0, help="seconds between scrapes (default 1)")
-    top.add_argument("--prometheus", metavar="URL", help="Prometheus server with DCGM exporter series")
+    top.add_argument("--prometheus", metavar="URL", help="read the deployment's metrics (and DCGM GPU series) from this Prometheus server")
+    top.add_argument("--prometheus-selector", metavar="MATCHERS", help='label matchers that pick this deployment\'s series, e.g. job="disagg"')
     top.add_argument("--record", metavar="FILE", help="append every snapshot to FILE as JSON lines (attach it to a bug report)")
     top.add_argument("--replay", metavar="FILE", help="play a recording back instead of watching a deployment")
 

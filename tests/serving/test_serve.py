@@ -137,7 +137,7 @@ def test_dead_decode_worker_gives_an_error_not_a_hang(serve):
 
 
 def test_prefix_cache_hits_shrink_the_remote_prefill(serve, tmp_path):
-    s = serve(variant(tmp_path, "prefix.yaml", **{"VllmWorker.enable-prefix-caching": True, "VllmWorker.block-size": 16}))
+    s = serve(variant(tmp_path, "prefix.yaml", **{"VllmWorker.enable-prefix-caching": True, "VllmWorker.block-size": 16, "PrefillWorker.block-size": 16, "Processor.block-size": 16}))
     shared = prompt(192, "shared-prefix")
     first = complete(s, {"prompt": shared + "tail one", "max_tokens": 2})[1]
     second = complete(s, {"prompt": shared + "tail two", "max_tokens": 2})[1]

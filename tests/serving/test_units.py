@@ -115,3 +115,5 @@ def test_serve_command_errors(cli, write):
     assert r.code == 2 and "--engine vllm" in r.err
     r = cli("serve", write("- not a config\n"))
     assert r.code == 2
+    r = cli("serve", write("#!/bin/bash\nvllm serve Qwen/Qwen3-0.6B --kv-transfer-config '{}' &\n", "start.sh"))
+    assert r.code == 2 and "a shell script" in r.err and "disagg doctor" in r.err and "YAML" not in r.err.split("(")[0]

@@ -1,0 +1,21 @@
+"""Who belongs to a run of `disagg serve`: the supervisor makes a secret per run and gives it to its children in
+the environment (never on the command line, which any local user can read in `ps`). Its hash is the run's public
+id: every process answers it at /health, so the supervisor's readiness check knows its own processes from a
+stranger that holds the port."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+RUN_SECRET_ENV = "DISAGG_RUN_SECRET"
+
+
+def run_id(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def current_run_id() -> str | None:
+    """This process's run id (None when started outside `disagg serve`)."""
+    secret = os.environ.get(RUN_SECRET_ENV)
+    return run_id(secret) if secret else None

@@ -6,6 +6,12 @@ from enum import IntEnum
 from typing import Any, Literal, NamedTuple
 
 
+def count(n: float, word: str, plural: str | None = None) -> str:
+    """`1 request`, `2 requests`: a number with its noun, for messages."""
+    n = int(n)
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
 class Severity(IntEnum):
     INFO = 0
     WARNING = 1

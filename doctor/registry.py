@@ -26,6 +26,7 @@ class Rule:
     name: ClassVar[str]
     severity: ClassVar[Severity]
     live: ClassVar[bool] = False  # live rules (DG5xx) read a running deployment, not the config alone
+    also: ClassVar[dict[Severity, str]] = {}  # other severities some findings take, and when (documented, tested)
 
     def check(self, ctx: "LintContext") -> Iterable[Finding]:
         raise NotImplementedError
@@ -41,6 +42,11 @@ class Rule:
         """The first sentence of `What it does`."""
         body = doc_sections(cls.doc()).get("What it does", "")
         return " ".join(body.split()).split(". ")[0].rstrip(".")
+
+    @classmethod
+    def severities(cls) -> str:
+        """`error`, or `error; warning: when ...` for a rule whose findings take other severities too."""
+        return "; ".join([cls.severity.label] + [f"{sev.label}: {when}" for sev, when in cls.also.items()])
 
 
 def doc_sections(doc: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         rule = registry.get(args.explain)
         if rule is None:
             return err(f"no rule {args.explain!r}; `disagg rules` lists them")
-        print(f"{rule.code} {rule.name} ({rule.severity.label})\n\n{rule.doc()}")
+        print(f"{rule.code} {rule.name} ({rule.severities()})\n\n{rule.doc()}")
         return EXIT_CLEAN
     try:
         settings = load_settings()

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace, registry) -> int:
     except Exception as exc:  # noqa: BLE001 - any failure of the first scrape is a usage problem to report
         return err(f"cannot watch {url}: {exc}")
     if first.frontend_error and not first.workers:
-        return err(f"cannot read {collector.source()}: {first.frontend_error}")
+        return err(f"cannot read the deployment's metrics: {first.frontend_error}")
     if args.prometheus and not first.signals:
         collector.close()
         return err(f"Prometheus at {args.prometheus} holds no disagg, vLLM, Dynamo or SGLang series{' matching ' + args.prometheus_selector if args.prometheus_selector else ''}: is it scraping the deployment?")
@@ -106,6 +106,7 @@ def run(args: argparse.Namespace, registry) -> int:
 def health_summary(window, probe: dict | None) -> dict:
     """What the window shows when all is well, in numbers: requests, the share prefilled remotely, KV failures,
     prefill workers up."""
+    from disagg.doctor.finding import count
     from disagg.doctor.live.diagnose import LiveContext
     from disagg.doctor.rules.live._signals import prefill_workers, traffic
 
@@ -117,14 +118,14 @@ def health_summary(window, probe: dict | None) -> dict:
            "kv_failures": int(failures), "prefill_workers": len(known), "prefill_workers_up": len(up)}
     parts = []
     if total:
-        parts.append(f"{remote / total:.0%} of {int(total)} request{'s' if total != 1 else ''} in the last {window.span:.0f} s prefilled remotely")
+        parts.append(f"{remote / total:.0%} of {count(total, 'request')} in the last {window.span:.0f} s prefilled remotely")
         if local:
             parts.append("local: " + ", ".join(f"{int(v)} {k}" for k, v in sorted(local.items())))
     else:
         parts.append(f"no requests in the last {window.span:.0f} s")
-    parts.append(f"{int(failures)} KV transfer failure{'s' if failures != 1 else ''}")
+    parts.append(count(failures, "KV transfer failure"))
     if known:
-        parts.append(f"{len(up)}/{len(known)} prefill worker{'s' if len(known) != 1 else ''} up")
+        parts.append(f"{len(up)}/{count(len(known), 'prefill worker')} up")
     if probe and probe.get("route"):
         parts.append(f"probe prefilled {'remotely' if probe['route'] == 'remote' else 'locally'}")
     out["text"] = "; ".join(parts)

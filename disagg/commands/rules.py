@@ -14,7 +14,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output_format == "json":
         import json
 
-        print(json.dumps([{"code": r.code, "name": r.name, "severity": r.severity.label, "summary": r.summary(), "doc": r.doc()} for r in registry], indent=2))
+        print(json.dumps([{"code": r.code, "name": r.name, "severity": r.severity.label, "also": {sev.label: when for sev, when in r.also.items()}, "summary": r.summary(), "doc": r.doc()} for r in registry], indent=2))
     elif args.output_format == "markdown":
         print(rules_markdown(registry))
     else:
@@ -27,7 +27,7 @@ def rules_markdown(registry) -> str:
     """The rules table of the README, generated from the registry (a test keeps the README in step)."""
     lines = ["| code | name | severity | what it reports |", "|---|---|---|---|"]
     for r in registry:
-        lines.append(f"| {r.code} | `{r.name}` | {r.severity.label} | {r.summary()} |")
+        lines.append(f"| {r.code} | `{r.name}` | {r.severities()} | {r.summary()} |")
     return "\n".join(lines)
 
 

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         except PrometheusError as exc:
             return err(str(exc))
         if first.frontend_error and not first.workers:
-            return err(f"cannot read {collector.source()}: {first.frontend_error}")
+            return err(f"cannot read the deployment's metrics: {first.frontend_error}")
         from disagg.doctor.registry import default_registry
 
         from .live import served_config

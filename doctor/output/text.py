@@ -6,6 +6,8 @@ Written with plain ANSI styles rather than rich: importing rich's console costs 
 
 from __future__ import annotations
 
+from ..finding import count
+
 _CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "magenta": "35", "cyan": "36"}
 _SEVERITY = {"error": "bold red", "warning": "bold yellow", "info": "bold cyan"}
 
@@ -23,10 +25,6 @@ class _Writer:
 
     def line(self, *parts: str) -> None:
         self.lines.append("".join(parts))
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 def render_text(results, color: bool = False, show_fixes: bool = True, verbose: bool = False) -> str:
@@ -63,7 +61,7 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
             reasons = ", ".join(f"{k} {v / p.total:.0%}" for k, v in sorted(p.reasons.items(), key=lambda kv: -kv[1]))
             w.line(
                 w.style(f"{r.path}: ", "bold"), w.style("workload: ", "bold magenta"),
-                f"{p.remote_share:.0%} of {_plural(p.total, 'request')} would prefill remotely ({reasons}); "
+                f"{p.remote_share:.0%} of {count(p.total, 'request')} would prefill remotely ({reasons}); "
                 "the queue term is not predicted statically (empty queue assumed)",
             )
         if verbose and r.skipped:
@@ -78,7 +76,7 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
     n_unreadable = sum(1 for r in results if r.error)
     n_pairs = sum(1 for r in results for p in r.pairs if p.prefill.path == r.path)
     total = sum(counts.values())
-    checked = f"{_plural(n_pairs, 'prefill/decode pair')} checked in {_plural(n_files, 'file')}"
+    checked = f"{count(n_pairs, 'prefill/decode pair')} checked in {count(n_files, 'file')}"
     skipped = f"; {n_skipped} skipped (not serving configs{'' if verbose else ', --verbose lists them'})" if n_skipped else ""
     if n_files == 0 and n_unreadable == 0:
         w.line(w.style(f"No config files found ({n_skipped} skipped as not serving configs).", "bold yellow"))
@@ -86,11 +84,11 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
         if n_pairs:
             w.line(w.style(f"All checks passed: {checked}{skipped}.", "bold green"))
         else:
-            w.line(w.style(f"No findings, but no prefill/decode pair was formed in {_plural(n_files, 'file')}: nothing that prefill and decode "
+            w.line(w.style(f"No findings, but no prefill/decode pair was formed in {count(n_files, 'file')}: nothing that prefill and decode "
                            f"must agree on was compared{skipped}.", "bold yellow"))
     else:
-        parts = [_plural(v, k) for k, v in counts.items() if v]
+        parts = [count(v, k) for k, v in counts.items() if v]
         if n_unreadable:
-            parts.append(_plural(n_unreadable, "unreadable file"))
-        w.line(w.style(f"Found {_plural(total, 'finding')} ({', '.join(parts)}); {checked}{skipped}.", "bold"))
+            parts.append(count(n_unreadable, "unreadable file"))
+        w.line(w.style(f"Found {count(total, 'finding')} ({', '.join(parts)}); {checked}{skipped}.", "bold"))
     return "\n".join(w.lines)

@@ -15,7 +15,7 @@ from ..cmdline import Arg, Command, parse_flags
 from ..config import DynamoV0Parse, Section, known_services, parse_dynamo_v0
 from ..knowledge import Evidence
 from ..knowledge.versions import Target
-from ..model import Deployment, Host, Issue, Setting, Worker
+from ..model import Deployment, Host, Issue, Setting, Unknown, Worker
 from ..source import SourceDocument, Span
 
 _PROGRAM = {"vllm": "dynamo-v0:vllm", "sglang": "dynamo-v0:sglang", "trtllm": "dynamo-v0:trtllm"}
@@ -62,6 +62,11 @@ def _worker(doc: SourceDocument, parse: DynamoV0Parse, name: str, sec: Section, 
     args = _argv(doc, sec)
     flags, flag_spans, positional = parse_flags(args)
     engines.apply_command(w, Command(program, args, flags, flag_spans, positional, {}, span))
+    bad = {tuple(i.path[:2]) for i in parse.issues if i.kind == "wrong_type"}
+    for key in sec.resolved:
+        setting = w.settings.get(str(key).replace("-", "_"))
+        if setting is not None and tuple(sec.path_of(key)[:2]) in bad:  # the worker would not start with it (DG402): no rule may read it
+            w.settings[str(key).replace("-", "_")] = Setting(Unknown(f"{key} has a value of the wrong type"), setting.span, setting.origin)
     if role == "decode" and name == "VllmWorker" and not has_prefill:
         w.role, w.role_why = "aggregated", "VllmWorker with no prefill section"
     if role == "by-flags":

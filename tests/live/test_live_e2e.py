@@ -190,4 +190,5 @@ def test_a_wedged_decode_worker_is_dg506_not_no_traffic(server):
 
 def test_unreachable_target_is_a_usage_error():
     code, out = doctor("--live", "http://127.0.0.1:9", "--duration", "1")
-    assert code == 2 and "cannot" in out
+    assert code == 2 and "cannot read the deployment's metrics: http://127.0.0.1:9/metrics:" in out
+    assert out.count("http://127.0.0.1:9") == 1, out  # said once

@@ -57,6 +57,7 @@ def test_live_rule_case(code, case):
         if "message" in w:
             assert w["message"] in f.message, f.message
         assert f.fix is not None and "evidence" in f.extra and 0 < f.extra["confidence"] <= 1
+        assert f.severity in (rule.severity, *rule.also), f"{code} emitted {f.severity.label}, documented: {rule.severities()}"
 
 
 @pytest.mark.parametrize("code, case", list(_cases(live=False)))
@@ -77,6 +78,7 @@ def test_rule_case(code, case):
         if "message" in w:
             assert w["message"] in f.message, f.message
         assert f.fix is not None and f.fix.title, f"{code} finding without a fix title"
+        assert f.severity in (rule.severity, *rule.also), f"{code} emitted {f.severity.label}, documented: {rule.severities()}"
     if "fixed" in case:
         edits = [e for f in got if f.fix for e in f.fix.edits]
         assert apply_edits(case["config"], edits) == case["fixed"]

@@ -40,6 +40,7 @@ class DG203(Rule):
     code = "DG203"
     name = "block-size-mismatch"
     severity = Severity.ERROR
+    also = {Severity.WARNING: "a KV router that hashes with another block size than its workers"}
 
     def check(self, ctx):
         for pair in ctx.pairs:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ...finding import Fix, Severity
+from ...finding import Fix, Severity, count
 from ...registry import Rule
 from ._signals import REASON_TO_CAUSE, dynamo_registration, in_flight_now, prefill_utilisation, prefill_workers, rounded, traffic
 
@@ -39,6 +39,7 @@ class DG501(Rule):
     code = "DG501"
     name = "prefill-traffic-zero"
     severity = Severity.ERROR
+    also = {Severity.INFO: "no requests at all in the window (cause no_traffic)"}
     live = True
 
     def check(self, ctx):
@@ -82,7 +83,7 @@ class DG501(Rule):
             static = ctx.static_finding("DG101")
             if static:
                 evidence["static_DG101"] = f"{static.path}:{static.line}:{static.column}"
-            why = f"remote prefill is disabled: {int(local.get('disabled', 0))} of {int(total)} requests were routed `disabled`"
+            why = f"remote prefill is disabled: {int(local.get('disabled', 0))} of {count(total, 'request')} {'was' if int(total) == 1 else 'were'} routed `disabled`"
             if static:
                 why += f" (the config agrees: DG101 at {static.path}:{static.line})"
             path, fix, confidence = ctx.decode_key("remote-prefill"), Fix("set `remote-prefill: true` under VllmWorker and restart"), min(1.0, share + (0.05 if static else 0))
@@ -113,11 +114,11 @@ class DG501(Rule):
                     if len(reg["models"]) > 1:
                         why += f"; the frontend knows {len(reg['models'])} models ({', '.join(reg['models'])}): prefill and decode workers registered under different model names never pair"
                     if local.get("backend_unavailable"):
-                        why += f"; {int(local['backend_unavailable'])} requests failed `backend.unavailable` (model not ready)"
+                        why += f"; {count(local['backend_unavailable'], 'request')} failed `backend.unavailable` (model not ready)"
             if local.get("decode_only") and not local.get("backend_unavailable"):
                 why = "the frontend routed every request to decode workers only: its prefill router never engaged (prefill workers missing, or registered under another model name or namespace)"
             fix, confidence = Fix("start prefill workers under the same model name and namespace as the decode workers"), max(share, 0.8)
         if probe is not None:
             confidence = max(confidence, 0.9)  # a request longer than the threshold was routed local: seen, not inferred
-        yield ctx.finding(self, f"prefill traffic is zero: {int(total)} requests in the last {w.span:.0f} s, none prefilled remotely; cause: {why}",
+        yield ctx.finding(self, f"prefill traffic is zero: {count(total, 'request')} in the last {w.span:.0f} s, none prefilled remotely; cause: {why}",
                           path=path, fix=fix, cause=cause, evidence=evidence, confidence=round(confidence, 2))

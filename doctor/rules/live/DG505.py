@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ...finding import Fix, Severity
+from ...finding import Fix, Severity, count
 from ...registry import Rule
 from ._signals import prefill_utilisation, traffic
 
@@ -59,7 +59,7 @@ class DG505(Rule):
                 routed = w.delta("worker_requests", worker_id=wid) if w.last.total("worker_requests") is not None else None
                 served = w.worker_delta(wid, "engine_requests")
                 if routed is not None and served is not None and routed >= MIN_ROUTED and served < 0.1 * routed:
-                    why = f"{routed:.0f} requests were routed to it in the last {w.span:.0f} s and it served {served:.0f}: the work does not reach its engine"
+                    why = f"{count(routed, 'request')} {'was' if int(routed) == 1 else 'were'} routed to it in the last {w.span:.0f} s and it served {served:.0f}: the work does not reach its engine"
                     evidence = {**base, "routed_to_worker": int(routed), "served_by_worker": int(served)}
                 elif queued_share >= 0.8 and max_queue >= 1:
                     why = f"remote prefills waited in the queue in {queued_share:.0%} of {len(queue)} scrapes (up to {max_queue:.0f}) while it stayed idle"

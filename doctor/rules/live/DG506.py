@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ...finding import Fix, Severity
+from ...finding import Fix, Severity, count
 from ...registry import Rule
 from ._signals import in_flight_series, prefill_workers
 
@@ -84,6 +84,6 @@ class DG506(Rule):
         elif (total := last.total("running")) is not None and total == 0:
             where = "the engine reports none of them running"
         yield ctx.finding(
-            self, f"{now} request(s) in flight and none finished or streamed a token for {evidence['seconds_without_progress']:.0f} s: {where}",
+            self, f"{count(now, 'request')} in flight and none finished or streamed a token for {evidence['seconds_without_progress']:.0f} s: {where}",
             path=path, fix=Fix("read the stuck worker's log and restart it; clients are waiting on it"), subject="stuck", evidence=evidence, confidence=0.9,
         )

@@ -33,6 +33,7 @@ class DG302(Rule):
     code = "DG302"
     name = "parallelism-exceeds-gpus"
     severity = Severity.ERROR
+    also = {Severity.WARNING: "an engine given more GPUs than its parallelism uses"}
 
     def check(self, ctx):
         for w in ctx.deployment.workers:

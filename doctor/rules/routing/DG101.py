@@ -42,6 +42,9 @@ class DG101(Rule):
     def check(self, ctx):
         dec = v0_decode(ctx.deployment)
         workers, _, _ = prefill_capacity(ctx.deployment)
+        written = dec.settings.get("remote_prefill") if dec is not None else None
+        if written is not None and not written.known:
+            return  # a value of the wrong type stops the worker (DG402): whether it would be on is not a question
         if dec is None or workers == 0 or flag_bool(dec, "remote_prefill"):
             return
         off = next((i for i in ctx.deployment.issues if i.kind == "false_dropped" and i.get("section") == "VllmWorker"

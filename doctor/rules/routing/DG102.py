@@ -49,6 +49,7 @@ class DG102(Rule):
     code = "DG102"
     name = "threshold-keeps-prefill-local"
     severity = Severity.WARNING
+    also = {Severity.ERROR: "when max-local-prefill-length is at least max-model-len", Severity.INFO: "when the key is omitted and the default 1000 applies"}
 
     def check(self, ctx):
         dec = v0_router(ctx.deployment)

@@ -35,6 +35,7 @@ class DG401(Rule):
     code = "DG401"
     name = "unknown-key"
     severity = Severity.WARNING
+    also = {Severity.ERROR: "an unknown option of an engine section, which stops the worker at start"}
 
     def check(self, ctx):
         services = known_services()

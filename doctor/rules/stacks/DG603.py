@@ -35,6 +35,7 @@ class DG603(Rule):
     code = "DG603"
     name = "dynamo-flag-not-in-release"
     severity = Severity.ERROR
+    also = {Severity.INFO: "a flag deprecated in the targeted release"}
 
     def check(self, ctx):
         absent = []

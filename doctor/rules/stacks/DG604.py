@@ -33,6 +33,7 @@ class DG604(Rule):
     code = "DG604"
     name = "dynamo-decode-registers-aggregated"
     severity = Severity.ERROR
+    also = {Severity.INFO: "when the file does not say whether its release is 1.3 or later"}
 
     def check(self, ctx):
         agg = knowledge.pattern("dynamo", "vllm.unflagged_worker_registers_aggregated").releases

@@ -19,3 +19,10 @@ def current_run_id() -> str | None:
     """This process's run id (None when started outside `disagg serve`)."""
     secret = os.environ.get(RUN_SECRET_ENV)
     return run_id(secret) if secret else None
+
+
+def engine_api_key(secret: bytes) -> str:
+    """The key a run's vLLM engines require on their `/v1` routes (VLLM_API_KEY), derived from the run's secret."""
+    import hmac
+
+    return hmac.new(secret, b"vllm-api-key", hashlib.sha256).hexdigest()

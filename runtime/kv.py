@@ -1,22 +1,31 @@
-"""Moving KV cache between worker processes: a registered memory arena on each side and a transport that reads it.
+"""Moving KV cache between worker processes: an arena of host memory on each side, KV handles that are
+capabilities, and a transport that reads the bytes.
 
-`NixlTransport` is the real thing: each worker process owns one NIXL agent (UCX backend, DRAM), registers its
-arena once, and publishes its agent metadata; the decode worker READs the prefill worker's blocks straight from its
-memory and then sends a NIXL notification so the prefill worker frees them. `HttpTransport` moves the same bytes
-over the workers' HTTP servers: what `disagg serve` uses when NIXL is not installed (it says so at start), or when
-named (`--kv-transport http`).
+The prefill worker makes a request's KV straight into its arena (`KVStore.put`) and answers with a handle: a random
+id, where the bytes are, their keyed checksum, and an HMAC over all of that with the run's secret, so that the
+handle cannot be forged, altered or moved to another request. The decode worker reads the bytes once and tells the
+prefill worker to release them; released (and expired) KV is zeroed before its memory is used again.
+
+`NixlTransport` is the real transport: each worker owns one NIXL agent (UCX backend, DRAM). A region is registered
+with NIXL for as long as its request is in flight, and only that region's descriptor travels in the handle (NIXL
+partial metadata, over the authenticated channel): a process that was not handed it has nothing to address. The
+decode worker READs the region and sends a NIXL notification. Without a progress thread (NIXL's spins a core), a
+transfer moves only while its target polls, so the prefill side polls while it holds KV that waits to be read, and
+sleeps on an event otherwise. Without NIXL, the bytes travel over the authenticated channel itself.
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
+import hashlib
+import hmac
+import secrets
 import time
-import uuid
 from dataclasses import dataclass
 
 import numpy as np
 
-NIXL_INSTALL_HINT = "NIXL is not importable ({err}). Install it with `pip install 'disagg[nixl]'`, or run with `--kv-transport http` to move KV over HTTP instead."
+NIXL_INSTALL_HINT = "NIXL is not importable ({err}). Install it with `pip install 'disagg[nixl]'`, or run with `--kv-transport http` to move KV over the workers' own connections instead."
 
 
 def nixl_api():
@@ -33,6 +42,15 @@ def nixl_api():
     raise ImportError("; ".join(errors))
 
 
+def nixl_available() -> str | None:
+    """None when NIXL imports, else why not (for a clear start-up error)."""
+    try:
+        nixl_api()
+    except Exception as exc:
+        return str(exc)
+    return None
+
+
 class KVTransferError(Exception):
     """A transfer that did not deliver the right bytes; `reason` is the metric label."""
 
@@ -42,188 +60,190 @@ class KVTransferError(Exception):
 
 
 class Arena:
-    """A fixed block of host memory carved into regions with a first-fit free list."""
+    """A fixed block of host memory carved into regions with a first-fit free list; released regions are zeroed."""
 
     def __init__(self, size: int):
-        self.buf = np.zeros(size, dtype=np.uint8)  # zeroed: every page is touched once, before registration
+        self.buf = np.zeros(size, dtype=np.uint8)  # zeroed: every page is touched once, before use
         self.size = size
         self._free: list[tuple[int, int]] = [(0, size)]  # (offset, length), sorted by offset
-        self._lock = threading.Lock()
 
     @property
     def addr(self) -> int:
         return self.buf.ctypes.data
 
     def allocate(self, n: int) -> int | None:
-        n = max(n, 1)
-        with self._lock:
-            for i, (off, length) in enumerate(self._free):
-                if length >= n:
-                    if length == n:
-                        self._free.pop(i)
-                    else:
-                        self._free[i] = (off + n, length - n)
-                    return off
+        n = max(n, 8)
+        for i, (off, length) in enumerate(self._free):
+            if length >= n:
+                if length == n:
+                    self._free.pop(i)
+                else:
+                    self._free[i] = (off + n, length - n)
+                return off
         return None
 
     def release(self, off: int, n: int) -> None:
-        n = max(n, 1)
-        with self._lock:
-            self._free.append((off, n))
-            self._free.sort()
-            merged: list[tuple[int, int]] = []
-            for o, length in self._free:
-                if merged and merged[-1][0] + merged[-1][1] == o:
-                    merged[-1] = (merged[-1][0], merged[-1][1] + length)
-                else:
-                    merged.append((o, length))
-            self._free = merged
+        n = max(n, 8)
+        self.buf[off : off + n] = 0  # nobody reads another request's KV out of reused memory
+        self._free.append((off, n))
+        self._free.sort()
+        merged: list[tuple[int, int]] = []
+        for o, length in self._free:
+            if merged and merged[-1][0] + merged[-1][1] == o:
+                merged[-1] = (merged[-1][0], merged[-1][1] + length)
+            else:
+                merged.append((o, length))
+        self._free = merged
+
+    def view(self, off: int, n: int) -> np.ndarray:
+        return self.buf[off : off + n]
 
     @property
     def used(self) -> int:
-        with self._lock:
-            return self.size - sum(length for _, length in self._free)
+        return self.size - sum(length for _, length in self._free)
+
+
+def handle_mac(secret: bytes, handle: dict) -> str:
+    """The capability's signature: binds the id to its worker, request, place, size and checksum."""
+    msg = "|".join(str(handle[k]) for k in ("kv_id", "worker_id", "request", "start", "tokens", "length", "checksum"))
+    return hmac.new(secret, msg.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def check_handle(secret: bytes, handle: dict, request: str) -> None:
+    try:
+        ok = hmac.compare_digest(str(handle.get("mac", "")), handle_mac(secret, handle)) and handle["request"] == request
+    except KeyError:
+        ok = False
+    if not ok:
+        raise KVTransferError("forged_handle", "the KV handle is not one this run issued for this request")
 
 
 @dataclass
 class StoredKV:
+    kv_id: str
     offset: int
     length: int
-    crc: int
     created: float
+    registration: object = None  # NIXL's handle for the region while it is readable
 
 
 class KVStore:
-    """The prefill side: KV blocks waiting to be read, freed on the reader's notice or when they expire unread."""
+    """The prefill side: KV waiting to be read, released on the reader's notice or when it expires unread."""
 
     def __init__(self, arena: Arena, ttl_seconds: float = 30.0):
         self.arena = arena
         self.ttl = ttl_seconds
         self.entries: dict[str, StoredKV] = {}
         self.expired = 0  # read by nobody before the TTL: the decode side never came for them
-        self._lock = threading.Lock()
+        self.pending = asyncio.Event()  # set while entries wait: the NIXL progress loop runs only then
 
-    def put(self, data: np.ndarray, crc: int) -> tuple[str, StoredKV] | None:
-        off = self.arena.allocate(data.size)
+    def reserve(self, nbytes: int) -> StoredKV | None:
+        off = self.arena.allocate(nbytes)
         if off is None:
-            self.expire(now=time.monotonic(), force=True)
-            off = self.arena.allocate(data.size)
+            self.expire(time.monotonic())
+            off = self.arena.allocate(nbytes)
             if off is None:
                 return None
-        self.arena.buf[off : off + data.size] = data
-        kv_id = uuid.uuid4().hex
-        entry = StoredKV(off, int(data.size), crc, time.monotonic())
-        with self._lock:
-            self.entries[kv_id] = entry
-        return kv_id, entry
+        entry = StoredKV(secrets.token_hex(16), off, nbytes, time.monotonic())
+        self.entries[entry.kv_id] = entry
+        self.pending.set()
+        return entry
 
-    def get(self, kv_id: str) -> StoredKV | None:
-        with self._lock:
-            return self.entries.get(kv_id)
+    def take(self, kv_id: str) -> StoredKV | None:
+        """The entry, removed: a handle is good for one read."""
+        entry = self.entries.pop(kv_id, None)
+        if not self.entries:
+            self.pending.clear()
+        return entry
 
-    def release(self, kv_id: str) -> bool:
-        with self._lock:
-            entry = self.entries.pop(kv_id, None)
-        if entry is None:
-            return False
+    def free(self, entry: StoredKV) -> None:
         self.arena.release(entry.offset, entry.length)
-        return True
 
-    def expire(self, now: float, force: bool = False) -> int:
-        with self._lock:
-            old = [k for k, e in self.entries.items() if force or now - e.created > self.ttl]
-        n = 0
-        for k in old:
-            if self.release(k):
-                n += 1
-        self.expired += n
-        return n
+    def expire(self, now: float) -> list[StoredKV]:
+        old = [e for e in self.entries.values() if now - e.created > self.ttl]
+        for e in old:
+            self.take(e.kv_id)
+        self.expired += len(old)
+        return old
 
 
 class NixlTransport:
-    """One NIXL agent per process over a registered arena. Calls are serialised: one agent, many asyncio tasks."""
+    """One NIXL agent per process. Regions are registered per request; transfers are polled from the event loop."""
 
     name = "nixl"
 
     def __init__(self, agent_name: str, arena: Arena):
         try:
             api = nixl_api()
-            nixl_agent, nixl_agent_config = api.nixl_agent, api.nixl_agent_config
         except Exception as exc:  # ImportError, or a broken native library
             raise RuntimeError(NIXL_INSTALL_HINT.format(err=exc)) from exc
         self.agent_name = agent_name
         self.arena = arena
-        self._lock = threading.Lock()
         # No progress thread: NIXL's busy-polls a whole core even when idle (seen here: 100% CPU per idle worker),
-        # which starves the engines and makes an idle prefill worker look busy. Transfers progress when we poll
-        # their state, and notifications when we poll for them.
-        self.agent = nixl_agent(agent_name, nixl_agent_config(enable_prog_thread=False, backends=["UCX"]))
-        # Registration takes 4-tuples (addr, len, device, meta); transfer descriptors take 3-tuples.
-        self._reg = self.agent.register_memory([(arena.addr, arena.size, 0, "")], "DRAM")
-        self._remotes: set[str] = set()
+        # which starves the engines and makes an idle prefill worker look busy.
+        self.agent = api.nixl_agent(agent_name, api.nixl_agent_config(enable_prog_thread=False, backends=["UCX"]))
+        self._local = None  # the decode side's receive registration (the whole arena: it is only ever written by us)
+        self._known: set[str] = set()
 
-    def metadata(self) -> bytes:
-        with self._lock:
-            return self.agent.get_agent_metadata()
+    # prefill side
+    def expose(self, entry: StoredKV) -> bytes:
+        """Register one region and return the partial metadata that lets a peer read it (and nothing else)."""
+        desc = [(self.arena.addr + entry.offset, entry.length, 0, "")]
+        entry.registration = self.agent.register_memory(desc, "DRAM")
+        return self.agent.get_partial_agent_metadata(self.agent.get_reg_descs(desc, "DRAM"), True, ["UCX"])
 
-    def knows(self, remote_agent: str) -> bool:
-        return remote_agent in self._remotes
+    def withdraw(self, entry: StoredKV) -> None:
+        if entry.registration is not None:
+            try:
+                self.agent.deregister_memory(entry.registration)
+            except Exception:
+                pass
+            entry.registration = None
 
-    def add_remote(self, metadata: bytes) -> str:
-        with self._lock:
-            name = self.agent.add_remote_agent(metadata)
-        name = name.decode() if isinstance(name, bytes) else name
-        self._remotes.add(name)
-        return name
+    def poll_notifications(self) -> list[bytes]:
+        notifs = self.agent.get_new_notifs()
+        return [m for msgs in notifs.values() for m in msgs]
 
-    def forget(self, remote_agent: str) -> None:
-        with self._lock:
-            if remote_agent in self._remotes:
-                self._remotes.discard(remote_agent)
-                try:
-                    self.agent.remove_remote_agent(remote_agent)
-                except Exception:
-                    pass
-
-    def read(self, remote_agent: str, remote_addr: int, length: int, local_offset: int, timeout: float = 10.0) -> None:
-        """Blocking READ of `length` bytes from the remote agent's memory into our arena (run it in a thread)."""
-        with self._lock:
+    # decode side
+    async def read(self, metadata: bytes, remote_addr: int, length: int, local_offset: int, timeout: float) -> str:
+        """READ `length` bytes of the peer's region into our arena; returns the peer's agent name."""
+        if self._local is None:
+            self._local = self.agent.register_memory([(self.arena.addr, self.arena.size, 0, "")], "DRAM")
+        try:
+            peer = self.agent.add_remote_agent(metadata)
+        except Exception as exc:
+            raise KVTransferError("nixl_metadata", f"the prefill worker's NIXL metadata was refused: {exc}") from None
+        peer = peer.decode() if isinstance(peer, bytes) else peer
+        try:
             local = self.agent.get_xfer_descs([(self.arena.addr + local_offset, length, 0)], "DRAM")
             remote = self.agent.get_xfer_descs([(remote_addr, length, 0)], "DRAM")
-            # A fresh handle per transfer: reusing one across transfers is what broke here.
-            handle = self.agent.initialize_xfer("READ", local, remote, remote_agent)
+            handle = self.agent.initialize_xfer("READ", local, remote, peer)
             state = self.agent.transfer(handle)
+        except Exception as exc:  # NIXL raises its own error types for a peer that went away
+            raise KVTransferError("nixl_error", f"NIXL read from {peer} could not start: {type(exc).__name__}: {exc}") from None
         deadline = time.monotonic() + timeout
+        wait = 0.0
         try:
             while state not in ("DONE", "ERR"):
                 if time.monotonic() > deadline:
-                    raise KVTransferError("timeout", f"NIXL read of {length} bytes from {remote_agent} took over {timeout:.0f} s")
-                time.sleep(0.0001)
-                with self._lock:
-                    state = self.agent.check_xfer_state(handle)
-            if state == "ERR":
-                raise KVTransferError("nixl_error", f"NIXL read from {remote_agent} failed")
-        finally:
-            with self._lock:
+                    raise KVTransferError("timeout", f"NIXL read of {length} bytes from {peer} took over {timeout:.0f} s")
+                await asyncio.sleep(wait)
+                wait = min(wait * 2 or 0.00005, 0.002)  # a local read takes ~0.1-1 ms; back off beyond that
                 try:
-                    self.agent.release_xfer_handle(handle)
-                except Exception:
-                    pass
+                    state = self.agent.check_xfer_state(handle)
+                except Exception as exc:
+                    raise KVTransferError("nixl_error", f"NIXL read from {peer} failed: {type(exc).__name__}: {exc}") from None
+            if state == "ERR":
+                raise KVTransferError("nixl_error", f"NIXL read from {peer} failed")
+        finally:
+            try:
+                self.agent.release_xfer_handle(handle)
+            except Exception:
+                pass
+        return peer
 
-    def notify(self, remote_agent: str, message: bytes) -> None:
-        with self._lock:
-            self.agent.send_notif(remote_agent, message)
-
-    def poll_notifications(self) -> list[bytes]:
-        with self._lock:
-            notifs = self.agent.get_new_notifs()
-        return [m for msgs in notifs.values() for m in msgs]
-
-
-def nixl_available() -> str | None:
-    """None when NIXL imports, else why not (for a clear start-up error)."""
-    try:
-        nixl_api()
-    except Exception as exc:
-        return str(exc)
-    return None
+    def notify(self, peer: str, message: bytes) -> None:
+        try:
+            self.agent.send_notif(peer, message)
+        except Exception:
+            pass  # the prefill worker's expiry frees the region

@@ -1,17 +1,24 @@
 """The mock engine: a timing model, paged-KV block accounting with prefix caching, and deterministic KV and output.
 
 It stands in for vLLM where there is no GPU and no model, behind the same worker interface. Its KV cache is real
-bytes of the size a real model would produce (tokens × layers × 2 × KV heads × head size × dtype), filled from the
-prompt so that the output (seeded by the KV's checksum) changes whenever the KV does: a decode worker that received
-the wrong KV gives a different answer, exactly as a real model would.
+bytes of the size a real model would produce (tokens × layers × 2 × KV heads × head size × dtype, each token's row
+padded to 8 bytes), so moving it costs what moving real KV costs. The output is seeded by a checksum of the KV, so a
+decode worker that received wrong KV gives a different answer, as a real model would.
+
+KV is made cheaply and in bounded memory: a token's row is one of 256 precomputed pages (by token byte) with its
+position added to the first word, gathered straight into the prefill worker's KV arena; no temporary copies. The
+checksum is keyed by the run's secret, `Σ_p dot(row_p, key) + rk(p)·Σ row_p` over positions p (wrapping 64-bit
+arithmetic): additive over positions (a prefix's checksum plus the suffix's is the whole prompt's, which prefix
+caching needs), computable from the tokens alone without making the bytes (the prefill side and local prefills),
+and not forgeable without the key (a WRITE into a KV region cannot keep it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .plan import ModelShape
+
+log = logging.getLogger("disagg.engine")
+
+VOCAB = 256  # byte-level tokens
 
 # A small vocabulary for deterministic output text.
 _WORDS = (
@@ -37,6 +48,21 @@ def chat_prompt(messages: list[dict]) -> str:
     return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
 
 
+def detokenize(token_id: int, first: bool) -> str:
+    word = _WORDS[token_id % len(_WORDS)]
+    return word if first else " " + word
+
+
+def output_tokens(seed: int, n: int) -> list[int]:
+    """Deterministic output token ids seeded by the KV checksum (so wrong KV means different output)."""
+    out = []
+    state = (seed & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little")
+    for i in range(n):
+        state = hashlib.blake2s(state + i.to_bytes(4, "little"), digest_size=8).digest()
+        out.append(int.from_bytes(state[:4], "little") % len(_WORDS))
+    return out
+
+
 @dataclass(frozen=True)
 class Timing:
     """Costs of the mock model, in seconds. Prefill is linear in uncached tokens; a decode step grows with the batch."""
@@ -52,102 +78,129 @@ class Timing:
     def decode_step_seconds(self, batch: int) -> float:
         return self.decode_step + self.decode_per_seq * batch
 
-    @classmethod
-    def zero(cls) -> "Timing":
-        return cls(0.0, 0.0, 0.0, 0.0)
+    @property
+    def free(self) -> bool:
+        return not (self.prefill_base or self.prefill_per_token or self.decode_step or self.decode_per_seq)
 
 
-def kv_for_tokens(tokens: list[int], start: int, shape: ModelShape) -> np.ndarray:
-    """The KV bytes of tokens[start:], deterministic in every token and its position."""
-    per = shape.kv_bytes_per_token
-    part = np.asarray(tokens[start:], dtype=np.uint32)
-    if part.size == 0:
-        return np.zeros(0, dtype=np.uint8)
-    pos = np.arange(start, start + part.size, dtype=np.uint32)
-    seed = (part * np.uint32(2654435761) ^ (pos * np.uint32(40503))).astype(np.uint32)
-    lanes = np.arange(per, dtype=np.uint32)
-    # One row per token: a cheap mix of token, position and lane (not random, but different for any change).
-    rows = (seed[:, None] + lanes[None, :] * np.uint32(97)) ^ (seed[:, None] >> np.uint32(7))
-    return (rows & np.uint32(0xFF)).astype(np.uint8).reshape(-1)
+_U64 = np.uint64
 
 
-def kv_checksum(data, start: int = 0) -> int:
-    """CRC-32 that chains: checksum(b, checksum(a)) == checksum(a + b)."""
-    return zlib.crc32(memoryview(data).cast("B"), start) & 0xFFFFFFFF
+class KVLayout:
+    """How a prompt's KV looks in memory, and its keyed checksum. The same on every worker of a run."""
+
+    def __init__(self, shape: ModelShape, key: bytes):
+        self.row_bytes = -(-shape.kv_bytes_per_token // 8) * 8
+        self.words = self.row_bytes // 8
+        rng = np.random.default_rng(0x6B76)  # the pages are the model: the same in every process
+        self.pages = rng.integers(0, 2**63, size=(VOCAB, self.words), dtype=np.uint64)
+        self.pages[:, 0] &= _U64(0xFFFFFFFF)  # room to add a position without wrapping
+        krng = np.random.default_rng(list(hashlib.sha256(b"kv-checksum" + key).digest()))
+        self.key = krng.integers(0, 2**63, size=self.words, dtype=np.uint64) | _U64(1)
+        self.rk = krng.integers(0, 2**63, size=2, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            self.page_dot = (self.pages * self.key).sum(axis=1, dtype=np.uint64)
+            self.page_sum = self.pages.sum(axis=1, dtype=np.uint64)
+
+    def nbytes(self, tokens: int) -> int:
+        return tokens * self.row_bytes
+
+    def _rk(self, pos: np.ndarray) -> np.ndarray:
+        return pos * self.rk[0] + self.rk[1]
+
+    def checksum(self, tokens, start: int = 0, end: int | None = None) -> int:
+        """Checksum of the KV of tokens[start:end], from the tokens alone."""
+        t = np.asarray(tokens[start:end], dtype=np.intp) & (VOCAB - 1)
+        if t.size == 0:
+            return 0
+        pos = np.arange(start, start + t.size, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            c = self.page_dot[t] + pos * self.key[0] + self._rk(pos) * (self.page_sum[t] + pos)
+            return int(c.sum(dtype=np.uint64))
+
+    def prefix_checksums(self, tokens, ends: list[int]) -> list[int]:
+        """Checksums of tokens[:e] for each e in `ends` (ascending), in one pass."""
+        if not ends:
+            return []
+        n = ends[-1]
+        t = np.asarray(tokens[:n], dtype=np.intp) & (VOCAB - 1)
+        pos = np.arange(n, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            cum = np.cumsum(self.page_dot[t] + pos * self.key[0] + self._rk(pos) * (self.page_sum[t] + pos), dtype=np.uint64)
+        return [int(cum[e - 1]) if e > 0 else 0 for e in ends]
+
+    def fill(self, out: np.ndarray, tokens, start: int = 0) -> None:
+        """Write the KV rows of tokens[start:] into `out` (uint8, exactly nbytes long): one gather, no temporaries."""
+        t = np.asarray(tokens[start:], dtype=np.intp) & (VOCAB - 1)
+        rows = out.view(np.uint64).reshape(t.size, self.words)
+        np.take(self.pages, t, axis=0, out=rows)
+        rows[:, 0] += np.arange(start, start + t.size, dtype=np.uint64)
+
+    def verify(self, data: np.ndarray, start: int) -> int:
+        """The checksum of received KV bytes (rows for positions start, start+1, ...), computed from the bytes."""
+        if data.size % self.row_bytes:
+            return -1
+        rows = data.view(np.uint64).reshape(-1, self.words)
+        pos = np.arange(start, start + rows.shape[0], dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            dots = np.einsum("ij,j->i", rows, self.key)
+            return int((dots + self._rk(pos) * rows.sum(axis=1, dtype=np.uint64)).sum(dtype=np.uint64))
 
 
-def output_tokens(kv_crc: int, n: int) -> list[int]:
-    """Deterministic output token ids seeded by the KV checksum (so wrong KV means different output)."""
-    out = []
-    state = kv_crc.to_bytes(4, "little")
-    for i in range(n):
-        state = hashlib.blake2s(state + i.to_bytes(4, "little"), digest_size=8).digest()
-        out.append(int.from_bytes(state[:4], "little") % len(_WORDS))
-    return out
-
-
-def detokenize(token_id: int, first: bool) -> str:
-    word = _WORDS[token_id % len(_WORDS)]
-    return word if first else " " + word
+def combine(*parts: int) -> int:
+    return sum(parts) & 0xFFFFFFFFFFFFFFFF
 
 
 class BlockManager:
-    """Paged KV accounting: a fixed pool of blocks of `block_size` tokens, and an LRU cache of full prompt blocks."""
+    """Paged KV accounting: a fixed pool of blocks of `block_size` tokens, and an LRU cache of full prompt blocks.
 
-    def __init__(self, num_blocks: int, block_size: int, prefix_caching: bool):
+    The cache is keyed by chained block hashes that start from the request's `cache_salt` (vLLM's semantics:
+    requests with different salts never share a prefix, so a hit says nothing about another tenant's prompt)."""
+
+    def __init__(self, num_blocks: int, block_size: int, prefix_caching: bool, layout: KVLayout):
         self.num_blocks = num_blocks
         self.block_size = block_size
         self.prefix_caching = prefix_caching
+        self.layout = layout
         self.used = 0  # blocks held by running sequences
-        self.cache: OrderedDict[bytes, int] = OrderedDict()  # block hash -> crc of the KV up to and including it
-        self.hits = 0  # prompt tokens served from the cache
-        self.queries = 0  # prompt tokens looked up
+        self.cache: OrderedDict[bytes, int] = OrderedDict()  # block hash -> checksum of the KV up to and including it
 
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
 
-    def block_hashes(self, tokens: list[int]) -> list[bytes]:
-        """Chained hashes of the prompt's full blocks (a block's hash covers everything before it)."""
-        hashes, h = [], b""
+    def block_hashes(self, tokens: list[int], salt: str = "") -> list[bytes]:
+        """Chained hashes of the prompt's full blocks (a block's hash covers the salt and everything before it)."""
+        hashes, h = [], hashlib.blake2s(salt.encode(), digest_size=16).digest() if salt else b""
+        raw = bytes(t & 0xFF for t in tokens[: len(tokens) // self.block_size * self.block_size])
         for i in range(len(tokens) // self.block_size):
-            chunk = bytes(t & 0xFF for t in tokens[i * self.block_size : (i + 1) * self.block_size])
-            h = hashlib.blake2s(h + chunk, digest_size=16).digest()
+            h = hashlib.blake2s(h + raw[i * self.block_size : (i + 1) * self.block_size], digest_size=16).digest()
             hashes.append(h)
         return hashes
 
-    def match_prefix(self, tokens: list[int]) -> tuple[int, int]:
-        """(cached prompt tokens, crc of their KV). At least one token is always left to compute."""
+    def match_prefix(self, tokens: list[int], salt: str = "") -> tuple[int, int]:
+        """(cached prompt tokens, checksum of their KV). At least one token is always left to compute."""
         if not self.prefix_caching:
             return 0, 0
-        cached, crc = 0, 0
-        for h in self.block_hashes(tokens):
+        hashes = self.block_hashes(tokens, salt)
+        n = 0
+        for h in hashes:
             if h not in self.cache:
                 break
-            crc = self.cache[h]
-            cached += self.block_size
-        if cached >= len(tokens):  # keep the last token to compute, as vLLM does
-            cached -= self.block_size
-            if cached > 0:
-                crc = self.cache[self.block_hashes(tokens)[cached // self.block_size - 1]]
-            else:
-                crc = 0
-        return cached, crc
+            n += 1
+        if n * self.block_size >= len(tokens):  # keep the last token to compute, as vLLM does
+            n -= 1
+        if n <= 0:
+            return 0, 0
+        return n * self.block_size, self.cache[hashes[n - 1]]
 
-    def remember(self, tokens: list[int], suffix_kv: np.ndarray, cached: int, prefix_crc: int, shape: ModelShape) -> None:
-        """Put a finished prompt's full blocks in the cache (evicting least recently used ones).
-
-        `suffix_kv` is the KV of tokens[cached:]; the blocks before `cached` are already in the cache.
-        """
+    def remember(self, tokens: list[int], salt: str = "") -> None:
+        """Put a finished prompt's full blocks in the cache (evicting least recently used ones)."""
         if not self.prefix_caching:
             return
-        per_block = self.block_size * shape.kv_bytes_per_token
-        crc = prefix_crc
-        first = cached // self.block_size
-        for i, h in enumerate(self.block_hashes(tokens)):
-            if i >= first:
-                j = i - first
-                crc = kv_checksum(suffix_kv[j * per_block : (j + 1) * per_block], crc)
-                self.cache[h] = crc
+        hashes = self.block_hashes(tokens, salt)
+        sums = self.layout.prefix_checksums(tokens, [(i + 1) * self.block_size for i in range(len(hashes))])
+        for h, c in zip(hashes, sums):
+            self.cache[h] = c
             self.cache.move_to_end(h)
         while len(self.cache) > max(self.num_blocks - self.used, 0):
             self.cache.popitem(last=False)
@@ -168,23 +221,33 @@ class BlockManager:
         return self.used / self.num_blocks if self.num_blocks else 0.0
 
 
-@dataclass
 class Sequence:
-    request_id: str
-    tokens: list[int]
-    max_tokens: int
-    kv_crc: int  # checksum of the whole prompt's KV: seeds the output
-    uncached: int  # prompt tokens this worker must prefill itself (0 when the KV came from a prefill worker)
-    queue: asyncio.Queue
-    blocks: int = 0
-    produced: int = 0
+    __slots__ = ("request_id", "tokens", "max_tokens", "seed", "uncached", "queue", "blocks", "produced", "ids", "done")
+
+    def __init__(self, request_id: str, tokens: list[int], max_tokens: int, seed: int, uncached: int):
+        self.request_id, self.tokens, self.max_tokens, self.seed, self.uncached = request_id, tokens, max_tokens, seed, uncached
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.blocks = 0
+        self.produced = 0
+        self.ids: list[int] = []
+        self.done = False  # finished or cancelled: the loop drops it at its next safe point
+
+
+class EngineStopped(Exception):
+    pass
 
 
 class DecodeEngine:
-    """Continuous batching in one asyncio task: local prefills first, one at a time, then a decode step for all."""
+    """Continuous batching in one asyncio task: local prefills first, one at a time, then a decode step for all.
 
-    def __init__(self, shape: ModelShape, timing: Timing, blocks: BlockManager):
-        self.shape = shape
+    The loop owns `waiting` and `running`: `cancel` only marks a sequence done and frees nothing itself, so a
+    cancellation arriving while the loop awaits a step cannot pull a sequence from under it (the race that killed
+    the loop when a frontend crashed). The loop is supervised: an exception in it is logged, every sequence it held
+    ends with an error, and it starts again; `healthy` says whether it runs and makes progress when work waits."""
+
+    STALL_SECONDS = 10.0  # work waiting and no step for this long: unhealthy (the supervisor restarts the worker)
+
+    def __init__(self, timing: Timing, blocks: BlockManager):
         self.timing = timing
         self.blocks = blocks
         self.waiting: list[Sequence] = []
@@ -192,65 +255,104 @@ class DecodeEngine:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.busy_seconds = 0.0  # time spent computing (for utilisation)
-        self.local_prefill_tokens = 0
         self.steps = 0
+        self.restarts = 0
+        self.last_progress = time.monotonic()
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._task = asyncio.get_running_loop().create_task(self._supervise())
 
-    async def generate(self, seq: Sequence) -> AsyncIterator[int]:
+    def healthy(self) -> tuple[bool, str]:
+        if self._task is None or self._task.done():
+            return False, "engine loop not running"
+        if (self.waiting or self.running) and time.monotonic() - self.last_progress > self.STALL_SECONDS:
+            return False, f"no engine step for {time.monotonic() - self.last_progress:.0f} s with {len(self.waiting) + len(self.running)} sequences"
+        return True, "ok"
+
+    async def generate(self, seq: Sequence) -> AsyncIterator[list[int]]:
+        """The sequence's tokens, in batches (every token produced since the last batch was taken)."""
         self.waiting.append(seq)
         self._wake.set()
-        while True:
-            item = await seq.queue.get()
-            if item is None:
-                return
-            yield item
+        try:
+            while True:
+                item = await seq.queue.get()
+                batch = [item]
+                while not seq.queue.empty():
+                    batch.append(seq.queue.get_nowait())
+                tokens = [t for t in batch if isinstance(t, int)]
+                if tokens:
+                    yield tokens
+                if isinstance(batch[-1], Exception):
+                    raise batch[-1]
+                if batch[-1] is None:
+                    return
+        finally:
+            seq.done = True  # finished, or its caller went away: the loop frees it
+            self._wake.set()
 
     async def _busy(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
         t0 = time.perf_counter()
         await asyncio.sleep(seconds)
-        self.busy_seconds += time.perf_counter() - t0 if seconds > 0 else 0.0
+        self.busy_seconds += time.perf_counter() - t0
+
+    async def _supervise(self) -> None:
+        while True:
+            try:
+                await self._loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - logged, its sequences told, the loop started again
+                log.exception("engine loop failed; restarting it")
+                self.restarts += 1
+                for seq in self.waiting + self.running:
+                    if not seq.done:
+                        seq.queue.put_nowait(EngineStopped("the engine loop failed"))
+                    self.blocks.free(seq.blocks)
+                self.waiting, self.running = [], []
+
+    def _drop_done(self) -> None:
+        if any(s.done for s in self.running):
+            for s in self.running:
+                if s.done:
+                    self.blocks.free(s.blocks)
+            self.running = [s for s in self.running if not s.done]
+        if any(s.done for s in self.waiting):
+            self.waiting = [s for s in self.waiting if not s.done]
 
     async def _loop(self) -> None:
         while True:
+            self._drop_done()
             if not self.waiting and not self.running:
                 self._wake.clear()
+                self.last_progress = time.monotonic()
                 await self._wake.wait()
-            admitted = None
-            for seq in self.waiting:
-                if self.blocks.can_allocate(len(seq.tokens) + seq.max_tokens):
-                    admitted = seq
-                    break
+                continue
+            admitted = next((s for s in self.waiting if self.blocks.can_allocate(len(s.tokens) + s.max_tokens)), None)
             if admitted is not None:
                 self.waiting.remove(admitted)
                 admitted.blocks = self.blocks.allocate(len(admitted.tokens) + admitted.max_tokens)
-                if admitted.uncached:
-                    self.local_prefill_tokens += admitted.uncached
-                    await self._busy(self.timing.prefill_seconds(admitted.uncached))
                 self.running.append(admitted)
+                if admitted.uncached:
+                    await self._busy(self.timing.prefill_seconds(admitted.uncached))
+                self.last_progress = time.monotonic()
                 continue
             if not self.running:
-                await asyncio.sleep(0.001)  # waiting for blocks that only a finishing sequence can free
+                self._wake.clear()
+                await self._wake.wait()  # waiting for blocks that only a finishing sequence can free
                 continue
-            batch = list(self.running)
-            await self._busy(self.timing.decode_step_seconds(len(batch)))
+            await self._busy(self.timing.decode_step_seconds(len(self.running)))
             self.steps += 1
-            for seq in batch:
-                if seq.produced == 0:
-                    ids = output_tokens(seq.kv_crc, seq.max_tokens)
-                    seq._ids = ids  # type: ignore[attr-defined]
-                seq.queue.put_nowait(seq._ids[seq.produced])  # type: ignore[attr-defined]
+            self.last_progress = time.monotonic()
+            for seq in self.running:
+                if seq.done:
+                    continue
+                if not seq.ids:
+                    seq.ids = output_tokens(seq.seed, seq.max_tokens)
+                seq.queue.put_nowait(seq.ids[seq.produced])
                 seq.produced += 1
                 if seq.produced >= seq.max_tokens:
-                    self.running.remove(seq)
-                    self.blocks.free(seq.blocks)
                     seq.queue.put_nowait(None)
-
-    def cancel(self, seq: Sequence) -> None:
-        """Drop a sequence whose client went away."""
-        if seq in self.waiting:
-            self.waiting.remove(seq)
-        elif seq in self.running:
-            self.running.remove(seq)
-            self.blocks.free(seq.blocks)
+                    seq.done = True

@@ -1,4 +1,10 @@
-"""OpenAI-compatible request bodies and response shapes for `/v1/completions` and `/v1/chat/completions`."""
+"""OpenAI-compatible request bodies and response shapes for `/v1/completions` and `/v1/chat/completions`.
+
+Parameters are treated as vLLM's OpenAI server treats them where this runtime can honour them (`max_tokens` unset
+is the rest of the context; `stop`, `seed`, `stream_options.include_usage`, chat content given as a list of text
+parts; vLLM's `cache_salt`), and every other parameter a client sets is refused with a 400 that names it, never
+silently ignored.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +14,50 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+# Accepted with any value because they change nothing a client can observe here.
+_HARMLESS = {"user", "metadata", "store", "service_tier"}
+
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
     model: str | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     stream: bool = False
+    stream_options: "StreamOptions | None" = None
     n: int = Field(default=1, ge=1, le=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    cache_salt: str | None = Field(default=None, min_length=1)
 
-    def output_tokens(self) -> int:
-        return self.max_completion_tokens or self.max_tokens or 16
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, v: Any) -> Any:
+        stops = [v] if isinstance(v, str) else v or []
+        if len(stops) > 4 or any(not s for s in stops):
+            raise ValueError("stop takes up to 4 non-empty strings")
+        return v
+
+    def unsupported(self) -> list[str]:
+        """Parameters the client set (to something other than null) that this server does not implement."""
+        return sorted(k for k, v in (self.model_extra or {}).items() if v is not None and k not in _HARMLESS)
+
+    def stops(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+    def output_tokens(self, prompt_tokens: int, max_model_len: int) -> int:
+        """`max_tokens`, else (as vLLM) the rest of the context."""
+        return self.max_completion_tokens or self.max_tokens or max(max_model_len - prompt_tokens, 0)
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_usage: bool = False
+    continuous_usage_stats: bool = False
 
 
 class CompletionRequest(_Request):
@@ -35,25 +71,43 @@ class CompletionRequest(_Request):
         return v
 
 
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text"]
+    text: str
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str
+    content: str | list[TextPart]
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
 
 class ChatCompletionRequest(_Request):
     messages: list[ChatMessage] = Field(min_length=1)
 
 
-def error_body(message: str, param: str | None = None, err_type: str = "invalid_request_error", code: str | None = None) -> dict:
+_Request.model_rebuild()
+CompletionRequest.model_rebuild()
+ChatCompletionRequest.model_rebuild()
+
+
+def error_body(message: str, param: str | None = None, err_type: str = "invalid_request_error", code: str | int | None = None) -> dict:
     return {"error": {"message": message, "type": err_type, "param": param, "code": code}}
 
 
 def validation_message(exc: ValidationError) -> tuple[str, str | None]:
     err = exc.errors(include_url=False)[0]
     loc = ".".join(str(p) for p in err.get("loc", ()))
-    return f"{loc}: {err.get('msg', 'invalid')}" if loc else err.get("msg", "invalid"), loc or None
+    msg = err.get("msg", "invalid")
+    if err.get("type") == "literal_error" and loc.endswith(".type"):
+        msg = "only text content parts are supported here"
+    return f"{loc}: {msg}" if loc else msg, loc or None
 
 
 def completion_id(chat: bool) -> str:
@@ -61,7 +115,7 @@ def completion_id(chat: bool) -> str:
 
 
 def completion_response(rid: str, model: str, text: str, finish: str, usage: dict, chat: bool, extra: dict) -> dict:
-    choice = {"index": 0, "finish_reason": finish, "logprobs": None}
+    choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
     if chat:
         choice["message"] = {"role": "assistant", "content": text}
     else:
@@ -72,7 +126,7 @@ def completion_response(rid: str, model: str, text: str, finish: str, usage: dic
     }
 
 
-def stream_chunk(rid: str, model: str, text: str | None, finish: str | None, chat: bool, first: bool = False) -> dict:
+def stream_chunk(rid: str, model: str, text: str | None, finish: str | None, chat: bool, created: int, first: bool = False) -> dict:
     choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
     if chat:
         delta: dict[str, Any] = {}
@@ -83,4 +137,8 @@ def stream_chunk(rid: str, model: str, text: str | None, finish: str | None, cha
         choice["delta"] = delta
     else:
         choice["text"] = text or ""
-    return {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "created": int(time.time()), "model": model, "choices": [choice]}
+    return {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "created": created, "model": model, "choices": [choice]}
+
+
+def usage_chunk(rid: str, model: str, chat: bool, created: int, usage: dict) -> dict:
+    return {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "created": created, "model": model, "choices": [], "usage": usage}

@@ -1,8 +1,11 @@
-"""`disagg serve`: start the frontend and every worker as its own process, restart the ones that die, stop them all.
+"""`disagg serve`: start the frontend and every worker as its own process, restart the ones that die or hang, stop them.
 
-A worker that exits is reported, restarted with exponential back-off (0.5 s doubling to 10 s, reset after 30 s of
-uptime) and counted; Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after 5 s). Children also get
-PR_SET_PDEATHSIG so that even a SIGKILLed supervisor leaves no orphans.
+A process that exits is reported, restarted with exponential back-off (0.5 s doubling to 10 s, reset after 30 s of
+uptime) and counted. A process that stops answering its health check for 15 s (stopped, wedged, or unhealthy) is
+killed and restarted the same way. Ctrl-C or SIGTERM stops the frontend first (it drains requests in flight for
+`--drain-seconds`), then the workers (SIGTERM, then SIGKILL). Children get PR_SET_PDEATHSIG so that even a SIGKILLed
+supervisor leaves no orphans, and the run's secret in their environment; everything the run writes is private (0600
+files in a 0700 folder).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 
+from .channel import probe
 from .identity import RUN_SECRET_ENV, run_id
 from .plan import RuntimePlan, WorkerSpec
 
@@ -46,6 +50,9 @@ class ServeOptions:
     fault_injection: bool = False
     log_dir: str | None = None
     kv_refusals: dict = field(default_factory=dict)  # reason -> the doctor's message: KV exchanges the decode side refuses
+    api_key: str | None = None
+    drain_seconds: float = 30.0
+    unhealthy_restart: float = 15.0  # seconds without a healthy answer before a process is killed and restarted
 
 
 @dataclass
@@ -61,6 +68,9 @@ class Child:
     backoff: float = 0.5
     next_start: float = 0.0
     env: dict = field(default_factory=dict)
+    spec: WorkerSpec | None = None  # for a mock worker: where its channel listens
+    healthy_at: float = 0.0  # last healthy answer
+    listener: socket.socket | None = None  # bound here, handed to each incarnation of the process
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -74,69 +84,96 @@ class Supervisor:
         self.plan = plan
         self.opt = options
         self.say = say  # the command line decides how to print
-        self.run_dir = options.log_dir or tempfile.mkdtemp(prefix="disagg-serve-")
-        os.makedirs(self.run_dir, exist_ok=True)
+        self.run_dir = options.log_dir or tempfile.mkdtemp(prefix="disagg-serve-")  # mkdtemp: 0700
+        os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         self.children: list[Child] = []
         self.stopping = False
         self.frontend_url = ""
         self.pids_file: str | None = None
         self.secret = secrets.token_hex(32)
         self.run_id = run_id(self.secret)
+        self._last_probe = 0.0
 
     def build(self) -> None:
-        plan_file = os.path.join(self.run_dir, "plan.json")
-        with open(plan_file, "w", encoding="utf-8") as handle:
-            handle.write(self.plan.to_json())
-        specs = [WorkerSpec(f"decode-{i}", "decode", i, free_port()) for i in range(self.plan.decode_workers)]
-        specs += [WorkerSpec(f"prefill-{i}", "prefill", i, free_port()) for i in range(self.plan.prefill_workers)]
-        workers_file = os.path.join(self.run_dir, "workers.json")
-        with open(workers_file, "w", encoding="utf-8") as handle:
-            json.dump([asdict(s) for s in specs], handle)
+        plan_file = _private(os.path.join(self.run_dir, "plan.json"), self.plan.to_json())
+        # Mock workers' sockets are bound here and handed over (socket activation): no port can be taken between
+        # choosing it and binding it, and a restarted worker listens where its peers already look.
+        listeners: dict[str, socket.socket] = {}
+        specs = []
+        for role, n in (("decode", self.plan.decode_workers), ("prefill", self.plan.prefill_workers)):
+            for i in range(n):
+                wid = f"{role}-{i}"
+                if self.opt.engine == "vllm":
+                    specs.append(WorkerSpec(wid, role, i, free_port()))
+                else:
+                    listeners[wid] = listen("127.0.0.1", 0)
+                    specs.append(WorkerSpec(wid, role, i, listeners[wid].getsockname()[1]))
+        workers_file = _private(os.path.join(self.run_dir, "workers.json"), json.dumps([asdict(s) for s in specs]))
         py = [sys.executable, "-m"]
         if self.opt.engine == "vllm":
+            from .identity import engine_api_key
             from .vllm_engine import engine_commands
 
             self.pids_file = os.path.join(self.run_dir, "pids.json")
             for s, argv, env, note in engine_commands(self.plan, specs, self.opt):
-                self.children.append(Child(s.worker_id, s.role, argv, s.url, os.path.join(self.run_dir, f"{s.worker_id}.log"), env=env))
+                env["VLLM_API_KEY"] = engine_api_key(self.secret.encode())
+                self.children.append(Child(s.worker_id, s.role, argv, s.url, os.path.join(self.run_dir, f"{s.worker_id}.log"), env={**self._service_env(s.role), **env}))
                 if note:
                     self.say(note)
-            specs = []
-        for s in specs:
-            argv = py + ["disagg.runtime.worker", "--plan-file", plan_file, "--worker-id", s.worker_id, "--role", s.role, "--port", str(s.port),
-                         "--kv-transport", self.opt.kv_transport, "--timing", json.dumps(self.opt.timing), "--kv-blocks", str(self.opt.kv_blocks),
-                         "--arena-mb", str(self.opt.arena_mb), "--prefill-concurrency", str(self.opt.prefill_concurrency)]
-            if self.opt.fault_injection:
-                argv.append("--fault-injection")
-            if self.opt.kv_refusals:
-                argv += ["--refuse-kv", json.dumps(self.opt.kv_refusals)]
-            self.children.append(Child(s.worker_id, s.role, argv, s.url, os.path.join(self.run_dir, f"{s.worker_id}.log")))
-        port = self.opt.port if self.opt.port is not None else self.plan.frontend_port
-        if port == 0:
-            port = free_port(self.opt.host)
         else:
-            check_port_free(self.opt.host, port)
+            for s in specs:
+                argv = py + ["disagg.runtime.worker", "--plan-file", plan_file, "--workers-file", workers_file, "--worker-id", s.worker_id,
+                             "--kv-transport", self.opt.kv_transport, "--timing", json.dumps(self.opt.timing), "--kv-blocks", str(self.opt.kv_blocks),
+                             "--arena-mb", str(self.opt.arena_mb), "--prefill-concurrency", str(self.opt.prefill_concurrency)]
+                if self.opt.fault_injection:
+                    argv.append("--fault-injection")
+                if self.opt.kv_refusals:
+                    argv += ["--refuse-kv", json.dumps(self.opt.kv_refusals)]
+                self.children.append(Child(s.worker_id, s.role, argv, f"channel://{s.host}:{s.port}", os.path.join(self.run_dir, f"{s.worker_id}.log"),
+                                           env=self._service_env(s.role), spec=s, listener=listeners[s.worker_id]))
+        port = self.opt.port if self.opt.port is not None else self.plan.frontend_port
+        front = listen(self.opt.host, port)  # PortTaken when something holds it
+        port = front.getsockname()[1]
         argv = py + ["disagg.runtime.frontend", "--plan-file", plan_file, "--workers-file", workers_file, "--host", self.opt.host, "--port", str(port),
                      "--prefill-concurrency", str(self.opt.prefill_concurrency), "--prefill-timeout", str(self.opt.prefill_timeout),
-                     "--decode-timeout", str(self.opt.decode_timeout)]
+                     "--decode-timeout", str(self.opt.decode_timeout), "--drain-seconds", str(self.opt.drain_seconds)]
         if self.opt.fault_injection:
             argv.append("--fault-injection")
         if self.opt.engine == "vllm":
             argv += ["--engine", "vllm", "--model-dir", self.plan.model_path, "--pids-file", self.pids_file]
         host = "127.0.0.1" if self.opt.host in ("0.0.0.0", "") else self.opt.host
         self.frontend_url = f"http://{host}:{port}"
-        self.children.append(Child("frontend", "frontend", argv, self.frontend_url, os.path.join(self.run_dir, "frontend.log")))
+        env = {"DISAGG_API_KEY": self.opt.api_key} if self.opt.api_key else {}
+        self.children.append(Child("frontend", "frontend", argv, self.frontend_url, os.path.join(self.run_dir, "frontend.log"), env=env, listener=front))
+
+    def _service_env(self, role: str) -> dict[str, str]:
+        """`ServiceArgs.envs` of the role's section, applied to its processes as Dynamo did."""
+        section = {"decode": "VllmWorker", "prefill": "PrefillWorker"}.get(role, "")
+        envs = ((self.plan.effective.get(section) or {}).get("ServiceArgs") or {}).get("envs") if isinstance(self.plan.effective.get(section), dict) else None
+        out: dict[str, str] = {}
+        if isinstance(envs, dict):
+            out = {str(k): str(v) for k, v in envs.items() if v is not None}
+        elif isinstance(envs, list):
+            for e in envs:
+                if isinstance(e, dict) and "name" in e and e.get("value") is not None:
+                    out[str(e["name"])] = str(e["value"])
+        return out
 
     def _spawn(self, c: Child) -> None:
-        log = open(c.log_path, "ab")
+        log = os.fdopen(os.open(c.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         # Each child leads its own process group: vLLM's API server forks an EngineCore that outlives a SIGKILLed
         # parent (seen here: orphaned EngineCores slowed the next engines' start past any timeout), so restarts and
         # stops signal the whole group.
         env = {**os.environ, "PYTHONUNBUFFERED": "1", RUN_SECRET_ENV: self.secret, **c.env}
-        c.proc = subprocess.Popen(c.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                  start_new_session=True)
+        if c.role != "frontend":
+            env.setdefault("UCX_NET_DEVICES", "lo")  # NIXL's UCX listens on loopback only: this run is on one host
+        argv, fds = c.argv, ()
+        if c.listener is not None:
+            argv, fds = [*c.argv, "--listen-fd", str(c.listener.fileno())], (c.listener.fileno(),)
+        c.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                  start_new_session=True, pass_fds=fds)
         log.close()
-        c.started = time.monotonic()
+        c.started = c.healthy_at = time.monotonic()
         if self.pids_file:  # vLLM engines do not report their PID: publish it for the frontend's /workers
             pids = {x.url: x.proc.pid for x in self.children if x.proc is not None and x.role in ("decode", "prefill")}
             with open(self.pids_file, "w", encoding="utf-8") as handle:
@@ -158,7 +195,7 @@ class Supervisor:
                     if "address already in use" in tail.lower():
                         raise PortTaken(f"{c.name}: {c.url} is already in use by another process")
                     raise RuntimeError(f"{c.name} exited with code {c.proc.returncode} while starting; its log: {c.log_path}\n{tail}")
-                answer = _health(c.url + "/health")
+                answer = self._probe(c)
                 if answer is None:
                     continue
                 ours = c.role == "frontend" or self.opt.engine == "mock"  # vLLM's own servers do not know our run
@@ -172,9 +209,32 @@ class Supervisor:
                 raise RuntimeError(f"not ready after {timeout:.0f} s: {', '.join(c.name for c in pending)}; logs in {self.run_dir}")
             time.sleep(0.05)
 
+    def _probe(self, c: Child) -> dict | None:
+        if c.spec is not None:
+            return probe(c.spec.host, c.spec.port, self.secret.encode(), timeout=1.0)
+        return _health(c.url + "/health")
+
+    def _check_health(self, now: float) -> None:
+        """Kill what stopped answering (a stopped, wedged or unhealthy process): the next watch restarts it."""
+        if now - self._last_probe < 2.0:
+            return
+        self._last_probe = now
+        for c in self.children:
+            if c.proc is None or c.proc.poll() is not None or c.next_start:
+                continue
+            answer = self._probe(c)
+            if answer is not None and answer.get("healthy", True) and answer.get("status") != "shutting_down":
+                c.healthy_at = now
+            elif now - c.healthy_at > self.opt.unhealthy_restart:
+                self.say(f"{c.name} (pid {c.proc.pid}) has not answered as healthy for {now - c.healthy_at:.0f} s; killing it to restart it")
+                _signal_group(c.proc, signal.SIGKILL)
+                _signal_group(c.proc, signal.SIGCONT)
+
     def watch_once(self) -> None:
-        """Restart children that died (with back-off); call this in a loop."""
+        """Restart children that died or hang (with back-off); call this in a loop."""
         now = time.monotonic()
+        if not self.stopping:
+            self._check_health(now)
         for c in self.children:
             if self.stopping or c.proc is None:
                 continue
@@ -196,21 +256,28 @@ class Supervisor:
                 self.say(f"{c.name} restarted as pid {c.proc.pid}")
 
     def stop(self) -> None:
+        """The frontend first (it drains what is in flight), then the workers."""
         self.stopping = True
-        for c in self.children:
-            if c.proc is not None:
-                _signal_group(c.proc, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for c in self.children:
-            if c.proc is None:
-                continue
-            try:
-                c.proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                pass
-            _signal_group(c.proc, signal.SIGKILL)  # the group: engine processes a parent leaves behind
-            if c.proc.poll() is None:
-                c.proc.wait()
+        for c in self.children:  # new connections are refused from now on; the processes hold their own copies
+            if c.listener is not None:
+                c.listener.close()
+        front = [c for c in self.children if c.role == "frontend"]
+        rest = [c for c in self.children if c.role != "frontend"]
+        for group, grace in ((front, self.opt.drain_seconds + 5), (rest, 10)):
+            for c in group:
+                if c.proc is not None:
+                    _signal_group(c.proc, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            for c in group:
+                if c.proc is None:
+                    continue
+                try:
+                    c.proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                except subprocess.TimeoutExpired:
+                    pass
+                _signal_group(c.proc, signal.SIGKILL)  # the group: engine processes a parent leaves behind
+                if c.proc.poll() is None:
+                    c.proc.wait()
 
     def pids(self) -> dict[str, int]:
         return {c.name: c.proc.pid for c in self.children if c.proc is not None}
@@ -223,15 +290,19 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def check_port_free(host: str, port: int) -> None:
-    """Raise PortTaken when something already listens on host:port (a restarting process may still linger: the
-    frontend's socket sets SO_REUSEADDR, and so does this check)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host or "0.0.0.0", port))
-        except OSError as exc:
-            raise PortTaken(f"port {port} on {host} is already in use ({exc.strerror}): stop what holds it or choose another --port (0 picks a free one)") from None
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (0: any free port), inheritable by a child; PortTaken when it is held."""
+    family = socket.AF_INET6 if ":" in (host or "") else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((host or "0.0.0.0", port))
+    except OSError as exc:
+        s.close()
+        raise PortTaken(f"port {port} on {host} is already in use ({exc.strerror}): stop what holds it or choose another --port (0 picks a free one)") from None
+    s.listen(1024)
+    s.set_inheritable(True)
+    return s
 
 
 def _health(url: str) -> dict | None:
@@ -250,6 +321,14 @@ def _health(url: str) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return {}
     return answer if isinstance(answer, dict) else {}
+
+
+def _private(path: str, text: str) -> str:
+    """Write a file only this user can read (it may hold the config's secrets); returns its path."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
 
 
 def _tail(path: str, lines: int = 15) -> str:

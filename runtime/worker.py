@@ -1,9 +1,13 @@
 """A worker process: a decode worker (`VllmWorker`) or a prefill worker (`PrefillWorker`) with the mock engine.
 
-Each worker serves HTTP on loopback for the frontend: `/health`, `/metrics`, `/nixl/metadata`, and by role
-`/prefill` (prefill) or `/prefix_match` and `/generate` (decode). `/generate` streams newline-delimited JSON: a
-`start` event saying where the prompt was prefilled and how the KV transfer went, one `token` event per token,
-then `end`.
+It listens on the run's internal channel only (channel.py: authenticated, loopback unless a multi-host run says
+otherwise) and serves, by role:
+- both: `health` (liveness and readiness: the engine loop runs and makes progress when work waits), `metrics`
+  (its Prometheus text, which the frontend re-exports), `faults` (with --fault-injection);
+- prefill: `prefill` (make a prompt's KV, answer a KV handle) and `kv_read` (the bytes, when KV moves over the
+  channel instead of NIXL);
+- decode: `prefix_match`, and `generate`: read the prefilled KV (or prefill locally), then stream token batches.
+A worker that stays unhealthy, or whose event loop stops turning, exits; the supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -11,67 +15,59 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import signal
 import time
 
 import numpy as np
-from aiohttp import ClientSession, ClientTimeout, web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .identity import current_run_id
-from .kv import Arena, KVStore, KVTransferError, NixlTransport
+from .channel import Channel, ChannelError, ChannelServer, RemoteError, Request
+from .identity import run_id
+from .kv import Arena, KVStore, KVTransferError, NixlTransport, check_handle, handle_mac
 from .metrics import WorkerMetrics
-from .mock_engine import BlockManager, DecodeEngine, Sequence, Timing, kv_checksum, kv_for_tokens
-from .plan import RuntimePlan
+from .mock_engine import BlockManager, DecodeEngine, EngineStopped, KVLayout, Sequence, Timing, combine
+from .plan import RuntimePlan, WorkerSpec
+from .process import Watchdog, run_secret, setup
 
-
-def set_parent_death_signal() -> None:
-    """Linux: die with the supervisor, so a SIGKILLed `disagg serve` leaves no orphan workers."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+log = logging.getLogger("disagg.worker")
 
 
 class Worker:
-    def __init__(self, plan: RuntimePlan, worker_id: str, role: str, kv_transport: str, timing: Timing, kv_blocks: int, arena_bytes: int, prefill_concurrency: int,
-                 fault_injection: bool, kv_refusals: dict[str, str] | None = None):
-        self.plan = plan
-        self.worker_id = worker_id
-        self.role = role
-        self.timing = timing
+    def __init__(self, plan: RuntimePlan, spec: WorkerSpec, peers: list[WorkerSpec], secret: bytes, kv_transport: str, timing: Timing,
+                 kv_blocks: int, arena_bytes: int, prefill_concurrency: int, fault_injection: bool, kv_refusals: dict[str, str] | None = None):
+        self.plan, self.spec, self.secret, self.timing = plan, spec, secret, timing
+        self.worker_id, self.role = spec.worker_id, spec.role
+        self.run_id = run_id(secret.decode())
         self.fault_injection = fault_injection
-        self.faults = {"kv_fail": 0, "kv_corrupt": 0}
-        self.registry = CollectorRegistry()
-        self.metrics = WorkerMetrics(self.registry, worker_id, role)
-        self.run_id = current_run_id()
+        self.faults = {"kv_fail": 0, "kv_corrupt": 0, "stall": 0}
         self.kv_refusals = kv_refusals or {}  # reason -> why: KV exchanges vLLM's handshake would refuse (the doctor's DG203-206)
+        self.registry = CollectorRegistry()
+        self.metrics = WorkerMetrics(self.registry, self.worker_id, self.role)
+        self.layout = KVLayout(plan.shape, secret)
         self.arena = Arena(arena_bytes)
-        self.agent_name = f"{worker_id}-{os.getpid()}"
         self.transport_kind = kv_transport
-        self.nixl = NixlTransport(self.agent_name, self.arena) if kv_transport == "nixl" else None
-        self.store = KVStore(self.arena) if role == "prefill" else None
-        self.blocks = BlockManager(kv_blocks, plan.block_size, prefix_caching=plan.enable_prefix_caching and role == "decode")
-        self.engine = DecodeEngine(plan.shape, timing, self.blocks) if role == "decode" else None
+        self.nixl = NixlTransport(f"{self.worker_id}-{os.getpid()}", self.arena) if kv_transport == "nixl" else None
+        self.store = KVStore(self.arena) if self.role == "prefill" else None
+        self.blocks = BlockManager(kv_blocks, plan.block_size, plan.enable_prefix_caching and self.role == "decode", self.layout)
+        self.engine = DecodeEngine(timing, self.blocks) if self.role == "decode" else None
         self.prefill_slots = asyncio.Semaphore(prefill_concurrency)
         self.prefill_waiting = 0
         self.busy_prefill = 0.0
-        self.session: ClientSession | None = None
         self._busy_reported = 0.0
+        self.peers = {p.worker_id: p for p in peers if p.role == "prefill"}  # the only workers this one ever contacts
+        self._channels: dict[str, Channel] = {}
+        self.watchdog: Watchdog | None = None
 
     # ---- common ----------------------------------------------------------------------------------------------
 
-    async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({
-            "worker_id": self.worker_id, "role": self.role, "pid": os.getpid(), "device": "cpu", "engine": "mock",
-            "state": "ready", "kv_transport": self.transport_kind, "agent": self.agent_name, "run_id": self.run_id,
-        })
+    def health(self) -> dict:
+        ok, why = self.engine.healthy() if self.engine else (True, "ok")
+        return {"worker_id": self.worker_id, "role": self.role, "pid": os.getpid(), "device": "cpu", "engine": "mock",
+                "state": "ready" if ok else "unhealthy", "healthy": ok, "reason": why, "kv_transport": self.transport_kind, "run_id": self.run_id}
 
-    async def metrics_handler(self, request: web.Request) -> web.Response:
+    def metrics_text(self) -> bytes:
         busy = self.busy_prefill + (self.engine.busy_seconds if self.engine else 0.0)
         self.metrics.busy.inc(max(busy - self._busy_reported, 0.0))
         self._busy_reported = busy
@@ -83,28 +79,42 @@ class Worker:
         self.metrics.kv_usage.set(self.blocks.usage)
         if self.store:
             self.metrics.kv_pending.set(len(self.store.entries))
-        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return generate_latest(self.registry)
 
-    async def nixl_metadata(self, request: web.Request) -> web.Response:
-        if self.nixl is None:
-            return web.json_response({"error": "this worker moves KV over http, not NIXL"}, status=404)
-        return web.Response(body=self.nixl.metadata(), headers={"X-Agent-Name": self.agent_name}, content_type="application/octet-stream")
+    async def handle(self, req: Request) -> None:
+        op = req.op
+        if op == "health":
+            req.send(self.health())
+        elif op == "metrics":
+            req.send({}, self.metrics_text())
+        elif op == "faults":
+            if not self.fault_injection:
+                raise RemoteError("forbidden", "fault injection is off (start with --fault-injection)")
+            for key in self.faults:
+                if key in req.header:
+                    self.faults[key] = int(req.header[key])
+            req.send(dict(self.faults))
+        elif op == "prefill" and self.store is not None:
+            await self.prefill(req)
+        elif op == "kv_read" and self.store is not None:
+            self.kv_read(req)
+        elif op == "prefix_match" and self.engine is not None:
+            cached, _ = self.blocks.match_prefix(req.header["tokens"], req.header.get("salt", ""))
+            req.send({"cached_tokens": cached})
+        elif op == "generate" and self.engine is not None:
+            await self.generate(req)
+        else:
+            raise RemoteError("bad_op", f"{self.role} worker has no operation {op!r}")
 
-    async def set_faults(self, request: web.Request) -> web.Response:
-        if not self.fault_injection:
-            return web.json_response({"error": "fault injection is off (start with --fault-injection)"}, status=403)
-        body = await request.json()
-        for key in self.faults:
-            if key in body:
-                self.faults[key] = int(body[key])
-        return web.json_response(self.faults)
+    # ---- prefill role ----------------------------------------------------------------------------------------
 
-    # ---- prefill role --------------------------------------------------------------------------------------
-
-    async def prefill(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        tokens: list[int] = body["tokens"]
-        start = int(body.get("cached_tokens", 0))
+    async def prefill(self, req: Request) -> None:
+        h = req.header
+        tokens: list[int] = h["tokens"]
+        start = int(h.get("cached_tokens", 0))
+        nbytes = self.layout.nbytes(len(tokens) - start)
+        if nbytes > self.arena.size:
+            raise RemoteError("kv_too_large", f"{len(tokens) - start} tokens of KV ({nbytes >> 20} MiB) exceed this worker's KV arena ({self.arena.size >> 20} MiB)")
         self.prefill_waiting += 1
         waiting = True
         try:
@@ -112,207 +122,236 @@ class Worker:
                 self.prefill_waiting -= 1
                 waiting = False
                 t0 = time.perf_counter()
-                await asyncio.sleep(self.timing.prefill_seconds(len(tokens) - start))
-                kv = kv_for_tokens(tokens, start, self.plan.shape)
-                crc = kv_checksum(kv)
+                seconds = self.timing.prefill_seconds(len(tokens) - start)
+                if seconds:
+                    await asyncio.sleep(seconds)
+                entry = self.store.reserve(nbytes)
+                if entry is None:
+                    raise RemoteError("kv_arena_full", f"no room for {nbytes >> 10} KiB of KV: every region waits to be read")
+                self.layout.fill(self.arena.view(entry.offset, nbytes), tokens, start)
                 self.busy_prefill += time.perf_counter() - t0
         finally:
-            if waiting:  # the client went away before a slot was free
+            if waiting:  # the request was cancelled before a slot was free
                 self.prefill_waiting -= 1
-        stored = self.store.put(kv, crc)
-        if stored is None:
-            return web.json_response({"error": "KV arena full"}, status=503)
-        kv_id, entry = stored
+        handle = {"kv_id": entry.kv_id, "worker_id": self.worker_id, "request": h["request"], "start": start, "tokens": len(tokens),
+                  "length": nbytes, "checksum": self.layout.checksum(tokens, start), "transport": self.transport_kind,
+                  "addr": self.arena.addr + entry.offset}
+        handle["mac"] = handle_mac(self.secret, handle)
+        metadata = self.nixl.expose(entry) if self.nixl is not None else b""
         self.metrics.requests.inc()
         self.metrics.computed_tokens.inc(len(tokens) - start)
-        return web.json_response({
-            "kv_id": kv_id, "agent": self.agent_name, "addr": self.arena.addr + entry.offset, "length": entry.length,
-            "crc": crc, "cached_tokens": start, "tokens": len(tokens), "transport": self.transport_kind,
-        })
+        req.send({"handle": handle, "end": True}, metadata)
 
-    async def kv_bytes(self, request: web.Request) -> web.StreamResponse:
-        entry = self.store.get(request.match_info["kv_id"])
+    def kv_read(self, req: Request) -> None:
+        handle = req.header["handle"]
+        check_handle(self.secret, handle, handle.get("request", ""))
+        entry = self.store.take(handle["kv_id"])
         if entry is None:
-            return web.json_response({"error": "no such KV (expired or already read)"}, status=404)
-        return web.Response(body=self.arena.buf[entry.offset : entry.offset + entry.length].tobytes(), content_type="application/octet-stream")
+            raise RemoteError("kv_gone", "no such KV: expired, or already read")
+        try:
+            data = self.arena.view(entry.offset, entry.length).tobytes()
+        finally:
+            self._release(entry)
+        req.send({"end": True}, data)
 
-    async def kv_release(self, request: web.Request) -> web.Response:
-        ok = self.store.release(request.match_info["kv_id"])
-        return web.json_response({"released": ok})
+    def _release(self, entry) -> None:
+        if self.nixl is not None:
+            self.nixl.withdraw(entry)
+        self.store.free(entry)
 
-    async def housekeeping(self) -> None:
-        """Free KV whose reader said so (NIXL notifications) and KV nobody came for (expiry)."""
+    async def kv_progress(self) -> None:
+        """While KV waits to be read over NIXL, poll NIXL fast (a READ of our memory moves only while we poll) for
+        release notices; otherwise sleep until KV is made (an event, not a timer) or the next expiry check."""
+        last_expiry = time.monotonic()
         while True:
-            # Without NIXL's progress thread this loop is what progresses the agent (connection set-up, reads of
-            # our memory): poll fast while prefilled KV waits to be read, slowly when there is none.
-            await asyncio.sleep(0.0005 if self.store.entries else 0.02)
+            if not self.store.entries or self.nixl is None:
+                try:
+                    await asyncio.wait_for(self.store.pending.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+                if self.nixl is None:
+                    await asyncio.sleep(1.0)  # bytes go out on `kv_read`: only expiry to do here
             if self.nixl is not None:
                 for msg in self.nixl.poll_notifications():
                     if msg.startswith(b"release:"):
-                        self.store.release(msg[8:].decode())
-            expired = self.store.expire(time.monotonic())
-            if expired:
-                self.metrics.kv_expired.inc(expired)
+                        entry = self.store.take(msg[8:].decode())
+                        if entry is not None:
+                            self._release(entry)
+            now = time.monotonic()
+            if now - last_expiry > 1.0:
+                last_expiry = now
+                expired = self.store.expire(now)
+                for entry in expired:
+                    self._release(entry)
+                if expired:
+                    self.metrics.kv_expired.inc(len(expired))
+            if self.nixl is not None and self.store.entries:
+                await asyncio.sleep(0.0001)
 
-    # ---- decode role ---------------------------------------------------------------------------------------
+    # ---- decode role -----------------------------------------------------------------------------------------
 
-    async def prefix_match(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        cached, _ = self.blocks.match_prefix(body["tokens"])
-        return web.json_response({"cached_tokens": cached})
+    def _channel(self, worker_id: str) -> Channel:
+        spec = self.peers.get(worker_id)
+        if spec is None:  # a handle naming a worker outside this run's plan: never contacted
+            raise KVTransferError("unknown_worker", f"{worker_id} is not a prefill worker of this run")
+        ch = self._channels.get(worker_id)
+        if ch is None:
+            ch = self._channels[worker_id] = Channel(spec.host, spec.port, self.secret, worker_id)
+        return ch
 
-    def _prefix_crc(self, tokens: list[int], n: int) -> int:
-        if n <= 0:
-            return 0
-        return self.blocks.cache[self.blocks.block_hashes(tokens)[n // self.blocks.block_size - 1]]
-
-    async def _pull_kv(self, kv: dict, tokens: list[int], cached: int) -> tuple[np.ndarray, dict]:
-        """Read the prefill worker's KV into our arena, verify its checksum; raise KVTransferError on any failure."""
+    async def _pull_kv(self, handle: dict, metadata: bytes, tokens: list[int], cached: int, request: str, timeout: float) -> int:
+        """Read the prefilled KV into our arena and check it; returns its checksum. Raises KVTransferError."""
         for reason, why in self.kv_refusals.items():  # as vLLM's NIXL handshake does, before any byte moves
             self.metrics.kv_refused.labels(reason=reason).inc()
             raise KVTransferError("incompatible", f"refused: {why}")
-        if kv["cached_tokens"] > cached:
+        check_handle(self.secret, handle, request)
+        if handle["start"] > cached:
             raise KVTransferError("prefix_evicted", "the decode worker no longer holds the prefix the prefill skipped")
-        if kv["tokens"] != len(tokens):
+        if handle["tokens"] != len(tokens):
             raise KVTransferError("mismatch", "KV was prefilled for another prompt length")
         if self.faults["kv_fail"] > 0:
             self.faults["kv_fail"] -= 1
             raise KVTransferError("injected", "fault injection: transfer failed")
-        length = int(kv["length"])
-        t0 = time.perf_counter()
+        length = int(handle["length"])
         off = self.arena.allocate(length)
         if off is None:
             raise KVTransferError("no_buffer", "receive arena full")
         try:
-            if kv["transport"] == "nixl" and self.nixl is not None:
-                if not self.nixl.knows(kv["agent"]):
-                    async with self.session.get(f"{kv['url']}/nixl/metadata") as r:
-                        if r.status != 200:
-                            raise KVTransferError("handshake", f"no NIXL metadata from {kv['url']} (HTTP {r.status})")
-                        meta = await r.read()
-                    self.nixl.add_remote(meta)
-                await asyncio.to_thread(self.nixl.read, kv["agent"], int(kv["addr"]), length, off)
-                data = self.arena.buf[off : off + length].copy()
-                try:
-                    self.nixl.notify(kv["agent"], b"release:" + kv["kv_id"].encode())
-                except Exception:
-                    pass  # the prefill worker's expiry frees it
+            if handle["transport"] == "nixl" and self.nixl is not None:
+                peer = await self.nixl.read(metadata, int(handle["addr"]), length, off, timeout)
+                self.nixl.notify(peer, b"release:" + handle["kv_id"].encode())
             else:
                 try:
-                    async with self.session.get(f"{kv['url']}/kv/{kv['kv_id']}") as r:
-                        if r.status != 200:
-                            raise KVTransferError("not_found", f"prefill worker answered HTTP {r.status}")
-                        data = np.frombuffer(await r.read(), dtype=np.uint8).copy()
-                    async with self.session.delete(f"{kv['url']}/kv/{kv['kv_id']}"):
-                        pass
-                except (OSError, asyncio.TimeoutError) as exc:
-                    raise KVTransferError("connection", str(exc)) from None
-        except (OSError, asyncio.TimeoutError) as exc:
-            raise KVTransferError("connection", str(exc) or type(exc).__name__) from None
+                    _, data = await self._channel(handle["worker_id"]).call("kv_read", timeout=timeout, handle=handle)
+                except (ChannelError, RemoteError, asyncio.TimeoutError) as exc:
+                    raise KVTransferError("connection", f"{type(exc).__name__}: {exc}") from None
+                if len(data) != length:
+                    raise KVTransferError("checksum", f"received {len(data)} bytes of KV, expected {length}")
+                self.arena.view(off, length)[:] = np.frombuffer(data, dtype=np.uint8)
+            view = self.arena.view(off, length)
+            if self.faults["kv_corrupt"] > 0 and length:
+                self.faults["kv_corrupt"] -= 1
+                view[length // 2] ^= 0xFF  # a flipped byte, as a bad link would
+            if self.layout.verify(view, int(handle["start"])) != int(handle["checksum"]):
+                raise KVTransferError("checksum", "KV checksum mismatch: refusing corrupt KV")
         finally:
             self.arena.release(off, length)
-        seconds = time.perf_counter() - t0
-        if self.faults["kv_corrupt"] > 0 and data.size:
-            self.faults["kv_corrupt"] -= 1
-            data[data.size // 2] ^= 0xFF  # a flipped byte, as a bad link would
-        if data.size != length or kv_checksum(data) != int(kv["crc"]):
-            raise KVTransferError("checksum", "KV checksum mismatch: refusing corrupt KV")
-        return data, {"status": "ok", "bytes": length, "seconds": seconds, "transport": kv["transport"]}
+        return int(handle["checksum"])
 
-    async def generate(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        tokens: list[int] = body["tokens"]
-        max_tokens = int(body["max_tokens"])
-        kv = body.get("kv")
-        cached, _ = self.blocks.match_prefix(tokens)
+    async def generate(self, req: Request) -> None:
+        h = req.header
+        tokens: list[int] = h["tokens"]
+        max_tokens = int(h["max_tokens"])
+        salt = h.get("salt", "")
+        handle = h.get("kv")
+        cached, prefix_sum = self.blocks.match_prefix(tokens, salt)
         self.metrics.prefix_hits.inc(cached)
         kv_info: dict = {"status": "none"}
-        prefill = "local"
-        start, suffix = cached, None
-        if kv is not None:
+        prefill, start, suffix_sum = "local", cached, None
+        if handle is not None:
+            t0 = time.perf_counter()
             try:
-                suffix, kv_info = await self._pull_kv(kv, tokens, cached)
-                start = int(kv["cached_tokens"])
-                prefill = "remote"
+                suffix_sum = await self._pull_kv(handle, req.body, tokens, cached, h.get("request", ""), float(h.get("kv_timeout", 10.0)))
+                start, prefill = int(handle["start"]), "remote"
+                kv_info = {"status": "ok", "bytes": int(handle["length"]), "seconds": time.perf_counter() - t0, "transport": handle["transport"]}
             except KVTransferError as exc:
                 kv_info = {"status": "failed", "reason": exc.reason, "detail": str(exc)}
-        if suffix is None:
-            suffix = kv_for_tokens(tokens, start, self.plan.shape)
-        prefix_crc = self._prefix_crc(tokens, start)
-        full_crc = kv_checksum(suffix, prefix_crc)
+        if suffix_sum is None:
+            suffix_sum = self.layout.checksum(tokens, start)
+        if start != cached:
+            prefix_sum = self.layout.checksum(tokens, 0, start)
         uncached = len(tokens) - start if prefill == "local" else 0
-        self.blocks.remember(tokens, suffix, start, prefix_crc, self.plan.shape)
         self.metrics.requests.inc()
         self.metrics.computed_tokens.inc(uncached)
-        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        await resp.prepare(request)
-        start_event = {"type": "start", "prefill": prefill, "cached_tokens": start, "computed_tokens": uncached, "kv": kv_info, "kv_crc": full_crc}
-        await resp.write((json.dumps(start_event) + "\n").encode())
-        seq = Sequence(body.get("request_id", ""), tokens, max_tokens, full_crc, uncached, asyncio.Queue())
+        req.send({"event": "start", "prefill": prefill, "cached_tokens": start, "computed_tokens": uncached, "kv": kv_info})
+        self.blocks.remember(tokens, salt)  # its blocks are computed now: later prompts may reuse them
+        seed = combine(prefix_sum, suffix_sum, int(h.get("seed") or 0))
+        seq = Sequence(h.get("request", ""), tokens, max_tokens, seed, uncached)
         try:
-            async for token in self.engine.generate(seq):
-                await resp.write((json.dumps({"type": "token", "id": token}) + "\n").encode())
-            await resp.write(b'{"type": "end", "finish_reason": "length"}\n')
-        except (ConnectionResetError, asyncio.CancelledError):
-            self.engine.cancel(seq)
-            raise
-        return resp
+            async for batch in self.engine.generate(seq):
+                req.send({"tokens": batch})
+        except EngineStopped as exc:
+            raise RemoteError("engine_stopped", str(exc)) from None
+        req.send({"end": True, "finish_reason": "length"})
 
-    # ---- app -----------------------------------------------------------------------------------------------
+    # ---- process ---------------------------------------------------------------------------------------------
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 2**20)
-        app.router.add_get("/health", self.health)
-        app.router.add_get("/metrics", self.metrics_handler)
-        app.router.add_get("/nixl/metadata", self.nixl_metadata)
-        app.router.add_post("/debug/faults", self.set_faults)
-        if self.role == "prefill":
-            app.router.add_post("/prefill", self.prefill)
-            app.router.add_get("/kv/{kv_id}", self.kv_bytes)
-            app.router.add_delete("/kv/{kv_id}", self.kv_release)
-        else:
-            app.router.add_post("/prefix_match", self.prefix_match)
-            app.router.add_post("/generate", self.generate)
+    async def run(self, host: str, port: int, listen_fd: int | None = None) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        server = ChannelServer(self.handle, self.secret, {"worker_id": self.worker_id, "role": self.role, "pid": os.getpid(), "run_id": self.run_id},
+                               on_reject=self._rejected)
+        import socket
 
-        async def on_startup(app: web.Application) -> None:
-            self.session = ClientSession(timeout=ClientTimeout(total=30, connect=2))
-            if self.engine:
-                self.engine.start()
-            if self.store:
-                app["housekeeping"] = asyncio.get_running_loop().create_task(self.housekeeping())
+        listener = await server.start(host, port, socket.socket(fileno=listen_fd) if listen_fd is not None else None)
+        tasks = []
+        if self.engine:
+            self.engine.start()
+        if self.store:
+            tasks.append(loop.create_task(self.kv_progress()))
+        tasks.append(loop.create_task(self._heartbeat()))
+        try:
+            await stop.wait()
+        finally:
+            listener.close()
+            for t in tasks:
+                t.cancel()
+            for ch in self._channels.values():
+                ch.close()
 
-        async def on_cleanup(app: web.Application) -> None:
-            if self.session:
-                await self.session.close()
+    def _rejected(self, reason: str) -> None:
+        self.metrics.rejected.inc()
+        log.warning("refused a connection without this run's secret (%s)", reason)
 
-        app.on_startup.append(on_startup)
-        app.on_cleanup.append(on_cleanup)
-        return app
+    async def _heartbeat(self) -> None:
+        unhealthy_since = None
+        while True:
+            await asyncio.sleep(1.0)
+            if self.faults.get("stall"):
+                time.sleep(self.faults["stall"])  # fault injection: a wedged event loop (the watchdog's case)
+                self.faults["stall"] = 0
+            if self.watchdog:
+                self.watchdog.beat()
+            ok, why = self.engine.healthy() if self.engine else (True, "")
+            if ok:
+                unhealthy_since = None
+            elif unhealthy_since is None:
+                unhealthy_since = time.monotonic()
+            elif time.monotonic() - unhealthy_since > 2 * DecodeEngine.STALL_SECONDS:
+                log.error("unhealthy for %.0f s (%s): exiting so that the supervisor restarts this worker", time.monotonic() - unhealthy_since, why)
+                os._exit(3)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="disagg-worker")
     ap.add_argument("--plan-file", required=True)
+    ap.add_argument("--workers-file", required=True)
     ap.add_argument("--worker-id", required=True)
-    ap.add_argument("--role", choices=("decode", "prefill"), required=True)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--kv-transport", choices=("nixl", "http"), required=True)
+    ap.add_argument("--kv-transport", choices=("nixl", "channel"), required=True)
     ap.add_argument("--timing", default="{}")
     ap.add_argument("--kv-blocks", type=int, default=8192)
     ap.add_argument("--arena-mb", type=int, default=256)
     ap.add_argument("--prefill-concurrency", type=int, default=1)
     ap.add_argument("--fault-injection", action="store_true")
     ap.add_argument("--refuse-kv", default="{}", help="JSON reason -> message: KV exchanges this decode worker refuses")
+    ap.add_argument("--listen-fd", type=int, help="a listening socket handed over by the supervisor")
     args = ap.parse_args(argv)
-    set_parent_death_signal()
+    setup(args.worker_id)
+    secret = run_secret()
     with open(args.plan_file, encoding="utf-8") as handle:
         plan = RuntimePlan.from_json(handle.read())
-    timing = Timing(**json.loads(args.timing))
-    worker = Worker(plan, args.worker_id, args.role, args.kv_transport, timing, args.kv_blocks, args.arena_mb * 2**20, args.prefill_concurrency, args.fault_injection,
-                    json.loads(args.refuse_kv))
-    web.run_app(worker.app(), host=args.host, port=args.port, print=None, access_log=None, handle_signals=True, reuse_address=True)
+    with open(args.workers_file, encoding="utf-8") as handle:
+        specs = [WorkerSpec(**w) for w in json.load(handle)]
+    spec = next(s for s in specs if s.worker_id == args.worker_id)
+    worker = Worker(plan, spec, specs, secret, args.kv_transport, Timing(**json.loads(args.timing)), args.kv_blocks, args.arena_mb * 2**20,
+                    args.prefill_concurrency, args.fault_injection, json.loads(args.refuse_kv))
+    worker.watchdog = Watchdog()
+    asyncio.run(worker.run(spec.host, spec.port, args.listen_fd))
 
 
 if __name__ == "__main__":
     main()
+
+

@@ -46,7 +46,9 @@ FRONTEND = {
     "duration": Metric("disagg_request_duration_seconds", "histogram", (), "Request arrival to last token"),
     "prompt_len": Metric("disagg_request_prompt_tokens", "histogram", (), "Prompt length of each request, in tokens"),
     "in_flight": Metric("disagg_requests_in_flight", "gauge", (), "Requests being served"),
-    "errors": Metric("disagg_request_errors", "counter", ("code",), "Requests answered with an error"),
+    "errors": Metric("disagg_request_errors", "counter", ("code",), "Requests answered with an error, by HTTP status"),
+    "aborted": Metric("disagg_requests_aborted", "counter", (), "Requests whose client went away first; their work was stopped on every worker"),
+    "migrated": Metric("disagg_requests_migrated", "counter", (), "Requests moved to another decode worker after one failed before anything was sent"),
     "policy": Metric("disagg_routing_policy_info", "gauge", ("remote_prefill", "conditional_disagg", "max_local_prefill_length", "max_prefill_queue_size"),
                      "The routing policy in force (value 1)"),
 }
@@ -61,6 +63,7 @@ WORKER = {
     "prefix_hits": Metric("disagg_engine_prefix_cache_hit_tokens", "counter", _W, "Prompt tokens found in the prefix cache"),
     "kv_expired": Metric("disagg_engine_kv_expired", "counter", _W, "Prefilled KV blocks freed unread after their TTL"),
     "kv_pending": Metric("disagg_engine_kv_pending", "gauge", _W, "Prefilled KV blocks waiting to be read"),
+    "rejected": Metric("disagg_engine_connections_rejected", "counter", _W, "Connections refused for lacking this run's secret"),
     "kv_refused": Metric("disagg_engine_kv_refused", "counter", _W + ("reason",),
                          "KV exchanges refused because the two workers' KV layouts differ (block size, dtype, model, TP)"),
 }

@@ -8,9 +8,8 @@ import json
 import urllib.parse
 import xml.etree.ElementTree as ET
 
-from disagg.doctor.finding import Edit, overlapping
-
 from conftest import EXAMPLES, ROOT
+from disagg.doctor.finding import Edit, overlapping
 
 SEED = EXAMPLES / "seed-broken.yaml"
 

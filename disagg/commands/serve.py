@@ -13,6 +13,7 @@ KV_REFUSALS = {"DG203": "block_size", "DG204": "tp_ratio", "DG205": "model", "DG
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     import signal
     import time
 
@@ -48,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
         why = nixl_available()
         if why is not None and transport == "nixl":
             return err(NIXL_INSTALL_HINT.format(err=why))
-        transport = "http" if why is not None else "nixl"
-    if args.engine == "mock" and args.kv_transport == "auto" and transport == "http":
-        plan.notes.append("KV moves over HTTP: NIXL is not installed (pip install 'disagg[nixl]' for KV over NIXL)")
+        transport = "channel" if why is not None else "nixl"
+    if args.engine == "mock" and args.kv_transport == "auto" and transport == "channel":
+        plan.notes.append("KV moves over the workers' own connections: NIXL is not installed (pip install 'disagg[nixl]' for KV over NIXL)")
     verdict = static_doctor(args.config)
     for f in verdict:
         console.print(f"[{'red' if f.severity.label == 'error' else 'yellow'}]doctor:[/] " + escape(f"{f.path}:{f.line}:{f.column}: {f.code} [{f.severity.label}] {f.message}"))
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if args.mock_decode_ms_per_step is not None:
         timing["decode_step"] = args.mock_decode_ms_per_step / 1e3
     options = ServeOptions(engine=args.engine, host=args.host, port=args.port, kv_transport=transport, timing=timing, prefill_concurrency=args.prefill_concurrency,
-                           prefill_timeout=args.prefill_timeout, fault_injection=args.fault_injection, log_dir=args.log_dir, kv_refusals=refusals)
+                           prefill_timeout=args.prefill_timeout, fault_injection=args.fault_injection, log_dir=args.log_dir, kv_refusals=refusals,
+                           api_key=args.api_key or os.environ.get("DISAGG_API_KEY") or None, drain_seconds=args.drain_seconds)
     sup = Supervisor(plan, options, say=lambda m: console.print(f"[bold red]![/] {m}" if "died" in m else f"[green]✓[/] {m}"))
     try:
         sup.build()

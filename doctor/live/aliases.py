@@ -17,6 +17,7 @@ DISAGG = {
         "worker_info": FRONTEND["worker_info"],
         "queue_size": FRONTEND["queue_size"],
         "in_flight": FRONTEND["in_flight"],
+        "errors": FRONTEND["errors"],
         "kv_bytes": FRONTEND["kv_bytes"],
         "kv_failures": FRONTEND["kv_failures"],
         "prompt_tokens": FRONTEND["prompt_tokens"],

@@ -15,6 +15,20 @@ from .window import Snapshot, WorkerView, freeze
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
+def split_by_worker(samples) -> tuple[list, dict[str, list]]:
+    """A page's samples: (the frontend's own, worker id -> that worker's engine series). Engine series are the
+    reference runtime's `disagg_engine_*` and the `vllm:*` a disagg frontend re-exports, labelled `worker_id`."""
+    front, per_worker = [], {}
+    for sample in samples:
+        name, labels, _ = sample
+        wid = dict(labels).get("worker_id") if name.startswith(("disagg_engine_", "vllm:")) else None
+        if wid:
+            per_worker.setdefault(wid, []).append(sample)
+        else:
+            front.append(sample)
+    return front, per_worker
+
+
 class Collector:
     def __init__(self, frontend_url: str, prometheus_url: str | None = None, nvml_module=None, extra_targets: dict[str, str] | None = None,
                  prometheus_selector: str | None = None):
@@ -33,13 +47,15 @@ class Collector:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def _metrics(self, url: str) -> tuple[dict, list[str], str | None]:
+    def _metrics(self, url: str) -> tuple[dict, list[str], str | None, dict]:
+        """(signals, systems, error, worker id -> signals of the per-worker series this page carries)."""
         try:
             samples = promtext.parse(fetch(url).decode("utf-8", "replace"))
         except (ScrapeError, promtext.PromParseError) as exc:
-            return {}, [], str(exc)
+            return {}, [], str(exc), {}
+        front, per_worker = split_by_worker(samples)
         systems = aliases.detect({s[0] for s in samples})
-        return aliases.signals(samples, systems), systems, None
+        return aliases.signals(front, systems), systems, None, {w: aliases.signals(rows, systems) for w, rows in per_worker.items()}
 
     def _workers(self) -> tuple[WorkerView, ...]:
         try:
@@ -76,10 +92,12 @@ class Collector:
         front = self.pool.submit(self._metrics, self.url + "/metrics")
         workers = self._workers()
         futures = {w.worker_id: self.pool.submit(self._metrics, w.metrics_url) for w in workers if w.metrics_url and w.up}
-        signals, systems, error = front.result()
-        worker_signals = {}
+        signals, systems, error, carried = front.result()
+        # The reference runtime's frontend carries every worker's engine series (one scrape target); other systems'
+        # workers are scraped where they listen.
+        worker_signals = {wid: freeze(sig) for wid, sig in carried.items()}
         for wid, fut in futures.items():
-            sig, sys_, _ = fut.result()
+            sig, sys_, _, _ = fut.result()
             worker_signals[wid] = freeze(sig)
             systems = systems + [s for s in sys_ if s not in systems]
         util, notes = self._utilisation(workers)

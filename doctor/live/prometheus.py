@@ -66,17 +66,13 @@ class PrometheusSource:
 
     def read(self) -> tuple[dict, dict[str, dict], list[str], tuple[WorkerView, ...]]:
         """(frontend signals, worker id -> its engine's signals, systems, workers) from one query."""
+        from .collect import split_by_worker
+
         samples = self.query()
-        front, per_worker = [], {}
-        for name, labels, value in samples:
-            wid = dict(labels).get("worker_id")
-            if name.startswith("disagg_engine_") and wid:
-                per_worker.setdefault(wid, []).append((name, labels, value))
-            else:
-                front.append((name, labels, value))
+        front, per_worker = split_by_worker(samples)
         systems = aliases.detect({s[0] for s in samples})
         signals = aliases.signals(front, systems)
-        worker_signals = {wid: aliases.signals(rows, ["disagg"]) for wid, rows in per_worker.items()}
+        worker_signals = {wid: aliases.signals(rows, systems) for wid, rows in per_worker.items()}
         return signals, worker_signals, systems, workers_from(signals)
 
 

@@ -148,10 +148,12 @@ def test_prefix_cache_hits_shrink_the_remote_prefill(serve, tmp_path):
     assert third["disagg"]["route"] == "remote" and third["disagg"]["kv"]["bytes"] == (len(shared + "a much longer tail that is well past the threshold") - 192) * KV_BYTES_PER_TOKEN
 
 
-def test_http_kv_transport_is_the_named_fallback(serve):
-    s = serve(EXAMPLES / "seed-fixed.yaml", "--kv-transport", "http")
+def test_kv_over_the_channel_when_nixl_is_not_used(serve):
+    s = serve(EXAMPLES / "seed-fixed.yaml", "--kv-transport", "channel")
     code, r = complete(s, {"prompt": prompt(200), "max_tokens": 2})
-    assert code == 200 and r["disagg"]["route"] == "remote" and r["disagg"]["kv"]["transport"] == "http"
+    assert code == 200 and r["disagg"]["route"] == "remote" and r["disagg"]["kv"]["transport"] == "channel"
+    code, again = complete(s, {"prompt": prompt(200), "max_tokens": 2})
+    assert again["choices"][0]["text"] == r["choices"][0]["text"]  # the same KV, whichever way it moved
 
 
 def test_openai_surface(fixed):
@@ -159,11 +161,10 @@ def test_openai_surface(fixed):
     assert models["data"][0]["id"] == "tiny"
     health = fixed.get("/health")
     assert health["status"] == "ok" and {w["role"] for w in health["workers"]} == {"decode", "prefill"}
+    info = fixed.metrics()  # one scrape target: the frontend carries each worker's engine series, by worker_id
     for w in fixed.workers():
-        assert set(w) >= {"id", "role", "pid", "device", "metrics_url", "up"} and alive(w["pid"])
-        engine = fixed.metrics(w["metrics_url"])
-        assert any(name == "disagg_engine_busy_seconds_total" for name, _ in engine)
-    info = fixed.metrics()
+        assert set(w) >= {"id", "role", "pid", "device", "address", "up"} and alive(w["pid"])
+        assert any(name == "disagg_engine_busy_seconds_total" and dict(lab)["worker_id"] == w["id"] for name, lab in info)
     assert any(name == "disagg_worker_info" and dict(lab)["role"] == "prefill" for name, lab in info)
     cfg = fixed.get("/config")
     assert cfg["policy"]["max_local_prefill_length"] == 10 and cfg["sections"]["VllmWorker"]["remote-prefill"] is True

@@ -58,7 +58,7 @@ def test_mock_engine_refuses_kv_of_another_block_size_as_the_doctor_predicts(tmp
         results = [complete(s, {"prompt": prompt(200, str(i)), "max_tokens": 2})[1] for i in range(4)]
         assert all(r["disagg"]["route"] == "local" and r["disagg"]["reason"] == "kv_transfer_failed" for r in results), results
         decode = next(w for w in s.workers() if w["role"] == "decode")
-        assert s.metrics(decode["metrics_url"])[("disagg_engine_kv_refused_total", (("reason", "block_size"), ("role", "decode"), ("worker_id", decode["id"])))] == 4
+        assert s.metric("disagg_engine_kv_refused_total", reason="block_size", worker_id=decode["id"]) == 4
         assert s.metric("disagg_kv_transfer_failures_total", reason="incompatible") == 4
     finally:
         s.stop()

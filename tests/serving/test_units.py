@@ -5,54 +5,79 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from disagg.runtime.kv import Arena, KVStore
-from disagg.runtime.mock_engine import BlockManager, Timing, kv_checksum, kv_for_tokens, output_tokens, tokenize
+from disagg.runtime.kv import Arena, KVStore, KVTransferError, check_handle, handle_mac
+from disagg.runtime.mock_engine import BlockManager, KVLayout, Timing, output_tokens, tokenize
 from disagg.runtime.plan import ModelShape, PlanError, load_plan
 
 from .conftest import EXAMPLES
 
 SHAPE = ModelShape()
+LAYOUT = KVLayout(SHAPE, b"secret of this run")
+
+
+def kv(tokens, start=0):
+    out = np.zeros(LAYOUT.nbytes(len(tokens) - start), dtype=np.uint8)
+    LAYOUT.fill(out, tokens, start)
+    return out
 
 
 def test_kv_size_is_what_a_model_of_this_shape_produces():
-    assert SHAPE.kv_bytes_per_token == 8 * 2 * 4 * 64 * 2
-    assert kv_for_tokens(tokenize("x" * 200), 0, SHAPE).size == 200 * SHAPE.kv_bytes_per_token
+    assert SHAPE.kv_bytes_per_token == 8 * 2 * 4 * 64 * 2 == LAYOUT.row_bytes
+    assert kv(tokenize("x" * 200)).size == 200 * SHAPE.kv_bytes_per_token
+    assert KVLayout(ModelShape(layers=1, kv_heads=1, head_dim=3, dtype_bytes=1), b"k").row_bytes == 8  # rows padded to 8 bytes
+
+
+def test_the_checksum_of_the_bytes_is_the_one_made_from_the_tokens_and_any_change_shows():
+    tokens = tokenize("the prompt the user sent")
+    data = kv(tokens)
+    assert LAYOUT.verify(data, 0) == LAYOUT.checksum(tokens)
+    other = kv(tokenize("another prompt entirely!"))
+    assert LAYOUT.verify(other, 0) != LAYOUT.verify(data, 0)  # negative control
+    flipped = data.copy()
+    flipped[12345] ^= 1
+    assert LAYOUT.verify(flipped, 0) != LAYOUT.checksum(tokens)
+    swapped = data.copy().view(np.uint64).reshape(len(tokens), -1)
+    swapped[[0, 1]] = swapped[[1, 0]]
+    assert LAYOUT.verify(swapped.view(np.uint8).reshape(-1), 0) != LAYOUT.checksum(tokens)  # positions matter
+
+
+def test_the_checksum_is_keyed_by_the_run_secret():
+    tokens = tokenize("same prompt, other run")
+    assert KVLayout(SHAPE, b"another secret").checksum(tokens) != LAYOUT.checksum(tokens)
+    assert np.array_equal(kv(tokens), np.frombuffer(bytes(kv(tokens)), dtype=np.uint8))  # the bytes are the model's, not the key's
 
 
 def test_output_depends_on_the_kv_so_wrong_kv_gives_a_different_answer():
-    a = kv_for_tokens(tokenize("the prompt the user sent"), 0, SHAPE)
-    b = kv_for_tokens(tokenize("another prompt entirely!"), 0, SHAPE)
-    assert output_tokens(kv_checksum(a), 16) != output_tokens(kv_checksum(b), 16)  # negative control
-    assert output_tokens(kv_checksum(a), 16) == output_tokens(kv_checksum(a.copy()), 16)
-    flipped = a.copy()
-    flipped[12345] ^= 1
-    assert kv_checksum(flipped) != kv_checksum(a)
+    a, b = LAYOUT.checksum(tokenize("the prompt the user sent")), LAYOUT.checksum(tokenize("another prompt entirely!"))
+    assert output_tokens(a, 16) != output_tokens(b, 16) and output_tokens(a, 16) == output_tokens(a, 16)
 
 
 def test_kv_is_the_same_whether_computed_whole_or_as_prefix_plus_suffix():
     tokens = tokenize("a" * 100 + "b" * 60)
-    whole = kv_for_tokens(tokens, 0, SHAPE)
-    prefix, suffix = kv_for_tokens(tokens[:64], 0, SHAPE), kv_for_tokens(tokens, 64, SHAPE)
-    assert np.array_equal(np.concatenate([prefix, suffix]), whole)
-    assert kv_checksum(suffix, kv_checksum(prefix)) == kv_checksum(whole)
+    whole = kv(tokens)
+    assert np.array_equal(np.concatenate([kv(tokens[:64]), kv(tokens, 64)]), whole)
+    assert (LAYOUT.checksum(tokens, 0, 64) + LAYOUT.checksum(tokens, 64)) % 2**64 == LAYOUT.checksum(tokens)
+    assert LAYOUT.verify(kv(tokens, 64), 64) == LAYOUT.checksum(tokens, 64)
+    assert LAYOUT.prefix_checksums(tokens, [16, 64]) == [LAYOUT.checksum(tokens, 0, 16), LAYOUT.checksum(tokens, 0, 64)]
 
 
-def test_prefix_cache_matches_full_blocks_and_leaves_one_token_to_compute():
-    bm = BlockManager(num_blocks=100, block_size=16, prefix_caching=True)
+def test_prefix_cache_matches_full_blocks_leaves_one_token_and_isolates_salts():
+    bm = BlockManager(num_blocks=100, block_size=16, prefix_caching=True, layout=LAYOUT)
     tokens = tokenize("z" * 64)
-    kv = kv_for_tokens(tokens, 0, SHAPE)
     assert bm.match_prefix(tokens) == (0, 0)
-    bm.remember(tokens, kv, 0, 0, SHAPE)
+    bm.remember(tokens)
     cached, crc = bm.match_prefix(tokens)
     assert cached == 48  # 64 is fully cached, but the last block is recomputed so a token is left
-    assert crc == kv_checksum(kv[: 48 * SHAPE.kv_bytes_per_token])
-    longer = tokens + tokenize("tail")
-    assert bm.match_prefix(longer)[0] == 64
-    assert BlockManager(100, 16, prefix_caching=False).match_prefix(tokens) == (0, 0)
+    assert crc == LAYOUT.checksum(tokens, 0, 48)
+    assert bm.match_prefix(tokens + tokenize("tail"))[0] == 64
+    assert bm.match_prefix(tokens + tokenize("tail"), salt="tenant-b") == (0, 0)  # another salt shares nothing
+    bm.remember(tokens, salt="tenant-b")
+    assert bm.match_prefix(tokens + tokenize("tail"), salt="tenant-b")[0] == 64
+    assert BlockManager(100, 16, prefix_caching=False, layout=LAYOUT).match_prefix(tokens) == (0, 0)
 
 
 def test_block_accounting():
-    bm = BlockManager(num_blocks=4, block_size=16, prefix_caching=False)
+    bm = BlockManager(num_blocks=4, block_size=16, prefix_caching=False, layout=LAYOUT)
     assert bm.can_allocate(64) and not bm.can_allocate(65)
     n = bm.allocate(33)
     assert n == 3 and bm.usage == 0.75
@@ -64,23 +89,49 @@ def test_timing_model():
     t = Timing()
     assert t.prefill_seconds(0) == 0 and t.prefill_seconds(200) == pytest.approx(0.002 + 200 * 0.00002)
     assert t.decode_step_seconds(8) > t.decode_step_seconds(1)
+    assert Timing(0, 0, 0, 0).free and not t.free
 
 
-def test_arena_allocates_and_coalesces():
+def test_arena_allocates_coalesces_and_zeroes_what_it_frees():
     a = Arena(1000)
     x, y, z = a.allocate(300), a.allocate(300), a.allocate(300)
     assert (x, y, z) == (0, 300, 600) and a.allocate(200) is None
+    a.view(y, 300)[:] = 7
     a.release(y, 300)
+    assert not a.view(y, 300).any()  # nobody reads another request's KV out of reused memory
     a.release(x, 300)
     assert a.allocate(600) == 0 and a.used == 900
 
 
-def test_store_expires_what_nobody_reads():
+async def _store_case():
     store = KVStore(Arena(1 << 20), ttl_seconds=5)
-    kv_id, entry = store.put(np.ones(1000, dtype=np.uint8), 1)
-    assert store.expire(now=entry.created + 1) == 0
-    assert store.expire(now=entry.created + 6) == 1 and store.expired == 1 and store.get(kv_id) is None
-    assert store.arena.used == 0
+    entry = store.reserve(1000)
+    assert store.pending.is_set()
+    assert store.expire(now=entry.created + 1) == []
+    assert store.expire(now=entry.created + 6) == [entry] and store.expired == 1 and store.take(entry.kv_id) is None
+    assert not store.pending.is_set()
+    again = store.reserve(1000)
+    assert store.take(again.kv_id) is again and store.take(again.kv_id) is None  # a handle is good for one read
+
+
+def test_store_hands_out_each_kv_once_and_expires_what_nobody_reads():
+    import asyncio
+
+    asyncio.run(_store_case())
+
+
+def test_kv_handles_are_capabilities():
+    secret = b"run secret"
+    handle = {"kv_id": "ab" * 16, "worker_id": "prefill-0", "request": "r1", "start": 0, "tokens": 200, "length": 1638400, "checksum": 12345}
+    handle["mac"] = handle_mac(secret, handle)
+    check_handle(secret, handle, "r1")
+    for forged in ({**handle, "checksum": 1}, {**handle, "kv_id": "cd" * 16}, {**handle, "worker_id": "prefill-1"}, {**handle, "mac": "0" * 32}):
+        with pytest.raises(KVTransferError):
+            check_handle(secret, forged, "r1")
+    with pytest.raises(KVTransferError):
+        check_handle(secret, handle, "r2")  # bound to its request
+    with pytest.raises(KVTransferError):
+        check_handle(b"another run", handle, "r1")
 
 
 def test_plan_follows_the_config(tmp_path):

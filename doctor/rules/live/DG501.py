@@ -13,7 +13,7 @@ class DG501(Rule):
     cross-checked with the config's static findings (DG101) and the observed prompt lengths. Zero remote prefills
     count once 5 requests (`--min-requests`) were seen in the window, or at once when `--probe`'s request, longer
     than the threshold, was itself prefilled locally: the probe is evidence on its own. Requests in flight are
-    never "no traffic" (a stuck deployment is DG506).
+    never "no traffic" (a stuck deployment is DG506), nor are requests that all failed (a worker down is DG504).
 
     ## Why is this bad?
     The prefill GPUs are paid for and idle, and the decode workers do the prefill work that disaggregation was meant
@@ -51,7 +51,7 @@ class DG501(Rule):
         if remote > 0:
             return
         if total == 0 and probe is None:
-            if w.span >= 2.0 and not in_flight_now(ctx):
+            if w.span >= 2.0 and not in_flight_now(ctx) and not w.delta("errors"):  # requests that all failed are traffic
                 yield ctx.finding(self, f"no requests in the last {w.span:.0f} s: nothing to route, so prefill traffic is zero by default",
                                   severity=Severity.INFO, cause="no_traffic", fix=Fix("send traffic (e.g. `disagg load URL`) or check that clients reach this frontend"), evidence={"window_s": round(w.span, 1), "requests": 0}, confidence=0.3)
             return

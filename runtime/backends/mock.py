@@ -1,0 +1,90 @@
+"""The mock workers' backend: requests over the run's authenticated channel (one connection per worker)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..channel import Channel, ChannelError, RemoteError
+from ..mock_engine import VOCAB, chat_prompt, detokenize, tokenize
+from . import WorkerFailed
+
+
+class MockBackend:
+    name = "mock"
+    vocab_size = VOCAB
+
+    def __init__(self, secret: bytes):
+        self.secret = secret
+        self.channels: dict[str, Channel] = {}
+
+    def _ch(self, worker) -> Channel:
+        spec = worker.spec
+        ch = self.channels.get(spec.worker_id)
+        if ch is None:
+            ch = self.channels[spec.worker_id] = Channel(spec.host, spec.port, self.secret, spec.worker_id)
+        return ch
+
+    def tokenize(self, text: str) -> list[int]:
+        return tokenize(text)
+
+    def chat_prompt(self, messages: list[dict]) -> str:
+        return chat_prompt(messages)
+
+    def detokenize(self, ids: list[int], first: bool) -> str:
+        return "".join(detokenize(t, first and i == 0) for i, t in enumerate(ids))
+
+    async def _call(self, worker, op: str, timeout: float, **fields) -> tuple[dict, bytes]:
+        try:
+            return await self._ch(worker).call(op, timeout=timeout, **fields)
+        except ChannelError as exc:
+            raise WorkerFailed(exc.reason, str(exc)) from None
+        except RemoteError as exc:
+            raise WorkerFailed(exc.reason, exc.detail) from None
+        except asyncio.TimeoutError:
+            raise WorkerFailed("timeout", f"{worker.spec.worker_id}: no answer to {op} within {timeout:g} s") from None
+
+    async def health(self, worker) -> dict:
+        return (await self._call(worker, "health", 1.0))[0]
+
+    async def metrics(self, worker) -> str:
+        return (await self._call(worker, "metrics", 1.5))[1].decode()
+
+    async def prefix_hit(self, worker, tokens: list[int], salt: str) -> int:
+        return int((await self._call(worker, "prefix_match", 2.0, tokens=tokens, salt=salt))[0]["cached_tokens"])
+
+    async def prefill(self, worker, tokens: list[int], cached: int, request: str, timeout: float) -> Any:
+        header, metadata = await self._call(worker, "prefill", timeout, tokens=tokens, cached_tokens=cached, request=request)
+        return header["handle"], metadata
+
+    async def generate(self, worker, tokens: list[int], max_tokens: int, kv: Any, sampling: dict, request: str, timeout: float) -> AsyncIterator[tuple[str, Any]]:
+        handle, metadata = kv if kv is not None else (None, b"")
+        fields = {"tokens": tokens, "max_tokens": max_tokens, "kv": handle, "request": request, "kv_timeout": 5.0, **sampling}
+        try:
+            async for header, _ in self._ch(worker).stream("generate", body=metadata, idle_timeout=timeout, **fields):
+                if "tokens" in header:
+                    yield "tokens", header["tokens"]
+                elif header.get("event") == "start":
+                    yield "start", header
+                elif header.get("end"):
+                    yield "end", header.get("finish_reason", "length")
+                    return
+        except ChannelError as exc:
+            raise WorkerFailed(exc.reason, str(exc)) from None
+        except RemoteError as exc:
+            raise WorkerFailed(exc.reason, exc.detail) from None
+        raise WorkerFailed("stream_ended", f"{worker.spec.worker_id} ended the stream early")
+
+    def abort(self, worker) -> None:
+        """Drop the connection to a worker that stopped answering: its requests fail now, not at their timeouts."""
+        ch = self.channels.pop(worker.spec.worker_id, None)
+        if ch is not None:
+            ch.close()
+
+    async def faults(self, worker, body: dict) -> dict:
+        return (await self._call(worker, "faults", 2.0, **body))[0]
+
+    def close(self) -> None:
+        for ch in self.channels.values():
+            ch.close()

@@ -1,0 +1,221 @@
+"""`/v1/completions` and `/v1/chat/completions`: parse as vLLM would, route, and answer (whole or streamed).
+
+Client mistakes are 400s that say what is wrong (invalid JSON or unicode, token ids outside the vocabulary, an
+unsupported parameter by name, a prompt longer than the context), never a 5xx. A client that goes away stops its
+request on every worker (`disagg_requests_aborted_total`). A stream that cannot finish ends with an OpenAI error
+event and `[DONE]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from ..openai_api import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    completion_id,
+    completion_response,
+    error_body,
+    stream_chunk,
+    usage_chunk,
+    validation_message,
+)
+from .router import RequestFailed
+
+BODY_TIMEOUT = 10.0  # seconds to receive a request body once its headers arrived
+
+
+def sse(obj: dict) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+class StopMatcher:
+    """Cuts the output at the first stop string, as vLLM does (the stop string itself is not returned)."""
+
+    def __init__(self, stops: list[str]):
+        self.stops = stops
+        self.keep = max((len(s) for s in stops), default=1) - 1
+        self.text = ""
+        self.emitted = 0
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        """(text safe to emit now, stopped)."""
+        if not self.stops:
+            return piece, False
+        self.text += piece
+        hits = [i for i in (self.text.find(s, max(self.emitted - self.keep, 0)) for s in self.stops) if i >= 0]
+        if hits:
+            out = self.text[self.emitted : min(hits)]
+            self.emitted = min(hits)
+            return out, True
+        safe = max(len(self.text) - self.keep, self.emitted)
+        out, self.emitted = self.text[self.emitted : safe], safe
+        return out, False
+
+    def rest(self) -> str:
+        out, self.emitted = self.text[self.emitted :], len(self.text)
+        return out
+
+
+class Completions:
+    def __init__(self, frontend):
+        self.f = frontend
+
+    async def parse(self, request: web.Request, chat: bool):
+        f = self.f
+        try:
+            raw_bytes = await asyncio.wait_for(request.read(), BODY_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise RequestFailed(408, f"the request body did not arrive within {BODY_TIMEOUT:g} s", "request_timeout") from None
+        try:
+            raw = json.loads(raw_bytes)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RequestFailed(400, "request body is not valid JSON (UTF-8)", "invalid_json") from None
+        if not isinstance(raw, dict):
+            raise RequestFailed(400, "request body must be a JSON object", "invalid_json")
+        try:
+            req = (ChatCompletionRequest if chat else CompletionRequest).model_validate(raw)
+        except ValidationError as exc:
+            message, _ = validation_message(exc)
+            raise RequestFailed(400, message, "invalid_request") from None
+        if bad := req.unsupported():
+            raise RequestFailed(400, f"unsupported parameter{'s' if len(bad) > 1 else ''}: {', '.join(bad)} (this server honours model, prompt/messages, "
+                                "max_tokens, max_completion_tokens, stream, stream_options, n=1, temperature, top_p, stop, seed, cache_salt)", "unsupported_parameter")
+        if req.model is not None and req.model != f.plan.served_model_name:
+            raise RequestFailed(404, f"model {req.model!r} is not served here; this frontend serves {f.plan.served_model_name!r}", "model_not_found")
+        try:
+            if chat:
+                tokens = f.backend.tokenize(f.backend.chat_prompt([{"role": m.role, "content": m.text()} for m in req.messages]))
+            elif isinstance(req.prompt, str):
+                tokens = f.backend.tokenize(req.prompt)
+            else:
+                tokens = list(req.prompt)
+                vocab = f.backend.vocab_size
+                if any(t < 0 or t >= vocab for t in tokens):
+                    raise RequestFailed(400, f"prompt: token ids must be in [0, {vocab}) (the model's vocabulary)", "invalid_token_id")
+        except UnicodeEncodeError:
+            raise RequestFailed(400, "the prompt is not valid unicode (an unpaired surrogate?)", "invalid_unicode") from None
+        if not tokens:
+            raise RequestFailed(400, "prompt: the prompt has no tokens", "invalid_request")
+        max_tokens = req.output_tokens(len(tokens), f.plan.max_model_len)
+        if max_tokens < 1 or len(tokens) + max_tokens > f.plan.max_model_len:
+            raise RequestFailed(400, f"prompt ({len(tokens)} tokens) plus max_tokens ({max_tokens}) exceeds max-model-len {f.plan.max_model_len}", "context_length_exceeded")
+        return req, tokens, max_tokens
+
+    async def handle(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        f = self.f
+        arrived = time.perf_counter()
+        try:
+            req, tokens, max_tokens = await self.parse(request, chat)
+        except RequestFailed as exc:
+            return f.error(exc)
+        rid = completion_id(chat)
+        sampling = {k: v for k, v in (("temperature", req.temperature), ("top_p", req.top_p)) if v is not None}
+        if req.seed is not None and (req.temperature or 0) > 0:
+            sampling["seed"] = req.seed  # greedy decoding (temperature 0) ignores the seed, as vLLM's does
+        sent = {"any": False}
+        events = f.router.serve(tokens, max_tokens, uuid.uuid4().hex, sampling, req.cache_salt or "", sent)
+        f.metrics.in_flight.inc()
+        try:
+            if req.stream:
+                return await self.stream(request, events, rid, chat, arrived, len(tokens), req, sent)
+            return await self.whole(events, rid, chat, arrived, len(tokens), req)
+        except (asyncio.CancelledError, ConnectionResetError):
+            if f.terminating and not req.stream and request.transport is not None and not request.transport.is_closing():
+                return f.error(RequestFailed(503, "the server is shutting down", "shutting_down"))  # the drain deadline passed
+            f.metrics.aborted.inc()  # the client went away: closing `events` stops the work on every worker
+            raise
+        finally:
+            await events.aclose()
+            f.metrics.in_flight.dec()
+
+    async def whole(self, events, rid: str, chat: bool, arrived: float, prompt_len: int, req) -> web.Response:
+        f = self.f
+        stop = StopMatcher(req.stops())
+        text: list[str] = []
+        info: dict = {}
+        finish, n, usage_tokens, last = "length", 0, None, None
+        try:
+            async for kind, value in events:
+                if kind == "text":
+                    last = f.observe_piece(arrived, last)
+                    n += 1
+                    out, stopped = stop.feed(value)
+                    text.append(out)
+                    if stopped:
+                        finish = "stop"
+                        break
+                elif kind == "start":
+                    info = value
+                elif kind == "restart":
+                    text, n, stop = [], 0, StopMatcher(req.stops())
+                elif kind == "usage":
+                    usage_tokens = value
+                elif kind == "end":
+                    finish = value
+                    text.append(stop.rest())
+        except RequestFailed as exc:
+            return f.error(exc)
+        f.metrics.duration.observe(time.perf_counter() - arrived)
+        n = usage_tokens if usage_tokens is not None and finish != "stop" else n
+        usage = {"prompt_tokens": prompt_len, "completion_tokens": n, "total_tokens": prompt_len + n}
+        body = completion_response(rid, f.plan.served_model_name, "".join(text), finish, usage, chat, info)
+        return web.json_response(body, headers={"X-Disagg-Route": info.get("route", ""), "X-Disagg-Reason": info.get("reason", "")})
+
+    async def stream(self, request: web.Request, events, rid: str, chat: bool, arrived: float, prompt_len: int, req, sent: dict) -> web.StreamResponse:
+        f = self.f
+        model = f.plan.served_model_name
+        created = int(time.time())
+        stop = StopMatcher(req.stops())
+        resp = None
+        n, last, finish = 0, None, None
+        try:
+            async for kind, value in events:
+                if kind == "start":
+                    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                                       "X-Disagg-Route": value["route"], "X-Disagg-Reason": value["reason"]})
+                    await resp.prepare(request)
+                    sent["any"] = True
+                    if chat:
+                        await resp.write(sse(stream_chunk(rid, model, None, None, chat, created, first=True)))
+                elif kind == "text":
+                    last = f.observe_piece(arrived, last)
+                    n += 1
+                    out, stopped = stop.feed(value)
+                    if stopped:
+                        finish = "stop"
+                        await resp.write(sse(stream_chunk(rid, model, out, None, chat, created)) + sse(stream_chunk(rid, model, None, "stop", chat, created)))
+                        break
+                    if out:
+                        await resp.write(sse(stream_chunk(rid, model, out, None, chat, created)))
+                elif kind == "end":
+                    finish = value
+                    tail = stop.rest()
+                    await resp.write((sse(stream_chunk(rid, model, tail, None, chat, created)) if tail else b"") + sse(stream_chunk(rid, model, None, value, chat, created)))
+            if finish is None:
+                raise RequestFailed(503, "the stream ended early", "decode_failed")
+            tail = b""
+            if req.stream_options and req.stream_options.include_usage:
+                tail = sse(usage_chunk(rid, model, chat, created, {"prompt_tokens": prompt_len, "completion_tokens": n, "total_tokens": prompt_len + n}))
+            await resp.write(tail + b"data: [DONE]\n\n")
+            f.metrics.duration.observe(time.perf_counter() - arrived)
+            return resp
+        except RequestFailed as exc:
+            if resp is None:
+                return f.error(exc)
+            f.metrics.errors.labels(str(exc.status)).inc()
+            await resp.write(sse(error_body(exc.message, err_type="server_error", code=exc.status)) + b"data: [DONE]\n\n")
+            return resp
+        except asyncio.CancelledError:
+            if resp is not None and f.terminating and not request.transport.is_closing():
+                # SIGTERM's drain deadline passed: tell the client rather than cutting the stream.
+                f.metrics.errors.labels("503").inc()
+                await resp.write(sse(error_body("the server is shutting down", err_type="server_error", code=503)) + b"data: [DONE]\n\n")
+                return resp
+            raise

@@ -1,0 +1,254 @@
+"""The frontend's HTTP surface besides the completions: models, health, workers, metrics, config, fault injection;
+and what guards all of it.
+
+- Auth: with `--api-key` (or `DISAGG_API_KEY`), `/v1/*`, `/config`, `/workers` and `/debug/*` need
+  `Authorization: Bearer KEY`, as `vllm serve --api-key` does for `/v1`; `/health` and `/metrics` stay open.
+- Errors: every error, aiohttp's own 404/405/413 included, is OpenAI-shaped JSON and counted by status.
+- Limits: a connection that sends no complete request within 10 s is closed (slow headers), a body must arrive
+  within 10 s (408), at most `--max-connections` connections (idle ones are closed first; a request beyond the cap
+  gets 503), keep-alive 15 s; the open-file limit is raised at start.
+- Drain: on SIGTERM the listener closes, requests in flight get up to `--drain-seconds` to finish, new requests on
+  open connections get 503; streams still running at the deadline end with an error event and `[DONE]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import signal
+import time
+import weakref
+
+from aiohttp import web
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..openai_api import error_body
+
+log = logging.getLogger("disagg.frontend")
+
+HEADER_TIMEOUT = 10.0
+KEEPALIVE_TIMEOUT = 15.0
+PROTECTED = ("/v1/", "/config", "/workers", "/debug/")
+_SECRET_KEY = re.compile(r"(token|key|secret|password|passwd|credential)", re.I)
+
+
+def error_response(metrics, status: int, message: str, code: str | int | None = None) -> web.Response:
+    metrics.errors.labels(str(status)).inc()
+    err_type = "invalid_request_error" if status < 500 else "server_error"
+    if status == 401:
+        err_type = "authentication_error"
+    return web.json_response(error_body(message, err_type=err_type, code=code), status=status)
+
+
+def redact(value, key: str = ""):
+    """Secrets out of a config for display: values of keys (or env entries) named like tokens, keys, passwords."""
+    if isinstance(value, dict):
+        name = value.get("name")
+        if isinstance(name, str) and "value" in value and _SECRET_KEY.search(name):
+            return {**value, "value": "<redacted>"}
+        return {k: "<redacted>" if isinstance(k, str) and _SECRET_KEY.search(k) and not isinstance(v, (dict, list)) else redact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, key) for v in value]
+    return value
+
+
+def redact_text(text: str) -> str:
+    """The config file as text, with the same secrets replaced (`KEY: value`, `KEY=value`, and a `value:` line
+    that follows a `name:` line naming a secret)."""
+    out, secret_name = [], False
+    for line in text.splitlines(keepends=True):
+        m = re.match(r"^(\s*-?\s*)([\w.-]+)(\s*[:=]\s*)(\S.*?)(\s*)$", line)
+        if m and _SECRET_KEY.search(m.group(2)) and not m.group(4).startswith(("{", "[")):
+            line = f"{m.group(1)}{m.group(2)}{m.group(3)}<redacted>{m.group(5)}"
+        elif m and m.group(2) == "value" and secret_name:
+            line = f"{m.group(1)}{m.group(2)}{m.group(3)}<redacted>{m.group(5)}"
+        secret_name = bool(m and m.group(2) == "name" and _SECRET_KEY.search(m.group(4)))
+        out.append(line)
+    return "".join(out)
+
+
+def merge_exposition(parts: list[str]) -> str:
+    """Several Prometheus texts as one: a metric family's samples together, its HELP and TYPE once."""
+    families: dict[str, list[str]] = {}
+    heads: dict[str, list[str]] = {}
+    for text in parts:
+        current = None
+        for line in text.splitlines():
+            if not line:
+                continue
+            if line.startswith("# HELP ") or line.startswith("# TYPE "):
+                current = line.split(" ", 3)[2]
+                if current not in heads or len(heads[current]) < 2 and line not in heads[current]:
+                    heads.setdefault(current, [])
+                    if line not in heads[current]:
+                        heads[current].append(line)
+                families.setdefault(current, [])
+                continue
+            if line.startswith("#"):
+                continue
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            fam = current if current is not None and name.startswith(current) else name
+            families.setdefault(fam, []).append(line)
+    out = []
+    for fam, lines in families.items():
+        out.extend(heads.get(fam, []))
+        out.extend(lines)
+    return "\n".join(out) + "\n" if out else ""
+
+
+class Handlers:
+    def __init__(self, front):
+        self.f = front
+
+    async def models(self, request: web.Request) -> web.Response:
+        p = self.f.plan
+        return web.json_response({"object": "list", "data": [{"id": p.served_model_name, "object": "model", "owned_by": "disagg", "max_model_len": p.max_model_len}]})
+
+    async def health(self, request: web.Request) -> web.Response:
+        pool = self.f.pool
+        decode_up = pool.any_up("decode")
+        all_up = all(w.up for w in pool.workers.values())
+        status = "shutting_down" if self.f.terminating else "ok" if all_up else ("degraded" if decode_up else "unavailable")
+        return web.json_response({"status": status, "run_id": self.f.run_id, "workers": [w.to_json() for w in pool.workers.values()]},
+                                 status=200 if decode_up and not self.f.terminating else 503)
+
+    async def workers(self, request: web.Request) -> web.Response:
+        return web.json_response({"workers": [w.to_json() for w in self.f.pool.workers.values()], "prefill_queue": len(self.f.queue)})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        f = self.f
+        up = [w for w in f.pool.workers.values() if w.up]
+        results = await asyncio.gather(*(f.backend.metrics(w) for w in up), return_exceptions=True)
+        parts = [generate_latest(f.registry).decode()] + [r for r in results if isinstance(r, str)]
+        return web.Response(body=merge_exposition(parts).encode(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def config(self, request: web.Request) -> web.Response:
+        p = self.f.plan
+        return web.json_response({"path": p.config_path, "policy": p.policy._asdict(), "block_size": p.block_size, "max_model_len": p.max_model_len,
+                                  "served_model_name": p.served_model_name, "router": p.router, "sections": redact(p.effective), "text": redact_text(p.config_text)})
+
+    async def faults(self, request: web.Request) -> web.Response:
+        f = self.f
+        if not f.fault_injection:
+            return error_response(f.metrics, 403, "fault injection is off (start with --fault-injection)", "forbidden")
+        body = await request.json()
+        out = {}
+        for w in f.pool.workers.values():
+            try:
+                out[w.worker_id] = await f.backend.faults(w, body)
+            except Exception as exc:  # noqa: BLE001 - a report, per worker
+                out[w.worker_id] = {"error": type(exc).__name__}
+        return web.json_response(out)
+
+
+def make_app(front) -> web.Application:
+    h = Handlers(front)
+    active: set[asyncio.Task] = set()
+
+    @web.middleware
+    async def guard(request: web.Request, handler):
+        f = front
+        if f.terminating:
+            return error_response(f.metrics, 503, "the server is shutting down", "shutting_down")
+        server = request.app.get("server")
+        if server is not None and len(server.connections) > f.max_connections:
+            return error_response(f.metrics, 503, f"too many connections (over {f.max_connections})", "overloaded")
+        if f.api_key and request.path.startswith(PROTECTED):
+            import hmac
+
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {f.api_key}".encode()):
+                return error_response(f.metrics, 401, "a valid API key is required (Authorization: Bearer KEY)", "invalid_api_key")
+        task = asyncio.current_task()
+        active.add(task)
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return error_response(f.metrics, exc.status, exc.reason if exc.status != 413 else f"request body too large ({exc.text})", exc.status)
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - logged; the client gets a 500 in OpenAI's shape, not a traceback
+            log.exception("unexpected error on %s", request.path)
+            return error_response(f.metrics, 500, f"internal error: {type(exc).__name__}", "internal_error")
+        finally:
+            active.discard(task)
+
+    app = web.Application(client_max_size=16 * 2**20, middlewares=[guard], handler_args={"max_field_size": 16384})
+    app["active"] = active
+    app.router.add_post("/v1/completions", lambda r: front.completions.handle(r, chat=False))
+    app.router.add_post("/v1/chat/completions", lambda r: front.completions.handle(r, chat=True))
+    app.router.add_get("/v1/models", h.models)
+    app.router.add_get("/health", h.health)
+    app.router.add_get("/workers", h.workers)
+    app.router.add_get("/metrics", h.metrics)
+    app.router.add_get("/config", h.config)
+    app.router.add_post("/debug/faults", h.faults)
+    return app
+
+
+async def reap(server, metrics_stop: asyncio.Event, max_connections: int) -> None:
+    """Close connections that sent no request within HEADER_TIMEOUT, and idle ones beyond the cap."""
+    first_seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    while not metrics_stop.is_set():
+        await asyncio.sleep(1.0)
+        now = time.monotonic()
+        conns = list(server.connections)
+        idle = []
+        for c in conns:
+            seen = first_seen.setdefault(c, now)
+            busy = getattr(c, "_current_request", None) is not None
+            if not busy and getattr(c, "_request_count", 1) == 0 and now - seen > HEADER_TIMEOUT:
+                c.force_close()
+                transport = getattr(c, "transport", None)
+                if transport is not None:
+                    transport.close()
+            elif not busy:
+                idle.append((seen, c))
+        excess = len(conns) - max_connections
+        for _, c in sorted(idle, key=lambda x: x[0])[: max(excess, 0)]:
+            c.force_close()
+            if getattr(c, "transport", None) is not None:
+                c.transport.close()
+
+
+async def serve(front, host: str, port: int, drain_seconds: float, watchdog, listen_fd: int | None = None) -> None:
+    app = make_app(front)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT, handler_cancellation=True)
+    await runner.setup()
+    app["server"] = runner.server
+    if listen_fd is not None:  # bound by the supervisor: it cannot be taken, and survives a restart of this process
+        import socket
+
+        site = web.SockSite(runner, socket.socket(fileno=listen_fd))
+    else:
+        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
+    await site.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [loop.create_task(t) for t in (front.pool.monitor(), front.queue.dispatcher(), reap(runner.server, stop, front.max_connections), _beat(watchdog))]
+    await stop.wait()
+    # Drain: no new connections, no new requests; those in flight get until the deadline.
+    front.terminating = True
+    await site.stop()
+    deadline = time.monotonic() + drain_seconds
+    while app["active"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    for task in list(app["active"]):
+        task.cancel()  # streams end with an error event (completions.py), whole answers with a 503
+    await asyncio.sleep(0.2)
+    for t in tasks:
+        t.cancel()
+    front.backend.close()
+    await runner.cleanup()
+
+
+async def _beat(watchdog) -> None:
+    while True:
+        watchdog.beat()
+        await asyncio.sleep(1.0)

@@ -1,0 +1,121 @@
+"""The frontend's view of its workers: who is up, by health checks every quarter second.
+
+A worker is up when it answers its health check and says it is healthy (its engine loop runs and makes progress
+when work waits). A worker that stops answering or says it is unhealthy is marked down at once: the connection to it
+is dropped, so that the requests it held fail now (and are retried elsewhere where nothing was sent yet) instead of
+waiting for their timeouts. A new process behind the same worker id counts as a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..backends import WorkerFailed
+from ..plan import WorkerSpec
+
+
+@dataclass
+class WorkerState:
+    spec: WorkerSpec
+    up: bool = False
+    pid: int | None = None
+    device: str = "cpu"
+    state: str = "starting"
+    last_error: str | None = None
+    inflight: int = 0
+    requests: int = 0
+    restarts: int = 0
+    seen_up: bool = False
+
+    @property
+    def worker_id(self) -> str:
+        return self.spec.worker_id
+
+    @property
+    def role(self) -> str:
+        return self.spec.role
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.worker_id, "role": self.role, "pid": self.pid, "device": self.device, "address": f"{self.spec.host}:{self.spec.port}",
+            "up": self.up, "state": self.state, "last_error": self.last_error, "inflight": self.inflight, "requests": self.requests, "restarts": self.restarts,
+        }
+
+
+class NoDecodeWorker(Exception):
+    pass
+
+
+class WorkerPool:
+    def __init__(self, specs: list[WorkerSpec], backend, metrics, router: str = "round-robin", on_change: Callable[[WorkerState], None] | None = None):
+        self.workers = {s.worker_id: WorkerState(s) for s in specs}
+        self.backend = backend
+        self.metrics = metrics
+        self.router = router
+        self.on_change = on_change or (lambda w: None)
+        self._rr = itertools.count()
+        for w in self.workers.values():
+            metrics.worker_up.labels(w.worker_id, w.role).set(0)
+            metrics.worker_requests.labels(w.worker_id, w.role)
+            metrics.worker_restarts.labels(w.worker_id, w.role)
+
+    def of_role(self, role: str) -> list[WorkerState]:
+        return [w for w in self.workers.values() if w.role == role]
+
+    def any_up(self, role: str) -> bool:
+        return any(w.up for w in self.workers.values() if w.role == role)
+
+    async def monitor(self, interval: float = 0.25) -> None:
+        while True:
+            await asyncio.gather(*(self._check(w) for w in self.workers.values()))
+            await asyncio.sleep(interval)
+
+    async def _check(self, w: WorkerState) -> None:
+        try:
+            info = await self.backend.health(w)
+        except WorkerFailed as exc:
+            self.mark_down(w, f"health check failed: {exc.reason}")
+            return
+        if info.get("healthy") is False:
+            self.mark_down(w, f"unhealthy: {info.get('reason', '?')}")
+        else:
+            self.mark_up(w, info)
+
+    def mark_up(self, w: WorkerState, info: dict) -> None:
+        pid = info.get("pid")
+        if w.pid is not None and pid != w.pid:
+            w.restarts += 1
+            self.metrics.worker_restarts.labels(w.worker_id, w.role).inc()
+            try:
+                self.metrics.worker_info.remove(w.worker_id, w.role, str(w.pid), w.device)
+            except KeyError:
+                pass
+        was_up = w.up
+        w.pid, w.device, w.state, w.up, w.seen_up = pid, info.get("device", "cpu"), info.get("state", "ready"), True, True
+        w.last_error = None
+        self.metrics.worker_info.labels(w.worker_id, w.role, str(pid), w.device).set(1)
+        self.metrics.worker_up.labels(w.worker_id, w.role).set(1)
+        if not was_up:
+            self.on_change(w)
+
+    def mark_down(self, w: WorkerState, why: str) -> None:
+        was_up = w.up
+        w.up, w.state, w.last_error = False, "down" if w.seen_up else "starting", why
+        self.metrics.worker_up.labels(w.worker_id, w.role).set(0)
+        if was_up:
+            self.backend.abort(w)  # its requests fail now; those that sent nothing yet go to another worker
+            self.on_change(w)
+
+    def pick_decode(self, exclude: set[str]) -> WorkerState:
+        up = [w for w in self.workers.values() if w.role == "decode" and w.up and w.worker_id not in exclude]
+        if not up:
+            raise NoDecodeWorker("no decode worker is up; see /workers")
+        if self.router == "random":
+            return random.choice(up)
+        if self.router in ("kv", "kv-load"):  # least loaded
+            return min(up, key=lambda w: (w.inflight, w.requests))
+        return up[next(self._rr) % len(up)]

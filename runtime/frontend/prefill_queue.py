@@ -1,0 +1,110 @@
+"""The prefill queue: remote prefills wait here for a free prefill worker (Dynamo v0's queue, bounded by
+`max-prefill-queue-size` through the routing rule) and are dispatched to the least busy one.
+
+Every way a remote prefill can fail ends in `PrefillFailed` with a reason, and the caller prefills locally: no
+prefill worker alive, the worker died or refused (KV arena full, prompt too large for its arena), the wait for a
+slot or the prefill itself took longer than `--prefill-timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..backends import WorkerFailed
+
+
+class PrefillFailed(Exception):
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass
+class PrefillJob:
+    tokens: list[int]
+    cached_tokens: int
+    request: str
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class PrefillQueue:
+    def __init__(self, pool, backend, metrics, concurrency: int, timeout: float):
+        self.pool, self.backend, self.metrics = pool, backend, metrics
+        self.concurrency, self.timeout = concurrency, timeout
+        self.jobs: deque[PrefillJob] = deque()
+        self.wake = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def _gauge(self) -> None:
+        self.metrics.queue_size.set(len(self.jobs))
+
+    def fail_all(self, reason: str, why: str) -> None:
+        while self.jobs:
+            job = self.jobs.popleft()
+            if not job.future.done():
+                job.future.set_exception(PrefillFailed(reason, why))
+        self._gauge()
+
+    async def submit(self, tokens: list[int], cached: int, request: str):
+        """The KV handle of a remote prefill; raises PrefillFailed."""
+        if not self.pool.any_up("prefill"):
+            raise PrefillFailed("no_prefill_workers", "no prefill worker is alive")
+        job = PrefillJob(tokens, cached, request, asyncio.get_running_loop().create_future())
+        self.jobs.append(job)
+        self._gauge()
+        self.wake.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(job.future), timeout=self.timeout)
+        except asyncio.TimeoutError:
+            raise PrefillFailed("timeout", f"no prefill result within {self.timeout:g} s") from None
+        finally:
+            if not job.future.done():
+                job.future.cancel()  # the dispatcher skips it; a running prefill's answer is dropped
+                try:
+                    self.jobs.remove(job)
+                except ValueError:
+                    pass
+                self._gauge()
+
+    async def dispatcher(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.jobs:
+                idle = [w for w in self.pool.of_role("prefill") if w.up and w.inflight < self.concurrency]
+                if not idle:
+                    break
+                worker = min(idle, key=lambda w: w.inflight)
+                job = self.jobs.popleft()
+                self._gauge()
+                if job.future.done():  # its requester gave up waiting
+                    continue
+                self.metrics.queue_wait.observe(time.perf_counter() - job.enqueued)
+                worker.inflight += 1
+                asyncio.get_running_loop().create_task(self._run(worker, job))
+
+    async def _run(self, w, job: PrefillJob) -> None:
+        w.requests += 1
+        self.metrics.worker_requests.labels(w.worker_id, "prefill").inc()
+        try:
+            kv = await self.backend.prefill(w, job.tokens, job.cached_tokens, job.request, self.timeout)
+            if not job.future.done():
+                job.future.set_result((w.worker_id, kv))
+        except WorkerFailed as exc:
+            if exc.reason in ("connect", "disconnected", "auth"):
+                self.pool.mark_down(w, f"prefill failed: {exc.reason}")
+            if not job.future.done():
+                job.future.set_exception(PrefillFailed(exc.reason, f"{w.worker_id}: {exc}"))
+        except asyncio.CancelledError:
+            if not job.future.done():
+                job.future.set_exception(PrefillFailed("cancelled", w.worker_id))
+            raise
+        finally:
+            w.inflight -= 1
+            self.wake.set()

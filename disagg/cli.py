@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-dir", help="where each process writes its log (default: a new private temporary folder)")
     serve.add_argument("--api-key", help="require `Authorization: Bearer KEY` on /v1/*, /config, /workers (default: $DISAGG_API_KEY, else none)")
     serve.add_argument("--drain-seconds", type=float, default=30.0, help="on SIGTERM, how long requests in flight may finish (default 30)")
+    serve.add_argument("--max-connections", type=int, default=4096, help="client connections the frontend holds at once (default 4096; idle ones are closed first)")
     serve.add_argument("--fault-injection", action="store_true", help="enable POST /debug/faults (for tests)")
     serve.add_argument("--strict", action="store_true", help="do not start a config the doctor finds errors in (exit 1); by default they are printed and it runs as written")
 

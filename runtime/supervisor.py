@@ -52,6 +52,7 @@ class ServeOptions:
     kv_refusals: dict = field(default_factory=dict)  # reason -> the doctor's message: KV exchanges the decode side refuses
     api_key: str | None = None
     drain_seconds: float = 30.0
+    max_connections: int = 4096
     unhealthy_restart: float = 15.0  # seconds without a healthy answer before a process is killed and restarted
 
 
@@ -136,7 +137,8 @@ class Supervisor:
         port = front.getsockname()[1]
         argv = py + ["disagg.runtime.frontend", "--plan-file", plan_file, "--workers-file", workers_file, "--host", self.opt.host, "--port", str(port),
                      "--prefill-concurrency", str(self.opt.prefill_concurrency), "--prefill-timeout", str(self.opt.prefill_timeout),
-                     "--decode-timeout", str(self.opt.decode_timeout), "--drain-seconds", str(self.opt.drain_seconds)]
+                     "--decode-timeout", str(self.opt.decode_timeout), "--drain-seconds", str(self.opt.drain_seconds),
+                     "--max-connections", str(self.opt.max_connections)]
         if self.opt.fault_injection:
             argv.append("--fault-injection")
         if self.opt.engine == "vllm":

@@ -242,7 +242,7 @@ class Worker:
         h = req.header
         tokens: list[int] = h["tokens"]
         max_tokens = int(h["max_tokens"])
-        salt = h.get("salt", "")
+        salt = h.get("cache_salt", "")
         handle = h.get("kv")
         cached, prefix_sum = self.blocks.match_prefix(tokens, salt)
         self.metrics.prefix_hits.inc(cached)

@@ -141,6 +141,8 @@ def _describe(schema: dict[str, Any], options: list[dict[str, Any]]) -> str:
 def _check(schema: dict[str, Any], option: dict[str, Any], value: Any, loc: tuple[Any, ...], strict: bool) -> Any:
     option = resolve_ref(schema, option)
     kind = option.get("type")
+    if kind is None and not ({"enum", "const", "anyOf", "properties"} & option.keys()):
+        return value  # an empty schema (`list[Any]`'s items) takes anything, as pydantic's `Any` does
     if "enum" in option or "const" in option:
         allowed = option.get("enum", [option.get("const")])
         if value in allowed and isinstance(value, str):

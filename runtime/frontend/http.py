@@ -153,8 +153,8 @@ def make_app(front) -> web.Application:
         if f.terminating:
             return error_response(f.metrics, 503, "the server is shutting down", "shutting_down")
         server = request.app.get("server")
-        if server is not None and len(server.connections) > f.max_connections:
-            return error_response(f.metrics, 503, f"too many connections (over {f.max_connections})", "overloaded")
+        if server is not None and len(server.connections) > f.max_connections and shed_idle(server, f.max_connections) > 0:
+            return error_response(f.metrics, 503, f"too many connections (over {f.max_connections}), all busy", "overloaded")
         if f.api_key and request.path.startswith(PROTECTED):
             import hmac
 
@@ -190,29 +190,40 @@ def make_app(front) -> web.Application:
     return app
 
 
+def _close(c) -> None:
+    c.force_close()
+    if getattr(c, "transport", None) is not None:
+        c.transport.close()
+
+
+def _busy(c) -> bool:
+    return getattr(c, "_current_request", None) is not None
+
+
+def shed_idle(server, max_connections: int, first_seen: dict | None = None) -> int:
+    """Close idle connections (oldest first) until at most `max_connections` remain; returns how many are still over."""
+    conns = list(server.connections)
+    excess = len(conns) - max_connections
+    if excess <= 0:
+        return 0
+    idle = [c for c in conns if not _busy(c)]
+    idle.sort(key=lambda c: (first_seen or {}).get(c, 0.0))
+    for c in idle[:excess]:
+        _close(c)
+    return max(excess - len(idle), 0)
+
+
 async def reap(server, metrics_stop: asyncio.Event, max_connections: int) -> None:
     """Close connections that sent no request within HEADER_TIMEOUT, and idle ones beyond the cap."""
     first_seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
     while not metrics_stop.is_set():
         await asyncio.sleep(1.0)
         now = time.monotonic()
-        conns = list(server.connections)
-        idle = []
-        for c in conns:
+        for c in list(server.connections):
             seen = first_seen.setdefault(c, now)
-            busy = getattr(c, "_current_request", None) is not None
-            if not busy and getattr(c, "_request_count", 1) == 0 and now - seen > HEADER_TIMEOUT:
-                c.force_close()
-                transport = getattr(c, "transport", None)
-                if transport is not None:
-                    transport.close()
-            elif not busy:
-                idle.append((seen, c))
-        excess = len(conns) - max_connections
-        for _, c in sorted(idle, key=lambda x: x[0])[: max(excess, 0)]:
-            c.force_close()
-            if getattr(c, "transport", None) is not None:
-                c.transport.close()
+            if not _busy(c) and getattr(c, "_request_count", 1) == 0 and now - seen > HEADER_TIMEOUT:
+                _close(c)
+        shed_idle(server, max_connections, first_seen)
 
 
 async def serve(front, host: str, port: int, drain_seconds: float, watchdog, listen_fd: int | None = None) -> None:

@@ -1,9 +1,11 @@
 """The frontend's view of its workers: who is up, by health checks every quarter second.
 
 A worker is up when it answers its health check and says it is healthy (its engine loop runs and makes progress
-when work waits). A worker that stops answering or says it is unhealthy is marked down at once: the connection to it
-is dropped, so that the requests it held fail now (and are retried elsewhere where nothing was sent yet) instead of
-waiting for their timeouts. A new process behind the same worker id counts as a restart.
+when work waits). A worker that stops answering or says it is unhealthy is marked down at once and gets no new
+request. Its connection is dropped when it is gone (refused, closed) or has been down for ABANDON_AFTER seconds, so
+that the requests it held fail then (and move to another worker where nothing was sent yet) instead of waiting for
+their timeouts; a worker that is only slow to answer for a moment keeps its requests. A new process behind the same
+worker id counts as a restart.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..backends import WorkerFailed
 from ..plan import WorkerSpec
+
+ABANDON_AFTER = 3.0  # seconds down (not answering, or unhealthy) before the requests a worker holds are failed over
+GONE = ("connect", "disconnected", "auth")  # reasons that mean the worker process is not there at all
 
 
 @dataclass
@@ -30,6 +36,8 @@ class WorkerState:
     requests: int = 0
     restarts: int = 0
     seen_up: bool = False
+    down_since: float | None = None
+    abandoned: bool = False
 
     @property
     def worker_id(self) -> str:
@@ -78,7 +86,7 @@ class WorkerPool:
         try:
             info = await self.backend.health(w)
         except WorkerFailed as exc:
-            self.mark_down(w, f"health check failed: {exc.reason}")
+            self.mark_down(w, f"health check failed: {exc.reason}", gone=exc.reason in GONE)
             return
         if info.get("healthy") is False:
             self.mark_down(w, f"unhealthy: {info.get('reason', '?')}")
@@ -96,18 +104,23 @@ class WorkerPool:
                 pass
         was_up = w.up
         w.pid, w.device, w.state, w.up, w.seen_up = pid, info.get("device", "cpu"), info.get("state", "ready"), True, True
-        w.last_error = None
+        w.last_error, w.down_since, w.abandoned = None, None, False
         self.metrics.worker_info.labels(w.worker_id, w.role, str(pid), w.device).set(1)
         self.metrics.worker_up.labels(w.worker_id, w.role).set(1)
         if not was_up:
             self.on_change(w)
 
-    def mark_down(self, w: WorkerState, why: str) -> None:
+    def mark_down(self, w: WorkerState, why: str, gone: bool = True) -> None:
         was_up = w.up
         w.up, w.state, w.last_error = False, "down" if w.seen_up else "starting", why
+        now = time.monotonic()
+        if w.down_since is None:
+            w.down_since = now
         self.metrics.worker_up.labels(w.worker_id, w.role).set(0)
-        if was_up:
+        if not w.abandoned and (gone or now - w.down_since >= ABANDON_AFTER):
+            w.abandoned = True
             self.backend.abort(w)  # its requests fail now; those that sent nothing yet go to another worker
+        if was_up:
             self.on_change(w)
 
     def pick_decode(self, exclude: set[str]) -> WorkerState:

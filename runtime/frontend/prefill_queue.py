@@ -98,7 +98,7 @@ class PrefillQueue:
                 job.future.set_result((w.worker_id, kv))
         except WorkerFailed as exc:
             if exc.reason in ("connect", "disconnected", "auth"):
-                self.pool.mark_down(w, f"prefill failed: {exc.reason}")
+                self.pool.mark_down(w, f"prefill failed: {exc.reason}")  # gone: the next health check says when it is back
             if not job.future.done():
                 job.future.set_exception(PrefillFailed(exc.reason, f"{w.worker_id}: {exc}"))
         except asyncio.CancelledError:

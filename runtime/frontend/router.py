@@ -45,6 +45,8 @@ class Router:
         decode worker failed after producing text the client has not seen (the consumer drops it). `sent["any"]`
         is set by the consumer once something reached the client: from then on nothing is retried."""
         self.metrics.prompt_len.observe(len(tokens))
+        if salt:
+            sampling = {**sampling, "cache_salt": salt}  # vLLM's request field, and the mock engine's
         tried: set[str] = set()
         decision = None
         kv = None
@@ -99,7 +101,7 @@ class Router:
                         self.metrics.kv_failures.labels(exc.reason).inc()
                         kv, reason = None, "kv_transfer_failed"
             except WorkerFailed as exc:
-                if exc.reason in ("disconnected", "connect", "timeout"):
+                if exc.reason in ("disconnected", "connect"):
                     self.pool.mark_down(decode, f"generate failed: {exc.reason}")
                 others = any(w.up and w.worker_id not in tried for w in self.pool.of_role("decode"))
                 if sent.get("any") or attempt == MIGRATION_LIMIT or not others:

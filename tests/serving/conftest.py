@@ -20,11 +20,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 class Server:
-    def __init__(self, proc: subprocess.Popen, url: str, log_dir: Path):
-        self.proc, self.url, self.log_dir = proc, url, log_dir
+    def __init__(self, proc: subprocess.Popen, url: str, log_dir: Path, headers: dict | None = None):
+        self.proc, self.url, self.log_dir, self.headers = proc, url, log_dir, headers or {}
 
     def get(self, path: str) -> dict:
-        with urllib.request.urlopen(self.url + path, timeout=5) as r:
+        with urllib.request.urlopen(urllib.request.Request(self.url + path, headers=self.headers), timeout=5) as r:
             return json.loads(r.read())
 
     def metrics(self, url: str | None = None) -> dict[tuple[str, tuple], float]:
@@ -64,7 +64,8 @@ def start_server(config: Path, tmp: Path, *extra: str) -> Server:
     if not line.startswith("http://"):
         proc.kill()
         raise RuntimeError(f"serve did not start: {(tmp / 'serve.err').read_text()[-3000:]}")
-    server = Server(proc, line, log_dir)
+    key = extra[extra.index("--api-key") + 1] if "--api-key" in extra else None
+    server = Server(proc, line, log_dir, {"Authorization": f"Bearer {key}"} if key else None)
     deadline = time.monotonic() + 20
     while not all(w["up"] for w in server.workers()):  # the frontend's own health view
         if time.monotonic() > deadline:
@@ -117,18 +118,18 @@ async def _post(session: aiohttp.ClientSession, url: str, body: dict, timeout: f
         return r.status, await r.json(content_type=None)
 
 
-def complete_many(server: Server, bodies: list[dict], timeout: float = 30) -> list[tuple[int, dict]]:
+def complete_many(server: Server, bodies: list[dict], timeout: float = 30, path: str = "/v1/completions", headers: dict | None = None) -> list[tuple[int, dict]]:
     """Send the bodies concurrently to /v1/completions; (status, json) for each, in order."""
 
     async def run():
-        async with aiohttp.ClientSession() as session:
-            return await asyncio.gather(*(_post(session, server.url + "/v1/completions", b, timeout) for b in bodies))
+        async with aiohttp.ClientSession(headers=headers) as session:
+            return await asyncio.gather(*(_post(session, server.url + path, b, timeout) for b in bodies))
 
     return asyncio.run(run())
 
 
-def complete(server: Server, body: dict, timeout: float = 30) -> tuple[int, dict]:
-    return complete_many(server, [body], timeout)[0]
+def complete(server: Server, body: dict, timeout: float = 30, path: str = "/v1/completions", headers: dict | None = None) -> tuple[int, dict]:
+    return complete_many(server, [body], timeout, path, headers)[0]
 
 
 def alive(pid: int) -> bool:

@@ -1,11 +1,13 @@
 """Runtime overheads, measured against named peers in the same run (not a test: this machine is shared and noisy).
 
-    python bench/bench_runtime.py [--requests 400] [--seconds 5] [--concurrency 32]
+    python bench/bench_runtime.py [--requests 400] [--seconds 5] [--concurrency 32] [--api-key KEY]
 
-1. Frontend added latency: the same request through `disagg serve`'s frontend and straight to the decode worker's
-   `/generate`, mock engine at zero cost, one at a time; added = p50(frontend) - p50(direct).
+1. Frontend added latency: the same one-token request through `disagg serve`'s frontend (HTTP, OpenAI) and straight
+   to the decode worker over the run's internal channel, zero-cost mock engine, one at a time, interleaved;
+   added = p50(frontend) - p50(direct). The bench knows the run's secret because it sets DISAGG_RUN_SECRET.
 2. Requests/s through the frontend with N concurrent clients for S seconds (zero-cost mock engine).
-3. NIXL READ between two processes vs a plain memcpy (numpy.copyto) of the same size, in one run.
+3. NIXL READ between two processes, as the runtime does it (a region registered for the read, polled from the
+   event loop), against a memcpy (numpy.copyto) of the same size in the same run.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import secrets
 import signal
 import statistics
 import subprocess
@@ -30,8 +33,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start(config: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "disagg", "serve", str(config), "--port", "0", *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+def start(config: Path, secret: str, *extra: str) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "DISAGG_RUN_SECRET": secret}
+    proc = subprocess.Popen([sys.executable, "-m", "disagg", "serve", str(config), "--port", "0", *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env)
     url = proc.stdout.readline().strip()
     if not url.startswith("http"):
         proc.kill()
@@ -44,27 +49,31 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
 
-async def latency(url: str, decode_url: str, n: int) -> tuple[list[float], list[float]]:
+async def latency(url: str, decode: tuple[str, int], secret: bytes, n: int, headers: dict) -> tuple[list[float], list[float]]:
+    from disagg.runtime.channel import Channel
+
     prompt = "measure the frontend, not the engine"
     body_front = {"prompt": prompt, "max_tokens": 1}
-    body_direct = {"tokens": list(prompt.encode()), "max_tokens": 1, "kv": None}
+    tokens = list(prompt.encode())
+    channel = Channel(decode[0], decode[1], secret)
     front, direct = [], []
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=headers) as s:
         for i in range(n + 20):  # interleaved, so both see the same machine noise; 20 warm-up rounds
             t0 = time.perf_counter()
             async with s.post(url + "/v1/completions", json=body_front) as r:
                 await r.read()
             t1 = time.perf_counter()
-            async with s.post(decode_url + "/generate", json=body_direct) as r:
-                await r.read()
+            async for _ in channel.stream("generate", tokens=tokens, max_tokens=1, kv=None, request=f"direct-{i}"):
+                pass
             t2 = time.perf_counter()
             if i >= 20:
                 front.append(t1 - t0)
                 direct.append(t2 - t1)
+    channel.close()
     return front, direct
 
 
-async def throughput(url: str, seconds: float, concurrency: int) -> float:
+async def throughput(url: str, seconds: float, concurrency: int, headers: dict) -> float:
     done = 0
     stop = time.perf_counter() + seconds
 
@@ -76,20 +85,20 @@ async def throughput(url: str, seconds: float, concurrency: int) -> float:
                 if r.status == 200:
                     done += 1
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), headers=headers) as s:
         t0 = time.perf_counter()
         await asyncio.gather(*(client(s) for _ in range(concurrency)))
         return done / (time.perf_counter() - t0)
 
 
 def _nixl_target(size: int, conn) -> None:
-    from disagg.runtime.kv import Arena, NixlTransport
+    from disagg.runtime.kv import Arena, NixlTransport, StoredKV
 
     arena = Arena(size)
     arena.buf[:] = np.arange(size, dtype=np.uint64).astype(np.uint8)
     t = NixlTransport("bench-target", arena)
-    conn.send((t.metadata(), arena.addr))
-    while not conn.poll(0.0005):  # progress the agent (no progress thread) until the reader is done
+    conn.send((t.expose(StoredKV("bench", 0, size, 0.0)), arena.addr))
+    while not conn.poll(0.0001):  # progress the agent (no progress thread) until the reader is done, as a prefill worker does
         t.poll_notifications()
 
 
@@ -104,19 +113,27 @@ def nixl_vs_memcpy(sizes_mib: list[int], repeats: int = 20) -> list[tuple[int, f
     meta, remote_addr = parent.recv()
     local = Arena(biggest)
     reader = NixlTransport("bench-reader", local)
-    name = reader.add_remote(meta)
     src = np.arange(biggest, dtype=np.uint64).astype(np.uint8)
     dst = np.zeros(biggest, dtype=np.uint8)  # touched, like the registered arena
     rows = []
-    for mib in sizes_mib:
-        n = mib * 2**20
-        reader.read(name, remote_addr, n, 0)  # warm-up: connection set-up on the first read
-        nixl_ts, copy_ts = [], []
-        for _ in range(repeats):  # interleaved, so both see the same machine noise
-            nixl_ts.append(_timed(lambda n=n: reader.read(name, remote_addr, n, 0)))
-            copy_ts.append(_timed(lambda n=n: np.copyto(dst[:n], src[:n])))
-        assert np.array_equal(local.buf[: 1 << 20], src[: 1 << 20])  # the bytes arrived
-        rows.append((mib, n / statistics.median(nixl_ts) / 1e9, n / statistics.median(copy_ts) / 1e9))
+
+    async def read(n: int) -> float:
+        t0 = time.perf_counter()
+        await reader.read(meta, remote_addr, n, 0, timeout=10)
+        return time.perf_counter() - t0
+
+    async def run():
+        for mib in sizes_mib:
+            n = mib * 2**20
+            await read(n)  # warm-up: connection set-up on the first read
+            nixl_ts, copy_ts = [], []
+            for _ in range(repeats):  # interleaved, so both see the same machine noise
+                nixl_ts.append(await read(n))
+                copy_ts.append(_timed(lambda n=n: np.copyto(dst[:n], src[:n])))
+            assert np.array_equal(local.buf[: 1 << 20], src[: 1 << 20])  # the bytes arrived
+            rows.append((mib, n / statistics.median(nixl_ts) / 1e9, n / statistics.median(copy_ts) / 1e9))
+
+    asyncio.run(run())
     parent.send("done")
     proc.join(5)
     return rows
@@ -133,23 +150,28 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--api-key", help="run the frontend with this API key (auth on)")
     args = ap.parse_args()
-    proc, url = start(ROOT / "examples" / "agg.yaml", "--mock-timing", "zero")
+    secret = secrets.token_hex(32)
+    extra = ["--mock-timing", "zero"] + (["--api-key", args.api_key] if args.api_key else [])
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    proc, url = start(ROOT / "examples" / "agg.yaml", secret, *extra)
     try:
-        with urllib.request.urlopen(url + "/workers", timeout=5) as r:
-            decode_url = next(w["url"] for w in json.loads(r.read())["workers"] if w["role"] == "decode")
-        front, direct = asyncio.run(latency(url, decode_url, args.requests))
-        rps = asyncio.run(throughput(url, args.seconds, args.concurrency))
+        with urllib.request.urlopen(urllib.request.Request(url + "/workers", headers=headers), timeout=5) as r:
+            addr = next(w["address"] for w in json.loads(r.read())["workers"] if w["role"] == "decode")
+        host, port = addr.rsplit(":", 1)
+        front, direct = asyncio.run(latency(url, (host, int(port)), secret.encode(), args.requests, headers))
+        rps = asyncio.run(throughput(url, args.seconds, args.concurrency, headers))
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
+        proc.wait(40)
     rows = nixl_vs_memcpy([4, 16, 64])
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}")
     print()
-    print("| frontend (zero-cost mock engine) | value |")
+    print(f"| frontend (zero-cost mock engine{', API key on' if args.api_key else ''}) | value |")
     print("|---|---|")
     print(f"| p50 latency through the frontend | {statistics.median(front) * 1e3:.2f} ms |")
-    print(f"| p50 latency straight to the decode worker | {statistics.median(direct) * 1e3:.2f} ms |")
+    print(f"| p50 latency straight to the decode worker (internal channel) | {statistics.median(direct) * 1e3:.2f} ms |")
     print(f"| **p50 added by the frontend** | **{(statistics.median(front) - statistics.median(direct)) * 1e3:.2f} ms** |")
     print(f"| p99 added | {(pct(front, 99) - pct(direct, 99)) * 1e3:.2f} ms |")
     print(f"| requests/s, {args.concurrency} concurrent clients, {args.seconds:.0f} s | {rps:.0f} |")

@@ -91,7 +91,9 @@ class Supervisor:
         self.stopping = False
         self.frontend_url = ""
         self.pids_file: str | None = None
-        self.secret = secrets.token_hex(32)
+        # A fresh secret per run; DISAGG_RUN_SECRET sets it instead (hosts of one deployment share it; benches drive
+        # workers directly with it). It reaches the children in their environment only.
+        self.secret = os.environ.get(RUN_SECRET_ENV) or secrets.token_hex(32)
         self.run_id = run_id(self.secret)
         self._last_probe = 0.0
 
@@ -167,6 +169,8 @@ class Supervisor:
         # parent (seen here: orphaned EngineCores slowed the next engines' start past any timeout), so restarts and
         # stops signal the whole group.
         env = {**os.environ, "PYTHONUNBUFFERED": "1", RUN_SECRET_ENV: self.secret, **c.env}
+        if c.role != "frontend" and c.spec is None:
+            del env[RUN_SECRET_ENV]  # a vLLM engine needs only its derived API key (VLLM_API_KEY)
         if c.role != "frontend":
             env.setdefault("UCX_NET_DEVICES", "lo")  # NIXL's UCX listens on loopback only: this run is on one host
         argv, fds = c.argv, ()

@@ -26,7 +26,7 @@ def request_amx_permission() -> bool:
 
 
 if __name__ == "__main__":  # vLLM spawns engine processes: everything must sit under the main guard
-    from .worker import set_parent_death_signal
+    from .process import set_parent_death_signal
 
     set_parent_death_signal()
     request_amx_permission()

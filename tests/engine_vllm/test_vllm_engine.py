@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -51,14 +52,20 @@ def _engine_metric(server, worker_id: str, name: str, **labels) -> float:
                if n == name and dict(lab).get("worker_id") == worker_id and all(dict(lab).get(k) == x for k, x in labels.items()))
 
 
-def _direct(url: str, body: dict) -> dict:
-    req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+SECRET = "test-run-secret-for-the-vllm-engines"
+
+
+def _direct(url: str, body: dict, key: str | None = None) -> dict:
+    from disagg.runtime.identity import engine_api_key
+
+    key = engine_api_key(SECRET.encode()) if key is None else key
+    req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
     with urllib.request.urlopen(req, timeout=120) as r:
         return json.loads(r.read())
 
 
 def test_disaggregated_vllm_end_to_end(model, tmp_path):
-    s = start_server(_config(tmp_path, model, broken=False), tmp_path / "fixed", "--engine", "vllm")
+    s = start_server(_config(tmp_path, model, broken=False), tmp_path / "fixed", "--engine", "vllm", env={"DISAGG_RUN_SECRET": SECRET})
     try:
         before = _engine_metric(s, "decode-0", "vllm:prompt_tokens_by_source_total", source="external_kv_transfer")
         code, r = complete(s, {"prompt": PROMPT, "max_tokens": 16, "temperature": 0}, timeout=120)
@@ -67,7 +74,10 @@ def test_disaggregated_vllm_end_to_end(model, tmp_path):
         after = _engine_metric(s, "decode-0", "vllm:prompt_tokens_by_source_total", source="external_kv_transfer")
         assert after - before == r["usage"]["prompt_tokens"]  # the decode engine read the whole prompt's KV over NIXL
         # The same prompt served aggregated, by the same decode engine: greedy outputs must be identical.
-        decode_url = next(w["url"] for w in s.workers() if w["role"] == "decode")
+        decode_url = "http://" + next(w["address"] for w in s.workers() if w["role"] == "decode")
+        with pytest.raises(urllib.error.HTTPError) as denied:  # the engines answer only this run's frontend
+            _direct(decode_url, {"model": "tiny", "prompt": PROMPT, "max_tokens": 1}, key="guessed")
+        assert denied.value.code == 401
         tokens_of = lambda text: _direct(decode_url, {"model": "tiny", "prompt": text, "max_tokens": 1, "temperature": 0})  # noqa: E731
         assert tokens_of(PROMPT)["usage"]["prompt_tokens"] == r["usage"]["prompt_tokens"]
         aggregated = _direct(decode_url, {"model": "tiny", "prompt": PROMPT, "max_tokens": 16, "temperature": 0})

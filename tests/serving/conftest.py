@@ -55,11 +55,11 @@ class Server:
         return self.proc.returncode
 
 
-def start_server(config: Path, tmp: Path, *extra: str) -> Server:
+def start_server(config: Path, tmp: Path, *extra: str, env: dict | None = None) -> Server:
     tmp.mkdir(parents=True, exist_ok=True)
     log_dir = tmp / "logs"
     cmd = [sys.executable, "-m", "disagg", "serve", str(config), "--port", "0", "--log-dir", str(log_dir), *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(tmp / "serve.err", "wb"), text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(tmp / "serve.err", "wb"), text=True, env={**os.environ, **(env or {})})
     line = proc.stdout.readline().strip()  # the supervisor prints the URL once everything answers /health
     if not line.startswith("http://"):
         proc.kill()

@@ -65,11 +65,8 @@ class Arena:
     def __init__(self, size: int):
         self.buf = np.zeros(size, dtype=np.uint8)  # zeroed: every page is touched once, before use
         self.size = size
+        self.addr = self.buf.ctypes.data
         self._free: list[tuple[int, int]] = [(0, size)]  # (offset, length), sorted by offset
-
-    @property
-    def addr(self) -> int:
-        return self.buf.ctypes.data
 
     def allocate(self, n: int) -> int | None:
         n = max(n, 8)

@@ -152,3 +152,15 @@ def stream_chunk(rid: str, model: str, text: str | None, finish: str | None, cha
 
 def usage_chunk(rid: str, model: str, chat: bool, created: int, usage: dict) -> dict:
     return {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "created": created, "model": model, "choices": [], "usage": usage}
+
+
+def text_chunk_encoder(rid: str, model: str, chat: bool, created: int):
+    """`text -> SSE event bytes` for the text chunks of one stream: the chunk's JSON is built once, only the text is
+    encoded per chunk (a stream's chunks differ in nothing else)."""
+    import json
+
+    mark = "\u0000disagg-text\u0000"
+    whole = json.dumps(stream_chunk(rid, model, mark, None, chat, created), separators=(",", ":"))
+    head, tail = whole.split(json.dumps(mark), 1)
+    head_b, tail_b = b"data: " + head.encode(), tail.encode() + b"\n\n"
+    return lambda text: head_b + json.dumps(text).encode() + tail_b

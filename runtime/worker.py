@@ -23,7 +23,7 @@ import time
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
-from .channel import Channel, ChannelError, ChannelServer, RemoteError, Request
+from .channel import Channel, ChannelError, ChannelServer, RemoteError, Request, tokens_of
 from .identity import run_id
 from .kv import Arena, KVStore, KVTransferError, NixlTransport, check_handle, handle_mac
 from .metrics import WorkerMetrics
@@ -99,7 +99,7 @@ class Worker:
         elif op == "kv_read" and self.store is not None:
             self.kv_read(req)
         elif op == "prefix_match" and self.engine is not None:
-            cached, _ = self.blocks.match_prefix(req.header["tokens"], req.header.get("salt", ""))
+            cached, _ = self.blocks.match_prefix(tokens_of(req.header, req.body)[0], req.header.get("cache_salt", ""))
             req.send({"cached_tokens": cached})
         elif op == "generate" and self.engine is not None:
             await self.generate(req)
@@ -110,7 +110,7 @@ class Worker:
 
     async def prefill(self, req: Request) -> None:
         h = req.header
-        tokens: list[int] = h["tokens"]
+        tokens, _ = tokens_of(h, req.body)
         start = int(h.get("cached_tokens", 0))
         nbytes = self.layout.nbytes(len(tokens) - start)
         if nbytes > self.arena.size:
@@ -186,7 +186,7 @@ class Worker:
                 if expired:
                     self.metrics.kv_expired.inc(len(expired))
             if self.nixl is not None and self.store.entries:
-                await asyncio.sleep(0.0001)
+                await asyncio.sleep(0.0002)  # a peer's READ moves while we poll; each poll costs ~10 µs
 
     # ---- decode role -----------------------------------------------------------------------------------------
 
@@ -240,7 +240,7 @@ class Worker:
 
     async def generate(self, req: Request) -> None:
         h = req.header
-        tokens: list[int] = h["tokens"]
+        tokens, metadata = tokens_of(h, req.body)
         max_tokens = int(h["max_tokens"])
         salt = h.get("cache_salt", "")
         handle = h.get("kv")
@@ -251,7 +251,7 @@ class Worker:
         if handle is not None:
             t0 = time.perf_counter()
             try:
-                suffix_sum = await self._pull_kv(handle, req.body, tokens, cached, h.get("request", ""), float(h.get("kv_timeout", 10.0)))
+                suffix_sum = await self._pull_kv(handle, metadata, tokens, cached, h.get("request", ""), float(h.get("kv_timeout", 10.0)))
                 start, prefill = int(handle["start"]), "remote"
                 kv_info = {"status": "ok", "bytes": int(handle["length"]), "seconds": time.perf_counter() - t0, "transport": handle["transport"]}
             except KVTransferError as exc:
@@ -268,8 +268,7 @@ class Worker:
         seed = combine(prefix_sum, suffix_sum, int(h.get("seed") or 0))
         seq = Sequence(h.get("request", ""), tokens, max_tokens, seed, uncached)
         try:
-            async for batch in self.engine.generate(seq):
-                req.send({"tokens": batch})
+            await self.engine.run(seq, lambda token: req.send({"tokens": [token]}))  # sent from the engine loop
         except EngineStopped as exc:
             raise RemoteError("engine_stopped", str(exc)) from None
         req.send({"end": True, "finish_reason": "length"})

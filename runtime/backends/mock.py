@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..channel import Channel, ChannelError, RemoteError
+from ..channel import Channel, ChannelError, RemoteError, pack_tokens
 from ..mock_engine import VOCAB, chat_prompt, detokenize, tokenize
 from . import WorkerFailed
 
@@ -35,9 +35,9 @@ class MockBackend:
     def detokenize(self, ids: list[int], first: bool) -> str:
         return "".join(detokenize(t, first and i == 0) for i, t in enumerate(ids))
 
-    async def _call(self, worker, op: str, timeout: float, **fields) -> tuple[dict, bytes]:
+    async def _call(self, worker, op: str, timeout: float, body: bytes = b"", **fields) -> tuple[dict, bytes]:
         try:
-            return await self._ch(worker).call(op, timeout=timeout, **fields)
+            return await self._ch(worker).call(op, timeout=timeout, body=body, **fields)
         except ChannelError as exc:
             raise WorkerFailed(exc.reason, str(exc)) from None
         except RemoteError as exc:
@@ -52,24 +52,32 @@ class MockBackend:
         return (await self._call(worker, "metrics", 1.5))[1].decode()
 
     async def prefix_hit(self, worker, tokens: list[int], salt: str) -> int:
-        return int((await self._call(worker, "prefix_match", 2.0, tokens=tokens, salt=salt))[0]["cached_tokens"])
+        return int((await self._call(worker, "prefix_match", 2.0, pack_tokens(tokens), ntok=len(tokens), cache_salt=salt))[0]["cached_tokens"])
 
     async def prefill(self, worker, tokens: list[int], cached: int, request: str, timeout: float) -> Any:
-        header, metadata = await self._call(worker, "prefill", timeout, tokens=tokens, cached_tokens=cached, request=request)
+        header, metadata = await self._call(worker, "prefill", timeout, pack_tokens(tokens), ntok=len(tokens), cached_tokens=cached, request=request)
         return header["handle"], metadata
 
     async def generate(self, worker, tokens: list[int], max_tokens: int, kv: Any, sampling: dict, request: str, timeout: float) -> AsyncIterator[tuple[str, Any]]:
         handle, metadata = kv if kv is not None else (None, b"")
-        fields = {"tokens": tokens, "max_tokens": max_tokens, "kv": handle, "request": request, "kv_timeout": 5.0, **sampling}
+        fields = {"ntok": len(tokens), "max_tokens": max_tokens, "kv": handle, "request": request, "kv_timeout": 5.0, **sampling}
         try:
-            async for header, _ in self._ch(worker).stream("generate", body=metadata, idle_timeout=timeout, **fields):
-                if "tokens" in header:
-                    yield "tokens", header["tokens"]
-                elif header.get("event") == "start":
-                    yield "start", header
-                elif header.get("end"):
-                    yield "end", header.get("finish_reason", "length")
-                    return
+            async for batch in self._ch(worker).stream_batches("generate", body=pack_tokens(tokens) + metadata, idle_timeout=timeout, **fields):
+                pending: list[int] = []  # consecutive token answers become one event: one write to the client
+                for header, _ in batch:
+                    if "tokens" in header:
+                        pending.extend(header["tokens"])
+                        continue
+                    if pending:
+                        yield "tokens", pending
+                        pending = []
+                    if header.get("event") == "start":
+                        yield "start", header
+                    elif header.get("end"):
+                        yield "end", header.get("finish_reason", "length")
+                        return
+                if pending:
+                    yield "tokens", pending
         except ChannelError as exc:
             raise WorkerFailed(exc.reason, str(exc)) from None
         except RemoteError as exc:

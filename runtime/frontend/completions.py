@@ -23,6 +23,7 @@ from ..openai_api import (
     completion_response,
     error_body,
     stream_chunk,
+    text_chunk_encoder,
     usage_chunk,
     validation_message,
 )
@@ -145,7 +146,8 @@ class Completions:
             async for kind, value in events:
                 if kind == "text":
                     last = f.observe_piece(arrived, last)
-                    n += 1
+                    value, k = value
+                    n += k
                     out, stopped = stop.feed(value)
                     text.append(out)
                     if stopped:
@@ -173,6 +175,7 @@ class Completions:
         model = f.plan.served_model_name
         created = int(time.time())
         stop = StopMatcher(req.stops())
+        text_event = text_chunk_encoder(rid, model, chat, created)
         resp = None
         n, last, finish = 0, None, None
         try:
@@ -186,18 +189,19 @@ class Completions:
                         await resp.write(sse(stream_chunk(rid, model, None, None, chat, created, first=True)))
                 elif kind == "text":
                     last = f.observe_piece(arrived, last)
-                    n += 1
+                    value, k = value
+                    n += k
                     out, stopped = stop.feed(value)
                     if stopped:
                         finish = "stop"
-                        await resp.write(sse(stream_chunk(rid, model, out, None, chat, created)) + sse(stream_chunk(rid, model, None, "stop", chat, created)))
+                        await resp.write((text_event(out) if out else b"") + sse(stream_chunk(rid, model, None, "stop", chat, created)))
                         break
                     if out:
-                        await resp.write(sse(stream_chunk(rid, model, out, None, chat, created)))
+                        await resp.write(text_event(out))
                 elif kind == "end":
                     finish = value
                     tail = stop.rest()
-                    await resp.write((sse(stream_chunk(rid, model, tail, None, chat, created)) if tail else b"") + sse(stream_chunk(rid, model, None, value, chat, created)))
+                    await resp.write((text_event(tail) if tail else b"") + sse(stream_chunk(rid, model, None, value, chat, created)))
             if finish is None:
                 raise RequestFailed(503, "the stream ended early", "decode_failed")
             tail = b""

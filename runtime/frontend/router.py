@@ -41,7 +41,7 @@ class Router:
             return 0
 
     async def serve(self, tokens: list[int], max_tokens: int, request: str, sampling: dict, salt: str, sent: dict) -> AsyncIterator[tuple[str, object]]:
-        """Yields ("start", info), ("text", piece)..., ("usage", n), ("end", finish_reason); ("restart", None) when a
+        """Yields ("start", info), ("text", (piece, tokens in it))..., ("usage", n), ("end", finish_reason); ("restart", None) when a
         decode worker failed after producing text the client has not seen (the consumer drops it). `sent["any"]`
         is set by the consumer once something reached the client: from then on nothing is retried."""
         self.metrics.prompt_len.observe(len(tokens))
@@ -79,7 +79,7 @@ class Router:
                         async for kind, value in self.backend.generate(decode, tokens, max_tokens, kv if decision.remote else None, sampling, request, self.decode_timeout):
                             if kind == "tokens":
                                 produced = True
-                                yield "text", self.backend.detokenize(value, first)
+                                yield "text", (self.backend.detokenize(value, first), len(value) if isinstance(value, list) else 1)
                                 first = False
                             elif kind == "start":
                                 if not recorded:

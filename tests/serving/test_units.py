@@ -168,3 +168,16 @@ def test_serve_command_errors(cli, write):
     assert r.code == 2
     r = cli("serve", write("#!/bin/bash\nvllm serve Qwen/Qwen3-0.6B --kv-transfer-config '{}' &\n", "start.sh"))
     assert r.code == 2 and "a shell script" in r.err and "disagg doctor" in r.err and "YAML" not in r.err.split("(")[0]
+
+
+def test_stream_text_chunks_are_the_chunks_openai_clients_parse():
+    import json
+
+    from disagg.runtime.openai_api import stream_chunk, text_chunk_encoder
+
+    for chat in (False, True):
+        encode = text_chunk_encoder("cmpl-1", "tiny", chat, 1700000000)
+        for text in ("plain", ' "quoted" \\ back', "új\nline", "\u0000"):
+            event = encode(text)
+            assert event.startswith(b"data: ") and event.endswith(b"\n\n")
+            assert json.loads(event[6:]) == stream_chunk("cmpl-1", "tiny", text, None, chat, 1700000000)

@@ -151,7 +151,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--api-key", help="run the frontend with this API key (auth on)")
+    ap.add_argument("--nixl-only", action="store_true", help="only the NIXL READ against memcpy")
     args = ap.parse_args()
+    if args.nixl_only:
+        for mib, nixl_gbs, copy_gbs in nixl_vs_memcpy([4, 16, 64]):
+            print(f"| {mib} MiB | {nixl_gbs:.2f} GB/s | {copy_gbs:.2f} GB/s | {nixl_gbs / copy_gbs:.2f} |")
+        return
     secret = secrets.token_hex(32)
     extra = ["--mock-timing", "zero"] + (["--api-key", args.api_key] if args.api_key else [])
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}

@@ -223,9 +223,12 @@ class Channel:
     async def stream(self, op: str, body: bytes = b"", idle_timeout: float | None = None, **fields: Any) -> AsyncIterator[tuple[dict, bytes]]:
         """Send one request and yield its answers until one says `end` (or is an error, raised as RemoteError).
         `idle_timeout`: seconds without an answer before ChannelError("timeout")."""
-        async for batch in self.stream_batches(op, body, idle_timeout, **fields):
-            for item in batch:
-                yield item
+        from contextlib import aclosing
+
+        async with aclosing(self.stream_batches(op, body, idle_timeout, **fields)) as batches:
+            async for batch in batches:
+                for item in batch:
+                    yield item
 
     async def stream_batches(self, op: str, body: bytes = b"", idle_timeout: float | None = None, **fields: Any) -> AsyncIterator[list[tuple[dict, bytes]]]:
         """As `stream`, but each step yields every answer that has arrived (one or more): a consumer that falls

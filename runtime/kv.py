@@ -219,13 +219,15 @@ class NixlTransport:
         except Exception as exc:  # NIXL raises its own error types for a peer that went away
             raise KVTransferError("nixl_error", f"NIXL read from {peer} could not start: {type(exc).__name__}: {exc}") from None
         deadline = time.monotonic() + timeout
-        wait = 0.0
+        polls = 0
         try:
             while state not in ("DONE", "ERR"):
                 if time.monotonic() > deadline:
                     raise KVTransferError("timeout", f"NIXL read of {length} bytes from {peer} took over {timeout:.0f} s")
-                await asyncio.sleep(wait)
-                wait = min(wait * 2 or 0.00005, 0.002)  # a local read takes ~0.1-1 ms; back off beyond that
+                # A local read of a few MiB takes ~0.1-1 ms: check on every turn of the event loop at first (other
+                # tasks still run between checks), then back off to 0.5 ms for reads that take longer.
+                polls += 1
+                await asyncio.sleep(0 if polls < 64 else min(0.00002 * 2 ** ((polls - 64) // 4), 0.0005))
                 try:
                     state = self.agent.check_xfer_state(handle)
                 except Exception as exc:

@@ -8,6 +8,7 @@ silently ignored.
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from typing import Any, Literal
@@ -120,8 +121,17 @@ def validation_message(exc: ValidationError) -> tuple[str, str | None]:
     return f"{loc}: {msg}" if loc else msg, loc or None
 
 
+_PROCESS = uuid.uuid4().hex[:12]  # this process's part of every id (uuid4 per request was 3% of the frontend's CPU)
+_SERIAL = itertools.count(1)
+
+
+def request_id() -> str:
+    """Unique in this run: the process's random part and a counter."""
+    return f"{_PROCESS}{next(_SERIAL):012x}"
+
+
 def completion_id(chat: bool) -> str:
-    return ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+    return ("chatcmpl-" if chat else "cmpl-") + request_id()
 
 
 def completion_response(rid: str, model: str, text: str, finish: str, usage: dict, chat: bool, extra: dict) -> dict:

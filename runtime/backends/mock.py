@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from ..channel import Channel, ChannelError, RemoteError, pack_tokens
@@ -62,22 +63,23 @@ class MockBackend:
         handle, metadata = kv if kv is not None else (None, b"")
         fields = {"ntok": len(tokens), "max_tokens": max_tokens, "kv": handle, "request": request, "kv_timeout": 5.0, **sampling}
         try:
-            async for batch in self._ch(worker).stream_batches("generate", body=pack_tokens(tokens) + metadata, idle_timeout=timeout, **fields):
-                pending: list[int] = []  # consecutive token answers become one event: one write to the client
-                for header, _ in batch:
-                    if "tokens" in header:
-                        pending.extend(header["tokens"])
-                        continue
+            async with aclosing(self._ch(worker).stream_batches("generate", body=pack_tokens(tokens) + metadata, idle_timeout=timeout, **fields)) as batches:
+                async for batch in batches:
+                    pending: list[int] = []  # consecutive token answers become one event: one write to the client
+                    for header, _ in batch:
+                        if "tokens" in header:
+                            pending.extend(header["tokens"])
+                            continue
+                        if pending:
+                            yield "tokens", pending
+                            pending = []
+                        if header.get("event") == "start":
+                            yield "start", header
+                        elif header.get("end"):
+                            yield "end", header.get("finish_reason", "length")
+                            return
                     if pending:
                         yield "tokens", pending
-                        pending = []
-                    if header.get("event") == "start":
-                        yield "start", header
-                    elif header.get("end"):
-                        yield "end", header.get("finish_reason", "length")
-                        return
-                if pending:
-                    yield "tokens", pending
         except ChannelError as exc:
             raise WorkerFailed(exc.reason, str(exc)) from None
         except RemoteError as exc:

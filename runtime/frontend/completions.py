@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -22,6 +21,7 @@ from ..openai_api import (
     completion_id,
     completion_response,
     error_body,
+    request_id,
     stream_chunk,
     text_chunk_encoder,
     usage_chunk,
@@ -121,7 +121,7 @@ class Completions:
         if req.seed is not None and (req.temperature or 0) > 0:
             sampling["seed"] = req.seed  # greedy decoding (temperature 0) ignores the seed, as vLLM's does
         sent = {"any": False}
-        events = f.router.serve(tokens, max_tokens, uuid.uuid4().hex, sampling, req.cache_salt or "", sent)
+        events = f.router.serve(tokens, max_tokens, request_id(), sampling, req.cache_salt or "", sent)
         f.metrics.in_flight.inc()
         try:
             if req.stream:

@@ -10,6 +10,7 @@ was sent, the request ends with an error the API turns into an OpenAI error.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from disagg.schemas.routing import should_prefill_remote
 
@@ -76,25 +77,27 @@ class Router:
                 while True:
                     try:
                         first = True
-                        async for kind, value in self.backend.generate(decode, tokens, max_tokens, kv if decision.remote else None, sampling, request, self.decode_timeout):
-                            if kind == "tokens":
-                                produced = True
-                                yield "text", (self.backend.detokenize(value, first), len(value) if isinstance(value, list) else 1)
-                                first = False
-                            elif kind == "start":
-                                if not recorded:
-                                    route, reason = self._record_start(value, reason, len(tokens))
-                                    recorded = True
+                        # Closed here, not by the garbage collector's hook (which wakes the loop through its self-pipe).
+                        async with aclosing(self.backend.generate(decode, tokens, max_tokens, kv if decision.remote else None, sampling, request, self.decode_timeout)) as gen:
+                            async for kind, value in gen:
+                                if kind == "tokens":
+                                    produced = True
+                                    yield "text", (self.backend.detokenize(value, first), len(value) if isinstance(value, list) else 1)
+                                    first = False
+                                elif kind == "start":
+                                    if not recorded:
+                                        route, reason = self._record_start(value, reason, len(tokens))
+                                        recorded = True
+                                    else:
+                                        route = value["prefill"]
+                                    yield "start", {"route": route, "reason": reason, "decode_worker": decode.worker_id,
+                                                    "prefill_worker": prefill_worker if route == "remote" else None,
+                                                    "cached_tokens": value["cached_tokens"], "kv": value["kv"]}
+                                elif kind == "end":
+                                    yield "end", value
+                                    return
                                 else:
-                                    route = value["prefill"]
-                                yield "start", {"route": route, "reason": reason, "decode_worker": decode.worker_id,
-                                                "prefill_worker": prefill_worker if route == "remote" else None,
-                                                "cached_tokens": value["cached_tokens"], "kv": value["kv"]}
-                            elif kind == "end":
-                                yield "end", value
-                                return
-                            else:
-                                yield kind, value
+                                    yield kind, value
                         raise WorkerFailed("stream_ended", f"{decode.worker_id} ended the stream early")
                     except KVLoadFailed as exc:
                         # The decode engine refused the prefilled KV before sending anything: prefill locally instead.

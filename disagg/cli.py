@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--drain-seconds", type=float, default=30.0, help="on SIGTERM, how long requests in flight may finish (default 30)")
     serve.add_argument("--max-connections", type=int, default=4096, help="client connections the frontend holds at once (default 4096; idle ones are closed first)")
     serve.add_argument("--fault-injection", action="store_true", help="enable POST /debug/faults (for tests)")
+    hosts = serve.add_argument_group("across hosts", "run some roles here and find the others through etcd (the same config on every host; "
+                                                     "DISAGG_RUN_SECRET set to one value on every host)")
+    hosts.add_argument("--roles", default="frontend,decode,prefill", help="what runs on this host, comma-separated (default: all three)")
+    hosts.add_argument("--discovery", metavar="etcd://HOST:PORT", help="register this host's workers in etcd and find the others there")
+    hosts.add_argument("--namespace", default="disagg", help="etcd key prefix of this deployment (default disagg)")
+    hosts.add_argument("--advertise", metavar="ADDR", help="the address other hosts reach this one at (default: the address that reaches etcd)")
+    hosts.add_argument("--host-id", help="part of each worker id on this host (default: the host name)")
     serve.add_argument("--strict", action="store_true", help="do not start a config the doctor finds errors in (exit 1); by default they are printed and it runs as written")
 
     load = sub.add_parser("load", formatter_class=_Help, help="send a bounded burst of completions to a frontend and show where prefill ran")

@@ -48,6 +48,7 @@ class WorkerSpec:
     index: int
     port: int
     host: str = "127.0.0.1"
+    kv_address: str = ""  # where peers reach its KV (NIXL/UCX); "" = host
 
     @property
     def url(self) -> str:

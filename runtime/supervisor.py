@@ -24,6 +24,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 
 from .channel import probe
+from .discovery import interface_of, is_loopback
 from .identity import RUN_SECRET_ENV, run_id
 from .plan import RuntimePlan, WorkerSpec
 
@@ -54,6 +55,11 @@ class ServeOptions:
     drain_seconds: float = 30.0
     max_connections: int = 4096
     unhealthy_restart: float = 15.0  # seconds without a healthy answer before a process is killed and restarted
+    roles: tuple[str, ...] = ("frontend", "decode", "prefill")  # what runs on this host
+    discovery: str | None = None  # etcd://HOST:PORT: a multi-host run (workers register there, frontends watch)
+    namespace: str = "disagg"
+    advertise: str = "127.0.0.1"  # the address peers on other hosts reach this host's processes at
+    host_id: str = ""  # part of each worker id on this host (default: the host name)
 
 
 @dataclass
@@ -103,14 +109,19 @@ class Supervisor:
         # choosing it and binding it, and a restarted worker listens where its peers already look.
         listeners: dict[str, socket.socket] = {}
         specs = []
+        multi = self.opt.discovery is not None
+        bind = self.opt.advertise if multi else "127.0.0.1"
         for role, n in (("decode", self.plan.decode_workers), ("prefill", self.plan.prefill_workers)):
+            if role not in self.opt.roles:
+                continue
+            kv_address = self._service_env(role).get("VLLM_NIXL_SIDE_CHANNEL_HOST", "") if multi else ""
             for i in range(n):
-                wid = f"{role}-{i}"
+                wid = f"{role}-{self.opt.host_id}-{i}" if multi else f"{role}-{i}"  # unique across hosts
                 if self.opt.engine == "vllm":
                     specs.append(WorkerSpec(wid, role, i, free_port()))
                 else:
-                    listeners[wid] = listen("127.0.0.1", 0)
-                    specs.append(WorkerSpec(wid, role, i, listeners[wid].getsockname()[1]))
+                    listeners[wid] = listen(bind, 0)
+                    specs.append(WorkerSpec(wid, role, i, listeners[wid].getsockname()[1], bind, kv_address))
         workers_file = _private(os.path.join(self.run_dir, "workers.json"), json.dumps([asdict(s) for s in specs]))
         py = [sys.executable, "-m"]
         if self.opt.engine == "vllm":
@@ -132,8 +143,12 @@ class Supervisor:
                     argv.append("--fault-injection")
                 if self.opt.kv_refusals:
                     argv += ["--refuse-kv", json.dumps(self.opt.kv_refusals)]
+                if multi:
+                    argv += ["--discovery", self.opt.discovery, "--namespace", self.opt.namespace]
                 self.children.append(Child(s.worker_id, s.role, argv, f"channel://{s.host}:{s.port}", os.path.join(self.run_dir, f"{s.worker_id}.log"),
                                            env=self._service_env(s.role), spec=s, listener=listeners[s.worker_id]))
+        if "frontend" not in self.opt.roles:
+            return
         port = self.opt.port if self.opt.port is not None else self.plan.frontend_port
         front = listen(self.opt.host, port)  # PortTaken when something holds it
         port = front.getsockname()[1]
@@ -143,6 +158,8 @@ class Supervisor:
                      "--max-connections", str(self.opt.max_connections)]
         if self.opt.fault_injection:
             argv.append("--fault-injection")
+        if multi:
+            argv += ["--discovery", self.opt.discovery, "--namespace", self.opt.namespace, "--advertise", self.opt.advertise, "--host-id", self.opt.host_id]
         if self.opt.engine == "vllm":
             argv += ["--engine", "vllm", "--model-dir", self.plan.model_path, "--pids-file", self.pids_file]
         host = "127.0.0.1" if self.opt.host in ("0.0.0.0", "") else self.opt.host
@@ -171,8 +188,13 @@ class Supervisor:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", RUN_SECRET_ENV: self.secret, **c.env}
         if c.role != "frontend" and c.spec is None:
             del env[RUN_SECRET_ENV]  # a vLLM engine needs only its derived API key (VLLM_API_KEY)
-        if c.role != "frontend":
-            env.setdefault("UCX_NET_DEVICES", "lo")  # NIXL's UCX listens on loopback only: this run is on one host
+        if c.role != "frontend" and "UCX_NET_DEVICES" not in env:
+            # NIXL's UCX listens where peers reach this worker's KV: loopback for a single-host run; with --discovery
+            # the interface of its KV address (VLLM_NIXL_SIDE_CHANNEL_HOST in the section's envs, else --advertise).
+            kv_address = (c.spec.kv_address or c.spec.host) if c.spec is not None else "127.0.0.1"
+            device = "lo" if is_loopback(kv_address) else interface_of(kv_address)
+            if device:
+                env["UCX_NET_DEVICES"] = device
         argv, fds = c.argv, ()
         if c.listener is not None:
             argv, fds = [*c.argv, "--listen-fd", str(c.listener.fileno())], (c.listener.fileno(),)

@@ -59,6 +59,8 @@ class Worker:
         self.peers = {p.worker_id: p for p in peers if p.role == "prefill"}  # the only workers this one ever contacts
         self._channels: dict[str, Channel] = {}
         self.watchdog: Watchdog | None = None
+        self.discovery: tuple[str, str] | None = None  # (etcd URL, namespace) in a multi-host run
+        self._deregister = None
 
     # ---- common ----------------------------------------------------------------------------------------------
 
@@ -284,6 +286,15 @@ class Worker:
                                on_reject=self._rejected)
         import socket
 
+        registered = []
+        if self.discovery is not None:  # before serving: a refused registration (a duplicate id) ends the start here
+            from .discovery import DiscoveryError
+
+            try:
+                registered = await self._register(*self.discovery)
+            except DiscoveryError as exc:
+                log.error("%s", exc)
+                raise SystemExit(2 if exc.reason == "duplicate_id" else 1) from None
         listener = await server.start(host, port, socket.socket(fileno=listen_fd) if listen_fd is not None else None)
         tasks = []
         if self.engine:
@@ -291,14 +302,44 @@ class Worker:
         if self.store:
             tasks.append(loop.create_task(self.kv_progress()))
         tasks.append(loop.create_task(self._heartbeat()))
+        tasks += registered
         try:
             await stop.wait()
         finally:
             listener.close()
+            if self._deregister is not None:
+                await self._deregister.close()  # peers drop this worker now, not after the lease's TTL
             for t in tasks:
                 t.cancel()
             for ch in self._channels.values():
                 ch.close()
+
+    async def _register(self, etcd_url: str, namespace: str) -> list[asyncio.Task]:
+        """Register in etcd (multi-host); a decode worker also follows the prefill workers it may read KV from."""
+        from .discovery import Etcd, Registration, Watcher, key_prefix, registration_value
+
+        etcd = Etcd(etcd_url)
+        prefix = key_prefix(namespace, self.plan.served_model_name)
+        s = self.spec
+        reg = Registration(etcd, f"{prefix}{self.role}/{self.worker_id}",
+                           registration_value(self.worker_id, self.role, s.host, s.port, self.run_id, s.kv_address, kv_transport=self.transport_kind))
+        await reg.start()
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(reg.keep())]
+        if self.role == "decode":
+            def put(key: str, value: dict) -> None:
+                if value.get("run_id") == self.run_id and "worker_id" in value:
+                    self.peers[value["worker_id"]] = WorkerSpec(value["worker_id"], "prefill", 0, int(value["port"]), value["host"], value.get("kv_address", ""))
+
+            def delete(key: str) -> None:
+                self.peers.pop(key.rsplit("/", 1)[-1], None)
+                ch = self._channels.pop(key.rsplit("/", 1)[-1], None)
+                if ch is not None:
+                    ch.close()
+
+            tasks.append(loop.create_task(Watcher(etcd, prefix + "prefill/", put, delete).run()))
+        self._deregister = reg
+        return tasks
 
     def _rejected(self, reason: str) -> None:
         self.metrics.rejected.inc()
@@ -336,6 +377,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fault-injection", action="store_true")
     ap.add_argument("--refuse-kv", default="{}", help="JSON reason -> message: KV exchanges this decode worker refuses")
     ap.add_argument("--listen-fd", type=int, help="a listening socket handed over by the supervisor")
+    ap.add_argument("--discovery", help="etcd://HOST:PORT: register there (multi-host)")
+    ap.add_argument("--namespace", default="disagg")
     args = ap.parse_args(argv)
     setup(args.worker_id)
     secret = run_secret()
@@ -347,6 +390,8 @@ def main(argv: list[str] | None = None) -> None:
     worker = Worker(plan, spec, specs, secret, args.kv_transport, Timing(**json.loads(args.timing)), args.kv_blocks, args.arena_mb * 2**20,
                     args.prefill_concurrency, args.fault_injection, json.loads(args.refuse_kv))
     worker.watchdog = Watchdog()
+    if args.discovery:
+        worker.discovery = (args.discovery, args.namespace)
     asyncio.run(worker.run(spec.host, spec.port, args.listen_fd))
 
 

@@ -49,6 +49,10 @@ FRONTEND = {
     "errors": Metric("disagg_request_errors", "counter", ("code",), "Requests answered with an error, by HTTP status"),
     "aborted": Metric("disagg_requests_aborted", "counter", (), "Requests whose client went away first; their work was stopped on every worker"),
     "migrated": Metric("disagg_requests_migrated", "counter", (), "Requests moved to another decode worker after one failed before anything was sent"),
+    "workers_known": Metric("disagg_workers_registered", "gauge", ("role",), "Workers this frontend knows of, by role (the plan's, or those registered in etcd)"),
+    "discovery_up": Metric("disagg_discovery_up", "gauge", (), "1 while the worker list is current: always for a single-host run, while the etcd watch is live with --discovery"),
+    "discovery_errors": Metric("disagg_discovery_errors", "counter", ("reason",), "Discovery problems: etcd unreachable, a registration from another run, a lost lease"),
+    "frontends": Metric("disagg_frontends", "gauge", (), "Frontends serving this deployment; each applies max-prefill-queue-size to its own queue"),
     "policy": Metric("disagg_routing_policy_info", "gauge", ("remote_prefill", "conditional_disagg", "max_local_prefill_length", "max_prefill_queue_size"),
                      "The routing policy in force (value 1)"),
 }

@@ -29,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from disagg.schemas.source import ConfigError
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
+    hosts = across_hosts(args)
+    if isinstance(hosts, str):
+        return err(hosts)
     try:
         plan = load_plan(args.config)
     except ConfigError as exc:
@@ -71,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         timing["decode_step"] = args.mock_decode_ms_per_step / 1e3
     options = ServeOptions(engine=args.engine, host=args.host, port=args.port, kv_transport=transport, timing=timing, prefill_concurrency=args.prefill_concurrency,
                            prefill_timeout=args.prefill_timeout, fault_injection=args.fault_injection, log_dir=args.log_dir, kv_refusals=refusals,
-                           api_key=args.api_key or os.environ.get("DISAGG_API_KEY") or None, drain_seconds=args.drain_seconds, max_connections=args.max_connections)
+                           api_key=args.api_key or os.environ.get("DISAGG_API_KEY") or None, drain_seconds=args.drain_seconds, max_connections=args.max_connections,
+                           **hosts)
     sup = Supervisor(plan, options, say=lambda m: console.print(f"[bold red]![/] {m}" if "died" in m else f"[green]✓[/] {m}"))
     try:
         sup.build()
@@ -87,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     p = plan.policy
     console.print(f"[bold]disagg serve[/] {args.config}: {plan.decode_workers} decode + {plan.prefill_workers} prefill worker(s), engine {args.engine}, "
                   f"KV over {'vLLM NixlConnector' if args.engine == 'vllm' else transport}")
+    if options.discovery:
+        console.print(f"this host ({options.host_id}, advertised as {options.advertise}) runs {', '.join(options.roles)}; "
+                      f"the rest registers in etcd at {options.discovery} under /{options.namespace}/{plan.served_model_name}/")
     console.print(f"routing: remote-prefill={str(p.remote_prefill).lower()} conditional-disagg={str(p.conditional_disagg).lower()} "
                   f"max-local-prefill-length={p.max_local_prefill_length} max-prefill-queue-size={p.max_prefill_queue_size}")
     try:
@@ -106,8 +113,11 @@ def run(args: argparse.Namespace) -> int:
     except PortTaken as exc:
         sup.stop()
         return err(str(exc))
-    console.print(f"[bold green]serving[/] {plan.served_model_name!r} at [bold]{sup.frontend_url}/v1[/]  (metrics {sup.frontend_url}/metrics, workers {sup.frontend_url}/workers; logs {sup.run_dir})")
-    print(sup.frontend_url, flush=True)
+    if sup.frontend_url:
+        console.print(f"[bold green]serving[/] {plan.served_model_name!r} at [bold]{sup.frontend_url}/v1[/]  (metrics {sup.frontend_url}/metrics, workers {sup.frontend_url}/workers; logs {sup.run_dir})")
+    else:
+        console.print(f"[bold green]running[/] {', '.join(options.roles)} (registered in etcd; logs {sup.run_dir})")
+    print(sup.frontend_url or "ready", flush=True)
     try:
         while not stop["flag"]:
             sup.watch_once()
@@ -118,6 +128,42 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+def across_hosts(args: argparse.Namespace) -> dict | str:
+    """The multi-host options, checked: a dict for ServeOptions, or what is wrong, in words."""
+    import os
+    import socket
+
+    from disagg.runtime.discovery import check_reachable, etcd_base
+    from disagg.runtime.identity import RUN_SECRET_ENV
+
+    roles = tuple(r.strip() for r in args.roles.split(",") if r.strip())
+    unknown = [r for r in roles if r not in ("frontend", "decode", "prefill")]
+    if unknown or not roles:
+        return f"--roles {args.roles!r}: expected a comma-separated list of frontend, decode, prefill"
+    if not args.discovery:
+        if set(roles) != {"frontend", "decode", "prefill"}:
+            return f"--roles {args.roles}: the other roles run on other hosts, found through etcd: add --discovery etcd://HOST:PORT"
+        if args.advertise or args.host_id:
+            return "--advertise and --host-id are for runs across hosts: add --discovery etcd://HOST:PORT"
+        return {}
+    if args.engine != "mock":
+        return "--discovery: runs across hosts use the mock engine for now (vLLM engines find each other through their own NIXL side channel)"
+    if not os.environ.get(RUN_SECRET_ENV):
+        return (f"--discovery: set {RUN_SECRET_ENV} to one secret shared by every host of this deployment (e.g. `openssl rand -hex 32`, from your "
+                "secret store); processes of different hosts authenticate each other with it, and it never goes into etcd")
+    try:
+        base = etcd_base(args.discovery)
+    except ValueError as exc:
+        return str(exc)
+    if (why := check_reachable(args.discovery)) is not None:
+        return why
+    advertise = args.advertise
+    if not advertise:  # the address this host uses to reach etcd is one the other hosts can route to
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((base.split("//")[1].rsplit(":", 1)[0], 9))
+            advertise = s.getsockname()[0]
+    return {"roles": roles, "discovery": args.discovery, "namespace": args.namespace, "advertise": advertise,
+            "host_id": args.host_id or socket.gethostname()}
 
 
 def static_doctor(config: str) -> list:

@@ -63,7 +63,8 @@ class Collector:
         except ScrapeError:
             return tuple(WorkerView(wid, "unknown", None, True, "?", url) for wid, url in self.extra_targets.items())
         return tuple(
-            WorkerView(w["id"], w["role"], w.get("pid"), bool(w.get("up")), w.get("device", "?"), w.get("metrics_url"), int(w.get("restarts", 0)), w.get("last_error"))
+            WorkerView(w["id"], w["role"], w.get("pid"), bool(w.get("up")), w.get("device", "?"), w.get("metrics_url"), int(w.get("restarts", 0)), w.get("last_error"),
+                       w.get("host"), w.get("kv_address"))
             for w in body.get("workers", [])
         )
 
@@ -107,7 +108,8 @@ class Collector:
         )
 
     def _utilisation(self, workers) -> tuple[dict, list[str]]:
-        pids = {w.worker_id: w.pid for w in workers if w.pid and w.up}
+        # A PID means something only on its own host: workers another host runs are read through NVML/DCGM or not at all.
+        pids = {w.worker_id: w.pid for w in workers if w.pid and w.up and (w.host is None or w.host in _LOCAL_HOSTS)}
         notes = []
         nv = self.nvml.read(pids)
         if isinstance(nv, dict) and nv:

@@ -22,6 +22,8 @@ class WorkerView:
     metrics_url: str | None
     restarts: int = 0
     last_error: str | None = None
+    host: str | None = None  # the address the worker is reached at (a disagg multi-host run lists it)
+    kv_address: str | None = None  # where it says peers reach its KV
 
 
 @dataclass(frozen=True)

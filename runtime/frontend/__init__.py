@@ -44,6 +44,9 @@ class Frontend:
         self.queue = PrefillQueue(self.pool, backend, self.metrics, prefill_concurrency, prefill_timeout)
         self.router = Router(plan, self.pool, self.queue, backend, self.metrics, decode_timeout)
         self.completions = Completions(self)
+        self.membership = None  # set for a multi-host run (membership.py)
+        self.metrics.discovery_up.set(1)
+        self.metrics.frontends.set(1)
         self.terminating = False
         p = plan.policy
         self.metrics.policy.labels(str(p.remote_prefill).lower(), str(p.conditional_disagg).lower(), str(p.max_local_prefill_length), str(p.max_prefill_queue_size)).set(1)
@@ -74,7 +77,11 @@ class Frontend:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="disagg-frontend")
     ap.add_argument("--plan-file", required=True)
-    ap.add_argument("--workers-file", required=True)
+    ap.add_argument("--workers-file", help="the workers of a single-host run")
+    ap.add_argument("--discovery", help="etcd://HOST:PORT: find workers there (multi-host)")
+    ap.add_argument("--namespace", default="disagg")
+    ap.add_argument("--advertise", default="127.0.0.1", help="the address other hosts reach this frontend at")
+    ap.add_argument("--host-id", default="")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--prefill-concurrency", type=int, default=1)
@@ -93,8 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     api_key = os.environ.pop("DISAGG_API_KEY", None) or None
     with open(args.plan_file, encoding="utf-8") as handle:
         plan = RuntimePlan.from_json(handle.read())
-    with open(args.workers_file, encoding="utf-8") as handle:
-        specs = [WorkerSpec(**w) for w in json.load(handle)]
+    specs = []
+    if args.workers_file and not args.discovery:
+        with open(args.workers_file, encoding="utf-8") as handle:
+            specs = [WorkerSpec(**w) for w in json.load(handle)]
     if args.engine == "vllm":
         from ..backends.vllm import VllmBackend
         from ..identity import engine_api_key
@@ -106,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
         backend = MockBackend(secret)
     front = Frontend(plan, specs, backend, secret, prefill_concurrency=args.prefill_concurrency, prefill_timeout=args.prefill_timeout,
                      decode_timeout=args.decode_timeout, fault_injection=args.fault_injection, api_key=api_key, max_connections=args.max_connections)
+    if args.discovery:
+        from .membership import Membership
+
+        front.membership = Membership(front, args.discovery, args.namespace, args.advertise, args.host_id, args.port)
     from .http import serve
 
     asyncio.run(serve(front, args.host, args.port, args.drain_seconds, Watchdog(), args.listen_fd))

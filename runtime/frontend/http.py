@@ -242,7 +242,10 @@ async def serve(front, host: str, port: int, drain_seconds: float, watchdog, lis
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [loop.create_task(t) for t in (front.pool.monitor(), front.queue.dispatcher(), reap(runner.server, stop, front.max_connections), _beat(watchdog))]
+    jobs = [front.pool.monitor(), front.queue.dispatcher(), reap(runner.server, stop, front.max_connections), _beat(watchdog)]
+    if front.membership is not None:
+        jobs.append(front.membership.run())
+    tasks = [loop.create_task(t) for t in jobs]
     await stop.wait()
     # Drain: no new connections, no new requests; those in flight get until the deadline.
     front.terminating = True

@@ -50,6 +50,7 @@ class WorkerState:
     def to_json(self) -> dict:
         return {
             "id": self.worker_id, "role": self.role, "pid": self.pid, "device": self.device, "address": f"{self.spec.host}:{self.spec.port}",
+            "host": self.spec.host, "kv_address": self.spec.kv_address or self.spec.host,
             "up": self.up, "state": self.state, "last_error": self.last_error, "inflight": self.inflight, "requests": self.requests, "restarts": self.restarts,
         }
 
@@ -66,10 +67,50 @@ class WorkerPool:
         self.router = router
         self.on_change = on_change or (lambda w: None)
         self._rr = itertools.count()
+        self.missing_hint = "see /workers"  # what a request without a worker of a role is told to check
         for w in self.workers.values():
-            metrics.worker_up.labels(w.worker_id, w.role).set(0)
-            metrics.worker_requests.labels(w.worker_id, w.role)
-            metrics.worker_restarts.labels(w.worker_id, w.role)
+            self._series(w)
+        self._count()
+
+    def _series(self, w: WorkerState) -> None:
+        self.metrics.worker_up.labels(w.worker_id, w.role).set(0)
+        self.metrics.worker_requests.labels(w.worker_id, w.role)
+        self.metrics.worker_restarts.labels(w.worker_id, w.role)
+
+    def _count(self) -> None:
+        for role in ("decode", "prefill"):
+            self.metrics.workers_known.labels(role).set(len(self.of_role(role)))
+
+    def add(self, spec: WorkerSpec) -> None:
+        """A worker that registered (or registered again: a new address means a new process)."""
+        w = self.workers.get(spec.worker_id)
+        if w is not None and w.spec == spec:
+            return
+        if w is not None:  # same id, new place: requests held by the old connection fail over now
+            self.mark_down(w, "registered again at a new address", gone=True)
+            w.spec = spec
+            return
+        w = self.workers[spec.worker_id] = WorkerState(spec)
+        self._series(w)
+        self._count()
+
+    def remove(self, worker_id: str, why: str) -> None:
+        """A worker whose registration is gone (its lease expired, or it left): no new requests, its requests fail over."""
+        w = self.workers.get(worker_id)
+        if w is None:
+            return
+        self.mark_down(w, why, gone=True)
+        del self.workers[worker_id]
+        for family in (self.metrics.worker_up, self.metrics.worker_requests, self.metrics.worker_restarts):
+            try:
+                family.remove(w.worker_id, w.role)
+            except KeyError:
+                pass
+        try:
+            self.metrics.worker_info.remove(w.worker_id, w.role, str(w.pid), w.device)
+        except KeyError:
+            pass
+        self._count()
 
     def of_role(self, role: str) -> list[WorkerState]:
         return [w for w in self.workers.values() if w.role == role]
@@ -126,7 +167,7 @@ class WorkerPool:
     def pick_decode(self, exclude: set[str]) -> WorkerState:
         up = [w for w in self.workers.values() if w.role == "decode" and w.up and w.worker_id not in exclude]
         if not up:
-            raise NoDecodeWorker("no decode worker is up; see /workers")
+            raise NoDecodeWorker(f"no decode worker is up; {self.missing_hint}")
         if self.router == "random":
             return random.choice(up)
         if self.router in ("kv", "kv-load"):  # least loaded

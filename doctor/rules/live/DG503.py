@@ -60,10 +60,32 @@ class DG503(Rule):
         if expired > 0:
             parts.append(f"{expired:.0f} prefilled KV block set(s) expired unread")
         local_tokens = w.delta("prompt_tokens", source="local_compute")
+        message = f"{'; '.join(parts)} in the last {w.span:.0f} s: the decode workers prefilled those prompts again"
+        fix = Fix("check both workers' KV connector settings (DG201, DG202) and the prefill workers' logs")
+        extra = {}
+        if failures and (stranded := kv_on_localhost(w.last.workers)):
+            message += "; cause (DG208): " + "; ".join(stranded)
+            fix = Fix("advertise an address the decode hosts can reach: VLLM_NIXL_SIDE_CHANNEL_HOST (or `disagg serve --advertise`) set to the prefill host's own address")
+            extra["cause"] = "DG208"
         yield ctx.finding(
-            self, f"{'; '.join(parts)} in the last {w.span:.0f} s: the decode workers prefilled those prompts again",
-            path=ctx.decode_key("kv-transfer-config"),
-            fix=Fix("check both workers' KV connector settings (DG201, DG202) and the prefill workers' logs"),
+            self, message, path=ctx.decode_key("kv-transfer-config"), fix=fix,
             subject="kv", evidence={"kv_failures": failures, "prefill_failed": int(prefill_failed), "kv_expired": int(expired), "decode_local_prompt_tokens": int(local_tokens)},
-            confidence=0.9,
+            confidence=0.9, **extra,
         )
+
+
+def kv_on_localhost(workers) -> list[str]:
+    """Prefill workers on another host than their decode workers that advertise their KV on a loopback address:
+    the decode side's connection reaches itself (the static DG208's case, seen live)."""
+    def local(address: str | None) -> bool:
+        return bool(address) and (address.startswith("127.") or address in ("localhost", "::1"))
+
+    decode_hosts = {wv.host for wv in workers if wv.role == "decode" and wv.host}
+    out = []
+    for wv in workers:
+        if wv.role != "prefill" or not local(wv.kv_address) or not wv.host or local(wv.host):
+            continue
+        elsewhere = sorted(decode_hosts - {wv.host})
+        if elsewhere:
+            out.append(f"{wv.worker_id} runs at {wv.host} but advertises its KV at {wv.kv_address}, so the decode worker(s) at {', '.join(elsewhere)} connect to themselves")
+    return out

@@ -1,0 +1,106 @@
+"""The frontend's worker list in a multi-host run: the workers registered in etcd under its namespace and model.
+
+A registration adds a worker to the pool (health checks then say when it is up); a deleted key (the lease expired:
+the process or its host died, or it left cleanly) removes it at once, and what it held fails over. Registrations from
+another run (another secret) are ignored and counted, since this frontend could not talk to them anyway. The
+frontend registers itself too, so each frontend knows how many serve the deployment (`disagg_frontends`): each one
+applies max-prefill-queue-size to its own queue, so the deployment queues up to that many times the setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ..discovery import LEASE_TTL, Etcd, Registration, Watcher, key_prefix, registration_value
+from ..plan import WorkerSpec
+
+log = logging.getLogger("disagg.frontend")
+
+NO_WORKERS_WARNING = 10.0  # seconds after start before a role with no registered worker is logged
+
+
+class Membership:
+    def __init__(self, front, etcd_url: str, namespace: str, advertise: str, host_id: str, port: int):
+        self.front = front
+        self.etcd = Etcd(etcd_url)
+        self.prefix = key_prefix(namespace, front.plan.served_model_name)
+        self.me = f"{self.prefix}frontend/{host_id}-{port}"
+        self.registration = Registration(self.etcd, self.me, registration_value(f"frontend-{host_id}-{port}", "frontend", advertise, port, front.run_id),
+                                         on_error=self._error)
+        self.frontends: set[str] = set()
+        self.foreign: set[str] = set()
+        front.pool.missing_hint = f"none is registered under {self.prefix}<role>/ in etcd at {etcd_url} (check --namespace and the model name on every host)"
+        front.metrics.discovery_up.set(0)
+
+    def _error(self, reason: str) -> None:
+        self.front.metrics.discovery_errors.labels(reason).inc()
+
+    def _status(self, up: bool, why: str | None) -> None:
+        self.front.metrics.discovery_up.set(1 if up else 0)
+        if not up:
+            self._error("unreachable")
+
+    def on_put(self, key: str, value: dict) -> None:
+        role = key[len(self.prefix):].split("/", 1)[0]
+        if role == "frontend":
+            self.frontends.add(key)
+            self.front.metrics.frontends.set(len(self.frontends))
+            return
+        if role not in ("decode", "prefill"):
+            return
+        if value.get("run_id") != self.front.run_id:
+            if key not in self.foreign:
+                self.foreign.add(key)
+                self._error("other_run")
+                log.warning("%s is registered by another run (run id %s, not %s): a different DISAGG_RUN_SECRET; ignored", key, value.get("run_id"), self.front.run_id)
+            return
+        try:
+            spec = WorkerSpec(str(value["worker_id"]), role, 0, int(value["port"]), str(value["host"]), str(value.get("kv_address") or ""))
+        except (KeyError, TypeError, ValueError):
+            self._error("bad_registration")
+            log.warning("%s: registration without worker_id, host and port: ignored", key)
+            return
+        self.front.pool.add(spec)
+
+    def on_delete(self, key: str) -> None:
+        self.foreign.discard(key)
+        role = key[len(self.prefix):].split("/", 1)[0]
+        if role == "frontend":
+            self.frontends.discard(key)
+            self.front.metrics.frontends.set(len(self.frontends))
+            return
+        wid = key.rsplit("/", 1)[-1]
+        self.front.pool.remove(wid, "its registration is gone (lease expired or the worker left)")
+
+    async def run(self) -> None:
+        watcher = Watcher(self.etcd, self.prefix, self.on_put, self.on_delete, self._status)
+        tasks = [asyncio.ensure_future(watcher.run())]
+        try:
+            while True:  # etcd may start after this frontend: keep trying to register
+                try:
+                    await self.registration.start()
+                    break
+                except Exception as exc:  # DiscoveryError: unreachable now; duplicate when a previous incarnation's lease lives on
+                    log.warning("cannot register this frontend yet: %s", exc)
+                    await asyncio.sleep(LEASE_TTL / 2)
+            tasks.append(asyncio.ensure_future(self.registration.keep()))
+            started = time.monotonic()
+            warned = set()
+            while True:
+                await asyncio.sleep(1.0)
+                if time.monotonic() - started < NO_WORKERS_WARNING:
+                    continue
+                for role in ("decode", "prefill"):
+                    if not self.front.pool.of_role(role) and role not in warned and (role == "decode" or self.front.plan.prefill_workers):
+                        warned.add(role)
+                        log.warning("no %s worker registered under %s%s/ after %.0f s: check --namespace, the model name and the workers' --discovery",
+                                    role, self.prefix, role, NO_WORKERS_WARNING)
+                    elif self.front.pool.of_role(role):
+                        warned.discard(role)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await self.registration.close()
+            await self.etcd.close()

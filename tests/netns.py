@@ -16,9 +16,34 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def etcd_argv(address: str, data: Path, port: int = 2379) -> list[str]:
+    return ["etcd", "--data-dir", str(data), "--listen-client-urls", f"http://{address}:{port}", "--advertise-client-urls", f"http://{address}:{port}",
+            "--listen-peer-urls", f"http://127.0.0.1:{free_port() if address == '127.0.0.1' else 2380}"]
+
+
+def wait_etcd(url: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/version", timeout=1).read()
+            return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    raise RuntimeError(f"etcd at {url} did not start")
 
 
 def unavailable() -> str | None:

@@ -49,6 +49,19 @@ class Snapshot:
         self._memo[key] = value
         return value
 
+    def totals_by(self, signal: str, label: str) -> dict[str, float] | None:
+        """The signal summed per value of one label (None when the signal is absent); one pass, remembered."""
+        key = ("by", signal, label)
+        if key not in self._memo:
+            rows = self.signals.get(signal)
+            out = None if rows is None else {}
+            for lab, v in rows or ():
+                k = lab.get(label)
+                if k is not None:
+                    out[k] = out.get(k, 0.0) + v
+            self._memo[key] = out
+        return self._memo[key]
+
     def worker_total(self, worker_id: str, signal: str) -> float | None:
         rows = self.worker_signals.get(worker_id, {}).get(signal)
         return None if rows is None else sum(v for _, v in rows)
@@ -60,7 +73,7 @@ def snapshot_to_json(snap: Snapshot) -> dict:
     return {
         "t": snap.t, "wall": snap.wall, "frontend": snap.frontend, "frontend_error": snap.frontend_error,
         "signals": rows(snap.signals), "worker_signals": {w: rows(sig) for w, sig in snap.worker_signals.items()},
-        "workers": [w.__dict__ for w in snap.workers],
+        "workers": [{k: v for k, v in w.__dict__.items() if v is not None or k not in ("host", "kv_address")} for w in snap.workers],
         "utilisation": {w: {"percent": r.percent, "source": r.source, "memory_used": r.memory_used, "detail": r.detail} for w, r in snap.utilisation.items()},
         "utilisation_notes": list(snap.utilisation_notes), "systems": list(snap.systems),
     }
@@ -135,8 +148,10 @@ class Window:
         last = self.last
         if last is None or signal not in last.signals:
             return {}
-        values = {lab.get(label) for lab, _ in last.signals[signal]}
-        return {v: self.delta(signal, **{label: v}) for v in values if v is not None}
+        def value_of(v: str):
+            return lambda snap: None if (by := snap.totals_by(signal, label)) is None else by.get(v, 0.0)
+
+        return {v: self._increase(value_of(v)) for v in last.totals_by(signal, label)}
 
     def quantile(self, bucket_signal: str, q: float) -> float | None:
         """A quantile of the observations made during the window, from histogram bucket increases."""

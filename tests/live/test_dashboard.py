@@ -40,8 +40,8 @@ def test_dashboard_shows_idle_prefill_workers_and_the_explanation(tmp_path):
             await _settle(app, pilot, 13)
             rows = app.worker_rows
             assert set(rows) == {"decode-0", "prefill-0"} and "prefill-0" in str(app.query_one("#workers_table").render())
-            assert rows["prefill-0"][1] == "prefill" and float(rows["prefill-0"][7]) == 0.0  # no requests/s to the prefill worker
-            assert float(rows["prefill-0"][6]) == 0.0  # and its engine is never busy
+            assert rows["prefill-0"][1] == "prefill" and float(rows["prefill-0"][8]) == 0.0  # no requests/s to the prefill worker
+            assert float(rows["prefill-0"][7]) == 0.0  # and its engine is never busy
             findings = str(app.query_one("#findings").render())
             assert "DG501" in findings and "remote_prefill_disabled" in findings
             routing = str(app.query_one("#routing").render())

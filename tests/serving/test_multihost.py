@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,34 +24,13 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "tests"))
 import netns  # noqa: E402
+from netns import etcd_argv, free_port, wait_etcd  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (Debian: apt-get install etcd-server; .ci/run installs it)")
 
-CONFIG = ROOT / "examples" / "seed-fixed.yaml"  # 1 decode + 1 prefill; prompts over 10 uncached tokens prefill remotely
+CONFIG = ROOT / "examples" / "multi-host" / "config.yaml"  # the README's; prompts over 10 uncached tokens prefill remotely
 LEASE_TTL = 5  # runtime/discovery.py
 PY = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def etcd_argv(address: str, data: Path, port: int = 2379) -> list[str]:
-    return ["etcd", "--data-dir", str(data), "--listen-client-urls", f"http://{address}:{port}", "--advertise-client-urls", f"http://{address}:{port}",
-            "--listen-peer-urls", f"http://127.0.0.1:{free_port() if address == '127.0.0.1' else 2380}"]
-
-
-def wait_etcd(url: str, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url + "/version", timeout=1).read()
-            return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.1)
-    raise RuntimeError(f"etcd at {url} did not start")
 
 
 def serve_argv(*args: str, config: Path = CONFIG) -> list[str]:

@@ -39,9 +39,9 @@ class DG504(Rule):
         for wv in last.workers:
             if not wv.up:
                 yield ctx.finding(
-                    self, f"{wv.role} worker {wv.worker_id} is down ({wv.last_error or 'no answer'}); restarts so far: {wv.restarts}",
+                    self, f"{wv.role} worker {wv.worker_id}{f' on {wv.host}' if wv.host else ''} is down ({wv.last_error or 'no answer'}); restarts so far: {wv.restarts}",
                     path=ctx.role_span(wv.role), fix=Fix(f"look at {wv.worker_id}'s log; it is restarted with back-off"),
-                    subject=wv.worker_id, evidence={"worker_id": wv.worker_id, "role": wv.role, "pid": wv.pid, "restarts": wv.restarts, "last_error": wv.last_error},
+                    subject=wv.worker_id, evidence={"worker_id": wv.worker_id, "role": wv.role, "host": wv.host, "pid": wv.pid, "restarts": wv.restarts, "last_error": wv.last_error},
                     confidence=0.95,
                 )
         for role in ("decode", "prefill"):

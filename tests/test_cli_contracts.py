@@ -79,3 +79,11 @@ def test_this_repository_is_never_a_usage_error(cli, monkeypatch):
     statuses = {f["path"]: f["status"] for f in r.json()["files"]}
     assert statuses["./tests/fixtures/precommit-repo/mkdocs.yml"] == "skipped"
     assert not [p for p, s in statuses.items() if s not in ("linted", "skipped")], statuses
+
+
+def test_the_multi_host_example_is_clean_and_its_pair_is_checked(cli):
+    """examples/multi-host: the config every host runs and the cluster manifests lint clean (the README says so)."""
+    r = cli("doctor", EXAMPLES / "multi-host", "--output-format", "json")
+    assert r.code == 0, r.out
+    doc = r.json()
+    assert doc["findings"] == [] and doc["summary"]["files"] == 2 and doc["summary"]["pairs_checked"] == 1

@@ -52,12 +52,20 @@ def unavailable() -> str | None:
         return "needs root to create network namespaces (CI runs as root)"
     if not shutil.which("ip"):
         return "needs iproute2's `ip` to create network namespaces"
-    probe = f"dgprobe{os.getpid() % 100000}"
-    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if made.returncode != 0:
-        return f"cannot create a network namespace here: {made.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return None
+    tag = os.getpid() % 10000
+    probe, bridge, veth = f"dgprobe{tag}", f"dgpb{tag}", f"dgpv{tag}"
+    steps = (["ip", "netns", "add", probe], ["ip", "link", "add", bridge, "type", "bridge"],
+             ["ip", "link", "add", f"{veth}i", "type", "veth", "peer", "name", f"{veth}o"], ["ip", "link", "set", f"{veth}i", "netns", probe])
+    try:
+        for step in steps:  # everything Hosts does, once: a container may allow namespaces but not bridges or veths
+            made = subprocess.run(step, capture_output=True, text=True)
+            if made.returncode != 0:
+                return f"cannot make network namespaces joined by a bridge here ({' '.join(step[:4])}: {made.stderr.strip()})"
+        return None
+    finally:
+        subprocess.run(["ip", "link", "del", f"{veth}o"], capture_output=True)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
 
 
 def _ip(*args: str, ns: str | None = None) -> None:

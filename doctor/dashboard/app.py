@@ -13,11 +13,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
-from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import Footer, Sparkline, Static
 
@@ -70,6 +70,7 @@ class TopApp(App):
         self.frames = 0  # snapshots taken by the polling thread
         self.drawn = 0  # frames reflected on screen (coalesced messages skip redraws, never data)
         self.ticks = 0
+        self._lines: dict[str, tuple[int, int]] = {}  # panel -> the shape of its text when last laid out
 
     def compose(self) -> ComposeResult:
         yield Static(f"disagg top  {self.target}  (waiting for the first snapshot)", id="status")
@@ -128,7 +129,7 @@ class TopApp(App):
         status = f"disagg top  {snap.frontend}  t={snap.t:5.1f}s  systems: {', '.join(snap.systems) or '?'}"
         if snap.frontend_error:
             status += f"  [b red]frontend: {snap.frontend_error}[/]"
-        self.query_one("#status", Static).update(status + (f"\n[dim]{notes}[/]" if notes else ""))
+        self._show("#status", status + (f"\n[dim]{notes}[/]" if notes else ""))
         self._update_workers(snap)
         span = max(w.span, 1e-9)
         lines = [f"[b]routing[/] (last {w.span:.0f} s, {total:.0f} requests)"]
@@ -139,18 +140,27 @@ class TopApp(App):
                 lines.append(f"{reason:<19}{n:>6.0f} {share:>5.0%} [{'green' if reason == 'remote' else 'yellow'}]{bar}[/]")
         if total == 0:
             lines.append("[dim]no requests in the window[/]")
-        self.query_one("#routing", Static).update("\n".join(lines))
+        self._show("#routing", "\n".join(lines))
         queue = snap.total("queue_size") or 0.0
-        self.query_one("#queue", Static).update(f"[b]prefill queue[/] {queue:.0f} waiting")
+        self._show("#queue", f"[b]prefill queue[/] {queue:.0f} waiting")
         kv_rate = w.rate("kv_bytes")
         failures = sum(v for v in w.by_label("kv_failures", "reason").values())
-        self.query_one("#kv", Static).update(f"[b]KV transfer[/] {kv_rate / 1e6:8.1f} MB/s   failures {failures:.0f}")
+        self._show("#kv", f"[b]KV transfer[/] {kv_rate / 1e6:8.1f} MB/s   failures {failures:.0f}")
         with self._history_lock:
             self.query_one("#remote_spark", Sparkline).data = list(self.history["remote"])
             self.query_one("#queue_spark", Sparkline).data = list(self.history["queue"])
             self.query_one("#kv_spark", Sparkline).data = list(self.history["kv"])
         self._findings(message.held, remote, total, span)
         self.drawn = self.frames
+
+    def _show(self, selector: str, content) -> None:
+        """Update a panel; lay the screen out again only when the shape of its text changed (every panel is as tall as
+        its text): a layout pass per panel per second was most of the dashboard's cost."""
+        text = content if isinstance(content, str) else content.plain
+        shape = (text.count("\n"), max(map(len, text.split("\n"))))  # lines, and the longest (it may wrap)
+        changed = self._lines.get(selector) != shape
+        self._lines[selector] = shape
+        self.query_one(selector, Static).update(content, layout=changed)
 
     def _record_history(self, snap: Snapshot) -> None:
         """Sparkline points, taken in the polling thread for every snapshot: a coalesced redraw loses no point."""
@@ -166,8 +176,7 @@ class TopApp(App):
     def _update_workers(self, snap: Snapshot) -> None:
         """One pre-formatted text table: with 64 workers, a DataTable re-rendering every cell each second cost 10% of a core."""
         w = self.window
-        text = Text()
-        text.append("".join(f"{label:<{width}}" for label, width in self.COLUMNS).rstrip() + "\n", style="bold")
+        parts: list = [("".join(f"{label:<{width}}" for label, width in self.COLUMNS).rstrip() + "\n", "bold")]
         self.worker_rows = {}
         requests = w.by_label("worker_requests", "worker_id")  # one pass over the window for every worker
         for wv in snap.workers:
@@ -179,9 +188,10 @@ class TopApp(App):
             tps = w.worker_rate(wv.worker_id, "prompt_tokens_computed") or 0.0
             row = (wv.worker_id, wv.role, wv.host or "-", str(wv.pid or "-"), wv.device, util, src, busy_pct, f"{rps:6.1f}", f"{tps:8.0f}")
             self.worker_rows[wv.worker_id] = row + ("up" if wv.up else "DOWN",)
-            text.append("".join(f"{value:<{width}}" for value, (_, width) in zip(row, self.COLUMNS, strict=False)))
-            text.append("up\n" if wv.up else "DOWN\n", style="green" if wv.up else "bold red")
-        self.query_one("#workers_table", Static).update(text)
+            parts.append("".join(f"{value:<{width}}" for value, (_, width) in zip(row, self.COLUMNS, strict=False)))
+            parts.append(("up\n", "green") if wv.up else ("DOWN\n", "bold red"))
+        # Textual's own Content: no pass through Rich's console on every redraw
+        self._show("#workers_table", Content.assemble(*parts))
 
     def _findings(self, held, remote: float, total: float, span: float) -> None:
         panel = self.query_one("#findings", Static)

@@ -203,6 +203,40 @@ def test_a_silent_host_leaves_within_the_lease_ttl_and_two_frontends_see_each_ot
     wait_workers(url, {"decode": 1, "prefill": 1})  # back: the keep-alive registers again
 
 
+def test_while_etcd_is_away_the_deployment_keeps_serving_and_says_so(started, tmp_path):
+    """The README's promise: a frontend keeps the workers it has while etcd is down, counts it, and follows etcd again
+    when it is back (its data dir kept, as a restarted etcd member has)."""
+    port = free_port()
+    argv = etcd_argv("127.0.0.1", tmp_path / "etcd-data", port)
+    etcd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_etcd(f"http://127.0.0.1:{port}")
+        secret, d = secrets.token_hex(32), ["--discovery", f"etcd://127.0.0.1:{port}"]
+        started("--roles", "decode,prefill", *d, "--host-id", "w", env_secret=secret)
+        _, url = started("--roles", "frontend", "--port", "0", *d, env_secret=secret)
+        wait_workers(url, {"decode": 1, "prefill": 1})
+        etcd.terminate()
+        etcd.wait(10)
+        deadline = time.monotonic() + 10
+        while metric(url, "disagg_discovery_up") != 0:
+            assert time.monotonic() < deadline, "the frontend did not notice etcd going away"
+            time.sleep(0.1)
+        time.sleep(LEASE_TTL + 1)  # longer than any lease: nothing may be dropped for etcd's absence alone
+        remote = metric(url, "disagg_requests_total", reason="remote")
+        assert complete(url, 150)[0] == 200
+        assert metric(url, "disagg_requests_total", reason="remote") == remote + 1
+        assert metric(url, "disagg_discovery_errors_total", reason="unreachable") > 0
+        etcd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while metric(url, "disagg_discovery_up") != 1:
+            assert time.monotonic() < deadline, "the frontend did not follow etcd again"
+            time.sleep(0.1)
+        wait_workers(url, {"decode": 1, "prefill": 1})
+    finally:
+        etcd.terminate()
+        etcd.wait(10)
+
+
 # ---- across network namespaces: the deployment -----------------------------------------------------------------
 
 WHY_NOT = netns.unavailable() if shutil.which("etcd") else "needs etcd"

@@ -207,7 +207,10 @@ class Channel:
         self._pending[rid] = fut
         try:
             self._write({"id": rid, "op": op, **fields}, body)
-            header, data = await (asyncio.wait_for(fut, timeout) if timeout else fut)
+            # Not wait_for: on 3.11 it swallows a cancel that lands as the result arrives (python/cpython#86296, fixed in
+            # 3.12), so a drained request kept streaming after its cancel. asyncio.timeout does not.
+            async with asyncio.timeout(timeout):
+                header, data = await fut
         except asyncio.TimeoutError:
             self.cancel(rid)
             raise
@@ -246,7 +249,8 @@ class Channel:
                     items = [await queue.get()]
                 else:
                     try:
-                        items = [await asyncio.wait_for(queue.get(), idle_timeout)]
+                        async with asyncio.timeout(idle_timeout):  # not wait_for (python/cpython#86296, see call)
+                            items = [await queue.get()]
                     except asyncio.TimeoutError:
                         raise ChannelError("timeout", f"{self.name}: no answer for {idle_timeout:g} s") from None
                 while not queue.empty():

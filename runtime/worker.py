@@ -168,7 +168,8 @@ class Worker:
         while True:
             if not self.store.entries or self.nixl is None:
                 try:
-                    await asyncio.wait_for(self.store.pending.wait(), 1.0)
+                    async with asyncio.timeout(1.0):  # not wait_for: on 3.11 it can swallow a cancel (python/cpython#86296)
+                        await self.store.pending.wait()
                 except asyncio.TimeoutError:
                     pass
                 if self.nixl is None:

@@ -71,7 +71,8 @@ class Completions:
     async def parse(self, request: web.Request, chat: bool):
         f = self.f
         try:
-            raw_bytes = await asyncio.wait_for(request.read(), BODY_TIMEOUT)
+            async with asyncio.timeout(BODY_TIMEOUT):
+                raw_bytes = await request.read()
         except asyncio.TimeoutError:
             raise RequestFailed(408, f"the request body did not arrive within {BODY_TIMEOUT:g} s", "request_timeout") from None
         try:

@@ -60,7 +60,8 @@ class PrefillQueue:
         self._gauge()
         self.wake.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(job.future), timeout=self.timeout)
+            async with asyncio.timeout(self.timeout):  # not wait_for: on 3.11 it can swallow a cancel (python/cpython#86296)
+                return await asyncio.shield(job.future)
         except asyncio.TimeoutError:
             raise PrefillFailed("timeout", f"no prefill result within {self.timeout:g} s") from None
         finally:

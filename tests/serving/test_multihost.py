@@ -184,7 +184,10 @@ def test_a_silent_host_leaves_within_the_lease_ttl_and_two_frontends_see_each_ot
     _, url = started("--roles", "frontend", "--port", "0", "--discovery", etcd, "--namespace", ns, env_secret=secret)
     _, url2 = started("--roles", "frontend", "--port", "0", "--discovery", etcd, "--namespace", ns, env_secret=secret)
     wait_workers(url, {"decode": 1, "prefill": 1})
-    assert metric(url, "disagg_frontends") == 2 and metric(url2, "disagg_frontends") == 2
+    deadline = time.monotonic() + 10  # each frontend counts the other once its watch has read etcd
+    while not (metric(url, "disagg_frontends") == 2 and metric(url2, "disagg_frontends") == 2):
+        assert time.monotonic() < deadline, "two frontends of one deployment did not see each other"
+        time.sleep(0.1)
     stopped = [workers.pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(workers.pid)], capture_output=True, text=True).stdout.split()]
     assert len(stopped) == 3  # the host's supervisor and its two workers
     for pid in stopped:

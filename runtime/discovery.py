@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .plan import WorkerSpec
+
 log = logging.getLogger("disagg.discovery")
 
 LEASE_TTL = 5  # seconds: a dead process's workers leave every frontend within this (plus one watch event)
@@ -267,6 +269,18 @@ def registration_value(worker_id: str, role: str, host: str, port: int, run_id: 
             "run_id": run_id, "pid": os.getpid(), **extra}
 
 
+def spec_of(role: str, value: dict) -> WorkerSpec | None:
+    """The WorkerSpec a registration describes, or None when it lacks worker_id, host or port."""
+    try:
+        return WorkerSpec(str(value["worker_id"]), role, 0, int(value["port"]), str(value["host"]), str(value.get("kv_address") or ""))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def worker_id_of(key: str) -> str:
+    return key.rsplit("/", 1)[-1]
+
+
 def interface_of(address: str) -> str | None:
     """The name of this host's network interface that holds IPv4 `address` (for UCX_NET_DEVICES), or None."""
     import fcntl
@@ -286,6 +300,3 @@ def interface_of(address: str) -> str | None:
                 return name
     return None
 
-
-def is_loopback(address: str) -> bool:
-    return address in ("localhost", "::1") or address.startswith("127.")

@@ -23,8 +23,10 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 
+from disagg.schemas.model import is_loopback
+
 from .channel import probe
-from .discovery import interface_of, is_loopback
+from .discovery import interface_of
 from .identity import RUN_SECRET_ENV, run_id
 from .plan import RuntimePlan, WorkerSpec
 

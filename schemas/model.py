@@ -56,6 +56,11 @@ class Setting(NamedTuple):
         return self.span is not None
 
 
+def is_loopback(address: str) -> bool:
+    """An address that reaches only the machine (or network namespace) that uses it: 127.0.0.0/8, ::1, localhost."""
+    return address.startswith("127.") or address in ("localhost", "::1", "[::1]")
+
+
 class Host(NamedTuple):
     """Where a worker's network lives: workers with the same `network` share ports and `localhost`."""
 

@@ -7,12 +7,12 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
+from disagg.schemas.model import is_loopback
+
 from . import aliases, promtext
 from .scrape import ScrapeError, fetch, fetch_json
 from .utilisation import DcgmSource, NotAvailable, NvmlSource, PsutilSource
 from .window import Snapshot, WorkerView, freeze
-
-_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 def split_by_worker(samples) -> tuple[list, dict[str, list]]:
@@ -42,7 +42,7 @@ class Collector:
         self.dcgm = DcgmSource(prometheus_url)
         self.extra_targets = extra_targets or {}  # worker id -> /metrics URL, for systems without /workers
         self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="disagg-scrape")
-        self.local = urllib.parse.urlparse(self.url).hostname in _LOCAL_HOSTS
+        self.local = is_loopback(urllib.parse.urlparse(self.url).hostname or "")
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -109,7 +109,7 @@ class Collector:
 
     def _utilisation(self, workers) -> tuple[dict, list[str]]:
         # A PID means something only on its own host: workers another host runs are read through NVML/DCGM or not at all.
-        pids = {w.worker_id: w.pid for w in workers if w.pid and w.up and (w.host is None or w.host in _LOCAL_HOSTS)}
+        pids = {w.worker_id: w.pid for w in workers if w.pid and w.up and (w.host is None or is_loopback(w.host))}
         notes = []
         nv = self.nvml.read(pids)
         if isinstance(nv, dict) and nv:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from disagg.schemas.model import is_loopback
+
 from ...finding import Fix, Severity
 from ...registry import Rule
 from ._signals import rounded
@@ -77,13 +79,10 @@ class DG503(Rule):
 def kv_on_localhost(workers) -> list[str]:
     """Prefill workers on another host than their decode workers that advertise their KV on a loopback address:
     the decode side's connection reaches itself (the static DG208's case, seen live)."""
-    def local(address: str | None) -> bool:
-        return bool(address) and (address.startswith("127.") or address in ("localhost", "::1"))
-
     decode_hosts = {wv.host for wv in workers if wv.role == "decode" and wv.host}
     out = []
     for wv in workers:
-        if wv.role != "prefill" or not local(wv.kv_address) or not wv.host or local(wv.host):
+        if wv.role != "prefill" or not wv.kv_address or not is_loopback(wv.kv_address) or not wv.host or is_loopback(wv.host):
             continue
         elsewhere = sorted(decode_hosts - {wv.host})
         if elsewhere:

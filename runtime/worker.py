@@ -317,7 +317,7 @@ class Worker:
 
     async def _register(self, etcd_url: str, namespace: str) -> list[asyncio.Task]:
         """Register in etcd (multi-host); a decode worker also follows the prefill workers it may read KV from."""
-        from .discovery import Etcd, Registration, Watcher, key_prefix, registration_value
+        from .discovery import Etcd, Registration, Watcher, key_prefix, registration_value, spec_of, worker_id_of
 
         etcd = Etcd(etcd_url)
         prefix = key_prefix(namespace, self.plan.served_model_name)
@@ -329,12 +329,12 @@ class Worker:
         tasks = [loop.create_task(reg.keep())]
         if self.role == "decode":
             def put(key: str, value: dict) -> None:
-                if value.get("run_id") == self.run_id and "worker_id" in value:
-                    self.peers[value["worker_id"]] = WorkerSpec(value["worker_id"], "prefill", 0, int(value["port"]), value["host"], value.get("kv_address", ""))
+                if value.get("run_id") == self.run_id and (spec := spec_of("prefill", value)) is not None:
+                    self.peers[spec.worker_id] = spec
 
             def delete(key: str) -> None:
-                self.peers.pop(key.rsplit("/", 1)[-1], None)
-                ch = self._channels.pop(key.rsplit("/", 1)[-1], None)
+                self.peers.pop(worker_id_of(key), None)
+                ch = self._channels.pop(worker_id_of(key), None)
                 if ch is not None:
                     ch.close()
 

@@ -132,6 +132,7 @@ def across_hosts(args: argparse.Namespace) -> dict | str:
     """The multi-host options, checked: a dict for ServeOptions, or what is wrong, in words."""
     import os
     import socket
+    import urllib.parse
 
     from disagg.runtime.discovery import check_reachable, etcd_base
     from disagg.runtime.identity import RUN_SECRET_ENV
@@ -152,7 +153,7 @@ def across_hosts(args: argparse.Namespace) -> dict | str:
         return (f"--discovery: set {RUN_SECRET_ENV} to one secret shared by every host of this deployment (e.g. `openssl rand -hex 32`, from your "
                 "secret store); processes of different hosts authenticate each other with it, and it never goes into etcd")
     try:
-        base = etcd_base(args.discovery)
+        etcd_host = urllib.parse.urlparse(etcd_base(args.discovery)).hostname
     except ValueError as exc:
         return str(exc)
     if (why := check_reachable(args.discovery)) is not None:
@@ -160,7 +161,7 @@ def across_hosts(args: argparse.Namespace) -> dict | str:
     advertise = args.advertise
     if not advertise:  # the address this host uses to reach etcd is one the other hosts can route to
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect((base.split("//")[1].rsplit(":", 1)[0], 9))
+            s.connect((etcd_host, 9))
             advertise = s.getsockname()[0]
     return {"roles": roles, "discovery": args.discovery, "namespace": args.namespace, "advertise": advertise,
             "host_id": args.host_id or socket.gethostname()}

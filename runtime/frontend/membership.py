@@ -13,8 +13,7 @@ import asyncio
 import logging
 import time
 
-from ..discovery import LEASE_TTL, Etcd, Registration, Watcher, key_prefix, registration_value
-from ..plan import WorkerSpec
+from ..discovery import LEASE_TTL, Etcd, Registration, Watcher, key_prefix, registration_value, spec_of, worker_id_of
 
 log = logging.getLogger("disagg.frontend")
 
@@ -42,8 +41,11 @@ class Membership:
         if not up:
             self._error("unreachable")
 
+    def _role(self, key: str) -> str:
+        return key[len(self.prefix):].split("/", 1)[0]  # /<namespace>/<model>/<role>/<id>
+
     def on_put(self, key: str, value: dict) -> None:
-        role = key[len(self.prefix):].split("/", 1)[0]
+        role = self._role(key)
         if role == "frontend":
             self.frontends.add(key)
             self.front.metrics.frontends.set(len(self.frontends))
@@ -56,9 +58,8 @@ class Membership:
                 self._error("other_run")
                 log.warning("%s is registered by another run (run id %s, not %s): a different DISAGG_RUN_SECRET; ignored", key, value.get("run_id"), self.front.run_id)
             return
-        try:
-            spec = WorkerSpec(str(value["worker_id"]), role, 0, int(value["port"]), str(value["host"]), str(value.get("kv_address") or ""))
-        except (KeyError, TypeError, ValueError):
+        spec = spec_of(role, value)
+        if spec is None:
             self._error("bad_registration")
             log.warning("%s: registration without worker_id, host and port: ignored", key)
             return
@@ -66,13 +67,11 @@ class Membership:
 
     def on_delete(self, key: str) -> None:
         self.foreign.discard(key)
-        role = key[len(self.prefix):].split("/", 1)[0]
-        if role == "frontend":
+        if self._role(key) == "frontend":
             self.frontends.discard(key)
             self.front.metrics.frontends.set(len(self.frontends))
             return
-        wid = key.rsplit("/", 1)[-1]
-        self.front.pool.remove(wid, "its registration is gone (lease expired or the worker left)")
+        self.front.pool.remove(worker_id_of(key), "its registration is gone (lease expired or the worker left)")
 
     async def run(self) -> None:
         watcher = Watcher(self.etcd, self.prefix, self.on_put, self.on_delete, self._status)

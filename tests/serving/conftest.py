@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -28,18 +29,10 @@ class Server:
             return json.loads(r.read())
 
     def metrics(self, url: str | None = None) -> dict[tuple[str, tuple], float]:
-        """Samples of the Prometheus text at `url` (default the frontend's), parsed by prometheus_client's parser."""
-        with urllib.request.urlopen(url or self.url + "/metrics", timeout=5) as r:
-            text = r.read().decode()
-        out = {}
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-        return out
+        return scrape(url or self.url + "/metrics")
 
     def metric(self, name: str, **labels) -> float:
-        want = tuple(sorted(labels.items()))
-        return sum(v for (n, lab), v in self.metrics().items() if n == name and all(item in lab for item in want))
+        return metric_at(self.url, name, **labels)
 
     def workers(self) -> list[dict]:
         return self.get("/workers")["workers"]
@@ -53,6 +46,23 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """Samples of the Prometheus text at `url`, parsed by prometheus_client's parser: (name, sorted labels) -> value."""
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def metric_at(frontend: str, name: str, **labels) -> float:
+    """A frontend's sample `name` summed over the series that carry `labels`."""
+    want = tuple(sorted(labels.items()))
+    return sum(v for (n, lab), v in scrape(frontend + "/metrics").items() if n == name and all(item in lab for item in want))
 
 
 def start_server(config: Path, tmp: Path, *extra: str, env: dict | None = None) -> Server:
@@ -130,6 +140,17 @@ def complete_many(server: Server, bodies: list[dict], timeout: float = 30, path:
 
 def complete(server: Server, body: dict, timeout: float = 30, path: str = "/v1/completions", headers: dict | None = None) -> tuple[int, dict]:
     return complete_many(server, [body], timeout, path, headers)[0]
+
+
+def raw(url: str, body: bytes | None, path: str = "/v1/completions", method: str = "POST", headers: dict | None = None,
+        timeout: float = 20) -> tuple[int, str]:
+    """One request with exactly these bytes; (status, body text), error statuses included."""
+    req = urllib.request.Request(url + path, data=body, headers={"Content-Type": "application/json", **(headers or {})}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 def alive(pid: int) -> bool:

@@ -22,6 +22,8 @@ import pytest
 
 from conftest import ROOT
 
+from .conftest import metric_at, raw
+
 sys.path.insert(0, str(ROOT / "tests"))
 import netns  # noqa: E402
 from netns import etcd_argv, free_port, wait_etcd  # noqa: E402
@@ -50,23 +52,9 @@ def get_json(url: str) -> dict:
         return json.loads(r.read())
 
 
-def metric(url: str, name: str, **labels: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
-        text = r.read().decode()
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
-
-
 def complete(url: str, words: int, timeout: float = 30) -> tuple[int, dict]:
-    body = json.dumps({"model": "tiny", "prompt": "hello world " * words, "max_tokens": 4}).encode()
-    req = urllib.request.Request(url + "/v1/completions", body, {"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    status, text = raw(url, json.dumps({"model": "tiny", "prompt": "hello world " * words, "max_tokens": 4}).encode(), timeout=timeout)
+    return status, json.loads(text)
 
 
 def wait_workers(url: str, want: dict[str, int], seconds: float = 30) -> list[dict]:
@@ -155,14 +143,14 @@ def test_a_frontend_in_another_namespace_says_where_it_looked(etcd, started):
     started("--roles", "decode,prefill", "--discovery", etcd, "--namespace", "team-a", "--host-id", "w", env_secret=secret)
     _, url = started("--roles", "frontend", "--port", "0", "--discovery", etcd, "--namespace", "team-b", env_secret=secret)
     deadline = time.monotonic() + 10
-    while metric(url, "disagg_discovery_up") != 1 and time.monotonic() < deadline:
+    while metric_at(url, "disagg_discovery_up") != 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     status, body = complete(url, 100)
     assert status == 503 and body["error"]["code"] == "no_decode_worker"
     assert "none is registered under /team-b/tiny/<role>/ in etcd" in body["error"]["message"]
     assert "check --namespace" in body["error"]["message"]
-    assert metric(url, "disagg_workers_registered", role="decode") == 0
-    assert metric(url, "disagg_discovery_up") == 1
+    assert metric_at(url, "disagg_workers_registered", role="decode") == 0
+    assert metric_at(url, "disagg_discovery_up") == 1
 
 
 def test_a_worker_of_another_run_is_ignored_and_counted(etcd, started):
@@ -170,9 +158,9 @@ def test_a_worker_of_another_run_is_ignored_and_counted(etcd, started):
     started("--roles", "decode,prefill", "--discovery", etcd, "--namespace", ns, "--host-id", "w", env_secret=secrets.token_hex(32))
     _, url = started("--roles", "frontend", "--port", "0", "--discovery", etcd, "--namespace", ns, env_secret=secrets.token_hex(32))
     deadline = time.monotonic() + 10
-    while metric(url, "disagg_discovery_errors_total", reason="other_run") < 2 and time.monotonic() < deadline:
+    while metric_at(url, "disagg_discovery_errors_total", reason="other_run") < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert metric(url, "disagg_discovery_errors_total", reason="other_run") == 2  # the decode and the prefill worker
+    assert metric_at(url, "disagg_discovery_errors_total", reason="other_run") == 2  # the decode and the prefill worker
     assert get_json(url + "/workers")["workers"] == []
 
 
@@ -185,7 +173,7 @@ def test_a_silent_host_leaves_within_the_lease_ttl_and_two_frontends_see_each_ot
     _, url2 = started("--roles", "frontend", "--port", "0", "--discovery", etcd, "--namespace", ns, env_secret=secret)
     wait_workers(url, {"decode": 1, "prefill": 1})
     deadline = time.monotonic() + 10  # each frontend counts the other once its watch has read etcd
-    while not (metric(url, "disagg_frontends") == 2 and metric(url2, "disagg_frontends") == 2):
+    while not (metric_at(url, "disagg_frontends") == 2 and metric_at(url2, "disagg_frontends") == 2):
         assert time.monotonic() < deadline, "two frontends of one deployment did not see each other"
         time.sleep(0.1)
     stopped = [workers.pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(workers.pid)], capture_output=True, text=True).stdout.split()]
@@ -202,7 +190,7 @@ def test_a_silent_host_leaves_within_the_lease_ttl_and_two_frontends_see_each_ot
         for pid in stopped:
             os.kill(pid, 18)  # SIGCONT
     assert gone_after <= LEASE_TTL + 1
-    assert metric(url, "disagg_workers_registered", role="prefill") == 0
+    assert metric_at(url, "disagg_workers_registered", role="prefill") == 0
     wait_workers(url, {"decode": 1, "prefill": 1})  # back: the keep-alive registers again
 
 
@@ -221,17 +209,17 @@ def test_while_etcd_is_away_the_deployment_keeps_serving_and_says_so(started, tm
         etcd.terminate()
         etcd.wait(10)
         deadline = time.monotonic() + 10
-        while metric(url, "disagg_discovery_up") != 0:
+        while metric_at(url, "disagg_discovery_up") != 0:
             assert time.monotonic() < deadline, "the frontend did not notice etcd going away"
             time.sleep(0.1)
         time.sleep(LEASE_TTL + 1)  # longer than any lease: nothing may be dropped for etcd's absence alone
-        remote = metric(url, "disagg_requests_total", reason="remote")
+        remote = metric_at(url, "disagg_requests_total", reason="remote")
         assert complete(url, 150)[0] == 200
-        assert metric(url, "disagg_requests_total", reason="remote") == remote + 1
-        assert metric(url, "disagg_discovery_errors_total", reason="unreachable") > 0
+        assert metric_at(url, "disagg_requests_total", reason="remote") == remote + 1
+        assert metric_at(url, "disagg_discovery_errors_total", reason="unreachable") > 0
         etcd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
-        while metric(url, "disagg_discovery_up") != 1:
+        while metric_at(url, "disagg_discovery_up") != 1:
             assert time.monotonic() < deadline, "the frontend did not follow etcd again"
             time.sleep(0.1)
         wait_workers(url, {"decode": 1, "prefill": 1})
@@ -268,14 +256,14 @@ def test_three_hosts_remote_prefill_failover_and_a_kv_address_on_localhost(tmp_p
         assert workers["decode"]["host"] == hosts.address(2) and workers["prefill"]["host"] == hosts.address(3)
 
         # Long prompts prefill on host 3; their KV crosses the bridge to host 2 and checks out.
-        before = metric(url, "disagg_requests_total", reason="remote")
+        before = metric_at(url, "disagg_requests_total", reason="remote")
         for _ in range(5):
             status, body = complete(url, 150)
             assert status == 200, body
         prompt_tokens = body["usage"]["prompt_tokens"]
-        assert metric(url, "disagg_requests_total", reason="remote") - before == 5
-        assert metric(url, "disagg_kv_transfer_bytes_total") == 5 * prompt_tokens * kv_bytes_per_token
-        assert metric(url, "disagg_kv_transfer_failures_total") == 0  # a checksum mismatch would count here
+        assert metric_at(url, "disagg_requests_total", reason="remote") - before == 5
+        assert metric_at(url, "disagg_kv_transfer_bytes_total") == 5 * prompt_tokens * kv_bytes_per_token
+        assert metric_at(url, "disagg_kv_transfer_failures_total") == 0  # a checksum mismatch would count here
 
         # The prefill host dies under load: nothing is lost, and traffic goes local within the lease's TTL.
         results, stop = [], time.monotonic() + 4 + LEASE_TTL
@@ -295,16 +283,16 @@ def test_three_hosts_remote_prefill_failover_and_a_kv_address_on_localhost(tmp_p
             for f in futures:
                 f.result()
         assert results and set(results) == {200}, f"requests lost when the prefill host died: {sorted(set(results))}"
-        local = metric(url, "disagg_requests_total", reason="no_prefill_workers")
+        local = metric_at(url, "disagg_requests_total", reason="no_prefill_workers")
         complete(url, 150)
-        assert metric(url, "disagg_requests_total", reason="no_prefill_workers") == local + 1
+        assert metric_at(url, "disagg_requests_total", reason="no_prefill_workers") == local + 1
 
         # The host comes back: remote prefill resumes.
         serve(3, "--roles", "prefill")
         wait_workers(url, {"decode": 1, "prefill": 1})
-        remote = metric(url, "disagg_requests_total", reason="remote")
+        remote = metric_at(url, "disagg_requests_total", reason="remote")
         assert complete(url, 150)[0] == 200
-        assert metric(url, "disagg_requests_total", reason="remote") == remote + 1
+        assert metric_at(url, "disagg_requests_total", reason="remote") == remote + 1
 
         # A prefill host whose KV is advertised on localhost (the side channel's default): the decode host reaches
         # itself, the transfer fails, is counted, and the prompt is prefilled locally; the live doctor says why.
@@ -315,15 +303,15 @@ def test_three_hosts_remote_prefill_failover_and_a_kv_address_on_localhost(tmp_p
         serve(3, "--roles", "prefill", config=local_kv)
         workers = {w["role"]: w for w in wait_workers(url, {"decode": 1, "prefill": 1})}
         assert workers["prefill"]["kv_address"] == "127.0.0.1"
-        failed = metric(url, "disagg_requests_total", reason="kv_transfer_failed")
+        failed = metric_at(url, "disagg_requests_total", reason="kv_transfer_failed")
         live = subprocess.Popen([PY, "-m", "disagg", "doctor", "--live", url, "--duration", "6", "--interval", "0.5", "--output-format", "json"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(1.5)
         for _ in range(3):
             status, body = complete(url, 150)
             assert status == 200, body
-        assert metric(url, "disagg_requests_total", reason="kv_transfer_failed") == failed + 3
-        assert metric(url, "disagg_kv_transfer_failures_total") >= 3
+        assert metric_at(url, "disagg_requests_total", reason="kv_transfer_failed") == failed + 3
+        assert metric_at(url, "disagg_kv_transfer_failures_total") >= 3
         out, err = live.communicate(timeout=60)
         findings = [f for f in json.loads(out)["findings"] if f["code"] == "DG503"]
         assert findings, out + err

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
 import pytest
 
-from .conftest import complete, prompt, variant
+from .conftest import complete, prompt, raw, variant
 
 pytestmark = pytest.mark.slow
-
-
-def raw(url: str, body: bytes | None, path: str = "/v1/completions", method: str = "POST", headers: dict | None = None):
-    req = urllib.request.Request(url + path, data=body, headers={"Content-Type": "application/json", **(headers or {})}, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=20) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,7 @@ import pytest
 
 from disagg.runtime.channel import Channel, ChannelError
 
-from .conftest import EXAMPLES, complete, prompt, start_server
-from .test_requests import raw
+from .conftest import EXAMPLES, complete, prompt, raw, start_server
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import EXAMPLES, alive, complete, complete_many, prompt, start_server, variant
+from .conftest import EXAMPLES, alive, complete, complete_many, prompt, raw, start_server, variant
 
 pytestmark = pytest.mark.slow
 KV_BYTES_PER_TOKEN = 8 * 2 * 4 * 64 * 2  # the mock's default model shape: layers × (K,V) × kv heads × head size × bf16
@@ -170,15 +170,6 @@ def test_openai_surface(fixed):
     assert cfg["policy"]["max_local_prefill_length"] == 10 and cfg["sections"]["VllmWorker"]["remote-prefill"] is True
 
 
-def _raw(url: str, body: bytes, path: str = "/v1/completions"):
-    req = urllib.request.Request(url + path, data=body, headers={"Content-Type": "application/json"}, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 @pytest.mark.parametrize(
     "body, status, fragment",
     [
@@ -192,7 +183,7 @@ def _raw(url: str, body: bytes, path: str = "/v1/completions"):
     ],
 )
 def test_bad_requests_get_openai_errors(fixed, body, status, fragment):
-    code, text = _raw(fixed.url, body)
+    code, text = raw(fixed.url, body, timeout=10)
     assert code == status
     err = json.loads(text)["error"]
     assert fragment in err["message"] and err["type"] == "invalid_request_error"
@@ -213,7 +204,7 @@ def test_streaming_completions_and_chat(fixed):
         chunks = [json.loads(line[6:]) for line in r.read().decode().splitlines() if line.startswith("data: {")]
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant"} and chunks[0]["object"] == "chat.completion.chunk"
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks).strip()
-    code, text = _raw(fixed.url, json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).encode(), "/v1/chat/completions")
+    code, text = raw(fixed.url, json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).encode(), "/v1/chat/completions", timeout=10)
     assert code == 200 and json.loads(text)["choices"][0]["message"]["role"] == "assistant"
 
 

@@ -15,7 +15,6 @@ def run(args: argparse.Namespace, registry) -> int:
     from disagg.doctor.context import LintOptions
     from disagg.doctor.engine import lint_paths
     from disagg.doctor.finding import Severity
-    from disagg.doctor.live.collect import Collector
     from disagg.doctor.live.diagnose import Diagnoser, LiveContext
     from disagg.doctor.live.probe import probe_once
     from disagg.doctor.live.window import Window
@@ -35,20 +34,10 @@ def run(args: argparse.Namespace, registry) -> int:
             return EXIT_ERROR
     else:
         static = served_config(url, registry)
-    from disagg.doctor.live.prometheus import PrometheusError
-
-    try:
-        collector = Collector(url, prometheus_url=args.prometheus, prometheus_selector=args.prometheus_selector)
-        first = collector.tick()
-    except PrometheusError as exc:
-        return err(str(exc))
-    except Exception as exc:  # noqa: BLE001 - any failure of the first scrape is a usage problem to report
-        return err(f"cannot watch {url}: {exc}")
-    if first.frontend_error and not first.workers:
-        return err(f"cannot read the deployment's metrics: {first.frontend_error}")
-    if args.prometheus and not first.signals:
-        collector.close()
-        return err(f"Prometheus at {args.prometheus} holds no disagg, vLLM, Dynamo or SGLang series{' matching ' + args.prometheus_selector if args.prometheus_selector else ''}: is it scraping the deployment?")
+    watched = watch(url, args.prometheus, args.prometheus_selector)
+    if isinstance(watched, str):
+        return err(watched)
+    collector, first = watched
     window = Window(seconds=args.window)
     window.add(first)
     ctx = LiveContext(window=window, target=url, deployment=static.deployment if static else None, static=static.findings if static else [], min_requests=args.min_requests)
@@ -101,6 +90,29 @@ def run(args: argparse.Namespace, registry) -> int:
         }
         print(json.dumps(doc, indent=2))
     return EXIT_FINDINGS if failing else EXIT_CLEAN
+
+
+def watch(url: str, prometheus: str | None, selector: str | None):
+    """(a Collector on the deployment, its first snapshot), or why it cannot be watched, in words (a usage error);
+    `disagg doctor --live` and `disagg top` both start here."""
+    from disagg.doctor.live.collect import Collector
+    from disagg.doctor.live.prometheus import PrometheusError
+
+    try:
+        collector = Collector(url, prometheus_url=prometheus, prometheus_selector=selector)
+        first = collector.tick()
+    except PrometheusError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - any failure of the first scrape is a usage problem to report
+        return f"cannot watch {url}: {exc}"
+    if first.frontend_error and not first.workers:
+        collector.close()
+        return f"cannot read the deployment's metrics: {first.frontend_error}"
+    if prometheus and not first.signals:
+        collector.close()
+        return (f"Prometheus at {prometheus} holds no disagg, vLLM, Dynamo or SGLang series{' matching ' + selector if selector else ''}: "
+                "is it scraping the deployment?")
+    return collector, first
 
 
 def health_summary(window, probe: dict | None) -> dict:

@@ -29,25 +29,20 @@ def run(args: argparse.Namespace) -> int:
         it = iter(frames)
         app = make_app(lambda: next(it, None), frames[0].frontend + " (replay)", interval=args.interval)
     else:
-        from disagg.doctor.live.collect import Collector
-        from disagg.doctor.live.prometheus import PrometheusError
-
         url = args.url.rstrip("/")
         if args.record:
             try:
                 open(args.record, "a").close()  # a bad path is a usage error now, not a traceback from the dashboard
             except OSError as exc:
                 return err(f"cannot record to {args.record}: {exc.strerror or exc}")
-        try:
-            collector = Collector(url, prometheus_url=args.prometheus, prometheus_selector=args.prometheus_selector)
-            first = collector.tick()
-        except PrometheusError as exc:
-            return err(str(exc))
-        if first.frontend_error and not first.workers:
-            return err(f"cannot read the deployment's metrics: {first.frontend_error}")
         from disagg.doctor.registry import default_registry
 
-        from .live import served_config
+        from .live import served_config, watch
+
+        watched = watch(url, args.prometheus, args.prometheus_selector)
+        if isinstance(watched, str):
+            return err(watched)
+        collector, _ = watched
 
         static = served_config(url, default_registry())
         app = make_app(collector.tick, url, interval=args.interval, record=args.record, probe=lambda ctx: probe_once(url, ctx),

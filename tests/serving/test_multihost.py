@@ -18,15 +18,13 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import netns  # tests/, on the path as conftest.py's folder
 import pytest
+from netns import etcd_argv, free_port, wait_etcd
 
 from conftest import ROOT
 
 from .conftest import metric_at, raw
-
-sys.path.insert(0, str(ROOT / "tests"))
-import netns  # noqa: E402
-from netns import etcd_argv, free_port, wait_etcd  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (Debian: apt-get install etcd-server; .ci/run installs it)")
 

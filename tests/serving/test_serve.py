@@ -128,10 +128,16 @@ def test_dead_decode_worker_gives_an_error_not_a_hang(serve):
     pid = next(w["pid"] for w in s.workers() if w["role"] == "decode")
     os.kill(pid, signal.SIGKILL)
     code, r = complete(s, {"prompt": "hello", "max_tokens": 2}, timeout=5)  # a hang would raise a timeout here
-    assert code == 503 and r["error"]["type"] == "server_error", r
+    # Either answer is right, and which one comes is a race: a 503 if the frontend saw the worker down first (its
+    # only decode worker), or the answer itself if the request reached the listening socket the supervisor keeps,
+    # where the restarted worker (0.5 s back-off) takes it from the backlog. Seen in CI under load: the latter.
+    if code == 200:
+        assert r["disagg"]["decode_worker"] == "decode-0" and r["choices"][0]["text"], r
+    else:
+        assert code == 503 and r["error"]["type"] == "server_error", r
     deadline = time.monotonic() + 20
-    while not all(w["up"] for w in s.workers()):
-        assert time.monotonic() < deadline
+    while not all(w["up"] for w in s.workers()) or next(w for w in s.workers() if w["role"] == "decode")["pid"] == pid:
+        assert time.monotonic() < deadline  # the supervisor restarts it and the frontend sees the new process
         time.sleep(0.1)
     assert complete(s, {"prompt": "hello", "max_tokens": 2})[0] == 200
 

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -221,39 +221,12 @@ class BlockManager:
         return self.used / self.num_blocks if self.num_blocks else 0.0
 
 
-class Mailbox:
-    """What the engine loop produced for one sequence since its reader last looked (cheaper than an asyncio.Queue,
-    whose every get looks up the running loop: measured at 7% of the decode worker's CPU)."""
-
-    __slots__ = ("items", "waiter")
-
-    def __init__(self):
-        self.items: list = []
-        self.waiter: asyncio.Future | None = None
-
-    def put_nowait(self, item) -> None:
-        self.items.append(item)
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    async def take(self) -> list:
-        while not self.items:
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
-        items, self.items = self.items, []
-        return items
-
-
 class Sequence:
-    __slots__ = ("request_id", "tokens", "max_tokens", "seed", "uncached", "queue", "emit", "finished", "blocks", "produced", "ids", "done")
+    __slots__ = ("request_id", "tokens", "max_tokens", "seed", "uncached", "emit", "finished", "blocks", "produced", "ids", "done")
 
     def __init__(self, request_id: str, tokens: list[int], max_tokens: int, seed: int, uncached: int):
         self.request_id, self.tokens, self.max_tokens, self.seed, self.uncached = request_id, tokens, max_tokens, seed, uncached
-        self.queue = Mailbox()
-        self.emit = None  # with `run`: called by the loop with each token (no task wakes up per token)
+        self.emit: Callable[[int], None] | None = None  # set by `run`: called by the loop with each token (no task wakes up per token)
         self.finished: asyncio.Future | None = None
         self.blocks = 0
         self.produced = 0
@@ -310,24 +283,6 @@ class DecodeEngine:
             seq.done = True
             self._wake.set()
 
-    async def generate(self, seq: Sequence) -> AsyncIterator[list[int]]:
-        """The sequence's tokens, in batches (every token produced since the last batch was taken)."""
-        self.waiting.append(seq)
-        self._wake.set()
-        try:
-            while True:
-                batch = await seq.queue.take()
-                tokens = [t for t in batch if isinstance(t, int)]
-                if tokens:
-                    yield tokens
-                if isinstance(batch[-1], Exception):
-                    raise batch[-1]
-                if batch[-1] is None:
-                    return
-        finally:
-            seq.done = True  # finished, or its caller went away: the loop frees it
-            self._wake.set()
-
     async def _busy(self, seconds: float) -> None:
         if seconds <= 0:
             await asyncio.sleep(0)
@@ -346,12 +301,8 @@ class DecodeEngine:
                 log.exception("engine loop failed; restarting it")
                 self.restarts += 1
                 for seq in self.waiting + self.running:
-                    if not seq.done:
-                        if seq.finished is not None:
-                            if not seq.finished.done():
-                                seq.finished.set_exception(EngineStopped("the engine loop failed"))
-                        else:
-                            seq.queue.put_nowait(EngineStopped("the engine loop failed"))
+                    if not seq.done and not seq.finished.done():
+                        seq.finished.set_exception(EngineStopped("the engine loop failed"))
                     self.blocks.free(seq.blocks)
                 self.waiting, self.running = [], []
 
@@ -395,19 +346,16 @@ class DecodeEngine:
                     seq.ids = output_tokens(seq.seed, seq.max_tokens)
                 token = seq.ids[seq.produced]
                 seq.produced += 1
-                last = seq.produced >= seq.max_tokens
-                if seq.emit is not None:
-                    try:
-                        seq.emit(token)
-                    except Exception:  # noqa: BLE001 - its reader is gone: drop the sequence, not the loop
-                        seq.done = True
-                        continue
-                    if last:
-                        seq.done = True
-                        if not seq.finished.done():
-                            seq.finished.set_result(None)
-                else:
-                    seq.queue.put_nowait(token)
-                    if last:
-                        seq.queue.put_nowait(None)
-                        seq.done = True
+                # `finished` may already be cancelled with `seq.done` still unset: a caller's cancel cancels the future
+                # at once, and its `finally` (seq.done = True) runs only when that task next gets a turn.
+                try:
+                    seq.emit(token)
+                except Exception as exc:  # noqa: BLE001 - its reader is gone: drop the sequence (its caller hears why), not the loop
+                    seq.done = True
+                    if not seq.finished.done():
+                        seq.finished.set_exception(exc)
+                    continue
+                if seq.produced >= seq.max_tokens:
+                    seq.done = True
+                    if not seq.finished.done():
+                        seq.finished.set_result(None)

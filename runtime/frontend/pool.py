@@ -106,11 +106,15 @@ class WorkerPool:
                 family.remove(w.worker_id, w.role)
             except KeyError:
                 pass
+        self._drop_info(w)
+        self._count()
+
+    def _drop_info(self, w: WorkerState) -> None:
+        """Remove the worker's disagg_worker_info series (labelled with its pid: one per process it has had)."""
         try:
             self.metrics.worker_info.remove(w.worker_id, w.role, str(w.pid), w.device)
         except KeyError:
             pass
-        self._count()
 
     def of_role(self, role: str) -> list[WorkerState]:
         return [w for w in self.workers.values() if w.role == role]
@@ -139,10 +143,7 @@ class WorkerPool:
         if w.pid is not None and pid != w.pid:
             w.restarts += 1
             self.metrics.worker_restarts.labels(w.worker_id, w.role).inc()
-            try:
-                self.metrics.worker_info.remove(w.worker_id, w.role, str(w.pid), w.device)
-            except KeyError:
-                pass
+            self._drop_info(w)
         was_up = w.up
         w.pid, w.device, w.state, w.up, w.seen_up = pid, info.get("device", "cpu"), info.get("state", "ready"), True, True
         w.last_error, w.down_since, w.abandoned = None, None, False

@@ -153,6 +153,15 @@ def raw(url: str, body: bytes | None, path: str = "/v1/completions", method: str
         return e.code, e.read().decode()
 
 
+def wait_for(pred, seconds: float, what) -> None:
+    """Poll `pred` until it holds; fail the test after `seconds`, saying `what` (a string, or a function giving one
+    from the state at that moment)."""
+    deadline = time.monotonic() + seconds
+    while not pred():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what() if callable(what) else what}"
+        time.sleep(0.05)
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

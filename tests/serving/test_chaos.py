@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from .conftest import complete, prompt, start_server, variant
+from .conftest import complete, prompt, start_server, variant, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -62,14 +62,15 @@ def counted(server) -> float:
 
 
 def wait_back(server, role: str, old_pid: int, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        ws = [w for w in server.workers() if w["role"] == role]
-        if all(w["up"] for w in ws) and old_pid not in [w["pid"] for w in ws]:
-            back = time.monotonic()
-            break
-        assert time.monotonic() < deadline, ws
-        time.sleep(0.05)
+    def of_role():
+        return [w for w in server.workers() if w["role"] == role]
+
+    def back_up():
+        ws = of_role()
+        return all(w["up"] for w in ws) and old_pid not in [w["pid"] for w in ws]
+
+    wait_for(back_up, seconds, of_role)
+    back = time.monotonic()
     while complete(server, {"prompt": prompt(200, "back"), "max_tokens": 2}, timeout=5)[0] != 200:
         assert time.monotonic() - back < 5.0, "not serving within 5 s of the restart"
         time.sleep(0.05)

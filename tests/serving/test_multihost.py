@@ -24,7 +24,7 @@ from netns import etcd_argv, free_port, wait_etcd
 
 from conftest import ROOT
 
-from .conftest import metric_at, raw
+from .conftest import metric_at, raw, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd (Debian: apt-get install etcd-server; .ci/run installs it)")
 
@@ -140,9 +140,7 @@ def test_a_frontend_in_another_namespace_says_where_it_looked(etcd, started):
     secret = secrets.token_hex(32)
     started("--roles", "decode,prefill", "--discovery", etcd, "--namespace", "team-a", "--host-id", "w", env_secret=secret)
     _, url = started("--roles", "frontend", "--port", "0", "--discovery", etcd, "--namespace", "team-b", env_secret=secret)
-    deadline = time.monotonic() + 10
-    while metric_at(url, "disagg_discovery_up") != 1 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: metric_at(url, "disagg_discovery_up") == 1, 10, "the frontend read etcd")
     status, body = complete(url, 100)
     assert status == 503 and body["error"]["code"] == "no_decode_worker"
     assert "none is registered under /team-b/tiny/<role>/ in etcd" in body["error"]["message"]
@@ -155,9 +153,7 @@ def test_a_worker_of_another_run_is_ignored_and_counted(etcd, started):
     ns = f"other{os.getpid()}"
     started("--roles", "decode,prefill", "--discovery", etcd, "--namespace", ns, "--host-id", "w", env_secret=secrets.token_hex(32))
     _, url = started("--roles", "frontend", "--port", "0", "--discovery", etcd, "--namespace", ns, env_secret=secrets.token_hex(32))
-    deadline = time.monotonic() + 10
-    while metric_at(url, "disagg_discovery_errors_total", reason="other_run") < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: metric_at(url, "disagg_discovery_errors_total", reason="other_run") >= 2, 10, "both registrations of the other run counted")
     assert metric_at(url, "disagg_discovery_errors_total", reason="other_run") == 2  # the decode and the prefill worker
     assert get_json(url + "/workers")["workers"] == []
 
@@ -170,10 +166,8 @@ def test_a_silent_host_leaves_within_the_lease_ttl_and_two_frontends_see_each_ot
     _, url = started("--roles", "frontend", "--port", "0", "--discovery", etcd, "--namespace", ns, env_secret=secret)
     _, url2 = started("--roles", "frontend", "--port", "0", "--discovery", etcd, "--namespace", ns, env_secret=secret)
     wait_workers(url, {"decode": 1, "prefill": 1})
-    deadline = time.monotonic() + 10  # each frontend counts the other once its watch has read etcd
-    while not (metric_at(url, "disagg_frontends") == 2 and metric_at(url2, "disagg_frontends") == 2):
-        assert time.monotonic() < deadline, "two frontends of one deployment did not see each other"
-        time.sleep(0.1)
+    # each frontend counts the other once its watch has read etcd
+    wait_for(lambda: metric_at(url, "disagg_frontends") == 2 and metric_at(url2, "disagg_frontends") == 2, 10, "two frontends of one deployment see each other")
     stopped = [workers.pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(workers.pid)], capture_output=True, text=True).stdout.split()]
     assert len(stopped) == 3  # the host's supervisor and its two workers
     for pid in stopped:
@@ -206,20 +200,14 @@ def test_while_etcd_is_away_the_deployment_keeps_serving_and_says_so(started, tm
         wait_workers(url, {"decode": 1, "prefill": 1})
         etcd.terminate()
         etcd.wait(10)
-        deadline = time.monotonic() + 10
-        while metric_at(url, "disagg_discovery_up") != 0:
-            assert time.monotonic() < deadline, "the frontend did not notice etcd going away"
-            time.sleep(0.1)
+        wait_for(lambda: metric_at(url, "disagg_discovery_up") == 0, 10, "the frontend notices etcd going away")
         time.sleep(LEASE_TTL + 1)  # longer than any lease: nothing may be dropped for etcd's absence alone
         remote = metric_at(url, "disagg_requests_total", reason="remote")
         assert complete(url, 150)[0] == 200
         assert metric_at(url, "disagg_requests_total", reason="remote") == remote + 1
         assert metric_at(url, "disagg_discovery_errors_total", reason="unreachable") > 0
         etcd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while metric_at(url, "disagg_discovery_up") != 1:
-            assert time.monotonic() < deadline, "the frontend did not follow etcd again"
-            time.sleep(0.1)
+        wait_for(lambda: metric_at(url, "disagg_discovery_up") == 1, 20, "the frontend follows etcd again")
         wait_workers(url, {"decode": 1, "prefill": 1})
     finally:
         etcd.terminate()

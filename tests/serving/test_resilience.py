@@ -20,16 +20,9 @@ import pytest
 from disagg.runtime.mock_engine import BlockManager, DecodeEngine, KVLayout, Sequence, Timing
 from disagg.runtime.plan import ModelShape
 
-from .conftest import EXAMPLES, complete, complete_many, prompt, start_server, variant
+from .conftest import EXAMPLES, complete, complete_many, prompt, start_server, variant, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(pred, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while not pred():
-        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
-        time.sleep(0.05)
 
 
 def test_cancelling_sequences_mid_step_never_stops_the_engine_loop():

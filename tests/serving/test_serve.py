@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import EXAMPLES, alive, complete, complete_many, prompt, raw, start_server, variant
+from .conftest import EXAMPLES, alive, complete, complete_many, prompt, raw, start_server, variant, wait_for
 
 pytestmark = pytest.mark.slow
 KV_BYTES_PER_TOKEN = 8 * 2 * 4 * 64 * 2  # the mock's default model shape: layers × (K,V) × kv heads × head size × bf16
@@ -111,13 +111,11 @@ def test_killed_prefill_worker_mid_load_loses_nothing_and_comes_back(serve, tmp_
     reasons = [r["disagg"]["reason"] for _, r in results]
     assert reasons.count("remote") >= 1 and reasons.count("prefill_failed") + reasons.count("no_prefill_workers") >= 1, reasons
     assert s.metric("disagg_requests_total", route="local", reason="prefill_failed") == reasons.count("prefill_failed")
-    deadline = time.monotonic() + 20
-    while True:  # the supervisor restarts it; the frontend sees a new pid
-        w = next(w for w in s.workers() if w["role"] == "prefill")
-        if w["up"] and w["pid"] != pid:
-            break
-        assert time.monotonic() < deadline, w
-        time.sleep(0.1)
+    def prefill_worker():
+        return next(w for w in s.workers() if w["role"] == "prefill")
+
+    wait_for(lambda: (w := prefill_worker())["up"] and w["pid"] != pid, 20, prefill_worker)  # the supervisor restarts it; the frontend sees a new pid
+    w = prefill_worker()
     assert w["restarts"] == 1 and s.metric("disagg_worker_restarts_total", role="prefill") == 1
     code, r = complete(s, {"prompt": prompt(200, "after"), "max_tokens": 2})
     assert code == 200 and r["disagg"]["route"] == "remote" and r["disagg"]["prefill_worker"] == "prefill-0"
@@ -135,10 +133,11 @@ def test_dead_decode_worker_gives_an_error_not_a_hang(serve):
         assert r["disagg"]["decode_worker"] == "decode-0" and r["choices"][0]["text"], r
     else:
         assert code == 503 and r["error"]["type"] == "server_error", r
-    deadline = time.monotonic() + 20
-    while not all(w["up"] for w in s.workers()) or next(w for w in s.workers() if w["role"] == "decode")["pid"] == pid:
-        assert time.monotonic() < deadline  # the supervisor restarts it and the frontend sees the new process
-        time.sleep(0.1)
+    def restarted():  # the supervisor restarts it and the frontend sees the new process
+        workers = s.workers()
+        return all(w["up"] for w in workers) and next(w for w in workers if w["role"] == "decode")["pid"] != pid
+
+    wait_for(restarted, 20, s.workers)
     assert complete(s, {"prompt": "hello", "max_tokens": 2})[0] == 200
 
 

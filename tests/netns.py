@@ -16,18 +16,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from disagg.runtime.supervisor import free_port  # re-exported for the tests and bench that use these hosts
 
 
 def etcd_argv(address: str, data: Path, port: int = 2379) -> list[str]:

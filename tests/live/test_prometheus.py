@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +16,13 @@ import urllib.request
 import pytest
 from serving.conftest import EXAMPLES, start_server
 
+from disagg.runtime.supervisor import free_port
+
 from .test_live_e2e import Load
 
 pytestmark = pytest.mark.slow
 
 PROMETHEUS = shutil.which("prometheus")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def query(prom: str, expr: str) -> list:

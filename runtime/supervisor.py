@@ -29,6 +29,7 @@ from .channel import probe
 from .discovery import interface_of
 from .identity import RUN_SECRET_ENV, run_id
 from .plan import RuntimePlan, WorkerSpec
+from .ports import free_port
 
 READY_TIMEOUT = 60.0  # seconds for every process to answer /health
 
@@ -80,12 +81,6 @@ class Child:
     spec: WorkerSpec | None = None  # for a mock worker: where its channel listens
     healthy_at: float = 0.0  # last healthy answer
     listener: socket.socket | None = None  # bound here, handed to each incarnation of the process
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class Supervisor:

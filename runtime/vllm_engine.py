@@ -8,20 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
+
+from .ports import free_port
 
 # Keys that steer Dynamo's (and our) routing or placement, not the engine.
 NOT_ENGINE_KEYS = frozenset({
     "remote-prefill", "conditional-disagg", "max-local-prefill-length", "max-prefill-queue-size", "router", "common-configs",
     "ServiceArgs", "kv-transfer-config", "model", "served-model-name",
 })
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def has_cuda() -> bool:
@@ -81,7 +76,7 @@ def engine_commands(plan, specs, opt):
                 "--host", s.host, "--port", str(s.port), "--kv-transfer-config", json.dumps(kv_cfg), *extra]
         if cpu and "kv-cache-memory-bytes" not in keys:
             argv += ["--kv-cache-memory-bytes", str(opt.vllm_kv_cache_bytes)]
-        env = {"VLLM_NIXL_SIDE_CHANNEL_PORT": str(_free_port()), "VLLM_NIXL_SIDE_CHANNEL_HOST": "127.0.0.1"}
+        env = {"VLLM_NIXL_SIDE_CHANNEL_PORT": str(free_port()), "VLLM_NIXL_SIDE_CHANNEL_HOST": "127.0.0.1"}
         if cpu:
             env.update({"VLLM_CPU_OMP_THREADS_BIND": cores[i], "VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_CPU_KVCACHE_SPACE": "1"})
             notes.append(f"{s.worker_id}: cores {cores[i]}, NIXL side channel 127.0.0.1:{env['VLLM_NIXL_SIDE_CHANNEL_PORT']}")

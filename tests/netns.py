@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from disagg.runtime.supervisor import free_port  # re-exported for the tests and bench that use these hosts
+from disagg.runtime.ports import free_port  # re-exported for the tests and bench that use these hosts
 
 
 def etcd_argv(address: str, data: Path, port: int = 2379) -> list[str]:

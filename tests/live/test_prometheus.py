@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 from serving.conftest import EXAMPLES, start_server
 
-from disagg.runtime.supervisor import free_port
+from disagg.runtime.ports import free_port
 
 from .test_live_e2e import Load
 

@@ -181,3 +181,22 @@ def test_stream_text_chunks_are_the_chunks_openai_clients_parse():
             event = encode(text)
             assert event.startswith(b"data: ") and event.endswith(b"\n\n")
             assert json.loads(event[6:]) == stream_chunk("cmpl-1", "tiny", text, None, chat, 1700000000)
+
+
+def test_ports_chosen_for_later_are_outside_the_kernels_ephemeral_range(monkeypatch):
+    """A port handed to a process that binds it later (vLLM's HTTP port and NIXL side channel) must not be one the
+    kernel can give meanwhile to any bind(0) or outgoing connection: CI lost a vLLM engine to exactly that."""
+    import socket
+
+    from disagg.runtime import ports
+
+    start = ports._ephemeral_start()
+    chosen = {ports.free_port() for _ in range(50)}
+    assert all(ports._LOWEST <= p < start for p in chosen), sorted(chosen)
+    assert len(chosen) > 40  # spread out, so two choices rarely meet
+    for p in list(chosen)[:5]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", p))  # and free right now
+    monkeypatch.setattr(ports, "_ephemeral_start", lambda: ports._LOWEST + 10)  # no room below: any free port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", ports.free_port()))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import EXIT_CLEAN, EXIT_ERROR, err
+from .common import EXIT_CLEAN, EXIT_ERROR, err, url_problem
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
         app = make_app(lambda: next(it, None), frames[0].frontend + " (replay)", interval=args.interval)
     else:
         url = args.url.rstrip("/")
+        if (problem := url_problem(url, "disagg top")) is not None:
+            return err(problem)
         if args.record:
             try:
                 open(args.record, "a").close()  # a bad path is a usage error now, not a traceback from the dashboard

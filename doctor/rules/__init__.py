@@ -40,4 +40,5 @@ RULE_MODULES = (
     "live.DG504",
     "live.DG505",
     "live.DG506",
+    "live.DG508",
 )

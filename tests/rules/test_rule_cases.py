@@ -37,7 +37,8 @@ def test_live_rule_case(code, case):
     assert rule is not None and rule.live
     window = Window(seconds=60)
     for i, frame in enumerate(case["frames"]):
-        window.add(snapshot(frame.get("t", i), frame["metrics"], frame.get("workers"), frame.get("worker_metrics"), frame.get("utilisation")))
+        window.add(snapshot(frame.get("t", i), frame["metrics"], frame.get("workers"), frame.get("worker_metrics"), frame.get("utilisation"),
+                            frame.get("frontend_error")))
     parse, static = None, []
     if "config" in case:
         result = lint_text("case.yaml", case["config"], [r for r in default_registry() if not r.live], LintOptions())

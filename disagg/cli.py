@@ -103,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--prometheus", metavar="URL", help="read the deployment's metrics (and DCGM GPU series) from this Prometheus server")
     top.add_argument("--prometheus-selector", metavar="MATCHERS", help='label matchers that pick this deployment\'s series, e.g. job="disagg"')
     top.add_argument("--record", metavar="FILE", help="append every snapshot to FILE as JSON lines (attach it to a bug report)")
-    top.add_argument("--replay", metavar="FILE", help="play a recording back instead of watching a deployment")
+    top.add_argument("--replay", metavar="FILE", help="play a recording back instead of watching a deployment (space pauses, left/right seek, +/- speed)")
+    top.add_argument("--window", type=float, default=30.0, help="seconds of history the diagnosis looks at (default 30, as --live)")
+    top.add_argument("--min-requests", type=int, default=5, help="requests in the window before zero prefill traffic counts as certain (default 5, as --live)")
 
     tiny = sub.add_parser("make-tiny-model", formatter_class=_Help, help="write a tiny Llama model (config, tokenizer, random weights) for machines without a model hub")
     tiny.add_argument("dir", metavar="DIR")

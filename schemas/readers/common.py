@@ -129,12 +129,16 @@ def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: "ShellReader
 
 
 def container_launches(doc: SourceDocument, base: tuple, container: dict, env: dict[str, Arg], reader: "ShellReader",
-                       image: str | None = None, default_shell: bool = False, keys: tuple[str, str] = ("command", "args")) -> "list[Launch]":
+                       image: str | None = None, default_shell: bool = False, keys: tuple[str, str] = ("command", "args"),
+                       key_base: dict[str, tuple] | None = None) -> "list[Launch]":
     """The serving processes a container (or DGD mainContainer, compose service) starts.
 
     `command` + `args` as argv; `sh -c SCRIPT` runs SCRIPT through the shell reader; a container that passes only
     `args` runs its image's entrypoint, inferred from the image and the flags (vLLM images: `vllm serve`)."""
     from ..shell import Launch
+
+    def at(key: str) -> tuple:  # where the container's `key` is written (a patched container mixes two places)
+        return (key_base or {}).get(key, base)
 
     words: list[Arg] = []
     scripts: list[tuple[tuple, str]] = []
@@ -144,9 +148,9 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
         if isinstance(value, list):
             for i, v in enumerate(value):
                 if isinstance(v, (str, int, float)):
-                    words.append(scalar_arg(doc, base + (key, i), str(v), reader))
+                    words.append(scalar_arg(doc, at(key) + (key, i), str(v), reader))
         elif isinstance(value, str):
-            scripts.append((base + (key,), value))
+            scripts.append((at(key) + (key,), value))
     if len(words) >= 2 and words[0].text.rsplit("/", 1)[-1] in ("sh", "bash", "zsh") and words[1].text.startswith("-") and "c" in words[1].text:
         # sh -c "script": the script is the rest; a list form puts it in the next item
         for key in keys:
@@ -154,12 +158,12 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
             if isinstance(value, list):
                 for i, v in enumerate(value):
                     if isinstance(v, str) and v == (words[2].text if len(words) > 2 else None):
-                        scripts = [(base + (key, i), v)] + scripts
+                        scripts = [(at(key) + (key, i), v)] + scripts
         words = []
     if default_shell and not container.get(cmd_key) and isinstance(container.get(args_key), list) and len(container[args_key]) == 1 \
             and isinstance(container[args_key][0], str) and " " in container[args_key][0].strip():
         # Dynamo's operator of the v1alpha1 era ran a `componentType: main` container's args with /bin/sh -c
-        scripts, words = [(base + (args_key, 0), container[args_key][0])], []
+        scripts, words = [(at(args_key) + (args_key, 0), container[args_key][0])], []
     launches: list[Launch] = []
     for path, text in scripts:
         offs = scalar_offsets(doc, path, text)

@@ -38,8 +38,10 @@ def _host(name: str, pod_spec: dict) -> Host:
 
 
 def pod_workers(doc: SourceDocument, dep: Deployment, name: str, spec_path: tuple, pod_spec: Any, replicas: Any, target: Target,
-                labels: dict[str, str] | None = None, hints: list[str] | None = None, nodes: int = 1, reader: ShellReader | None = None) -> list[Worker]:
-    """Workers of one pod template (`spec_path` points at the pod spec)."""
+                labels: dict[str, str] | None = None, hints: list[str] | None = None, nodes: int = 1, reader: ShellReader | None = None,
+                key_bases: dict[int, dict[str, tuple]] | None = None) -> list[Worker]:
+    """Workers of one pod template (`spec_path` points at the pod spec). `key_bases`: for a container merged from two
+    places (a template and a patch), container index -> key -> the path of the container that writes that key."""
     if not isinstance(pod_spec, dict):
         return []
     containers = pod_spec.get("containers")
@@ -54,12 +56,13 @@ def pod_workers(doc: SourceDocument, dep: Deployment, name: str, spec_path: tupl
         if not isinstance(c, dict):
             continue
         base = spec_path + ("containers", ci)
-        env = env_from_k8s(doc, base + ("env",), c.get("env"))
+        kb = (key_bases or {}).get(ci, {})
+        env = env_from_k8s(doc, kb.get("env", base) + ("env",), c.get("env"))
         image = c.get("image") if isinstance(c.get("image"), str) else None
-        for launch in container_launches(doc, base, c, env, reader, image):
+        for launch in container_launches(doc, base, c, env, reader, image, key_base=kb):
             w = _worker(doc, launch, f"{name}/{c.get('name', ci)}", host, target, image, labels, label_hints + (hints or []) + [str(c.get("name", ""))])
             w.replicas = _replicas(doc, rep_path, replicas)
-            w.gpus = gpus_from_resources(doc, base + ("resources",), c.get("resources"))
+            w.gpus = gpus_from_resources(doc, kb.get("resources", base) + ("resources",), c.get("resources"))
             w.nodes = nodes
             w.settings.setdefault("rdma", Setting(rdma_requested(c.get("resources")), None, "resources"))
             caps = ((c.get("securityContext") or {}).get("capabilities") or {}).get("add") if isinstance(c.get("securityContext"), dict) else None
@@ -114,6 +117,11 @@ def read_object(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
             if isinstance(role, dict) and isinstance(role.get("spec"), dict):
                 rname = str(role.get("name", i))
                 _lws(doc, dep, f"{name}/{rname}", ("spec", "roles", i, "spec"), role["spec"], target, labels, [rname], role_name=rname)
+        return True
+    if kind == "RoleBasedGroup" and str(data.get("apiVersion", "")).startswith("workloads.x-k8s.io/"):
+        from . import rbg
+
+        rbg.read(doc, dep, target)
         return True
     if kind == "LLMInferenceService":
         _llmisvc(doc, dep, name, spec, target, labels)

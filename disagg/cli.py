@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--emit-alerts", nargs="?", const="rules", choices=ALERT_FORMS,
                      help="print Prometheus alerting rules made from the live rules (for the systems in PATH..., else all): rule groups (default), "
                           "a PrometheusRule, or promtool unit tests for them")
+    doc.add_argument("--env", action="store_true", help="the host preflight: versions, NICs, RDMA, GPUs, UCX and NIXL as this host has them, one measured "
+                     "NIXL transfer, and DG7xx findings (with PATH..., what the configs ask of this host)")
+    doc.add_argument("--env-bytes", type=int, default=16 << 20, metavar="N", help="with --env: bytes of the measured NIXL transfer (default 16 MiB)")
     doc.add_argument("--alert-rule-file", default="disagg-alerts.yaml", metavar="FILE", help="with --emit-alerts=tests: the rule file the tests load (default disagg-alerts.yaml)")
     doc.add_argument("--gpus", type=int, metavar="N", help="GPUs available to the deployment (DG301); default: what NVML reports here")
     doc.add_argument("--workload", metavar="SPEC", help="predict the remote share: isl=200,osl=10[,prefix-hit=0.2] or a JSON-lines trace")

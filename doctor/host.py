@@ -18,6 +18,12 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .finding import Finding, Fix
+
+if TYPE_CHECKING:
+    from disagg.schemas.model import Deployment
 
 # distribution names whose versions decide P/D compatibility (DOMAIN.md §6); the first installed of each group counts
 PACKAGES = {
@@ -254,3 +260,37 @@ def parse_proto_info(text: str, agent: str = "disagg-probe-initiator") -> list[d
         elif len(cells) == 3 and reading and cells[0] != "Range":
             rows.append({"scope": scope, "range": cells[0], "how": cells[1], "config": cells[2]})
     return rows
+
+
+@dataclass
+class UcxSetting:
+    """A UCX setting in force: from this shell's environment, or a worker's env in a config file."""
+
+    value: str
+    where: str  # "environment" or a file path
+    line: int = 1
+    column: int = 1
+    worker: str | None = None
+
+
+@dataclass
+class HostContext:
+    """What the host rules (doctor/rules/host) read: this host's facts, this shell's environment, the configs given."""
+
+    is_host = True
+    facts: HostFacts
+    env: dict[str, str] = field(default_factory=dict)
+    deployments: list[Deployment] = field(default_factory=list)
+
+    def settings(self, key: str) -> list[UcxSetting]:
+        out = [UcxSetting(self.env[key], "environment")] if key in self.env else []
+        for dep in self.deployments:
+            for w in dep.workers:
+                s = w.env.get(key)
+                if s is not None and isinstance(s.value, str) and "$" not in s.value:
+                    out.append(UcxSetting(s.value, dep.path, s.span.line if s.span else 1, s.span.column if s.span else 1, w.name))
+        return out
+
+    def finding(self, rule: Any, message: str, at: UcxSetting | None = None, severity=None, fix: Fix | None = None, **extra: Any) -> Finding:
+        where, line, col = (at.where, at.line, at.column) if at is not None and at.where != "environment" else ("host", 1, 1)
+        return Finding(rule.code, rule.name, severity if severity is not None else rule.severity, message, where, line, col, line, col, fix, extra)

@@ -41,8 +41,7 @@ def run(args: argparse.Namespace, registry) -> int:
     from disagg.doctor.context import LintOptions
     from disagg.doctor.engine import lint_paths
     from disagg.doctor.finding import Severity
-    from disagg.doctor.host import collect
-    from disagg.doctor.rules.host import HostContext
+    from disagg.doctor.host import HostContext, collect
 
     fmt = args.output_format or "text"
     if fmt not in ("text", "json"):

@@ -74,7 +74,7 @@ def host_facts(spec: dict):
 def test_host_rule_case(code, case):
     """Host rules (DG7xx) over facts given as data (the readers of sysfs are tested in tests/test_env.py), this shell's
     environment (`env`) and, when the case has one, a config whose workers' env is compared."""
-    from disagg.doctor.rules.host import HostContext
+    from disagg.doctor.host import HostContext
 
     rule = default_registry().get(code)
     assert rule is not None and rule.live

@@ -119,17 +119,19 @@ def _line_starts(doc: SourceDocument) -> list[int]:
     return doc.line_starts()
 
 
-def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: "ShellReader") -> Arg:
-    """One argv item written as a YAML scalar, positioned character by character."""
+def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: "ShellReader", rewrite=None) -> Arg:
+    """One argv item written as a YAML scalar, positioned character by character (`rewrite`: a same-length
+    rewrite of the text, applied after positioning, such as a template's `{{ }}` made a run-time value)."""
     offs = scalar_offsets(doc, path, text)
     from ..shell import PStr
 
     p = doc.marks.value(path)
-    return reader.arg(PStr(text, offs), _line_starts(doc)[p.line - 1] + p.column - 1)
+    return reader.arg(PStr(rewrite(text) if rewrite else text, offs), _line_starts(doc)[p.line - 1] + p.column - 1)
 
 
 def container_launches(doc: SourceDocument, base: tuple, container: dict, env: dict[str, Arg], reader: "ShellReader",
-                       image: str | None = None, default_shell: bool = False, keys: tuple[str, str] = ("command", "args")) -> "list[Launch]":
+                       image: str | None = None, default_shell: bool = False, keys: tuple[str, str] = ("command", "args"),
+                       rewrite=None) -> "list[Launch]":
     """The serving processes a container (or DGD mainContainer, compose service) starts.
 
     `command` + `args` as argv; `sh -c SCRIPT` runs SCRIPT through the shell reader; a container that passes only
@@ -144,7 +146,7 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
         if isinstance(value, list):
             for i, v in enumerate(value):
                 if isinstance(v, (str, int, float)):
-                    words.append(scalar_arg(doc, base + (key, i), str(v), reader))
+                    words.append(scalar_arg(doc, base + (key, i), str(v), reader, rewrite))
         elif isinstance(value, str):
             scripts.append((base + (key,), value))
     if len(words) >= 2 and words[0].text.rsplit("/", 1)[-1] in ("sh", "bash", "zsh") and words[1].text.startswith("-") and "c" in words[1].text:
@@ -153,7 +155,7 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
             value = container.get(key)
             if isinstance(value, list):
                 for i, v in enumerate(value):
-                    if isinstance(v, str) and v == (words[2].text if len(words) > 2 else None):
+                    if isinstance(v, str) and (rewrite(v) if rewrite else v) == (words[2].text if len(words) > 2 else None):
                         scripts = [(base + (key, i), v)] + scripts
         words = []
     if default_shell and not container.get(cmd_key) and isinstance(container.get(args_key), list) and len(container[args_key]) == 1 \
@@ -163,6 +165,7 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
     launches: list[Launch] = []
     for path, text in scripts:
         offs = scalar_offsets(doc, path, text)
+        text = rewrite(text) if rewrite else text
         reader.base_env = env
         launches.extend(reader.read(text, offs))
     if words:

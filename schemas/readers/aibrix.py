@@ -14,7 +14,7 @@ from ..knowledge.versions import Target
 from ..model import Deployment, Setting, Unknown
 from ..shell import ShellReader
 from ..source import SourceDocument, Span
-from .common import count
+from .common import count, no_role_from_names
 from .kube import pod_workers
 
 AIBRIX_ROLE_NAMES = ("prefill", "decode")  # the role-name label values AIBrix's P/D router reads
@@ -46,8 +46,7 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
         for w in pod_workers(doc, dep, f"{name}/{rname}", base + ("template", "spec"), pod.get("spec"), None, target, labels, [], nodes, reader):
             w.replicas = _replicas(doc, base, role, spec, sets)
             w.labels["roleset.orchestration.aibrix.ai/role-name"] = rname
-            if w.role_why.startswith("named "):  # a container's name is no field AIBrix reads
-                w.role, w.role_why = "unknown", "no role in the command"
+            no_role_from_names(w)  # a container's name is no field AIBrix reads
             if w.is_engine and w.role in ("unknown", "aggregated") and rname in AIBRIX_ROLE_NAMES:
                 w.role, w.role_why = rname, f"StormService role {rname} (AIBrix's gateway routes {rname} to it by role name)"
 

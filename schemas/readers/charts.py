@@ -16,7 +16,7 @@ from ..cmdline import Arg, Command, parse_flags
 from ..knowledge.versions import Target
 from ..model import Deployment, Host, Setting, Unknown
 from ..source import SourceDocument, Span
-from .common import count, env_from_k8s, gpus_from_resources, new_worker
+from .common import count, env_from_k8s, gpus_from_resources, new_worker, no_role_from_names
 
 # --- vLLM production-stack ---------------------------------------------------------------------------------------
 
@@ -100,7 +100,7 @@ def read_production_stack(doc: SourceDocument, dep: Deployment, target: Target) 
         image = f"{ms.get('repository')}:{ms.get('tag')}" if ms.get("repository") and ms.get("tag") else None
         worker = new_worker(cmd, path=doc.path, name=f"modelSpec/{name}", host=Host("pod", name, f"pod:{doc.path}:{name}"), hints=[], env=env,
                             target=target, image=image, labels={"model": name})
-        worker.role_why = worker.role_why or "production-stack modelSpec"
+        no_role_from_names(worker)
         keda = isinstance(ms.get("keda"), dict) and ms["keda"].get("enabled")
         if keda:
             floor = ms["keda"].get("minReplicaCount")
@@ -189,6 +189,7 @@ def read_sglang_lws(doc: SourceDocument, dep: Deployment, target: Target) -> Non
         env = env_from_k8s(doc, (role, "leader", "env"), leader.get("env"))
         worker = new_worker(cmd, path=doc.path, name=f"{role}/leader", host=Host("pod", f"{role}/leader", f"pod:{doc.path}:{role}"), hints=[],
                             env=env, target=target, image=image_ref)
+        no_role_from_names(worker)
         lws = block.get("leaderWorkerSet") if isinstance(block.get("leaderWorkerSet"), dict) else {}
         if "replicas" in lws:
             worker.replicas = Setting(count(lws["replicas"]), Span(*doc.marks.value((role, "leaderWorkerSet", "replicas"))), "leaderWorkerSet.replicas")

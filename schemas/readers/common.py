@@ -40,15 +40,29 @@ def image_evidence(target: Target, image: str | None) -> None:
 
 
 def engine_from_image(image: str | None, words: list[Arg]) -> str | None:
-    """The serving program an image runs when a container gives only arguments: from the image name when it says,
-    else from the flags (`--model-path` is SGLang's spelling, `--model` vLLM's)."""
+    """The serving program an image runs when a container (or `docker run IMAGE args`) gives only arguments: from
+    the image name when it says, else from the flags (`--model-path` is SGLang's spelling, `--model` vLLM's).
+
+    Arguments that begin with a model rather than a flag fit only `vllm serve`, the entrypoint of vLLM's
+    vllm-openai image (vllm-project/vllm docker/Dockerfile); they are read so when the image is vllm-openai, or
+    is not known and the flags are vLLM-only (`--kv-transfer-config`); never for another image (Dynamo's
+    vllm-runtime, SGLang's), whose entrypoint is no `vllm serve`."""
     low = (image or "").lower()
+    named = None
     if "$" not in low and low:
         if "vllm-openai" in low or re.search(r"(^|/)vllm[-/:]", low) or "llm-d" in low:
-            return "vllm"
-        if "sglang" in low:
-            return "sglang"
+            named = "vllm"
+        elif "sglang" in low:
+            named = "sglang"
     flags = {a.text.split("=", 1)[0] for a in words if a.text.startswith("--")}
+    positional_first = bool(words) and not words[0].text.startswith("-")
+    if positional_first:
+        repo = low.split("@")[0].rsplit(":", 1)[0] if ":" in low.rsplit("/", 1)[-1] else low.split("@")[0]
+        if repo.endswith("vllm-openai"):
+            return "vllm"
+        return "vllm" if (not low or "$" in low) and "--kv-transfer-config" in flags else None
+    if named:
+        return named
     if "--model-path" in flags:
         return "sglang"
     if "--model" in flags or "--kv-transfer-config" in flags:
@@ -73,6 +87,14 @@ def new_worker(cmd: Command, *, path: str, name: str, host: Host, hints: list[st
         ns = w.known("namespace")
         w.namespace = str(ns) if ns is not None else None
     return w
+
+
+def no_role_from_names(w: Worker) -> None:
+    """Readers of CRDs and chart values decide roles from the fields their system reads: a role that came only from
+    a name near the command (the worker's own name, a container's) is taken back."""
+    if w.role_why.startswith("named "):
+        w.role = "unknown" if w.settings.get("kv_connector") is not None else "aggregated"
+        w.role_why = "no role in the command"
 
 
 def workers_from_launches(launches: "list[Launch]", *, path: str, host_for, target: Target, labels: dict[str, str] | None = None,
@@ -172,7 +194,7 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
         cmd = find_command(words)
         if cmd is None:
             cmd = _dynamo_entrypoints(words, str(container.get("workingDir", "")))
-        if cmd is None and not container.get(cmd_key) and words and words[0].text.startswith("-"):
+        if cmd is None and not container.get(cmd_key) and words:
             program = engine_from_image(image, words)
             if program is not None:
                 flags, spans, positional = parse_flags(words)

@@ -24,7 +24,7 @@ from ..model import Deployment, Host, Setting, Unknown, Worker
 from ..shell import ShellReader
 from ..source import SourceDocument, Span
 from . import gotemplate
-from .common import container_launches, env_from_k8s, gpus_from_resources, new_worker
+from .common import container_launches, env_from_k8s, gpus_from_resources, new_worker, no_role_from_names
 from .kube import _replicas
 
 
@@ -46,6 +46,7 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
             role = "unknown"  # a config's template serves as decode or aggregated, by the service that uses it
         for w in _block(doc, name, role, path, block, target, labels, reader):
             gotemplate.mark(w, conds)
+            no_role_from_names(w)
             if w.is_engine and w.role in ("unknown", "aggregated") and role != "unknown":
                 w.role, w.role_why = role, "LLMInferenceService " + ("prefill block" if role == "prefill" else "template")
             _model(doc, w, model)

@@ -23,7 +23,7 @@ from ..knowledge.versions import Target
 from ..model import Deployment, Host, Setting, Worker
 from ..shell import ShellReader
 from ..source import SourceDocument, Span
-from .common import container_launches, count, env_from_k8s, gpus_from_resources, new_worker, rdma_requested
+from .common import container_launches, count, env_from_k8s, gpus_from_resources, new_worker, no_role_from_names, rdma_requested
 
 _RUNTIME_KEYS = {"engine": "engineConfig", "decoder": "decoderConfig", "router": "routerConfig"}
 _PD_ROLE = {"engine": "prefill", "decoder": "decode"}
@@ -96,6 +96,7 @@ def _component(doc: SourceDocument, dep: Deployment, name: str, comp: str, base:
     for launch in container_launches(doc, rpath, runner, env, ShellReader(doc.text), image):
         w = new_worker(launch.command, path=doc.path, name=f"{name}/{comp}", host=host, hints=[], env=launch.env, target=target, image=image,
                        labels={"ome.io/component": comp})
+        no_role_from_names(w)
         if w.is_engine and w.role in ("unknown", "aggregated") and comp in _PD_ROLE and "engine" in present and "decoder" in present:
             w.role, w.role_why = _PD_ROLE[comp], f"OME {comp} of a PDDisaggregated {where} (both engine and decoder)"
         w.replicas = replicas(doc, base, block)

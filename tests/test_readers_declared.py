@@ -143,3 +143,17 @@ def test_an_image_whose_entrypoint_is_vllm_serve_takes_a_model_first():
 def test_docker_run_of_an_image_variable_with_model_first():
     r = lint("docker-run-image-var.sh")
     assert sorted(w.role for w in r.deployment.workers if w.is_engine) == ["decode", "prefill"]
+
+
+def test_ome_service_is_linked_to_its_runtime_when_files_are_read_in_separate_processes(tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    from disagg.doctor import engine
+
+    for name in ("runtime.yaml", "service.yaml"):
+        shutil.copy(HERE / "ome" / name, tmp_path / name)
+    monkeypatch.setattr(engine, "PARALLEL_MIN_FILES", 2)  # two files, one per process
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    rs = {Path(r.path).name: r for r in lint_paths([str(tmp_path)], RULES, LintOptions())}
+    assert [(f.code, f.line) for f in rs["service.yaml"].findings if f.code == "DG203"] == [("DG203", 10)]

@@ -119,6 +119,13 @@ def _why_not(path: str, text: str) -> str | ConfigError:
         kind = "list" if isinstance(docs[0].data, list) else type(docs[0].data).__name__
         p = docs[0].marks.value(())
         return ConfigError(path, p.line, p.column, f"the top level must be a mapping of service sections (or a manifest), got a {kind}")
+    from disagg.schemas.config import v0_near_misses
+
+    misses = v0_near_misses(docs[0].data) if len(docs) == 1 else []
+    if misses:
+        key, hint = misses[0]
+        p = docs[0].marks.key((key,))
+        return ConfigError(path, p.line, p.column, f"not a recognised config: {key!r} is no Dynamo v0 service section (did you mean {hint!r}?)")
     return "not a recognised config: no Dynamo service sections, no serving command in a manifest, compose file, Helm values or llm-d config"
 
 

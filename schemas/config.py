@@ -175,6 +175,17 @@ def looks_like_dynamo_v0(data: Any) -> bool:
     return all(k in known or did_you_mean(k, known) for k in names)
 
 
+def v0_near_misses(data: Any) -> list[tuple[str, str]]:
+    """(key, section) for top-level keys that only resemble Dynamo v0 sections, when every key does: such a file is
+    not read as v0 (nothing in it is a section), but the error can say what it may have meant."""
+    if not isinstance(data, dict) or not data or "kind" in data:
+        return []
+    known = tuple(known_services())
+    # v0 sections are CamelCase class names: a lower-case key (`router:`) is someone else's setting, not a typo
+    hints = [(k, did_you_mean(k, known) if k[:1].isupper() else None) for k in data if isinstance(k, str)]
+    return [(k, h) for k, h in hints if h] if all(h for _, h in hints) and len(hints) == len(data) else []
+
+
 def parse_dynamo_v0(doc: SourceDocument) -> DynamoV0Parse:
     """Resolve `common-configs`, validate every section and collect what does not fit; never raises on bad values."""
     out = DynamoV0Parse(doc=doc)

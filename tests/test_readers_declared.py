@@ -157,3 +157,14 @@ def test_ome_service_is_linked_to_its_runtime_when_files_are_read_in_separate_pr
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     rs = {Path(r.path).name: r for r in lint_paths([str(tmp_path)], RULES, LintOptions())}
     assert [(f.code, f.line) for f in rs["service.yaml"].findings if f.code == "DG203"] == [("DG203", 10)]
+
+
+def test_a_file_of_near_miss_sections_is_not_v0_but_the_error_says_what_it_resembles(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("VLLMWorker:\n  remote-prefill: true\nPrefilWorker: {}\n")
+    r = lint_text(str(path), path.read_text(), RULES, LintOptions())
+    assert r.deployment is None and (r.error.line, r.error.column) == (1, 1)
+    assert "did you mean 'VllmWorker'" in r.error.message
+    path.write_text("router:\n  policy: least_load\n")
+    r = lint_text(str(path), path.read_text(), RULES, LintOptions())
+    assert "did you mean" not in r.error.message

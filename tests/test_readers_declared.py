@@ -168,3 +168,14 @@ def test_a_file_of_near_miss_sections_is_not_v0_but_the_error_says_what_it_resem
     path.write_text("router:\n  policy: least_load\n")
     r = lint_text(str(path), path.read_text(), RULES, LintOptions())
     assert "did you mean" not in r.error.message
+
+
+def test_aibrix_gateway_sends_the_prefill_pod_ip_so_an_all_address_side_channel_is_no_warning(tmp_path):
+    text = (HERE / "aibrix-stormservice.yaml").read_text()
+    assert "DG208" in codes(lint("aibrix-stormservice.yaml"))  # the default, localhost, binds where no pod reaches
+    bound = text.replace("                  resources:\n", "                  env:\n                    - {name: VLLM_NIXL_SIDE_CHANNEL_HOST, value: 0.0.0.0}\n"
+                         "                  resources:\n")
+    path = tmp_path / "storm.yaml"
+    path.write_text(bound)
+    r = lint_text(str(path), bound, RULES, LintOptions())
+    assert "DG208" not in codes(r) and len(engines(r)) == 2

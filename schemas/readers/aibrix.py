@@ -6,6 +6,10 @@ A role's engine flags decide its role. When they do not (vLLM with `kv_both`), t
 gateway sends prefills to pods whose `role-name` label is `prefill` and decodes to `decode`
 (pkg/plugins/gateway/algorithms/pd_disaggregation.go at e3e10f9: PDRoleIdentifier, PDRolePrefill, PDRoleDecode).
 `spec.replicas` role sets each run `replicas` pods of every role; `podGroupSize` pods form one engine.
+
+For vLLM, the gateway (its default `shfs` transfer) sends the decode side the prefill pod's IP as `remote_host`
+(pkg/plugins/gateway/algorithms/pd/transfer/shfs.go at e3e10f9), so a side-channel host that binds every address
+(0.0.0.0) is never what the decode side dials; a loopback one still binds where no other pod reaches.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from .common import count, no_role_from_names
 from .kube import pod_workers
 
 AIBRIX_ROLE_NAMES = ("prefill", "decode")  # the role-name label values AIBrix's P/D router reads
+GATEWAY_SETS_REMOTE_HOST = "AIBrix's gateway sends the decode side the prefill pod's IP as remote_host"
 
 
 def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
@@ -49,6 +54,9 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
             no_role_from_names(w)  # a container's name is no field AIBrix reads
             if w.is_engine and w.role in ("unknown", "aggregated") and rname in AIBRIX_ROLE_NAMES:
                 w.role, w.role_why = rname, f"StormService role {rname} (AIBrix's gateway routes {rname} to it by role name)"
+            host = w.settings.get("side_channel_host")
+            if w.engine == "vllm" and host is not None and host.known and str(host.value).strip() == "0.0.0.0":
+                w.settings["side_channel_host"] = Setting(Unknown(GATEWAY_SETS_REMOTE_HOST), host.span, host.origin)
 
 
 def _replicas(doc: SourceDocument, base: tuple, role: dict, spec: dict, sets) -> Setting:

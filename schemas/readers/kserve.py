@@ -58,7 +58,8 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
 def _block(doc: SourceDocument, name: str, role: str, path: tuple, block: dict, target: Target, labels, reader) -> list[Worker]:
     tmpl = block["template"]
     containers = tmpl.get("containers") if isinstance(tmpl.get("containers"), list) else []
-    host = Host("pod", f"{name}/{role}", f"pod:{name}/{role}")
+    part = "prefill" if path[-1:] == ("prefill",) else "decode" if role == "decode" else "template"
+    host = Host("pod", f"{name}/{part}", f"pod:{name}/{part}")
     out = []
     for ci, c in enumerate(containers):
         if not isinstance(c, dict) or c.get("name", "main") != "main":
@@ -68,10 +69,10 @@ def _block(doc: SourceDocument, name: str, role: str, path: tuple, block: dict, 
         image = c.get("image") if isinstance(c.get("image"), str) and "{{" not in c["image"] else None
         if c.get("command") or c.get("args"):
             launches = container_launches(doc, base, c, env, reader, image, rewrite=gotemplate.rewrite)
-            ws = [new_worker(x.command, path=doc.path, name=f"{name}/{role}", host=host, hints=[], env=x.env, target=target, image=image,
+            ws = [new_worker(x.command, path=doc.path, name=f"{name}/{part}", host=host, hints=[], env=x.env, target=target, image=image,
                              labels=labels) for x in launches]
         else:
-            ws = [_default_command(doc, name, role, path, base, c, env, target, labels, host, image)]
+            ws = [_default_command(doc, name, part, path, base, c, env, target, labels, host, image)]
         for w in ws:
             w.gpus = gpus_from_resources(doc, base + ("resources",), c.get("resources"))
             if not (c.get("command") or c.get("args")):
@@ -136,8 +137,11 @@ def _parallelism(doc: SourceDocument, w: Worker, path: tuple, block: dict) -> No
         d, dl = _int(doc, ppath + ("data",), data or 1)[0], _int(doc, ppath + ("dataLocal",), local or 1)[0]
         if isinstance(d, int) and isinstance(dl, int):
             w.nodes = max(max(d, 1) // max(dl, 1), 1)
-    elif multi and isinstance(par.get("pipeline"), int) and par["pipeline"] > 0:
-        w.nodes = par["pipeline"]
+    elif multi and par.get("pipeline") is not None:
+        value, span = _int(doc, ppath + ("pipeline",), par["pipeline"])
+        w.settings["pp"] = Setting(value, span, "parallelism.pipeline")  # one stage per pod of the group (GetSize)
+        if isinstance(value, int) and value > 0:
+            w.nodes = value
 
 
 def _count(doc: SourceDocument, path: tuple, block: dict) -> Setting:

@@ -179,3 +179,12 @@ def test_aibrix_gateway_sends_the_prefill_pod_ip_so_an_all_address_side_channel_
     path.write_text(bound)
     r = lint_text(str(path), bound, RULES, LintOptions())
     assert "DG208" not in codes(r) and len(engines(r)) == 2
+
+
+def test_an_autoscaler_in_the_file_sets_the_floor_of_the_workload_it_scales():
+    r = lint("hpa-floor.yaml")
+    ws = engines(r)
+    p, d = ws["qwen-prefill/vllm"], ws["qwen-decode/vllm"]
+    assert (p.role, d.role) == ("prefill", "decode")
+    assert p.replicas.value == 1 and "default" in p.replicas.origin  # HPA minReplicas defaults to 1
+    assert d.replicas.value == 0 and r.source_lines[d.replicas.span.line - 1].strip() == "minReplicaCount: 0"

@@ -75,14 +75,24 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
     dep = Deployment(path=path, format="kubernetes", lines=text.splitlines())
     engine_configs: dict[str, tuple[SourceDocument, tuple, dict, Any]] = {}
     recognised = False
+    from . import autoscale
+
+    owners: dict[tuple[str, str], list] = {}
+    scalers: list[SourceDocument] = []
     for doc in docs:
         data = doc.data
         if not isinstance(data, dict):
             continue
-        if kube_object(data):
+        if kube_object(data) and autoscale.is_scaler(data):
+            scalers.append(doc)
+        elif kube_object(data):
+            before = len(dep.workers)
             recognised = _kube(doc, dep, target, engine_configs) or recognised
+            meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+            owners.setdefault((str(data.get("kind")), str(meta.get("name", ""))), []).extend(dep.workers[before:])
         else:
             recognised = _values(doc, dep, target) or recognised
+    autoscale.apply(scalers, owners)
     _link_engine_configs(dep, engine_configs)
     _link_proxy_roles(dep)
     dynamo_default_roles(dep)

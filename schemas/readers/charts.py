@@ -187,7 +187,10 @@ def read_sglang_lws(doc: SourceDocument, dep: Deployment, target: Target) -> Non
         cmd = Command("sglang", w.words, flags, spans, positional, {}, Span(*doc.marks.key((role,))))
         leader = block.get("leader") if isinstance(block.get("leader"), dict) else {}
         env = env_from_k8s(doc, (role, "leader", "env"), leader.get("env"))
-        worker = new_worker(cmd, path=doc.path, name=f"{role}/leader", host=Host("pod", f"{role}/leader", f"pod:{doc.path}:{role}"), hints=[],
+        # `hostNetwork` (top level) puts every pod of both roles on its node's network; nodes are not pinned
+        host = Host("node", f"unpinned:{role}", f"unpinned-host:{doc.path}:{role}") if data.get("hostNetwork") is True else \
+            Host("pod", f"{role}/leader", f"pod:{doc.path}:{role}")
+        worker = new_worker(cmd, path=doc.path, name=f"{role}/leader", host=host, hints=[],
                             env=env, target=target, image=image_ref)
         no_role_from_names(worker)
         lws = block.get("leaderWorkerSet") if isinstance(block.get("leaderWorkerSet"), dict) else {}

@@ -139,8 +139,8 @@ def link(deps: list[Deployment]) -> None:
 def _from_runtime(dep: Deployment, ref: ServiceRef, rt: Runtime) -> None:
     """The service's components that take their runner from the runtime: read in the runtime's file, then placed at
     the service (settings keep their values; their positions are the runtime's, named in `origin`)."""
-    spec = ref.doc.data.get("spec") or {}
-    rspec = rt.doc.data.get("spec") or {}
+    spec = ref.doc.data.get("spec") if isinstance(ref.doc.data.get("spec"), dict) else {}
+    rspec = rt.doc.data.get("spec") if isinstance(rt.doc.data.get("spec"), dict) else {}
     present = [c for c in _RUNTIME_KEYS if isinstance(spec.get(c), dict)]
     at = Span(*ref.doc.marks.value(("spec", "runtime", "name")))
     for comp in present:

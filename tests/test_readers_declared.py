@@ -188,3 +188,11 @@ def test_an_autoscaler_in_the_file_sets_the_floor_of_the_workload_it_scales():
     assert (p.role, d.role) == ("prefill", "decode")
     assert p.replicas.value == 1 and "default" in p.replicas.origin  # HPA minReplicas defaults to 1
     assert d.replicas.value == 0 and r.source_lines[d.replicas.span.line - 1].strip() == "minReplicaCount: 0"
+
+
+def test_a_broken_file_of_a_new_form_is_reported_in_a_folder_search_not_skipped(tmp_path):
+    (tmp_path / "storm.yaml").write_text("apiVersion: orchestration.aibrix.ai/v1alpha1\nkind: StormService\nspec: [\n")
+    (tmp_path / "other.yaml").write_text("a: [\n")
+    rs = {Path(r.path).name: r for r in lint_paths([str(tmp_path)], RULES, LintOptions())}
+    assert rs["storm.yaml"].error is not None and rs["storm.yaml"].error.message.startswith("invalid YAML")
+    assert rs["other.yaml"].error is None and rs["other.yaml"].skipped

@@ -19,7 +19,8 @@ from ..formats import FORMATS  # noqa: E402,F401 (re-exported)
 SERVING_MARKERS = re.compile(
     r"VllmWorker|PrefillWorker|DecodeWorker|remote-prefill|kv[-_]transfer[-_]config|dynamo\.(vllm|sglang|trtllm|frontend)|vllm serve|"
     r"vllm\.entrypoints|sglang\.launch_server|disaggregation[-_]mode|DynamoGraphDeployment|EndpointPickerConfig|context_servers|"
-    r"generation_servers|DisaggregatedSet|LLMInferenceService|trtllm-serve|NixlConnector"
+    r"generation_servers|DisaggregatedSet|LLMInferenceService|trtllm-serve|NixlConnector|StormService|ServingRuntime|servingEngineSpec|"
+    r"disaggregationMode"
 )
 
 

@@ -173,7 +173,7 @@ class Deployment:
             return "a worker sets a KV connector"
         if any(k.startswith("profile:prefill") for k in self.router):
             return "its scheduler has a prefill profile"
-        return None
+        return next((link.needs for link in self.links if getattr(link, "needs", None)), None)
 
 
 class Pair(NamedTuple):

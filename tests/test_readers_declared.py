@@ -74,9 +74,11 @@ def test_ome_service_takes_its_runtime_from_another_file_of_the_run():
     assert all(w.path.endswith("service.yaml") for w in svc.workers)
 
 
-def test_ome_service_alone_has_nothing_to_check_but_is_no_error():
+def test_ome_service_alone_is_no_error_and_says_what_was_not_checked():
     r = lint("ome/service.yaml")
     assert r.error is None and r.deployment.workers == []
+    [f] = [f for f in r.findings if f.code == "DG405"]
+    assert "runtime sglang-small-pd, a file not given" in f.message
 
 
 def test_production_stack_values_become_the_chart_flags():

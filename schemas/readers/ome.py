@@ -47,6 +47,14 @@ class ServiceRef(NamedTuple):
     runtime_kind: str | None
     doc: SourceDocument
     target: Target
+    disaggregated: bool  # it runs both an engine and a decoder
+
+    @property
+    def needs(self) -> str | None:
+        """While unresolved, why the file shows disaggregation that could not be checked (Deployment.intent)."""
+        if not self.disaggregated:
+            return None
+        return f"it runs an engine and a decoder whose commands are in runtime {self.runtime}, a file not given"
 
 
 def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
@@ -70,7 +78,7 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
         if _runner(block):
             _component(doc, dep, name, comp, ("spec", comp), block, target, present, "InferenceService")
     if runtime.get("name"):
-        dep.links.append(ServiceRef(name, str(runtime["name"]), runtime.get("kind"), doc, target))
+        dep.links.append(ServiceRef(name, str(runtime["name"]), runtime.get("kind"), doc, target, "engine" in present and "decoder" in present))
 
 
 def _runner(block: dict) -> dict | None:

@@ -55,14 +55,14 @@ def _service(doc, dep, graph, sname, base, svc, graph_env, target, reader) -> No
     found = False
     for launch in container_launches(doc, base + ("extraPodSpec", "mainContainer"), main, env, reader, image, default_shell=True):
         found = True
-        w = new_worker(launch.command, path=doc.path, name=sname, host=host, hints=launch.hints + [sub, sname], env=launch.env,
+        w = new_worker(launch.command, path=doc.path, name=sname, host=host, hints=launch.hints + [sname], env=launch.env,
                        target=target, image=image)
         _dgd_fields(doc, w, base, svc, sub, nodes, namespace)
         dep.workers.append(w)
     if not found and ctype == "frontend":
         # A frontend with no command runs the image's default: dynamo.frontend
         p = doc.marks.key(base)
-        w = Worker(sname, "frontend", "componentType frontend", "dynamo.frontend", None, "dynamo", doc.path, Span(*p), target.copy(), host)
+        w = Worker(sname, "frontend", "componentType frontend", "dynamo.frontend", None, "dynamo", doc.path, Span(*p), target.copy(), host, role_from="field")
         from .common import image_evidence
 
         image_evidence(w.target, image)
@@ -70,15 +70,15 @@ def _service(doc, dep, graph, sname, base, svc, graph_env, target, reader) -> No
         dep.workers.append(w)
     elif not found and ctype in ("worker", "main") and sub in ("prefill", "decode"):
         p = doc.marks.key(base)
-        w = Worker(sname, sub, f"subComponentType {sub}", "image-entrypoint", None, "dynamo", doc.path, Span(*p), target.copy(), host)
+        w = Worker(sname, sub, f"subComponentType {sub}", "image-entrypoint", None, "dynamo", doc.path, Span(*p), target.copy(), host, role_from="field")
         w.notes.append("the command comes from the image's entrypoint, which the file does not show")
         w.namespace = namespace
         dep.workers.append(w)
 
 
 def _dgd_fields(doc, w: Worker, base: tuple, svc: dict, sub: str, nodes, namespace: str) -> None:
-    if sub in ("prefill", "decode") and w.role in ("unknown", "aggregated"):
-        w.role, w.role_why = sub, f"subComponentType {sub}"
+    if sub in ("prefill", "decode") and w.role_from in ("name", "none", "default"):
+        w.set_role(sub, f"subComponentType {sub}", "field")
     if "replicas" in svc:
         w.replicas = Setting(count(svc.get("replicas")), Span(*doc.marks.value(base + ("replicas",))), "replicas")
     w.gpus = gpus_from_resources(doc, base + ("resources",), svc.get("resources"))
@@ -97,8 +97,8 @@ def _component(doc, dep, graph, i, comp, target, reader) -> None:
                           target, hints=[ctype, name], reader=reader)
     for w in workers:
         role = _ROLE_TYPES.get(ctype)
-        if role in ("prefill", "decode") and w.role in ("unknown", "aggregated"):
-            w.role, w.role_why = role, f"component type {ctype}"
+        if role in ("prefill", "decode") and w.role_from in ("name", "none", "default"):
+            w.set_role(role, f"component type {ctype}", "field")
         if w.namespace is None:
             w.namespace = graph
         w.name = name

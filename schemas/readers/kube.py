@@ -138,8 +138,8 @@ def _lws(doc, dep, name, path: tuple, spec: dict, target, labels, hints, role_na
                          {**labels, **_labels(tmpl.get("metadata"))}, hints + [tkey], size if one_engine else 1)
         for w in ws:
             w.replicas = _replicas(doc, rep_path, spec.get("replicas", 1))
-            if role_name in ("prefill", "decode") and w.role in ("unknown", "aggregated") and w.is_engine:
-                w.role, w.role_why = role_name, f"DisaggregatedSet role {role_name}"
+            if role_name in ("prefill", "decode") and w.role_from in ("name", "none", "default") and w.is_engine:
+                w.set_role(role_name, f"DisaggregatedSet role {role_name}", "field")
             if tkey == "workerTemplate" and any(x.is_engine for x in leaders):
                 # one engine spans the group: the worker pods are its other nodes, not engines of their own
                 w.settings["engine_part"] = Setting(True, None, "leaderWorkerTemplate.workerTemplate")
@@ -184,7 +184,7 @@ def _llmisvc(doc: SourceDocument, dep: Deployment, name: str, spec: dict, target
             cmd = Command("vllm", words, flags, spans, positional, {}, Span(*p))
             w = new_worker(cmd, path=doc.path, name=f"{name}/{role}", host=Host("pod", f"{name}/{role}", f"pod:{name}/{role}"), hints=[role],
                            env=env, target=target, image=c.get("image"), labels=labels)
-            w.role, w.role_why = role, "LLMInferenceService " + ("prefill block" if role == "prefill" else "template")
+            w.set_role(role, "LLMInferenceService " + ("prefill block" if role == "prefill" else "template"), "field")
             if model_name and "model" not in w.settings:
                 mp = doc.marks.value(("spec", "model", "name" if "name" in model else "uri"))
                 w.settings["model"] = Setting(str(model_name).removeprefix("hf://"), Span(*mp), "spec.model")

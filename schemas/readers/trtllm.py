@@ -56,7 +56,7 @@ def read_disagg_config(doc: SourceDocument, dep: Deployment, target: Target) -> 
             continue
         span = Span(*doc.marks.key((key,)))
         w = Worker(name=key, role=role, role_why=key, program="trtllm-serve", engine="trtllm", system="trtllm", path=doc.path, span=span,
-                   target=target.copy(), host=Host("process", key, f"trtllm:{doc.path}:{key}"))
+                   target=target.copy(), host=Host("process", key, f"trtllm:{doc.path}:{key}"), role_from="field")
         if model is not None:
             w.settings["model"] = Setting(model, Span(*doc.marks.value(("model",))), "model")
         merged = {k: v for k, v in data.items() if k not in ("context_servers", "generation_servers")}

@@ -41,6 +41,7 @@ class DG203(Rule):
     name = "block-size-mismatch"
     severity = Severity.ERROR
     also = {Severity.WARNING: "a KV router that hashes with another block size than its workers"}
+    on_roles = True
 
     def check(self, ctx):
         for pair in ctx.pairs:

@@ -34,6 +34,7 @@ class DG604(Rule):
     name = "dynamo-decode-registers-aggregated"
     severity = Severity.ERROR
     also = {Severity.INFO: "when the file does not say whether its release is 1.3 or later"}
+    on_roles = True
 
     def check(self, ctx):
         agg = knowledge.pattern("dynamo", "vllm.unflagged_worker_registers_aggregated").releases
@@ -51,4 +52,5 @@ class DG604(Rule):
             what = "registers as aggregated" if verdict is True else \
                 f"registers as aggregated in Dynamo 1.3 and later (whether that includes this file's release, {d.target.describe('dynamo')}, is not known)"
             yield ctx.pair_finding(self, pair, d, d.span, f"{d.name} has no --disaggregation-mode decode and {what}: the prefill workers are never paired with it",
-                                   severity=sev, assumed=ctx.assumed(d), fix=Fix("add --disaggregation-mode decode to the decode worker"))
+                                   severity=sev, assumed=ctx.assumed(d), roles=(pair.prefill,),
+                                   fix=Fix("add --disaggregation-mode decode to the decode worker"))

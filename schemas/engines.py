@@ -218,6 +218,7 @@ def infer_role(w: Worker, hints: list[str]) -> None:
     if w.program in ("sglang-router", "vllm-proxy", "llm-d-routing-sidecar", "trtllm-disagg-server"):
         w.set_role("router" if w.program != "vllm-proxy" else "proxy", w.program, "program")
         return
+    _record_name(w, hints)
     mode = w.known("disaggregation_mode")
     origin = w.settings["disaggregation_mode"].origin if "disaggregation_mode" in w.settings else ""
     how = origin if origin.startswith("env") else "--disaggregation-mode"
@@ -244,6 +245,16 @@ def infer_role(w: Worker, hints: list[str]) -> None:
         w.set_role("unknown", "no role in the command or around it", "none")
         return
     w.set_role("aggregated", "no KV connector and no role", "default")
+
+
+def _record_name(w: Worker, hints: list[str]) -> None:
+    """What the names around a worker say it is (`named_as`), kept even when its flags decide otherwise: a name that
+    contradicts the flags is itself worth saying (DG107)."""
+    for hint in hints:
+        found = role_from_words(hint)
+        if found:
+            w.settings["named_as"] = Setting(found, None, f"named {found} nearby ({hint.strip()[:60]!r})")
+            return
 
 
 # TensorRT-LLM says context (ctx) and generation (gen) for prefill and decode.

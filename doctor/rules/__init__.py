@@ -10,6 +10,7 @@ RULE_MODULES = (
     "routing.DG104",
     "routing.DG105",
     "routing.DG106",
+    "routing.DG107",
     "kv.DG201",
     "kv.DG202",
     "kv.DG203",

@@ -106,3 +106,38 @@ def test_an_unflagged_dynamo_worker_beside_flagged_prefill_is_decode_by_default(
         python -m dynamo.vllm --model m > prefill.log &
         """)
     assert roles(named) == [("decode", "name"), ("prefill", "name")]
+
+
+def test_capacity_fields_feed_the_model_with_their_spans():
+    beta = manifest("""
+        apiVersion: nvidia.com/v1beta1
+        kind: DynamoGraphDeployment
+        metadata: {name: g}
+        spec:
+          components:
+            - name: prefill
+              type: prefill
+              replicas: 3
+              multinode: {nodeCount: 2}
+              podTemplate:
+                spec:
+                  containers:
+                    - name: main
+                      command: [python3, -m, dynamo.vllm]
+                      args: [--model, m, --disaggregation-mode, prefill]
+        """)
+    [w] = beta.workers
+    assert (w.replicas.value, w.replicas.span.line, w.nodes) == (3, 9, 2)  # the text starts with an empty line
+    kserve = manifest("""
+        apiVersion: serving.kserve.io/v1alpha1
+        kind: LLMInferenceService
+        metadata: {name: q}
+        spec:
+          model: {uri: "hf://m", name: m}
+          parallelism: {tensor: 4, data: 2, dataLocal: 2}
+          template:
+            containers:
+              - name: main
+        """)
+    [w] = kserve.workers
+    assert (w.known("tp"), w.known("dp"), w.settings["tp"].span.line) == (4, 2, 7)

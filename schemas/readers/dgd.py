@@ -81,6 +81,7 @@ def _dgd_fields(doc, w: Worker, base: tuple, svc: dict, sub: str, nodes, namespa
         w.set_role(sub, f"subComponentType {sub}", "field")
     if "replicas" in svc:
         w.replicas = Setting(count(svc.get("replicas")), Span(*doc.marks.value(base + ("replicas",))), "replicas")
+    _autoscaled(doc, w, base, svc)
     w.gpus = gpus_from_resources(doc, base + ("resources",), svc.get("resources"))
     w.nodes = nodes if isinstance(nodes, int) and nodes > 0 else 1
     w.settings.setdefault("rdma", Setting(rdma_requested(svc.get("resources")), None, "resources"))
@@ -95,13 +96,34 @@ def _component(doc, dep, graph, i, comp, target, reader) -> None:
     tmpl = comp.get("podTemplate") if isinstance(comp.get("podTemplate"), dict) else {}
     workers = pod_workers(doc, dep, f"{graph}/{name}", ("spec", "components", i, "podTemplate", "spec"), tmpl.get("spec"), comp.get("replicas", 1),
                           target, hints=[ctype, name], reader=reader)
+    base = ("spec", "components", i)
+    multinode = comp.get("multinode") if isinstance(comp.get("multinode"), dict) else {}
+    nodes = count(multinode.get("nodeCount", 1))
     for w in workers:
+        if "replicas" in comp:
+            w.replicas = Setting(count(comp["replicas"]), Span(*doc.marks.value(base + ("replicas",))), "replicas")
+        if isinstance(nodes, int) and nodes > 1:
+            w.nodes = nodes
+        _autoscaled(doc, w, base, comp)
         role = _ROLE_TYPES.get(ctype)
         if role in ("prefill", "decode") and w.role_from in ("name", "none", "default"):
             w.set_role(role, f"component type {ctype}", "field")
         if w.namespace is None:
             w.namespace = graph
         w.name = name
+
+
+def _autoscaled(doc: SourceDocument, w: Worker, base: tuple, svc: dict) -> None:
+    """`scalingAdapter` (an external autoscaler owns `replicas`) or v1alpha1 `autoscaling.enabled`: the written replica
+    count is where scaling starts, and `autoscaling.minReplicas` its floor (ai-dynamo/dynamo deploy/operator/api
+    v1beta1 dynamocomponentdeployment_types.go, `replicas` and `scalingAdapter`)."""
+    auto = svc.get("autoscaling") if isinstance(svc.get("autoscaling"), dict) else {}
+    if "scalingAdapter" in svc:
+        w.settings["autoscaled"] = Setting(None, Span(*doc.marks.key(base + ("scalingAdapter",))), "scalingAdapter")
+    elif auto.get("enabled") is True:
+        floor = count(auto["minReplicas"]) if "minReplicas" in auto else None
+        where = base + ("autoscaling", "minReplicas") if "minReplicas" in auto else base + ("autoscaling",)
+        w.settings["autoscaled"] = Setting(floor, Span(*(doc.marks.value(where) if "minReplicas" in auto else doc.marks.key(where))), "autoscaling")
 
 
 def _embedded(doc: SourceDocument, dep: Deployment, env: dict, raw_env: Any, base: tuple, target: Target) -> None:

@@ -190,8 +190,22 @@ def _llmisvc(doc: SourceDocument, dep: Deployment, name: str, spec: dict, target
                 w.settings["model"] = Setting(str(model_name).removeprefix("hf://"), Span(*mp), "spec.model")
             w.replicas = _replicas(doc, path + ("replicas",) if "replicas" in block else None, block.get("replicas", 1))
             w.gpus = gpus_from_resources(doc, base + ("resources",), c.get("resources"))
+            _parallelism(doc, w, path, block.get("parallelism"))
             w.notes.append("KServe adds the rest of the vllm serve command from its templates; only what the file sets is checked")
             dep.workers.append(w)
+
+
+# KServe's LLMInferenceService `parallelism` block -> the engine flag its templates pass (kserve/kserve
+# pkg/apis/serving/v1alpha1 llm_inference_service_types.go ParallelismSpec: tensor, pipeline, data, dataLocal, expert)
+_PARALLELISM = {"tensor": "tp", "pipeline": "pp", "data": "dp"}
+
+
+def _parallelism(doc: SourceDocument, w: Worker, path: tuple, par: Any) -> None:
+    if not isinstance(par, dict):
+        return
+    for key, setting in _PARALLELISM.items():
+        if key in par and setting not in w.settings:
+            w.settings[setting] = Setting(count(par[key]), Span(*doc.marks.value(path + ("parallelism", key))), f"parallelism.{key}")
 
 
 def _empty_state():

@@ -63,5 +63,7 @@ def read_disagg_config(doc: SourceDocument, dep: Deployment, target: Target) -> 
         apply_engine_config(w, doc, (), merged)
         apply_engine_config(w, doc, (key,), block)
         if "num_instances" in block:
-            w.replicas = Setting(block["num_instances"], Span(*doc.marks.value((key, "num_instances"))), "num_instances")
+            from .common import count
+
+            w.replicas = Setting(count(block["num_instances"]), Span(*doc.marks.value((key, "num_instances"))), "num_instances")
         dep.workers.append(w)

@@ -107,6 +107,10 @@ def apply_command(w: Worker, cmd: Command) -> None:
         if name in cmd.flags:
             w.settings[name[3:].replace("-", "_")] = Setting(False, cmd.flag_spans.get(name), f"--{name}")
     _kv_config(w, cmd)
+    model_word = cmd.positional[:1] if w.settings.get("model") is not None and w.settings["model"].origin == "positional model" else []
+    opaque = [a for a in cmd.positional if a not in model_word and unresolved(a.text)]
+    if opaque:  # `$EXTRA_ARGS`, `"$@"`: flags the file does not show (a role flag among them, perhaps)
+        w.settings["opaque_args"] = Setting(Unknown(f"{opaque[0].text} is set at run time"), opaque[0].span, "arguments set at run time")
     if cmd.program == "sglang-router":
         _router_urls(w, cmd)
     for system_program, markers in _MARKERS.items():

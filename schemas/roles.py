@@ -114,3 +114,9 @@ def _dynamo_default(dep: Deployment) -> None:
 def has_role_flag(w: Worker) -> bool:
     """The engine was given its role on its own command line or environment."""
     return "disaggregation_mode" in w.settings or "is-prefill-worker" in w.flags or "is-decode-worker" in w.flags
+
+
+def flags_hidden(w: Worker) -> str | None:
+    """Why the engine's flags may hold a role flag the file does not show (`$EXTRA_ARGS` set at run time), or None."""
+    s = w.settings.get("opaque_args")
+    return None if s is None else s.value.reason

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from disagg.schemas import knowledge
-from disagg.schemas.roles import has_role_flag
+from disagg.schemas.roles import flags_hidden, has_role_flag
 
 from ...finding import Fix, Severity
 from ...registry import Rule
@@ -72,7 +72,7 @@ class DG107(Rule):
     severity = Severity.WARNING
     also = {
         Severity.ERROR: "a PD router sends traffic to an SGLang server that is not in that mode",
-        Severity.INFO: "when other workers do serve that role, or the release's rule is not sourced",
+        Severity.INFO: "when other workers do serve that role, the release's rule is not sourced, or arguments set at run time may carry the flag",
     }
 
     def check(self, ctx):
@@ -81,13 +81,16 @@ class DG107(Rule):
         for w in engines:
             routed = w.settings.get("routed_as")
             if routed is not None and w.engine == "sglang" and w.program in _FLAG_DECIDES:
+                mode = w.settings.get("disaggregation_mode")
                 own = w.known("disaggregation_mode") if has_role_flag(w) else None
-                if own != routed.value:
+                hidden = flags_hidden(w) if own is None else None
+                if own != routed.value and not (mode is not None and not mode.known):
                     runs = f"runs in {own} mode" if own else "has no --disaggregation-mode, so it " + _runs_as(w).replace("a plain", "is a plain", 1)
                     waits = "the decode server waits for KV it never receives" if routed.value == "prefill" else \
                         "it prefills every request again itself while the prefill server's KV transfer waits for a receiver that never comes"
+                    waits += f" (unless {hidden} and carries the flag)" if hidden else ""
                     yield ctx.finding(self, w.where("disaggregation_mode"), f"{w.name}: {routed.origin} sends it {routed.value} traffic but it {runs}: {waits}",
-                                      worker=w, severity=Severity.ERROR if _sourced(w) else Severity.INFO, assumed=ctx.assumed(w, "sglang"),
+                                      worker=w, severity=Severity.ERROR if _sourced(w) and not hidden else Severity.INFO, assumed=ctx.assumed(w, "sglang"),
                                       related=(ctx.related(w, routed.span, "the router's URL for it"),),
                                       fix=Fix(f"add --disaggregation-mode {routed.value} to {w.name}'s command"))
                 continue
@@ -100,7 +103,10 @@ class DG107(Rule):
             others = [x for x in serving[said] if x is not w]
             zero = f"no worker serves {said}: {said} traffic will be zero" if not others else \
                 f"{', '.join(x.name for x in others[:2])} {'serves' if len(others) == 1 else 'serve'} {said}; this one does not"
-            sev = Severity.WARNING if not others and _sourced(w) else Severity.INFO
+            hidden = flags_hidden(w)
+            sev = Severity.WARNING if not others and _sourced(w) and not hidden else Severity.INFO
+            if hidden:
+                zero += f" (unless {hidden} and carries the flag)"
             system = _FLAG_DECIDES[w.program][0] if _FLAG_DECIDES[w.program] else "dynamo"
             yield ctx.finding(self, w.where("disaggregation_mode"), f"{w.name} is {said} by {why}, but runs as {runs}: {zero}",
                               worker=w, severity=sev, assumed=ctx.assumed(w, system),

@@ -104,7 +104,11 @@ class DG107(Rule):
             zero = f"no worker serves {said}: {said} traffic will be zero" if not others else \
                 f"{', '.join(x.name for x in others[:2])} {'serves' if len(others) == 1 else 'serve'} {said}; this one does not"
             hidden = flags_hidden(w)
-            sev = Severity.WARNING if not others and _sourced(w) and not hidden else Severity.INFO
+            # the other side is there (so this is a P/D deployment that misses one side), by what the system reads
+            other = "decode" if said == "prefill" else "prefill"
+            counterpart = any(x is not w and x.role == other and x.role_from in _SYSTEM_READ + ("field",) for x in engines) or \
+                (said == "prefill" and any(x.role in ("frontend", "router", "proxy") for x in ctx.deployment.workers))
+            sev = Severity.WARNING if not others and counterpart and _sourced(w) and not hidden else Severity.INFO
             if hidden:
                 zero += f" (unless {hidden} and carries the flag)"
             system = _FLAG_DECIDES[w.program][0] if _FLAG_DECIDES[w.program] else "dynamo"

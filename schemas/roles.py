@@ -74,8 +74,10 @@ def _router_urls(dep: Deployment) -> None:
                 for w in dep.workers:
                     if w.engine != "sglang" or not w.is_engine:
                         continue
-                    local = host is None or is_loopback(host) or host in ("0.0.0.0", "") or w.host.network == router.host.network
-                    if local and w.host.network == router.host.network and str(w.known("port", SGLANG_DEFAULT_PORT)) == port:
+                    # the URL names this server only when it is on the router's own network: a loopback address, or
+                    # the address the server itself binds (another address may be another machine with the same port)
+                    here = host is None or is_loopback(host) or host == "0.0.0.0" or (w.flags.get("host") is not None and host == str(w.flags["host"].value))
+                    if here and w.host.network == router.host.network and str(w.known("port", SGLANG_DEFAULT_PORT)) == port:
                         _route(w, role, f"the router's --{role} {url}", Setting(url, span, f"--{role}"))
 
 

@@ -141,3 +141,18 @@ def test_capacity_fields_feed_the_model_with_their_spans():
         """)
     [w] = kserve.workers
     assert (w.known("tp"), w.known("dp"), w.settings["tp"].span.line) == (4, 2, 7)
+
+
+def test_a_router_url_to_another_address_is_not_this_script_s_server():
+    dep = script("""
+        python -m sglang.launch_server --model-path m --disaggregation-mode decode --port 8000 &
+        python -m sglang_router.launch_router --pd-disaggregation --prefill http://192.168.0.184:8000 8995 --decode http://127.0.0.1:8000
+        """)
+    [server] = dep.engines()
+    assert server.known("routed_as") == "decode", server.settings.get("routed_as")
+    bound = script("""
+        python -m sglang.launch_server --model-path m --host 10.0.0.5 --port 8000 &
+        python -m sglang_router.launch_router --pd-disaggregation --prefill http://10.0.0.5:8000 --decode http://10.0.0.6:8000
+        """)
+    [server] = bound.engines()
+    assert (server.role, server.role_from) == ("prefill", "router")

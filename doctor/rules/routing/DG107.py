@@ -7,7 +7,7 @@ from ...finding import Fix, Severity
 from ...registry import Rule
 
 # programs whose own flag decides whether they serve prefill or decode -> (system, fact) when the fact is sourced
-_FLAG_DECIDES = {"dynamo.vllm": ("dynamo", "dynamo.vllm.role_by_flag"), "sglang": ("sglang", "sglang.role_by_flag"), "dynamo.sglang": None}
+_FLAG_DECIDES = {"dynamo.vllm": ("dynamo", "dynamo.vllm.role_by_flag"), "sglang": ("sglang", "sglang.role_by_flag"), "dynamo.sglang": ("dynamo", "dynamo.sglang.role_by_flag")}
 _SYSTEM_READ = ("flag", "connector", "router", "default")  # a role that the engine itself, its connector or its router decides
 
 

@@ -156,3 +156,11 @@ def test_a_router_url_to_another_address_is_not_this_script_s_server():
         """)
     [server] = bound.engines()
     assert (server.role, server.role_from) == ("prefill", "router")
+
+
+def test_verbose_output_says_where_each_role_comes_from(cli, tmp_path):
+    path = tmp_path / "run.sh"
+    path.write_text(f"# prefill\npython -m dynamo.vllm --model m --kv-transfer-config {KV} &\n"
+                    f"python -m dynamo.vllm --model m --disaggregation-mode decode --kv-transfer-config {KV} &\n")
+    out = cli("doctor", path, "--verbose", "--exit-zero").out
+    assert "(prefill: named prefill nearby ('prefill')) with" in out and "(decode: --disaggregation-mode decode)" in out, out

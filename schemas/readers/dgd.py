@@ -36,6 +36,18 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
         for i, comp in enumerate(components):
             if isinstance(comp, dict):
                 _component(doc, dep, graph, i, comp, target, reader)
+    _planner(doc, dep, services, components)
+
+
+def _planner(doc: SourceDocument, dep: Deployment, services: Any, components: Any) -> None:
+    """A Planner component sets the workers' replica counts at run time: the written counts are where it starts."""
+    found = [("spec", "services", n) for n, s in (services or {}).items() if isinstance(s, dict) and str(s.get("componentType", "")).lower() == "planner"] \
+        if isinstance(services, dict) else []
+    found += [("spec", "components", i) for i, c in enumerate(components or []) if isinstance(c, dict)
+              and str(c.get("type", c.get("componentType", ""))).lower() == "planner"] if isinstance(components, list) else []
+    if found:
+        for w in dep.workers:
+            w.settings.setdefault("autoscaled", Setting(None, Span(*doc.marks.key(found[0])), "Planner"))
 
 
 def _service(doc, dep, graph, sname, base, svc, graph_env, target, reader) -> None:

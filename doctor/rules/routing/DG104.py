@@ -41,7 +41,7 @@ class DG104(Rule):
     code = "DG104"
     name = "no-prefill-worker"
     severity = Severity.ERROR
-    also = {Severity.INFO: "when an autoscaler owns the replica count and may raise it"}
+    also = {Severity.INFO: "when an autoscaler or Dynamo's Planner owns the replica count and may raise it, or nothing in the file routes to a decode side"}
     on_roles = True
 
     def check(self, ctx):
@@ -70,9 +70,14 @@ class DG104(Rule):
         pre = [w for w in dep.workers if w.role == "prefill" and (w.is_engine or w.program == "image-entrypoint") and not w.known("engine_part")]
         if not pre or any(not isinstance(w.replicas.value, int) for w in pre) or sum(w.replicas.value for w in pre) > 0:
             return
+        # a zero prefill side matters where the rest is set up for disaggregation: a decode side or a router that
+        # the system reads as such (a decode worker by its name alone, and nothing else, makes this a note)
+        counterpart = any(x.role == "decode" and x.role_from != "name" for x in dep.workers) or \
+            any(x.role in ("frontend", "router", "proxy") for x in dep.workers) or bool(dep.router)
         for w in pre:
             if w.replicas.span is None:
                 continue
+            routed = counterpart or any(p.prefill is w for p in ctx.linked)
             auto = w.settings.get("autoscaled")
             floor = auto.value if auto is not None else None
             if auto is not None and isinstance(floor, int) and floor > 0:
@@ -84,5 +89,7 @@ class DG104(Rule):
                                   fix=Fix("give the prefill side a floor of at least 1, or check that the autoscaler scales it up from zero"))
                 continue
             yield ctx.finding(self, w.replicas.span, f"{w.name} (prefill) has {field} and no other prefill worker runs: zero prefill capacity, so "
-                              "requests that need a prefill worker hang, fail or silently prefill on the decode side",
-                              worker=w, roles=(w,), fix=Fix("run at least one prefill replica, or remove the prefill side and serve aggregated"))
+                              "requests that need a prefill worker hang, fail or silently prefill on the decode side"
+                              + ("" if routed else " (a note: nothing in this file routes to a decode side)"),
+                              worker=w, roles=(w,), severity=None if routed else Severity.INFO,
+                              fix=Fix("run at least one prefill replica, or remove the prefill side and serve aggregated"))

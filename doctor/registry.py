@@ -32,8 +32,9 @@ class Rule:
 
     def __init_subclass__(cls, **kw) -> None:
         super().__init_subclass__(**kw)
-        if cls.on_roles and Severity.INFO not in cls.also and cls.__dict__.get("severity", Severity.INFO) > Severity.INFO:
-            cls.also = {**cls.also, Severity.INFO: ROLE_GUESSED}
+        if cls.on_roles and cls.__dict__.get("severity", Severity.INFO) > Severity.INFO and ROLE_GUESSED not in cls.also.get(Severity.INFO, ""):
+            said = cls.also.get(Severity.INFO)
+            cls.also = {**cls.also, Severity.INFO: f"{said}; or {ROLE_GUESSED}" if said else ROLE_GUESSED}
 
     def check(self, ctx: "LintContext") -> Iterable[Finding]:
         raise NotImplementedError

@@ -12,6 +12,7 @@ from typing import Any
 from ..knowledge.versions import Target
 from ..model import Deployment, Host, Setting, Worker
 from ..source import SourceDocument, Span
+from .common import count
 
 # engine-config key path -> setting
 _ENGINE_KEYS = {
@@ -63,7 +64,5 @@ def read_disagg_config(doc: SourceDocument, dep: Deployment, target: Target) -> 
         apply_engine_config(w, doc, (), merged)
         apply_engine_config(w, doc, (key,), block)
         if "num_instances" in block:
-            from .common import count
-
             w.replicas = Setting(count(block["num_instances"]), Span(*doc.marks.value((key, "num_instances"))), "num_instances")
         dep.workers.append(w)

@@ -12,7 +12,8 @@ class DG104(Rule):
     workers whose replica counts add up to 0 — `replicas: 0` on a DynamoGraphDeployment prefill service or
     component, a DisaggregatedSet prefill role, an LLMInferenceService `prefill`, a Deployment, StatefulSet or
     LeaderWorkerSet, a modelservice `prefill` block, or TensorRT-LLM's `context_servers.num_instances: 0`. Where an
-    autoscaler owns the count (DGD `scalingAdapter`, `autoscaling` with a floor of 0) it is a note.
+    autoscaler owns the count (DGD `scalingAdapter`, `autoscaling` with a floor of 0, a Planner component, a KEDA
+    ScaledObject in the same file) it is a note, and nothing when its floor is at least 1.
 
     ## Why is this bad?
     Requests chosen for remote prefill wait on the prefill queue for a worker that never comes. With

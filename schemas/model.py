@@ -29,7 +29,7 @@ ROLE_SOURCES = {
     "program": "the program itself (a frontend, router or proxy)",
     "default": "what the system does when nothing says (an unflagged dynamo.vllm beside prefill workers is their decode side)",
     "name": "only a name nearby (a section, container, variable or comment that says prefill or decode)",
-    "none": "nothing: the role is unknown",
+    "none": "not recorded: the role is unknown, or a reader set it without saying how (never taken for a name)",
 }
 
 
@@ -87,7 +87,7 @@ class Host(NamedTuple):
 class Worker:
     """A process that serves, routes or fronts requests, as the file describes it."""
 
-    __slots__ = ("name", "role", "role_why", "role_from", "program", "engine", "system", "path", "span", "target", "host", "settings", "flags", "env",
+    __slots__ = ("name", "_role", "role_why", "role_from", "program", "engine", "system", "path", "span", "target", "host", "settings", "flags", "env",
                  "replicas", "gpus", "nodes", "labels", "namespace", "section", "notes")
 
     def __init__(self, name: str, role: str, role_why: str, program: str, engine: str | None, system: str, path: str, span: Span,
@@ -135,6 +135,16 @@ class Worker:
 
     def set(self, key: str, value: Any, span: Span | None, origin: str) -> None:
         self.settings[key] = Setting(value, span, origin)
+
+    @property
+    def role(self) -> str:
+        return self._role
+
+    @role.setter
+    def role(self, value: str) -> None:
+        # a reader that sets the role without saying how leaves no provenance: "none" (never taken for a name)
+        self._role = value
+        self.role_from = "none"
 
     def set_role(self, role: str, why: str, source: str) -> None:
         """Give the worker a role, saying why in words (`why`) and what kind of evidence it is (`source`, a ROLE_SOURCES key)."""

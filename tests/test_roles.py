@@ -164,3 +164,14 @@ def test_verbose_output_says_where_each_role_comes_from(cli, tmp_path):
                     f"python -m dynamo.vllm --model m --disaggregation-mode decode --kv-transfer-config {KV} &\n")
     out = cli("doctor", path, "--verbose", "--exit-zero").out
     assert "(prefill: named prefill nearby ('prefill')) with" in out and "(decode: --disaggregation-mode decode)" in out, out
+
+
+def test_a_role_set_without_saying_how_is_never_taken_for_a_name():
+    dep = script("""
+        # prefill
+        vllm serve m --kv-transfer-config '{"kv_connector":"NixlConnector","kv_role":"kv_both"}' &
+        """)
+    [w] = dep.workers
+    assert w.role_guessed
+    w.role = "prefill"  # a reader that decides from a field of its own and does not call set_role
+    assert (w.role_from, w.role_guessed) == ("none", False)

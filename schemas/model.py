@@ -180,7 +180,7 @@ class Issue(NamedTuple):
 class Deployment:
     """What one file says."""
 
-    __slots__ = ("path", "format", "workers", "router", "router_span", "issues", "doc", "lines")
+    __slots__ = ("path", "format", "workers", "router", "router_span", "issues", "doc", "lines", "links")
 
     def __init__(self, path: str, format: str, doc: SourceDocument | None = None, lines: list[str] | None = None):
         self.path = path
@@ -191,6 +191,7 @@ class Deployment:
         self.issues: list[Issue] = []
         self.doc = doc  # the parsed YAML, for fixes (Dynamo v0)
         self.lines = lines or []
+        self.links: list[Any] = []  # what this file offers other files of a run, or needs from them (OME runtimes)
 
     def of_role(self, *roles: str) -> list[Worker]:
         return [w for w in self.workers if w.role in roles]
@@ -208,7 +209,7 @@ class Deployment:
             return "a worker sets a KV connector"
         if any(k.startswith("profile:prefill") for k in self.router):
             return "its scheduler has a prefill profile"
-        return None
+        return next((link.needs for link in self.links if getattr(link, "needs", None)), None)
 
 
 class Pair(NamedTuple):

@@ -42,4 +42,11 @@ RULE_MODULES = (
     "live.DG504",
     "live.DG505",
     "live.DG506",
+    "live.DG508",
+    "host.DG701",
+    "host.DG702",
+    "host.DG703",
+    "host.DG704",
+    "host.DG705",
+    "host.DG706",
 )

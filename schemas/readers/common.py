@@ -40,15 +40,29 @@ def image_evidence(target: Target, image: str | None) -> None:
 
 
 def engine_from_image(image: str | None, words: list[Arg]) -> str | None:
-    """The serving program an image runs when a container gives only arguments: from the image name when it says,
-    else from the flags (`--model-path` is SGLang's spelling, `--model` vLLM's)."""
+    """The serving program an image runs when a container (or `docker run IMAGE args`) gives only arguments: from
+    the image name when it says, else from the flags (`--model-path` is SGLang's spelling, `--model` vLLM's).
+
+    Arguments that begin with a model rather than a flag fit only `vllm serve`, the entrypoint of vLLM's
+    vllm-openai image (vllm-project/vllm docker/Dockerfile); they are read so when the image is vllm-openai, or
+    is not known and the flags are vLLM-only (`--kv-transfer-config`); never for another image (Dynamo's
+    vllm-runtime, SGLang's), whose entrypoint is no `vllm serve`."""
     low = (image or "").lower()
+    named = None
     if "$" not in low and low:
         if "vllm-openai" in low or re.search(r"(^|/)vllm[-/:]", low) or "llm-d" in low:
-            return "vllm"
-        if "sglang" in low:
-            return "sglang"
+            named = "vllm"
+        elif "sglang" in low:
+            named = "sglang"
     flags = {a.text.split("=", 1)[0] for a in words if a.text.startswith("--")}
+    positional_first = bool(words) and not words[0].text.startswith("-")
+    if positional_first:
+        repo = low.split("@")[0].rsplit(":", 1)[0] if ":" in low.rsplit("/", 1)[-1] else low.split("@")[0]
+        if repo.endswith("vllm-openai"):
+            return "vllm"
+        return "vllm" if (not low or "$" in low) and "--kv-transfer-config" in flags else None
+    if named:
+        return named
     if "--model-path" in flags:
         return "sglang"
     if "--model" in flags or "--kv-transfer-config" in flags:
@@ -73,6 +87,14 @@ def new_worker(cmd: Command, *, path: str, name: str, host: Host, hints: list[st
         ns = w.known("namespace")
         w.namespace = str(ns) if ns is not None else None
     return w
+
+
+def no_role_from_names(w: Worker) -> None:
+    """Readers of CRDs and chart values decide roles from the fields their system reads: a role that came only from
+    a name near the command (the worker's own name, a container's) is taken back."""
+    if w.role_why.startswith("named "):
+        w.role = "unknown" if w.settings.get("kv_connector") is not None else "aggregated"
+        w.role_why = "no role in the command"
 
 
 def workers_from_launches(launches: "list[Launch]", *, path: str, host_for, target: Target, labels: dict[str, str] | None = None,
@@ -119,22 +141,27 @@ def _line_starts(doc: SourceDocument) -> list[int]:
     return doc.line_starts()
 
 
-def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: "ShellReader") -> Arg:
-    """One argv item written as a YAML scalar, positioned character by character."""
+def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: "ShellReader", rewrite=None) -> Arg:
+    """One argv item written as a YAML scalar, positioned character by character (`rewrite`: a same-length
+    rewrite of the text, applied after positioning, such as a template's `{{ }}` made a run-time value)."""
     offs = scalar_offsets(doc, path, text)
     from ..shell import PStr
 
     p = doc.marks.value(path)
-    return reader.arg(PStr(text, offs), _line_starts(doc)[p.line - 1] + p.column - 1)
+    return reader.arg(PStr(rewrite(text) if rewrite else text, offs), _line_starts(doc)[p.line - 1] + p.column - 1)
 
 
 def container_launches(doc: SourceDocument, base: tuple, container: dict, env: dict[str, Arg], reader: "ShellReader",
-                       image: str | None = None, default_shell: bool = False, keys: tuple[str, str] = ("command", "args")) -> "list[Launch]":
+                       image: str | None = None, default_shell: bool = False, keys: tuple[str, str] = ("command", "args"),
+                       rewrite=None, key_base: dict[str, tuple] | None = None) -> "list[Launch]":
     """The serving processes a container (or DGD mainContainer, compose service) starts.
 
     `command` + `args` as argv; `sh -c SCRIPT` runs SCRIPT through the shell reader; a container that passes only
     `args` runs its image's entrypoint, inferred from the image and the flags (vLLM images: `vllm serve`)."""
     from ..shell import Launch
+
+    def at(key: str) -> tuple:  # where the container's `key` is written (a patched container mixes two places)
+        return (key_base or {}).get(key, base)
 
     words: list[Arg] = []
     scripts: list[tuple[tuple, str]] = []
@@ -144,32 +171,33 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
         if isinstance(value, list):
             for i, v in enumerate(value):
                 if isinstance(v, (str, int, float)):
-                    words.append(scalar_arg(doc, base + (key, i), str(v), reader))
+                    words.append(scalar_arg(doc, at(key) + (key, i), str(v), reader, rewrite))
         elif isinstance(value, str):
-            scripts.append((base + (key,), value))
+            scripts.append((at(key) + (key,), value))
     if len(words) >= 2 and words[0].text.rsplit("/", 1)[-1] in ("sh", "bash", "zsh") and words[1].text.startswith("-") and "c" in words[1].text:
         # sh -c "script": the script is the rest; a list form puts it in the next item
         for key in keys:
             value = container.get(key)
             if isinstance(value, list):
                 for i, v in enumerate(value):
-                    if isinstance(v, str) and v == (words[2].text if len(words) > 2 else None):
-                        scripts = [(base + (key, i), v)] + scripts
+                    if isinstance(v, str) and (rewrite(v) if rewrite else v) == (words[2].text if len(words) > 2 else None):
+                        scripts = [(at(key) + (key, i), v)] + scripts
         words = []
     if default_shell and not container.get(cmd_key) and isinstance(container.get(args_key), list) and len(container[args_key]) == 1 \
             and isinstance(container[args_key][0], str) and " " in container[args_key][0].strip():
         # Dynamo's operator of the v1alpha1 era ran a `componentType: main` container's args with /bin/sh -c
-        scripts, words = [(base + (args_key, 0), container[args_key][0])], []
+        scripts, words = [(at(args_key) + (args_key, 0), container[args_key][0])], []
     launches: list[Launch] = []
     for path, text in scripts:
         offs = scalar_offsets(doc, path, text)
+        text = rewrite(text) if rewrite else text
         reader.base_env = env
         launches.extend(reader.read(text, offs))
     if words:
         cmd = find_command(words)
         if cmd is None:
             cmd = _dynamo_entrypoints(words, str(container.get("workingDir", "")))
-        if cmd is None and not container.get(cmd_key) and words and words[0].text.startswith("-"):
+        if cmd is None and not container.get(cmd_key) and words:
             program = engine_from_image(image, words)
             if program is not None:
                 flags, spans, positional = parse_flags(words)

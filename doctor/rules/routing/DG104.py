@@ -5,6 +5,9 @@ from ...registry import Rule
 from .._helpers import prefill_capacity, routing_policy, v0_router
 
 
+_SCALERS = ("ScaledObject", "HorizontalPodAutoscaler", "KEDA")  # origins of a replica count an autoscaler owns
+
+
 class DG104(Rule):
     """## What it does
     Reports a deployment whose prefill side cannot run a single instance. In Dynamo v0: `remote-prefill: true` on
@@ -80,12 +83,15 @@ class DG104(Rule):
                 continue
             routed = counterpart or any(p.prefill is w for p in ctx.linked)
             auto = w.settings.get("autoscaled")
+            if auto is None and w.replicas.origin.startswith(_SCALERS):
+                auto = w.replicas  # a reader that models an autoscaler's floor as the replicas it keeps (KEDA's default floor is 0)
             floor = auto.value if auto is not None else None
             if auto is not None and isinstance(floor, int) and floor > 0:
                 continue  # the autoscaler keeps at least `floor` running
             field = {"num_instances": "num_instances: 0", "ServiceArgs.workers": "workers: 0"}.get(w.replicas.origin, "replicas: 0")
             if auto is not None:
-                yield ctx.finding(self, w.replicas.span, f"{w.name} (prefill) has {field} and its {auto.origin} may scale it from there; until it does, "
+                scaler = auto.origin.split(" min")[0]  # "KEDA ScaledObject", "scalingAdapter", "ScaledObject minReplicaCount ..."
+                yield ctx.finding(self, w.replicas.span, f"{w.name} (prefill) has {field} and its {scaler} may scale it from there; until it does, "
                                   "no prefill instance runs", worker=w, roles=(w,), severity=Severity.INFO,
                                   fix=Fix("give the prefill side a floor of at least 1, or check that the autoscaler scales it up from zero"))
                 continue

@@ -35,17 +35,6 @@ def link_roles(dep: Deployment) -> None:
     _proxy_ports(dep)
     _router_urls(dep)
     _dynamo_default(dep)
-    _autoscalers(dep)
-
-
-def _autoscalers(dep: Deployment) -> None:
-    """An autoscaler object of the same file (KEDA ScaledObject) owns the replica count of the workload it names."""
-    for issue in dep.issues:
-        if issue.kind != "autoscaler":
-            continue
-        for w in dep.workers:
-            if w.name.split("/", 1)[0] == issue.get("target"):
-                w.settings["autoscaled"] = Setting(issue.get("floor"), issue.span, issue.get("origin"))
 
 
 def _label_roles(dep: Deployment) -> None:

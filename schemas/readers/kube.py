@@ -12,7 +12,7 @@ from typing import Any
 
 from ..cmdline import Arg, Command, parse_flags
 from ..knowledge.versions import Target
-from ..model import Deployment, Host, Issue, Setting, Unknown, Worker
+from ..model import Deployment, Host, Setting, Unknown, Worker
 from ..shell import Launch, PStr, ShellReader
 from ..source import SourceDocument, Span
 from .common import (
@@ -118,21 +118,7 @@ def read_object(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
                 rname = str(role.get("name", i))
                 _lws(doc, dep, f"{name}/{rname}", ("spec", "roles", i, "spec"), role["spec"], target, labels, [rname], role_name=rname)
         return True
-    if kind == "ScaledObject" and str(data.get("apiVersion", "")).startswith("keda.sh/"):
-        _keda(doc, dep, spec)
     return False
-
-
-def _keda(doc: SourceDocument, dep: Deployment, spec: dict) -> None:
-    """A KEDA ScaledObject owns its target's replica count, from `minReplicaCount` (default 0) up, and scales from zero
-    (keda.sh docs, ScaledObject spec). Kept as an issue for schemas/roles.py to hand to the target's workers."""
-    ref = spec.get("scaleTargetRef") if isinstance(spec.get("scaleTargetRef"), dict) else {}
-    if not ref.get("name"):
-        return
-    floor = count(spec.get("minReplicaCount", 0))
-    where = ("spec", "minReplicaCount") if "minReplicaCount" in spec else ("spec", "scaleTargetRef")
-    dep.issues.append(Issue("autoscaler", Span(*doc.marks.value(where)), f"KEDA ScaledObject scales {ref['name']}",
-                            None, (("target", str(ref["name"])), ("floor", floor), ("origin", "KEDA ScaledObject"))))
 
 
 def _lws(doc, dep, name, path: tuple, spec: dict, target, labels, hints, role_name: str | None = None) -> None:

@@ -46,7 +46,10 @@ def test_a_connector_typo_is_not_hidden_by_an_assumed_default():
 def test_a_variable_set_per_case_branch_gives_one_process_per_branch():
     r = lint("role-by-case.sh")
     assert [role for role, _ in roles(r)] == ["decode", "prefill"], roles(r)
-    assert "DG203" in codes(r, "error")  # the prefill branch's 64 against the decode branch's 16
+    # the prefill branch's 64 against the decode branch's 16; but only the case labels say which is prefill (vLLM with
+    # kv_both takes its role from a proxy that is not in the file), so it is an info that says so
+    [f] = [f for f in r.findings if f.code == "DG203"]
+    assert f.severity.label == "info" and "by its name alone" in f.message, f
 
 
 def test_a_module_set_at_run_time_is_said_not_passed():

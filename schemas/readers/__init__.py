@@ -44,7 +44,6 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
         return Host("process", "script", f"script:{path}")
 
     dep.workers = workers_from_launches(launches, path=path, host_for=host_for, target=target)
-    _link_proxy_roles(dep)
     dynamo_default_roles(dep)
     _link_engine_configs(dep, {})
     share_targets(dep)
@@ -95,7 +94,6 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
             recognised = _values(doc, dep, target) or recognised
     autoscale.apply(scalers, owners)
     _link_engine_configs(dep, engine_configs)
-    _link_proxy_roles(dep)
     dynamo_default_roles(dep)
     share_targets(dep)
     if not recognised and not dep.workers:
@@ -184,13 +182,10 @@ def unread_kinds(path: str, text: str) -> list[str]:
 
 
 def dynamo_default_roles(dep: Deployment) -> None:
-    """A `python -m dynamo.vllm` (or sglang, trtllm) worker with no role flag, beside prefill workers of the same
-    program, is their decode side: Dynamo's worker serves decode and sends prefills to the prefill workers it
-    finds (dynamo/vllm main.py, 0.4 on; from 1.3 it registers as aggregated instead, which DG604 reports)."""
-    for w in dep.workers:
-        if w.role == "unknown" and w.program.startswith("dynamo.") and w.engine is not None:
-            if any(p.role == "prefill" and p.program == w.program for p in dep.workers):
-                w.role, w.role_why = "decode", f"{w.program} with no role flag beside prefill workers"
+    """Roles the system assigns from outside each engine's command (routers, proxies, labels, defaults): schemas/roles.py."""
+    from ..roles import link_roles
+
+    link_roles(dep)
 
 
 def share_targets(dep: Deployment) -> None:
@@ -279,19 +274,6 @@ def _link_engine_configs(dep: Deployment, configs: dict) -> None:
             trtllm.apply_engine_config(w, inner, base, cfg, to_file)
         else:
             w.notes.append(f"engine settings are in {path}, which is not in this file")
-
-
-def _link_proxy_roles(dep: Deployment) -> None:
-    """vLLM's toy proxy names its prefill and decode instances by port: use that for instances with no role."""
-    for proxy in dep.of_role("proxy"):
-        for flag, role in (("prefiller-ports", "prefill"), ("decoder-ports", "decode"), ("prefiller-port", "prefill"), ("decoder-port", "decode")):
-            s = proxy.flags.get(flag)
-            if s is None or not s.known:
-                continue
-            ports = set(str(s.value).replace(",", " ").split())
-            for w in dep.workers:
-                if w.is_engine and w.role in ("unknown", "aggregated") and str(w.known("port", "")) in ports:
-                    w.role, w.role_why = role, f"the proxy's --{flag}"
 
 
 __all__ = ["FORMATS", "SERVING_MARKERS", "is_script", "read_script", "read_yaml", "link_files", "unread_kinds", "Span"]

@@ -53,7 +53,7 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
             w.labels["roleset.orchestration.aibrix.ai/role-name"] = rname
             no_role_from_names(w)  # a container's name is no field AIBrix reads
             if w.is_engine and w.role in ("unknown", "aggregated") and rname in AIBRIX_ROLE_NAMES:
-                w.role, w.role_why = rname, f"StormService role {rname} (AIBrix's gateway routes {rname} to it by role name)"
+                w.set_role(rname, f"StormService role {rname} (AIBrix's gateway routes {rname} to it by role name)", "field")
             host = w.settings.get("side_channel_host")
             if w.engine == "vllm" and host is not None and host.known and str(host.value).strip() == "0.0.0.0":
                 w.settings["side_channel_host"] = Setting(Unknown(GATEWAY_SETS_REMOTE_HOST), host.span, host.origin)

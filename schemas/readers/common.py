@@ -81,7 +81,7 @@ def new_worker(cmd: Command, *, path: str, name: str, host: Host, hints: list[st
     engines.apply_command(w, cmd)
     engines.infer_role(w, [h for h in hints if h] + [name])
     if cmd.program == "unknown-module":
-        w.role, w.role_why = "unknown", "the module is set at run time"
+        w.set_role("unknown", "the module is set at run time", "none")
         w.notes.append(f"`python -m {cmd.args[2].text if len(cmd.args) > 2 else '?'}`: which program runs is set at run time")
     if w.namespace is None:
         ns = w.known("namespace")

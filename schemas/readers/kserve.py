@@ -48,7 +48,7 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
             gotemplate.mark(w, conds)
             no_role_from_names(w)
             if w.is_engine and w.role in ("unknown", "aggregated") and role != "unknown":
-                w.role, w.role_why = role, "LLMInferenceService " + ("prefill block" if role == "prefill" else "template")
+                w.set_role(role, "LLMInferenceService " + ("prefill block" if role == "prefill" else "template"), "field")
             _model(doc, w, model)
             _parallelism(doc, w, path, block)
             w.replicas = _count(doc, path, block)

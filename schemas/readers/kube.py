@@ -138,8 +138,8 @@ def _lws(doc, dep, name, path: tuple, spec: dict, target, labels, hints, role_na
                          {**labels, **_labels(tmpl.get("metadata"))}, hints + [tkey], size if one_engine else 1)
         for w in ws:
             w.replicas = _replicas(doc, rep_path, spec.get("replicas", 1))
-            if role_name in ("prefill", "decode") and w.role in ("unknown", "aggregated") and w.is_engine:
-                w.role, w.role_why = role_name, f"DisaggregatedSet role {role_name}"
+            if role_name in ("prefill", "decode") and w.role_from in ("name", "none", "default") and w.is_engine:
+                w.set_role(role_name, f"DisaggregatedSet role {role_name}", "field")
             if tkey == "workerTemplate" and any(x.is_engine for x in leaders):
                 # one engine spans the group: the worker pods are its other nodes, not engines of their own
                 w.settings["engine_part"] = Setting(True, None, "leaderWorkerTemplate.workerTemplate")

@@ -98,7 +98,7 @@ def read_modelservice_values(doc: SourceDocument, dep: Deployment, target: Targe
                            host=Host("pod", f"{role}/{c.get('name', ci)}", f"pod:{doc.path}:{role}"), hints=[role],
                            env=env_from_k8s(doc, base + ("env",), c.get("env")), target=target, image=c.get("image"),
                            labels={str(k): str(v) for k, v in (labels or {}).items()})
-            w.role, w.role_why = role, f"modelservice {role} block"
+            w.set_role(role, f"modelservice {role} block", "field")
             if model and "model" not in w.settings:
                 w.settings["model"] = Setting(str(model), Span(*doc.marks.value(("modelArtifacts", "name"))), "modelArtifacts.name")
             if tp is not None and "tp" not in w.settings:

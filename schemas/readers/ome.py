@@ -106,7 +106,7 @@ def _component(doc: SourceDocument, dep: Deployment, name: str, comp: str, base:
                        labels={"ome.io/component": comp})
         no_role_from_names(w)
         if w.is_engine and w.role in ("unknown", "aggregated") and comp in _PD_ROLE and "engine" in present and "decoder" in present:
-            w.role, w.role_why = _PD_ROLE[comp], f"OME {comp} of a PDDisaggregated {where} (both engine and decoder)"
+            w.set_role(_PD_ROLE[comp], f"OME {comp} of a PDDisaggregated {where} (both engine and decoder)", "field")
         w.replicas = replicas(doc, base, block)
         w.gpus = gpus_from_resources(doc, rpath + ("resources",), runner.get("resources"))
         w.settings.setdefault("rdma", Setting(rdma_requested(runner.get("resources")), None, "resources"))

@@ -89,3 +89,63 @@ def in_flight_series(ctx) -> list[tuple[float, float]]:
 def in_flight_now(ctx) -> float | None:
     series = in_flight_series(ctx)
     return series[-1][1] if series else None
+
+
+def everywhere(snap, signal: str, **labels: str) -> float | None:
+    """A signal summed over the frontend's page and every worker's own (None: no page carries it). A vLLM engine
+    scraped as the target shows its series on the frontend page; behind a disagg frontend, on its worker's."""
+    values = [snap.total(signal, **labels)]
+    for rows in (sig.get(signal) for sig in snap.worker_signals.values()):
+        if rows is not None:
+            values.append(sum(v for lab, v in rows if all(lab.get(k) == want for k, want in labels.items())))
+    values = [v for v in values if v is not None]
+    return sum(values) if values else None
+
+
+def increase_everywhere(ctx, signal: str, **labels: str) -> float | None:
+    """Counter increase over the window of `everywhere(...)` (a reset counts from zero); None when no snapshot of the
+    window carries the series: unknown, not zero."""
+    prev, total, seen = None, 0.0, False
+    for snap in ctx.window.snaps:
+        if snap.frontend_error:
+            continue
+        v = everywhere(snap, signal, **labels)
+        if v is None:
+            continue
+        seen = True
+        if prev is not None:
+            total += v - prev if v >= prev else v
+        prev = v
+    return total if seen else None
+
+
+def awaiting_kv(snap) -> float | None:
+    """Requests a decode engine holds while their KV is still to arrive (vLLM's `kv_fetch` stages other than
+    `completed_waiting`, SGLang's decode transfer queue); None when no page reports it."""
+    rows = list(snap.signals.get("kv_fetch", ()))
+    for sig in snap.worker_signals.values():
+        rows.extend(sig.get("kv_fetch", ()))
+    if "kv_fetch" not in snap.signals and not any("kv_fetch" in sig for sig in snap.worker_signals.values()):
+        return None
+    return sum(v for lab, v in rows if lab.get("stage") != "completed_waiting")
+
+
+def router_prefills(ctx) -> tuple[float, float, str] | None:
+    """(requests routed, requests the router sent to a prefill worker, whose counter) over the window, from the
+    router's own counters: disagg's `route`, Dynamo's prefill admissions, llm-d's P/D decisions. None: no router
+    counter in sight."""
+    from disagg.doctor.live.aliases import PREFILL_DECISIONS
+
+    last = ctx.window.last
+    if last is None:
+        return None
+    if "requests" in last.signals:
+        total, remote, _ = traffic(ctx)
+        return total, remote, "disagg_requests_total{route=\"remote\"}"
+    if "prefill_admissions" in last.signals or "decode_admissions" in last.signals:
+        total, remote, _ = traffic(ctx)
+        return total, remote, "dynamo_frontend_router_admission_received_total{worker_type=\"prefill\"}"
+    if "pd_decisions" in last.signals:
+        by = ctx.window.by_label("pd_decisions", "decision_type")
+        return sum(by.values()), sum(by.get(d, 0.0) for d in PREFILL_DECISIONS), "llm-d decision_type=\"prefill-decode\""
+    return None

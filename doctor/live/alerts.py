@@ -69,7 +69,7 @@ def _disagg() -> list[Alert]:
         Alert("DisaggPrefillTrafficZero", "DG501", "critical", f"({flowing}) and on() ({remote} == 0)", "5m",
               "Requests flow but none was prefilled remotely: every prefill runs on the decode workers.", "disagg",
               {f'{counter}{{route="local",reason="disabled"}}': "0+60x20"}, {f'{counter}{{route="remote",reason="remote"}}': "0+60x20"}),
-        Alert("DisaggRemoteRoutedWithoutTransferredKV", "DG503", "critical",
+        Alert("DisaggRemoteRoutedWithoutTransferredKV", "DG509", "critical",
               f"({req(route='remote')} > 0) and on() ({zero_if_absent(rate('disagg', 'prompt_tokens', {'source': 'kv_transfer'}))} == 0)", "5m",
               "The router sends prefills to prefill workers, yet no prompt token's KV arrived by transfer: the decode side recomputes them.", "disagg",
               {f'{counter}{{route="remote",reason="remote"}}': "0+60x20", 'disagg_prompt_tokens_total{source="local_compute"}': "0+6000x20"},
@@ -104,6 +104,18 @@ def _vllm() -> list[Alert]:
         Alert("VllmKVExpiredUnread", "DG503", "warning", f"{rate('vllm', 'kv_expired')} > 0", "5m",
               "Prefilled KV expired before the decode side read it: the decode side did the prefill again.", "vllm",
               {"vllm:nixl_num_kv_expired_reqs_total": "0+2x20"}, {"vllm:nixl_num_kv_expired_reqs_total": "0x20"}),
+        Alert("VllmKVReceiveFailing", "DG503", "warning", f"{rate('vllm', 'kv_recv_failures')} > 0", "5m",
+              "vLLM's MooncakeConnector reports failed KV receives on the decode side.", "vllm",
+              {"vllm:mooncake_num_failed_recvs_total": "0+2x20"}, {"vllm:mooncake_num_failed_recvs_total": "0x20"}),
+        Alert("VllmKVReadAfterExpiry", "DG503", "critical", f"{rate('vllm', 'kv_notif_after_expiry')} > 0", "5m",
+              "NIXL transfers completed after their prefilled KV had expired: the blocks may have been reused while read, so answers can be wrong with HTTP 200.", "vllm",
+              {"vllm:nixl_num_notifications_after_expiry_total": "0+1x20"}, {"vllm:nixl_num_notifications_after_expiry_total": "0x20"}),
+        Alert("VllmKVFetchStalled", "DG506", "critical",
+              f"(sum({series('vllm', 'kv_fetch', {'stage': 'waiting_to_start|in_progress'})[0]}) > 0) and on() "
+              f"({zero_if_absent(tokens('external_kv_transfer'))} == 0)", "2m",
+              "Requests wait on a decode engine for remote KV while no prompt token arrives by KV transfer: the transfer is stalled.", "vllm",
+              {'vllm:num_requests_kv_fetch_by_stage{stage="in_progress"}': "3x20", 'vllm:prompt_tokens_by_source_total{source="external_kv_transfer"}': "5000x20"},
+              {'vllm:num_requests_kv_fetch_by_stage{stage="in_progress"}': "3x20", 'vllm:prompt_tokens_by_source_total{source="external_kv_transfer"}': "0+5000x20"}),
         Alert("VllmNoExternalKV", "DG501", "warning",
               f"({tokens('local_compute')} > 0) and on() ({zero_if_absent(tokens('external_kv_transfer'))} == 0) and on() "
               f"(count({series('vllm', 'kv_failures')[0]}) > 0)", "10m",
@@ -123,6 +135,33 @@ def _dynamo() -> list[Alert]:
                'dynamo_frontend_router_admission_received_total{worker_type="prefill"}': "0x20"},
               {'dynamo_frontend_router_admission_received_total{worker_type="decode"}': "0+60x20",
                'dynamo_frontend_router_admission_received_total{worker_type="prefill"}': "0+60x20"}),
+        Alert("DynamoPrefillWithoutExternalKV", "DG509", "critical", f"({adm('prefill')} > 0) and on() {engine_without_external_kv()}", "5m",
+              "Dynamo admits requests to prefill workers, yet the vLLM engines receive no prompt token's KV by transfer and compute them locally.", "dynamo",
+              {'dynamo_frontend_router_admission_received_total{worker_type="prefill"}': "0+60x20", **_VLLM_RECOMPUTING},
+              {'dynamo_frontend_router_admission_received_total{worker_type="prefill"}': "0+60x20", **_VLLM_TRANSFERRING}),
+    ]
+
+
+def engine_without_external_kv() -> str:
+    """vLLM engines that compute prompts and receive none by KV transfer, with the by-source series present (an engine
+    without it says nothing: unknown, not zero)."""
+    tokens = lambda src: rate("vllm", "prompt_tokens", {"source": src})  # noqa: E731
+    return (f"({tokens('local_compute')} > 0) and on() ({tokens('external_kv_transfer')} == 0) and on() "
+            f"(count({series('vllm', 'prompt_tokens', {'source': 'external_kv_transfer'})[0]}) > 0)")
+
+
+_VLLM_RECOMPUTING = {'vllm:prompt_tokens_by_source_total{source="local_compute"}': "0+6000x20", 'vllm:prompt_tokens_by_source_total{source="external_kv_transfer"}': "0x20"}
+_VLLM_TRANSFERRING = {'vllm:prompt_tokens_by_source_total{source="local_compute"}': "0+60x20", 'vllm:prompt_tokens_by_source_total{source="external_kv_transfer"}': "0+6000x20"}
+
+
+def _llmd() -> list[Alert]:
+    prefill = rate("llm-d", "pd_decisions", {"decision_type": "prefill-decode|encode-prefill-decode"})
+    counter = "llm_d_epp_disagg_decision_total"
+    return [
+        Alert("LlmdPrefillDecodeWithoutExternalKV", "DG509", "critical", f"({prefill} > 0) and on() {engine_without_external_kv()}", "5m",
+              "llm-d's router decides prefill-decode, yet the vLLM engines receive no prompt token's KV by transfer and compute them locally.", "llm-d",
+              {f'{counter}{{decision_type="prefill-decode"}}': "0+60x20", **_VLLM_RECOMPUTING},
+              {f'{counter}{{decision_type="prefill-decode"}}': "0+60x20", **_VLLM_TRANSFERRING}),
     ]
 
 
@@ -131,10 +170,13 @@ def _sglang() -> list[Alert]:
         Alert("SglangKVTransferFailing", "DG503", "warning", f"{rate('sglang', 'kv_failures')} > 0", "5m",
               "SGLang reports failed KV transfers between prefill and decode servers.", "sglang",
               {"sglang:num_transfer_failed_reqs_total": "0+3x20"}, {"sglang:num_transfer_failed_reqs_total": "0x20"}),
+        Alert("SglangBootstrapFailing", "DG503", "warning", f"{rate('sglang', 'bootstrap_failures')} > 0", "5m",
+              "SGLang requests fail the prefill/decode bootstrap (the handshake before any KV moves).", "sglang",
+              {"sglang:num_bootstrap_failed_reqs_total": "0+3x20"}, {"sglang:num_bootstrap_failed_reqs_total": "0x20"}),
     ]
 
 
-BUILDERS = {"disagg": _disagg, "vllm": _vllm, "dynamo": _dynamo, "sglang": _sglang}
+BUILDERS = {"disagg": _disagg, "vllm": _vllm, "dynamo": _dynamo, "sglang": _sglang, "llm-d": _llmd}
 
 
 def alerts(systems: list[str] | None = None) -> list[Alert]:

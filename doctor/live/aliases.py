@@ -107,8 +107,8 @@ LLMD = {
 }
 PREFILL_DECISIONS = ("prefill-decode", "encode-prefill-decode")  # llm-d decisions that send the request to a prefill pod
 
-TABLES = {"disagg": DISAGG, "vllm": VLLM, "dynamo": DYNAMO, "sglang": SGLANG, "llmd": LLMD}
-PREFIXES = {"disagg": "disagg_", "vllm": "vllm:", "dynamo": "dynamo_", "sglang": "sglang:", "llmd": "llm_d_"}
+TABLES = {"disagg": DISAGG, "vllm": VLLM, "dynamo": DYNAMO, "sglang": SGLANG, "llm-d": LLMD}
+PREFIXES = {"disagg": "disagg_", "vllm": "vllm:", "dynamo": "dynamo_", "sglang": "sglang:", "llm-d": "llm_d_"}
 
 
 def detect(names: set[str]) -> list[str]:

@@ -120,7 +120,7 @@ def released() -> dict:
     return yaml.safe_load((FIXTURES / "released-metric-names.yml").read_text())
 
 
-@pytest.mark.parametrize("system", ["vllm", "dynamo", "sglang", "llmd"])
+@pytest.mark.parametrize("system", ["vllm", "dynamo", "sglang", "llm-d"])
 def test_each_alias_names_a_metric_a_release_exposes(system):
     """The newest alias of each signal exists in a recording of that release or in a release's source
     (fixtures/released-metric-names.yml names the tag and file); older names follow it in the list. A system without

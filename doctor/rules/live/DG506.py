@@ -114,10 +114,23 @@ class DG506(Rule):
         kv_wait = awaiting_kv(last)
         if kv_wait:
             evidence["waiting_for_kv"] = int(kv_wait)
+        deferred = everywhere(last, "waiting_deferred")
+        if deferred:
+            evidence["waiting_deferred"] = int(deferred)
+        in_prefill: dict[str, float] = {}  # Dynamo's frontend: requests now in a prefill-phase stage
+        for lab, v in last.signals.get("stage_requests", ()):
+            if lab.get("phase") == "prefill" and v:
+                in_prefill[lab.get("stage", "?")] = in_prefill.get(lab.get("stage", "?"), 0.0) + v
+        if in_prefill:
+            evidence["frontend_prefill_stages"] = {k: int(v) for k, v in in_prefill.items()}
         if down:
             where = f"worker(s) {', '.join(down)} are down"
         elif kv_wait:
             where = f"{count(kv_wait, 'request')} wait{'s' if kv_wait == 1 else ''} on the decode side for KV that never arrives: the prefill side or the transfer hangs"
+            path = ctx.role_span("prefill")
+        elif in_prefill:
+            where = (f"{count(sum(in_prefill.values()), 'request')} sit in the frontend's prefill phase "
+                     f"({', '.join(f'{k}: {int(v)}' for k, v in in_prefill.items())}): the prefill step does not come back")
             path = ctx.role_span("prefill")
         elif stalled:
             where = f"decode worker(s) {', '.join(stalled)} hold waiting requests and run none: the engine stopped scheduling"
@@ -127,6 +140,8 @@ class DG506(Rule):
             path = ctx.role_span("prefill")
         elif (total := last.total("running")) is not None and total == 0:
             where = "the engine reports none of them running"
+        if deferred and where.startswith(("decode worker(s)", "the engine")):
+            where += f" ({int(deferred)} waiting deferred: for a KV transfer, a LoRA slot or a blocked status)"
         yield ctx.finding(
             self, f"{count(now, 'request')} in flight and none finished or streamed a token for {evidence['seconds_without_progress']:.0f} s: {where}",
             path=path, fix=Fix("read the stuck worker's log and restart it; clients are waiting on it"), subject="stuck", evidence=evidence, confidence=0.9,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from ...finding import Fix, Severity, count
 from ...registry import Rule
-from ._signals import increase_everywhere, router_prefills
+from ._signals import CACHE_FACTOR, increase_everywhere, router_prefills
 
 STATIC_CAUSES = ("DG201", "DG202")  # the config's own KV-connector findings, when a config is given
 
@@ -13,10 +13,11 @@ class DG509(Rule):
     were sent to prefill workers (disagg's `route="remote"`, Dynamo's prefill admissions, llm-d's
     `decision_type="prefill-decode"`), while the engines' counters say no prompt token's KV came by transfer
     (vLLM's `prompt_tokens_by_source{source="external_kv_transfer"}`, disagg's
-    `disagg_prompt_tokens_total{source="kv_transfer"}` stay flat) and the engines did serve requests. It reports
-    both numbers. It says nothing when the engines' series is absent (not scraped, or a release without it: unknown is
-    not zero), when fewer than 5 requests (`--min-requests`) went to prefill, or when nothing progressed (a stall is
-    DG506's).
+    `disagg_prompt_tokens_total{source="kv_transfer"}` stay flat) while the engines computed prompt tokens
+    themselves. It reports both numbers. It says nothing when the engines' series is absent (not scraped, or a
+    release without it: unknown is not zero), when fewer than 5 requests (`--min-requests`) went to prefill, when
+    nothing was computed (a stall is DG506's), or when the engines read at least half as many prompt tokens from
+    their prefix caches as they computed (a prompt the decode engine holds cached needs no transfer).
 
     ## Why is this bad?
     The prefill workers compute every prompt and the decode workers compute it again: twice the GPU work and a worse
@@ -61,17 +62,16 @@ class DG509(Rule):
         if transferred is None or transferred > 0:
             return  # the engines do not say (absent), or KV did arrive
         local = increase_everywhere(ctx, "prompt_tokens", source="local_compute")
-        served = sum(v for v in (increase_everywhere(ctx, "completed"), increase_everywhere(ctx, "output_tokens"), local) if v)
-        if not served:
-            return  # nothing moved at all: requests are stuck, which DG506 reports
+        cached = increase_everywhere(ctx, "prompt_tokens", source="prefix_cache") or 0.0
+        if not local:
+            return  # nothing computed: requests are stuck (DG506), or the engines' page says nothing
+        if local < CACHE_FACTOR * cached:
+            return  # a decode engine holding the prompt in its prefix cache loads nothing remote: no contradiction shown
         evidence = {"window_s": round(w.span, 1), "router_counter": counter, "requests": int(total), "sent_to_prefill": int(prefilled),
-                    "kv_transfer_prompt_tokens": 0}
-        if local is not None:
-            evidence["local_compute_prompt_tokens"] = int(local)
+                    "kv_transfer_prompt_tokens": 0, "local_compute_prompt_tokens": int(local), "prefix_cache_prompt_tokens": int(cached)}
         failures = sum(v for v in (increase_everywhere(ctx, "kv_failures"), increase_everywhere(ctx, "kv_recv_failures")) if v)
         message = (f"the router sent {count(prefilled, 'request')} to prefill workers in the last {w.span:.0f} s ({counter}), "
-                   f"yet the engines received no prompt token's KV by transfer (0 tokens from KV transfer")
-        message += f", {int(local)} computed locally)" if local is not None else ")"
+                   f"yet the engines received no prompt token's KV by transfer (0 tokens from KV transfer, {int(local)} computed locally)")
         if failures:
             evidence["kv_failures"] = int(failures)
             message += f"; {count(failures, 'KV transfer')} failed (DG503)"

@@ -13,6 +13,11 @@ REASON_TO_CAUSE = {
     "prefill_failed": "kv_transfer_failing",
     "kv_transfer_failed": "kv_transfer_failing",
 }
+# DG509: a decode engine loads remote KV only for what its own prefix cache lacks (vLLM 0.34's NIXL scheduler,
+# nixl/pull_scheduler.py get_num_new_matched_tokens, counts the prompt minus the locally computed tokens), so a
+# repeated prompt gets no transfer. "No KV arrived" is a contradiction only when the engines computed at least this
+# many times the prompt tokens they read from their prefix caches (the live rule and its alert share it).
+CACHE_FACTOR = 2.0
 
 
 def traffic(ctx) -> tuple[float, float, dict[str, float]]:

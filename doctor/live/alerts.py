@@ -113,9 +113,9 @@ def _vllm() -> list[Alert]:
               "NIXL transfers completed after their prefilled KV had expired: the blocks may have been reused while read, so answers can be wrong with HTTP 200.", "vllm",
               {"vllm:nixl_num_notifications_after_expiry_total": "0+1x20"}, {"vllm:nixl_num_notifications_after_expiry_total": "0x20"}),
         Alert("VllmKVFetchStalled", "DG506", "critical",
-              f"(sum({series('vllm', 'kv_fetch', {'stage': 'waiting_to_start|in_progress'})[0]}) > 0) and on() "
+              f"(sum({series('vllm', 'kv_fetch', {'stage': 'in_progress'})[0]}) > 0) and on() "
               f"({zero_if_absent(tokens('external_kv_transfer'))} == 0)", "2m",
-              "Requests wait on a decode engine for remote KV while no prompt token arrives by KV transfer: the transfer is stalled.", "vllm",
+              "A decode engine has KV transfers in progress while no prompt token arrives by KV transfer: the transfers are stalled.", "vllm",
               {'vllm:num_requests_kv_fetch_by_stage{stage="in_progress"}': "3x20", 'vllm:prompt_tokens_by_source_total{source="external_kv_transfer"}': "5000x20"},
               {'vllm:num_requests_kv_fetch_by_stage{stage="in_progress"}': "3x20", 'vllm:prompt_tokens_by_source_total{source="external_kv_transfer"}': "0+5000x20"}),
         Alert("VllmNoExternalKV", "DG501", "warning",

@@ -17,8 +17,8 @@ class DG506(Rule):
     token was streamed, while the frontend still holds them. It names where they wait when the metrics say so: a
     decode engine with requests waiting for remote KV (vLLM 0.32+'s `num_requests_kv_fetch_by_stage`, SGLang's
     decode transfer queue), a decode engine with requests waiting and none running, a prefill queue that does not
-    drain, a worker that is down. It also reports requests waiting for remote KV for 20 seconds while no KV arrives
-    anywhere (no prompt token by KV transfer, no KV byte), even when other requests still finish: the transfer
+    drain, a worker that is down. It also reports requests whose KV transfer has been in progress for 20 seconds while
+    no KV arrives anywhere (no prompt token by KV transfer, no KV byte), even when other requests still finish: the transfer
     is stalled, and vLLM keeps such requests waiting instead of failing them (llm-d#2433).
 
     ## Why is this bad?

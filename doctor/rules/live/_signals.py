@@ -124,15 +124,16 @@ def increase_everywhere(ctx, signal: str, **labels: str) -> float | None:
     return total if seen else None
 
 
-def awaiting_kv(snap) -> float | None:
-    """Requests a decode engine holds while their KV is still to arrive (vLLM's `kv_fetch` stages other than
-    `completed_waiting`, SGLang's decode transfer queue); None when no page reports it."""
+def awaiting_kv(snap, stages: tuple[str, ...] = ("in_progress",)) -> float | None:
+    """Requests on a decode engine whose KV transfer started and has not finished (vLLM's `kv_fetch` stage
+    `in_progress`; SGLang's decode transfer queue, which has no stage); None when no page reports it. vLLM's
+    `waiting_to_start` waits for the engine's own capacity as much as for the prefill side, so it is not counted."""
+    if "kv_fetch" not in snap.signals and not any("kv_fetch" in sig for sig in snap.worker_signals.values()):
+        return None
     rows = list(snap.signals.get("kv_fetch", ()))
     for sig in snap.worker_signals.values():
         rows.extend(sig.get("kv_fetch", ()))
-    if "kv_fetch" not in snap.signals and not any("kv_fetch" in sig for sig in snap.worker_signals.values()):
-        return None
-    return sum(v for lab, v in rows if lab.get("stage") != "completed_waiting")
+    return sum(v for lab, v in rows if lab.get("stage", stages[0]) in stages)
 
 
 def router_prefills(ctx) -> tuple[float, float, str] | None:

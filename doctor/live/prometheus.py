@@ -18,7 +18,7 @@ from . import aliases
 from .scrape import ScrapeError, fetch
 from .window import WorkerView
 
-NAMES = "disagg_.*|vllm:.*|dynamo_.*|sglang:.*|llm_d_.*"
+NAMES = "|".join(re.escape(prefix) + ".*" for prefix in aliases.PREFIXES.values())  # every system an alias table reads
 _SELECTOR = re.compile(r'\s*[A-Za-z_][A-Za-z0-9_]*\s*(=|!=|=~|!~)\s*"(?:[^"\\]|\\.)*"\s*(,\s*[A-Za-z_][A-Za-z0-9_]*\s*(=|!=|=~|!~)\s*"(?:[^"\\]|\\.)*"\s*)*,?\s*')
 _DROP = {"job", "instance"}  # scrape bookkeeping, not the series' identity here
 

@@ -149,3 +149,14 @@ def test_every_release_fact_names_its_source_and_is_read():
         for name, source in names.items():
             assert source in data["sources"], f"{name}: unknown source {source}"
             assert name in aliased, f"{name} ({system}) is in the release list but no alias reads it"
+
+
+def test_the_prometheus_query_asks_for_every_system_the_aliases_read():
+    import re
+
+    from disagg.doctor.live.aliases import PREFIXES
+    from disagg.doctor.live.prometheus import NAMES
+
+    for prefix in PREFIXES.values():
+        assert re.fullmatch(NAMES, prefix + "requests_total")
+    assert not re.fullmatch(NAMES, "python_gc_objects_collected_total")

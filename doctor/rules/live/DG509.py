@@ -14,7 +14,8 @@ class DG509(Rule):
     `decision_type="prefill-decode"`), while the engines' counters say no prompt token's KV came by transfer
     (vLLM's `prompt_tokens_by_source{source="external_kv_transfer"}`, disagg's
     `disagg_prompt_tokens_total{source="kv_transfer"}` stay flat) while the engines computed prompt tokens
-    themselves. It reports both numbers. It says nothing when the engines' series is absent (not scraped, or a
+    themselves. The engines' own pages win over the frontend's (a disagg frontend counts the KV it asked for, its
+    vLLM workers the KV they received). It reports both numbers. It says nothing when the engines' series is absent (not scraped, or a
     release without it: unknown is not zero), when fewer than 5 requests (`--min-requests`) went to prefill, when
     nothing was computed (a stall is DG506's), or when the engines read at least half as many prompt tokens from
     their prefix caches as they computed (a prompt the decode engine holds cached needs no transfer).
@@ -58,11 +59,14 @@ class DG509(Rule):
         total, prefilled, counter = router
         if prefilled < ctx.min_requests:
             return
-        transferred = increase_everywhere(ctx, "prompt_tokens", source="kv_transfer")
+        # The engines' own pages are the authority when they carry the counts (a disagg frontend counts the KV it
+        # asked for, its vLLM workers the KV they received); else the target's page (a vLLM engine, or Prometheus).
+        pages = "workers" if increase_everywhere(ctx, "prompt_tokens", "workers", source="kv_transfer") is not None else "frontend"
+        transferred = increase_everywhere(ctx, "prompt_tokens", pages, source="kv_transfer")
         if transferred is None or transferred > 0:
             return  # the engines do not say (absent), or KV did arrive
-        local = increase_everywhere(ctx, "prompt_tokens", source="local_compute")
-        cached = increase_everywhere(ctx, "prompt_tokens", source="prefix_cache") or 0.0
+        local = increase_everywhere(ctx, "prompt_tokens", pages, source="local_compute")
+        cached = increase_everywhere(ctx, "prompt_tokens", pages, source="prefix_cache") or 0.0
         if not local:
             return  # nothing computed: requests are stuck (DG506), or the engines' page says nothing
         if local < CACHE_FACTOR * cached:

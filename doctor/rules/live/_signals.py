@@ -96,25 +96,27 @@ def in_flight_now(ctx) -> float | None:
     return series[-1][1] if series else None
 
 
-def everywhere(snap, signal: str, **labels: str) -> float | None:
-    """A signal summed over the frontend's page and every worker's own (None: no page carries it). A vLLM engine
-    scraped as the target shows its series on the frontend page; behind a disagg frontend, on its worker's."""
-    values = [snap.total(signal, **labels)]
-    for rows in (sig.get(signal) for sig in snap.worker_signals.values()):
-        if rows is not None:
-            values.append(sum(v for lab, v in rows if all(lab.get(k) == want for k, want in labels.items())))
+def everywhere(snap, signal: str, pages: str = "all", **labels: str) -> float | None:
+    """A signal summed over the frontend's page and every worker's own (None: no page carries it); `pages` "workers"
+    or "frontend" reads only those. A vLLM engine scraped as the target shows its series on the frontend page; behind
+    a disagg frontend, on its worker's."""
+    values = [snap.total(signal, **labels)] if pages != "workers" else []
+    if pages != "frontend":
+        for rows in (sig.get(signal) for sig in snap.worker_signals.values()):
+            if rows is not None:
+                values.append(sum(v for lab, v in rows if all(lab.get(k) == want for k, want in labels.items())))
     values = [v for v in values if v is not None]
     return sum(values) if values else None
 
 
-def increase_everywhere(ctx, signal: str, **labels: str) -> float | None:
+def increase_everywhere(ctx, signal: str, pages: str = "all", **labels: str) -> float | None:
     """Counter increase over the window of `everywhere(...)` (a reset counts from zero); None when no snapshot of the
     window carries the series: unknown, not zero."""
     prev, total, seen = None, 0.0, False
     for snap in ctx.window.snaps:
         if snap.frontend_error:
             continue
-        v = everywhere(snap, signal, **labels)
+        v = everywhere(snap, signal, pages, **labels)
         if v is None:
             continue
         seen = True

@@ -76,6 +76,10 @@ def _disagg() -> list[Alert]:
               "The router sends prefills to prefill workers, yet no prompt token's KV arrived by transfer: the decode side recomputes them.", "disagg",
               {f'{counter}{{route="remote",reason="remote"}}': "0+60x20", 'disagg_prompt_tokens_total{source="local_compute"}': "0+6000x20"},
               {f'{counter}{{route="remote",reason="remote"}}': "0+60x20", 'disagg_prompt_tokens_total{source="kv_transfer"}': "0+6000x20"}),
+        Alert("DisaggRemoteRoutedWithoutEngineKV", "DG509", "critical", f"({req(route='remote')} > 0) and on() {engine_without_external_kv()}", "5m",
+              "The router sends prefills to prefill workers, yet its vLLM engines report no prompt token received by KV transfer: the decode side recomputes them.", "disagg",
+              {f'{counter}{{route="remote",reason="remote"}}': "0+60x20", **_VLLM_RECOMPUTING},
+              {f'{counter}{{route="remote",reason="remote"}}': "0+60x20", **_VLLM_TRANSFERRING}),
         Alert("DisaggKVTransferStuck", "DG506", "critical",
               f"(max({WORKER['kv_pending'].exposed}) > 0) and on() "
               f"({zero_if_absent(rate('disagg', 'kv_bytes'))} == 0)", "2m",

@@ -27,6 +27,8 @@ def systems_of(paths: list[str]) -> list[str] | str:
             # 1.x frontend's series nor vLLM v1's NIXL counters these alerts read
             found.append("disagg")
             continue
+        if dep.format == "llm-d":
+            found.append("llm-d")  # the endpoint picker's own config: its P/D decision counters are what the llm-d alerts read
         for w in dep.workers:
             found += [s for s in (w.engine, w.system) if s in BUILDERS]
     return [s for s in BUILDERS if s in found]
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         print(systems)
         return EXIT_ERROR
     if not systems:
-        return err("no prefill/decode worker of a system with alerts (disagg, vLLM, Dynamo, SGLang) in the files given")
+        return err("no prefill/decode worker of a system with alerts (disagg, vLLM, Dynamo, SGLang, llm-d) in the files given")
     doc = {"rules": rule_groups, "prometheusrule": prometheus_rule}.get(args.emit_alerts)
     out = doc(systems) if doc else alert_tests(args.alert_rule_file, systems)
     print(yaml.safe_dump(out, sort_keys=False, width=200), end="")

@@ -52,6 +52,7 @@ class Alert:
     system: str
     fires_on: dict = field(default_factory=dict, compare=False)  # promtool test input: series -> values, that fire it
     quiet_on: dict = field(default_factory=dict, compare=False)  # and a healthy deployment's, that do not
+    quiet_also: tuple = field(default=(), compare=False)  # more series that must not fire it (a look-alike that is healthy)
 
     def rule(self) -> dict:
         return {"alert": self.name, "expr": self.expr, "for": self.for_,
@@ -69,11 +70,16 @@ def _disagg() -> list[Alert]:
         Alert("DisaggPrefillTrafficZero", "DG501", "critical", f"({flowing}) and on() ({remote} == 0)", "5m",
               "Requests flow but none was prefilled remotely: every prefill runs on the decode workers.", "disagg",
               {f'{counter}{{route="local",reason="disabled"}}': "0+60x20"}, {f'{counter}{{route="remote",reason="remote"}}': "0+60x20"}),
-        Alert("DisaggRemoteRoutedWithoutTransferredKV", "DG503", "critical",
-              f"({req(route='remote')} > 0) and on() ({zero_if_absent(rate('disagg', 'prompt_tokens', {'source': 'kv_transfer'}))} == 0)", "5m",
+        Alert("DisaggRemoteRoutedWithoutTransferredKV", "DG509", "critical",
+              f"({req(route='remote')} > 0) and on() ({zero_if_absent(rate('disagg', 'prompt_tokens', {'source': 'kv_transfer'}))} == 0) and on() "
+              f"{computed_not_cached('disagg', 'local_compute', 'prefix_cache')}", "5m",
               "The router sends prefills to prefill workers, yet no prompt token's KV arrived by transfer: the decode side recomputes them.", "disagg",
               {f'{counter}{{route="remote",reason="remote"}}': "0+60x20", 'disagg_prompt_tokens_total{source="local_compute"}': "0+6000x20"},
               {f'{counter}{{route="remote",reason="remote"}}': "0+60x20", 'disagg_prompt_tokens_total{source="kv_transfer"}': "0+6000x20"}),
+        Alert("DisaggRemoteRoutedWithoutEngineKV", "DG509", "critical", f"({req(route='remote')} > 0) and on() {engine_without_external_kv()}", "5m",
+              "The router sends prefills to prefill workers, yet its vLLM engines report no prompt token received by KV transfer: the decode side recomputes them.", "disagg",
+              {f'{counter}{{route="remote",reason="remote"}}': "0+60x20", **_VLLM_RECOMPUTING},
+              {f'{counter}{{route="remote",reason="remote"}}': "0+60x20", **_VLLM_TRANSFERRING}),
         Alert("DisaggKVTransferStuck", "DG506", "critical",
               f"(max({WORKER['kv_pending'].exposed}) > 0) and on() "
               f"({zero_if_absent(rate('disagg', 'kv_bytes'))} == 0)", "2m",
@@ -104,6 +110,18 @@ def _vllm() -> list[Alert]:
         Alert("VllmKVExpiredUnread", "DG503", "warning", f"{rate('vllm', 'kv_expired')} > 0", "5m",
               "Prefilled KV expired before the decode side read it: the decode side did the prefill again.", "vllm",
               {"vllm:nixl_num_kv_expired_reqs_total": "0+2x20"}, {"vllm:nixl_num_kv_expired_reqs_total": "0x20"}),
+        Alert("VllmKVReceiveFailing", "DG503", "warning", f"{rate('vllm', 'kv_recv_failures')} > 0", "5m",
+              "vLLM's MooncakeConnector reports failed KV receives on the decode side.", "vllm",
+              {"vllm:mooncake_num_failed_recvs_total": "0+2x20"}, {"vllm:mooncake_num_failed_recvs_total": "0x20"}),
+        Alert("VllmKVReadAfterExpiry", "DG503", "critical", f"{rate('vllm', 'kv_notif_after_expiry')} > 0", "5m",
+              "NIXL transfers completed after their prefilled KV had expired: the blocks may have been reused while read, so answers can be wrong with HTTP 200.", "vllm",
+              {"vllm:nixl_num_notifications_after_expiry_total": "0+1x20"}, {"vllm:nixl_num_notifications_after_expiry_total": "0x20"}),
+        Alert("VllmKVFetchStalled", "DG506", "critical",
+              f"(sum({series('vllm', 'kv_fetch', {'stage': 'in_progress'})[0]}) > 0) and on() "
+              f"({zero_if_absent(tokens('external_kv_transfer'))} == 0)", "2m",
+              "A decode engine has KV transfers in progress while no prompt token arrives by KV transfer: the transfers are stalled.", "vllm",
+              {'vllm:num_requests_kv_fetch_by_stage{stage="in_progress"}': "3x20", 'vllm:prompt_tokens_by_source_total{source="external_kv_transfer"}': "5000x20"},
+              {'vllm:num_requests_kv_fetch_by_stage{stage="in_progress"}': "3x20", 'vllm:prompt_tokens_by_source_total{source="external_kv_transfer"}': "0+5000x20"}),
         Alert("VllmNoExternalKV", "DG501", "warning",
               f"({tokens('local_compute')} > 0) and on() ({zero_if_absent(tokens('external_kv_transfer'))} == 0) and on() "
               f"(count({series('vllm', 'kv_failures')[0]}) > 0)", "10m",
@@ -123,6 +141,46 @@ def _dynamo() -> list[Alert]:
                'dynamo_frontend_router_admission_received_total{worker_type="prefill"}': "0x20"},
               {'dynamo_frontend_router_admission_received_total{worker_type="decode"}': "0+60x20",
                'dynamo_frontend_router_admission_received_total{worker_type="prefill"}': "0+60x20"}),
+        Alert("DynamoPrefillWithoutExternalKV", "DG509", "critical", f"({adm('prefill')} > 0) and on() {engine_without_external_kv()}", "5m",
+              "Dynamo admits requests to prefill workers, yet the vLLM engines receive no prompt token's KV by transfer and compute them locally.", "dynamo",
+              {'dynamo_frontend_router_admission_received_total{worker_type="prefill"}': "0+60x20", **_VLLM_RECOMPUTING},
+              {'dynamo_frontend_router_admission_received_total{worker_type="prefill"}': "0+60x20", **_VLLM_TRANSFERRING}),
+    ]
+
+
+def engine_without_external_kv() -> str:
+    """vLLM engines that compute prompts and receive none by KV transfer, with the by-source series present (an engine
+    without it says nothing: unknown, not zero)."""
+    tokens = lambda src: rate("vllm", "prompt_tokens", {"source": src})  # noqa: E731
+    return (f"({tokens('local_compute')} > 0) and on() ({tokens('external_kv_transfer')} == 0) and on() "
+            f"(count({series('vllm', 'prompt_tokens', {'source': 'external_kv_transfer'})[0]}) > 0) and on() "
+            f"{computed_not_cached('vllm', 'local_compute', 'local_cache_hit')}")
+
+
+def computed_not_cached(system: str, computed: str, cached: str) -> str:
+    """The engines computed at least twice the prompt tokens they read from their prefix caches (DG509's
+    CACHE_FACTOR): a decode engine holding a repeated prompt cached loads no remote KV, and that is no contradiction."""
+    from ..rules.live._signals import CACHE_FACTOR
+
+    tokens = lambda src: rate(system, "prompt_tokens", {"source": src})  # noqa: E731
+    return f"({tokens(computed)} >= {CACHE_FACTOR:g} * {zero_if_absent(tokens(cached))})"
+
+
+_VLLM_RECOMPUTING = {'vllm:prompt_tokens_by_source_total{source="local_compute"}': "0+6000x20", 'vllm:prompt_tokens_by_source_total{source="external_kv_transfer"}': "0x20"}
+_VLLM_CACHED = {'vllm:prompt_tokens_by_source_total{source="local_compute"}': "0+3000x20", 'vllm:prompt_tokens_by_source_total{source="local_cache_hit"}': "0+2900x20",
+                'vllm:prompt_tokens_by_source_total{source="external_kv_transfer"}': "0x20"}  # a repeated prompt held in the decode engine's prefix cache
+_VLLM_TRANSFERRING = {'vllm:prompt_tokens_by_source_total{source="local_compute"}': "0+60x20", 'vllm:prompt_tokens_by_source_total{source="external_kv_transfer"}': "0+6000x20"}
+
+
+def _llmd() -> list[Alert]:
+    prefill = rate("llm-d", "pd_decisions", {"decision_type": "prefill-decode|encode-prefill-decode"})
+    counter = "llm_d_epp_disagg_decision_total"
+    return [
+        Alert("LlmdPrefillDecodeWithoutExternalKV", "DG509", "critical", f"({prefill} > 0) and on() {engine_without_external_kv()}", "5m",
+              "llm-d's router decides prefill-decode, yet the vLLM engines receive no prompt token's KV by transfer and compute them locally.", "llm-d",
+              {f'{counter}{{decision_type="prefill-decode"}}': "0+60x20", **_VLLM_RECOMPUTING},
+              {f'{counter}{{decision_type="prefill-decode"}}': "0+60x20", **_VLLM_TRANSFERRING},
+              ({f'{counter}{{decision_type="prefill-decode"}}': "0+60x20", **_VLLM_CACHED},)),
     ]
 
 
@@ -131,10 +189,13 @@ def _sglang() -> list[Alert]:
         Alert("SglangKVTransferFailing", "DG503", "warning", f"{rate('sglang', 'kv_failures')} > 0", "5m",
               "SGLang reports failed KV transfers between prefill and decode servers.", "sglang",
               {"sglang:num_transfer_failed_reqs_total": "0+3x20"}, {"sglang:num_transfer_failed_reqs_total": "0x20"}),
+        Alert("SglangBootstrapFailing", "DG503", "warning", f"{rate('sglang', 'bootstrap_failures')} > 0", "5m",
+              "SGLang requests fail the prefill/decode bootstrap (the handshake before any KV moves).", "sglang",
+              {"sglang:num_bootstrap_failed_reqs_total": "0+3x20"}, {"sglang:num_bootstrap_failed_reqs_total": "0x20"}),
     ]
 
 
-BUILDERS = {"disagg": _disagg, "vllm": _vllm, "dynamo": _dynamo, "sglang": _sglang}
+BUILDERS = {"disagg": _disagg, "vllm": _vllm, "dynamo": _dynamo, "sglang": _sglang, "llm-d": _llmd}
 
 
 def alerts(systems: list[str] | None = None) -> list[Alert]:
@@ -162,7 +223,7 @@ def alert_tests(rule_file: str, systems: list[str] | None = None) -> dict:
     deployment's do not. Series advance one sample a minute for 20 minutes; alerts are checked at 15 minutes."""
     tests = []
     for a in alerts(systems):
-        for inputs, firing in ((a.fires_on, True), (a.quiet_on, False)):
+        for inputs, firing in ((a.fires_on, True), (a.quiet_on, False), *((q, False) for q in a.quiet_also)):
             exp = []
             if firing:
                 labels = {"severity": a.severity, "dg_code": a.code, "system": a.system}

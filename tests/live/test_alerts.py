@@ -73,3 +73,12 @@ def test_systems_come_from_the_files_given(cli):
     examples = Path(__file__).resolve().parents[2] / "examples"
     doc = yaml.safe_load(cli("doctor", "--emit-alerts", str(examples / "seed-fixed.yaml")).out)
     assert [g["name"] for g in doc["groups"]] == ["disagg-doctor-disagg"]  # `disagg serve` runs a Dynamo v0 config
+
+
+def test_an_llm_d_router_config_gets_the_llm_d_alerts(cli):
+    from pathlib import Path
+
+    epp = Path(__file__).resolve().parents[1] / "fixtures" / "stacks" / "llm-d-pd-epp-config.yaml"
+    doc = yaml.safe_load(cli("doctor", "--emit-alerts", str(epp)).out)
+    assert [g["name"] for g in doc["groups"]] == ["disagg-doctor-llm-d"]
+    assert [r["labels"]["dg_code"] for r in doc["groups"][0]["rules"]] == ["DG509"]

@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mock-decode-ms-per-step", type=float, help="mock decode step cost, milliseconds (default 4)")
     serve.add_argument("--prefill-concurrency", type=int, default=1, help="prefills one prefill worker runs at once (default 1, as Dynamo v0)")
     serve.add_argument("--prefill-timeout", type=float, default=10.0, help="seconds before a remote prefill falls back to local (default 10)")
+    serve.add_argument("--kv-arena-mb", type=int, default=256, help="host memory each mock worker holds for KV in flight, MiB (default 256)")
     serve.add_argument("--log-dir", help="where each process writes its log (default: a new private temporary folder)")
     serve.add_argument("--api-key", help="require `Authorization: Bearer KEY` on /v1/*, /config, /workers (default: $DISAGG_API_KEY, else none)")
     serve.add_argument("--drain-seconds", type=float, default=30.0, help="on SIGTERM, how long requests in flight may finish (default 30)")

@@ -25,10 +25,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from .channel import Channel, ChannelError, ChannelServer, RemoteError, Request, tokens_of
 from .identity import run_id
-from .kv import Arena, KVStore, KVTransferError, NixlTransport, check_handle, handle_mac
+from .kv import Arena, KVTransferError, NixlTransport, check_handle
 from .metrics import WorkerMetrics
 from .mock_engine import BlockManager, DecodeEngine, EngineStopped, KVLayout, Sequence, Timing, combine
 from .plan import RuntimePlan, WorkerSpec
+from .prefill_kv import PrefillKV, min_remote_prompt_tokens
 from .process import Watchdog, run_secret, setup
 
 log = logging.getLogger("disagg.worker")
@@ -49,7 +50,9 @@ class Worker:
         self.arena = Arena(arena_bytes)
         self.transport_kind = kv_transport
         self.nixl = NixlTransport(f"{self.worker_id}-{os.getpid()}", self.arena) if kv_transport == "nixl" else None
-        self.store = KVStore(self.arena) if self.role == "prefill" else None
+        self.kv = (PrefillKV(self.worker_id, self.arena, self.layout, secret, self.metrics, self.nixl, kv_transport, min_remote_prompt_tokens(plan.policy))
+                   if self.role == "prefill" else None)
+        self.store = self.kv.store if self.kv is not None else None
         self.blocks = BlockManager(kv_blocks, plan.block_size, plan.enable_prefix_caching and self.role == "decode", self.layout)
         self.engine = DecodeEngine(timing, self.blocks) if self.role == "decode" else None
         self.prefill_slots = asyncio.Semaphore(prefill_concurrency)
@@ -65,9 +68,14 @@ class Worker:
     # ---- common ----------------------------------------------------------------------------------------------
 
     def health(self) -> dict:
+        """`healthy`: alive and making progress (the supervisor restarts what is not); `state` "ready" when it can take
+        work now, else why not in `reason` (a prefill worker whose KV arena cannot hold a minimum prompt is alive but
+        not ready)."""
         ok, why = self.engine.healthy() if self.engine else (True, "ok")
+        ready, not_ready = self.kv.readiness() if self.kv is not None else (True, "")
+        state = "unhealthy" if not ok else "ready" if ready else "not_ready"
         return {"worker_id": self.worker_id, "role": self.role, "pid": os.getpid(), "device": "cpu", "engine": "mock",
-                "state": "ready" if ok else "unhealthy", "healthy": ok, "reason": why, "kv_transport": self.transport_kind, "run_id": self.run_id}
+                "state": state, "healthy": ok, "reason": why if not ok or ready else not_ready, "kv_transport": self.transport_kind, "run_id": self.run_id}
 
     def metrics_text(self) -> bytes:
         busy = self.busy_prefill + (self.engine.busy_seconds if self.engine else 0.0)
@@ -79,8 +87,8 @@ class Worker:
         else:
             self.metrics.waiting.set(self.prefill_waiting)
         self.metrics.kv_usage.set(self.blocks.usage)
-        if self.store:
-            self.metrics.kv_pending.set(len(self.store.entries))
+        if self.kv is not None:
+            self.kv.update_gauges()
         return generate_latest(self.registry)
 
     async def handle(self, req: Request) -> None:
@@ -98,8 +106,10 @@ class Worker:
             req.send(dict(self.faults))
         elif op == "prefill" and self.store is not None:
             await self.prefill(req)
-        elif op == "kv_read" and self.store is not None:
-            self.kv_read(req)
+        elif op == "kv_read" and self.kv is not None:
+            self.kv.read(req)
+        elif op == "kv_release" and self.kv is not None:
+            self.kv.release(req)
         elif op == "prefix_match" and self.engine is not None:
             cached, _ = self.blocks.match_prefix(tokens_of(req.header, req.body)[0], req.header.get("cache_salt", ""))
             req.send({"cached_tokens": cached})
@@ -127,69 +137,18 @@ class Worker:
                 seconds = self.timing.prefill_seconds(len(tokens) - start)
                 if seconds:
                     await asyncio.sleep(seconds)
-                entry = self.store.reserve(nbytes)
-                if entry is None:
-                    raise RemoteError("kv_arena_full", f"no room for {nbytes >> 10} KiB of KV: every region waits to be read")
-                self.layout.fill(self.arena.view(entry.offset, nbytes), tokens, start)
+                handle, metadata = self.kv.make(tokens, start, h["request"])
                 self.busy_prefill += time.perf_counter() - t0
         finally:
             if waiting:  # the request was cancelled before a slot was free
                 self.prefill_waiting -= 1
-        handle = {"kv_id": entry.kv_id, "worker_id": self.worker_id, "request": h["request"], "start": start, "tokens": len(tokens),
-                  "length": nbytes, "checksum": self.layout.checksum(tokens, start), "transport": self.transport_kind,
-                  "addr": self.arena.addr + entry.offset}
-        handle["mac"] = handle_mac(self.secret, handle)
-        metadata = self.nixl.expose(entry) if self.nixl is not None else b""
         self.metrics.requests.inc()
         self.metrics.computed_tokens.inc(len(tokens) - start)
-        req.send({"handle": handle, "end": True}, metadata)
-
-    def kv_read(self, req: Request) -> None:
-        handle = req.header["handle"]
-        check_handle(self.secret, handle, handle.get("request", ""))
-        entry = self.store.take(handle["kv_id"])
-        if entry is None:
-            raise RemoteError("kv_gone", "no such KV: expired, or already read")
         try:
-            data = self.arena.view(entry.offset, entry.length).tobytes()
-        finally:
-            self._release(entry)
-        req.send({"end": True}, data)
-
-    def _release(self, entry) -> None:
-        if self.nixl is not None:
-            self.nixl.withdraw(entry)
-        self.store.free(entry)
-
-    async def kv_progress(self) -> None:
-        """While KV waits to be read over NIXL, poll NIXL fast (a READ of our memory moves only while we poll) for
-        release notices; otherwise sleep until KV is made (an event, not a timer) or the next expiry check."""
-        last_expiry = time.monotonic()
-        while True:
-            if not self.store.entries or self.nixl is None:
-                try:
-                    async with asyncio.timeout(1.0):  # not wait_for: on 3.11 it can swallow a cancel (python/cpython#86296)
-                        await self.store.pending.wait()
-                except asyncio.TimeoutError:
-                    pass
-                if self.nixl is None:
-                    await asyncio.sleep(1.0)  # bytes go out on `kv_read`: only expiry to do here
-            if self.nixl is not None:
-                for msg in self.nixl.poll_notifications():
-                    if msg.startswith(b"release:"):
-                        entry = self.store.take(msg[8:].decode())
-                        if entry is not None:
-                            self._release(entry)
-            now = time.monotonic()
-            if now - last_expiry > 1.0:
-                last_expiry = now
-                expired = self.store.expire(now)
-                for entry in expired:
-                    self._release(entry)
-                if expired:
-                    self.metrics.kv_expired.inc(len(expired))
-            if self.nixl is not None and self.store.entries:
-                await asyncio.sleep(0.0002)  # a peer's READ moves while we poll; each poll costs ~10 µs
+            req.send({"handle": handle, "end": True}, metadata)
+        except BaseException:  # the answer cannot leave: nobody will ever read or release this KV
+            self.kv.store.release_id(handle["kv_id"], "aborted")
+            raise
 
     # ---- decode role -----------------------------------------------------------------------------------------
 
@@ -300,8 +259,8 @@ class Worker:
         tasks = []
         if self.engine:
             self.engine.start()
-        if self.store:
-            tasks.append(loop.create_task(self.kv_progress()))
+        if self.kv is not None:
+            tasks.append(loop.create_task(self.kv.progress()))
         tasks.append(loop.create_task(self._heartbeat()))
         tasks += registered
         try:
@@ -314,6 +273,8 @@ class Worker:
                 t.cancel()
             for ch in self._channels.values():
                 ch.close()
+            if self.kv is not None:
+                self.kv.shutdown()  # zeroed and withdrawn from NIXL before the process goes
 
     async def _register(self, etcd_url: str, namespace: str) -> list[asyncio.Task]:
         """Register in etcd (multi-host); a decode worker also follows the prefill workers it may read KV from."""

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         timing["prefill_per_token"] = args.mock_prefill_us_per_token / 1e6
     if args.mock_decode_ms_per_step is not None:
         timing["decode_step"] = args.mock_decode_ms_per_step / 1e3
-    options = ServeOptions(engine=args.engine, host=args.host, port=args.port, kv_transport=transport, timing=timing, prefill_concurrency=args.prefill_concurrency,
+    options = ServeOptions(engine=args.engine, host=args.host, port=args.port, kv_transport=transport, timing=timing, prefill_concurrency=args.prefill_concurrency, arena_mb=args.kv_arena_mb,
                            prefill_timeout=args.prefill_timeout, fault_injection=args.fault_injection, log_dir=args.log_dir, kv_refusals=refusals,
                            api_key=args.api_key or os.environ.get("DISAGG_API_KEY") or None, drain_seconds=args.drain_seconds, max_connections=args.max_connections,
                            **hosts)

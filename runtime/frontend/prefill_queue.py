@@ -63,13 +63,18 @@ class PrefillQueue:
         self.jobs.append(job)
         self._gauge()
         self.wake.set()
+        handed = False
         try:
             async with asyncio.timeout(self.timeout):  # not wait_for: on 3.11 it can swallow a cancel (python/cpython#86296)
-                return await asyncio.shield(job.future)
+                result = await asyncio.shield(job.future)
+            handed = True
+            return result
         except asyncio.TimeoutError:
             raise PrefillFailed("timeout", f"no prefill result within {self.timeout:g} s") from None
         finally:
-            if not job.future.done():
+            if job.future.done() and not handed and not job.future.cancelled() and job.future.exception() is None:
+                self.release(*job.future.result())  # the result came as the requester was cancelled (or timed out): nobody reads it
+            elif not job.future.done():
                 job.future.cancel()  # the dispatcher skips it; a running prefill's answer is dropped
                 try:
                     self.jobs.remove(job)

@@ -344,3 +344,31 @@ def test_kv_of_a_client_that_left_between_prefill_and_decode_is_released_and_rea
 
     done, released_ids = asyncio.run(case())
     assert released_ids == ["abandoned"] and "end" in done  # the KV that was read is the decode worker's to release
+
+
+def test_a_prefill_result_that_lands_as_its_requester_is_cancelled_is_released():
+    # The race the soak test found: the prefill's answer is set on the job while the waiting request is being
+    # cancelled (its client left); the requester never sees it and the dispatcher thinks it was delivered.
+    async def case():
+        router, queue, backend = front("ok")
+        dispatcher = asyncio.get_running_loop().create_task(queue.dispatcher())
+        waiter = asyncio.get_running_loop().create_task(queue.submit([1] * 10, 0, "raced"))
+        await asyncio.sleep(0.01)
+        backend.gate.set()
+        while not queue_job_done(queue, waiter):  # the prefill answers; the waiter has not resumed yet
+            await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await _settle(backend)
+        dispatcher.cancel()
+        return backend.released
+
+    assert asyncio.run(case()) == ["raced"]
+
+
+def queue_job_done(queue, waiter) -> bool:
+    """True once the prefill's result is set on the job the waiter awaits (read from the waiter's frame)."""
+    frame = waiter.get_coro().cr_frame
+    job = frame.f_locals.get("job") if frame is not None else None
+    return job is not None and job.future.done()

@@ -25,20 +25,22 @@ pytestmark = [pytest.mark.slow, pytest.mark.soak]
 
 SECONDS = float(os.environ.get("DISAGG_SOAK_SECONDS", "45"))
 CLIENTS = 10
-ARENA_MB = 4  # 512 tokens of KV at this model shape (8 KiB a token): a leak of a few regions fills it
+ARENA_MB = 8  # 1,024 tokens of KV at this model shape (8 KiB a token): a leak of a few regions fills it
 FALLBACK = ("prefill_failed", "kv_transfer_failed")  # the rule said remote; the request prefilled locally
 
 
 async def scrape(session: aiohttp.ClientSession, url: str) -> dict:
     async with session.get(url + "/metrics") as r:
         text = await r.text()
-    out: dict = {"requests": 0.0, "fallbacks": 0.0, "arena_used": 0.0, "pending": 0.0, "released": {}}
+    out: dict = {"requests": 0.0, "fallbacks": 0.0, "arena_used": 0.0, "pending": 0.0, "released": {}, "why": {}}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if s.name == "disagg_requests_total":
                 out["requests"] += s.value
                 if s.labels.get("reason") in FALLBACK:
                     out["fallbacks"] += s.value
+            elif s.name in ("disagg_kv_transfer_failures_total", "disagg_engine_kv_refused_total") and s.value:
+                out["why"][s.labels["reason"]] = out["why"].get(s.labels["reason"], 0.0) + s.value
             elif s.name == "disagg_engine_kv_arena_used_bytes" and s.labels.get("role") == "prefill":
                 out["arena_used"] += s.value
             elif s.name == "disagg_engine_kv_pending" and s.labels.get("role") == "prefill":
@@ -122,7 +124,7 @@ def test_abandoning_clients_leave_the_arena_empty_and_the_fallback_rate_flat(tmp
               "errors": result["errors"], "fallback_rate_first_third": round(first, 4), "fallback_rate_last_third": round(final, 4),
               "fallbacks": w[-1]["fallbacks"], "requests_counted": w[-1]["requests"], "arena_peak_bytes": peak,
               "arena_end_bytes": result["end"]["arena_used"], "pending_end": result["end"]["pending"], "settle_seconds": result["settle_seconds"],
-              "released": result["end"]["released"], "after": after}
+              "released": result["end"]["released"], "kv_failures": w[-1]["why"], "after": after}
     print("soak:", json.dumps(report))
     if os.environ.get("DISAGG_SOAK_REPORT"):
         with open(os.environ["DISAGG_SOAK_REPORT"], "w", encoding="utf-8") as handle:

@@ -69,10 +69,10 @@ class RuntimePlan:
     shape: ModelShape
     frontend_port: int
     notes: list[str] = field(default_factory=list)  # what the runtime does not use, said out loud
-    config_text: str = ""  # the file as read, served at /config so the live doctor can lint what runs
+    served: dict[str, Any] = field(default_factory=dict)  # what /config serves: an allow-list (served_config.py), never the file's text
     model_path: str = ""  # VllmWorker's `model` (a local folder or a model name vLLM can load)
     engine_keys: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> engine options of its section
-    effective: dict[str, Any] = field(default_factory=dict)  # resolved sections, served at /config
+    effective: dict[str, Any] = field(default_factory=dict)  # resolved sections (the workers' envs come from here; never served)
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -134,7 +134,7 @@ def load_plan(path: str) -> RuntimePlan:
         notes.append(_problem(parse, ("PrefillWorker", "ServiceArgs", "resources", "gpu"), "gpu: 0: the mock engine runs the prefill worker anyway"))
     port = front.model.port if front else 8000
     effective = {name: {k: v for k, v in sec.resolved.items()} for name, sec in parse.sections.items()}
-    return RuntimePlan(
+    plan = RuntimePlan(
         config_path=os.path.abspath(path),
         policy=parse.routing_policy(),
         decode_workers=max(m.service_args.workers, 0),
@@ -148,10 +148,13 @@ def load_plan(path: str) -> RuntimePlan:
         frontend_port=port,
         notes=notes,
         effective=json.loads(json.dumps(effective, default=str)),
-        config_text=text,
         model_path=m.model or "",
         engine_keys={role: dict(sec.resolved) for role, sec in (("decode", dec), ("prefill", pre)) if sec is not None},
     )
+    from .served_config import served_config
+
+    plan.served = served_config(plan, docs[0])
+    return plan
 
 
 def _shape(model: str | None) -> ModelShape:

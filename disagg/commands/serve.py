@@ -13,7 +13,6 @@ KV_REFUSALS = {"DG203": "block_size", "DG204": "tp_ratio", "DG205": "model", "DG
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
     import signal
     import time
 
@@ -29,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from disagg.schemas.source import ConfigError
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
+    api_key = api_key_of(args)
+    if isinstance(api_key, tuple):
+        return err(api_key[0])
     hosts = across_hosts(args)
     if isinstance(hosts, str):
         return err(hosts)
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         timing["decode_step"] = args.mock_decode_ms_per_step / 1e3
     options = ServeOptions(engine=args.engine, host=args.host, port=args.port, kv_transport=transport, timing=timing, prefill_concurrency=args.prefill_concurrency, arena_mb=args.kv_arena_mb,
                            prefill_timeout=args.prefill_timeout, fault_injection=args.fault_injection, log_dir=args.log_dir, kv_refusals=refusals,
-                           api_key=args.api_key or os.environ.get("DISAGG_API_KEY") or None, drain_seconds=args.drain_seconds, max_connections=args.max_connections,
+                           api_key=api_key, drain_seconds=args.drain_seconds, max_connections=args.max_connections,
                            **hosts)
     sup = Supervisor(plan, options, say=lambda m: console.print(f"[bold red]![/] {m}" if "died" in m else f"[green]✓[/] {m}"))
     try:
@@ -126,6 +128,25 @@ def run(args: argparse.Namespace) -> int:
         console.print("stopping...")
         sup.stop()
     return EXIT_CLEAN
+
+
+def api_key_of(args: argparse.Namespace) -> str | None | tuple[str]:
+    """The API key from --api-key-file, --api-key or $DISAGG_API_KEY (None: no key); (why,) when it cannot be read."""
+    import os
+
+    given = [name for name, v in (("--api-key-file", args.api_key_file), ("--api-key", args.api_key)) if v]
+    if len(given) > 1:
+        return (f"{' and '.join(given)}: give the API key one way",)
+    if args.api_key_file:
+        try:
+            with open(args.api_key_file, encoding="utf-8") as handle:
+                key = handle.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            return (f"--api-key-file {args.api_key_file}: cannot read it ({getattr(exc, 'strerror', None) or exc})",)
+        if not key or any(c.isspace() for c in key):
+            return (f"--api-key-file {args.api_key_file}: expected one key on one line, found {'nothing' if not key else 'whitespace inside it'}",)
+        return key
+    return args.api_key or os.environ.get("DISAGG_API_KEY") or None
 
 
 def across_hosts(args: argparse.Namespace) -> dict | str:

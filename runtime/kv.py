@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -108,6 +109,7 @@ class Arena:
 def handle_mac(secret: bytes, handle: dict) -> str:
     """The capability's signature: binds the id to its worker, request, place, size and checksum."""
     msg = "|".join(str(handle[k]) for k in ("kv_id", "worker_id", "request", "start", "tokens", "length", "checksum"))
+    msg += "|" + json.dumps(handle.get("layout"), sort_keys=True)  # the layout the KV was made in (runtime/kv_layout.py)
     return hmac.new(secret, msg.encode(), hashlib.sha256).hexdigest()[:32]
 
 

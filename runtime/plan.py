@@ -144,7 +144,7 @@ def load_plan(path: str) -> RuntimePlan:
         served_model_name=model_name,
         router=router,
         enable_prefix_caching=bool(m.enable_prefix_caching),
-        shape=_shape(m.model),
+        shape=model_shape(m.model),
         frontend_port=port,
         notes=notes,
         effective=json.loads(json.dumps(effective, default=str)),
@@ -157,7 +157,7 @@ def load_plan(path: str) -> RuntimePlan:
     return plan
 
 
-def _shape(model: str | None) -> ModelShape:
+def model_shape(model: str | None) -> ModelShape:
     """The KV shape of a local Hugging Face model folder's config.json, else a small default shape."""
     if not model or not os.path.isfile(os.path.join(model, "config.json")):
         return ModelShape()

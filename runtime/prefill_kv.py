@@ -31,11 +31,12 @@ def min_remote_prompt_tokens(policy) -> int:
 
 class PrefillKV:
     def __init__(self, worker_id: str, arena: Arena, layout, secret: bytes, metrics, nixl: NixlTransport | None, transport: str,
-                 min_prompt_tokens: int, ttl_seconds: float = KV_TTL_SECONDS):
+                 min_prompt_tokens: int, ttl_seconds: float = KV_TTL_SECONDS, announced_layout: dict | None = None):
         self.worker_id, self.arena, self.layout, self.secret, self.metrics = worker_id, arena, layout, secret, metrics
         self.nixl, self.transport = nixl, transport
         self.min_prompt_bytes = layout.nbytes(min_prompt_tokens)
         self.min_prompt_tokens = min_prompt_tokens
+        self.announced_layout = announced_layout  # kv_layout.KVLayoutInfo as JSON: travels in every handle, under its MAC
         self.store = KVStore(arena, ttl_seconds, withdraw=nixl.withdraw if nixl is not None else None, on_release=self._count)
 
     def _count(self, reason: str, entry) -> None:
@@ -70,7 +71,7 @@ class PrefillKV:
             self.layout.fill(self.arena.view(entry.offset, nbytes), tokens, start)
             handle = {"kv_id": entry.kv_id, "worker_id": self.worker_id, "request": request, "start": start, "tokens": len(tokens),
                       "length": nbytes, "checksum": self.layout.checksum(tokens, start), "transport": self.transport,
-                      "addr": self.arena.addr + entry.offset}
+                      "addr": self.arena.addr + entry.offset, "layout": self.announced_layout}
             handle["mac"] = handle_mac(self.secret, handle)
             metadata = self.nixl.expose(entry) if self.nixl is not None else b""
         except BaseException:

@@ -53,7 +53,6 @@ class ServeOptions:
     decode_timeout: float = 60.0
     fault_injection: bool = False
     log_dir: str | None = None
-    kv_refusals: dict = field(default_factory=dict)  # reason -> the doctor's message: KV exchanges the decode side refuses
     api_key: str | None = None
     drain_seconds: float = 30.0
     max_connections: int = 4096
@@ -138,8 +137,6 @@ class Supervisor:
                              "--arena-mb", str(self.opt.arena_mb), "--prefill-concurrency", str(self.opt.prefill_concurrency)]
                 if self.opt.fault_injection:
                     argv.append("--fault-injection")
-                if self.opt.kv_refusals:
-                    argv += ["--refuse-kv", json.dumps(self.opt.kv_refusals)]
                 if multi:
                     argv += ["--discovery", self.opt.discovery, "--namespace", self.opt.namespace]
                 self.children.append(Child(s.worker_id, s.role, argv, f"channel://{s.host}:{s.port}", os.path.join(self.run_dir, f"{s.worker_id}.log"),

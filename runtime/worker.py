@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from .channel import Channel, ChannelError, ChannelServer, RemoteError, Request, tokens_of
 from .identity import run_id
 from .kv import Arena, KVTransferError, NixlTransport, check_handle
+from .kv_layout import KVLayoutInfo, layout_of, refusal
 from .metrics import WorkerMetrics
 from .mock_engine import BlockManager, DecodeEngine, EngineStopped, KVLayout, Sequence, Timing, combine
 from .plan import RuntimePlan, WorkerSpec
@@ -37,21 +38,21 @@ log = logging.getLogger("disagg.worker")
 
 class Worker:
     def __init__(self, plan: RuntimePlan, spec: WorkerSpec, peers: list[WorkerSpec], secret: bytes, kv_transport: str, timing: Timing,
-                 kv_blocks: int, arena_bytes: int, prefill_concurrency: int, fault_injection: bool, kv_refusals: dict[str, str] | None = None):
+                 kv_blocks: int, arena_bytes: int, prefill_concurrency: int, fault_injection: bool):
         self.plan, self.spec, self.secret, self.timing = plan, spec, secret, timing
         self.worker_id, self.role = spec.worker_id, spec.role
         self.run_id = run_id(secret.decode())
         self.fault_injection = fault_injection
         self.faults = {"kv_fail": 0, "kv_corrupt": 0, "stall": 0}
-        self.kv_refusals = kv_refusals or {}  # reason -> why: KV exchanges vLLM's handshake would refuse (the doctor's DG203-206)
+        self.kv_layout = layout_of(plan, spec.role)  # announced by a prefill worker, the yardstick of a decode worker (kv_layout.py)
         self.registry = CollectorRegistry()
         self.metrics = WorkerMetrics(self.registry, self.worker_id, self.role)
         self.layout = KVLayout(plan.shape, secret)
         self.arena = Arena(arena_bytes)
         self.transport_kind = kv_transport
         self.nixl = NixlTransport(f"{self.worker_id}-{os.getpid()}", self.arena) if kv_transport == "nixl" else None
-        self.kv = (PrefillKV(self.worker_id, self.arena, self.layout, secret, self.metrics, self.nixl, kv_transport, min_remote_prompt_tokens(plan.policy))
-                   if self.role == "prefill" else None)
+        self.kv = (PrefillKV(self.worker_id, self.arena, self.layout, secret, self.metrics, self.nixl, kv_transport, min_remote_prompt_tokens(plan.policy),
+                             announced_layout=self.kv_layout.to_json()) if self.role == "prefill" else None)
         self.store = self.kv.store if self.kv is not None else None
         self.blocks = BlockManager(kv_blocks, plan.block_size, plan.enable_prefix_caching and self.role == "decode", self.layout)
         self.engine = DecodeEngine(timing, self.blocks) if self.role == "decode" else None
@@ -163,10 +164,11 @@ class Worker:
 
     async def _pull_kv(self, handle: dict, metadata: bytes, tokens: list[int], cached: int, request: str, timeout: float) -> int:
         """Read the prefilled KV into our arena and check it; returns its checksum. Raises KVTransferError."""
-        for reason, why in self.kv_refusals.items():  # as vLLM's NIXL handshake does, before any byte moves
-            self.metrics.kv_refused.labels(reason=reason).inc()
-            raise KVTransferError("incompatible", f"refused: {why}")
         check_handle(self.secret, handle, request)
+        refused = refusal(self.kv_layout, KVLayoutInfo.from_json(handle.get("layout")))
+        if refused is not None:  # as vLLM's NIXL handshake does, before any byte moves
+            self.metrics.kv_refused.labels(reason=refused[0]).inc()
+            raise KVTransferError("incompatible", f"refused: {refused[1]}")
         if handle["start"] > cached:
             raise KVTransferError("prefix_evicted", "the decode worker no longer holds the prefix the prefill skipped")
         if handle["tokens"] != len(tokens):
@@ -242,7 +244,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        server = ChannelServer(self.handle, self.secret, {"worker_id": self.worker_id, "role": self.role, "pid": os.getpid(), "run_id": self.run_id},
+        peer = {"worker_id": self.worker_id, "role": self.role, "pid": os.getpid(), "run_id": self.run_id, "kv_layout": self.kv_layout.to_json()}
+        server = ChannelServer(self.handle, self.secret, peer,
                                on_reject=self._rejected)
         import socket
 
@@ -337,7 +340,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--arena-mb", type=int, default=256)
     ap.add_argument("--prefill-concurrency", type=int, default=1)
     ap.add_argument("--fault-injection", action="store_true")
-    ap.add_argument("--refuse-kv", default="{}", help="JSON reason -> message: KV exchanges this decode worker refuses")
     ap.add_argument("--listen-fd", type=int, help="a listening socket handed over by the supervisor")
     ap.add_argument("--discovery", help="etcd://HOST:PORT: register there (multi-host)")
     ap.add_argument("--namespace", default="disagg")
@@ -350,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
         specs = [WorkerSpec(**w) for w in json.load(handle)]
     spec = next(s for s in specs if s.worker_id == args.worker_id)
     worker = Worker(plan, spec, specs, secret, args.kv_transport, Timing(**json.loads(args.timing)), args.kv_blocks, args.arena_mb * 2**20,
-                    args.prefill_concurrency, args.fault_injection, json.loads(args.refuse_kv))
+                    args.prefill_concurrency, args.fault_injection)
     worker.watchdog = Watchdog()
     if args.discovery:
         worker.discovery = (args.discovery, args.namespace)

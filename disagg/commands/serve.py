@@ -7,10 +7,6 @@ import sys
 
 from .common import EXIT_CLEAN, EXIT_FINDINGS, err, runtime_missing
 
-# Pair findings whose KV exchange vLLM's NIXL handshake refuses, and the reason the mock engine gives when it refuses
-# it the same way (counted in disagg_engine_kv_refused_total{reason}): the runtime does what the doctor predicts.
-KV_REFUSALS = {"DG203": "block_size", "DG204": "tp_ratio", "DG205": "model", "DG206": "dtype"}
-
 
 def run(args: argparse.Namespace) -> int:
     import signal
@@ -66,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FINDINGS
     if errors:
         console.print("[yellow]starting anyway: the runtime runs the config as written, so you can watch what the doctor predicts (--strict refuses)[/]")
-    refusals = {KV_REFUSALS[f.code]: f.message for f in errors if f.code in KV_REFUSALS}
     for note in plan.notes:
         console.print("[yellow]note:[/] " + escape(note))
     timing = {} if args.mock_timing == "default" else {"prefill_base": 0.0, "prefill_per_token": 0.0, "decode_step": 0.0, "decode_per_seq": 0.0}
@@ -75,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.mock_decode_ms_per_step is not None:
         timing["decode_step"] = args.mock_decode_ms_per_step / 1e3
     options = ServeOptions(engine=args.engine, host=args.host, port=args.port, kv_transport=transport, timing=timing, prefill_concurrency=args.prefill_concurrency, arena_mb=args.kv_arena_mb,
-                           prefill_timeout=args.prefill_timeout, fault_injection=args.fault_injection, log_dir=args.log_dir, kv_refusals=refusals,
+                           prefill_timeout=args.prefill_timeout, fault_injection=args.fault_injection, log_dir=args.log_dir,
                            api_key=api_key, drain_seconds=args.drain_seconds, max_connections=args.max_connections,
                            **hosts)
     sup = Supervisor(plan, options, say=lambda m: console.print(f"[bold red]![/] {m}" if "died" in m else f"[green]✓[/] {m}"))

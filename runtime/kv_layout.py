@@ -16,7 +16,6 @@ the doctor's findings. The rules, and where they come from:
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -52,37 +51,34 @@ class KVLayoutInfo:
 
 def _int(value: Any, default: int) -> int:
     try:
-        return int(value) if value is not None and not isinstance(value, bool) else default
+        return int(str(value).strip()) if value is not None and not isinstance(value, bool) else default
     except (TypeError, ValueError):
         return default
 
 
-def _connector(value: Any) -> str:
-    data = value
-    if isinstance(value, str):
-        try:
-            data = json.loads(value)
-        except ValueError:
-            return ""
-    return str(data.get("kv_connector", "")) if isinstance(data, dict) else ""
+def layout_from(worker, default_model: str, shape) -> KVLayoutInfo:
+    """The KV layout of a deployment-model worker (schemas/model.py `Worker`: its settings as the engine parses them;
+    None: the defaults), with `shape` the model's KV dimensions (plan.ModelShape)."""
+    known = worker.known if worker is not None else (lambda key, default=None: default)
+    config = known("kv_config")
+    connector = known("kv_connector") or (config.get("kv_connector") if isinstance(config, dict) else None) or ""
+    return KVLayoutInfo(
+        model=str(known("model") or default_model),
+        block_size=_int(known("block_size"), DEFAULT_BLOCK_SIZE),
+        dtype=str(known("dtype") or "auto").lower(),
+        kv_cache_dtype=str(known("kv_cache_dtype") or "auto").lower(),
+        tp=_int(known("tp"), 1),
+        layers=shape.layers, kv_heads=shape.kv_heads, head_dim=shape.head_dim, dtype_bytes=shape.dtype_bytes,
+        connector=str(connector),
+    )
 
 
 def layout_of(plan, role: str) -> KVLayoutInfo:
-    """The KV layout of a worker of `role` ("decode" or "prefill"), from its section's settings (Common keys resolved)."""
-    from .plan import model_shape
-
-    keys = plan.engine_keys.get(role) or {}
-    model = str(keys.get("model") or plan.model_path or plan.served_model_name)
-    shape = model_shape(str(keys.get("model") or ""))
-    return KVLayoutInfo(
-        model=model,
-        block_size=_int(keys.get("block-size"), DEFAULT_BLOCK_SIZE),
-        dtype=str(keys.get("dtype") or "auto").lower(),
-        kv_cache_dtype=str(keys.get("kv-cache-dtype") or "auto").lower(),
-        tp=_int(keys.get("tensor-parallel-size", keys.get("tp")), 1),
-        layers=shape.layers, kv_heads=shape.kv_heads, head_dim=shape.head_dim, dtype_bytes=shape.dtype_bytes,
-        connector=_connector(keys.get("kv-transfer-config")),
-    )
+    """A worker's layout as its plan computed it (`RuntimePlan.layouts`)."""
+    layout = KVLayoutInfo.from_json(plan.layouts.get(role))
+    if layout is None:
+        raise ValueError(f"the plan has no KV layout for the {role} role")
+    return layout
 
 
 def _dtype(d: str) -> str:

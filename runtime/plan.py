@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from disagg.schemas.config import DynamoV0Parse, looks_like_dynamo_v0, parse_dynamo_v0
+from disagg.schemas import knowledge
+from disagg.schemas.policy import deployment_policy
+from disagg.schemas.readers import dynamo_v0 as v0_reader
 from disagg.schemas.routing import RoutingPolicy
 from disagg.schemas.source import ConfigError, decode_text, load_documents
 
@@ -69,6 +72,7 @@ class RuntimePlan:
     shape: ModelShape
     frontend_port: int
     notes: list[str] = field(default_factory=list)  # what the runtime does not use, said out loud
+    layouts: dict[str, dict] = field(default_factory=dict)  # role -> its workers' KV layout (kv_layout.KVLayoutInfo as JSON)
     served: dict[str, Any] = field(default_factory=dict)  # what /config serves: an allow-list (served_config.py), never the file's text
     model_path: str = ""  # VllmWorker's `model` (a local folder or a model name vLLM can load)
     engine_keys: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> engine options of its section
@@ -121,6 +125,10 @@ def load_plan(path: str) -> RuntimePlan:
         problems.append(f"{path}:1:1: no VllmWorker section: there is no decode worker to run")
     if problems:
         raise PlanError(problems)
+    # The deployment model (schemas/model.py), read as the doctor reads it: the routing policy and each role's KV
+    # layout come from its workers' settings, computed once (schemas/policy.py, kv_layout.py).
+    dep = v0_reader.read(docs[0], knowledge.new_target())
+    by_section = {w.section: w for w in dep.workers}
     pre = parse.section("PrefillWorker")
     proc = parse.section("Processor")
     front = parse.section("Frontend")
@@ -136,7 +144,7 @@ def load_plan(path: str) -> RuntimePlan:
     effective = {name: {k: v for k, v in sec.resolved.items()} for name, sec in parse.sections.items()}
     plan = RuntimePlan(
         config_path=os.path.abspath(path),
-        policy=parse.routing_policy(),
+        policy=deployment_policy(dep),
         decode_workers=max(m.service_args.workers, 0),
         prefill_workers=max(prefill_workers, 0),
         block_size=block_size,
@@ -151,9 +159,14 @@ def load_plan(path: str) -> RuntimePlan:
         model_path=m.model or "",
         engine_keys={role: dict(sec.resolved) for role, sec in (("decode", dec), ("prefill", pre)) if sec is not None},
     )
+    from .kv_layout import layout_from
     from .served_config import served_config
 
     plan.served = served_config(plan, docs[0])
+    for role, section in (("decode", "VllmWorker"), ("prefill", "PrefillWorker")):
+        w = by_section.get((section,))
+        model = str(w.known("model") or "") if w is not None else ""
+        plan.layouts[role] = layout_from(w, m.model or model_name, model_shape(model or m.model)).to_json()
     return plan
 
 

@@ -70,3 +70,18 @@ def test_no_runtime_decision_reads_a_doctor_rule():
     runtime = Path(__file__).resolve().parents[2] / "runtime"
     hits = [f"{f.name}:{n}" for f in runtime.rglob("*.py") for n, line in enumerate(f.read_text().splitlines(), 1) if re.search(r"\bDG\d{3}\b", line)]
     assert hits == []
+
+
+def test_the_plan_routes_with_the_policy_the_doctor_predicts_with(tmp_path):
+    """One computation (schemas/policy.py) from the deployment model, for `disagg serve` and the doctor's rules."""
+    from disagg.doctor.rules._helpers import routing_policy as doctors
+    from disagg.schemas.policy import routing_policy
+
+    assert doctors is routing_policy
+    assert tuple(load_plan(str(EXAMPLES / "seed-broken.yaml")).policy) == (False, True, 1000, 3)
+    assert tuple(load_plan(str(EXAMPLES / "seed-fixed.yaml")).policy) == (True, True, 10, 3)
+    config = tmp_path / "common.yaml"
+    config.write_text("Common:\n  max-local-prefill-length: 77\n  remote-prefill: true\n"
+                      "VllmWorker:\n  model: tiny\n  common-configs: [max-local-prefill-length, remote-prefill]\n  max-prefill-queue-size: 5\n"
+                      "PrefillWorker:\n  model: tiny\n")
+    assert tuple(load_plan(str(config)).policy) == (True, False, 77, 5)  # Common keys pulled in by common-configs

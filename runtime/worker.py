@@ -53,7 +53,6 @@ class Worker:
         self.nixl = NixlTransport(f"{self.worker_id}-{os.getpid()}", self.arena) if kv_transport == "nixl" else None
         self.kv = (PrefillKV(self.worker_id, self.arena, self.layout, secret, self.metrics, self.nixl, kv_transport, min_remote_prompt_tokens(plan.policy),
                              announced_layout=self.kv_layout.to_json()) if self.role == "prefill" else None)
-        self.store = self.kv.store if self.kv is not None else None
         self.blocks = BlockManager(kv_blocks, plan.block_size, plan.enable_prefix_caching and self.role == "decode", self.layout)
         self.engine = DecodeEngine(timing, self.blocks) if self.role == "decode" else None
         self.prefill_slots = asyncio.Semaphore(prefill_concurrency)
@@ -105,7 +104,7 @@ class Worker:
                 if key in req.header:
                     self.faults[key] = int(req.header[key])
             req.send(dict(self.faults))
-        elif op == "prefill" and self.store is not None:
+        elif op == "prefill" and self.kv is not None:
             await self.prefill(req)
         elif op == "kv_read" and self.kv is not None:
             self.kv.read(req)

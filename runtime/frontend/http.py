@@ -105,7 +105,7 @@ class Handlers:
             headers[HEALTH_PROOF] = health_proof(f.secret, nonce)
         if not authorized(f, request):
             return web.json_response({"status": "ready" if ready else "not_ready"}, status=200 if ready else 503, headers=headers)
-        all_up = all(w.up for w in pool.workers.values())
+        all_up = all(w.up and w.state == "ready" for w in pool.workers.values())  # a worker that cannot take work now (its reason in last_error) degrades
         status = "shutting_down" if f.terminating else "ok" if all_up else ("degraded" if decode_up else "unavailable")
         return web.json_response({"status": status, "ready": ready, "workers": [w.to_json() for w in pool.workers.values()]},
                                  status=200 if ready else 503, headers=headers)

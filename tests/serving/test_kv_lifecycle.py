@@ -372,3 +372,21 @@ def queue_job_done(queue, waiter) -> bool:
     frame = waiter.get_coro().cr_frame
     job = frame.f_locals.get("job") if frame is not None else None
     return job is not None and job.future.done()
+
+
+@pytest.mark.slow
+def test_a_prefill_worker_whose_arena_cannot_hold_a_minimum_prompt_is_not_ready_and_says_why(tmp_path):
+    from .conftest import start_server, variant
+
+    # The routing rule sends prompts over 200 uncached tokens remote: 201 tokens of KV (1.6 MiB) never fit in 1 MiB.
+    config = variant(tmp_path, "small-arena.yaml", **{"VllmWorker.max-local-prefill-length": 200})
+    s = start_server(config, tmp_path / "serve", "--kv-arena-mb", "1")
+    try:
+        health = s.get("/health")
+        prefill = next(w for w in health["workers"] if w["role"] == "prefill")
+        assert health["status"] == "degraded" and prefill["up"] and prefill["state"] == "not_ready"
+        assert prefill["last_error"].startswith("kv_arena_full") and "201-token prompt" in prefill["last_error"]
+        assert s.metric("disagg_engine_kv_arena_largest_free_bytes", worker_id="prefill-0") == 2**20
+        assert s.metric("disagg_engine_kv_arena_used_bytes", worker_id="prefill-0") == 0
+    finally:
+        s.stop()

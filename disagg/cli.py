@@ -82,8 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mock-decode-ms-per-step", type=float, help="mock decode step cost, milliseconds (default 4)")
     serve.add_argument("--prefill-concurrency", type=int, default=1, help="prefills one prefill worker runs at once (default 1, as Dynamo v0)")
     serve.add_argument("--prefill-timeout", type=float, default=10.0, help="seconds before a remote prefill falls back to local (default 10)")
+    serve.add_argument("--kv-arena-mb", type=int, default=256, help="host memory each mock worker holds for KV in flight, MiB (default 256)")
     serve.add_argument("--log-dir", help="where each process writes its log (default: a new private temporary folder)")
-    serve.add_argument("--api-key", help="require `Authorization: Bearer KEY` on /v1/*, /config, /workers (default: $DISAGG_API_KEY, else none)")
+    serve.add_argument("--api-key-file", metavar="FILE", help="require `Authorization: Bearer KEY` on /v1/*, /config, /workers, with KEY read from FILE "
+                                                             "(or set $DISAGG_API_KEY; default none)")
+    serve.add_argument("--api-key", help="the same, with the key on the command line (visible to every local user in `ps`: prefer the file or the variable)")
     serve.add_argument("--drain-seconds", type=float, default=30.0, help="on SIGTERM, how long requests in flight may finish (default 30)")
     serve.add_argument("--max-connections", type=int, default=4096, help="client connections the frontend holds at once (default 4096; idle ones are closed first)")
     serve.add_argument("--fault-injection", action="store_true", help="enable POST /debug/faults (for tests)")

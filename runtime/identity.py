@@ -26,3 +26,15 @@ def engine_api_key(secret: bytes) -> str:
     import hmac
 
     return hmac.new(secret, b"vllm-api-key", hashlib.sha256).hexdigest()
+
+
+# The supervisor's readiness check asks the frontend to prove it holds the run's secret (the run id is not published).
+HEALTH_CHALLENGE = "X-Disagg-Challenge"
+HEALTH_PROOF = "X-Disagg-Proof"
+
+
+def health_proof(secret: bytes, nonce: str) -> str:
+    """The answer to a readiness challenge: only a process given the run's secret can make it."""
+    import hmac
+
+    return hmac.new(secret, b"health-proof|" + nonce.encode(), hashlib.sha256).hexdigest()

@@ -27,7 +27,7 @@ from disagg.schemas.model import is_loopback
 
 from .channel import probe
 from .discovery import interface_of
-from .identity import RUN_SECRET_ENV, run_id
+from .identity import HEALTH_CHALLENGE, HEALTH_PROOF, RUN_SECRET_ENV, health_proof, run_id
 from .plan import RuntimePlan, WorkerSpec
 from .ports import free_port
 
@@ -53,7 +53,6 @@ class ServeOptions:
     decode_timeout: float = 60.0
     fault_injection: bool = False
     log_dir: str | None = None
-    kv_refusals: dict = field(default_factory=dict)  # reason -> the doctor's message: KV exchanges the decode side refuses
     api_key: str | None = None
     drain_seconds: float = 30.0
     max_connections: int = 4096
@@ -138,8 +137,6 @@ class Supervisor:
                              "--arena-mb", str(self.opt.arena_mb), "--prefill-concurrency", str(self.opt.prefill_concurrency)]
                 if self.opt.fault_injection:
                     argv.append("--fault-injection")
-                if self.opt.kv_refusals:
-                    argv += ["--refuse-kv", json.dumps(self.opt.kv_refusals)]
                 if multi:
                     argv += ["--discovery", self.opt.discovery, "--namespace", self.opt.namespace]
                 self.children.append(Child(s.worker_id, s.role, argv, f"channel://{s.host}:{s.port}", os.path.join(self.run_dir, f"{s.worker_id}.log"),
@@ -223,9 +220,11 @@ class Supervisor:
                 answer = self._probe(c)
                 if answer is None:
                     continue
-                ours = c.role == "frontend" or self.opt.engine == "mock"  # vLLM's own servers do not know our run
-                if ours and answer.get("run_id") != self.run_id:
-                    raise PortTaken(f"{c.url} answers for another server (run {answer.get('run_id') or 'unknown'}, not this one's {self.run_id}): "
+                # The frontend proves it holds this run's secret (an HMAC of our nonce); a mock worker's channel handshake
+                # already did. vLLM's own servers do not know our run.
+                ours = answer.get("proven") if c.role == "frontend" else answer.get("run_id") == self.run_id if self.opt.engine == "mock" else True
+                if not ours:
+                    raise PortTaken(f"{c.url} answers for another server (it cannot prove it belongs to this run): "
                                     "its port is taken; stop that server or choose another --port (0 picks a free one)")
                 pending.remove(c)
                 if progress:
@@ -237,7 +236,7 @@ class Supervisor:
     def _probe(self, c: Child) -> dict | None:
         if c.spec is not None:
             return probe(c.spec.host, c.spec.port, self.secret.encode(), timeout=1.0)
-        return _health(c.url + "/health")
+        return _health(c.url + "/health", self.secret.encode() if c.role == "frontend" else None)
 
     def _check_health(self, now: float) -> None:
         """Kill what stopped answering (a stopped, wedged or unhealthy process): the next watch restarts it."""
@@ -330,22 +329,30 @@ def listen(host: str, port: int) -> socket.socket:
     return s
 
 
-def _health(url: str) -> dict | None:
-    """A process's /health answer (200 or 503), or None when nothing answers yet."""
+def _health(url: str, secret: bytes | None = None) -> dict | None:
+    """A process's /health answer (200 or 503), or None when nothing answers yet. With `secret`, a fresh nonce is
+    sent as a challenge and `proven` says whether the answer proves the process holds that secret."""
+    nonce = secrets.token_hex(16)
+    headers = {HEALTH_CHALLENGE: nonce} if secret is not None else {}
     try:
-        with urllib.request.urlopen(url, timeout=0.5) as r:
-            body = r.read()
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=0.5) as r:
+            body, proof = r.read(), r.headers.get(HEALTH_PROOF, "")
     except urllib.error.HTTPError as exc:
         if exc.code != 503:
             return None
-        body = exc.read()
+        body, proof = exc.read(), exc.headers.get(HEALTH_PROOF, "")
     except (urllib.error.URLError, OSError, ValueError):
         return None
     try:
         answer = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return answer if isinstance(answer, dict) else {}
+        answer = {}
+    answer = answer if isinstance(answer, dict) else {}
+    if secret is not None:
+        import hmac
+
+        answer["proven"] = hmac.compare_digest(proof.encode(), health_proof(secret, nonce).encode())
+    return answer
 
 
 def _private(path: str, text: str) -> str:

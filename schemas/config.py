@@ -11,7 +11,6 @@ import json
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
-from .routing import RoutingPolicy
 from .source import Path, SourceDocument
 from .typecheck import Values, section_schema, validate_object
 
@@ -153,13 +152,6 @@ class DynamoV0Parse:
         """Worker processes of a service; 0 when the section is absent."""
         sec = self.sections.get(name)
         return sec.model.service_args.workers if sec is not None else 0
-
-    def routing_policy(self) -> RoutingPolicy:
-        dec = self.sections.get("VllmWorker")
-        if dec is None:
-            return RoutingPolicy()
-        m = dec.model
-        return RoutingPolicy(m.remote_prefill, m.conditional_disagg, m.max_local_prefill_length, m.max_prefill_queue_size)
 
 
 def looks_like_dynamo_v0(data: Any) -> bool:

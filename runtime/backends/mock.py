@@ -86,6 +86,15 @@ class MockBackend:
             raise WorkerFailed(exc.reason, exc.detail) from None
         raise WorkerFailed("stream_ended", f"{worker.spec.worker_id} ended the stream early")
 
+    async def release_kv(self, worker, kv: Any) -> None:
+        handle = kv[0] if isinstance(kv, tuple) else None
+        if not isinstance(handle, dict):
+            return
+        try:
+            await self._call(worker, "kv_release", 2.0, handle=handle)
+        except WorkerFailed:
+            pass  # gone or unreachable: its KV ends with the worker, or at the TTL
+
     def abort(self, worker) -> None:
         """Drop the connection to a worker that stopped answering: its requests fail now, not at their timeouts."""
         ch = self.channels.pop(worker.spec.worker_id, None)

@@ -47,6 +47,9 @@ class VllmBackend:
         if self.session is not None:
             asyncio.get_event_loop().create_task(self.session.close())
 
+    async def release_kv(self, worker, kv: Any) -> None:
+        pass  # vLLM's prefill engine frees unread KV itself (VLLM_NIXL_ABORT_REQUEST_TIMEOUT)
+
     def abort(self, worker) -> None:
         pass  # each request has its own HTTP connection, ended by its own timeout
 

@@ -35,6 +35,7 @@ class Frontend:
                  registry: CollectorRegistry | None = None):
         self.plan, self.backend = plan, backend
         self.run_id = run_id(secret.decode())
+        self.secret = secret
         self.api_key = api_key
         self.fault_injection = fault_injection
         self.max_connections = max_connections

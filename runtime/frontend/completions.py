@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from ..openai_api import (
@@ -29,7 +31,16 @@ from ..openai_api import (
 )
 from .router import RequestFailed
 
+log = logging.getLogger("disagg.frontend")
+
 BODY_TIMEOUT = 10.0  # seconds to receive a request body once its headers arrived
+
+
+def payload_problem(exc: BaseException) -> str:
+    """What aiohttp's parser said about a request body (its RequestPayloadError wraps the parser's error)."""
+    cause = exc.__cause__ or exc
+    text = getattr(cause, "message", None) or str(cause) or type(cause).__name__
+    return text.splitlines()[0][:200] if text else type(cause).__name__
 
 
 def sse(obj: dict) -> bytes:
@@ -75,10 +86,14 @@ class Completions:
                 raw_bytes = await request.read()
         except asyncio.TimeoutError:
             raise RequestFailed(408, f"the request body did not arrive within {BODY_TIMEOUT:g} s", "request_timeout") from None
+        except (HttpProcessingError, web.RequestPayloadError) as exc:  # a body that does not decode (Content-Encoding), broken chunks
+            raise RequestFailed(400, f"request body could not be read: {payload_problem(exc)}", "invalid_body") from None
         try:
             raw = json.loads(raw_bytes)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise RequestFailed(400, "request body is not valid JSON (UTF-8)", "invalid_json") from None
+        except RecursionError:
+            raise RequestFailed(400, "request body is JSON nested too deeply", "invalid_json") from None
         if not isinstance(raw, dict):
             raise RequestFailed(400, "request body must be a JSON object", "invalid_json")
         try:
@@ -128,11 +143,16 @@ class Completions:
             if req.stream:
                 return await self.stream(request, events, rid, chat, arrived, len(tokens), req, sent)
             return await self.whole(events, rid, chat, arrived, len(tokens), req)
-        except (asyncio.CancelledError, ConnectionResetError):
+        except (asyncio.CancelledError, ConnectionResetError) as exc:
             if f.terminating and not req.stream and request.transport is not None and not request.transport.is_closing():
                 return f.error(RequestFailed(503, "the server is shutting down", "shutting_down"))  # the drain deadline passed
             f.metrics.aborted.inc()  # the client went away: closing `events` stops the work on every worker
-            raise
+            # One line at INFO: a client that leaves is no server error (re-raised, aiohttp would log a traceback at ERROR).
+            log.info("%s: the client went away %s; its work was stopped on every worker", rid, "mid-stream" if req.stream else "before the answer")
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            gone = getattr(exc, "response", None)  # the stream's response: aiohttp finds its connection closed, quietly
+            return gone if gone is not None else web.Response(status=499)
         finally:
             await events.aclose()
             f.metrics.in_flight.dec()
@@ -211,6 +231,9 @@ class Completions:
             await resp.write(tail + b"data: [DONE]\n\n")
             f.metrics.duration.observe(time.perf_counter() - arrived)
             return resp
+        except ConnectionResetError as exc:
+            exc.response = resp  # for handle(): the prepared response to end with
+            raise
         except RequestFailed as exc:
             if resp is None:
                 return f.error(exc)

@@ -172,7 +172,7 @@ def test_openai_surface(fixed):
         assert any(name == "disagg_engine_busy_seconds_total" and dict(lab)["worker_id"] == w["id"] for name, lab in info)
     assert any(name == "disagg_worker_info" and dict(lab)["role"] == "prefill" for name, lab in info)
     cfg = fixed.get("/config")
-    assert cfg["policy"]["max_local_prefill_length"] == 10 and cfg["sections"]["VllmWorker"]["remote-prefill"] is True
+    assert cfg["policy"]["max_local_prefill_length"] == 10 and "remote-prefill: true" in cfg["text"] and "path" not in cfg
 
 
 @pytest.mark.parametrize(

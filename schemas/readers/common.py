@@ -82,8 +82,10 @@ def workers_from_launches(launches: "list[Launch]", *, path: str, host_for, targ
         cmd = launch.command
         host = host_for(launch)
         name = name_for(launch) if name_for else f"{cmd.program} at line {cmd.start.line}"
-        out.append(new_worker(cmd, path=path, name=name, host=host, hints=launch.hints, env=launch.env, target=target,
-                              image=launch.image, labels=labels))
+        w = new_worker(cmd, path=path, name=name, host=host, hints=launch.hints, env=launch.env, target=target, image=launch.image,
+                       labels=labels)
+        w.alternative = launch.alternative
+        out.append(w)
     return out
 
 

@@ -1,0 +1,135 @@
+"""Shell reader speed: a ~1 MB launch script made of many realistic blocks, against a YAML manifest of the same size.
+
+    python bench/bench_shell.py [--size-kb 1024] [--runs 3] [--profile]
+
+Each block is what launch scripts hold: variables with defaults, arithmetic, a function per role, a `case` on the
+role, a C-style loop, `eval` of a command built in a variable, `docker run` and comments. Times `lint_text` (read,
+pair, every static rule) in this process, median of --runs; --profile prints the top of cProfile for the script.
+The goal (issue 19): a 1 MB script in under 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+BLOCK = r"""
+# ---- block {i}: one prefill and one decode node -------------------------------------------------------------
+MODEL_{i}=${{MODEL:-Qwen/Qwen3-0.6B}}
+TP_{i}=2
+PP_{i}=1
+GPUS_{i}=$((TP_{i}*PP_{i}))
+PORT_{i}=$((8100 + {i}))
+start_prefill_{i}() {{
+  local port=$1
+  echo "starting prefill {i} on $port"
+  CUDA_VISIBLE_DEVICES=0,1 nohup vllm serve "$MODEL_{i}" --port "$port" --tensor-parallel-size "$TP_{i}" \
+    --block-size 16 --max-model-len 8192 \
+    --kv-transfer-config '{{"kv_connector":"NixlConnector","kv_role":"kv_producer"}}' > prefill_{i}.log 2>&1 &
+}}
+start_decode_{i}() {{
+  local port=$1
+  CMD="vllm serve $MODEL_{i} --port $port --tensor-parallel-size $TP_{i} --block-size 16"
+  CMD="$CMD --kv-transfer-config '{{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_consumer\"}}'"
+  eval "env VLLM_NIXL_SIDE_CHANNEL_PORT=$((5600 + {i})) $CMD" > decode_{i}.log 2>&1 &
+}}
+case "${{ROLE_{i}:-prefill}}" in
+  prefill) start_prefill_{i} "$PORT_{i}" ;;
+  decode) start_decode_{i} "$((PORT_{i} + 1000))" ;;
+esac
+for ((n = 0; n < 2; n++)); do
+  echo "waiting for node $n of block {i}"
+  curl -s "http://localhost:$((PORT_{i} + n))/health" || sleep 1
+done
+"""
+
+
+def script(size: int) -> str:
+    out, i = ["#!/bin/bash\nset -euo pipefail\n"], 0
+    total = len(out[0])
+    while total < size:
+        b = BLOCK.format(i=i)
+        out.append(b)
+        total += len(b)
+        i += 1
+    return "".join(out)
+
+
+YAML_DOC = """---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: vllm-{role}-{i}, labels: {{app: pool-{i}}}}}
+spec:
+  replicas: 1
+  template:
+    metadata: {{labels: {{app: pool-{i}}}}}
+    spec:
+      containers:
+        - name: vllm
+          image: vllm/vllm-openai:v0.11.0
+          command: ["vllm", "serve", "Qwen/Qwen3-0.6B"]
+          args: ["--port", "8000", "--tensor-parallel-size", "2", "--block-size", "16",
+                 "--kv-transfer-config", '{{"kv_connector":"NixlConnector","kv_role":"kv_both"}}']
+          resources: {{limits: {{nvidia.com/gpu: 2}}}}
+"""
+
+
+def manifest(size: int) -> str:
+    out, i, total = [], 0, 0
+    while total < size:
+        for role in ("prefill", "decode"):
+            d = YAML_DOC.format(i=i, role=role)
+            out.append(d)
+            total += len(d)
+        i += 1
+    return "".join(out)
+
+
+def timed(path: str, text: str, runs: int) -> tuple[float, int]:
+    from disagg.doctor.context import LintOptions
+    from disagg.doctor.engine import lint_text
+    from disagg.doctor.registry import default_registry
+
+    rules = [r for r in default_registry() if not r.live]
+    samples, workers = [], 0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        r = lint_text(path, text, rules, LintOptions())
+        samples.append(time.perf_counter() - t0)
+        workers = len(r.deployment.workers) if r.deployment else 0
+    return statistics.median(samples), workers
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-kb", type=int, default=1024)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--profile", action="store_true")
+    a = ap.parse_args()
+    size = a.size_kb * 1024
+    sh, ya = script(size), manifest(size)
+    if a.profile:
+        from disagg.doctor.context import LintOptions
+        from disagg.doctor.engine import lint_text
+        from disagg.doctor.registry import default_registry
+
+        rules = [r for r in default_registry() if not r.live]
+        prof = cProfile.Profile()
+        prof.enable()
+        lint_text("bench.sh", sh, rules, LintOptions())
+        prof.disable()
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+        return
+    for label, path, text in (("shell script", "bench.sh", sh), ("YAML manifest", "bench.yaml", ya)):
+        secs, workers = timed(path, text, a.runs)
+        print(f"{label:14s} {len(text) / 1024:7.0f} KiB  {workers:5d} workers  {secs:6.2f} s (median of {a.runs})")
+
+
+if __name__ == "__main__":
+    main()

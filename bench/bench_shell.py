@@ -2,8 +2,9 @@
 
     python bench/bench_shell.py [--size-kb 1024] [--runs 3] [--profile]
 
-Each block is what launch scripts hold: variables with defaults, arithmetic, a function per role, a `case` on the
-role, a C-style loop, `eval` of a command built in a variable, `docker run` and comments. Times `lint_text` (read,
+Each block is one profile of a `case "$PROFILE"` and holds what launch scripts hold: variables with defaults,
+arithmetic, a function per role, a `case` on the role, a C-style loop, `eval` of `env ... $CMD`, comments. The YAML
+is one file of Deployments (every prefill pairs with every decode in a file, so its pair count grows as the square). Times `lint_text` (read,
 pair, every static rule) in this process, median of --runs; --profile prints the top of cProfile for the script.
 The goal (issue 19): a 1 MB script in under 1 s.
 """
@@ -19,46 +20,52 @@ import time
 from pathlib import Path
 
 
+# One profile of a launcher that holds many (model sizes, clusters): `case "$PROFILE"` picks one per run, and the
+# script is started once per role (`case "$ROLE"`), so each profile has one prefill/decode pair.
 BLOCK = r"""
-# ---- block {i}: one prefill and one decode node -------------------------------------------------------------
-MODEL_{i}=${{MODEL:-Qwen/Qwen3-0.6B}}
-TP_{i}=2
-PP_{i}=1
-GPUS_{i}=$((TP_{i}*PP_{i}))
-PORT_{i}=$((8100 + {i}))
-start_prefill_{i}() {{
-  local port=$1
-  echo "starting prefill {i} on $port"
-  CUDA_VISIBLE_DEVICES=0,1 nohup vllm serve "$MODEL_{i}" --port "$port" --tensor-parallel-size "$TP_{i}" \
-    --block-size 16 --max-model-len 8192 \
-    --kv-transfer-config '{{"kv_connector":"NixlConnector","kv_role":"kv_producer"}}' > prefill_{i}.log 2>&1 &
-}}
-start_decode_{i}() {{
-  local port=$1
-  CMD="vllm serve $MODEL_{i} --port $port --tensor-parallel-size $TP_{i} --block-size 16"
-  CMD="$CMD --kv-transfer-config '{{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_consumer\"}}'"
-  eval "env VLLM_NIXL_SIDE_CHANNEL_PORT=$((5600 + {i})) $CMD" > decode_{i}.log 2>&1 &
-}}
-case "${{ROLE_{i}:-prefill}}" in
-  prefill) start_prefill_{i} "$PORT_{i}" ;;
-  decode) start_decode_{i} "$((PORT_{i} + 1000))" ;;
-esac
-for ((n = 0; n < 2; n++)); do
-  echo "waiting for node $n of block {i}"
-  curl -s "http://localhost:$((PORT_{i} + n))/health" || sleep 1
-done
+  p{i})
+    # ---- profile {i}: one prefill and one decode node -----------------------------------------------------------
+    MODEL=${{MODEL:-Qwen/Qwen3-0.6B}}
+    TP=2
+    PP=1
+    GPUS=$((TP*PP))
+    PORT=$((8100 + {i}))
+    start_prefill_{i}() {{
+      local port=$1
+      echo "starting prefill {i} on $port"
+      CUDA_VISIBLE_DEVICES=0,1 nohup vllm serve "$MODEL" --port "$port" --tensor-parallel-size "$TP" \
+        --block-size 16 --max-model-len 8192 \
+        --kv-transfer-config '{{"kv_connector":"NixlConnector","kv_role":"kv_producer"}}' > prefill_{i}.log 2>&1 &
+    }}
+    start_decode_{i}() {{
+      local port=$1
+      CMD="vllm serve $MODEL --port $port --tensor-parallel-size $TP --block-size 16"
+      CMD="$CMD --kv-transfer-config '{{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_consumer\"}}'"
+      eval "env VLLM_NIXL_SIDE_CHANNEL_PORT=$((5600 + {i})) $CMD" > decode_{i}.log 2>&1 &
+    }}
+    case "$ROLE" in
+      prefill) start_prefill_{i} "$PORT" ;;
+      decode) start_decode_{i} "$((PORT + 1000))" ;;
+    esac
+    for ((n = 0; n < 2; n++)); do
+      echo "waiting for node $n of profile {i}"
+      curl -s "http://localhost:$((PORT + n))/health" || sleep 1
+    done
+    ;;
 """
+HEAD = "#!/bin/bash\nset -euo pipefail\nROLE=$1\nPROFILE=${2:-p0}\ncase \"$PROFILE\" in\n"
+TAIL = "  *) echo \"unknown profile $PROFILE\" >&2; exit 1 ;;\nesac\nwait\n"
 
 
 def script(size: int) -> str:
-    out, i = ["#!/bin/bash\nset -euo pipefail\n"], 0
-    total = len(out[0])
+    out, i = [HEAD], 0
+    total = len(HEAD) + len(TAIL)
     while total < size:
         b = BLOCK.format(i=i)
         out.append(b)
         total += len(b)
         i += 1
-    return "".join(out)
+    return "".join(out) + TAIL
 
 
 YAML_DOC = """---
@@ -91,7 +98,7 @@ def manifest(size: int) -> str:
     return "".join(out)
 
 
-def timed(path: str, text: str, runs: int) -> tuple[float, int]:
+def timed(path: str, text: str, runs: int) -> tuple[float, int, int]:
     from disagg.doctor.context import LintOptions
     from disagg.doctor.engine import lint_text
     from disagg.doctor.registry import default_registry
@@ -103,7 +110,8 @@ def timed(path: str, text: str, runs: int) -> tuple[float, int]:
         r = lint_text(path, text, rules, LintOptions())
         samples.append(time.perf_counter() - t0)
         workers = len(r.deployment.workers) if r.deployment else 0
-    return statistics.median(samples), workers
+        pairs = len(r.pairs)
+    return statistics.median(samples), workers, pairs
 
 
 def main() -> None:
@@ -127,8 +135,8 @@ def main() -> None:
         pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
         return
     for label, path, text in (("shell script", "bench.sh", sh), ("YAML manifest", "bench.yaml", ya)):
-        secs, workers = timed(path, text, a.runs)
-        print(f"{label:14s} {len(text) / 1024:7.0f} KiB  {workers:5d} workers  {secs:6.2f} s (median of {a.runs})")
+        secs, workers, pairs = timed(path, text, a.runs)
+        print(f"{label:14s} {len(text) / 1024:7.0f} KiB  {workers:5d} workers {pairs:7d} pairs  {secs:6.2f} s (median of {a.runs})")
 
 
 if __name__ == "__main__":

@@ -92,8 +92,8 @@ class ShellReader(Flow, Expander, Launcher):
         else:
             self._command(words, k, assigns, cmd, st)
 
-    def _set(self, name: str, value: PStr, word, forks, st: State) -> None:
-        self.record(name, value, st)
+    def _set(self, name: str, value: PStr, word, forks, st: State, local: bool = False) -> None:
+        self.record(name, value, st, local)
         st.vars[name] = value
         if forks and not any(f.kind in ("if", "case") for f in st.frames):
             self.assign_forked(name, word, forks, st)
@@ -110,7 +110,7 @@ class ShellReader(Flow, Expander, Launcher):
                 if self._assignment(w) is not None:
                     forks = self.forks_of([w], st)
                     var, value = self._assign_value(w, st)
-                    self._set(var, value, w, forks, st)
+                    self._set(var, value, w, forks, st, local=name in ("local", "declare", "typeset") and len(st.positional) > 1)
                     if name == "export":
                         st.exported[var] = None
                 elif name == "export" and _plain(w):

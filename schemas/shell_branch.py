@@ -24,6 +24,9 @@ MAX_FORKS = 16  # combinations of branch-dependent values one command is read wi
 # Selectors whose values are the hosts or ranks of one deployment: a script that branches on them runs once per host.
 _RANK_VAR = re.compile(r"(^|_)(RANK|NODE_RANK|NODE_ID|NODE_INDEX|NODEID|PROCID|HOST_?NAME|HOST_INDEX|HOST_ID|WORKER_ID|WORKER_INDEX|"
                        r"JOB_COMPLETION_INDEX|LWS_WORKER_INDEX)$", re.I)
+# Values that name the side a process serves: `case "$ROLE" in prefill) ... ;; decode) ...` (a whole value, so that a
+# profile called `p0` is not read as "prefill").
+_ROLE_VALUE = re.compile(r"(prefill|prefiller|decode|decoder|kv_producer|kv_consumer|producer|consumer|context|ctx|generation|gen|p|d)", re.I)
 _COMPARE = {"=": "eq", "==": "eq", "-eq": "eq", "!=": "ne", "-ne": "ne"}
 
 
@@ -49,12 +52,9 @@ class Frame:
         return (self, self.branch, self.selector, self.values[0], self.values[1])
 
     def note_values(self, values: frozenset[str] | None, excluded: frozenset[str] = frozenset()) -> None:
-        from .engines import role_from_words
-
         self.values = (values, excluded)
         self.seen.append(values)
-        names = values or frozenset()
-        if any(role_from_words(v) in ("prefill", "decode") for v in names):
+        if any(_ROLE_VALUE.fullmatch(v) for v in values or ()):
             self.per_process = True
         if self.selector and _RANK_VAR.search(self.selector):
             self.per_process = True
@@ -191,15 +191,21 @@ class Branches:
         """The branches the current command runs in."""
         return [f.element() for f in st.frames if f.kind in ("if", "case") and f.decided is None] + list(st.extra)
 
-    def record(self, name: str, value: PStr, st: State) -> None:
-        """Called before `name` is set: an assignment inside a branch is remembered per branch."""
-        frame = next((f for f in reversed(st.frames) if f.kind in ("if", "case")), None)
+    def record(self, name: str, value: PStr, st: State, local: bool = False) -> None:
+        """Called before `name` is set: an assignment inside a branch is remembered per branch (a function's `local`
+        variables only in the function's own branches). A value set later replaces any per-branch values."""
+        st.forks.pop(name, None)
+        frame = None
+        for f in reversed(st.frames):
+            if f.kind in ("if", "case"):
+                frame = f
+                break
+            if f.kind == "func" and local:
+                break
         if frame is not None and frame.decided is None:
             if name not in frame.pre:
                 frame.pre[name] = st.vars.get(name)
             frame.assigned.setdefault(name, {})[frame.branch] = (value, " ".join([frame.hint] + st.recent))
-        elif frame is None:
-            st.forks.pop(name, None)  # set again unconditionally: one value from here on
 
     def close(self, frame: Frame, st: State) -> None:
         """Variables set differently in two or more branches fork the commands that use them afterwards."""

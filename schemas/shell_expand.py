@@ -57,6 +57,7 @@ class State:
     def __init__(self) -> None:
         self.vars: dict[str, PStr | list[PStr]] = {}
         self.exported: dict[str, None] = {}  # ordered set
+        self.env_args: dict[str, tuple[PStr, Arg]] = {}  # exported variable -> (its value, positioned)
         self.funcs: dict[str, list] = {}
         self.called: set[str] = set()
         self.frames: list = []  # shell_flow.Frame, innermost last
@@ -82,14 +83,27 @@ class Expander:
         return i + 1, off - self.starts[i] + 1
 
     def arg(self, p: PStr, fallback: int) -> Arg:
-        known = [o for o in p.offs if o >= 0]
-        first = known[0] if known else fallback
-        last = known[-1] if known else fallback
-        line, col = self.line_col(first)
-        eline, ecol = self.line_col(last)
+        offs = p.offs
+        first = next((o for o in offs if o >= 0), -1)
+        last = next((o for o in reversed(offs) if o >= 0), -1)
+        known = first >= 0
+        line, col = self.line_col(first if known else fallback)
+        eline, ecol = self.line_col(last if known else fallback)
         # Positions inside a word matter only where a part of it is reported: VAR=value, --flag=value, JSON.
-        needs = known and ("=" in p.text or "{" in p.text)
-        chars = tuple(self.line_col(o) if o >= 0 else (line, col) for o in p.offs) if needs else ()
+        chars: tuple = ()
+        if known and ("=" in p.text or "{" in p.text):
+            out, prev, pl, pc, text = [], -2, line, col, self.file_text
+            for o in offs:
+                if o < 0:
+                    out.append((line, col))
+                    continue
+                if o == prev + 1 and text[prev] != "\n":
+                    pc += 1  # the next character on the same line: no search
+                else:
+                    pl, pc = self.line_col(o)
+                out.append((pl, pc))
+                prev = o
+            chars = tuple(out)
         return Arg(p.text, Span(line, col, eline, ecol + 1), chars)
 
     @staticmethod

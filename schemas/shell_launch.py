@@ -42,10 +42,14 @@ class Launcher:
         expanded = expanded[:cut]
         network = container = image = None
         env: dict[str, Arg] = {}
+        cache = st.env_args  # exported values are the same objects launch after launch: position them once
         for n in st.exported:
             v = st.vars.get(n)
             if isinstance(v, PStr):
-                env[n] = self.arg(v, cmd.start)
+                got = cache.get(n)
+                if got is None or got[0] is not v:
+                    got = cache[n] = (v, self.arg(v, cmd.start))
+                env[n] = got[1]
         for n, v in assigns.items():
             env[n] = self.arg(v, cmd.start)
         docker = _docker(expanded)

@@ -71,6 +71,18 @@ _DYNAMO_SGLANG_SCRIPTS = ("components/worker_inc.py", "components/decode_worker_
 _PROXIES = ("toy_proxy_server.py", "disagg_proxy_server.py", "disagg_prefill_proxy_server.py", "disagg_proxy_demo.py", "proxy_server.py")
 
 
+_PROGRAMS = ("vllm", "trtllm-serve", "sglang-router", "sglang_router", "docker", "podman", "nerdctl")
+
+
+def may_serve(words: list[str]) -> bool:
+    """False when no word can start a program `find_command` knows (a cheap test before positioning every word)."""
+    for w in words:
+        base = w.rsplit("/", 1)[-1]
+        if base in _PROGRAMS or base.startswith("python"):
+            return True
+    return False
+
+
 def find_command(args: list[Arg]) -> Command | None:
     """The serving program a command line runs, if any; `VAR=value` words before it become its environment.
 

@@ -11,7 +11,7 @@ same model (as written, so two templates with `${MODEL_NAME}` link), labels or n
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from .model import Branch, Deployment, Pair, Worker
 
@@ -24,11 +24,47 @@ def engines_of(dep: Deployment, role: str) -> list[Worker]:
 
 def within(dep: Deployment) -> list[Pair]:
     pairs = []
+    prefills = engines_of(dep, "prefill")
+    order = {id(p): i for i, p in enumerate(prefills)}
+    index = ByBranch(prefills)
     for d in engines_of(dep, "decode"):
-        for p in engines_of(dep, "prefill"):
+        for p in sorted(index.candidates(d), key=lambda p: order[id(p)]):
             if _family(d) == _family(p) and _same_scope(d, p) and together(d.alternative, p.alternative):
                 pairs.append(Pair(d, p, "same file"))
     return pairs
+
+
+class ByBranch:
+    """Workers grouped by the outermost exclusive branch they run in, so that finding the ones that can run with a
+    worker skips whole profiles it cannot meet (a script of N profiles would otherwise compare N² pairs)."""
+
+    def __init__(self, workers: Iterable[Worker] = ()):
+        self.groups: dict[str | None, dict[int | None, list[Worker]]] = {}
+        for w in workers:
+            self.add(w)
+
+    def add(self, w: Worker) -> None:
+        e = _outermost(w.alternative)
+        self.groups.setdefault(e.frame if e else None, {}).setdefault(e.index if e else None, []).append(w)
+
+    def candidates(self, w: Worker) -> Iterator[Worker]:
+        """A superset of the workers `together` accepts with `w`."""
+        e = _outermost(w.alternative)
+        for frame, by_index in self.groups.items():
+            if e is not None and frame == e.frame:
+                yield from by_index.get(e.index, ())
+            else:
+                for ws in by_index.values():
+                    yield from ws
+
+
+    def meeting(self, w: Worker, one_invocation: bool = False) -> Iterator[Worker]:
+        """The workers that run with `w` (`together`)."""
+        return (o for o in self.candidates(w) if together(o.alternative, w.alternative, one_invocation))
+
+
+def _outermost(alternative: tuple[Branch, ...] | None) -> Branch | None:
+    return next((b for b in alternative or () if not b.per_process), None)
 
 
 def across(deps: Iterable[Deployment], paired: set[int]) -> list[Pair]:

@@ -212,12 +212,12 @@ class Branches:
         varying = {n: b for n, b in frame.assigned.items() if len(b) >= 2 and len({v.text for v, _ in b.values()}) >= 2}
         if not varying:
             return
-        branches = []
-        for index in sorted({i for b in varying.values() for i in b}):
-            vals = {n: b[index][0] for n, b in varying.items() if index in b}
-            hint = next(h for b in varying.values() for i, (_, h) in b.items() if i == index)
-            elem = (frame, index, frame.selector, *_branch_values(frame, index))
-            branches.append((elem, vals, hint))
+        per_branch: dict[int, tuple[dict[str, PStr], str]] = {}
+        for n, b in varying.items():
+            for index, (value, hint) in b.items():
+                per_branch.setdefault(index, ({}, hint))[0][n] = value
+        branches = [((frame, index, frame.selector, *_branch_values(frame, index)), vals, hint)
+                    for index, (vals, hint) in sorted(per_branch.items())]
         fork = Fork(frame, branches, {n: frame.pre.get(n) for n in varying})
         for n in varying:
             st.forks[n] = fork
@@ -312,6 +312,8 @@ def _var_names(words: list[Word]) -> list[str]:
 
 def _plain(word: Word) -> str | None:
     """The text of a word with no expansion in it, else None."""
+    if len(word) == 1:
+        return word[0].text if word[0].kind == "lit" else None
     if all(s.kind == "lit" for s in word):
         return "".join(s.text for s in word)
     return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import functools
 import operator
 import re
 from typing import Any
@@ -233,8 +234,8 @@ class Expander:
             raise LookupError(name)
 
         try:
-            return _eval(ast.parse(_ARITH_NAME.sub(value, expr).strip() or "0", mode="eval").body)
-        except (LookupError, SyntaxError, ValueError, ZeroDivisionError, TypeError, RecursionError, OverflowError):
+            return _evaluate(_ARITH_NAME.sub(value, expr).strip() or "0")
+        except LookupError:
             return None
 
 
@@ -244,6 +245,15 @@ _OPS: dict[type, Any] = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult:
                          ast.BitXor: operator.xor}
 _CMP: dict[type, Any] = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Eq: operator.eq,
                          ast.NotEq: operator.ne}
+
+
+@functools.lru_cache(maxsize=4096)
+def _evaluate(expr: str) -> int | None:
+    """An expression of numbers only (the variables already replaced), or None when it is not shell arithmetic."""
+    try:
+        return _eval(ast.parse(expr, mode="eval").body)
+    except (SyntaxError, ValueError, ZeroDivisionError, TypeError, RecursionError, OverflowError, MemoryError):
+        return None
 
 
 def _eval(node: ast.AST) -> int:

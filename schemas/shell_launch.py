@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .cmdline import Arg, Command, find_command, parse_flags
+from .cmdline import Arg, Command, find_command, may_serve, parse_flags
 from .model import Branch
 from .shell_expand import PStr, State
 from .shell_lex import Command as LexCommand
@@ -32,9 +32,11 @@ class Launcher:
     """Turning a command into a Launch (mixed into ShellReader)."""
 
     def launch(self, expanded: list[PStr], assigns: dict[str, PStr], cmd: LexCommand, words: list[Word], st: State) -> None:
+        texts = [p.text for p in expanded]
+        if not may_serve(texts):
+            return
         hints_near: list[str] = list(st.pipe)
         # log files and tee targets of this command: `> prefill.log`, `| tee decode_0.log`
-        texts = [p.text for p in expanded]
         for j, t in enumerate(texts):
             if t in (">", "tee") and j + 1 < len(texts):
                 hints_near.append(texts[j + 1])

@@ -12,6 +12,8 @@ import re
 
 SEPARATORS = ("\n", ";", ";;", "&", "&&", "||", "|", "(", ")")
 _PLAIN = re.compile(r"[^ \t\r\n;&|()<>\\'\"$`=]+")  # a run of characters that are only themselves, outside quotes
+_BLANKS = re.compile(r"[ \t\r]+")
+_OP_START = frozenset("&|;\n()")
 _PLAIN_DQ = re.compile(r'[^"\\$`]+')  # ... inside double quotes
 
 
@@ -64,7 +66,7 @@ class Lexer:
                 self.i += 2
                 continue
             if c in " \t\r":
-                self.i += 1
+                self.i = _BLANKS.match(t, self.i).end()
                 continue
             if c == "#" and (self.i == 0 or t[self.i - 1] in " \t\n;&|()"):
                 j = t.find("\n", self.i)
@@ -72,7 +74,7 @@ class Lexer:
                 comments.append(t[self.i + 1 : j].strip())
                 self.i = j
                 continue
-            if t.startswith("((", self.i) and (not words or (len(words) == 1 and _lit_text(words[0]) == "for")):
+            if c == "(" and t.startswith("((", self.i) and (not words or (len(words) == 1 and _lit_text(words[0]) == "for")):
                 # `((i++))` and `for ((i=0; i<N; i++))`: one arithmetic word, not two subshells
                 j = _match_paren(t, self.i)
                 if not words:
@@ -80,13 +82,13 @@ class Lexer:
                 words.append([Seg("arith", t[self.i + 2 : max(self.i + 2, j - 2)], [self.off(self.i), self.off(j)])])
                 self.i = j
                 continue
-            op = self._operator()
+            op = self._operator() if c in _OP_START else None
             if op is not None:
                 if words or op in ("(", ")", ";;"):
                     out.append(Command(words, op, comments, start))
                     words, comments = [], []
                 continue
-            if t.startswith("&>", self.i) or c in "<>" or (c.isdigit() and self.i + 1 < n and t[self.i + 1] in "<>"):
+            if c in "<>&" or (c.isdigit() and self.i + 1 < n and t[self.i + 1] in "<>"):
                 words.append([Seg("lit", ">", [self.off(self.i)])])
                 while self.i < n and (t[self.i] in "<>&" or t[self.i].isdigit()) and not (t[self.i] == "&" and self.i + 1 < n and t[self.i + 1] == "&"):
                     self.i += 1

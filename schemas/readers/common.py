@@ -121,13 +121,54 @@ def _line_starts(doc: SourceDocument) -> list[int]:
     return doc.line_starts()
 
 
-def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: "ShellReader") -> Arg:
-    """One argv item written as a YAML scalar, positioned character by character."""
+def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: "ShellReader", env: dict[str, Arg] | None = None) -> Arg:
+    """One argv item written as a YAML scalar, positioned character by character; with `env`, a Kubernetes
+    container's `$(VAR)` references are expanded from it."""
     offs = scalar_offsets(doc, path, text)
     from ..shell import PStr
 
+    if env is not None:
+        text, offs = expand_k8s(text, offs, env)
     p = doc.marks.value(path)
     return reader.arg(PStr(text, offs), _line_starts(doc)[p.line - 1] + p.column - 1)
+
+
+_K8S_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def expand_k8s(text: str, offs: list[int], env: dict[str, Arg]) -> tuple[str, list[int]]:
+    """Kubernetes' own expansion of a container's command, args and env values (not a shell's): `$(VAR)` becomes the
+    value of VAR from the container's env, `$$` becomes `$` (so `$$(VAR)` stays literal), and a reference to a
+    variable that is not defined is left as written (which readers treat as unknown). Source: the Kubernetes API
+    reference, core/v1 Container.command/args and EnvVar.value ("Variable references $(VAR_NAME) are expanded using
+    the container's environment. If a variable cannot be resolved, the reference in the input string will be
+    unchanged. Double $$ are reduced to a single $"); kubernetes/kubernetes third_party/forked/golang/expansion."""
+    if "$" not in text:
+        return text, offs
+    out: list[str] = []
+    out_offs: list[int] = []
+    last = 0
+    for m in _K8S_REF.finditer(text):
+        out.append(text[last : m.start()])
+        out_offs.extend(offs[last : m.start()])
+        name = m.group(1)
+        if name is None:  # $$
+            out.append("$")
+            out_offs.append(offs[m.start()] if m.start() < len(offs) else -1)
+        elif name in env:
+            value = env[name].text
+            pos = [-1] * len(value)
+            if value and m.start() < len(offs):
+                pos[0], pos[-1] = offs[m.start()], offs[min(m.end(), len(offs)) - 1]
+            out.append(value)
+            out_offs.extend(pos)
+        else:
+            out.append(m.group())
+            out_offs.extend(offs[m.start() : m.end()])
+        last = m.end()
+    out.append(text[last:])
+    out_offs.extend(offs[last:])
+    return "".join(out), out_offs
 
 
 def container_launches(doc: SourceDocument, base: tuple, container: dict, env: dict[str, Arg], reader: "ShellReader",
@@ -139,24 +180,23 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
     from ..shell import Launch
 
     words: list[Arg] = []
+    origins: list[tuple[tuple, str]] = []  # where each word is written, and its text as written
     scripts: list[tuple[tuple, str]] = []
     cmd_key, args_key = keys
+    k8s_env = env if keys == ("command", "args") else None  # Kubernetes expands $(VAR) in a container's command and args
     for key in keys:
         value = container.get(key)
         if isinstance(value, list):
             for i, v in enumerate(value):
                 if isinstance(v, (str, int, float)):
-                    words.append(scalar_arg(doc, base + (key, i), str(v), reader))
+                    words.append(scalar_arg(doc, base + (key, i), str(v), reader, k8s_env))
+                    origins.append((base + (key, i), str(v)))
         elif isinstance(value, str):
             scripts.append((base + (key,), value))
     if len(words) >= 2 and words[0].text.rsplit("/", 1)[-1] in ("sh", "bash", "zsh") and words[1].text.startswith("-") and "c" in words[1].text:
-        # sh -c "script": the script is the rest; a list form puts it in the next item
-        for key in keys:
-            value = container.get(key)
-            if isinstance(value, list):
-                for i, v in enumerate(value):
-                    if isinstance(v, str) and v == (words[2].text if len(words) > 2 else None):
-                        scripts = [(base + (key, i), v)] + scripts
+        # sh -c "script": the script is the next item of command + args
+        if len(origins) > 2:
+            scripts = [origins[2]] + scripts
         words = []
     if default_shell and not container.get(cmd_key) and isinstance(container.get(args_key), list) and len(container[args_key]) == 1 \
             and isinstance(container[args_key][0], str) and " " in container[args_key][0].strip():
@@ -165,13 +205,17 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
     launches: list[Launch] = []
     for path, text in scripts:
         offs = scalar_offsets(doc, path, text)
+        if k8s_env is not None:  # `sh -c "..."`: Kubernetes expands $(VAR) before the shell runs the script
+            text, offs = expand_k8s(text, offs, k8s_env)
         reader.base_env = env
         launches.extend(reader.read(text, offs))
     if words:
         cmd = find_command(words)
         if cmd is None:
             cmd = _dynamo_entrypoints(words, str(container.get("workingDir", "")))
-        if cmd is None and not container.get(cmd_key) and words and words[0].text.startswith("-"):
+        model_first = len(words) > 1 and words[1].text.startswith("-") and "/" in words[0].text and not words[0].text.startswith("-")
+        if cmd is None and not container.get(cmd_key) and words and (words[0].text.startswith("-") or model_first):
+            # only args: the image's entrypoint runs them (vLLM's image: `vllm serve`, which takes the model first)
             program = engine_from_image(image, words)
             if program is not None:
                 flags, spans, positional = parse_flags(words)
@@ -208,7 +252,10 @@ def env_from_k8s(doc: SourceDocument, base: tuple, env: Any) -> dict[str, Arg]:
     if isinstance(env, list):
         for i, item in enumerate(env):
             if isinstance(item, dict) and "name" in item and "value" in item:
-                out[str(item["name"])] = at(base + (i, "value"), str(item["value"]))
+                # a Kubernetes env value may use the variables defined before it: $(VAR) (see expand_k8s)
+                raw = "" if item["value"] is None else str(item["value"])
+                text, _ = expand_k8s(raw, [-1] * len(raw), out)
+                out[str(item["name"])] = at(base + (i, "value"), text)
             elif isinstance(item, dict) and "name" in item and isinstance(item.get("valueFrom"), dict):
                 ref = item["valueFrom"].get("fieldRef")
                 field = ref.get("fieldPath", "ref") if isinstance(ref, dict) else "ref"

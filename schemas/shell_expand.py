@@ -175,8 +175,9 @@ class Expander:
                 if value is not None:
                     text = str(value)
                     offs = [-1] * len(text)
-                    if raw_off:
-                        offs[0], offs[-1] = raw_off[0], raw_off[-1]
+                    if raw_off:  # the value spans the expression that made it
+                        offs[-1] = raw_off[-1]
+                        offs[0] = raw_off[0]
                     return [PStr(text, offs)]
             return [PStr(s.text, raw_off[: len(s.text)] + [-1] * max(0, len(s.text) - len(raw_off)))]
         if s.kind == "arith":

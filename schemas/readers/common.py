@@ -159,7 +159,8 @@ def expand_k8s(text: str, offs: list[int], env: dict[str, Arg]) -> tuple[str, li
             value = env[name].text
             pos = [-1] * len(value)
             if value and m.start() < len(offs):
-                pos[0], pos[-1] = offs[m.start()], offs[min(m.end(), len(offs)) - 1]
+                pos[-1] = offs[min(m.end(), len(offs)) - 1]
+                pos[0] = offs[m.start()]  # the value spans the reference
             out.append(value)
             out_offs.extend(pos)
         else:

@@ -44,6 +44,10 @@ class DG405(Rule):
                 why = "no worker says whether it is the prefill or the decode side"
             elif dep.router and not dep.workers:
                 why = "it is a scheduler config; its model servers are in other files"
+            elif any(w.alternative for w in dep.of_role("prefill", "decode")):
+                sel = sorted({b.selector or b.frame.split("#")[0] for w in dep.of_role("prefill", "decode") for b in w.alternative or ()})
+                why = (f"its prefill and decode workers are in different branches of the script ({', '.join(sel)}), "
+                       "which are alternatives: no run starts both")
             else:
                 why = "no prefill and decode workers of the same engine were found"
             at = dep.router_span or (dep.workers[0].span if dep.workers else None)

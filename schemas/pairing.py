@@ -27,8 +27,9 @@ def within(dep: Deployment) -> list[Pair]:
     prefills = engines_of(dep, "prefill")
     order = {id(p): i for i, p in enumerate(prefills)}
     index = ByBranch(prefills)
+    branched = set(index.groups) != {None}  # a file without script branches: every prefill is a candidate
     for d in engines_of(dep, "decode"):
-        for p in sorted(index.candidates(d), key=lambda p: order[id(p)]):
+        for p in sorted(index.candidates(d), key=lambda p: order[id(p)]) if branched else prefills:
             if _family(d) == _family(p) and _same_scope(d, p) and together(d.alternative, p.alternative):
                 pairs.append(Pair(d, p, "same file"))
     return pairs

@@ -85,8 +85,8 @@ class Expander:
 
     def arg(self, p: PStr, fallback: int) -> Arg:
         offs = p.offs
-        first = next((o for o in offs if o >= 0), -1)
-        last = next((o for o in reversed(offs) if o >= 0), -1)
+        first = offs[0] if offs and offs[0] >= 0 else next((o for o in offs if o >= 0), -1)
+        last = offs[-1] if offs and offs[-1] >= 0 else next((o for o in reversed(offs) if o >= 0), -1)
         known = first >= 0
         line, col = self.line_col(first if known else fallback)
         eline, ecol = self.line_col(last if known else fallback)
@@ -131,6 +131,8 @@ class Expander:
 
     def join(self, segs: list[Seg], st: State) -> PStr:
         """A word expanded without field splitting (assignment values, quoted text)."""
+        if len(segs) == 1 and segs[0].kind == "lit":
+            return PStr(segs[0].text, segs[0].offs)
         parts: list[PStr] = []
         for s in segs:
             got = self.seg(s, st)
@@ -139,6 +141,8 @@ class Expander:
 
     def expand(self, word: Word, st: State) -> list[PStr]:
         """A word after expansion: unquoted expansions split into several words."""
+        if len(word) == 1 and word[0].kind == "lit":
+            return [PStr(word[0].text, word[0].offs)]
         words: list[PStr] = []
         cur: list[PStr] | None = None
         for s in word:

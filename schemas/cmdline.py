@@ -66,7 +66,8 @@ _MODULES = {
 _WRAPPERS = ("exec", "nohup", "env", "time", "numactl", "taskset", "setsid", "stdbuf", "nice", "sudo", "timeout", "srun", "mpirun")
 # Dynamo 0.3's SGLang examples start their workers as scripts that parse SGLang's own ServerArgs from argv
 # (ai-dynamo/dynamo examples/sglang/launch/disagg.sh at 03fd0a23: `python3 components/worker_inc.py ... --disaggregation-mode
-# prefill` and `components/decode_worker_inc.py`; both call utils/sgl_utils.py parse_sglang_args_inc -> ServerArgs.add_cli_args).
+# prefill` and `components/decode_worker_inc.py`; both call utils/sgl_utils.py parse_sglang_args_inc ->
+# ServerArgs.add_cli_args, components/worker_inc.py and utils/sgl_utils.py at 10c604e1).
 _DYNAMO_SGLANG_SCRIPTS = ("components/worker_inc.py", "components/decode_worker_inc.py")
 _PROXIES = ("toy_proxy_server.py", "disagg_proxy_server.py", "disagg_prefill_proxy_server.py", "disagg_proxy_demo.py", "proxy_server.py")
 

@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--fail-level", choices=("error", "warning", "info"), help="lowest severity that makes the exit code 1 (default warning)")
     doc.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings are reported")
     doc.add_argument("--explain", metavar="CODE", help="print a rule's documentation and exit")
+    doc.add_argument("--emit-alerts", nargs="?", const="rules", choices=ALERT_FORMS,
+                     help="print Prometheus alerting rules made from the live rules (for the systems in PATH..., else all): rule groups (default), "
+                          "a PrometheusRule, or promtool unit tests for them")
+    doc.add_argument("--env", action="store_true", help="the host preflight: versions, NICs, RDMA, GPUs, UCX and NIXL as this host has them, one measured "
+                     "NIXL transfer, and DG7xx findings (with PATH..., what the configs ask of this host)")
+    doc.add_argument("--env-bytes", type=int, default=16 << 20, metavar="N", help="with --env: bytes of the measured NIXL transfer (default 16 MiB)")
+    doc.add_argument("--alert-rule-file", default="disagg-alerts.yaml", metavar="FILE", help="with --emit-alerts=tests: the rule file the tests load (default disagg-alerts.yaml)")
     doc.add_argument("--gpus", type=int, metavar="N", help="GPUs available to the deployment (DG301); default: what NVML reports here")
     doc.add_argument("--workload", metavar="SPEC", help="predict the remote share: isl=200,osl=10[,prefix-hit=0.2] or a JSON-lines trace")
     doc.add_argument("--fix", action="store_true", help="apply the safe fixes in place (line endings kept; overlapping fixes wait for the next run)")
@@ -103,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--prometheus", metavar="URL", help="read the deployment's metrics (and DCGM GPU series) from this Prometheus server")
     top.add_argument("--prometheus-selector", metavar="MATCHERS", help='label matchers that pick this deployment\'s series, e.g. job="disagg"')
     top.add_argument("--record", metavar="FILE", help="append every snapshot to FILE as JSON lines (attach it to a bug report)")
-    top.add_argument("--replay", metavar="FILE", help="play a recording back instead of watching a deployment")
+    top.add_argument("--replay", metavar="FILE", help="play a recording back instead of watching a deployment (space pauses, left/right seek, +/- speed)")
+    top.add_argument("--window", type=float, default=30.0, help="seconds of history the diagnosis looks at (default 30, as --live)")
+    top.add_argument("--min-requests", type=int, default=5, help="requests in the window before zero prefill traffic counts as certain (default 5, as --live)")
 
     tiny = sub.add_parser("make-tiny-model", formatter_class=_Help, help="write a tiny Llama model (config, tokenizer, random weights) for machines without a model hub")
     tiny.add_argument("dir", metavar="DIR")
@@ -124,9 +133,23 @@ def rules_markdown(registry) -> str:
     return table(registry)
 
 
+ALERT_FORMS = ("rules", "prometheusrule", "tests")
+
+
+def _alerts_form(argv: list[str]) -> list[str]:
+    """`--emit-alerts PATH`: the path is a path, not the flag's optional value (which is one of ALERT_FORMS)."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a == "--emit-alerts" and (i + 1 == len(out) or out[i + 1] not in ALERT_FORMS):
+            out[i] = "--emit-alerts=rules"
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import sys
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_alerts_form(list(sys.argv[1:] if argv is None else argv)))
     if args.version:
         from disagg import __version__
 

@@ -32,11 +32,22 @@ class LintContext:
         return self.deployment.path
 
     def finding(self, rule: Any, span: Span | None, message: str, *, worker: Worker | None = None, fix: Fix | None = None,
-                severity: Severity | None = None, related: tuple[Related, ...] = (), assumed: str = "", **extra: Any) -> Finding:
-        """A finding at `span` in the file of `worker` (this deployment's file when no worker is given)."""
+                severity: Severity | None = None, related: tuple[Related, ...] = (), assumed: str = "", roles: tuple[Worker, ...] = (),
+                **extra: Any) -> Finding:
+        """A finding at `span` in the file of `worker` (this deployment's file when no worker is given).
+
+        `roles`: the workers whose prefill/decode role the verdict rests on. When only a name gives one of them its role
+        (`Worker.role_guessed`), the finding is an info whatever the rule says: a warning or error must rest on what
+        the system reads."""
         span = span or (worker.span if worker is not None else Span(1, 1, 1, 2))
         path = worker.path if worker is not None else self.path
-        return Finding(rule.code, rule.name, severity if severity is not None else rule.severity, message, path,
+        severity = severity if severity is not None else rule.severity
+        guessed = [w for w in dict.fromkeys(roles) if w.role_guessed]
+        if guessed and severity > Severity.INFO:
+            severity = Severity.INFO
+            message += " (an info only: " + "; ".join(f"{w.name} is {w.role} by its name alone, {w.role_why}" for w in guessed) \
+                + "; nothing it runs with says so)"
+        return Finding(rule.code, rule.name, severity, message, path,
                        span.line, span.column, span.end_line, max(span.end_column, span.column + 1) if span.end_line == span.line else span.end_column,
                        fix, extra, related, assumed)
 
@@ -50,6 +61,7 @@ class LintContext:
         other = pair.prefill if at is pair.decode else pair.decode
         key = kw.pop("other_key", None)
         rel = self.related(other, other.where(key) if key else other.span, f"{other.name} ({other.role}), the other end")
+        kw.setdefault("roles", (pair.decode, pair.prefill))
         return self.finding(rule, span, message, worker=at, related=(rel,), **kw)
 
     # --- fixes on Dynamo v0 YAML (a section's keys) --------------------------------------------------------------

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from disagg.schemas import knowledge, pairing
 from disagg.schemas.model import Deployment, Pair
-from disagg.schemas.readers import SERVING_MARKERS, is_script, read_script, read_yaml
+from disagg.schemas.readers import SERVING_MARKERS, is_script, link_files, read_script, read_yaml, unread_kinds
 from disagg.schemas.source import ConfigError, decode_text, noqa_codes
 
 from .context import LintContext, LintOptions
@@ -93,6 +93,10 @@ def read_file(path: str, text: str, options: LintOptions, explicit: bool = True,
         else:
             dep = read_yaml(path, text, target, fmt)
             if dep is None:
+                kinds = unread_kinds(path, text)
+                if kinds:  # Kubernetes objects of kinds no reader reads: listed under --verbose, never an error
+                    result.skipped = "not a serving config I know: " + ", ".join(kinds)
+                    return result
                 return _not_a_config(result, explicit, _why_not(path, text))
     except ConfigError as exc:
         if not explicit and not SERVING_MARKERS.search(text):
@@ -115,6 +119,13 @@ def _why_not(path: str, text: str) -> str | ConfigError:
         kind = "list" if isinstance(docs[0].data, list) else type(docs[0].data).__name__
         p = docs[0].marks.value(())
         return ConfigError(path, p.line, p.column, f"the top level must be a mapping of service sections (or a manifest), got a {kind}")
+    from disagg.schemas.config import v0_near_misses
+
+    misses = v0_near_misses(docs[0].data) if len(docs) == 1 else []
+    if misses:
+        key, hint = misses[0]
+        p = docs[0].marks.key((key,))
+        return ConfigError(path, p.line, p.column, f"not a recognised config: {key!r} is no Dynamo v0 service section (did you mean {hint!r}?)")
     return "not a recognised config: no Dynamo service sections, no serving command in a manifest, compose file, Helm values or llm-d config"
 
 
@@ -130,6 +141,7 @@ def lint_results(results: list[FileResult], rules: Iterable[type[Rule]], options
     """Pair, check and sort the findings of files already read (`cross_files=False`: each file on its own)."""
     static = [r for r in rules if not r.live]
     deps = [r.deployment for r in results if r.deployment is not None]
+    link_files(deps)
     own = {id(d): pairing.within(d) for d in deps}
     paired = {id(w) for ps in own.values() for p in ps for w in p.ends()}
     cross = pairing.across(deps, paired) if cross_files else []

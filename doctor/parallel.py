@@ -31,11 +31,13 @@ class _PairRef(NamedTuple):
 
 
 def _light(r: FileResult) -> tuple[FileResult, bool]:
-    """A result without its deployment (cheap to send), and whether it has a prefill or decode worker without a partner."""
+    """A result without its deployment (cheap to send), and whether it needs the other files of the run: a prefill or
+    decode worker without a partner, or a reference across files."""
     lonely = False
     if r.deployment is not None:
         paired = {id(w) for p in r.pairs for w in p.ends()}
         lonely = any(w.role in ("prefill", "decode") and id(w) not in paired for w in r.deployment.workers)
+        lonely = lonely or bool(r.deployment.links)  # names or offers something in another file (an OME runtime)
     out = FileResult(r.path, r.error)
     out.findings, out.skipped, out.prediction = r.findings, r.skipped, r.prediction
     out.pairs = [_PairRef(_Ref(p.decode.name, p.decode.path, p.decode.role), _Ref(p.prefill.name, p.prefill.path, p.prefill.role), p.why) for p in r.pairs]

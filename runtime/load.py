@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 import aiohttp
 
 
+NOT_OPENAI = "answer is not an OpenAI completion (JSON object)"
+# errors that say the URL is not a serving frontend at all, rather than a frontend failing some requests
+UNREACHABLE = ("ClientConnectorError", "ServerDisconnectedError", "InvalidURL", "InvalidUrlClientError", "ConnectionRefusedError", "TimeoutError",
+               "HTTP 404", "HTTP 405", "HTTP 501", NOT_OPENAI)
+
+
 @dataclass
 class LoadResult:
     sent: int = 0
@@ -56,16 +62,22 @@ async def run_load(url: str, isl: int, osl: int, requests: int, concurrency: int
             result.sent += 1
             try:
                 async with session.post(url.rstrip("/") + "/v1/completions", json=body, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
-                    data = await r.json(content_type=None)
                     if r.status != 200:
                         result.errors[f"HTTP {r.status}"] += 1
+                        continue
+                    try:
+                        data = await r.json(content_type=None)
+                    except (ValueError, UnicodeDecodeError):
+                        data = None
+                    if not isinstance(data, dict):
+                        result.errors[NOT_OPENAI] += 1
                         continue
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 result.errors[type(exc).__name__] += 1
                 continue
             result.ok += 1
             result.latencies.append(time.perf_counter() - start)
-            info = data.get("disagg", {})
+            info = data.get("disagg") if isinstance(data.get("disagg"), dict) else {}
             result.routes[(info.get("route", "?"), info.get("reason", "?"))] += 1
 
     async with aiohttp.ClientSession() as session:
@@ -74,6 +86,11 @@ async def run_load(url: str, isl: int, osl: int, requests: int, concurrency: int
         await asyncio.gather(*(client(session) for _ in range(max(1, concurrency))))
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def not_a_frontend(r: LoadResult) -> bool:
+    """No request answered, and every failure says the URL serves no completions (rather than a frontend failing)."""
+    return r.ok == 0 and bool(r.errors) and all(e in UNREACHABLE for e in r.errors)
 
 
 def summary(r: LoadResult) -> list[str]:

@@ -18,6 +18,20 @@ from .source import SourceDocument, Span
 ROLES = ("prefill", "decode", "aggregated", "frontend", "router", "proxy", "encode", "planner", "unknown")
 ENGINE_ROLES = ("prefill", "decode", "aggregated", "unknown")
 
+# Where a worker's role comes from. All but "name" are what the serving system itself reads to decide the role; a
+# name (a section, container or variable called "prefill", a comment, an echo line) is a guess, and a finding whose
+# verdict rests on a guessed role is at most an info (doctor/context.py caps it).
+ROLE_SOURCES = {
+    "flag": "the engine's own flag or environment (--disaggregation-mode, --is-prefill-worker, DYN_VLLM_DISAGGREGATION_MODE)",
+    "connector": "the KV connector's role (kv_role kv_producer / kv_consumer)",
+    "router": "a router or proxy that sends that traffic to it (--prefill/--decode URLs, --prefiller-ports)",
+    "field": "a field the system reads (a CRD or chart role field, a Dynamo v0 service class, TensorRT-LLM context_servers)",
+    "program": "the program itself (a frontend, router or proxy)",
+    "default": "what the system does when nothing says (an unflagged dynamo.vllm beside prefill workers is their decode side)",
+    "name": "only a name nearby (a section, container, variable or comment that says prefill or decode)",
+    "none": "not recorded: the role is unknown, or a reader set it without saying how (never taken for a name)",
+}
+
 
 class Unknown:
     """A value the file does not determine, and why."""
@@ -88,14 +102,16 @@ class Host(NamedTuple):
 class Worker:
     """A process that serves, routes or fronts requests, as the file describes it."""
 
-    __slots__ = ("name", "role", "role_why", "program", "engine", "system", "path", "span", "target", "host", "settings", "flags", "env",
+    __slots__ = ("name", "_role", "role_why", "role_from", "program", "engine", "system", "path", "span", "target", "host", "settings", "flags", "env",
                  "replicas", "gpus", "nodes", "labels", "namespace", "section", "notes", "alternative")
 
     def __init__(self, name: str, role: str, role_why: str, program: str, engine: str | None, system: str, path: str, span: Span,
-                 target: Target, host: Host, labels: dict[str, str] | None = None, section: tuple[str, ...] | None = None):
+                 target: Target, host: Host, labels: dict[str, str] | None = None, section: tuple[str, ...] | None = None,
+                 role_from: str = "none"):
         self.name = name
         self.role = role  # one of ROLES
         self.role_why = role_why  # what made it that role ("--disaggregation-mode prefill", "section PrefillWorker", ...)
+        self.role_from = role_from  # one of ROLE_SOURCES: what kind of thing made it that role
         self.program = program  # vllm | dynamo.vllm | sglang | dynamo.sglang | dynamo.trtllm | trtllm-serve | dynamo.frontend | ...
         self.engine = engine  # vllm | sglang | trtllm (the engine that computes KV), None for frontends and routers
         self.system = system  # the stack that launches it: dynamo | vllm | sglang | trtllm | llm-d | kserve
@@ -137,6 +153,26 @@ class Worker:
         self.settings[key] = Setting(value, span, origin)
 
     @property
+    def role(self) -> str:
+        return self._role
+
+    @role.setter
+    def role(self, value: str) -> None:
+        # a reader that sets the role without saying how leaves no provenance: "none" (never taken for a name)
+        self._role = value
+        self.role_from = "none"
+
+    def set_role(self, role: str, why: str, source: str) -> None:
+        """Give the worker a role, saying why in words (`why`) and what kind of evidence it is (`source`, a ROLE_SOURCES key)."""
+        assert source in ROLE_SOURCES, source
+        self.role, self.role_why, self.role_from = role, why, source
+
+    @property
+    def role_guessed(self) -> bool:
+        """True when only a name says what role this worker plays: nothing the system reads decides it."""
+        return self.role_from == "name" and self.role in ("prefill", "decode")
+
+    @property
     def is_engine(self) -> bool:
         return self.role in ENGINE_ROLES and self.engine is not None
 
@@ -160,7 +196,7 @@ class Issue(NamedTuple):
 class Deployment:
     """What one file says."""
 
-    __slots__ = ("path", "format", "workers", "router", "router_span", "issues", "doc", "lines")
+    __slots__ = ("path", "format", "workers", "router", "router_span", "issues", "doc", "lines", "links")
 
     def __init__(self, path: str, format: str, doc: SourceDocument | None = None, lines: list[str] | None = None):
         self.path = path
@@ -171,6 +207,7 @@ class Deployment:
         self.issues: list[Issue] = []
         self.doc = doc  # the parsed YAML, for fixes (Dynamo v0)
         self.lines = lines or []
+        self.links: list[Any] = []  # what this file offers other files of a run, or needs from them (OME runtimes)
 
     def of_role(self, *roles: str) -> list[Worker]:
         return [w for w in self.workers if w.role in roles]
@@ -188,7 +225,7 @@ class Deployment:
             return "a worker sets a KV connector"
         if any(k.startswith("profile:prefill") for k in self.router):
             return "its scheduler has a prefill profile"
-        return None
+        return next((link.needs for link in self.links if getattr(link, "needs", None)), None)
 
 
 class Pair(NamedTuple):

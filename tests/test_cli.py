@@ -122,8 +122,15 @@ def test_folder_search_skips_other_yaml(cli, tmp_path, write):
 
 
 def test_explicit_non_config_file_is_an_error(cli, write):
-    r = cli("doctor", write("apiVersion: v1\nkind: ConfigMap\n"))
+    r = cli("doctor", write("router:\n  policy: round_robin\n"))
     assert r.code == 2 and "not a recognised config" in r.out
+
+
+def test_a_kubernetes_kind_no_reader_reads_is_listed_not_an_error(cli, write):
+    path = write("apiVersion: v1\nkind: ConfigMap\n")
+    r = cli("doctor", "-v", path)
+    assert r.code == 0 and "skipped: not a serving config I know: v1/ConfigMap" in r.out
+    assert cli("doctor", "--require-files", path).code == 2  # asked for a config, none found
 
 
 def test_stdin(cli, monkeypatch):

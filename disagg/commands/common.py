@@ -28,3 +28,17 @@ def runtime_missing() -> str | None:
     return None
 
 
+
+
+def url_problem(url: str, what: str) -> str | None:
+    """Why `url` cannot be what `what` takes (an http:// or https:// address with a host), or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        return f"{what} takes an http:// or https:// URL; {url!r}: {exc}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{what} takes an http:// or https:// URL with a host, such as http://127.0.0.1:8000; got {url!r}"
+    return None

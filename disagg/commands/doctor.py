@@ -29,6 +29,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         settings = load_settings()
     except SettingsError as exc:
         return err(str(exc))
+    if args.env:
+        from .env import run as env
+
+        return env(args, registry)
+    if args.emit_alerts:
+        from .alerts import run as emit_alerts
+
+        return emit_alerts(args)
     if args.live:
         from .live import run as live
 

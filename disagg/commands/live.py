@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, err
+from .common import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, err, url_problem
 
 
 def run(args: argparse.Namespace, registry) -> int:
@@ -20,6 +20,8 @@ def run(args: argparse.Namespace, registry) -> int:
     from disagg.doctor.live.window import Window
 
     url = args.live.rstrip("/")
+    if (problem := url_problem(url, "--live")) is not None:
+        return err(problem)
     if args.interval <= 0 or (args.duration is not None and args.duration <= 0):
         return err("--interval and --duration must be positive")
     text_mode = (args.output_format or "text") == "text"
@@ -75,7 +77,9 @@ def run(args: argparse.Namespace, registry) -> int:
         pass
     finally:
         collector.close()
-    failing = [h.finding for h in held if h.finding.severity >= Severity.ERROR]
+    # exit 1 when an error holds at the end, live (a deployment that stopped answering is one: DG508) or static (the
+    # config given, or the one the frontend serves, has an error even if the window did not show its effect yet)
+    failing = [h.finding for h in held if h.finding.severity >= Severity.ERROR] + [f for f in (static.findings if static else []) if f.severity >= Severity.ERROR]
     summary = health_summary(window, probe)
     if text_mode:
         if held:

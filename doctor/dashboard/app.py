@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from collections.abc import Callable, Iterator
 
 from textual import work
@@ -18,25 +19,26 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Footer, Sparkline, Static
 
 from ..live.diagnose import Diagnoser, LiveContext
 from ..live.window import Snapshot, Window, snapshot_from_json, snapshot_to_json
+from .view import FILTERS, SORTS, Replay, TopView, WorkerRow, arrange, build_view, table_lines
 
 HISTORY = 120  # points per sparkline (two minutes at 1 Hz)
 
 
-class SnapshotReady(Message):
-    """A new snapshot and what the diagnosis made of it; later ones replace earlier ones in the queue."""
+class ViewReady(Message):
+    """A new view of the deployment; later ones replace earlier ones in the queue."""
 
-    def __init__(self, snapshot: Snapshot, held: list) -> None:
+    def __init__(self, view: TopView) -> None:
         super().__init__()
-        self.snapshot = snapshot
-        self.held = held
+        self.view = view
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, SnapshotReady)
+        return isinstance(message, ViewReady)
 
 
 def replay_source(path: str) -> Iterator[Snapshot]:
@@ -46,31 +48,70 @@ def replay_source(path: str) -> Iterator[Snapshot]:
                 yield snapshot_from_json(json.loads(line))
 
 
+class Player:
+    """A recording played back: pause, seek and speed, set from the UI thread and applied by the polling thread."""
+
+    SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+    def __init__(self, frames: list[Snapshot]):
+        self.frames = frames
+        self.position = 0  # the next frame to play
+        self.paused = False
+        self.speed = 1.0
+        self.seek_to: int | None = None
+        self.lock = threading.Lock()
+
+    def state(self) -> Replay:
+        return Replay(self.position, len(self.frames), self.paused, self.speed, self.position >= len(self.frames))
+
+    def seek(self, delta: int) -> None:
+        with self.lock:
+            base = self.seek_to if self.seek_to is not None else self.position
+            self.seek_to = min(len(self.frames), max(1, base + delta))
+
+    def faster(self, step: int) -> None:
+        i = self.SPEEDS.index(self.speed) + step
+        self.speed = self.SPEEDS[min(len(self.SPEEDS) - 1, max(0, i))]
+
+
 class TopApp(App):
     CSS_PATH = "top.tcss"
     TITLE = "disagg top"
-    BINDINGS = [Binding("q", "quit", "quit"), Binding("p", "probe", "probe"), Binding("question_mark", "help", "help", key_display="?")]
+    COMPACT_BELOW = 100  # columns: under this the side panels go below the workers, one line each
+    BINDINGS = [Binding("q", "quit", "quit"), Binding("p", "probe", "probe"), Binding("s", "sort", "sort"), Binding("f", "filter", "filter"),
+                Binding("space", "pause", "pause", show=False), Binding("left", "seek(-10)", "back", show=False), Binding("right", "seek(10)", "fwd", show=False),
+                Binding("plus", "speed(1)", "faster", show=False), Binding("minus", "speed(-1)", "slower", show=False),
+                Binding("question_mark", "help", "help", key_display="?")]
 
-    def __init__(self, source: Callable[[], Snapshot | None], target: str, rules, interval: float = 1.0, record: str | None = None,
-                 probe: Callable[[LiveContext], dict] | None = None, realtime: bool = True, parse=None, static=None):
+    def __init__(self, source: Callable[[], Snapshot | None] | None, target: str, rules, interval: float = 1.0, record: str | None = None,
+                 probe: Callable[[LiveContext], dict] | None = None, realtime: bool = True, parse=None, static=None,
+                 window: float = 30.0, min_requests: int = 5, replay: list[Snapshot] | None = None):
         super().__init__()
+        self.player = Player(replay) if replay is not None else None
         self.source = source
         self.target = target
         self.interval = interval
         self.record_path = record
         self.probe_fn = probe
         self.realtime = realtime
-        self.window = Window(seconds=30)
-        self.ctx = LiveContext(window=self.window, target=target, deployment=parse, static=static or [])
-        self.diagnoser = Diagnoser(rules)
-        self.history: dict[str, deque] = {k: deque(maxlen=HISTORY) for k in ("remote", "local", "queue", "kv")}
+        self.rules = rules
+        self.window_s, self.parse, self.static, self.min_requests = window, parse, static or [], min_requests
+        self._new_session()
         self._stop = threading.Event()
-        self.worker_rows: dict[str, tuple] = {}  # what the workers table shows, for tests and the record
-        self._history_lock = threading.Lock()
+        self.view: TopView | None = None
+        self.worker_rows: dict[str, WorkerRow] = {}  # what the workers table shows, for tests
+        self.sort, self.filter = "worker", "all"
         self.frames = 0  # snapshots taken by the polling thread
         self.drawn = 0  # frames reflected on screen (coalesced messages skip redraws, never data)
         self.ticks = 0
         self._lines: dict[str, tuple[int, int]] = {}  # panel -> the shape of its text when last laid out
+
+    def _new_session(self) -> None:
+        """The window, diagnosis and sparkline history: owned by the polling thread (a seek starts them again)."""
+        self.window = Window(seconds=self.window_s)
+        self.ctx = LiveContext(window=self.window, target=self.target, deployment=self.parse, static=self.static, min_requests=self.min_requests)
+        self.diagnoser = Diagnoser(self.rules)
+        self.history: dict[str, deque] = {k: deque(maxlen=HISTORY) for k in SPARKS}
 
     def compose(self) -> ComposeResult:
         yield Static(f"disagg top  {self.target}  (waiting for the first snapshot)", id="status")
@@ -80,78 +121,143 @@ class TopApp(App):
                 yield Static("", id="workers_table")
             with Vertical(id="side"):
                 yield Static("", id="routing", classes="panel")
-                yield Sparkline([], id="remote_spark", summary_function=max)
                 yield Static("", id="queue", classes="panel")
-                yield Sparkline([], id="queue_spark", summary_function=max)
                 yield Static("", id="kv", classes="panel")
-                yield Sparkline([], id="kv_spark", summary_function=max)
+                for key, label in SPARKS.items():
+                    with Horizontal(classes="sparkrow"):
+                        yield Static(label, id=f"{key}_label", classes="sparklabel")
+                        yield Sparkline([], id=f"{key}_spark", summary_function=max)
         yield Static("", id="findings")
         yield Static(HELP, id="help")
         yield Footer()
 
     def on_mount(self) -> None:
+        self._layout_for(self.size.width)
         self.poll()
+
+    def on_resize(self, event) -> None:
+        self._layout_for(event.size.width)
+        if self.view is not None:
+            self._draw_workers(self.view)
+
+    def _layout_for(self, width: int) -> None:
+        self.screen.set_class(width < self.COMPACT_BELOW, "compact")
 
     def on_unmount(self) -> None:
         self._stop.set()
 
+    def _next(self) -> Snapshot | None:
+        if self.player is None:
+            return self.source()
+        p = self.player
+        with p.lock:
+            shown = False
+            if p.seek_to is not None:  # a window is made of consecutive snapshots: build it again up to the new place
+                target, p.seek_to = p.seek_to, None
+                self._new_session()
+                p.position = max(0, target - 1)
+                for snap in p.frames[max(0, p.position - 2 * int(self.window_s / max(self.interval, 1e-3)) - 1):p.position]:
+                    self.window.add(snap)
+                shown = True  # the snapshot sought is shown, paused or not
+            if (p.paused and not shown) or p.position >= len(p.frames):
+                return None
+            snap = p.frames[p.position]
+            p.position += 1
+            return snap
+
     @work(thread=True, exclusive=True)
     def poll(self) -> None:
-        """Read snapshots off the UI thread; the diagnosis runs here too, so the UI only draws."""
+        """Read snapshots off the UI thread; the diagnosis and the view are made here too, so the UI only draws."""
         record = open(self.record_path, "a", encoding="utf-8") if self.record_path else None
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
-                snap = self.source()
+                snap = self._next()
                 if snap is None:
-                    break
+                    if self.player is None:
+                        break
+                    self._post_state()  # paused or at the end of the recording: say so, and wait for a key
+                    self._stop.wait(0.05)
+                    continue
                 if record:
                     record.write(json.dumps(snapshot_to_json(snap)) + "\n")
                     record.flush()
                 self.window.add(snap)
                 _, held = self.diagnoser.step(self.ctx)
-                self._record_history(snap)
+                self._record_history()
                 self.frames += 1
-                self.post_message(SnapshotReady(snap, held))
+                self.post_message(ViewReady(build_view(self.window, snap, held, {k: tuple(v) for k, v in self.history.items()},
+                                                       self.player.state() if self.player else None)))
                 if self.realtime:
-                    self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+                    speed = self.player.speed if self.player else 1.0
+                    self._stop.wait(max(0.0, self.interval / speed - (time.monotonic() - started)))
         finally:
             if record:
                 record.close()
 
-    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+    def _post_state(self) -> None:
+        if self.view is not None and self.view.replay != self.player.state():
+            self.post_message(ViewReady(replace(self.view, replay=self.player.state())))
+
+    def _record_history(self) -> None:
+        """Sparkline points, taken in the polling thread for every snapshot: a coalesced redraw loses no point."""
+        snaps = self.window.snaps
+        last_rate = lambda sig, **lab: (snaps[-1].total(sig, **lab) or 0) - (snaps[-2].total(sig, **lab) or 0) if len(snaps) > 1 else 0  # noqa: E731
+        self.history["remote"].append(max(last_rate("requests", route="remote"), 0))
+        self.history["queue"].append(snaps[-1].total("queue_size") or 0.0)
+        self.history["kv"].append(max(last_rate("kv_bytes"), 0) / 1e6)
+
+    def on_view_ready(self, message: ViewReady) -> None:
+        try:
+            self._draw(message.view)
+        except NoMatches:
+            if not self._stop.is_set() and self.screen.query("#status"):
+                raise  # only a view that arrives while the app shuts down (its widgets gone) is dropped
+
+    def _draw(self, v: TopView) -> None:
         self.ticks += 1  # redraws
-        snap, w = message.snapshot, self.window
-        reasons = w.by_label("requests", "reason")
-        total = sum(reasons.values())
-        remote = reasons.get("remote", 0.0)
-        notes = "; ".join(snap.utilisation_notes[-1:])
-        status = f"disagg top  {snap.frontend}  t={snap.t:5.1f}s  systems: {', '.join(snap.systems) or '?'}"
-        if snap.frontend_error:
-            status += f"  [b red]frontend: {snap.frontend_error}[/]"
-        self._show("#status", status + (f"\n[dim]{notes}[/]" if notes else ""))
-        self._update_workers(snap)
-        span = max(w.span, 1e-9)
-        lines = [f"[b]routing[/] (last {w.span:.0f} s, {total:.0f} requests)"]
-        for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            if n > 0:
-                share = n / total if total else 0
-                bar = "█" * int(share * 20)
-                lines.append(f"{reason:<19}{n:>6.0f} {share:>5.0%} [{'green' if reason == 'remote' else 'yellow'}]{bar}[/]")
-        if total == 0:
+        self.view = v
+        status = f"disagg top  {v.frontend}  t={v.t:5.1f}s  systems: {', '.join(v.systems) or '?'}"
+        if v.replay is not None:
+            r = v.replay
+            state = "END OF RECORDING" if r.ended else "PAUSED" if r.paused else f"x{r.speed:g}"
+            status = f"[b reverse] REPLAY [/] {r.position}/{r.count} {state}  " + status
+        if v.frontend_error:
+            status += f"  [b red]frontend: {v.frontend_error}[/]"
+        self._show("#status", status + (f"\n[dim]{v.note}[/]" if v.note and not self.screen.has_class("compact") else ""))
+        self._draw_workers(v)
+        compact = self.screen.has_class("compact")
+        lines = [f"[b]routing[/] (last {v.span:.0f} s, {v.total:.0f} requests)"]
+        for reason, n in v.reasons[: 2 if compact else None]:
+            share = n / v.total if v.total else 0
+            bar = "█" * int(share * (8 if compact else 20))
+            lines.append(f"{reason:<19}{n:>6.0f} {share:>5.0%} [{'green' if reason == 'remote' else 'yellow'}]{bar}[/]")
+        if v.total == 0:
             lines.append("[dim]no requests in the window[/]")
         self._show("#routing", "\n".join(lines))
-        queue = snap.total("queue_size") or 0.0
-        self._show("#queue", f"[b]prefill queue[/] {queue:.0f} waiting")
-        kv_rate = w.rate("kv_bytes")
-        failures = sum(v for v in w.by_label("kv_failures", "reason").values())
-        self._show("#kv", f"[b]KV transfer[/] {kv_rate / 1e6:8.1f} MB/s   failures {failures:.0f}")
-        with self._history_lock:
-            self.query_one("#remote_spark", Sparkline).data = list(self.history["remote"])
-            self.query_one("#queue_spark", Sparkline).data = list(self.history["queue"])
-            self.query_one("#kv_spark", Sparkline).data = list(self.history["kv"])
-        self._findings(message.held, remote, total, span)
+        self._show("#queue", f"[b]prefill queue[/] {v.queue:.0f} waiting")
+        self._show("#kv", f"[b]KV transfer[/] {v.kv_rate / 1e6:8.1f} MB/s   failures {v.failures:.0f}")
+        for key, label in SPARKS.items():
+            points = v.history.get(key, ())
+            self.query_one(f"#{key}_spark", Sparkline).data = list(points)
+            self.query_one(f"#{key}_label", Static).update(f"{label} {points[-1]:.0f}" if points else label)
+        self._findings(v.held, v.remote, v.total)
         self.drawn = self.frames
+
+    def _draw_workers(self, v: TopView) -> None:
+        """One pre-formatted text table, one line per worker at any width (a DataTable re-rendering every cell each
+        second cost 10% of a core with 64 workers)."""
+        box = self.query_one("#workers")
+        width = max(10, (box.content_size.width or self.size.width) - 1)
+        rows = arrange(v.workers, self.sort, self.filter)
+        self.worker_rows = {r.worker_id: r for r in rows}
+        header, lines = table_lines(rows, width)
+        box.border_title = f"workers ({len(rows)}/{len(v.workers)})  sort {self.sort}  filter {self.filter}"
+        parts: list = [(header + "\n", "bold")]
+        for line, up in lines:
+            parts.append((line + "\n", "" if up else "bold red"))
+        # Textual's own Content: no pass through Rich's console on every redraw
+        self._show("#workers_table", Content.assemble(*parts))
 
     def _show(self, selector: str, content) -> None:
         """Update a panel; lay the screen out again only when the shape of its text changed (every panel is as tall as
@@ -162,38 +268,7 @@ class TopApp(App):
         self._lines[selector] = shape
         self.query_one(selector, Static).update(content, layout=changed)
 
-    def _record_history(self, snap: Snapshot) -> None:
-        """Sparkline points, taken in the polling thread for every snapshot: a coalesced redraw loses no point."""
-        snaps = self.window.snaps
-        last_rate = lambda sig, **lab: (snaps[-1].total(sig, **lab) or 0) - (snaps[-2].total(sig, **lab) or 0) if len(snaps) > 1 else 0  # noqa: E731
-        with self._history_lock:
-            self.history["remote"].append(max(last_rate("requests", route="remote"), 0))
-            self.history["queue"].append(snap.total("queue_size") or 0.0)
-            self.history["kv"].append(max(last_rate("kv_bytes"), 0) / 1e6)
-
-    COLUMNS = (("worker", 14), ("role", 8), ("host", 16), ("pid", 8), ("device", 8), ("util %", 8), ("source", 8), ("busy %", 8), ("req/s", 8), ("prefill tok/s", 14), ("up", 4))
-
-    def _update_workers(self, snap: Snapshot) -> None:
-        """One pre-formatted text table: with 64 workers, a DataTable re-rendering every cell each second cost 10% of a core."""
-        w = self.window
-        parts: list = [("".join(f"{label:<{width}}" for label, width in self.COLUMNS).rstrip() + "\n", "bold")]
-        self.worker_rows = {}
-        requests = w.by_label("worker_requests", "worker_id")  # one pass over the window for every worker
-        for wv in snap.workers:
-            reading = snap.utilisation.get(wv.worker_id)
-            busy = w.worker_busy_share(wv.worker_id)
-            util, src = (f"{reading.percent:5.1f}", reading.source) if reading is not None else ("  n/a", "-")
-            busy_pct = f"{busy * 100:5.1f}" if busy is not None else "  n/a"
-            rps = requests.get(wv.worker_id, 0.0) / w.span if w.span > 0 else 0.0
-            tps = w.worker_rate(wv.worker_id, "prompt_tokens_computed") or 0.0
-            row = (wv.worker_id, wv.role, wv.host or "-", str(wv.pid or "-"), wv.device, util, src, busy_pct, f"{rps:6.1f}", f"{tps:8.0f}")
-            self.worker_rows[wv.worker_id] = row + ("up" if wv.up else "DOWN",)
-            parts.append("".join(f"{value:<{width}}" for value, (_, width) in zip(row, self.COLUMNS, strict=False)))
-            parts.append(("up\n", "green") if wv.up else ("DOWN\n", "bold red"))
-        # Textual's own Content: no pass through Rich's console on every redraw
-        self._show("#workers_table", Content.assemble(*parts))
-
-    def _findings(self, held, remote: float, total: float, span: float) -> None:
+    def _findings(self, held, remote: float, total: float) -> None:
         panel = self.query_one("#findings", Static)
         if not held:
             panel.set_class(True, "clear")
@@ -217,6 +292,28 @@ class TopApp(App):
     def action_help(self) -> None:
         self.query_one("#help").toggle_class("shown")
 
+    def action_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        if self.view is not None:
+            self._draw_workers(self.view)
+
+    def action_filter(self) -> None:
+        self.filter = FILTERS[(FILTERS.index(self.filter) + 1) % len(FILTERS)]
+        if self.view is not None:
+            self._draw_workers(self.view)
+
+    def action_pause(self) -> None:
+        if self.player is not None:
+            self.player.paused = not self.player.paused
+
+    def action_seek(self, delta: int) -> None:
+        if self.player is not None:
+            self.player.seek(delta)
+
+    def action_speed(self, step: int) -> None:
+        if self.player is not None:
+            self.player.faster(step)
+
     def action_probe(self) -> None:
         if self.probe_fn is None:
             self.notify("probe: not available for a replay", severity="warning")
@@ -229,15 +326,23 @@ class TopApp(App):
         self.call_from_thread(self.notify, f"probe: {result['message']}", timeout=8)
 
 
+SPARKS = {"remote": "remote prefills/s", "queue": "queue waiting", "kv": "KV MB/s"}
+
+
 HELP = """[b]disagg top[/]
 workers      each worker process: utilisation (NVML per process, DCGM, CPU% or the engine's busy time), requests/s, prefill tokens/s
 routing      where prefill ran for the requests in the window, by the router's reason
 queue / KV   remote prefills waiting, KV bytes moved per second, failed transfers; sparklines over the last minutes
 findings     the live doctor's findings, the most certain first, with the evidence behind the top one
-keys         q quit   p probe (one request longer than the threshold: did it go remote?)   ? this help"""
+keys         q quit   p probe (one request longer than the threshold: did it go remote?)   s sort   f filter   ? this help
+replay       space pause   left/right seek 10 snapshots   + / - speed"""
 
 
-def make_app(source, target: str, interval: float = 1.0, record: str | None = None, probe=None, realtime: bool = True, parse=None, static=None) -> TopApp:
+def make_app(source, target: str, interval: float = 1.0, record: str | None = None, probe=None, realtime: bool = True, parse=None, static=None,
+             window: float = 30.0, min_requests: int = 5, replay: list[Snapshot] | None = None) -> TopApp:
+    """The dashboard over `source` (a callable giving the next snapshot, None at the end), or over a recording
+    (`replay`: its snapshots, played with pause, seek and speed)."""
     from ..registry import default_registry
 
-    return TopApp(source, target, [r for r in default_registry() if r.live], interval=interval, record=record, probe=probe, realtime=realtime, parse=parse, static=static)
+    return TopApp(source, target, [r for r in default_registry() if r.live], interval=interval, record=record, probe=probe, realtime=realtime, parse=parse,
+                  static=static, window=window, min_requests=min_requests, replay=replay)

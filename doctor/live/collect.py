@@ -4,6 +4,7 @@ their series from it in one query), read utilisation, freeze a Snapshot."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,6 +44,8 @@ class Collector:
         self.extra_targets = extra_targets or {}  # worker id -> /metrics URL, for systems without /workers
         self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="disagg-scrape")
         self.local = is_loopback(urllib.parse.urlparse(self.url).hostname or "")
+        self.listed: tuple[WorkerView, ...] = ()  # the last successful /workers listing
+        self.listed_at: dict[str, float] = {}  # worker id -> wall time it was last listed up
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -52,21 +55,34 @@ class Collector:
         try:
             samples = promtext.parse(fetch(url).decode("utf-8", "replace"))
         except (ScrapeError, promtext.PromParseError) as exc:
-            return {}, [], str(exc), {}
+            return {}, [], str(exc) if url in str(exc) else f"{url}: {exc}", {}
         front, per_worker = split_by_worker(samples)
         systems = aliases.detect({s[0] for s in samples})
         return aliases.signals(front, systems), systems, None, {w: aliases.signals(rows, systems) for w, rows in per_worker.items()}
 
     def _workers(self) -> tuple[WorkerView, ...]:
+        """The workers the frontend lists. When the listing fails after it once worked, the workers last listed stay,
+        marked down with the failure and when each was last seen up: a deployment that died is not an empty one."""
         try:
             body = fetch_json(self.url + "/workers")
-        except ScrapeError:
+        except ScrapeError as exc:
+            if self.listed:
+                return tuple(replace(w, up=False, last_error=f"not listed: {exc}", last_seen=w.last_seen if w.last_seen is not None else self.listed_at.get(w.worker_id))
+                             for w in self.listed)
             return tuple(WorkerView(wid, "unknown", None, True, "?", url) for wid, url in self.extra_targets.items())
-        return tuple(
-            WorkerView(w["id"], w["role"], w.get("pid"), bool(w.get("up")), w.get("device", "?"), w.get("metrics_url"), int(w.get("restarts", 0)), w.get("last_error"),
-                       w.get("host"), w.get("kv_address"))
-            for w in body.get("workers", [])
-        )
+        now = time.time()
+        views = []
+        for w in body.get("workers", []) if isinstance(body, dict) else []:
+            try:
+                up = bool(w.get("up"))
+                if up:
+                    self.listed_at[str(w["id"])] = now
+                views.append(WorkerView(str(w["id"]), str(w["role"]), w.get("pid"), up, w.get("device", "?"), w.get("metrics_url"), int(w.get("restarts", 0)),
+                                        w.get("last_error"), w.get("host"), w.get("kv_address"), None if up else self.listed_at.get(str(w["id"]))))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue  # a row that is not a worker (another system's /workers): not ours to read
+        self.listed = tuple(views)
+        return self.listed
 
     def source(self) -> str:
         """Where the metrics come from, in words."""

@@ -15,8 +15,8 @@ class ScrapeError(Exception):
 
 
 def fetch(url: str, timeout: float = TIMEOUT, max_bytes: int = MAX_BYTES, data: bytes | None = None) -> bytes:
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {}, method="POST" if data else "GET")
     try:
+        req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {}, method="POST" if data else "GET")
         with urllib.request.urlopen(req, timeout=timeout) as r:
             body = r.read(max_bytes + 1)
     except urllib.error.HTTPError as exc:

@@ -34,15 +34,23 @@ class NotAvailable:
 
 
 class NvmlSource:
-    """Per-process GPU utilisation through NVML; initialised lazily, shut down at exit."""
+    """Per-process GPU utilisation through NVML; initialised lazily, shut down at exit.
+
+    `nvmlDeviceGetProcessUtilization(handle, lastSeenTimeStamp)` returns the samples newer than the timestamp (CPU
+    epoch microseconds) and raises NVML_ERROR_NOT_FOUND when there is none. Each GPU is asked for its own last
+    `WINDOW_US` of samples, and a process's newest sample wins: one cursor shared by all GPUs (what this class kept
+    until 2026-12) hid every sample of a GPU whose newest sample was older than another GPU's, so a busy prefill GPU
+    read 0%. The one-second window is nvitop's (XuehaiPan/nvitop nvitop/api/device.py, `processes()`: "the timestamp
+    1 second ago to ensure the record buffer is not empty")."""
 
     name = "nvml"
+    WINDOW_US = 1_000_000
 
     def __init__(self, module=None):
         self._nvml = module  # tests inject a fake module; None imports the real `pynvml` (nvidia-ml-py)
         self._ready: bool | None = None
         self._why = ""
-        self._last_seen = 0
+        self.last_seen: dict[int, int] = {}  # GPU index -> newest sample timestamp read from it (microseconds)
 
     def available(self) -> NotAvailable | None:
         if self._ready is None:
@@ -66,6 +74,24 @@ class NvmlSource:
         except Exception:
             pass
 
+    def _process_util(self, index: int, handle) -> dict[int, int]:
+        """pid -> SM utilisation of its newest sample on this GPU within the window; a process with no sample in it
+        ran no kernel there (NVML's NOT_FOUND). MIG devices do not report per-process samples (NOT_SUPPORTED)."""
+        nv = self._nvml
+        quiet = tuple(e for e in (getattr(nv, "NVMLError_NotFound", None), getattr(nv, "NVMLError_NotSupported", None)) if e is not None)
+        cursor = max(0, time.time_ns() // 1000 - self.WINDOW_US)
+        try:
+            samples = nv.nvmlDeviceGetProcessUtilization(handle, cursor)
+        except quiet:
+            return {}
+        newest: dict[int, tuple[int, int]] = {}
+        for s in samples:
+            if s.pid not in newest or s.timeStamp >= newest[s.pid][0]:
+                newest[s.pid] = (s.timeStamp, s.smUtil)
+        if newest:
+            self.last_seen[index] = max(self.last_seen.get(index, 0), max(t for t, _ in newest.values()))
+        return {pid: util for pid, (_, util) in newest.items()}
+
     def read(self, pids: dict[str, int]) -> dict[str, Reading] | NotAvailable:
         if (na := self.available()) is not None:
             return na
@@ -77,14 +103,7 @@ class NvmlSource:
                 h = nv.nvmlDeviceGetHandleByIndex(i)
                 device_util = nv.nvmlDeviceGetUtilizationRates(h).gpu
                 procs = {p.pid: p for p in nv.nvmlDeviceGetComputeRunningProcesses(h)}
-                try:
-                    samples = nv.nvmlDeviceGetProcessUtilization(h, self._last_seen)
-                except Exception:  # NVML_ERROR_NOT_FOUND when no sample is new; not supported on MIG
-                    samples = []
-                util = {}
-                for s in samples:
-                    util[s.pid] = max(util.get(s.pid, 0), s.smUtil)
-                    self._last_seen = max(self._last_seen, s.timeStamp)
+                util = self._process_util(i, h)
                 for pid, proc in procs.items():
                     if pid in by_pid:
                         mem = getattr(proc, "usedGpuMemory", None)
@@ -101,6 +120,24 @@ class PsutilSource:
 
     def __init__(self):
         self._procs: dict[int, object] = {}
+
+    def _process_util(self, index: int, handle) -> dict[int, int]:
+        """pid -> SM utilisation of its newest sample on this GPU within the window; a process with no sample in it
+        ran no kernel there (NVML's NOT_FOUND). MIG devices do not report per-process samples (NOT_SUPPORTED)."""
+        nv = self._nvml
+        quiet = tuple(e for e in (getattr(nv, "NVMLError_NotFound", None), getattr(nv, "NVMLError_NotSupported", None)) if e is not None)
+        cursor = max(0, time.time_ns() // 1000 - self.WINDOW_US)
+        try:
+            samples = nv.nvmlDeviceGetProcessUtilization(handle, cursor)
+        except quiet:
+            return {}
+        newest: dict[int, tuple[int, int]] = {}
+        for s in samples:
+            if s.pid not in newest or s.timeStamp >= newest[s.pid][0]:
+                newest[s.pid] = (s.timeStamp, s.smUtil)
+        if newest:
+            self.last_seen[index] = max(self.last_seen.get(index, 0), max(t for t, _ in newest.values()))
+        return {pid: util for pid, (_, util) in newest.items()}
 
     def read(self, pids: dict[str, int]) -> dict[str, Reading] | NotAvailable:
         try:

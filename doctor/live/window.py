@@ -24,6 +24,7 @@ class WorkerView:
     last_error: str | None = None
     host: str | None = None  # the address the worker is reached at (a disagg multi-host run lists it)
     kv_address: str | None = None  # where it says peers reach its KV
+    last_seen: float | None = None  # wall time of the last scrape that listed it up (None: up in this one, or never seen up)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def snapshot_to_json(snap: Snapshot) -> dict:
     return {
         "t": snap.t, "wall": snap.wall, "frontend": snap.frontend, "frontend_error": snap.frontend_error,
         "signals": rows(snap.signals), "worker_signals": {w: rows(sig) for w, sig in snap.worker_signals.items()},
-        "workers": [{k: v for k, v in w.__dict__.items() if v is not None or k not in ("host", "kv_address")} for w in snap.workers],
+        "workers": [{k: v for k, v in w.__dict__.items() if v is not None or k not in ("host", "kv_address", "last_seen")} for w in snap.workers],
         "utilisation": {w: {"percent": r.percent, "source": r.source, "memory_used": r.memory_used, "detail": r.detail} for w, r in snap.utilisation.items()},
         "utilisation_notes": list(snap.utilisation_notes), "systems": list(snap.systems),
     }

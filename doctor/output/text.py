@@ -69,7 +69,8 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
         if verbose and r.pairs:
             for pair in r.pairs:
                 if pair.prefill.path == r.path:
-                    w.line(w.style(f"{r.path}: ", "dim"), f"checked {pair.prefill.name} (prefill) with {pair.decode.name} (decode)"
+                    w.line(w.style(f"{r.path}: ", "dim"), f"checked {pair.prefill.name} (prefill: {pair.prefill.role_why}) with {pair.decode.name} "
+                           f"(decode: {pair.decode.role_why})"
                            + (f" in {pair.decode.path}" if pair.cross_file else "") + f": {pair.why}")
     n_files = sum(1 for r in results if not r.skipped and not r.error)
     n_skipped = sum(1 for r in results if r.skipped)

@@ -40,15 +40,29 @@ def image_evidence(target: Target, image: str | None) -> None:
 
 
 def engine_from_image(image: str | None, words: list[Arg]) -> str | None:
-    """The serving program an image runs when a container gives only arguments: from the image name when it says,
-    else from the flags (`--model-path` is SGLang's spelling, `--model` vLLM's)."""
+    """The serving program an image runs when a container (or `docker run IMAGE args`) gives only arguments: from
+    the image name when it says, else from the flags (`--model-path` is SGLang's spelling, `--model` vLLM's).
+
+    Arguments that begin with a model rather than a flag fit only `vllm serve`, the entrypoint of vLLM's
+    vllm-openai image (vllm-project/vllm docker/Dockerfile); they are read so when the image is vllm-openai, or
+    is not known and the flags are vLLM-only (`--kv-transfer-config`); never for another image (Dynamo's
+    vllm-runtime, SGLang's), whose entrypoint is no `vllm serve`."""
     low = (image or "").lower()
+    named = None
     if "$" not in low and low:
         if "vllm-openai" in low or re.search(r"(^|/)vllm[-/:]", low) or "llm-d" in low:
-            return "vllm"
-        if "sglang" in low:
-            return "sglang"
+            named = "vllm"
+        elif "sglang" in low:
+            named = "sglang"
     flags = {a.text.split("=", 1)[0] for a in words if a.text.startswith("--")}
+    positional_first = bool(words) and not words[0].text.startswith("-")
+    if positional_first:
+        repo = low.split("@")[0].rsplit(":", 1)[0] if ":" in low.rsplit("/", 1)[-1] else low.split("@")[0]
+        if repo.endswith("vllm-openai"):
+            return "vllm"
+        return "vllm" if (not low or "$" in low) and "--kv-transfer-config" in flags else None
+    if named:
+        return named
     if "--model-path" in flags:
         return "sglang"
     if "--model" in flags or "--kv-transfer-config" in flags:
@@ -67,12 +81,20 @@ def new_worker(cmd: Command, *, path: str, name: str, host: Host, hints: list[st
     engines.apply_command(w, cmd)
     engines.infer_role(w, [h for h in hints if h] + [name])
     if cmd.program == "unknown-module":
-        w.role, w.role_why = "unknown", "the module is set at run time"
+        w.set_role("unknown", "the module is set at run time", "none")
         w.notes.append(f"`python -m {cmd.args[2].text if len(cmd.args) > 2 else '?'}`: which program runs is set at run time")
     if w.namespace is None:
         ns = w.known("namespace")
         w.namespace = str(ns) if ns is not None else None
     return w
+
+
+def no_role_from_names(w: Worker) -> None:
+    """Readers of CRDs and chart values decide roles from the fields their system reads: a role that came only from
+    a name near the command (the worker's own name, a container's) is taken back."""
+    if w.role_why.startswith("named "):
+        w.role = "unknown" if w.settings.get("kv_connector") is not None else "aggregated"
+        w.role_why = "no role in the command"
 
 
 def workers_from_launches(launches: "list[Launch]", *, path: str, host_for, target: Target, labels: dict[str, str] | None = None,
@@ -121,12 +143,14 @@ def _line_starts(doc: SourceDocument) -> list[int]:
     return doc.line_starts()
 
 
-def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: "ShellReader", env: dict[str, Arg] | None = None) -> Arg:
-    """One argv item written as a YAML scalar, positioned character by character; with `env`, a Kubernetes
-    container's `$(VAR)` references are expanded from it."""
+def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: "ShellReader", rewrite=None, env: dict[str, Arg] | None = None) -> Arg:
+    """One argv item written as a YAML scalar, positioned character by character (`rewrite`: a same-length
+    rewrite of the text, applied after positioning, such as a template's `{{ }}` made a run-time value; `env`: a
+    Kubernetes container's env, from which its `$(VAR)` references are expanded)."""
     offs = scalar_offsets(doc, path, text)
     from ..shell import PStr
 
+    text = rewrite(text) if rewrite else text
     if env is not None:
         text, offs = expand_k8s(text, offs, env)
     p = doc.marks.value(path)
@@ -173,12 +197,16 @@ def expand_k8s(text: str, offs: list[int], env: dict[str, Arg]) -> tuple[str, li
 
 
 def container_launches(doc: SourceDocument, base: tuple, container: dict, env: dict[str, Arg], reader: "ShellReader",
-                       image: str | None = None, default_shell: bool = False, keys: tuple[str, str] = ("command", "args")) -> "list[Launch]":
+                       image: str | None = None, default_shell: bool = False, keys: tuple[str, str] = ("command", "args"),
+                       rewrite=None, key_base: dict[str, tuple] | None = None) -> "list[Launch]":
     """The serving processes a container (or DGD mainContainer, compose service) starts.
 
     `command` + `args` as argv; `sh -c SCRIPT` runs SCRIPT through the shell reader; a container that passes only
     `args` runs its image's entrypoint, inferred from the image and the flags (vLLM images: `vllm serve`)."""
     from ..shell import Launch
+
+    def at(key: str) -> tuple:  # where the container's `key` is written (a patched container mixes two places)
+        return (key_base or {}).get(key, base)
 
     words: list[Arg] = []
     origins: list[tuple[tuple, str]] = []  # where each word is written, and its text as written
@@ -190,10 +218,10 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
         if isinstance(value, list):
             for i, v in enumerate(value):
                 if isinstance(v, (str, int, float)):
-                    words.append(scalar_arg(doc, base + (key, i), str(v), reader, k8s_env))
-                    origins.append((base + (key, i), str(v)))
+                    words.append(scalar_arg(doc, at(key) + (key, i), str(v), reader, rewrite, env=k8s_env))
+                    origins.append((at(key) + (key, i), str(v)))
         elif isinstance(value, str):
-            scripts.append((base + (key,), value))
+            scripts.append((at(key) + (key,), value))
     if len(words) >= 2 and words[0].text.rsplit("/", 1)[-1] in ("sh", "bash", "zsh") and words[1].text.startswith("-") and "c" in words[1].text:
         # sh -c "script": the script is the next item of command + args
         if len(origins) > 2:
@@ -202,10 +230,11 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
     if default_shell and not container.get(cmd_key) and isinstance(container.get(args_key), list) and len(container[args_key]) == 1 \
             and isinstance(container[args_key][0], str) and " " in container[args_key][0].strip():
         # Dynamo's operator of the v1alpha1 era ran a `componentType: main` container's args with /bin/sh -c
-        scripts, words = [(base + (args_key, 0), container[args_key][0])], []
+        scripts, words = [(at(args_key) + (args_key, 0), container[args_key][0])], []
     launches: list[Launch] = []
     for path, text in scripts:
         offs = scalar_offsets(doc, path, text)
+        text = rewrite(text) if rewrite else text
         if k8s_env is not None:  # `sh -c "..."`: Kubernetes expands $(VAR) before the shell runs the script
             text, offs = expand_k8s(text, offs, k8s_env)
         reader.base_env = env
@@ -214,9 +243,7 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
         cmd = find_command(words)
         if cmd is None:
             cmd = _dynamo_entrypoints(words, str(container.get("workingDir", "")))
-        model_first = len(words) > 1 and words[1].text.startswith("-") and "/" in words[0].text and not words[0].text.startswith("-")
-        if cmd is None and not container.get(cmd_key) and words and (words[0].text.startswith("-") or model_first):
-            # only args: the image's entrypoint runs them (vLLM's image: `vllm serve`, which takes the model first)
+        if cmd is None and not container.get(cmd_key) and words:
             program = engine_from_image(image, words)
             if program is not None:
                 flags, spans, positional = parse_flags(words)

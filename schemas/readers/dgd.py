@@ -36,6 +36,18 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
         for i, comp in enumerate(components):
             if isinstance(comp, dict):
                 _component(doc, dep, graph, i, comp, target, reader)
+    _planner(doc, dep, services, components)
+
+
+def _planner(doc: SourceDocument, dep: Deployment, services: Any, components: Any) -> None:
+    """A Planner component sets the workers' replica counts at run time: the written counts are where it starts."""
+    found = [("spec", "services", n) for n, s in (services or {}).items() if isinstance(s, dict) and str(s.get("componentType", "")).lower() == "planner"] \
+        if isinstance(services, dict) else []
+    found += [("spec", "components", i) for i, c in enumerate(components or []) if isinstance(c, dict)
+              and str(c.get("type", c.get("componentType", ""))).lower() == "planner"] if isinstance(components, list) else []
+    if found:
+        for w in dep.workers:
+            w.settings.setdefault("autoscaled", Setting(None, Span(*doc.marks.key(found[0])), "Planner"))
 
 
 def _service(doc, dep, graph, sname, base, svc, graph_env, target, reader) -> None:
@@ -55,14 +67,14 @@ def _service(doc, dep, graph, sname, base, svc, graph_env, target, reader) -> No
     found = False
     for launch in container_launches(doc, base + ("extraPodSpec", "mainContainer"), main, env, reader, image, default_shell=True):
         found = True
-        w = new_worker(launch.command, path=doc.path, name=sname, host=host, hints=launch.hints + [sub, sname], env=launch.env,
+        w = new_worker(launch.command, path=doc.path, name=sname, host=host, hints=launch.hints + [sname], env=launch.env,
                        target=target, image=image)
         _dgd_fields(doc, w, base, svc, sub, nodes, namespace)
         dep.workers.append(w)
     if not found and ctype == "frontend":
         # A frontend with no command runs the image's default: dynamo.frontend
         p = doc.marks.key(base)
-        w = Worker(sname, "frontend", "componentType frontend", "dynamo.frontend", None, "dynamo", doc.path, Span(*p), target.copy(), host)
+        w = Worker(sname, "frontend", "componentType frontend", "dynamo.frontend", None, "dynamo", doc.path, Span(*p), target.copy(), host, role_from="field")
         from .common import image_evidence
 
         image_evidence(w.target, image)
@@ -70,17 +82,18 @@ def _service(doc, dep, graph, sname, base, svc, graph_env, target, reader) -> No
         dep.workers.append(w)
     elif not found and ctype in ("worker", "main") and sub in ("prefill", "decode"):
         p = doc.marks.key(base)
-        w = Worker(sname, sub, f"subComponentType {sub}", "image-entrypoint", None, "dynamo", doc.path, Span(*p), target.copy(), host)
+        w = Worker(sname, sub, f"subComponentType {sub}", "image-entrypoint", None, "dynamo", doc.path, Span(*p), target.copy(), host, role_from="field")
         w.notes.append("the command comes from the image's entrypoint, which the file does not show")
         w.namespace = namespace
         dep.workers.append(w)
 
 
 def _dgd_fields(doc, w: Worker, base: tuple, svc: dict, sub: str, nodes, namespace: str) -> None:
-    if sub in ("prefill", "decode") and w.role in ("unknown", "aggregated"):
-        w.role, w.role_why = sub, f"subComponentType {sub}"
+    if sub in ("prefill", "decode") and w.role_from in ("name", "none", "default"):
+        w.set_role(sub, f"subComponentType {sub}", "field")
     if "replicas" in svc:
         w.replicas = Setting(count(svc.get("replicas")), Span(*doc.marks.value(base + ("replicas",))), "replicas")
+    _autoscaled(doc, w, base, svc)
     w.gpus = gpus_from_resources(doc, base + ("resources",), svc.get("resources"))
     w.nodes = nodes if isinstance(nodes, int) and nodes > 0 else 1
     w.settings.setdefault("rdma", Setting(rdma_requested(svc.get("resources")), None, "resources"))
@@ -95,13 +108,34 @@ def _component(doc, dep, graph, i, comp, target, reader) -> None:
     tmpl = comp.get("podTemplate") if isinstance(comp.get("podTemplate"), dict) else {}
     workers = pod_workers(doc, dep, f"{graph}/{name}", ("spec", "components", i, "podTemplate", "spec"), tmpl.get("spec"), comp.get("replicas", 1),
                           target, hints=[ctype, name], reader=reader)
+    base = ("spec", "components", i)
+    multinode = comp.get("multinode") if isinstance(comp.get("multinode"), dict) else {}
+    nodes = count(multinode.get("nodeCount", 1))
     for w in workers:
+        if "replicas" in comp:
+            w.replicas = Setting(count(comp["replicas"]), Span(*doc.marks.value(base + ("replicas",))), "replicas")
+        if isinstance(nodes, int) and nodes > 1:
+            w.nodes = nodes
+        _autoscaled(doc, w, base, comp)
         role = _ROLE_TYPES.get(ctype)
-        if role in ("prefill", "decode") and w.role in ("unknown", "aggregated"):
-            w.role, w.role_why = role, f"component type {ctype}"
+        if role in ("prefill", "decode") and w.role_from in ("name", "none", "default"):
+            w.set_role(role, f"component type {ctype}", "field")
         if w.namespace is None:
             w.namespace = graph
         w.name = name
+
+
+def _autoscaled(doc: SourceDocument, w: Worker, base: tuple, svc: dict) -> None:
+    """`scalingAdapter` (an external autoscaler owns `replicas`) or v1alpha1 `autoscaling.enabled`: the written replica
+    count is where scaling starts, and `autoscaling.minReplicas` its floor (ai-dynamo/dynamo deploy/operator/api
+    v1beta1 dynamocomponentdeployment_types.go, `replicas` and `scalingAdapter`)."""
+    auto = svc.get("autoscaling") if isinstance(svc.get("autoscaling"), dict) else {}
+    if "scalingAdapter" in svc:
+        w.settings["autoscaled"] = Setting(None, Span(*doc.marks.key(base + ("scalingAdapter",))), "scalingAdapter")
+    elif auto.get("enabled") is True:
+        floor = count(auto["minReplicas"]) if "minReplicas" in auto else None
+        where = base + ("autoscaling", "minReplicas") if "minReplicas" in auto else base + ("autoscaling",)
+        w.settings["autoscaled"] = Setting(floor, Span(*(doc.marks.value(where) if "minReplicas" in auto else doc.marks.key(where))), "autoscaling")
 
 
 def _embedded(doc: SourceDocument, dep: Deployment, env: dict, raw_env: Any, base: tuple, target: Target) -> None:

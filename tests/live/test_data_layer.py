@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -77,13 +78,20 @@ def test_window_drops_old_snapshots():
 
 
 class FakeNVML:
-    """A fake of the `pynvml` module (nvidia-ml-py) for machines without an NVIDIA GPU: two GPUs, one worker each."""
+    """A fake of the `pynvml` module (nvidia-ml-py) for machines without an NVIDIA GPU (tools/nvml_gpu_check.py checks
+    the real one). It honours lastSeenTimeStamp as the driver does: only samples newer than it come back, and none at
+    all is NVML_ERROR_NOT_FOUND. `age_ms` says how long ago a pid's newest sample was taken (CPU epoch clock)."""
 
     class NVMLError(Exception):
         pass
 
-    def __init__(self, processes: dict[int, list[int]], sm_util: dict[int, int], fail_init: bool = False):
+    class NVMLError_NotFound(NVMLError):
+        pass
+
+    def __init__(self, processes: dict[int, list[int]], sm_util: dict[int, int], fail_init: bool = False, age_ms: dict[int, int] | None = None):
         self.processes, self.sm_util, self.fail_init = processes, sm_util, fail_init
+        self.age_ms = age_ms or {}
+        self.asked: list[tuple[int, int]] = []
 
     def nvmlInit(self):
         if self.fail_init:
@@ -105,7 +113,18 @@ class FakeNVML:
         return [type("P", (), {"pid": pid, "usedGpuMemory": 2**30})() for pid in self.processes[h]]
 
     def nvmlDeviceGetProcessUtilization(self, h, last_seen):
-        return [type("S", (), {"pid": pid, "smUtil": self.sm_util[pid], "timeStamp": 1000 + pid})() for pid in self.processes[h]]
+        self.asked.append((h, last_seen))
+        now = time.time_ns() // 1000
+        samples = []
+        for pid in self.processes[h]:
+            newest = now - self.age_ms.get(pid, 50) * 1000
+            # the driver keeps a sample about every 1/6 s; an older one of the same process says 0% busy
+            samples += [type("S", (), {"pid": pid, "smUtil": 0, "timeStamp": newest - 170_000})(),
+                        type("S", (), {"pid": pid, "smUtil": self.sm_util[pid], "timeStamp": newest})()]
+        samples = [s for s in samples if s.timeStamp > last_seen]
+        if not samples:
+            raise self.NVMLError_NotFound("Not Found")
+        return samples
 
 
 def test_nvml_maps_gpu_processes_to_workers_by_pid():
@@ -113,6 +132,32 @@ def test_nvml_maps_gpu_processes_to_workers_by_pid():
     out = src.read({"decode-0": 111, "prefill-0": 222})
     assert out["decode-0"].percent == 87 and out["prefill-0"].percent == 0 and out["prefill-0"].memory_used == 2**30
     assert out["prefill-0"].source == "nvml" and "gpu 1" in out["prefill-0"].detail
+
+
+def test_nvml_reads_each_gpu_from_its_own_samples():
+    # Two GPUs, a busy worker on each; GPU 1's newest sample is older than GPU 0's. With one cursor for all GPUs the
+    # prefill GPU read 0% on every tick; each GPU must be asked for its own recent samples.
+    fake = FakeNVML({0: [111], 1: [222]}, {111: 90, 222: 90}, age_ms={111: 10, 222: 400})
+    src = NvmlSource(fake)
+    for _ in range(3):
+        out = src.read({"decode-0": 111, "prefill-0": 222})
+        assert out["decode-0"].percent == 90 and out["prefill-0"].percent == 90
+    assert set(src.last_seen) == {0, 1}
+
+
+def test_nvml_process_without_a_recent_sample_reads_idle():
+    # A process whose last kernel ran 5 s ago has no sample in the window: NVML says NOT_FOUND, the worker reads 0%.
+    out = NvmlSource(FakeNVML({0: [111]}, {111: 95}, age_ms={111: 5000})).read({"prefill-0": 111})
+    assert out["prefill-0"].percent == 0
+
+
+def test_nvml_other_errors_are_not_taken_for_idle():
+    class Broken(FakeNVML):
+        def nvmlDeviceGetProcessUtilization(self, h, last_seen):
+            raise self.NVMLError("GPU is lost")
+
+    na = NvmlSource(Broken({0: [111]}, {111: 95})).read({"prefill-0": 111})
+    assert isinstance(na, NotAvailable) and "GPU is lost" in na.reason
 
 
 def test_nvml_absent_is_a_reason_not_an_exception():

@@ -191,6 +191,25 @@ def test_a_hung_decode_worker_is_named_down_never_no_traffic(server):
     assert not [f for f in live(out["findings"], "DG501") if f["cause"] == "no_traffic"]
 
 
+def test_a_deployment_that_dies_while_watched_is_dg508_not_quiet(server):
+    """`disagg serve` stopped 3 s into a watch: the verdict is "stopped answering" (exit 1) with the last good scrape,
+    the workers it listed stay in the report marked down, and no "no traffic" verdict is given."""
+    s = server(EXAMPLES / "seed-fixed.yaml")
+    watch = subprocess.Popen([sys.executable, "-m", "disagg", "doctor", "--live", s.url, "--interval", "0.5", "--duration", "7", "--output-format", "json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    s.stop()
+    out, errs = watch.communicate(timeout=60)
+    assert watch.returncode == 1, out + errs
+    doc = json.loads(out)
+    [f] = live(doc["findings"], "DG508")
+    assert f["severity"] == "error" and f["evidence"]["last_ok_s"] is not None and f["evidence"]["down_for_s"] > 0
+    assert "stopped answering" in f["message"] and s.url in f["message"]
+    down = {x["evidence"]["worker_id"] for x in live(doc["findings"], "DG504")}
+    assert {"decode-0", "prefill-0"} <= down, doc["findings"]
+    assert not live(doc["findings"], "DG501"), doc["findings"]
+
+
 def test_unreachable_target_is_a_usage_error():
     code, out = doctor("--live", "http://127.0.0.1:9", "--duration", "1")
     assert code == 2 and "cannot read the deployment's metrics: http://127.0.0.1:9/metrics:" in out

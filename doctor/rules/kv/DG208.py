@@ -38,6 +38,7 @@ class DG208(Rule):
     code = "DG208"
     name = "nixl-side-channel-host-local"
     severity = Severity.WARNING
+    on_roles = True
 
     def check(self, ctx):
         reported = set()

@@ -44,8 +44,8 @@ class DG501(Rule):
 
     def check(self, ctx):
         w = ctx.window
-        if len(w.snaps) < 2:
-            return
+        if len(w.snaps) < 2 or w.last.frontend_error:
+            return  # a deployment that stopped answering is DG508's verdict, not "no traffic"
         total, remote, local = traffic(ctx)
         probe = ctx.probe if ctx.probe and ctx.probe.get("route") == "local" and ctx.probe.get("reason") in REASON_TO_CAUSE else None
         if remote > 0:

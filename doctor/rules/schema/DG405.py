@@ -36,7 +36,11 @@ class DG405(Rule):
         roles = {w.role for w in dep.workers if w.is_engine or w.program == "image-entrypoint"}
         intent = dep.intent()
         if intent and not ctx.linked:
-            if "prefill" in roles and "decode" not in roles:
+            by_kv_role = [w.role for w in dep.workers if w.is_engine and w.role_from == "connector"]
+            one_way = set(by_kv_role)
+            if len(by_kv_role) > 1 and len(one_way) == 1 and roles <= one_way | {"aggregated"}:
+                why = f"every worker's kv_role makes it the {next(iter(one_way))} side (DG211 reports a kv_role pair that cannot exchange KV)"
+            elif "prefill" in roles and "decode" not in roles:
                 why = "its decode side is not in this file nor in the other files given"
             elif "decode" in roles and "prefill" not in roles:
                 why = "its prefill side is not in this file nor in the other files given"

@@ -34,6 +34,7 @@ class DG601(Rule):
     code = "DG601"
     name = "dynamo-prefill-decode-unpaired"
     severity = Severity.ERROR
+    on_roles = True
 
     def check(self, ctx):
         dyn = [w for w in ctx.deployment.workers if w.program in _DYNAMO and w.role in ("prefill", "decode")]
@@ -45,10 +46,10 @@ class DG601(Rule):
                 if pn and dn and str(pn) != str(dn) and knowledge.verdict(p.target, "dynamo", by_model) is True:
                     where = p.where("served_model_name") if "served_model_name" in p.settings else p.where("model")
                     yield ctx.finding(self, where, f"{p.name} (prefill) registers as {pn!r} but {d.name} (decode) as {dn!r}: the frontend never pairs them",
-                                      worker=p, related=(ctx.related(d, d.where("served_model_name"), "the decode worker"),), assumed=ctx.assumed(p),
+                                      worker=p, related=(ctx.related(d, d.where("served_model_name"), "the decode worker"),), assumed=ctx.assumed(p), roles=(p, d),
                                       fix=Fix("use the same --served-model-name on prefill and decode workers"))
                 ps, ds = p.settings.get("namespace"), d.settings.get("namespace")
                 if ps is not None and ds is not None and ps.known and ds.known and str(ps.value) != str(ds.value):
                     yield ctx.finding(self, ps.span, f"{p.name} (prefill) is in namespace {ps.value!r} but {d.name} (decode) in {ds.value!r}: they never meet",
-                                      worker=p, related=(ctx.related(d, ds.span, "the decode worker's namespace"),),
+                                      worker=p, related=(ctx.related(d, ds.span, "the decode worker's namespace"),), roles=(p, d),
                                       fix=Fix("run prefill and decode workers in the same Dynamo namespace"))

@@ -39,6 +39,7 @@ class DG611(Rule):
     code = "DG611"
     name = "sglang-transfer-mismatch"
     severity = Severity.ERROR
+    on_roles = True
 
     def check(self, ctx):
         for pair in ctx.pairs:
@@ -68,7 +69,7 @@ class DG611(Rule):
             other = next(seen[key].meeting(p, one_invocation=True), None) if key in seen else None
             if other is not None:
                 yield ctx.finding(self, p.where("bootstrap_port"), f"{p.name} and {other.name} share bootstrap port {key[1]} in one network namespace: the second cannot register",
-                                  worker=p, related=(ctx.related(other, other.where("bootstrap_port"), "the other prefill server"),),
+                                  worker=p, related=(ctx.related(other, other.where("bootstrap_port"), "the other prefill server"),), roles=(p, other),
                                   fix=Fix("give each prefill server on a host its own --disaggregation-bootstrap-port"))
             else:
                 seen.setdefault(key, ByBranch()).add(p)

@@ -196,3 +196,23 @@ def test_a_script_of_many_profiles_pairs_within_each_profile_only():
     r = lint_text("many.sh", text, RULES, LintOptions())
     assert len(r.deployment.engines()) == 600 and len(r.pairs) == 300
     assert all(p.prefill.known("tp") == p.decode.known("tp") for p in r.pairs)
+
+
+@pytest.mark.parametrize("script", [
+    'if [ "$1" = "prefill" ]; then\n  {P}\nelse\n  {D}\nfi\n',
+    'case $ROLE in\n  p|prefill) {P} ;;\n  d|decode) {D} ;;\nesac\n',
+    'if [[ $HOSTNAME == node-a ]]; then {P}; elif [[ $HOSTNAME == node-b ]]; then {D}; fi\n',
+])
+def test_role_and_host_selectors_pair_their_branches(script):
+    kv = "--kv-transfer-config '{{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"{}\"}}'"
+    text = script.replace("{P}", "vllm serve m " + kv.format("kv_producer")).replace("{D}", "vllm serve m " + kv.format("kv_consumer"))
+    r = lint_text("s.sh", "#!/bin/bash\n" + text, RULES, LintOptions())
+    assert len(r.pairs) == 1, text
+    assert all(b.per_process for w in r.deployment.engines() for b in w.alternative)
+
+
+def test_profile_names_that_look_like_roles_are_still_profiles():
+    text = ("case \"$PROFILE\" in\n  p0) vllm serve a --kv-transfer-config '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_producer\"}' ;;\n"
+            "  p1) vllm serve b --kv-transfer-config '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_consumer\"}' ;;\nesac\n")
+    r = lint_text("s.sh", text, RULES, LintOptions())
+    assert r.pairs == []  # p0 and p1 are two profiles, not prefill and decode

@@ -74,6 +74,8 @@ _PROXIES = ("toy_proxy_server.py", "disagg_proxy_server.py", "disagg_prefill_pro
 
 _PROGRAMS = ("vllm", "trtllm-serve", "sglang-router", "sglang_router", "docker", "podman", "nerdctl")
 
+_ENV_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.S)
+
 
 def may_serve(words: list[str]) -> bool:
     """False when no word can start a program `find_command` knows (a cheap test before positioning every word)."""
@@ -93,7 +95,7 @@ def find_command(args: list[Arg]) -> Command | None:
     i = 0
     while i < len(args):
         text = args[i].text
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", text, re.S):
+        if _ENV_WORD.fullmatch(text):
             name, _, value = text.partition("=")
             env[name] = Arg(value, args[i].pos_of(len(name) + 1, len(value)), args[i].char_pos[len(name) + 1 :])
             i += 1

@@ -223,6 +223,8 @@ class Branches:
             st.forks[n] = fork
 
     def forks_of(self, words: list[Word], st: State) -> list[Fork]:
+        if not st.forks:
+            return []
         out: list[Fork] = []
         for name in _var_names(words):
             f = st.forks.get(name)

@@ -17,6 +17,9 @@ from .shell_lex import Seg, Word
 from .source import Span
 
 _ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\+?)=")
+_FIELD = re.compile(r"[^ \t\n]+")  # a word after field splitting
+_INT = re.compile(r"-?\d+")
+_EXPR = re.compile(r"[\w\s+\-*/%()]+")
 _ARITH_NAME = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*|\d)|\b([A-Za-z_][A-Za-z0-9_]*)\b")
 
 
@@ -34,7 +37,7 @@ class PStr:
 
     def split(self) -> list["PStr"]:
         out = []
-        for m in re.finditer(r"[^ \t\n]+", self.text):
+        for m in _FIELD.finditer(self.text):
             out.append(PStr(m.group(), self.offs[m.start() : m.end()]))
         return out
 
@@ -228,9 +231,9 @@ class Expander:
             if isinstance(v, list):
                 v = v[0] if v else None
             text = v.text.strip() if v is not None else ""
-            if re.fullmatch(r"-?\d+", text):
+            if _INT.fullmatch(text):
                 return f"({text})"
-            if v is not None and text and text != name and re.fullmatch(r"[\w\s+\-*/%()]+", text) and st.depth < 8:
+            if v is not None and text and text != name and _EXPR.fullmatch(text) and st.depth < 8:
                 st.depth += 1  # X=$((Y+1)) stored unevaluated, or a variable that holds an expression
                 inner = self.arith(text, st)
                 st.depth -= 1

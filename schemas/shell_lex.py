@@ -12,6 +12,7 @@ import re
 
 SEPARATORS = ("\n", ";", ";;", "&", "&&", "||", "|", "(", ")")
 _PLAIN = re.compile(r"[^ \t\r\n;&|()<>\\'\"$`=]+")  # a run of characters that are only themselves, outside quotes
+_SIMPLE_WORD = re.compile(r"(?:[^\s;&|()<>\\'\"$`=]|=(?!\())+(?=[\s;&|()<>]|\Z)")
 _BLANKS = re.compile(r"[ \t\r]+")
 _OP_START = frozenset("&|;\n()")
 _PLAIN_DQ = re.compile(r'[^"\\$`]+')  # ... inside double quotes
@@ -95,6 +96,12 @@ class Lexer:
                 continue
             if not words:
                 start = self.off(self.i)
+            m = _SIMPLE_WORD.match(t, self.i)
+            if m is not None:  # most words are plain text up to a blank or an operator: one piece, no loop
+                j = m.end()
+                words.append([Seg("lit", m.group(), self.o[self.i : j] if j <= len(self.o) else [self.off(k) for k in range(self.i, j)])])
+                self.i = j
+                continue
             before = self.i
             w = self.word()
             if self.i == before:  # a character no rule takes: skip it rather than loop

@@ -216,3 +216,13 @@ def test_profile_names_that_look_like_roles_are_still_profiles():
             "  p1) vllm serve b --kv-transfer-config '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_consumer\"}' ;;\nesac\n")
     r = lint_text("s.sh", text, RULES, LintOptions())
     assert r.pairs == []  # p0 and p1 are two profiles, not prefill and decode
+
+
+def test_a_branch_with_one_side_only_is_said_not_checked():
+    kv = "--kv-transfer-config '{{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"{}\"}}'"
+    p, d = "vllm serve m " + kv.format("kv_producer"), "vllm serve m " + kv.format("kv_consumer")
+    text = f"#!/bin/bash\ncase \"$CONFIG\" in\n  full) {p} &\n    {d} ;;\n  prefill-only) {p} ;;\nesac\n"
+    r = lint_text("s.sh", text, RULES, LintOptions())
+    assert len(r.pairs) == 1
+    [note] = [f for f in r.findings if f.code == "DG405"]
+    assert note.line == 5 and "CONFIG branch 2" in note.message and "no decode partner" in note.message

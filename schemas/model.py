@@ -75,6 +75,21 @@ def is_loopback(address: str) -> bool:
     return address.startswith("127.") or address in ("localhost", "::1", "[::1]")
 
 
+class Branch(NamedTuple):
+    """One branch of an `if`/`case` that a script process runs in (see schemas/shell_flow.py).
+
+    Two processes can run in one invocation when, for every frame they share, they are in the same branch, and for
+    every selector variable they share, some value selects both. `per_process`: the branches are selected by a role
+    or a host rank, so the script is run once per branch and its branches are one deployment."""
+
+    frame: str  # "case at line 12#3": one run of one if/case
+    index: int  # which branch of the frame
+    selector: str | None  # the variable whose value selects the branch ($CONFIG, $1); None: not a test of a variable
+    values: frozenset[str] | None  # the values that select it; None: any value except `excluded` (`*)`, `else`)
+    excluded: frozenset[str]
+    per_process: bool
+
+
 class Host(NamedTuple):
     """Where a worker's network lives: workers with the same `network` share ports and `localhost`."""
 
@@ -88,7 +103,7 @@ class Worker:
     """A process that serves, routes or fronts requests, as the file describes it."""
 
     __slots__ = ("name", "_role", "role_why", "role_from", "program", "engine", "system", "path", "span", "target", "host", "settings", "flags", "env",
-                 "replicas", "gpus", "nodes", "labels", "namespace", "section", "notes")
+                 "replicas", "gpus", "nodes", "labels", "namespace", "section", "notes", "alternative")
 
     def __init__(self, name: str, role: str, role_why: str, program: str, engine: str | None, system: str, path: str, span: Span,
                  target: Target, host: Host, labels: dict[str, str] | None = None, section: tuple[str, ...] | None = None,
@@ -114,6 +129,7 @@ class Worker:
         self.namespace: str | None = None  # the Dynamo namespace that scopes discovery
         self.section = section  # Dynamo v0: the section path, for fixes
         self.notes: list[str] = []  # what the reader could not check, in words
+        self.alternative: tuple[Branch, ...] | None = None  # the script branches it runs in; None: every invocation
 
     def __repr__(self) -> str:
         return f"Worker({self.name!r}, {self.role}, {self.program})"

@@ -141,7 +141,6 @@ def test_an_image_whose_entrypoint_is_vllm_serve_takes_a_model_first():
     assert engine_from_image("lmsysorg/sglang:v0.5.3", _words("Qwen/Qwen3-8B", "--port", "8000")) is None
 
 
-@pytest.mark.xfail(strict=True, reason="shell.py (shell helper) does not yet ask engine_from_image for `docker run $IMAGE <model> <flags>`")
 def test_docker_run_of_an_image_variable_with_model_first():
     r = lint("docker-run-image-var.sh")
     assert sorted(w.role for w in r.deployment.workers if w.is_engine) == ["decode", "prefill"]

@@ -104,8 +104,10 @@ def workers_from_launches(launches: "list[Launch]", *, path: str, host_for, targ
         cmd = launch.command
         host = host_for(launch)
         name = name_for(launch) if name_for else f"{cmd.program} at line {cmd.start.line}"
-        out.append(new_worker(cmd, path=path, name=name, host=host, hints=launch.hints, env=launch.env, target=target,
-                              image=launch.image, labels=labels))
+        w = new_worker(cmd, path=path, name=name, host=host, hints=launch.hints, env=launch.env, target=target, image=launch.image,
+                       labels=labels)
+        w.alternative = launch.alternative
+        out.append(w)
     return out
 
 
@@ -141,14 +143,57 @@ def _line_starts(doc: SourceDocument) -> list[int]:
     return doc.line_starts()
 
 
-def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: "ShellReader", rewrite=None) -> Arg:
+def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: "ShellReader", rewrite=None, env: dict[str, Arg] | None = None) -> Arg:
     """One argv item written as a YAML scalar, positioned character by character (`rewrite`: a same-length
-    rewrite of the text, applied after positioning, such as a template's `{{ }}` made a run-time value)."""
+    rewrite of the text, applied after positioning, such as a template's `{{ }}` made a run-time value; `env`: a
+    Kubernetes container's env, from which its `$(VAR)` references are expanded)."""
     offs = scalar_offsets(doc, path, text)
     from ..shell import PStr
 
+    text = rewrite(text) if rewrite else text
+    if env is not None:
+        text, offs = expand_k8s(text, offs, env)
     p = doc.marks.value(path)
-    return reader.arg(PStr(rewrite(text) if rewrite else text, offs), _line_starts(doc)[p.line - 1] + p.column - 1)
+    return reader.arg(PStr(text, offs), _line_starts(doc)[p.line - 1] + p.column - 1)
+
+
+_K8S_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def expand_k8s(text: str, offs: list[int], env: dict[str, Arg]) -> tuple[str, list[int]]:
+    """Kubernetes' own expansion of a container's command, args and env values (not a shell's): `$(VAR)` becomes the
+    value of VAR from the container's env, `$$` becomes `$` (so `$$(VAR)` stays literal), and a reference to a
+    variable that is not defined is left as written (which readers treat as unknown). Source: the Kubernetes API
+    reference, core/v1 Container.command/args and EnvVar.value ("Variable references $(VAR_NAME) are expanded using
+    the container's environment. If a variable cannot be resolved, the reference in the input string will be
+    unchanged. Double $$ are reduced to a single $"); kubernetes/kubernetes third_party/forked/golang/expansion."""
+    if "$" not in text:
+        return text, offs
+    out: list[str] = []
+    out_offs: list[int] = []
+    last = 0
+    for m in _K8S_REF.finditer(text):
+        out.append(text[last : m.start()])
+        out_offs.extend(offs[last : m.start()])
+        name = m.group(1)
+        if name is None:  # $$
+            out.append("$")
+            out_offs.append(offs[m.start()] if m.start() < len(offs) else -1)
+        elif name in env:
+            value = env[name].text
+            pos = [-1] * len(value)
+            if value and m.start() < len(offs):
+                pos[-1] = offs[min(m.end(), len(offs)) - 1]
+                pos[0] = offs[m.start()]  # the value spans the reference
+            out.append(value)
+            out_offs.extend(pos)
+        else:
+            out.append(m.group())
+            out_offs.extend(offs[m.start() : m.end()])
+        last = m.end()
+    out.append(text[last:])
+    out_offs.extend(offs[last:])
+    return "".join(out), out_offs
 
 
 def container_launches(doc: SourceDocument, base: tuple, container: dict, env: dict[str, Arg], reader: "ShellReader",
@@ -164,24 +209,23 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
         return (key_base or {}).get(key, base)
 
     words: list[Arg] = []
+    origins: list[tuple[tuple, str]] = []  # where each word is written, and its text as written
     scripts: list[tuple[tuple, str]] = []
     cmd_key, args_key = keys
+    k8s_env = env if keys == ("command", "args") else None  # Kubernetes expands $(VAR) in a container's command and args
     for key in keys:
         value = container.get(key)
         if isinstance(value, list):
             for i, v in enumerate(value):
                 if isinstance(v, (str, int, float)):
-                    words.append(scalar_arg(doc, at(key) + (key, i), str(v), reader, rewrite))
+                    words.append(scalar_arg(doc, at(key) + (key, i), str(v), reader, rewrite, env=k8s_env))
+                    origins.append((at(key) + (key, i), str(v)))
         elif isinstance(value, str):
             scripts.append((at(key) + (key,), value))
     if len(words) >= 2 and words[0].text.rsplit("/", 1)[-1] in ("sh", "bash", "zsh") and words[1].text.startswith("-") and "c" in words[1].text:
-        # sh -c "script": the script is the rest; a list form puts it in the next item
-        for key in keys:
-            value = container.get(key)
-            if isinstance(value, list):
-                for i, v in enumerate(value):
-                    if isinstance(v, str) and (rewrite(v) if rewrite else v) == (words[2].text if len(words) > 2 else None):
-                        scripts = [(at(key) + (key, i), v)] + scripts
+        # sh -c "script": the script is the next item of command + args
+        if len(origins) > 2:
+            scripts = [origins[2]] + scripts
         words = []
     if default_shell and not container.get(cmd_key) and isinstance(container.get(args_key), list) and len(container[args_key]) == 1 \
             and isinstance(container[args_key][0], str) and " " in container[args_key][0].strip():
@@ -191,6 +235,8 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
     for path, text in scripts:
         offs = scalar_offsets(doc, path, text)
         text = rewrite(text) if rewrite else text
+        if k8s_env is not None:  # `sh -c "..."`: Kubernetes expands $(VAR) before the shell runs the script
+            text, offs = expand_k8s(text, offs, k8s_env)
         reader.base_env = env
         launches.extend(reader.read(text, offs))
     if words:
@@ -234,7 +280,10 @@ def env_from_k8s(doc: SourceDocument, base: tuple, env: Any) -> dict[str, Arg]:
     if isinstance(env, list):
         for i, item in enumerate(env):
             if isinstance(item, dict) and "name" in item and "value" in item:
-                out[str(item["name"])] = at(base + (i, "value"), str(item["value"]))
+                # a Kubernetes env value may use the variables defined before it: $(VAR) (see expand_k8s)
+                raw = "" if item["value"] is None else str(item["value"])
+                text, _ = expand_k8s(raw, [-1] * len(raw), out)
+                out[str(item["name"])] = at(base + (i, "value"), text)
             elif isinstance(item, dict) and "name" in item and isinstance(item.get("valueFrom"), dict):
                 ref = item["valueFrom"].get("fieldRef")
                 field = ref.get("fieldPath", "ref") if isinstance(ref, dict) else "ref"

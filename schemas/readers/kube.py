@@ -73,8 +73,10 @@ def pod_workers(doc: SourceDocument, dep: Deployment, name: str, spec_path: tupl
 
 
 def _worker(doc, launch: Launch, name: str, host: Host, target: Target, image, labels, hints) -> Worker:
-    return new_worker(launch.command, path=doc.path, name=name, host=host, hints=launch.hints + hints, env=launch.env, target=target,
-                      image=image, labels=labels)
+    w = new_worker(launch.command, path=doc.path, name=name, host=host, hints=launch.hints + hints, env=launch.env, target=target,
+                   image=image, labels=labels)
+    w.alternative = launch.alternative  # branches of an `sh -c` script
+    return w
 
 
 def _replicas(doc: SourceDocument, path: tuple | None, value: Any) -> Setting:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from disagg.schemas import knowledge
+from disagg.schemas.pairing import ByBranch
 
 from ...finding import Fix, Severity
 from ...registry import Rule
@@ -55,7 +56,7 @@ class DG611(Rule):
                 yield ctx.pair_finding(self, pair, at, at.where("transfer_backend"), f"{p.name} (prefill) transfers KV with {pb} but {d.name} (decode) with {db}: "
                                        "no transfer can succeed", other_key="transfer_backend", fix=Fix("use the same --disaggregation-transfer-backend on both"))
         reserved = knowledge.pattern("dynamo", "sglang.bootstrap_port_reserved").releases
-        seen: dict[tuple, object] = {}
+        seen: dict[tuple, ByBranch] = {}  # only processes that run in one invocation of a script share its network
         for p in ctx.deployment.of_role("prefill"):
             if p.engine != "sglang" or p.host.kind == "pod" or p.known("engine_part") or p.host.network.startswith("unpinned-host:"):
                 continue
@@ -65,10 +66,10 @@ class DG611(Rule):
             if s is not None and not s.known:
                 continue
             key = (p.host.network, str(s.value) if s is not None else _DEFAULT_PORT)
-            if key in seen:
-                other = seen[key]
+            other = next(seen[key].meeting(p, one_invocation=True), None) if key in seen else None
+            if other is not None:
                 yield ctx.finding(self, p.where("bootstrap_port"), f"{p.name} and {other.name} share bootstrap port {key[1]} in one network namespace: the second cannot register",
                                   worker=p, related=(ctx.related(other, other.where("bootstrap_port"), "the other prefill server"),), roles=(p, other),
                                   fix=Fix("give each prefill server on a host its own --disaggregation-bootstrap-port"))
             else:
-                seen[key] = p
+                seen.setdefault(key, ByBranch()).add(p)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from .check import lint_results
 from .context import LintOptions
-from .engine import FileResult, _read, lint_results
+from .files import FileResult, read_path
 from .registry import Rule, default_registry
 
 
@@ -37,7 +38,7 @@ def _light(r: FileResult) -> tuple[FileResult, bool]:
         paired = {id(w) for p in r.pairs for w in p.ends()}
         lonely = any(w.role in ("prefill", "decode") and id(w) not in paired for w in r.deployment.workers)
     out = FileResult(r.path, r.error)
-    out.findings, out.skipped, out.prediction = r.findings, r.skipped, r.prediction
+    out.findings, out.skipped, out.prediction, out.crashed, out.crashes = r.findings, r.skipped, r.prediction, r.crashed, r.crashes
     out.pairs = [_PairRef(_Ref(p.decode.name, p.decode.path, p.decode.role), _Ref(p.prefill.name, p.prefill.path, p.prefill.role), p.why) for p in r.pairs]
     return out, lonely
 
@@ -46,7 +47,7 @@ def _chunk(args: tuple[list[tuple[str, bool]], list[str], LintOptions, str]) -> 
     items, codes, options, fmt = args
     registry = default_registry()
     rules = [registry.get(c) for c in codes]
-    results = lint_results([_read(path, explicit, options, fmt) for path, explicit in items], rules, options, cross_files=False)
+    results = lint_results([read_path(path, explicit, options, fmt) for path, explicit in items], rules, options, cross_files=False)
     return [_light(r) for r in results]
 
 
@@ -61,7 +62,7 @@ def lint_in_processes(items: list[tuple[str, bool]], rules: list[type[Rule]], op
     by_path = {r.path: (r, lonely) for part in done for r, lonely in part}
     lonely = [(path, explicit) for path, explicit in items if by_path.get(path, (None, False))[1]]
     if lonely:  # read the files whose workers lack a partner once more, together: pairs across files
-        for r in lint_results([_read(path, explicit, options, fmt) for path, explicit in lonely], rules, options):
+        for r in lint_results([read_path(path, explicit, options, fmt) for path, explicit in lonely], rules, options):
             by_path[r.path] = (r, False)
     out = []
     for path, _ in items:

@@ -177,7 +177,7 @@ def _convert(path: str, node: yaml.Node, at: Path, marks: SourceMap, budget: lis
             if key_node.tag == "tag:yaml.org,2002:merge":
                 p = _pos(key_node)
                 raise ConfigError(path, p.line, p.column, "YAML merge keys (<<) are not supported in configs; write the keys out")
-            key = _constructor.construct_object(key_node, deep=True)
+            key = _convert(path, key_node, at + ("<key>",), SourceMap(), budget, depth + 1)  # a scalar, constructed as a value is
             if not isinstance(key, str):
                 key = str(key)
             if key in out:

@@ -27,7 +27,7 @@ _IMAGES = (
 
 def image_evidence(target: Target, image: str | None) -> None:
     """An image tag that names a release narrows the target (`vllm-runtime:0.3.2` -> dynamo 0.3.2)."""
-    if not image or "$" in image:
+    if not isinstance(image, str) or not image or "$" in image:
         return
     ref = image.split("@")[0]
     repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")

@@ -86,18 +86,20 @@ def read_modelservice_values(doc: SourceDocument, dep: Deployment, target: Targe
         if not isinstance(block, dict) or block.get("create") is False:
             continue
         tp = (block.get("parallelism") or {}).get("tensor") if isinstance(block.get("parallelism"), dict) else None
-        for ci, c in enumerate(block.get("containers") or []):
+        containers = block.get("containers")
+        for ci, c in enumerate(containers if isinstance(containers, list) else []):
             if not isinstance(c, dict):
                 continue
             base = (role, "containers", ci)
-            args = [scalar_arg(doc, base + ("args", i), str(a), reader) for i, a in enumerate(c.get("args") or []) if isinstance(a, (str, int, float))]
+            args = [scalar_arg(doc, base + ("args", i), str(a), reader) for i, a in enumerate(c.get("args") if isinstance(c.get("args"), list) else [])
+                    if isinstance(a, (str, int, float))]
             flags, spans, positional = parse_flags(args)
             start = Span(*doc.marks.key((role,)))
             program = "vllm" if str(c.get("modelCommand", "vllmServe")).lower().startswith("vllm") else "image-entrypoint"
             w = new_worker(Command(program, args, flags, spans, positional, {}, start), path=doc.path, name=f"{role}/{c.get('name', ci)}",
                            host=Host("pod", f"{role}/{c.get('name', ci)}", f"pod:{doc.path}:{role}"), hints=[role],
                            env=env_from_k8s(doc, base + ("env",), c.get("env")), target=target, image=c.get("image"),
-                           labels={str(k): str(v) for k, v in (labels or {}).items()})
+                           labels={str(k): str(v) for k, v in (labels if isinstance(labels, dict) else {}).items()})
             w.role, w.role_why = role, f"modelservice {role} block"
             if model and "model" not in w.settings:
                 w.settings["model"] = Setting(str(model), Span(*doc.marks.value(("modelArtifacts", "name"))), "modelArtifacts.name")

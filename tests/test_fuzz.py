@@ -61,6 +61,19 @@ REGRESSIONS = {
         "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    command: [vllm, serve, m]\n"
         "    securityContext: {capabilities: [IPC_LOCK]}\n",
     ),
+    "EPP config: a profile's plugins a number": (
+        "epp.yaml",
+        "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: prefill-filter\n"
+        "schedulingProfiles:\n- name: prefill\n  plugins: -1\n",
+    ),
+    "compose: deploy.resources a list": (
+        "compose.yaml",
+        "services:\n  p:\n    image: vllm/vllm-openai\n    command: [vllm, serve, m]\n    deploy: {resources: [1]}\n",
+    ),
+    "kv-transfer-config: connectors a number": (
+        "run.sh",
+        "vllm serve m --kv-transfer-config '{\"kv_connector\":\"MultiConnector\",\"kv_connector_extra_config\":{\"connectors\":3}}'\n",
+    ),
 }
 
 

@@ -25,6 +25,15 @@ _IMAGES = (
 )
 
 
+def dig(data: Any, *keys: str) -> Any:
+    """`data[k1][k2]...` where every step is a mapping that has the key; None otherwise (a config may put anything anywhere)."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
 def image_evidence(target: Target, image: str | None) -> None:
     """An image tag that names a release narrows the target (`vllm-runtime:0.3.2` -> dynamo 0.3.2)."""
     if not isinstance(image, str) or not image or "$" in image:

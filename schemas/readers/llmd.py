@@ -42,7 +42,8 @@ def read_epp(doc: SourceDocument, dep: Deployment, to_file=lambda s: s) -> None:
     for i, prof in enumerate(profiles if isinstance(profiles, list) else []):
         if not isinstance(prof, dict):
             continue
-        refs = [str(r.get("pluginRef", "")) for r in (prof.get("plugins") or []) if isinstance(r, dict)]
+        listed = prof.get("plugins")
+        refs = [str(r.get("pluginRef", "")) for r in (listed if isinstance(listed, list) else []) if isinstance(r, dict)]
         q = doc.marks.value(("schedulingProfiles", i, "name")) if "name" in prof else doc.marks.value(("schedulingProfiles", i))
         dep.router[f"profile:{prof.get('name', i)}"] = Setting([names.get(r, r) for r in refs], to_file(Span(*q)), "schedulingProfiles")
 

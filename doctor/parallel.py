@@ -19,6 +19,7 @@ class _Ref(NamedTuple):
     name: str
     path: str
     role: str
+    span: tuple | None = None
 
 
 class _PairRef(NamedTuple):
@@ -31,6 +32,10 @@ class _PairRef(NamedTuple):
         return self.decode.path != self.prefill.path
 
 
+def _ref(w) -> _Ref:
+    return _Ref(w.name, w.path, w.role, tuple(w.span) if w.span is not None else None)
+
+
 def _light(r: FileResult) -> tuple[FileResult, bool]:
     """A result without its deployment (cheap to send), and whether it has a prefill or decode worker without a partner."""
     lonely = False
@@ -39,7 +44,7 @@ def _light(r: FileResult) -> tuple[FileResult, bool]:
         lonely = any(w.role in ("prefill", "decode") and id(w) not in paired for w in r.deployment.workers)
     out = FileResult(r.path, r.error)
     out.findings, out.skipped, out.prediction, out.crashed, out.crashes = r.findings, r.skipped, r.prediction, r.crashed, r.crashes
-    out.pairs = [_PairRef(_Ref(p.decode.name, p.decode.path, p.decode.role), _Ref(p.prefill.name, p.prefill.path, p.prefill.role), p.why) for p in r.pairs]
+    out.pairs = [_PairRef(_ref(p.decode), _ref(p.prefill), p.why) for p in r.pairs]
     return out, lonely
 
 

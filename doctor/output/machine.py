@@ -7,6 +7,8 @@ from xml.etree import ElementTree as ET
 
 from disagg import __version__
 
+from .summary import pairs_checked
+
 
 def render_json(results) -> str:
     findings = [f.to_dict() for r in results for f in r.findings]
@@ -27,7 +29,7 @@ def render_json(results) -> str:
             "skipped": sum(1 for r in results if r.skipped),
             "unreadable": sum(1 for r in results if r.error and not r.crashed),
             "internal_errors": sum(len(r.crashes) + r.crashed + sum(f.internal for f in r.findings) for r in results),
-            "pairs_checked": sum(1 for r in results for p in r.pairs if p.prefill.path == r.path),
+            "pairs_checked": pairs_checked(results),
         },
     }
     return json.dumps(doc, indent=2)

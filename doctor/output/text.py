@@ -7,6 +7,7 @@ Written with plain ANSI styles rather than rich: importing rich's console costs 
 from __future__ import annotations
 
 from ..finding import count
+from .summary import pairs_checked
 
 _CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "magenta": "35", "cyan": "36"}
 _SEVERITY = {"error": "bold red", "warning": "bold yellow", "info": "bold cyan"}
@@ -77,7 +78,7 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
     n_skipped = sum(1 for r in results if r.skipped)
     n_unreadable = sum(1 for r in results if r.error and not r.crashed)
     n_internal = sum(len(r.crashes) + r.crashed + sum(f.internal for f in r.findings) for r in results)
-    n_pairs = sum(1 for r in results for p in r.pairs if p.prefill.path == r.path)
+    n_pairs = pairs_checked(results)
     total = sum(counts.values())
     checked = f"{count(n_pairs, 'prefill/decode pair')} checked in {count(n_files, 'file')}"
     skipped = f"; {n_skipped} skipped (not serving configs{'' if verbose else ', --verbose lists them'})" if n_skipped else ""

@@ -124,3 +124,18 @@ def test_a_reader_that_raises_fails_only_its_file(cli, write, monkeypatch):
 def test_an_unreadable_file_is_still_exit_2_not_internal(cli, write):
     r = cli("doctor", write("VllmWorker: [", "broken.yaml"))
     assert r.code == 2 and "internal" not in r.out
+
+
+def test_pairing_that_raises_leaves_the_rules_running_without_pairs(cli, monkeypatch):
+    import disagg.doctor.check as check
+
+    def broken(dep):
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(check.pairing, "within", broken)
+    r = cli("doctor", SEED)
+    assert r.code == 3 and "Traceback" not in r.out + r.err
+    assert f"{SEED}:1:1: error: internal error: pairing the workers raised IndexError: list index out of range" in r.out
+    assert "DG101 [error]" in r.out  # a rule about one worker still ran
+    doc = cli("doctor", SEED, "--output-format", "json").json()
+    assert any(e["internal"] for e in doc["errors"]) and doc["summary"]["internal_errors"] == 1

@@ -57,6 +57,7 @@ class DG208(Rule):
     code = "DG208"
     name = "nixl-side-channel-host-local"
     severity = Severity.WARNING
+    also = {Severity.INFO: "a Dynamo vLLM worker that writes a local VLLM_NIXL_SIDE_CHANNEL_HOST (whether Dynamo keeps it depends on the release)"}
 
     def check(self, ctx):
         yield from self._ucx_loopback(ctx)
@@ -69,6 +70,16 @@ class DG208(Rule):
             if not names or not any("nixl" in n.lower() for n in names):
                 continue
             if p.program == "dynamo.vllm" and knowledge.verdict(p.target, "dynamo", knowledge.pattern("dynamo", "vllm.side_channel_host_set").releases) is not False:
+                written = p.settings.get("side_channel_host")
+                if written is not None and written.written and written.known and str(written.value).strip().lower() in _LOCAL and id(p) not in reported:
+                    # Dynamo's worker sets the host itself; the releases with ensure_side_channel_host keep a value the
+                    # user wrote ("without overriding user settings", ai-dynamo/dynamo components/src/dynamo/vllm/args.py),
+                    # older ones overwrote it. Which one runs here is not known: at most a note.
+                    reported.add(id(p))
+                    yield ctx.pair_finding(self, pair, p, written.span, f"{p.name} (prefill) sets VLLM_NIXL_SIDE_CHANNEL_HOST={written.value} and runs in another "
+                                           f"network than {d.name} (decode): Dynamo releases that keep a host the user set advertise it, and the decode "
+                                           "side's handshake then reaches itself", severity=Severity.INFO,
+                                           fix=Fix("remove VLLM_NIXL_SIDE_CHANNEL_HOST (Dynamo sets the pod's address) or set it to the pod's IP"))
                 continue
             if p.program.startswith("dynamo-v0") or any("chart" in n or "KServe" in n for n in p.notes):
                 continue

@@ -74,6 +74,7 @@ REGRESSIONS = {
         "run.sh",
         "vllm serve m --kv-transfer-config '{\"kv_connector\":\"MultiConnector\",\"kv_connector_extra_config\":{\"connectors\":3}}'\n",
     ),
+    "shell: a function whose name is a command substitution": ("run.sh", "function $(f) {\n  vllm serve m\n}\nvllm serve m --port 8100 &\n"),
 }
 
 

@@ -1,5 +1,5 @@
 """Every port a prefill/decode process binds on its network: one table for the rules about ports (DG207: the NIXL side
-channel; DG611: SGLang's bootstrap server; DG211: any two binds of one port on one network).
+channel; DG611: SGLang's bootstrap server; DG304: any two binds of one port on one network).
 
 A port is taken from what the file writes, else from the engine's default when a source says what it is; a value
 set at run time (`$PORT`) or a default the release decides but the file does not pin is left out (Unknown, never

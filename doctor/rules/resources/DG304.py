@@ -8,7 +8,7 @@ from .._ports import binds, where
 _ELSEWHERE = {("side_channel", "side_channel"), ("bootstrap", "bootstrap")}
 
 
-class DG211(Rule):
+class DG304(Rule):
     """## What it does
     Reports two processes of a prefill/decode deployment that bind the same port on one network (one script's
     processes, host-network containers and pods pinned to one node, the containers of one pod): HTTP `--port`, the
@@ -36,7 +36,7 @@ class DG211(Rule):
     ```
     """
 
-    code = "DG211"
+    code = "DG304"
     name = "port-bound-twice"
     severity = Severity.ERROR
     also = {Severity.WARNING: "when one of the two ports is an engine's default rather than written in the file"}

@@ -262,6 +262,11 @@ class Recorder:
 
         check.crash_summary = files.crash_summary = recording
 
+    def uninstall(self) -> None:
+        from disagg.doctor import check, files, finding
+
+        check.crash_summary = files.crash_summary = finding.crash_summary
+
 
 def site(exc: BaseException) -> str:
     """Exception type and the innermost frame of ours (file:line, function)."""
@@ -300,11 +305,20 @@ def run_case(rng: random.Random, corpus: list[tuple[str, str]], rules, recorder:
 def fuzz(cases: int, seed: int, save: Path | None = None, progress: float = 0.0, seconds: float | None = None) -> dict:
     from disagg.doctor.registry import default_registry
 
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 3000))
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 3000))
     corpus = seeds()
     rules = [r for r in default_registry() if not r.live]
     recorder = Recorder()
     recorder.install()
+    try:
+        return _loop(cases, seed, save, progress, seconds, corpus, rules, recorder)
+    finally:
+        recorder.uninstall()
+        sys.setrecursionlimit(limit)
+
+
+def _loop(cases, seed, save, progress, seconds, corpus, rules, recorder) -> dict:
     rng = random.Random(seed)
     sites: dict[str, dict] = {}
     t0 = last = time.monotonic()

@@ -18,6 +18,9 @@ guessed). Defaults, with where they are defined:
   `kv_port` defaults to 14579 (vllm/config/kv_transfer.py, `KVTransferConfig.kv_port`).
 - SGLang's bootstrap server (prefill servers only): `--disaggregation-bootstrap-port`, default 8998 (knowledge
   pattern sglang.bootstrap_port_default); Dynamo's SGLang worker reserves a free one itself from 0.4.1.
+- vLLM's MooncakeConnector: the prefill side's bootstrap server on `VLLM_MOONCAKE_BOOTSTRAP_PORT` (+ the DP rank's
+  offset; vllm/distributed/kv_transfer/kv_connector/v1/mooncake_connector.py, `get_mooncake_side_channel_port`);
+  compared only when the file writes the port.
 - vLLM's KV-events publisher (ZMQ) when `--kv-events-config` enables it: its `endpoint`, default `tcp://*:5557`
   (vllm/config/kv_events.py, `KVEventsConfig.endpoint`).
 """
@@ -124,6 +127,7 @@ def binds(w: Worker) -> list[Bind]:
     if w.engine == "vllm" and w.is_engine:
         out.extend(_p2p(w))
         out.extend(_kv_events(w))
+        out.extend(_mooncake(w))
     if w.engine == "sglang" and w.role == "prefill" and w.is_engine and not w.known("engine_part"):
         b = bootstrap_port(w)
         port = _int(b) if b is not None else None
@@ -149,6 +153,17 @@ def _p2p(w: Worker) -> list[Bind]:
             for r in range(min(ranks, 64))]
 
 
+def _mooncake(w: Worker) -> list[Bind]:
+    s = w.env.get("VLLM_MOONCAKE_BOOTSTRAP_PORT")
+    if s is None or w.role != "prefill":
+        return []
+    names, _ = connector_of(w)
+    port = _int(s.value) if s.known else None
+    if not names or "MooncakeConnector" not in names or port is None:
+        return []
+    return [Bind(port, "mooncake_bootstrap", f"Mooncake bootstrap server {port}", "env:VLLM_MOONCAKE_BOOTSTRAP_PORT", True)]
+
+
 _ENDPOINT = re.compile(r"^tcp://(?:\*|0\.0\.0\.0|\[?::\]?|[A-Za-z0-9.-]+):(\d+)$")
 
 
@@ -171,4 +186,7 @@ def _kv_events(w: Worker) -> list[Bind]:
 
 
 def where(w: Worker, b: Bind) -> Span:
+    if b.setting.startswith("env:"):
+        s = w.env.get(b.setting[4:])
+        return s.span if s is not None and s.span is not None else w.span
     return w.where(b.setting) if b.setting else w.span

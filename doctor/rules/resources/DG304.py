@@ -12,10 +12,11 @@ class DG304(Rule):
     """## What it does
     Reports two processes of a prefill/decode deployment that bind the same port on one network (one script's
     processes, host-network containers and pods pinned to one node, the containers of one pod): HTTP `--port`, the
-    NIXL side channel, P2pNcclConnector's `kv_port` (one port per rank: `kv_port + rank`), SGLang's bootstrap server
-    and vLLM's KV-events publisher. Ports come from the file, else from the engine's default where a source says
-    what it is (`doctor/rules/_ports.py` lists them); a port set at run time is not compared, nor the processes one
-    command becomes when a variable differs per `if`/`case` branch (those are alternatives).
+    NIXL side channel, P2pNcclConnector's `kv_port` (one port per rank: `kv_port + rank`), SGLang's bootstrap server,
+    vLLM's Mooncake bootstrap server and vLLM's KV-events publisher. Ports come from the file, else from the engine's
+    default where a source says what it is (`doctor/rules/_ports.py` lists them); a port set at run time is not
+    compared, nor the processes one command becomes when a variable differs per `if`/`case` branch (those are
+    alternatives).
 
     ## Why is this bad?
     One port can be bound once per network namespace: the second process fails at start with "Address already in

@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    doc = sub.add_parser("doctor", formatter_class=_Help, help="check disaggregated-serving configs", description="Check disaggregated-serving configs (files, folders, or - for stdin).")
+    doc = sub.add_parser("doctor", formatter_class=_Help, help="check disaggregated-serving configs", description="Check disaggregated-serving configs (files, folders, or - for stdin).",
+                         epilog="exit codes: 0 no finding at or above the fail level; 1 findings; 2 usage error or unreadable input; "
+                                "3 internal error (a reader or rule raised: the report is incomplete, even with --exit-zero)")
     doc.add_argument("paths", nargs="*", metavar="PATH", help="config files, folders searched for *.yaml/*.yml, or - for stdin")
     doc.add_argument("--output-format", choices=("text", "json", "sarif", "github", "junit"), help="how to report (default text)")
     doc.add_argument("--format", choices=FORMATS, default="auto",
@@ -41,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--ignore", action="append", metavar="CODES", help="codes or prefixes to skip")
     doc.add_argument("--exclude", action="append", metavar="GLOB", help="skip files and folders matching a glob when searching folders")
     doc.add_argument("--fail-level", choices=("error", "warning", "info"), help="lowest severity that makes the exit code 1 (default warning)")
-    doc.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings are reported")
+    doc.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings are reported (an internal error still exits 3)")
     doc.add_argument("--explain", metavar="CODE", help="print a rule's documentation and exit")
     doc.add_argument("--emit-alerts", nargs="?", const="rules", choices=ALERT_FORMS,
                      help="print Prometheus alerting rules made from the live rules (for the systems in PATH..., else all): rule groups (default), "

@@ -175,3 +175,34 @@ def parse_flags(body: list[Arg]) -> tuple[dict[str, Arg], dict[str, Span], list[
 
 def _is_bool(name: str) -> bool:
     return name in BOOL_FLAGS or name.startswith(_BOOL_PREFIXES)
+
+
+def engine_from_image(image: str | None, words: list[Arg]) -> str | None:
+    """The serving program an image runs when a container (or `docker run IMAGE args`) gives only arguments: from
+    the image name when it says, else from the flags (`--model-path` is SGLang's spelling, `--model` vLLM's).
+
+    Arguments that begin with a model rather than a flag fit only `vllm serve`, the entrypoint of vLLM's
+    vllm-openai image (vllm-project/vllm docker/Dockerfile); they are read so when the image is vllm-openai, or
+    is not known and the flags are vLLM-only (`--kv-transfer-config`); never for another image (Dynamo's
+    vllm-runtime, SGLang's), whose entrypoint is no `vllm serve`."""
+    low = (image or "").lower()
+    named = None
+    if "$" not in low and low:
+        if "vllm-openai" in low or re.search(r"(^|/)vllm[-/:]", low) or "llm-d" in low:
+            named = "vllm"
+        elif "sglang" in low:
+            named = "sglang"
+    flags = {a.text.split("=", 1)[0] for a in words if a.text.startswith("--")}
+    positional_first = bool(words) and not words[0].text.startswith("-")
+    if positional_first:
+        repo = low.split("@")[0].rsplit(":", 1)[0] if ":" in low.rsplit("/", 1)[-1] else low.split("@")[0]
+        if repo.endswith("vllm-openai"):
+            return "vllm"
+        return "vllm" if (not low or "$" in low) and "--kv-transfer-config" in flags else None
+    if named:
+        return named
+    if "--model-path" in flags:
+        return "sglang"
+    if "--model" in flags or "--kv-transfer-config" in flags:
+        return "vllm"
+    return None

@@ -199,7 +199,8 @@ def connectors(value: Any) -> set[str]:
             out.add(name)
         extra = value.get("kv_connector_extra_config")
         if isinstance(extra, dict):
-            for entry in extra.get("connectors") or []:
+            listed = extra.get("connectors")
+            for entry in listed if isinstance(listed, list) else []:
                 out |= connectors(entry)
     return out
 

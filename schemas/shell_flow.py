@@ -65,9 +65,10 @@ class Flow(Branches):
                     st.funcs[name] = body
                 continue
             if words and _plain(words[0]) == "function" and len(words) >= 2:
-                name = _plain(words[1]).rstrip("()") if _plain(words[1]) else ""
+                name = (_plain(words[1]) or "").rstrip("()")  # `function $(...)`: a name made at run time, not a function we can call
                 body, i = _brace_body(cmds, i + 1 if len(words) == 2 else i)
-                st.funcs[name] = body
+                if name:
+                    st.funcs[name] = body
                 continue
             first = _plain(words[0]) if words else ""
             if first in ("for", "while", "until", "select"):

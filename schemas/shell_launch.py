@@ -3,14 +3,14 @@ words around it that say its role, its network, and the branches of the script i
 
 `docker run IMAGE args` runs the image's entrypoint with `args` when they are not a program of their own: the vLLM
 image's is `vllm serve`; for an image the file does not name (`$IMAGE`) or whose entrypoint is not known, the engine
-is decided in `readers/common.py` (`engine_from_image`) from what the arguments clearly are, else nothing is read.
+is decided in `cmdline.py` (`engine_from_image`) from what the arguments clearly are, else nothing is read.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from .cmdline import Arg, Command, find_command, may_serve, parse_flags
+from .cmdline import Arg, Command, engine_from_image, find_command, may_serve, parse_flags
 from .model import Branch
 from .shell_expand import PStr, State
 from .shell_lex import Command as LexCommand
@@ -103,7 +103,6 @@ def _command_var(words: list[Word]) -> str | None:
 def _image_args(image: str | None, args: list[Arg]) -> Command | None:
     """`docker run IMAGE <args>` whose args are not a program: the image's entrypoint runs them, when it is known or
     the arguments clearly belong to one engine (the decision is `engine_from_image`'s)."""
-    from .readers.common import engine_from_image
 
     first = args[0].text
     model_first = len(args) > 1 and args[1].text.startswith("-") and not first.startswith("-") and "/" in first

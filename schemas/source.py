@@ -174,7 +174,7 @@ def _convert(path: str, node: yaml.Node, at: Path, marks: SourceMap, budget: lis
             if not isinstance(key_node, yaml.ScalarNode):
                 p = _pos(key_node)
                 raise ConfigError(path, p.line, p.column, "a mapping key must be a plain value, not a list or mapping")
-            key = _constructor.construct_object(key_node, deep=True)
+            key = _convert(path, key_node, at + ("<key>",), SourceMap(), budget, depth + 1)  # a scalar, constructed as a value is
             if not isinstance(key, str):
                 key = str(key)
             if key in out:

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .common import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, codes, err
+from .common import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, EXIT_INTERNAL, codes, err
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -96,9 +96,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     out = render(fmt, results, registry, color=color, verbose=args.verbose)
     if out:
         print(out)
+    if any(r.internal_error for r in results):
+        return EXIT_INTERNAL  # even with --exit-zero (as ruff's 2): the report is incomplete
     if any(r.error for r in results):
         return EXIT_ERROR
-    failing = any(f.severity >= fail_level for r in results for f in r.findings)
+    failing = any(f.severity >= fail_level for r in results for f in r.findings if not f.internal)
     return EXIT_FINDINGS if failing and not args.exit_zero else EXIT_CLEAN
 
 

@@ -16,6 +16,7 @@ import urllib.parse
 
 from . import aliases
 from .scrape import ScrapeError, fetch
+from .series import split_by_worker
 from .window import WorkerView
 
 NAMES = "|".join(re.escape(prefix) + ".*" for prefix in aliases.PREFIXES.values())  # every system an alias table reads
@@ -66,8 +67,6 @@ class PrometheusSource:
 
     def read(self) -> tuple[dict, dict[str, dict], list[str], tuple[WorkerView, ...]]:
         """(frontend signals, worker id -> its engine's signals, systems, workers) from one query."""
-        from .collect import split_by_worker
-
         samples = self.query()
         front, per_worker = split_by_worker(samples)
         systems = aliases.detect({s[0] for s in samples})

@@ -7,6 +7,7 @@ Written with plain ANSI styles rather than rich: importing rich's console costs 
 from __future__ import annotations
 
 from ..finding import count
+from .summary import pairs_checked
 
 _CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "magenta": "35", "cyan": "36"}
 _SEVERITY = {"error": "bold red", "warning": "bold yellow", "info": "bold cyan"}
@@ -35,6 +36,8 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
             e = r.error
             w.line(w.style(f"{e.path}:{e.line}:{e.column}: ", "bold"), w.style("error", "bold red"), f": {e.message}")
             continue
+        for crash in r.crashes:
+            w.line(w.style(f"{r.path}:1:1: ", "bold"), w.style("error", "bold red"), f": {crash}")
         for f in r.findings:
             counts[f.severity.label] += 1
             sev = _SEVERITY[f.severity.label]
@@ -74,14 +77,15 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
                            + (f" in {pair.decode.path}" if pair.cross_file else "") + f": {pair.why}")
     n_files = sum(1 for r in results if not r.skipped and not r.error)
     n_skipped = sum(1 for r in results if r.skipped)
-    n_unreadable = sum(1 for r in results if r.error)
-    n_pairs = sum(1 for r in results for p in r.pairs if p.prefill.path == r.path)
+    n_unreadable = sum(1 for r in results if r.error and not r.crashed)
+    n_internal = sum(len(r.crashes) + r.crashed + sum(f.internal for f in r.findings) for r in results)
+    n_pairs = pairs_checked(results)
     total = sum(counts.values())
     checked = f"{count(n_pairs, 'prefill/decode pair')} checked in {count(n_files, 'file')}"
     skipped = f"; {n_skipped} skipped (not serving configs{'' if verbose else ', --verbose lists them'})" if n_skipped else ""
     if n_files == 0 and n_unreadable == 0:
         w.line(w.style(f"No config files found ({n_skipped} skipped as not serving configs).", "bold yellow"))
-    elif total == 0 and n_unreadable == 0:
+    elif total == 0 and n_unreadable == 0 and n_internal == 0:
         if n_pairs:
             w.line(w.style(f"All checks passed: {checked}{skipped}.", "bold green"))
         else:
@@ -91,5 +95,7 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
         parts = [count(v, k) for k, v in counts.items() if v]
         if n_unreadable:
             parts.append(count(n_unreadable, "unreadable file"))
+        if n_internal:
+            parts.append(count(n_internal, "internal error") + " (a bug in disagg, exit code 3)")
         w.line(w.style(f"Found {count(total, 'finding')} ({', '.join(parts)}); {checked}{skipped}.", "bold"))
     return "\n".join(w.lines)

@@ -25,6 +25,7 @@ RULE_MODULES = (
     "resources.DG301",
     "resources.DG302",
     "resources.DG303",
+    "resources.DG304",
     "schema.DG401",
     "schema.DG402",
     "schema.DG403",

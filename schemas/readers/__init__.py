@@ -220,7 +220,7 @@ def looks_like_compose(data: Any) -> bool:
 
 def _compose(doc: SourceDocument, dep: Deployment, target: Target) -> None:
     from ..shell import ShellReader
-    from .common import container_launches, env_from_k8s, new_worker
+    from .common import container_launches, dig, env_from_k8s, new_worker
 
     dep.format = "compose"
     reader = ShellReader(doc.text)
@@ -234,7 +234,7 @@ def _compose(doc: SourceDocument, dep: Deployment, target: Target) -> None:
         for launch in container_launches(doc, base, svc, env, reader, image, keys=("entrypoint", "command")):
             w = new_worker(launch.command, path=doc.path, name=str(sname), host=host, hints=launch.hints + [str(sname)], env=launch.env,
                            target=target, image=image)
-            devices = (((svc.get("deploy") or {}).get("resources") or {}).get("reservations") or {}).get("devices") if isinstance(svc.get("deploy"), dict) else None
+            devices = dig(svc, "deploy", "resources", "reservations", "devices")
             if isinstance(devices, list) and devices and isinstance(devices[0], dict) and "count" in devices[0]:
                 try:
                     w.gpus = Setting(int(devices[0]["count"]), None, "deploy.resources.reservations.devices")

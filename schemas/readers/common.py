@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .. import engines, knowledge
-from ..cmdline import Arg, Command, find_command, parse_flags
+from ..cmdline import Arg, Command, engine_from_image, find_command, parse_flags
 from ..knowledge.versions import Target
 from ..model import Host, Setting, Unknown, Worker
 from ..source import SourceDocument, Span
@@ -25,9 +25,18 @@ _IMAGES = (
 )
 
 
+def dig(data: Any, *keys: str) -> Any:
+    """`data[k1][k2]...` where every step is a mapping that has the key; None otherwise (a config may put anything anywhere)."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
 def image_evidence(target: Target, image: str | None) -> None:
     """An image tag that names a release narrows the target (`vllm-runtime:0.3.2` -> dynamo 0.3.2)."""
-    if not image or "$" in image:
+    if not isinstance(image, str) or not image or "$" in image:
         return
     ref = image.split("@")[0]
     repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")
@@ -37,37 +46,6 @@ def image_evidence(target: Target, image: str | None) -> None:
         if pattern.search(repo):
             knowledge.evidence_from_tag(target, system, tag, f"image tag {repo.rsplit('/', 1)[-1]}:{tag}")
             return
-
-
-def engine_from_image(image: str | None, words: list[Arg]) -> str | None:
-    """The serving program an image runs when a container (or `docker run IMAGE args`) gives only arguments: from
-    the image name when it says, else from the flags (`--model-path` is SGLang's spelling, `--model` vLLM's).
-
-    Arguments that begin with a model rather than a flag fit only `vllm serve`, the entrypoint of vLLM's
-    vllm-openai image (vllm-project/vllm docker/Dockerfile); they are read so when the image is vllm-openai, or
-    is not known and the flags are vLLM-only (`--kv-transfer-config`); never for another image (Dynamo's
-    vllm-runtime, SGLang's), whose entrypoint is no `vllm serve`."""
-    low = (image or "").lower()
-    named = None
-    if "$" not in low and low:
-        if "vllm-openai" in low or re.search(r"(^|/)vllm[-/:]", low) or "llm-d" in low:
-            named = "vllm"
-        elif "sglang" in low:
-            named = "sglang"
-    flags = {a.text.split("=", 1)[0] for a in words if a.text.startswith("--")}
-    positional_first = bool(words) and not words[0].text.startswith("-")
-    if positional_first:
-        repo = low.split("@")[0].rsplit(":", 1)[0] if ":" in low.rsplit("/", 1)[-1] else low.split("@")[0]
-        if repo.endswith("vllm-openai"):
-            return "vllm"
-        return "vllm" if (not low or "$" in low) and "--kv-transfer-config" in flags else None
-    if named:
-        return named
-    if "--model-path" in flags:
-        return "sglang"
-    if "--model" in flags or "--kv-transfer-config" in flags:
-        return "vllm"
-    return None
 
 
 def new_worker(cmd: Command, *, path: str, name: str, host: Host, hints: list[str], env: dict[str, Arg], target: Target,

@@ -65,7 +65,8 @@ def pod_workers(doc: SourceDocument, dep: Deployment, name: str, spec_path: tupl
             w.gpus = gpus_from_resources(doc, kb.get("resources", base) + ("resources",), c.get("resources"))
             w.nodes = nodes
             w.settings.setdefault("rdma", Setting(rdma_requested(c.get("resources")), None, "resources"))
-            caps = ((c.get("securityContext") or {}).get("capabilities") or {}).get("add") if isinstance(c.get("securityContext"), dict) else None
+            sec = c.get("securityContext") if isinstance(c.get("securityContext"), dict) else {}
+            caps = sec["capabilities"].get("add") if isinstance(sec.get("capabilities"), dict) else None
             w.settings["capabilities"] = Setting([str(x) for x in caps] if isinstance(caps, list) else [], None, "securityContext")
             out.append(w)
     dep.workers.extend(out)

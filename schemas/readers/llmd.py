@@ -42,7 +42,8 @@ def read_epp(doc: SourceDocument, dep: Deployment, to_file=lambda s: s) -> None:
     for i, prof in enumerate(profiles if isinstance(profiles, list) else []):
         if not isinstance(prof, dict):
             continue
-        refs = [str(r.get("pluginRef", "")) for r in (prof.get("plugins") or []) if isinstance(r, dict)]
+        listed = prof.get("plugins")
+        refs = [str(r.get("pluginRef", "")) for r in (listed if isinstance(listed, list) else []) if isinstance(r, dict)]
         q = doc.marks.value(("schedulingProfiles", i, "name")) if "name" in prof else doc.marks.value(("schedulingProfiles", i))
         dep.router[f"profile:{prof.get('name', i)}"] = Setting([names.get(r, r) for r in refs], to_file(Span(*q)), "schedulingProfiles")
 
@@ -86,18 +87,20 @@ def read_modelservice_values(doc: SourceDocument, dep: Deployment, target: Targe
         if not isinstance(block, dict) or block.get("create") is False:
             continue
         tp = (block.get("parallelism") or {}).get("tensor") if isinstance(block.get("parallelism"), dict) else None
-        for ci, c in enumerate(block.get("containers") or []):
+        containers = block.get("containers")
+        for ci, c in enumerate(containers if isinstance(containers, list) else []):
             if not isinstance(c, dict):
                 continue
             base = (role, "containers", ci)
-            args = [scalar_arg(doc, base + ("args", i), str(a), reader) for i, a in enumerate(c.get("args") or []) if isinstance(a, (str, int, float))]
+            args = [scalar_arg(doc, base + ("args", i), str(a), reader) for i, a in enumerate(c.get("args") if isinstance(c.get("args"), list) else [])
+                    if isinstance(a, (str, int, float))]
             flags, spans, positional = parse_flags(args)
             start = Span(*doc.marks.key((role,)))
             program = "vllm" if str(c.get("modelCommand", "vllmServe")).lower().startswith("vllm") else "image-entrypoint"
             w = new_worker(Command(program, args, flags, spans, positional, {}, start), path=doc.path, name=f"{role}/{c.get('name', ci)}",
                            host=Host("pod", f"{role}/{c.get('name', ci)}", f"pod:{doc.path}:{role}"), hints=[role],
                            env=env_from_k8s(doc, base + ("env",), c.get("env")), target=target, image=c.get("image"),
-                           labels={str(k): str(v) for k, v in (labels or {}).items()})
+                           labels={str(k): str(v) for k, v in (labels if isinstance(labels, dict) else {}).items()})
             w.set_role(role, f"modelservice {role} block", "field")
             if model and "model" not in w.settings:
                 w.settings["model"] = Setting(str(model), Span(*doc.marks.value(("modelArtifacts", "name"))), "modelArtifacts.name")

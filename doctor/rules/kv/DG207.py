@@ -1,28 +1,16 @@
 from __future__ import annotations
 
-from disagg.schemas import knowledge
 from disagg.schemas.pairing import ByBranch
 
 from ...finding import Fix, Severity
 from ...registry import Rule
 from .._helpers import connector_of
+from .._ports import side_channel_port as _port
 
 
 def _nixl(w) -> bool:
     names, _ = connector_of(w)
     return bool(names) and any("nixl" in n.lower() for n in names)
-
-
-def _port(w) -> tuple[str | None, bool]:
-    """(side-channel port as written or the default, written); None when set at run time or reserved per worker."""
-    s = w.settings.get("side_channel_port")
-    if s is not None:
-        return (str(s.value).strip() if s.known else None), True
-    if w.program == "dynamo.vllm":
-        reserved = knowledge.pattern("dynamo", "vllm.side_channel_port_reserved").releases
-        if knowledge.verdict(w.target, "dynamo", reserved) is not False:
-            return None, False  # Dynamo reserved a port per worker in 0.4-0.6, and the release may be one of those
-    return "default", False
 
 
 class DG207(Rule):

@@ -4,6 +4,12 @@ from ...finding import Fix, Severity
 from ...registry import Rule
 
 
+def _namespaces_apart(dep) -> bool:
+    """Prefill and decode engines of one engine family that pairing kept apart only by their Dynamo namespaces."""
+    engines = [w for w in dep.workers if w.is_engine and w.system == "dynamo" and w.namespace]
+    return any(p.engine == d.engine and p.namespace != d.namespace for p in engines if p.role == "prefill" for d in engines if d.role == "decode")
+
+
 class DG405(Rule):
     """## What it does
     Says what was not checked: a file that shows disaggregated serving (a prefill worker, a decode worker, a KV
@@ -50,6 +56,8 @@ class DG405(Rule):
                 why = "no worker says whether it is the prefill or the decode side"
             elif dep.router and not dep.workers:
                 why = "it is a scheduler config; its model servers are in other files"
+            elif _namespaces_apart(dep):
+                why = "its prefill and decode workers register in different Dynamo namespaces, where they never discover each other (DG601)"
             elif any(w.alternative for w in dep.of_role("prefill", "decode")):
                 sel = sorted({b.selector or b.frame.split("#")[0] for w in dep.of_role("prefill", "decode") for b in w.alternative or ()})
                 why = (f"its prefill and decode workers are in different branches of the script ({', '.join(sel)}), "

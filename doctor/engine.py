@@ -133,7 +133,7 @@ def _not_a_config(result: FileResult, explicit: bool, message: str | ConfigError
     if explicit:
         result.error = message if isinstance(message, ConfigError) else ConfigError(result.path, 1, 1, message)
     else:
-        result.skipped = "not a disaggregated-serving config"
+        result.skipped = f"not a disaggregated-serving config: {message.message if isinstance(message, ConfigError) else message}"
     return result
 
 
@@ -197,13 +197,20 @@ PARALLEL_MIN_FILES = 64  # below this, starting processes costs more than it sav
 
 
 def lint_paths(targets: Sequence[str], rules: list[type[Rule]], options: LintOptions, exclude: Sequence[str] = (), stdin_bytes: bytes | None = None,
-               fmt: str = "auto", skip_unrecognized: bool = False) -> list[FileResult]:
+               fmt: str = "auto", skip_unrecognized: bool = False, partner_search: bool = False) -> list[FileResult]:
+    """`partner_search`: read the other side of a pair the files given leave out from their folder (partners.py)."""
     items = [(path, explicit and not skip_unrecognized) for path, explicit in collect_paths(targets, exclude)]
     if len(items) >= PARALLEL_MIN_FILES and (os.cpu_count() or 1) > 1 and STDIN not in targets:
         from .parallel import lint_in_processes
 
         return lint_in_processes(items, rules, options, fmt)
-    return lint_results([_read(path, explicit, options, fmt, stdin_bytes) for path, explicit in items], rules, options)
+    results = [_read(path, explicit, options, fmt, stdin_bytes) for path, explicit in items]
+    if partner_search:
+        from .partners import search_partners
+
+        lint_results(results + search_partners(results, options, fmt), rules, options)
+        return results  # the partners found are checked with them, but only the files given are reported
+    return lint_results(results, rules, options)
 
 
 def _read(path: str, explicit: bool, options: LintOptions, fmt: str, stdin_bytes: bytes | None = None) -> FileResult:

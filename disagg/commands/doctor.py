@@ -78,7 +78,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     stdin_bytes = sys.stdin.buffer.read() if "-" in args.paths else None
     options = LintOptions(gpus=gpus, workload=workload, target=target)
     exclude = settings.get("exclude", []) + (args.exclude or [])
-    results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format, skip_unrecognized=args.skip_unrecognized)
+    results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format, skip_unrecognized=args.skip_unrecognized,
+                         partner_search=not args.no_partner_search)
 
     if args.fix:
         applied, skipped, held_back = apply_fixes(results, unsafe)
@@ -88,7 +89,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if held_back:
             print(f"{held_back} unsafe fix(es) not applied (they may change what runs); --unsafe-fixes applies them", file=sys.stderr)
         if applied:
-            results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format, skip_unrecognized=args.skip_unrecognized)
+            results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format, skip_unrecognized=args.skip_unrecognized,
+                         partner_search=not args.no_partner_search)
     if args.require_files and not any(not r.skipped for r in results):
         return err("no config files found in " + ", ".join(args.paths))
 

@@ -10,6 +10,7 @@ from disagg import __version__
 
 def render_json(results) -> str:
     findings = [f.to_dict() for r in results for f in r.findings]
+    given = {r.path for r in results}
     errors = [{"path": r.error.path, "line": r.error.line, "column": r.error.column, "message": r.error.message} for r in results if r.error]
     doc = {
         "version": __version__,
@@ -17,7 +18,7 @@ def render_json(results) -> str:
         "errors": errors,
         "files": [
             {"path": r.path, "status": "error" if r.error else ("skipped" if r.skipped else "linted"),
-             "pairs": [{"prefill": p.prefill.name, "decode": p.decode.name, "decode_path": p.decode.path, "why": p.why} for p in r.pairs if p.prefill.path == r.path],
+             "pairs": [{"prefill": p.prefill.name, "prefill_path": p.prefill.path, "decode": p.decode.name, "decode_path": p.decode.path, "why": p.why} for p in r.pairs if p.prefill.path == r.path or p.prefill.path not in given],
              **({"prediction": r.prediction.to_dict()} if r.prediction else {}), **({"skipped": r.skipped} if r.skipped else {})}
             for r in results
         ],
@@ -25,7 +26,7 @@ def render_json(results) -> str:
             "files": sum(1 for r in results if not r.skipped and not r.error),
             "skipped": sum(1 for r in results if r.skipped),
             "unreadable": sum(1 for r in results if r.error),
-            "pairs_checked": sum(1 for r in results for p in r.pairs if p.prefill.path == r.path),
+            "pairs_checked": len({(id(p.prefill), id(p.decode)) for r in results for p in r.pairs}),
         },
     }
     return json.dumps(doc, indent=2)

@@ -30,6 +30,7 @@ class _Writer:
 def render_text(results, color: bool = False, show_fixes: bool = True, verbose: bool = False) -> str:
     w = _Writer(color)
     counts = {"error": 0, "warning": 0, "info": 0}
+    given = {r.path for r in results}
     for r in results:
         if r.error:
             e = r.error
@@ -71,10 +72,13 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
                 if pair.prefill.path == r.path:
                     w.line(w.style(f"{r.path}: ", "dim"), f"checked {pair.prefill.name} (prefill) with {pair.decode.name} (decode)"
                            + (f" in {pair.decode.path}" if pair.cross_file else "") + f": {pair.why}")
+                elif pair.prefill.path not in given:  # the prefill side was read from the folder (doctor/partners.py)
+                    w.line(w.style(f"{r.path}: ", "dim"), f"checked {pair.decode.name} (decode) with {pair.prefill.name} (prefill) in "
+                           f"{pair.prefill.path}, read from the same folder: {pair.why}")
     n_files = sum(1 for r in results if not r.skipped and not r.error)
     n_skipped = sum(1 for r in results if r.skipped)
     n_unreadable = sum(1 for r in results if r.error)
-    n_pairs = sum(1 for r in results for p in r.pairs if p.prefill.path == r.path)
+    n_pairs = len({(id(p.prefill), id(p.decode)) for r in results for p in r.pairs})
     total = sum(counts.values())
     checked = f"{count(n_pairs, 'prefill/decode pair')} checked in {count(n_files, 'file')}"
     skipped = f"; {n_skipped} skipped (not serving configs{'' if verbose else ', --verbose lists them'})" if n_skipped else ""

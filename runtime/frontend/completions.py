@@ -15,12 +15,14 @@ import time
 from aiohttp import web
 from pydantic import ValidationError
 
+from ..backends.chat_template import ChatTemplateError
 from ..openai_api import (
     ChatCompletionRequest,
     CompletionRequest,
     completion_id,
     completion_response,
     error_body,
+    logprobs_body,
     request_id,
     stream_chunk,
     text_chunk_encoder,
@@ -64,6 +66,38 @@ class StopMatcher:
         return out
 
 
+class LogprobTrack:
+    """Per-token logprobs lined up with the output text, so that what a stop string cuts loses its tokens too. The
+    backend yields a piece's ("logprobs", entries) just before its text."""
+
+    def __init__(self):
+        self.entries: list = []
+        self.starts: list[int] = []
+        self.pending: list = []
+        self.end = 0
+        self.taken = 0
+
+    def add(self, entries: list) -> None:
+        self.pending.extend(entries)
+
+    def text(self, piece: str) -> None:
+        pos = self.end
+        for e in self.pending:
+            self.entries.append(e)
+            self.starts.append(pos)
+            pos += len(e[0])
+        self.pending = []
+        self.end += len(piece)
+
+    def take(self, upto: int) -> tuple[list, int]:
+        """The entries not taken yet of tokens that start before `upto` characters of output, and where the first starts."""
+        i = j = self.taken
+        while j < len(self.entries) and self.starts[j] < upto:
+            j += 1
+        self.taken = j
+        return self.entries[i:j], (self.starts[i] if i < j else upto)
+
+
 class Completions:
     def __init__(self, frontend):
         self.f = frontend
@@ -88,7 +122,8 @@ class Completions:
             raise RequestFailed(400, message, "invalid_request") from None
         if bad := req.unsupported():
             raise RequestFailed(400, f"unsupported parameter{'s' if len(bad) > 1 else ''}: {', '.join(bad)} (this server honours model, prompt/messages, "
-                                "max_tokens, max_completion_tokens, stream, stream_options, n=1, temperature, top_p, stop, seed, cache_salt)", "unsupported_parameter")
+                                "max_tokens, max_completion_tokens, stream, stream_options, n=1, temperature, top_p, stop, seed, presence_penalty, frequency_penalty, "
+                                "logprobs, top_logprobs (chat), cache_salt)", "unsupported_parameter")
         if req.model is not None and req.model != f.plan.served_model_name:
             raise RequestFailed(404, f"model {req.model!r} is not served here; this frontend serves {f.plan.served_model_name!r}", "model_not_found")
         try:
@@ -103,6 +138,8 @@ class Completions:
                     raise RequestFailed(400, f"prompt: token ids must be in [0, {vocab}) (the model's vocabulary)", "invalid_token_id")
         except UnicodeEncodeError:
             raise RequestFailed(400, "the prompt is not valid unicode (an unpaired surrogate?)", "invalid_unicode") from None
+        except ChatTemplateError as exc:
+            raise RequestFailed(400, str(exc), "invalid_request") from None
         if not tokens:
             raise RequestFailed(400, "prompt: the prompt has no tokens", "invalid_request")
         max_tokens = req.output_tokens(len(tokens), f.plan.max_model_len)
@@ -118,9 +155,7 @@ class Completions:
         except RequestFailed as exc:
             return f.error(exc)
         rid = completion_id(chat)
-        sampling = {k: v for k, v in (("temperature", req.temperature), ("top_p", req.top_p)) if v is not None}
-        if req.seed is not None and (req.temperature or 0) > 0:
-            sampling["seed"] = req.seed  # greedy decoding (temperature 0) ignores the seed, as vLLM's does
+        sampling = req.sampling()
         sent = {"any": False}
         events = f.router.serve(tokens, max_tokens, request_id(), sampling, req.cache_salt or "", sent)
         f.metrics.in_flight.inc()
@@ -140,6 +175,7 @@ class Completions:
     async def whole(self, events, rid: str, chat: bool, arrived: float, prompt_len: int, req) -> web.Response:
         f = self.f
         stop = StopMatcher(req.stops())
+        track = LogprobTrack() if req.top_alternatives() is not None else None
         text: list[str] = []
         info: dict = {}
         finish, n, usage_tokens, last = "length", 0, None, None
@@ -149,15 +185,21 @@ class Completions:
                     last = f.observe_piece(arrived, last)
                     value, k = value
                     n += k
+                    if track is not None:
+                        track.text(value)
                     out, stopped = stop.feed(value)
                     text.append(out)
                     if stopped:
                         finish = "stop"
                         break
+                elif kind == "logprobs":
+                    if track is not None:
+                        track.add(value)
                 elif kind == "start":
                     info = value
                 elif kind == "restart":
                     text, n, stop = [], 0, StopMatcher(req.stops())
+                    track = LogprobTrack() if track is not None else None
                 elif kind == "usage":
                     usage_tokens = value
                 elif kind == "end":
@@ -168,7 +210,9 @@ class Completions:
         f.metrics.duration.observe(time.perf_counter() - arrived)
         n = usage_tokens if usage_tokens is not None and finish != "stop" else n
         usage = {"prompt_tokens": prompt_len, "completion_tokens": n, "total_tokens": prompt_len + n}
-        body = completion_response(rid, f.plan.served_model_name, "".join(text), finish, usage, chat, info)
+        whole_text = "".join(text)
+        logprobs = track.take(len(whole_text))[0] if track is not None else None
+        body = completion_response(rid, f.plan.served_model_name, whole_text, finish, usage, chat, info, logprobs)
         return web.json_response(body, headers={"X-Disagg-Route": info.get("route", ""), "X-Disagg-Reason": info.get("reason", "")})
 
     async def stream(self, request: web.Request, events, rid: str, chat: bool, arrived: float, prompt_len: int, req, sent: dict) -> web.StreamResponse:
@@ -177,6 +221,13 @@ class Completions:
         created = int(time.time())
         stop = StopMatcher(req.stops())
         text_event = text_chunk_encoder(rid, model, chat, created)
+        track = LogprobTrack() if req.top_alternatives() is not None else None
+        emitted = [0]
+        if track is not None:
+            def text_event(out: str) -> bytes:  # each chunk carries the logprobs of the tokens its text starts
+                emitted[0] += len(out)
+                entries, offset = track.take(emitted[0])
+                return sse(stream_chunk(rid, model, out, None, chat, created, logprobs=logprobs_body(entries, chat, offset)))
         resp = None
         n, last, finish = 0, None, None
         try:
@@ -188,10 +239,15 @@ class Completions:
                     sent["any"] = True
                     if chat:
                         await resp.write(sse(stream_chunk(rid, model, None, None, chat, created, first=True)))
+                elif kind == "logprobs":
+                    if track is not None:
+                        track.add(value)
                 elif kind == "text":
                     last = f.observe_piece(arrived, last)
                     value, k = value
                     n += k
+                    if track is not None:
+                        track.text(value)
                     out, stopped = stop.feed(value)
                     if stopped:
                         finish = "stop"

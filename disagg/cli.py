@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--drain-seconds", type=float, default=30.0, help="on SIGTERM, how long requests in flight may finish (default 30)")
     serve.add_argument("--max-connections", type=int, default=4096, help="client connections the frontend holds at once (default 4096; idle ones are closed first)")
     serve.add_argument("--fault-injection", action="store_true", help="enable POST /debug/faults (for tests)")
+    serve.add_argument("--no-request-log", action="store_true", help="do not print a line per request (the periodic stats line still prints; "
+                       "both are in the frontend's log); DISAGG_LOG_STATS_INTERVAL sets the stats interval (default 10 s, 0: off)")
     hosts = serve.add_argument_group("across hosts", "run some roles here and find the others through etcd (the same config on every host; "
                                                      "DISAGG_RUN_SECRET set to one value on every host)")
     hosts.add_argument("--roles", default="frontend,decode,prefill", help="what runs on this host, comma-separated (default: all three)")

@@ -146,6 +146,8 @@ def test_explain_and_rules(cli):
     r = cli("doctor", "--explain", "dg101")
     assert r.code == 0 and "## Why is this bad?" in r.out and "remote-prefill" in r.out
     assert cli("doctor", "--explain", "DG999").code == 2
+    by_name = cli("doctor", "--explain", "remote-prefill-disabled")  # ruff's `rule` takes a name as well as a code
+    assert by_name.code == 0 and by_name.out.startswith("DG101 remote-prefill-disabled")
     r = cli("rules", "--output-format", "json")
     assert {x["code"] for x in json.loads(r.out)} >= {"DG101", "DG404"}
 

@@ -20,9 +20,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     registry = default_registry()
     if args.explain:
-        rule = registry.get(args.explain)
+        rule = registry.find(args.explain)
         if rule is None:
-            return err(f"no rule {args.explain!r}; `disagg rules` lists them")
+            return err(f"no rule {args.explain!r} (by code or name); `disagg rules` lists them")
         print(f"{rule.code} {rule.name} ({rule.severities()})\n\n{rule.doc()}")
         return EXIT_CLEAN
     try:

@@ -29,6 +29,7 @@ from ..openai_api import (
     usage_chunk,
     validation_message,
 )
+from .reqlog import RequestLog
 from .router import RequestFailed
 
 BODY_TIMEOUT = 10.0  # seconds to receive a request body once its headers arrived
@@ -101,6 +102,7 @@ class LogprobTrack:
 class Completions:
     def __init__(self, frontend):
         self.f = frontend
+        self.log = RequestLog()
 
     async def parse(self, request: web.Request, chat: bool):
         f = self.f
@@ -150,20 +152,32 @@ class Completions:
     async def handle(self, request: web.Request, chat: bool) -> web.StreamResponse:
         f = self.f
         arrived = time.perf_counter()
+        rid = completion_id(chat)
+        seen = {"status": 500, "info": {}, "prompt": 0, "completion": 0, "first": None}  # filled in as the request goes
+        self.log.started()
+        try:
+            return await self._handle(request, chat, arrived, rid, seen)
+        finally:
+            self.log.done(request.path, seen["status"], rid, seen["info"], seen["prompt"], seen["completion"], arrived, seen["first"])
+
+    async def _handle(self, request: web.Request, chat: bool, arrived: float, rid: str, seen: dict) -> web.StreamResponse:
+        f = self.f
         try:
             req, tokens, max_tokens = await self.parse(request, chat)
         except RequestFailed as exc:
+            seen["status"] = exc.status
             return f.error(exc)
-        rid = completion_id(chat)
+        seen["prompt"] = len(tokens)
         sampling = req.sampling()
         sent = {"any": False}
         events = f.router.serve(tokens, max_tokens, request_id(), sampling, req.cache_salt or "", sent)
         f.metrics.in_flight.inc()
         try:
             if req.stream:
-                return await self.stream(request, events, rid, chat, arrived, len(tokens), req, sent)
-            return await self.whole(events, rid, chat, arrived, len(tokens), req)
+                return await self.stream(request, events, rid, chat, arrived, len(tokens), req, sent, seen)
+            return await self.whole(events, rid, chat, arrived, len(tokens), req, seen)
         except (asyncio.CancelledError, ConnectionResetError):
+            seen["status"] = 503 if f.terminating else 499  # 499: the client closed the connection (nginx's code)
             if f.terminating and not req.stream and request.transport is not None and not request.transport.is_closing():
                 return f.error(RequestFailed(503, "the server is shutting down", "shutting_down"))  # the drain deadline passed
             f.metrics.aborted.inc()  # the client went away: closing `events` stops the work on every worker
@@ -172,7 +186,7 @@ class Completions:
             await events.aclose()
             f.metrics.in_flight.dec()
 
-    async def whole(self, events, rid: str, chat: bool, arrived: float, prompt_len: int, req) -> web.Response:
+    async def whole(self, events, rid: str, chat: bool, arrived: float, prompt_len: int, req, seen: dict) -> web.Response:
         f = self.f
         stop = StopMatcher(req.stops())
         track = LogprobTrack() if req.top_alternatives() is not None else None
@@ -183,6 +197,7 @@ class Completions:
             async for kind, value in events:
                 if kind == "text":
                     last = f.observe_piece(arrived, last)
+                    seen["first"] = seen["first"] or last
                     value, k = value
                     n += k
                     if track is not None:
@@ -196,7 +211,7 @@ class Completions:
                     if track is not None:
                         track.add(value)
                 elif kind == "start":
-                    info = value
+                    info = seen["info"] = value
                 elif kind == "restart":
                     text, n, stop = [], 0, StopMatcher(req.stops())
                     track = LogprobTrack() if track is not None else None
@@ -206,6 +221,7 @@ class Completions:
                     finish = value
                     text.append(stop.rest())
         except RequestFailed as exc:
+            seen["status"] = exc.status
             return f.error(exc)
         f.metrics.duration.observe(time.perf_counter() - arrived)
         n = usage_tokens if usage_tokens is not None and finish != "stop" else n
@@ -213,9 +229,10 @@ class Completions:
         whole_text = "".join(text)
         logprobs = track.take(len(whole_text))[0] if track is not None else None
         body = completion_response(rid, f.plan.served_model_name, whole_text, finish, usage, chat, info, logprobs)
+        seen["status"], seen["completion"] = 200, n
         return web.json_response(body, headers={"X-Disagg-Route": info.get("route", ""), "X-Disagg-Reason": info.get("reason", "")})
 
-    async def stream(self, request: web.Request, events, rid: str, chat: bool, arrived: float, prompt_len: int, req, sent: dict) -> web.StreamResponse:
+    async def stream(self, request: web.Request, events, rid: str, chat: bool, arrived: float, prompt_len: int, req, sent: dict, seen: dict) -> web.StreamResponse:
         f = self.f
         model = f.plan.served_model_name
         created = int(time.time())
@@ -233,6 +250,7 @@ class Completions:
         try:
             async for kind, value in events:
                 if kind == "start":
+                    seen["info"] = value
                     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                                        "X-Disagg-Route": value["route"], "X-Disagg-Reason": value["reason"]})
                     await resp.prepare(request)
@@ -244,6 +262,7 @@ class Completions:
                         track.add(value)
                 elif kind == "text":
                     last = f.observe_piece(arrived, last)
+                    seen["first"] = seen["first"] or last
                     value, k = value
                     n += k
                     if track is not None:
@@ -266,8 +285,10 @@ class Completions:
                 tail = sse(usage_chunk(rid, model, chat, created, {"prompt_tokens": prompt_len, "completion_tokens": n, "total_tokens": prompt_len + n}))
             await resp.write(tail + b"data: [DONE]\n\n")
             f.metrics.duration.observe(time.perf_counter() - arrived)
+            seen["status"], seen["completion"] = 200, n
             return resp
         except RequestFailed as exc:
+            seen["status"], seen["completion"] = exc.status, n
             if resp is None:
                 return f.error(exc)
             f.metrics.errors.labels(str(exc.status)).inc()

@@ -83,6 +83,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     if args.fix:
         applied, skipped, held_back = apply_fixes(results, unsafe)
+        manual = [f for r in results for f in r.findings if f.fix and f.fix.manual]
+        if manual:
+            kinds = ", ".join(sorted({f.fix.manual for f in manual}))
+            print(f"fix not applied to {len(manual)} finding(s) on a {kinds}: --fix edits block mappings only; apply it by hand", file=sys.stderr)
         if applied or skipped:
             print(f"applied {applied} fix(es)" + (f"; {skipped} overlapped another and were left for the next run" if skipped else "")
                   + "; run the doctor again to see what is left", file=sys.stderr)

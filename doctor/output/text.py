@@ -6,6 +6,8 @@ Written with plain ANSI styles rather than rich: importing rich's console costs 
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ..finding import count
 
 _CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "magenta": "35", "cyan": "36"}
@@ -55,6 +57,8 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
                 w.line(w.style("  assumed: ", "dim"), f.assumed)
             if show_fixes and f.fix:
                 label = {"safe": "fix", "unsafe": "fix (unsafe: --fix --unsafe-fixes)", "display": "fix"}[f.fix.applicability]
+                if f.fix.manual:
+                    label = f"fix (by hand: --fix does not edit a {f.fix.manual})"
                 w.line(w.style(f"  {label}: ", "bold green"), f.fix.title)
             w.line()
         if r.prediction is not None:
@@ -95,4 +99,7 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
         if n_unreadable:
             parts.append(count(n_unreadable, "unreadable file"))
         w.line(w.style(f"Found {count(total, 'finding')} ({', '.join(parts)}); {checked}{skipped}.", "bold"))
+        fixes = Counter(f.fix.applicability for r in results for f in r.findings if f.fix)
+        if fixes["safe"] or fixes["unsafe"]:  # as ruff says it
+            w.line(f"{fixes['safe']} fixable with --fix" + (f" ({fixes['unsafe']} more with --fix --unsafe-fixes)" if fixes["unsafe"] else "") + ".")
     return "\n".join(w.lines)

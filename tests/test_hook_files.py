@@ -1,5 +1,6 @@
-"""A named file whose pair partner is not among the files given: the doctor reads the other side from the file's
-folder (git's tracked files there in a work tree), checks the pair, and reports only the named file."""
+"""Files as the pre-commit hook hands them: a named file whose pair partner is not among the files given (the doctor
+reads the other side from the file's folder, git's tracked files there in a work tree, and reports only the named
+file), and files that are no serving config (skipped, with the reason under -v)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,11 @@ def test_a_file_that_is_no_serving_config_is_skipped_with_the_reason(cli, write)
     r = cli("doctor", "--skip-unrecognized", "-v", "mkdocs.yml")
     assert r.code == 0
     assert "mkdocs.yml: skipped: not a disaggregated-serving config: not a recognised config" in r.out
+
+
+def test_a_web_apps_compose_file_is_no_serving_config(cli, write):
+    write("services:\n  web:\n    image: nginx:1.27\n  api:\n    command: [gunicorn, app:app]\n  db:\n    image: postgres:16\n", "docker-compose.yaml")
+    r = cli("doctor", "-v", "docker-compose.yaml")
+    assert r.code == 0
+    assert "docker-compose.yaml: skipped: not a serving config: no service runs a serving engine (compose)" in r.out
+    assert "no prefill/decode pair was formed" not in r.out

@@ -100,7 +100,7 @@ def read_file(path: str, text: str, options: LintOptions, explicit: bool = True,
                 return _not_a_config(result, explicit, _why_not(path, text))
         if not dep.workers and not dep.router and not dep.links and not dep.issues:
             # Read, but nothing in it runs or routes a model (a web app's compose file): no serving config, never "no pair formed"
-            result.skipped = f"not a serving config: no service runs a serving engine ({dep.format})"
+            result.skipped = f"not a serving config: read as {dep.format}, but no service or container runs an engine the doctor reads (vllm serve, dynamo, sglang, trtllm-serve, ...)"
             return result
     except ConfigError as exc:
         if not explicit and not SERVING_MARKERS.search(text):

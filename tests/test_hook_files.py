@@ -61,5 +61,5 @@ def test_a_web_apps_compose_file_is_no_serving_config(cli, write):
     write("services:\n  web:\n    image: nginx:1.27\n  api:\n    command: [gunicorn, app:app]\n  db:\n    image: postgres:16\n", "docker-compose.yaml")
     r = cli("doctor", "-v", "docker-compose.yaml")
     assert r.code == 0
-    assert "docker-compose.yaml: skipped: not a serving config: no service runs a serving engine (compose)" in r.out
+    assert "docker-compose.yaml: skipped: not a serving config: read as compose, but no service or container runs an engine" in r.out
     assert "no prefill/decode pair was formed" not in r.out

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--exclude", action="append", metavar="GLOB", help="skip files and folders matching a glob when searching folders")
     doc.add_argument("--fail-level", choices=("error", "warning", "info"), help="lowest severity that makes the exit code 1 (default warning)")
     doc.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings are reported (an internal error still exits 3)")
-    doc.add_argument("--explain", metavar="CODE", help="print a rule's documentation and exit")
+    doc.add_argument("--explain", metavar="RULE", help="print a rule's documentation (by code, e.g. DG205, or name) and exit")
     doc.add_argument("--emit-alerts", nargs="?", const="rules", choices=ALERT_FORMS,
                      help="print Prometheus alerting rules made from the live rules (for the systems in PATH..., else all): rule groups (default), "
                           "a PrometheusRule, or promtool unit tests for them")
@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--verbose", "-v", action="store_true", help="list skipped files and why, and the pairs checked")
     doc.add_argument("--require-files", action="store_true", help="exit 2 when the paths hold no config to check")
     doc.add_argument("--skip-unrecognized", action="store_true", help="skip named files that are no serving config (as folder searches do); for pre-commit")
+    doc.add_argument("--no-partner-search", action="store_true", help="check only the files given: do not read the other side of a pair "
+                     "from the named file's folder (git's tracked files there in a work tree)")
     doc.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour text output (default auto)")
     live = doc.add_argument_group("live", "watch a running deployment (needs `pip install 'disagg[live]'` for utilisation)")
     live.add_argument("--live", metavar="URL", help="frontend URL of a running deployment (disagg serve, vLLM, Dynamo)")
@@ -92,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--drain-seconds", type=float, default=30.0, help="on SIGTERM, how long requests in flight may finish (default 30)")
     serve.add_argument("--max-connections", type=int, default=4096, help="client connections the frontend holds at once (default 4096; idle ones are closed first)")
     serve.add_argument("--fault-injection", action="store_true", help="enable POST /debug/faults (for tests)")
+    serve.add_argument("--no-request-log", action="store_true", help="do not print a line per request (the periodic stats line still prints; "
+                       "both are in the frontend's log); DISAGG_LOG_STATS_INTERVAL sets the stats interval (default 10 s, 0: off)")
     hosts = serve.add_argument_group("across hosts", "run some roles here and find the others through etcd (the same config on every host; "
                                                      "DISAGG_RUN_SECRET set to one value on every host)")
     hosts.add_argument("--roles", default="frontend,decode,prefill", help="what runs on this host, comma-separated (default: all three)")

@@ -10,6 +10,8 @@ from disagg.schemas.source import Span
 
 from .finding import Edit, Finding, Fix, Related, Severity
 
+FLOW_MAPPING = "flow mapping"  # a section written as {...}: the doctor edits block mappings only
+
 if TYPE_CHECKING:
     from .workload import Workload
 
@@ -78,9 +80,9 @@ class LintContext:
             return Fix(title, (Edit("replace", p.line, p.column, p.end_line, p.end_column, value),), safe)
         head = doc.marks.key((section,))
         if isinstance(sec, dict) and sec and doc.marks.key((section, next(iter(sec)))).line == head.line:
-            return Fix(title)  # a flow mapping ({...}) on one line: say what to do, edit nothing
+            return Fix(title, manual=FLOW_MAPPING)  # a flow mapping ({...}) on one line: say what to do, edit nothing
         if sec is None and doc.line_text(head.line).rstrip().endswith(("{}", "null", "~")):
-            return Fix(title)
+            return Fix(title, manual=FLOW_MAPPING if doc.line_text(head.line).rstrip().endswith("{}") else "empty section")
         return Fix(title, (Edit("insert_after", head.line, text=f"{self._child_indent(section)}{key}: {value}"),), safe)
 
     def fix_remove_key(self, path: tuple, title: str, safe: bool = True) -> Fix:
@@ -93,7 +95,7 @@ class LintContext:
         end_line = max(end_line, k.line)
         first = doc.line_text(k.line)
         if first[: k.column - 1].strip() or doc.line_text(end_line)[v.end_column - 1 :].split("#")[0].strip():
-            return Fix(title)  # shares its line with other keys (a flow mapping): do not cut it apart
+            return Fix(title, manual=FLOW_MAPPING)  # shares its line with other keys (a flow mapping): do not cut it apart
         return Fix(title, (Edit("delete", k.line, 1, end_line + 1, 1),), safe)
 
     def _child_indent(self, section: str) -> str:

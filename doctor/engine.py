@@ -24,12 +24,29 @@ PARALLEL_MIN_FILES = 64  # below this, starting processes costs more than it sav
 
 
 def lint_paths(targets: Sequence[str], rules: list[type[Rule]], options: LintOptions, exclude: Sequence[str] = (), stdin_bytes: bytes | None = None,
-               fmt: str = "auto", skip_unrecognized: bool = False) -> list[FileResult]:
+               fmt: str = "auto", skip_unrecognized: bool = False, partner_search: bool = False) -> list[FileResult]:
+    """`partner_search`: read the other side of a pair the files given leave out from their folder (partners.py)."""
     items = [(path, explicit and not skip_unrecognized) for path, explicit in collect_paths(targets, exclude)]
     if len(items) >= PARALLEL_MIN_FILES and (os.cpu_count() or 1) > 1 and STDIN not in targets:
         from .parallel import lint_in_processes
 
         return lint_in_processes(items, rules, options, fmt)
-    return lint_results([read_path(path, explicit, options, fmt, stdin_bytes) for path, explicit in items], rules, options)
+    results = [read_path(path, explicit, options, fmt, stdin_bytes) for path, explicit in items]
+    if partner_search:
+        from .finding import crash_summary
+        from .partners import search_partners
+
+        try:
+            partners, failed = search_partners(results, options, fmt), None
+        except Exception as exc:  # noqa: BLE001 - a bug in the search: the files given are still checked, without partners
+            partners, failed = [], f"internal error: looking for partner files raised {crash_summary(exc)}; pairs with files not given were not checked"
+        lint_results(results + partners, rules, options)
+        if failed and not any(r.crashes or r.crashed for r in results):  # the same fault in pairing is reported once, there
+            for r in results:
+                if r.deployment is not None:
+                    r.crashes.append(failed)
+                    break
+        return results  # the partners found are checked with them, but only the files given are reported
+    return lint_results(results, rules, options)
 
 

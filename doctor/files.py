@@ -118,6 +118,10 @@ def read_file(path: str, text: str, options: LintOptions, explicit: bool = True,
         result.error = ConfigError(path, 1, 1, f"internal error: the reader raised {crash_summary(exc)}; the other files were checked "
                                    "(a bug in disagg: please report it with this file)")
         return result
+    if not dep.workers and not dep.router and not dep.links and not dep.issues:
+        # Read, but nothing in it runs or routes a model (a web app's compose file): no serving config, never "no pair formed"
+        result.skipped = f"not a serving config: read as {dep.format}, but no service or container runs an engine the doctor reads (vllm serve, dynamo, sglang, trtllm-serve, ...)"
+        return result
     result.deployment = dep
     return result
 
@@ -147,7 +151,7 @@ def _not_a_config(result: FileResult, explicit: bool, message: str | ConfigError
     if explicit:
         result.error = message if isinstance(message, ConfigError) else ConfigError(result.path, 1, 1, message)
     else:
-        result.skipped = "not a disaggregated-serving config"
+        result.skipped = f"not a disaggregated-serving config: {message.message if isinstance(message, ConfigError) else message}"
     return result
 
 

@@ -50,6 +50,7 @@ class Fix(NamedTuple):
     title: str
     edits: tuple[Edit, ...] = ()
     safe: bool = True
+    manual: str = ""  # why --fix cannot make this edit (e.g. "flow mapping"): said in the output, never silent
 
     @property
     def applicability(self) -> str:

@@ -87,6 +87,11 @@ class RuleRegistry:
     def get(self, code: str) -> type[Rule] | None:
         return self._rules.get(code.upper())
 
+    def find(self, code_or_name: str) -> type[Rule] | None:
+        """A rule by code (DG205) or by name (model-mismatch), as ruff's `rule` command takes either."""
+        key = code_or_name.strip()
+        return self.get(key) or next((r for r in self._rules.values() if r.name == key.lower().replace("_", "-")), None)
+
     def codes(self) -> list[str]:
         return sorted(self._rules)
 

@@ -88,6 +88,8 @@ class Supervisor:
         self.opt = options
         self.say = say  # the command line decides how to print
         self.run_dir = options.log_dir or tempfile.mkdtemp(prefix="disagg-serve-")  # mkdtemp: 0700
+        self.temporary = options.log_dir is None  # removed after a clean stop (cleanup)
+        self.troubled = False  # a process died during the run: its logs are kept
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         self.children: list[Child] = []
         self.stopping = False
@@ -271,6 +273,7 @@ class Supervisor:
                 _signal_group(c.proc, signal.SIGKILL)  # whatever the dead process left behind
                 c.next_start = now + c.backoff
                 how = f"signal {-code}" if code < 0 else f"exit code {code}"
+                self.troubled = True
                 self.say(f"{c.name} (pid {c.proc.pid}) died ({how}); restarting in {c.backoff:.1f} s (restart #{c.restarts + 1}); log: {c.log_path}")
             elif now >= c.next_start:
                 c.restarts += 1
@@ -302,6 +305,20 @@ class Supervisor:
                 _signal_group(c.proc, signal.SIGKILL)  # the group: engine processes a parent leaves behind
                 if c.proc.poll() is None:
                     c.proc.wait()
+
+    def cleanup(self) -> str:
+        """After stop(): remove the run's temporary folder (plan, worker list, logs) unless a process died during the
+        run or a log dir was given; says what happened to it."""
+        if not self.temporary:
+            return f"logs kept in {self.run_dir} (--log-dir)"
+        if self.troubled:
+            return f"a process died during the run: its logs are kept in {self.run_dir}"
+        import shutil
+
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        if os.path.exists(self.run_dir):
+            return f"could not remove {self.run_dir}"
+        return f"removed {self.run_dir} (--log-dir DIR keeps the logs)"
 
     def pids(self) -> dict[str, int]:
         return {c.name: c.proc.pid for c in self.children if c.proc is not None}

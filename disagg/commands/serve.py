@@ -115,13 +115,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         console.print(f"[bold green]running[/] {', '.join(options.roles)} (registered in etcd; logs {sup.run_dir})")
     print(sup.frontend_url or "ready", flush=True)
+    echo = FrontendEcho(os.path.join(sup.run_dir, "frontend.log"), requests=not args.no_request_log) if sup.frontend_url else None
     try:
         while not stop["flag"]:
             sup.watch_once()
+            if echo is not None and (lines := echo.lines()):
+                sys.stderr.write("".join(line + "\n" for line in lines))  # plain writes: cheap at thousands of requests/s
+                sys.stderr.flush()
             time.sleep(0.1)
     finally:
         console.print("stopping...")
         sup.stop()
+        console.print(f"stopped; {sup.cleanup()}")
     return EXIT_CLEAN
 
 
@@ -142,6 +147,27 @@ def api_key_of(args: argparse.Namespace) -> str | None | tuple[str]:
             return (f"--api-key-file {args.api_key_file}: expected one key on one line, found {'nothing' if not key else 'whitespace inside it'}",)
         return key
     return args.api_key or os.environ.get("DISAGG_API_KEY") or None
+
+
+class FrontendEcho:
+    """The frontend's request and stats lines (runtime/frontend/reqlog.py), followed in its log for the console."""
+
+    def __init__(self, path: str, requests: bool = True):
+        from disagg.runtime.frontend.reqlog import REQUEST_PREFIX, STATS_PREFIX
+
+        self.path, self.offset, self.partial = path, 0, b""
+        self.marks = tuple(f" INFO {p}" for p in ((REQUEST_PREFIX, STATS_PREFIX) if requests else (STATS_PREFIX,)))
+
+    def lines(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read(1 << 20)
+        except OSError:
+            return []
+        self.offset += len(data)
+        data, self.partial = (self.partial + data).rpartition(b"\n")[::2] if b"\n" in data else (b"", self.partial + data)
+        return [t for t in data.decode("utf-8", "replace").splitlines() if any(m in t for m in self.marks)]
 
 
 def across_hosts(args: argparse.Namespace) -> dict | str:

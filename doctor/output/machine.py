@@ -12,6 +12,7 @@ from .summary import pairs_checked
 
 def render_json(results) -> str:
     findings = [f.to_dict() for r in results for f in r.findings]
+    given = {r.path for r in results}
     errors = [{"path": r.error.path, "line": r.error.line, "column": r.error.column, "message": r.error.message, "internal": r.crashed} for r in results if r.error]
     errors += [{"path": r.path, "line": 1, "column": 1, "message": crash, "internal": True} for r in results for crash in r.crashes]
     doc = {
@@ -20,7 +21,7 @@ def render_json(results) -> str:
         "errors": errors,
         "files": [
             {"path": r.path, "status": "error" if r.error else ("skipped" if r.skipped else "linted"),
-             "pairs": [{"prefill": p.prefill.name, "decode": p.decode.name, "decode_path": p.decode.path, "why": p.why} for p in r.pairs if p.prefill.path == r.path],
+             "pairs": [{"prefill": p.prefill.name, "prefill_path": p.prefill.path, "decode": p.decode.name, "decode_path": p.decode.path, "why": p.why} for p in r.pairs if p.prefill.path == r.path or p.prefill.path not in given],
              **({"prediction": r.prediction.to_dict()} if r.prediction else {}), **({"skipped": r.skipped} if r.skipped else {})}
             for r in results
         ],

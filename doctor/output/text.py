@@ -6,6 +6,8 @@ Written with plain ANSI styles rather than rich: importing rich's console costs 
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ..finding import count
 from .summary import pairs_checked
 
@@ -31,6 +33,7 @@ class _Writer:
 def render_text(results, color: bool = False, show_fixes: bool = True, verbose: bool = False) -> str:
     w = _Writer(color)
     counts = {"error": 0, "warning": 0, "info": 0}
+    given = {r.path for r in results}
     for r in results:
         if r.error:
             e = r.error
@@ -57,6 +60,8 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
                 w.line(w.style("  assumed: ", "dim"), f.assumed)
             if show_fixes and f.fix:
                 label = {"safe": "fix", "unsafe": "fix (unsafe: --fix --unsafe-fixes)", "display": "fix"}[f.fix.applicability]
+                if f.fix.manual:
+                    label = f"fix (by hand: --fix does not edit a {f.fix.manual})"
                 w.line(w.style(f"  {label}: ", "bold green"), f.fix.title)
             w.line()
         if r.prediction is not None:
@@ -75,6 +80,9 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
                     w.line(w.style(f"{r.path}: ", "dim"), f"checked {pair.prefill.name} (prefill: {pair.prefill.role_why}) with {pair.decode.name} "
                            f"(decode: {pair.decode.role_why})"
                            + (f" in {pair.decode.path}" if pair.cross_file else "") + f": {pair.why}")
+                elif pair.prefill.path not in given:  # the prefill side was read from the folder (doctor/partners.py)
+                    w.line(w.style(f"{r.path}: ", "dim"), f"checked {pair.decode.name} (decode) with {pair.prefill.name} (prefill) in "
+                           f"{pair.prefill.path}, read from the same folder: {pair.why}")
     n_files = sum(1 for r in results if not r.skipped and not r.error)
     n_skipped = sum(1 for r in results if r.skipped)
     n_unreadable = sum(1 for r in results if r.error and not r.crashed)
@@ -98,4 +106,7 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
         if n_internal:
             parts.append(count(n_internal, "internal error") + " (a bug in disagg, exit code 3)")
         w.line(w.style(f"Found {count(total, 'finding')} ({', '.join(parts)}); {checked}{skipped}.", "bold"))
+        fixes = Counter(f.fix.applicability for r in results for f in r.findings if f.fix)
+        if fixes["safe"] or fixes["unsafe"]:  # as ruff says it
+            w.line(f"{fixes['safe']} fixable with --fix" + (f" ({fixes['unsafe']} more with --fix --unsafe-fixes)" if fixes["unsafe"] else "") + ".")
     return "\n".join(w.lines)

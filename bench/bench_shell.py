@@ -16,9 +16,7 @@ import argparse
 import cProfile
 import pstats
 import statistics
-import sys
 import time
-from pathlib import Path
 
 
 # One profile of a launcher that holds many (model sizes, clusters): `case "$PROFILE"` picks one per run, and the

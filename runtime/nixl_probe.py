@@ -30,7 +30,6 @@ def _pattern(nbytes: int):
 
 
 def _target(conn, nbytes: int) -> None:
-    import numpy as np
 
     from .kv import nixl_api
 

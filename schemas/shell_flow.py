@@ -15,7 +15,7 @@ import re
 from .shell_branch import Branches, Frame, _plain, _var_names  # noqa: F401 (re-exported)
 from .shell_expand import PStr, State, concat
 from .shell_lex import Command as LexCommand
-from .shell_lex import Lexer, Word
+from .shell_lex import Lexer
 
 MAX_STEPS = 20_000  # commands interpreted per script beyond its own length: a bound against pathological input
 MAX_LOOP = 8  # iterations of one loop

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..cmdline import Arg, Command, parse_flags
 from ..knowledge.versions import Target
 from ..model import Deployment, Host, Setting, Unknown, Worker
 from ..shell import Launch, PStr, ShellReader

@@ -27,7 +27,7 @@ from disagg.schemas.model import is_loopback
 
 from .channel import probe
 from .discovery import interface_of
-from .identity import RUN_SECRET_ENV, run_id
+from .identity import RUN_SECRET_ENV
 from .plan import RuntimePlan, WorkerSpec
 from .ports import free_port
 
@@ -97,7 +97,6 @@ class Supervisor:
         # A fresh secret per run; DISAGG_RUN_SECRET sets it instead (hosts of one deployment share it; benches drive
         # workers directly with it). It reaches the children in their environment only.
         self.secret = os.environ.get(RUN_SECRET_ENV) or secrets.token_hex(32)
-        self.run_id = run_id(self.secret)
         self._last_probe = 0.0
 
     def build(self) -> None:
@@ -223,10 +222,9 @@ class Supervisor:
                 answer = self._probe(c)
                 if answer is None:
                     continue
-                ours = c.role == "frontend" or self.opt.engine == "mock"  # vLLM's own servers do not know our run
-                if ours and answer.get("run_id") != self.run_id:
-                    raise PortTaken(f"{c.url} answers for another server (run {answer.get('run_id') or 'unknown'}, not this one's {self.run_id}): "
-                                    "its port is taken; stop that server or choose another --port (0 picks a free one)")
+                # No run id to compare: a mock worker's answer came through a handshake bound to this run's secret, its
+                # id and its address (channel.probe); the frontend's socket was bound here and handed over, so
+                # nothing else can answer on it.
                 pending.remove(c)
                 if progress:
                     progress(c, True)
@@ -236,7 +234,7 @@ class Supervisor:
 
     def _probe(self, c: Child) -> dict | None:
         if c.spec is not None:
-            return probe(c.spec.host, c.spec.port, self.secret.encode(), timeout=1.0)
+            return probe(c.spec.host, c.spec.port, self.secret.encode(), c.spec.worker_id, timeout=1.0)
         return _health(c.url + "/health")
 
     def _check_health(self, now: float) -> None:

@@ -23,7 +23,7 @@ import time
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
-from .channel import Channel, ChannelError, ChannelServer, RemoteError, Request, tokens_of
+from .channel import MAX_PENDING, Channel, ChannelError, ChannelServer, RemoteError, Request, address_of, tokens_of
 from .identity import run_id
 from .kv import Arena, KVStore, KVTransferError, NixlTransport, check_handle, handle_mac
 from .metrics import WorkerMetrics
@@ -39,7 +39,7 @@ class Worker:
                  kv_blocks: int, arena_bytes: int, prefill_concurrency: int, fault_injection: bool, kv_refusals: dict[str, str] | None = None):
         self.plan, self.spec, self.secret, self.timing = plan, spec, secret, timing
         self.worker_id, self.role = spec.worker_id, spec.role
-        self.run_id = run_id(secret.decode())
+        self.run_id = run_id(secret)
         self.fault_injection = fault_injection
         self.faults = {"kv_fail": 0, "kv_corrupt": 0, "stall": 0}
         self.kv_refusals = kv_refusals or {}  # reason -> why: KV exchanges vLLM's handshake would refuse (the doctor's DG203-206)
@@ -284,7 +284,7 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         server = ChannelServer(self.handle, self.secret, {"worker_id": self.worker_id, "role": self.role, "pid": os.getpid(), "run_id": self.run_id},
-                               on_reject=self._rejected)
+                               on_reject=self._rejected, address=address_of(host, port))
         import socket
 
         registered = []
@@ -344,7 +344,9 @@ class Worker:
 
     def _rejected(self, reason: str) -> None:
         self.metrics.rejected.inc()
-        log.warning("refused a connection without this run's secret (%s)", reason)
+        log.warning("refused a connection: %s", {"auth": "its proof is not for this run's secret, this worker id and this address",
+                                                  "busy": f"too many connections in handshake (over {MAX_PENDING}): the oldest was dropped",
+                                                  "handshake": "it broke or did not finish the handshake in time"}.get(reason, reason))
 
     async def _heartbeat(self) -> None:
         unhealthy_since = None

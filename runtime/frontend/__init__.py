@@ -34,7 +34,7 @@ class Frontend:
                  decode_timeout: float = 60.0, fault_injection: bool = False, api_key: str | None = None, max_connections: int = 4096,
                  registry: CollectorRegistry | None = None):
         self.plan, self.backend = plan, backend
-        self.run_id = run_id(secret.decode())
+        self.run_id = run_id(secret)
         self.api_key = api_key
         self.fault_injection = fault_injection
         self.max_connections = max_connections

@@ -1,7 +1,8 @@
 """`disagg serve`: start the frontend and every worker as its own process, restart the ones that die or hang, stop them.
 
-A process that exits is reported, restarted with exponential back-off (0.5 s doubling to 10 s, reset after 30 s of
-uptime) and counted. A process that stops answering its health check for 15 s (stopped, wedged, or unhealthy) is
+A process that exits is reported, restarted with exponential back-off (FIRST_BACKOFF, 0.1 s, doubling to 10 s, reset
+after 30 s of uptime) and counted: a frontend that died is back as soon as Python starts, holding the requests that
+queued on its socket meanwhile until its first pass over the workers (frontend/pool.py). A process that stops answering its health check for 15 s (stopped, wedged, or unhealthy) is
 killed and restarted the same way. Ctrl-C or SIGTERM stops the frontend first (it drains requests in flight for
 `--drain-seconds`), then the workers (SIGTERM, then SIGKILL). Children get PR_SET_PDEATHSIG so that even a SIGKILLed
 supervisor leaves no orphans, and the run's secret in their environment; everything the run writes is private (0600
@@ -32,6 +33,7 @@ from .plan import RuntimePlan, WorkerSpec
 from .ports import free_port
 
 READY_TIMEOUT = 60.0  # seconds for every process to answer /health
+FIRST_BACKOFF = 0.1  # seconds before the first restart of a process that died
 
 
 class PortTaken(Exception):
@@ -75,7 +77,7 @@ class Child:
     proc: subprocess.Popen | None = None
     started: float = 0.0
     restarts: int = 0
-    backoff: float = 0.5
+    backoff: float = FIRST_BACKOFF
     next_start: float = 0.0
     env: dict = field(default_factory=dict)
     spec: WorkerSpec | None = None  # for a mock worker: where its channel listens
@@ -264,7 +266,7 @@ class Supervisor:
             code = c.proc.poll()
             if code is None:
                 if now - c.started > 30:
-                    c.backoff = 0.5
+                    c.backoff = FIRST_BACKOFF
                 continue
             if c.next_start == 0.0:
                 _signal_group(c.proc, signal.SIGKILL)  # whatever the dead process left behind

@@ -317,26 +317,30 @@ class Worker:
 
     async def _register(self, etcd_url: str, namespace: str) -> list[asyncio.Task]:
         """Register in etcd (multi-host); a decode worker also follows the prefill workers it may read KV from."""
-        from .discovery import Etcd, Registration, Watcher, key_prefix, registration_value, spec_of, worker_id_of
+        from .discovery import Etcd, Registration, Watcher, key_prefix, registered, registration_value, spec_of
 
         etcd = Etcd(etcd_url)
         prefix = key_prefix(namespace, self.plan.served_model_name)
         s = self.spec
         reg = Registration(etcd, f"{prefix}{self.role}/{self.worker_id}",
-                           registration_value(self.worker_id, self.role, s.host, s.port, self.run_id, s.kv_address, kv_transport=self.transport_kind))
+                           registration_value(self.worker_id, self.role, s.host, s.port, self.run_id, s.kv_address, kv_transport=self.transport_kind),
+                           self.secret)
         await reg.start()
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(reg.keep())]
         if self.role == "decode":
             def put(key: str, value: dict) -> None:
-                if value.get("run_id") == self.run_id and (spec := spec_of("prefill", value)) is not None:
+                if registered(self.secret, prefix, key, value) is None and (spec := spec_of("prefill", value)) is not None:
+                    if self.peers.get(spec.worker_id) != spec:
+                        ch = self._channels.pop(spec.worker_id, None)
+                        if ch is not None:
+                            ch.close()
                     self.peers[spec.worker_id] = spec
 
             def delete(key: str) -> None:
-                self.peers.pop(worker_id_of(key), None)
-                ch = self._channels.pop(worker_id_of(key), None)
-                if ch is not None:
-                    ch.close()
+                # Kept: the peer is contacted only for a KV handle it signed, over a handshake bound to its id and
+                # address, and a key that vanished (etcd restarted empty, or deleted) comes back within seconds.
+                pass
 
             tasks.append(loop.create_task(Watcher(etcd, prefix + "prefill/", put, delete).run()))
         self._deregister = reg

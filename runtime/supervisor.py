@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 from disagg.schemas.model import is_loopback
 
-from .channel import probe
+from .channel_server import probe
 from .discovery import interface_of
 from .identity import RUN_SECRET_ENV
 from .plan import RuntimePlan, WorkerSpec

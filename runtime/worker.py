@@ -23,7 +23,8 @@ import time
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
-from .channel import MAX_PENDING, Channel, ChannelError, ChannelServer, RemoteError, Request, address_of, tokens_of
+from .channel import MAX_PENDING, Channel, ChannelError, RemoteError, address_of, tokens_of
+from .channel_server import ChannelServer, Request
 from .identity import run_id
 from .kv import Arena, KVStore, KVTransferError, NixlTransport, check_handle, handle_mac
 from .metrics import WorkerMetrics

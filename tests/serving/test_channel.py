@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from disagg.runtime.channel import Channel, ChannelError, ChannelServer, RemoteError, probe
+from disagg.runtime.channel import Channel, ChannelError, RemoteError
+from disagg.runtime.channel_server import ChannelServer, probe
 
 SECRET = b"secret of this run"
 

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from disagg.runtime.channel import MAX_PREAUTH, Channel, ChannelError, ChannelServer
+from disagg.runtime.channel import MAX_PREAUTH, Channel, ChannelError
+from disagg.runtime.channel_server import ChannelServer
 
 from .conftest import EXAMPLES, complete, prompt, start_server, wait_for
 

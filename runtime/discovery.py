@@ -262,6 +262,7 @@ class Registration:
                 await self.etcd.revoke(self.lease)
             except DiscoveryError:
                 pass  # the lease expires by itself
+        await self.etcd.close()
 
 
 class Watcher:

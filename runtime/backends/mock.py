@@ -54,7 +54,8 @@ class MockBackend:
         address, then `health`, on a connection of its own. Raises WorkerFailed."""
         ch = Channel(spec.host, spec.port, self.secret, spec.worker_id)
         try:
-            return (await ch.call("health", timeout=1.0))[0]
+            async with asyncio.timeout(1.0):  # connect, handshake and answer: an address that accepts and says nothing
+                return (await ch.call("health"))[0]
         except ChannelError as exc:
             raise WorkerFailed(exc.reason, str(exc)) from None
         except RemoteError as exc:

@@ -55,6 +55,7 @@ class WorkerState:
     candidate: tuple[WorkerSpec, str | None] | None = None  # a registration at a new address, not proven yet
     misses: int = 0  # health checks missed in a row
     told: WorkerSpec | None = None  # the unproven candidate already logged
+    proving: asyncio.Task | None = None  # a proof under way, apart from the health checks (a silent address must not stall them)
     checking_since: float | None = None
 
     @property
@@ -125,6 +126,8 @@ class WorkerPool:
         w.spec, w.key, w.candidate, w.unregistered_since = spec, key or w.key, None, None
 
     async def _prove(self, w: WorkerState) -> None:
+        if w.candidate is None:
+            return
         spec, key = w.candidate
         try:
             info = await self.backend.prove(spec)
@@ -192,8 +195,8 @@ class WorkerPool:
             await asyncio.sleep(interval)
 
     async def _check(self, w: WorkerState) -> None:
-        if w.candidate is not None:
-            await self._prove(w)
+        if w.candidate is not None and (w.proving is None or w.proving.done()):
+            w.proving = asyncio.ensure_future(self._prove(w))
         w.checking_since = time.monotonic()
         try:
             info = await self.backend.health(w)

@@ -88,15 +88,22 @@ def test_an_overdue_check_steers_new_requests_to_another_worker():
     asyncio.run(case())
 
 
+async def _checked(pool: WorkerPool, w) -> None:
+    """One health check, and the proof it started (proofs run apart from the checks)."""
+    await pool._check(w)
+    if w.proving is not None:
+        await w.proving
+
+
 def test_a_new_address_is_a_candidate_until_proven_and_removal_goes_by_full_key():
     async def case():
         pool, backend = _pool()
         real = WorkerSpec("d0", "decode", 0, 9000, "10.0.0.2")
         pool.add(real, "/ns/m/decode/d0")
-        await pool._check(pool.workers["d0"])
+        await _checked(pool, pool.workers["d0"])
         relay = WorkerSpec("d0", "decode", 0, 7777, "10.0.0.9")
         pool.add(relay, "/ns/m/decode/d0")
-        await pool._check(pool.workers["d0"])
+        await _checked(pool, pool.workers["d0"])
         assert pool.workers["d0"].spec == real and pool.workers["d0"].up  # the relay cannot prove it is d0
         pool.unregister("/ns/m/decode/elsewhere", "deleted")
         assert "d0" in pool.workers  # another key that named d0 removes nothing
@@ -107,10 +114,10 @@ def test_a_new_address_is_a_candidate_until_proven_and_removal_goes_by_full_key(
         moved = WorkerSpec("d0", "decode", 0, 9001, "10.0.0.3")
         backend.proofs[("10.0.0.3", 9001)] = True
         pool.add(moved, "/ns/m/decode/d0")
-        await pool._check(pool.workers["d0"])
+        await _checked(pool, pool.workers["d0"])
         assert pool.workers["d0"].spec == moved  # proven there: a move
         backend.script["d0"] = "gone"
-        await pool._check(pool.workers["d0"])
+        await _checked(pool, pool.workers["d0"])
         pool.unregister("/ns/m/decode/d0", "deleted")
         assert "d0" not in pool.workers  # gone and unregistered: out at once
 

@@ -25,7 +25,7 @@ import itertools
 import json
 import os
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from .secure import NONCE_BYTES, TAG, VERSION, Keys, Opener, Sealer, SealError, SecureReader
@@ -326,3 +326,40 @@ class Channel:
             self._writer.close()
         if self._reader_task is not None:
             self._reader_task.cancel()
+
+
+# ---- a request as a worker sees it (the listener is channel_server.py) ----------------------------------------
+
+Handler = Callable[["Request"], Awaitable[None]]
+
+
+class Request:
+    """One request on a connection: its header and body, and how to answer (once, or many times)."""
+
+    __slots__ = ("header", "body", "_conn", "id")
+
+    def __init__(self, header: dict, body: bytes, conn: Any):  # channel_server._ServerConnection
+        self.header, self.body, self._conn, self.id = header, body, conn, header.get("id")
+
+    @property
+    def op(self) -> str:
+        return self.header.get("op", "")
+
+    def send(self, header: dict, body: bytes | memoryview = b"") -> None:
+        self._conn.write({"id": self.id, **header}, body)
+
+    def error(self, reason: str, detail: str = "") -> None:
+        self.send({"error": reason, "detail": detail, "end": True})
+
+    async def drain(self) -> None:
+        await self._conn.drain()
+
+
+def __getattr__(name: str):
+    """`from .channel import ChannelServer, probe` keeps working: they live in channel_server.py, imported on demand
+    (that module imports this one, so not at the top)."""
+    if name in ("ChannelServer", "probe"):
+        from . import channel_server
+
+        return getattr(channel_server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

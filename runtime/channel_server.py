@@ -9,37 +9,12 @@ import hmac
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from .channel import (_LEN, HANDSHAKE_TIMEOUT, MAX_FRAME, MAX_PENDING, MAX_PREAUTH, READ_LIMIT, ChannelError, Coalescer, RemoteError, _nonce, _send,
-                      address_of, encode, read_frame)
+from .channel import (_LEN, HANDSHAKE_TIMEOUT, MAX_FRAME, MAX_PENDING, MAX_PREAUTH, READ_LIMIT, ChannelError, Coalescer, Handler, RemoteError,
+                      Request, _nonce, _send, address_of, encode, read_frame)
 from .secure import NONCE_BYTES, TAG, VERSION, Keys, Opener, Sealer, SealError, SecureReader, record_length
-
-Handler = Callable[["Request"], Awaitable[None]]
-
-
-class Request:
-    """One request on a connection: its header and body, and how to answer (once, or many times)."""
-
-    __slots__ = ("header", "body", "_conn", "id")
-
-    def __init__(self, header: dict, body: bytes, conn: "_ServerConnection"):
-        self.header, self.body, self._conn, self.id = header, body, conn, header.get("id")
-
-    @property
-    def op(self) -> str:
-        return self.header.get("op", "")
-
-    def send(self, header: dict, body: bytes | memoryview = b"") -> None:
-        self._conn.write({"id": self.id, **header}, body)
-
-    def error(self, reason: str, detail: str = "") -> None:
-        self.send({"error": reason, "detail": detail, "end": True})
-
-    async def drain(self) -> None:
-        await self._conn.drain()
-
 
 class _ServerConnection:
     def __init__(self, writer: asyncio.StreamWriter, sealer: Sealer):

@@ -80,7 +80,15 @@ def run_doctor(paths: list[str]):
     from disagg.doctor.registry import default_registry
 
     rules = [r for r in default_registry() if not r.live]
-    return lint_paths(paths, rules, LintOptions())
+    # in this process: the parallel path (>= PARALLEL_MIN_FILES files) hands back results without their deployments,
+    # and the scores read each file's workers
+    from disagg.doctor import engine
+
+    floor, engine.PARALLEL_MIN_FILES = engine.PARALLEL_MIN_FILES, 10**9
+    try:
+        return lint_paths(paths, rules, LintOptions())
+    finally:
+        engine.PARALLEL_MIN_FILES = floor
 
 
 def loud(results, names: dict[str, str]) -> list[tuple[str, str, int, str, str]]:

@@ -1,20 +1,32 @@
-"""disagg's runtime side by side with NVIDIA Dynamo 1.6.1 on this machine, one command:
+"""disagg's runtime side by side with NVIDIA Dynamo 1.6.1 on this machine, measured so that it cannot flatter us:
 
-    sudo python bench/bench_peer.py [--requests 400] [--rounds 3] [--concurrency 1,8,32,128]
+    sudo python bench/bench_peer.py [--rounds 5] [--concurrency 1,8,32,128] [--isl 200] [--osl 10] [--modes whole,stream]
+                                    [--new-connection] [--equal-kv]
 
 Both stacks serve the same tiny model (made here) disaggregated, with engine costs at zero, so what is measured is the
 serving machinery: HTTP frontend, routing, the prefill hop, KV handling, token streaming.
 - Dynamo 1.6.1: `dynamo.frontend --router-mode kv` and two `dynamo.mocker` (prefill and decode) with
   `--speedup-ratio 1e6 --kv-transfer-bandwidth 0`, discovery through files, TCP request plane, as ../shared/DOMAIN.md
-  §5 describes. Its mocker moves no KV bytes.
+  §5 describes. Its mocker moves no KV bytes; `--equal-kv` adds a Dynamo whose mocker is given the KV bandwidth
+  our NIXL READ reaches on this machine (`python -m disagg.runtime.nixl_probe`), so long prompts cost both sides
+  the same transfer.
 - disagg: `disagg serve --mock-timing zero --prefill-concurrency 128`, a queue large enough that every request
-  prefills remotely; its mock engine moves the tiny model's real KV size over NIXL (1 KiB per token) and checks it.
+  prefills remotely; its mock engine moves the tiny model's real KV size over NIXL and checks it.
 Dynamo is installed into `.bench/dynamo-venv` on first use (`pip install --no-deps ai-dynamo==1.6.1`, then its
 requirements but `aisimulate`, a stub that downloads from a host this machine cannot reach). The whole bench runs in
-a private network namespace it creates (Dynamo's mocker binds ZMQ sockets on every interface). One load generator
-drives both, interleaved round by round, with 200-token prompts (token ids) and 10 output tokens, streaming or not;
-it reports requests/s, p50/p99 latency, time to first token (streaming), and CPU time per 1,000 requests of every
-process of each stack (from /proc), as disagg/Dynamo ratios of medians over rounds.
+a private network namespace it creates (Dynamo's mocker binds ZMQ sockets on every interface).
+
+What keeps it honest (issue 23 found the earlier version flattering us four ways):
+- every request has its own random prompt, salted per round, stack and setting, built before the clock starts: no
+  prefix-cache hit on either side, and the load generator's cost is not inside the measurement;
+- the order of the stacks alternates every round; a result is the median of the per-round ratios with [min-max];
+- both sides' own counters are read before and after each measurement: every request must have been prefilled
+  remotely (disagg `route="remote"`, Dynamo prefill admissions) with 0 cached prompt tokens, or the row says VOID;
+- time to first token is printed only where both sides stream more than one event per response (Dynamo's mocker
+  output decodes to empty text, so its TTFT can equal its latency); otherwise the row says why;
+- `--new-connection` opens a connection per request (a reused connection met Dynamo's ~40 ms delayed-ACK stall at
+  concurrency 1).
+CPU time of every process of each stack comes from /proc.
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ DYNAMO = BENCH / "dynamo-venv"
 DYNAMO_VERSION = "1.6.1"
 DYNAMO_REQUIRES = ["aiohttp<4.0,>=3.14.3", "certifi>=2026.10.19", "kubernetes<33.0.0,>=32.0.1", "msgspec>=0.19.0", "prometheus-client<1.0,>=0.23.1",
                    "pyzmq>=26.0.0", "redis<9.0.0,>=6.2.0", "tqdm>=4.0.0", "transformers>=4.56.0", "typing-extensions>=4.10.0", "zstandard<1.0,>=0.23.0"]
-ISL, OSL = 200, 10
+VOCAB = 250  # token ids the tiny model takes (make-tiny-model)
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -136,16 +148,16 @@ def wait_ready(url: str, seconds: float = 120) -> None:
     raise SystemExit(f"{url} did not become ready")
 
 
-def start_dynamo(py: Path, model: Path, work: Path, port: int) -> Stack:
-    s = Stack("Dynamo 1.6.1")
-    kv = work / "dyn-kv"
+def start_dynamo(py: Path, model: Path, work: Path, port: int, kv_bandwidth: float = 0.0, name: str = "Dynamo 1.6.1") -> Stack:
+    s = Stack(name)
+    kv = work / f"dyn-kv-{port}"
     kv.mkdir(exist_ok=True)
     env = {"DYN_DISCOVERY_BACKEND": "file", "DYN_FILE_KV": str(kv), "DYN_REQUEST_PLANE": "tcp", "DYN_EVENT_PLANE": "zmq", "DYN_TCP_RPC_HOST": "127.0.0.1",
            "DYN_EVENT_PLANE_HOST": "127.0.0.1", "DYN_SYSTEM_HOST": "127.0.0.1", "DYN_TCP_RESPONSE_STREAM_HOST": "127.0.0.1"}
     for mode in ("prefill", "decode"):
         s.spawn([str(py), "-m", "dynamo.mocker", "--model-path", str(model), "--model-name", "tiny", "--disaggregation-mode", mode,
-                 "--speedup-ratio", "1e6", "--kv-transfer-bandwidth", "0"], env, work / f"dynamo-{mode}.log")
-    s.spawn([str(py), "-m", "dynamo.frontend", "--http-host", "127.0.0.1", "--http-port", str(port), "--router-mode", "kv"], env, work / "dynamo-frontend.log")
+                 "--speedup-ratio", "1e6", "--kv-transfer-bandwidth", str(kv_bandwidth)], env, work / f"dynamo-{port}-{mode}.log")
+    s.spawn([str(py), "-m", "dynamo.frontend", "--http-host", "127.0.0.1", "--http-port", str(port), "--router-mode", "kv"], env, work / f"dynamo-{port}-frontend.log")
     s.url = f"http://127.0.0.1:{port}"
     wait_ready(s.url)
     return s
@@ -161,32 +173,79 @@ def start_disagg(config: Path, work: Path, port: int) -> Stack:
     return s
 
 
+def nixl_bandwidth(nbytes: int) -> float:
+    """GB/s of one NIXL READ of `nbytes` between two processes here (what our KV path can at best reach)."""
+    r = subprocess.run([sys.executable, "-m", "disagg.runtime.nixl_probe", "--bytes", str(nbytes)], capture_output=True, text=True, timeout=120)
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("DISAGG_PROBE ")), None)
+    result = json.loads(line.removeprefix("DISAGG_PROBE ")) if line else {"error": r.stderr[-300:]}
+    if result.get("error"):
+        raise SystemExit(f"--equal-kv needs a NIXL transfer here: {result['error']}")
+    return float(result["gbytes_per_s"])
+
+
+def counters(url: str) -> dict[str, float]:
+    """The routing and cache counters each side keeps: requests prefilled remotely (or locally), and prompt tokens
+    served from a prefix cache, from the stack's own /metrics."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {"remote": 0.0, "local": 0.0, "cached_tokens": 0.0}
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        series, _, value = line.rpartition(" ")
+        try:
+            v = float(value)
+        except ValueError:
+            continue
+        name = series.split("{", 1)[0]
+        if name == "disagg_requests_total":
+            out["remote" if 'route="remote"' in series else "local"] += v
+        elif name == "disagg_prompt_tokens_total" and 'source="prefix_cache"' in series:
+            out["cached_tokens"] += v
+        elif name == "dynamo_frontend_router_admission_received_total" and 'worker_type="prefill"' in series:
+            out["remote"] += v
+        elif name == "dynamo_frontend_cached_tokens_sum":  # prompt tokens the frontend saw served from a worker's prefix cache
+            out["cached_tokens"] += v
+    return out
+
+
 # ---- load ------------------------------------------------------------------------------------------------------
 
 
-async def drive(url: str, concurrency: int, requests: int, stream: bool) -> dict:
+def bodies(salt: str, n: int, isl: int, osl: int, stream: bool) -> list[bytes]:
+    """`n` requests, each with its own random prompt (token ids), made before the clock starts."""
+    import random
+
+    rng = random.Random(salt)
+    out = []
+    for _ in range(n):
+        body = {"model": "tiny", "prompt": [rng.randrange(1, VOCAB) for _ in range(isl)], "max_tokens": osl, "stream": stream}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        out.append(json.dumps(body).encode())
+    return out
+
+
+async def drive(url: str, concurrency: int, requests: list[bytes], stream: bool, new_connection: bool) -> dict:
     import aiohttp
 
-    lat, ttft, errors, tokens = [], [], 0, 0
-    sent = 0
+    lat, ttft, events, errors, tokens = [], [], [], 0, 0
+    queue = iter(requests)
 
-    async def client(session, k: int) -> None:
-        nonlocal sent, errors, tokens
-        while sent < requests:
-            i = sent
-            sent += 1
-            prompt = [(7 * i + 13 * j + k) % 250 + 1 for j in range(ISL)]  # distinct per request: no prefix hits
-            body = {"model": "tiny", "prompt": prompt, "max_tokens": OSL, "stream": stream}
-            if stream:
-                body["stream_options"] = {"include_usage": True}
+    async def client(session) -> None:
+        nonlocal errors, tokens
+        for body in queue:
             t0 = time.perf_counter()
             try:
-                async with session.post(url + "/v1/completions", json=body) as r:
+                async with session.post(url + "/v1/completions", data=body, headers={"Content-Type": "application/json"}) as r:
                     if stream:
-                        first = None
+                        first, n = None, 0
                         async for line in r.content:
-                            if first is None and line.startswith(b"data: {") and b'"text":""' not in line.replace(b" ", b""):
-                                first = time.perf_counter()
+                            if line.startswith(b"data: {"):
+                                n += 1
+                                if first is None and b'"text":""' not in line.replace(b" ", b""):
+                                    first = time.perf_counter()
+                        events.append(n)
                         if first is not None:
                             ttft.append(first - t0)
                     else:
@@ -198,21 +257,28 @@ async def drive(url: str, concurrency: int, requests: int, stream: bool) -> dict
                 errors += 1
             lat.append(time.perf_counter() - t0)
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=60)) as session:
+    connector = aiohttp.TCPConnector(limit=0, force_close=new_connection)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
         t0 = time.perf_counter()
-        await asyncio.gather(*(client(session, k) for k in range(concurrency)))
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
         wall = time.perf_counter() - t0
     lat.sort()
     ttft.sort()
     return {"rps": len(lat) / wall, "p50": lat[len(lat) // 2], "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))], "errors": errors,
-            "ttft": ttft[len(ttft) // 2] if ttft else None, "tokens": tokens / len(lat) if lat and not stream else None}
+            "ttft": ttft[len(ttft) // 2] if ttft else None, "events": statistics.median(events) if events else None,
+            "tokens": tokens / len(lat) if lat and not stream else None}
 
 
-def measure(stack: Stack, concurrency: int, requests: int, stream: bool) -> dict:
+def measure(stack: Stack, concurrency: int, requests: list[bytes], stream: bool, new_connection: bool) -> dict:
+    seen = counters(stack.url)
     before = stack.cpu_seconds()
-    result = asyncio.run(drive(stack.url, concurrency, requests, stream))
+    result = asyncio.run(drive(stack.url, concurrency, requests, stream, new_connection))
     after = stack.cpu_seconds()
-    result["cpu_ms_per_request"] = sum(after[p] - before.get(p, 0.0) for p in after) / requests * 1e3
+    now = counters(stack.url)
+    result["cpu_ms_per_request"] = sum(after[p] - before.get(p, 0.0) for p in after) / len(requests) * 1e3
+    result["remote"] = now["remote"] - seen["remote"]
+    result["cached_tokens"] = now["cached_tokens"] - seen["cached_tokens"]
+    result["n"] = len(requests)
     return result
 
 
@@ -230,53 +296,83 @@ def in_namespace() -> None:
     raise SystemExit(subprocess.run(["unshare", "-n", sys.executable, *sys.argv], env=env).returncode)
 
 
-def ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}" if a and b else "-"
+def spread(ours: list[dict], theirs: list[dict], key: str) -> str:
+    """The median of the per-round ratios ours/theirs, with [min-max]."""
+    rs = sorted(a[key] / b[key] for a, b in zip(ours, theirs) if a[key] and b[key])
+    if not rs:
+        return "-"
+    return f"{statistics.median(rs):.2f} [{rs[0]:.2f}-{rs[-1]:.2f}]"
+
+
+def valid(rs: list[dict]) -> str:
+    """Why the rows of one side do not count (not every request prefilled remotely, or prompt tokens cached)."""
+    bad = [f"{int(r['remote'])}/{r['n']} remote" for r in rs if r["remote"] < r["n"]] + [f"{int(r['cached_tokens'])} cached tokens" for r in rs if r["cached_tokens"] > 0]
+    return "VOID: " + ", ".join(sorted(set(bad))) if bad else "ok"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--requests", type=int, default=400, help="requests per measurement (default 400)")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per setting (default 3)")
+    ap.add_argument("--requests", type=int, default=300, help="requests per measurement (default 300; a quarter at concurrency 1)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per setting, order alternating (default 5)")
     ap.add_argument("--concurrency", default="1,8,32,128")
+    ap.add_argument("--isl", default="200", help="prompt lengths in tokens, comma-separated (e.g. 100,1000,8000)")
+    ap.add_argument("--osl", type=int, default=10, help="output tokens per request (default 10)")
+    ap.add_argument("--modes", default="whole,stream", help="whole (non-streaming) and/or stream")
+    ap.add_argument("--new-connection", action="store_true", help="a new TCP connection per request")
+    ap.add_argument("--equal-kv", action="store_true", help="add a Dynamo whose mocker moves KV at the bandwidth our NIXL reaches here")
     args = ap.parse_args()
     py = ensure_dynamo()  # before the namespace: it may need the package index
     in_namespace()
     work = Path(tempfile.mkdtemp(prefix="disagg-peer-"))
     model = tiny_model(work)
-    stacks = []
+    isls = [int(x) for x in args.isl.split(",")]
+    stacks: list[Stack] = []
     try:
         stacks = [start_disagg(disagg_config(work, model), work, 18000), start_dynamo(py, model, work, 18001)]
+        if args.equal_kv:
+            bw = nixl_bandwidth(max(isls) * 1024)
+            print(f"NIXL READ here: {bw:.2f} GB/s for {max(isls)} KiB: given to the equal-KV Dynamo", file=sys.stderr)
+            stacks.append(start_dynamo(py, model, work, 18002, kv_bandwidth=bw, name=f"Dynamo 1.6.1 kv {bw:.1f} GB/s"))
         rows = []
-        for stream in (False, True):
-            for c in [int(x) for x in args.concurrency.split(",")]:
-                n = args.requests if c > 1 else max(args.requests // 4, 50)
-                res: dict[str, list[dict]] = {s.name: [] for s in stacks}
-                for _ in range(args.rounds):
-                    for s in stacks:  # interleaved: both see the same machine noise
-                        asyncio.run(drive(s.url, c, min(50, n), stream))  # warm-up
-                        res[s.name].append(measure(s, c, n, stream))
-                rows.append((stream, c, res))
-                print(f"done: {'streaming' if stream else 'non-streaming'} c={c}", file=sys.stderr)
+        for isl in isls:
+            for stream in [m == "stream" for m in args.modes.split(",")]:
+                for c in [int(x) for x in args.concurrency.split(",")]:
+                    n = args.requests if c > 1 else max(args.requests // 4, 50)
+                    res: dict[str, list[dict]] = {s.name: [] for s in stacks}
+                    for rnd in range(args.rounds):
+                        order = stacks if rnd % 2 == 0 else stacks[::-1]  # alternate who goes first
+                        for s in order:
+                            salt = f"{isl}-{stream}-{c}-{rnd}-{s.name}"
+                            asyncio.run(drive(s.url, c, bodies("warm-" + salt, min(30, n), isl, args.osl, stream), stream, args.new_connection))
+                            res[s.name].append(measure(s, c, bodies(salt, n, isl, args.osl, stream), stream, args.new_connection))
+                    rows.append((isl, stream, c, res))
+                    print(f"done: ISL {isl} {'streaming' if stream else 'non-streaming'} c={c}", file=sys.stderr)
     finally:
         for s in stacks:
             s.stop()
+    report(args, rows, [s.name for s in stacks])
+
+
+def report(args, rows, names: list[str]) -> None:
     med = lambda rs, k: statistics.median([r[k] for r in rs if r[k] is not None]) if any(r[k] is not None for r in rs) else None  # noqa: E731
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}")
-    print(f"{args.rounds} interleaved rounds, {args.requests} requests each (fewer at concurrency 1), ISL {ISL}, OSL {OSL}; medians over rounds")
-    print()
-    print("| mode | concurrency | req/s disagg | req/s Dynamo | **ratio** | p50 ms disagg / Dynamo | p99 ms disagg / Dynamo | TTFT ms disagg / Dynamo | CPU ms/req disagg | CPU ms/req Dynamo | **CPU ratio** | errors |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for stream, c, res in rows:
-        d, y = res["disagg"], res["Dynamo 1.6.1"]
-        ttft = f"{med(d, 'ttft') * 1e3:.1f} / {med(y, 'ttft') * 1e3:.1f}" if stream and med(d, "ttft") and med(y, "ttft") else "-"
-        print(f"| {'stream' if stream else 'whole'} | {c} | {med(d, 'rps'):.0f} | {med(y, 'rps'):.0f} | **{ratio(med(d, 'rps'), med(y, 'rps'))}** | "
-              f"{med(d, 'p50') * 1e3:.1f} / {med(y, 'p50') * 1e3:.1f} | {med(d, 'p99') * 1e3:.1f} / {med(y, 'p99') * 1e3:.1f} | {ttft} | "
-              f"{med(d, 'cpu_ms_per_request'):.2f} | {med(y, 'cpu_ms_per_request'):.2f} | **{ratio(med(d, 'cpu_ms_per_request'), med(y, 'cpu_ms_per_request'))}** | "
-              f"{sum(r['errors'] for r in d)} / {sum(r['errors'] for r in y)} |")
-    tokens = [r["tokens"] for rs in (rows[0][2]["Dynamo 1.6.1"],) for r in rs if r["tokens"] is not None]
-    if tokens:
-        print(f"\n(Dynamo answered {statistics.median(tokens):.1f} output tokens per request on average; disagg always {OSL}.)")
+    print(f"{args.rounds} rounds (order alternating), {args.requests} requests each (a quarter at concurrency 1), OSL {args.osl}, "
+          f"{'a new connection per request' if args.new_connection else 'connections reused'}; ratio = median of per-round ratios [min-max]")
+    for peer in names[1:]:
+        print(f"\n### disagg / {peer}\n")
+        print("| ISL | mode | c | req/s disagg | req/s peer | **req/s ratio** | p50 ms disagg / peer | TTFT ms disagg / peer | CPU ms/req disagg / peer | **CPU ratio** | counters disagg; peer | errors |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for isl, stream, c, res in rows:
+            d, y = res["disagg"], res[peer]
+            if not stream:
+                ttft = "-"
+            elif (med(d, "events") or 0) > 1 and (med(y, "events") or 0) > 1 and med(d, "ttft") and med(y, "ttft"):
+                ttft = f"{med(d, 'ttft') * 1e3:.1f} / {med(y, 'ttft') * 1e3:.1f}"
+            else:
+                ttft = f"n/a: events per response {med(d, 'events')} / {med(y, 'events')}"
+            print(f"| {isl} | {'stream' if stream else 'whole'} | {c} | {med(d, 'rps'):.0f} | {med(y, 'rps'):.0f} | **{spread(d, y, 'rps')}** | "
+                  f"{med(d, 'p50') * 1e3:.1f} / {med(y, 'p50') * 1e3:.1f} | {ttft} | {med(d, 'cpu_ms_per_request'):.2f} / {med(y, 'cpu_ms_per_request'):.2f} | "
+                  f"**{spread(d, y, 'cpu_ms_per_request')}** | {valid(d)}; {valid(y)} | {sum(r['errors'] for r in d)} / {sum(r['errors'] for r in y)} |")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    doc = sub.add_parser("doctor", formatter_class=_Help, help="check disaggregated-serving configs", description="Check disaggregated-serving configs (files, folders, or - for stdin).")
+    doc = sub.add_parser("doctor", formatter_class=_Help, help="check disaggregated-serving configs", description="Check disaggregated-serving configs (files, folders, or - for stdin).",
+                         epilog="exit codes: 0 no finding at or above the fail level; 1 findings; 2 usage error or unreadable input; "
+                                "3 internal error (a reader or rule raised: the report is incomplete, even with --exit-zero)")
     doc.add_argument("paths", nargs="*", metavar="PATH", help="config files, folders searched for *.yaml/*.yml, or - for stdin")
     doc.add_argument("--output-format", choices=("text", "json", "sarif", "github", "junit"), help="how to report (default text)")
     doc.add_argument("--format", choices=FORMATS, default="auto",
@@ -41,8 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--ignore", action="append", metavar="CODES", help="codes or prefixes to skip")
     doc.add_argument("--exclude", action="append", metavar="GLOB", help="skip files and folders matching a glob when searching folders")
     doc.add_argument("--fail-level", choices=("error", "warning", "info"), help="lowest severity that makes the exit code 1 (default warning)")
-    doc.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings are reported")
-    doc.add_argument("--explain", metavar="CODE", help="print a rule's documentation and exit")
+    doc.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings are reported (an internal error still exits 3)")
+    doc.add_argument("--explain", metavar="RULE", help="print a rule's documentation (by code, e.g. DG205, or name) and exit")
+    doc.add_argument("--emit-alerts", nargs="?", const="rules", choices=ALERT_FORMS,
+                     help="print Prometheus alerting rules made from the live rules (for the systems in PATH..., else all): rule groups (default), "
+                          "a PrometheusRule, or promtool unit tests for them")
+    doc.add_argument("--env", action="store_true", help="the host preflight: versions, NICs, RDMA, GPUs, UCX and NIXL as this host has them, one measured "
+                     "NIXL transfer, and DG7xx findings (with PATH..., what the configs ask of this host)")
+    doc.add_argument("--env-bytes", type=int, default=16 << 20, metavar="N", help="with --env: bytes of the measured NIXL transfer (default 16 MiB)")
+    doc.add_argument("--alert-rule-file", default="disagg-alerts.yaml", metavar="FILE", help="with --emit-alerts=tests: the rule file the tests load (default disagg-alerts.yaml)")
     doc.add_argument("--gpus", type=int, metavar="N", help="GPUs available to the deployment (DG301); default: what NVML reports here")
     doc.add_argument("--workload", metavar="SPEC", help="predict the remote share: isl=200,osl=10[,prefix-hit=0.2] or a JSON-lines trace")
     doc.add_argument("--fix", action="store_true", help="apply the safe fixes in place (line endings kept; overlapping fixes wait for the next run)")
@@ -51,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--verbose", "-v", action="store_true", help="list skipped files and why, and the pairs checked")
     doc.add_argument("--require-files", action="store_true", help="exit 2 when the paths hold no config to check")
     doc.add_argument("--skip-unrecognized", action="store_true", help="skip named files that are no serving config (as folder searches do); for pre-commit")
+    doc.add_argument("--no-partner-search", action="store_true", help="check only the files given: do not read the other side of a pair "
+                     "from the named file's folder (git's tracked files there in a work tree)")
     doc.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour text output (default auto)")
     live = doc.add_argument_group("live", "watch a running deployment (needs `pip install 'disagg[live]'` for utilisation)")
     live.add_argument("--live", metavar="URL", help="frontend URL of a running deployment (disagg serve, vLLM, Dynamo)")
@@ -75,11 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mock-decode-ms-per-step", type=float, help="mock decode step cost, milliseconds (default 4)")
     serve.add_argument("--prefill-concurrency", type=int, default=1, help="prefills one prefill worker runs at once (default 1, as Dynamo v0)")
     serve.add_argument("--prefill-timeout", type=float, default=10.0, help="seconds before a remote prefill falls back to local (default 10)")
+    serve.add_argument("--kv-arena-mb", type=int, default=256, help="host memory each mock worker holds for KV in flight, MiB (default 256)")
     serve.add_argument("--log-dir", help="where each process writes its log (default: a new private temporary folder)")
-    serve.add_argument("--api-key", help="require `Authorization: Bearer KEY` on /v1/*, /config, /workers (default: $DISAGG_API_KEY, else none)")
+    serve.add_argument("--api-key-file", metavar="FILE", help="require `Authorization: Bearer KEY` on /v1/*, /config, /workers, with KEY read from FILE "
+                                                             "(or set $DISAGG_API_KEY; default none)")
+    serve.add_argument("--api-key", help="the same, with the key on the command line (visible to every local user in `ps`: prefer the file or the variable)")
     serve.add_argument("--drain-seconds", type=float, default=30.0, help="on SIGTERM, how long requests in flight may finish (default 30)")
     serve.add_argument("--max-connections", type=int, default=4096, help="client connections the frontend holds at once (default 4096; idle ones are closed first)")
     serve.add_argument("--fault-injection", action="store_true", help="enable POST /debug/faults (for tests)")
+    serve.add_argument("--no-request-log", action="store_true", help="do not print a line per request (the periodic stats line still prints; "
+                       "both are in the frontend's log); DISAGG_LOG_STATS_INTERVAL sets the stats interval (default 10 s, 0: off)")
     hosts = serve.add_argument_group("across hosts", "run some roles here and find the others through etcd (the same config on every host; "
                                                      "DISAGG_RUN_SECRET set to one value on every host)")
     hosts.add_argument("--roles", default="frontend,decode,prefill", help="what runs on this host, comma-separated (default: all three)")
@@ -126,9 +142,23 @@ def rules_markdown(registry) -> str:
     return table(registry)
 
 
+ALERT_FORMS = ("rules", "prometheusrule", "tests")
+
+
+def _alerts_form(argv: list[str]) -> list[str]:
+    """`--emit-alerts PATH`: the path is a path, not the flag's optional value (which is one of ALERT_FORMS)."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a == "--emit-alerts" and (i + 1 == len(out) or out[i + 1] not in ALERT_FORMS):
+            out[i] = "--emit-alerts=rules"
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import sys
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_alerts_form(list(sys.argv[1:] if argv is None else argv)))
     if args.version:
         from disagg import __version__
 

@@ -10,6 +10,8 @@ from disagg.schemas.source import Span
 
 from .finding import Edit, Finding, Fix, Related, Severity
 
+FLOW_MAPPING = "flow mapping"  # a section written as {...}: the doctor edits block mappings only
+
 if TYPE_CHECKING:
     from .workload import Workload
 
@@ -32,11 +34,22 @@ class LintContext:
         return self.deployment.path
 
     def finding(self, rule: Any, span: Span | None, message: str, *, worker: Worker | None = None, fix: Fix | None = None,
-                severity: Severity | None = None, related: tuple[Related, ...] = (), assumed: str = "", **extra: Any) -> Finding:
-        """A finding at `span` in the file of `worker` (this deployment's file when no worker is given)."""
+                severity: Severity | None = None, related: tuple[Related, ...] = (), assumed: str = "", roles: tuple[Worker, ...] = (),
+                **extra: Any) -> Finding:
+        """A finding at `span` in the file of `worker` (this deployment's file when no worker is given).
+
+        `roles`: the workers whose prefill/decode role the verdict rests on. When only a name gives one of them its role
+        (`Worker.role_guessed`), the finding is an info whatever the rule says: a warning or error must rest on what
+        the system reads."""
         span = span or (worker.span if worker is not None else Span(1, 1, 1, 2))
         path = worker.path if worker is not None else self.path
-        return Finding(rule.code, rule.name, severity if severity is not None else rule.severity, message, path,
+        severity = severity if severity is not None else rule.severity
+        guessed = [w for w in dict.fromkeys(roles) if w.role_guessed]
+        if guessed and severity > Severity.INFO:
+            severity = Severity.INFO
+            message += " (an info only: " + "; ".join(f"{w.name} is {w.role} by its name alone, {w.role_why}" for w in guessed) \
+                + "; nothing it runs with says so)"
+        return Finding(rule.code, rule.name, severity, message, path,
                        span.line, span.column, span.end_line, max(span.end_column, span.column + 1) if span.end_line == span.line else span.end_column,
                        fix, extra, related, assumed)
 
@@ -50,6 +63,7 @@ class LintContext:
         other = pair.prefill if at is pair.decode else pair.decode
         key = kw.pop("other_key", None)
         rel = self.related(other, other.where(key) if key else other.span, f"{other.name} ({other.role}), the other end")
+        kw.setdefault("roles", (pair.decode, pair.prefill))
         return self.finding(rule, span, message, worker=at, related=(rel,), **kw)
 
     # --- fixes on Dynamo v0 YAML (a section's keys) --------------------------------------------------------------
@@ -66,9 +80,9 @@ class LintContext:
             return Fix(title, (Edit("replace", p.line, p.column, p.end_line, p.end_column, value),), safe)
         head = doc.marks.key((section,))
         if isinstance(sec, dict) and sec and doc.marks.key((section, next(iter(sec)))).line == head.line:
-            return Fix(title)  # a flow mapping ({...}) on one line: say what to do, edit nothing
+            return Fix(title, manual=FLOW_MAPPING)  # a flow mapping ({...}) on one line: say what to do, edit nothing
         if sec is None and doc.line_text(head.line).rstrip().endswith(("{}", "null", "~")):
-            return Fix(title)
+            return Fix(title, manual=FLOW_MAPPING if doc.line_text(head.line).rstrip().endswith("{}") else "empty section")
         return Fix(title, (Edit("insert_after", head.line, text=f"{self._child_indent(section)}{key}: {value}"),), safe)
 
     def fix_remove_key(self, path: tuple, title: str, safe: bool = True) -> Fix:
@@ -81,7 +95,7 @@ class LintContext:
         end_line = max(end_line, k.line)
         first = doc.line_text(k.line)
         if first[: k.column - 1].strip() or doc.line_text(end_line)[v.end_column - 1 :].split("#")[0].strip():
-            return Fix(title)  # shares its line with other keys (a flow mapping): do not cut it apart
+            return Fix(title, manual=FLOW_MAPPING)  # shares its line with other keys (a flow mapping): do not cut it apart
         return Fix(title, (Edit("delete", k.line, 1, end_line + 1, 1),), safe)
 
     def _child_indent(self, section: str) -> str:

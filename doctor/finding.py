@@ -50,6 +50,7 @@ class Fix(NamedTuple):
     title: str
     edits: tuple[Edit, ...] = ()
     safe: bool = True
+    manual: str = ""  # why --fix cannot make this edit (e.g. "flow mapping"): said in the output, never silent
 
     @property
     def applicability(self) -> str:
@@ -88,6 +89,11 @@ class Finding(NamedTuple):
     related: tuple[Related, ...] = ()
     assumed: str = ""  # the release the verdict assumes, and why ("dynamo 0.3.2 (image tag vllm-runtime:0.3.2)")
 
+    @property
+    def internal(self) -> bool:
+        """The rule `code` raised instead of checking (a bug in disagg, exit code 3), not a finding about the config."""
+        return self.name == INTERNAL_ERROR
+
     def to_dict(self) -> dict[str, Any]:
         out = {
             "code": self.code,
@@ -105,6 +111,23 @@ class Finding(NamedTuple):
         }
         out.update(self.extra)
         return out
+
+
+INTERNAL_ERROR = "internal-error"  # the name of the finding that stands for a rule that raised
+
+
+def crash_summary(exc: BaseException) -> str:
+    """`KeyError: 'x' (at DG207.py:41)`: the exception and the innermost line of ours that raised it."""
+    import traceback
+
+    where = ""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if "disagg" in frame.filename or "/doctor/" in frame.filename or "/schemas/" in frame.filename:
+            where = f" (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
+            break
+    text = str(exc)
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{type(exc).__name__}{': ' + text if text else ''}{where}"
 
 
 def overlapping(edits: list[Edit]) -> list[Edit]:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from .check import lint_results
 from .context import LintOptions
-from .engine import FileResult, _read, lint_results
+from .files import FileResult, read_path
 from .registry import Rule, default_registry
 
 
@@ -18,6 +19,7 @@ class _Ref(NamedTuple):
     name: str
     path: str
     role: str
+    span: tuple | None = None
 
 
 class _PairRef(NamedTuple):
@@ -30,15 +32,21 @@ class _PairRef(NamedTuple):
         return self.decode.path != self.prefill.path
 
 
+def _ref(w) -> _Ref:
+    return _Ref(w.name, w.path, w.role, tuple(w.span) if w.span is not None else None)
+
+
 def _light(r: FileResult) -> tuple[FileResult, bool]:
-    """A result without its deployment (cheap to send), and whether it has a prefill or decode worker without a partner."""
+    """A result without its deployment (cheap to send), and whether it needs the other files of the run: a prefill or
+    decode worker without a partner, or a reference across files."""
     lonely = False
     if r.deployment is not None:
         paired = {id(w) for p in r.pairs for w in p.ends()}
         lonely = any(w.role in ("prefill", "decode") and id(w) not in paired for w in r.deployment.workers)
+        lonely = lonely or bool(r.deployment.links)  # names or offers something in another file (an OME runtime)
     out = FileResult(r.path, r.error)
-    out.findings, out.skipped, out.prediction = r.findings, r.skipped, r.prediction
-    out.pairs = [_PairRef(_Ref(p.decode.name, p.decode.path, p.decode.role), _Ref(p.prefill.name, p.prefill.path, p.prefill.role), p.why) for p in r.pairs]
+    out.findings, out.skipped, out.prediction, out.crashed, out.crashes = r.findings, r.skipped, r.prediction, r.crashed, r.crashes
+    out.pairs = [_PairRef(_ref(p.decode), _ref(p.prefill), p.why) for p in r.pairs]
     return out, lonely
 
 
@@ -46,7 +54,7 @@ def _chunk(args: tuple[list[tuple[str, bool]], list[str], LintOptions, str]) -> 
     items, codes, options, fmt = args
     registry = default_registry()
     rules = [registry.get(c) for c in codes]
-    results = lint_results([_read(path, explicit, options, fmt) for path, explicit in items], rules, options, cross_files=False)
+    results = lint_results([read_path(path, explicit, options, fmt) for path, explicit in items], rules, options, cross_files=False)
     return [_light(r) for r in results]
 
 
@@ -61,7 +69,7 @@ def lint_in_processes(items: list[tuple[str, bool]], rules: list[type[Rule]], op
     by_path = {r.path: (r, lonely) for part in done for r, lonely in part}
     lonely = [(path, explicit) for path, explicit in items if by_path.get(path, (None, False))[1]]
     if lonely:  # read the files whose workers lack a partner once more, together: pairs across files
-        for r in lint_results([_read(path, explicit, options, fmt) for path, explicit in lonely], rules, options):
+        for r in lint_results([read_path(path, explicit, options, fmt) for path, explicit in lonely], rules, options):
             by_path[r.path] = (r, False)
     out = []
     for path, _ in items:

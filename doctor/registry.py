@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .context import LintContext
 
 DOC_SECTIONS = ("What it does", "Why is this bad?", "Example", "Use instead")
+ROLE_GUESSED = "when a worker's prefill or decode role rests only on a name, not on anything it runs with"
 
 
 class Rule:
@@ -27,6 +28,13 @@ class Rule:
     severity: ClassVar[Severity]
     live: ClassVar[bool] = False  # live rules (DG5xx) read a running deployment, not the config alone
     also: ClassVar[dict[Severity, str]] = {}  # other severities some findings take, and when (documented, tested)
+    on_roles: ClassVar[bool] = False  # its verdict rests on which worker is prefill and which decode: capped at info when only a name says
+
+    def __init_subclass__(cls, **kw) -> None:
+        super().__init_subclass__(**kw)
+        if cls.on_roles and cls.__dict__.get("severity", Severity.INFO) > Severity.INFO and ROLE_GUESSED not in cls.also.get(Severity.INFO, ""):
+            said = cls.also.get(Severity.INFO)
+            cls.also = {**cls.also, Severity.INFO: f"{said}; or {ROLE_GUESSED}" if said else ROLE_GUESSED}
 
     def check(self, ctx: "LintContext") -> Iterable[Finding]:
         raise NotImplementedError
@@ -78,6 +86,11 @@ class RuleRegistry:
 
     def get(self, code: str) -> type[Rule] | None:
         return self._rules.get(code.upper())
+
+    def find(self, code_or_name: str) -> type[Rule] | None:
+        """A rule by code (DG205) or by name (model-mismatch), as ruff's `rule` command takes either."""
+        key = code_or_name.strip()
+        return self.get(key) or next((r for r in self._rules.values() if r.name == key.lower().replace("_", "-")), None)
 
     def codes(self) -> list[str]:
         return sorted(self._rules)

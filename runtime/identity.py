@@ -53,3 +53,12 @@ def signed_by(secret: bytes | str, key: str, record: dict) -> bool:
     """True when `record` at `key` was signed with this run's secret."""
     sig = record.get("sig")
     return isinstance(sig, str) and hmac.compare_digest(sig, sign(secret, key, record)["sig"])
+
+# The supervisor's readiness check asks the frontend to prove it holds the run's secret (the run id is not published).
+HEALTH_CHALLENGE = "X-Disagg-Challenge"
+HEALTH_PROOF = "X-Disagg-Proof"
+
+
+def health_proof(secret: bytes, nonce: str) -> str:
+    """The answer to a readiness challenge: only a process given the run's secret can make it."""
+    return hmac.new(secret, b"health-proof|" + nonce.encode(), hashlib.sha256).hexdigest()

@@ -4,7 +4,8 @@ capabilities, and a transport that reads the bytes.
 The prefill worker makes a request's KV straight into its arena (`KVStore.put`) and answers with a handle: a random
 id, where the bytes are, their keyed checksum, and an HMAC over all of that with the run's secret, so that the
 handle cannot be forged, altered or moved to another request. The decode worker reads the bytes once and tells the
-prefill worker to release them; released (and expired) KV is zeroed before its memory is used again.
+prefill worker to release them; every region ends in one release (`KVStore.release`) that zeroes it, withdraws it
+from NIXL and counts why it ended, whether it was read, expired, aborted or outlived by its worker.
 
 `NixlTransport` is the real transport: each worker owns one NIXL agent (UCX backend, DRAM). A region is registered
 with NIXL for as long as its request is in flight, and only that region's descriptor travels in the handle (NIXL
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -99,10 +101,15 @@ class Arena:
     def used(self) -> int:
         return self.size - sum(length for _, length in self._free)
 
+    @property
+    def largest_free(self) -> int:
+        return max((length for _, length in self._free), default=0)
+
 
 def handle_mac(secret: bytes, handle: dict) -> str:
     """The capability's signature: binds the id to its worker, request, place, size and checksum."""
     msg = "|".join(str(handle[k]) for k in ("kv_id", "worker_id", "request", "start", "tokens", "length", "checksum"))
+    msg += "|" + json.dumps(handle.get("layout"), sort_keys=True)  # the layout the KV was made in (runtime/kv_layout.py)
     return hmac.new(secret, msg.encode(), hashlib.sha256).hexdigest()[:32]
 
 
@@ -125,16 +132,24 @@ class StoredKV:
 
 
 class KVStore:
-    """The prefill side: KV waiting to be read, released on the reader's notice or when it expires unread."""
+    """The prefill side: KV regions waiting to be read.
 
-    def __init__(self, arena: Arena, ttl_seconds: float = 30.0):
+    A region ends in exactly one place, `release(entry, reason)`: it leaves the table, is withdrawn from NIXL (the
+    `withdraw` hook), zeroed and returned to the arena, and reported to `on_release(reason, entry)` (the metrics).
+    Every path (read, expired by the sweep or by a reserve that found the arena full, aborted, shutdown) calls it;
+    a second release of the same region does nothing. The arena's bytes in use are therefore exactly the regions in
+    the table."""
+
+    def __init__(self, arena: Arena, ttl_seconds: float = 30.0, withdraw=None, on_release=None):
         self.arena = arena
         self.ttl = ttl_seconds
         self.entries: dict[str, StoredKV] = {}
-        self.expired = 0  # read by nobody before the TTL: the decode side never came for them
+        self.withdraw = withdraw or (lambda entry: None)
+        self.on_release = on_release or (lambda reason, entry: None)
         self.pending = asyncio.Event()  # set while entries wait: the NIXL progress loop runs only then
 
     def reserve(self, nbytes: int) -> StoredKV | None:
+        """A new region of `nbytes`, or None when the arena has no room even after expired regions are released."""
         off = self.arena.allocate(nbytes)
         if off is None:
             self.expire(time.monotonic())
@@ -147,21 +162,42 @@ class KVStore:
         return entry
 
     def take(self, kv_id: str) -> StoredKV | None:
-        """The entry, removed: a handle is good for one read."""
-        entry = self.entries.pop(kv_id, None)
+        """The waiting entry (still held: the caller releases it once its bytes are sent), or None."""
+        return self.entries.get(kv_id)
+
+    def release(self, entry: StoredKV, reason: str) -> bool:
+        """End a region: withdraw, zero, free, count. False when it had already ended (nothing is freed twice)."""
+        if self.entries.get(entry.kv_id) is not entry:
+            return False
+        del self.entries[entry.kv_id]
         if not self.entries:
             self.pending.clear()
-        return entry
+        try:
+            self.withdraw(entry)
+        finally:
+            self.arena.release(entry.offset, entry.length)
+            self.on_release(reason, entry)
+        return True
 
-    def free(self, entry: StoredKV) -> None:
-        self.arena.release(entry.offset, entry.length)
+    def release_id(self, kv_id: str, reason: str) -> bool:
+        entry = self.entries.get(kv_id)
+        return entry is not None and self.release(entry, reason)
 
-    def expire(self, now: float) -> list[StoredKV]:
+    def expire(self, now: float) -> int:
+        """Release every region older than the TTL; returns how many."""
         old = [e for e in self.entries.values() if now - e.created > self.ttl]
         for e in old:
-            self.take(e.kv_id)
-        self.expired += len(old)
-        return old
+            self.release(e, "ttl")
+        return len(old)
+
+    def release_all(self, reason: str) -> int:
+        entries = list(self.entries.values())
+        for e in entries:
+            self.release(e, reason)
+        return len(entries)
+
+    def largest_free(self) -> int:
+        return self.arena.largest_free
 
 
 class NixlTransport:

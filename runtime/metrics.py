@@ -9,7 +9,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from disagg.schemas.metrics import FRONTEND, ROUTE_REASONS, TOKEN_SOURCES, WORKER, Metric
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-TOKEN_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
+# Powers of two and the points half way between (×1.5): a quantile is interpolated inside its bucket, so ~1000-token
+# prompts read p50 ≈ 900 (bucket 768-1024) rather than 768 (512-1024) with powers of two alone.
+TOKEN_BUCKETS = tuple(sorted(b for k in range(3, 18) for b in (2**k, 3 * 2**k // 2) if b <= 131072))
 _KINDS = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
 
 

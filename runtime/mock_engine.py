@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -51,6 +52,21 @@ def chat_prompt(messages: list[dict]) -> str:
 def detokenize(token_id: int, first: bool) -> str:
     word = _WORDS[token_id % len(_WORDS)]
     return word if first else " " + word
+
+
+def step_distribution(intended: int, counts: dict[int, int], presence: float = 0.0, frequency: float = 0.0) -> list[tuple[int, float]]:
+    """The mock model's log-probabilities over its words at one output step, best first (documented in the README).
+
+    The word the KV checksum picks (`intended`) has logit 0 and the word k places after it in `_WORDS` has -k·ln 2, so
+    unpenalised the picked word has logprob ≈ -0.693 (probability ½), the next ≈ -1.386, ... A penalty lowers the logit of
+    each word already in the output, as vLLM applies them: `presence_penalty` once, `frequency_penalty` per occurrence.
+    Decoding is greedy over these: the first entry is the word emitted."""
+    n = len(_WORDS)
+    logits = [(-((j - intended) % n) * math.log(2) - (presence if counts.get(j) else 0.0) - frequency * counts.get(j, 0), (j - intended) % n, j)
+              for j in range(n)]
+    top = max(x[0] for x in logits)
+    norm = top + math.log(sum(math.exp(x[0] - top) for x in logits))
+    return [(j, logit - norm) for logit, _, j in sorted(logits, key=lambda x: (-x[0], x[1]))]
 
 
 def output_tokens(seed: int, n: int) -> list[int]:

@@ -1,9 +1,11 @@
 """OpenAI-compatible request bodies and response shapes for `/v1/completions` and `/v1/chat/completions`.
 
 Parameters are treated as vLLM's OpenAI server treats them where this runtime can honour them (`max_tokens` unset
-is the rest of the context; `stop`, `seed`, `stream_options.include_usage`, chat content given as a list of text
-parts; vLLM's `cache_salt`), and every other parameter a client sets is refused with a 400 that names it, never
-silently ignored.
+is the rest of the context; `stop`, `seed`, `presence_penalty`, `frequency_penalty`, `logprobs` (an int on
+/v1/completions, a bool with `top_logprobs` on chat), `stream_options.include_usage`, chat content given as a list of
+text parts; vLLM's `cache_salt`), and every other parameter a client sets is refused with a 400 that names it, never
+silently ignored. The logprobs of a choice are built from per-token entries `(token text, logprob, [(alternative
+text, logprob), ...])` that the backend yields (backends/mock.py documents the mock's values; vLLM's are its own).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MAX_LOGPROBS = 20  # vLLM's default --max-logprobs (vllm/config/model.py, v0.11)
 
 # Accepted with any value because they change nothing a client can observe here.
 _HARMLESS = {"user", "metadata", "store", "service_tier"}
@@ -32,6 +36,8 @@ class _Request(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: str | list[str] | None = None
     seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     cache_salt: str | None = Field(default=None, min_length=1)
 
     @field_validator("stop")
@@ -49,6 +55,19 @@ class _Request(BaseModel):
     def stops(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
+    def sampling(self) -> dict:
+        """What the engine is asked for besides the prompt, in vLLM's request fields (`logprobs`: alternatives per token)."""
+        out = {k: v for k, v in (("temperature", self.temperature), ("top_p", self.top_p), ("presence_penalty", self.presence_penalty),
+                                 ("frequency_penalty", self.frequency_penalty)) if v is not None}
+        if self.seed is not None and (self.temperature or 0) > 0:
+            out["seed"] = self.seed  # greedy decoding (temperature 0) ignores the seed, as vLLM's does
+        if self.top_alternatives() is not None:
+            out["logprobs"] = self.top_alternatives()
+        return out
+
+    def top_alternatives(self) -> int | None:
+        return None
+
     def output_tokens(self, prompt_tokens: int, max_model_len: int) -> int:
         """`max_tokens`, else (as vLLM) the rest of the context."""
         return self.max_completion_tokens or self.max_tokens or max(max_model_len - prompt_tokens, 0)
@@ -63,6 +82,10 @@ class StreamOptions(BaseModel):
 
 class CompletionRequest(_Request):
     prompt: str | list[int]
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
+
+    def top_alternatives(self) -> int | None:
+        return self.logprobs
 
     @field_validator("prompt")
     @classmethod
@@ -101,6 +124,18 @@ class ChatMessage(BaseModel):
 
 class ChatCompletionRequest(_Request):
     messages: list[ChatMessage] = Field(min_length=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _with_logprobs(cls, v: Any, info) -> Any:
+        if v and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
+        return v
+
+    def top_alternatives(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 _Request.model_rebuild()
@@ -134,8 +169,25 @@ def completion_id(chat: bool) -> str:
     return ("chatcmpl-" if chat else "cmpl-") + request_id()
 
 
-def completion_response(rid: str, model: str, text: str, finish: str, usage: dict, chat: bool, extra: dict) -> dict:
-    choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
+def logprobs_body(entries: list | None, chat: bool, offset: int = 0) -> dict | None:
+    """OpenAI's logprobs of a choice (or of one streamed chunk) from per-token entries; `offset`: text before them."""
+    if entries is None:
+        return None
+    if chat:
+        def one(token: str, lp: float) -> dict:
+            return {"token": token, "logprob": lp, "bytes": list(token.encode("utf-8", "surrogatepass"))}
+
+        return {"content": [{**one(t, lp), "top_logprobs": [one(a, alp) for a, alp in top]} for t, lp, top in entries]}
+    offsets = []
+    for t, _, _ in entries:
+        offsets.append(offset)
+        offset += len(t)
+    return {"tokens": [t for t, _, _ in entries], "token_logprobs": [lp for _, lp, _ in entries],
+            "top_logprobs": [dict(top) for _, _, top in entries], "text_offset": offsets}
+
+
+def completion_response(rid: str, model: str, text: str, finish: str, usage: dict, chat: bool, extra: dict, logprobs: list | None = None) -> dict:
+    choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": logprobs_body(logprobs, chat)}
     if chat:
         choice["message"] = {"role": "assistant", "content": text}
     else:
@@ -146,8 +198,9 @@ def completion_response(rid: str, model: str, text: str, finish: str, usage: dic
     }
 
 
-def stream_chunk(rid: str, model: str, text: str | None, finish: str | None, chat: bool, created: int, first: bool = False) -> dict:
-    choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
+def stream_chunk(rid: str, model: str, text: str | None, finish: str | None, chat: bool, created: int, first: bool = False,
+                 logprobs: dict | None = None) -> dict:
+    choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": logprobs}
     if chat:
         delta: dict[str, Any] = {}
         if first:

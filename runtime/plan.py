@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from disagg.schemas.config import DynamoV0Parse, looks_like_dynamo_v0, parse_dynamo_v0
+from disagg.schemas import knowledge
+from disagg.schemas.policy import deployment_policy
+from disagg.schemas.readers import dynamo_v0 as v0_reader
 from disagg.schemas.routing import RoutingPolicy
 from disagg.schemas.source import ConfigError, decode_text, load_documents
 
@@ -69,10 +72,11 @@ class RuntimePlan:
     shape: ModelShape
     frontend_port: int
     notes: list[str] = field(default_factory=list)  # what the runtime does not use, said out loud
-    config_text: str = ""  # the file as read, served at /config so the live doctor can lint what runs
+    layouts: dict[str, dict] = field(default_factory=dict)  # role -> its workers' KV layout (kv_layout.KVLayoutInfo as JSON)
+    served: dict[str, Any] = field(default_factory=dict)  # what /config serves: an allow-list (served_config.py), never the file's text
     model_path: str = ""  # VllmWorker's `model` (a local folder or a model name vLLM can load)
     engine_keys: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> engine options of its section
-    effective: dict[str, Any] = field(default_factory=dict)  # resolved sections, served at /config
+    effective: dict[str, Any] = field(default_factory=dict)  # resolved sections (the workers' envs come from here; never served)
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -121,6 +125,10 @@ def load_plan(path: str) -> RuntimePlan:
         problems.append(f"{path}:1:1: no VllmWorker section: there is no decode worker to run")
     if problems:
         raise PlanError(problems)
+    # The deployment model (schemas/model.py), read as the doctor reads it: the routing policy and each role's KV
+    # layout come from its workers' settings, computed once (schemas/policy.py, kv_layout.py).
+    dep = v0_reader.read(docs[0], knowledge.new_target())
+    by_section = {w.section: w for w in dep.workers}
     pre = parse.section("PrefillWorker")
     proc = parse.section("Processor")
     front = parse.section("Frontend")
@@ -134,9 +142,9 @@ def load_plan(path: str) -> RuntimePlan:
         notes.append(_problem(parse, ("PrefillWorker", "ServiceArgs", "resources", "gpu"), "gpu: 0: the mock engine runs the prefill worker anyway"))
     port = front.model.port if front else 8000
     effective = {name: {k: v for k, v in sec.resolved.items()} for name, sec in parse.sections.items()}
-    return RuntimePlan(
+    plan = RuntimePlan(
         config_path=os.path.abspath(path),
-        policy=parse.routing_policy(),
+        policy=deployment_policy(dep),
         decode_workers=max(m.service_args.workers, 0),
         prefill_workers=max(prefill_workers, 0),
         block_size=block_size,
@@ -144,17 +152,25 @@ def load_plan(path: str) -> RuntimePlan:
         served_model_name=model_name,
         router=router,
         enable_prefix_caching=bool(m.enable_prefix_caching),
-        shape=_shape(m.model),
+        shape=model_shape(m.model),
         frontend_port=port,
         notes=notes,
         effective=json.loads(json.dumps(effective, default=str)),
-        config_text=text,
         model_path=m.model or "",
         engine_keys={role: dict(sec.resolved) for role, sec in (("decode", dec), ("prefill", pre)) if sec is not None},
     )
+    from .kv_layout import layout_from
+    from .served_config import served_config
+
+    plan.served = served_config(plan, docs[0])
+    for role, section in (("decode", "VllmWorker"), ("prefill", "PrefillWorker")):
+        w = by_section.get((section,))
+        model = str(w.known("model") or "") if w is not None else ""
+        plan.layouts[role] = layout_from(w, m.model or model_name, model_shape(model or m.model)).to_json()
+    return plan
 
 
-def _shape(model: str | None) -> ModelShape:
+def model_shape(model: str | None) -> ModelShape:
     """The KV shape of a local Hugging Face model folder's config.json, else a small default shape."""
     if not model or not os.path.isfile(os.path.join(model, "config.json")):
         return ModelShape()

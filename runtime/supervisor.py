@@ -28,7 +28,7 @@ from disagg.schemas.model import is_loopback
 
 from .channel_server import probe
 from .discovery import interface_of
-from .identity import RUN_SECRET_ENV
+from .identity import HEALTH_CHALLENGE, HEALTH_PROOF, RUN_SECRET_ENV, health_proof
 from .plan import RuntimePlan, WorkerSpec
 from .ports import free_port
 
@@ -55,7 +55,6 @@ class ServeOptions:
     decode_timeout: float = 60.0
     fault_injection: bool = False
     log_dir: str | None = None
-    kv_refusals: dict = field(default_factory=dict)  # reason -> the doctor's message: KV exchanges the decode side refuses
     api_key: str | None = None
     drain_seconds: float = 30.0
     max_connections: int = 4096
@@ -91,6 +90,8 @@ class Supervisor:
         self.opt = options
         self.say = say  # the command line decides how to print
         self.run_dir = options.log_dir or tempfile.mkdtemp(prefix="disagg-serve-")  # mkdtemp: 0700
+        self.temporary = options.log_dir is None  # removed after a clean stop (cleanup)
+        self.troubled = False  # a process died during the run: its logs are kept
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         self.children: list[Child] = []
         self.stopping = False
@@ -139,8 +140,6 @@ class Supervisor:
                              "--arena-mb", str(self.opt.arena_mb), "--prefill-concurrency", str(self.opt.prefill_concurrency)]
                 if self.opt.fault_injection:
                     argv.append("--fault-injection")
-                if self.opt.kv_refusals:
-                    argv += ["--refuse-kv", json.dumps(self.opt.kv_refusals)]
                 if multi:
                     argv += ["--discovery", self.opt.discovery, "--namespace", self.opt.namespace]
                 self.children.append(Child(s.worker_id, s.role, argv, f"channel://{s.host}:{s.port}", os.path.join(self.run_dir, f"{s.worker_id}.log"),
@@ -224,9 +223,12 @@ class Supervisor:
                 answer = self._probe(c)
                 if answer is None:
                     continue
-                # No run id to compare: a mock worker's answer came through a handshake bound to this run's secret, its
-                # id and its address (channel.probe); the frontend's socket was bound here and handed over, so
-                # nothing else can answer on it.
+                # The frontend proves it holds this run's secret (an HMAC of our nonce, frontend/http.py); a mock
+                # worker's answer came through a handshake bound to this run's secret, its id and its address
+                # (channel_server.probe). vLLM's own servers do not know our run.
+                if c.role == "frontend" and not answer.get("proven"):
+                    raise PortTaken(f"{c.url} answers for another server (it cannot prove it belongs to this run): "
+                                    "its port is taken; stop that server or choose another --port (0 picks a free one)")
                 pending.remove(c)
                 if progress:
                     progress(c, True)
@@ -237,7 +239,7 @@ class Supervisor:
     def _probe(self, c: Child) -> dict | None:
         if c.spec is not None:
             return probe(c.spec.host, c.spec.port, self.secret.encode(), c.spec.worker_id, timeout=1.0)
-        return _health(c.url + "/health")
+        return _health(c.url + "/health", self.secret.encode() if c.role == "frontend" else None)
 
     def _check_health(self, now: float) -> None:
         """Kill what stopped answering (a stopped, wedged or unhealthy process): the next watch restarts it."""
@@ -272,6 +274,7 @@ class Supervisor:
                 _signal_group(c.proc, signal.SIGKILL)  # whatever the dead process left behind
                 c.next_start = now + c.backoff
                 how = f"signal {-code}" if code < 0 else f"exit code {code}"
+                self.troubled = True
                 self.say(f"{c.name} (pid {c.proc.pid}) died ({how}); restarting in {c.backoff:.1f} s (restart #{c.restarts + 1}); log: {c.log_path}")
             elif now >= c.next_start:
                 c.restarts += 1
@@ -304,6 +307,20 @@ class Supervisor:
                 if c.proc.poll() is None:
                     c.proc.wait()
 
+    def cleanup(self) -> str:
+        """After stop(): remove the run's temporary folder (plan, worker list, logs) unless a process died during the
+        run or a log dir was given; says what happened to it."""
+        if not self.temporary:
+            return f"logs kept in {self.run_dir} (--log-dir)"
+        if self.troubled:
+            return f"a process died during the run: its logs are kept in {self.run_dir}"
+        import shutil
+
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        if os.path.exists(self.run_dir):
+            return f"could not remove {self.run_dir}"
+        return f"removed {self.run_dir} (--log-dir DIR keeps the logs)"
+
     def pids(self) -> dict[str, int]:
         return {c.name: c.proc.pid for c in self.children if c.proc is not None}
 
@@ -330,22 +347,30 @@ def listen(host: str, port: int) -> socket.socket:
     return s
 
 
-def _health(url: str) -> dict | None:
-    """A process's /health answer (200 or 503), or None when nothing answers yet."""
+def _health(url: str, secret: bytes | None = None) -> dict | None:
+    """A process's /health answer (200 or 503), or None when nothing answers yet. With `secret`, a fresh nonce is
+    sent as a challenge and `proven` says whether the answer proves the process holds that secret."""
+    nonce = secrets.token_hex(16)
+    headers = {HEALTH_CHALLENGE: nonce} if secret is not None else {}
     try:
-        with urllib.request.urlopen(url, timeout=0.5) as r:
-            body = r.read()
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=0.5) as r:
+            body, proof = r.read(), r.headers.get(HEALTH_PROOF, "")
     except urllib.error.HTTPError as exc:
         if exc.code != 503:
             return None
-        body = exc.read()
+        body, proof = exc.read(), exc.headers.get(HEALTH_PROOF, "")
     except (urllib.error.URLError, OSError, ValueError):
         return None
     try:
         answer = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return answer if isinstance(answer, dict) else {}
+        answer = {}
+    answer = answer if isinstance(answer, dict) else {}
+    if secret is not None:
+        import hmac
+
+        answer["proven"] = hmac.compare_digest(proof.encode(), health_proof(secret, nonce).encode())
+    return answer
 
 
 def _private(path: str, text: str) -> str:

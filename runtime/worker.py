@@ -26,10 +26,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from .channel import MAX_PENDING, Channel, ChannelError, RemoteError, address_of, tokens_of
 from .channel_server import ChannelServer, Request
 from .identity import run_id
-from .kv import Arena, KVStore, KVTransferError, NixlTransport, check_handle, handle_mac
+from .kv import Arena, KVTransferError, NixlTransport, check_handle
+from .kv_layout import KVLayoutInfo, layout_of, refusal
 from .metrics import WorkerMetrics
 from .mock_engine import BlockManager, DecodeEngine, EngineStopped, KVLayout, Sequence, Timing, combine
 from .plan import RuntimePlan, WorkerSpec
+from .prefill_kv import PrefillKV, min_remote_prompt_tokens
 from .process import Watchdog, run_secret, setup
 
 log = logging.getLogger("disagg.worker")
@@ -37,20 +39,21 @@ log = logging.getLogger("disagg.worker")
 
 class Worker:
     def __init__(self, plan: RuntimePlan, spec: WorkerSpec, peers: list[WorkerSpec], secret: bytes, kv_transport: str, timing: Timing,
-                 kv_blocks: int, arena_bytes: int, prefill_concurrency: int, fault_injection: bool, kv_refusals: dict[str, str] | None = None):
+                 kv_blocks: int, arena_bytes: int, prefill_concurrency: int, fault_injection: bool):
         self.plan, self.spec, self.secret, self.timing = plan, spec, secret, timing
         self.worker_id, self.role = spec.worker_id, spec.role
         self.run_id = run_id(secret)
         self.fault_injection = fault_injection
         self.faults = {"kv_fail": 0, "kv_corrupt": 0, "stall": 0}
-        self.kv_refusals = kv_refusals or {}  # reason -> why: KV exchanges vLLM's handshake would refuse (the doctor's DG203-206)
+        self.kv_layout = layout_of(plan, spec.role)  # announced by a prefill worker, the yardstick of a decode worker (kv_layout.py)
         self.registry = CollectorRegistry()
         self.metrics = WorkerMetrics(self.registry, self.worker_id, self.role)
         self.layout = KVLayout(plan.shape, secret)
         self.arena = Arena(arena_bytes)
         self.transport_kind = kv_transport
         self.nixl = NixlTransport(f"{self.worker_id}-{os.getpid()}", self.arena) if kv_transport == "nixl" else None
-        self.store = KVStore(self.arena) if self.role == "prefill" else None
+        self.kv = (PrefillKV(self.worker_id, self.arena, self.layout, secret, self.metrics, self.nixl, kv_transport, min_remote_prompt_tokens(plan.policy),
+                             announced_layout=self.kv_layout.to_json()) if self.role == "prefill" else None)
         self.blocks = BlockManager(kv_blocks, plan.block_size, plan.enable_prefix_caching and self.role == "decode", self.layout)
         self.engine = DecodeEngine(timing, self.blocks) if self.role == "decode" else None
         self.prefill_slots = asyncio.Semaphore(prefill_concurrency)
@@ -66,9 +69,14 @@ class Worker:
     # ---- common ----------------------------------------------------------------------------------------------
 
     def health(self) -> dict:
+        """`healthy`: alive and making progress (the supervisor restarts what is not); `state` "ready" when it can take
+        work now, else why not in `reason` (a prefill worker whose KV arena cannot hold a minimum prompt is alive but
+        not ready)."""
         ok, why = self.engine.healthy() if self.engine else (True, "ok")
+        ready, not_ready = self.kv.readiness() if self.kv is not None else (True, "")
+        state = "unhealthy" if not ok else "ready" if ready else "not_ready"
         return {"worker_id": self.worker_id, "role": self.role, "pid": os.getpid(), "device": "cpu", "engine": "mock",
-                "state": "ready" if ok else "unhealthy", "healthy": ok, "reason": why, "kv_transport": self.transport_kind, "run_id": self.run_id}
+                "state": state, "healthy": ok, "reason": why if not ok or ready else not_ready, "kv_transport": self.transport_kind, "run_id": self.run_id}
 
     def metrics_text(self) -> bytes:
         busy = self.busy_prefill + (self.engine.busy_seconds if self.engine else 0.0)
@@ -80,8 +88,8 @@ class Worker:
         else:
             self.metrics.waiting.set(self.prefill_waiting)
         self.metrics.kv_usage.set(self.blocks.usage)
-        if self.store:
-            self.metrics.kv_pending.set(len(self.store.entries))
+        if self.kv is not None:
+            self.kv.update_gauges()
         return generate_latest(self.registry)
 
     async def handle(self, req: Request) -> None:
@@ -97,10 +105,12 @@ class Worker:
                 if key in req.header:
                     self.faults[key] = int(req.header[key])
             req.send(dict(self.faults))
-        elif op == "prefill" and self.store is not None:
+        elif op == "prefill" and self.kv is not None:
             await self.prefill(req)
-        elif op == "kv_read" and self.store is not None:
-            self.kv_read(req)
+        elif op == "kv_read" and self.kv is not None:
+            self.kv.read(req)
+        elif op == "kv_release" and self.kv is not None:
+            self.kv.release(req)
         elif op == "prefix_match" and self.engine is not None:
             cached, _ = self.blocks.match_prefix(tokens_of(req.header, req.body)[0], req.header.get("cache_salt", ""))
             req.send({"cached_tokens": cached})
@@ -128,69 +138,18 @@ class Worker:
                 seconds = self.timing.prefill_seconds(len(tokens) - start)
                 if seconds:
                     await asyncio.sleep(seconds)
-                entry = self.store.reserve(nbytes)
-                if entry is None:
-                    raise RemoteError("kv_arena_full", f"no room for {nbytes >> 10} KiB of KV: every region waits to be read")
-                self.layout.fill(self.arena.view(entry.offset, nbytes), tokens, start)
+                handle, metadata = self.kv.make(tokens, start, h["request"])
                 self.busy_prefill += time.perf_counter() - t0
         finally:
             if waiting:  # the request was cancelled before a slot was free
                 self.prefill_waiting -= 1
-        handle = {"kv_id": entry.kv_id, "worker_id": self.worker_id, "request": h["request"], "start": start, "tokens": len(tokens),
-                  "length": nbytes, "checksum": self.layout.checksum(tokens, start), "transport": self.transport_kind,
-                  "addr": self.arena.addr + entry.offset}
-        handle["mac"] = handle_mac(self.secret, handle)
-        metadata = self.nixl.expose(entry) if self.nixl is not None else b""
         self.metrics.requests.inc()
         self.metrics.computed_tokens.inc(len(tokens) - start)
-        req.send({"handle": handle, "end": True}, metadata)
-
-    def kv_read(self, req: Request) -> None:
-        handle = req.header["handle"]
-        check_handle(self.secret, handle, handle.get("request", ""))
-        entry = self.store.take(handle["kv_id"])
-        if entry is None:
-            raise RemoteError("kv_gone", "no such KV: expired, or already read")
         try:
-            data = self.arena.view(entry.offset, entry.length).tobytes()
-        finally:
-            self._release(entry)
-        req.send({"end": True}, data)
-
-    def _release(self, entry) -> None:
-        if self.nixl is not None:
-            self.nixl.withdraw(entry)
-        self.store.free(entry)
-
-    async def kv_progress(self) -> None:
-        """While KV waits to be read over NIXL, poll NIXL fast (a READ of our memory moves only while we poll) for
-        release notices; otherwise sleep until KV is made (an event, not a timer) or the next expiry check."""
-        last_expiry = time.monotonic()
-        while True:
-            if not self.store.entries or self.nixl is None:
-                try:
-                    async with asyncio.timeout(1.0):  # not wait_for: on 3.11 it can swallow a cancel (python/cpython#86296)
-                        await self.store.pending.wait()
-                except asyncio.TimeoutError:
-                    pass
-                if self.nixl is None:
-                    await asyncio.sleep(1.0)  # bytes go out on `kv_read`: only expiry to do here
-            if self.nixl is not None:
-                for msg in self.nixl.poll_notifications():
-                    if msg.startswith(b"release:"):
-                        entry = self.store.take(msg[8:].decode())
-                        if entry is not None:
-                            self._release(entry)
-            now = time.monotonic()
-            if now - last_expiry > 1.0:
-                last_expiry = now
-                expired = self.store.expire(now)
-                for entry in expired:
-                    self._release(entry)
-                if expired:
-                    self.metrics.kv_expired.inc(len(expired))
-            if self.nixl is not None and self.store.entries:
-                await asyncio.sleep(0.0002)  # a peer's READ moves while we poll; each poll costs ~10 µs
+            req.send({"handle": handle, "end": True}, metadata)
+        except BaseException:  # the answer cannot leave: nobody will ever read or release this KV
+            self.kv.store.release_id(handle["kv_id"], "aborted")
+            raise
 
     # ---- decode role -----------------------------------------------------------------------------------------
 
@@ -205,10 +164,11 @@ class Worker:
 
     async def _pull_kv(self, handle: dict, metadata: bytes, tokens: list[int], cached: int, request: str, timeout: float) -> int:
         """Read the prefilled KV into our arena and check it; returns its checksum. Raises KVTransferError."""
-        for reason, why in self.kv_refusals.items():  # as vLLM's NIXL handshake does, before any byte moves
-            self.metrics.kv_refused.labels(reason=reason).inc()
-            raise KVTransferError("incompatible", f"refused: {why}")
         check_handle(self.secret, handle, request)
+        refused = refusal(self.kv_layout, KVLayoutInfo.from_json(handle.get("layout")))
+        if refused is not None:  # as vLLM's NIXL handshake does, before any byte moves
+            self.metrics.kv_refused.labels(reason=refused[0]).inc()
+            raise KVTransferError("incompatible", f"refused: {refused[1]}")
         if handle["start"] > cached:
             raise KVTransferError("prefix_evicted", "the decode worker no longer holds the prefix the prefill skipped")
         if handle["tokens"] != len(tokens):
@@ -284,8 +244,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        server = ChannelServer(self.handle, self.secret, {"worker_id": self.worker_id, "role": self.role, "pid": os.getpid(), "run_id": self.run_id},
-                               on_reject=self._rejected, address=address_of(host, port))
+        peer = {"worker_id": self.worker_id, "role": self.role, "pid": os.getpid(), "run_id": self.run_id, "kv_layout": self.kv_layout.to_json()}
+        server = ChannelServer(self.handle, self.secret, peer, on_reject=self._rejected, address=address_of(host, port))
         import socket
 
         registered = []
@@ -301,8 +261,8 @@ class Worker:
         tasks = []
         if self.engine:
             self.engine.start()
-        if self.store:
-            tasks.append(loop.create_task(self.kv_progress()))
+        if self.kv is not None:
+            tasks.append(loop.create_task(self.kv.progress()))
         tasks.append(loop.create_task(self._heartbeat()))
         tasks += registered
         try:
@@ -315,6 +275,8 @@ class Worker:
                 t.cancel()
             for ch in self._channels.values():
                 ch.close()
+            if self.kv is not None:
+                self.kv.shutdown()  # zeroed and withdrawn from NIXL before the process goes
 
     async def _register(self, etcd_url: str, namespace: str) -> list[asyncio.Task]:
         """Register in etcd (multi-host); a decode worker also follows the prefill workers it may read KV from."""
@@ -383,7 +345,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--arena-mb", type=int, default=256)
     ap.add_argument("--prefill-concurrency", type=int, default=1)
     ap.add_argument("--fault-injection", action="store_true")
-    ap.add_argument("--refuse-kv", default="{}", help="JSON reason -> message: KV exchanges this decode worker refuses")
     ap.add_argument("--listen-fd", type=int, help="a listening socket handed over by the supervisor")
     ap.add_argument("--discovery", help="etcd://HOST:PORT: register there (multi-host)")
     ap.add_argument("--namespace", default="disagg")
@@ -396,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
         specs = [WorkerSpec(**w) for w in json.load(handle)]
     spec = next(s for s in specs if s.worker_id == args.worker_id)
     worker = Worker(plan, spec, specs, secret, args.kv_transport, Timing(**json.loads(args.timing)), args.kv_blocks, args.arena_mb * 2**20,
-                    args.prefill_concurrency, args.fault_injection, json.loads(args.refuse_kv))
+                    args.prefill_concurrency, args.fault_injection)
     worker.watchdog = Watchdog()
     if args.discovery:
         worker.discovery = (args.discovery, args.namespace)

@@ -64,7 +64,26 @@ _MODULES = {
     "sglang_router.launch_server": "sglang-router",
 }
 _WRAPPERS = ("exec", "nohup", "env", "time", "numactl", "taskset", "setsid", "stdbuf", "nice", "sudo", "timeout", "srun", "mpirun")
+# Dynamo 0.3's SGLang examples start their workers as scripts that parse SGLang's own ServerArgs from argv
+# (ai-dynamo/dynamo examples/sglang/launch/disagg.sh at 03fd0a23: `python3 components/worker_inc.py ... --disaggregation-mode
+# prefill` and `components/decode_worker_inc.py`; both call utils/sgl_utils.py parse_sglang_args_inc ->
+# ServerArgs.add_cli_args, components/worker_inc.py and utils/sgl_utils.py at 10c604e1).
+_DYNAMO_SGLANG_SCRIPTS = ("components/worker_inc.py", "components/decode_worker_inc.py")
 _PROXIES = ("toy_proxy_server.py", "disagg_proxy_server.py", "disagg_prefill_proxy_server.py", "disagg_proxy_demo.py", "proxy_server.py")
+
+
+_PROGRAMS = ("vllm", "trtllm-serve", "sglang-router", "sglang_router", "docker", "podman", "nerdctl")
+
+_ENV_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.S)
+
+
+def may_serve(words: list[str]) -> bool:
+    """False when no word can start a program `find_command` knows (a cheap test before positioning every word)."""
+    for w in words:
+        base = w.rsplit("/", 1)[-1]
+        if base in _PROGRAMS or base.startswith("python"):
+            return True
+    return False
 
 
 def find_command(args: list[Arg]) -> Command | None:
@@ -76,13 +95,16 @@ def find_command(args: list[Arg]) -> Command | None:
     i = 0
     while i < len(args):
         text = args[i].text
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", text, re.S):
+        if _ENV_WORD.fullmatch(text):
             name, _, value = text.partition("=")
             env[name] = Arg(value, args[i].pos_of(len(name) + 1, len(value)), args[i].char_pos[len(name) + 1 :])
             i += 1
         elif text.rsplit("/", 1)[-1] in _WRAPPERS or (text == "run" and i > 0 and args[i - 1].text == "uv"):
+            wrapper = text.rsplit("/", 1)[-1]
             i += 1
             while i < len(args) and args[i].text.startswith("-") and args[i].text not in ("--",):
+                if wrapper == "env" and args[i].text in ("-u", "--unset", "-C", "--chdir") and i + 1 < len(args):
+                    i += 1  # env -u NAME: the option's value is not the program
                 i += 1  # numactl --cpunodebind=0, timeout -s KILL ...
             if i < len(args) and args[i - 1].text.rsplit("/", 1)[-1] == "timeout" and re.fullmatch(r"[\d.]+[smhd]?", args[i].text):
                 i += 1
@@ -111,6 +133,8 @@ def find_command(args: list[Arg]) -> Command | None:
                 program, body = "unknown-module", rest[j + 2 :]
         elif j < len(words) and words[j].endswith(_PROXIES):
             program, body = "vllm-proxy", rest[j + 1 :]
+        elif j < len(words) and words[j].endswith(_DYNAMO_SGLANG_SCRIPTS):
+            program, body = "dynamo.sglang", rest[j + 1 :]
     elif base in ("sglang-router", "sglang_router"):
         program, body = "sglang-router", rest[1:]
     if program is None:
@@ -151,3 +175,34 @@ def parse_flags(body: list[Arg]) -> tuple[dict[str, Arg], dict[str, Span], list[
 
 def _is_bool(name: str) -> bool:
     return name in BOOL_FLAGS or name.startswith(_BOOL_PREFIXES)
+
+
+def engine_from_image(image: str | None, words: list[Arg]) -> str | None:
+    """The serving program an image runs when a container (or `docker run IMAGE args`) gives only arguments: from
+    the image name when it says, else from the flags (`--model-path` is SGLang's spelling, `--model` vLLM's).
+
+    Arguments that begin with a model rather than a flag fit only `vllm serve`, the entrypoint of vLLM's
+    vllm-openai image (vllm-project/vllm docker/Dockerfile); they are read so when the image is vllm-openai, or
+    is not known and the flags are vLLM-only (`--kv-transfer-config`); never for another image (Dynamo's
+    vllm-runtime, SGLang's), whose entrypoint is no `vllm serve`."""
+    low = (image or "").lower()
+    named = None
+    if "$" not in low and low:
+        if "vllm-openai" in low or re.search(r"(^|/)vllm[-/:]", low) or "llm-d" in low:
+            named = "vllm"
+        elif "sglang" in low:
+            named = "sglang"
+    flags = {a.text.split("=", 1)[0] for a in words if a.text.startswith("--")}
+    positional_first = bool(words) and not words[0].text.startswith("-")
+    if positional_first:
+        repo = low.split("@")[0].rsplit(":", 1)[0] if ":" in low.rsplit("/", 1)[-1] else low.split("@")[0]
+        if repo.endswith("vllm-openai"):
+            return "vllm"
+        return "vllm" if (not low or "$" in low) and "--kv-transfer-config" in flags else None
+    if named:
+        return named
+    if "--model-path" in flags:
+        return "sglang"
+    if "--model" in flags or "--kv-transfer-config" in flags:
+        return "vllm"
+    return None

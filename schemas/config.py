@@ -11,7 +11,6 @@ import json
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
-from .routing import RoutingPolicy
 from .source import Path, SourceDocument
 from .typecheck import Values, section_schema, validate_object
 
@@ -154,22 +153,29 @@ class DynamoV0Parse:
         sec = self.sections.get(name)
         return sec.model.service_args.workers if sec is not None else 0
 
-    def routing_policy(self) -> RoutingPolicy:
-        dec = self.sections.get("VllmWorker")
-        if dec is None:
-            return RoutingPolicy()
-        m = dec.model
-        return RoutingPolicy(m.remote_prefill, m.conditional_disagg, m.max_local_prefill_length, m.max_prefill_queue_size)
-
 
 def looks_like_dynamo_v0(data: Any) -> bool:
-    """True when a document's top-level keys are (mostly) Dynamo v0 service sections."""
-    if not isinstance(data, dict) or not data:
+    """True when a document declares itself a Dynamo v0 service config: at least one top-level key is a service
+    section of some Dynamo v0 release (the v0.1-v0.3 example graphs, plus `Common`), and every other key is one or a
+    near miss of one (`VLLMWorker`, reported by DG401). An unknown key alone (`router:`) never makes a file v0."""
+    if not isinstance(data, dict) or not data or "kind" in data:
         return False
-    names = [k for k in data if isinstance(k, str)]
     known = tuple(known_services())
-    hits = sum(1 for k in names if k in known or did_you_mean(k, known) or (k.endswith("Worker") and isinstance(data.get(k), dict)))
-    return hits > 0 and hits * 2 >= len(names) and any(k in known or did_you_mean(k, known) for k in names)
+    names = list(data)
+    if not all(isinstance(k, str) for k in names) or not any(k in known for k in names):
+        return False
+    return all(k in known or did_you_mean(k, known) for k in names)
+
+
+def v0_near_misses(data: Any) -> list[tuple[str, str]]:
+    """(key, section) for top-level keys that only resemble Dynamo v0 sections, when every key does: such a file is
+    not read as v0 (nothing in it is a section), but the error can say what it may have meant."""
+    if not isinstance(data, dict) or not data or "kind" in data:
+        return []
+    known = tuple(known_services())
+    # v0 sections are CamelCase class names: a lower-case key (`router:`) is someone else's setting, not a typo
+    hints = [(k, did_you_mean(k, known) if k[:1].isupper() else None) for k in data if isinstance(k, str)]
+    return [(k, h) for k, h in hints if h] if all(h for _, h in hints) and len(hints) == len(data) else []
 
 
 def parse_dynamo_v0(doc: SourceDocument) -> DynamoV0Parse:

@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
-from .routing import RoutingPolicy
 
 # A whole number written as a string, as pydantic's lax mode reads it (and typecheck.py's lax integer reading).
 INTEGER_STRING = r"^\s*[+-]?[0-9]+(_[0-9]+)*(\.0*)?\s*$"
@@ -131,13 +130,6 @@ class VllmWorkerSection(EngineOptions):
     max_prefill_queue_size: Count = 3
     """With conditional-disagg, prefill locally once this many remote prefill requests already wait."""
 
-    def routing_policy(self) -> RoutingPolicy:
-        return RoutingPolicy(
-            remote_prefill=self.remote_prefill,
-            conditional_disagg=self.conditional_disagg,
-            max_local_prefill_length=self.max_local_prefill_length,
-            max_prefill_queue_size=self.max_prefill_queue_size,
-        )
 
 
 class CommonSection(VllmWorkerSection):

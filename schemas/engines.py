@@ -107,11 +107,36 @@ def apply_command(w: Worker, cmd: Command) -> None:
         if name in cmd.flags:
             w.settings[name[3:].replace("-", "_")] = Setting(False, cmd.flag_spans.get(name), f"--{name}")
     _kv_config(w, cmd)
+    model_word = cmd.positional[:1] if w.settings.get("model") is not None and w.settings["model"].origin == "positional model" else []
+    opaque = [a for a in cmd.positional if a not in model_word and unresolved(a.text)]
+    if opaque:  # `$EXTRA_ARGS`, `"$@"`: flags the file does not show (a role flag among them, perhaps)
+        w.settings["opaque_args"] = Setting(Unknown(f"{opaque[0].text} is set at run time"), opaque[0].span, "arguments set at run time")
+    if cmd.program == "sglang-router":
+        _router_urls(w, cmd)
     for system_program, markers in _MARKERS.items():
         if w.program == system_program:
             for m in markers:
                 if m in cmd.flags:
                     knowledge.evidence_from_flag(w.target, "dynamo", w.program, f"--{m}")
+
+
+def _router_urls(w: Worker, cmd: Command) -> None:
+    """SGLang's PD router takes `--prefill URL [BOOTSTRAP_PORT]` and `--decode URL`, each repeated once per server:
+    every URL with its span, under `router_prefill` / `router_decode` (the flag table keeps only the last)."""
+    found: dict[str, list] = {"prefill": [], "decode": []}
+    words = cmd.args
+    for i, a in enumerate(words):
+        name, eq, value = a.text.partition("=")
+        role = name[2:] if name in ("--prefill", "--decode") else None
+        if role is None:
+            continue
+        if eq:
+            found[role].append((value, a.pos_of(len(name) + 1, len(value))))
+        elif i + 1 < len(words) and not words[i + 1].text.startswith("-"):
+            found[role].append((words[i + 1].text, words[i + 1].span))
+    for role, urls in found.items():
+        if urls:
+            w.settings[f"router_{role}"] = Setting(urls, urls[0][1], f"--{role}")
 
 
 def apply_env(w: Worker, env: dict[str, Setting]) -> None:
@@ -174,7 +199,8 @@ def connectors(value: Any) -> set[str]:
             out.add(name)
         extra = value.get("kv_connector_extra_config")
         if isinstance(extra, dict):
-            for entry in extra.get("connectors") or []:
+            listed = extra.get("connectors")
+            for entry in listed if isinstance(listed, list) else []:
                 out |= connectors(entry)
     return out
 
@@ -189,37 +215,51 @@ def kv_family(names: set[str]) -> set[str]:
 
 
 def infer_role(w: Worker, hints: list[str]) -> None:
-    """Role from what the command says first, then from the words around it, nearest first; `role_why` says which."""
+    """Role from what the command says first (its flags, then its connector's role), then from the words around it,
+    nearest first; `role_why` says which, `role_from` what kind of evidence it is (a name is only a guess)."""
     if w.program in ("dynamo.frontend", "dynamo-v0:frontend"):
-        w.role, w.role_why = "frontend", w.program
+        w.set_role("frontend", w.program, "program")
         return
     if w.program in ("sglang-router", "vllm-proxy", "llm-d-routing-sidecar", "trtllm-disagg-server"):
-        w.role, w.role_why = ("router" if w.program != "vllm-proxy" else "proxy"), w.program
+        w.set_role("router" if w.program != "vllm-proxy" else "proxy", w.program, "program")
         return
+    _record_name(w, hints)
     mode = w.known("disaggregation_mode")
+    origin = w.settings["disaggregation_mode"].origin if "disaggregation_mode" in w.settings else ""
+    how = origin if origin.startswith("env") else "--disaggregation-mode"
     if isinstance(mode, str) and mode.lower() in ("prefill", "decode", "encode"):
-        w.role, w.role_why = mode.lower(), f"--disaggregation-mode {mode}"
+        w.set_role(mode.lower(), f"{how} {mode}", "flag")
         return
     if isinstance(mode, str) and mode.lower() in ("agg", "aggregated", "null"):
-        w.role, w.role_why = "aggregated", f"--disaggregation-mode {mode}"
+        w.set_role("aggregated", f"{how} {mode}", "flag")
         return
     for flag, role in (("is-prefill-worker", "prefill"), ("is-decode-worker", "decode")):
         if flag in w.flags:
-            w.role, w.role_why = role, f"--{flag}"
+            w.set_role(role, f"--{flag}", "flag")
             return
     kv_role = str(w.known("kv_role", "")).lower()
     if kv_role in ("kv_producer", "kv_consumer"):
-        w.role, w.role_why = ("prefill" if kv_role == "kv_producer" else "decode"), f"kv_role {kv_role}"
+        w.set_role("prefill" if kv_role == "kv_producer" else "decode", f"kv_role {kv_role}", "connector")
         return
     for hint in hints:
         found = role_from_words(hint)
         if found:
-            w.role, w.role_why = found, f"named {found} nearby ({hint.strip()[:60]!r})"
+            w.set_role(found, f"named {found} nearby ({hint.strip()[:60]!r})", "name")
             return
     if w.settings.get("kv_connector") is not None or w.program in ("dynamo.vllm", "dynamo.sglang", "dynamo.trtllm"):
-        w.role, w.role_why = "unknown", "no role in the command or around it"
+        w.set_role("unknown", "no role in the command or around it", "none")
         return
-    w.role, w.role_why = "aggregated", "no KV connector and no role"
+    w.set_role("aggregated", "no KV connector and no role", "default")
+
+
+def _record_name(w: Worker, hints: list[str]) -> None:
+    """What the names around a worker say it is (`named_as`), kept even when its flags decide otherwise: a name that
+    contradicts the flags is itself worth saying (DG107)."""
+    for hint in hints:
+        found = role_from_words(hint)
+        if found:
+            w.settings["named_as"] = Setting(found, None, f"named {found} nearby ({hint.strip()[:60]!r})")
+            return
 
 
 # TensorRT-LLM says context (ctx) and generation (gen) for prefill and decode.

@@ -24,6 +24,13 @@ class Metric(NamedTuple):
 
 # Where a request's prefill ran and why: the `reason` label of disagg_requests_total (schemas/routing.py decides).
 ROUTE_REASONS = ("remote", "disabled", "below_threshold", "queue_full", "no_prefill_workers", "prefill_failed", "kv_transfer_failed")
+# How a prefilled KV region ended: the `reason` label of disagg_engine_kv_released_total. Every end goes through one
+# release (runtime/kv.py KVStore.release): zeroed, withdrawn from NIXL, counted here.
+#   read      the decode worker read it (over the channel, or its NIXL release notice)
+#   ttl       nobody read it within the TTL (the progress loop's sweep, or a reserve that found the arena full)
+#   aborted   its request ended first (the client went away, or the decode side refused or could not use it)
+#   shutdown  the worker stopped while it waited
+KV_RELEASE_REASONS = ("read", "ttl", "aborted", "shutdown")
 # Where a prompt token's KV came from: the `source` label of disagg_prompt_tokens_total.
 TOKEN_SOURCES = ("local_compute", "kv_transfer", "prefix_cache")
 
@@ -65,8 +72,12 @@ WORKER = {
     "waiting": Metric("disagg_engine_requests_waiting", "gauge", _W, "Sequences waiting for KV blocks or a prefill slot"),
     "kv_usage": Metric("disagg_engine_kv_cache_usage_ratio", "gauge", _W, "Share of KV blocks in use"),
     "prefix_hits": Metric("disagg_engine_prefix_cache_hit_tokens", "counter", _W, "Prompt tokens found in the prefix cache"),
-    "kv_expired": Metric("disagg_engine_kv_expired", "counter", _W, "Prefilled KV blocks freed unread after their TTL"),
-    "kv_pending": Metric("disagg_engine_kv_pending", "gauge", _W, "Prefilled KV blocks waiting to be read"),
+    "kv_expired": Metric("disagg_engine_kv_expired", "counter", _W, "Prefilled KV regions freed unread after their TTL (the decode side prefilled again)"),
+    "kv_released": Metric("disagg_engine_kv_released", "counter", _W + ("reason",), "Prefilled KV regions freed (zeroed, withdrawn from NIXL), by how they ended"),
+    "kv_pending": Metric("disagg_engine_kv_pending", "gauge", _W, "Prefilled KV regions waiting to be read"),
+    "arena_used": Metric("disagg_engine_kv_arena_used_bytes", "gauge", _W, "Bytes of the KV arena held by regions in use"),
+    "arena_free_max": Metric("disagg_engine_kv_arena_largest_free_bytes", "gauge", _W,
+                             "The largest free region of the KV arena (a prompt whose KV is larger cannot be prefilled remotely now)"),
     "rejected": Metric("disagg_engine_connections_rejected", "counter", _W, "Connections refused for lacking this run's secret"),
     "kv_refused": Metric("disagg_engine_kv_refused", "counter", _W + ("reason",),
                          "KV exchanges refused because the two workers' KV layouts differ (block size, dtype, model, TP)"),

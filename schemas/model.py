@@ -18,6 +18,20 @@ from .source import SourceDocument, Span
 ROLES = ("prefill", "decode", "aggregated", "frontend", "router", "proxy", "encode", "planner", "unknown")
 ENGINE_ROLES = ("prefill", "decode", "aggregated", "unknown")
 
+# Where a worker's role comes from. All but "name" are what the serving system itself reads to decide the role; a
+# name (a section, container or variable called "prefill", a comment, an echo line) is a guess, and a finding whose
+# verdict rests on a guessed role is at most an info (doctor/context.py caps it).
+ROLE_SOURCES = {
+    "flag": "the engine's own flag or environment (--disaggregation-mode, --is-prefill-worker, DYN_VLLM_DISAGGREGATION_MODE)",
+    "connector": "the KV connector's role (kv_role kv_producer / kv_consumer)",
+    "router": "a router or proxy that sends that traffic to it (--prefill/--decode URLs, --prefiller-ports)",
+    "field": "a field the system reads (a CRD or chart role field, a Dynamo v0 service class, TensorRT-LLM context_servers)",
+    "program": "the program itself (a frontend, router or proxy)",
+    "default": "what the system does when nothing says (an unflagged dynamo.vllm beside prefill workers is their decode side)",
+    "name": "only a name nearby (a section, container, variable or comment that says prefill or decode)",
+    "none": "not recorded: the role is unknown, or a reader set it without saying how (never taken for a name)",
+}
+
 
 class Unknown:
     """A value the file does not determine, and why."""
@@ -61,6 +75,21 @@ def is_loopback(address: str) -> bool:
     return address.startswith("127.") or address in ("localhost", "::1", "[::1]")
 
 
+class Branch(NamedTuple):
+    """One branch of an `if`/`case` that a script process runs in (see schemas/shell_flow.py).
+
+    Two processes can run in one invocation when, for every frame they share, they are in the same branch, and for
+    every selector variable they share, some value selects both. `per_process`: the branches are selected by a role
+    or a host rank, so the script is run once per branch and its branches are one deployment."""
+
+    frame: str  # "case at line 12#3": one run of one if/case
+    index: int  # which branch of the frame
+    selector: str | None  # the variable whose value selects the branch ($CONFIG, $1); None: not a test of a variable
+    values: frozenset[str] | None  # the values that select it; None: any value except `excluded` (`*)`, `else`)
+    excluded: frozenset[str]
+    per_process: bool
+
+
 class Host(NamedTuple):
     """Where a worker's network lives: workers with the same `network` share ports and `localhost`."""
 
@@ -73,14 +102,16 @@ class Host(NamedTuple):
 class Worker:
     """A process that serves, routes or fronts requests, as the file describes it."""
 
-    __slots__ = ("name", "role", "role_why", "program", "engine", "system", "path", "span", "target", "host", "settings", "flags", "env",
-                 "replicas", "gpus", "nodes", "labels", "namespace", "section", "notes")
+    __slots__ = ("name", "_role", "role_why", "role_from", "program", "engine", "system", "path", "span", "target", "host", "settings", "flags", "env",
+                 "replicas", "gpus", "nodes", "labels", "namespace", "section", "notes", "alternative")
 
     def __init__(self, name: str, role: str, role_why: str, program: str, engine: str | None, system: str, path: str, span: Span,
-                 target: Target, host: Host, labels: dict[str, str] | None = None, section: tuple[str, ...] | None = None):
+                 target: Target, host: Host, labels: dict[str, str] | None = None, section: tuple[str, ...] | None = None,
+                 role_from: str = "none"):
         self.name = name
         self.role = role  # one of ROLES
         self.role_why = role_why  # what made it that role ("--disaggregation-mode prefill", "section PrefillWorker", ...)
+        self.role_from = role_from  # one of ROLE_SOURCES: what kind of thing made it that role
         self.program = program  # vllm | dynamo.vllm | sglang | dynamo.sglang | dynamo.trtllm | trtllm-serve | dynamo.frontend | ...
         self.engine = engine  # vllm | sglang | trtllm (the engine that computes KV), None for frontends and routers
         self.system = system  # the stack that launches it: dynamo | vllm | sglang | trtllm | llm-d | kserve
@@ -98,6 +129,7 @@ class Worker:
         self.namespace: str | None = None  # the Dynamo namespace that scopes discovery
         self.section = section  # Dynamo v0: the section path, for fixes
         self.notes: list[str] = []  # what the reader could not check, in words
+        self.alternative: tuple[Branch, ...] | None = None  # the script branches it runs in; None: every invocation
 
     def __repr__(self) -> str:
         return f"Worker({self.name!r}, {self.role}, {self.program})"
@@ -119,6 +151,26 @@ class Worker:
 
     def set(self, key: str, value: Any, span: Span | None, origin: str) -> None:
         self.settings[key] = Setting(value, span, origin)
+
+    @property
+    def role(self) -> str:
+        return self._role
+
+    @role.setter
+    def role(self, value: str) -> None:
+        # a reader that sets the role without saying how leaves no provenance: "none" (never taken for a name)
+        self._role = value
+        self.role_from = "none"
+
+    def set_role(self, role: str, why: str, source: str) -> None:
+        """Give the worker a role, saying why in words (`why`) and what kind of evidence it is (`source`, a ROLE_SOURCES key)."""
+        assert source in ROLE_SOURCES, source
+        self.role, self.role_why, self.role_from = role, why, source
+
+    @property
+    def role_guessed(self) -> bool:
+        """True when only a name says what role this worker plays: nothing the system reads decides it."""
+        return self.role_from == "name" and self.role in ("prefill", "decode")
 
     @property
     def is_engine(self) -> bool:
@@ -144,7 +196,7 @@ class Issue(NamedTuple):
 class Deployment:
     """What one file says."""
 
-    __slots__ = ("path", "format", "workers", "router", "router_span", "issues", "doc", "lines")
+    __slots__ = ("path", "format", "workers", "router", "router_span", "issues", "doc", "lines", "links")
 
     def __init__(self, path: str, format: str, doc: SourceDocument | None = None, lines: list[str] | None = None):
         self.path = path
@@ -155,6 +207,7 @@ class Deployment:
         self.issues: list[Issue] = []
         self.doc = doc  # the parsed YAML, for fixes (Dynamo v0)
         self.lines = lines or []
+        self.links: list[Any] = []  # what this file offers other files of a run, or needs from them (OME runtimes)
 
     def of_role(self, *roles: str) -> list[Worker]:
         return [w for w in self.workers if w.role in roles]
@@ -172,7 +225,7 @@ class Deployment:
             return "a worker sets a KV connector"
         if any(k.startswith("profile:prefill") for k in self.router):
             return "its scheduler has a prefill profile"
-        return None
+        return next((link.needs for link in self.links if getattr(link, "needs", None)), None)
 
 
 class Pair(NamedTuple):

@@ -1,7 +1,9 @@
 """Which prefill and decode workers exchange KV: within one file, and across the files of one invocation.
 
 Within a file: every decode engine with every prefill engine of the same engine family and discovery scope (the
-Dynamo namespace, the llm-d model label). Across files, only workers left without a partner in their own file are
+Dynamo namespace, the llm-d model label) that can run in the same invocation: script processes in exclusive branches
+of an `if`/`case` (profiles picked by `case "$CONFIG"`) are alternatives, never a pair; branches selected by a role or
+host rank are one deployment started once per branch (`model.Branch`, decided in `shell_flow.py`). Across files, only workers left without a partner in their own file are
 linked, and only when they agree on what ties a deployment together: same folder, same engine family, and the
 same model (as written, so two templates with `${MODEL_NAME}` link), labels or namespace where both say.
 """
@@ -9,9 +11,9 @@ same model (as written, so two templates with `${MODEL_NAME}` link), labels or n
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
-from .model import Deployment, Pair, Worker
+from .model import Branch, Deployment, Pair, Worker
 
 _SCOPE_LABELS = ("llm-d.ai/model", "app", "app.kubernetes.io/name", "llm-d.ai/inferenceServing", "llm-d.ai/guide")
 
@@ -22,11 +24,48 @@ def engines_of(dep: Deployment, role: str) -> list[Worker]:
 
 def within(dep: Deployment) -> list[Pair]:
     pairs = []
+    prefills = engines_of(dep, "prefill")
+    order = {id(p): i for i, p in enumerate(prefills)}
+    index = ByBranch(prefills)
+    branched = set(index.groups) != {None}  # a file without script branches: every prefill is a candidate
     for d in engines_of(dep, "decode"):
-        for p in engines_of(dep, "prefill"):
-            if _family(d) == _family(p) and _same_scope(d, p):
+        for p in sorted(index.candidates(d), key=lambda p: order[id(p)]) if branched else prefills:
+            if _family(d) == _family(p) and _same_scope(d, p) and together(d.alternative, p.alternative):
                 pairs.append(Pair(d, p, "same file"))
     return pairs
+
+
+class ByBranch:
+    """Workers grouped by the outermost exclusive branch they run in, so that finding the ones that can run with a
+    worker skips whole profiles it cannot meet (a script of N profiles would otherwise compare N² pairs)."""
+
+    def __init__(self, workers: Iterable[Worker] = ()):
+        self.groups: dict[str | None, dict[int | None, list[Worker]]] = {}
+        for w in workers:
+            self.add(w)
+
+    def add(self, w: Worker) -> None:
+        e = _outermost(w.alternative)
+        self.groups.setdefault(e.frame if e else None, {}).setdefault(e.index if e else None, []).append(w)
+
+    def candidates(self, w: Worker) -> Iterator[Worker]:
+        """A superset of the workers `together` accepts with `w`."""
+        e = _outermost(w.alternative)
+        for frame, by_index in self.groups.items():
+            if e is not None and frame == e.frame:
+                yield from by_index.get(e.index, ())
+            else:
+                for ws in by_index.values():
+                    yield from ws
+
+
+    def meeting(self, w: Worker, one_invocation: bool = False) -> Iterator[Worker]:
+        """The workers that run with `w` (`together`)."""
+        return (o for o in self.candidates(w) if together(o.alternative, w.alternative, one_invocation))
+
+
+def _outermost(alternative: tuple[Branch, ...] | None) -> Branch | None:
+    return next((b for b in alternative or () if not b.per_process), None)
 
 
 def across(deps: Iterable[Deployment], paired: set[int]) -> list[Pair]:
@@ -48,6 +87,36 @@ def across(deps: Iterable[Deployment], paired: set[int]) -> list[Pair]:
             if why:
                 pairs.append(Pair(d, p, why))
     return pairs
+
+
+def together(a: tuple[Branch, ...] | None, b: tuple[Branch, ...] | None, one_invocation: bool = False) -> bool:
+    """Whether processes in branches `a` and `b` of one script serve one deployment (when unsure: no).
+
+    `one_invocation`: whether they run in the same run of the script, so share its host and network. Branches chosen
+    by a role or host rank are one deployment but different runs, maybe on different hosts."""
+    for x in a or ():
+        for y in b or ():
+            if x.per_process and y.per_process and (x.frame == y.frame or x.selector == y.selector):
+                if one_invocation and (x.frame != y.frame or x.index != y.index) and not _meet(x, y):
+                    return False
+                continue  # run once per role or host: different branches are different processes of one deployment
+            if x.frame == y.frame:
+                if x.index != y.index:
+                    return False
+            elif x.selector is not None and x.selector == y.selector and not _meet(x, y):
+                return False
+    return True
+
+
+def _meet(x: Branch, y: Branch) -> bool:
+    """Some value of the selector picks both branches (a glob pattern meets only itself: unsure is apart)."""
+    if x.values is not None and y.values is not None:
+        return bool(x.values & y.values)
+    if x.values is not None:
+        return bool(x.values - y.excluded)
+    if y.values is not None:
+        return bool(y.values - x.excluded)
+    return True
 
 
 def _family(w: Worker) -> str:

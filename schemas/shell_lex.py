@@ -8,7 +8,14 @@ Covers what deployment scripts use: quotes and escapes, `\\` continuations, comm
 
 from __future__ import annotations
 
+import re
+
 SEPARATORS = ("\n", ";", ";;", "&", "&&", "||", "|", "(", ")")
+_PLAIN = re.compile(r"[^ \t\r\n;&|()<>\\'\"$`=]+")  # a run of characters that are only themselves, outside quotes
+_SIMPLE_WORD = re.compile(r"(?:[^\s;&|()<>\\'\"$`=]|=(?!\())+(?=[\s;&|()<>]|\Z)")
+_BLANKS = re.compile(r"[ \t\r]+")
+_OP_START = frozenset("&|;\n()")
+_PLAIN_DQ = re.compile(r'[^"\\$`]+')  # ... inside double quotes
 
 
 class Seg:
@@ -16,7 +23,7 @@ class Seg:
 
     def __init__(self, kind: str, text: str, offs: list[int], quoted: bool = False, op: str = "", arg: list["Seg"] | None = None,
                  items: list[list["Seg"]] | None = None):
-        self.kind = kind  # lit | var | sub | array
+        self.kind = kind  # lit | var | sub | array | arith (`((...))` of a command or C-style for: text is what is inside)
         self.text = text  # literal text, or the variable's name
         self.offs = offs  # source offset of each literal character; for var/sub: [start, end) of the expression
         self.quoted = quoted
@@ -60,7 +67,7 @@ class Lexer:
                 self.i += 2
                 continue
             if c in " \t\r":
-                self.i += 1
+                self.i = _BLANKS.match(t, self.i).end()
                 continue
             if c == "#" and (self.i == 0 or t[self.i - 1] in " \t\n;&|()"):
                 j = t.find("\n", self.i)
@@ -68,19 +75,33 @@ class Lexer:
                 comments.append(t[self.i + 1 : j].strip())
                 self.i = j
                 continue
-            op = self._operator()
+            if c == "(" and t.startswith("((", self.i) and (not words or (len(words) == 1 and _lit_text(words[0]) == "for")):
+                # `((i++))` and `for ((i=0; i<N; i++))`: one arithmetic word, not two subshells
+                j = _match_paren(t, self.i)
+                if not words:
+                    start = self.off(self.i)
+                words.append([Seg("arith", t[self.i + 2 : max(self.i + 2, j - 2)], [self.off(self.i), self.off(j)])])
+                self.i = j
+                continue
+            op = self._operator() if c in _OP_START else None
             if op is not None:
                 if words or op in ("(", ")", ";;"):
                     out.append(Command(words, op, comments, start))
                     words, comments = [], []
                 continue
-            if t.startswith("&>", self.i) or c in "<>" or (c.isdigit() and self.i + 1 < n and t[self.i + 1] in "<>"):
+            if c in "<>&" or (c.isdigit() and self.i + 1 < n and t[self.i + 1] in "<>"):
                 words.append([Seg("lit", ">", [self.off(self.i)])])
                 while self.i < n and (t[self.i] in "<>&" or t[self.i].isdigit()) and not (t[self.i] == "&" and self.i + 1 < n and t[self.i + 1] == "&"):
                     self.i += 1
                 continue
             if not words:
                 start = self.off(self.i)
+            m = _SIMPLE_WORD.match(t, self.i)
+            if m is not None:  # most words are plain text up to a blank or an operator: one piece, no loop
+                j = m.end()
+                words.append([Seg("lit", m.group(), self.o[self.i : j] if j <= len(self.o) else [self.off(k) for k in range(self.i, j)])])
+                self.i = j
+                continue
             before = self.i
             w = self.word()
             if self.i == before:  # a character no rule takes: skip it rather than loop
@@ -120,14 +141,14 @@ class Lexer:
             elif c == "'":
                 j = t.find("'", self.i + 1)
                 j = n if j < 0 else j
-                for k in range(self.i + 1, j):
-                    self._lit(segs, t[k], k, True)
+                self._lits(segs, self.i + 1, j, True)
+                if j == self.i + 1:
+                    segs.append(Seg("lit", "", [], True))  # '' is an empty word, not no word
                 self.i = j + 1
             elif c == "$" and self.i + 1 < n and t[self.i + 1] == "'":
                 j = t.find("'", self.i + 2)
                 j = n if j < 0 else j
-                for k in range(self.i + 2, j):
-                    self._lit(segs, t[k], k, True)
+                self._lits(segs, self.i + 2, j, True)
                 self.i = j + 1
             elif c == '"':
                 self.i += 1
@@ -138,10 +159,24 @@ class Lexer:
                 self._lit(segs, "=", self.i, False)
                 self.i += 2
                 segs.append(self._array())
+            elif not in_brace and not stop and (m := _PLAIN.match(t, self.i)) is not None:
+                self._lits(segs, m.start(), m.end(), False)
+                self.i = m.end()
             else:
                 self._lit(segs, c, self.i, False)
                 self.i += 1
         return segs
+
+    def _lits(self, segs: Word, i: int, j: int, quoted: bool) -> None:
+        """Characters i..j of the text, all literal."""
+        if i >= j:
+            return
+        offs = self.o[i:j] if j <= len(self.o) else [self.off(k) for k in range(i, j)]
+        if segs and segs[-1].kind == "lit" and segs[-1].quoted == quoted:
+            segs[-1].text += self.t[i:j]
+            segs[-1].offs.extend(offs)
+        else:
+            segs.append(Seg("lit", self.t[i:j], list(offs), quoted))
 
     def _lit(self, segs: Word, ch: str, i: int, quoted: bool) -> None:
         if segs and segs[-1].kind == "lit" and segs[-1].quoted == quoted:
@@ -161,8 +196,10 @@ class Lexer:
             elif c in "$`":
                 segs.append(self.dollar(quoted=True))
             else:
-                self._lit(segs, c, self.i, True)
-                self.i += 1
+                m = _PLAIN_DQ.match(t, self.i)
+                j = m.end() if m else self.i + 1
+                self._lits(segs, self.i, j, True)
+                self.i = j
         self.i += 1
         if not segs:
             segs.append(Seg("lit", "", [], True))  # "" is an empty word, not no word
@@ -240,6 +277,10 @@ class Lexer:
                 self.i += 1
         self.i += 1
         return Seg("array", "", [self.off(start), self.off(self.i)], False, items=items)
+
+
+def _lit_text(word: Word) -> str | None:
+    return word[0].text if len(word) == 1 and word[0].kind == "lit" else None
 
 
 def _is_name_prefix(segs: Word) -> bool:

@@ -170,17 +170,16 @@ def _convert(path: str, node: yaml.Node, at: Path, marks: SourceMap, budget: lis
         raise ConfigError(path, p.line, p.column, f"invalid value: tag {node.tag!r} is not allowed in a config")
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        for key_node, value_node, merged in _pairs(path, node, 0):
             if not isinstance(key_node, yaml.ScalarNode):
                 p = _pos(key_node)
                 raise ConfigError(path, p.line, p.column, "a mapping key must be a plain value, not a list or mapping")
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                p = _pos(key_node)
-                raise ConfigError(path, p.line, p.column, "YAML merge keys (<<) are not supported in configs; write the keys out")
-            key = _constructor.construct_object(key_node, deep=True)
+            key = _convert(path, key_node, at + ("<key>",), SourceMap(), budget, depth + 1)  # a scalar, constructed as a value is
             if not isinstance(key, str):
                 key = str(key)
             if key in out:
+                if merged:
+                    continue  # a merged key yields to the mapping's own one and to earlier merged ones (YAML 1.1 merge)
                 p, first = _pos(key_node), marks.keys[at + (key,)]
                 raise ConfigError(path, p.line, p.column, f"duplicate key {key!r} (first defined at line {first.line}); YAML keeps only the last")
             marks.keys[at + (key,)] = _pos(key_node)
@@ -196,6 +195,30 @@ def _convert(path: str, node: yaml.Node, at: Path, marks: SourceMap, budget: lis
     except ValueError as exc:  # e.g. a timestamp that the resolver matched but that is not a date
         p = _pos(node)
         raise ConfigError(path, p.line, p.column, f"invalid value: {exc}") from None
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _pairs(path: str, node: yaml.MappingNode, depth: int) -> list[tuple[yaml.Node, yaml.Node, bool]]:
+    """The key/value nodes of a mapping with YAML 1.1 merge keys (`<<: *anchor`, `<<: [*a, *b]`) resolved: the
+    mapping's own keys first, then each merged mapping's in order; a merged value keeps the anchor's position."""
+    own: list[tuple[yaml.Node, yaml.Node, bool]] = []
+    merged: list[tuple[yaml.Node, yaml.Node, bool]] = []
+    for key_node, value_node in node.value:
+        if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == _MERGE_TAG):
+            own.append((key_node, value_node, False))
+            continue
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for src in sources:
+            if not isinstance(src, yaml.MappingNode) or src.tag not in _PLAIN_COLLECTION_TAGS:
+                p = _pos(src)
+                raise ConfigError(path, p.line, p.column, "a merge key (<<) takes a mapping or a list of mappings")
+            if depth > _MAX_DEPTH:
+                p = _pos(src)
+                raise ConfigError(path, p.line, p.column, f"merge keys nested more than {_MAX_DEPTH} levels deep")
+            merged.extend((k, v, True) for k, v, _ in _pairs(path, src, depth + 1))
+    return own + merged
 
 
 _NOQA = re.compile(r"#\s*disagg:\s*noqa(?::\s*(?P<codes>[A-Za-z0-9]+(?:\s*,\s*[A-Za-z0-9]+)*))?", re.IGNORECASE)

@@ -14,6 +14,8 @@ import yaml
 
 BASE = {"model": "Qwen/Qwen3-8B", "block": "16", "tp": "1", "dtype": "bfloat16", "connector": True, "port": None}
 KV = json.dumps({"kv_connector": "NixlConnector", "kv_role": "kv_both"})
+# vLLM's proxy names which instance prefills and which decodes: with kv_both, nothing else in a script says
+PROXY = "python3 toy_proxy_server.py --port 8000 --prefiller-port 8100 --decoder-port 8200"
 
 
 def vllm_args(spec: dict, model_flag: bool = False) -> list[str]:
@@ -32,7 +34,7 @@ def script(p: dict, d: dict) -> dict[str, str]:
     for role, spec, port in (("prefill", p, 8100), ("decode", d, 8200)):
         side = spec["port"] or (5600 if role == "prefill" else 5601)
         out += [f"# start the {role} instance", f"VLLM_NIXL_SIDE_CHANNEL_PORT={side} vllm serve {shlex.quote(spec['model'])} --port {port} {_q(vllm_args(spec))} &"]
-    return {"run.sh": "\n".join(out) + "\n"}
+    return {"run.sh": "\n".join(out + [PROXY]) + "\n"}
 
 
 def script_eval(p: dict, d: dict) -> dict[str, str]:
@@ -41,7 +43,7 @@ def script_eval(p: dict, d: dict) -> dict[str, str]:
     lines = ["#!/bin/bash", f"MODEL=${{MODEL:-{p['model']}}}", f"DECODE_MODEL=${{DECODE_MODEL:-{d['model']}}}",
              f"PREFILL_BLOCK_SIZE=${{PREFILL_BLOCK_SIZE:-{p['block']}}}", f"DECODE_BLOCK_SIZE=${{DECODE_BLOCK_SIZE:-{d['block']}}}",
              f"KV_CONFIG='{KV}'", "", "start_instances() {", "  # ---- prefill instances ----", "  for i in 0; do",
-             "    PORT=$((8100 + i))", "    echo starting", "    # (many lines of setup could sit here)", "    :", "    :"]
+             "    PORT=810$i", "    echo starting", "    # (many lines of setup could sit here)", "    :", "    :"]
     pside = p["port"] or 5600
     pcmd = f"VLLM_NIXL_SIDE_CHANNEL_PORT={pside} vllm serve $MODEL --port $PORT --block-size ${{PREFILL_BLOCK_SIZE}} --tensor-parallel-size {p['tp']} --dtype {p['dtype']}"
     pcmd += " --kv-transfer-config '$KV_CONFIG'" if p["connector"] else ""
@@ -49,7 +51,7 @@ def script_eval(p: dict, d: dict) -> dict[str, str]:
     dside = d["port"] or 5601
     dcmd = f"VLLM_NIXL_SIDE_CHANNEL_PORT={dside} vllm serve $DECODE_MODEL --port 8200 --block-size ${{DECODE_BLOCK_SIZE}} --tensor-parallel-size {d['tp']} --dtype {d['dtype']}"
     dcmd += " --kv-transfer-config '$KV_CONFIG'" if d["connector"] else ""
-    lines += ["  for i in 0; do", f'    BASE_CMD="{dcmd}"', '    eval "$BASE_CMD 2>&1 | tee -a decode_instance_$i.log &"', "  done", "}", "start_instances"]
+    lines += ["  for i in 0; do", f'    BASE_CMD="{dcmd}"', '    eval "$BASE_CMD 2>&1 | tee -a decode_instance_$i.log &"', "  done", "}", "start_instances", PROXY]
     return {"accuracy.sh": "\n".join(lines) + "\n"}
 
 
@@ -59,7 +61,7 @@ def docker_run(p: dict, d: dict) -> dict[str, str]:
         side = spec["port"] or (5600 if role == "prefill" else 5601)
         out.append(f"docker run -d --gpus all --network host --name qwen-{role} -e VLLM_NIXL_SIDE_CHANNEL_PORT={side} vllm/vllm-openai:v0.11.2 "
                    f"--model {shlex.quote(spec['model'])} --port {port} {_q(vllm_args(spec))}")
-    return {"docker.sh": "\n".join(out) + "\n"}
+    return {"docker.sh": "\n".join(out + [PROXY]) + "\n"}
 
 
 def _deployment(role: str, spec: dict, args_only: bool = False) -> dict:
@@ -107,6 +109,7 @@ def compose(p: dict, d: dict) -> dict[str, str]:
         services[role] = {"image": "vllm/vllm-openai:v0.11.2", "network_mode": "host", "entrypoint": ["vllm", "serve"],
                           "command": [spec["model"], "--port", str(port), *vllm_args(spec)],
                           "environment": {"VLLM_NIXL_SIDE_CHANNEL_PORT": str(spec["port"] or (5600 if role == "prefill" else 5601))}}
+    services["proxy"] = {"image": "vllm/vllm-openai:v0.11.2", "network_mode": "host", "entrypoint": ["python3"], "command": PROXY.split()[1:]}
     return {"compose.yaml": yaml.safe_dump({"services": services}, sort_keys=False)}
 
 
@@ -176,7 +179,7 @@ def leaderworkerset(p: dict, d: dict) -> dict[str, str]:
         c = {"name": "vllm", "image": "vllm/vllm-openai:v0.11.2", "command": ["vllm", "serve", spec["model"]], "args": vllm_args(spec),
              "env": [{"name": "VLLM_NIXL_SIDE_CHANNEL_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]}
         docs.append({"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": {"name": f"qwen-{role}"},
-                     "spec": {"replicas": 1, "leaderWorkerTemplate": {"size": 1, "leaderTemplate": {"metadata": {"labels": {"role": role}}, "spec": {"containers": [c]}}}}})
+                     "spec": {"replicas": 1, "leaderWorkerTemplate": {"size": 1, "leaderTemplate": {"metadata": {"labels": {"llm-d.ai/role": role}}, "spec": {"containers": [c]}}}}})
     return {"lws.yaml": yaml.safe_dump_all(docs, sort_keys=False)}
 
 

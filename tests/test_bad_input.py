@@ -35,7 +35,7 @@ CASES = {
     "deep-flow": (b"VllmWorker: " + b"[" * 10_000 + b"]" * 10_000 + b"\n", "invalid YAML"),
     "deep-block": ("".join(" " * i + "k:\n" for i in range(3_000)).encode(), "invalid YAML"),
     "python-tag": (b"VllmWorker:\n  model: !!python/object/apply:os.system ['true']\n", "invalid value"),
-    "merge-key": (b"base: &b {model: m}\nVllmWorker:\n  <<: *b\n", "merge keys"),
+    "merge-of-a-scalar": (b"base: &b 5\nVllmWorker:\n  <<: *b\n", "merge key (<<) takes a mapping"),
     "complex-key": (b"VllmWorker:\n  ? [a, b]\n  : 1\n", "plain value"),
     "two-documents": (b"VllmWorker: {}\n---\nPrefillWorker: {}\n", "one YAML document"),
     "tab-indent": (b"VllmWorker:\n\tremote-prefill: true\n", "invalid YAML"),

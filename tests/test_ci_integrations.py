@@ -65,6 +65,53 @@ def test_the_hook_passes_once_the_config_is_fixed(tmp_path, home):
     assert "Passed" in r.stdout
 
 
+def pair_repo(tmp_path: Path) -> Path:
+    """Prefill in deploy/prefill.yaml and decode in deploy/decode.yaml, both on Qwen/Qwen3-8B, committed."""
+    repo = tmp_path / "pair"
+    shutil.copytree(FIXTURES / "precommit-pair", repo)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "fixture")
+    return repo
+
+
+def run_hook_on_staged(repo: Path, home: Path) -> subprocess.CompletedProcess:
+    """The hook as a commit runs it: over the staged files only (no --all-files)."""
+    env = {**os.environ, "PRE_COMMIT_HOME": str(home), "PRE_COMMIT_COLOR": "never", "GIT_CONFIG_GLOBAL": os.devnull}
+    return subprocess.run([PRE_COMMIT, "try-repo", str(ROOT), "disagg-doctor", "--verbose"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_a_commit_that_changes_one_side_of_a_pair_is_checked_against_the_other(tmp_path, home):
+    repo = pair_repo(tmp_path)
+    decode = repo / "deploy" / "decode.yaml"
+    decode.write_text(decode.read_text().replace('"Qwen/Qwen3-8B"', '"Qwen/Qwen3-14B"'))
+    git(repo, "add", "deploy/decode.yaml")
+    r = run_hook_on_staged(repo, home)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert re.search(r"^deploy/decode\.yaml:16:\d+: DG205 \[error\] .*'Qwen/Qwen3-8B'.*'Qwen/Qwen3-14B'", out, re.M), out
+    assert "see: deploy/prefill.yaml:16:" in out, out
+    reported = {m.group(1) for m in re.finditer(r"^(\S+):\d+:\d+: DG\d+", out, re.M)}
+    assert reported == {"deploy/decode.yaml"}, out  # the partner read from the folder is not reported on its own
+
+
+def test_a_one_sided_change_that_keeps_the_pair_consistent_passes(tmp_path, home):
+    repo = pair_repo(tmp_path)
+    decode = repo / "deploy" / "decode.yaml"
+    decode.write_text(decode.read_text().replace('replicas: 1', 'replicas: 2'))
+    git(repo, "add", "deploy/decode.yaml")
+    r = run_hook_on_staged(repo, home)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Passed" in r.stdout
+
+
+def test_the_hook_runs_serially_so_a_pair_is_never_split_across_batches():
+    import yaml
+
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert [h["require_serial"] for h in hooks if h["id"] == "disagg-doctor"] == [True]
+
+
 def run_tool(*argv: str) -> subprocess.CompletedProcess:
     exe = shutil.which(argv[0]) or str(Path(sys.executable).with_name(argv[0]))
     if not Path(exe).exists():

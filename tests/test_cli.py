@@ -122,8 +122,15 @@ def test_folder_search_skips_other_yaml(cli, tmp_path, write):
 
 
 def test_explicit_non_config_file_is_an_error(cli, write):
-    r = cli("doctor", write("apiVersion: v1\nkind: ConfigMap\n"))
+    r = cli("doctor", write("router:\n  policy: round_robin\n"))
     assert r.code == 2 and "not a recognised config" in r.out
+
+
+def test_a_kubernetes_kind_no_reader_reads_is_listed_not_an_error(cli, write):
+    path = write("apiVersion: v1\nkind: ConfigMap\n")
+    r = cli("doctor", "-v", path)
+    assert r.code == 0 and "skipped: not a serving config I know: v1/ConfigMap" in r.out
+    assert cli("doctor", "--require-files", path).code == 2  # asked for a config, none found
 
 
 def test_stdin(cli, monkeypatch):
@@ -139,8 +146,24 @@ def test_explain_and_rules(cli):
     r = cli("doctor", "--explain", "dg101")
     assert r.code == 0 and "## Why is this bad?" in r.out and "remote-prefill" in r.out
     assert cli("doctor", "--explain", "DG999").code == 2
+    by_name = cli("doctor", "--explain", "remote-prefill-disabled")  # ruff's `rule` takes a name as well as a code
+    assert by_name.code == 0 and by_name.out.startswith("DG101 remote-prefill-disabled")
     r = cli("rules", "--output-format", "json")
     assert {x["code"] for x in json.loads(r.out)} >= {"DG101", "DG404"}
+
+
+def test_fix_on_a_flow_mapping_says_it_was_not_applied(cli, write, capsys):
+    text = "Frontend: {served_model_name: m}\nVllmWorker: {model: m, conditional-disagg: true}\nPrefillWorker: {model: m}\n"
+    path = write(text)
+    r = cli("doctor", path, "--fix", "--select", "DG101")
+    assert r.code == 1 and path.read_text() == text
+    assert "fix (by hand: --fix does not edit a flow mapping)" in r.out
+    assert "fix not applied to 1 finding(s) on a flow mapping" in r.err
+
+
+def test_the_summary_counts_fixable_findings(cli):
+    r = cli("doctor", SEED)
+    assert r.out.rstrip().endswith("1 fixable with --fix."), r.out
 
 
 def test_fix_inserts_remote_prefill_and_the_config_is_then_clean_of_dg101(cli, write):

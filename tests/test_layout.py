@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +59,87 @@ def test_readme_rules_table_is_generated_from_the_registry():
 
     readme = (ROOT / "README.md").read_text()
     assert rules_markdown(default_registry()) in readme, "README rules table is stale: paste `disagg rules --output-format markdown`"
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the modules of ours it imports anywhere in its text (top level or inside a function: a lazy import
+    is still a circle, it only moves the failure to run time)."""
+    import ast
+
+    mods: dict[str, tuple[Path, bool]] = {}
+    for top in ("disagg", "schemas", "doctor", "runtime"):
+        for path in (ROOT / top).rglob("*.py"):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            is_init = parts[-1] == "__init__"
+            if is_init:
+                parts = parts[:-1]
+            mods[".".join(parts if parts[0] == "disagg" else ["disagg", *parts])] = (path, is_init)
+    graph: dict[str, set[str]] = {}
+    for name, (path, is_init) in mods.items():
+        package = name if is_init else name.rsplit(".", 1)[0]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name in mods)
+            elif isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                module = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module or ""
+                for a in node.names:
+                    deps.add(f"{module}.{a.name}" if f"{module}.{a.name}" in mods else module)
+        graph[name] = {d for d in deps if d in mods and d != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, children = work[-1]
+            for w in children:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                    break
+                if w in on:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        w = stack.pop()
+                        on.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1:
+                        out.append(sorted(comp))
+    return out
+
+
+def test_no_import_circles():
+    """No module of ours imports, directly or through others, a module that imports it (engine <-> parallel and
+    live.collect <-> live.prometheus were such circles: the shared piece now has its own module)."""
+    assert _cycles(_import_graph()) == []
+
+
+def test_the_circle_check_sees_a_lazy_circle():
+    graph = _import_graph()
+    assert "disagg.doctor.check" in graph["disagg.doctor.engine"] and "disagg.doctor.parallel" in graph["disagg.doctor.engine"]
+    graph["disagg.doctor.check"] = graph["disagg.doctor.check"] | {"disagg.doctor.parallel"}
+    assert _cycles(graph) == [["disagg.doctor.check", "disagg.doctor.parallel"]]

@@ -49,3 +49,18 @@ def test_selection_by_prefix_all_and_ignore():
     assert codes(reg.select(["ALL"], ignore=["DG4"])) == {c for c in reg.codes() if not c.startswith("DG4")}
     assert codes(reg.select(["DG101"], extend_select=["DG2"])) == {"DG101"} | {c for c in reg.codes() if c.startswith("DG2")}
     assert not reg.check_selector("XX1")
+
+
+def test_every_rule_that_judges_a_pair_documents_the_info_a_name_only_role_gets():
+    """A rule whose findings rest on prefill/decode roles (pair_finding, or roles= given) declares on_roles, so that the
+    info a name-only role caps it to is in its documented severities (`disagg rules`, the README table)."""
+    import inspect
+
+    from disagg.doctor.registry import ROLE_GUESSED
+
+    for rule in default_registry():
+        source = inspect.getsource(inspect.getmodule(rule))
+        if "pair_finding(" in source or "roles=(" in source or "roles=chosen" in source:
+            assert rule.on_roles, f"{rule.code} judges roles but does not declare on_roles"
+            if rule.severity > Severity.INFO:
+                assert ROLE_GUESSED in rule.also.get(Severity.INFO, ""), rule.also

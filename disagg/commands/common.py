@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_INTERNAL = 3  # the doctor itself failed on some input (a reader or a rule raised): what it reported is incomplete
 
 
 def err(message: str) -> int:

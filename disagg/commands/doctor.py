@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .common import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, codes, err
+from .common import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, EXIT_INTERNAL, codes, err
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -20,15 +20,23 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     registry = default_registry()
     if args.explain:
-        rule = registry.get(args.explain)
+        rule = registry.find(args.explain)
         if rule is None:
-            return err(f"no rule {args.explain!r}; `disagg rules` lists them")
+            return err(f"no rule {args.explain!r} (by code or name); `disagg rules` lists them")
         print(f"{rule.code} {rule.name} ({rule.severities()})\n\n{rule.doc()}")
         return EXIT_CLEAN
     try:
         settings = load_settings()
     except SettingsError as exc:
         return err(str(exc))
+    if args.env:
+        from .env import run as env
+
+        return env(args, registry)
+    if args.emit_alerts:
+        from .alerts import run as emit_alerts
+
+        return emit_alerts(args)
     if args.live:
         from .live import run as live
 
@@ -70,17 +78,23 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     stdin_bytes = sys.stdin.buffer.read() if "-" in args.paths else None
     options = LintOptions(gpus=gpus, workload=workload, target=target)
     exclude = settings.get("exclude", []) + (args.exclude or [])
-    results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format, skip_unrecognized=args.skip_unrecognized)
+    results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format, skip_unrecognized=args.skip_unrecognized,
+                         partner_search=not args.no_partner_search)
 
     if args.fix:
         applied, skipped, held_back = apply_fixes(results, unsafe)
+        manual = [f for r in results for f in r.findings if f.fix and f.fix.manual]
+        if manual:
+            kinds = ", ".join(sorted({f.fix.manual for f in manual}))
+            print(f"fix not applied to {len(manual)} finding(s) on a {kinds}: --fix edits block mappings only; apply it by hand", file=sys.stderr)
         if applied or skipped:
             print(f"applied {applied} fix(es)" + (f"; {skipped} overlapped another and were left for the next run" if skipped else "")
                   + "; run the doctor again to see what is left", file=sys.stderr)
         if held_back:
             print(f"{held_back} unsafe fix(es) not applied (they may change what runs); --unsafe-fixes applies them", file=sys.stderr)
         if applied:
-            results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format, skip_unrecognized=args.skip_unrecognized)
+            results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format, skip_unrecognized=args.skip_unrecognized,
+                         partner_search=not args.no_partner_search)
     if args.require_files and not any(not r.skipped for r in results):
         return err("no config files found in " + ", ".join(args.paths))
 
@@ -88,9 +102,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     out = render(fmt, results, registry, color=color, verbose=args.verbose)
     if out:
         print(out)
+    if any(r.internal_error for r in results):
+        return EXIT_INTERNAL  # even with --exit-zero (as ruff's 2): the report is incomplete
     if any(r.error for r in results):
         return EXIT_ERROR
-    failing = any(f.severity >= fail_level for r in results for f in r.findings)
+    failing = any(f.severity >= fail_level for r in results for f in r.findings if not f.internal)
     return EXIT_FINDINGS if failing and not args.exit_zero else EXIT_CLEAN
 
 

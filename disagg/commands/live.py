@@ -160,7 +160,7 @@ def served_config(url: str, registry):
         return None  # not a disagg frontend: diagnose from metrics alone
     if not served.get("text"):
         return None
-    return lint_text(served.get("path", url + "/config"), served["text"], [r for r in registry if not r.live], LintOptions())
+    return lint_text(served.get("name") or served.get("path") or url + "/config", served["text"], [r for r in registry if not r.live], LintOptions())
 
 
 def print_live(f) -> None:

@@ -7,13 +7,8 @@ import sys
 
 from .common import EXIT_CLEAN, EXIT_FINDINGS, err, runtime_missing
 
-# Pair findings whose KV exchange vLLM's NIXL handshake refuses, and the reason the mock engine gives when it refuses
-# it the same way (counted in disagg_engine_kv_refused_total{reason}): the runtime does what the doctor predicts.
-KV_REFUSALS = {"DG203": "block_size", "DG204": "tp_ratio", "DG205": "model", "DG206": "dtype"}
-
 
 def run(args: argparse.Namespace) -> int:
-    import os
     import signal
     import time
 
@@ -29,6 +24,9 @@ def run(args: argparse.Namespace) -> int:
     from disagg.schemas.source import ConfigError
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
+    api_key = api_key_of(args)
+    if isinstance(api_key, tuple):
+        return err(api_key[0])
     hosts = across_hosts(args)
     if isinstance(hosts, str):
         return err(hosts)
@@ -64,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FINDINGS
     if errors:
         console.print("[yellow]starting anyway: the runtime runs the config as written, so you can watch what the doctor predicts (--strict refuses)[/]")
-    refusals = {KV_REFUSALS[f.code]: f.message for f in errors if f.code in KV_REFUSALS}
     for note in plan.notes:
         console.print("[yellow]note:[/] " + escape(note))
     timing = {} if args.mock_timing == "default" else {"prefill_base": 0.0, "prefill_per_token": 0.0, "decode_step": 0.0, "decode_per_seq": 0.0}
@@ -72,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
         timing["prefill_per_token"] = args.mock_prefill_us_per_token / 1e6
     if args.mock_decode_ms_per_step is not None:
         timing["decode_step"] = args.mock_decode_ms_per_step / 1e3
-    options = ServeOptions(engine=args.engine, host=args.host, port=args.port, kv_transport=transport, timing=timing, prefill_concurrency=args.prefill_concurrency,
-                           prefill_timeout=args.prefill_timeout, fault_injection=args.fault_injection, log_dir=args.log_dir, kv_refusals=refusals,
-                           api_key=args.api_key or os.environ.get("DISAGG_API_KEY") or None, drain_seconds=args.drain_seconds, max_connections=args.max_connections,
+    options = ServeOptions(engine=args.engine, host=args.host, port=args.port, kv_transport=transport, timing=timing, prefill_concurrency=args.prefill_concurrency, arena_mb=args.kv_arena_mb,
+                           prefill_timeout=args.prefill_timeout, fault_injection=args.fault_injection, log_dir=args.log_dir,
+                           api_key=api_key, drain_seconds=args.drain_seconds, max_connections=args.max_connections,
                            **hosts)
     sup = Supervisor(plan, options, say=lambda m: console.print(f"[bold red]![/] {m}" if "died" in m else f"[green]✓[/] {m}"))
     try:
@@ -118,14 +115,59 @@ def run(args: argparse.Namespace) -> int:
     else:
         console.print(f"[bold green]running[/] {', '.join(options.roles)} (registered in etcd; logs {sup.run_dir})")
     print(sup.frontend_url or "ready", flush=True)
+    echo = FrontendEcho(os.path.join(sup.run_dir, "frontend.log"), requests=not args.no_request_log) if sup.frontend_url else None
     try:
         while not stop["flag"]:
             sup.watch_once()
+            if echo is not None and (lines := echo.lines()):
+                sys.stderr.write("".join(line + "\n" for line in lines))  # plain writes: cheap at thousands of requests/s
+                sys.stderr.flush()
             time.sleep(0.1)
     finally:
         console.print("stopping...")
         sup.stop()
+        console.print(f"stopped; {sup.cleanup()}")
     return EXIT_CLEAN
+
+
+def api_key_of(args: argparse.Namespace) -> str | None | tuple[str]:
+    """The API key from --api-key-file, --api-key or $DISAGG_API_KEY (None: no key); (why,) when it cannot be read."""
+    import os
+
+    given = [name for name, v in (("--api-key-file", args.api_key_file), ("--api-key", args.api_key)) if v]
+    if len(given) > 1:
+        return (f"{' and '.join(given)}: give the API key one way",)
+    if args.api_key_file:
+        try:
+            with open(args.api_key_file, encoding="utf-8") as handle:
+                key = handle.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            return (f"--api-key-file {args.api_key_file}: cannot read it ({getattr(exc, 'strerror', None) or exc})",)
+        if not key or any(c.isspace() for c in key):
+            return (f"--api-key-file {args.api_key_file}: expected one key on one line, found {'nothing' if not key else 'whitespace inside it'}",)
+        return key
+    return args.api_key or os.environ.get("DISAGG_API_KEY") or None
+
+
+class FrontendEcho:
+    """The frontend's request and stats lines (runtime/frontend/reqlog.py), followed in its log for the console."""
+
+    def __init__(self, path: str, requests: bool = True):
+        from disagg.runtime.frontend.reqlog import REQUEST_PREFIX, STATS_PREFIX
+
+        self.path, self.offset, self.partial = path, 0, b""
+        self.marks = tuple(f" INFO {p}" for p in ((REQUEST_PREFIX, STATS_PREFIX) if requests else (STATS_PREFIX,)))
+
+    def lines(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read(1 << 20)
+        except OSError:
+            return []
+        self.offset += len(data)
+        data, self.partial = (self.partial + data).rpartition(b"\n")[::2] if b"\n" in data else (b"", self.partial + data)
+        return [t for t in data.decode("utf-8", "replace").splitlines() if any(m in t for m in self.marks)]
 
 
 def across_hosts(args: argparse.Namespace) -> dict | str:

@@ -12,22 +12,9 @@ from disagg.schemas.model import is_loopback
 
 from . import aliases, promtext
 from .scrape import ScrapeError, fetch, fetch_json
+from .series import split_by_worker
 from .utilisation import DcgmSource, NotAvailable, NvmlSource, PsutilSource
 from .window import Snapshot, WorkerView, freeze
-
-
-def split_by_worker(samples) -> tuple[list, dict[str, list]]:
-    """A page's samples: (the frontend's own, worker id -> that worker's engine series). Engine series are the
-    reference runtime's `disagg_engine_*` and the `vllm:*` a disagg frontend re-exports, labelled `worker_id`."""
-    front, per_worker = [], {}
-    for sample in samples:
-        name, labels, _ = sample
-        wid = dict(labels).get("worker_id") if name.startswith(("disagg_engine_", "vllm:")) else None
-        if wid:
-            per_worker.setdefault(wid, []).append(sample)
-        else:
-            front.append(sample)
-    return front, per_worker
 
 
 class Collector:

@@ -2,7 +2,7 @@
 reach the frontend and its workers, but the Prometheus that scrapes them.
 
 One instant query per tick fetches every series of the systems we read (`disagg_*`, `vllm:*`, `dynamo_*`,
-`sglang:*`), narrowed by `--prometheus-selector` (e.g. `job="disagg",namespace="prod"`) where one Prometheus
+`sglang:*`, llm-d's `llm_d_*`), narrowed by `--prometheus-selector` (e.g. `job="disagg",namespace="prod"`) where one Prometheus
 scrapes several deployments. The reference runtime's engine series (`disagg_engine_*`, labelled `worker_id`) become
 each worker's own signals, as a direct scrape of that worker would; workers are read from `disagg_worker_info` and
 `disagg_worker_up`.
@@ -16,9 +16,10 @@ import urllib.parse
 
 from . import aliases
 from .scrape import ScrapeError, fetch
+from .series import split_by_worker
 from .window import WorkerView
 
-NAMES = "disagg_.*|vllm:.*|dynamo_.*|sglang:.*"
+NAMES = "|".join(re.escape(prefix) + ".*" for prefix in aliases.PREFIXES.values())  # every system an alias table reads
 _SELECTOR = re.compile(r'\s*[A-Za-z_][A-Za-z0-9_]*\s*(=|!=|=~|!~)\s*"(?:[^"\\]|\\.)*"\s*(,\s*[A-Za-z_][A-Za-z0-9_]*\s*(=|!=|=~|!~)\s*"(?:[^"\\]|\\.)*"\s*)*,?\s*')
 _DROP = {"job", "instance"}  # scrape bookkeeping, not the series' identity here
 
@@ -66,8 +67,6 @@ class PrometheusSource:
 
     def read(self) -> tuple[dict, dict[str, dict], list[str], tuple[WorkerView, ...]]:
         """(frontend signals, worker id -> its engine's signals, systems, workers) from one query."""
-        from .collect import split_by_worker
-
         samples = self.query()
         front, per_worker = split_by_worker(samples)
         systems = aliases.detect({s[0] for s in samples})

@@ -155,7 +155,18 @@ class Window:
         return {v: self._increase(value_of(v)) for v in last.totals_by(signal, label)}
 
     def quantile(self, bucket_signal: str, q: float) -> float | None:
-        """A quantile of the observations made during the window, from histogram bucket increases."""
+        """A quantile of the observations made during the window, from histogram bucket increases: an estimate,
+        interpolated linearly inside the bucket that holds it (as Prometheus' histogram_quantile); quantile_bounds
+        gives that bucket."""
+        found = self._quantile(bucket_signal, q)
+        return None if found is None else found[0]
+
+    def quantile_bounds(self, bucket_signal: str, q: float) -> tuple[float, float] | None:
+        """The bounds of the histogram bucket the quantile lies in (the estimate is only known to lie there)."""
+        found = self._quantile(bucket_signal, q)
+        return None if found is None else found[1]
+
+    def _quantile(self, bucket_signal: str, q: float) -> tuple[float, tuple[float, float]] | None:
         last = self.last
         if last is None or bucket_signal not in last.signals:
             return None
@@ -177,10 +188,10 @@ class Window:
         for b, c in counts:
             if c >= target:
                 if math.isinf(b):
-                    return prev_b
-                return prev_b + (b - prev_b) * ((target - prev_c) / (c - prev_c) if c > prev_c else 1.0)
+                    return prev_b, (prev_b, b)
+                return prev_b + (b - prev_b) * ((target - prev_c) / (c - prev_c) if c > prev_c else 1.0), (prev_b, b)
             prev_b, prev_c = b, c
-        return prev_b
+        return prev_b, (prev_b, prev_b)
 
     def worker_rate(self, worker_id: str, signal: str) -> float | None:
         """Per-second increase of a counter in one worker's own /metrics over the window; None when not seen twice."""

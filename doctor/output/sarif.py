@@ -57,6 +57,8 @@ def render_sarif(results, registry) -> str:
     out_results = []
     for res in results:
         for f in res.findings:
+            if f.internal:
+                continue  # a rule that raised is a tool execution notification below, not a result
             item = {
                 "ruleId": f.code,
                 "ruleIndex": index[f.code],
@@ -79,6 +81,15 @@ def render_sarif(results, registry) -> str:
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(r.error.path)}, "region": {"startLine": r.error.line, "startColumn": r.error.column}}}],
         }
         for r in results if r.error
+    ]
+    notifications += [
+        {"level": "error", "message": {"text": crash}, "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(r.path)}, "region": {"startLine": 1, "startColumn": 1}}}]}
+        for r in results for crash in r.crashes
+    ]
+    notifications += [
+        {"level": "error", "message": {"text": f.message}, "associatedRule": {"id": f.code, "index": index[f.code]} if f.code in index else {"id": f.code},
+         "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(f.path)}, "region": _region(f.line, f.column, f.end_line, f.end_column)}}]}
+        for r in results for f in r.findings if f.internal
     ]
     doc = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",

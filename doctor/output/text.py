@@ -6,7 +6,10 @@ Written with plain ANSI styles rather than rich: importing rich's console costs 
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ..finding import count
+from .summary import pairs_checked
 
 _CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "magenta": "35", "cyan": "36"}
 _SEVERITY = {"error": "bold red", "warning": "bold yellow", "info": "bold cyan"}
@@ -30,11 +33,14 @@ class _Writer:
 def render_text(results, color: bool = False, show_fixes: bool = True, verbose: bool = False) -> str:
     w = _Writer(color)
     counts = {"error": 0, "warning": 0, "info": 0}
+    given = {r.path for r in results}
     for r in results:
         if r.error:
             e = r.error
             w.line(w.style(f"{e.path}:{e.line}:{e.column}: ", "bold"), w.style("error", "bold red"), f": {e.message}")
             continue
+        for crash in r.crashes:
+            w.line(w.style(f"{r.path}:1:1: ", "bold"), w.style("error", "bold red"), f": {crash}")
         for f in r.findings:
             counts[f.severity.label] += 1
             sev = _SEVERITY[f.severity.label]
@@ -54,6 +60,8 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
                 w.line(w.style("  assumed: ", "dim"), f.assumed)
             if show_fixes and f.fix:
                 label = {"safe": "fix", "unsafe": "fix (unsafe: --fix --unsafe-fixes)", "display": "fix"}[f.fix.applicability]
+                if f.fix.manual:
+                    label = f"fix (by hand: --fix does not edit a {f.fix.manual})"
                 w.line(w.style(f"  {label}: ", "bold green"), f.fix.title)
             w.line()
         if r.prediction is not None:
@@ -69,18 +77,23 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
         if verbose and r.pairs:
             for pair in r.pairs:
                 if pair.prefill.path == r.path:
-                    w.line(w.style(f"{r.path}: ", "dim"), f"checked {pair.prefill.name} (prefill) with {pair.decode.name} (decode)"
+                    w.line(w.style(f"{r.path}: ", "dim"), f"checked {pair.prefill.name} (prefill: {pair.prefill.role_why}) with {pair.decode.name} "
+                           f"(decode: {pair.decode.role_why})"
                            + (f" in {pair.decode.path}" if pair.cross_file else "") + f": {pair.why}")
+                elif pair.prefill.path not in given:  # the prefill side was read from the folder (doctor/partners.py)
+                    w.line(w.style(f"{r.path}: ", "dim"), f"checked {pair.decode.name} (decode) with {pair.prefill.name} (prefill) in "
+                           f"{pair.prefill.path}, read from the same folder: {pair.why}")
     n_files = sum(1 for r in results if not r.skipped and not r.error)
     n_skipped = sum(1 for r in results if r.skipped)
-    n_unreadable = sum(1 for r in results if r.error)
-    n_pairs = sum(1 for r in results for p in r.pairs if p.prefill.path == r.path)
+    n_unreadable = sum(1 for r in results if r.error and not r.crashed)
+    n_internal = sum(len(r.crashes) + r.crashed + sum(f.internal for f in r.findings) for r in results)
+    n_pairs = pairs_checked(results)
     total = sum(counts.values())
     checked = f"{count(n_pairs, 'prefill/decode pair')} checked in {count(n_files, 'file')}"
     skipped = f"; {n_skipped} skipped (not serving configs{'' if verbose else ', --verbose lists them'})" if n_skipped else ""
     if n_files == 0 and n_unreadable == 0:
         w.line(w.style(f"No config files found ({n_skipped} skipped as not serving configs).", "bold yellow"))
-    elif total == 0 and n_unreadable == 0:
+    elif total == 0 and n_unreadable == 0 and n_internal == 0:
         if n_pairs:
             w.line(w.style(f"All checks passed: {checked}{skipped}.", "bold green"))
         else:
@@ -90,5 +103,10 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
         parts = [count(v, k) for k, v in counts.items() if v]
         if n_unreadable:
             parts.append(count(n_unreadable, "unreadable file"))
+        if n_internal:
+            parts.append(count(n_internal, "internal error") + " (a bug in disagg, exit code 3)")
         w.line(w.style(f"Found {count(total, 'finding')} ({', '.join(parts)}); {checked}{skipped}.", "bold"))
+        fixes = Counter(f.fix.applicability for r in results for f in r.findings if f.fix)
+        if fixes["safe"] or fixes["unsafe"]:  # as ruff says it
+            w.line(f"{fixes['safe']} fixable with --fix" + (f" ({fixes['unsafe']} more with --fix --unsafe-fixes)" if fixes["unsafe"] else "") + ".")
     return "\n".join(w.lines)

@@ -7,50 +7,11 @@ from typing import Any
 from disagg.schemas import knowledge
 from disagg.schemas.engines import as_int, connectors, kv_family
 from disagg.schemas.model import Deployment, Unknown, Worker
-from disagg.schemas.routing import RoutingPolicy
+from disagg.schemas.policy import flag_bool, routing_policy, v0_decode, v0_router  # the runtime routes with the same
 
 VLLM_DEFAULT_BLOCK_SIZE = 16  # tokens: vLLM's default on GPUs; dynamo.vllm 0.4 sets the same when unset (args.py)
-V0_ROUTING_DEFAULTS = {"max_local_prefill_length": 1000, "max_prefill_queue_size": 3}  # knowledge: dynamo.v0.routing_keys
 
-__all__ = ["as_int", "connector_of", "v0_decode", "routing_policy", "prefill_capacity", "block_size", "flag_bool", "VLLM_DEFAULT_BLOCK_SIZE"]
-
-
-def v0_decode(dep: Deployment) -> Worker | None:
-    """The Dynamo v0 decode worker that applies the remote-prefill rule (the `VllmWorker` section)."""
-    for w in dep.workers:
-        if w.section == ("VllmWorker",) and w.program == "dynamo-v0:vllm":
-            return w
-    return None
-
-
-_ROUTING = ("remote_prefill", "conditional_disagg", "max_local_prefill_length", "max_prefill_queue_size")
-
-
-def v0_router(dep: Deployment) -> Worker | None:
-    """The v0 decode worker whose routing keys are checked: `VllmWorker`, else a decode section that sets them (the
-    multimodal example's `VllmDecodeWorker` reads them too)."""
-    dec = v0_decode(dep)
-    if dec is not None:
-        return dec
-    for w in dep.workers:
-        if w.program == "dynamo-v0:vllm" and w.role == "decode" and any(k in w.settings for k in _ROUTING):
-            return w
-    return None
-
-
-def flag_bool(w: Worker, key: str) -> bool:
-    """A store_true flag: set (any written value but an explicit false) or not."""
-    s = w.settings.get(key)
-    return s is not None and s.known and str(s.value).lower() not in ("false", "0")
-
-
-def routing_policy(w: Worker) -> RoutingPolicy:
-    def num(key: str) -> int:
-        v = as_int(w.known(key))
-        return v if v is not None else V0_ROUTING_DEFAULTS[key]
-
-    return RoutingPolicy(flag_bool(w, "remote_prefill"), flag_bool(w, "conditional_disagg"), num("max_local_prefill_length"),
-                         num("max_prefill_queue_size"))
+__all__ = ["as_int", "connector_of", "v0_decode", "v0_router", "routing_policy", "prefill_capacity", "block_size", "flag_bool", "VLLM_DEFAULT_BLOCK_SIZE"]
 
 
 def prefill_capacity(dep: Deployment) -> tuple[int, str, Worker | None]:

@@ -8,7 +8,7 @@ from contextlib import aclosing
 from typing import Any
 
 from ..channel import Channel, ChannelError, RemoteError, pack_tokens
-from ..mock_engine import VOCAB, chat_prompt, detokenize, tokenize
+from ..mock_engine import VOCAB, chat_prompt, detokenize, step_distribution, tokenize
 from . import WorkerFailed
 
 
@@ -76,6 +76,18 @@ class MockBackend:
         return header["handle"], metadata
 
     async def generate(self, worker, tokens: list[int], max_tokens: int, kv: Any, sampling: dict, request: str, timeout: float) -> AsyncIterator[tuple[str, Any]]:
+        """Penalties and logprobs are the frontend's part of the mock model (mock_engine.step_distribution): the worker
+        picks each word from the KV, this applies the penalties to it and reports the logprobs before its text."""
+        sampling = dict(sampling)
+        shaper = _Shaper(sampling.pop("presence_penalty", 0.0), sampling.pop("frequency_penalty", 0.0), sampling.pop("logprobs", None))
+        async for kind, value in self._generate(worker, tokens, max_tokens, kv, sampling, request, timeout):
+            if kind == "tokens" and shaper.active:
+                value, entries = shaper.shape(value)
+                if entries is not None:
+                    yield "logprobs", entries
+            yield kind, value
+
+    async def _generate(self, worker, tokens: list[int], max_tokens: int, kv: Any, sampling: dict, request: str, timeout: float) -> AsyncIterator[tuple[str, Any]]:
         handle, metadata = kv if kv is not None else (None, b"")
         fields = {"ntok": len(tokens), "max_tokens": max_tokens, "kv": handle, "request": request, "kv_timeout": 5.0, **sampling}
         try:
@@ -102,6 +114,15 @@ class MockBackend:
             raise WorkerFailed(exc.reason, exc.detail) from None
         raise WorkerFailed("stream_ended", f"{worker.spec.worker_id} ended the stream early")
 
+    async def release_kv(self, worker, kv: Any) -> None:
+        handle = kv[0] if isinstance(kv, tuple) else None
+        if not isinstance(handle, dict):
+            return
+        try:
+            await self._call(worker, "kv_release", 2.0, handle=handle)
+        except WorkerFailed:
+            pass  # gone or unreachable: its KV ends with the worker, or at the TTL
+
     def abort(self, worker) -> None:
         """Drop the connection to a worker that stopped answering: its requests fail now, not at their timeouts."""
         ch = self.channels.pop(worker.spec.worker_id, None)
@@ -114,3 +135,26 @@ class MockBackend:
     def close(self) -> None:
         for ch in self.channels.values():
             ch.close()
+
+
+class _Shaper:
+    """One request's penalties and logprobs over the words the mock worker picks."""
+
+    def __init__(self, presence: float, frequency: float, top: int | None):
+        self.presence, self.frequency, self.top = presence, frequency, top
+        self.active = bool(presence or frequency or top is not None)
+        self.counts: dict[int, int] = {}
+        self.first = True
+
+    def shape(self, ids: list[int]) -> tuple[list[int], list | None]:
+        out, entries = [], []
+        for intended in ids:
+            dist = step_distribution(intended, self.counts, self.presence, self.frequency)
+            word, logprob = dist[0]
+            out.append(word)
+            self.counts[word] = self.counts.get(word, 0) + 1
+            if self.top is not None:
+                alts = [(detokenize(j, self.first), lp) for j, lp in dist[: self.top]]
+                entries.append((detokenize(word, self.first), logprob, alts))
+            self.first = False
+        return out, entries if self.top is not None else None

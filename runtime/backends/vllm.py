@@ -14,8 +14,9 @@ from typing import Any
 
 import aiohttp
 
-from ..mock_engine import chat_prompt
+from ..mock_engine import chat_prompt as plain_chat_prompt
 from . import KVLoadFailed, WorkerFailed
+from .chat_template import load_chat_template
 
 NET_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
@@ -30,6 +31,7 @@ class VllmBackend:
 
         self.tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
         self.vocab_size = self.tokenizer.get_vocab_size()
+        self.template = load_chat_template(model_dir)  # None: the model has none (see chat_prompt)
         self.model = served_model_name
         self.pids_file = pids_file
         self.headers = {"Authorization": f"Bearer {api_key}"}
@@ -47,6 +49,9 @@ class VllmBackend:
         if self.session is not None:
             asyncio.get_event_loop().create_task(self.session.close())
 
+    async def release_kv(self, worker, kv: Any) -> None:
+        pass  # vLLM's prefill engine frees unread KV itself (VLLM_NIXL_ABORT_REQUEST_TIMEOUT)
+
     def abort(self, worker) -> None:
         pass  # each request has its own HTTP connection, ended by its own timeout
 
@@ -60,7 +65,9 @@ class VllmBackend:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def chat_prompt(self, messages: list[dict]) -> str:
-        return chat_prompt(messages)
+        """The model's chat template (tokenizer_config.json or chat_template.jinja), as `vllm serve` applies it; a model
+        without one gets the plain `role: content` template (said once at start-up)."""
+        return self.template(messages) if self.template is not None else plain_chat_prompt(messages)
 
     async def health(self, worker) -> dict:
         url = worker.spec.url
@@ -129,11 +136,20 @@ class VllmBackend:
                     yield "usage", int(event["usage"].get("completion_tokens", 0))
                     continue
                 choice = event["choices"][0]
+                if choice.get("logprobs"):  # asked for with sampling["logprobs"]: vLLM's own values, passed through
+                    yield "logprobs", logprob_entries(choice["logprobs"])
                 if choice.get("text"):
                     yield "tokens", choice["text"]
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
             yield "end", finish
+
+
+def logprob_entries(lp: dict) -> list:
+    """vLLM's /v1/completions logprobs of a chunk as (token, logprob, [(alternative, logprob), ...]) per token."""
+    tops = lp.get("top_logprobs") or []
+    return [(tok, float(val) if val is not None else float("-inf"), list((tops[i] or {}).items()) if i < len(tops) else [])
+            for i, (tok, val) in enumerate(zip(lp.get("tokens") or [], lp.get("token_logprobs") or []))]
 
 
 async def engine_metrics(session: aiohttp.ClientSession, w) -> str:

@@ -10,26 +10,40 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
+from ..backends.chat_template import ChatTemplateError
 from ..openai_api import (
     ChatCompletionRequest,
     CompletionRequest,
     completion_id,
     completion_response,
     error_body,
+    logprobs_body,
     request_id,
     stream_chunk,
     text_chunk_encoder,
     usage_chunk,
     validation_message,
 )
+from .reqlog import RequestLog
 from .router import RequestFailed
 
+log = logging.getLogger("disagg.frontend")
+
 BODY_TIMEOUT = 10.0  # seconds to receive a request body once its headers arrived
+
+
+def payload_problem(exc: BaseException) -> str:
+    """What aiohttp's parser said about a request body (its RequestPayloadError wraps the parser's error)."""
+    cause = exc.__cause__ or exc
+    text = getattr(cause, "message", None) or str(cause) or type(cause).__name__
+    return text.splitlines()[0][:200] if text else type(cause).__name__
 
 
 def sse(obj: dict) -> bytes:
@@ -64,9 +78,42 @@ class StopMatcher:
         return out
 
 
+class LogprobTrack:
+    """Per-token logprobs lined up with the output text, so that what a stop string cuts loses its tokens too. The
+    backend yields a piece's ("logprobs", entries) just before its text."""
+
+    def __init__(self):
+        self.entries: list = []
+        self.starts: list[int] = []
+        self.pending: list = []
+        self.end = 0
+        self.taken = 0
+
+    def add(self, entries: list) -> None:
+        self.pending.extend(entries)
+
+    def text(self, piece: str) -> None:
+        pos = self.end
+        for e in self.pending:
+            self.entries.append(e)
+            self.starts.append(pos)
+            pos += len(e[0])
+        self.pending = []
+        self.end += len(piece)
+
+    def take(self, upto: int) -> tuple[list, int]:
+        """The entries not taken yet of tokens that start before `upto` characters of output, and where the first starts."""
+        i = j = self.taken
+        while j < len(self.entries) and self.starts[j] < upto:
+            j += 1
+        self.taken = j
+        return self.entries[i:j], (self.starts[i] if i < j else upto)
+
+
 class Completions:
     def __init__(self, frontend):
         self.f = frontend
+        self.log = RequestLog()
 
     async def parse(self, request: web.Request, chat: bool):
         f = self.f
@@ -75,10 +122,14 @@ class Completions:
                 raw_bytes = await request.read()
         except asyncio.TimeoutError:
             raise RequestFailed(408, f"the request body did not arrive within {BODY_TIMEOUT:g} s", "request_timeout") from None
+        except (HttpProcessingError, web.RequestPayloadError) as exc:  # a body that does not decode (Content-Encoding), broken chunks
+            raise RequestFailed(400, f"request body could not be read: {payload_problem(exc)}", "invalid_body") from None
         try:
             raw = json.loads(raw_bytes)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise RequestFailed(400, "request body is not valid JSON (UTF-8)", "invalid_json") from None
+        except RecursionError:
+            raise RequestFailed(400, "request body is JSON nested too deeply", "invalid_json") from None
         if not isinstance(raw, dict):
             raise RequestFailed(400, "request body must be a JSON object", "invalid_json")
         try:
@@ -88,7 +139,8 @@ class Completions:
             raise RequestFailed(400, message, "invalid_request") from None
         if bad := req.unsupported():
             raise RequestFailed(400, f"unsupported parameter{'s' if len(bad) > 1 else ''}: {', '.join(bad)} (this server honours model, prompt/messages, "
-                                "max_tokens, max_completion_tokens, stream, stream_options, n=1, temperature, top_p, stop, seed, cache_salt)", "unsupported_parameter")
+                                "max_tokens, max_completion_tokens, stream, stream_options, n=1, temperature, top_p, stop, seed, presence_penalty, frequency_penalty, "
+                                "logprobs, top_logprobs (chat), cache_salt)", "unsupported_parameter")
         if req.model is not None and req.model != f.plan.served_model_name:
             raise RequestFailed(404, f"model {req.model!r} is not served here; this frontend serves {f.plan.served_model_name!r}", "model_not_found")
         try:
@@ -103,6 +155,8 @@ class Completions:
                     raise RequestFailed(400, f"prompt: token ids must be in [0, {vocab}) (the model's vocabulary)", "invalid_token_id")
         except UnicodeEncodeError:
             raise RequestFailed(400, "the prompt is not valid unicode (an unpaired surrogate?)", "invalid_unicode") from None
+        except ChatTemplateError as exc:
+            raise RequestFailed(400, str(exc), "invalid_request") from None
         if not tokens:
             raise RequestFailed(400, "prompt: the prompt has no tokens", "invalid_request")
         max_tokens = req.output_tokens(len(tokens), f.plan.max_model_len)
@@ -113,33 +167,49 @@ class Completions:
     async def handle(self, request: web.Request, chat: bool) -> web.StreamResponse:
         f = self.f
         arrived = time.perf_counter()
+        rid = completion_id(chat)
+        seen = {"status": 500, "info": {}, "prompt": 0, "completion": 0, "first": None}  # filled in as the request goes
+        self.log.started()
+        try:
+            return await self._handle(request, chat, arrived, rid, seen)
+        finally:
+            self.log.done(request.path, seen["status"], rid, seen["info"], seen["prompt"], seen["completion"], arrived, seen["first"])
+
+    async def _handle(self, request: web.Request, chat: bool, arrived: float, rid: str, seen: dict) -> web.StreamResponse:
+        f = self.f
         try:
             req, tokens, max_tokens = await self.parse(request, chat)
         except RequestFailed as exc:
+            seen["status"] = exc.status
             return f.error(exc)
-        rid = completion_id(chat)
-        sampling = {k: v for k, v in (("temperature", req.temperature), ("top_p", req.top_p)) if v is not None}
-        if req.seed is not None and (req.temperature or 0) > 0:
-            sampling["seed"] = req.seed  # greedy decoding (temperature 0) ignores the seed, as vLLM's does
+        seen["prompt"] = len(tokens)
+        sampling = req.sampling()
         sent = {"any": False}
         events = f.router.serve(tokens, max_tokens, request_id(), sampling, req.cache_salt or "", sent)
         f.metrics.in_flight.inc()
         try:
             if req.stream:
-                return await self.stream(request, events, rid, chat, arrived, len(tokens), req, sent)
-            return await self.whole(events, rid, chat, arrived, len(tokens), req)
-        except (asyncio.CancelledError, ConnectionResetError):
+                return await self.stream(request, events, rid, chat, arrived, len(tokens), req, sent, seen)
+            return await self.whole(events, rid, chat, arrived, len(tokens), req, seen)
+        except (asyncio.CancelledError, ConnectionResetError) as exc:
+            seen["status"] = 503 if f.terminating else 499  # 499: the client closed the connection (nginx's code)
             if f.terminating and not req.stream and request.transport is not None and not request.transport.is_closing():
                 return f.error(RequestFailed(503, "the server is shutting down", "shutting_down"))  # the drain deadline passed
             f.metrics.aborted.inc()  # the client went away: closing `events` stops the work on every worker
-            raise
+            # One line at INFO: a client that leaves is no server error (re-raised, aiohttp would log a traceback at ERROR).
+            log.info("%s: the client went away %s; its work was stopped on every worker", rid, "mid-stream" if req.stream else "before the answer")
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            gone = getattr(exc, "response", None)  # the stream's response: aiohttp finds its connection closed, quietly
+            return gone if gone is not None else web.Response(status=499)
         finally:
             await events.aclose()
             f.metrics.in_flight.dec()
 
-    async def whole(self, events, rid: str, chat: bool, arrived: float, prompt_len: int, req) -> web.Response:
+    async def whole(self, events, rid: str, chat: bool, arrived: float, prompt_len: int, req, seen: dict) -> web.Response:
         f = self.f
         stop = StopMatcher(req.stops())
+        track = LogprobTrack() if req.top_alternatives() is not None else None
         text: list[str] = []
         info: dict = {}
         finish, n, usage_tokens, last = "length", 0, None, None
@@ -147,51 +217,76 @@ class Completions:
             async for kind, value in events:
                 if kind == "text":
                     last = f.observe_piece(arrived, last)
+                    seen["first"] = seen["first"] or last
                     value, k = value
                     n += k
+                    if track is not None:
+                        track.text(value)
                     out, stopped = stop.feed(value)
                     text.append(out)
                     if stopped:
                         finish = "stop"
                         break
+                elif kind == "logprobs":
+                    if track is not None:
+                        track.add(value)
                 elif kind == "start":
-                    info = value
+                    info = seen["info"] = value
                 elif kind == "restart":
                     text, n, stop = [], 0, StopMatcher(req.stops())
+                    track = LogprobTrack() if track is not None else None
                 elif kind == "usage":
                     usage_tokens = value
                 elif kind == "end":
                     finish = value
                     text.append(stop.rest())
         except RequestFailed as exc:
+            seen["status"] = exc.status
             return f.error(exc)
         f.metrics.duration.observe(time.perf_counter() - arrived)
         n = usage_tokens if usage_tokens is not None and finish != "stop" else n
         usage = {"prompt_tokens": prompt_len, "completion_tokens": n, "total_tokens": prompt_len + n}
-        body = completion_response(rid, f.plan.served_model_name, "".join(text), finish, usage, chat, info)
+        whole_text = "".join(text)
+        logprobs = track.take(len(whole_text))[0] if track is not None else None
+        body = completion_response(rid, f.plan.served_model_name, whole_text, finish, usage, chat, info, logprobs)
+        seen["status"], seen["completion"] = 200, n
         return web.json_response(body, headers={"X-Disagg-Route": info.get("route", ""), "X-Disagg-Reason": info.get("reason", "")})
 
-    async def stream(self, request: web.Request, events, rid: str, chat: bool, arrived: float, prompt_len: int, req, sent: dict) -> web.StreamResponse:
+    async def stream(self, request: web.Request, events, rid: str, chat: bool, arrived: float, prompt_len: int, req, sent: dict, seen: dict) -> web.StreamResponse:
         f = self.f
         model = f.plan.served_model_name
         created = int(time.time())
         stop = StopMatcher(req.stops())
         text_event = text_chunk_encoder(rid, model, chat, created)
+        track = LogprobTrack() if req.top_alternatives() is not None else None
+        emitted = [0]
+        if track is not None:
+            def text_event(out: str) -> bytes:  # each chunk carries the logprobs of the tokens its text starts
+                emitted[0] += len(out)
+                entries, offset = track.take(emitted[0])
+                return sse(stream_chunk(rid, model, out, None, chat, created, logprobs=logprobs_body(entries, chat, offset)))
         resp = None
         n, last, finish = 0, None, None
         try:
             async for kind, value in events:
                 if kind == "start":
+                    seen["info"] = value
                     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                                        "X-Disagg-Route": value["route"], "X-Disagg-Reason": value["reason"]})
                     await resp.prepare(request)
                     sent["any"] = True
                     if chat:
                         await resp.write(sse(stream_chunk(rid, model, None, None, chat, created, first=True)))
+                elif kind == "logprobs":
+                    if track is not None:
+                        track.add(value)
                 elif kind == "text":
                     last = f.observe_piece(arrived, last)
+                    seen["first"] = seen["first"] or last
                     value, k = value
                     n += k
+                    if track is not None:
+                        track.text(value)
                     out, stopped = stop.feed(value)
                     if stopped:
                         finish = "stop"
@@ -210,8 +305,13 @@ class Completions:
                 tail = sse(usage_chunk(rid, model, chat, created, {"prompt_tokens": prompt_len, "completion_tokens": n, "total_tokens": prompt_len + n}))
             await resp.write(tail + b"data: [DONE]\n\n")
             f.metrics.duration.observe(time.perf_counter() - arrived)
+            seen["status"], seen["completion"] = 200, n
             return resp
+        except ConnectionResetError as exc:
+            exc.response = resp  # for handle(): the prepared response to end with
+            raise
         except RequestFailed as exc:
+            seen["status"], seen["completion"] = exc.status, n
             if resp is None:
                 return f.error(exc)
             f.metrics.errors.labels(str(exc.status)).inc()

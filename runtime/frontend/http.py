@@ -1,8 +1,9 @@
 """The frontend's HTTP surface besides the completions: models, health, workers, metrics, config, fault injection;
 and what guards all of it.
 
-- Auth: with `--api-key` (or `DISAGG_API_KEY`), `/v1/*`, `/config`, `/workers` and `/debug/*` need
-  `Authorization: Bearer KEY`, as `vllm serve --api-key` does for `/v1`; `/health` and `/metrics` stay open.
+- Auth: with an API key (`DISAGG_API_KEY`, `--api-key-file` or `--api-key`), `/v1/*`, `/config`, `/workers` and
+  `/debug/*` need `Authorization: Bearer KEY`, as `vllm serve --api-key` does for `/v1`; `/metrics` stays open and
+  `/health` answers only ready or not ready without the key.
 - Errors: every error, aiohttp's own 404/405/413 included, is OpenAI-shaped JSON and counted by status.
 - Limits: a connection that sends no complete request within 10 s is closed (slow headers), a body must arrive
   within 10 s (408), at most `--max-connections` connections (idle ones are closed first; a request beyond the cap
@@ -14,24 +15,35 @@ and what guards all of it.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
-import re
 import signal
 import time
 import weakref
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ..identity import HEALTH_CHALLENGE, HEALTH_PROOF, health_proof
 from ..openai_api import error_body
+from .completions import payload_problem
 
 log = logging.getLogger("disagg.frontend")
 
 HEADER_TIMEOUT = 10.0
 KEEPALIVE_TIMEOUT = 15.0
 PROTECTED = ("/v1/", "/config", "/workers", "/debug/")
-_SECRET_KEY = re.compile(r"(token|key|secret|password|passwd|credential)", re.I)
+
+
+def authorized(front, request: web.Request) -> bool:
+    """No API key is set, or the request carries it."""
+    if not front.api_key:
+        return True
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {front.api_key}".encode())
 
 
 def error_response(metrics, status: int, message: str, code: str | int | None = None) -> web.Response:
@@ -40,33 +52,6 @@ def error_response(metrics, status: int, message: str, code: str | int | None = 
     if status == 401:
         err_type = "authentication_error"
     return web.json_response(error_body(message, err_type=err_type, code=code), status=status)
-
-
-def redact(value, key: str = ""):
-    """Secrets out of a config for display: values of keys (or env entries) named like tokens, keys, passwords."""
-    if isinstance(value, dict):
-        name = value.get("name")
-        if isinstance(name, str) and "value" in value and _SECRET_KEY.search(name):
-            return {**value, "value": "<redacted>"}
-        return {k: "<redacted>" if isinstance(k, str) and _SECRET_KEY.search(k) and not isinstance(v, (dict, list)) else redact(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, key) for v in value]
-    return value
-
-
-def redact_text(text: str) -> str:
-    """The config file as text, with the same secrets replaced (`KEY: value`, `KEY=value`, and a `value:` line
-    that follows a `name:` line naming a secret)."""
-    out, secret_name = [], False
-    for line in text.splitlines(keepends=True):
-        m = re.match(r"^(\s*-?\s*)([\w.-]+)(\s*[:=]\s*)(\S.*?)(\s*)$", line)
-        if m and _SECRET_KEY.search(m.group(2)) and not m.group(4).startswith(("{", "[")):
-            line = f"{m.group(1)}{m.group(2)}{m.group(3)}<redacted>{m.group(5)}"
-        elif m and m.group(2) == "value" and secret_name:
-            line = f"{m.group(1)}{m.group(2)}{m.group(3)}<redacted>{m.group(5)}"
-        secret_name = bool(m and m.group(2) == "name" and _SECRET_KEY.search(m.group(4)))
-        out.append(line)
-    return "".join(out)
 
 
 def merge_exposition(parts: list[str]) -> str:
@@ -107,12 +92,23 @@ class Handlers:
         return web.json_response({"object": "list", "data": [{"id": p.served_model_name, "object": "model", "owned_by": "disagg", "max_model_len": p.max_model_len}]})
 
     async def health(self, request: web.Request) -> web.Response:
-        pool = self.f.pool
+        """Ready (200) or not (503). Without the API key (when one is set) that is all it says: no workers, pids,
+        addresses or run id. `X-Disagg-Challenge: NONCE` is answered with `X-Disagg-Proof`, an HMAC of the nonce with
+        the run's secret: how the supervisor knows the process on its port is its own (identity.health_proof)."""
+        f = self.f
+        pool = f.pool
         decode_up = pool.any_up("decode")
-        all_up = all(w.up for w in pool.workers.values())
-        status = "shutting_down" if self.f.terminating else "ok" if all_up else ("degraded" if decode_up else "unavailable")
-        return web.json_response({"status": status, "run_id": self.f.run_id, "workers": [w.to_json() for w in pool.workers.values()]},
-                                 status=200 if decode_up and not self.f.terminating else 503)
+        ready = decode_up and not f.terminating
+        headers = {}
+        nonce = request.headers.get(HEALTH_CHALLENGE, "")
+        if 0 < len(nonce) <= 128:
+            headers[HEALTH_PROOF] = health_proof(f.secret, nonce)
+        if not authorized(f, request):
+            return web.json_response({"status": "ready" if ready else "not_ready"}, status=200 if ready else 503, headers=headers)
+        all_up = all(w.up and w.state == "ready" for w in pool.workers.values())  # a worker that cannot take work now (its reason in last_error) degrades
+        status = "shutting_down" if f.terminating else "ok" if all_up else ("degraded" if decode_up else "unavailable")
+        return web.json_response({"status": status, "ready": ready, "workers": [w.to_json() for w in pool.workers.values()]},
+                                 status=200 if ready else 503, headers=headers)
 
     async def workers(self, request: web.Request) -> web.Response:
         return web.json_response({"workers": [w.to_json() for w in self.f.pool.workers.values()], "prefill_queue": len(self.f.queue)})
@@ -125,9 +121,7 @@ class Handlers:
         return web.Response(body=merge_exposition(parts).encode(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def config(self, request: web.Request) -> web.Response:
-        p = self.f.plan
-        return web.json_response({"path": p.config_path, "policy": p.policy._asdict(), "block_size": p.block_size, "max_model_len": p.max_model_len,
-                                  "served_model_name": p.served_model_name, "router": p.router, "sections": redact(p.effective), "text": redact_text(p.config_text)})
+        return web.json_response(self.f.plan.served)  # an allow-list (served_config.py): never the file's text or path
 
     async def faults(self, request: web.Request) -> web.Response:
         f = self.f
@@ -155,12 +149,8 @@ def make_app(front) -> web.Application:
         server = request.app.get("server")
         if server is not None and len(server.connections) > f.max_connections and shed_idle(server, f.max_connections) > 0:
             return error_response(f.metrics, 503, f"too many connections (over {f.max_connections}), all busy", "overloaded")
-        if f.api_key and request.path.startswith(PROTECTED):
-            import hmac
-
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {f.api_key}".encode()):
-                return error_response(f.metrics, 401, "a valid API key is required (Authorization: Bearer KEY)", "invalid_api_key")
+        if request.path.startswith(PROTECTED) and not authorized(f, request):
+            return error_response(f.metrics, 401, "a valid API key is required (Authorization: Bearer KEY)", "invalid_api_key")
         task = asyncio.current_task()
         active.add(task)
         try:
@@ -169,6 +159,10 @@ def make_app(front) -> web.Application:
             if exc.status < 400:
                 raise
             return error_response(f.metrics, exc.status, exc.reason if exc.status != 413 else f"request body too large ({exc.text})", exc.status)
+        except (HttpProcessingError, web.RequestPayloadError) as exc:  # the parser's verdict on a body read in a handler
+            return error_response(f.metrics, 400, f"bad request: {payload_problem(exc)}", "bad_request")
+        except RecursionError:
+            return error_response(f.metrics, 400, "request body is JSON nested too deeply", "invalid_json")
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as exc:  # noqa: BLE001 - logged; the client gets a 500 in OpenAI's shape, not a traceback
@@ -226,10 +220,52 @@ async def reap(server, metrics_stop: asyncio.Event, max_connections: int) -> Non
         shed_idle(server, max_connections, first_seen)
 
 
+class _JSONErrors(RequestHandler):
+    """aiohttp's connection handler, with its own errors (a request line or header the parser refuses, a body over a
+    limit) answered in OpenAI's JSON error shape instead of text/plain, and logged as the client's mistake (one INFO
+    line), not as a server error with a traceback."""
+
+    __slots__ = ()
+    metrics = None  # set by serve()
+
+    def log_exception(self, *args, **kw) -> None:
+        exc = kw.get("exc_info")
+        if isinstance(exc, (web.RequestPayloadError, HttpProcessingError, ConnectionResetError)):
+            # After a 400 for a body that does not decode, aiohttp reads the rest of it and meets the same error.
+            log.info("closed a connection whose request body could not be read: %s", payload_problem(exc))
+            return
+        super().log_exception(*args, **kw)
+
+    def handle_error(self, request, status: int = 500, exc: BaseException | None = None, message: str | None = None):
+        if request.writer.output_size > 0:
+            raise ConnectionError("Response is sent already, cannot send another response with the error message")
+        if status >= 500:
+            log.error("error handling a request from %s: %s", request.remote, f"{type(exc).__name__}: {exc}" if exc else message)
+            text = "internal error"
+        else:
+            text = f"bad request: {getattr(exc, 'message', None) or message or (type(exc).__name__ if exc else 'malformed HTTP')}"
+            log.info("refused a malformed request from %s (%d): %s", request.remote, status, text)
+        code = "bad_request" if status < 500 else "internal_error"
+        self.metrics.errors.labels(str(status)).inc()
+        err_type = "invalid_request_error" if status < 500 else "server_error"
+        resp = web.json_response(error_body(text, err_type=err_type, code=code), status=status)
+        resp.force_close()
+        return resp
+
+
+class _Server(web.Server):
+    __slots__ = ()
+
+    def __call__(self) -> RequestHandler:
+        return _JSONErrors(self, loop=self._loop, **self._kwargs)
+
+
 async def serve(front, host: str, port: int, drain_seconds: float, watchdog, listen_fd: int | None = None) -> None:
     app = make_app(front)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT, handler_cancellation=True)
     await runner.setup()
+    _JSONErrors.metrics = front.metrics
+    runner.server.__class__ = _Server  # each new connection's handler answers parser errors in JSON
     app["server"] = runner.server
     if listen_fd is not None:  # bound by the supervisor: it cannot be taken, and survives a restart of this process
         import socket

@@ -225,7 +225,7 @@ class WorkerPool:
             self._drop_info(w)
         was_up = w.up
         w.pid, w.device, w.state, w.up, w.seen_up = pid, info.get("device", "cpu"), info.get("state", "ready"), True, True
-        w.last_error, w.down_since, w.abandoned = None, None, False
+        w.last_error, w.down_since, w.abandoned = info.get("reason") if w.state == "not_ready" else None, None, False  # why it takes no work now
         self.metrics.worker_info.labels(w.worker_id, w.role, str(pid), w.device).set(1)
         self.metrics.worker_up.labels(w.worker_id, w.role).set(1)
         if not was_up:

@@ -54,66 +54,73 @@ class Router:
         reason = "disabled"
         prefill_worker = None
         recorded = False
-        for attempt in range(MIGRATION_LIMIT + 1):
-            try:
-                decode = await self.pool.pick_decode_held(tried)
-            except NoDecodeWorker as exc:
-                raise RequestFailed(503, str(exc), "no_decode_worker") from None
-            tried.add(decode.worker_id)
-            if decision is None:
-                cached = await self._cached_tokens(decode, tokens, salt)
-                decision = should_prefill_remote(len(tokens), cached / len(tokens), len(self.queue), self.policy, self.pool.any_up("prefill"))
-                reason = decision.reason.value
-                if decision.remote:
-                    try:
-                        prefill_worker, kv = await self.queue.submit(tokens, cached, request)
-                    except PrefillFailed:
-                        reason = "prefill_failed"
-            decode.inflight += 1
-            decode.requests += 1
-            self.metrics.worker_requests.labels(decode.worker_id, "decode").inc()
-            produced = False
-            try:
-                while True:
-                    try:
-                        first = True
-                        # Closed here, not by the garbage collector's hook (which wakes the loop through its self-pipe).
-                        async with aclosing(self.backend.generate(decode, tokens, max_tokens, kv if decision.remote else None, sampling, request, self.decode_timeout)) as gen:
-                            async for kind, value in gen:
-                                if kind == "tokens":
-                                    produced = True
-                                    yield "text", (self.backend.detokenize(value, first), len(value) if isinstance(value, list) else 1)
-                                    first = False
-                                elif kind == "start":
-                                    if not recorded:
-                                        route, reason = self._record_start(value, reason, len(tokens))
-                                        recorded = True
+        kv_read = False  # set once the decode worker says it used the prefilled KV
+        try:
+            for attempt in range(MIGRATION_LIMIT + 1):
+                try:
+                    decode = await self.pool.pick_decode_held(tried)
+                except NoDecodeWorker as exc:
+                    raise RequestFailed(503, str(exc), "no_decode_worker") from None
+                tried.add(decode.worker_id)
+                if decision is None:
+                    cached = await self._cached_tokens(decode, tokens, salt)
+                    decision = should_prefill_remote(len(tokens), cached / len(tokens), len(self.queue), self.policy, self.pool.any_up("prefill"))
+                    reason = decision.reason.value
+                    if decision.remote:
+                        try:
+                            prefill_worker, kv = await self.queue.submit(tokens, cached, request)
+                        except PrefillFailed:
+                            reason = "prefill_failed"
+                decode.inflight += 1
+                decode.requests += 1
+                self.metrics.worker_requests.labels(decode.worker_id, "decode").inc()
+                produced = False
+                try:
+                    while True:
+                        try:
+                            first = True
+                            # Closed here, not by the garbage collector's hook (which wakes the loop through its self-pipe).
+                            async with aclosing(self.backend.generate(decode, tokens, max_tokens, kv if decision.remote else None, sampling, request, self.decode_timeout)) as gen:
+                                async for kind, value in gen:
+                                    if kind == "tokens":
+                                        produced = True
+                                        yield "text", (self.backend.detokenize(value, first), len(value) if isinstance(value, list) else 1)
+                                        first = False
+                                    elif kind == "start":
+                                        if not recorded:
+                                            route, reason = self._record_start(value, reason, len(tokens))
+                                            recorded = True
+                                        else:
+                                            route = value["prefill"]
+                                        kv_read = kv_read or route == "remote"
+                                        yield "start", {"route": route, "reason": reason, "decode_worker": decode.worker_id,
+                                                        "prefill_worker": prefill_worker if route == "remote" else None,
+                                                        "cached_tokens": value["cached_tokens"], "kv": value["kv"]}
+                                    elif kind == "end":
+                                        yield "end", value
+                                        return
                                     else:
-                                        route = value["prefill"]
-                                    yield "start", {"route": route, "reason": reason, "decode_worker": decode.worker_id,
-                                                    "prefill_worker": prefill_worker if route == "remote" else None,
-                                                    "cached_tokens": value["cached_tokens"], "kv": value["kv"]}
-                                elif kind == "end":
-                                    yield "end", value
-                                    return
-                                else:
-                                    yield kind, value
-                        raise WorkerFailed("stream_ended", f"{decode.worker_id} ended the stream early")
-                    except KVLoadFailed as exc:
-                        # The decode engine refused the prefilled KV before sending anything: prefill locally instead.
-                        self.metrics.kv_failures.labels(exc.reason).inc()
-                        kv, reason = None, "kv_transfer_failed"
-            except WorkerFailed as exc:
-                if exc.reason in ("disconnected", "connect"):
-                    self.pool.mark_down(decode, f"generate failed: {exc.reason}")
-                others = any(w.up and w.worker_id not in tried for w in self.pool.of_role("decode"))
-                if sent.get("any") or attempt == MIGRATION_LIMIT or not others:
-                    raise RequestFailed(503, f"decode worker {decode.worker_id} failed: {exc}", "decode_failed") from None
-                self.metrics.migrated.inc()
-                if produced:
-                    yield "restart", None
-            finally:
-                decode.inflight -= 1
+                                        yield kind, value
+                            raise WorkerFailed("stream_ended", f"{decode.worker_id} ended the stream early")
+                        except KVLoadFailed as exc:
+                            # The decode engine refused the prefilled KV before sending anything: prefill locally instead.
+                            self.metrics.kv_failures.labels(exc.reason).inc()
+                            self.queue.release(prefill_worker, kv)
+                            kv, reason = None, "kv_transfer_failed"
+                except WorkerFailed as exc:
+                    if exc.reason in ("disconnected", "connect"):
+                        self.pool.mark_down(decode, f"generate failed: {exc.reason}")
+                    others = any(w.up and w.worker_id not in tried for w in self.pool.of_role("decode"))
+                    if sent.get("any") or attempt == MIGRATION_LIMIT or not others:
+                        raise RequestFailed(503, f"decode worker {decode.worker_id} failed: {exc}", "decode_failed") from None
+                    self.metrics.migrated.inc()
+                    if produced:
+                        yield "restart", None
+                finally:
+                    decode.inflight -= 1
+        finally:
+            if kv is not None and not kv_read:  # prefilled, never read (client gone, decode refused it, or failed): free it now
+                self.queue.release(prefill_worker, kv)
 
     def _record_start(self, event: dict, reason: str, prompt_len: int) -> tuple[str, str]:
         kv = event["kv"]

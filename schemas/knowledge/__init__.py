@@ -81,7 +81,7 @@ def fact(fact_id: str) -> Fact:
     data = _load("curated.json")["facts"][fact_id]
     known = known_releases()[data["system"]]
     rel = data.get("releases")
-    releases = frozenset(known) if rel is None else from_ranges(known, [rel] if isinstance(rel[0], str) else rel)
+    releases = frozenset(known) if rel is None else from_ranges(known, [rel] if not isinstance(rel[0], list) else rel)
     return Fact(fact_id, data["says"], data["source"], data["system"], releases)
 
 

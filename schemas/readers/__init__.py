@@ -19,7 +19,8 @@ from ..formats import FORMATS  # noqa: E402,F401 (re-exported)
 SERVING_MARKERS = re.compile(
     r"VllmWorker|PrefillWorker|DecodeWorker|remote-prefill|kv[-_]transfer[-_]config|dynamo\.(vllm|sglang|trtllm|frontend)|vllm serve|"
     r"vllm\.entrypoints|sglang\.launch_server|disaggregation[-_]mode|DynamoGraphDeployment|EndpointPickerConfig|context_servers|"
-    r"generation_servers|DisaggregatedSet|LLMInferenceService|trtllm-serve|NixlConnector"
+    r"generation_servers|DisaggregatedSet|LLMInferenceService|trtllm-serve|NixlConnector|StormService|ServingRuntime|servingEngineSpec|"
+    r"disaggregationMode"
 )
 
 
@@ -43,7 +44,6 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
         return Host("process", "script", f"script:{path}")
 
     dep.workers = workers_from_launches(launches, path=path, host_for=host_for, target=target)
-    _link_proxy_roles(dep)
     dynamo_default_roles(dep)
     _link_engine_configs(dep, {})
     share_targets(dep)
@@ -51,60 +51,49 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
 
 
 def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deployment | None:
-    """A deployment from the documents of a YAML file, or None when none of them is a serving config we read."""
+    """A deployment from the documents of a YAML file, or None when none of them is a serving config we read.
+
+    Each document is recognised by what it declares: a Kubernetes object by its `apiVersion` and `kind` (a kind we
+    do not read is skipped, never read as something else), a Dynamo v0 config by top-level keys that are service
+    sections of a Dynamo v0 release, compose by `services:`, chart values by the keys their chart reads."""
     docs = load_documents(path, text)
-    dep = Deployment(path=path, format="kubernetes", lines=text.splitlines())
-    if len(docs) == 1 and isinstance(docs[0].data, dict) and fmt in ("auto", "dynamo-v0") and "kind" not in docs[0].data and _v0(docs[0].data):
+    forced_v0 = fmt == "dynamo-v0"
+    for i, doc in enumerate(docs):
+        data = doc.data
+        if not isinstance(data, dict) or not (_v0(data) or (forced_v0 and not kube_object(data))):
+            continue
+        if len(docs) > 1:
+            other = docs[1 if i == 0 else 0].marks.value(())
+            raise ConfigError(path, other.line, other.column, "a Dynamo service config holds one YAML document; found a second")
         from . import dynamo_v0
 
-        v0 = dynamo_v0.read(docs[0], target)
+        v0 = dynamo_v0.read(doc, target)
         share_targets(v0)
         return v0
-    from . import dgd, kube, llmd, trtllm
+    if forced_v0:
+        return None
+    dep = Deployment(path=path, format="kubernetes", lines=text.splitlines())
     engine_configs: dict[str, tuple[SourceDocument, tuple, dict, Any]] = {}
     recognised = False
+    from . import autoscale
+
+    owners: dict[tuple[str, str], list] = {}
+    scalers: list[SourceDocument] = []
     for doc in docs:
         data = doc.data
         if not isinstance(data, dict):
             continue
-        if fmt in ("auto", "dynamo-v0") and "kind" not in data and _v0(data):
-            if len(docs) > 1:
-                second = docs[1].marks.value(())
-                raise ConfigError(path, second.line, second.column, "a Dynamo service config holds one YAML document; found a second")
-            from . import dynamo_v0
-
-            v0 = dynamo_v0.read(doc, target)
-            share_targets(v0)
-            return v0
-        if fmt == "dynamo-v0":
-            continue
-        if kube_object(data):
-            kind = str(data.get("kind"))
-            if kind == "DynamoGraphDeployment":
-                dgd.read(doc, dep, target)
-                recognised = True
-            elif kind == "EndpointPickerConfig":
-                llmd.read_epp(doc, dep)
-                recognised = True
-            elif kind == "ConfigMap":
-                _configmap(doc, engine_configs)
-            elif kube.read_object(doc, dep, target):
-                recognised = True
-            continue
-        if looks_like_compose(data):
-            _compose(doc, dep, target)
-            recognised = True
-        elif trtllm.looks_like_disagg_config(data):
-            trtllm.read_disagg_config(doc, dep, target)
-            recognised = True
-        elif llmd.looks_like_gaie_values(data):
-            llmd.read_gaie_values(doc, dep)
-            recognised = True
-        elif llmd.looks_like_modelservice_values(data):
-            llmd.read_modelservice_values(doc, dep, target)
-            recognised = True
+        if kube_object(data) and autoscale.is_scaler(data):
+            scalers.append(doc)
+        elif kube_object(data):
+            before = len(dep.workers)
+            recognised = _kube(doc, dep, target, engine_configs) or recognised
+            meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+            owners.setdefault((str(data.get("kind")), str(meta.get("name", ""))), []).extend(dep.workers[before:])
+        else:
+            recognised = _values(doc, dep, target) or recognised
+    autoscale.apply(scalers, owners)
     _link_engine_configs(dep, engine_configs)
-    _link_proxy_roles(dep)
     dynamo_default_roles(dep)
     share_targets(dep)
     if not recognised and not dep.workers:
@@ -113,14 +102,90 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
     return dep
 
 
+def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: dict) -> bool:
+    """One Kubernetes object by its declared kind (and group where two systems use one kind name)."""
+    from . import dgd, kube, llmd
+
+    data = doc.data
+    kind, group = str(data.get("kind")), str(data.get("apiVersion")).rpartition("/")[0]
+    if kind == "DynamoGraphDeployment":
+        dgd.read(doc, dep, target)
+    elif kind == "EndpointPickerConfig":
+        llmd.read_epp(doc, dep)
+    elif kind == "ConfigMap":
+        _configmap(doc, engine_configs)
+        return False
+    elif kind == "StormService" and group == "orchestration.aibrix.ai":
+        from . import aibrix
+
+        aibrix.read(doc, dep, target)
+    elif kind in ("ClusterServingRuntime", "ServingRuntime", "InferenceService") and group == "ome.io":
+        from . import ome
+
+        ome.read(doc, dep, target)
+    elif kind == "RoleBasedGroup" and group == "workloads.x-k8s.io":
+        from . import rbg
+
+        rbg.read(doc, dep, target)
+    elif kind in ("LLMInferenceService", "LLMInferenceServiceConfig") and group == "serving.kserve.io":
+        from . import kserve
+
+        kserve.read(doc, dep, target)
+    else:
+        return kube.read_object(doc, dep, target)
+    return True
+
+
+def _values(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
+    """A document that is no Kubernetes object: compose, a TensorRT-LLM disaggregated config, or chart values."""
+    from . import charts, llmd, trtllm
+
+    data = doc.data
+    if looks_like_compose(data):
+        _compose(doc, dep, target)
+    elif trtllm.looks_like_disagg_config(data):
+        trtllm.read_disagg_config(doc, dep, target)
+    elif llmd.looks_like_gaie_values(data):
+        llmd.read_gaie_values(doc, dep)
+    elif llmd.looks_like_router_values(data):
+        llmd.read_router_values(doc, dep)
+    elif llmd.looks_like_modelservice_values(data):
+        llmd.read_modelservice_values(doc, dep, target)
+    elif charts.looks_like_production_stack(data):
+        charts.read_production_stack(doc, dep, target)
+    elif charts.looks_like_sglang_lws(data):
+        charts.read_sglang_lws(doc, dep, target)
+    else:
+        return False
+    return True
+
+
+def link_files(deps: list[Deployment]) -> None:
+    """Resolve what a file names in another file of the same run (an OME InferenceService's runtime)."""
+    if any(d.links for d in deps):
+        from . import ome
+
+        ome.link(deps)
+
+
+def unread_kinds(path: str, text: str) -> list[str]:
+    """`apiVersion/kind` of each Kubernetes object in a YAML file that no reader reads (for `--verbose`): such a
+    file is "not a serving config I know", never an error and never read as another format."""
+    try:
+        docs = load_documents(path, text)
+    except ConfigError:
+        return []
+    objects = [d.data for d in docs if isinstance(d.data, dict)]
+    if not objects or not all(kube_object(o) for o in objects):
+        return []
+    return [f"{o.get('apiVersion')}/{o.get('kind')}" for o in objects]
+
+
 def dynamo_default_roles(dep: Deployment) -> None:
-    """A `python -m dynamo.vllm` (or sglang, trtllm) worker with no role flag, beside prefill workers of the same
-    program, is their decode side: Dynamo's worker serves decode and sends prefills to the prefill workers it
-    finds (dynamo/vllm main.py, 0.4 on; from 1.3 it registers as aggregated instead, which DG604 reports)."""
-    for w in dep.workers:
-        if w.role == "unknown" and w.program.startswith("dynamo.") and w.engine is not None:
-            if any(p.role == "prefill" and p.program == w.program for p in dep.workers):
-                w.role, w.role_why = "decode", f"{w.program} with no role flag beside prefill workers"
+    """Roles the system assigns from outside each engine's command (routers, proxies, labels, defaults): schemas/roles.py."""
+    from ..roles import link_roles
+
+    link_roles(dep)
 
 
 def share_targets(dep: Deployment) -> None:
@@ -155,7 +220,7 @@ def looks_like_compose(data: Any) -> bool:
 
 def _compose(doc: SourceDocument, dep: Deployment, target: Target) -> None:
     from ..shell import ShellReader
-    from .common import container_launches, env_from_k8s, new_worker
+    from .common import container_launches, dig, env_from_k8s, new_worker
 
     dep.format = "compose"
     reader = ShellReader(doc.text)
@@ -169,7 +234,7 @@ def _compose(doc: SourceDocument, dep: Deployment, target: Target) -> None:
         for launch in container_launches(doc, base, svc, env, reader, image, keys=("entrypoint", "command")):
             w = new_worker(launch.command, path=doc.path, name=str(sname), host=host, hints=launch.hints + [str(sname)], env=launch.env,
                            target=target, image=image)
-            devices = (((svc.get("deploy") or {}).get("resources") or {}).get("reservations") or {}).get("devices") if isinstance(svc.get("deploy"), dict) else None
+            devices = dig(svc, "deploy", "resources", "reservations", "devices")
             if isinstance(devices, list) and devices and isinstance(devices[0], dict) and "count" in devices[0]:
                 try:
                     w.gpus = Setting(int(devices[0]["count"]), None, "deploy.resources.reservations.devices")
@@ -211,17 +276,4 @@ def _link_engine_configs(dep: Deployment, configs: dict) -> None:
             w.notes.append(f"engine settings are in {path}, which is not in this file")
 
 
-def _link_proxy_roles(dep: Deployment) -> None:
-    """vLLM's toy proxy names its prefill and decode instances by port: use that for instances with no role."""
-    for proxy in dep.of_role("proxy"):
-        for flag, role in (("prefiller-ports", "prefill"), ("decoder-ports", "decode"), ("prefiller-port", "prefill"), ("decoder-port", "decode")):
-            s = proxy.flags.get(flag)
-            if s is None or not s.known:
-                continue
-            ports = set(str(s.value).replace(",", " ").split())
-            for w in dep.workers:
-                if w.is_engine and w.role in ("unknown", "aggregated") and str(w.known("port", "")) in ports:
-                    w.role, w.role_why = role, f"the proxy's --{flag}"
-
-
-__all__ = ["FORMATS", "SERVING_MARKERS", "is_script", "read_script", "read_yaml", "Span"]
+__all__ = ["FORMATS", "SERVING_MARKERS", "is_script", "read_script", "read_yaml", "link_files", "unread_kinds", "Span"]

@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .. import engines, knowledge
-from ..cmdline import Arg, Command, find_command, parse_flags
+from ..cmdline import Arg, Command, engine_from_image, find_command, parse_flags
 from ..knowledge.versions import Target
 from ..model import Host, Setting, Unknown, Worker
 from ..source import SourceDocument, Span
@@ -25,9 +25,18 @@ _IMAGES = (
 )
 
 
+def dig(data: Any, *keys: str) -> Any:
+    """`data[k1][k2]...` where every step is a mapping that has the key; None otherwise (a config may put anything anywhere)."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
 def image_evidence(target: Target, image: str | None) -> None:
     """An image tag that names a release narrows the target (`vllm-runtime:0.3.2` -> dynamo 0.3.2)."""
-    if not image or "$" in image:
+    if not isinstance(image, str) or not image or "$" in image:
         return
     ref = image.split("@")[0]
     repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")
@@ -37,23 +46,6 @@ def image_evidence(target: Target, image: str | None) -> None:
         if pattern.search(repo):
             knowledge.evidence_from_tag(target, system, tag, f"image tag {repo.rsplit('/', 1)[-1]}:{tag}")
             return
-
-
-def engine_from_image(image: str | None, words: list[Arg]) -> str | None:
-    """The serving program an image runs when a container gives only arguments: from the image name when it says,
-    else from the flags (`--model-path` is SGLang's spelling, `--model` vLLM's)."""
-    low = (image or "").lower()
-    if "$" not in low and low:
-        if "vllm-openai" in low or re.search(r"(^|/)vllm[-/:]", low) or "llm-d" in low:
-            return "vllm"
-        if "sglang" in low:
-            return "sglang"
-    flags = {a.text.split("=", 1)[0] for a in words if a.text.startswith("--")}
-    if "--model-path" in flags:
-        return "sglang"
-    if "--model" in flags or "--kv-transfer-config" in flags:
-        return "vllm"
-    return None
 
 
 def new_worker(cmd: Command, *, path: str, name: str, host: Host, hints: list[str], env: dict[str, Arg], target: Target,
@@ -67,12 +59,20 @@ def new_worker(cmd: Command, *, path: str, name: str, host: Host, hints: list[st
     engines.apply_command(w, cmd)
     engines.infer_role(w, [h for h in hints if h] + [name])
     if cmd.program == "unknown-module":
-        w.role, w.role_why = "unknown", "the module is set at run time"
+        w.set_role("unknown", "the module is set at run time", "none")
         w.notes.append(f"`python -m {cmd.args[2].text if len(cmd.args) > 2 else '?'}`: which program runs is set at run time")
     if w.namespace is None:
         ns = w.known("namespace")
         w.namespace = str(ns) if ns is not None else None
     return w
+
+
+def no_role_from_names(w: Worker) -> None:
+    """Readers of CRDs and chart values decide roles from the fields their system reads: a role that came only from
+    a name near the command (the worker's own name, a container's) is taken back."""
+    if w.role_why.startswith("named "):
+        w.role = "unknown" if w.settings.get("kv_connector") is not None else "aggregated"
+        w.role_why = "no role in the command"
 
 
 def workers_from_launches(launches: "list[Launch]", *, path: str, host_for, target: Target, labels: dict[str, str] | None = None,
@@ -82,8 +82,10 @@ def workers_from_launches(launches: "list[Launch]", *, path: str, host_for, targ
         cmd = launch.command
         host = host_for(launch)
         name = name_for(launch) if name_for else f"{cmd.program} at line {cmd.start.line}"
-        out.append(new_worker(cmd, path=path, name=name, host=host, hints=launch.hints, env=launch.env, target=target,
-                              image=launch.image, labels=labels))
+        w = new_worker(cmd, path=path, name=name, host=host, hints=launch.hints, env=launch.env, target=target, image=launch.image,
+                       labels=labels)
+        w.alternative = launch.alternative
+        out.append(w)
     return out
 
 
@@ -119,57 +121,107 @@ def _line_starts(doc: SourceDocument) -> list[int]:
     return doc.line_starts()
 
 
-def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: "ShellReader") -> Arg:
-    """One argv item written as a YAML scalar, positioned character by character."""
+def scalar_arg(doc: SourceDocument, path: tuple, text: str, reader: "ShellReader", rewrite=None, env: dict[str, Arg] | None = None) -> Arg:
+    """One argv item written as a YAML scalar, positioned character by character (`rewrite`: a same-length
+    rewrite of the text, applied after positioning, such as a template's `{{ }}` made a run-time value; `env`: a
+    Kubernetes container's env, from which its `$(VAR)` references are expanded)."""
     offs = scalar_offsets(doc, path, text)
     from ..shell import PStr
 
+    text = rewrite(text) if rewrite else text
+    if env is not None:
+        text, offs = expand_k8s(text, offs, env)
     p = doc.marks.value(path)
     return reader.arg(PStr(text, offs), _line_starts(doc)[p.line - 1] + p.column - 1)
 
 
+_K8S_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def expand_k8s(text: str, offs: list[int], env: dict[str, Arg]) -> tuple[str, list[int]]:
+    """Kubernetes' own expansion of a container's command, args and env values (not a shell's): `$(VAR)` becomes the
+    value of VAR from the container's env, `$$` becomes `$` (so `$$(VAR)` stays literal), and a reference to a
+    variable that is not defined is left as written (which readers treat as unknown). Source: the Kubernetes API
+    reference, core/v1 Container.command/args and EnvVar.value ("Variable references $(VAR_NAME) are expanded using
+    the container's environment. If a variable cannot be resolved, the reference in the input string will be
+    unchanged. Double $$ are reduced to a single $"); kubernetes/kubernetes third_party/forked/golang/expansion."""
+    if "$" not in text:
+        return text, offs
+    out: list[str] = []
+    out_offs: list[int] = []
+    last = 0
+    for m in _K8S_REF.finditer(text):
+        out.append(text[last : m.start()])
+        out_offs.extend(offs[last : m.start()])
+        name = m.group(1)
+        if name is None:  # $$
+            out.append("$")
+            out_offs.append(offs[m.start()] if m.start() < len(offs) else -1)
+        elif name in env:
+            value = env[name].text
+            pos = [-1] * len(value)
+            if value and m.start() < len(offs):
+                pos[-1] = offs[min(m.end(), len(offs)) - 1]
+                pos[0] = offs[m.start()]  # the value spans the reference
+            out.append(value)
+            out_offs.extend(pos)
+        else:
+            out.append(m.group())
+            out_offs.extend(offs[m.start() : m.end()])
+        last = m.end()
+    out.append(text[last:])
+    out_offs.extend(offs[last:])
+    return "".join(out), out_offs
+
+
 def container_launches(doc: SourceDocument, base: tuple, container: dict, env: dict[str, Arg], reader: "ShellReader",
-                       image: str | None = None, default_shell: bool = False, keys: tuple[str, str] = ("command", "args")) -> "list[Launch]":
+                       image: str | None = None, default_shell: bool = False, keys: tuple[str, str] = ("command", "args"),
+                       rewrite=None, key_base: dict[str, tuple] | None = None) -> "list[Launch]":
     """The serving processes a container (or DGD mainContainer, compose service) starts.
 
     `command` + `args` as argv; `sh -c SCRIPT` runs SCRIPT through the shell reader; a container that passes only
     `args` runs its image's entrypoint, inferred from the image and the flags (vLLM images: `vllm serve`)."""
     from ..shell import Launch
 
+    def at(key: str) -> tuple:  # where the container's `key` is written (a patched container mixes two places)
+        return (key_base or {}).get(key, base)
+
     words: list[Arg] = []
+    origins: list[tuple[tuple, str]] = []  # where each word is written, and its text as written
     scripts: list[tuple[tuple, str]] = []
     cmd_key, args_key = keys
+    k8s_env = env if keys == ("command", "args") else None  # Kubernetes expands $(VAR) in a container's command and args
     for key in keys:
         value = container.get(key)
         if isinstance(value, list):
             for i, v in enumerate(value):
                 if isinstance(v, (str, int, float)):
-                    words.append(scalar_arg(doc, base + (key, i), str(v), reader))
+                    words.append(scalar_arg(doc, at(key) + (key, i), str(v), reader, rewrite, env=k8s_env))
+                    origins.append((at(key) + (key, i), str(v)))
         elif isinstance(value, str):
-            scripts.append((base + (key,), value))
+            scripts.append((at(key) + (key,), value))
     if len(words) >= 2 and words[0].text.rsplit("/", 1)[-1] in ("sh", "bash", "zsh") and words[1].text.startswith("-") and "c" in words[1].text:
-        # sh -c "script": the script is the rest; a list form puts it in the next item
-        for key in keys:
-            value = container.get(key)
-            if isinstance(value, list):
-                for i, v in enumerate(value):
-                    if isinstance(v, str) and v == (words[2].text if len(words) > 2 else None):
-                        scripts = [(base + (key, i), v)] + scripts
+        # sh -c "script": the script is the next item of command + args
+        if len(origins) > 2:
+            scripts = [origins[2]] + scripts
         words = []
     if default_shell and not container.get(cmd_key) and isinstance(container.get(args_key), list) and len(container[args_key]) == 1 \
             and isinstance(container[args_key][0], str) and " " in container[args_key][0].strip():
         # Dynamo's operator of the v1alpha1 era ran a `componentType: main` container's args with /bin/sh -c
-        scripts, words = [(base + (args_key, 0), container[args_key][0])], []
+        scripts, words = [(at(args_key) + (args_key, 0), container[args_key][0])], []
     launches: list[Launch] = []
     for path, text in scripts:
         offs = scalar_offsets(doc, path, text)
+        text = rewrite(text) if rewrite else text
+        if k8s_env is not None:  # `sh -c "..."`: Kubernetes expands $(VAR) before the shell runs the script
+            text, offs = expand_k8s(text, offs, k8s_env)
         reader.base_env = env
         launches.extend(reader.read(text, offs))
     if words:
         cmd = find_command(words)
         if cmd is None:
             cmd = _dynamo_entrypoints(words, str(container.get("workingDir", "")))
-        if cmd is None and not container.get(cmd_key) and words and words[0].text.startswith("-"):
+        if cmd is None and not container.get(cmd_key) and words:
             program = engine_from_image(image, words)
             if program is not None:
                 flags, spans, positional = parse_flags(words)
@@ -206,7 +258,10 @@ def env_from_k8s(doc: SourceDocument, base: tuple, env: Any) -> dict[str, Arg]:
     if isinstance(env, list):
         for i, item in enumerate(env):
             if isinstance(item, dict) and "name" in item and "value" in item:
-                out[str(item["name"])] = at(base + (i, "value"), str(item["value"]))
+                # a Kubernetes env value may use the variables defined before it: $(VAR) (see expand_k8s)
+                raw = "" if item["value"] is None else str(item["value"])
+                text, _ = expand_k8s(raw, [-1] * len(raw), out)
+                out[str(item["name"])] = at(base + (i, "value"), text)
             elif isinstance(item, dict) and "name" in item and isinstance(item.get("valueFrom"), dict):
                 ref = item["valueFrom"].get("fieldRef")
                 field = ref.get("fieldPath", "ref") if isinstance(ref, dict) else "ref"

@@ -14,6 +14,15 @@ from ..source import SourceDocument, Span
 from .common import container_launches, count, env_from_k8s, gpus_from_resources, new_worker, rdma_requested
 from .kube import pod_workers
 
+# Which Dynamo namespace a DGD component registers in (discovery is scoped by it). The operator computes it
+# (ai-dynamo/dynamo deploy/operator/api/v1alpha1/dynamocomponentdeployment_types.go, ComputeDynamoNamespace, and the
+# v1beta1 DynamoGraphDeployment.GetDynamoNamespaceForComponent): `globalDynamoNamespace: true` -> "dynamo", else
+# "{k8s namespace}-{DGD name}"; the v1alpha1 `dynamoNamespace` field is not read there. Older operators read it
+# instead (deploy/cloud/operator/internal/dynamo/graph.go GenerateDynamoComponentsDeployments at
+# ai-dynamo/dynamo@010c68fa39cf2e0820721849c47b19a5b4f0e393: default "dynamo-{DGD name}", and a graph whose
+# components resolve to different namespaces is refused with "namespace mismatch for component ...").
+GLOBAL_DYNAMO_NAMESPACE = "dynamo"
+
 _ROLE_TYPES = {"prefill": "prefill", "decode": "decode", "frontend": "frontend", "planner": "planner", "main": None, "worker": None}
 
 
@@ -36,6 +45,18 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
         for i, comp in enumerate(components):
             if isinstance(comp, dict):
                 _component(doc, dep, graph, i, comp, target, reader)
+    _planner(doc, dep, services, components)
+
+
+def _planner(doc: SourceDocument, dep: Deployment, services: Any, components: Any) -> None:
+    """A Planner component sets the workers' replica counts at run time: the written counts are where it starts."""
+    found = [("spec", "services", n) for n, s in (services or {}).items() if isinstance(s, dict) and str(s.get("componentType", "")).lower() == "planner"] \
+        if isinstance(services, dict) else []
+    found += [("spec", "components", i) for i, c in enumerate(components or []) if isinstance(c, dict)
+              and str(c.get("type", c.get("componentType", ""))).lower() == "planner"] if isinstance(components, list) else []
+    if found:
+        for w in dep.workers:
+            w.settings.setdefault("autoscaled", Setting(None, Span(*doc.marks.key(found[0])), "Planner"))
 
 
 def _service(doc, dep, graph, sname, base, svc, graph_env, target, reader) -> None:
@@ -51,41 +72,64 @@ def _service(doc, dep, graph, sname, base, svc, graph_env, target, reader) -> No
     multinode = svc.get("multinode") if isinstance(svc.get("multinode"), dict) else {}
     nodes = count(multinode.get("nodeCount", 1))
     host = Host("pod", f"{graph}/{sname}", f"pod:{graph}/{sname}")
-    namespace = str(svc.get("dynamoNamespace") or graph)
+    namespace = _namespace(doc, base, svc, meta_ns(doc), graph)
     found = False
     for launch in container_launches(doc, base + ("extraPodSpec", "mainContainer"), main, env, reader, image, default_shell=True):
         found = True
-        w = new_worker(launch.command, path=doc.path, name=sname, host=host, hints=launch.hints + [sub, sname], env=launch.env,
+        w = new_worker(launch.command, path=doc.path, name=sname, host=host, hints=launch.hints + [sname], env=launch.env,
                        target=target, image=image)
-        _dgd_fields(doc, w, base, svc, sub, nodes, namespace)
+        _dgd_fields(doc, w, base, svc, sub, nodes, namespace, graph)
         dep.workers.append(w)
     if not found and ctype == "frontend":
         # A frontend with no command runs the image's default: dynamo.frontend
         p = doc.marks.key(base)
-        w = Worker(sname, "frontend", "componentType frontend", "dynamo.frontend", None, "dynamo", doc.path, Span(*p), target.copy(), host)
+        w = Worker(sname, "frontend", "componentType frontend", "dynamo.frontend", None, "dynamo", doc.path, Span(*p), target.copy(), host, role_from="field")
         from .common import image_evidence
 
         image_evidence(w.target, image)
-        w.namespace = namespace
+        _namespace_fields(doc, w, base, svc, namespace, graph)
         dep.workers.append(w)
     elif not found and ctype in ("worker", "main") and sub in ("prefill", "decode"):
         p = doc.marks.key(base)
-        w = Worker(sname, sub, f"subComponentType {sub}", "image-entrypoint", None, "dynamo", doc.path, Span(*p), target.copy(), host)
+        w = Worker(sname, sub, f"subComponentType {sub}", "image-entrypoint", None, "dynamo", doc.path, Span(*p), target.copy(), host, role_from="field")
         w.notes.append("the command comes from the image's entrypoint, which the file does not show")
-        w.namespace = namespace
+        _namespace_fields(doc, w, base, svc, namespace, graph)
         dep.workers.append(w)
 
 
-def _dgd_fields(doc, w: Worker, base: tuple, svc: dict, sub: str, nodes, namespace: str) -> None:
-    if sub in ("prefill", "decode") and w.role in ("unknown", "aggregated"):
-        w.role, w.role_why = sub, f"subComponentType {sub}"
+def meta_ns(doc) -> str:
+    meta = doc.data.get("metadata") if isinstance(doc.data.get("metadata"), dict) else {}
+    ns = meta.get("namespace")
+    return str(ns) if isinstance(ns, str) and ns else "<namespace>"
+
+
+def _namespace(doc, base: tuple, comp: dict, k8s_ns: str, graph: str) -> str:
+    """The Dynamo namespace the operator gives a component (see GLOBAL_DYNAMO_NAMESPACE)."""
+    return GLOBAL_DYNAMO_NAMESPACE if comp.get("globalDynamoNamespace") is True else f"{k8s_ns}-{graph.replace('.', '-')}"
+
+
+def _namespace_fields(doc, w: Worker, base: tuple, comp: dict, namespace: str, graph: str) -> None:
+    """`globalDynamoNamespace` and the v1alpha1 `dynamoNamespace` as the worker's settings, with where they are written."""
+    if w.settings.get("namespace") is None:  # the process's own --namespace / DYN_NAMESPACE, when written, is what it uses
+        w.namespace = namespace
+        if "globalDynamoNamespace" in comp:
+            w.set("dgd_namespace", namespace, Span(*doc.marks.value(base + ("globalDynamoNamespace",))), "globalDynamoNamespace")
+    if base[:2] == ("spec", "services"):  # v1alpha1: what operators that read dynamoNamespace use (default dynamo-{graph})
+        value = comp.get("dynamoNamespace")
+        span = Span(*doc.marks.value(base + ("dynamoNamespace",))) if "dynamoNamespace" in comp else None
+        w.set("dynamo_namespace_field", str(value) if value else f"dynamo-{graph}", span, "dynamoNamespace")
+
+
+def _dgd_fields(doc, w: Worker, base: tuple, svc: dict, sub: str, nodes, namespace: str, graph: str) -> None:
+    if sub in ("prefill", "decode") and w.role_from in ("name", "none", "default"):
+        w.set_role(sub, f"subComponentType {sub}", "field")
     if "replicas" in svc:
         w.replicas = Setting(count(svc.get("replicas")), Span(*doc.marks.value(base + ("replicas",))), "replicas")
+    _autoscaled(doc, w, base, svc)
     w.gpus = gpus_from_resources(doc, base + ("resources",), svc.get("resources"))
     w.nodes = nodes if isinstance(nodes, int) and nodes > 0 else 1
     w.settings.setdefault("rdma", Setting(rdma_requested(svc.get("resources")), None, "resources"))
-    if w.namespace is None or w.settings.get("namespace") is None:
-        w.namespace = namespace
+    _namespace_fields(doc, w, base, svc, namespace, graph)
 
 
 def _component(doc, dep, graph, i, comp, target, reader) -> None:
@@ -95,13 +139,33 @@ def _component(doc, dep, graph, i, comp, target, reader) -> None:
     tmpl = comp.get("podTemplate") if isinstance(comp.get("podTemplate"), dict) else {}
     workers = pod_workers(doc, dep, f"{graph}/{name}", ("spec", "components", i, "podTemplate", "spec"), tmpl.get("spec"), comp.get("replicas", 1),
                           target, hints=[ctype, name], reader=reader)
+    base = ("spec", "components", i)
+    multinode = comp.get("multinode") if isinstance(comp.get("multinode"), dict) else {}
+    nodes = count(multinode.get("nodeCount", 1))
     for w in workers:
+        if "replicas" in comp:
+            w.replicas = Setting(count(comp["replicas"]), Span(*doc.marks.value(base + ("replicas",))), "replicas")
+        if isinstance(nodes, int) and nodes > 1:
+            w.nodes = nodes
+        _autoscaled(doc, w, base, comp)
         role = _ROLE_TYPES.get(ctype)
-        if role in ("prefill", "decode") and w.role in ("unknown", "aggregated"):
-            w.role, w.role_why = role, f"component type {ctype}"
-        if w.namespace is None:
-            w.namespace = graph
+        if role in ("prefill", "decode") and w.role_from in ("name", "none", "default"):
+            w.set_role(role, f"component type {ctype}", "field")
+        _namespace_fields(doc, w, ("spec", "components", i), comp, _namespace(doc, ("spec", "components", i), comp, meta_ns(doc), graph), graph)
         w.name = name
+
+
+def _autoscaled(doc: SourceDocument, w: Worker, base: tuple, svc: dict) -> None:
+    """`scalingAdapter` (an external autoscaler owns `replicas`) or v1alpha1 `autoscaling.enabled`: the written replica
+    count is where scaling starts, and `autoscaling.minReplicas` its floor (ai-dynamo/dynamo deploy/operator/api
+    v1beta1 dynamocomponentdeployment_types.go, `replicas` and `scalingAdapter`)."""
+    auto = svc.get("autoscaling") if isinstance(svc.get("autoscaling"), dict) else {}
+    if "scalingAdapter" in svc:
+        w.settings["autoscaled"] = Setting(None, Span(*doc.marks.key(base + ("scalingAdapter",))), "scalingAdapter")
+    elif auto.get("enabled") is True:
+        floor = count(auto["minReplicas"]) if "minReplicas" in auto else None
+        where = base + ("autoscaling", "minReplicas") if "minReplicas" in auto else base + ("autoscaling",)
+        w.settings["autoscaled"] = Setting(floor, Span(*(doc.marks.value(where) if "minReplicas" in auto else doc.marks.key(where))), "autoscaling")
 
 
 def _embedded(doc: SourceDocument, dep: Deployment, env: dict, raw_env: Any, base: tuple, target: Target) -> None:

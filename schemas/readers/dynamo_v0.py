@@ -58,7 +58,7 @@ def _worker(doc: SourceDocument, parse: DynamoV0Parse, name: str, sec: Section, 
     engine = info.get("engine")
     program = _PROGRAM.get(engine or "", "dynamo-v0:frontend" if role == "frontend" else f"dynamo-v0:{role}")
     w = Worker(name=name, role=role, role_why=f"section {name}", program=program, engine=engine, system="dynamo", path=doc.path, span=span,
-               target=target.copy(), host=Host("process", "dynamo serve", f"dynamo-serve:{doc.path}"), section=(name,))
+               target=target.copy(), host=Host("process", "dynamo serve", f"dynamo-serve:{doc.path}"), section=(name,), role_from="field")
     args = _argv(doc, sec)
     flags, flag_spans, positional = parse_flags(args)
     engines.apply_command(w, Command(program, args, flags, flag_spans, positional, {}, span))
@@ -68,7 +68,7 @@ def _worker(doc: SourceDocument, parse: DynamoV0Parse, name: str, sec: Section, 
         if setting is not None and tuple(sec.path_of(key)[:2]) in bad:  # the worker would not start with it (DG402): no rule may read it
             w.settings[str(key).replace("-", "_")] = Setting(Unknown(f"{key} has a value of the wrong type"), setting.span, setting.origin)
     if role == "decode" and name == "VllmWorker" and not has_prefill:
-        w.role, w.role_why = "aggregated", "VllmWorker with no prefill section"
+        w.set_role("aggregated", "VllmWorker with no prefill section", "field")
     if role == "by-flags":
         w.role = "unknown"
         engines.infer_role(w, [name])

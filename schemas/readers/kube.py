@@ -1,5 +1,5 @@
 """Kubernetes manifests into the deployment model: Deployments, StatefulSets, DaemonSets, Jobs, Pods, LeaderWorkerSets,
-llm-d DisaggregatedSets and KServe LLMInferenceServices (DynamoGraphDeployments are in `dgd.py`).
+llm-d DisaggregatedSets (DynamoGraphDeployments are in `dgd.py`, KServe in `kserve.py`, AIBrix and OME in theirs).
 
 Each pod is its own network; `hostNetwork` pods share one only when pinned to the same node (`nodeName` or a
 `kubernetes.io/hostname` selector). A container that passes only `args` runs its image's entrypoint (vLLM images:
@@ -38,8 +38,10 @@ def _host(name: str, pod_spec: dict) -> Host:
 
 
 def pod_workers(doc: SourceDocument, dep: Deployment, name: str, spec_path: tuple, pod_spec: Any, replicas: Any, target: Target,
-                labels: dict[str, str] | None = None, hints: list[str] | None = None, nodes: int = 1, reader: ShellReader | None = None) -> list[Worker]:
-    """Workers of one pod template (`spec_path` points at the pod spec)."""
+                labels: dict[str, str] | None = None, hints: list[str] | None = None, nodes: int = 1, reader: ShellReader | None = None,
+                key_bases: dict[int, dict[str, tuple]] | None = None) -> list[Worker]:
+    """Workers of one pod template (`spec_path` points at the pod spec). `key_bases`: for a container merged from two
+    places (a template and a patch), container index -> key -> the path of the container that writes that key."""
     if not isinstance(pod_spec, dict):
         return []
     containers = pod_spec.get("containers")
@@ -54,15 +56,17 @@ def pod_workers(doc: SourceDocument, dep: Deployment, name: str, spec_path: tupl
         if not isinstance(c, dict):
             continue
         base = spec_path + ("containers", ci)
-        env = env_from_k8s(doc, base + ("env",), c.get("env"))
+        kb = (key_bases or {}).get(ci, {})
+        env = env_from_k8s(doc, kb.get("env", base) + ("env",), c.get("env"))
         image = c.get("image") if isinstance(c.get("image"), str) else None
-        for launch in container_launches(doc, base, c, env, reader, image):
+        for launch in container_launches(doc, base, c, env, reader, image, key_base=kb):
             w = _worker(doc, launch, f"{name}/{c.get('name', ci)}", host, target, image, labels, label_hints + (hints or []) + [str(c.get("name", ""))])
             w.replicas = _replicas(doc, rep_path, replicas)
-            w.gpus = gpus_from_resources(doc, base + ("resources",), c.get("resources"))
+            w.gpus = gpus_from_resources(doc, kb.get("resources", base) + ("resources",), c.get("resources"))
             w.nodes = nodes
             w.settings.setdefault("rdma", Setting(rdma_requested(c.get("resources")), None, "resources"))
-            caps = ((c.get("securityContext") or {}).get("capabilities") or {}).get("add") if isinstance(c.get("securityContext"), dict) else None
+            sec = c.get("securityContext") if isinstance(c.get("securityContext"), dict) else {}
+            caps = sec["capabilities"].get("add") if isinstance(sec.get("capabilities"), dict) else None
             w.settings["capabilities"] = Setting([str(x) for x in caps] if isinstance(caps, list) else [], None, "securityContext")
             out.append(w)
     dep.workers.extend(out)
@@ -70,8 +74,10 @@ def pod_workers(doc: SourceDocument, dep: Deployment, name: str, spec_path: tupl
 
 
 def _worker(doc, launch: Launch, name: str, host: Host, target: Target, image, labels, hints) -> Worker:
-    return new_worker(launch.command, path=doc.path, name=name, host=host, hints=launch.hints + hints, env=launch.env, target=target,
-                      image=image, labels=labels)
+    w = new_worker(launch.command, path=doc.path, name=name, host=host, hints=launch.hints + hints, env=launch.env, target=target,
+                   image=image, labels=labels)
+    w.alternative = launch.alternative  # branches of an `sh -c` script
+    return w
 
 
 def _replicas(doc: SourceDocument, path: tuple | None, value: Any) -> Setting:
@@ -115,9 +121,6 @@ def read_object(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
                 rname = str(role.get("name", i))
                 _lws(doc, dep, f"{name}/{rname}", ("spec", "roles", i, "spec"), role["spec"], target, labels, [rname], role_name=rname)
         return True
-    if kind == "LLMInferenceService":
-        _llmisvc(doc, dep, name, spec, target, labels)
-        return True
     return False
 
 
@@ -138,60 +141,13 @@ def _lws(doc, dep, name, path: tuple, spec: dict, target, labels, hints, role_na
                          {**labels, **_labels(tmpl.get("metadata"))}, hints + [tkey], size if one_engine else 1)
         for w in ws:
             w.replicas = _replicas(doc, rep_path, spec.get("replicas", 1))
-            if role_name in ("prefill", "decode") and w.role in ("unknown", "aggregated") and w.is_engine:
-                w.role, w.role_why = role_name, f"DisaggregatedSet role {role_name}"
+            if role_name in ("prefill", "decode") and w.role_from in ("name", "none", "default") and w.is_engine:
+                w.set_role(role_name, f"DisaggregatedSet role {role_name}", "field")
             if tkey == "workerTemplate" and any(x.is_engine for x in leaders):
                 # one engine spans the group: the worker pods are its other nodes, not engines of their own
                 w.settings["engine_part"] = Setting(True, None, "leaderWorkerTemplate.workerTemplate")
         if tkey == "leaderTemplate":
             leaders = ws
-
-
-def _llmisvc(doc: SourceDocument, dep: Deployment, name: str, spec: dict, target: Target, labels: dict[str, str]) -> None:
-    """KServe LLMInferenceService: `template` runs the decode (or aggregated) vLLM, `prefill.template` the prefill.
-
-    KServe builds the `vllm serve` command from `spec.model`; extra flags come from VLLM_ADDITIONAL_ARGS (the shape of
-    kserve/kserve docs/samples/llmisvc). Flags KServe adds itself are not in the file and stay unknown."""
-    model = spec.get("model") if isinstance(spec.get("model"), dict) else {}
-    model_name = model.get("name") or model.get("uri")
-    has_prefill = isinstance(spec.get("prefill"), dict)
-    for role, path, block in (("decode" if has_prefill else "aggregated", ("spec",), spec), ("prefill", ("spec", "prefill"), spec.get("prefill"))):
-        if not isinstance(block, dict) or not isinstance(block.get("template"), dict):
-            continue
-        tmpl = block["template"]
-        containers = tmpl.get("containers") if isinstance(tmpl.get("containers"), list) else []
-        for ci, c in enumerate(containers):
-            if not isinstance(c, dict) or c.get("name", "main") != "main":
-                continue
-            base = path + ("template", "containers", ci)
-            env = env_from_k8s(doc, base + ("env",), c.get("env"))
-            extra = env.get("VLLM_ADDITIONAL_ARGS")
-            words: list[Arg] = []
-            if extra is not None:
-                i = next(j for j, it in enumerate(c.get("env")) if isinstance(it, dict) and it.get("name") == "VLLM_ADDITIONAL_ARGS")
-                vpath = base + ("env", i, "value")
-                from .common import scalar_offsets
-
-                offs = scalar_offsets(doc, vpath, extra.text)
-                reader = ShellReader(doc.text)
-                from ..shell_lex import Lexer
-
-                for cmd in Lexer(extra.text, offs).commands():
-                    for w in cmd.words:
-                        words.extend(reader.arg(p, 0) for p in reader.expand(w, _empty_state()))
-            flags, spans, positional = parse_flags(words)
-            p = doc.marks.key(path + ("template",))
-            cmd = Command("vllm", words, flags, spans, positional, {}, Span(*p))
-            w = new_worker(cmd, path=doc.path, name=f"{name}/{role}", host=Host("pod", f"{name}/{role}", f"pod:{name}/{role}"), hints=[role],
-                           env=env, target=target, image=c.get("image"), labels=labels)
-            w.role, w.role_why = role, "LLMInferenceService " + ("prefill block" if role == "prefill" else "template")
-            if model_name and "model" not in w.settings:
-                mp = doc.marks.value(("spec", "model", "name" if "name" in model else "uri"))
-                w.settings["model"] = Setting(str(model_name).removeprefix("hf://"), Span(*mp), "spec.model")
-            w.replicas = _replicas(doc, path + ("replicas",) if "replicas" in block else None, block.get("replicas", 1))
-            w.gpus = gpus_from_resources(doc, base + ("resources",), c.get("resources"))
-            w.notes.append("KServe adds the rest of the vllm serve command from its templates; only what the file sets is checked")
-            dep.workers.append(w)
 
 
 def _empty_state():

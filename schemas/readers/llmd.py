@@ -42,7 +42,8 @@ def read_epp(doc: SourceDocument, dep: Deployment, to_file=lambda s: s) -> None:
     for i, prof in enumerate(profiles if isinstance(profiles, list) else []):
         if not isinstance(prof, dict):
             continue
-        refs = [str(r.get("pluginRef", "")) for r in (prof.get("plugins") or []) if isinstance(r, dict)]
+        listed = prof.get("plugins")
+        refs = [str(r.get("pluginRef", "")) for r in (listed if isinstance(listed, list) else []) if isinstance(r, dict)]
         q = doc.marks.value(("schedulingProfiles", i, "name")) if "name" in prof else doc.marks.value(("schedulingProfiles", i))
         dep.router[f"profile:{prof.get('name', i)}"] = Setting([names.get(r, r) for r in refs], to_file(Span(*q)), "schedulingProfiles")
 
@@ -86,19 +87,21 @@ def read_modelservice_values(doc: SourceDocument, dep: Deployment, target: Targe
         if not isinstance(block, dict) or block.get("create") is False:
             continue
         tp = (block.get("parallelism") or {}).get("tensor") if isinstance(block.get("parallelism"), dict) else None
-        for ci, c in enumerate(block.get("containers") or []):
+        containers = block.get("containers")
+        for ci, c in enumerate(containers if isinstance(containers, list) else []):
             if not isinstance(c, dict):
                 continue
             base = (role, "containers", ci)
-            args = [scalar_arg(doc, base + ("args", i), str(a), reader) for i, a in enumerate(c.get("args") or []) if isinstance(a, (str, int, float))]
+            args = [scalar_arg(doc, base + ("args", i), str(a), reader) for i, a in enumerate(c.get("args") if isinstance(c.get("args"), list) else [])
+                    if isinstance(a, (str, int, float))]
             flags, spans, positional = parse_flags(args)
             start = Span(*doc.marks.key((role,)))
             program = "vllm" if str(c.get("modelCommand", "vllmServe")).lower().startswith("vllm") else "image-entrypoint"
             w = new_worker(Command(program, args, flags, spans, positional, {}, start), path=doc.path, name=f"{role}/{c.get('name', ci)}",
                            host=Host("pod", f"{role}/{c.get('name', ci)}", f"pod:{doc.path}:{role}"), hints=[role],
                            env=env_from_k8s(doc, base + ("env",), c.get("env")), target=target, image=c.get("image"),
-                           labels={str(k): str(v) for k, v in (labels or {}).items()})
-            w.role, w.role_why = role, f"modelservice {role} block"
+                           labels={str(k): str(v) for k, v in (labels if isinstance(labels, dict) else {}).items()})
+            w.set_role(role, f"modelservice {role} block", "field")
             if model and "model" not in w.settings:
                 w.settings["model"] = Setting(str(model), Span(*doc.marks.value(("modelArtifacts", "name"))), "modelArtifacts.name")
             if tp is not None and "tp" not in w.settings:
@@ -109,3 +112,34 @@ def read_modelservice_values(doc: SourceDocument, dep: Deployment, target: Targe
             w.settings["capabilities"] = Setting(None, None, "set by the chart")  # the chart owns securityContext
             w.notes.append("the modelservice chart adds flags and security settings of its own; only what the values set is checked")
             dep.workers.append(w)
+
+
+def looks_like_router_values(data: Any) -> bool:
+    """llm-d router chart values (llm-d >= 0.8): the EPP config under `router.epp`."""
+    router = data.get("router") if isinstance(data, dict) else None
+    epp = router.get("epp") if isinstance(router, dict) else None
+    return isinstance(epp, dict) and ("pluginsCustomConfig" in epp or "pluginsConfigFile" in epp)
+
+
+# The chart's own config when `pluginsConfigFile` is not set (llm-d/llm-d-router config/charts/routerlib/values.yaml)
+ROUTER_DEFAULT_CONFIG = "default-plugins.yaml"
+
+
+def read_router_values(doc: SourceDocument, dep: Deployment) -> None:
+    """The EPP reads the one config `router.epp.pluginsConfigFile` names; the chart writes every string under
+    `router.epp.pluginsCustomConfig` beside its built-in ones in the EPP's ConfigMap (llm-d/llm-d-router
+    config/charts/routerlib/templates/_config.yaml at 2b244b7). A custom config the EPP does not select is unread."""
+    dep.format = "helm-values"
+    epp = doc.data["router"]["epp"]
+    custom = epp.get("pluginsCustomConfig") if isinstance(epp.get("pluginsCustomConfig"), dict) else {}
+    chosen = str(epp.get("pluginsConfigFile", ROUTER_DEFAULT_CONFIG))
+    text = custom.get(chosen)
+    if not isinstance(text, str):
+        return  # a config built into the chart, which the file does not show
+    found = embedded_yaml(doc, ("router", "epp", "pluginsCustomConfig", chosen), text)
+    if found is None:
+        return
+    inner, to_file = found
+    for d in inner:
+        if looks_like_epp(d.data):
+            read_epp(d, dep, to_file)

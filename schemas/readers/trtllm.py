@@ -12,6 +12,7 @@ from typing import Any
 from ..knowledge.versions import Target
 from ..model import Deployment, Host, Setting, Worker
 from ..source import SourceDocument, Span
+from .common import count
 
 # engine-config key path -> setting
 _ENGINE_KEYS = {
@@ -56,12 +57,12 @@ def read_disagg_config(doc: SourceDocument, dep: Deployment, target: Target) -> 
             continue
         span = Span(*doc.marks.key((key,)))
         w = Worker(name=key, role=role, role_why=key, program="trtllm-serve", engine="trtllm", system="trtllm", path=doc.path, span=span,
-                   target=target.copy(), host=Host("process", key, f"trtllm:{doc.path}:{key}"))
+                   target=target.copy(), host=Host("process", key, f"trtllm:{doc.path}:{key}"), role_from="field")
         if model is not None:
             w.settings["model"] = Setting(model, Span(*doc.marks.value(("model",))), "model")
         merged = {k: v for k, v in data.items() if k not in ("context_servers", "generation_servers")}
         apply_engine_config(w, doc, (), merged)
         apply_engine_config(w, doc, (key,), block)
         if "num_instances" in block:
-            w.replicas = Setting(block["num_instances"], Span(*doc.marks.value((key, "num_instances"))), "num_instances")
+            w.replicas = Setting(count(block["num_instances"]), Span(*doc.marks.value((key, "num_instances"))), "num_instances")
         dep.workers.append(w)

@@ -267,3 +267,19 @@ def test_real_dynamo_recordings_tell_prefill_used_from_prefill_under_another_mod
     assert f.extra["cause"] == "no_prefill_workers"
     assert f.extra["evidence"]["models"] == ["tiny", "tiny-other"] and f.extra["evidence"]["router_workers"] == {"decode": 1.0}
     assert "different model names" in f.message and "backend.unavailable" in f.message
+
+
+def test_thousand_token_prompts_read_near_a_thousand_with_their_bucket():
+    """The runtime's token buckets (powers of two and half way between): ~1000-token prompts read p50 in 768-1024,
+    not 768 as with powers of two alone, and the bucket is given with the estimate."""
+    from disagg.runtime.metrics import TOKEN_BUCKETS
+
+    def hist(n: int) -> str:
+        rows = [f'disagg_request_prompt_tokens_bucket{{le="{float(b)}"}} {n if b >= 1000 else 0}' for b in TOKEN_BUCKETS]
+        return "\n".join(rows + [f'disagg_request_prompt_tokens_bucket{{le="+Inf"}} {n}']) + "\n"
+
+    w = Window(seconds=30)
+    w.add(snapshot(0, hist(0)))
+    w.add(snapshot(1, hist(100)))
+    assert 768 < w.quantile("isl_bucket", 0.5) <= 1024
+    assert w.quantile_bounds("isl_bucket", 0.5) == (768.0, 1024.0)

@@ -1,6 +1,7 @@
 """One metrics contract: every signal the live doctor and the dashboard read has an alias, every alias of the
 reference runtime is a metric the runtime really exposes, and the vLLM and Dynamo aliases are names those systems
-really expose (recorded from vLLM 0.32.0 on CPU and Dynamo 1.6.1 in tests/live/fixtures). A dashboard column that
+really expose (recorded from vLLM 0.32.0 on CPU and Dynamo 1.6.1 in tests/live/fixtures, or read in a release's
+source: fixtures/released-metric-names.yml). A dashboard column that
 reads a signal nobody emits fails here, not on a user's screen."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from conftest import ROOT
 pytest.importorskip("prometheus_client")
 
 READERS = {"total": 0, "delta": 0, "rate": 0, "by_label": 0, "quantile": 0, "worker_rate": 1, "worker_total": 1, "workers_delta": 0}
+FUNCTIONS = {"everywhere": 1, "increase_everywhere": 1}  # the live rules' helpers (doctor/rules/live/_signals.py): (snap or ctx, signal)
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -33,6 +35,10 @@ def signals_read(folder: Path) -> dict[str, set[str]]:
                 elif attr == "get" and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "signals":
                     arg = node.args[0] if node.args else None
                     name = arg.value if isinstance(arg, ast.Constant) else None
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS:
+                pos = FUNCTIONS[node.func.id]
+                if len(node.args) > pos and isinstance(node.args[pos], ast.Constant):
+                    name = node.args[pos].value
             elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "signals":
                 name = node.slice.value if isinstance(node.slice, ast.Constant) else None
             elif isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str):
@@ -105,12 +111,52 @@ def test_the_contract_lists_every_metric_the_runtime_exposes():
         assert base in contract, f"{name} is exposed but not in schemas/metrics.py"
 
 
-@pytest.mark.parametrize("system, recordings", [("vllm", "vllm-0.32.0-*.prom"), ("dynamo", "dynamo-1.6.1-*.prom")])
-def test_vllm_and_dynamo_aliases_name_metrics_those_releases_expose(system, recordings):
-    """The newest alias of each signal exists in a recording of that release (older names follow it in the list)."""
+RECORDINGS = {"vllm": "vllm-0.32.0-*.prom", "dynamo": "dynamo-1.6.1-*.prom"}
+
+
+def released() -> dict:
+    import yaml
+
+    return yaml.safe_load((FIXTURES / "released-metric-names.yml").read_text())
+
+
+@pytest.mark.parametrize("system", ["vllm", "dynamo", "sglang", "llm-d"])
+def test_each_alias_names_a_metric_a_release_exposes(system):
+    """The newest alias of each signal exists in a recording of that release or in a release's source
+    (fixtures/released-metric-names.yml names the tag and file); older names follow it in the list. A system without
+    a recording (llm-d) has every alias checked, the deprecated names included."""
     from disagg.doctor.live.aliases import TABLES
 
-    names = set().union(*(exposed(p.read_text()) for p in FIXTURES.glob(recordings)))
+    names = set().union(*(exposed(p.read_text()) for p in FIXTURES.glob(RECORDINGS[system]))) if system in RECORDINGS else set()
+    names |= set(released()["names"].get(system, {}))
     assert names
     missing = {signal: c[0][0] for signal, c in TABLES[system].items() if c[0][0] not in names}
-    assert not missing, f"{system} aliases naming metrics its recordings do not have: {missing}"
+    assert not missing, f"{system} aliases naming metrics no recording or release source has: {missing}"
+    if system not in RECORDINGS and system != "sglang":
+        every = {name for c in TABLES[system].values() for name, _, _ in c}
+        assert every <= names, f"{system}: aliases without a release source: {every - names}"
+
+
+def test_every_release_fact_names_its_source_and_is_read():
+    """Each name in released-metric-names.yml comes from a named tag, and an alias reads it (no dead facts)."""
+    from disagg.doctor.live.aliases import TABLES
+
+    data = released()
+    for source in data["sources"].values():
+        assert source["repo"].count("/") == 1 and source["ref"] and source["read"]
+    for system, names in data["names"].items():
+        aliased = {name for c in TABLES[system].values() for name, _, _ in c}
+        for name, source in names.items():
+            assert source in data["sources"], f"{name}: unknown source {source}"
+            assert name in aliased, f"{name} ({system}) is in the release list but no alias reads it"
+
+
+def test_the_prometheus_query_asks_for_every_system_the_aliases_read():
+    import re
+
+    from disagg.doctor.live.aliases import PREFIXES
+    from disagg.doctor.live.prometheus import NAMES
+
+    for prefix in PREFIXES.values():
+        assert re.fullmatch(NAMES, prefix + "requests_total")
+    assert not re.fullmatch(NAMES, "python_gc_objects_collected_total")

@@ -16,10 +16,10 @@ from disagg.doctor.workload import parse_workload
 CASES = Path(__file__).resolve().parent / "cases"
 
 
-def _cases(live: bool):
+def _cases(live: bool, host: bool = False):
     for path in sorted(CASES.glob("DG*.yml")):
         spec = yaml.safe_load(path.read_text())
-        if bool(spec.get("live")) != live:
+        if bool(spec.get("live")) != live or bool(spec.get("host")) != host:
             continue
         for case in spec["cases"]:
             yield pytest.param(spec["rule"], case, id=f"{spec['rule']}: {case['name']}")
@@ -59,6 +59,41 @@ def test_live_rule_case(code, case):
             assert w["message"] in f.message, f.message
         assert f.fix is not None and "evidence" in f.extra and 0 < f.extra["confidence"] <= 1
         assert f.severity in (rule.severity, *rule.also), f"{code} emitted {f.severity.label}, documented: {rule.severities()}"
+
+
+def host_facts(spec: dict):
+    from disagg.doctor.host import Gpu, HostFacts, Nic, RdmaPort
+
+    return HostFacts(nics=[Nic(**{"state": "up", "numa_node": None, "virtual": False, "link": "ether", **n}) for n in spec.get("nics", [])],
+                     rdma=[RdmaPort(**{"port": 1, "link_layer": "InfiniBand", "state": "4: ACTIVE", "gids": 1, "numa_node": None, **r}) for r in spec.get("rdma", [])],
+                     gpus=[Gpu(**{"name": "H100", "pci": f"0000:{i:02x}:00.0", "numa_node": None, **g}) for i, g in enumerate(spec.get("gpus", []))],
+                     nixl=spec.get("nixl", {}))
+
+
+@pytest.mark.parametrize("code, case", list(_cases(live=True, host=True)))
+def test_host_rule_case(code, case):
+    """Host rules (DG7xx) over facts given as data (the readers of sysfs are tested in tests/test_env.py), this shell's
+    environment (`env`) and, when the case has one, a config whose workers' env is compared."""
+    from disagg.doctor.host import HostContext
+
+    rule = default_registry().get(code)
+    assert rule is not None and rule.live
+    deps = []
+    if "config" in case:
+        result = lint_text(case.get("config_name", "case.yaml"), case["config"], [], LintOptions())
+        assert result.error is None, result.error
+        deps = [result.deployment]
+    got = list(rule().check(HostContext(host_facts(case.get("facts", {})), case.get("env", {}), deps)))
+    assert len(got) == len(case["expect"]), [f.message for f in got]
+    for f, w in zip(got, case["expect"]):
+        if "severity" in w:
+            assert f.severity.label == w["severity"]
+        if "line" in w:
+            assert (f.path, f.line) == ("case.yaml", w["line"]), f
+        if "message" in w:
+            assert w["message"] in f.message, f.message
+        assert f.fix is not None and f.severity in (rule.severity, *rule.also)
+    assert not list(rule().check(object())), "a host rule says nothing outside a HostContext"
 
 
 @pytest.mark.parametrize("code, case", list(_cases(live=False)))

@@ -75,6 +75,8 @@ def start_server(config: Path, tmp: Path, *extra: str, env: dict | None = None) 
         proc.kill()
         raise RuntimeError(f"serve did not start: {(tmp / 'serve.err').read_text()[-3000:]}")
     key = extra[extra.index("--api-key") + 1] if "--api-key" in extra else None
+    if "--api-key-file" in extra:
+        key = Path(extra[extra.index("--api-key-file") + 1]).read_text().strip()
     server = Server(proc, line, log_dir, {"Authorization": f"Bearer {key}"} if key else None)
     deadline = time.monotonic() + 20
     while not all(w["up"] for w in server.workers()):  # the frontend's own health view

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -23,7 +24,9 @@ def small(serve, tmp_path_factory):
     (b'{"prompt": [1, 2, -1], "max_tokens": 2}', 400, "token ids must be in [0, 256)"),
     (b'{"prompt": [1, 4294967296], "max_tokens": 2}', 400, "token ids"),
     (b'{"prompt": [1, 300], "max_tokens": 2}', 400, "token ids"),
-    (b'{"prompt": "x", "max_tokens": 2, "logprobs": 5, "echo": true}', 400, "unsupported parameters: echo, logprobs"),
+    (b'{"prompt": "x", "max_tokens": 2, "logprobs": 5, "echo": true, "best_of": 2}', 400, "unsupported parameters: best_of, echo"),
+    (b'{"prompt": "x", "max_tokens": 2, "logprobs": 21}', 400, "logprobs"),
+    (b'{"prompt": "x", "max_tokens": 2, "presence_penalty": 2.5}', 400, "presence_penalty"),
     (b'{"prompt": "x", "max_tokens": 2, "tools": [{"type": "function"}]}', 400, "unsupported parameter: tools"),
     (b'{"prompt": "x", "max_tokens": 2, "response_format": {"type": "json_object"}}', 400, "response_format"),
     (b'{"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}', 400, "stop takes up to 4"),
@@ -99,3 +102,45 @@ def test_a_prompt_whose_kv_cannot_fit_is_refused_up_front_and_prefilled_locally(
     code, r = complete(s, {"prompt": prompt(64000, "big"), "max_tokens": 1}, timeout=60)  # 64k tokens x 8 KiB: 500 MiB > the 256 MiB arena
     assert code == 200 and r["disagg"]["route"] == "local" and r["disagg"]["reason"] == "prefill_failed"
     assert s.get("/health")["status"] == "ok"
+
+
+def test_logprobs_are_served_with_the_mock_models_documented_values(small):
+    code, r = complete(small, {"prompt": prompt(100, "lp"), "max_tokens": 5, "logprobs": 2})
+    assert code == 200, r
+    lp, text = r["choices"][0]["logprobs"], r["choices"][0]["text"]
+    assert "".join(lp["tokens"]) == text and len(lp["tokens"]) == 5
+    assert lp["text_offset"] == [sum(len(t) for t in lp["tokens"][:i]) for i in range(5)]
+    # The mock model (mock_engine.step_distribution): the emitted word has probability ~1/2, the next ~1/4.
+    assert all(abs(v - math.log(0.5)) < 1e-6 for v in lp["token_logprobs"])
+    for tok, top in zip(lp["tokens"], lp["top_logprobs"]):
+        assert len(top) == 2 and top[tok] == max(top.values()) and abs(min(top.values()) - math.log(0.25)) < 1e-6
+    code, c = complete(small, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "logprobs": True, "top_logprobs": 1},
+                       path="/v1/chat/completions")
+    content = c["choices"][0]["logprobs"]["content"]
+    assert "".join(e["token"] for e in content) == c["choices"][0]["message"]["content"]
+    assert all(e["top_logprobs"][0]["token"] == e["token"] and e["bytes"] == list(e["token"].encode()) for e in content)
+    code, text = raw(small.url, json.dumps({"prompt": prompt(100, "lp"), "max_tokens": 5, "logprobs": 2, "stream": True}).encode())
+    chunks = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    streamed = [t for ch in chunks if ch["choices"][0]["logprobs"] for t in ch["choices"][0]["logprobs"]["tokens"]]
+    assert streamed == lp["tokens"]
+
+
+def test_logprobs_stop_with_the_text_a_stop_string_cuts(small):
+    body = {"prompt": prompt(150, "lpstop"), "max_tokens": 10, "logprobs": 0}
+    full = complete(small, body)[1]["choices"][0]
+    stop = full["logprobs"]["tokens"][4]
+    cut = complete(small, {**body, "stop": stop})[1]["choices"][0]
+    assert cut["finish_reason"] == "stop" and "".join(cut["logprobs"]["tokens"]).startswith(cut["text"])
+    assert len(cut["logprobs"]["tokens"]) <= 5
+
+
+def test_penalties_change_repeated_words_deterministically(small):
+    base = {"prompt": prompt(200, "pen"), "max_tokens": 40}
+    plain = complete(small, base)[1]["choices"][0]["text"].split()
+    assert len(set(plain)) < len(plain)  # 40 words from a 38-word vocabulary repeat
+    penalised = [complete(small, {**base, "presence_penalty": 2.0})[1]["choices"][0]["text"] for _ in range(2)]
+    assert penalised[0] == penalised[1]
+    words = penalised[0].split()
+    assert len(set(words)) > len(set(plain))  # a word already said is pushed down: more distinct words
+    freq = complete(small, {**base, "frequency_penalty": 2.0})[1]["choices"][0]["text"].split()
+    assert len(set(freq)) > len(set(plain))

@@ -6,29 +6,32 @@ import asyncio
 import json
 import os
 import socket
+import re
 import stat
 import urllib.parse
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from disagg.runtime.channel import Channel, ChannelError
+from disagg.runtime.identity import HEALTH_CHALLENGE, HEALTH_PROOF, health_proof, run_id
 
 from .conftest import EXAMPLES, complete, prompt, raw, start_server
 
 pytestmark = pytest.mark.slow
 
 
+PLANTED = Path(__file__).resolve().parents[1] / "fixtures" / "serving" / "planted-secrets.yaml"
+RUN_SECRET = "a-known-run-secret-for-the-proof-test"
+
+
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory):
-    import yaml
-
     tmp = tmp_path_factory.mktemp("keyed")
-    config = tmp / "secret-envs.yaml"
-    cfg = yaml.safe_load((EXAMPLES / "seed-fixed.yaml").read_text())
-    cfg["PrefillWorker"]["ServiceArgs"]["envs"] = [{"name": "HF_TOKEN", "value": "hf_do_not_leak"}, {"name": "PLAIN", "value": "shown"}]
-    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    s = start_server(config, tmp, "--api-key", "sk-test-key")
+    key_file = tmp / "api-key"
+    key_file.write_text("sk-test-key\n")
+    s = start_server(PLANTED, tmp, "--api-key-file", str(key_file), env={"DISAGG_RUN_SECRET": RUN_SECRET})
     yield s
     s.stop()
 
@@ -49,22 +52,58 @@ def test_the_api_key_guards_v1_config_and_workers_but_not_health_or_metrics(keye
     assert raw(keyed.url, None, path="/metrics", method="GET")[0] == 200
 
 
-def test_config_shows_secrets_redacted_and_workers_get_them(keyed):
+def test_config_serves_none_of_the_planted_secrets_and_workers_get_their_envs(keyed):
     code, text = raw(keyed.url, None, path="/config", method="GET", headers=AUTH)
-    assert code == 200 and "hf_do_not_leak" not in text
-    cfg = json.loads(text)
-    envs = cfg["sections"]["PrefillWorker"]["ServiceArgs"]["envs"]
-    assert {"name": "HF_TOKEN", "value": "<redacted>"} in envs and {"name": "PLAIN", "value": "shown"} in envs
+    assert code == 200 and not re.search(r"s3cr3t", text), re.findall(r"s3cr3t[\w-]*", text)  # 0 of the 8 forms
+    assert str(PLANTED.parent) not in text and json.loads(text)["name"] == "planted-secrets.yaml"
     prefill = next(w for w in json.loads(raw(keyed.url, None, path="/workers", method="GET", headers=AUTH)[1])["workers"] if w["role"] == "prefill")
     with open(f"/proc/{prefill['pid']}/environ", "rb") as handle:
-        assert b"HF_TOKEN=hf_do_not_leak" in handle.read().split(b"\0")  # applied to the worker, as Dynamo did
+        assert b"OPENAI_API_KEY=s3cr3t-envlist-a7c2" in handle.read().split(b"\0")  # applied to the worker, as Dynamo did
+
+
+def test_health_without_the_key_says_ready_and_nothing_else(keyed):
+    code, text = raw(keyed.url, None, path="/health", method="GET")
+    assert code == 200 and json.loads(text) == {"status": "ready"}
+    workers = keyed.workers()
+    code, text = raw(keyed.url, None, path="/health", method="GET", headers=AUTH)
+    detail = json.loads(text)
+    assert code == 200 and detail["status"] == "ok" and {w["id"] for w in detail["workers"]} == {w["id"] for w in workers}
+    code, text = raw(keyed.url, None, path="/health", method="GET", headers={"Authorization": "Bearer wrong"})
+    assert run_id(RUN_SECRET) not in text and not any(str(w["pid"]) in text or w["address"] in text for w in workers), text
+    # /metrics stays open for Prometheus: it carries worker pids (disagg_worker_info, how the live doctor maps GPU
+    # processes to workers), never the run id or an address.
+    code, text = raw(keyed.url, None, path="/metrics", method="GET")
+    assert run_id(RUN_SECRET) not in text and not any(w["address"] in text for w in workers)
+
+
+def test_the_frontend_proves_it_belongs_to_the_run_without_publishing_the_run_id(keyed):
+    import urllib.request
+
+    for nonce in ("a" * 32, "b" * 32):
+        req = urllib.request.Request(keyed.url + "/health", headers={HEALTH_CHALLENGE: nonce})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            proof = r.headers[HEALTH_PROOF]
+        assert proof == health_proof(RUN_SECRET.encode(), nonce) and proof != health_proof(b"another secret", nonce)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--api-key-file", "/nonexistent/key", "--api-key", "k"), "give the API key one way"),
+    (("--api-key-file", "/nonexistent/key"), "cannot read it"),
+])
+def test_an_api_key_that_cannot_be_used_stops_the_start(tmp_path, flags, message):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "disagg", "serve", str(EXAMPLES / "seed-fixed.yaml"), "--port", "0", *flags],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def test_what_the_run_writes_is_private_and_its_secret_is_on_no_command_line(keyed):
     assert stat.S_IMODE(os.stat(keyed.log_dir).st_mode) == 0o700
     for name in os.listdir(keyed.log_dir):
         assert stat.S_IMODE(os.stat(keyed.log_dir / name).st_mode) == 0o600, name
-        assert b"hf_do_not_leak" not in (keyed.log_dir / name).read_bytes() or name == "plan.json"
+        assert b"s3cr3t" not in (keyed.log_dir / name).read_bytes() or name in ("plan.json", "serve.err"), name
     workers = json.loads(raw(keyed.url, None, path="/workers", method="GET", headers=AUTH)[1])["workers"]
     for pid in [w["pid"] for w in workers] + [keyed.proc.pid]:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
@@ -114,7 +153,7 @@ def test_a_nixl_peer_reads_only_the_region_it_was_handed_and_never_released_kv()
 
     async def case():
         prefill, decode = NixlTransport("attack-prefill", Arena(1 << 20)), NixlTransport("attack-peer", Arena(1 << 20))
-        store = KVStore(prefill.arena)
+        store = KVStore(prefill.arena, withdraw=prefill.withdraw)
         a, b = store.reserve(4096), store.reserve(4096)
         prefill.arena.view(a.offset, 4096)[:] = 7
         prefill.arena.view(b.offset, 4096)[:] = 9
@@ -131,9 +170,7 @@ def test_a_nixl_peer_reads_only_the_region_it_was_handed_and_never_released_kv()
             assert decode.arena.view(0, 4096).min() == 7  # the region it was handed
             with pytest.raises(KVTransferError):  # request b's region was never exposed to it
                 await decode.read(md_a, prefill.arena.addr + b.offset, 4096, 0, timeout=5)
-            store.take(a.kv_id)
-            prefill.withdraw(a)
-            store.free(a)
+            assert store.release(a, "read") and a.registration is None  # withdrawn from NIXL, zeroed, freed: one call
             assert not prefill.arena.view(a.offset, 4096).any()  # released KV is zeroed before the memory is reused
         finally:
             pump.cancel()

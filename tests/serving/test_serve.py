@@ -39,7 +39,11 @@ def test_fixed_config_sends_isl_200_remote_with_kv_moved_and_checked(fixed):
     # One at a time: concurrent requests would (rightly) meet a full prefill queue (max-prefill-queue-size 3).
     results = [complete(fixed, {"prompt": prompt(200, f"r{i}"), "max_tokens": 4}) for i in range(10)]
     assert all(code == 200 for code, _ in results)
-    assert {(r["disagg"]["route"], r["disagg"]["kv"]["status"], r["disagg"]["kv"]["transport"]) for _, r in results} == {("remote", "ok", "nixl")}
+    # `--kv-transport auto`: NIXL where it imports, else the workers' own connections (the start says which).
+    from disagg.runtime.kv import nixl_available
+
+    transport = "nixl" if nixl_available() is None else "channel"
+    assert {(r["disagg"]["route"], r["disagg"]["kv"]["status"], r["disagg"]["kv"]["transport"]) for _, r in results} == {("remote", "ok", transport)}
     assert fixed.metric("disagg_requests_total", route="remote", reason="remote") >= 10
     assert fixed.metric("disagg_kv_transfer_bytes_total") - before == 10 * 200 * KV_BYTES_PER_TOKEN
     assert fixed.metric("disagg_kv_transfer_failures_total") == 0
@@ -172,7 +176,7 @@ def test_openai_surface(fixed):
         assert any(name == "disagg_engine_busy_seconds_total" and dict(lab)["worker_id"] == w["id"] for name, lab in info)
     assert any(name == "disagg_worker_info" and dict(lab)["role"] == "prefill" for name, lab in info)
     cfg = fixed.get("/config")
-    assert cfg["policy"]["max_local_prefill_length"] == 10 and cfg["sections"]["VllmWorker"]["remote-prefill"] is True
+    assert cfg["policy"]["max_local_prefill_length"] == 10 and "remote-prefill: true" in cfg["text"] and "path" not in cfg
 
 
 @pytest.mark.parametrize(
@@ -202,7 +206,8 @@ def test_streaming_completions_and_chat(fixed):
         events = [line[6:] for line in r.read().decode().splitlines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
-    assert sum(1 for c in chunks if c["choices"][0]["text"]) == 5 and chunks[-1]["choices"][0]["finish_reason"] == "length"
+    # 5 tokens (one mock word each); how many chunks carry them depends on how the engine's batches arrive
+    assert len("".join(c["choices"][0]["text"] for c in chunks).split()) == 5 and chunks[-1]["choices"][0]["finish_reason"] == "length"
     body = {"messages": [{"role": "user", "content": "hello " * 40}], "max_tokens": 3, "stream": True}
     req = urllib.request.Request(fixed.url + "/v1/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(req, timeout=10) as r:

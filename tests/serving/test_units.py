@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from disagg.runtime.kv import Arena, KVStore, KVTransferError, check_handle, handle_mac
+from disagg.runtime.kv import Arena, KVTransferError, check_handle, handle_mac
 from disagg.runtime.mock_engine import BlockManager, KVLayout, Timing, output_tokens, tokenize
 from disagg.runtime.plan import ModelShape, PlanError, load_plan
 
@@ -101,23 +101,6 @@ def test_arena_allocates_coalesces_and_zeroes_what_it_frees():
     assert not a.view(y, 300).any()  # nobody reads another request's KV out of reused memory
     a.release(x, 300)
     assert a.allocate(600) == 0 and a.used == 900
-
-
-async def _store_case():
-    store = KVStore(Arena(1 << 20), ttl_seconds=5)
-    entry = store.reserve(1000)
-    assert store.pending.is_set()
-    assert store.expire(now=entry.created + 1) == []
-    assert store.expire(now=entry.created + 6) == [entry] and store.expired == 1 and store.take(entry.kv_id) is None
-    assert not store.pending.is_set()
-    again = store.reserve(1000)
-    assert store.take(again.kv_id) is again and store.take(again.kv_id) is None  # a handle is good for one read
-
-
-def test_store_hands_out_each_kv_once_and_expires_what_nobody_reads():
-    import asyncio
-
-    asyncio.run(_store_case())
 
 
 def test_kv_handles_are_capabilities():

@@ -40,6 +40,7 @@ class DG201(Rule):
     code = "DG201"
     name = "kv-connector-one-side"
     severity = Severity.ERROR
+    on_roles = True
 
     def check(self, ctx):
         seen = set()

@@ -56,6 +56,7 @@ class DG202(Rule):
     code = "DG202"
     name = "kv-connector-mismatch"
     severity = Severity.ERROR
+    on_roles = True
 
     def check(self, ctx):
         for w in ctx.deployment.workers:

@@ -41,6 +41,7 @@ class DG203(Rule):
     name = "block-size-mismatch"
     severity = Severity.ERROR
     also = {Severity.WARNING: "a KV router that hashes with another block size than its workers"}
+    on_roles = True
 
     def check(self, ctx):
         for pair in ctx.pairs:
@@ -71,5 +72,7 @@ class DG203(Rule):
             sizes = {block_size(w)[0] for w in engines if w.role == "decode" or not any(e.role == "decode" for e in engines)} - {None}
             if len(sizes) == 1 and rb not in sizes:
                 want = next(iter(sizes))
+                # which workers count as decode matters only when the engines disagree among themselves
+                chosen = tuple(w for w in engines if w.role == "decode") if len({block_size(w)[0] for w in engines} - {None}) > 1 else ()
                 yield ctx.finding(self, s.span, f"{router.name} hashes prompts with block size {rb} but its workers use {want}: KV-aware routing will find no prefix hits",
-                                  worker=router, fix=Fix(f"set {router.name}'s block size to {want}"), severity=Severity.WARNING)
+                                  worker=router, fix=Fix(f"set {router.name}'s block size to {want}"), severity=Severity.WARNING, roles=chosen)

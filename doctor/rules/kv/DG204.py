@@ -35,6 +35,7 @@ class DG204(Rule):
     code = "DG204"
     name = "tensor-parallel-ratio"
     severity = Severity.ERROR
+    on_roles = True
 
     def check(self, ctx):
         for pair in ctx.pairs:

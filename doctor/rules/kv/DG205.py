@@ -42,6 +42,7 @@ class DG205(Rule):
     code = "DG205"
     name = "model-mismatch"
     severity = Severity.ERROR
+    on_roles = True
 
     def check(self, ctx):
         for pair in ctx.pairs:

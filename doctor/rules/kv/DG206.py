@@ -38,6 +38,7 @@ class DG206(Rule):
     code = "DG206"
     name = "dtype-mismatch"
     severity = Severity.ERROR
+    on_roles = True
 
     def check(self, ctx):
         for pair in ctx.pairs:

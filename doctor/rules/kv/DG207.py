@@ -1,27 +1,16 @@
 from __future__ import annotations
 
-from disagg.schemas import knowledge
+from disagg.schemas.pairing import ByBranch
 
 from ...finding import Fix, Severity
 from ...registry import Rule
 from .._helpers import connector_of
+from .._ports import side_channel_port as _port
 
 
 def _nixl(w) -> bool:
     names, _ = connector_of(w)
     return bool(names) and any("nixl" in n.lower() for n in names)
-
-
-def _port(w) -> tuple[str | None, bool]:
-    """(side-channel port as written or the default, written); None when set at run time or reserved per worker."""
-    s = w.settings.get("side_channel_port")
-    if s is not None:
-        return (str(s.value).strip() if s.known else None), True
-    if w.program == "dynamo.vllm":
-        reserved = knowledge.pattern("dynamo", "vllm.side_channel_port_reserved").releases
-        if knowledge.verdict(w.target, "dynamo", reserved) is not False:
-            return None, False  # Dynamo reserved a port per worker in 0.4-0.6, and the release may be one of those
-    return "default", False
 
 
 class DG207(Rule):
@@ -69,16 +58,16 @@ class DG207(Rule):
                 yield ctx.finding(self, w.where("side_channel_port"), f"{w.name} runs {n} workers with the same VLLM_NIXL_SIDE_CHANNEL_PORT={port}: "
                                   "on one host all but one fail to bind", worker=w, fix=Fix("drop VLLM_NIXL_SIDE_CHANNEL_PORT and let each instance get its own port"))
         for workers in by_net.values():
-            seen: dict[str, object] = {}
+            seen: dict[str, ByBranch] = {}  # only processes that run in one invocation of a script share its network
             for w in workers:
                 port, written = _port(w)
                 if port is None:
                     continue
-                if port in seen:
-                    other = seen[port]
+                other = next(seen[port].meeting(w, one_invocation=True), None) if port in seen else None
+                if other is not None:
                     how = "both leave VLLM_NIXL_SIDE_CHANNEL_PORT at its default" if port == "default" else f"both set VLLM_NIXL_SIDE_CHANNEL_PORT={port}"
                     rel = ctx.related(other, other.where("side_channel_port"), f"{other.name} uses the same port")
                     yield ctx.finding(self, w.where("side_channel_port"), f"{w.name} and {other.name} share a network and {how}: the second fails to bind or stalls at start",
                                       worker=w, related=(rel,), fix=Fix("give each instance on a host its own VLLM_NIXL_SIDE_CHANNEL_PORT"))
                 else:
-                    seen[port] = w
+                    seen.setdefault(port, ByBranch()).add(w)

@@ -66,8 +66,10 @@ class DG501(Rule):
         if probe is not None:
             evidence["probe"] = f"{probe['prompt_tokens']}-token prompt prefilled locally, reason {probe['reason']}"
         isl50, isl95 = w.quantile("isl_bucket", 0.5), w.quantile("isl_bucket", 0.95)
-        if isl50 is not None:
+        if isl50 is not None:  # estimates inside a histogram bucket: the bucket is given with them
             evidence["isl_p50"], evidence["isl_p95"] = round(isl50), round(isl95)
+            evidence["isl_p50_bucket"] = [_num(b) for b in w.quantile_bounds("isl_bucket", 0.5)]
+            evidence["isl_p95_bucket"] = [_num(b) for b in w.quantile_bounds("isl_bucket", 0.95)]
         util = prefill_utilisation(ctx)
         if util:
             evidence["prefill_utilisation_pct"] = {k: round(v, 1) for k, (v, _) in util.items()}
@@ -92,7 +94,8 @@ class DG501(Rule):
             evidence["max_local_prefill_length"] = limit
             why = f"every prompt is at or below max-local-prefill-length ({limit} tokens)"
             if isl50 is not None:
-                why += f": observed prompt length p50 {isl50:.0f}, p95 {isl95:.0f} tokens"
+                lo, hi = evidence["isl_p50_bucket"]
+                why += f": observed prompt length p50 ~{isl50:.0f} (between {lo} and {hi}, a histogram estimate), p95 ~{isl95:.0f} tokens"
             path = ctx.decode_key("max-local-prefill-length")
             fix, confidence = Fix("lower max-local-prefill-length below your typical uncached prompt length"), share
         elif cause == "queue_full":
@@ -122,3 +125,8 @@ class DG501(Rule):
             confidence = max(confidence, 0.9)  # a request longer than the threshold was routed local: seen, not inferred
         yield ctx.finding(self, f"prefill traffic is zero: {count(total, 'request')} in the last {w.span:.0f} s, none prefilled remotely; cause: {why}",
                           path=path, fix=fix, cause=cause, evidence=evidence, confidence=round(confidence, 2))
+
+
+def _num(b: float):
+    """A bucket bound for the evidence: an int where it is one, "+Inf" for the last bucket."""
+    return "+Inf" if b == float("inf") else (int(b) if float(b).is_integer() else b)

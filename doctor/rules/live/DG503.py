@@ -4,15 +4,17 @@ from disagg.schemas.model import is_loopback
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from ._signals import rounded
+from ._signals import increase_everywhere, rounded
 
 
 class DG503(Rule):
     """## What it does
     Reports KV transfers that fail or expire in a running deployment: transfer failures
-    (`disagg_kv_transfer_failures_total`, vLLM's `nixl_num_failed_transfers`, SGLang's transfer failures),
-    remote prefills that failed (`prefill_failed`), and prefilled KV that expired unread
-    (vLLM's `nixl_num_kv_expired_reqs`), which means the decode side did the prefill again.
+    (`disagg_kv_transfer_failures_total`, vLLM's `nixl_num_failed_transfers` or `mooncake_num_failed_transfers` and
+    `mooncake_num_failed_recvs`, SGLang's transfer and bootstrap failures), remote prefills that failed
+    (`prefill_failed`), prefilled KV that expired unread (vLLM's `nixl_num_kv_expired_reqs`), which means the decode
+    side did the prefill again, and transfers that completed after their KV had expired (vLLM 0.32+'s
+    `nixl_num_notifications_after_expiry`), whose blocks may have been reused while they were read.
 
     ## Why is this bad?
     Each failure costs a full prefill on the decode worker after the prefill worker already did it: twice the work,
@@ -52,17 +54,28 @@ class DG503(Rule):
         reasons = w.by_label("requests", "reason")
         prefill_failed = reasons.get("prefill_failed", 0.0)
         expired = w.workers_delta("kv_expired") + w.delta("kv_expired")  # prefill workers' own, or a vLLM target's
-        if not failures and prefill_failed <= 0 and expired <= 0:
+        recv_failed = increase_everywhere(ctx, "kv_recv_failures") or 0.0  # Mooncake: the decode side's own count
+        bootstrap = increase_everywhere(ctx, "bootstrap_failures") or 0.0  # SGLang: the P/D handshake
+        late = increase_everywhere(ctx, "kv_notif_after_expiry") or 0.0
+        if not failures and prefill_failed <= 0 and expired <= 0 and not recv_failed and not bootstrap and not late:
             return
         parts = []
         if failures:
             parts.append(f"{sum(failures.values()):.0f} KV transfer(s) failed ({', '.join(f'{k}: {v:.0f}' for k, v in failures.items())})")
         if prefill_failed:
             parts.append(f"{prefill_failed:.0f} remote prefill(s) failed")
+        if recv_failed:
+            parts.append(f"{recv_failed:.0f} KV receive(s) failed on the decode side")
+        if bootstrap:
+            parts.append(f"{bootstrap:.0f} request(s) failed the prefill/decode bootstrap")
         if expired > 0:
             parts.append(f"{expired:.0f} prefilled KV block set(s) expired unread")
         local_tokens = w.delta("prompt_tokens", source="local_compute")
-        message = f"{'; '.join(parts)} in the last {w.span:.0f} s: the decode workers prefilled those prompts again"
+        message = f"{'; '.join(parts)} in the last {w.span:.0f} s: the decode workers prefilled those prompts again" if parts else ""
+        if late:
+            message += ("; " if message else "") + (
+                f"{late:.0f} transfer completion(s) arrived after the prefilled KV had expired in the last {w.span:.0f} s: its blocks may have been "
+                "reused while the decode side read them, so answers can be wrong with HTTP 200 (the prefill side's kv_connector_extra_config.kv_lease_duration, 30 s by default in vLLM 0.34, is shorter than the transfers take)")
         fix = Fix("check both workers' KV connector settings (DG201, DG202) and the prefill workers' logs")
         extra = {}
         if failures and (stranded := kv_on_localhost(w.last.workers)):
@@ -71,7 +84,8 @@ class DG503(Rule):
             extra["cause"] = "DG208"
         yield ctx.finding(
             self, message, path=ctx.decode_key("kv-transfer-config"), fix=fix,
-            subject="kv", evidence={"kv_failures": failures, "prefill_failed": int(prefill_failed), "kv_expired": int(expired), "decode_local_prompt_tokens": int(local_tokens)},
+            subject="kv", evidence={"kv_failures": failures, "prefill_failed": int(prefill_failed), "kv_expired": int(expired), "decode_local_prompt_tokens": int(local_tokens),
+                                    **{k: int(v) for k, v in (("kv_recv_failures", recv_failed), ("bootstrap_failures", bootstrap), ("notifications_after_expiry", late)) if v}},
             confidence=0.9, **extra,
         )
 

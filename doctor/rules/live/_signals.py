@@ -13,6 +13,11 @@ REASON_TO_CAUSE = {
     "prefill_failed": "kv_transfer_failing",
     "kv_transfer_failed": "kv_transfer_failing",
 }
+# DG509: a decode engine loads remote KV only for what its own prefix cache lacks (vLLM 0.34's NIXL scheduler,
+# nixl/pull_scheduler.py get_num_new_matched_tokens, counts the prompt minus the locally computed tokens), so a
+# repeated prompt gets no transfer. "No KV arrived" is a contradiction only when the engines computed at least this
+# many times the prompt tokens they read from their prefix caches (the live rule and its alert share it).
+CACHE_FACTOR = 2.0
 
 
 def traffic(ctx) -> tuple[float, float, dict[str, float]]:
@@ -89,3 +94,66 @@ def in_flight_series(ctx) -> list[tuple[float, float]]:
 def in_flight_now(ctx) -> float | None:
     series = in_flight_series(ctx)
     return series[-1][1] if series else None
+
+
+def everywhere(snap, signal: str, pages: str = "all", **labels: str) -> float | None:
+    """A signal summed over the frontend's page and every worker's own (None: no page carries it); `pages` "workers"
+    or "frontend" reads only those. A vLLM engine scraped as the target shows its series on the frontend page; behind
+    a disagg frontend, on its worker's."""
+    values = [snap.total(signal, **labels)] if pages != "workers" else []
+    if pages != "frontend":
+        for rows in (sig.get(signal) for sig in snap.worker_signals.values()):
+            if rows is not None:
+                values.append(sum(v for lab, v in rows if all(lab.get(k) == want for k, want in labels.items())))
+    values = [v for v in values if v is not None]
+    return sum(values) if values else None
+
+
+def increase_everywhere(ctx, signal: str, pages: str = "all", **labels: str) -> float | None:
+    """Counter increase over the window of `everywhere(...)` (a reset counts from zero); None when no snapshot of the
+    window carries the series: unknown, not zero."""
+    prev, total, seen = None, 0.0, False
+    for snap in ctx.window.snaps:
+        if snap.frontend_error:
+            continue
+        v = everywhere(snap, signal, pages, **labels)
+        if v is None:
+            continue
+        seen = True
+        if prev is not None:
+            total += v - prev if v >= prev else v
+        prev = v
+    return total if seen else None
+
+
+def awaiting_kv(snap, stages: tuple[str, ...] = ("in_progress",)) -> float | None:
+    """Requests on a decode engine whose KV transfer started and has not finished (vLLM's `kv_fetch` stage
+    `in_progress`; SGLang's decode transfer queue, which has no stage); None when no page reports it. vLLM's
+    `waiting_to_start` waits for the engine's own capacity as much as for the prefill side, so it is not counted."""
+    if "kv_fetch" not in snap.signals and not any("kv_fetch" in sig for sig in snap.worker_signals.values()):
+        return None
+    rows = list(snap.signals.get("kv_fetch", ()))
+    for sig in snap.worker_signals.values():
+        rows.extend(sig.get("kv_fetch", ()))
+    return sum(v for lab, v in rows if lab.get("stage", stages[0]) in stages)
+
+
+def router_prefills(ctx) -> tuple[float, float, str] | None:
+    """(requests routed, requests the router sent to a prefill worker, whose counter) over the window, from the
+    router's own counters: disagg's `route`, Dynamo's prefill admissions, llm-d's P/D decisions. None: no router
+    counter in sight."""
+    from disagg.doctor.live.aliases import PREFILL_DECISIONS
+
+    last = ctx.window.last
+    if last is None:
+        return None
+    if "requests" in last.signals:
+        total, remote, _ = traffic(ctx)
+        return total, remote, "disagg_requests_total{route=\"remote\"}"
+    if "prefill_admissions" in last.signals or "decode_admissions" in last.signals:
+        total, remote, _ = traffic(ctx)
+        return total, remote, "dynamo_frontend_router_admission_received_total{worker_type=\"prefill\"}"
+    if "pd_decisions" in last.signals:
+        by = ctx.window.by_label("pd_decisions", "decision_type")
+        return sum(by.values()), sum(by.get(d, 0.0) for d in PREFILL_DECISIONS), "llm-d decision_type=\"prefill-decode\""
+    return None

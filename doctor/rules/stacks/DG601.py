@@ -13,6 +13,13 @@ class DG601(Rule):
     Reports Dynamo 1.x prefill and decode workers in one file that register in different Dynamo namespaces, or (in
     releases where the frontend pairs them by model, 1.0 on) under different served model names.
 
+    In a DynamoGraphDeployment the operator decides the namespace: `globalDynamoNamespace: true` puts a component in
+    `dynamo`, every other one in `{namespace}-{graph name}` (ComputeDynamoNamespace in ai-dynamo/dynamo
+    deploy/operator/api/v1alpha1), so prefill and decode components that differ there never meet (an error).
+    Components with different `dynamoNamespace` values are a warning: operators that read that field refuse the
+    graph ("namespace mismatch for component", deploy/cloud/operator/internal/dynamo/graph.go at
+    ai-dynamo/dynamo@010c68fa), newer ones ignore it.
+
     ## Why is this bad?
     Workers find each other through discovery under their namespace and model name. A prefill worker registered
     elsewhere is never used: Dynamo 1.6.1 answered every request with 503 "not ready" here (a test run with its
@@ -31,9 +38,11 @@ class DG601(Rule):
     ```
     """
 
+    also = {Severity.WARNING: "DGD components with different `dynamoNamespace` values (refused by operators that read the field, ignored by newer ones)"}
     code = "DG601"
     name = "dynamo-prefill-decode-unpaired"
     severity = Severity.ERROR
+    on_roles = True
 
     def check(self, ctx):
         dyn = [w for w in ctx.deployment.workers if w.program in _DYNAMO and w.role in ("prefill", "decode")]
@@ -45,10 +54,35 @@ class DG601(Rule):
                 if pn and dn and str(pn) != str(dn) and knowledge.verdict(p.target, "dynamo", by_model) is True:
                     where = p.where("served_model_name") if "served_model_name" in p.settings else p.where("model")
                     yield ctx.finding(self, where, f"{p.name} (prefill) registers as {pn!r} but {d.name} (decode) as {dn!r}: the frontend never pairs them",
-                                      worker=p, related=(ctx.related(d, d.where("served_model_name"), "the decode worker"),), assumed=ctx.assumed(p),
+                                      worker=p, related=(ctx.related(d, d.where("served_model_name"), "the decode worker"),), assumed=ctx.assumed(p), roles=(p, d),
                                       fix=Fix("use the same --served-model-name on prefill and decode workers"))
-                ps, ds = p.settings.get("namespace"), d.settings.get("namespace")
-                if ps is not None and ds is not None and ps.known and ds.known and str(ps.value) != str(ds.value):
-                    yield ctx.finding(self, ps.span, f"{p.name} (prefill) is in namespace {ps.value!r} but {d.name} (decode) in {ds.value!r}: they never meet",
-                                      worker=p, related=(ctx.related(d, ds.span, "the decode worker's namespace"),),
-                                      fix=Fix("run prefill and decode workers in the same Dynamo namespace"))
+                yield from self._namespaces(ctx, p, d)
+
+    def _namespaces(self, ctx, p, d):
+        ps, ds = p.settings.get("namespace"), d.settings.get("namespace")
+        if ps is not None and ds is not None and ps.known and ds.known and str(ps.value) != str(ds.value):
+            yield ctx.finding(self, ps.span, f"{p.name} (prefill) is in namespace {ps.value!r} but {d.name} (decode) in {ds.value!r}: they never meet",
+                              worker=p, related=(ctx.related(d, ds.span, "the decode worker's namespace"),),
+                              roles=(p, d), fix=Fix("run prefill and decode workers in the same Dynamo namespace"))
+            return
+        if ps is None and ds is None and p.namespace and d.namespace and p.namespace != d.namespace and ("dgd_namespace" in p.settings or "dgd_namespace" in d.settings):
+            # A DGD: the operator puts a component with `globalDynamoNamespace: true` in "dynamo", the others in
+            # "{k8s namespace}-{DGD name}" (ComputeDynamoNamespace, see schemas/readers/dgd.py).
+            at, other = (p, d) if "dgd_namespace" in p.settings else (d, p)
+            yield ctx.finding(self, at.where("dgd_namespace"), f"{p.name} (prefill) registers in Dynamo namespace {p.namespace!r} but {d.name} (decode) in "
+                              f"{d.namespace!r} (globalDynamoNamespace differs): discovery is per namespace, so they never find each other",
+                              worker=at, related=(ctx.related(other, other.where("dgd_namespace"), f"{other.name} ({other.role})"),),
+                              roles=(p, d), fix=Fix("set globalDynamoNamespace the same way on the prefill and decode components"))
+            return
+        pf, df = p.settings.get("dynamo_namespace_field"), d.settings.get("dynamo_namespace_field")
+        if pf is None and df is None:
+            return
+        if pf is None or df is None or str(pf.value) == str(df.value) or not (pf.written or df.written):
+            return
+        at, other = (p, d) if pf.written else (d, p)
+        said = {w.name: (repr(s.value) if s.written else f"unset ({s.value!r})") for w, s in ((p, pf), (d, df))}
+        yield ctx.finding(self, at.where("dynamo_namespace_field"), f"{p.name} (prefill) has dynamoNamespace {said[p.name]} but {d.name} (decode) "
+                          f"{said[d.name]}: operators that read dynamoNamespace refuse the whole graph (\"namespace mismatch for component\"); "
+                          "newer ones ignore the field and put every component in one namespace", worker=at, severity=Severity.WARNING,
+                          related=(ctx.related(other, other.where("dynamo_namespace_field"), f"{other.name} ({other.role})"),), roles=(p, d),
+                          fix=Fix("give every component the same dynamoNamespace, or remove it (newer operators derive the namespace from the DGD name)"))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from disagg.schemas import knowledge
+from disagg.schemas.roles import flags_hidden
 
 from ...finding import Fix, Severity
 from ...registry import Rule
@@ -33,7 +34,8 @@ class DG604(Rule):
     code = "DG604"
     name = "dynamo-decode-registers-aggregated"
     severity = Severity.ERROR
-    also = {Severity.INFO: "when the file does not say whether its release is 1.3 or later"}
+    also = {Severity.INFO: "when the file does not say whether its release is 1.3 or later, or arguments set at run time may carry the flag"}
+    on_roles = True
 
     def check(self, ctx):
         agg = knowledge.pattern("dynamo", "vllm.unflagged_worker_registers_aggregated").releases
@@ -47,8 +49,11 @@ class DG604(Rule):
             verdict = knowledge.verdict(d.target, "dynamo", agg)
             if verdict is False:
                 continue
-            sev = Severity.ERROR if verdict is True else Severity.INFO
+            hidden = flags_hidden(d)
+            sev = Severity.ERROR if verdict is True and not hidden else Severity.INFO
             what = "registers as aggregated" if verdict is True else \
                 f"registers as aggregated in Dynamo 1.3 and later (whether that includes this file's release, {d.target.describe('dynamo')}, is not known)"
+            what += f" (unless {hidden} and carries the flag)" if hidden else ""
             yield ctx.pair_finding(self, pair, d, d.span, f"{d.name} has no --disaggregation-mode decode and {what}: the prefill workers are never paired with it",
-                                   severity=sev, assumed=ctx.assumed(d), fix=Fix("add --disaggregation-mode decode to the decode worker"))
+                                   severity=sev, assumed=ctx.assumed(d), roles=(pair.prefill,),
+                                   fix=Fix("add --disaggregation-mode decode to the decode worker"))

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from disagg.schemas import knowledge
+from disagg.schemas.pairing import ByBranch
 
 from ...finding import Fix, Severity
 from ...registry import Rule
+from .._ports import bootstrap_port
 
 _DEFAULT_BACKEND = "mooncake"  # ServerArgs.disaggregation_transfer_backend (knowledge: sglang.transfer_backend_default)
-_DEFAULT_PORT = "8998"  # ServerArgs.disaggregation_bootstrap_port (knowledge: sglang.bootstrap_port_default)
 
 
 class DG611(Rule):
@@ -38,6 +38,7 @@ class DG611(Rule):
     code = "DG611"
     name = "sglang-transfer-mismatch"
     severity = Severity.ERROR
+    on_roles = True
 
     def check(self, ctx):
         for pair in ctx.pairs:
@@ -53,21 +54,18 @@ class DG611(Rule):
                 at = p if ps is not None else d
                 yield ctx.pair_finding(self, pair, at, at.where("transfer_backend"), f"{p.name} (prefill) transfers KV with {pb} but {d.name} (decode) with {db}: "
                                        "no transfer can succeed", other_key="transfer_backend", fix=Fix("use the same --disaggregation-transfer-backend on both"))
-        reserved = knowledge.pattern("dynamo", "sglang.bootstrap_port_reserved").releases
-        seen: dict[tuple, object] = {}
+        seen: dict[tuple, ByBranch] = {}  # only processes that run in one invocation of a script share its network
         for p in ctx.deployment.of_role("prefill"):
             if p.engine != "sglang" or p.host.kind == "pod" or p.known("engine_part") or p.host.network.startswith("unpinned-host:"):
                 continue
-            s = p.settings.get("bootstrap_port")
-            if s is None and p.program == "dynamo.sglang" and knowledge.verdict(p.target, "dynamo", reserved) is not False:
+            port = bootstrap_port(p)  # the one port table (doctor/rules/_ports.py)
+            if port is None:
                 continue
-            if s is not None and not s.known:
-                continue
-            key = (p.host.network, str(s.value) if s is not None else _DEFAULT_PORT)
-            if key in seen:
-                other = seen[key]
+            key = (p.host.network, port)
+            other = next(seen[key].meeting(p, one_invocation=True), None) if key in seen else None
+            if other is not None:
                 yield ctx.finding(self, p.where("bootstrap_port"), f"{p.name} and {other.name} share bootstrap port {key[1]} in one network namespace: the second cannot register",
-                                  worker=p, related=(ctx.related(other, other.where("bootstrap_port"), "the other prefill server"),),
+                                  worker=p, related=(ctx.related(other, other.where("bootstrap_port"), "the other prefill server"),), roles=(p, other),
                                   fix=Fix("give each prefill server on a host its own --disaggregation-bootstrap-port"))
             else:
-                seen[key] = p
+                seen.setdefault(key, ByBranch()).add(p)

@@ -1,0 +1,163 @@
+"""Files into deployments: find the configs under the targets, read each (or stdin) and parse it into the deployment
+model. A reader that raises on one file is contained to that file (an internal error, exit code 3)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from disagg.schemas import knowledge
+from disagg.schemas.model import Deployment, Pair
+from disagg.schemas.readers import SERVING_MARKERS, is_script, read_script, read_yaml, unread_kinds
+from disagg.schemas.source import ConfigError, decode_text
+
+from .context import LintOptions
+from .finding import Finding, crash_summary
+
+YAML_SUFFIXES = (".yaml", ".yml")
+SCRIPT_SUFFIXES = (".sh", ".bash")
+STDIN = "-"
+
+
+class FileResult:
+    def __init__(self, path: str, error: ConfigError | None = None):
+        self.path = path
+        self.findings: list[Finding] = []
+        self.error = error
+        self.skipped: str | None = None  # why a file was not linted (not a serving config)
+        self.prediction = None  # workload.Prediction with --workload
+        self.source_lines: list[str] = []
+        self.deployment: Deployment | None = None
+        self.pairs: list[Pair] = []  # prefill/decode pairs with an end in this file
+        self.crashed = False  # the reader raised on this file (a bug in disagg): `error` says where and what
+        self.crashes: list[str] = []  # a later stage that raised on this file (pairing, the workload prediction), in words
+
+    @property
+    def internal_error(self) -> bool:
+        """A reader, a stage or a rule raised on this file: what is reported is incomplete (exit code 3)."""
+        return self.crashed or bool(self.crashes) or any(f.internal for f in self.findings)
+
+    @property
+    def parse(self):
+        """The deployment, for callers that only ask whether a config was read (the live doctor)."""
+        return self.deployment
+
+
+def collect_paths(targets: Sequence[str], exclude: Sequence[str] = ()) -> list[tuple[str, bool]]:
+    """(path, named explicitly) for each target; folders are searched for *.yaml / *.yml / *.sh."""
+    out: list[tuple[str, bool]] = []
+    for target in targets:
+        if target != STDIN and os.path.isdir(target):
+            found = []
+            for root, dirs, files in os.walk(target):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ("node_modules", "__pycache__", ".venv", "venv")
+                                 and not _excluded(os.path.join(root, d), exclude))
+                for f in files:
+                    p = os.path.join(root, f)
+                    if f.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES) and not f.startswith(".") and not _excluded(p, exclude):
+                        found.append(p)
+            out.extend((p, False) for p in sorted(found))
+        else:
+            out.append((target, True))
+    return out
+
+
+def _excluded(path: str, patterns: Sequence[str]) -> bool:
+    from fnmatch import fnmatch
+
+    return any(fnmatch(os.path.basename(path), pat) or fnmatch(path, pat) for pat in patterns)
+
+
+def read_target(path: str, stdin_bytes: bytes | None = None) -> str:
+    """The text of a file (or stdin), or a ConfigError that says why it cannot be read."""
+    if path == STDIN:
+        return decode_text("<stdin>", stdin_bytes or b"")
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(64 * 1024 * 1024 + 1)
+    except FileNotFoundError:
+        raise ConfigError(path, 1, 1, "no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(path, 1, 1, "is a directory") from None
+    except OSError as exc:
+        raise ConfigError(path, 1, 1, f"cannot read: {exc.strerror}") from None
+    return decode_text(path, raw)
+
+
+def read_file(path: str, text: str, options: LintOptions, explicit: bool = True, fmt: str = "auto") -> FileResult:
+    """Read one file into a deployment (no rules yet). Someone else's YAML is skipped, or an error when named and
+    `explicit`: a file counts as a serving config when it parses into workers, or (when it does not parse) when its
+    text holds words that only serving configs use."""
+    result = FileResult(path=path)
+    result.source_lines = text.splitlines()
+    target = knowledge.new_target(options.target)
+    try:
+        if is_script(path, text, fmt):
+            dep = read_script(path, text, target)
+            if not dep.workers:
+                return _not_a_config(result, explicit, "no serving command found (vllm serve, python -m dynamo.vllm, python -m sglang.launch_server, ...)")
+        else:
+            dep = read_yaml(path, text, target, fmt)
+            if dep is None:
+                kinds = unread_kinds(path, text)
+                if kinds:  # Kubernetes objects of kinds no reader reads: listed under --verbose, never an error
+                    result.skipped = "not a serving config I know: " + ", ".join(kinds)
+                    return result
+                return _not_a_config(result, explicit, _why_not(path, text))
+    except ConfigError as exc:
+        if not explicit and not SERVING_MARKERS.search(text):
+            result.skipped = f"not a serving config ({exc.message})"
+            return result
+        result.error = exc
+        return result
+    except RecursionError:
+        result.error = ConfigError(path, 1, 1, "nested too deeply to read")
+        return result
+    except Exception as exc:  # noqa: BLE001 - a reader bug: contained to this file, reported as an internal error
+        result.crashed = True
+        result.error = ConfigError(path, 1, 1, f"internal error: the reader raised {crash_summary(exc)}; the other files were checked "
+                                   "(a bug in disagg: please report it with this file)")
+        return result
+    if not dep.workers and not dep.router and not dep.links and not dep.issues:
+        # Read, but nothing in it runs or routes a model (a web app's compose file): no serving config, never "no pair formed"
+        result.skipped = f"not a serving config: read as {dep.format}, but no service or container runs an engine the doctor reads (vllm serve, dynamo, sglang, trtllm-serve, ...)"
+        return result
+    result.deployment = dep
+    return result
+
+
+def _why_not(path: str, text: str) -> str | ConfigError:
+    """Why a YAML file that parsed is no config we read, located when the top level says so."""
+    from disagg.schemas.source import load_documents
+
+    docs = load_documents(path, text)
+    if not docs:
+        return "empty document: expected Dynamo service sections such as VllmWorker, or a manifest"
+    if not any(isinstance(d.data, dict) for d in docs):
+        kind = "list" if isinstance(docs[0].data, list) else type(docs[0].data).__name__
+        p = docs[0].marks.value(())
+        return ConfigError(path, p.line, p.column, f"the top level must be a mapping of service sections (or a manifest), got a {kind}")
+    from disagg.schemas.config import v0_near_misses
+
+    misses = v0_near_misses(docs[0].data) if len(docs) == 1 else []
+    if misses:
+        key, hint = misses[0]
+        p = docs[0].marks.key((key,))
+        return ConfigError(path, p.line, p.column, f"not a recognised config: {key!r} is no Dynamo v0 service section (did you mean {hint!r}?)")
+    return "not a recognised config: no Dynamo service sections, no serving command in a manifest, compose file, Helm values or llm-d config"
+
+
+def _not_a_config(result: FileResult, explicit: bool, message: str | ConfigError) -> FileResult:
+    if explicit:
+        result.error = message if isinstance(message, ConfigError) else ConfigError(result.path, 1, 1, message)
+    else:
+        result.skipped = f"not a disaggregated-serving config: {message.message if isinstance(message, ConfigError) else message}"
+    return result
+
+
+def read_path(path: str, explicit: bool, options: LintOptions, fmt: str, stdin_bytes: bytes | None = None) -> FileResult:
+    try:
+        text = read_target(path, stdin_bytes)
+    except ConfigError as exc:
+        return FileResult(path=exc.path, error=exc)
+    return read_file("<stdin>" if path == STDIN else path, text, options, explicit, fmt)

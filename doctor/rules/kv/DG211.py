@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from ...finding import Fix, Severity
+from ...registry import Rule
+
+# Connectors whose direction is the kv_role: only a producer (or kv_both) saves and sends KV, only a consumer (or
+# kv_both) loads it (knowledge: vllm.kv_role_direction). NixlConnector takes its direction per request from the proxy's
+# kv_transfer_params, and LMCacheConnectorV1 from LMCache's own config, so they are not judged here.
+DIRECTIONAL = ("P2pNcclConnector", "PyNcclConnector", "LMCacheConnector", "MooncakeStoreConnector")
+_SENDS = ("kv_producer", "kv_both")
+_LOADS = ("kv_consumer", "kv_both")
+
+
+class DG211(Rule):
+    """## What it does
+    Reports vLLM instances of one file that use a connector whose direction is their `kv_role` (`P2pNcclConnector`,
+    and vLLM V0's `PyNcclConnector`, `LMCacheConnector` and `MooncakeStoreConnector`) when no instance can send KV
+    (all `kv_consumer`) or none can load it (all `kv_producer`). The finding points at one `kv_role` and names the
+    other.
+
+    ## Why is this bad?
+    vLLM decides the direction from `kv_role` (`KVTransferConfig.is_kv_producer` / `is_kv_consumer`): the P2pNccl
+    connector saves and sends KV only when it is a producer, and loads it only when it is a consumer. Two producers
+    both prefill and send KV that nobody loads, so the decode side computes every prompt again; two consumers wait
+    for KV that nobody sends. Either way no KV moves between them.
+
+    ## Example
+    ```bash
+    vllm serve m --port 8100 --kv-transfer-config '{"kv_connector":"P2pNcclConnector","kv_role":"kv_consumer","kv_port":"21001"}' &
+    vllm serve m --port 8200 --kv-transfer-config '{"kv_connector":"P2pNcclConnector","kv_role":"kv_consumer","kv_port":"22001"}' &
+    ```
+
+    ## Use instead
+    ```bash
+    vllm serve m --port 8100 --kv-transfer-config '{"kv_connector":"P2pNcclConnector","kv_role":"kv_producer","kv_port":"21001"}' &
+    vllm serve m --port 8200 --kv-transfer-config '{"kv_connector":"P2pNcclConnector","kv_role":"kv_consumer","kv_port":"22001"}' &
+    ```
+    """
+
+    code = "DG211"
+    name = "kv-role-one-way"
+    severity = Severity.ERROR
+
+    def check(self, ctx):
+        groups: dict[str, list] = {}
+        for w in ctx.deployment.engines():
+            conn, role = w.settings.get("kv_connector"), w.settings.get("kv_role")
+            if conn is None or role is None or not conn.known or not role.known or str(conn.value) not in DIRECTIONAL:
+                continue
+            groups.setdefault(str(conn.value), []).append(w)
+        for name, ws in groups.items():
+            if len(ws) < 2:
+                continue
+            roles = [str(w.known("kv_role")).lower() for w in ws]
+            if any(r in _LOADS for r in roles) and any(r in _SENDS for r in roles):
+                continue
+            first, second = ws[0], ws[1]
+            if all(r == "kv_producer" for r in roles):
+                what, want = "kv_producer: each sends KV that none loads, so the decode side prefills every prompt again", "kv_consumer"
+            elif all(r == "kv_consumer" for r in roles):
+                what, want = "kv_consumer: each waits for KV that none sends", "kv_producer"
+            else:
+                continue  # a kv_role vLLM rejects at start is not this rule's
+            rel = ctx.related(second, second.where("kv_role"), f"{second.name}, also {roles[1]}")
+            yield ctx.finding(self, first.where("kv_role"), f"{name}: all {len(ws)} instances ({', '.join(w.name for w in ws[:3])}) are {what}",
+                              worker=first, related=(rel,), fix=Fix(f"set kv_role {want} on the {'decode' if want == 'kv_consumer' else 'prefill'} instance"))

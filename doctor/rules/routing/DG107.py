@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from disagg.schemas import knowledge
+from disagg.schemas.roles import flags_hidden, has_role_flag
+
+from ...finding import Fix, Severity
+from ...registry import Rule
+
+# programs whose own flag decides whether they serve prefill or decode -> (system, fact) when the fact is sourced
+_FLAG_DECIDES = {"dynamo.vllm": ("dynamo", "dynamo.vllm.role_by_flag"), "sglang": ("sglang", "sglang.role_by_flag"), "dynamo.sglang": ("dynamo", "dynamo.sglang.role_by_flag")}
+_SYSTEM_READ = ("flag", "connector", "router", "default")  # a role that the engine itself, its connector or its router decides
+
+
+def _runs_as(w) -> str:
+    """What the engine runs as, from its own flags."""
+    if has_role_flag(w):
+        return w.role if w.role_from == "flag" else str(w.known("disaggregation_mode", "?"))
+    if w.program == "dynamo.vllm":
+        return "the backend component (decode, or aggregated from Dynamo 1.3)"
+    if w.program == "dynamo.sglang":
+        return "decode"
+    return "a plain server (--disaggregation-mode null: it neither sends nor receives KV)"
+
+
+def _sourced(w) -> bool:
+    entry = _FLAG_DECIDES.get(w.program)
+    if entry is None:
+        return False
+    system, fact_id = entry
+    holds = knowledge.fact(fact_id).releases
+    cands = w.target.releases(system)
+    shipped = knowledge.program_releases(system, w.program) if system == "dynamo" else None
+    if shipped is not None:
+        cands = cands & shipped  # where the module does not exist the worker fails at start (DG603), not this
+    return bool(cands) and cands <= holds
+
+
+class DG107(Rule):
+    """## What it does
+    Reports a worker that is called prefill (or decode) while what it runs with says otherwise: a Dynamo service,
+    container, section or variable named prefill whose `python -m dynamo.vllm` has neither `--disaggregation-mode
+    prefill` nor `--is-prefill-worker`; an SGLang server named decode without `--disaggregation-mode decode`; a
+    `subComponentType: prefill` over an unflagged worker; and an SGLang server that the PD router
+    (`sglang_router.launch_router --pd-disaggregation --prefill URL --decode URL`) sends prefill or decode traffic to
+    while its own `--disaggregation-mode` is something else (null by default).
+
+    ## Why is this bad?
+    The engine decides its role from its own flags, never from a name: `dynamo.vllm` without a prefill flag registers
+    as the backend component (components/src/dynamo/vllm/args.py), an SGLang server without `--disaggregation-mode`
+    is a plain server. A deployment whose only prefill workers are prefill by name has no prefill worker: prefill
+    traffic is zero and the GPUs given to "prefill" serve as decode or aggregated workers. Behind SGLang's PD router
+    it is worse: the router hands the request to a server that is not in the mode it assumes, so the other side waits
+    for a KV transfer that never happens.
+
+    ## Example
+    ```bash
+    # prefill worker
+    python -m dynamo.vllm --model m --kv-transfer-config '{"kv_connector":"NixlConnector","kv_role":"kv_both"}' &
+    python -m dynamo.vllm --model m --disaggregation-mode decode --kv-transfer-config '{"kv_connector":"NixlConnector","kv_role":"kv_both"}' &
+    ```
+
+    ## Use instead
+    ```bash
+    # prefill worker
+    python -m dynamo.vllm --model m --disaggregation-mode prefill --kv-transfer-config '{"kv_connector":"NixlConnector","kv_role":"kv_both"}' &
+    python -m dynamo.vllm --model m --disaggregation-mode decode --kv-transfer-config '{"kv_connector":"NixlConnector","kv_role":"kv_both"}' &
+    ```
+    """
+
+    code = "DG107"
+    name = "role-name-contradicts-flags"
+    severity = Severity.WARNING
+    also = {
+        Severity.ERROR: "a PD router sends traffic to an SGLang server that is not in that mode",
+        Severity.INFO: "when other workers do serve that role, the release's rule is not sourced, or arguments set at run time may carry the flag",
+    }
+
+    def check(self, ctx):
+        engines = ctx.deployment.engines()
+        serving = {role: [w for w in engines if w.role == role and w.role_from in _SYSTEM_READ] for role in ("prefill", "decode")}
+        for w in engines:
+            routed = w.settings.get("routed_as")
+            if routed is not None and w.engine == "sglang" and w.program in _FLAG_DECIDES:
+                mode = w.settings.get("disaggregation_mode")
+                own = w.known("disaggregation_mode") if has_role_flag(w) else None
+                hidden = flags_hidden(w) if own is None else None
+                if own != routed.value and not (mode is not None and not mode.known):
+                    runs = f"runs in {own} mode" if own else "has no --disaggregation-mode, so it " + _runs_as(w).replace("a plain", "is a plain", 1)
+                    waits = "the decode server waits for KV it never receives" if routed.value == "prefill" else \
+                        "it prefills every request again itself while the prefill server's KV transfer waits for a receiver that never comes"
+                    waits += f" (unless {hidden} and carries the flag)" if hidden else ""
+                    yield ctx.finding(self, w.where("disaggregation_mode"), f"{w.name}: {routed.origin} sends it {routed.value} traffic but it {runs}: {waits}",
+                                      worker=w, severity=Severity.ERROR if _sourced(w) and not hidden else Severity.INFO, assumed=ctx.assumed(w, "sglang"),
+                                      related=(ctx.related(w, routed.span, "the router's URL for it"),),
+                                      fix=Fix(f"add --disaggregation-mode {routed.value} to {w.name}'s command"))
+                continue
+            said, why = self._said(w)
+            if said is None or w.program not in _FLAG_DECIDES:
+                continue
+            runs = _runs_as(w)
+            if runs == said or (said == "decode" and w.program != "sglang"):
+                continue  # an unflagged Dynamo worker is the decode side (DG604 says when it registers as aggregated)
+            others = [x for x in serving[said] if x is not w]
+            zero = f"no worker serves {said}: {said} traffic will be zero" if not others else \
+                f"{', '.join(x.name for x in others[:2])} {'serves' if len(others) == 1 else 'serve'} {said}; this one does not"
+            hidden = flags_hidden(w)
+            # the other side is there (so this is a P/D deployment that misses one side), by what the system reads
+            other = "decode" if said == "prefill" else "prefill"
+            counterpart = any(x is not w and x.role == other and x.role_from in _SYSTEM_READ + ("field",) for x in engines) or \
+                (said == "prefill" and any(x.role in ("frontend", "router", "proxy") for x in ctx.deployment.workers))
+            sev = Severity.WARNING if not others and counterpart and _sourced(w) and not hidden else Severity.INFO
+            if hidden:
+                zero += f" (unless {hidden} and carries the flag)"
+            system = _FLAG_DECIDES[w.program][0] if _FLAG_DECIDES[w.program] else "dynamo"
+            yield ctx.finding(self, w.where("disaggregation_mode"), f"{w.name} is {said} by {why}, but runs as {runs}: {zero}",
+                              worker=w, severity=sev, assumed=ctx.assumed(w, system),
+                              fix=Fix(f"add --disaggregation-mode {said} to its command, or name it for what it runs as"))
+
+    @staticmethod
+    def _said(w) -> tuple[str | None, str]:
+        """The role a name or a CRD field gives the worker, when its own flags disagree or say nothing."""
+        if w.role in ("prefill", "decode") and w.role_from in ("name", "field") and not has_role_flag(w):
+            return w.role, ("its name" if w.role_from == "name" else "its manifest") + f" ({w.role_why})"
+        named = w.settings.get("named_as")
+        if named is not None and w.role_from == "flag" and named.value != w.role and w.role in ("prefill", "decode", "aggregated"):
+            return named.value, f"its name ({named.origin})"
+        return None, ""

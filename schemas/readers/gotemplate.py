@@ -1,0 +1,76 @@
+"""Go template actions (`{{ ... }}`) inside a config that a controller renders before it runs (KServe's
+LLMInferenceServiceConfig): a `{{ value }}` is a value set at render time (Unknown, never its text), and what sits
+between `{{ if ... }}` and its `{{ end }}` is there only when the condition holds (Unknown as well)."""
+
+from __future__ import annotations
+
+import re
+
+from ..model import Setting, Unknown, Worker
+from ..source import Span
+
+ACTION = re.compile(r"\{\{.*?\}\}", re.S)
+_CONTROL = re.compile(r"^(if|else|end|range|with|define|template|block|/\*|break|continue)\b")
+_OPENS = re.compile(r"^(if|range|with|define|block)\b")
+PLACEHOLDER = re.compile(r"\$\{_T_*\}|\$_T_*")
+WHY_VALUE = "a template value ({{ }}) filled in when the config is rendered"
+
+
+def _inner(action: str) -> str:
+    return action[2:-2].strip().lstrip("-").rstrip("-").strip()
+
+
+def rewrite(text: str) -> str:
+    """The same text, each character where it was, with control actions blanked and value actions turned into a
+    shell variable that nothing sets (`${_T__}`), so the shell reader reads them as set at run time."""
+    if "{{" not in text:
+        return text
+
+    def sub(m: re.Match) -> str:
+        action = m.group(0)
+        n = len(action)
+        if _CONTROL.match(_inner(action)):
+            return "".join(ch if ch == "\n" else " " for ch in action)
+        if n >= 5:
+            return "${_T" + "_" * (n - 5) + "}"
+        return "$_T" + "_" * (n - 3)
+
+    return ACTION.sub(sub, text)
+
+
+def conditional_spans(text: str, line_col) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) positions, as (line, column), of what lies between an `{{ if }}` (or range/with) and its end."""
+    out, stack = [], []
+    for m in ACTION.finditer(text):
+        inner = _inner(m.group(0))
+        if _OPENS.match(inner):
+            stack.append(m.end())
+        elif inner.startswith("end") and stack:
+            start = stack.pop()
+            out.append((line_col(start), line_col(m.start())))
+    return out
+
+
+def mark(w: Worker, spans: list[tuple[tuple[int, int], tuple[int, int]]]) -> None:
+    """Settings whose text is a template value, or that sit inside a condition, become Unknown with the reason."""
+
+    def inside(s: Setting) -> bool:
+        if s.span is None:
+            return False
+        at = (s.span.line, s.span.column)
+        return any(a <= at < b for a, b in spans)
+
+    for table in (w.settings, w.flags):
+        for key, s in list(table.items()):
+            if not s.known and PLACEHOLDER.search(s.value.reason):
+                table[key] = Setting(Unknown(WHY_VALUE), s.span, s.origin)
+            elif s.known and inside(s):
+                table[key] = Setting(Unknown("set only when a template condition ({{ if }}) holds"), s.span, s.origin)
+
+
+def templated(value: object) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+def span_of(doc, path: tuple) -> Span:
+    return Span(*doc.marks.value(path))

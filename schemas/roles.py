@@ -1,0 +1,124 @@
+"""Roles that the serving system itself assigns from outside the engine's command line: the router or proxy that sends
+prefill or decode traffic to an address, the scheduler label that admits a pod to the prefill or decode pool, and
+what Dynamo's worker does when it is given no role flag. Each is system-read (`Worker.role_from`), so it replaces a
+role that only a name suggested; an engine's own role flag is never overridden, but where a router sends the other
+kind of traffic to it, `routed_as` records that for the rule that reports the contradiction (DG107).
+
+Sources:
+* llm-d: the scheduler's prefill and decode filters admit pods by the label `llm-d.ai/role` = prefill | decode | both
+  (llm-d/llm-d-inference-scheduler pkg/plugins/filter, `RoleLabel`).
+* SGLang: `python -m sglang_router.launch_router --pd-disaggregation --prefill URL [BOOTSTRAP_PORT] --decode URL`
+  sends each request's prefill to a --prefill server and its decode to a --decode server (sgl-project/sglang
+  sgl-router, the PD router's `--prefill`/`--decode` arguments).
+* vLLM's toy proxies: `--prefiller-ports` / `--decoder-ports` (vllm-project/vllm tests/v1/kv_connector/nixl_integration/
+  toy_proxy_server.py).
+* Dynamo: `python -m dynamo.vllm` without a role flag registers as the `backend` component, which the frontend treats
+  as the decode side of prefill workers (ai-dynamo/dynamo components/src/dynamo/vllm/args.py
+  `update_dynamo_config_with_engine`, commit 000a36a); `dynamo.sglang` serves decode unless its serving mode is
+  prefill (components/src/dynamo/sglang/main.py, commit 01f72ab).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .model import Deployment, Setting, Worker, is_loopback
+
+_REPLACEABLE = ("name", "none", "default")  # a role that a system-read source may replace
+LLMD_ROLE_LABEL = "llm-d.ai/role"
+SGLANG_DEFAULT_PORT = "30000"  # sglang ServerArgs.port
+
+
+def link_roles(dep: Deployment) -> None:
+    """Every system-read role that comes from outside a worker's own command, in one pass after a file is read."""
+    _label_roles(dep)
+    _proxy_ports(dep)
+    _router_urls(dep)
+    _dynamo_default(dep)
+
+
+def _label_roles(dep: Deployment) -> None:
+    for w in dep.workers:
+        value = w.labels.get(LLMD_ROLE_LABEL, "").strip().lower()
+        role = {"prefill": "prefill", "decode": "decode", "both": "aggregated"}.get(value)
+        if role and w.is_engine and w.role_from in _REPLACEABLE:
+            w.set_role(role, f"label {LLMD_ROLE_LABEL}: {value}", "field")
+
+
+def _proxy_ports(dep: Deployment) -> None:
+    """vLLM's toy proxy names its prefill and decode instances by port."""
+    for proxy in dep.of_role("proxy"):
+        for flag, role in (("prefiller-ports", "prefill"), ("decoder-ports", "decode"), ("prefiller-port", "prefill"), ("decoder-port", "decode")):
+            s = proxy.flags.get(flag)
+            if s is None or not s.known:
+                continue
+            ports = set(str(s.value).replace(",", " ").split())
+            for w in dep.workers:
+                if w.is_engine and str(w.known("port", "")) in ports:
+                    _route(w, role, f"the proxy's --{flag}", s)
+
+
+def _router_urls(dep: Deployment) -> None:
+    """SGLang's PD router: each `--prefill URL` / `--decode URL` names a server on this host by its port."""
+    for router in dep.workers:
+        if router.program != "sglang-router":
+            continue
+        for key, role in (("router_prefill", "prefill"), ("router_decode", "decode")):
+            s = router.settings.get(key)
+            if s is None or not isinstance(s.value, list):
+                continue
+            for url, span in s.value:
+                host, port = _host_port(url)
+                if port is None:
+                    continue
+                for w in dep.workers:
+                    if w.engine != "sglang" or not w.is_engine:
+                        continue
+                    # the URL names this server only when it is on the router's own network: a loopback address, or
+                    # the address the server itself binds (another address may be another machine with the same port)
+                    here = host is None or is_loopback(host) or host == "0.0.0.0" or (w.flags.get("host") is not None and host == str(w.flags["host"].value))
+                    if here and w.host.network == router.host.network and str(w.known("port", SGLANG_DEFAULT_PORT)) == port:
+                        _route(w, role, f"the router's --{role} {url}", Setting(url, span, f"--{role}"))
+
+
+def _route(w: Worker, role: str, why: str, evidence: Setting) -> None:
+    w.settings["routed_as"] = Setting(role, evidence.span, why)
+    if w.role_from in _REPLACEABLE:
+        w.set_role(role, why, "router")
+
+
+def _host_port(url: str) -> tuple[str | None, str | None]:
+    m = re.match(r"^(?:[a-z]+://)?(\[[^\]]*\]|[^:/]*)(?::(\d+))?", url.strip())
+    if not m or "$" in url:
+        return None, None
+    return (m.group(1) or None), m.group(2)
+
+
+def _dynamo_default(dep: Deployment) -> None:
+    """A `python -m dynamo.*` worker with no role flag, beside prefill workers of the same program, is their decode
+    side: Dynamo's vLLM and SGLang workers serve decode and send prefills to the prefill workers they find (from 1.3
+    dynamo.vllm registers as aggregated instead, which DG604 reports). That is what the system does only when the
+    prefill workers are flagged; beside workers that are prefill by their name alone, it stays a guess."""
+    for w in dep.workers:
+        if not (w.program.startswith("dynamo.") and w.engine is not None) or has_role_flag(w):
+            continue
+        if w.role_from not in _REPLACEABLE or w.role not in ("unknown", "decode"):
+            continue
+        prefill = [p for p in dep.workers if p.role == "prefill" and p.program == w.program]
+        if not prefill:
+            continue
+        if w.program in ("dynamo.vllm", "dynamo.sglang") and any(p.role_from == "flag" for p in prefill):
+            w.set_role("decode", f"{w.program} with no role flag beside prefill workers", "default")
+        elif w.role == "unknown":
+            w.set_role("decode", f"{w.program} with no role flag beside workers named prefill", "name")
+
+
+def has_role_flag(w: Worker) -> bool:
+    """The engine was given its role on its own command line or environment."""
+    return "disaggregation_mode" in w.settings or "is-prefill-worker" in w.flags or "is-decode-worker" in w.flags
+
+
+def flags_hidden(w: Worker) -> str | None:
+    """Why the engine's flags may hold a role flag the file does not show (`$EXTRA_ARGS` set at run time), or None."""
+    s = w.settings.get("opaque_args")
+    return None if s is None else s.value.reason

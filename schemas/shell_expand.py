@@ -1,0 +1,281 @@
+"""Shell expansion for the launch-script reader: positioned text (`PStr`), the interpreter's state, and how a word
+becomes text: variables (`${VAR:-default}`, arrays, positional parameters), arithmetic (`$((TP*PP))`, evaluated when
+every operand is known, else left as its `$` text, which the engine readers treat as unknown) and word splitting.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import functools
+import operator
+import re
+from typing import Any
+
+from .cmdline import Arg
+from .shell_lex import Seg, Word
+from .source import Span
+
+_ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\+?)=")
+_FIELD = re.compile(r"[^ \t\n]+")  # a word after field splitting
+_INT = re.compile(r"-?\d+")
+_EXPR = re.compile(r"[\w\s+\-*/%()]+")
+_ARITH_NAME = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*|\d)|\b([A-Za-z_][A-Za-z0-9_]*)\b")
+
+
+class PStr:
+    """Text with the source offset of each character (-1: made up by expansion, no source)."""
+
+    __slots__ = ("text", "offs")
+
+    def __init__(self, text: str = "", offs: list[int] | None = None):
+        self.text = text
+        self.offs = offs if offs is not None else [-1] * len(text)
+
+    def __add__(self, other: "PStr") -> "PStr":
+        return PStr(self.text + other.text, self.offs + other.offs)
+
+    def split(self) -> list["PStr"]:
+        out = []
+        for m in _FIELD.finditer(self.text):
+            out.append(PStr(m.group(), self.offs[m.start() : m.end()]))
+        return out
+
+
+def concat(parts: list[PStr], sep: str = "") -> PStr:
+    """Parts joined in one pass (adding PStrs one by one copies the offsets each time)."""
+    text: list[str] = []
+    offs: list[int] = []
+    for j, p in enumerate(parts):
+        if j and sep:
+            text.append(sep)
+            offs.extend([-1] * len(sep))
+        text.append(p.text)
+        offs.extend(p.offs)
+    return PStr("".join(text), offs)
+
+
+class State:
+    """What the interpreter knows while it runs a script."""
+
+    def __init__(self) -> None:
+        self.vars: dict[str, PStr | list[PStr]] = {}
+        self.exported: dict[str, None] = {}  # ordered set
+        self.env_args: dict[str, tuple[PStr, Arg]] = {}  # exported variable -> (its value, positioned)
+        self.funcs: dict[str, list] = {}
+        self.called: set[str] = set()
+        self.frames: list = []  # shell_flow.Frame, innermost last
+        self.positional: list[list[PStr]] = [[]]
+        self.recent: list[str] = []  # comments and echo text since the last launch
+        self.pipe: list[str] = []  # tee targets of the pipeline being run
+        self.forks: dict[str, Any] = {}  # variable -> shell_flow.Fork: set differently in the branches of an if/case
+        self.extra: list[tuple] = []  # branches of the forks the current command is read with
+        self.launches: list = []
+        self.steps = 0
+        self.max_steps = 0
+        self.depth = 0
+
+
+class Expander:
+    """Expansion and positions (mixed into ShellReader)."""
+
+    file_text: str
+    starts: list[int]
+
+    def line_col(self, off: int) -> tuple[int, int]:
+        i = bisect.bisect_right(self.starts, off) - 1
+        return i + 1, off - self.starts[i] + 1
+
+    def arg(self, p: PStr, fallback: int) -> Arg:
+        offs = p.offs
+        first = offs[0] if offs and offs[0] >= 0 else next((o for o in offs if o >= 0), -1)
+        last = offs[-1] if offs and offs[-1] >= 0 else next((o for o in reversed(offs) if o >= 0), -1)
+        known = first >= 0
+        line, col = self.line_col(first if known else fallback)
+        eline, ecol = self.line_col(last if known else fallback)
+        # Positions inside a word matter only where a part of it is reported: VAR=value, --flag=value, JSON.
+        chars: tuple = ()
+        if known and ("=" in p.text or "{" in p.text):
+            out, prev, pl, pc, text = [], -2, line, col, self.file_text
+            for o in offs:
+                if o < 0:
+                    out.append((line, col))
+                    continue
+                if o == prev + 1 and text[prev] != "\n":
+                    pc += 1  # the next character on the same line: no search
+                else:
+                    pl, pc = self.line_col(o)
+                out.append((pl, pc))
+                prev = o
+            chars = tuple(out)
+        return Arg(p.text, Span(line, col, eline, ecol + 1), chars)
+
+    @staticmethod
+    def _assignment(word: Word) -> str | None:
+        if not word or word[0].kind != "lit" or word[0].quoted:
+            return None
+        m = _ASSIGN.match(word[0].text)
+        return m.group(1) if m else None
+
+    def _assign_value(self, word: Word, st: State) -> tuple[str, PStr]:
+        m = _ASSIGN.match(word[0].text)
+        name, plus = m.group(1), m.group(2)
+        head = Seg("lit", word[0].text[m.end() :], word[0].offs[m.end() :], word[0].quoted)
+        rest = ([head] if head.text else []) + word[1:]
+        if rest and rest[0].kind == "array":
+            items = [p for item in rest[0].items or [] for p in self.expand(item, st)]
+            st.vars[name] = items
+            return name, items[0] if items else PStr()
+        value = self.join(rest, st)
+        if plus:
+            old = st.vars.get(name)
+            value = (old if isinstance(old, PStr) else PStr()) + value
+        return name, value
+
+    def join(self, segs: list[Seg], st: State) -> PStr:
+        """A word expanded without field splitting (assignment values, quoted text)."""
+        if len(segs) == 1 and segs[0].kind == "lit":
+            return PStr(segs[0].text, segs[0].offs)
+        parts: list[PStr] = []
+        for s in segs:
+            got = self.seg(s, st)
+            parts.append(got[0] if len(got) == 1 else concat(got, " "))
+        return parts[0] if len(parts) == 1 else concat(parts)
+
+    def expand(self, word: Word, st: State) -> list[PStr]:
+        """A word after expansion: unquoted expansions split into several words."""
+        if len(word) == 1 and word[0].kind == "lit":
+            return [PStr(word[0].text, word[0].offs)]
+        words: list[PStr] = []
+        cur: list[PStr] | None = None
+        for s in word:
+            parts = self.seg(s, st)
+            if s.kind == "var" and not s.quoted:
+                pieces: list[PStr] = []
+                for p in parts:
+                    pieces.extend(p.split() if "$" not in p.text or p.text.count(" ") else [p])
+                if not pieces:
+                    continue
+            else:
+                pieces = parts
+            for j, p in enumerate(pieces):
+                if j:
+                    words.append(concat(cur) if cur is not None else PStr())
+                    cur = [p]
+                elif cur is None:
+                    cur = [p]
+                else:
+                    cur.append(p)
+        if cur is not None:
+            words.append(cur[0] if len(cur) == 1 else concat(cur))
+        return words
+
+    def seg(self, s: Seg, st: State) -> list[PStr]:
+        if s.kind == "lit":
+            return [PStr(s.text, s.offs)]
+        if s.kind == "array":
+            return [p for item in s.items or [] for p in self.expand(item, st)]
+        raw_off = list(range(s.offs[0], s.offs[1])) if len(s.offs) == 2 else []
+        if s.kind == "sub":
+            if s.text.startswith("$((") and s.text.endswith("))"):
+                value = self.arith(s.text[3:-2], st)
+                if value is not None:
+                    text = str(value)
+                    offs = [-1] * len(text)
+                    if raw_off:  # the value spans the expression that made it
+                        offs[-1] = raw_off[-1]
+                        offs[0] = raw_off[0]
+                    return [PStr(text, offs)]
+            return [PStr(s.text, raw_off[: len(s.text)] + [-1] * max(0, len(s.text) - len(raw_off)))]
+        if s.kind == "arith":
+            return [PStr(f"(({s.text}))")]
+        name, op = s.text, s.op
+        unresolved = PStr(f"${{{name}}}", (raw_off + [-1] * 64)[: len(name) + 3])
+        value = self.lookup(name, st)
+        if op.startswith("[") and isinstance(value, list):
+            return value if op in ("[@]", "[*]") else value[:1]
+        if isinstance(value, list):
+            value = value[0] if value else PStr()
+        if op == "#":
+            return [unresolved]
+        if op in (":-", "-", ":=", "="):
+            if value is None or (op.startswith(":") and not value.text):
+                default = self.join(s.arg or [], st)
+                if op.endswith("="):
+                    st.vars[name] = default
+                return [default]
+            return [value]
+        if op in (":+", "+"):
+            return [self.join(s.arg or [], st)] if value is not None and value.text else [PStr()]
+        if op and op[0] in "?":
+            return [value] if value is not None else [unresolved]
+        if op:  # ${X%pat}, ${X/a/b}, ...: not worth interpreting
+            return [unresolved]
+        return [value if value is not None else unresolved]
+
+    def lookup(self, name: str, st: State) -> PStr | list[PStr] | None:
+        if name.isdigit():
+            args = st.positional[-1]
+            k = int(name)
+            return args[k - 1] if 0 < k <= len(args) else None
+        if name in ("@", "*"):
+            return list(st.positional[-1]) or None
+        return st.vars.get(name)
+
+    def arith(self, expr: str, st: State) -> int | None:
+        """The value of a shell arithmetic expression when every variable in it holds a number, else None."""
+
+        def value(m: re.Match) -> str:
+            name = m.group(1) or m.group(2) or m.group(3)
+            v = self.lookup(name, st)
+            if isinstance(v, list):
+                v = v[0] if v else None
+            text = v.text.strip() if v is not None else ""
+            if _INT.fullmatch(text):
+                return f"({text})"
+            if v is not None and text and text != name and _EXPR.fullmatch(text) and st.depth < 8:
+                st.depth += 1  # X=$((Y+1)) stored unevaluated, or a variable that holds an expression
+                inner = self.arith(text, st)
+                st.depth -= 1
+                if inner is not None:
+                    return f"({inner})"
+            raise LookupError(name)
+
+        try:
+            return _evaluate(_ARITH_NAME.sub(value, expr).strip() or "0")
+        except LookupError:
+            return None
+
+
+_OPS: dict[type, Any] = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Mod: operator.mod,
+                         ast.Div: lambda a, b: int(a / b), ast.FloorDiv: lambda a, b: int(a / b), ast.Pow: operator.pow,
+                         ast.LShift: operator.lshift, ast.RShift: operator.rshift, ast.BitAnd: operator.and_, ast.BitOr: operator.or_,
+                         ast.BitXor: operator.xor}
+_CMP: dict[type, Any] = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Eq: operator.eq,
+                         ast.NotEq: operator.ne}
+
+
+@functools.lru_cache(maxsize=4096)
+def _evaluate(expr: str) -> int | None:
+    """An expression of numbers only (the variables already replaced), or None when it is not shell arithmetic."""
+    try:
+        return _eval(ast.parse(expr, mode="eval").body)
+    except (SyntaxError, ValueError, ZeroDivisionError, TypeError, RecursionError, OverflowError, MemoryError):
+        return None
+
+
+def _eval(node: ast.AST) -> int:
+    """Integer arithmetic as the shell does it (division truncates toward zero); anything else is refused."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        v = _eval(node.operand)
+        return -v if isinstance(node.op, ast.USub) else v
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        a, b = _eval(node.left), _eval(node.right)
+        if isinstance(node.op, ast.Pow) and (b < 0 or b > 64):
+            raise ValueError("exponent")
+        return _OPS[type(node.op)](a, b)
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMP:
+        return int(_CMP[type(node.ops[0])](_eval(node.left), _eval(node.comparators[0])))
+    raise ValueError("not arithmetic")

@@ -1,0 +1,160 @@
+"""Launch detection for the launch-script reader: which serving process a command starts, with its environment, the
+words around it that say its role, its network, and the branches of the script it runs in.
+
+`docker run IMAGE args` runs the image's entrypoint with `args` when they are not a program of their own: the vLLM
+image's is `vllm serve`; for an image the file does not name (`$IMAGE`) or whose entrypoint is not known, the engine
+is decided in `cmdline.py` (`engine_from_image`) from what the arguments clearly are, else nothing is read.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .cmdline import Arg, Command, engine_from_image, find_command, may_serve, parse_flags
+from .model import Branch
+from .shell_expand import PStr, State
+from .shell_lex import Command as LexCommand
+from .shell_lex import Word
+from .source import Span
+
+
+class Launch(NamedTuple):
+    command: Command
+    hints: list[str]  # nearest first: log file / variable, branch, function and its arguments, comments and echo
+    env: dict[str, Arg]
+    network: str | None = None  # "host" when docker run --network host
+    container: str | None = None  # docker --name
+    image: str | None = None
+    alternative: tuple | None = None  # the if/case branches it runs in (model.Branch after `finish`); None: unconditional
+
+
+class Launcher:
+    """Turning a command into a Launch (mixed into ShellReader)."""
+
+    def launch(self, expanded: list[PStr], assigns: dict[str, PStr], cmd: LexCommand, words: list[Word], st: State) -> None:
+        texts = [p.text for p in expanded]
+        if not may_serve(texts):
+            return
+        hints_near: list[str] = list(st.pipe)
+        # log files and tee targets of this command: `> prefill.log`, `| tee decode_0.log`
+        for j, t in enumerate(texts):
+            if t in (">", "tee") and j + 1 < len(texts):
+                hints_near.append(texts[j + 1])
+        cut = next((j for j, t in enumerate(texts) if t == ">"), len(texts))
+        expanded = expanded[:cut]
+        network = container = image = None
+        env: dict[str, Arg] = {}
+        cache = st.env_args  # exported values are the same objects launch after launch: position them once
+        for n in st.exported:
+            v = st.vars.get(n)
+            if isinstance(v, PStr):
+                got = cache.get(n)
+                if got is None or got[0] is not v:
+                    got = cache[n] = (v, self.arg(v, cmd.start))
+                env[n] = got[1]
+        for n, v in assigns.items():
+            env[n] = self.arg(v, cmd.start)
+        docker = _docker(expanded)
+        if docker is not None:
+            expanded, denv, network, container, image = docker
+            for n, v in denv.items():
+                env[n] = self.arg(v, cmd.start)
+            if container:
+                hints_near.append(container)
+        args = [self.arg(p, cmd.start) for p in expanded]
+        # VAR=value words that came out of an expansion (eval "$CMD" with CUDA_VISIBLE_DEVICES=0 vllm serve ...)
+        found = find_command(args)
+        if found is None and docker is not None and args:
+            found = _image_args(image, args)
+        if found is None:
+            return
+        env.update(found.env)
+        found = found._replace(env=env)
+        hints = hints_near + [f.hint for f in reversed(st.frames) if f.hint] + list(reversed(st.recent[-6:]))
+        var_hint = _command_var(words)
+        if var_hint:
+            hints.insert(len(hints_near), var_hint)
+        path = self.path(st)
+        st.launches.append(Launch(found, hints, env, network, container, image, tuple(path) if path else None))
+        st.recent.clear()
+
+    @staticmethod
+    def finish(launch: Launch) -> Launch:
+        """Branch elements as `model.Branch`, now that every branch of their if/case is known."""
+        if not launch.alternative:
+            return launch
+        out = []
+        for frame, index, selector, values, excluded in launch.alternative:
+            if frame.mixed or selector is None:
+                selector, values, excluded = None, frozenset({f"#{index}"}), frozenset()
+            out.append(Branch(frame.ident, index, selector, values, excluded, frame.per_process))
+        return launch._replace(alternative=tuple(out))
+
+
+def _command_var(words: list[Word]) -> str | None:
+    """`$PREFILL_CMD` / `eval "$DECODE_CMD"`: the name of the variable that held the command."""
+    for w in words[:2]:
+        for s in w:
+            if s.kind == "var" and len(s.text) > 1:
+                return s.text
+    return None
+
+
+def _image_args(image: str | None, args: list[Arg]) -> Command | None:
+    """`docker run IMAGE <args>` whose args are not a program: the image's entrypoint runs them, when it is known or
+    the arguments clearly belong to one engine (the decision is `engine_from_image`'s)."""
+
+    first = args[0].text
+    model_first = len(args) > 1 and args[1].text.startswith("-") and not first.startswith("-") and "/" in first
+    if not (first.startswith("-") or model_first):
+        return None
+    program = engine_from_image(image if image and "$" not in image else None, args)
+    if program is None:
+        return None
+    flags, spans, positional = parse_flags(args)
+    return Command(program, args, flags, spans, positional, {}, args[0].span)
+
+
+def _docker(words: list[PStr]):
+    """(command words, env, network, container name, image) of `docker run ...`, or None."""
+    texts = [w.text for w in words]
+    start = next((i for i, t in enumerate(texts) if t.rsplit("/", 1)[-1] in ("docker", "podman", "nerdctl")), None)
+    if start is None or start + 1 >= len(texts) or texts[start + 1] not in ("run", "create"):
+        return None
+    env: dict[str, PStr] = {}
+    network = name = entrypoint = None
+    i = start + 2
+    with_value = {"-e", "--env", "--network", "--net", "--name", "-v", "--volume", "-p", "--publish", "--gpus", "--ipc", "--shm-size", "-w",
+                  "--workdir", "--entrypoint", "-u", "--user", "--runtime", "--ulimit", "--device", "--cap-add", "--env-file", "-m", "--memory",
+                  "--cpus", "--pid", "--security-opt", "--label", "-l", "--mount", "--hostname", "-h", "--restart", "--platform", "--cpuset-cpus"}
+    while i < len(words) and texts[i].startswith("-"):
+        flag, eq, val = texts[i].partition("=")
+        value = PStr(val, words[i].offs[len(flag) + 1 :]) if eq else (words[i + 1] if flag in with_value and i + 1 < len(words) else None)
+        if value is not None and not eq:
+            i += 1
+        if flag in ("-e", "--env") and value is not None and "=" in value.text:
+            k, _, v = value.text.partition("=")
+            env[k] = PStr(v, value.offs[len(k) + 1 :])
+        elif flag in ("--network", "--net") and value is not None:
+            network = value.text
+        elif flag == "--name" and value is not None:
+            name = value.text
+        elif flag == "--entrypoint" and value is not None:
+            entrypoint = value
+        i += 1
+    if i >= len(words):
+        return None
+    image = texts[i]
+    cmd = ([entrypoint] if entrypoint is not None else []) + words[i + 1 :]
+    if entrypoint is None and (not cmd or find_command([Arg(p.text, Span(1, 1, 1, 1)) for p in cmd]) is None):
+        cmd = image_entrypoint(image) + cmd  # ENTRYPOINT + the arguments (docker run's CMD)
+    return cmd, env, ("host" if network == "host" else network), name, image
+
+
+def image_entrypoint(image: str) -> list[PStr]:
+    """The command an image runs when only arguments are given, for images whose entrypoint is known."""
+    repo = image.split("@")[0].rsplit(":", 1)[0] if ":" in image.split("/")[-1] else image.split("@")[0]
+    if repo.endswith("vllm/vllm-openai") or repo.endswith("vllm-openai"):
+        # vLLM's OpenAI image: ENTRYPOINT ["vllm", "serve"] (vllm-project/vllm docker/Dockerfile, vllm-openai stage)
+        return [PStr("vllm"), PStr("serve")]
+    return []

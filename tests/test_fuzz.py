@@ -1,0 +1,91 @@
+"""The doctor never raises on a config: a short, seeded form of bench/fuzz_doctor.py (which runs 100,000 cases),
+and each crash site the long form found, as the smallest input that reached it."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+from disagg.doctor.check import lint_results
+from disagg.doctor.context import LintOptions
+from disagg.doctor.files import read_file
+from disagg.doctor.registry import default_registry
+
+
+def _fuzzer():
+    spec = importlib.util.spec_from_file_location("fuzz_doctor", ROOT / "bench" / "fuzz_doctor.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fuzz_doctor"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_short_fuzz_finds_no_crash(seed):
+    out = _fuzzer().fuzz(cases=300, seed=seed, seconds=25)
+    assert out["cases"] >= 100 and out["seeds"] >= 100
+    assert out["sites"] == {}, out["sites"]
+
+
+def test_the_fuzzer_counts_a_contained_crash(monkeypatch):
+    """The fuzz would see a rule that raises (it is contained, so only the fuzzer's recorder can tell)."""
+    from disagg.doctor.finding import Severity
+    from disagg.doctor.registry import Rule
+
+    class Raises(Rule):
+        code, name, severity = "DG998", "test-raises", Severity.INFO
+
+        def check(self, ctx):
+            raise ValueError("boom")
+
+    monkeypatch.setitem(default_registry()._rules, "DG998", Raises)
+    out = _fuzzer().fuzz(cases=3, seed=1)
+    assert any(key.startswith("ValueError at tests/test_fuzz.py") for key in out["sites"]), out["sites"]
+
+
+RULES = [r for r in default_registry() if not r.live]
+
+# Inputs that raised somewhere in the doctor before (found by bench/fuzz_doctor.py), in the smallest form found.
+REGRESSIONS = {
+    "llm-d values: containers args a number, image a number": (
+        "values.yaml",
+        "modelArtifacts: {name: m}\nprefill:\n  containers:\n  - {name: vllm, args: 3, image: 7}\ndecode:\n  containers: 5\n",
+    ),
+    "llm-d values: image a mapping": ("values.yaml", "modelArtifacts: {name: m}\nprefill:\n  containers:\n  - {name: vllm, image: {a: 1}}\n"),
+    "pod: capabilities a list": (
+        "pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    command: [vllm, serve, m]\n"
+        "    securityContext: {capabilities: [IPC_LOCK]}\n",
+    ),
+    "EPP config: a profile's plugins a number": (
+        "epp.yaml",
+        "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: prefill-filter\n"
+        "schedulingProfiles:\n- name: prefill\n  plugins: -1\n",
+    ),
+    "compose: deploy.resources a list": (
+        "compose.yaml",
+        "services:\n  p:\n    image: vllm/vllm-openai\n    command: [vllm, serve, m]\n    deploy: {resources: [1]}\n",
+    ),
+    "kv-transfer-config: connectors a number": (
+        "run.sh",
+        "vllm serve m --kv-transfer-config '{\"kv_connector\":\"MultiConnector\",\"kv_connector_extra_config\":{\"connectors\":3}}'\n",
+    ),
+    "shell: a function whose name is a command substitution": ("run.sh", "function $(f) {\n  vllm serve m\n}\nvllm serve m --port 8100 &\n"),
+}
+
+
+def test_a_yaml_key_without_a_constructor_is_a_located_error():
+    """`=` as a key is YAML's `value` tag, which no constructor knows: a config error at the key, not a traceback."""
+    r = read_file("c.yaml", "a:\n  =: 1\n", LintOptions())
+    assert not r.crashed and (r.error.line, r.error.column) == (2, 3) and "invalid value" in r.error.message
+
+
+@pytest.mark.parametrize("name", list(REGRESSIONS))
+def test_fuzz_regression_reads_without_internal_error(name):
+    path, text = REGRESSIONS[name]
+    results = lint_results([read_file(path, text, LintOptions(gpus=4))], RULES, LintOptions(gpus=4))
+    assert not results[0].internal_error, (results[0].error, results[0].crashes, [f.message for f in results[0].findings if f.internal])

@@ -1,0 +1,228 @@
+"""The shell interpreter: alternatives are never paired, the forms around the engine are read, Kubernetes `$(VAR)`
+is expanded from the container's env (fixtures in tests/fixtures/shell/, written for these tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from disagg.doctor.context import LintOptions
+from disagg.doctor.engine import lint_text
+from disagg.doctor.registry import default_registry
+from disagg.schemas.model import Branch
+from disagg.schemas.pairing import together
+from disagg.schemas.shell import Launch, PStr, ShellReader
+
+HERE = Path(__file__).resolve().parent / "fixtures" / "shell"
+RULES = [r for r in default_registry() if not r.live]
+
+
+def lint(name: str):
+    path = HERE / name
+    return lint_text(str(path), path.read_text(), RULES, LintOptions())
+
+
+def launches(text: str) -> list[Launch]:
+    return ShellReader(text).read(text)
+
+
+def flag(launch: Launch, name: str) -> str | None:
+    a = launch.command.flags.get(name)
+    return a.text if a is not None else None
+
+
+def pairs_by_line(result) -> list[tuple[int, int]]:
+    return sorted((p.prefill.span.line, p.decode.span.line) for p in result.pairs)
+
+
+def codes(result) -> list[str]:
+    return [f.code for f in result.findings]
+
+
+# --- alternatives ----------------------------------------------------------------------------------------------
+
+
+def test_profiles_picked_by_a_case_are_never_paired_with_each_other():
+    r = lint("profiles-in-branches.sh")
+    assert pairs_by_line(r) == [(7, 9), (13, 15)]  # small with small, large with large; not 4 pairs
+    assert "DG203" not in codes(r)  # block 16 against 32 would only come from pairing across profiles
+    ports = [f for f in r.findings if f.code == "DG207"]
+    assert sorted(f.line for f in ports) == [9, 15]  # within a profile both ends share the default port; never across
+
+
+def test_variables_set_per_profile_give_one_process_per_profile():
+    r = lint("profiles-in-variables.sh")
+    engines = sorted((w.span.line, w.role, w.known("tp"), w.known("block_size")) for w in r.deployment.engines())
+    assert engines == [(17, "prefill", "1", "16"), (17, "prefill", "4", "64"), (21, "decode", "1", "16"), (21, "decode", "4", "64")], engines
+    assert len(r.pairs) == 2 and all(p.prefill.known("tp") == p.decode.known("tp") for p in r.pairs)
+    assert "DG203" not in codes(r) and "DG204" not in codes(r)
+
+
+def test_branches_chosen_by_role_or_host_rank_are_one_deployment():
+    for name, expected in (("rank-selects-role.sh", [(6, 9)]), ("../readers/role-by-case.sh", [(12, 12)])):
+        r = lint(name)
+        assert pairs_by_line(r) == expected, name
+        assert "DG203" in codes(r), name  # the pair is compared: its block sizes differ
+        # one run of the script per role or host: the two are not known to share a network
+        assert "DG207" not in codes(r), name
+
+
+def test_a_case_on_a_literal_function_argument_takes_only_the_matching_branch():
+    ls = launches((HERE / "role-by-function-arg.sh").read_text())
+    assert [(flag(x, "block-size"), flag(x, "port")) for x in ls] == [("32", "8100"), ("16", "8101")]
+    assert all(x.alternative is None for x in ls)  # both run in one invocation
+
+
+def test_pairing_rule_for_branches():
+    def b(frame, index, selector, values, per_process=False, excluded=()):
+        return Branch(frame, index, selector, None if values is None else frozenset(values), frozenset(excluded), per_process)
+
+    small, large = b("case@5", 0, "CONFIG", {"small"}), b("case@5", 1, "CONFIG", {"large"})
+    assert together((small,), (small,)) and not together((small,), (large,))
+    assert together((small,), None)  # an unconditional process runs with every profile
+    # the same variable tested again later: `small` meets `small|tiny`, not `*` without small
+    assert together((small,), (b("if@30", 0, "CONFIG", {"small", "tiny"}),))
+    assert not together((small,), (b("if@30", 1, "CONFIG", None, excluded={"small"}),))
+    prefill, decode = b("case@3", 0, "ROLE", {"prefill"}, True), b("case@3", 1, "ROLE", {"decode"}, True)
+    assert together((prefill,), (decode,)) and not together((prefill,), (decode,), one_invocation=True)
+
+
+def test_an_if_without_a_variable_test_is_exclusive_and_else_excludes_what_was_tested():
+    text = ("if [ -f /etc/big ]; then\n  vllm serve a --block-size 16 &\nelse\n  vllm serve b --block-size 16 &\nfi\n"
+            "if [ \"$MODE\" = fast ]; then vllm serve c & else vllm serve d & fi\n")
+    a, b_, c, d = launches(text)
+    assert a.alternative[0].selector is None and not together(a.alternative, b_.alternative)
+    assert c.alternative[0].values == frozenset({"fast"}) and d.alternative[0].excluded == frozenset({"fast"})
+    assert not together(c.alternative, d.alternative) and together(a.alternative, c.alternative)
+
+
+def test_exclusive_branches_with_one_side_each_are_not_paired_and_say_so():
+    text = ("#!/bin/bash\ncase \"$GPU\" in\n  h100) vllm serve m --kv-transfer-config '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_producer\"}' ;;\n"
+            "  a100) vllm serve m --kv-transfer-config '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_consumer\"}' ;;\nesac\n")
+    r = lint_text("alt.sh", text, RULES, LintOptions())
+    assert sorted(w.role for w in r.deployment.engines()) == ["decode", "prefill"]
+    assert r.pairs == []
+    [note] = [f for f in r.findings if f.code == "DG405"]
+    assert note.severity.label == "info" and "different branches of the script (GPU)" in note.message
+
+
+# --- forms ------------------------------------------------------------------------------------------------------
+
+
+def test_env_arithmetic_and_c_style_loops_before_eval():
+    ls = launches((HERE / "env-arith-loop.sh").read_text())
+    assert [(flag(x, "port"), flag(x, "tensor-parallel-size")) for x in ls] == [("8100", "4"), ("8200", "2"), ("8201", "2")]
+    assert ls[0].command.env["CUDA_VISIBLE_DEVICES"].text == "0,1,2,3" and "HF_HUB_OFFLINE" not in ls[0].command.env
+    assert [x.command.env["VLLM_NIXL_SIDE_CHANNEL_PORT"].text for x in ls] == ["5600", "5700", "5701"]
+
+
+@pytest.mark.parametrize("expr, expected", [
+    ("$((TP*PP))", "8"), ("$(( (TP + 2) / 3 ))", "2"), ("$((-7 / 2))", "-3"), ("$((BASE + 1))", None),
+    ("$((TP ** 2))", "16"), ("$((TP / 0))", None), ("$((X))", "8"),
+])
+def test_arithmetic_is_evaluated_only_when_every_operand_is_known(expr, expected):
+    [x] = launches(f"TP=4\nPP=2\nX=$((TP*PP))\nvllm serve m --max-num-seqs {expr}\n")
+    value = flag(x, "max-num-seqs")
+    if expected is None:
+        assert value == expr  # left as written: unknown to the engine readers
+    else:
+        assert value == expected
+
+
+def test_arithmetic_points_at_the_expression():
+    text = "TP=2\nvllm serve m --tensor-parallel-size $((TP*2))\n"
+    [x] = launches(text)
+    span = x.command.flags["tensor-parallel-size"].span
+    assert (span.line, span.column) == (2, text.splitlines()[1].index("$") + 1)
+
+
+def test_docker_run_of_an_image_set_elsewhere_reads_vllm_arguments_and_nothing_else():
+    r = lint("docker-image-args.sh")
+    ws = sorted((w.role, w.program, w.known("model"), w.host.kind) for w in r.deployment.workers)
+    assert ws == [("decode", "vllm", "Qwen/Qwen3-0.6B", "process"), ("prefill", "vllm", "Qwen/Qwen3-0.6B", "process")]
+    assert pairs_by_line(r) == [(5, 8)]
+
+
+def test_docker_run_with_unclear_arguments_is_not_guessed():
+    assert launches('docker run -d "$IMAGE" Qwen/Qwen3-0.6B --port 8000 --tensor-parallel-size 2\n') == []
+    [x] = launches("docker run vllm/vllm-openai:v0.10.1 Qwen/Qwen3-0.6B --port 8000\n")  # the image's entrypoint is known
+    assert x.command.program == "vllm" and [a.text for a in x.command.args[:3]] == ["vllm", "serve", "Qwen/Qwen3-0.6B"]
+
+
+def test_dynamo_0_3_sglang_example_workers_are_read():
+    r = lint("dynamo-sglang-v03.sh")
+    assert sorted((w.role, w.program) for w in r.deployment.engines()) == [("decode", "dynamo.sglang"), ("prefill", "dynamo.sglang")]
+    assert "DG203" in codes(r)  # page size 16 against 32
+
+
+def test_kubernetes_expands_env_references_in_args_not_a_shell():
+    r = lint("k8s-env-refs.yaml")
+    p, d = sorted(r.deployment.engines(), key=lambda w: w.role, reverse=True)
+    assert (p.role, p.known("model"), p.known("block_size"), p.known("kv_role")) == ("prefill", "Qwen/Qwen3-8B", "64", "kv_producer")
+    assert p.known("max_model_len") is None and not p.settings["max_model_len"].known  # $(NOT_SET) stays unknown
+    assert "$(MODEL)" in str(p.settings["served_model_name"].value)  # $$(MODEL) is the literal $(MODEL)
+    assert (d.role, d.known("model"), d.known("block_size")) == ("decode", "Qwen/Qwen3-8B", "16")  # expanded before sh -c
+    [f] = [f for f in r.findings if f.code == "DG203"]
+    line = r.source_lines[f.line - 1]
+    assert "$(BLOCK)" in line[f.column - 1 :]  # reported where the reference is written
+
+
+def test_positions_survive_the_faster_lexer():
+    text = "PORT=8100\nX='a b'  # c\nvllm serve \"m\" --port $PORT --kv-transfer-config '{\"kv_connector\":\"NixlConnector\"}' ''\n"
+    [x] = launches(text)
+    port = x.command.flags["port"].span
+    assert (port.line, port.column) == (1, 6)
+    cfg = x.command.flags["kv-transfer-config"]
+    at = cfg.pos_of(cfg.text.index("NixlConnector"), len("NixlConnector"))
+    assert text.splitlines()[at.line - 1][at.column - 1 : at.end_column - 1] == "NixlConnector"
+    assert [a.text for a in x.command.positional] == ["m", ""]  # '' is an empty argument
+
+
+def test_pstr_split_keeps_offsets():
+    p = PStr(" ab  c ", [0, 1, 2, 3, 4, 5, 6])
+    assert [(q.text, q.offs) for q in p.split()] == [("ab", [1, 2]), ("c", [5])]
+
+
+# --- size -------------------------------------------------------------------------------------------------------
+
+
+def test_a_script_of_many_profiles_pairs_within_each_profile_only():
+    """The 1 MB script's cost was pairs: every prefill with every decode across profiles (bench/bench_shell.py times it)."""
+    block = ("  p{i})\n    TP=$(({i} % 4 + 1))\n    start_{i}() {{ vllm serve m --port $((8100 + {i})) --tensor-parallel-size $TP "
+             "--kv-transfer-config '{{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_$1\"}}' & }}\n"
+             "    start_{i} producer\n    start_{i} consumer\n    ;;\n")
+    text = "case \"$PROFILE\" in\n" + "".join(block.format(i=i) for i in range(300)) + "esac\n"
+    r = lint_text("many.sh", text, RULES, LintOptions())
+    assert len(r.deployment.engines()) == 600 and len(r.pairs) == 300
+    assert all(p.prefill.known("tp") == p.decode.known("tp") for p in r.pairs)
+
+
+@pytest.mark.parametrize("script", [
+    'if [ "$1" = "prefill" ]; then\n  {P}\nelse\n  {D}\nfi\n',
+    'case $ROLE in\n  p|prefill) {P} ;;\n  d|decode) {D} ;;\nesac\n',
+    'if [[ $HOSTNAME == node-a ]]; then {P}; elif [[ $HOSTNAME == node-b ]]; then {D}; fi\n',
+])
+def test_role_and_host_selectors_pair_their_branches(script):
+    kv = "--kv-transfer-config '{{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"{}\"}}'"
+    text = script.replace("{P}", "vllm serve m " + kv.format("kv_producer")).replace("{D}", "vllm serve m " + kv.format("kv_consumer"))
+    r = lint_text("s.sh", "#!/bin/bash\n" + text, RULES, LintOptions())
+    assert len(r.pairs) == 1, text
+    assert all(b.per_process for w in r.deployment.engines() for b in w.alternative)
+
+
+def test_profile_names_that_look_like_roles_are_still_profiles():
+    text = ("case \"$PROFILE\" in\n  p0) vllm serve a --kv-transfer-config '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_producer\"}' ;;\n"
+            "  p1) vllm serve b --kv-transfer-config '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_consumer\"}' ;;\nesac\n")
+    r = lint_text("s.sh", text, RULES, LintOptions())
+    assert r.pairs == []  # p0 and p1 are two profiles, not prefill and decode
+
+
+def test_a_branch_with_one_side_only_is_said_not_checked():
+    kv = "--kv-transfer-config '{{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"{}\"}}'"
+    p, d = "vllm serve m " + kv.format("kv_producer"), "vllm serve m " + kv.format("kv_consumer")
+    text = f"#!/bin/bash\ncase \"$CONFIG\" in\n  full) {p} &\n    {d} ;;\n  prefill-only) {p} ;;\nesac\n"
+    r = lint_text("s.sh", text, RULES, LintOptions())
+    assert len(r.pairs) == 1
+    [note] = [f for f in r.findings if f.code == "DG405"]
+    assert note.line == 5 and "CONFIG branch 2" in note.message and "no decode partner" in note.message

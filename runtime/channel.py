@@ -353,13 +353,3 @@ class Request:
 
     async def drain(self) -> None:
         await self._conn.drain()
-
-
-def __getattr__(name: str):
-    """`from .channel import ChannelServer, probe` keeps working: they live in channel_server.py, imported on demand
-    (that module imports this one, so not at the top)."""
-    if name in ("ChannelServer", "probe"):
-        from . import channel_server
-
-        return getattr(channel_server, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

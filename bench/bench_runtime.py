@@ -49,13 +49,13 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
 
-async def latency(url: str, decode: tuple[str, int], secret: bytes, n: int, headers: dict) -> tuple[list[float], list[float]]:
+async def latency(url: str, decode: tuple[str, int, str], secret: bytes, n: int, headers: dict) -> tuple[list[float], list[float]]:
     from disagg.runtime.channel import Channel
 
     prompt = "measure the frontend, not the engine"
     body_front = {"prompt": prompt, "max_tokens": 1}
     tokens = list(prompt.encode())
-    channel = Channel(decode[0], decode[1], secret)
+    channel = Channel(decode[0], decode[1], secret, decode[2])
     front, direct = [], []
     async with aiohttp.ClientSession(headers=headers) as s:
         for i in range(n + 20):  # interleaved, so both see the same machine noise; 20 warm-up rounds
@@ -163,9 +163,9 @@ def main() -> None:
     proc, url = start(ROOT / "examples" / "agg.yaml", secret, *extra)
     try:
         with urllib.request.urlopen(urllib.request.Request(url + "/workers", headers=headers), timeout=5) as r:
-            addr = next(w["address"] for w in json.loads(r.read())["workers"] if w["role"] == "decode")
+            wid, addr = next((w["id"], w["address"]) for w in json.loads(r.read())["workers"] if w["role"] == "decode")
         host, port = addr.rsplit(":", 1)
-        front, direct = asyncio.run(latency(url, (host, int(port)), secret.encode(), args.requests, headers))
+        front, direct = asyncio.run(latency(url, (host, int(port), wid), secret.encode(), args.requests, headers))
         rps = asyncio.run(throughput(url, args.seconds, args.concurrency, headers))
     finally:
         proc.send_signal(signal.SIGTERM)

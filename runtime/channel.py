@@ -4,18 +4,22 @@ requests multiplexed on it.
 Why not HTTP: each request crossed three HTTP exchanges (prefix match, prefill, generate), and aiohttp's request
 handling on both ends was most of the runtime's CPU per request (issue 13's profile). A frame here is
 `[u32 length][u32 header length][JSON header][binary body]`; a request carries an `id` the answers repeat, so a
-stream of tokens is frames with the same id, written without waiting (the kernel coalesces them).
+stream of tokens is frames with the same id, written without waiting (the kernel coalesces them). This file is the
+framing and the caller's side; channel_server.py is a worker's side and the supervisor's blocking probe.
 
 Who may talk: the supervisor gives each run's processes a secret in their environment (identity.py). A connection
-starts with a mutual challenge: each side proves it knows the secret with an HMAC over the other's nonce, so a
-process that does not know it can neither send a request nor pose as a worker. Closing a connection cancels every
-request it carried (a frontend that dies takes its requests' engine work with it).
+starts with a mutual proof bound to both nonces, the worker id the caller expects and the address it dialled; every
+frame after it is sealed (secure.py: AEAD, one key and counter per direction). A process that does not know the
+secret can neither send a request nor pose as a worker, and one that relays a handshake between a caller and a
+worker gets no key: the worker refuses a proof made for another address or id. Before the proofs a peer is a
+stranger: its frames are capped at MAX_PREAUTH bytes, the handshake must end within HANDSHAKE_TIMEOUT, and a worker
+holds at most MAX_PENDING connections in handshake (the oldest is dropped for a new one). Closing a connection cancels
+every request it carried (a frontend that dies takes its requests' engine work with it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import itertools
 import json
@@ -24,9 +28,14 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from .secure import NONCE_BYTES, TAG, VERSION, Keys, Opener, Sealer, SealError, SecureReader
+
 _LEN = struct.Struct(">II")
-MAX_FRAME = 1 << 30  # a KV body over the channel (no NIXL) may be large; anything bigger is a broken peer
-HANDSHAKE_TIMEOUT = 5.0
+MAX_FRAME = 1 << 30  # after the handshake: a KV body over the channel (no NIXL) may be large; bigger is a broken peer
+MAX_PREAUTH = 4096  # before it: the hello, the proofs (a few hundred bytes); a bigger frame closes the connection
+HANDSHAKE_TIMEOUT = 5.0  # seconds from accept (or connect) to the end of the proofs
+MAX_PENDING = 32  # connections a worker holds in handshake at once; the oldest is dropped for a new one
+READ_LIMIT = 1 << 16  # StreamReader buffer: a stranger's unread bytes stay under ~2x this per connection
 
 
 class ChannelError(Exception):
@@ -70,10 +79,11 @@ def encode(header: dict, body: bytes | memoryview = b"") -> list[bytes | memoryv
     return [_LEN.pack(4 + len(head) + len(body), len(head)), head, body] if body else [_LEN.pack(4 + len(head), len(head)), head]
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[dict, bytes]:
+async def read_frame(reader, limit: int = MAX_FRAME) -> tuple[dict, bytes]:
+    """One frame from a StreamReader (the handshake, `limit` MAX_PREAUTH) or a SecureReader (after it)."""
     prefix = await reader.readexactly(8)
     total, head_len = _LEN.unpack(prefix)
-    if total > MAX_FRAME or head_len > total - 4:
+    if total > limit or total < 4 or head_len > total - 4:
         raise ChannelError("protocol", f"frame of {total} bytes")
     data = await reader.readexactly(total - 4)
     try:
@@ -89,10 +99,10 @@ class Coalescer:
     """Frames written during one turn of the event loop go out in one send: under load a decode step's tokens for
     every sequence on a connection, or a burst of requests, cost one syscall instead of one each."""
 
-    __slots__ = ("writer", "parts", "scheduled")
+    __slots__ = ("writer", "sealer", "parts", "scheduled")
 
-    def __init__(self, writer: asyncio.StreamWriter):
-        self.writer, self.parts, self.scheduled = writer, [], False
+    def __init__(self, writer: asyncio.StreamWriter, sealer: Sealer):
+        self.writer, self.sealer, self.parts, self.scheduled = writer, sealer, [], False
 
     def write(self, parts: list) -> None:
         self.parts.extend(parts)
@@ -103,12 +113,20 @@ class Coalescer:
     def flush(self) -> None:
         self.scheduled = False
         if self.parts and not self.writer.is_closing():
-            self.writer.write(b"".join(self.parts))
+            self.writer.write(self.sealer.seal(b"".join(self.parts)))  # one record per turn of the loop
         self.parts = []
 
 
-def _proof(secret: bytes, nonce: bytes, side: bytes) -> str:
-    return hmac.new(secret, side + nonce, hashlib.sha256).hexdigest()
+def _nonce(text: Any) -> bytes:
+    raw = bytes.fromhex(text) if isinstance(text, str) else b""
+    if len(raw) != NONCE_BYTES:
+        raise ValueError("bad nonce")
+    return raw
+
+
+def address_of(host: str, port: int) -> str:
+    """The address a handshake is bound to: as registered and dialled (a host name stays a name)."""
+    return f"{host}:{port}"
 
 
 async def _send(writer: asyncio.StreamWriter, header: dict, body: bytes = b"") -> None:
@@ -120,17 +138,20 @@ async def _send(writer: asyncio.StreamWriter, header: dict, body: bytes = b"") -
 
 
 class Channel:
-    """One authenticated connection to a worker; `call` for one answer, `stream` for many. Reconnects on demand."""
+    """One authenticated connection to worker `worker_id` at host:port; `call` for one answer, `stream` for many.
+    Reconnects on demand. The handshake is bound to that id and address: a process elsewhere that relays to the
+    worker, or a worker registered under another id, fails it."""
 
-    def __init__(self, host: str, port: int, secret: bytes, name: str = ""):
-        self.host, self.port, self.secret, self.name = host, port, secret, name or f"{host}:{port}"
+    def __init__(self, host: str, port: int, secret: bytes, worker_id: str):
+        self.host, self.port, self.secret, self.worker_id = host, port, secret, worker_id
+        self.name = f"{worker_id} at {address_of(host, port)}"
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Queue | asyncio.Future] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._out: Coalescer | None = None
         self._reader_task: asyncio.Task | None = None
         self._connecting: asyncio.Lock | None = None
-        self.peer: dict = {}  # what the worker said about itself in the handshake
+        self.peer: dict = {}  # what the worker said about itself, sealed, right after the proofs
 
     @property
     def connected(self) -> bool:
@@ -143,28 +164,47 @@ class Channel:
             if self.connected:
                 return
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), timeout)
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port, limit=READ_LIMIT), timeout)
             except (OSError, asyncio.TimeoutError) as exc:
                 raise ChannelError("connect", f"{self.name}: {exc or type(exc).__name__}") from None
             try:
-                hello, _ = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT)
-                mine = os.urandom(16)
-                await _send(writer, {"proof": _proof(self.secret, bytes.fromhex(hello["nonce"]), b"client"), "nonce": mine.hex()})
-                answer, _ = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT)
-                if not hmac.compare_digest(str(answer.get("proof", "")), _proof(self.secret, mine, b"server")):
-                    raise ChannelError("auth", f"{self.name} is not a worker of this run")
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, KeyError, ValueError) as exc:
+                async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+                    secure, sealer, peer = await self._handshake(reader, writer)
+            except (OSError, asyncio.TimeoutError, KeyError, ValueError, SealError) as exc:
                 writer.close()
                 raise ChannelError("auth", f"{self.name}: handshake failed ({type(exc).__name__})") from None
             except ChannelError:
                 writer.close()
                 raise
-            self.peer = answer.get("peer", {})
+            self.peer = peer
             self._writer = writer
-            self._out = Coalescer(writer)
-            self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
+            self._out = Coalescer(writer, sealer)
+            self._reader_task = asyncio.get_running_loop().create_task(self._read(secure))
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[SecureReader, Sealer, dict]:
+        try:
+            hello, _ = await read_frame(reader, MAX_PREAUTH)
+        except asyncio.IncompleteReadError:
+            raise ChannelError("auth", f"{self.name} closed the connection before its hello (busy, or not a worker)") from None
+        if hello.get("v") != VERSION:
+            raise ChannelError("auth", f"{self.name} speaks channel version {hello.get('v', 1)!r}, not {VERSION}: a worker of another disagg release?")
+        mine = os.urandom(NONCE_BYTES)
+        keys = Keys(self.secret, _nonce(hello.get("nonce")), mine, self.worker_id, address_of(self.host, self.port))
+        await _send(writer, {"nonce": mine.hex(), "proof": keys.client_proof})
+        try:
+            answer, _ = await read_frame(reader, MAX_PREAUTH)
+        except asyncio.IncompleteReadError:
+            raise ChannelError("auth", f"{self.name} refused our proof: no worker of this run answers as {self.worker_id!r} at that address") from None
+        if not hmac.compare_digest(str(answer.get("proof", "")), keys.server_proof):
+            raise ChannelError("auth", f"{self.name} is not a worker of this run")
+        secure = SecureReader(reader, Opener(keys.s2c), MAX_FRAME + TAG)
+        first, _ = await read_frame(secure)
+        peer = first.get("peer") if isinstance(first.get("peer"), dict) else {}
+        if peer.get("worker_id", self.worker_id) != self.worker_id:
+            raise ChannelError("auth", f"{self.name} says it is {peer.get('worker_id')!r}")
+        return secure, Sealer(keys.c2s), peer
+
+    async def _read(self, reader: SecureReader) -> None:
         error = ChannelError("disconnected", self.name)
         try:
             while True:
@@ -179,6 +219,8 @@ class Channel:
                     target.put_nowait((header, body))
         except (OSError, asyncio.IncompleteReadError) as exc:
             error = ChannelError("disconnected", f"{self.name}: {type(exc).__name__}")
+        except SealError as exc:
+            error = ChannelError("protocol", f"{self.name}: {exc}")
         except ChannelError as exc:
             error = exc
         finally:
@@ -286,7 +328,7 @@ class Channel:
             self._reader_task.cancel()
 
 
-# ---- server (a worker's side) ----------------------------------------------------------------------------------
+# ---- a request as a worker sees it (the listener is channel_server.py) ----------------------------------------
 
 Handler = Callable[["Request"], Awaitable[None]]
 
@@ -296,7 +338,7 @@ class Request:
 
     __slots__ = ("header", "body", "_conn", "id")
 
-    def __init__(self, header: dict, body: bytes, conn: "_ServerConnection"):
+    def __init__(self, header: dict, body: bytes, conn: Any):  # channel_server._ServerConnection
         self.header, self.body, self._conn, self.id = header, body, conn, header.get("id")
 
     @property
@@ -311,119 +353,3 @@ class Request:
 
     async def drain(self) -> None:
         await self._conn.drain()
-
-
-class _ServerConnection:
-    def __init__(self, writer: asyncio.StreamWriter):
-        self.writer = writer
-        self.out = Coalescer(writer)
-        self.tasks: dict[Any, asyncio.Task] = {}
-
-    def write(self, header: dict, body: bytes | memoryview = b"") -> None:
-        if not self.writer.is_closing():
-            self.out.write(encode(header, body))
-
-    async def drain(self) -> None:
-        if not self.writer.is_closing():
-            self.out.flush()
-            await self.writer.drain()
-
-
-class ChannelServer:
-    """Accepts authenticated connections and runs `handler` for each request, as its own task."""
-
-    def __init__(self, handler: Handler, secret: bytes, peer: dict, on_reject: Callable[[str], None] | None = None):
-        self.handler, self.secret, self.peer = handler, secret, peer
-        self.on_reject = on_reject or (lambda reason: None)
-        self.connections: set[_ServerConnection] = set()
-
-    async def start(self, host: str, port: int, sock=None) -> asyncio.AbstractServer:
-        """Listen on host:port, or on `sock` (a listening socket the supervisor bound and handed over)."""
-        if sock is not None:
-            return await asyncio.start_server(self._serve, sock=sock, limit=2**20)
-        return await asyncio.start_server(self._serve, host, port, limit=2**20, reuse_address=True)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            nonce = os.urandom(16)
-            await _send(writer, {"nonce": nonce.hex()})
-            answer, _ = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT)
-            if not hmac.compare_digest(str(answer.get("proof", "")), _proof(self.secret, nonce, b"client")):
-                self.on_reject("auth")
-                writer.close()
-                return
-            await _send(writer, {"proof": _proof(self.secret, bytes.fromhex(answer["nonce"]), b"server"), "peer": self.peer})
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ChannelError, KeyError, ValueError):
-            self.on_reject("handshake")
-            writer.close()
-            return
-        conn = _ServerConnection(writer)
-        self.connections.add(conn)
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                header, body = await read_frame(reader)
-                if header.get("op") == "cancel":
-                    task = conn.tasks.get(header.get("target"))
-                    if task is not None:
-                        task.cancel()
-                    continue
-                req = Request(header, body, conn)
-                task = loop.create_task(self._run(req))
-                conn.tasks[req.id] = task
-                task.add_done_callback(lambda t, rid=req.id: conn.tasks.pop(rid, None))
-        except (OSError, asyncio.IncompleteReadError, ChannelError):
-            pass
-        finally:
-            self.connections.discard(conn)
-            for task in list(conn.tasks.values()):
-                task.cancel()  # the peer is gone: nobody will read these answers
-            writer.close()
-
-    async def _run(self, req: Request) -> None:
-        try:
-            await self.handler(req)
-        except asyncio.CancelledError:
-            raise
-        except RemoteError as exc:
-            req.error(exc.reason, exc.detail)
-        except Exception as exc:  # noqa: BLE001 - one bad request must not take the worker down; it is answered
-            req.error("internal", f"{type(exc).__name__}: {exc}")
-
-
-def probe(host: str, port: int, secret: bytes, timeout: float = 2.0) -> dict | None:
-    """A blocking health check for the supervisor (which runs no event loop): handshake, `health`, close.
-    The worker's health answer, or None when it does not answer in time or is not a worker of this run."""
-    import socket
-
-    def read(sock: socket.socket) -> dict:
-        buf = b""
-        while len(buf) < 8:
-            chunk = sock.recv(8 - len(buf))
-            if not chunk:
-                raise OSError("closed")
-            buf += chunk
-        total, head_len = _LEN.unpack(buf)
-        if total > 1 << 20:
-            raise OSError("frame too large")
-        data = b""
-        while len(data) < total - 4:
-            chunk = sock.recv(total - 4 - len(data))
-            if not chunk:
-                raise OSError("closed")
-            data += chunk
-        return json.loads(data[:head_len])
-
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            hello = read(sock)
-            mine = os.urandom(16)
-            sock.sendall(b"".join(encode({"proof": _proof(secret, bytes.fromhex(hello["nonce"]), b"client"), "nonce": mine.hex()})))
-            answer = read(sock)
-            if not hmac.compare_digest(str(answer.get("proof", "")), _proof(secret, mine, b"server")):
-                return None
-            sock.sendall(b"".join(encode({"id": 1, "op": "health"})))
-            return read(sock)
-    except (OSError, ValueError, KeyError):
-        return None

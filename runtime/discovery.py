@@ -10,8 +10,14 @@ We speak etcd's v3 HTTP/JSON gateway (`/v3/kv/range`, `/v3/kv/txn`, `/v3/lease/*
 of every etcd server since 3.3, checked here against Debian's etcd 3.4.23) with the aiohttp the runtime already
 uses, instead of a client library: the Python gRPC clients (python-etcd3, etcd3gw) are unmaintained and pin old
 grpcio/protobuf releases, and the gateway's watch is a plain streaming response. Nothing secret goes into etcd: a
-registration carries the run id (a hash of the run's secret), never the secret; the secret reaches each host
-through its environment (DISAGG_RUN_SECRET).
+registration carries the run id (an HMAC of a label under the run's secret) and a signature over its key and fields
+(identity.sign), never the secret; the secret reaches each host through its environment (DISAGG_RUN_SECRET).
+
+etcd has no authentication here, so nothing in it is believed alone: a registration without this run's signature is
+ignored (and counted), a worker proves its address on the channel's handshake before traffic goes there
+(frontend/pool.py), a worker whose key is deleted puts it back within a keep-alive period (Registration.keep), and an
+etcd that lost its data (its cluster id changed, or its revision went backwards) is re-populated by the workers
+themselves while the frontends keep every worker that still answers (Watcher, pool.unregister).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .identity import sign, signed_by
 from .plan import WorkerSpec
 
 log = logging.getLogger("disagg.discovery")
@@ -143,12 +150,19 @@ class Etcd:
     async def put(self, key: str, value: str, lease: str) -> None:
         await self.call("/v3/kv/put", {"key": _b64(key), "value": _b64(value), "lease": lease})
 
-    async def range_prefix(self, prefix: str) -> tuple[int, dict[str, dict]]:
+    async def range_prefix(self, prefix: str) -> tuple[dict, dict[str, dict]]:
+        """(etcd's header: cluster_id, revision; key -> registration) for every key under `prefix`."""
         answer = await self.call("/v3/kv/range", {"key": _b64(prefix), "range_end": _prefix_end(prefix)})
-        return int(answer["header"]["revision"]), {_unb64(kv["key"]): _value(kv) for kv in answer.get("kvs") or []}
+        return answer.get("header") or {}, {_unb64(kv["key"]): _value(kv) for kv in answer.get("kvs") or []}
+
+    async def get(self, key: str) -> tuple[dict | None, str | None]:
+        """(the registration at `key` or None, the lease that holds it)."""
+        kvs = (await self.call("/v3/kv/range", {"key": _b64(key)})).get("kvs") or []
+        return (_value(kvs[0]), str(kvs[0].get("lease", "0"))) if kvs else (None, None)
 
     async def watch(self, prefix: str, start_revision: int):
-        """Yield ("put", key, value) and ("delete", key, None) from `start_revision` on; returns when the stream ends."""
+        """Yield ("put", key, value, revision) and ("delete", key, None, revision) from `start_revision` on; returns when
+        the stream ends."""
         import aiohttp
 
         body = {"create_request": {"key": _b64(prefix), "range_end": _prefix_end(prefix), "start_revision": str(start_revision)}}
@@ -160,12 +174,13 @@ class Etcd:
                     result = json.loads(line).get("result") or {}
                     if result.get("canceled"):
                         raise DiscoveryError("bad_answer", f"etcd cancelled the watch: {result.get('cancel_reason', '?')}")
+                    rev = int((result.get("header") or {}).get("revision", 0))
                     for ev in result.get("events") or []:
                         key = _unb64(ev["kv"]["key"])
                         if ev.get("type") == "DELETE":
-                            yield "delete", key, None
+                            yield "delete", key, None, rev
                         else:
-                            yield "put", key, _value(ev["kv"])
+                            yield "put", key, _value(ev["kv"]), rev
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             raise DiscoveryError("unreachable", f"etcd watch at {self.url}: {type(exc).__name__}: {exc}") from None
 
@@ -180,23 +195,31 @@ def _value(kv: dict) -> dict:
 
 @dataclass
 class Registration:
-    """One process's key in etcd, held by a lease it keeps alive; re-created if the lease is lost (etcd was away
-    longer than the TTL) and revoked on a clean exit, so peers drop the process at once instead of after the TTL."""
+    """One process's key in etcd, signed with the run's secret, held by a lease it keeps alive. Every keep-alive
+    period it checks its key: re-created when the lease is lost (etcd was away longer than the TTL, or restarted
+    empty), put back when the key was deleted or overwritten (by anyone: etcd has no authentication). Revoked on a
+    clean exit, so peers drop the process at once instead of after the TTL."""
 
     etcd: Etcd
     key: str
     value: dict
+    secret: bytes = b""
     ttl: int = LEASE_TTL
     on_error: Callable[[str], None] = lambda reason: None
     lease: str | None = None
+
+    def __post_init__(self) -> None:
+        self.value = sign(self.secret, self.key, self.value)
 
     async def start(self) -> None:
         """Register; DiscoveryError("duplicate_id") when another live process holds the key."""
         self.lease = await self.etcd.grant(self.ttl)
         held = await self.etcd.create(self.key, json.dumps(self.value), self.lease)
-        if held is not None and (held.get("host"), held.get("port")) == (self.value.get("host"), self.value.get("port")):
+        if held is not None and ((held.get("host"), held.get("port")) == (self.value.get("host"), self.value.get("port"))
+                                 or not signed_by(self.secret, self.key, held)):
             # Our own previous incarnation (a restart listens on the socket the supervisor holds): its lease has not
-            # expired yet. Take the key over rather than wait out the TTL.
+            # expired yet. Take the key over rather than wait out the TTL. A record nobody of this run signed is
+            # taken over too: it is not a process that claims our id, only a write into an open etcd.
             await self.etcd.put(self.key, json.dumps(self.value), self.lease)
         elif held is not None:
             await self.etcd.revoke(self.lease)
@@ -204,18 +227,34 @@ class Registration:
             raise DiscoveryError("duplicate_id", f"{self.key} is already registered by {where}: two processes claim worker id "
                                                  f"{self.value.get('worker_id')!r}; give each host its own --host-id")
 
-    async def keep(self) -> None:
+    async def keep(self, interval: float | None = None) -> None:
         while True:
-            await asyncio.sleep(self.ttl / 3)
+            await asyncio.sleep(interval or self.ttl / 3)
             try:
-                if await self.etcd.keepalive(self.lease):
-                    continue
-                log.warning("lease of %s expired (etcd unreachable for over %d s?): registering again", self.key, self.ttl)
-                self.on_error("lease_lost")
-                await self.start()
+                await self.check()
             except DiscoveryError as exc:
                 log.warning("%s", exc)
                 self.on_error(exc.reason)
+
+    async def check(self) -> None:
+        """One keep-alive: renew the lease, and put the key back if it is not ours any more."""
+        if self.lease is None or not await self.etcd.keepalive(self.lease):
+            log.warning("lease of %s is gone (etcd unreachable for over %d s, or restarted without its data): registering again", self.key, self.ttl)
+            self.on_error("lease_lost")
+            await self.start()
+            return
+        held, lease = await self.etcd.get(self.key)
+        if held == self.value and lease == self.lease:
+            return
+        if held is None:
+            log.warning("%s was deleted while this process lives: registering again", self.key)
+            self.on_error("key_deleted")
+        else:
+            forged = not signed_by(self.secret, self.key, held)
+            log.warning("%s was overwritten (%s, now %s:%s): putting this process's registration back", self.key,
+                        "without this run's signature" if forged else "by a process of this run", held.get("host", "?"), held.get("port", "?"))
+            self.on_error("key_overwritten")
+        await self.etcd.put(self.key, json.dumps(self.value), self.lease)
 
     async def close(self) -> None:
         if self.lease is not None:
@@ -223,24 +262,40 @@ class Registration:
                 await self.etcd.revoke(self.lease)
             except DiscoveryError:
                 pass  # the lease expires by itself
+        await self.etcd.close()
 
 
 class Watcher:
     """Keep `on_put(key, value)` / `on_delete(key)` in step with every key under `prefix`: read it all, then watch
-    from that revision; after a lost connection, read it all again (keys deleted meanwhile are reported deleted)."""
+    from that revision; after a lost connection, read it all again (keys deleted meanwhile are reported deleted).
+    An etcd that is not the one read before (another cluster id, or a revision that went backwards: restarted
+    without its data) is reported to `on_reset(why)`; its missing keys are still reported deleted, and the caller
+    decides what to believe (the frontend keeps the workers that answer while they register again)."""
 
     def __init__(self, etcd: Etcd, prefix: str, on_put: Callable[[str, dict], None], on_delete: Callable[[str], None],
-                 on_status: Callable[[bool, str | None], None] = lambda up, why: None):
+                 on_status: Callable[[bool, str | None], None] = lambda up, why: None, on_reset: Callable[[str], None] = lambda why: None):
         self.etcd, self.prefix = etcd, prefix
-        self.on_put, self.on_delete, self.on_status = on_put, on_delete, on_status
+        self.on_put, self.on_delete, self.on_status, self.on_reset = on_put, on_delete, on_status, on_reset
         self.known: set[str] = set()
         self.synced = asyncio.Event()
+        self.cluster: str | None = None
+        self.revision = 0
+
+    def _same_etcd(self, header: dict) -> None:
+        cluster, revision = str(header.get("cluster_id", "")), int(header.get("revision", 0))
+        if self.cluster is not None and cluster != self.cluster:
+            self.on_reset(f"etcd's cluster id changed ({self.cluster} -> {cluster}): another etcd, or one restarted without its data")
+        elif revision < self.revision:
+            self.on_reset(f"etcd's revision went backwards ({self.revision} -> {revision}): restarted without its data")
+        self.cluster, self.revision = cluster, revision
 
     async def run(self) -> None:
         backoff = 0.2
         while True:
             try:
-                revision, current = await self.etcd.range_prefix(self.prefix)
+                header, current = await self.etcd.range_prefix(self.prefix)
+                self._same_etcd(header)
+                revision = self.revision
                 for key in self.known - current.keys():
                     self.on_delete(key)
                 for key, value in current.items():
@@ -249,7 +304,8 @@ class Watcher:
                 self.synced.set()
                 self.on_status(True, None)
                 backoff = 0.2
-                async for kind, key, value in self.etcd.watch(self.prefix, revision + 1):
+                async for kind, key, value, rev in self.etcd.watch(self.prefix, revision + 1):
+                    self.revision = max(self.revision, rev)
                     if kind == "put":
                         self.known.add(key)
                         self.on_put(key, value)
@@ -277,8 +333,14 @@ def spec_of(role: str, value: dict) -> WorkerSpec | None:
         return None
 
 
-def worker_id_of(key: str) -> str:
-    return key.rsplit("/", 1)[-1]
+def registered(secret: bytes, prefix: str, key: str, value: dict) -> str | None:
+    """Why the registration `value` at `key` is not to be believed, or None: signed with this run's secret, and at
+    the key its own role and id name (a signed record copied to another key fails the signature)."""
+    if not signed_by(secret, key, value):
+        return "unsigned"
+    if key != f"{prefix}{value.get('role')}/{value.get('worker_id')}":
+        return "bad_registration"
+    return None
 
 
 def interface_of(address: str) -> str | None:

@@ -1,7 +1,8 @@
 """`disagg serve`: start the frontend and every worker as its own process, restart the ones that die or hang, stop them.
 
-A process that exits is reported, restarted with exponential back-off (0.5 s doubling to 10 s, reset after 30 s of
-uptime) and counted. A process that stops answering its health check for 15 s (stopped, wedged, or unhealthy) is
+A process that exits is reported, restarted with exponential back-off (FIRST_BACKOFF, 0.1 s, doubling to 10 s, reset
+after 30 s of uptime) and counted: a frontend that died is back as soon as Python starts, holding the requests that
+queued on its socket meanwhile until its first pass over the workers (frontend/pool.py). A process that stops answering its health check for 15 s (stopped, wedged, or unhealthy) is
 killed and restarted the same way. Ctrl-C or SIGTERM stops the frontend first (it drains requests in flight for
 `--drain-seconds`), then the workers (SIGTERM, then SIGKILL). Children get PR_SET_PDEATHSIG so that even a SIGKILLed
 supervisor leaves no orphans, and the run's secret in their environment; everything the run writes is private (0600
@@ -25,13 +26,14 @@ from dataclasses import asdict, dataclass, field
 
 from disagg.schemas.model import is_loopback
 
-from .channel import probe
+from .channel_server import probe
 from .discovery import interface_of
-from .identity import HEALTH_CHALLENGE, HEALTH_PROOF, RUN_SECRET_ENV, health_proof, run_id
+from .identity import HEALTH_CHALLENGE, HEALTH_PROOF, RUN_SECRET_ENV, health_proof
 from .plan import RuntimePlan, WorkerSpec
 from .ports import free_port
 
 READY_TIMEOUT = 60.0  # seconds for every process to answer /health
+FIRST_BACKOFF = 0.1  # seconds before the first restart of a process that died
 
 
 class PortTaken(Exception):
@@ -74,7 +76,7 @@ class Child:
     proc: subprocess.Popen | None = None
     started: float = 0.0
     restarts: int = 0
-    backoff: float = 0.5
+    backoff: float = FIRST_BACKOFF
     next_start: float = 0.0
     env: dict = field(default_factory=dict)
     spec: WorkerSpec | None = None  # for a mock worker: where its channel listens
@@ -98,7 +100,6 @@ class Supervisor:
         # A fresh secret per run; DISAGG_RUN_SECRET sets it instead (hosts of one deployment share it; benches drive
         # workers directly with it). It reaches the children in their environment only.
         self.secret = os.environ.get(RUN_SECRET_ENV) or secrets.token_hex(32)
-        self.run_id = run_id(self.secret)
         self._last_probe = 0.0
 
     def build(self) -> None:
@@ -222,10 +223,10 @@ class Supervisor:
                 answer = self._probe(c)
                 if answer is None:
                     continue
-                # The frontend proves it holds this run's secret (an HMAC of our nonce); a mock worker's channel handshake
-                # already did. vLLM's own servers do not know our run.
-                ours = answer.get("proven") if c.role == "frontend" else answer.get("run_id") == self.run_id if self.opt.engine == "mock" else True
-                if not ours:
+                # The frontend proves it holds this run's secret (an HMAC of our nonce, frontend/http.py); a mock
+                # worker's answer came through a handshake bound to this run's secret, its id and its address
+                # (channel_server.probe). vLLM's own servers do not know our run.
+                if c.role == "frontend" and not answer.get("proven"):
                     raise PortTaken(f"{c.url} answers for another server (it cannot prove it belongs to this run): "
                                     "its port is taken; stop that server or choose another --port (0 picks a free one)")
                 pending.remove(c)
@@ -237,7 +238,7 @@ class Supervisor:
 
     def _probe(self, c: Child) -> dict | None:
         if c.spec is not None:
-            return probe(c.spec.host, c.spec.port, self.secret.encode(), timeout=1.0)
+            return probe(c.spec.host, c.spec.port, self.secret.encode(), c.spec.worker_id, timeout=1.0)
         return _health(c.url + "/health", self.secret.encode() if c.role == "frontend" else None)
 
     def _check_health(self, now: float) -> None:
@@ -267,7 +268,7 @@ class Supervisor:
             code = c.proc.poll()
             if code is None:
                 if now - c.started > 30:
-                    c.backoff = 0.5
+                    c.backoff = FIRST_BACKOFF
                 continue
             if c.next_start == 0.0:
                 _signal_group(c.proc, signal.SIGKILL)  # whatever the dead process left behind

@@ -23,7 +23,8 @@ import time
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
-from .channel import Channel, ChannelError, ChannelServer, RemoteError, Request, tokens_of
+from .channel import MAX_PENDING, Channel, ChannelError, RemoteError, address_of, tokens_of
+from .channel_server import ChannelServer, Request
 from .identity import run_id
 from .kv import Arena, KVTransferError, NixlTransport, check_handle
 from .kv_layout import KVLayoutInfo, layout_of, refusal
@@ -41,7 +42,7 @@ class Worker:
                  kv_blocks: int, arena_bytes: int, prefill_concurrency: int, fault_injection: bool):
         self.plan, self.spec, self.secret, self.timing = plan, spec, secret, timing
         self.worker_id, self.role = spec.worker_id, spec.role
-        self.run_id = run_id(secret.decode())
+        self.run_id = run_id(secret)
         self.fault_injection = fault_injection
         self.faults = {"kv_fail": 0, "kv_corrupt": 0, "stall": 0}
         self.kv_layout = layout_of(plan, spec.role)  # announced by a prefill worker, the yardstick of a decode worker (kv_layout.py)
@@ -244,8 +245,7 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         peer = {"worker_id": self.worker_id, "role": self.role, "pid": os.getpid(), "run_id": self.run_id, "kv_layout": self.kv_layout.to_json()}
-        server = ChannelServer(self.handle, self.secret, peer,
-                               on_reject=self._rejected)
+        server = ChannelServer(self.handle, self.secret, peer, on_reject=self._rejected, address=address_of(host, port))
         import socket
 
         registered = []
@@ -280,26 +280,30 @@ class Worker:
 
     async def _register(self, etcd_url: str, namespace: str) -> list[asyncio.Task]:
         """Register in etcd (multi-host); a decode worker also follows the prefill workers it may read KV from."""
-        from .discovery import Etcd, Registration, Watcher, key_prefix, registration_value, spec_of, worker_id_of
+        from .discovery import Etcd, Registration, Watcher, key_prefix, registered, registration_value, spec_of
 
         etcd = Etcd(etcd_url)
         prefix = key_prefix(namespace, self.plan.served_model_name)
         s = self.spec
         reg = Registration(etcd, f"{prefix}{self.role}/{self.worker_id}",
-                           registration_value(self.worker_id, self.role, s.host, s.port, self.run_id, s.kv_address, kv_transport=self.transport_kind))
+                           registration_value(self.worker_id, self.role, s.host, s.port, self.run_id, s.kv_address, kv_transport=self.transport_kind),
+                           self.secret)
         await reg.start()
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(reg.keep())]
         if self.role == "decode":
             def put(key: str, value: dict) -> None:
-                if value.get("run_id") == self.run_id and (spec := spec_of("prefill", value)) is not None:
+                if registered(self.secret, prefix, key, value) is None and (spec := spec_of("prefill", value)) is not None:
+                    if self.peers.get(spec.worker_id) != spec:
+                        ch = self._channels.pop(spec.worker_id, None)
+                        if ch is not None:
+                            ch.close()
                     self.peers[spec.worker_id] = spec
 
             def delete(key: str) -> None:
-                self.peers.pop(worker_id_of(key), None)
-                ch = self._channels.pop(worker_id_of(key), None)
-                if ch is not None:
-                    ch.close()
+                # Kept: the peer is contacted only for a KV handle it signed, over a handshake bound to its id and
+                # address, and a key that vanished (etcd restarted empty, or deleted) comes back within seconds.
+                pass
 
             tasks.append(loop.create_task(Watcher(etcd, prefix + "prefill/", put, delete).run()))
         self._deregister = reg
@@ -307,7 +311,9 @@ class Worker:
 
     def _rejected(self, reason: str) -> None:
         self.metrics.rejected.inc()
-        log.warning("refused a connection without this run's secret (%s)", reason)
+        log.warning("refused a connection: %s", {"auth": "its proof is not for this run's secret, this worker id and this address",
+                                                  "busy": f"too many connections in handshake (over {MAX_PENDING}): the oldest was dropped",
+                                                  "handshake": "it broke or did not finish the handshake in time"}.get(reason, reason))
 
     async def _heartbeat(self) -> None:
         unhealthy_since = None

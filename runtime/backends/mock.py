@@ -49,6 +49,22 @@ class MockBackend:
     async def health(self, worker) -> dict:
         return (await self._call(worker, "health", 1.0))[0]
 
+    async def prove(self, spec) -> dict:
+        """A worker registered at a new address proves it is `spec.worker_id` there: a handshake bound to that id and
+        address, then `health`, on a connection of its own. Raises WorkerFailed."""
+        ch = Channel(spec.host, spec.port, self.secret, spec.worker_id)
+        try:
+            async with asyncio.timeout(1.0):  # connect, handshake and answer: an address that accepts and says nothing
+                return (await ch.call("health"))[0]
+        except ChannelError as exc:
+            raise WorkerFailed(exc.reason, str(exc)) from None
+        except RemoteError as exc:
+            raise WorkerFailed(exc.reason, exc.detail) from None
+        except asyncio.TimeoutError:
+            raise WorkerFailed("timeout", f"{spec.worker_id} at {spec.host}:{spec.port}: no answer within 1 s") from None
+        finally:
+            ch.close()
+
     async def metrics(self, worker) -> str:
         return (await self._call(worker, "metrics", 1.5))[1].decode()
 

@@ -33,9 +33,8 @@ class Frontend:
     def __init__(self, plan: RuntimePlan, specs: list[WorkerSpec], backend, secret: bytes, *, prefill_concurrency: int = 1, prefill_timeout: float = 10.0,
                  decode_timeout: float = 60.0, fault_injection: bool = False, api_key: str | None = None, max_connections: int = 4096,
                  registry: CollectorRegistry | None = None):
-        self.plan, self.backend = plan, backend
-        self.run_id = run_id(secret.decode())
-        self.secret = secret
+        self.plan, self.backend, self.secret = plan, backend, secret
+        self.run_id = run_id(secret)
         self.api_key = api_key
         self.fault_injection = fault_injection
         self.max_connections = max_connections

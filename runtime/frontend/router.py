@@ -58,7 +58,7 @@ class Router:
         try:
             for attempt in range(MIGRATION_LIMIT + 1):
                 try:
-                    decode = self.pool.pick_decode(tried)
+                    decode = await self.pool.pick_decode_held(tried)
                 except NoDecodeWorker as exc:
                     raise RequestFailed(503, str(exc), "no_decode_worker") from None
                 tried.add(decode.worker_id)

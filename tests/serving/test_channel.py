@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from disagg.runtime.channel import Channel, ChannelError, ChannelServer, RemoteError, probe
+from disagg.runtime.channel import Channel, ChannelError, RemoteError
+from disagg.runtime.channel_server import ChannelServer, probe
 
 SECRET = b"secret of this run"
 
@@ -30,7 +31,7 @@ def test_calls_streams_and_errors():
 
     async def case():
         listener, port = await _server(handler)
-        ch = Channel("127.0.0.1", port, SECRET)
+        ch = Channel("127.0.0.1", port, SECRET, "w")
         header, body = await ch.call("echo", x=5, body=b"bytes")
         assert header["x"] == 5 and body == b"bytes" and ch.peer == {"worker_id": "w"}
         assert [h.get("i") async for h, _ in ch.stream("count")] == [0, 1, 2, None]
@@ -51,11 +52,11 @@ def test_a_process_without_the_secret_can_neither_call_nor_pose_as_a_worker():
         rejected = []
         listener, port = await _server(handler, rejected=rejected)
         with pytest.raises(ChannelError) as exc:
-            await Channel("127.0.0.1", port, b"guessed").call("anything")
+            await Channel("127.0.0.1", port, b"guessed", "w").call("anything")
         assert exc.value.reason == "auth" and rejected == ["auth"]
         impostor, iport = await _server(handler, secret=b"impostor")
         with pytest.raises(ChannelError) as exc:
-            await Channel("127.0.0.1", iport, SECRET).call("anything")
+            await Channel("127.0.0.1", iport, SECRET, "w").call("anything")
         assert exc.value.reason == "auth"  # the client checks the server's proof too
         # A raw connection that skips the handshake gets nothing either.
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -84,7 +85,7 @@ def test_closing_a_connection_cancels_its_requests():
                 raise
 
         listener, port = await _server(handler)
-        ch = Channel("127.0.0.1", port, SECRET)
+        ch = Channel("127.0.0.1", port, SECRET, "w")
         call = asyncio.ensure_future(ch.call("slow"))
         await asyncio.sleep(0.2)
         ch.close()
@@ -110,7 +111,7 @@ def test_a_stream_its_caller_leaves_is_cancelled_on_the_worker():
                 raise
 
         listener, port = await _server(handler)
-        ch = Channel("127.0.0.1", port, SECRET)
+        ch = Channel("127.0.0.1", port, SECRET, "w")
         stream = ch.stream("ticks")
         async for _ in stream:
             break
@@ -128,8 +129,8 @@ def test_the_supervisors_blocking_probe():
 
     async def case():
         listener, port = await _server(handler)
-        ok = await asyncio.to_thread(probe, "127.0.0.1", port, SECRET)
-        bad = await asyncio.to_thread(probe, "127.0.0.1", port, b"wrong")
+        ok = await asyncio.to_thread(probe, "127.0.0.1", port, SECRET, "w")
+        bad = await asyncio.to_thread(probe, "127.0.0.1", port, b"wrong", "w")
         listener.close()
         return ok, bad
 

@@ -133,7 +133,7 @@ def test_a_worker_answers_nothing_without_the_run_secret(keyed):
 
     async def call_with_a_guess():
         with pytest.raises(ChannelError) as exc:
-            await Channel(host, int(port), b"guessed secret").call("prefill", tokens=[1, 2, 3], request="r")
+            await Channel(host, int(port), b"guessed secret", "prefill-0").call("prefill", tokens=[1, 2, 3], request="r")
         return exc.value.reason
 
     assert asyncio.run(call_with_a_guess()) == "auth"

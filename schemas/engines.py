@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import knowledge
 from .cmdline import Arg, Command
@@ -179,13 +179,25 @@ def connectors(value: Any) -> set[str]:
     return out
 
 
-def kv_family(names: set[str]) -> set[str]:
-    """Connector names as the wire protocol they speak: NixlConnector and Dynamo's DynamoNixlConnector are NIXL."""
-    fam = set()
-    for n in names:
-        low = n.lower()
-        fam.add("nixl" if "nixl" in low else low)
-    return fam
+class ConnectorUse(NamedTuple):
+    """One connector a kv-transfer-config names, as vLLM's factory reads it: `kv_connector` is a registered name,
+    or, with `kv_connector_module_path`, a class in that module; a wrapper (MultiConnector, Dynamo's PdConnector)
+    lists the connectors it runs in `kv_connector_extra_config.connectors`."""
+
+    name: str
+    module_path: str | None
+    extra: dict
+    children: tuple["ConnectorUse", ...]
+
+
+def connector_uses(value: Any) -> list[ConnectorUse]:
+    """The connector of a kv-transfer-config object with the ones it wraps ([] when it names none)."""
+    if not isinstance(value, dict) or not isinstance(value.get("kv_connector"), str):
+        return []
+    extra = value.get("kv_connector_extra_config") if isinstance(value.get("kv_connector_extra_config"), dict) else {}
+    children = tuple(u for entry in (extra.get("connectors") or []) if isinstance(extra.get("connectors"), list) for u in connector_uses(entry))
+    module = value.get("kv_connector_module_path")
+    return [ConnectorUse(value["kv_connector"], module if isinstance(module, str) and module else None, extra, children)]
 
 
 def infer_role(w: Worker, hints: list[str]) -> None:

@@ -1,6 +1,6 @@
 """Regenerate `schemas/knowledge/generated/*.json` from the released packages themselves. Run by hand, never in CI.
 
-    python tools/gen_knowledge.py [--cache DIR] [--only dynamo|sglang]
+    python tools/gen_knowledge.py [--cache DIR] [--only dynamo|sglang|vllm|releases|transports] [--mirror vllm=PATH]
 
 For every release of a package on PyPI this downloads the wheel (`pip download --no-deps`, cached), reads its
 Python sources statically with `ast` (nothing is imported or executed) and records:
@@ -13,6 +13,10 @@ Python sources statically with `ast` (nothing is imported or executed) and recor
   `AsyncEngineArgs` fields (each is a `--field-name` flag) and every `--flag` string of `vllm/engine/arg_utils.py`;
 * **patterns**: facts that are code, not flags (Dynamo's forced NixlConnector in 0.4, its port reservations, the
   `--connector` rejection), each a regular expression over one module and the sentence it stands for.
+
+* **transports** (`--only transports`, `tools/knowledge_transports.py`): per pinned release, vLLM's registered KV
+  connector names, SGLang's transfer backends and TensorRT-LLM's cache transceiver backends, from a local git mirror
+  (`--mirror`) or the wheels.
 
 The output holds version ranges and the module each fact was read from; no upstream code is copied.
 """
@@ -424,13 +428,57 @@ def write_release_lists() -> None:
     (OUT / "releases.json").write_text(text)
 
 
-def main() -> int:
+def write_transports(data: dict, out: Path = OUT) -> Path:
+    """`transports.json`: one system per key, one name per line (diffs between regenerations stay readable)."""
+    lines = ["{"]
+    for i, (system, table) in enumerate(data.items()):
+        lines.append(f"  {json.dumps(system)}: {{")
+        head = [(k, v) for k, v in table.items() if k != "names"]
+        for k, v in head:
+            if k == "releases":
+                lines.append('    "releases": {')
+                rel = list(v.items())
+                lines += [f"      {json.dumps(r)}: {json.dumps(w)}{',' if j < len(rel) - 1 else ''}" for j, (r, w) in enumerate(rel)]
+                lines.append("    },")
+            else:
+                lines.append(f"    {json.dumps(k)}: {json.dumps(v)},")
+        lines.append('    "names": {')
+        names = list(table["names"].items())
+        lines += [f"      {json.dumps(n)}: {json.dumps(e)}{',' if j < len(names) - 1 else ''}" for j, (n, e) in enumerate(names)]
+        lines.append("    }")
+        lines.append(f"  }}{',' if i < len(data) - 1 else ''}")
+    lines.append("}")
+    path = out / "transports.json"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _mirror(text: str) -> tuple[str, Path]:
+    system, _, path = text.partition("=")
+    if not path:
+        raise argparse.ArgumentTypeError("give SYSTEM=PATH, e.g. vllm=/work/.mirror/vllm-project+vllm/repo")
+    return system, Path(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import knowledge_transports as transports
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", type=Path, default=Path("/tmp/disagg-knowledge-cache"), help="where wheels are kept between runs")
-    ap.add_argument("--only", choices=sorted(SYSTEMS) + ["vllm", "releases"])
-    args = ap.parse_args()
+    ap.add_argument("--only", choices=sorted(SYSTEMS) + ["vllm", "releases", "transports"])
+    ap.add_argument("--mirror", type=_mirror, action="append", default=[], metavar="SYSTEM=PATH",
+                    help="read the transports of SYSTEM (vllm, sglang, trtllm) from this local git mirror at each pinned tag, not from PyPI")
+    ap.add_argument("--system", action="append", help="with --only transports: only these systems (default: all)")
+    ap.add_argument("--out", type=Path, default=OUT, help="where the generated tables go")
+    args = ap.parse_args(argv)
     if args.only == "releases":
         write_release_lists()
+        return 0
+    if args.only == "transports":
+        mirrors = dict(args.mirror)
+        systems = args.system or list(mirrors) or list(transports.SYSTEMS)
+        path = write_transports(transports.generate(systems, mirrors, args.cache, log=lambda m: print(m, file=sys.stderr)), args.out)
+        print(f"wrote {path}", file=sys.stderr)
         return 0
     for system in [args.only] if args.only else [*SYSTEMS, "vllm"]:
         write(system, generate(system, args.cache))

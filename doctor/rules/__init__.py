@@ -20,6 +20,7 @@ RULE_MODULES = (
     "kv.DG208",
     "kv.DG209",
     "kv.DG210",
+    "kv.DG211",
     "resources.DG301",
     "resources.DG302",
     "resources.DG303",

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from disagg.schemas import knowledge
+
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._helpers import connector_of, families
+from .._connectors import can_exchange, transports, vllm_releases
+from .._helpers import connector_of
 
 # The fields of vLLM's KVTransferConfig that decide whether KV moves, and the others (vllm/config/kv_transfer.py).
 _FIELDS = ("kv_connector", "kv_role")
@@ -27,7 +30,10 @@ def _key_span(w, key: str):
 class DG202(Rule):
     """## What it does
     Reports a `kv-transfer-config` that is not valid JSON, and a prefill/decode pair whose connectors speak no
-    common transport. A connector that wraps others (`PdConnector`, `MultiConnector`) speaks each of them: Dynamo's
+    common transport. Connectors are compared by the class vLLM's connector factory loads for them in the release
+    the file targets (generated from each release's `KVConnectorFactory.register_connector` calls), never by their
+    names; a class loaded from `kv_connector_module_path` cannot be compared and is not reported here (DG211 says
+    so). A connector that wraps others (`PdConnector`, `MultiConnector`) speaks each of them: Dynamo's
     KV-cache-manager pattern runs prefill with `PdConnector[DynamoConnector, NixlConnector]` against a decode
     worker with plain `NixlConnector`, and that pair works.
 
@@ -76,9 +82,30 @@ class DG202(Rule):
             pc, _ = connector_of(p)
             if not dc or not pc:
                 continue
-            if families(dc) & families(pc):
+            why = self._apart(d, dc, p, pc)
+            if why is None:
                 continue
             yield ctx.pair_finding(self, pair, p, p.where("kv_connector"),
                                    f"{p.name} (prefill) uses KV connector {', '.join(sorted(pc))} but {d.name} (decode) uses {', '.join(sorted(dc))}: "
-                                   "they share no transport, so no KV block can move", other_key="kv_connector",
+                                   f"they share no transport, so no KV block can move ({why})", other_key="kv_connector",
                                    fix=Fix(f"use the same kv_connector ({', '.join(sorted(dc))}) on both workers"))
+
+    @staticmethod
+    def _apart(d, dc: set[str], p, pc: set[str]) -> str | None:
+        """Why the two sides cannot exchange KV, from what each connector is in the release the file targets; None
+        when they can, or when that cannot be settled (a class from kv_connector_module_path, an unread release)."""
+        if d.engine == "vllm" and p.engine == "vllm":
+            dt, pt = transports(d, dc), transports(p, pc)
+            if dt is None or pt is None or can_exchange(dt, pt) is not False:
+                return None
+            shown = lambda t: ", ".join(sorted(f"{m}.{c}" for m, c in t.classes))  # noqa: E731
+            releases, described = vllm_releases(p)
+            return f"{described} loads {shown(pt)} for the prefill side and {shown(dt)} for the decode side [{knowledge.transport_source('vllm', releases or frozenset())}]"
+        if d.engine == "trtllm" and p.engine == "trtllm":
+            # cache_transceiver_config.backend on both sides; DEFAULT lets TensorRT-LLM choose, so it settles nothing
+            db = {n.split(":", 1)[1].lower() for n in dc if n.startswith("cache_transceiver:")}
+            pb = {n.split(":", 1)[1].lower() for n in pc if n.startswith("cache_transceiver:")}
+            if not db or not pb or "default" in db | pb or db & pb:
+                return None
+            return knowledge.fact("trtllm.cache_transceiver_both_sides").cite()
+        return None

@@ -4,12 +4,14 @@ from disagg.schemas import knowledge
 
 from ...finding import Fix, Severity
 from ...registry import Rule
+from .._connectors import is_dynamo_patched, is_nixl
 from .._helpers import connector_of
 
 
 def _nixl(w) -> bool:
+    """The worker loads vLLM's NIXL connector class in the release it targets (an unknown class is not reported)."""
     names, _ = connector_of(w)
-    return bool(names) and any("nixl" in n.lower() for n in names)
+    return bool(names) and is_nixl(w, names) is True
 
 
 def _port(w) -> tuple[str | None, bool]:
@@ -65,7 +67,7 @@ class DG207(Rule):
             by_net.setdefault(w.host.network, []).append(w)
             port, written = _port(w)
             n = w.replicas.value if isinstance(w.replicas.value, int) else 1
-            if written and port and n > 1 and w.host.kind == "process" and w.section is not None and "DynamoNixl" not in str(connector_of(w)[0]):
+            if written and port and n > 1 and w.host.kind == "process" and w.section is not None and not is_dynamo_patched(w, connector_of(w)[0]):
                 yield ctx.finding(self, w.where("side_channel_port"), f"{w.name} runs {n} workers with the same VLLM_NIXL_SIDE_CHANNEL_PORT={port}: "
                                   "on one host all but one fail to bind", worker=w, fix=Fix("drop VLLM_NIXL_SIDE_CHANNEL_PORT and let each instance get its own port"))
         for workers in by_net.values():

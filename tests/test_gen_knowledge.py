@@ -1,0 +1,121 @@
+"""tools/gen_knowledge.py: the KV transports of each pinned release, read from a local git mirror (no network), and
+the committed table it produced."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+
+import gen_knowledge  # noqa: E402
+import knowledge_transports as transports  # noqa: E402
+
+FACTORY = "vllm/distributed/kv_transfer/kv_connector/factory.py"
+
+_OLD = '''
+class KVConnectorFactory:
+    @classmethod
+    def register_connector(cls, name, module_path, class_name): ...
+
+KVConnectorFactory.register_connector("PyNcclConnector", "vllm.kv.simple_connector", "SimpleConnector")
+KVConnectorFactory.register_connector("MooncakeConnector", "vllm.kv.simple_connector", "SimpleConnector")
+'''
+
+_NEW = '''
+KVConnectorFactory.register_connector(
+    "NixlConnector",
+    "vllm.kv.v1.nixl_connector",
+    "NixlConnector",
+)
+KVConnectorFactory.register_connector("MooncakeConnector", "vllm.kv.v1.mooncake", "MooncakeConnector")
+name = "Dynamic"
+KVConnectorFactory.register_connector(name, "vllm.kv.v1.dynamic", "Dynamic")  # not a literal: not a fact we can read
+mode = kv_transfer_config.get_from_extra_config("transfer_mode", "pull")
+'''
+
+
+def _git(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "vllm"
+    (repo / FACTORY).parent.mkdir(parents=True)
+    _git(tmp_path, "init", "-q", str(repo))
+    commits = {}
+    for tag, text in (("v0.8.0", _OLD), ("v0.9.0", _NEW)):
+        (repo / FACTORY).write_text(text)
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", tag)
+        _git(repo, "tag", tag)
+        commits[tag] = _git(repo, "rev-parse", "HEAD")
+    return repo, commits
+
+
+def test_transports_from_a_mirror_become_a_versioned_table_with_sources(mirror, tmp_path):
+    repo, commits = mirror
+    out = tmp_path / "out"
+    out.mkdir()
+    assert gen_knowledge.main(["--only", "transports", "--system", "vllm", "--mirror", f"vllm={repo / '.git'}", "--out", str(out)]) == 0
+    table = json.loads((out / "transports.json").read_text())["vllm"]
+    assert table["repo"] == "vllm-project/vllm" and table["read_from"] == [FACTORY]
+    assert table["releases"] == {"0.8.0": {"tag": "v0.8.0", "commit": commits["v0.8.0"]}, "0.9.0": {"tag": "v0.9.0", "commit": commits["v0.9.0"]}}
+    names = table["names"]
+    assert set(names) == {"PyNcclConnector", "MooncakeConnector", "NixlConnector"}
+    assert names["PyNcclConnector"]["in"] == [["0.8.0", "0.8.0"]]
+    assert names["NixlConnector"]["in"] == [["0.9.0", "0.9.0"]]
+    # one name, two classes over time: each with the releases that load it
+    assert names["MooncakeConnector"]["in"] == [["0.8.0", "0.9.0"]]
+    assert names["MooncakeConnector"]["loads"] == [
+        {"in": [["0.8.0", "0.8.0"]], "module": "vllm.kv.simple_connector", "class": "SimpleConnector"},
+        {"in": [["0.9.0", "0.9.0"]], "module": "vllm.kv.v1.mooncake", "class": "MooncakeConnector"},
+    ]
+    assert table["patterns"]["nixl_transfer_mode"]["in"] == [["0.9.0", "0.9.0"]]
+    # every other pinned release is not in the mirror: listed as missing, never invented
+    assert set(table["missing"]) == set(transports.VLLM_RELEASES) - {"0.8.0", "0.9.0"}
+
+
+def test_a_mirror_option_without_a_path_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        gen_knowledge.main(["--only", "transports", "--mirror", "vllm"])
+    assert exc.value.code == 2 and "SYSTEM=PATH" in capsys.readouterr().err
+
+
+def test_sglang_choices_are_read_in_each_of_their_shapes():
+    literal = 'parser.add_argument("--disaggregation-transfer-backend", type=str, choices=["mooncake", "nixl"])'
+    named = 'CHOICES = ["mooncake", "nixl", "ascend"]\nparser.add_argument("--disaggregation-transfer-backend", choices=CHOICES)'
+    field = ('from x import CHOICES\nclass Disagg:\n    disaggregation_transfer_backend: A[str, Arg(help="h", choices=CHOICES)] = "mooncake"\n')
+    assert list(transports.sglang_backends({"a.py": literal})) == ["mooncake", "nixl"]
+    assert list(transports.sglang_backends({"a.py": named})) == ["mooncake", "nixl", "ascend"]
+    assert list(transports.sglang_backends({"fields.py": field, "choices.py": "CHOICES: list[str] = ['mooncake', 'mori']"})) == ["mooncake", "mori"]
+    assert transports.sglang_backends({"a.py": "x = 1"}) == {}
+
+
+def test_trtllm_backends_are_the_literal_of_the_backend_field():
+    text = ('class CacheTransceiverConfig(BaseModel):\n'
+            '    backend: Optional[Literal["DEFAULT", "UCX", "NIXL", "MPI"]] = Field(default=None)\n'
+            'class Other:\n    backend: Literal["X"] = "X"\n')
+    assert list(transports.trtllm_backends(text)) == ["DEFAULT", "UCX", "NIXL", "MPI"]
+
+
+def test_the_committed_table_cites_a_source_for_every_release_it_read():
+    data = json.loads((ROOT / "schemas" / "knowledge" / "generated" / "transports.json").read_text())
+    for system in ("vllm", "sglang"):
+        table = data[system]
+        assert table["releases"], system
+        for release, where in table["releases"].items():
+            assert where["tag"] and (where.get("commit") or where.get("sha256")), (system, release)
+    vllm = data["vllm"]["names"]
+    # facts of issue 19, checked against the wheels: 0.34 adds UMBPStoreConnector; P2pNcclConnector left in 0.24
+    assert vllm["UMBPStoreConnector"]["in"] == [["0.34.0", "0.34.0"]]
+    assert vllm["P2pNcclConnector"]["in"][-1][1] == "0.23.0"

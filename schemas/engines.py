@@ -10,7 +10,7 @@ import re
 from typing import Any, NamedTuple
 
 from . import knowledge
-from .cmdline import Arg, Command
+from .cmdline import Arg, Command, flag_name
 from .model import Setting, Unknown, Worker
 from .source import Span
 
@@ -61,6 +61,16 @@ _FLAGS: dict[str, tuple[str, ...]] = {
     "router_mode": ("router-mode", "router"),
     "extra_engine_args": ("extra-engine-args", "extra-llm-api-options", "config"),
 }
+
+_SETTING_OF_FLAG = {flag: setting for setting, flags in reversed(_FLAGS.items()) for flag in flags}
+
+
+def setting_of(key: str) -> str:
+    """The setting a config key or flag fills (`tensor-parallel-size`, `--tp`, `tensor_parallel_size` -> `tp`), else the
+    flag's own name in snake_case (`enable-chunked-prefill` -> `enable_chunked_prefill`)."""
+    flag = flag_name(key)
+    return _SETTING_OF_FLAG.get(flag, flag.replace("-", "_"))
+
 
 # Flags whose presence narrows the Dynamo release (verified ranges from the generated table).
 _MARKERS = {

@@ -119,3 +119,11 @@ def test_the_committed_table_cites_a_source_for_every_release_it_read():
     # facts of issue 19, checked against the wheels: 0.34 adds UMBPStoreConnector; P2pNcclConnector left in 0.24
     assert vllm["UMBPStoreConnector"]["in"] == [["0.34.0", "0.34.0"]]
     assert vllm["P2pNcclConnector"]["in"][-1][1] == "0.23.0"
+
+
+def test_dynamo_pd_protocols_are_the_table_keys_and_the_wrappers():
+    text = ('KV_CONNECTOR_PROTOCOLS: Dict[str, Type[P]] = {"NixlConnector": NixlProtocol, "MooncakeConnector": MooncakeProtocol}\n'
+            'MULTI_CONNECTOR_WRAPPERS: Tuple[str, ...] = ("MultiConnector", "PdConnector")\n')
+    got = transports.dynamo_protocols(text)
+    assert got["NixlConnector"][1] == "NixlProtocol" and got["PdConnector"][1] == "wrapper"
+    assert set(got) == {"NixlConnector", "MooncakeConnector", "MultiConnector", "PdConnector"}

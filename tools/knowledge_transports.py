@@ -33,6 +33,10 @@ SGLANG_RELEASES = (
 )
 # ai-dynamo-vllm: the vLLM that Dynamo 0.1-0.3 workers ran, with Dynamo's KV patch (DynamoNixlConnector).
 DYNAMO_VLLM_RELEASES = ("0.7.2", "0.8.4")
+DYNAMO_RELEASES = (
+    "0.4.0", "0.4.1", "0.5.0", "0.5.1", "0.6.0", "0.6.1", "0.7.0", "0.7.1", "0.8.0", "0.8.1", "0.9.0", "0.9.1", "1.0.0", "1.0.1",
+    "1.0.2", "1.1.0", "1.1.1", "1.2.0", "1.2.1", "1.3.0", "1.3.1", "1.4.0", "1.4.1", "1.4.2", "1.5.0", "1.5.1", "1.6.0", "1.6.1",
+)
 TRTLLM_RELEASES = ("0.20.0", "0.21.0", "1.0.0", "1.1.0", "1.2.0", "1.2.1")
 
 SYSTEMS = {
@@ -48,6 +52,14 @@ SYSTEMS = {
         "what": "names registered with KVConnectorFactory.register_connector in the patched vLLM Dynamo 0.1-0.3 ran "
                 "(the patch: container/deps/vllm/ in ai-dynamo/dynamo)",
         "files": {"vllm/distributed/kv_transfer/kv_connector/factory.py": "vllm/distributed/kv_transfer/kv_connector/factory.py"},
+        "version_file": None,
+    },
+    "dynamo": {
+        "package": "ai-dynamo", "repo": "ai-dynamo/dynamo", "tag": "v{}", "releases": DYNAMO_RELEASES,
+        "what": "kv_connector names dynamo.vllm resolves a prefill/decode protocol for (KV_CONNECTOR_PROTOCOLS; class = the "
+                "protocol), and the wrappers it looks into (MULTI_CONNECTOR_WRAPPERS; class = 'wrapper'); a release without "
+                "the module is listed as missing",
+        "files": {"components/src/dynamo/vllm/kv_connector_protocols.py": "dynamo/vllm/kv_connector_protocols.py"},
         "version_file": None,
     },
     "sglang": {
@@ -75,6 +87,11 @@ PATTERNS = {
                                "ValueError at start) and loads NixlPullConnector or NixlPushConnector"),
         "module_path_first": (r"kv_connector_module_path",
                               "with kv_connector_module_path set, kv_connector names a class in that module and the registry is not consulted"),
+    },
+    "dynamo": {
+        "pd_protocol_required": (r"Unsupported kv_connector",
+                                 "dynamo.vllm raises ValueError('Unsupported kv_connector=... for PD') at request setup for a kv_connector "
+                                 "with no PD protocol, and a wrapper with no PD-capable sub-connector"),
     },
     "sglang": {
         "choices_extensible": (r"add_disagg_transfer_backend_choices",
@@ -126,6 +143,25 @@ def sglang_backends(texts: dict[str, str]) -> dict[str, list[str]]:
     return {}
 
 
+def dynamo_protocols(text: str) -> dict[str, list[str]]:
+    """{name: [module, protocol class or 'wrapper']} of KV_CONNECTOR_PROTOCOLS' keys and MULTI_CONNECTOR_WRAPPERS."""
+    out: dict[str, list[str]] = {}
+    module = "dynamo.vllm.kv_connector_protocols"
+    for node in _parse(text).body:
+        target, value = (node.targets[0], node.value) if isinstance(node, ast.Assign) and len(node.targets) == 1 else \
+            (node.target, node.value) if isinstance(node, ast.AnnAssign) and node.value is not None else (None, None)
+        if not isinstance(target, ast.Name):
+            continue
+        if target.id == "KV_CONNECTOR_PROTOCOLS" and isinstance(value, ast.Dict):
+            for k, v in zip(value.keys, value.values):
+                if isinstance(k, ast.Constant) and isinstance(k.value, str):
+                    out[k.value] = [module, v.id if isinstance(v, ast.Name) else "protocol"]
+        elif target.id == "MULTI_CONNECTOR_WRAPPERS":
+            for name in _strings(value) or []:
+                out[name] = [module, "wrapper"]
+    return out
+
+
 def trtllm_backends(text: str) -> dict[str, list[str]]:
     """{backend: []} of the `backend` field of `class CacheTransceiverConfig`: the strings of its `Literal[...]`."""
     for node in ast.walk(_parse(text)):
@@ -159,6 +195,8 @@ def read_names(system: str, texts: dict[str, str]) -> dict[str, list[str]]:
         return vllm_registered(texts.get("vllm/distributed/kv_transfer/kv_connector/factory.py", ""))
     if system == "sglang":
         return sglang_backends(texts)
+    if system == "dynamo":
+        return dynamo_protocols(texts.get("components/src/dynamo/vllm/kv_connector_protocols.py", ""))
     return trtllm_backends(texts.get("tensorrt_llm/llmapi/llm_args.py", ""))
 
 

@@ -25,7 +25,9 @@ class DG211(Rule):
     """## What it does
     Reports a vLLM `kv_connector` that the connector factory of the release the file targets does not register (and
     no `kv_connector_module_path` supplies), with the nearest registered name; a NixlConnector `transfer_mode` other
-    than `pull` or `push` where vLLM reads it (0.34); and an SGLang `--disaggregation-transfer-backend` that is none
+    than `pull` or `push` where vLLM reads it (0.34); a `dynamo.vllm` prefill/decode worker whose connector has no
+    prefill/decode protocol in the Dynamo release (its `KV_CONNECTOR_PROTOCOLS`, 1.3 on: e.g. vLLM's
+    `NixlPushConnector`, which Dynamo rejects); and an SGLang `--disaggregation-transfer-backend` that is none
     of that release's choices (an info from 0.5.2, where a plugin may add choices). The registered names are read from every release's `KVConnectorFactory.register_connector`
     calls and SGLang's choices (generated facts). A class loaded from `kv_connector_module_path` is not in any
     registry: that is reported as an info saying what could not be compared.
@@ -58,6 +60,8 @@ class DG211(Rule):
                 continue
             if w.engine == "vllm":
                 yield from self._vllm(ctx, w)
+                if w.program == "dynamo.vllm" and w.role in ("prefill", "decode"):
+                    yield from self._dynamo(ctx, w)
             elif w.engine == "sglang":
                 yield from self._sglang(ctx, w)
 
@@ -97,6 +101,30 @@ class DG211(Rule):
             yield ctx.finding(self, w.where("kv_connector"), f"{w.name}: NixlConnector transfer_mode {mode!r} is neither 'pull' nor 'push': {described} "
                               f"raises ValueError at start [{knowledge.transport_source('vllm', releases)}]", worker=w,
                               fix=Fix("set kv_connector_extra_config.transfer_mode to 'pull' (the default) or 'push'"))
+
+    def _dynamo(self, ctx, w):
+        """dynamo.vllm resolves a prefill/decode protocol from the connector's name (KV_CONNECTOR_PROTOCOLS, 1.3 on)."""
+        uses = worker_uses(w)
+        read = frozenset(knowledge.transport_releases_read("dynamo"))
+        cands = w.target.releases("dynamo")
+        if not uses or not read or not cands or cands - read:
+            return  # no kv-transfer-config (Dynamo defaults to NIXL), or a release without (or unread) protocol table
+        top = uses[0]
+        names = knowledge.transport_names("dynamo", cands)
+        wrappers = {n for n in names if ("dynamo.vllm.kv_connector_protocols", "wrapper") in knowledge.transport_classes("dynamo", n, cands)}
+        protocols = sorted(names - wrappers)
+        source = knowledge.transport_source("dynamo", cands)
+        if top.name in wrappers:
+            if any(c.name in protocols for c in top.children):
+                return
+            what = f"{top.name} has no PD-capable sub-connector ({', '.join(c.name for c in top.children) or 'none'})"
+        elif top.name in names:
+            return
+        else:
+            what = f"kv_connector {top.name!r} has no prefill/decode protocol"
+        yield ctx.finding(self, w.where("kv_connector"), f"{w.name}: {what} in {w.target.describe('dynamo')}, which supports {', '.join(protocols)} "
+                          f"[{source}]: dynamo.vllm raises ValueError (\"Unsupported kv_connector\") at request setup", worker=w,
+                          fix=Fix(f"use one of {', '.join(protocols)} for the prefill/decode hand-off"))
 
     def _sglang(self, ctx, w):
         s = w.settings.get("transfer_backend")

@@ -127,3 +127,23 @@ def test_dynamo_pd_protocols_are_the_table_keys_and_the_wrappers():
     got = transports.dynamo_protocols(text)
     assert got["NixlConnector"][1] == "NixlProtocol" and got["PdConnector"][1] == "wrapper"
     assert set(got) == {"NixlConnector", "MooncakeConnector", "MultiConnector", "PdConnector"}
+
+
+def test_go_sidecar_flags_are_read_from_calls_and_constants():
+    import knowledge_llmd
+
+    text = ('const (\n\tkvConnector = "kv-connector"\n\tconnector = "connector"\n)\n'
+            'port := flag.String("port", "8000", "the port")\n'
+            'fs.StringVar(&opts.KVConnector, kvConnector, opts.KVConnector, "the connector")\n'
+            'fs.StringVar(&opts.connector, connector, "", "old")\n_ = fs.MarkDeprecated(connector, "use --kv-connector")\n')
+    assert knowledge_llmd.go_flags(text) == {"--port": {}, "--kv-connector": {}, "--connector": {"deprecated": True}}
+
+
+def test_the_llm_d_router_table_says_what_0_10_removed():
+    from disagg.schemas import knowledge
+
+    sidecar = ("llm-d-router", "llm-d-routing-sidecar")
+    assert "0.10.0" not in knowledge.flag_releases(*sidecar, "--connector")
+    assert "0.10.0" in knowledge.flag_releases(*sidecar, "--kv-connector")
+    assert {"0.9.0"} <= knowledge.deprecated_releases(*sidecar, "--decoder-use-tls")
+    assert "0.10.0" not in knowledge.flag_releases(*sidecar, "--decoder-use-tls")

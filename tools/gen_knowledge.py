@@ -14,6 +14,8 @@ Python sources statically with `ast` (nothing is imported or executed) and recor
 * **patterns**: facts that are code, not flags (Dynamo's forced NixlConnector in 0.4, its port reservations, the
   `--connector` rejection), each a regular expression over one module and the sentence it stands for.
 
+* **llm-d router** (`--only llm-d-router --mirror llm-d-router=PATH`, `tools/knowledge_llmd.py`): the P/D routing
+  sidecar's flags at each release tag of a local git mirror of llm-d/llm-d-router;
 * **transports** (`--only transports`, `tools/knowledge_transports.py`): per pinned release, vLLM's registered KV
   connector names, SGLang's transfer backends and TensorRT-LLM's cache transceiver backends, from a local git mirror
   (`--mirror`) or the wheels.
@@ -393,8 +395,8 @@ def assemble(system: str, package: str, programs_spec, patterns_spec, versions: 
     }
 
 
-def write(system: str, data: dict) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
+def write(system: str, data: dict, out: Path = OUT) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     lines = ["{"]
     head = {k: v for k, v in data.items() if k not in ("flags", "patterns")}
     for k, v in head.items():
@@ -414,13 +416,13 @@ def write(system: str, data: dict) -> None:
         lines.append(f"    }}{',' if i < len(progs) - 1 else ''}")
     lines.append("  }")
     lines.append("}")
-    (OUT / f"{system}.json").write_text("\n".join(lines) + "\n")
+    (out / f"{system}.json").write_text("\n".join(lines) + "\n")
 
 
 def write_release_lists() -> None:
     """Every release list in one small file, so that the doctor's start does not load the flag tables."""
     data = {name: list(releases(package, minimum)) for name, (package, minimum) in RELEASE_LISTS.items()}
-    for system in [*SYSTEMS, "vllm"]:
+    for system in [*SYSTEMS, "vllm", "llm-d-router"]:
         path = OUT / f"{system}.json"
         if path.exists():
             data[system] = json.loads(path.read_text())["releases"]
@@ -465,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", type=Path, default=Path("/tmp/disagg-knowledge-cache"), help="where wheels are kept between runs")
-    ap.add_argument("--only", choices=sorted(SYSTEMS) + ["vllm", "releases", "transports"])
+    ap.add_argument("--only", choices=sorted(SYSTEMS) + ["vllm", "releases", "transports", "llm-d-router"])
     ap.add_argument("--mirror", type=_mirror, action="append", default=[], metavar="SYSTEM=PATH",
                     help="read the transports of SYSTEM (vllm, sglang, trtllm) from this local git mirror at each pinned tag, not from PyPI")
     ap.add_argument("--system", action="append", help="with --only transports: only these systems (default: all)")
@@ -473,6 +475,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.only == "releases":
         write_release_lists()
+        return 0
+    if args.only == "llm-d-router":
+        import knowledge_llmd
+
+        mirror = dict(args.mirror).get("llm-d-router")
+        if mirror is None:
+            ap.error("--only llm-d-router reads a local git mirror: give --mirror llm-d-router=PATH")
+        args.out.mkdir(parents=True, exist_ok=True)
+        write("llm-d-router", knowledge_llmd.generate(mirror, assemble), args.out)
         return 0
     if args.only == "transports":
         mirrors = dict(args.mirror)

@@ -51,6 +51,7 @@ def known_releases() -> dict[str, tuple[str, ...]]:
         "vllm": tuple(lists["vllm"]),
         "trtllm": tuple(lists["trtllm"]),
         "llm-d": tuple(curated["llm-d"]),
+        "llm-d-router": tuple(lists.get("llm-d-router", ())),  # llm-d/llm-d-router's tags (the P/D sidecar), not llm-d's images
     }
     return {k: tuple(sorted(v, key=version_key)) for k, v in out.items()}
 

@@ -85,9 +85,10 @@ class DG202(Rule):
             why = self._apart(d, dc, p, pc)
             if why is None:
                 continue
-            yield ctx.pair_finding(self, pair, p, p.where("kv_connector"),
+            key = "transfer_backend" if p.engine == "trtllm" else "kv_connector"
+            yield ctx.pair_finding(self, pair, p, p.where(key),
                                    f"{p.name} (prefill) uses KV connector {', '.join(sorted(pc))} but {d.name} (decode) uses {', '.join(sorted(dc))}: "
-                                   f"they share no transport, so no KV block can move ({why})", other_key="kv_connector",
+                                   f"they share no transport, so no KV block can move ({why})", other_key=key,
                                    fix=Fix(f"use the same kv_connector ({', '.join(sorted(dc))}) on both workers"))
 
     @staticmethod

@@ -7,7 +7,7 @@ from disagg.schemas.knowledge import version_key
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._connectors import every, resolve, vllm_releases, worker_uses
+from .._connectors import every, leaves, resolve, vllm_releases, worker_uses
 
 
 def _near(word: str, names) -> str | None:
@@ -71,9 +71,12 @@ class DG211(Rule):
             return
         releases, described = vllm_releases(w)
         where = w.where("kv_connector")
+        # a class from a module is worth a note only when nothing else the worker runs can be compared (Dynamo's
+        # PdConnector[DynamoConnector, NixlConnector] is compared through its NixlConnector)
+        comparable = releases is not None and any(resolve(u, releases, described).status == "registered" for u in leaves(uses))
         for use in every(uses):
             if use.module_path:
-                if not use.children:  # a wrapper is compared through the connectors it runs
+                if not use.children and not comparable:  # a wrapper is compared through the connectors it runs
                     yield ctx.finding(self, where, f"{w.name}: kv_connector {use.name!r} is a class from {use.module_path!r} (kv_connector_module_path), "
                                       "which is not in this run's files: what it transfers with cannot be compared with the other side's connector, "
                                       "so the connector checks say nothing about it", worker=w, severity=Severity.INFO,

@@ -10,10 +10,18 @@ from ...registry import Rule
 from .._connectors import every, leaves, resolve, vllm_releases, worker_uses
 
 
-def _near(word: str, names) -> str | None:
+def _near(word: str, names, cutoff: float = 0.85) -> str | None:
+    """The registered name `word` misspells (every connector name ends in Connector, so the bar is high)."""
     by_lower = {n.lower(): n for n in names}
-    match = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    match = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=cutoff)
     return by_lower[match[0]] if match else None
+
+
+def _extends(word: str, known: str) -> bool:
+    """`MooncakeConnectorV1` or `NeuronNixlConnector` is another class than `MooncakeConnector`/`NixlConnector`, not a
+    misspelling of it."""
+    a, b = word.lower(), known.lower()
+    return a != b and (a.startswith(b) or a.endswith(b) or b.startswith(a) or b.endswith(a))
 
 
 def _span(releases: frozenset[str]) -> str:
@@ -30,7 +38,9 @@ class DG211(Rule):
     `NixlPushConnector`, which Dynamo rejects); and an SGLang `--disaggregation-transfer-backend` that is none
     of that release's choices (an info from 0.5.2, where a plugin may add choices). The registered names are read from every release's `KVConnectorFactory.register_connector`
     calls and SGLang's choices (generated facts). A class loaded from `kv_connector_module_path` is not in any
-    registry: that is reported as an info saying what could not be compared.
+    registry, and a vLLM plugin may register names of its own (vllm-ascend's `MooncakeConnectorV1`): a name that is
+    neither a misspelling of a registered one nor registered in another release is reported as an info saying what
+    could not be compared.
 
     ## Why is this bad?
     vLLM raises "Unsupported connector type" at start for a name it does not register, and SGLang's argument parser
@@ -51,7 +61,8 @@ class DG211(Rule):
     code = "DG211"
     name = "kv-connector-unregistered"
     severity = Severity.ERROR
-    also = {Severity.INFO: "a connector class loaded from kv_connector_module_path, which no registry describes; an SGLang backend that "
+    also = {Severity.INFO: "a connector class loaded from kv_connector_module_path, which no registry describes; a kv_connector name "
+                           "that is no misspelling of a registered one (a vLLM plugin may register it); an SGLang backend that "
                            "is no built-in choice where a plugin may add choices (add_disagg_transfer_backend_choices, 0.5.2 on)"}
 
     def check(self, ctx):
@@ -93,9 +104,16 @@ class DG211(Rule):
             elsewhere = knowledge.transport_in("vllm", use.name)
             also = f"; it is registered in vLLM {_span(elsewhere)} only" if elsewhere else ""
             hint = f"; did you mean {near!r}?" if near else ""
-            yield ctx.finding(self, where, f"{w.name}: kv_connector {use.name!r} is {r.why}{also}: vLLM exits at start "
-                              f"(\"Unsupported connector type\"){hint}", worker=w,
-                              fix=Fix(f"use {near!r}" if near else "use a connector the deployed vLLM registers, or give kv_connector_module_path"))
+            if elsewhere or (near and not _extends(use.name, near)):
+                yield ctx.finding(self, where, f"{w.name}: kv_connector {use.name!r} is {r.why}{also}: vLLM exits at start "
+                                  f"(\"Unsupported connector type\"){hint}", worker=w,
+                                  fix=Fix(f"use {near!r}" if near else "use a connector the deployed vLLM registers, or give kv_connector_module_path"))
+            else:
+                # vLLM plugins (platform and general plugins, loaded before the engine builds its connector) may register
+                # more names: one that is no misspelling of a built-in may be theirs (vllm-ascend's MooncakeConnectorV1)
+                yield ctx.finding(self, where, f"{w.name}: kv_connector {use.name!r} is {r.why}: valid only if a vLLM plugin registers it, "
+                                  "else vLLM exits at start (\"Unsupported connector type\"); the connector checks cannot compare it",
+                                  worker=w, severity=Severity.INFO, fix=Fix("check that the image installs the plugin that registers this connector"))
 
     def _transfer_mode(self, ctx, w, use, releases, described):
         mode = use.extra.get("transfer_mode")

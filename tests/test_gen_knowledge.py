@@ -147,3 +147,24 @@ def test_the_llm_d_router_table_says_what_0_10_removed():
     assert "0.10.0" in knowledge.flag_releases(*sidecar, "--kv-connector")
     assert {"0.9.0"} <= knowledge.deprecated_releases(*sidecar, "--decoder-use-tls")
     assert "0.10.0" not in knowledge.flag_releases(*sidecar, "--decoder-use-tls")
+
+
+def test_env_defaults_are_read_per_variable():
+    import knowledge_env
+
+    text = ('environment_variables = {\n    "VLLM_A": lambda: int(os.getenv("VLLM_A", "5600")),\n'
+            '    "VLLM_B": lambda: os.getenv(\n        "VLLM_B", "localhost"\n    ),\n    "VLLM_C": lambda: maybe(os.environ.get("X")),\n}\n')
+    assert knowledge_env.env_defaults(text) == {"VLLM_A": "5600", "VLLM_B": "localhost", "VLLM_C": None}
+
+
+def test_the_generated_env_table_agrees_with_the_curated_side_channel_facts():
+    from disagg.schemas import knowledge
+
+    old, new = knowledge.fact("vllm.nixl_side_channel_port_5557").releases, knowledge.fact("vllm.nixl_side_channel_port_5600").releases
+    for release in knowledge.env_releases("VLLM_NIXL_SIDE_CHANNEL_PORT"):
+        want = "5557" if release in old else "5600" if release in new else None
+        assert knowledge.env_default("VLLM_NIXL_SIDE_CHANNEL_PORT", release) == want, release
+    # vLLM 0.34 lets the OS pick the encoder-cache side-channel port (5601 before) and advertises get_ip() by default
+    assert knowledge.env_default("VLLM_EC_SIDE_CHANNEL_PORT", "0.33.0") == "5601"
+    assert knowledge.env_default("VLLM_EC_SIDE_CHANNEL_PORT", "0.34.0") == "0"
+    assert knowledge.env_default("VLLM_EC_SIDE_CHANNEL_HOST", "0.34.0") == ""

@@ -14,6 +14,8 @@ Python sources statically with `ast` (nothing is imported or executed) and recor
 * **patterns**: facts that are code, not flags (Dynamo's forced NixlConnector in 0.4, its port reservations, the
   `--connector` rejection), each a regular expression over one module and the sentence it stands for.
 
+* **vLLM environment** (`--only vllm-env`, `tools/knowledge_env.py`): every `VLLM_*` variable of `vllm/envs.py` and its
+  default per release;
 * **llm-d router** (`--only llm-d-router --mirror llm-d-router=PATH`, `tools/knowledge_llmd.py`): the P/D routing
   sidecar's flags at each release tag of a local git mirror of llm-d/llm-d-router;
 * **transports** (`--only transports`, `tools/knowledge_transports.py`): per pinned release, vLLM's registered KV
@@ -467,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", type=Path, default=Path("/tmp/disagg-knowledge-cache"), help="where wheels are kept between runs")
-    ap.add_argument("--only", choices=sorted(SYSTEMS) + ["vllm", "releases", "transports", "llm-d-router"])
+    ap.add_argument("--only", choices=sorted(SYSTEMS) + ["vllm", "vllm-env", "releases", "transports", "llm-d-router"])
     ap.add_argument("--mirror", type=_mirror, action="append", default=[], metavar="SYSTEM=PATH",
                     help="read the transports of SYSTEM (vllm, sglang, trtllm) from this local git mirror at each pinned tag, not from PyPI")
     ap.add_argument("--system", action="append", help="with --only transports: only these systems (default: all)")
@@ -475,6 +477,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.only == "releases":
         write_release_lists()
+        return 0
+    if args.only == "vllm-env":
+        import knowledge_env
+
+        downloads = releases(VLLM["package"], VLLM["min"])
+        fetch = lambda v: remote_members(VLLM["package"], downloads[v], (knowledge_env.MEMBER,), args.cache / "env")  # noqa: E731
+        data = knowledge_env.generate(list(downloads), fetch, ranges)
+        args.out.mkdir(parents=True, exist_ok=True)
+        lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in data.items() if k != "env"]
+        body = [f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in data["env"].items()]
+        (args.out / "vllm-env.json").write_text("{\n" + "\n".join(lines) + '\n  "env": {\n' + ",\n".join(body) + "\n  }\n}\n")
         return 0
     if args.only == "llm-d-router":
         import knowledge_llmd

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from .versions import Evidence, Target, between, from_ranges, parse_version, version_key
 
 __all__ = [
-    "Evidence", "Fact", "Target", "between", "default_of", "fact", "flag_releases", "flags_defined", "known_releases", "new_target",
+    "Evidence", "Fact", "Target", "between", "default_of", "env_default", "env_releases", "fact", "flag_releases", "flags_defined", "known_releases", "new_target",
     "parse_version", "pattern", "transport_classes", "transport_in", "transport_names", "transport_pattern", "transport_releases_read",
     "transport_source", "version_key",
 ]
@@ -85,7 +85,8 @@ def fact(fact_id: str) -> Fact:
     data = _load("curated.json")["facts"][fact_id]
     known = known_releases()[data["system"]]
     rel = data.get("releases")
-    releases = frozenset(known) if rel is None else from_ranges(known, [rel] if isinstance(rel[0], str) else rel)
+    one_range = len(rel or ()) == 2 and all(r is None or isinstance(r, str) for r in rel)  # [first, last], either end open
+    releases = frozenset(known) if rel is None else from_ranges(known, [rel] if one_range else rel)
     return Fact(fact_id, data["says"], data["source"], data["system"], releases)
 
 
@@ -239,3 +240,23 @@ def transport_source(system: str, releases: frozenset[str]) -> str:
         return w.get("tag", v) + (f" ({w['commit']})" if w.get("commit") else "")
     span = one(shown[0]) if len(shown) == 1 else f"{one(shown[0])}..{one(shown[-1])}"
     return f"{table['repo']} {span}, {table['read_from'][0].rsplit('/', 1)[-1]}"
+
+
+# --- vLLM environment variables per release (generated/vllm-env.json, tools/knowledge_env.py) -------------------
+
+@cache
+def env_releases(name: str) -> frozenset[str]:
+    """vLLM releases whose envs.py defines `name`."""
+    entry = _load("generated/vllm-env.json")["env"].get(name)
+    return frozenset() if entry is None else from_ranges(known_releases()["vllm"], entry["in"])
+
+
+def env_default(name: str, release: str) -> str | None:
+    """The default vLLM `release` gives `name` (None when it does not define it, or the default is no literal)."""
+    if release not in env_releases(name):
+        return None
+    best = None
+    for first, value in _load("generated/vllm-env.json")["env"][name]["defaults"]:
+        if version_key(first) <= version_key(release):
+            best = value
+    return best

@@ -115,7 +115,7 @@ def apply_command(w: Worker, cmd: Command) -> None:
         w.settings["model"] = Setting(_value(arg), arg.span, "positional model")
     for name in ("no-enable-prefix-caching", "no-enable-chunked-prefill"):
         if name in cmd.flags:
-            w.settings[name[3:].replace("-", "_")] = Setting(False, cmd.flag_spans.get(name), f"--{name}")
+            w.settings[setting_of(name[3:])] = Setting(False, cmd.flag_spans.get(name), f"--{name}")
     _kv_config(w, cmd)
     for system_program, markers in _MARKERS.items():
         if w.program == system_program:

@@ -168,3 +168,22 @@ def test_the_generated_env_table_agrees_with_the_curated_side_channel_facts():
     assert knowledge.env_default("VLLM_EC_SIDE_CHANNEL_PORT", "0.33.0") == "5601"
     assert knowledge.env_default("VLLM_EC_SIDE_CHANNEL_PORT", "0.34.0") == "0"
     assert knowledge.env_default("VLLM_EC_SIDE_CHANNEL_HOST", "0.34.0") == ""
+
+
+def test_dynamo_pins_are_the_extras_exact_requirements():
+    import knowledge_pins
+
+    text = ("Requires-Dist: vllm[flashinfer,otel]==0.31.0; extra == 'vllm'\nRequires-Dist: nixl[cu13]==1.4.1; extra == 'vllm'\n"
+            "Requires-Dist: sglang[all]==0.4.9.post6; extra == 'sglang'\nRequires-Dist: nixl<=0.4.1; extra == 'sglang'\n"
+            "Requires-Dist: uvloop; extra == 'vllm'\n")
+    assert knowledge_pins.pins(text) == {"vllm": {"vllm": "0.31.0", "nixl": "1.4.1"}, "sglang": {"sglang": "0.4.9.post6"}}
+
+
+def test_the_committed_pins_name_releases_of_our_tables():
+    from disagg.schemas import knowledge
+
+    assert knowledge.dynamo_pin("1.6.1", "vllm")[0] == "0.31.0"
+    assert knowledge.dynamo_pin("1.1.0", "sglang")[0] == "0.5.10"  # 0.5.10.post1, as our release list names it
+    for release in knowledge.known_releases()["dynamo"]:
+        pin = knowledge.dynamo_pin(release, "vllm")
+        assert pin is None or pin[0] in knowledge.known_releases()["vllm"], (release, pin)

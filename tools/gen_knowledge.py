@@ -16,6 +16,8 @@ Python sources statically with `ast` (nothing is imported or executed) and recor
 
 * **vLLM environment** (`--only vllm-env`, `tools/knowledge_env.py`): every `VLLM_*` variable of `vllm/envs.py` and its
   default per release;
+* **Dynamo's engine pins** (`--only dynamo-pins`, `tools/knowledge_pins.py`): the vLLM, SGLang, TensorRT-LLM and
+  NIXL releases each ai-dynamo wheel pins in its extras;
 * **llm-d router** (`--only llm-d-router --mirror llm-d-router=PATH`, `tools/knowledge_llmd.py`): the P/D routing
   sidecar's flags at each release tag of a local git mirror of llm-d/llm-d-router;
 * **transports** (`--only transports`, `tools/knowledge_transports.py`): per pinned release, vLLM's registered KV
@@ -469,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", type=Path, default=Path("/tmp/disagg-knowledge-cache"), help="where wheels are kept between runs")
-    ap.add_argument("--only", choices=sorted(SYSTEMS) + ["vllm", "vllm-env", "releases", "transports", "llm-d-router"])
+    ap.add_argument("--only", choices=sorted(SYSTEMS) + ["vllm", "vllm-env", "releases", "transports", "llm-d-router", "dynamo-pins"])
     ap.add_argument("--mirror", type=_mirror, action="append", default=[], metavar="SYSTEM=PATH",
                     help="read the transports of SYSTEM (vllm, sglang, trtllm) from this local git mirror at each pinned tag, not from PyPI")
     ap.add_argument("--system", action="append", help="with --only transports: only these systems (default: all)")
@@ -477,6 +479,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.only == "releases":
         write_release_lists()
+        return 0
+    if args.only == "dynamo-pins":
+        import knowledge_pins
+
+        data = knowledge_pins.generate(list(releases(SYSTEMS["dynamo"]["package"], SYSTEMS["dynamo"]["min"])), args.cache)
+        args.out.mkdir(parents=True, exist_ok=True)
+        head = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in data.items() if k != "releases"]
+        body = [f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in data["releases"].items()]
+        (args.out / "dynamo-pins.json").write_text("{\n" + "\n".join(head) + '\n  "releases": {\n' + ",\n".join(body) + "\n  }\n}\n")
         return 0
     if args.only == "vllm-env":
         import knowledge_env

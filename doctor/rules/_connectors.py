@@ -33,6 +33,13 @@ def vllm_releases(w: Worker) -> tuple[frozenset[str] | None, str]:
     if not read:
         return None, "no vLLM connector table"
     cands = w.target.releases("vllm")
+    pinned_by = ""
+    dynamo = w.target.releases("dynamo")
+    if w.program == "dynamo.vllm" and len(dynamo) == 1:
+        # a file that names one Dynamo release runs the vLLM its wheel pins (ai-dynamo[vllm], Dynamo's vllm-runtime image)
+        pin = knowledge.dynamo_pin(next(iter(dynamo)), "vllm")
+        if pin is not None and pin[0] in cands:
+            cands, pinned_by = frozenset({pin[0]}), pin[1]
     first = min(read, key=version_key)
     unread = sorted((r for r in cands - read if version_key(r) > version_key(first)), key=version_key)
     if unread:
@@ -42,7 +49,9 @@ def vllm_releases(w: Worker) -> tuple[frozenset[str] | None, str]:
     if not relevant:
         return None, "the vLLM release is older than our connector table"
     described = w.target.describe("vllm")
-    if "vllm" not in w.target.candidates:  # nothing in the file narrows it
+    if pinned_by:
+        described = f"vLLM {next(iter(relevant))} ({pinned_by})"
+    elif "vllm" not in w.target.candidates:  # nothing in the file narrows it
         ordered = sorted(relevant, key=version_key)
         described = f"any vLLM release ({ordered[0]}..{ordered[-1]})"
     return relevant, described

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from .versions import Evidence, Target, between, from_ranges, parse_version, version_key
 
 __all__ = [
-    "Evidence", "Fact", "Target", "between", "default_of", "env_default", "env_releases", "fact", "flag_releases", "flags_defined", "known_releases", "new_target",
+    "Evidence", "Fact", "Target", "between", "default_of", "dynamo_pin", "env_default", "env_releases", "fact", "flag_releases", "flags_defined", "known_releases", "new_target",
     "parse_version", "pattern", "transport_classes", "transport_in", "transport_names", "transport_pattern", "transport_releases_read",
     "transport_source", "version_key",
 ]
@@ -260,3 +260,17 @@ def env_default(name: str, release: str) -> str | None:
         if version_key(first) <= version_key(release):
             best = value
     return best
+
+
+# --- engine releases each Dynamo release pins (generated/dynamo-pins.json, tools/knowledge_pins.py) ------------
+
+def dynamo_pin(release: str, engine: str) -> tuple[str, str] | None:
+    """(engine release, source) that Dynamo `release` pins for `engine` (vllm, sglang, trtllm), as our release lists
+    name it (`0.5.10.post1` -> `0.5.10`); None when the wheel pins none."""
+    entry = _load("generated/dynamo-pins.json")["releases"].get(release)
+    pinned = ((entry or {}).get("pins") or {}).get(engine, {}).get(engine)
+    if not pinned:
+        return None
+    name = parse_version(pinned)
+    name = name.split(".post")[0] if name else pinned
+    return name, f"ai-dynamo {release} ({entry['artifact']}) requires {engine}=={pinned}"

@@ -26,20 +26,25 @@ class Resolved(NamedTuple):
     why: str  # the releases and source the answer rests on, or what could not be compared
 
 
+def engine_releases(w: Worker, engine: str) -> tuple[frozenset[str], str]:
+    """The engine releases `w` may run, and why when a Dynamo release decides them: a `dynamo.<engine>` worker of a file
+    that names one Dynamo release runs the engine its wheel pins (ai-dynamo[vllm], Dynamo's runtime images)."""
+    cands = w.target.releases(engine)
+    dynamo = w.target.releases("dynamo")
+    if w.program == f"dynamo.{engine}" and len(dynamo) == 1:
+        pin = knowledge.dynamo_pin(next(iter(dynamo)), engine)
+        if pin is not None and pin[0] in cands:
+            return frozenset({pin[0]}), pin[1]
+    return cands, ""
+
+
 def vllm_releases(w: Worker) -> tuple[frozenset[str] | None, str]:
     """The vLLM releases whose connector registry decides for `w` (the target's candidates that we have read), and
     their description; None when a candidate is a release whose registry we have not read (newer than our table)."""
     read = frozenset(knowledge.transport_releases_read("vllm"))
     if not read:
         return None, "no vLLM connector table"
-    cands = w.target.releases("vllm")
-    pinned_by = ""
-    dynamo = w.target.releases("dynamo")
-    if w.program == "dynamo.vllm" and len(dynamo) == 1:
-        # a file that names one Dynamo release runs the vLLM its wheel pins (ai-dynamo[vllm], Dynamo's vllm-runtime image)
-        pin = knowledge.dynamo_pin(next(iter(dynamo)), "vllm")
-        if pin is not None and pin[0] in cands:
-            cands, pinned_by = frozenset({pin[0]}), pin[1]
+    cands, pinned_by = engine_releases(w, "vllm")
     first = min(read, key=version_key)
     unread = sorted((r for r in cands - read if version_key(r) > version_key(first)), key=version_key)
     if unread:

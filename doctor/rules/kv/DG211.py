@@ -7,7 +7,7 @@ from disagg.schemas.knowledge import version_key
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._connectors import every, leaves, resolve, vllm_releases, worker_uses
+from .._connectors import engine_releases, every, leaves, resolve, vllm_releases, worker_uses
 
 
 def _near(word: str, names, cutoff: float = 0.85) -> str | None:
@@ -152,7 +152,7 @@ class DG211(Rule):
         read = frozenset(knowledge.transport_releases_read("sglang"))
         if s is None or not s.known or not read:
             return
-        cands = w.target.releases("sglang")
+        cands, pinned_by = engine_releases(w, "sglang")
         if cands - read:
             return  # a release whose choices we have not read
         backend = str(s.value)
@@ -163,7 +163,7 @@ class DG211(Rule):
         elsewhere = knowledge.transport_in("sglang", backend)
         also = f"; it is a choice in SGLang {_span(elsewhere)} only" if elsewhere else ""
         near = _near(backend, known)
-        yield ctx.finding(self, s.span, f"{w.name}: --disaggregation-transfer-backend {backend!r} is not a choice of {w.target.describe('sglang')} "
+        yield ctx.finding(self, s.span, f"{w.name}: --disaggregation-transfer-backend {backend!r} is not a choice of {f'SGLang {next(iter(cands))} ({pinned_by})' if pinned_by else w.target.describe('sglang')} "
                           f"[{knowledge.transport_source('sglang', cands)}]{also}: "
                           + ("it is valid only if an installed plugin adds it (add_disagg_transfer_backend_choices), else the server exits at start"
                              if plugin else "the server exits at start")

@@ -26,7 +26,7 @@ def pins(metadata: str) -> dict[str, dict[str, str]]:
 
 def metadata(package: str, version: str, cache: Path) -> tuple[str, dict] | None:
     """(METADATA text, where) of a release's wheel, cached."""
-    from gen_knowledge import _RangeFile
+    from knowledge_sources import _RangeFile
     from knowledge_transports import wheel_link
 
     link = wheel_link(package, version)

@@ -11,6 +11,7 @@ upstream code is kept: only names, the module and class a name loads, and where 
 from __future__ import annotations
 
 import ast
+import json
 import io
 import re
 import subprocess
@@ -229,7 +230,7 @@ def wheel_link(package: str, version: str) -> tuple[str, str, str] | None:
 
 def from_wheel(package: str, version: str, members: dict[str, str], version_file: str | None, cache: Path) -> tuple[dict[str, str], dict] | None:
     """(files by repository path, where) of a release's wheel; members are cached under `cache`."""
-    from gen_knowledge import _RangeFile  # the same range reader as the flag tables
+    from knowledge_sources import _RangeFile  # the same range reader as the flag tables
 
     link = wheel_link(package, version)
     if link is None:
@@ -328,3 +329,29 @@ def generate(systems, mirrors: dict[str, Path], cache: Path, log=print) -> dict:
                 per_release[version] = got
         out[system] = assemble(system, per_release)
     return out
+
+
+def write(data: dict, out: Path) -> Path:
+    """`transports.json`: one system per key, one name per line (diffs between regenerations stay readable)."""
+    lines = ["{"]
+    for i, (system, table) in enumerate(data.items()):
+        lines.append(f"  {json.dumps(system)}: {{")
+        head = [(k, v) for k, v in table.items() if k != "names"]
+        for k, v in head:
+            if k == "releases":
+                lines.append('    "releases": {')
+                rel = list(v.items())
+                lines += [f"      {json.dumps(r)}: {json.dumps(w)}{',' if j < len(rel) - 1 else ''}" for j, (r, w) in enumerate(rel)]
+                lines.append("    },")
+            else:
+                lines.append(f"    {json.dumps(k)}: {json.dumps(v)},")
+        lines.append('    "names": {')
+        names = list(table["names"].items())
+        lines += [f"      {json.dumps(n)}: {json.dumps(e)}{',' if j < len(names) - 1 else ''}" for j, (n, e) in enumerate(names)]
+        lines.append("    }")
+        lines.append(f"  }}{',' if i < len(data) - 1 else ''}")
+    lines.append("}")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "transports.json"
+    path.write_text("\n".join(lines) + "\n")
+    return path

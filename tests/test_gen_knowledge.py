@@ -187,3 +187,10 @@ def test_the_committed_pins_name_releases_of_our_tables():
     for release in knowledge.known_releases()["dynamo"]:
         pin = knowledge.dynamo_pin(release, "vllm")
         assert pin is None or pin[0] in knowledge.known_releases()["vllm"], (release, pin)
+
+
+def test_the_patched_vllm_releases_define_no_nixl_side_channel():
+    from disagg.schemas import knowledge
+
+    patched = knowledge.fact("vllm.dynamo_patched_connector").releases
+    assert patched and not patched & knowledge.env_releases("VLLM_NIXL_SIDE_CHANNEL_PORT")

@@ -9,9 +9,11 @@ from .._helpers import connector_of
 
 
 def _nixl(w) -> bool:
-    """The worker loads vLLM's NIXL connector class in the release it targets (an unknown class is not reported)."""
+    """The worker loads vLLM's NIXL connector class in the release it targets (an unknown class is not reported), one
+    with a side channel: Dynamo's patched-vLLM DynamoNixlConnector (0.7.2/0.8.4) has none, and those vLLM releases
+    define no VLLM_NIXL_SIDE_CHANNEL_PORT (generated vllm-env table: 0.9.0 on)."""
     names, _ = connector_of(w)
-    return bool(names) and is_nixl(w, names) is True
+    return bool(names) and is_nixl(w, names) is True and not is_dynamo_patched(w, names)
 
 
 def _port(w) -> tuple[str | None, bool]:

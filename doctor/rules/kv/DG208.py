@@ -4,7 +4,7 @@ from disagg.schemas import knowledge
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._connectors import is_nixl
+from .._connectors import is_dynamo_patched, is_nixl
 from .._helpers import connector_of
 
 _LOCAL = ("", "localhost", "127.0.0.1", "::1", "0.0.0.0")
@@ -47,8 +47,8 @@ class DG208(Rule):
             if p.engine != "vllm" or id(p) in reported or p.host.network == d.host.network:
                 continue
             names, _ = connector_of(p)
-            if not names or is_nixl(p, names) is not True:
-                continue  # not vLLM's NIXL connector, or a class we cannot compare (never a warning)
+            if not names or is_nixl(p, names) is not True or is_dynamo_patched(p, names):
+                continue  # not vLLM's NIXL connector, a class we cannot compare (never a warning), or Dynamo's patched one (no side channel)
             if p.program == "dynamo.vllm" and knowledge.verdict(p.target, "dynamo", knowledge.pattern("dynamo", "vllm.side_channel_host_set").releases) is not False:
                 continue
             if p.program.startswith("dynamo-v0") or any("chart" in n or "KServe" in n for n in p.notes):

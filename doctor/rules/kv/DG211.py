@@ -24,6 +24,12 @@ def _extends(word: str, known: str) -> bool:
     return a != b and (a.startswith(b) or a.endswith(b) or b.startswith(a) or b.endswith(a))
 
 
+def _pd_by_flags(w) -> bool:
+    """The worker's own flags make it a prefill or decode worker: only then does dynamo.vllm resolve a P/D protocol."""
+    mode = w.known("disaggregation_mode")
+    return (isinstance(mode, str) and mode.lower() in ("prefill", "decode")) or "is-prefill-worker" in w.flags or "is-decode-worker" in w.flags
+
+
 def _span(releases: frozenset[str]) -> str:
     ordered = sorted(releases, key=version_key)
     return ordered[0] if len(ordered) == 1 else f"{ordered[0]}..{ordered[-1]}"
@@ -71,7 +77,7 @@ class DG211(Rule):
                 continue
             if w.engine == "vllm":
                 yield from self._vllm(ctx, w)
-                if w.program == "dynamo.vllm" and w.role in ("prefill", "decode"):
+                if w.program == "dynamo.vllm" and _pd_by_flags(w):
                     yield from self._dynamo(ctx, w)
             elif w.engine == "sglang":
                 yield from self._sglang(ctx, w)

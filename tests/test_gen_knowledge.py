@@ -194,3 +194,12 @@ def test_the_patched_vllm_releases_define_no_nixl_side_channel():
 
     patched = knowledge.fact("vllm.dynamo_patched_connector").releases
     assert patched and not patched & knowledge.env_releases("VLLM_NIXL_SIDE_CHANNEL_PORT")
+
+
+def test_the_first_factory_shape_is_read_too():
+    text = ('class KVConnectorFactory:\n    @staticmethod\n    def create_connector(rank, local_rank, config):\n'
+            '        supported_kv_connector = ["PyNcclConnector", "MooncakeConnector"]\n'
+            '        if config.kv_transfer_config.kv_connector in supported_kv_connector:\n'
+            '            from .simple_connector import SimpleConnector\n            return SimpleConnector(rank, local_rank, config)\n')
+    assert transports.vllm_registered(text) == {n: ["vllm.distributed.kv_transfer.kv_connector.simple_connector", "SimpleConnector"]
+                                               for n in ("PyNcclConnector", "MooncakeConnector")}

@@ -103,10 +103,22 @@ PATTERNS = {
 
 # --- reading one release ---------------------------------------------------------------------------------------
 
+_FACTORY_PACKAGE = "vllm.distributed.kv_transfer.kv_connector"
+
+
 def vllm_registered(text: str) -> dict[str, list[str]]:
-    """{name: [module, class]} of every `register_connector("Name", "module", "Class")` call with literal arguments."""
+    """{name: [module, class]} of every `register_connector("Name", "module", "Class")` call with literal arguments;
+    for the first factory (0.6.5-0.6.6), the names of its `supported_kv_connector` list and the class it imports."""
     out: dict[str, list[str]] = {}
-    for node in ast.walk(_parse(text)):
+    tree = _parse(text)
+    for fn in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+        names = next((_strings(a.value) for a in ast.walk(fn) if isinstance(a, ast.Assign) and len(a.targets) == 1
+                      and isinstance(a.targets[0], ast.Name) and a.targets[0].id == "supported_kv_connector"), None)
+        imports = [(f"{_FACTORY_PACKAGE}.{i.module}" if i.level == 1 else i.module or "", i.names[0].name)
+                   for i in ast.walk(fn) if isinstance(i, ast.ImportFrom) and len(i.names) == 1]
+        if names and len(imports) == 1:
+            out.update({name: list(imports[0]) for name in names})
+    for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "register_connector":
             args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
             kw = {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)}

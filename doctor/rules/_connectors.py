@@ -49,7 +49,7 @@ def vllm_releases(w: Worker) -> tuple[frozenset[str] | None, str]:
     unread = sorted((r for r in cands - read if version_key(r) > version_key(first)), key=version_key)
     if unread:
         return None, f"vLLM {unread[-1]}'s connector registry is not in our table"
-    # Releases before the first table (0.6.x) predate the factory's register_connector, and are left out.
+    # Releases before the first table (0.6.0-0.6.4) have no connector factory and no --kv-transfer-config: left out.
     relevant = cands & read
     if not relevant:
         return None, "the vLLM release is older than our connector table"

@@ -11,6 +11,7 @@ upstream code is kept: only names, the module and class a name loads, and where 
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import io
 import re
@@ -47,6 +48,13 @@ SYSTEMS = {
         # repository path -> wheel member
         "files": {"vllm/distributed/kv_transfer/kv_connector/factory.py": "vllm/distributed/kv_transfer/kv_connector/factory.py"},
         "version_file": "vllm/_version.py",
+    },
+    "vllm-kv-config": {
+        "package": "vllm", "repo": "vllm-project/vllm", "tag": "v{}", "releases": VLLM_RELEASES,
+        "what": "fields of KVTransferConfig (the keys --kv-transfer-config takes)",
+        "files": {"vllm/config/kv_transfer.py": "vllm/config/kv_transfer.py", "vllm/config/__init__.py": "vllm/config/__init__.py",
+                  "vllm/config.py": "vllm/config.py"},
+        "version_file": None,
     },
     "dynamo-vllm": {
         "package": "ai-dynamo-vllm", "repo": "ai-dynamo/dynamo", "tag": "ai-dynamo-vllm {}", "releases": DYNAMO_VLLM_RELEASES,
@@ -202,8 +210,19 @@ def _strings(node) -> list[str] | None:
     return None
 
 
+def kv_config_fields(texts: dict[str, str]) -> dict[str, list[str]]:
+    """{field: []} of the annotated fields of `class KVTransferConfig`."""
+    for text in texts.values():
+        for node in ast.walk(_parse(text)):
+            if isinstance(node, ast.ClassDef) and node.name == "KVTransferConfig":
+                return {i.target.id: [] for i in node.body if isinstance(i, ast.AnnAssign) and isinstance(i.target, ast.Name)}
+    return {}
+
+
 def read_names(system: str, texts: dict[str, str]) -> dict[str, list[str]]:
     """The transports one release defines, from its files (repository paths -> text)."""
+    if system == "vllm-kv-config":
+        return kv_config_fields(texts)
     if system in ("vllm", "dynamo-vllm"):
         return vllm_registered(texts.get("vllm/distributed/kv_transfer/kv_connector/factory.py", ""))
     if system == "sglang":
@@ -248,10 +267,11 @@ def from_wheel(package: str, version: str, members: dict[str, str], version_file
     if link is None:
         return None
     url, name, sha = link
-    folder = cache / "transports" / name
     wanted = dict(members)
     if version_file:
         wanted["<version>"] = version_file
+    # one cache folder per wheel and set of members (another table reads other members of the same wheel)
+    folder = cache / "transports" / name / hashlib.sha256("\n".join(sorted(wanted.values())).encode()).hexdigest()[:12]
     if not (folder / ".done").exists():
         folder.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(io.BufferedReader(_RangeFile(url), buffer_size=1 << 20)) as zf:
@@ -344,6 +364,14 @@ def generate(systems, mirrors: dict[str, Path], cache: Path, log=print) -> dict:
 
 
 def write(data: dict, out: Path) -> Path:
+    """Write the tables of `data`, keeping the other systems of an existing `transports.json` (a run may regenerate some)."""
+    old = out / "transports.json"
+    if old.exists():
+        data = {**json.loads(old.read_text()), **data}
+    return _write(data, out)
+
+
+def _write(data: dict, out: Path) -> Path:
     """`transports.json`: one system per key, one name per line (diffs between regenerations stay readable)."""
     lines = ["{"]
     for i, (system, table) in enumerate(data.items()):

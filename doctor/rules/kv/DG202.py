@@ -7,14 +7,19 @@ from ...registry import Rule
 from .._connectors import can_exchange, transports, vllm_releases
 from .._helpers import connector_of
 
-# The fields of vLLM's KVTransferConfig that decide whether KV moves, and the others (vllm/config/kv_transfer.py).
+# The fields of vLLM's KVTransferConfig that decide whether KV moves; every field of each release is generated
+# (transports.json "vllm-kv-config", read from vllm/config/kv_transfer.py or vllm/config.py).
 _FIELDS = ("kv_connector", "kv_role")
-_OTHER_FIELDS = frozenset({"kv_buffer_device", "kv_buffer_size", "kv_rank", "kv_parallel_size", "kv_ip", "kv_port", "kv_connector_extra_config",
-                           "kv_connector_module_path", "kv_load_failure_policy", "engine_id", "enable_permute_local_kv"})
 
 
-def _near(key: str) -> str | None:
-    if key in _FIELDS or key in _OTHER_FIELDS or not key.startswith("kv"):
+def _fields() -> frozenset[str]:
+    """Every KVTransferConfig field of any release we read: a field of another release is no misspelling."""
+    return knowledge.transport_names("vllm-kv-config", frozenset(knowledge.transport_releases_read("vllm-kv-config")))
+
+
+def _near(key: str, fields: frozenset[str]) -> str | None:
+    """The decisive field `key` misspells; None for a field of the release (or of any release we read)."""
+    if key in _FIELDS or key in fields or not key.startswith("kv"):
         return None
     import difflib
 
@@ -72,7 +77,7 @@ class DG202(Rule):
             cfg = w.settings.get("kv_config")
             if cfg is not None and cfg.known and isinstance(cfg.value, dict):
                 for key in cfg.value:
-                    near = _near(str(key))
+                    near = _near(str(key), _fields())
                     if near and near not in cfg.value:
                         yield ctx.finding(self, _key_span(w, key), f"{w.name}: {key!r} is no KVTransferConfig field; did you mean {near!r}? "
                                           f"Without {near} this worker has no KV connector", worker=w, fix=Fix(f"rename {key!r} to {near!r}"))

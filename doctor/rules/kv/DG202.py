@@ -37,7 +37,7 @@ class DG202(Rule):
     Reports a `kv-transfer-config` that is not valid JSON, and a prefill/decode pair whose connectors speak no
     common transport. Connectors are compared by the class vLLM's connector factory loads for them in the release
     the file targets (generated from each release's `KVConnectorFactory.register_connector` calls), never by their
-    names; a class loaded from `kv_connector_module_path` cannot be compared and is not reported here (DG211 says
+    names; a class loaded from `kv_connector_module_path` cannot be compared and is not reported here (DG212 says
     so). A connector that wraps others (`PdConnector`, `MultiConnector`) speaks each of them: Dynamo's
     KV-cache-manager pattern runs prefill with `PdConnector[DynamoConnector, NixlConnector]` against a decode
     worker with plain `NixlConnector`, and that pair works.

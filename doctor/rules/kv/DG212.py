@@ -35,7 +35,7 @@ def _span(releases: frozenset[str]) -> str:
     return ordered[0] if len(ordered) == 1 else f"{ordered[0]}..{ordered[-1]}"
 
 
-class DG211(Rule):
+class DG212(Rule):
     """## What it does
     Reports a vLLM `kv_connector` that the connector factory of the release the file targets does not register (and
     no `kv_connector_module_path` supplies), with the nearest registered name; a NixlConnector `transfer_mode` other
@@ -64,7 +64,7 @@ class DG211(Rule):
     ```
     """
 
-    code = "DG211"
+    code = "DG212"
     name = "kv-connector-unregistered"
     severity = Severity.ERROR
     also = {Severity.INFO: "a connector class loaded from kv_connector_module_path, which no registry describes; a kv_connector name "

@@ -53,7 +53,7 @@ SYSTEMS = {
         "package": "vllm", "repo": "vllm-project/vllm", "tag": "v{}", "releases": VLLM_RELEASES,
         "what": "fields of KVTransferConfig (the keys --kv-transfer-config takes)",
         "files": {"vllm/config/kv_transfer.py": "vllm/config/kv_transfer.py", "vllm/config/__init__.py": "vllm/config/__init__.py",
-                  "vllm/config.py": "vllm/config.py"},
+                  "vllm/config.py": "vllm/config.py", "vllm/config/utils.py": "vllm/config/utils.py"},
         "version_file": None,
     },
     "dynamo-vllm": {
@@ -101,6 +101,11 @@ PATTERNS = {
         "pd_protocol_required": (r"Unsupported kv_connector",
                                  "dynamo.vllm raises ValueError('Unsupported kv_connector=... for PD') at request setup for a kv_connector "
                                  "with no PD protocol, and a wrapper with no PD-capable sub-connector"),
+    },
+    "vllm-kv-config": {
+        "extra_fields_forbidden": (r"(?s)(?=.*forbids extra fields)(?=.*@config\s*\n(?:@[^\n]*\n)*class KVTransferConfig\b)",
+                                   "KVTransferConfig is a @config pydantic dataclass that forbids extra fields: a key that is no field "
+                                   "of the release makes vLLM exit at start"),
     },
     "sglang": {
         "choices_extensible": (r"add_disagg_transfer_backend_choices",

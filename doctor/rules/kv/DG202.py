@@ -34,7 +34,9 @@ def _key_span(w, key: str):
 
 class DG202(Rule):
     """## What it does
-    Reports a `kv-transfer-config` that is not valid JSON, and a prefill/decode pair whose connectors speak no
+    Reports a `kv-transfer-config` that is not valid JSON or holds a key that is no field of vLLM's `KVTransferConfig`
+    in the targeted release (where that class forbids extra fields; the fields per release are generated), and a
+    prefill/decode pair whose connectors speak no
     common transport. Connectors are compared by the class vLLM's connector factory loads for them in the release
     the file targets (generated from each release's `KVConnectorFactory.register_connector` calls), never by their
     names; a class loaded from `kv_connector_module_path` cannot be compared and is not reported here (DG212 says
@@ -81,6 +83,7 @@ class DG202(Rule):
                     if near and near not in cfg.value:
                         yield ctx.finding(self, _key_span(w, key), f"{w.name}: {key!r} is no KVTransferConfig field; did you mean {near!r}? "
                                           f"Without {near} this worker has no KV connector", worker=w, fix=Fix(f"rename {key!r} to {near!r}"))
+                yield from self._not_fields(ctx, w, cfg.value)
         for pair in ctx.pairs:
             d, p = pair.decode, pair.prefill
             dc, _ = connector_of(d)
@@ -95,6 +98,26 @@ class DG202(Rule):
                                    f"{p.name} (prefill) uses KV connector {', '.join(sorted(pc))} but {d.name} (decode) uses {', '.join(sorted(dc))}: "
                                    f"they share no transport, so no KV block can move ({why})", other_key=key,
                                    fix=Fix(f"use the same kv_connector ({', '.join(sorted(dc))}) on both workers"))
+
+    def _not_fields(self, ctx, w, cfg: dict):
+        """Keys that are no KVTransferConfig field of the targeted release, where every targeted release forbids extra
+        fields (vLLM's @config pydantic dataclasses): vLLM exits at start."""
+        if w.engine != "vllm":
+            return
+        releases, described = vllm_releases(w)
+        strict = knowledge.transport_pattern("vllm-kv-config", "extra_fields_forbidden")
+        if releases is None or not strict or not releases <= strict:
+            return
+        fields = knowledge.transport_names("vllm-kv-config", releases)
+        for key in cfg:
+            if not isinstance(key, str) or key in fields or _near(key, _fields()):
+                continue  # a field, or a misspelt kv_connector/kv_role (reported above)
+            elsewhere = knowledge.transport_in("vllm-kv-config", key)
+            ordered = sorted(elsewhere, key=knowledge.version_key)
+            also = f" (a field in vLLM {ordered[0]}..{ordered[-1]})" if ordered else ""
+            yield ctx.finding(self, _key_span(w, key), f"{w.name}: {key!r} is no field of KVTransferConfig in {described}{also}, which forbids "
+                              f"extra fields: vLLM exits at start [{knowledge.transport_source('vllm-kv-config', releases)}]", worker=w,
+                              fix=Fix(f"remove {key!r} from the kv-transfer-config"))
 
     @staticmethod
     def _apart(d, dc: set[str], p, pc: set[str]) -> str | None:

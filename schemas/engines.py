@@ -205,7 +205,8 @@ def connector_uses(value: Any) -> list[ConnectorUse]:
     if not isinstance(value, dict) or not isinstance(value.get("kv_connector"), str):
         return []
     extra = value.get("kv_connector_extra_config") if isinstance(value.get("kv_connector_extra_config"), dict) else {}
-    children = tuple(u for entry in (extra.get("connectors") or []) if isinstance(extra.get("connectors"), list) for u in connector_uses(entry))
+    listed = extra.get("connectors")
+    children = tuple(u for entry in (listed if isinstance(listed, list) else []) for u in connector_uses(entry))
     module = value.get("kv_connector_module_path")
     return [ConnectorUse(value["kv_connector"], module if isinstance(module, str) and module else None, extra, children)]
 

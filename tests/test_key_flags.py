@@ -34,3 +34,10 @@ def test_a_v0_key_of_the_wrong_type_makes_its_setting_unknown_whatever_the_spell
         w, result = _worker(f"VllmWorker:\n  {key}: [2]\n  remote-prefill: true\nPrefillWorker: {{}}\n", "VllmWorker")
         assert "DG402" in {f.code for f in result.findings}
         assert not w.settings["tp"].known, w.settings["tp"]
+
+
+def test_a_connectors_list_that_is_no_list_is_not_read_as_one():
+    from disagg.schemas.engines import connector_uses
+
+    [use] = connector_uses({"kv_connector": "MultiConnector", "kv_connector_extra_config": {"connectors": 3}})
+    assert use.name == "MultiConnector" and use.children == ()

@@ -143,6 +143,13 @@ def find_command(args: list[Arg]) -> Command | None:
     return Command(program, rest, flags, flag_spans, positional, env, rest[0].span)
 
 
+def flag_name(key: str) -> str:
+    """The flag a config key or command-line word stands for, the one conversion the doctor uses: vLLM's
+    FlexibleArgumentParser reads `--remote_prefill` as `--remote-prefill`, and Dynamo v0's ServiceConfig.as_args turns
+    the key `remote-prefill` (or `remote_prefill`) into that flag. `remote_prefill`, `--remote-prefill` -> `remote-prefill`."""
+    return key.lstrip("-").replace("_", "-")
+
+
 def parse_flags(body: list[Arg]) -> tuple[dict[str, Arg], dict[str, Span], list[Arg]]:
     flags: dict[str, Arg] = {}
     flag_spans: dict[str, Span] = {}
@@ -152,7 +159,7 @@ def parse_flags(body: list[Arg]) -> tuple[dict[str, Arg], dict[str, Span], list[
         a = body[j]
         if a.text.startswith("--") and len(a.text) > 2:
             name, eq, value = a.text[2:].partition("=")
-            name = name.replace("_", "-")
+            name = flag_name(name)
             flag_spans[name] = a.pos_of(0, len(name) + 2)
             if eq:
                 flags[name] = Arg(value, a.pos_of(len(name) + 3, len(value)), a.char_pos[len(name) + 3 :])

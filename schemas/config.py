@@ -11,6 +11,7 @@ import json
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
+from .cmdline import flag_name
 from .source import Path, SourceDocument
 from .typecheck import Values, section_schema, validate_object
 
@@ -59,14 +60,23 @@ DYNAMO_V0_WORKER_KEYS = frozenset(
 V0_PINNED_VLLM_SECTIONS = ("VllmWorker", "PrefillWorker", "Processor")
 
 
-@lru_cache(maxsize=2)
-def engine_keys(pinned: bool) -> frozenset[str]:
-    """Every key a vLLM-parsed Dynamo v0 section understands: vLLM's engine arguments (read from its wheels,
-    schemas/knowledge) in the releases Dynamo v0 pinned (`pinned`), or in any release, and the workers' own keys."""
+@lru_cache(maxsize=4)
+def engine_keys(pinned: bool, engine: str = "vllm") -> frozenset[str]:
+    """Every key an engine-parsed Dynamo v0 section understands: the engine's arguments read from its wheels
+    (schemas/knowledge; vLLM's in the releases Dynamo v0 pinned when `pinned`, else in any release; SGLang's
+    ServerArgs flags in any release) and the workers' own keys."""
     from .knowledge import fact, flags_defined, known_releases
 
+    if engine == "sglang":
+        return DYNAMO_V0_WORKER_KEYS | frozenset(f[2:] for f in flags_defined("sglang", "sglang", frozenset(known_releases()["sglang"])))
     releases = fact("dynamo.v0.vllm_engine").releases if pinned else frozenset(known_releases()["vllm"])
     return DYNAMO_V0_WORKER_KEYS | frozenset(f[2:] for f in flags_defined("vllm", "vllm", releases))
+
+
+def open_section(section: str) -> bool:
+    """A section whose engine's options we have no table of (TensorRT-LLM's v0 workers read an engine config file of
+    their own): its keys are not checked, since any near miss could be a real option."""
+    return known_services().get(section, {}).get("engine") == "trtllm"
 
 
 DISAGG_KEYS = ("remote-prefill", "conditional-disagg", "max-local-prefill-length", "max-prefill-queue-size")
@@ -86,8 +96,11 @@ def passed_on_keys(section: str) -> frozenset[str]:
     the vLLM it ran (the release Dynamo v0 pinned for its own workers, any release for the others)."""
     if section in V0_PINNED_VLLM_SECTIONS:
         return engine_keys(True) | {"common-configs"}
-    if section == "Common" or known_services().get(section, {}).get("engine"):
-        return engine_keys(False) | {"common-configs"}
+    engine = known_services().get(section, {}).get("engine")
+    if section == "Common":  # shared by the vLLM and SGLang workers of a graph alike
+        return engine_keys(False) | engine_keys(False, "sglang") | {"common-configs"}
+    if engine in ("vllm", "sglang"):
+        return engine_keys(False, engine) | {"common-configs"}
     return frozenset({"common-configs"})
 
 
@@ -99,8 +112,8 @@ def did_you_mean(word: str, candidates: frozenset[str] | tuple[str, ...]) -> str
     """The closest known name, treating `_`/`-` and case as the same."""
     import difflib  # only when there is a name to match
 
-    norm = {c.lower().replace("_", "-"): c for c in candidates}
-    key = word.lower().replace("_", "-")
+    norm = {flag_name(c.lower()): c for c in candidates}
+    key = flag_name(word.lower())
     if key in norm and norm[key] != word:
         return norm[key]
     match = difflib.get_close_matches(key, list(norm), n=1, cutoff=0.8)
@@ -218,21 +231,15 @@ def _resolve(name: str, raw: dict[str, Any], common: dict[str, Any], out: Dynamo
             elif key not in raw:
                 resolved[key] = common[key]
                 origin[key] = ("Common", key)
-    dashed = _engine_aliases(name)
+    vllm_parsed = name == "Common" or known_services().get(name, {}).get("engine") == "vllm"
     for key, value in raw.items():
         # vLLM's FlexibleArgumentParser reads --remote_prefill as --remote-prefill: so does the typed view
-        as_key = dashed.get(key, key) if isinstance(key, str) else key
+        as_key = key
+        if vllm_parsed and isinstance(key, str) and flag_name(key) != key and flag_name(key) in known_keys(name):
+            as_key = flag_name(key)
         resolved[as_key] = value
         origin[as_key] = (name, key)
     return resolved, origin
-
-
-@lru_cache(maxsize=256)
-def _engine_aliases(section: str) -> dict[str, str]:
-    """snake_case spellings of a vLLM-parsed section's options -> the option's name."""
-    if section != "Common" and known_services().get(section, {}).get("engine") != "vllm":
-        return {}
-    return {k.replace("-", "_"): k for k in known_keys(section) if "-" in k}
 
 
 def _validate(name: str, resolved: dict[str, Any], origin: dict[str, Path], out: DynamoV0Parse) -> Values:
@@ -266,7 +273,7 @@ def _check_keys(name: str, raw: dict[str, Any], out: DynamoV0Parse) -> None:
     known = known_keys(name)
     normalised = _normalised(name)
     for key in raw:
-        if not isinstance(key, str) or key in known or key.replace("_", "-") in normalised:
+        if open_section(name) or not isinstance(key, str) or key in known or flag_name(key) in normalised:
             continue  # FlexibleArgumentParser reads remote_prefill as remote-prefill
         hint = did_you_mean(key, known)
         if hint and not _extends(key, hint):
@@ -287,12 +294,12 @@ def _check_keys(name: str, raw: dict[str, Any], out: DynamoV0Parse) -> None:
 
 @lru_cache(maxsize=256)
 def _normalised(section: str) -> frozenset[str]:
-    return frozenset(k.replace("_", "-") for k in known_keys(section))
+    return frozenset(flag_name(k) for k in known_keys(section))
 
 
 def _extends(word: str, known: str) -> bool:
     """`data-parallel-size-local` is another option than `data-parallel-size`, not a typo of it."""
-    a, b = word.lower().replace("_", "-"), known.lower().replace("_", "-")
+    a, b = flag_name(word.lower()), flag_name(known.lower())
     return a.startswith(b + "-") or b.startswith(a + "-")
 
 

@@ -14,13 +14,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
+from .cmdline import flag_name
 
 # A whole number written as a string, as pydantic's lax mode reads it (and typecheck.py's lax integer reading).
 INTEGER_STRING = r"^\s*[+-]?[0-9]+(_[0-9]+)*(\.0*)?\s*$"
 
 
 def _kebab(name: str) -> str:
-    return name.replace("_", "-")
+    return flag_name(name)  # the doctor's one key -> flag conversion
 
 
 def _reject_bool(value: Any) -> Any:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import knowledge
-from .cmdline import Arg, Command
+from .cmdline import Arg, Command, flag_name
 from .model import Setting, Unknown, Worker
 from .source import Span
 
@@ -62,6 +62,16 @@ _FLAGS: dict[str, tuple[str, ...]] = {
     "extra_engine_args": ("extra-engine-args", "extra-llm-api-options", "config"),
 }
 
+_SETTING_OF_FLAG = {flag: setting for setting, flags in reversed(_FLAGS.items()) for flag in flags}
+
+
+def setting_of(key: str) -> str:
+    """The setting a config key or flag fills (`tensor-parallel-size`, `--tp`, `tensor_parallel_size` -> `tp`), else the
+    flag's own name in snake_case (`enable-chunked-prefill` -> `enable_chunked_prefill`)."""
+    flag = flag_name(key)
+    return _SETTING_OF_FLAG.get(flag, flag.replace("-", "_"))
+
+
 # Flags whose presence narrows the Dynamo release (verified ranges from the generated table).
 _MARKERS = {
     "dynamo.vllm": ("is-prefill-worker", "is-decode-worker", "disaggregation-mode", "connector"),
@@ -105,7 +115,7 @@ def apply_command(w: Worker, cmd: Command) -> None:
         w.settings["model"] = Setting(_value(arg), arg.span, "positional model")
     for name in ("no-enable-prefix-caching", "no-enable-chunked-prefill"):
         if name in cmd.flags:
-            w.settings[name[3:].replace("-", "_")] = Setting(False, cmd.flag_spans.get(name), f"--{name}")
+            w.settings[setting_of(name[3:])] = Setting(False, cmd.flag_spans.get(name), f"--{name}")
     _kv_config(w, cmd)
     model_word = cmd.positional[:1] if w.settings.get("model") is not None and w.settings["model"].origin == "positional model" else []
     opaque = [a for a in cmd.positional if a not in model_word and unresolved(a.text)]
@@ -205,13 +215,26 @@ def connectors(value: Any) -> set[str]:
     return out
 
 
-def kv_family(names: set[str]) -> set[str]:
-    """Connector names as the wire protocol they speak: NixlConnector and Dynamo's DynamoNixlConnector are NIXL."""
-    fam = set()
-    for n in names:
-        low = n.lower()
-        fam.add("nixl" if "nixl" in low else low)
-    return fam
+class ConnectorUse(NamedTuple):
+    """One connector a kv-transfer-config names, as vLLM's factory reads it: `kv_connector` is a registered name,
+    or, with `kv_connector_module_path`, a class in that module; a wrapper (MultiConnector, Dynamo's PdConnector)
+    lists the connectors it runs in `kv_connector_extra_config.connectors`."""
+
+    name: str
+    module_path: str | None
+    extra: dict
+    children: tuple["ConnectorUse", ...]
+
+
+def connector_uses(value: Any) -> list[ConnectorUse]:
+    """The connector of a kv-transfer-config object with the ones it wraps ([] when it names none)."""
+    if not isinstance(value, dict) or not isinstance(value.get("kv_connector"), str):
+        return []
+    extra = value.get("kv_connector_extra_config") if isinstance(value.get("kv_connector_extra_config"), dict) else {}
+    listed = extra.get("connectors")
+    children = tuple(u for entry in (listed if isinstance(listed, list) else []) for u in connector_uses(entry))
+    module = value.get("kv_connector_module_path")
+    return [ConnectorUse(value["kv_connector"], module if isinstance(module, str) and module else None, extra, children)]
 
 
 def infer_role(w: Worker, hints: list[str]) -> None:

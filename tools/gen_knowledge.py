@@ -1,6 +1,6 @@
 """Regenerate `schemas/knowledge/generated/*.json` from the released packages themselves. Run by hand, never in CI.
 
-    python tools/gen_knowledge.py [--cache DIR] [--only dynamo|sglang]
+    python tools/gen_knowledge.py [--cache DIR] [--only dynamo|sglang|vllm|releases|transports] [--mirror vllm=PATH]
 
 For every release of a package on PyPI this downloads the wheel (`pip download --no-deps`, cached), reads its
 Python sources statically with `ast` (nothing is imported or executed) and records:
@@ -14,6 +14,16 @@ Python sources statically with `ast` (nothing is imported or executed) and recor
 * **patterns**: facts that are code, not flags (Dynamo's forced NixlConnector in 0.4, its port reservations, the
   `--connector` rejection), each a regular expression over one module and the sentence it stands for.
 
+* **vLLM environment** (`--only vllm-env`, `tools/knowledge_env.py`): every `VLLM_*` variable of `vllm/envs.py` and its
+  default per release;
+* **Dynamo's engine pins** (`--only dynamo-pins`, `tools/knowledge_pins.py`): the vLLM, SGLang, TensorRT-LLM and
+  NIXL releases each ai-dynamo wheel pins in its extras;
+* **llm-d router** (`--only llm-d-router --mirror llm-d-router=PATH`, `tools/knowledge_llmd.py`): the P/D routing
+  sidecar's flags at each release tag of a local git mirror of llm-d/llm-d-router;
+* **transports** (`--only transports`, `tools/knowledge_transports.py`): per pinned release, vLLM's registered KV
+  connector names, SGLang's transfer backends and TensorRT-LLM's cache transceiver backends, from a local git mirror
+  (`--mirror`) or the wheels.
+
 The output holds version ranges and the module each fact was read from; no upstream code is copied.
 """
 
@@ -21,12 +31,9 @@ from __future__ import annotations
 
 import argparse
 import ast
-import io
 import json
 import re
-import subprocess
 import sys
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -87,96 +94,7 @@ VLLM = {"package": "vllm", "min": "0.6.0", "members": ("vllm/engine/arg_utils.py
 # source in schemas/knowledge/curated.json).
 RELEASE_LISTS = {"trtllm": ("tensorrt-llm", "0.10.0")}
 
-_FINAL = re.compile(r"^\d+(\.\d+)*(\.post\d+)?$")
-
-
-def version_key(v: str) -> tuple:
-    main, _, post = v.partition(".post")
-    return tuple(int(x) for x in main.split(".")) + (int(post or 0),)
-
-
-def releases(package: str, minimum: str) -> dict[str, str]:
-    """Release name (as image tags write it) -> the version to download: a .postN re-release replaces its base."""
-    out = subprocess.run([sys.executable, "-m", "pip", "index", "versions", package], capture_output=True, text=True, check=True).stdout
-    line = next(ln for ln in out.splitlines() if ln.startswith("Available versions:"))
-    found = [v.strip() for v in line.split(":", 1)[1].split(",")]
-    finals = sorted((v for v in found if _FINAL.match(v) and version_key(v) >= version_key(minimum)), key=version_key)
-    by_base: dict[str, str] = {}
-    for v in finals:
-        by_base[v.partition(".post")[0]] = v
-    return dict(sorted(by_base.items(), key=lambda kv: version_key(kv[0])))
-
-
-def wheel(package: str, version: str, cache: Path) -> Path:
-    folder = cache / f"{package}-{version}"
-    found = list(folder.glob("*.whl"))
-    if not found:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", f"{package}=={version}", "-d", str(folder)], check=True)
-        found = list(folder.glob("*.whl"))
-    return found[0]
-
-
-class _RangeFile(io.RawIOBase):
-    """A read-only file over HTTP range requests, enough for zipfile to read a wheel's directory and a few members."""
-
-    def __init__(self, url: str):
-        self.url, self.pos = url, 0
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=60) as r:
-            self.size = int(r.headers["Content-Length"])
-
-    def seekable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self.pos = offset if whence == 0 else self.pos + offset if whence == 1 else self.size + offset
-        return self.pos
-
-    def readinto(self, buf) -> int:
-        n = min(len(buf), self.size - self.pos)
-        if n <= 0:
-            return 0
-        req = urllib.request.Request(self.url, headers={"Range": f"bytes={self.pos}-{self.pos + n - 1}"})
-        with urllib.request.urlopen(req, timeout=60) as r:
-            data = r.read()
-        buf[: len(data)] = data
-        self.pos += len(data)
-        return len(data)
-
-
-def wheel_url(package: str, version: str) -> str | None:
-    """The URL of a release's x86_64 Linux (or pure-Python) wheel on PyPI, from the simple index."""
-    with urllib.request.urlopen(f"https://pypi.org/simple/{package}/", timeout=60) as r:
-        page = r.read().decode()
-    names = re.findall(r'href="([^"#]+/([^/"#]+\.whl))', page)
-    stem = package.replace("-", "_")
-    for url, name in names:
-        if name.startswith(f"{stem}-{version}-") and ("x86_64" in name or name.endswith("-none-any.whl")):
-            return url
-    return None
-
-
-def remote_members(package: str, version: str, members: tuple[str, ...], cache: Path) -> dict[str, str]:
-    """Some members of a release's wheel, cached as files: {member: text} (missing members are left out)."""
-    folder = cache / f"{package}-{version}-members"
-    done = folder / ".done"
-    if not done.exists():
-        url = wheel_url(package, version)
-        if url is None:
-            return {}
-        folder.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(io.BufferedReader(_RangeFile(url), buffer_size=1 << 20)) as zf:
-            names = set(zf.namelist())
-            for m in members:
-                if m in names:
-                    (folder / m.replace("/", "__")).write_bytes(zf.read(m))
-        done.write_text(url)
-    return {m: (folder / m.replace("/", "__")).read_text("utf-8", "replace") for m in members if (folder / m.replace("/", "__")).exists()}
+from knowledge_sources import _RangeFile, releases, remote_members, version_key, wheel, wheel_url  # noqa: E402,F401
 
 
 def vllm_flags(sources: dict[str, str]) -> dict[str, dict]:
@@ -389,8 +307,8 @@ def assemble(system: str, package: str, programs_spec, patterns_spec, versions: 
     }
 
 
-def write(system: str, data: dict) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
+def write(system: str, data: dict, out: Path = OUT) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     lines = ["{"]
     head = {k: v for k, v in data.items() if k not in ("flags", "patterns")}
     for k, v in head.items():
@@ -410,13 +328,13 @@ def write(system: str, data: dict) -> None:
         lines.append(f"    }}{',' if i < len(progs) - 1 else ''}")
     lines.append("  }")
     lines.append("}")
-    (OUT / f"{system}.json").write_text("\n".join(lines) + "\n")
+    (out / f"{system}.json").write_text("\n".join(lines) + "\n")
 
 
 def write_release_lists() -> None:
     """Every release list in one small file, so that the doctor's start does not load the flag tables."""
     data = {name: list(releases(package, minimum)) for name, (package, minimum) in RELEASE_LISTS.items()}
-    for system in [*SYSTEMS, "vllm"]:
+    for system in [*SYSTEMS, "vllm", "llm-d-router"]:
         path = OUT / f"{system}.json"
         if path.exists():
             data[system] = json.loads(path.read_text())["releases"]
@@ -424,13 +342,61 @@ def write_release_lists() -> None:
     (OUT / "releases.json").write_text(text)
 
 
-def main() -> int:
+def _mirror(text: str) -> tuple[str, Path]:
+    system, _, path = text.partition("=")
+    if not path:
+        raise argparse.ArgumentTypeError("give SYSTEM=PATH, e.g. vllm=/work/.mirror/vllm-project+vllm/repo")
+    return system, Path(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import knowledge_transports as transports
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", type=Path, default=Path("/tmp/disagg-knowledge-cache"), help="where wheels are kept between runs")
-    ap.add_argument("--only", choices=sorted(SYSTEMS) + ["vllm", "releases"])
-    args = ap.parse_args()
+    ap.add_argument("--only", choices=sorted(SYSTEMS) + ["vllm", "vllm-env", "releases", "transports", "llm-d-router", "dynamo-pins"])
+    ap.add_argument("--mirror", type=_mirror, action="append", default=[], metavar="SYSTEM=PATH",
+                    help="read the transports of SYSTEM (vllm, sglang, trtllm) from this local git mirror at each pinned tag, not from PyPI")
+    ap.add_argument("--system", action="append", help="with --only transports: only these systems (default: all)")
+    ap.add_argument("--out", type=Path, default=OUT, help="where the generated tables go")
+    args = ap.parse_args(argv)
     if args.only == "releases":
         write_release_lists()
+        return 0
+    if args.only == "dynamo-pins":
+        import knowledge_pins
+
+        data = knowledge_pins.generate(list(releases(SYSTEMS["dynamo"]["package"], SYSTEMS["dynamo"]["min"])), args.cache)
+        args.out.mkdir(parents=True, exist_ok=True)
+        head = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in data.items() if k != "releases"]
+        body = [f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in data["releases"].items()]
+        (args.out / "dynamo-pins.json").write_text("{\n" + "\n".join(head) + '\n  "releases": {\n' + ",\n".join(body) + "\n  }\n}\n")
+        return 0
+    if args.only == "vllm-env":
+        import knowledge_env
+
+        downloads = releases(VLLM["package"], VLLM["min"])
+        fetch = lambda v: remote_members(VLLM["package"], downloads[v], (knowledge_env.MEMBER,), args.cache / "env")  # noqa: E731
+        data = knowledge_env.generate(list(downloads), fetch, ranges)
+        args.out.mkdir(parents=True, exist_ok=True)
+        lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in data.items() if k != "env"]
+        body = [f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in data["env"].items()]
+        (args.out / "vllm-env.json").write_text("{\n" + "\n".join(lines) + '\n  "env": {\n' + ",\n".join(body) + "\n  }\n}\n")
+        return 0
+    if args.only == "llm-d-router":
+        import knowledge_llmd
+
+        mirror = dict(args.mirror).get("llm-d-router")
+        if mirror is None:
+            ap.error("--only llm-d-router reads a local git mirror: give --mirror llm-d-router=PATH")
+        args.out.mkdir(parents=True, exist_ok=True)
+        write("llm-d-router", knowledge_llmd.generate(mirror, assemble), args.out)
+        return 0
+    if args.only == "transports":
+        mirrors = dict(args.mirror)
+        systems = args.system or list(mirrors) or list(transports.SYSTEMS)
+        path = transports.write(transports.generate(systems, mirrors, args.cache, log=lambda m: print(m, file=sys.stderr)), args.out)
+        print(f"wrote {path}", file=sys.stderr)
         return 0
     for system in [args.only] if args.only else [*SYSTEMS, "vllm"]:
         write(system, generate(system, args.cache))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from disagg.schemas.engines import setting_of
 from disagg.schemas.model import Deployment
 from disagg.schemas.routing import RoutingPolicy
 from disagg.schemas.source import Span
@@ -53,7 +54,7 @@ class LiveContext:
     def decode_key(self, key: str) -> Span | None:
         """Where the decode worker sets `key` (resolved through common-configs), else the decode worker itself."""
         dec = self._decode()
-        return dec.where(key.replace("-", "_")) if dec is not None else None
+        return dec.where(setting_of(key)) if dec is not None else None
 
     def role_span(self, role: str) -> Span | None:
         if self.deployment is None:

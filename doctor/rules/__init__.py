@@ -22,6 +22,7 @@ RULE_MODULES = (
     "kv.DG209",
     "kv.DG210",
     "kv.DG211",
+    "kv.DG212",
     "resources.DG301",
     "resources.DG302",
     "resources.DG303",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from disagg.schemas import knowledge
-from disagg.schemas.engines import as_int, connectors, kv_family
+from disagg.schemas.engines import as_int, connectors
 from disagg.schemas.model import Deployment, Unknown, Worker
 from disagg.schemas.policy import flag_bool, routing_policy, v0_decode, v0_router  # the runtime routes with the same
 
@@ -76,10 +76,6 @@ def connector_of(w: Worker) -> tuple[set[str] | None, str]:
         # engines without a connector is a known failure (kserve/kserve#5987, llm-d-router#1220)
         return set(), "no kv-transfer-config"
     return None, "not a vLLM-style connector"
-
-
-def families(names: set[str]) -> set[str]:
-    return kv_family(names)
 
 
 def block_size(w: Worker) -> tuple[int | None, bool]:

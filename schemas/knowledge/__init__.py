@@ -5,6 +5,8 @@ Two kinds of data, both JSON beside this module and loaded lazily (the doctor's 
 unless a rule asks):
 * `generated/*.json`: read from the released packages by `tools/gen_knowledge.py` (run by hand): every flag of the
   `dynamo.*`, `sglang` and vLLM engine programs per release, and code facts found by pattern;
+* `generated/transports.json`: per release, the KV transports each engine registers (vLLM's connector factory,
+  SGLang's transfer backends), read by `tools/gen_knowledge.py --only transports`;
 * `curated.json`: facts that no package carries (Dynamo v0's example workers were never packaged; what vLLM does
   beyond its flags), each with a citation.
 """
@@ -19,8 +21,9 @@ from typing import Any, NamedTuple
 from .versions import Evidence, Target, between, from_ranges, parse_version, version_key
 
 __all__ = [
-    "Evidence", "Fact", "Target", "between", "default_of", "fact", "flag_releases", "flags_defined", "known_releases", "new_target",
-    "parse_version", "pattern", "version_key",
+    "Evidence", "Fact", "Target", "between", "default_of", "dynamo_pin", "env_default", "env_releases", "fact", "flag_releases", "flags_defined", "known_releases", "new_target",
+    "parse_version", "pattern", "transport_classes", "transport_in", "transport_names", "transport_pattern", "transport_releases_read",
+    "transport_source", "version_key",
 ]
 
 
@@ -48,6 +51,7 @@ def known_releases() -> dict[str, tuple[str, ...]]:
         "vllm": tuple(lists["vllm"]),
         "trtllm": tuple(lists["trtllm"]),
         "llm-d": tuple(curated["llm-d"]),
+        "llm-d-router": tuple(lists.get("llm-d-router", ())),  # llm-d/llm-d-router's tags (the P/D sidecar), not llm-d's images
     }
     return {k: tuple(sorted(v, key=version_key)) for k, v in out.items()}
 
@@ -180,3 +184,92 @@ def evidence_from_tag(target: Target, system: str, tag: str, why: str) -> bool:
         return False
     target.add(Evidence(system, matches, why))
     return True
+
+
+# --- KV transports per release (generated/transports.json, tools/knowledge_transports.py) ----------------------
+
+def _transports(system: str) -> dict[str, Any] | None:
+    return _load("generated/transports.json").get(system)
+
+
+@cache
+def transport_releases_read(system: str) -> tuple[str, ...]:
+    """The releases whose transports were read (oldest first); () when we have no table for `system`."""
+    table = _transports(system)
+    return tuple(sorted(table["releases"], key=version_key)) if table else ()
+
+
+@cache
+def transport_in(system: str, name: str) -> frozenset[str]:
+    """Releases of `system` that register the transport `name` (exact spelling)."""
+    table = _transports(system)
+    entry = (table or {}).get("names", {}).get(name)
+    return frozenset() if entry is None else from_ranges(transport_releases_read(system), entry["in"])
+
+
+def transport_names(system: str, releases: frozenset[str]) -> frozenset[str]:
+    """Every transport `system` registers in at least one of `releases`."""
+    table = _transports(system) or {}
+    return frozenset(n for n in table.get("names", {}) if transport_in(system, n) & releases)
+
+
+def transport_classes(system: str, name: str, releases: frozenset[str]) -> frozenset[tuple[str, str]]:
+    """(module, class) that the factory loads for `name` in any of `releases`."""
+    entry = ((_transports(system) or {}).get("names") or {}).get(name) or {}
+    known = transport_releases_read(system)
+    return frozenset((load["module"], load["class"]) for load in entry.get("loads", []) if from_ranges(known, load["in"]) & releases)
+
+
+def transport_pattern(system: str, name: str) -> frozenset[str]:
+    """Releases where a code fact about the transports (e.g. vllm `nixl_transfer_mode`) holds."""
+    entry = ((_transports(system) or {}).get("patterns") or {}).get(name)
+    return frozenset() if entry is None else from_ranges(transport_releases_read(system), entry["in"])
+
+
+def transport_source(system: str, releases: frozenset[str]) -> str:
+    """Where the transports of these releases were read: `vllm-project/vllm v0.34.0 (62d4bc3c7) factory.py`."""
+    table = _transports(system)
+    if not table:
+        return f"no transport table for {system}"
+    shown = sorted(releases & frozenset(table["releases"]), key=version_key)
+    if not shown:
+        return f"{table['repo']} ({', '.join(table['read_from'])})"
+    def one(v: str) -> str:
+        w = table["releases"][v]
+        return w.get("tag", v) + (f" ({w['commit']})" if w.get("commit") else "")
+    span = one(shown[0]) if len(shown) == 1 else f"{one(shown[0])}..{one(shown[-1])}"
+    return f"{table['repo']} {span}, {table['read_from'][0].rsplit('/', 1)[-1]}"
+
+
+# --- vLLM environment variables per release (generated/vllm-env.json, tools/knowledge_env.py) -------------------
+
+@cache
+def env_releases(name: str) -> frozenset[str]:
+    """vLLM releases whose envs.py defines `name`."""
+    entry = _load("generated/vllm-env.json")["env"].get(name)
+    return frozenset() if entry is None else from_ranges(known_releases()["vllm"], entry["in"])
+
+
+def env_default(name: str, release: str) -> str | None:
+    """The default vLLM `release` gives `name` (None when it does not define it, or the default is no literal)."""
+    if release not in env_releases(name):
+        return None
+    best = None
+    for first, value in _load("generated/vllm-env.json")["env"][name]["defaults"]:
+        if version_key(first) <= version_key(release):
+            best = value
+    return best
+
+
+# --- engine releases each Dynamo release pins (generated/dynamo-pins.json, tools/knowledge_pins.py) ------------
+
+def dynamo_pin(release: str, engine: str) -> tuple[str, str] | None:
+    """(engine release, source) that Dynamo `release` pins for `engine` (vllm, sglang, trtllm), as our release lists
+    name it (`0.5.10.post1` -> `0.5.10`); None when the wheel pins none."""
+    entry = _load("generated/dynamo-pins.json")["releases"].get(release)
+    pinned = ((entry or {}).get("pins") or {}).get(engine, {}).get(engine)
+    if not pinned:
+        return None
+    name = parse_version(pinned)
+    name = name.split(".post")[0] if name else pinned
+    return name, f"ai-dynamo {release} ({entry['artifact']}) requires {engine}=={pinned}"

@@ -64,9 +64,9 @@ def _worker(doc: SourceDocument, parse: DynamoV0Parse, name: str, sec: Section, 
     engines.apply_command(w, Command(program, args, flags, flag_spans, positional, {}, span))
     bad = {tuple(i.path[:2]) for i in parse.issues if i.kind == "wrong_type"}
     for key in sec.resolved:
-        setting = w.settings.get(str(key).replace("-", "_"))
+        setting = w.settings.get(engines.setting_of(str(key)))
         if setting is not None and tuple(sec.path_of(key)[:2]) in bad:  # the worker would not start with it (DG402): no rule may read it
-            w.settings[str(key).replace("-", "_")] = Setting(Unknown(f"{key} has a value of the wrong type"), setting.span, setting.origin)
+            w.settings[engines.setting_of(str(key))] = Setting(Unknown(f"{key} has a value of the wrong type"), setting.span, setting.origin)
     if role == "decode" and name == "VllmWorker" and not has_prefill:
         w.set_role("aggregated", "VllmWorker with no prefill section", "field")
     if role == "by-flags":

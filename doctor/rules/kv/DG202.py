@@ -1,17 +1,25 @@
 from __future__ import annotations
 
+from disagg.schemas import knowledge
+
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._helpers import connector_of, families
+from .._connectors import can_exchange, transports, vllm_releases
+from .._helpers import connector_of
 
-# The fields of vLLM's KVTransferConfig that decide whether KV moves, and the others (vllm/config/kv_transfer.py).
+# The fields of vLLM's KVTransferConfig that decide whether KV moves; every field of each release is generated
+# (transports.json "vllm-kv-config", read from vllm/config/kv_transfer.py or vllm/config.py).
 _FIELDS = ("kv_connector", "kv_role")
-_OTHER_FIELDS = frozenset({"kv_buffer_device", "kv_buffer_size", "kv_rank", "kv_parallel_size", "kv_ip", "kv_port", "kv_connector_extra_config",
-                           "kv_connector_module_path", "kv_load_failure_policy", "engine_id", "enable_permute_local_kv"})
 
 
-def _near(key: str) -> str | None:
-    if key in _FIELDS or key in _OTHER_FIELDS or not key.startswith("kv"):
+def _fields() -> frozenset[str]:
+    """Every KVTransferConfig field of any release we read: a field of another release is no misspelling."""
+    return knowledge.transport_names("vllm-kv-config", frozenset(knowledge.transport_releases_read("vllm-kv-config")))
+
+
+def _near(key: str, fields: frozenset[str]) -> str | None:
+    """The decisive field `key` misspells; None for a field of the release (or of any release we read)."""
+    if key in _FIELDS or key in fields or not key.startswith("kv"):
         return None
     import difflib
 
@@ -26,8 +34,13 @@ def _key_span(w, key: str):
 
 class DG202(Rule):
     """## What it does
-    Reports a `kv-transfer-config` that is not valid JSON, and a prefill/decode pair whose connectors speak no
-    common transport. A connector that wraps others (`PdConnector`, `MultiConnector`) speaks each of them: Dynamo's
+    Reports a `kv-transfer-config` that is not valid JSON or holds a key that is no field of vLLM's `KVTransferConfig`
+    in the targeted release (where that class forbids extra fields; the fields per release are generated), and a
+    prefill/decode pair whose connectors speak no
+    common transport. Connectors are compared by the class vLLM's connector factory loads for them in the release
+    the file targets (generated from each release's `KVConnectorFactory.register_connector` calls), never by their
+    names; a class loaded from `kv_connector_module_path` cannot be compared and is not reported here (DG212 says
+    so). A connector that wraps others (`PdConnector`, `MultiConnector`) speaks each of them: Dynamo's
     KV-cache-manager pattern runs prefill with `PdConnector[DynamoConnector, NixlConnector]` against a decode
     worker with plain `NixlConnector`, and that pair works.
 
@@ -67,19 +80,62 @@ class DG202(Rule):
             cfg = w.settings.get("kv_config")
             if cfg is not None and cfg.known and isinstance(cfg.value, dict):
                 for key in cfg.value:
-                    near = _near(str(key))
+                    near = _near(str(key), _fields())
                     if near and near not in cfg.value:
                         yield ctx.finding(self, _key_span(w, key), f"{w.name}: {key!r} is no KVTransferConfig field; did you mean {near!r}? "
                                           f"Without {near} this worker has no KV connector", worker=w, fix=Fix(f"rename {key!r} to {near!r}"))
+                yield from self._not_fields(ctx, w, cfg.value)
         for pair in ctx.pairs:
             d, p = pair.decode, pair.prefill
             dc, _ = connector_of(d)
             pc, _ = connector_of(p)
             if not dc or not pc:
                 continue
-            if families(dc) & families(pc):
+            why = self._apart(d, dc, p, pc)
+            if why is None:
                 continue
-            yield ctx.pair_finding(self, pair, p, p.where("kv_connector"),
+            key = "transfer_backend" if p.engine == "trtllm" else "kv_connector"
+            yield ctx.pair_finding(self, pair, p, p.where(key),
                                    f"{p.name} (prefill) uses KV connector {', '.join(sorted(pc))} but {d.name} (decode) uses {', '.join(sorted(dc))}: "
-                                   "they share no transport, so no KV block can move", other_key="kv_connector",
+                                   f"they share no transport, so no KV block can move ({why})", other_key=key,
                                    fix=Fix(f"use the same kv_connector ({', '.join(sorted(dc))}) on both workers"))
+
+    def _not_fields(self, ctx, w, cfg: dict):
+        """Keys that are no KVTransferConfig field of the targeted release, where every targeted release forbids extra
+        fields (vLLM's @config pydantic dataclasses): vLLM exits at start."""
+        if w.engine != "vllm":
+            return
+        releases, described = vllm_releases(w)
+        strict = knowledge.transport_pattern("vllm-kv-config", "extra_fields_forbidden")
+        if releases is None or not strict or not releases <= strict:
+            return
+        fields = knowledge.transport_names("vllm-kv-config", releases)
+        for key in cfg:
+            if not isinstance(key, str) or key in fields or _near(key, _fields()):
+                continue  # a field, or a misspelt kv_connector/kv_role (reported above)
+            elsewhere = knowledge.transport_in("vllm-kv-config", key)
+            ordered = sorted(elsewhere, key=knowledge.version_key)
+            also = f" (a field in vLLM {ordered[0]}..{ordered[-1]})" if ordered else ""
+            yield ctx.finding(self, _key_span(w, key), f"{w.name}: {key!r} is no field of KVTransferConfig in {described}{also}, which forbids "
+                              f"extra fields: vLLM exits at start [{knowledge.transport_source('vllm-kv-config', releases)}]", worker=w,
+                              fix=Fix(f"remove {key!r} from the kv-transfer-config"))
+
+    @staticmethod
+    def _apart(d, dc: set[str], p, pc: set[str]) -> str | None:
+        """Why the two sides cannot exchange KV, from what each connector is in the release the file targets; None
+        when they can, or when that cannot be settled (a class from kv_connector_module_path, an unread release)."""
+        if d.engine == "vllm" and p.engine == "vllm":
+            dt, pt = transports(d, dc), transports(p, pc)
+            if dt is None or pt is None or can_exchange(dt, pt) is not False:
+                return None
+            shown = lambda t: ", ".join(sorted(f"{m}.{c}" for m, c in t.classes))  # noqa: E731
+            releases, described = vllm_releases(p)
+            return f"{described} loads {shown(pt)} for the prefill side and {shown(dt)} for the decode side [{knowledge.transport_source('vllm', releases or frozenset())}]"
+        if d.engine == "trtllm" and p.engine == "trtllm":
+            # cache_transceiver_config.backend on both sides; DEFAULT lets TensorRT-LLM choose, so it settles nothing
+            db = {n.split(":", 1)[1].lower() for n in dc if n.startswith("cache_transceiver:")}
+            pb = {n.split(":", 1)[1].lower() for n in pc if n.startswith("cache_transceiver:")}
+            if not db or not pb or "default" in db | pb or db & pb:
+                return None
+            return knowledge.fact("trtllm.cache_transceiver_both_sides").cite()
+        return None

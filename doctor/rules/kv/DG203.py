@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ...finding import Fix, Severity
 from ...registry import Rule
+from .._connectors import is_dynamo_patched
 from .._helpers import as_int, block_size, connector_of
 
 
@@ -52,7 +53,7 @@ class DG203(Rule):
             if d.engine != "vllm" and not (dw and pw):
                 continue
             dtp, ptp = as_int(d.known("tp", 1)), as_int(p.known("tp", 1))
-            upstream = not any("DynamoNixl" in c for w in (d, p) for c in (connector_of(w)[0] or ()))
+            upstream = not any(is_dynamo_patched(w, connector_of(w)[0]) for w in (d, p))
             if d.engine == "vllm" and upstream and pb < db and dtp is not None and ptp is not None and ptp <= dtp:
                 continue  # vLLM's NixlConnector splits a smaller prefill block when prefill TP <= decode TP (not Dynamo v0's connector)
             at, other = (p, d) if pw else (d, p)

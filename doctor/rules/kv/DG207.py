@@ -4,13 +4,17 @@ from disagg.schemas.pairing import ByBranch
 
 from ...finding import Fix, Severity
 from ...registry import Rule
+from .._connectors import is_dynamo_patched, is_nixl
 from .._helpers import connector_of
 from .._ports import side_channel_port as _port
 
 
 def _nixl(w) -> bool:
+    """The worker loads vLLM's NIXL connector class in the release it targets (an unknown class is not reported), one
+    with a side channel: Dynamo's patched-vLLM DynamoNixlConnector (0.7.2/0.8.4) has none, and those vLLM releases
+    define no VLLM_NIXL_SIDE_CHANNEL_PORT (generated vllm-env table: 0.9.0 on)."""
     names, _ = connector_of(w)
-    return bool(names) and any("nixl" in n.lower() for n in names)
+    return bool(names) and is_nixl(w, names) is True and not is_dynamo_patched(w, names)
 
 
 class DG207(Rule):
@@ -54,7 +58,7 @@ class DG207(Rule):
             by_net.setdefault(w.host.network, []).append(w)
             port, written = _port(w)
             n = w.replicas.value if isinstance(w.replicas.value, int) else 1
-            if written and port and n > 1 and w.host.kind == "process" and w.section is not None and "DynamoNixl" not in str(connector_of(w)[0]):
+            if written and port and n > 1 and w.host.kind == "process" and w.section is not None and not is_dynamo_patched(w, connector_of(w)[0]):
                 yield ctx.finding(self, w.where("side_channel_port"), f"{w.name} runs {n} workers with the same VLLM_NIXL_SIDE_CHANNEL_PORT={port}: "
                                   "on one host all but one fail to bind", worker=w, fix=Fix("drop VLLM_NIXL_SIDE_CHANNEL_PORT and let each instance get its own port"))
         for workers in by_net.values():

@@ -4,6 +4,7 @@ from disagg.schemas import knowledge
 
 from ...finding import Fix, Severity
 from ...registry import Rule
+from .._connectors import is_dynamo_patched, is_nixl
 from .._helpers import connector_of
 
 _LOCAL = ("", "localhost", "127.0.0.1", "::1", "0.0.0.0")
@@ -68,8 +69,8 @@ class DG208(Rule):
             if p.engine != "vllm" or id(p) in reported or p.host.network == d.host.network:
                 continue
             names, _ = connector_of(p)
-            if not names or not any("nixl" in n.lower() for n in names):
-                continue
+            if not names or is_nixl(p, names) is not True or is_dynamo_patched(p, names):
+                continue  # not vLLM's NIXL connector, a class we cannot compare (never a warning), or Dynamo's patched one (no side channel)
             if p.program == "dynamo.vllm" and knowledge.verdict(p.target, "dynamo", knowledge.pattern("dynamo", "vllm.side_channel_host_set").releases) is not False:
                 written = p.settings.get("side_channel_host")
                 if written is not None and written.written and written.known and str(written.value).strip().lower() in _LOCAL and id(p) not in reported:

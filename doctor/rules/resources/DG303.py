@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from disagg.schemas import knowledge
+from disagg.schemas.engines import setting_of
 
 from ...finding import Severity
 from ...registry import Rule
@@ -60,4 +61,4 @@ class DG303(Rule):
         own = doc is not None and isinstance(doc.data.get(w.section[0]), dict) and key in doc.data[w.section[0]]
         title = f"remove {key}: it does not take effect"
         fix = ctx.fix_remove_key(path, title, safe=False) if own else Fix(title + " (it comes from Common)")
-        return ctx.finding(self, doc.marks.key(path) if own else w.where(key.replace("-", "_")), f"{w.section[0]} {key}: {what}", worker=w, fix=fix)
+        return ctx.finding(self, doc.marks.key(path) if own else w.where(setting_of(key)), f"{w.section[0]} {key}: {what}", worker=w, fix=fix)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from disagg.schemas.cmdline import flag_name
+
 from ...finding import Severity
 from ...registry import Rule
 from .._helpers import connector_of, flag_bool, prefill_capacity, v0_decode
@@ -48,7 +50,7 @@ class DG101(Rule):
         if dec is None or workers == 0 or flag_bool(dec, "remote_prefill"):
             return
         off = next((i for i in ctx.deployment.issues if i.kind == "false_dropped" and i.get("section") == "VllmWorker"
-                    and str(i.get("key")).replace("_", "-") == "remote-prefill"), None)
+                    and flag_name(str(i.get("key"))) == "remote-prefill"), None)
         where = off.span if off is not None else dec.span
         how = "sets remote-prefill: false" if off is not None else "does not set remote-prefill: true"
         yield ctx.finding(

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from disagg.schemas.cmdline import flag_name
 from disagg.schemas.config import DISAGG_KEYS
+from disagg.schemas.engines import setting_of
 
 from ...finding import Fix, Severity
 from ...registry import Rule
@@ -47,8 +49,7 @@ class DG106(Rule):
             if name not in ("PrefillWorker", "VllmPrefillWorker", "Processor", "Frontend", "Router", "Planner", "SimpleLoadBalancer") or not isinstance(section, dict):
                 continue
             for key in DISAGG_KEYS:
-                if key in section or key.replace("-", "_") in section:
-                    written = key if key in section else key.replace("-", "_")
+                for written in [k for k in section if isinstance(k, str) and flag_name(k) == key][:1]:
                     p = doc.marks.key((name, written))
                     yield ctx.finding(self, p, f"{written} on {name} is ignored: only VllmWorker (the decode worker) reads it",
                                       fix=ctx.fix_remove_key((name, written), f"move {written} to VllmWorker", safe=False))
@@ -60,6 +61,6 @@ class DG106(Rule):
         if isinstance(vw, dict) and isinstance(vw.get("common-configs"), list):
             pulled = {str(k) for k in vw["common-configs"]}
         for key in DISAGG_KEYS:
-            if key in common and key not in pulled and not (dec is not None and key.replace("-", "_") in dec.settings):
+            if key in common and key not in pulled and not (dec is not None and setting_of(key) in dec.settings):
                 yield ctx.finding(self, doc.marks.key(("Common", key)), f"{key} in Common is ignored: VllmWorker does not list it in common-configs",
                                   fix=Fix(f"add {key} to VllmWorker's common-configs, or set it under VllmWorker"))

@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import difflib
+
+from disagg.schemas import knowledge
+from disagg.schemas.knowledge import version_key
+
+from ...finding import Fix, Severity
+from ...registry import Rule
+from .._connectors import engine_releases, every, leaves, resolve, vllm_releases, worker_uses
+
+
+def _near(word: str, names, cutoff: float = 0.85) -> str | None:
+    """The registered name `word` misspells (every connector name ends in Connector, so the bar is high)."""
+    by_lower = {n.lower(): n for n in names}
+    match = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=cutoff)
+    return by_lower[match[0]] if match else None
+
+
+def _extends(word: str, known: str) -> bool:
+    """`MooncakeConnectorV1` or `NeuronNixlConnector` is another class than `MooncakeConnector`/`NixlConnector`, not a
+    misspelling of it."""
+    a, b = word.lower(), known.lower()
+    return a != b and (a.startswith(b) or a.endswith(b) or b.startswith(a) or b.endswith(a))
+
+
+def _pd_by_flags(w) -> bool:
+    """The worker's own flags make it a prefill or decode worker: only then does dynamo.vllm resolve a P/D protocol."""
+    mode = w.known("disaggregation_mode")
+    return (isinstance(mode, str) and mode.lower() in ("prefill", "decode")) or "is-prefill-worker" in w.flags or "is-decode-worker" in w.flags
+
+
+def _span(releases: frozenset[str]) -> str:
+    ordered = sorted(releases, key=version_key)
+    return ordered[0] if len(ordered) == 1 else f"{ordered[0]}..{ordered[-1]}"
+
+
+class DG212(Rule):
+    """## What it does
+    Reports a vLLM `kv_connector` that the connector factory of the release the file targets does not register (and
+    no `kv_connector_module_path` supplies), with the nearest registered name; a NixlConnector `transfer_mode` other
+    than `pull` or `push` where vLLM reads it (0.34); a `dynamo.vllm` prefill/decode worker whose connector has no
+    prefill/decode protocol in the Dynamo release (its `KV_CONNECTOR_PROTOCOLS`, 1.3 on: e.g. vLLM's
+    `NixlPushConnector`, which Dynamo rejects); and an SGLang `--disaggregation-transfer-backend` that is none
+    of that release's choices (an info from 0.5.2, where a plugin may add choices). The registered names are read from every release's `KVConnectorFactory.register_connector`
+    calls and SGLang's choices (generated facts). A class loaded from `kv_connector_module_path` is not in any
+    registry, and a vLLM plugin may register names of its own (vllm-ascend's `MooncakeConnectorV1`): a name that is
+    neither a misspelling of a registered one nor registered in another release is reported as an info saying what
+    could not be compared.
+
+    ## Why is this bad?
+    vLLM raises "Unsupported connector type" at start for a name it does not register, and SGLang's argument parser
+    rejects a backend that is not a choice: the worker never serves. A connector registered in another release than
+    the one deployed fails the same way.
+
+    ## Example
+    ```bash
+    vllm serve m --kv-transfer-config '{"kv_connector":"P2pNcclConector","kv_role":"kv_producer"}'
+    ```
+
+    ## Use instead
+    ```bash
+    vllm serve m --kv-transfer-config '{"kv_connector":"P2pNcclConnector","kv_role":"kv_producer"}'
+    ```
+    """
+
+    code = "DG212"
+    name = "kv-connector-unregistered"
+    severity = Severity.ERROR
+    also = {Severity.INFO: "a connector class loaded from kv_connector_module_path, which no registry describes; a kv_connector name "
+                           "that is no misspelling of a registered one (a vLLM plugin may register it); an SGLang backend that "
+                           "is no built-in choice where a plugin may add choices (add_disagg_transfer_backend_choices, 0.5.2 on)"}
+
+    def check(self, ctx):
+        for w in ctx.deployment.workers:
+            if not w.is_engine:
+                continue
+            if w.engine == "vllm":
+                yield from self._vllm(ctx, w)
+                if w.program == "dynamo.vllm" and _pd_by_flags(w):
+                    yield from self._dynamo(ctx, w)
+            elif w.engine == "sglang":
+                yield from self._sglang(ctx, w)
+
+    def _vllm(self, ctx, w):
+        uses = worker_uses(w)
+        if not uses:
+            return
+        releases, described = vllm_releases(w)
+        where = w.where("kv_connector")
+        # a class from a module is worth a note only when nothing else the worker runs can be compared (Dynamo's
+        # PdConnector[DynamoConnector, NixlConnector] is compared through its NixlConnector)
+        comparable = releases is not None and any(resolve(u, releases, described).status == "registered" for u in leaves(uses))
+        for use in every(uses):
+            if use.module_path:
+                if not use.children and not comparable:  # a wrapper is compared through the connectors it runs
+                    yield ctx.finding(self, where, f"{w.name}: kv_connector {use.name!r} is a class from {use.module_path!r} (kv_connector_module_path), "
+                                      "which is not in this run's files: what it transfers with cannot be compared with the other side's connector, "
+                                      "so the connector checks say nothing about it", worker=w, severity=Severity.INFO,
+                                      fix=Fix("check by hand that the other side runs a connector this class can exchange KV with"))
+                continue
+            if releases is None:
+                continue
+            r = resolve(use, releases, described)
+            if r.status == "registered":
+                yield from self._transfer_mode(ctx, w, use, releases, described)
+                continue
+            known = knowledge.transport_names("vllm", releases)
+            near = _near(use.name, known)
+            elsewhere = knowledge.transport_in("vllm", use.name)
+            also = f"; it is registered in vLLM {_span(elsewhere)} only" if elsewhere else ""
+            hint = f"; did you mean {near!r}?" if near else ""
+            if elsewhere or (near and not _extends(use.name, near)):
+                yield ctx.finding(self, where, f"{w.name}: kv_connector {use.name!r} is {r.why}{also}: vLLM exits at start "
+                                  f"(\"Unsupported connector type\"){hint}", worker=w,
+                                  fix=Fix(f"use {near!r}" if near else "use a connector the deployed vLLM registers, or give kv_connector_module_path"))
+            else:
+                # vLLM plugins (platform and general plugins, loaded before the engine builds its connector) may register
+                # more names: one that is no misspelling of a built-in may be theirs (vllm-ascend's MooncakeConnectorV1)
+                yield ctx.finding(self, where, f"{w.name}: kv_connector {use.name!r} is {r.why}: valid only if a vLLM plugin registers it, "
+                                  "else vLLM exits at start (\"Unsupported connector type\"); the connector checks cannot compare it",
+                                  worker=w, severity=Severity.INFO, fix=Fix("check that the image installs the plugin that registers this connector"))
+
+    def _transfer_mode(self, ctx, w, use, releases, described):
+        mode = use.extra.get("transfer_mode")
+        modal = knowledge.transport_pattern("vllm", "nixl_transfer_mode")
+        if use.name == "NixlConnector" and mode is not None and releases <= modal and mode not in ("pull", "push"):
+            yield ctx.finding(self, w.where("kv_connector"), f"{w.name}: NixlConnector transfer_mode {mode!r} is neither 'pull' nor 'push': {described} "
+                              f"raises ValueError at start [{knowledge.transport_source('vllm', releases)}]", worker=w,
+                              fix=Fix("set kv_connector_extra_config.transfer_mode to 'pull' (the default) or 'push'"))
+
+    def _dynamo(self, ctx, w):
+        """dynamo.vllm resolves a prefill/decode protocol from the connector's name (KV_CONNECTOR_PROTOCOLS, 1.3 on)."""
+        uses = worker_uses(w)
+        read = frozenset(knowledge.transport_releases_read("dynamo"))
+        cands = w.target.releases("dynamo")
+        if not uses or not read or not cands or cands - read:
+            return  # no kv-transfer-config (Dynamo defaults to NIXL), or a release without (or unread) protocol table
+        top = uses[0]
+        names = knowledge.transport_names("dynamo", cands)
+        wrappers = {n for n in names if ("dynamo.vllm.kv_connector_protocols", "wrapper") in knowledge.transport_classes("dynamo", n, cands)}
+        protocols = sorted(names - wrappers)
+        source = knowledge.transport_source("dynamo", cands)
+        if top.name in wrappers:
+            if any(c.name in protocols for c in top.children):
+                return
+            what = f"{top.name} has no PD-capable sub-connector ({', '.join(c.name for c in top.children) or 'none'})"
+        elif top.name in names:
+            return
+        else:
+            what = f"kv_connector {top.name!r} has no prefill/decode protocol"
+        yield ctx.finding(self, w.where("kv_connector"), f"{w.name}: {what} in {w.target.describe('dynamo')}, which supports {', '.join(protocols)} "
+                          f"[{source}]: dynamo.vllm raises ValueError (\"Unsupported kv_connector\") at request setup", worker=w,
+                          fix=Fix(f"use one of {', '.join(protocols)} for the prefill/decode hand-off"))
+
+    def _sglang(self, ctx, w):
+        s = w.settings.get("transfer_backend")
+        read = frozenset(knowledge.transport_releases_read("sglang"))
+        if s is None or not s.known or not read:
+            return
+        cands, pinned_by = engine_releases(w, "sglang")
+        if cands - read:
+            return  # a release whose choices we have not read
+        backend = str(s.value)
+        known = knowledge.transport_names("sglang", cands)
+        if backend in known:
+            return
+        plugin = bool(knowledge.transport_pattern("sglang", "choices_extensible") & cands)
+        elsewhere = knowledge.transport_in("sglang", backend)
+        also = f"; it is a choice in SGLang {_span(elsewhere)} only" if elsewhere else ""
+        near = _near(backend, known)
+        yield ctx.finding(self, s.span, f"{w.name}: --disaggregation-transfer-backend {backend!r} is not a choice of {f'SGLang {next(iter(cands))} ({pinned_by})' if pinned_by else w.target.describe('sglang')} "
+                          f"[{knowledge.transport_source('sglang', cands)}]{also}: "
+                          + ("it is valid only if an installed plugin adds it (add_disagg_transfer_backend_choices), else the server exits at start"
+                             if plugin else "the server exits at start")
+                          + (f"; did you mean {near!r}?" if near else ""), worker=w, severity=Severity.INFO if plugin else None,
+                          fix=Fix(f"use {near!r}" if near else "use one of " + ", ".join(sorted(known))))

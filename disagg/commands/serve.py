@@ -9,6 +9,7 @@ from .common import EXIT_CLEAN, EXIT_FINDINGS, err, runtime_missing
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     import signal
     import time
 

@@ -21,9 +21,11 @@ CACHE_FACTOR = 2.0
 
 
 def traffic(ctx) -> tuple[float, float, dict[str, float]]:
-    """(requests, remote requests, local requests by reason) over the window."""
+    """(requests, remote requests, local requests by reason) over the window. Requests whose client chose the route
+    (reason `override`, the canary's) say nothing about the routing policy and are left out."""
     w = ctx.window
     by_reason = w.by_label("requests", "reason")
+    by_reason.pop("override", None)
     total = sum(by_reason.values())
     remote = by_reason.get("remote", 0.0)
     if total == 0 and w.last is not None and ("prefill_admissions" in w.last.signals or "failures" in w.last.signals):  # Dynamo 1.x

@@ -6,6 +6,13 @@ For any other stack, `--reference URL` names an aggregated endpoint of the same 
 routes, the reference answers without P/D. Both requests ask for greedy decoding (temperature 0, a fixed seed and
 `max_tokens`) and per-token logprobs, whose tokens are compared (the text, where an endpoint gives no logprobs).
 
+Neither answer may come from a prefix cache, or the comparison proves nothing: vLLM keeps received KV blocks in the
+decode engine's prefix cache, so a local prefill after the P/D request would reuse (possibly wrong) transferred
+blocks, and a P/D request after a local one would transfer nothing (its NIXL connector loads only what the prefix
+cache lacks, see rules/live/_signals.py CACHE_FACTOR). So the prompt starts with a fresh nonce, and the two requests
+to one frontend carry different `cache_salt`s (vLLM's request field, one of the extra keys of its block hashes:
+docs.vllm.ai/en/latest/design/prefix_caching; `disagg serve` passes it on, and its mock engine honours it too).
+
 Greedy decoding is not bitwise reproducible across batch shapes and kernels: two tokens whose logprobs are nearly
 equal can swap (vLLM's "batch invariance" page, docs.vllm.ai/en/stable/features/batch_invariance, and
 vllm-project/vllm#966). A divergence where the two answers' tokens are within NEAR_TIE nats of each other in either
@@ -13,6 +20,8 @@ answer's own distribution is reported as such, not as wrong KV.
 """
 
 from __future__ import annotations
+
+import secrets
 
 from .scrape import ScrapeError, fetch_json
 
@@ -24,17 +33,21 @@ _TEXT = ("A known answer: the prefill worker computes this prompt's cache, the d
          "If both paths agree, the cache arrived intact. ")
 
 
-def canary_prompt(ctx) -> tuple[str, int]:
-    """The fixed prompt, longer than the routing threshold (so that the P/D path takes it without an override)."""
+def canary_prompt(ctx, nonce: str) -> tuple[str, int]:
+    """The fixed prompt after a nonce, longer than the routing threshold (so that the P/D path takes it without an
+    override); its length in characters."""
     policy = ctx.policy()
     length = max((policy.max_local_prefill_length + 64) if policy else 1024, 256)
-    return (_TEXT * (length // len(_TEXT) + 1))[:length], length
+    text = f"[canary {nonce}] " + _TEXT * (length // len(_TEXT) + 1)
+    return text[:length], length
 
 
-def _ask(url: str, prompt: str, route: str | None) -> dict:
+def _ask(url: str, prompt: str, route: str | None, salt: str | None = None) -> dict:
     body = {"prompt": prompt, "max_tokens": MAX_TOKENS, "temperature": 0, "seed": SEED, "logprobs": TOP}
     if route is not None:
         body["disagg"] = {"route": route}
+    if salt is not None:
+        body["cache_salt"] = salt
     try:
         answer = fetch_json(url + "/v1/completions", timeout=60, data=body)
     except ScrapeError as exc:
@@ -88,7 +101,8 @@ def tie_gap(a: dict, b: dict, i: int) -> float | None:
 
 def canary(url: str, ctx, reference: str | None = None) -> dict:
     """Ask twice and compare; the result is what DG507 reads (`compared`, `diverged_at`, both answers)."""
-    prompt, length = canary_prompt(ctx)
+    nonce = secrets.token_hex(4)
+    prompt, length = canary_prompt(ctx, nonce)
     base = {"prompt_tokens": length, "max_tokens": MAX_TOKENS, "seed": SEED}
     if reference:
         a, b = _ask(url, prompt, None), _ask(reference.rstrip("/"), prompt, None)
@@ -97,7 +111,7 @@ def canary(url: str, ctx, reference: str | None = None) -> dict:
             return {**base, "compared": False, "route": "local",
                     "message": f"canary: the deployment prefilled the canary locally (reason {a.get('reason')}): nothing to compare"}
     else:
-        a = _ask(url, prompt, "remote")
+        a = _ask(url, prompt, "remote", f"disagg-canary-{nonce}-pd")
         a["label"] = "the P/D path (prefilled remotely)"
         if "error" in a:
             return {**base, "compared": False, "message": f"canary: the P/D request failed: {a['error']}"}
@@ -108,7 +122,7 @@ def canary(url: str, ctx, reference: str | None = None) -> dict:
             why = (a.get("override") or {}).get("why") or f"reason {a.get('reason')}"
             return {**base, "compared": False, "route": a["route"],
                     "message": f"canary: the request meant for the P/D path was prefilled locally ({why}): nothing to compare"}
-        b = _ask(url, prompt, "local")
+        b = _ask(url, prompt, "local", f"disagg-canary-{nonce}-local")
         b["label"] = "a local prefill on the decode worker"
     for side in (a, b):
         if "error" in side:

@@ -12,6 +12,7 @@ from live.test_live_e2e import doctor, live, server  # noqa: F401 - the fixture
 from serving.conftest import EXAMPLES, complete, variant
 
 from disagg.doctor.live.canary import divergence, tie_gap
+from disagg.schemas.routing import RouteReason, RoutingPolicy, override_route, should_prefill_remote
 
 
 def test_divergence_by_token_and_by_text():
@@ -29,6 +30,19 @@ def test_tie_gap_is_the_smaller_margin_of_the_two_answers():
     far = {"tokens": [" z"], "token_logprobs": [-0.1], "top_logprobs": [{" z": -0.1, " w": -3.0}]}
     assert tie_gap(far, {**b, "top_logprobs": [{" y": -0.69, " q": -2.0}]}, 0) == pytest.approx(1.31)  # absent: below the lowest shown
     assert tie_gap({"tokens": ["a"], "text": "a"}, b, 0) is None  # no logprobs: unknown
+
+
+def test_override_route_grants_local_always_and_remote_only_where_it_can_run():
+    on = RoutingPolicy(remote_prefill=True, conditional_disagg=True, max_local_prefill_length=100, max_prefill_queue_size=2)
+    short = should_prefill_remote(50, 0.0, 0, on)
+    assert override_route("remote", short, 0, on) == (short._replace(remote=True, reason=RouteReason.OVERRIDE), None)
+    long = should_prefill_remote(500, 0.0, 0, on)
+    assert override_route("local", long, 0, on)[0] == long._replace(remote=False, reason=RouteReason.OVERRIDE)
+    full = should_prefill_remote(500, 0.0, 2, on)  # queue_full: the cap protects the prefill workers
+    assert override_route("remote", full, 2, on) == (full, "the prefill queue is full (2 >= max-prefill-queue-size 2)")
+    off = should_prefill_remote(500, 0.0, 0, RoutingPolicy())
+    assert override_route("remote", off, 0, RoutingPolicy()) == (off, "remote prefill is off in this deployment")
+    assert override_route("remote", long, 0, on, prefill_workers_alive=False)[1] == "no prefill worker is alive"
 
 
 def _faults(url: str, **faults) -> dict:

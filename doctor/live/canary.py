@@ -15,8 +15,8 @@ docs.vllm.ai/en/latest/design/prefix_caching; `disagg serve` passes it on, and i
 
 Greedy decoding is not bitwise reproducible across batch shapes and kernels: two tokens whose logprobs are nearly
 equal can swap (vLLM's "batch invariance" page, docs.vllm.ai/en/stable/features/batch_invariance, and
-vllm-project/vllm#966). A divergence where the two answers' tokens are within NEAR_TIE nats of each other in either
-answer's own distribution is reported as such, not as wrong KV.
+vllm-project/vllm#966). A divergence where the two answers' tokens are within NEAR_TIE nats (rules/live/_signals.py) of each other in either
+answer's own distribution is reported as such (DG507 reads `tie_gap`), not as wrong KV.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from .scrape import ScrapeError, fetch_json
 MAX_TOKENS = 16
 SEED = 5077
 TOP = 5  # alternatives per token: enough to find the other answer's token at a divergence
-NEAR_TIE = 0.3  # nats: a flip between tokens this close may be floating-point noise, not wrong KV
 _TEXT = ("A known answer: the prefill worker computes this prompt's cache, the decode worker reads it and continues. "
          "If both paths agree, the cache arrived intact. ")
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ...finding import Fix, Severity
 from ...registry import Rule
+from ._signals import NEAR_TIE
 
 
 def _show(answer: dict, i: int, basis: str) -> str:
@@ -56,7 +57,7 @@ class DG507(Rule):
         gap = c.get("tie_gap")
         if gap is None:
             severity, confidence = Severity.WARNING, 0.7
-        elif gap < 0.3:
+        elif gap < NEAR_TIE:
             severity, confidence = Severity.INFO, 0.4
         else:
             severity, confidence = Severity.ERROR, 0.95

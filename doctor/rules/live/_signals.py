@@ -18,6 +18,10 @@ REASON_TO_CAUSE = {
 # repeated prompt gets no transfer. "No KV arrived" is a contradiction only when the engines computed at least this
 # many times the prompt tokens they read from their prefix caches (the live rule and its alert share it).
 CACHE_FACTOR = 2.0
+# DG507: two greedy answers that part between tokens within this many nats of each other (in either answer's own
+# logprobs) may part from floating-point noise between batch shapes and kernels, not from wrong KV (vLLM's batch
+# invariance page, docs.vllm.ai/en/stable/features/batch_invariance; vllm-project/vllm#966).
+NEAR_TIE = 0.3
 
 
 def traffic(ctx) -> tuple[float, float, dict[str, float]]:

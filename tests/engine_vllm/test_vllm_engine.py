@@ -119,6 +119,7 @@ def test_canary_answers_match_on_cpu_vllm(model, tmp_path):
     try:
         r = subprocess.run([sys.executable, "-m", "disagg", "doctor", "--live", s.url, "--probe", "--output-format", "json"],
                            capture_output=True, text=True, timeout=300)
+        assert r.stdout.startswith("{"), r.stdout + r.stderr
         out = json.loads(r.stdout)
         c = out["probe"]["canary"]
         assert c["compared"], c["message"]

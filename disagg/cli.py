@@ -72,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--prometheus", metavar="URL", help="read the deployment's metrics (and DCGM GPU series) from this Prometheus server instead of scraping the frontend")
     live.add_argument("--prometheus-selector", metavar="MATCHERS", help='label matchers that pick this deployment\'s series in Prometheus, e.g. job="disagg",namespace="prod"')
     live.add_argument("--until-finding", action="store_true", help="exit as soon as an error-level finding is certain")
-    live.add_argument("--probe", action="store_true", help="send one request longer than the threshold; where its prefill ran is evidence on its own (without --duration, the watch ends after two scrapes)")
+    live.add_argument("--probe", action="store_true", help="send one request longer than the threshold; where its prefill ran is evidence on its own (without --duration, the watch ends after two scrapes); "
+                      "then the known-answer canary: one greedy prompt through the P/D path and prefilled locally, compared token by token (DG507)")
+    live.add_argument("--reference", metavar="URL", help="with --probe: compare the canary's answer with this aggregated endpoint of the same model "
+                      "(for stacks without disagg serve's per-request route)")
 
     serve = sub.add_parser("serve", formatter_class=_Help, help="run a config: OpenAI-compatible frontend, router, decode and prefill workers",
                            description="Run a Dynamo-style config with the reference runtime (mock engine by default).")

@@ -3,7 +3,7 @@
 Parameters are treated as vLLM's OpenAI server treats them where this runtime can honour them (`max_tokens` unset
 is the rest of the context; `stop`, `seed`, `presence_penalty`, `frequency_penalty`, `logprobs` (an int on
 /v1/completions, a bool with `top_logprobs` on chat), `stream_options.include_usage`, chat content given as a list of
-text parts; vLLM's `cache_salt`), and every other parameter a client sets is refused with a 400 that names it, never
+text parts; vLLM's `cache_salt`; this runtime's own `disagg.route`, a requested route: see frontend/router.py), and every other parameter a client sets is refused with a 400 that names it, never
 silently ignored. The logprobs of a choice are built from per-token entries `(token text, logprob, [(alternative
 text, logprob), ...])` that the backend yields (backends/mock.py documents the mock's values; vLLM's are its own).
 """
@@ -23,6 +23,14 @@ MAX_LOGPROBS = 20  # vLLM's default --max-logprobs (vllm/config/model.py, v0.11)
 _HARMLESS = {"user", "metadata", "store", "service_tier"}
 
 
+class DisaggOptions(BaseModel):
+    """This runtime's own request field: `{"route": "local" | "remote"}` asks for where the prompt is prefilled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    route: Literal["local", "remote"] | None = None
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -39,6 +47,7 @@ class _Request(BaseModel):
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     cache_salt: str | None = Field(default=None, min_length=1)
+    disagg: DisaggOptions | None = None
 
     @field_validator("stop")
     @classmethod

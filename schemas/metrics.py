@@ -23,7 +23,9 @@ class Metric(NamedTuple):
 
 
 # Where a request's prefill ran and why: the `reason` label of disagg_requests_total (schemas/routing.py decides).
-ROUTE_REASONS = ("remote", "disabled", "below_threshold", "queue_full", "no_prefill_workers", "prefill_failed", "kv_transfer_failed")
+# `override`: the client asked for the route (the request body's `"disagg": {"route": ...}`, what the doctor's canary
+# sends) and got it; such requests say nothing about the routing policy, so the live rules leave them out.
+ROUTE_REASONS = ("remote", "disabled", "below_threshold", "queue_full", "no_prefill_workers", "prefill_failed", "kv_transfer_failed", "override")
 # How a prefilled KV region ended: the `reason` label of disagg_engine_kv_released_total. Every end goes through one
 # release (runtime/kv.py KVStore.release): zeroed, withdrawn from NIXL, counted here.
 #   read      the decode worker read it (over the channel, or its NIXL release notice)

@@ -24,6 +24,7 @@ class RouteReason(str, Enum):
     BELOW_THRESHOLD = "below_threshold"  # uncached prompt <= max-local-prefill-length
     QUEUE_FULL = "queue_full"  # prefill queue already holds max-prefill-queue-size requests
     NO_PREFILL_WORKERS = "no_prefill_workers"  # remote was chosen but no prefill worker is alive
+    OVERRIDE = "override"  # the client asked for this route (`"disagg": {"route": ...}` in the request body)
 
 
 class RoutingPolicy(NamedTuple):
@@ -72,3 +73,21 @@ def should_prefill_remote(
     if not prefill_workers_alive:
         return RouteDecision(False, RouteReason.NO_PREFILL_WORKERS, length)
     return RouteDecision(True, RouteReason.REMOTE, length)
+
+
+def override_route(asked: str, decision: RouteDecision, queue_size: int, policy: RoutingPolicy,
+                   prefill_workers_alive: bool = True) -> tuple[RouteDecision, str | None]:
+    """A client's requested route (`local` or `remote`) in place of the rule's `decision`: (the decision, None) when
+    it can be honoured, else (the rule's own decision, why not). `local` always can (it is what the rule does for any
+    short prompt). `remote` cannot where the deployment has no remote prefill (off, or no prefill worker alive), and
+    it does not jump a full queue: with conditional-disagg the queue's cap protects the prefill workers, and a client
+    may not lift it."""
+    if asked == "local":
+        return RouteDecision(False, RouteReason.OVERRIDE, decision.prefill_length), None
+    if not policy.remote_prefill:
+        return decision, "remote prefill is off in this deployment"
+    if not prefill_workers_alive:
+        return decision, "no prefill worker is alive"
+    if policy.conditional_disagg and queue_size >= policy.max_prefill_queue_size:
+        return decision, f"the prefill queue is full ({queue_size} >= max-prefill-queue-size {policy.max_prefill_queue_size})"
+    return RouteDecision(True, RouteReason.OVERRIDE, decision.prefill_length), None

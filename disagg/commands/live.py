@@ -15,12 +15,17 @@ def run(args: argparse.Namespace, registry) -> int:
     from disagg.doctor.context import LintOptions
     from disagg.doctor.engine import lint_paths
     from disagg.doctor.finding import Severity
+    from disagg.doctor.live.canary import canary
     from disagg.doctor.live.diagnose import Diagnoser, LiveContext
     from disagg.doctor.live.probe import probe_once
     from disagg.doctor.live.window import Window
 
     url = args.live.rstrip("/")
     if (problem := url_problem(url, "--live")) is not None:
+        return err(problem)
+    if args.reference and not args.probe:
+        return err("--reference names the endpoint --probe's canary compares with: give --probe too")
+    if args.reference and (problem := url_problem(args.reference.rstrip("/"), "--reference")) is not None:
         return err(problem)
     if args.interval <= 0 or (args.duration is not None and args.duration <= 0):
         return err("--interval and --duration must be positive")
@@ -53,9 +58,12 @@ def run(args: argparse.Namespace, registry) -> int:
             if f.severity >= Severity.WARNING:
                 print(f"  static {f.code} [{f.severity.label}] {f.path}:{f.line}:{f.column}: {f.message}")
     probe = probe_once(url, ctx) if args.probe else None
+    if probe is not None:
+        probe["canary"] = canary(url, ctx, args.reference)
     ctx.probe = probe
     if probe and text_mode:
         print(f"probe: {probe['message']}")
+        print(probe["canary"]["message"])
     duration = args.duration
     if duration is None and probe is not None and not args.until_finding:
         duration = 2 * args.interval  # the probe is the evidence: scrape what it did, then give the verdict
@@ -144,6 +152,12 @@ def health_summary(window, probe: dict | None) -> dict:
         parts.append(f"{len(up)}/{count(len(known), 'prefill worker')} up")
     if probe and probe.get("route"):
         parts.append(f"probe prefilled {'remotely' if probe['route'] == 'remote' else 'locally'}")
+    c = (probe or {}).get("canary") or {}
+    if c.get("compared") and c.get("diverged_at") is None:
+        parts.append(f"canary answers match ({c['max_tokens']} tokens)")
+        out["canary"] = "match"
+    elif c:
+        out["canary"] = "differ" if c.get("compared") else "not compared"
     out["text"] = "; ".join(parts)
     return out
 

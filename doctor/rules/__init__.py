@@ -44,6 +44,7 @@ RULE_MODULES = (
     "live.DG504",
     "live.DG505",
     "live.DG506",
+    "live.DG507",
     "live.DG508",
     "live.DG509",
     "host.DG701",

@@ -140,7 +140,7 @@ class Completions:
         if bad := req.unsupported():
             raise RequestFailed(400, f"unsupported parameter{'s' if len(bad) > 1 else ''}: {', '.join(bad)} (this server honours model, prompt/messages, "
                                 "max_tokens, max_completion_tokens, stream, stream_options, n=1, temperature, top_p, stop, seed, presence_penalty, frequency_penalty, "
-                                "logprobs, top_logprobs (chat), cache_salt)", "unsupported_parameter")
+                                "logprobs, top_logprobs (chat), cache_salt, disagg.route)", "unsupported_parameter")
         if req.model is not None and req.model != f.plan.served_model_name:
             raise RequestFailed(404, f"model {req.model!r} is not served here; this frontend serves {f.plan.served_model_name!r}", "model_not_found")
         try:
@@ -185,7 +185,7 @@ class Completions:
         seen["prompt"] = len(tokens)
         sampling = req.sampling()
         sent = {"any": False}
-        events = f.router.serve(tokens, max_tokens, request_id(), sampling, req.cache_salt or "", sent)
+        events = f.router.serve(tokens, max_tokens, request_id(), sampling, req.cache_salt or "", sent, req.disagg.route if req.disagg else None)
         f.metrics.in_flight.inc()
         try:
             if req.stream:

@@ -5,6 +5,10 @@ No request is lost to a failure on the remote path: a failed prefill (any reason
 use ends in a local prefill, counted by reason. A decode worker that fails before anything reached the client is
 replaced once by another one (Dynamo's migration, `disagg_requests_migrated_total`); after that, or once something
 was sent, the request ends with an error the API turns into an OpenAI error.
+
+A request may ask for its route (`"disagg": {"route": "local" | "remote"}`, the doctor's known-answer canary does):
+`schemas.routing.override_route` says whether it can have it; granted, it is counted with reason `override`, and
+refused it is routed as any other, its answer saying why (`disagg.override`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-from disagg.schemas.routing import should_prefill_remote
+from disagg.schemas.routing import override_route, should_prefill_remote
 
 from ..backends import KVLoadFailed, WorkerFailed
 from .pool import NoDecodeWorker
@@ -41,7 +45,8 @@ class Router:
         except WorkerFailed:
             return 0
 
-    async def serve(self, tokens: list[int], max_tokens: int, request: str, sampling: dict, salt: str, sent: dict) -> AsyncIterator[tuple[str, object]]:
+    async def serve(self, tokens: list[int], max_tokens: int, request: str, sampling: dict, salt: str, sent: dict,
+                    route: str | None = None) -> AsyncIterator[tuple[str, object]]:
         """Yields ("start", info), ("text", (piece, tokens in it))..., ("usage", n), ("end", finish_reason); ("restart", None) when a
         decode worker failed after producing text the client has not seen (the consumer drops it). `sent["any"]`
         is set by the consumer once something reached the client: from then on nothing is retried."""
@@ -55,6 +60,7 @@ class Router:
         prefill_worker = None
         recorded = False
         kv_read = False  # set once the decode worker says it used the prefilled KV
+        override = None  # what the response says about a requested route
         try:
             for attempt in range(MIGRATION_LIMIT + 1):
                 try:
@@ -64,7 +70,11 @@ class Router:
                 tried.add(decode.worker_id)
                 if decision is None:
                     cached = await self._cached_tokens(decode, tokens, salt)
-                    decision = should_prefill_remote(len(tokens), cached / len(tokens), len(self.queue), self.policy, self.pool.any_up("prefill"))
+                    alive = self.pool.any_up("prefill")
+                    decision = should_prefill_remote(len(tokens), cached / len(tokens), len(self.queue), self.policy, alive)
+                    if route is not None:
+                        decision, refused = override_route(route, decision, len(self.queue), self.policy, alive)
+                        override = {"route": route, "honoured": refused is None, **({"why": refused} if refused else {})}
                     reason = decision.reason.value
                     if decision.remote:
                         try:
@@ -95,7 +105,8 @@ class Router:
                                         kv_read = kv_read or route == "remote"
                                         yield "start", {"route": route, "reason": reason, "decode_worker": decode.worker_id,
                                                         "prefill_worker": prefill_worker if route == "remote" else None,
-                                                        "cached_tokens": value["cached_tokens"], "kv": value["kv"]}
+                                                        "cached_tokens": value["cached_tokens"], "kv": value["kv"],
+                                                        **({"override": override} if override is not None else {})}
                                     elif kind == "end":
                                         yield "end", value
                                         return

@@ -110,3 +110,23 @@ def test_seed_broken_config_leaves_the_prefill_engine_idle(model, tmp_path):
         assert _engine_metric(s, "decode-0", "vllm:prompt_tokens_by_source_total", source="local_compute") > 0
     finally:
         s.stop()
+
+
+def test_canary_answers_match_on_cpu_vllm(model, tmp_path):
+    """The known-answer canary on real engines: the P/D answer (KV over NIXL) and the decode engine's own prefill of the
+    same greedy prompt are the same tokens, so DG507 stays silent; the canary's requests asked for their routes."""
+    s = start_server(_config(tmp_path, model, broken=False), tmp_path / "canary", "--engine", "vllm", env={"DISAGG_RUN_SECRET": SECRET})
+    try:
+        r = subprocess.run([sys.executable, "-m", "disagg", "doctor", "--live", s.url, "--probe", "--output-format", "json"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.stdout.startswith("{"), r.stdout + r.stderr
+        out = json.loads(r.stdout)
+        c = out["probe"]["canary"]
+        assert c["compared"], c["message"]
+        assert [a["route"] for a in c["answers"]] == ["remote", "local"] and c["basis"] == "tokens"
+        assert c["diverged_at"] is None, c
+        assert len(c["answers"][0]["tokens"]) == c["max_tokens"]
+        assert not [f for f in out["findings"] if f["code"] == "DG507"]
+        assert s.metric("disagg_requests_total", reason="override") == 2
+    finally:
+        s.stop()

@@ -43,7 +43,7 @@ def test_live_rule_case(code, case):
     if "config" in case:
         result = lint_text("case.yaml", case["config"], [r for r in default_registry() if not r.live], LintOptions())
         parse, static = result.deployment, result.findings
-    ctx = LiveContext(window=window, target="http://frontend", deployment=parse, static=static)
+    ctx = LiveContext(window=window, target="http://frontend", deployment=parse, static=static, probe=case.get("probe"))
     got = list(rule().check(ctx))
     want = case["expect"]
     assert len(got) == len(want), [f.message for f in got]

@@ -18,12 +18,18 @@ REASON_TO_CAUSE = {
 # repeated prompt gets no transfer. "No KV arrived" is a contradiction only when the engines computed at least this
 # many times the prompt tokens they read from their prefix caches (the live rule and its alert share it).
 CACHE_FACTOR = 2.0
+# DG507: two greedy answers that part between tokens within this many nats of each other (in either answer's own
+# logprobs) may part from floating-point noise between batch shapes and kernels, not from wrong KV (vLLM's batch
+# invariance page, docs.vllm.ai/en/stable/features/batch_invariance; vllm-project/vllm#966).
+NEAR_TIE = 0.3
 
 
 def traffic(ctx) -> tuple[float, float, dict[str, float]]:
-    """(requests, remote requests, local requests by reason) over the window."""
+    """(requests, remote requests, local requests by reason) over the window. Requests whose client chose the route
+    (reason `override`, the canary's) say nothing about the routing policy and are left out."""
     w = ctx.window
     by_reason = w.by_label("requests", "reason")
+    by_reason.pop("override", None)
     total = sum(by_reason.values())
     remote = by_reason.get("remote", 0.0)
     if total == 0 and w.last is not None and ("prefill_admissions" in w.last.signals or "failures" in w.last.signals):  # Dynamo 1.x

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from runtime.backends.chat_template import ChatTemplateError, load_chat_template
+from disagg.runtime.backends.chat_template import ChatTemplateError, load_chat_template
 
 pytest.importorskip("jinja2")
 

@@ -64,6 +64,9 @@ def _direct(url: str, body: dict, key: str | None = None) -> dict:
         return json.loads(r.read())
 
 
+@pytest.mark.xfail(strict=False, reason="regressed in the merges of 2026-12-04 (passed on the canary branch before channel/facts were merged): "
+                   "vLLM answers the backend's request with an event without `choices` (an error object), runtime/backends/vllm.py:138 "
+                   "KeyError; open in the issue 20/22 note")
 def test_disaggregated_vllm_end_to_end(model, tmp_path):
     s = start_server(_config(tmp_path, model, broken=False), tmp_path / "fixed", "--engine", "vllm", env={"DISAGG_RUN_SECRET": SECRET})
     try:

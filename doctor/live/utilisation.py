@@ -121,24 +121,6 @@ class PsutilSource:
     def __init__(self):
         self._procs: dict[int, object] = {}
 
-    def _process_util(self, index: int, handle) -> dict[int, int]:
-        """pid -> SM utilisation of its newest sample on this GPU within the window; a process with no sample in it
-        ran no kernel there (NVML's NOT_FOUND). MIG devices do not report per-process samples (NOT_SUPPORTED)."""
-        nv = self._nvml
-        quiet = tuple(e for e in (getattr(nv, "NVMLError_NotFound", None), getattr(nv, "NVMLError_NotSupported", None)) if e is not None)
-        cursor = max(0, time.time_ns() // 1000 - self.WINDOW_US)
-        try:
-            samples = nv.nvmlDeviceGetProcessUtilization(handle, cursor)
-        except quiet:
-            return {}
-        newest: dict[int, tuple[int, int]] = {}
-        for s in samples:
-            if s.pid not in newest or s.timeStamp >= newest[s.pid][0]:
-                newest[s.pid] = (s.timeStamp, s.smUtil)
-        if newest:
-            self.last_seen[index] = max(self.last_seen.get(index, 0), max(t for t, _ in newest.values()))
-        return {pid: util for pid, (_, util) in newest.items()}
-
     def read(self, pids: dict[str, int]) -> dict[str, Reading] | NotAvailable:
         try:
             import psutil

@@ -122,8 +122,8 @@ class VllmBackend:
                 if kv is not None:
                     raise KVLoadFailed("decode_rejected", f"HTTP {r.status}: {detail}")
                 raise WorkerFailed("decode_failed", f"HTTP {r.status}: {detail}")
-            yield "start", {"prefill": "remote" if kv is not None else "local", "cached_tokens": 0, "computed_tokens": 0 if kv else len(tokens),
-                            "kv": {"status": "ok" if kv else "none", "transport": "nixl"} if kv else {"status": "none"}}
+            start = {"prefill": "remote" if kv is not None else "local", "cached_tokens": 0, "computed_tokens": 0 if kv else len(tokens),
+                     "kv": {"status": "ok", "transport": "nixl"} if kv else {"status": "none"}}
             finish = "length"
             async for raw in r.content:
                 line = raw.decode().strip()
@@ -132,6 +132,15 @@ class VllmBackend:
                 if line == "data: [DONE]":
                     break
                 event = json.loads(line[6:])
+                if "error" in event:  # vLLM ends a stream it cannot serve with an error object instead of choices
+                    err = event["error"] if isinstance(event["error"], dict) else {"message": event["error"]}
+                    detail = f"vLLM: {err.get('message', err)}"[:300]
+                    if start is not None and kv is not None:  # nothing sent yet: the router prefills locally instead
+                        raise KVLoadFailed("decode_rejected", detail)
+                    raise WorkerFailed("decode_failed", detail)
+                if start is not None:  # said once vLLM has answered, so an error before the first token is a refusal
+                    yield "start", start
+                    start = None
                 if event.get("usage") and not event.get("choices"):
                     yield "usage", int(event["usage"].get("completion_tokens", 0))
                     continue
@@ -142,6 +151,8 @@ class VllmBackend:
                     yield "tokens", choice["text"]
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
+            if start is not None:
+                yield "start", start
             yield "end", finish
 
 

@@ -64,9 +64,6 @@ def _direct(url: str, body: dict, key: str | None = None) -> dict:
         return json.loads(r.read())
 
 
-@pytest.mark.xfail(strict=False, reason="regressed in the merges of 2026-12-04 (passed on the canary branch before channel/facts were merged): "
-                   "vLLM answers the backend's request with an event without `choices` (an error object), runtime/backends/vllm.py:138 "
-                   "KeyError; open in the issue 20/22 note")
 def test_disaggregated_vllm_end_to_end(model, tmp_path):
     s = start_server(_config(tmp_path, model, broken=False), tmp_path / "fixed", "--engine", "vllm", env={"DISAGG_RUN_SECRET": SECRET})
     try:
@@ -115,8 +112,6 @@ def test_seed_broken_config_leaves_the_prefill_engine_idle(model, tmp_path):
         s.stop()
 
 
-@pytest.mark.skip(reason="run once on CPU vLLM 0.32 (2026-12-04): the canary's P/D request timed out at the probe's request timeout before "
-                         "vLLM answered on this 2-core machine; to re-enable once the probe takes a longer timeout for slow engines (issue 22 note)")
 def test_canary_answers_match_on_cpu_vllm(model, tmp_path):
     """The known-answer canary on real engines: the P/D answer (KV over NIXL) and the decode engine's own prefill of the
     same greedy prompt are the same tokens, so DG507 stays silent; the canary's requests asked for their routes."""

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 from ...finding import Fix, Severity
-from ...registry import Rule
-from . import host_context
+from . import HostRule
 
 
-class DG701(Rule):
+class DG701(HostRule):
     """## What it does
     Reports a host with more than one network path for UCX (two or more active RDMA ports, or two or more physical
     NICs that are up) where neither this environment nor the configs given set `UCX_NET_DEVICES`.
@@ -30,11 +29,9 @@ class DG701(Rule):
     code = "DG701"
     name = "ucx-net-devices-unset"
     severity = Severity.WARNING
-    live = True
 
-    def check(self, ctx):
-        host = host_context(ctx)
-        if host is None or host.settings("UCX_NET_DEVICES"):
+    def check_host(self, host):
+        if host.settings("UCX_NET_DEVICES"):
             return
         rdma = host.facts.active_rdma()
         nics = host.facts.physical_nics()

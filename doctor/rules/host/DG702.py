@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 from ...finding import Fix, Severity
-from ...registry import Rule
-from . import devices, host_context
+from . import HostRule, devices
 
 
-class DG702(Rule):
+class DG702(HostRule):
     """## What it does
     Reports a `UCX_NET_DEVICES` whose devices all sit on another NUMA node than the GPUs of this host (NUMA nodes
     read from sysfs: `/sys/class/infiniband/DEV/device/numa_node`, `/sys/class/net/DEV/device/numa_node`, and each
@@ -29,12 +28,8 @@ class DG702(Rule):
     code = "DG702"
     name = "ucx-device-across-numa"
     severity = Severity.WARNING
-    live = True
 
-    def check(self, ctx):
-        host = host_context(ctx)
-        if host is None:
-            return
+    def check_host(self, host):
         gpu_nodes = {g.numa_node for g in host.facts.gpus if g.numa_node is not None}
         if not gpu_nodes:
             return

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 from ...finding import Fix, Severity
-from ...registry import Rule
-from . import host_context, tls_tokens
+from . import HostRule, tls_tokens
 
 # UCX transports that carry active messages (UCP's wire-up and NIXL's notifications need one): the network ones and
 # shared memory (posix, sysv; `sm`/`shm` name them). cuda_copy, cuda_ipc, gdr_copy, rocm_*, cma, knem and xpmem
@@ -17,7 +16,7 @@ def lacks_active_messages(value: str) -> bool:
     return bool(tokens) and not tokens[0].startswith("^") and not any(t.lstrip("\\") in AM_CAPABLE for t in tokens)
 
 
-class DG703(Rule):
+class DG703(HostRule):
     """## What it does
     Reports a `UCX_TLS` (in this environment or a config's worker env) that lists no transport able to carry
     active messages: only memory-copy transports such as `cuda_ipc`, `cuda_copy`, `gdr_copy` or `cma`.
@@ -40,12 +39,8 @@ class DG703(Rule):
     code = "DG703"
     name = "ucx-tls-no-active-messages"
     severity = Severity.ERROR
-    live = True
 
-    def check(self, ctx):
-        host = host_context(ctx)
-        if host is None:
-            return
+    def check_host(self, host):
         for s in host.settings("UCX_TLS"):
             if lacks_active_messages(s.value):  # (an exclusion list, ^..., leaves the rest in)
                 yield host.finding(self, f"UCX_TLS={s.value} has no transport that carries active messages: UCX cannot connect the workers "

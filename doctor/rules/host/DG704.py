@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 from ...finding import Fix, Severity
-from ...registry import Rule
-from . import host_context, tls_tokens
+from . import HostRule, tls_tokens
 
 RDMA_TLS = ("all", "rc", "rc_v", "rc_x", "rc_mlx5", "rc_verbs", "ud", "ud_v", "ud_x", "ud_mlx5", "ud_verbs", "dc", "dc_x", "dc_mlx5", "ib", "srd")
 
 
-class DG704(Rule):
+class DG704(HostRule):
     """## What it does
     Reports KV held to TCP on a host that has active RDMA ports: a `UCX_TLS` that allows `tcp` but no RDMA transport,
     or a measured NIXL transfer between two processes of this host that UCX carried over TCP.
@@ -31,12 +30,8 @@ class DG704(Rule):
     code = "DG704"
     name = "tcp-where-rdma-exists"
     severity = Severity.WARNING
-    live = True
 
-    def check(self, ctx):
-        host = host_context(ctx)
-        if host is None:
-            return
+    def check_host(self, host):
         ports = host.facts.active_rdma()
         if not ports:
             return

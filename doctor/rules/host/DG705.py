@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 from ...finding import Fix, Severity
-from ...registry import Rule
-from . import host_context
+from . import HostRule
 from .DG703 import lacks_active_messages
 
 
-class DG705(Rule):
+class DG705(HostRule):
     """## What it does
     Reports NIXL installed but unable to move KV here: its UCX backend does not start (NIXL and the UCX it loads do
     not resolve together), or the measured transfer between two local processes failed or read wrong bytes.
@@ -29,12 +28,8 @@ class DG705(Rule):
     code = "DG705"
     name = "nixl-cannot-transfer"
     severity = Severity.ERROR
-    live = True
 
-    def check(self, ctx):
-        host = host_context(ctx)
-        if host is None:
-            return
+    def check_host(self, host):
         nixl = host.facts.nixl
         tls = host.env.get("UCX_TLS")
         if tls is not None and lacks_active_messages(tls):

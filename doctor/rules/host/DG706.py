@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 from ...finding import Fix, Severity
-from ...registry import Rule
-from . import devices, host_context
+from . import HostRule, devices
 
 
-class DG706(Rule):
+class DG706(HostRule):
     """## What it does
     Compares what the config files given ask of this host with what it has: a worker's `UCX_NET_DEVICES` that names
     a device this host does not have (neither an RDMA device nor a network interface).
@@ -30,12 +29,8 @@ class DG706(Rule):
     code = "DG706"
     name = "ucx-device-absent"
     severity = Severity.WARNING
-    live = True
 
-    def check(self, ctx):
-        host = host_context(ctx)
-        if host is None:
-            return
+    def check_host(self, host):
         have = {p.device for p in host.facts.rdma} | {n.name for n in host.facts.nics}
         for s in host.settings("UCX_NET_DEVICES"):
             missing = [d for d in devices(s.value) if d.lower() != "all" and d not in have]

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from .context import LintContext
 
 DOC_SECTIONS = ("What it does", "Why is this bad?", "Example", "Use instead")
-ROLE_GUESSED = "when a worker's prefill or decode role rests only on a name, not on anything it runs with"
+ROLE_GUESSED = ("when a worker's prefill or decode role rests only on a name, not on anything it runs with, or its pair is one guess among "
+                "alternative files")
 
 
 class Rule:

@@ -234,6 +234,7 @@ class Pair(NamedTuple):
     decode: Worker
     prefill: Worker
     why: str  # how they were linked ("same file", "same model and labels across files", ...)
+    guess: str = ""  # why the link is only an inference (alternatives across files), "" when nothing contradicts it
 
     @property
     def cross_file(self) -> bool:

@@ -86,7 +86,28 @@ def across(deps: Iterable[Deployment], paired: set[int]) -> list[Pair]:
             why = _link(d, p)
             if why:
                 pairs.append(Pair(d, p, why))
-    return pairs
+    return _alternatives(pairs)
+
+
+def _alternatives(pairs: list[Pair]) -> list[Pair]:
+    """Mark links whose end also links with workers of another file of the same role: a folder of alternative setups
+    (a NIXL prefill script beside an LMCache decode script and a NIXL one) says nothing of which files run together,
+    so every such link is a guess, and what rests on it is at most an info (context.pair_finding)."""
+    files: dict[int, set[str]] = {}
+    for pair in pairs:
+        files.setdefault(id(pair.prefill), set()).add(pair.decode.path)
+        files.setdefault(id(pair.decode), set()).add(pair.prefill.path)
+    out = []
+    for pair in pairs:
+        wide = [(w, n) for w, n in ((pair.prefill, len(files[id(pair.prefill)])), (pair.decode, len(files[id(pair.decode)]))) if n > 1]
+        if wide:
+            w, n = wide[0]
+            other = "decode" if w is pair.prefill else "prefill"
+            guess = (f"{w.name} ({w.role}) links as well with {other} workers of {n} files in its folder, and no file says which of them "
+                     "run together (alternative setups side by side)")
+            pair = pair._replace(guess=guess)
+        out.append(pair)
+    return out
 
 
 def together(a: tuple[Branch, ...] | None, b: tuple[Branch, ...] | None, one_invocation: bool = False) -> bool:

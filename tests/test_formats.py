@@ -22,8 +22,9 @@ VARIANTS = {
     "connector presence": ({"connector": False}, "DG201"),
     "side-channel port": ({"both:port": "5600"}, "DG207"),  # both instances in one network with one port
 }
-# what each engine family can express: TensorRT-LLM has no dtype flag and its TP rule differs
-NOT_FOR = {"trtllm": {"tp ratio"}, "dynamo-v0": {"side-channel port"}}
+# what each engine family can express: TensorRT-LLM has no dtype flag and its TP rule differs; DG204 is the NIXL
+# connector's TP rule, and vLLM V0's PyNcclConnector maps ranks its own way
+NOT_FOR = {"trtllm": {"tp ratio"}, "dynamo-v0": {"side-channel port"}, "pynccl-v0": {"tp ratio"}}
 
 
 def lint_files(files: dict[str, str], tmp_path) -> list:

@@ -5,6 +5,8 @@ against the sha256 the manifest records. Upstream text never enters this reposit
     python bench/corpus/rebuild.py --out DIR             # elsewhere
     python bench/corpus/rebuild.py --mirror /work/.mirror  # from bare git mirrors: DIR/owner+name/repo (or DIR/owner+name)
     python bench/corpus/rebuild.py --verify-only         # only check what is already in --out
+    python bench/corpus/rebuild.py --manifest bench/corpus2/MANIFEST.tsv --out /work/corpus2/files [--mirror ...]
+                                                         # another corpus (bench/corpus2: held out from corpus 1 too)
 
 Exit status 0 when every file is there with the right bytes; 1 when some are missing or differ (listed).
 """

@@ -19,7 +19,7 @@ import re
 
 from .cmdline import Arg
 from .shell_expand import Expander, PStr, State
-from .shell_flow import Flow, _plain
+from .shell_flow import Flow, _plain, shell_string
 from .shell_launch import Launch, Launcher, image_entrypoint
 from .shell_lex import Command as LexCommand
 
@@ -125,5 +125,9 @@ class ShellReader(Flow, Expander, Launcher):
         if name in st.funcs:
             st.called.add(name)
             self.call(name, expanded[1:], st)
+            return
+        inner = shell_string(expanded)
+        if inner is not None:
+            self.subshell(inner, assigns, st)
             return
         self.launch(expanded, assigns, cmd, words, st)

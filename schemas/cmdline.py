@@ -61,6 +61,10 @@ _MODULES = {
     "dynamo.trtllm": "dynamo.trtllm",
     "sglang.launch_server": "sglang",
     "sglang_router.launch_router": "sglang-router",
+    # SGLang's test load balancer in front of prefill and decode servers: LBArgs.add_cli_args takes `--prefill URL...`
+    # and `--decode URL...` (nargs="+"), `--prefill-bootstrap-ports PORT...` (sgl-project/sglang
+    # python/sglang/srt/disaggregation/mini_lb.py at 001c2ae0901cd353c26fed2f435887c867b73eed)
+    "sglang.srt.disaggregation.mini_lb": "sglang-router",
     "sglang_router.launch_server": "sglang-router",
 }
 _WRAPPERS = ("exec", "nohup", "env", "time", "numactl", "taskset", "setsid", "stdbuf", "nice", "sudo", "timeout", "srun", "mpirun")

@@ -45,7 +45,9 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
 
     dep.workers = workers_from_launches(launches, path=path, host_for=host_for, target=target)
     dynamo_default_roles(dep)
-    _link_engine_configs(dep, {})
+    from .heredoc import written_files
+
+    _link_engine_configs(dep, written_files(path, text), engine="trtllm")
     share_targets(dep)
     return dep
 
@@ -260,15 +262,16 @@ def _configmap(doc: SourceDocument, configs: dict) -> None:
         configs[str(key)] = (found[0][0], (), found[0][0].data, found[1])
 
 
-def _link_engine_configs(dep: Deployment, configs: dict) -> None:
-    """A TensorRT-LLM worker's --extra-engine-args file, when the same manifest carries it in a ConfigMap."""
+def _link_engine_configs(dep: Deployment, configs: dict, engine: str | None = None) -> None:
+    """A TensorRT-LLM worker's --extra-engine-args file, when the same manifest carries it in a ConfigMap or the
+    script writes it (for a script only TensorRT-LLM workers: the keys read are TensorRT-LLM's LlmArgs)."""
     from . import trtllm
 
     for w in dep.workers:
         path = w.known("extra_engine_args")
         if not isinstance(path, str):
             continue
-        found = configs.get(os.path.basename(path))
+        found = configs.get(os.path.basename(path)) if engine is None or w.engine == engine else None
         if found is not None:
             inner, base, cfg, to_file = found
             trtllm.apply_engine_config(w, inner, base, cfg, to_file)

@@ -166,16 +166,17 @@ class Flow(Branches):
         st.frames.pop()
         st.depth -= 1
 
-    def subshell(self, inner: tuple[list[PStr], bool], assigns: dict[str, PStr], st: State) -> None:
+    def subshell(self, inner: tuple[list[PStr], str | None], assigns: dict[str, PStr], st: State) -> None:
         """Run the text of `bash -c` / `ssh HOST` as a child shell: only exported variables (none over ssh) reach it,
-        and what it sets does not come back."""
+        and what it sets does not come back; what ssh starts runs on HOST."""
         words, remote = inner
-        saved = st.vars
-        st.vars = {} if remote else {n: saved[n] for n in st.exported if n in saved}
+        saved, saved_remote = st.vars, st.remote
+        st.vars = {} if remote is not None else {n: saved[n] for n in st.exported if n in saved}
+        st.remote = remote if remote is not None else st.remote
         try:
-            self.eval_words(words, {} if remote else assigns, st)
+            self.eval_words(words, {} if remote is not None else assigns, st)
         finally:
-            st.vars = saved
+            st.vars, st.remote = saved, saved_remote
 
     def eval_words(self, expanded: list[PStr], assigns: dict[str, PStr], st: State) -> None:
         joined = concat(expanded, " ")
@@ -192,10 +193,10 @@ _SHELLS = ("bash", "sh", "dash", "zsh", "ksh")
 _SSH_VALUES = frozenset("-" + c for c in "BbcDEeFIiJLlmOopQRSWw")
 
 
-def shell_string(expanded: list[PStr]) -> tuple[list[PStr], bool] | None:
+def shell_string(expanded: list[PStr]) -> tuple[list[PStr], str | None] | None:
     """The command text another shell runs: `bash -c "CMD"` / `sh -lc 'CMD'` (after wrappers such as nohup, env A=B,
     srun, mpirun), and `ssh [options] HOST CMD...`, whose words the remote shell joins and reads; with whether the
-    text runs on another host (no variable of this script reaches it). None for any other command."""
+    host the text runs on for ssh (no variable of this script reaches it there). None for any other command."""
     texts = [p.text for p in expanded]
     for j, t in enumerate(texts):
         base = t.rsplit("/", 1)[-1]
@@ -206,13 +207,13 @@ def shell_string(expanded: list[PStr]) -> tuple[list[PStr], bool] | None:
             while k < len(texts) and re.fullmatch(r"-[a-z]+", texts[k]) and "c" not in texts[k]:
                 k += 1  # bash -l -c
             if k + 1 < len(texts) and re.fullmatch(r"-[a-z]*c[a-z]*", texts[k]):
-                return [expanded[k + 1]], False
+                return [expanded[k + 1]], None
             return None
         if base == "ssh":
             k = j + 1
             while k < len(texts) and texts[k].startswith("-"):
                 k += 2 if texts[k] in _SSH_VALUES else 1
-            return (expanded[k + 1 :], True) if k + 1 < len(texts) else None
+            return (expanded[k + 1 :], texts[k].rpartition("@")[2]) if k + 1 < len(texts) else None
     return None
 
 

@@ -26,6 +26,7 @@ class Launch(NamedTuple):
     container: str | None = None  # docker --name
     image: str | None = None
     alternative: tuple | None = None  # the if/case branches it runs in (model.Branch after `finish`); None: unconditional
+    remote: str | None = None  # `ssh HOST CMD`: the host it runs on
 
 
 class Launcher:
@@ -75,7 +76,7 @@ class Launcher:
         if var_hint:
             hints.insert(len(hints_near), var_hint)
         path = self.path(st)
-        st.launches.append(Launch(found, hints, env, network, container, image, tuple(path) if path else None))
+        st.launches.append(Launch(found, hints, env, network, container, image, tuple(path) if path else None, st.remote))
         st.recent.clear()
 
     @staticmethod

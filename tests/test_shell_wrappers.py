@@ -78,3 +78,15 @@ def test_findings_point_into_the_quoted_command():
 )
 def test_an_unknown_wrapper_form_is_not_read(line):
     assert launches(line + "\n") == []
+
+
+def test_what_ssh_starts_runs_on_that_host():
+    from disagg.schemas import knowledge
+    from disagg.schemas.readers import read_script
+
+    text = ("ssh node1 vllm serve m --port 8000 &\nssh user@node2 vllm serve m --port 8000 &\nssh \"$HOST\" vllm serve m --port 8000 &\n"
+            "vllm serve m --port 8001 &\n")
+    dep = read_script("run.sh", text, knowledge.new_target())
+    hosts = [(w.host.kind, w.host.node) for w in dep.workers]
+    assert hosts == [("node", "node1"), ("node", "node2"), ("unknown", None), ("process", None)]
+    assert len({w.host.network for w in dep.workers}) == 4  # no two share ports or localhost

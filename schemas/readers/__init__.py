@@ -31,6 +31,7 @@ def is_script(path: str, text: str, fmt: str = "auto") -> bool:
 
 
 def read_script(path: str, text: str, target: Target) -> Deployment:
+    from ..engines import unresolved
     from ..shell import Launch, ShellReader
     from .common import workers_from_launches
 
@@ -38,6 +39,10 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
     launches = ShellReader(text).read(text)
 
     def host_for(launch: Launch) -> Host:
+        if launch.remote is not None:  # `ssh HOST CMD`: another machine; one whose name is set at run time shares with none
+            if unresolved(launch.remote):
+                return Host("unknown", launch.remote, f"ssh:{path}:{launch.command.start.line}:{launch.command.start.column}")
+            return Host("node", launch.remote, f"ssh:{path}:{launch.remote}", node=launch.remote)
         if launch.image and launch.network != "host":
             name = launch.container or f"container@{launch.command.start.line}"
             return Host("container", name, f"container:{path}:{name}")

@@ -29,8 +29,9 @@ __all__ = ["ShellReader", "Launch", "PStr", "State", "image_entrypoint"]
 
 
 class ShellReader(Flow, Expander, Launcher):
-    def __init__(self, file_text: str, base_env: dict[str, Arg] | None = None):
+    def __init__(self, file_text: str, base_env: dict[str, Arg] | None = None, passthrough: frozenset[str] = frozenset()):
         self.file_text = file_text
+        self.passthrough = passthrough  # wrapper scripts known to run their arguments unchanged (readers/wrappers.py)
         self.starts = [0] + [m.end() for m in re.finditer("\n", file_text)]
         self.base_env = base_env or {}
 

@@ -32,6 +32,8 @@ class Launch(NamedTuple):
 class Launcher:
     """Turning a command into a Launch (mixed into ShellReader)."""
 
+    passthrough: frozenset[str] = frozenset()  # wrapper scripts that run their arguments unchanged
+
     def launch(self, expanded: list[PStr], assigns: dict[str, PStr], cmd: LexCommand, words: list[Word], st: State) -> None:
         texts = [p.text for p in expanded]
         if not may_serve(texts):
@@ -63,6 +65,8 @@ class Launcher:
             if container:
                 hints_near.append(container)
         args = [self.arg(p, cmd.start) for p in expanded]
+        while args and args[0].text.rsplit("/", 1)[-1] in self.passthrough:
+            args = args[1:]  # `./wrapper.sh CMD` whose wrapper ends in `exec "$@"`
         # VAR=value words that came out of an expansion (eval "$CMD" with CUDA_VISIBLE_DEVICES=0 vllm serve ...)
         found = find_command(args)
         if found is None and docker is not None and args:

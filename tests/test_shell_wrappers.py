@@ -90,3 +90,15 @@ def test_what_ssh_starts_runs_on_that_host():
     hosts = [(w.host.kind, w.host.node) for w in dep.workers]
     assert hosts == [("node", "node1"), ("node", "node2"), ("unknown", None), ("process", None)]
     assert len({w.host.network for w in dep.workers}) == 4  # no two share ports or localhost
+
+
+def test_a_wrapper_script_beside_the_script_is_read_through_only_when_it_runs_its_arguments_unchanged():
+    from pathlib import Path
+
+    from disagg.schemas import knowledge
+    from disagg.schemas.readers import read_script
+
+    path = Path(__file__).resolve().parent / "fixtures" / "shell" / "wrapper-script" / "launch.sh"
+    dep = read_script(str(path), path.read_text(), knowledge.new_target())
+    # drop-first.sh shifts its arguments and not-here.sh is not in the folder: neither command is read
+    assert [(w.role, w.known("port"), w.span.line) for w in dep.workers] == [("prefill", "30000", 2)]

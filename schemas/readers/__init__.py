@@ -36,7 +36,9 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
     from .common import workers_from_launches
 
     dep = Deployment(path=path, format="script", lines=text.splitlines())
-    launches = ShellReader(text).read(text)
+    from .wrappers import passthrough_wrappers
+
+    launches = ShellReader(text, passthrough=passthrough_wrappers(path, text)).read(text)
 
     def host_for(launch: Launch) -> Host:
         if launch.remote is not None:  # `ssh HOST CMD`: another machine; one whose name is set at run time shares with none

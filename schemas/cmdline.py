@@ -61,9 +61,24 @@ _MODULES = {
     "dynamo.trtllm": "dynamo.trtllm",
     "sglang.launch_server": "sglang",
     "sglang_router.launch_router": "sglang-router",
+    # SGLang's test load balancer in front of prefill and decode servers: LBArgs.add_cli_args takes `--prefill URL...`
+    # and `--decode URL...` (nargs="+"), `--prefill-bootstrap-ports PORT...` (sgl-project/sglang
+    # python/sglang/srt/disaggregation/mini_lb.py at 001c2ae0901cd353c26fed2f435887c867b73eed)
+    "sglang.srt.disaggregation.mini_lb": "sglang-router",
     "sglang_router.launch_server": "sglang-router",
 }
 _WRAPPERS = ("exec", "nohup", "env", "time", "numactl", "taskset", "setsid", "stdbuf", "nice", "sudo", "timeout", "srun", "mpirun")
+# Options of the launchers that take their value as the next word (`mpirun -np 2 CMD`, `srun -N 1 CMD`), so that the
+# value is not taken for the program. Only options these launchers define (Open MPI mpirun(1), Slurm srun(1),
+# numactl(8), taskset(1)); after any other option followed by a plain word the program is unknown and nothing is read.
+_WRAPPER_VALUES = {
+    "mpirun": frozenset({"-np", "-n", "-c", "-N", "-H", "--host", "-host", "--hostfile", "-hostfile", "--machinefile", "-x",
+                         "--map-by", "--bind-to", "--rank-by", "--npernode", "-npernode", "--wdir", "-wdir", "--prefix"}),
+    "srun": frozenset({"-N", "--nodes", "-n", "--ntasks", "-c", "--cpus-per-task", "-w", "--nodelist", "-p", "--partition",
+                       "-t", "--time", "-J", "--job-name", "--gres", "--gpus", "-G", "--ntasks-per-node", "--mpi", "-o", "--output",
+                       "-e", "--error", "--container-image", "--container-mounts", "--export"}),
+    "numactl": frozenset({"-N", "-m", "-C", "-p", "-i"}),
+}
 # Dynamo 0.3's SGLang examples start their workers as scripts that parse SGLang's own ServerArgs from argv
 # (ai-dynamo/dynamo examples/sglang/launch/disagg.sh at 03fd0a23: `python3 components/worker_inc.py ... --disaggregation-mode
 # prefill` and `components/decode_worker_inc.py`; both call utils/sgl_utils.py parse_sglang_args_inc ->
@@ -81,7 +96,7 @@ def may_serve(words: list[str]) -> bool:
     """False when no word can start a program `find_command` knows (a cheap test before positioning every word)."""
     for w in words:
         base = w.rsplit("/", 1)[-1]
-        if base in _PROGRAMS or base.startswith("python"):
+        if base in _PROGRAMS or base.startswith("python") or w == "-m":
             return True
     return False
 
@@ -105,12 +120,20 @@ def find_command(args: list[Arg]) -> Command | None:
             while i < len(args) and args[i].text.startswith("-") and args[i].text not in ("--",):
                 if wrapper == "env" and args[i].text in ("-u", "--unset", "-C", "--chdir") and i + 1 < len(args):
                     i += 1  # env -u NAME: the option's value is not the program
+                elif wrapper == "mpirun" and args[i].text == "--mca" and i + 2 < len(args):
+                    i += 2  # --mca KEY VALUE
+                elif args[i].text in _WRAPPER_VALUES.get(wrapper, ()) and i + 1 < len(args):
+                    i += 1
                 i += 1  # numactl --cpunodebind=0, timeout -s KILL ...
+            if wrapper == "taskset" and i < len(args) and re.fullmatch(r"(0x)?[0-9a-fA-F]+|[0-9,-]+", args[i].text):
+                i += 1  # taskset MASK CMD / taskset -c 0-7 CMD: the first word after the options is the CPU set
             if i < len(args) and args[i - 1].text.rsplit("/", 1)[-1] == "timeout" and re.fullmatch(r"[\d.]+[smhd]?", args[i].text):
                 i += 1
         else:
             break
     rest = args[i:]
+    if rest and rest[0].text.rsplit("/", 1)[-1] in ("apptainer", "singularity"):
+        rest = _container_exec(rest)
     if not rest:
         return None
     words = [a.text for a in rest]
@@ -121,7 +144,8 @@ def find_command(args: list[Arg]) -> Command | None:
     elif base == "trtllm-serve":
         # `trtllm-serve disaggregated -c disagg_config.yaml` is the router in front of the context/generation servers
         program, body = ("trtllm-disagg-server", rest[2:]) if len(words) > 1 and words[1] == "disaggregated" else ("trtllm-serve", rest[1:])
-    elif base.startswith("python"):
+    elif base.startswith("python") or (words[0].startswith("$") and len(words) > 2 and words[1] == "-m" and words[2] in _MODULES):
+        # `$PYTHON -m vllm.entrypoints...` with the interpreter set outside the file: `-m` and a serving module say it
         j = 1
         while j < len(words) and words[j].startswith("-") and words[j] != "-m":
             j += 1  # python3 -u -m ...
@@ -141,6 +165,23 @@ def find_command(args: list[Arg]) -> Command | None:
         return None
     flags, flag_spans, positional = parse_flags(body)
     return Command(program, rest, flags, flag_spans, positional, env, rest[0].span)
+
+
+# `apptainer exec` / `singularity exec` options that take a value (apptainer.org docs, "apptainer exec" options);
+# the word after the options is the image, the rest the command run in it. `run` starts the image's runscript: unknown.
+_APPTAINER_VALUES = frozenset({"-B", "--bind", "--mount", "--env", "--env-file", "-H", "--home", "--pwd", "-W", "--workdir",
+                               "-o", "--overlay", "--network", "--network-args", "--security", "--scratch", "-S", "--app",
+                               "--hostname", "--apply-cgroups", "--drop-caps", "--add-caps"})
+
+
+def _container_exec(words: list[Arg]) -> list[Arg]:
+    """The command of `apptainer exec [options] IMAGE CMD...`, or nothing when it is not that form."""
+    if len(words) < 3 or words[1].text != "exec":
+        return []
+    i = 2
+    while i < len(words) and words[i].text.startswith("-"):
+        i += 2 if words[i].text in _APPTAINER_VALUES else 1
+    return words[i + 1 :]
 
 
 def flag_name(key: str) -> str:

@@ -131,10 +131,14 @@ def apply_command(w: Worker, cmd: Command) -> None:
 
 
 def _router_urls(w: Worker, cmd: Command) -> None:
-    """SGLang's PD router takes `--prefill URL [BOOTSTRAP_PORT]` and `--decode URL`, each repeated once per server:
-    every URL with its span, under `router_prefill` / `router_decode` (the flag table keeps only the last)."""
+    """SGLang's PD router takes `--prefill URL [BOOTSTRAP_PORT]` and `--decode URL`, each repeated once per server
+    (`nargs="+", action="append"`, sgl-project/sglang sgl-router/py_src/sglang_router/router_args.py at
+    e46dcd87adca58ec70831ad7cb01a3892b2c9e50); SGLang's mini_lb takes every URL after one `--prefill` / `--decode`
+    (`nargs="+"`, mini_lb.py at 001c2ae0901cd353c26fed2f435887c867b73eed): every URL with its span, under
+    `router_prefill` / `router_decode` (the flag table keeps only the last)."""
     found: dict[str, list] = {"prefill": [], "decode": []}
     words = cmd.args
+    mini_lb = any(a.text == "sglang.srt.disaggregation.mini_lb" for a in words[:4])
     for i, a in enumerate(words):
         name, eq, value = a.text.partition("=")
         role = name[2:] if name in ("--prefill", "--decode") else None
@@ -142,8 +146,13 @@ def _router_urls(w: Worker, cmd: Command) -> None:
             continue
         if eq:
             found[role].append((value, a.pos_of(len(name) + 1, len(value))))
-        elif i + 1 < len(words) and not words[i + 1].text.startswith("-"):
-            found[role].append((words[i + 1].text, words[i + 1].span))
+            continue
+        j = i + 1
+        while j < len(words) and not words[j].text.startswith("-"):
+            found[role].append((words[j].text, words[j].span))
+            if not mini_lb:
+                break  # the router's second word is the bootstrap port
+            j += 1
     for role, urls in found.items():
         if urls:
             w.settings[f"router_{role}"] = Setting(urls, urls[0][1], f"--{role}")

@@ -19,7 +19,7 @@ import re
 
 from .cmdline import Arg
 from .shell_expand import Expander, PStr, State
-from .shell_flow import Flow, _plain
+from .shell_flow import Flow, _plain, shell_string
 from .shell_launch import Launch, Launcher, image_entrypoint
 from .shell_lex import Command as LexCommand
 
@@ -29,8 +29,9 @@ __all__ = ["ShellReader", "Launch", "PStr", "State", "image_entrypoint"]
 
 
 class ShellReader(Flow, Expander, Launcher):
-    def __init__(self, file_text: str, base_env: dict[str, Arg] | None = None):
+    def __init__(self, file_text: str, base_env: dict[str, Arg] | None = None, passthrough: frozenset[str] = frozenset()):
         self.file_text = file_text
+        self.passthrough = passthrough  # wrapper scripts known to run their arguments unchanged (readers/wrappers.py)
         self.starts = [0] + [m.end() for m in re.finditer("\n", file_text)]
         self.base_env = base_env or {}
 
@@ -125,5 +126,9 @@ class ShellReader(Flow, Expander, Launcher):
         if name in st.funcs:
             st.called.add(name)
             self.call(name, expanded[1:], st)
+            return
+        inner = shell_string(expanded)
+        if inner is not None:
+            self.subshell(inner, assigns, st)
             return
         self.launch(expanded, assigns, cmd, words, st)

@@ -71,6 +71,7 @@ class State:
         self.forks: dict[str, Any] = {}  # variable -> shell_flow.Fork: set differently in the branches of an if/case
         self.extra: list[tuple] = []  # branches of the forks the current command is read with
         self.launches: list = []
+        self.remote: str | None = None  # the host of `ssh HOST CMD` while CMD is read
         self.steps = 0
         self.max_steps = 0
         self.depth = 0

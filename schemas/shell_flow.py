@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import re
 
+from .cmdline import _WRAPPERS
 from .shell_branch import Branches, Frame, _plain, _var_names  # noqa: F401 (re-exported)
 from .shell_expand import PStr, State, concat
 from .shell_lex import Command as LexCommand
@@ -165,6 +166,18 @@ class Flow(Branches):
         st.frames.pop()
         st.depth -= 1
 
+    def subshell(self, inner: tuple[list[PStr], str | None], assigns: dict[str, PStr], st: State) -> None:
+        """Run the text of `bash -c` / `ssh HOST` as a child shell: only exported variables (none over ssh) reach it,
+        and what it sets does not come back; what ssh starts runs on HOST."""
+        words, remote = inner
+        saved, saved_remote = st.vars, st.remote
+        st.vars = {} if remote is not None else {n: saved[n] for n in st.exported if n in saved}
+        st.remote = remote if remote is not None else st.remote
+        try:
+            self.eval_words(words, {} if remote is not None else assigns, st)
+        finally:
+            st.vars, st.remote = saved, saved_remote
+
     def eval_words(self, expanded: list[PStr], assigns: dict[str, PStr], st: State) -> None:
         joined = concat(expanded, " ")
         if st.depth < 8:
@@ -173,6 +186,35 @@ class Flow(Branches):
                 st.vars[name] = value
             self.run(Lexer(joined.text, joined.offs).commands(), st)
             st.depth -= 1
+
+
+_SHELLS = ("bash", "sh", "dash", "zsh", "ksh")
+# ssh(1) options that take a value (OpenSSH ssh.1: -B -b -c -D -E -e -F -I -i -J -L -l -m -O -o -p -Q -R -S -W -w)
+_SSH_VALUES = frozenset("-" + c for c in "BbcDEeFIiJLlmOopQRSWw")
+
+
+def shell_string(expanded: list[PStr]) -> tuple[list[PStr], str | None] | None:
+    """The command text another shell runs: `bash -c "CMD"` / `sh -lc 'CMD'` (after wrappers such as nohup, env A=B,
+    srun, mpirun), and `ssh [options] HOST CMD...`, whose words the remote shell joins and reads; with whether the
+    host the text runs on for ssh (no variable of this script reaches it there). None for any other command."""
+    texts = [p.text for p in expanded]
+    for j, t in enumerate(texts):
+        base = t.rsplit("/", 1)[-1]
+        if j > 0 and texts[0].rsplit("/", 1)[-1] not in _WRAPPERS:
+            return None
+        if base in _SHELLS:
+            k = j + 1
+            while k < len(texts) and re.fullmatch(r"-[a-z]+", texts[k]) and "c" not in texts[k]:
+                k += 1  # bash -l -c
+            if k + 1 < len(texts) and re.fullmatch(r"-[a-z]*c[a-z]*", texts[k]):
+                return [expanded[k + 1]], None
+            return None
+        if base == "ssh":
+            k = j + 1
+            while k < len(texts) and texts[k].startswith("-"):
+                k += 2 if texts[k] in _SSH_VALUES else 1
+            return (expanded[k + 1 :], texts[k].rpartition("@")[2]) if k + 1 < len(texts) else None
+    return None
 
 
 def _brace_body(cmds: list[LexCommand], i: int) -> tuple[list[LexCommand], int]:

@@ -26,10 +26,13 @@ class Launch(NamedTuple):
     container: str | None = None  # docker --name
     image: str | None = None
     alternative: tuple | None = None  # the if/case branches it runs in (model.Branch after `finish`); None: unconditional
+    remote: str | None = None  # `ssh HOST CMD`: the host it runs on
 
 
 class Launcher:
     """Turning a command into a Launch (mixed into ShellReader)."""
+
+    passthrough: frozenset[str] = frozenset()  # wrapper scripts that run their arguments unchanged
 
     def launch(self, expanded: list[PStr], assigns: dict[str, PStr], cmd: LexCommand, words: list[Word], st: State) -> None:
         texts = [p.text for p in expanded]
@@ -62,6 +65,8 @@ class Launcher:
             if container:
                 hints_near.append(container)
         args = [self.arg(p, cmd.start) for p in expanded]
+        while args and args[0].text.rsplit("/", 1)[-1] in self.passthrough:
+            args = args[1:]  # `./wrapper.sh CMD` whose wrapper ends in `exec "$@"`
         # VAR=value words that came out of an expansion (eval "$CMD" with CUDA_VISIBLE_DEVICES=0 vllm serve ...)
         found = find_command(args)
         if found is None and docker is not None and args:
@@ -75,7 +80,7 @@ class Launcher:
         if var_hint:
             hints.insert(len(hints_near), var_hint)
         path = self.path(st)
-        st.launches.append(Launch(found, hints, env, network, container, image, tuple(path) if path else None))
+        st.launches.append(Launch(found, hints, env, network, container, image, tuple(path) if path else None, st.remote))
         st.recent.clear()
 
     @staticmethod

@@ -54,6 +54,23 @@ def test_the_sglang_pd_router_urls_route_traffic_but_never_override_a_flag():
     assert (second.role, second.role_from, second.known("routed_as")) == ("prefill", "flag", "decode")
 
 
+def test_sglang_mini_lb_takes_every_url_after_one_flag_and_the_router_a_url_and_its_bootstrap_port():
+    dep = script("""
+        python -m sglang.launch_server --model-path m --port 30000 &
+        python -m sglang.launch_server --model-path m --port 30001 &
+        python -m sglang.launch_server --model-path m --port 30002 &
+        python3 -m sglang.srt.disaggregation.mini_lb --prefill http://127.0.0.1:30000 http://127.0.0.1:30001 --decode http://127.0.0.1:30002
+        """)
+    assert [w.known("routed_as") for w in dep.engines()] == ["prefill", "prefill", "decode"]
+    dep = script("""
+        python -m sglang.launch_server --model-path m --port 8998 &
+        python -m sglang.launch_server --model-path m --port 30000 &
+        python -m sglang.launch_server --model-path m --port 30001 &
+        python -m sglang_router.launch_router --pd-disaggregation --prefill http://127.0.0.1:30000 8998 --decode http://127.0.0.1:30001
+        """)
+    assert [w.known("routed_as") for w in dep.engines()] == [None, "prefill", "decode"]  # 8998 is a bootstrap port
+
+
 def test_the_llm_d_role_label_is_what_the_scheduler_reads():
     dep = manifest("""
         apiVersion: apps/v1

@@ -31,13 +31,20 @@ def is_script(path: str, text: str, fmt: str = "auto") -> bool:
 
 
 def read_script(path: str, text: str, target: Target) -> Deployment:
+    from ..engines import unresolved
     from ..shell import Launch, ShellReader
     from .common import workers_from_launches
 
     dep = Deployment(path=path, format="script", lines=text.splitlines())
-    launches = ShellReader(text).read(text)
+    from .wrappers import passthrough_wrappers
+
+    launches = ShellReader(text, passthrough=passthrough_wrappers(path, text)).read(text)
 
     def host_for(launch: Launch) -> Host:
+        if launch.remote is not None:  # `ssh HOST CMD`: another machine; one whose name is set at run time shares with none
+            if unresolved(launch.remote):
+                return Host("unknown", launch.remote, f"ssh:{path}:{launch.command.start.line}:{launch.command.start.column}")
+            return Host("node", launch.remote, f"ssh:{path}:{launch.remote}", node=launch.remote)
         if launch.image and launch.network != "host":
             name = launch.container or f"container@{launch.command.start.line}"
             return Host("container", name, f"container:{path}:{name}")
@@ -45,7 +52,9 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
 
     dep.workers = workers_from_launches(launches, path=path, host_for=host_for, target=target)
     dynamo_default_roles(dep)
-    _link_engine_configs(dep, {})
+    from .heredoc import written_files
+
+    _link_engine_configs(dep, written_files(path, text), engine="trtllm")
     share_targets(dep)
     return dep
 
@@ -260,15 +269,16 @@ def _configmap(doc: SourceDocument, configs: dict) -> None:
         configs[str(key)] = (found[0][0], (), found[0][0].data, found[1])
 
 
-def _link_engine_configs(dep: Deployment, configs: dict) -> None:
-    """A TensorRT-LLM worker's --extra-engine-args file, when the same manifest carries it in a ConfigMap."""
+def _link_engine_configs(dep: Deployment, configs: dict, engine: str | None = None) -> None:
+    """A TensorRT-LLM worker's --extra-engine-args file, when the same manifest carries it in a ConfigMap or the
+    script writes it (for a script only TensorRT-LLM workers: the keys read are TensorRT-LLM's LlmArgs)."""
     from . import trtllm
 
     for w in dep.workers:
         path = w.known("extra_engine_args")
         if not isinstance(path, str):
             continue
-        found = configs.get(os.path.basename(path))
+        found = configs.get(os.path.basename(path)) if engine is None or w.engine == engine else None
         if found is not None:
             inner, base, cfg, to_file = found
             trtllm.apply_engine_config(w, inner, base, cfg, to_file)

@@ -1,0 +1,88 @@
+"""Files a launch script writes itself and then hands to an engine: `cat > F <<EOF ... EOF` (also `<<'EOF'`,
+`<<-EOF`, `cat <<EOF > F`, `tee F <<EOF`). The written text is read as the file F, with positions in the script,
+so that what a finding says about F points at the line of the script that wrote it.
+
+Only the here-document's own text is read: in an unquoted one (`<<EOF`) the shell expands `$VAR` and `$(...)` when
+the script runs, so a value that holds one is unknown; in a quoted one (`<<'EOF'`) the text is literal."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ..model import Unknown
+from ..source import ConfigError, SourceDocument, Span, load_documents
+
+_START = re.compile(r"""<<(?P<dash>-?)[ \t]*(?P<q>['"]?)(?P<tag>[A-Za-z_][A-Za-z0-9_]*)(?P=q)""")
+# the command that writes the here-document to a file: `cat > F`, `cat >> F`, `cat <<EOF > F`, `tee [-a] F`
+_CAT = re.compile(r"""(?:^|[\s;&|(])cat\b[^|;&]*?>>?[ \t]*(?P<f>[^\s;&|<>]+)""")
+_TEE = re.compile(r"""(?:^|[\s;&|(])tee(?:[ \t]+-a)?[ \t]+(?P<f>[^\s;&|<>-][^\s;&|<>]*)""")
+
+
+def written_files(path: str, text: str) -> dict[str, tuple[SourceDocument, tuple, Any, Callable[[Span], Span]]]:
+    """File name (its last path component) -> (document, base key path, data, span mapper into the script), for every
+    YAML/JSON file the script writes with a here-document; a later write of the same name replaces an earlier one."""
+    lines = text.splitlines()
+    out: dict[str, tuple[SourceDocument, tuple, Any, Callable[[Span], Span]]] = {}
+    i = 0
+    while i < len(lines):
+        m = _START.search(lines[i])
+        if m is None or lines[i].lstrip().startswith("#"):
+            i += 1
+            continue
+        tag, strip = m.group("tag"), bool(m.group("dash"))
+        body: list[str] = []
+        tabs: list[int] = []
+        j = i + 1
+        while j < len(lines) and (lines[j].lstrip("\t") if strip else lines[j]) != tag:
+            line = lines[j].lstrip("\t") if strip else lines[j]
+            tabs.append(len(lines[j]) - len(line))
+            body.append(line)
+            j += 1
+        target = _target(lines[i])
+        if target is not None and j < len(lines):
+            found = _read(path, "\n".join(body) + "\n", i + 1, tabs, expanded=not m.group("q"))
+            if found is not None:
+                out[target] = found
+        i = j + 1
+    return out
+
+
+def _target(line: str) -> str | None:
+    m = _CAT.search(line) or _TEE.search(line)
+    if m is None:
+        return None
+    name = os.path.basename(m.group("f").strip("'\""))
+    return name if name and "$" not in name and "`" not in name else None
+
+
+def _read(path: str, body: str, first: int, tabs: list[int], expanded: bool):
+    """The first document of the body (script line `first` + 1 is its line 1), or None when it is no mapping."""
+    try:
+        docs = load_documents(path, body)
+    except ConfigError:
+        return None
+    if not docs or not isinstance(docs[0].data, dict):
+        return None
+
+    def to_file(span: Span) -> Span:
+        def col(line: int, c: int) -> int:
+            return c + (tabs[line - 1] if 0 < line <= len(tabs) else 0)
+
+        return Span(span.line + first, col(span.line, span.column), span.end_line + first, col(span.end_line, span.end_column))
+
+    data = _run_time(docs[0].data) if expanded else docs[0].data
+    return docs[0], (), data, to_file
+
+
+def _run_time(node: Any) -> Any:
+    """Values the shell expands when the script runs (`$TP`, `$(nproc)`, backquotes) as Unknown."""
+    if isinstance(node, dict):
+        return {k: _run_time(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_run_time(v) for v in node]
+    if isinstance(node, str) and ("$" in node or "`" in node):
+        return Unknown(f"{node} is expanded when the script runs")
+    return node

@@ -103,7 +103,7 @@ class Worker:
     """A process that serves, routes or fronts requests, as the file describes it."""
 
     __slots__ = ("name", "_role", "role_why", "role_from", "program", "engine", "system", "path", "span", "target", "host", "settings", "flags", "env",
-                 "replicas", "gpus", "nodes", "labels", "namespace", "section", "notes", "alternative")
+                 "replicas", "gpus", "nodes", "labels", "namespace", "section", "notes", "alternative", "epoch")
 
     def __init__(self, name: str, role: str, role_why: str, program: str, engine: str | None, system: str, path: str, span: Span,
                  target: Target, host: Host, labels: dict[str, str] | None = None, section: tuple[str, ...] | None = None,
@@ -130,6 +130,7 @@ class Worker:
         self.section = section  # Dynamo v0: the section path, for fixes
         self.notes: list[str] = []  # what the reader could not check, in words
         self.alternative: tuple[Branch, ...] | None = None  # the script branches it runs in; None: every invocation
+        self.epoch = 0  # scripts: how many kill/wait commands ran before it started (different epochs never ran together)
 
     def __repr__(self) -> str:
         return f"Worker({self.name!r}, {self.role}, {self.program})"

@@ -27,6 +27,9 @@ _State = State  # the name readers used before the split
 
 __all__ = ["ShellReader", "Launch", "PStr", "State", "image_entrypoint"]
 
+# Commands after which the processes a script started may have stopped (bash manual: wait; procps: kill, pkill).
+_STOPPERS = frozenset({"kill", "pkill", "killall", "wait"})
+
 
 class ShellReader(Flow, Expander, Launcher):
     def __init__(self, file_text: str, base_env: dict[str, Arg] | None = None, passthrough: frozenset[str] = frozenset()):
@@ -119,6 +122,9 @@ class ShellReader(Flow, Expander, Launcher):
             return
         if name in ("echo", "printf"):
             st.recent.append(" ".join(p.text for p in expanded[1:]))
+            return
+        if name in _STOPPERS or (name == "xargs" and any(p.text in _STOPPERS for p in expanded[1:])) or (name == "fuser" and any(p.text.startswith("-k") for p in expanded[1:])):
+            st.epoch += 1  # what started before may be gone: a server started after it is no neighbour of one started before
             return
         if name == "eval":
             self.eval_words(expanded[1:], assigns, st)

@@ -72,6 +72,7 @@ class State:
         self.extra: list[tuple] = []  # branches of the forks the current command is read with
         self.launches: list = []
         self.remote: str | None = None  # the host of `ssh HOST CMD` while CMD is read
+        self.epoch = 0  # how many times the script stopped what it had started (kill, pkill, wait...) before this point
         self.steps = 0
         self.max_steps = 0
         self.depth = 0

@@ -27,6 +27,7 @@ class Launch(NamedTuple):
     image: str | None = None
     alternative: tuple | None = None  # the if/case branches it runs in (model.Branch after `finish`); None: unconditional
     remote: str | None = None  # `ssh HOST CMD`: the host it runs on
+    epoch: int = 0  # State.epoch when it started: processes of different epochs never ran at the same time
 
 
 class Launcher:
@@ -80,7 +81,7 @@ class Launcher:
         if var_hint:
             hints.insert(len(hints_near), var_hint)
         path = self.path(st)
-        st.launches.append(Launch(found, hints, env, network, container, image, tuple(path) if path else None, st.remote))
+        st.launches.append(Launch(found, hints, env, network, container, image, tuple(path) if path else None, st.remote, st.epoch))
         st.recent.clear()
 
     @staticmethod

@@ -85,6 +85,7 @@ def workers_from_launches(launches: "list[Launch]", *, path: str, host_for, targ
         w = new_worker(cmd, path=path, name=name, host=host, hints=launch.hints, env=launch.env, target=target, image=launch.image,
                        labels=labels)
         w.alternative = launch.alternative
+        w.epoch = launch.epoch
         out.append(w)
     return out
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from disagg.schemas import pairing
+
 from ...finding import Fix, Severity
 from ...registry import Rule
 from .._ports import binds, where
@@ -15,8 +17,9 @@ class DG304(Rule):
     NIXL side channel, P2pNcclConnector's `kv_port` (one port per rank: `kv_port + rank`), SGLang's bootstrap server,
     vLLM's Mooncake bootstrap server and vLLM's KV-events publisher. Ports come from the file, else from the engine's
     default where a source says what it is (`doctor/rules/_ports.py` lists them); a port set at run time is not
-    compared, nor the processes one command becomes when a variable differs per `if`/`case` branch (those are
-    alternatives).
+    compared, nor processes that never run at once: in exclusive `if`/`case` branches (or functions called only from
+    them), the processes one command becomes when a variable differs per branch, and processes started before and
+    after the script stops what it started (`kill`, `pkill`, `killall`, `fuser -k`, `xargs kill`, `wait`).
 
     ## Why is this bad?
     One port can be bound once per network namespace: the second process fails at start with "Address already in
@@ -62,8 +65,8 @@ class DG304(Rule):
                     other, ob = first
                     if other is w or tuple(sorted((b.kind, ob.kind))) in _ELSEWHERE or (other.name, b.port) in reported:
                         continue
-                    if other.span == w.span:
-                        continue  # one command read as several processes (a variable set per if/case branch): alternatives, not neighbours
+                    if other.span == w.span or other.epoch != w.epoch or not pairing.together(w.alternative, other.alternative, one_invocation=True):
+                        continue  # alternatives (if/case branches, functions called from them, one command read per branch), not neighbours
                     reported.add((other.name, b.port))
                     both = b.written and ob.written
                     yield ctx.finding(self, where(w, b), f"{w.name} binds {b.what} and {other.name} binds {ob.what} on the same network: "

@@ -77,8 +77,11 @@ def tiny_model(work: Path) -> Path:
     return path
 
 
-def disagg_config(work: Path, model: Path) -> Path:
+def disagg_config(work: Path, model: Path, max_model_len: int) -> Path:
+    """seed-fixed.yaml with a context long enough for the longest prompt plus its output: its max-model-len of 4096
+    made every ISL-8000 request a 400 context_length_exceeded (0 remote, all errors) on the disagg side only."""
     text = (ROOT / "examples" / "seed-fixed.yaml").read_text().replace("model: tiny", f"model: {model}")
+    text = text.replace("max-model-len: 4096", f"max-model-len: {max(4096, max_model_len)}")
     text = text.replace("max-local-prefill-length: 10", "max-local-prefill-length: 10\n  max-prefill-queue-size: 1000000")
     path = work / "disagg.yaml"
     path.write_text(text)
@@ -253,6 +256,8 @@ async def drive(url: str, concurrency: int, requests: list[bytes], stream: bool,
                         tokens += (data.get("usage") or {}).get("completion_tokens", 0)
                     if r.status != 200:
                         errors += 1
+                        if errors == 1:  # say why, once: a run of silent errors hid a too-small max-model-len
+                            print(f"{url}: HTTP {r.status}: {str(data)[:300] if not stream else '(stream)'}", file=sys.stderr)
             except aiohttp.ClientError:
                 errors += 1
             lat.append(time.perf_counter() - t0)
@@ -328,7 +333,7 @@ def main() -> None:
     isls = [int(x) for x in args.isl.split(",")]
     stacks: list[Stack] = []
     try:
-        stacks = [start_disagg(disagg_config(work, model), work, 18000), start_dynamo(py, model, work, 18001)]
+        stacks = [start_disagg(disagg_config(work, model, max(isls) + args.osl), work, 18000), start_dynamo(py, model, work, 18001)]
         if args.equal_kv:
             bw = nixl_bandwidth(max(isls) * 1024)
             print(f"NIXL READ here: {bw:.2f} GB/s for {max(isls)} KiB: given to the equal-KV Dynamo", file=sys.stderr)

@@ -158,9 +158,12 @@ class KVLayout:
             return -1
         rows = data.view(np.uint64).reshape(-1, self.words)
         pos = np.arange(start, start + rows.shape[0], dtype=np.uint64)
+        # Σ_p dot(row_p, key) = dot(Σ_p row_p, key) in wrapping arithmetic, so the keyed part is a column sum (a plain
+        # streaming add, no per-row product) and only the position term needs the row sums: the same checksum as a
+        # per-row dot, ~20% less time at 8k tokens here (0.67 against 0.85 ms for 8 MiB; memcpy 0.4 ms).
         with np.errstate(over="ignore"):
-            dots = np.einsum("ij,j->i", rows, self.key)
-            return int((dots + self._rk(pos) * rows.sum(axis=1, dtype=np.uint64)).sum(dtype=np.uint64))
+            keyed = (rows.sum(axis=0, dtype=np.uint64) * self.key).sum(dtype=np.uint64)
+            return int(keyed + (self._rk(pos) * rows.sum(axis=1, dtype=np.uint64)).sum(dtype=np.uint64))
 
 
 def combine(*parts: int) -> int:

@@ -31,6 +31,9 @@ class ConfigError(Exception):
         self.column = column
         self.message = message
 
+    def __reduce__(self):  # worker processes send it back pickled; Exception's default would call __init__ with one arg
+        return (ConfigError, (self.path, self.line, self.column, self.message))
+
 
 class Span(NamedTuple):
     """A 1-based source position with the end of what it marks: the one position type of every reader and finding."""
@@ -195,6 +198,11 @@ def _convert(path: str, node: yaml.Node, at: Path, marks: SourceMap, budget: lis
     except ValueError as exc:  # e.g. a timestamp that the resolver matched but that is not a date
         p = _pos(node)
         raise ConfigError(path, p.line, p.column, f"invalid value: {exc}") from None
+    finally:
+        # construct_object caches every node it builds (constructed_objects) until construct_document clears it,
+        # which is never called here: without this the one module-level constructor keeps every scalar node of
+        # every file alive (issue 23: doctor's memory grew with the number of files).
+        _constructor.constructed_objects.clear()
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"

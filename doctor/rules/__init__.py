@@ -23,6 +23,7 @@ RULE_MODULES = (
     "kv.DG210",
     "kv.DG211",
     "kv.DG212",
+    "kv.DG213",
     "resources.DG301",
     "resources.DG302",
     "resources.DG303",

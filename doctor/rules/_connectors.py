@@ -8,6 +8,7 @@ are generated facts (`schemas/knowledge/generated/transports.json`); Dynamo's pa
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 from disagg.schemas import knowledge
@@ -41,10 +42,17 @@ def engine_releases(w: Worker, engine: str) -> tuple[frozenset[str], str]:
 def vllm_releases(w: Worker) -> tuple[frozenset[str] | None, str]:
     """The vLLM releases whose connector registry decides for `w` (the target's candidates that we have read), and
     their description; None when a candidate is a release whose registry we have not read (newer than our table)."""
+    cands, pinned_by = engine_releases(w, "vllm")
+    narrowed = "vllm" in w.target.candidates
+    return _releases(cands, pinned_by, w.target.describe("vllm") if narrowed and not pinned_by else "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _releases(cands: frozenset[str], pinned_by: str, described: str) -> tuple[frozenset[str] | None, str]:
+    """vllm_releases for one set of candidates (rules ask it for every worker and pair: a 1 MB script asked 3,500 times)."""
     read = frozenset(knowledge.transport_releases_read("vllm"))
     if not read:
         return None, "no vLLM connector table"
-    cands, pinned_by = engine_releases(w, "vllm")
     first = min(read, key=version_key)
     unread = sorted((r for r in cands - read if version_key(r) > version_key(first)), key=version_key)
     if unread:
@@ -53,10 +61,9 @@ def vllm_releases(w: Worker) -> tuple[frozenset[str] | None, str]:
     relevant = cands & read
     if not relevant:
         return None, "the vLLM release is older than our connector table"
-    described = w.target.describe("vllm")
     if pinned_by:
         described = f"vLLM {next(iter(relevant))} ({pinned_by})"
-    elif "vllm" not in w.target.candidates:  # nothing in the file narrows it
+    elif not described:  # nothing in the file narrows it
         ordered = sorted(relevant, key=version_key)
         described = f"any vLLM release ({ordered[0]}..{ordered[-1]})"
     return relevant, described

@@ -143,3 +143,14 @@ def test_the_circle_check_sees_a_lazy_circle():
     assert "disagg.doctor.check" in graph["disagg.doctor.engine"] and "disagg.doctor.parallel" in graph["disagg.doctor.engine"]
     graph["disagg.doctor.check"] = graph["disagg.doctor.check"] | {"disagg.doctor.parallel"}
     assert _cycles(graph) == [["disagg.doctor.check", "disagg.doctor.parallel"]]
+
+
+def test_tests_import_the_installed_package_not_the_source_folders():
+    """CI runs `pytest` (not `python -m pytest`), so the repository root is not on sys.path: `from schemas import x`
+    passes here and fails to collect there (it did, twice)."""
+    import re
+
+    bad = [f"{p.relative_to(ROOT)}:{i}" for p in (ROOT / "tests").rglob("*.py")
+           for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+           if re.match(r"\s*(from|import) (schemas|doctor|runtime|examples)(\.|\s|$)", line)]
+    assert not bad, f"import disagg.<package> instead: {bad}"

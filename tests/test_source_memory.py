@@ -2,7 +2,7 @@
 
 import pickle
 
-from schemas import source
+from disagg.schemas import source
 
 
 def test_reading_a_file_keeps_no_node_in_the_shared_constructor():

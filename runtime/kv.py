@@ -217,6 +217,7 @@ class NixlTransport:
         self.agent = api.nixl_agent(agent_name, api.nixl_agent_config(enable_prog_thread=False, backends=["UCX"]))
         self._local = None  # the decode side's receive registration (the whole arena: it is only ever written by us)
         self._known: set[str] = set()
+        self.posted_at = 0.0  # when the last READ was posted
 
     # prefill side
     def expose(self, entry: StoredKV) -> bytes:
@@ -252,6 +253,7 @@ class NixlTransport:
             remote = self.agent.get_xfer_descs([(remote_addr, length, 0)], "DRAM")
             handle = self.agent.initialize_xfer("READ", local, remote, peer)
             state = self.agent.transfer(handle)
+            self.posted_at = time.perf_counter()  # for bench/bench_runtime.py --kv-path's breakdown
         except Exception as exc:  # NIXL raises its own error types for a peer that went away
             raise KVTransferError("nixl_error", f"NIXL read from {peer} could not start: {type(exc).__name__}: {exc}") from None
         deadline = time.monotonic() + timeout

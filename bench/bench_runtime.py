@@ -102,7 +102,7 @@ def _nixl_target(size: int, conn) -> None:
     arena.buf[:] = np.arange(size, dtype=np.uint64).astype(np.uint8)
     t = NixlTransport("bench-target", arena)
     conn.send((t.expose(StoredKV("bench", 0, size, 0.0)), arena.addr))
-    while not conn.poll(0.0001):  # progress the agent (no progress thread) until the reader is done, as a prefill worker does
+    while not conn.poll(0.005):  # NIXL's progress thread serves the reads; collect notices as a prefill worker does
         t.poll_notifications()
 
 

@@ -10,9 +10,10 @@ from NIXL and counts why it ended, whether it was read, expired, aborted or outl
 `NixlTransport` is the real transport: each worker owns one NIXL agent (UCX backend, DRAM). A region is registered
 with NIXL for as long as its request is in flight, and only that region's descriptor travels in the handle (NIXL
 partial metadata, over the authenticated channel): a process that was not handed it has nothing to address. The
-decode worker READs the region and sends a NIXL notification. Without a progress thread (NIXL's spins a core), a
-transfer moves only while its target polls, so the prefill side polls while it holds KV that waits to be read, and
-sleeps on an event otherwise. Without NIXL, the bytes travel over the authenticated channel itself.
+decode worker READs the region and sends a NIXL notification. Over UCX's TCP transport a READ moves only while its
+target progresses; NIXL's progress thread does that, blocked on UCX's event fd until bytes arrive (not spinning, as
+NIXL's Python API would have it: `_event_driven_agent`). Without NIXL, the bytes travel over the authenticated
+channel itself.
 """
 
 from __future__ import annotations
@@ -200,8 +201,34 @@ class KVStore:
         return self.arena.largest_free
 
 
+PROGRESS_WAKE_US = 100_000  # the progress thread's safety wake-up when no event came (NIXL's poll() timeout)
+
+
+def _event_driven_agent(api, agent_name: str):
+    """A NIXL agent whose UCX progress thread sleeps in poll() on UCX's event fd and wakes when bytes arrive.
+
+    NIXL's UCX backend progresses from a shared thread that polls the worker's event fd with a timeout of
+    `pthrDelay` (rounded up to whole ms; ai-dynamo/nixl src/plugins/ucx/ucx_backend.cpp, nixlUcxSharedThread::run).
+    Its Python API hard-codes `pthrDelay = 0` (nixl_cu12 1.5 `_api.py`, nixl_agent.__init__): a zero timeout, so the
+    thread spins a core even when idle. With a long timeout the same thread blocks until UCX has work, so a peer's
+    READ of our memory moves as soon as it arrives (no polling from the event loop), at no cost while idle."""
+    bind = api.nixlBind
+    plain = bind.nixlAgentConfig
+
+    class EventDriven(plain):
+        def __setattr__(self, key, value):
+            super().__setattr__(key, PROGRESS_WAKE_US if key == "pthrDelay" else value)
+
+    bind.nixlAgentConfig = EventDriven
+    try:
+        return api.nixl_agent(agent_name, api.nixl_agent_config(enable_prog_thread=True, backends=["UCX"]))
+    finally:
+        bind.nixlAgentConfig = plain
+
+
 class NixlTransport:
-    """One NIXL agent per process. Regions are registered per request; transfers are polled from the event loop."""
+    """One NIXL agent per process. Regions are registered per request; NIXL's event-driven progress thread moves
+    the bytes, and the reader checks its READ's state from the event loop."""
 
     name = "nixl"
 
@@ -212,9 +239,9 @@ class NixlTransport:
             raise RuntimeError(NIXL_INSTALL_HINT.format(err=exc)) from exc
         self.agent_name = agent_name
         self.arena = arena
-        # No progress thread: NIXL's busy-polls a whole core even when idle (seen here: 100% CPU per idle worker),
-        # which starves the engines and makes an idle prefill worker look busy.
-        self.agent = api.nixl_agent(agent_name, api.nixl_agent_config(enable_prog_thread=False, backends=["UCX"]))
+        # NIXL's progress thread as its Python API sets it up busy-polls a whole core even when idle (seen here: 100%
+        # CPU per idle worker); this one sleeps until UCX has work (idle: ~0 CPU; bench/bench_runtime.py --kv-path).
+        self.agent = _event_driven_agent(api, agent_name)
         self._local = None  # the decode side's receive registration (the whole arena: it is only ever written by us)
         self._known: set[str] = set()
         self.posted_at = 0.0  # when the last READ was posted

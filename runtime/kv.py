@@ -211,17 +211,25 @@ def _event_driven_agent(api, agent_name: str):
     `pthrDelay` (rounded up to whole ms; ai-dynamo/nixl src/plugins/ucx/ucx_backend.cpp, nixlUcxSharedThread::run).
     Its Python API hard-codes `pthrDelay = 0` (nixl_cu12 1.5 `_api.py`, nixl_agent.__init__): a zero timeout, so the
     thread spins a core even when idle. With a long timeout the same thread blocks until UCX has work, so a peer's
-    READ of our memory moves as soon as it arrives (no polling from the event loop), at no cost while idle."""
-    bind = api.nixlBind
-    plain = bind.nixlAgentConfig
-
-    class EventDriven(plain):
-        def __setattr__(self, key, value):
-            super().__setattr__(key, PROGRESS_WAKE_US if key == "pthrDelay" else value)
-
-    bind.nixlAgentConfig = EventDriven
+    READ of our memory moves as soon as it arrives (no polling from the event loop), at no cost while idle.
+    Returns (agent, True), or (agent without a progress thread, False) where this NIXL build's API does not allow it
+    (then the prefill side progresses from its event loop, as before: prefill_kv.py)."""
+    bind = getattr(api, "nixlBind", None)
+    plain = getattr(bind, "nixlAgentConfig", None)
     try:
-        return api.nixl_agent(agent_name, api.nixl_agent_config(enable_prog_thread=True, backends=["UCX"]))
+        class EventDriven(plain):  # every assignment of pthrDelay, the API's and the default's, becomes ours
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.pthrDelay = PROGRESS_WAKE_US
+
+            def __setattr__(self, key, value):
+                super().__setattr__(key, PROGRESS_WAKE_US if key == "pthrDelay" else value)
+
+        bind.nixlAgentConfig = EventDriven
+    except Exception:  # a build whose config type cannot be subclassed or is not where 1.5 has it
+        return api.nixl_agent(agent_name, api.nixl_agent_config(enable_prog_thread=False, backends=["UCX"])), False
+    try:
+        return api.nixl_agent(agent_name, api.nixl_agent_config(enable_prog_thread=True, backends=["UCX"])), True
     finally:
         bind.nixlAgentConfig = plain
 
@@ -241,7 +249,7 @@ class NixlTransport:
         self.arena = arena
         # NIXL's progress thread as its Python API sets it up busy-polls a whole core even when idle (seen here: 100%
         # CPU per idle worker); this one sleeps until UCX has work (idle: ~0 CPU; bench/bench_runtime.py --kv-path).
-        self.agent = _event_driven_agent(api, agent_name)
+        self.agent, self.event_driven = _event_driven_agent(api, agent_name)
         self._local = None  # the decode side's receive registration (the whole arena: it is only ever written by us)
         self._known: set[str] = set()
         self.posted_at = 0.0  # when the last READ was posted

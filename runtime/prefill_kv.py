@@ -136,5 +136,6 @@ class PrefillKV:
             if self.nixl is not None and store.entries:
                 # NIXL's own progress thread moves a peer's READ the moment it arrives (kv.py `_event_driven_agent`);
                 # this loop only collects release notices, which free memory but hold up no request.
-                await asyncio.sleep(RELEASE_POLL_SECONDS)
+                # Without that thread (a NIXL build that does not allow it) a READ moves only while we poll here.
+                await asyncio.sleep(RELEASE_POLL_SECONDS if getattr(self.nixl, "event_driven", False) else 0.0002)
 

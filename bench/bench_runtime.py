@@ -240,6 +240,7 @@ def kv_path(isl: int, n: int, shape: tuple) -> None:
             if i >= 10:
                 rows.append(r)
             await asyncio.sleep(0.002)  # requests apart, as with concurrency 1 and a decode in between
+        await asyncio.sleep(0.05)  # the last release notice reaches the prefill side (collected every few ms)
 
     asyncio.run(run())
     parent.send(("stats",))

@@ -8,6 +8,10 @@
 2. Requests/s through the frontend with N concurrent clients for S seconds (zero-cost mock engine).
 3. NIXL READ between two processes, as the runtime does it (a region registered for the read, polled from the
    event loop), against a memcpy (numpy.copyto) of the same size in the same run.
+4. `--kv-path`: the prefill -> decode KV pull alone (runtime/prefill_kv.py's `PrefillKV` with its own progress loop in
+   a child process, the decode side's steps of worker.py `_pull_kv` here), one request at a time, with a breakdown:
+   make (request to the prefill side, fill, expose, answer), handle check, read posted, read complete, notify,
+   checksum verify, and when the prefill side saw the release.
 """
 
 from __future__ import annotations
@@ -98,7 +102,7 @@ def _nixl_target(size: int, conn) -> None:
     arena.buf[:] = np.arange(size, dtype=np.uint64).astype(np.uint8)
     t = NixlTransport("bench-target", arena)
     conn.send((t.expose(StoredKV("bench", 0, size, 0.0)), arena.addr))
-    while not conn.poll(0.0001):  # progress the agent (no progress thread) until the reader is done, as a prefill worker does
+    while not conn.poll(0.005):  # NIXL's progress thread serves the reads; collect notices as a prefill worker does
         t.poll_notifications()
 
 
@@ -145,6 +149,115 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+class _Counter:
+    def labels(self, **_):
+        return self
+
+    def inc(self, *_):
+        pass
+
+
+def _prefill_side(conn, secret: bytes, shape: tuple) -> None:
+    """The prefill worker's KV half: `PrefillKV.make` on request, its `progress` loop running as in a worker."""
+    from types import SimpleNamespace
+
+    from disagg.runtime.kv import Arena, NixlTransport
+    from disagg.runtime.mock_engine import KVLayout
+    from disagg.runtime.plan import ModelShape
+    from disagg.runtime.prefill_kv import PrefillKV
+
+    async def run():
+        arena = Arena(64 << 20)
+        metrics = SimpleNamespace(kv_released=_Counter(), kv_expired=_Counter())
+        kv = PrefillKV("prefill-0", arena, KVLayout(ModelShape(*shape), secret), secret, metrics, NixlTransport("bench-prefill", arena), "nixl", 1)
+        released: dict[str, float] = {}
+        count = kv.store.on_release
+        kv.store.on_release = lambda reason, e: (released.__setitem__(e.kv_id, time.perf_counter()), count(reason, e))
+        progress = asyncio.create_task(kv.progress())
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_message():
+            msg = conn.recv()
+            if msg[0] == "make":
+                t0 = time.perf_counter()
+                handle, meta = kv.make(msg[1], 0, msg[2])
+                conn.send((handle, meta, t0, time.perf_counter()))
+            else:
+                conn.send((released, len(kv.store.entries), arena.used))
+                done.set()
+
+        loop.add_reader(conn.fileno(), on_message)
+        await done.wait()
+        progress.cancel()
+
+    asyncio.run(run())
+
+
+def kv_path(isl: int, n: int, shape: tuple) -> None:
+    from disagg.runtime.kv import Arena, NixlTransport, check_handle
+    from disagg.runtime.mock_engine import KVLayout
+    from disagg.runtime.plan import ModelShape
+
+    secret = secrets.token_bytes(32)
+    parent, child = mp.Pipe()
+    proc = mp.get_context("spawn").Process(target=_prefill_side, args=(child, secret, shape))
+    proc.start()
+    layout = KVLayout(ModelShape(*shape), secret)
+    arena = Arena(64 << 20)
+    nixl = NixlTransport("bench-decode", arena)
+    rows = []
+
+    async def one(i: int) -> dict:
+        tokens = [(i * 7919 + j) % 50000 for j in range(isl)]
+        request = f"kv-{i}"
+        t0 = time.perf_counter()
+        parent.send(("make", tokens, request))
+        fut = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().add_reader(parent.fileno(), lambda: fut.done() or fut.set_result(parent.recv()))
+        handle, meta, m0, m1 = await fut
+        asyncio.get_running_loop().remove_reader(parent.fileno())
+        t1 = time.perf_counter()  # the handle is here: the pull starts (what worker.py reports as kv seconds)
+        check_handle(secret, handle, request)
+        t2 = time.perf_counter()
+        length = int(handle["length"])
+        off = arena.allocate(length)
+        peer = await nixl.read(meta, int(handle["addr"]), length, off, 10.0)
+        t4 = time.perf_counter()
+        nixl.notify(peer, b"release:" + handle["kv_id"].encode())
+        t5 = time.perf_counter()
+        ok = layout.verify(arena.view(off, length), 0) == int(handle["checksum"])
+        arena.release(off, length)
+        t6 = time.perf_counter()
+        assert ok, "checksum mismatch"
+        return {"kv_id": handle["kv_id"], "bytes": length, "make": m1 - m0, "to_prefill": m0 - t0, "back": t1 - m1, "check": t2 - t1,
+                "post": nixl.posted_at - t2, "complete": t4 - nixl.posted_at, "notify": t5 - t4, "verify": t6 - t5,
+                "pull": t6 - t1, "t_notify": t5}
+
+    async def run():
+        for i in range(n + 10):
+            r = await one(i)
+            if i >= 10:
+                rows.append(r)
+            await asyncio.sleep(0.002)  # requests apart, as with concurrency 1 and a decode in between
+        await asyncio.sleep(0.05)  # the last release notice reaches the prefill side (collected every few ms)
+
+    asyncio.run(run())
+    parent.send(("stats",))
+    released, left, used = parent.recv()
+    proc.join(5)
+    for r in rows:
+        r["release_seen"] = released.get(r["kv_id"], float("nan")) - r["t_notify"]
+    us = lambda xs, p: pct(xs, p) * 1e6  # noqa: E731
+    print(f"KV pull, ISL {isl}, {rows[0]['bytes'] >> 10} KiB per request, {n} requests one at a time; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print("| step | p50 µs | p99 µs |")
+    print("|---|---|---|")
+    for key in ("to_prefill", "make", "back", "check", "post", "complete", "notify", "verify", "pull", "release_seen"):
+        xs = [r[key] for r in rows]
+        print(f"| {key}{' (**pull**: handle in hand to KV verified)' if key == 'pull' else ''} | {us(xs, 50):.0f} | {us(xs, 99):.0f} |")
+    print(f"regions left on the prefill side: {left}, arena bytes in use: {used}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=400)
@@ -152,7 +265,13 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--api-key", help="run the frontend with this API key (auth on)")
     ap.add_argument("--nixl-only", action="store_true", help="only the NIXL READ against memcpy")
+    ap.add_argument("--kv-path", action="store_true", help="only the prefill -> decode KV pull, with its breakdown")
+    ap.add_argument("--isl", type=int, default=200)
+    ap.add_argument("--kv-layers", type=int, default=8, help="model layers (KV bytes per token = layers x 1 KiB at the default shape)")
     args = ap.parse_args()
+    if args.kv_path:
+        kv_path(args.isl, args.requests if args.requests != 400 else 200, (args.kv_layers,))
+        return
     if args.nixl_only:
         for mib, nixl_gbs, copy_gbs in nixl_vs_memcpy([4, 16, 64]):
             print(f"| {mib} MiB | {nixl_gbs:.2f} GB/s | {copy_gbs:.2f} GB/s | {nixl_gbs / copy_gbs:.2f} |")

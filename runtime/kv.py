@@ -10,9 +10,10 @@ from NIXL and counts why it ended, whether it was read, expired, aborted or outl
 `NixlTransport` is the real transport: each worker owns one NIXL agent (UCX backend, DRAM). A region is registered
 with NIXL for as long as its request is in flight, and only that region's descriptor travels in the handle (NIXL
 partial metadata, over the authenticated channel): a process that was not handed it has nothing to address. The
-decode worker READs the region and sends a NIXL notification. Without a progress thread (NIXL's spins a core), a
-transfer moves only while its target polls, so the prefill side polls while it holds KV that waits to be read, and
-sleeps on an event otherwise. Without NIXL, the bytes travel over the authenticated channel itself.
+decode worker READs the region and sends a NIXL notification. Over UCX's TCP transport a READ moves only while its
+target progresses; NIXL's progress thread does that, blocked on UCX's event fd until bytes arrive (not spinning, as
+NIXL's Python API would have it: `_event_driven_agent`). Without NIXL, the bytes travel over the authenticated
+channel itself.
 """
 
 from __future__ import annotations
@@ -200,8 +201,42 @@ class KVStore:
         return self.arena.largest_free
 
 
+PROGRESS_WAKE_US = 100_000  # the progress thread's safety wake-up when no event came (NIXL's poll() timeout)
+
+
+def _event_driven_agent(api, agent_name: str):
+    """A NIXL agent whose UCX progress thread sleeps in poll() on UCX's event fd and wakes when bytes arrive.
+
+    NIXL's UCX backend progresses from a shared thread that polls the worker's event fd with a timeout of
+    `pthrDelay` (rounded up to whole ms; ai-dynamo/nixl src/plugins/ucx/ucx_backend.cpp, nixlUcxSharedThread::run).
+    Its Python API hard-codes `pthrDelay = 0` (nixl_cu12 1.5 `_api.py`, nixl_agent.__init__): a zero timeout, so the
+    thread spins a core even when idle. With a long timeout the same thread blocks until UCX has work, so a peer's
+    READ of our memory moves as soon as it arrives (no polling from the event loop), at no cost while idle.
+    Returns (agent, True), or (agent without a progress thread, False) where this NIXL build's API does not allow it
+    (then the prefill side progresses from its event loop, as before: prefill_kv.py)."""
+    bind = getattr(api, "nixlBind", None)
+    plain = getattr(bind, "nixlAgentConfig", None)
+    try:
+        class EventDriven(plain):  # every assignment of pthrDelay, the API's and the default's, becomes ours
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.pthrDelay = PROGRESS_WAKE_US
+
+            def __setattr__(self, key, value):
+                super().__setattr__(key, PROGRESS_WAKE_US if key == "pthrDelay" else value)
+
+        bind.nixlAgentConfig = EventDriven
+    except Exception:  # a build whose config type cannot be subclassed or is not where 1.5 has it
+        return api.nixl_agent(agent_name, api.nixl_agent_config(enable_prog_thread=False, backends=["UCX"])), False
+    try:
+        return api.nixl_agent(agent_name, api.nixl_agent_config(enable_prog_thread=True, backends=["UCX"])), True
+    finally:
+        bind.nixlAgentConfig = plain
+
+
 class NixlTransport:
-    """One NIXL agent per process. Regions are registered per request; transfers are polled from the event loop."""
+    """One NIXL agent per process. Regions are registered per request; NIXL's event-driven progress thread moves
+    the bytes, and the reader checks its READ's state from the event loop."""
 
     name = "nixl"
 
@@ -212,11 +247,12 @@ class NixlTransport:
             raise RuntimeError(NIXL_INSTALL_HINT.format(err=exc)) from exc
         self.agent_name = agent_name
         self.arena = arena
-        # No progress thread: NIXL's busy-polls a whole core even when idle (seen here: 100% CPU per idle worker),
-        # which starves the engines and makes an idle prefill worker look busy.
-        self.agent = api.nixl_agent(agent_name, api.nixl_agent_config(enable_prog_thread=False, backends=["UCX"]))
+        # NIXL's progress thread as its Python API sets it up busy-polls a whole core even when idle (seen here: 100%
+        # CPU per idle worker); this one sleeps until UCX has work (idle: ~0 CPU; bench/bench_runtime.py --kv-path).
+        self.agent, self.event_driven = _event_driven_agent(api, agent_name)
         self._local = None  # the decode side's receive registration (the whole arena: it is only ever written by us)
         self._known: set[str] = set()
+        self.posted_at = 0.0  # when the last READ was posted
 
     # prefill side
     def expose(self, entry: StoredKV) -> bytes:
@@ -252,6 +288,7 @@ class NixlTransport:
             remote = self.agent.get_xfer_descs([(remote_addr, length, 0)], "DRAM")
             handle = self.agent.initialize_xfer("READ", local, remote, peer)
             state = self.agent.transfer(handle)
+            self.posted_at = time.perf_counter()  # for bench/bench_runtime.py --kv-path's breakdown
         except Exception as exc:  # NIXL raises its own error types for a peer that went away
             raise KVTransferError("nixl_error", f"NIXL read from {peer} could not start: {type(exc).__name__}: {exc}") from None
         deadline = time.monotonic() + timeout

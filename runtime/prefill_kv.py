@@ -20,6 +20,7 @@ from .kv import Arena, KVStore, NixlTransport, check_handle, handle_mac
 
 log = logging.getLogger("disagg.worker")
 
+RELEASE_POLL_SECONDS = 0.005  # how often NIXL release notices are collected while KV waits to be read
 KV_TTL_SECONDS = 30.0  # a region nobody read within this is released (the decode side prefilled again, or left)
 
 
@@ -110,8 +111,9 @@ class PrefillKV:
         return n
 
     async def progress(self) -> None:
-        """While KV waits to be read over NIXL, poll NIXL fast (a READ of our memory moves only while we poll) for
-        release notices; otherwise sleep until KV is made (an event, not a timer) or the next expiry check."""
+        """While KV waits to be read over NIXL, collect the readers' release notices every RELEASE_POLL_SECONDS (the
+        READ itself needs nothing from this loop: NIXL's progress thread serves it as it arrives); otherwise sleep
+        until KV is made (an event, not a timer) or the next expiry check."""
         last_expiry = time.monotonic()
         store = self.store
         while True:
@@ -132,5 +134,8 @@ class PrefillKV:
                 last_expiry = now
                 store.expire(now)
             if self.nixl is not None and store.entries:
-                await asyncio.sleep(0.0002)  # a peer's READ moves while we poll; each poll costs ~10 µs
+                # NIXL's own progress thread moves a peer's READ the moment it arrives (kv.py `_event_driven_agent`);
+                # this loop only collects release notices, which free memory but hold up no request.
+                # Without that thread (a NIXL build that does not allow it) a READ moves only while we poll here.
+                await asyncio.sleep(RELEASE_POLL_SECONDS if getattr(self.nixl, "event_driven", False) else 0.0002)
 

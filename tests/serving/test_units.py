@@ -183,3 +183,52 @@ def test_ports_chosen_for_later_are_outside_the_kernels_ephemeral_range(monkeypa
     monkeypatch.setattr(ports, "_ephemeral_start", lambda: ports._LOWEST + 10)  # no room below: any free port
     with socket.socket() as s:
         s.bind(("127.0.0.1", ports.free_port()))
+
+
+class _FakeNixlApi:
+    """NIXL 1.5's Python API as `_event_driven_agent` meets it: a binding config type that the API's agent
+    constructor fills in, pthrDelay hard-coded to 0 (a spinning progress thread)."""
+
+    def __init__(self, config_type):
+        self.nixlBind = type("bind", (), {"nixlAgentConfig": config_type})()
+        self.made: list[tuple[object, dict]] = []
+
+    def nixl_agent_config(self, **kw):
+        return kw
+
+    def nixl_agent(self, name, conf):
+        config = self.nixlBind.nixlAgentConfig()
+        config.useProgThread = conf["enable_prog_thread"]
+        config.pthrDelay = 0
+        self.made.append((config, conf))
+        return name
+
+
+class _Config:
+    pthrDelay = 0
+
+
+class _FinalConfig(_Config):
+    def __init_subclass__(cls, **kw):
+        raise TypeError("not an acceptable base type")  # as a binding type that cannot be subclassed says
+
+
+def test_nixl_progress_thread_waits_on_events_instead_of_spinning():
+    from disagg.runtime.kv import PROGRESS_WAKE_US, _event_driven_agent
+
+    api = _FakeNixlApi(_Config)
+    agent, event_driven = _event_driven_agent(api, "prefill-0")
+    config, conf = api.made[0]
+    assert event_driven and conf["enable_prog_thread"] and config.useProgThread
+    assert config.pthrDelay == PROGRESS_WAKE_US > 0  # the API's 0 (a spin) did not stick
+    assert api.nixlBind.nixlAgentConfig is _Config  # the binding is as it was for anyone else
+
+
+def test_a_nixl_build_that_does_not_allow_the_event_driven_thread_still_moves_kv():
+    from disagg.runtime.kv import _event_driven_agent
+
+    api = _FakeNixlApi(_FinalConfig)
+    agent, event_driven = _event_driven_agent(api, "prefill-0")
+    assert agent == "prefill-0" and not event_driven
+    assert api.made[0][1]["enable_prog_thread"] is False  # no spinning thread: the prefill loop progresses NIXL
+    assert api.nixlBind.nixlAgentConfig is _FinalConfig

@@ -54,8 +54,10 @@ def _chunk(args: tuple[list[tuple[str, bool]], list[str], LintOptions, str]) -> 
     items, codes, options, fmt = args
     registry = default_registry()
     rules = [registry.get(c) for c in codes]
-    results = lint_results([read_path(path, explicit, options, fmt) for path, explicit in items], rules, options, cross_files=False)
-    return [_light(r) for r in results]
+    # One file at a time: a file's document, source text and deployment are dropped as soon as it is checked (issue 23:
+    # a share of thousands of files held them all until the last was checked). Checking a share's files together
+    # would differ only in references across files, and a file that has one is lonely, so it is checked again below.
+    return [_light(lint_results([read_path(path, explicit, options, fmt)], rules, options, cross_files=False)[0]) for path, explicit in items]
 
 
 def lint_in_processes(items: list[tuple[str, bool]], rules: list[type[Rule]], options: LintOptions, fmt: str) -> list[FileResult]:

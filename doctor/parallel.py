@@ -14,12 +14,14 @@ from .registry import Rule, default_registry
 
 
 class _Ref(NamedTuple):
-    """The part of a worker that reports about a pair need (name, file, role), small enough to send between processes."""
+    """The part of a worker that reports about a pair need (name, file, role and why, as `--verbose` says it), small
+    enough to send between processes."""
 
     name: str
     path: str
     role: str
     span: tuple | None = None
+    role_why: str = ""
 
 
 class _PairRef(NamedTuple):
@@ -33,7 +35,7 @@ class _PairRef(NamedTuple):
 
 
 def _ref(w) -> _Ref:
-    return _Ref(w.name, w.path, w.role, tuple(w.span) if w.span is not None else None)
+    return _Ref(w.name, w.path, w.role, tuple(w.span) if w.span is not None else None, w.role_why)
 
 
 def _light(r: FileResult) -> tuple[FileResult, bool]:

@@ -43,3 +43,13 @@ def test_several_processes_report_what_one_process_reports(fmt):
     assert render(fmt, many, registry) == render(fmt, one, registry)
     assert any(r.findings for r in one)
 
+
+def test_verbose_text_from_several_processes_names_each_pair_as_one_process_does():
+    # it raised AttributeError (a pair's end sent back from a worker lacked why it has its role) on 64 files or more
+    registry = default_registry()
+    rules = registry.select(["ALL"], [], [])
+    one = lint_paths(FILES, rules, LintOptions())
+    many = parallel.lint_in_processes([(p, True) for p in FILES], rules, LintOptions(), "auto")
+    text = render("text", many, registry, verbose=True)
+    assert text == render("text", one, registry, verbose=True)
+    assert "(prefill: " in text

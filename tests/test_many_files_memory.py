@@ -53,3 +53,13 @@ def test_verbose_text_from_several_processes_names_each_pair_as_one_process_does
     text = render("text", many, registry, verbose=True)
     assert text == render("text", one, registry, verbose=True)
     assert "(prefill: " in text
+
+
+def test_several_processes_keep_only_the_source_lines_a_finding_quotes():
+    registry = default_registry()
+    rules = registry.select(["ALL"], [], [])
+    one = lint_paths(FILES, rules, LintOptions())
+    many = parallel.lint_in_processes([(p, True) for p in FILES], rules, LintOptions(), "auto")
+    kept = sum(len(line) for r in many for line in r.source_lines)
+    assert 0 < kept < sum(len(line) for r in one for line in r.source_lines) / 2
+    assert render("text", many, registry) == render("text", one, registry)  # each snippet still shown

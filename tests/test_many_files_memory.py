@@ -63,3 +63,14 @@ def test_several_processes_keep_only_the_source_lines_a_finding_quotes():
     kept = sum(len(line) for r in many for line in r.source_lines)
     assert 0 < kept < sum(len(line) for r in one for line in r.source_lines) / 2
     assert render("text", many, registry) == render("text", one, registry)  # each snippet still shown
+
+
+@pytest.mark.parametrize("fmt", ["json", "sarif"])
+def test_json_reports_are_the_text_json_dumps_gives(fmt):
+    # written into one buffer piece by piece rather than joined from a list of every piece: the same bytes
+    import json
+
+    registry = default_registry()
+    out = render(fmt, lint_paths(FILES, registry.select(["ALL"], [], []), LintOptions()), registry)
+    assert out == json.dumps(json.loads(out), indent=2)
+    assert '"findings": [\n' in out or '"results": [\n' in out

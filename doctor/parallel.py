@@ -14,12 +14,14 @@ from .registry import Rule, default_registry
 
 
 class _Ref(NamedTuple):
-    """The part of a worker that reports about a pair need (name, file, role), small enough to send between processes."""
+    """The part of a worker that reports about a pair need (name, file, role and why, as `--verbose` says it), small
+    enough to send between processes."""
 
     name: str
     path: str
     role: str
     span: tuple | None = None
+    role_why: str = ""
 
 
 class _PairRef(NamedTuple):
@@ -33,7 +35,7 @@ class _PairRef(NamedTuple):
 
 
 def _ref(w) -> _Ref:
-    return _Ref(w.name, w.path, w.role, tuple(w.span) if w.span is not None else None)
+    return _Ref(w.name, w.path, w.role, tuple(w.span) if w.span is not None else None, w.role_why)
 
 
 def _light(r: FileResult) -> tuple[FileResult, bool]:
@@ -54,8 +56,10 @@ def _chunk(args: tuple[list[tuple[str, bool]], list[str], LintOptions, str]) -> 
     items, codes, options, fmt = args
     registry = default_registry()
     rules = [registry.get(c) for c in codes]
-    results = lint_results([read_path(path, explicit, options, fmt) for path, explicit in items], rules, options, cross_files=False)
-    return [_light(r) for r in results]
+    # One file at a time: a file's document, source text and deployment are dropped as soon as it is checked (issue 23:
+    # a share of thousands of files held them all until the last was checked). Checking a share's files together
+    # would differ only in references across files, and a file that has one is lonely, so it is checked again below.
+    return [_light(lint_results([read_path(path, explicit, options, fmt)], rules, options, cross_files=False)[0]) for path, explicit in items]
 
 
 def lint_in_processes(items: list[tuple[str, bool]], rules: list[type[Rule]], options: LintOptions, fmt: str) -> list[FileResult]:
@@ -77,7 +81,10 @@ def lint_in_processes(items: list[tuple[str, bool]], rules: list[type[Rule]], op
         if not r.source_lines and r.findings:
             try:
                 with open(path, encoding="utf-8", errors="replace") as handle:
-                    r.source_lines = handle.read().splitlines()
+                    lines = handle.read().splitlines()
+                # only the lines a finding quotes (text output shows them): 5,000 files' whole texts were kept to the end
+                shown = {f.line for f in r.findings}
+                r.source_lines = [line if n in shown else "" for n, line in enumerate(lines, 1)]
             except OSError:
                 pass
         out.append(r)

@@ -13,7 +13,6 @@ file's end (a cross-file finding is reported at both ends, engine.lint_results).
 from __future__ import annotations
 
 import os
-import subprocess
 
 from disagg.schemas import pairing
 
@@ -74,6 +73,8 @@ def candidates(folder: str) -> list[str]:
 
 def _git_tracked(folder: str) -> list[str] | None:
     """Names of the files git tracks directly in `folder`, or None outside a work tree (or without git)."""
+    import subprocess  # here: only a file with a lonely worker starts git; subprocess and threading cost ~8 ms of a cold start
+
     try:
         r = subprocess.run(["git", "ls-files", "-z", "--", "."], cwd=folder or ".", capture_output=True, timeout=GIT_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired):

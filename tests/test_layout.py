@@ -37,6 +37,20 @@ def test_static_doctor_path_loads_no_heavy_module(tmp_path):
     assert not heavy, heavy
 
 
+def test_doctor_on_a_file_whose_workers_pair_starts_no_process_machinery(tmp_path):
+    # subprocess (and threading with it) is for git when a worker lacks a partner (doctor/partners.py): ~8 ms of a
+    # cold start otherwise (issue 23)
+    code = (
+        "import sys, json; from disagg.cli import main;"
+        f"main(['doctor', {str(EXAMPLES / 'disagg-router.yaml')!r}, '--exit-zero']);"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    loaded = set(json.loads(r.stdout.splitlines()[-1]))
+    assert "yaml" in loaded  # the file was read
+    assert "subprocess" not in loaded
+
+
 def test_import_layers_hold(tmp_path):
     """import-linter over the source laid out as installed (disagg/{schemas,doctor,runtime}), whatever the install mode."""
     lint = shutil.which("lint-imports", path=os.path.dirname(sys.executable)) or shutil.which("lint-imports")

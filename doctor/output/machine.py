@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from xml.etree import ElementTree as ET
 
@@ -33,7 +34,15 @@ def render_json(results) -> str:
             "pairs_checked": pairs_checked(results),
         },
     }
-    return json.dumps(doc, indent=2)
+    return json_text(doc)
+
+
+def json_text(doc) -> str:
+    """`json.dumps(doc, indent=2)`, written piece by piece into one buffer: json.dumps with an indent joins a list of
+    every piece (a million for 5,000 files with findings, ~25 MiB more at its peak, issue 23); the text is the same."""
+    out = io.StringIO()
+    json.dump(doc, out, indent=2)
+    return out.getvalue()
 
 
 def _escape_data(text: str) -> str:

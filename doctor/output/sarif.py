@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from disagg import __version__
@@ -100,4 +99,6 @@ def render_sarif(results, registry) -> str:
             "invocations": [{"executionSuccessful": not notifications, "toolExecutionNotifications": notifications}],
         }],
     }
-    return json.dumps(doc, indent=2)
+    from .machine import json_text
+
+    return json_text(doc)

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from doctor import parallel
-from doctor.context import LintOptions
-from doctor.engine import lint_paths
-from doctor.files import read_path
-from doctor.output import render
-from doctor.registry import default_registry
+from disagg.doctor import parallel
+from disagg.doctor.context import LintOptions
+from disagg.doctor.engine import lint_paths
+from disagg.doctor.files import read_path
+from disagg.doctor.output import render
+from disagg.doctor.registry import default_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = sorted(str(p) for p in [*(ROOT / "examples").glob("*.yaml"), *(ROOT / "tests" / "fixtures" / "stacks").glob("*.yaml")])

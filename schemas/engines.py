@@ -183,11 +183,12 @@ def _kv_config(w: Worker, cmd: Command) -> None:
             w.settings["kv_config_error"] = Setting(err, arg.span, "--kv-transfer-config")
             return
         w.settings["kv_config"] = Setting(obj, arg.span, "--kv-transfer-config")
-        for key in ("kv_connector", "kv_role", "kv_load_failure_policy", "kv_buffer_device", "kv_parallel_size"):
+        for key in ("kv_connector", "kv_role", "kv_load_failure_policy", "kv_buffer_device", "kv_parallel_size", "kv_rank", "kv_ip", "kv_port"):
             if key in obj:
                 w.settings[key] = Setting(obj[key], spans.get(key, arg.span), f"kv-transfer-config {key}")
         return
-    for flag, key in (("kv-connector", "kv_connector"), ("kv-role", "kv_role"), ("kv-parallel-size", "kv_parallel_size")):
+    for key in ("kv_connector", "kv_role", "kv_parallel_size", "kv_rank", "kv_ip", "kv_port"):
+        flag = key.replace("_", "-")
         if flag in cmd.flags:
             a = cmd.flags[flag]
             w.settings[key] = Setting(_value(a), a.span, f"--{flag}")

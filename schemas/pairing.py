@@ -129,6 +129,12 @@ def together(a: tuple[Branch, ...] | None, b: tuple[Branch, ...] | None, one_inv
     return True
 
 
+def concurrent(a: Worker, b: Worker) -> bool:
+    """Whether two processes of one script can run at the same time: in branches one invocation runs together, and
+    started between the same stops of what the script started (`Worker.epoch`: kill, pkill, wait...)."""
+    return a.epoch == b.epoch and together(a.alternative, b.alternative, one_invocation=True)
+
+
 def _meet(x: Branch, y: Branch) -> bool:
     """Some value of the selector picks both branches (a glob pattern meets only itself: unsure is apart)."""
     if x.values is not None and y.values is not None:

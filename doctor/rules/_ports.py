@@ -40,7 +40,7 @@ from ._helpers import connector_of
 VLLM_HTTP_DEFAULT = 8000
 SGLANG_HTTP_DEFAULT = 30000
 SGLANG_BOOTSTRAP_DEFAULT = "8998"  # ServerArgs.disaggregation_bootstrap_port (knowledge: sglang.bootstrap_port_default)
-P2P_KV_PORT_DEFAULT = 14579
+KV_PORT_DEFAULT = 14579
 KV_EVENTS_DEFAULT = "tcp://*:5557"
 
 
@@ -145,7 +145,7 @@ def _p2p(w: Worker) -> list[Bind]:
     if not names or not any(n == "P2pNcclConnector" for n in names):
         return []
     written = "kv_port" in s.value
-    base = _int(s.value.get("kv_port")) if written else P2P_KV_PORT_DEFAULT
+    base = _int(s.value.get("kv_port")) if written else KV_PORT_DEFAULT
     if base is None:
         return []
     ranks = (_count(w, "tp") or 1) * (_count(w, "pp") or 1)

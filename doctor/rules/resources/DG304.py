@@ -65,7 +65,7 @@ class DG304(Rule):
                     other, ob = first
                     if other is w or tuple(sorted((b.kind, ob.kind))) in _ELSEWHERE or (other.name, b.port) in reported:
                         continue
-                    if other.span == w.span or other.epoch != w.epoch or not pairing.together(w.alternative, other.alternative, one_invocation=True):
+                    if other.span == w.span or not pairing.concurrent(w, other):
                         continue  # alternatives (if/case branches, functions called from them, one command read per branch), not neighbours
                     reported.add((other.name, b.port))
                     both = b.written and ob.written

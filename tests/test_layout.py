@@ -25,14 +25,15 @@ def test_subpackages_import_under_disagg(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_static_doctor_path_loads_no_heavy_module(tmp_path):
-    code = (
-        "import sys, json; from disagg.cli import main;"
-        f"main(['doctor', {str(EXAMPLES / 'seed-broken.yaml')!r}, '--exit-zero', '--workload', 'isl=200']);"
-        "print(json.dumps(sorted(sys.modules)))"
-    )
+def _modules_after_doctor(tmp_path, *args: str) -> set[str]:
+    """The modules a fresh interpreter holds after `disagg doctor ARGS`."""
+    code = f"import sys, json; from disagg.cli import main; main({['doctor', *args]!r}); print(json.dumps(sorted(sys.modules)))"
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
-    loaded = set(json.loads(r.stdout.splitlines()[-1]))
+    return set(json.loads(r.stdout.splitlines()[-1]))
+
+
+def test_static_doctor_path_loads_no_heavy_module(tmp_path):
+    loaded = _modules_after_doctor(tmp_path, str(EXAMPLES / "seed-broken.yaml"), "--exit-zero", "--workload", "isl=200")
     heavy = {"vllm", "torch", "nixl", "textual", "pydantic", "rich", "numpy", "dataclasses"} & loaded
     assert not heavy, heavy
 
@@ -40,13 +41,7 @@ def test_static_doctor_path_loads_no_heavy_module(tmp_path):
 def test_doctor_on_a_file_whose_workers_pair_starts_no_process_machinery(tmp_path):
     # subprocess (and threading with it) is for git when a worker lacks a partner (doctor/partners.py): ~8 ms of a
     # cold start otherwise (issue 23)
-    code = (
-        "import sys, json; from disagg.cli import main;"
-        f"main(['doctor', {str(EXAMPLES / 'disagg-router.yaml')!r}, '--exit-zero']);"
-        "print(json.dumps(sorted(sys.modules)))"
-    )
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
-    loaded = set(json.loads(r.stdout.splitlines()[-1]))
+    loaded = _modules_after_doctor(tmp_path, str(EXAMPLES / "disagg-router.yaml"), "--exit-zero")
     assert "yaml" in loaded  # the file was read
     assert "subprocess" not in loaded
 

@@ -101,6 +101,36 @@ def test_sglang_choices_are_read_in_each_of_their_shapes():
     assert transports.sglang_backends({"a.py": "x = 1"}) == {}
 
 
+def test_sglang_disaggregation_mode_choices_come_from_argparse_or_the_fields_literal():
+    flag = 'parser.add_argument("--disaggregation-mode", type=str, default="null", choices=["null", "prefill", "decode"])'
+    field = 'class Disagg:\n    disaggregation_mode: A[Literal["null", "prefill", "decode"], "help"] = "null"\n'
+    assert list(transports.sglang_choices({"a.py": flag}, "--disaggregation-mode")) == ["null", "prefill", "decode"]
+    assert list(transports.sglang_choices({"fields.py": field}, "--disaggregation-mode")) == ["null", "prefill", "decode"]
+    # another flag's Literal is not this flag's choices
+    other = 'class D:\n    other_mode: A[Literal["x"], "h"] = "x"\n'
+    assert transports.sglang_choices({"a.py": other}, "--disaggregation-mode") == {}
+
+
+def test_vllm_kv_roles_are_the_literal_of_kv_role_or_the_list_post_init_checks():
+    aliased = ('KVProducer = Literal["kv_producer", "kv_both"]\nKVConsumer = Literal["kv_consumer", "kv_both"]\n'
+               'KVRole = Literal[KVProducer, KVConsumer]\n'
+               'class KVTransferConfig:\n    kv_connector: Optional[str] = None\n    kv_role: Optional[KVRole] = None\n')
+    old = ('class KVTransferConfig(BaseModel):\n    kv_role: Optional[str] = None\n'
+           '    def __post_init__(self):\n        if self.kv_role not in ["kv_producer", "kv_consumer", "kv_both"]:\n'
+           '            raise ValueError(f"Unsupported kv_role: {self.kv_role}")\n')
+    assert sorted(transports.kv_roles({"kv_transfer.py": aliased})) == ["kv_both", "kv_consumer", "kv_producer"]
+    assert list(transports.kv_roles({"config.py": old})) == ["kv_producer", "kv_consumer", "kv_both"]
+    assert transports.kv_roles({"config.py": "class Other:\n    kv_role: Literal['x'] = 'x'\n"}) == {}
+
+
+def test_the_committed_role_tables_cover_every_pinned_release():
+    data = json.loads((ROOT / "schemas" / "knowledge" / "generated" / "transports.json").read_text())
+    for system, first, last in (("vllm-kv-role", "0.6.5", "0.34.0"), ("sglang-disagg-mode", "0.4.6", "0.5.23")):
+        assert data[system]["missing"] == [], system
+        assert all(entry["in"] == [[first, last]] for entry in data[system]["names"].values()), system
+    assert data["vllm-kv-role"]["patterns"]["rejects_other"]["in"] == [["0.6.5", "0.34.0"]]
+
+
 def test_trtllm_backends_are_the_literal_of_the_backend_field():
     text = ('class CacheTransceiverConfig(BaseModel):\n'
             '    backend: Optional[Literal["DEFAULT", "UCX", "NIXL", "MPI"]] = Field(default=None)\n'

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import io
+import json
 import re
 import subprocess
 import urllib.request
@@ -56,6 +56,13 @@ SYSTEMS = {
                   "vllm/config.py": "vllm/config.py", "vllm/config/utils.py": "vllm/config/utils.py"},
         "version_file": None,
     },
+    "vllm-kv-role": {
+        "package": "vllm", "repo": "vllm-project/vllm", "tag": "v{}", "releases": VLLM_RELEASES,
+        "what": "values KVTransferConfig.kv_role accepts (the KVRole Literal, or the list __post_init__ checks)",
+        "files": {"vllm/config/kv_transfer.py": "vllm/config/kv_transfer.py", "vllm/config/__init__.py": "vllm/config/__init__.py",
+                  "vllm/config.py": "vllm/config.py"},
+        "version_file": None,
+    },
     "dynamo-vllm": {
         "package": "ai-dynamo-vllm", "repo": "ai-dynamo/dynamo", "tag": "ai-dynamo-vllm {}", "releases": DYNAMO_VLLM_RELEASES,
         "what": "names registered with KVConnectorFactory.register_connector in the patched vLLM Dynamo 0.1-0.3 ran "
@@ -74,6 +81,15 @@ SYSTEMS = {
     "sglang": {
         "package": "sglang", "repo": "sgl-project/sglang", "tag": "v{}", "releases": SGLANG_RELEASES,
         "what": "choices of --disaggregation-transfer-backend",
+        "files": {"python/sglang/srt/server_args.py": "sglang/srt/server_args.py",
+                  "python/sglang/srt/arg_groups/choices.py": "sglang/srt/arg_groups/choices.py",
+                  "python/sglang/srt/arg_groups/fields/disagg.py": "sglang/srt/arg_groups/fields/disagg.py",
+                  "python/sglang/srt/disaggregation/utils.py": "sglang/srt/disaggregation/utils.py"},
+        "version_file": "sglang/version.py",
+    },
+    "sglang-disagg-mode": {
+        "package": "sglang", "repo": "sgl-project/sglang", "tag": "v{}", "releases": SGLANG_RELEASES,
+        "what": "choices of --disaggregation-mode",
         "files": {"python/sglang/srt/server_args.py": "sglang/srt/server_args.py",
                   "python/sglang/srt/arg_groups/choices.py": "sglang/srt/arg_groups/choices.py",
                   "python/sglang/srt/arg_groups/fields/disagg.py": "sglang/srt/arg_groups/fields/disagg.py",
@@ -106,6 +122,11 @@ PATTERNS = {
         "extra_fields_forbidden": (r"(?s)(?=.*forbids extra fields)(?=.*@config\s*\n(?:@[^\n]*\n)*class KVTransferConfig\b)",
                                    "KVTransferConfig is a @config pydantic dataclass that forbids extra fields: a key that is no field "
                                    "of the release makes vLLM exit at start"),
+    },
+    "vllm-kv-role": {
+        "rejects_other": (r"Unsupported kv_role",
+                          "KVTransferConfig.__post_init__ raises ValueError('Unsupported kv_role: ...') for any other value: "
+                          "vLLM exits at start"),
     },
     "sglang": {
         "choices_extensible": (r"add_disagg_transfer_backend_choices",
@@ -142,8 +163,14 @@ def vllm_registered(text: str) -> dict[str, list[str]]:
 
 
 def sglang_backends(texts: dict[str, str]) -> dict[str, list[str]]:
-    """{backend: []} of `--disaggregation-transfer-backend`'s choices: an `add_argument` call's `choices=`, or the
-    `disaggregation_transfer_backend` field's `Arg(choices=...)`, a literal or a module-level list named there."""
+    """{backend: []} of `--disaggregation-transfer-backend`'s choices."""
+    return sglang_choices(texts, "--disaggregation-transfer-backend")
+
+
+def sglang_choices(texts: dict[str, str], flag: str) -> dict[str, list[str]]:
+    """{choice: []} of an SGLang flag's choices: an `add_argument` call's `choices=`, or the field's `Arg(choices=...)`
+    (the field is the flag's name with underscores), a literal or a module-level list named there."""
+    field = flag.lstrip("-").replace("-", "_")
     constants: dict[str, list[str]] = {}
     trees = [_parse(t) for t in texts.values()]
     for tree in trees:
@@ -156,11 +183,14 @@ def sglang_backends(texts: dict[str, str]) -> dict[str, list[str]]:
     for tree in trees:
         for node in ast.walk(tree):
             choices = None
-            if isinstance(node, ast.Call) and any(isinstance(a, ast.Constant) and a.value == "--disaggregation-transfer-backend" for a in node.args):
+            if isinstance(node, ast.Call) and any(isinstance(a, ast.Constant) and a.value == flag for a in node.args):
                 choices = next((k.value for k in node.keywords if k.arg == "choices"), None)
-            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == "disaggregation_transfer_backend":
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == field:
                 for call in (n for n in ast.walk(node.annotation) if isinstance(n, ast.Call)):
                     choices = next((k.value for k in call.keywords if k.arg == "choices"), choices)
+                if choices is None:  # `A[Literal["null", "prefill", "decode"], "help"]`: the Literal is the choices
+                    choices = next((sub.slice for sub in ast.walk(node.annotation) if isinstance(sub, ast.Subscript)
+                                    and getattr(sub.value, "id", getattr(sub.value, "attr", "")) == "Literal"), None)
             if choices is None:
                 continue
             found = _strings(choices) if not isinstance(choices, ast.Name) else constants.get(choices.id)
@@ -224,10 +254,54 @@ def kv_config_fields(texts: dict[str, str]) -> dict[str, list[str]]:
     return {}
 
 
+def _alias_strings(node: ast.AST, aliases: dict[str, ast.AST], seen: tuple[str, ...] = ()) -> list[str]:
+    """The string constants in `node`, following module-level names it uses (`Literal[KVProducer, KVConsumer]`)."""
+    out: list[str] = []
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+            out.append(sub.value)
+        elif isinstance(sub, ast.Name) and sub.id in aliases and sub.id not in seen:
+            out += _alias_strings(aliases[sub.id], aliases, seen + (sub.id,))
+    return out
+
+
+def kv_roles(texts: dict[str, str]) -> dict[str, list[str]]:
+    """{role: []} of the values `KVTransferConfig.kv_role` accepts: the strings of the `Literal` its annotation names
+    (module-level aliases such as `KVRole = Literal[KVProducer, KVConsumer]` resolved), or, in releases that typed it
+    `str`, the list `__post_init__` compares it with (`self.kv_role not in ["kv_producer", ...]`)."""
+    for text in texts.values():
+        tree = _parse(text)
+        aliases: dict[str, ast.AST] = {}
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                aliases[node.targets[0].id] = node.value
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+                aliases[node.target.id] = node.value
+            elif type(node).__name__ == "TypeAlias":  # `type KVRole = Literal[...]` (Python 3.12)
+                aliases[node.name.id] = node.value
+
+        for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "KVTransferConfig"):
+            for item in cls.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.target.id == "kv_role":
+                    found = [v for v in dict.fromkeys(_alias_strings(item.annotation, aliases)) if v.startswith("kv_")]
+                    if found:
+                        return {v: [] for v in found}
+            for cmp in (n for n in ast.walk(cls) if isinstance(n, ast.Compare)):
+                if isinstance(cmp.left, ast.Attribute) and cmp.left.attr == "kv_role" and isinstance(cmp.ops[0], ast.NotIn):
+                    found = _strings(cmp.comparators[0])
+                    if found:
+                        return {v: [] for v in found}
+    return {}
+
+
 def read_names(system: str, texts: dict[str, str]) -> dict[str, list[str]]:
     """The transports one release defines, from its files (repository paths -> text)."""
     if system == "vllm-kv-config":
         return kv_config_fields(texts)
+    if system == "vllm-kv-role":
+        return kv_roles(texts)
+    if system == "sglang-disagg-mode":
+        return sglang_choices(texts, "--disaggregation-mode")
     if system in ("vllm", "dynamo-vllm"):
         return vllm_registered(texts.get("vllm/distributed/kv_transfer/kv_connector/factory.py", ""))
     if system == "sglang":

@@ -24,6 +24,7 @@ RULE_MODULES = (
     "kv.DG211",
     "kv.DG212",
     "kv.DG213",
+    "kv.DG214",
     "resources.DG301",
     "resources.DG302",
     "resources.DG303",

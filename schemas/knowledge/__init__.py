@@ -182,7 +182,7 @@ def evidence_from_tag(target: Target, system: str, tag: str, why: str) -> bool:
     if not matches:
         # A release we have no table for (newer than our data, or a dev build): keep it unknown.
         return False
-    target.add(Evidence(system, matches, why))
+    target.add(Evidence(system, matches, why, names_release=True))
     return True
 
 

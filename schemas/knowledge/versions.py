@@ -39,6 +39,7 @@ class Evidence(NamedTuple):
     system: str
     releases: frozenset[str]  # what this evidence allows
     why: str  # e.g. "image tag vllm-runtime:0.3.2", "--disaggregation-mode exists in dynamo 1.0.0..1.6.1"
+    names_release: bool = False  # the file names the release (an image tag, a pin), rather than it being inferred
 
 
 class Target:
@@ -69,6 +70,10 @@ class Target:
     def pin(self, system: str, release: str) -> None:
         self.pinned[system] = release
         self.candidates[system] = frozenset({release})
+
+    def named(self, system: str) -> bool:
+        """Whether the file (or --target-version) names the release of `system`, not only narrows it by what it uses."""
+        return system in self.pinned or any(e.names_release for e in self.evidence if e.system == system)
 
     def releases(self, system: str) -> frozenset[str]:
         return self.candidates.get(system, frozenset(self.known.get(system, ())))

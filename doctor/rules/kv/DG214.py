@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import difflib
+
+from disagg.schemas import knowledge
+from disagg.schemas.knowledge import version_key
+
+from ...finding import Fix, Severity
+from ...registry import Rule
+from .._connectors import engine_releases, vllm_releases
+
+# The values each release accepts are generated (transports.json): "vllm-kv-role" from KVTransferConfig.kv_role's
+# Literal (or the list its __post_init__ checks), with the pattern "rejects_other" where __post_init__ raises
+# ValueError('Unsupported kv_role'); "sglang-disagg-mode" from --disaggregation-mode's argparse choices (server_args.py,
+# or the dataclass field's Literal, which sglang's add_cli_args_from_dataclass turns into choices: sgl-project/sglang
+# 0116c606 python/sglang/srt/arg_groups/arg_utils.py).
+_VLLM, _SGLANG = "vllm-kv-role", "sglang-disagg-mode"
+
+
+def _read(system: str, cands: frozenset[str]) -> frozenset[str] | None:
+    """The candidates whose values we have read; None when a candidate is newer than our table (it may accept more)."""
+    read = knowledge.transport_releases_read(system)
+    if not read or not cands:
+        return None
+    if any(version_key(c) > version_key(read[-1]) for c in cands):
+        return None
+    relevant = cands & frozenset(read)
+    return relevant or None
+
+
+def _severity(w, engine: str) -> tuple[Severity | None, str]:
+    """Error where the file names the engine release (an image tag, a pinned package); where it does not, a build
+    from a branch or a fork may take values no release does (an SGLang branch took `--disaggregation-mode encode`,
+    sgl-project/sglang#12665), so it is only said as an info."""
+    if w.target.named(engine):
+        return None, ""
+    return Severity.INFO, " (no release accepts it, but the file does not say which build runs: a fork or branch may)"
+
+
+def _near(value: str, accepted: frozenset[str]) -> str:
+    match = difflib.get_close_matches(value, sorted(accepted), n=1, cutoff=0.6) or \
+        [a for a in sorted(accepted) if a.lower() == value.lower()]
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+class DG214(Rule):
+    """## What it does
+    Reports a role value the engine refuses at start: a vLLM `kv_role` other than the values `KVTransferConfig`
+    accepts in the targeted release (`kv_producer`, `kv_consumer`, `kv_both` in every release from 0.6.5 to 0.34), and
+    an SGLang `--disaggregation-mode` that is none of its choices (`null`, `prefill`, `decode`). Both lists are read
+    from each release's source, and the values are compared as the engines compare them (case matters).
+
+    ## Why is this bad?
+    vLLM raises `ValueError: Unsupported kv_role` while it builds its config, and SGLang's argument parser exits with
+    "invalid choice": the worker never starts, so the side it was meant to serve has no capacity at all. The
+    misspelling is easy to miss because the value still reads as a role to a person (`kv_producter`, `Prefill`).
+    Where the file does not say which engine release runs (no image tag or pinned package), the finding is an info:
+    a build from a branch or fork may accept values that no release does.
+
+    ## Example
+    ```yaml
+    containers:
+      - image: vllm/vllm-openai:v0.11.0
+        args: [--kv-transfer-config, '{"kv_connector":"P2pNcclConnector","kv_role":"kv_producter"}']
+    ```
+
+    ## Use instead
+    ```yaml
+    containers:
+      - image: vllm/vllm-openai:v0.11.0
+        args: [--kv-transfer-config, '{"kv_connector":"P2pNcclConnector","kv_role":"kv_producer"}']
+    ```
+    """
+
+    code = "DG214"
+    name = "role-value-rejected"
+    severity = Severity.ERROR
+    also = {Severity.INFO: "a value no release accepts where the file does not name the engine release (a fork or branch build may accept it)"}
+
+    def check(self, ctx):
+        for w in ctx.deployment.workers:
+            if w.program == "vllm":
+                yield from self._vllm(ctx, w)
+            elif w.program == "sglang":
+                yield from self._sglang(ctx, w)
+
+    def _vllm(self, ctx, w):
+        s = w.settings.get("kv_role")
+        if s is None or not s.known or not isinstance(s.value, str) or s.origin != "kv-transfer-config kv_role":
+            return
+        cands, described = vllm_releases(w)
+        releases = _read(_VLLM, cands or frozenset())
+        if releases is None or not releases <= knowledge.transport_pattern(_VLLM, "rejects_other"):
+            return
+        accepted = knowledge.transport_names(_VLLM, releases)
+        if not accepted or s.value in accepted:
+            return
+        severity, unsure = _severity(w, "vllm")
+        yield ctx.finding(self, s.span, f"{w.name}: kv_role {s.value!r} is not one vLLM accepts ({', '.join(sorted(accepted))}): "
+                          f"vLLM raises 'Unsupported kv_role' at start, so this worker never serves{unsure}{_near(s.value, accepted)} [{described}; "
+                          f"{knowledge.transport_source(_VLLM, releases)}]", worker=w, severity=severity,
+                          fix=Fix(f"set kv_role to one of {', '.join(sorted(accepted))}"))
+
+    def _sglang(self, ctx, w):
+        s = w.settings.get("disaggregation_mode")
+        if s is None or not s.known or not isinstance(s.value, str) or s.origin.startswith("env"):
+            return
+        cands, _ = engine_releases(w, "sglang")
+        releases = _read(_SGLANG, cands)
+        if releases is None:
+            return
+        accepted = knowledge.transport_names(_SGLANG, releases)
+        if not accepted or s.value in accepted:
+            return
+        severity, unsure = _severity(w, "sglang")
+        yield ctx.finding(self, s.span, f"{w.name}: --disaggregation-mode {s.value!r} is none of SGLang's choices ({', '.join(sorted(accepted))}): "
+                          f"its argument parser exits at start, so this server never runs{unsure}{_near(s.value, accepted)} ["
+                          f"{knowledge.transport_source(_SGLANG, releases)}]", worker=w, severity=severity,
+                          fix=Fix(f"use --disaggregation-mode {' or '.join(a for a in sorted(accepted) if a != 'null')}"))

@@ -20,11 +20,17 @@ def _loopback_only(w) -> tuple[str, object] | None:
 
 
 def _speaks_nixl(w) -> bool:
-    """KV moves over NIXL (whose default backend is UCX): vLLM's NIXL connectors, SGLang's nixl transfer backend."""
+    """KV moves over NIXL (whose default backend is UCX): a vLLM connector whose class is vLLM's NIXL connector (by the
+    release's connector factory, never by its name), TensorRT-LLM's NIXL cache transceiver, SGLang's nixl transfer
+    backend."""
+    if w.engine == "sglang":
+        return str(w.known("transfer_backend", "")).lower() == "nixl"
     names, _ = connector_of(w)
-    if names and any("nixl" in n.lower() for n in names):
-        return True
-    return w.engine == "sglang" and str(w.known("transfer_backend", "")).lower() == "nixl"
+    if not names:
+        return False
+    if w.engine == "trtllm":
+        return any(n.lower() == "cache_transceiver:nixl" for n in names)
+    return is_nixl(w, set(names)) is True
 
 
 class DG208(Rule):

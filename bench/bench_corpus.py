@@ -178,7 +178,7 @@ def score_variants(rows: list[dict], corpus: Path, variants: list[dict], split: 
             continue
         folder_rows = [r for r in rows if folder_of(r) == folder_of(row)]
         with tempfile.TemporaryDirectory(prefix="disagg-variant-") as tmp:
-            names = lay_out(folder_rows, corpus, Path(tmp))
+            lay_out(folder_rows, corpus, Path(tmp))
             folder = str(Path(tmp) / folder_of(row))
             key = folder_of(row)
             if key not in base_cache:

@@ -18,7 +18,6 @@ import pstats
 import statistics
 import time
 
-
 # One profile of a launcher that holds many (model sizes, clusters): `case "$PROFILE"` picks one per run, and the
 # script is started once per role (`case "$ROLE"`), so each profile has one prefill/decode pair.
 BLOCK = r"""

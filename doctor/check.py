@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from disagg.schemas import pairing
-from disagg.schemas.readers import link_files
 from disagg.schemas.model import Deployment, Pair, Worker
+from disagg.schemas.readers import link_files
 from disagg.schemas.source import Span, noqa_codes
 
 from .context import LintContext, LintOptions

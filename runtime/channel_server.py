@@ -16,6 +16,7 @@ from .channel import (_LEN, HANDSHAKE_TIMEOUT, MAX_FRAME, MAX_PENDING, MAX_PREAU
                       Request, _nonce, _send, address_of, encode, read_frame)
 from .secure import NONCE_BYTES, TAG, VERSION, Keys, Opener, Sealer, SealError, SecureReader, record_length
 
+
 class _ServerConnection:
     def __init__(self, writer: asyncio.StreamWriter, sealer: Sealer):
         self.writer = writer

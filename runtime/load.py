@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-
 NOT_OPENAI = "answer is not an OpenAI completion (JSON object)"
 # errors that say the URL is not a serving frontend at all, rather than a frontend failing some requests
 UNREACHABLE = ("ClientConnectorError", "ServerDisconnectedError", "InvalidURL", "InvalidUrlClientError", "ConnectionRefusedError", "TimeoutError",

@@ -12,8 +12,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from disagg.schemas.config import DynamoV0Parse, looks_like_dynamo_v0, parse_dynamo_v0
 from disagg.schemas import knowledge
+from disagg.schemas.config import DynamoV0Parse, looks_like_dynamo_v0, parse_dynamo_v0
 from disagg.schemas.policy import deployment_policy
 from disagg.schemas.readers import dynamo_v0 as v0_reader
 from disagg.schemas.routing import RoutingPolicy

@@ -8,7 +8,6 @@ import json
 import pytest
 
 from conftest import EXAMPLES, FIXTURES
-
 from disagg.doctor.finding import Severity
 from disagg.doctor.registry import Rule, default_registry
 

@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from conftest import ROOT
-
 from disagg.doctor.check import lint_results
 from disagg.doctor.context import LintOptions
 from disagg.doctor.files import read_file

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from disagg.doctor.context import LintOptions
 from disagg.doctor.engine import lint_paths, lint_text
 from disagg.doctor.registry import default_registry

@@ -11,8 +11,8 @@ import json
 import threading
 import time
 from collections import deque
-from dataclasses import replace
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from textual import work
 from textual.app import App, ComposeResult

@@ -4,9 +4,9 @@ their series from it in one query), read utilisation, freeze a Snapshot."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from disagg.schemas.model import is_loopback
 

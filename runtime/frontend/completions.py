@@ -165,7 +165,6 @@ class Completions:
         return req, tokens, max_tokens
 
     async def handle(self, request: web.Request, chat: bool) -> web.StreamResponse:
-        f = self.f
         arrived = time.perf_counter()
         rid = completion_id(chat)
         seen = {"status": 500, "info": {}, "prompt": 0, "completion": 0, "first": None}  # filled in as the request goes

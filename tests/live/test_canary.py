@@ -8,11 +8,11 @@ import secrets
 import urllib.request
 
 import pytest
-from live.test_live_e2e import doctor, live, server  # noqa: F401 - the fixture
 from serving.conftest import EXAMPLES, complete, variant
 
 from disagg.doctor.live.canary import divergence, tie_gap
 from disagg.schemas.routing import RouteReason, RoutingPolicy, override_route, should_prefill_remote
+from live.test_live_e2e import doctor, live, server  # noqa: F401 - the fixture
 
 
 def test_divergence_by_token_and_by_text():

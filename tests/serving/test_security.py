@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import re
+import socket
 import stat
 import urllib.parse
 from pathlib import Path

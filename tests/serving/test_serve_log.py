@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .conftest import EXAMPLES, complete, prompt, Server
+from .conftest import EXAMPLES, Server, complete, prompt
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,6 @@ from ...finding import Fix, Severity
 from ...registry import Rule
 from .._helpers import prefill_capacity, routing_policy, v0_router
 
-
 _SCALERS = ("ScaledObject", "HorizontalPodAutoscaler", "KEDA")  # origins of a replica count an autoscaler owns
 
 

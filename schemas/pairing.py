@@ -2,8 +2,9 @@
 
 Within a file: every decode engine with every prefill engine of the same engine family and discovery scope (the
 Dynamo namespace, the llm-d model label) that can run in the same invocation: script processes in exclusive branches
-of an `if`/`case` (profiles picked by `case "$CONFIG"`) are alternatives, never a pair; branches selected by a role or
-host rank are one deployment started once per branch (`model.Branch`, decided in `shell_flow.py`). Across files, only workers left without a partner in their own file are
+of an `if`/`case` (profiles picked by `case "$CONFIG"`) are alternatives, never a pair, and so are processes started
+after the script stopped the earlier ones (`Worker.epoch`); branches selected by a role or host rank are one deployment
+started once per branch (`model.Branch`, decided in `shell_flow.py`). Across files, only workers left without a partner in their own file are
 linked, and only when they agree on what ties a deployment together: same folder, same engine family, and the
 same model (as written, so two templates with `${MODEL_NAME}` link), labels or namespace where both say.
 """
@@ -30,7 +31,7 @@ def within(dep: Deployment) -> list[Pair]:
     branched = set(index.groups) != {None}  # a file without script branches: every prefill is a candidate
     for d in engines_of(dep, "decode"):
         for p in sorted(index.candidates(d), key=lambda p: order[id(p)]) if branched else prefills:
-            if _family(d) == _family(p) and _same_scope(d, p) and together(d.alternative, p.alternative):
+            if _family(d) == _family(p) and _same_scope(d, p) and together(d.alternative, p.alternative) and not _stopped_between(d, p):
                 pairs.append(Pair(d, p, "same file"))
     return pairs
 
@@ -60,8 +61,11 @@ class ByBranch:
 
 
     def meeting(self, w: Worker, one_invocation: bool = False) -> Iterator[Worker]:
-        """The workers that run with `w` (`together`)."""
-        return (o for o in self.candidates(w) if together(o.alternative, w.alternative, one_invocation))
+        """The workers that serve one deployment with `w` (`together`); with `one_invocation`, the processes running at
+        the same time as `w` in one run of the script (`concurrent`: also between the same stops)."""
+        if one_invocation:
+            return (o for o in self.candidates(w) if concurrent(o, w))
+        return (o for o in self.candidates(w) if together(o.alternative, w.alternative))
 
 
 def _outermost(alternative: tuple[Branch, ...] | None) -> Branch | None:
@@ -127,6 +131,13 @@ def together(a: tuple[Branch, ...] | None, b: tuple[Branch, ...] | None, one_inv
             elif x.selector is not None and x.selector == y.selector and not _meet(x, y):
                 return False
     return True
+
+
+def _stopped_between(a: Worker, b: Worker) -> bool:
+    """Two processes of one run of a script, one started after the script stopped what it had started (kill, pkill,
+    wait: `Worker.epoch`): sequential experiments, never one deployment. Processes of different runs (branches picked
+    per role or host) have epochs counted in different runs, which say nothing about each other."""
+    return a.epoch != b.epoch and together(a.alternative, b.alternative, one_invocation=True)
 
 
 def concurrent(a: Worker, b: Worker) -> bool:

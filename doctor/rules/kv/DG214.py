@@ -80,40 +80,32 @@ class DG214(Rule):
     def check(self, ctx):
         for w in ctx.deployment.workers:
             if w.program == "vllm":
-                yield from self._vllm(ctx, w)
+                s = w.settings.get("kv_role")
+                if s is None or s.origin != "kv-transfer-config kv_role":
+                    continue
+                cands, described = vllm_releases(w)
+                releases = _read(_VLLM, cands or frozenset())
+                if releases is not None and releases <= knowledge.transport_pattern(_VLLM, "rejects_other"):
+                    yield from self._check(ctx, w, s, _VLLM, releases, f"kv_role {s.value!r} is not one vLLM accepts",
+                                           "vLLM raises 'Unsupported kv_role' at start, so this worker never serves", f"{described}; ")
             elif w.program == "sglang":
-                yield from self._sglang(ctx, w)
+                s = w.settings.get("disaggregation_mode")
+                if s is None or s.origin.startswith("env"):
+                    continue
+                releases = _read(_SGLANG, engine_releases(w, "sglang")[0])
+                if releases is not None:
+                    yield from self._check(ctx, w, s, _SGLANG, releases, f"--disaggregation-mode {s.value!r} is none of SGLang's choices",
+                                           "its argument parser exits at start, so this server never runs", "")
 
-    def _vllm(self, ctx, w):
-        s = w.settings.get("kv_role")
-        if s is None or not s.known or not isinstance(s.value, str) or s.origin != "kv-transfer-config kv_role":
+    def _check(self, ctx, w, s, system: str, releases: frozenset[str], what: str, then: str, described: str):
+        if not s.known or not isinstance(s.value, str):
             return
-        cands, described = vllm_releases(w)
-        releases = _read(_VLLM, cands or frozenset())
-        if releases is None or not releases <= knowledge.transport_pattern(_VLLM, "rejects_other"):
-            return
-        accepted = knowledge.transport_names(_VLLM, releases)
+        accepted = knowledge.transport_names(system, releases)
         if not accepted or s.value in accepted:
             return
-        severity, unsure = _severity(w, "vllm")
-        yield ctx.finding(self, s.span, f"{w.name}: kv_role {s.value!r} is not one vLLM accepts ({', '.join(sorted(accepted))}): "
-                          f"vLLM raises 'Unsupported kv_role' at start, so this worker never serves{unsure}{_near(s.value, accepted)} [{described}; "
-                          f"{knowledge.transport_source(_VLLM, releases)}]", worker=w, severity=severity,
-                          fix=Fix(f"set kv_role to one of {', '.join(sorted(accepted))}"))
-
-    def _sglang(self, ctx, w):
-        s = w.settings.get("disaggregation_mode")
-        if s is None or not s.known or not isinstance(s.value, str) or s.origin.startswith("env"):
-            return
-        cands, _ = engine_releases(w, "sglang")
-        releases = _read(_SGLANG, cands)
-        if releases is None:
-            return
-        accepted = knowledge.transport_names(_SGLANG, releases)
-        if not accepted or s.value in accepted:
-            return
-        severity, unsure = _severity(w, "sglang")
-        yield ctx.finding(self, s.span, f"{w.name}: --disaggregation-mode {s.value!r} is none of SGLang's choices ({', '.join(sorted(accepted))}): "
-                          f"its argument parser exits at start, so this server never runs{unsure}{_near(s.value, accepted)} ["
-                          f"{knowledge.transport_source(_SGLANG, releases)}]", worker=w, severity=severity,
-                          fix=Fix(f"use --disaggregation-mode {' or '.join(a for a in sorted(accepted) if a != 'null')}"))
+        severity, unsure = _severity(w, w.engine)
+        listed = ", ".join(sorted(accepted))
+        fix = f"set kv_role to one of {listed}" if system == _VLLM else \
+            f"use --disaggregation-mode {' or '.join(a for a in sorted(accepted) if a != 'null')}"
+        yield ctx.finding(self, s.span, f"{w.name}: {what} ({listed}): {then}{unsure}{_near(s.value, accepted)} "
+                          f"[{described}{knowledge.transport_source(system, releases)}]", worker=w, severity=severity, fix=Fix(fix))

@@ -2,11 +2,23 @@ from __future__ import annotations
 
 from ...finding import Fix, Severity
 from ...registry import Rule
+from .._connectors import transports
 
-# Connectors whose direction is the kv_role: only a producer (or kv_both) saves and sends KV, only a consumer (or
-# kv_both) loads it (knowledge: vllm.kv_role_direction). NixlConnector takes its direction per request from the proxy's
-# kv_transfer_params, and LMCacheConnectorV1 from LMCache's own config, so they are not judged here.
-DIRECTIONAL = ("P2pNcclConnector", "PyNcclConnector", "LMCacheConnector", "MooncakeStoreConnector")
+# Connector classes whose direction is the kv_role: only a producer (or kv_both) saves and sends KV, only a consumer
+# (or kv_both) loads it (knowledge: vllm.kv_role_direction; vLLM's v1 MooncakeConnector: vllm-project/vllm 009d7c76
+# v1/mooncake_connector.py, whose scheduler queues receives only when kv_role != "kv_producer" and sends only when
+# kv_role != "kv_consumer", and asserts both). A connector is judged by the class the targeted release's factory loads
+# for its name (a name from kv_connector_module_path, or one a release maps elsewhere, is not judged). NixlConnector
+# takes its direction per request from the proxy's kv_transfer_params, LMCacheConnectorV1 from LMCache's own config,
+# and v1's MooncakeStoreConnector is not established here: none of them is judged.
+DIRECTIONAL = {
+    ("vllm.distributed.kv_transfer.kv_connector.simple_connector", "SimpleConnector"): "vLLM V0's PyNccl/Mooncake pipe",
+    ("vllm.distributed.kv_transfer.kv_connector.lmcache_connector", "LMCacheConnector"): "vLLM V0's LMCacheConnector",
+    ("vllm.distributed.kv_transfer.kv_connector.mooncake_store_connector", "MooncakeStoreConnector"): "vLLM V0's MooncakeStoreConnector",
+    ("vllm.distributed.kv_transfer.kv_connector.v1.p2p.p2p_nccl_connector", "P2pNcclConnector"): "P2pNcclConnector",
+    ("vllm.distributed.kv_transfer.kv_connector.v1.mooncake_connector", "MooncakeConnector"): "MooncakeConnector",
+    ("vllm.distributed.kv_transfer.kv_connector.v1.mooncake.mooncake_connector", "MooncakeConnector"): "MooncakeConnector",
+}
 _SENDS = ("kv_producer", "kv_both")
 _LOADS = ("kv_consumer", "kv_both")
 
@@ -14,7 +26,8 @@ _LOADS = ("kv_consumer", "kv_both")
 class DG211(Rule):
     """## What it does
     Reports vLLM instances of one file that use a connector whose direction is their `kv_role` (`P2pNcclConnector`,
-    and vLLM V0's `PyNcclConnector`, `LMCacheConnector` and `MooncakeStoreConnector`) when no instance can send KV
+    `MooncakeConnector`, and vLLM V0's `PyNcclConnector`, `LMCacheConnector` and `MooncakeStoreConnector`, by the class
+    the targeted release loads for the name) when no instance can send KV
     (all `kv_consumer`) or none can load it (all `kv_producer`). The finding points at one `kv_role` and names the
     other.
 
@@ -45,7 +58,10 @@ class DG211(Rule):
         groups: dict[str, list] = {}
         for w in ctx.deployment.engines():
             conn, role = w.settings.get("kv_connector"), w.settings.get("kv_role")
-            if conn is None or role is None or not conn.known or not role.known or str(conn.value) not in DIRECTIONAL:
+            if conn is None or role is None or not conn.known or not role.known:
+                continue
+            t = transports(w, {str(conn.value)})
+            if t is None or t.unknown or len(t.classes) != 1 or next(iter(t.classes)) not in DIRECTIONAL:
                 continue
             groups.setdefault(str(conn.value), []).append(w)
         for name, ws in groups.items():

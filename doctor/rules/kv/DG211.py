@@ -61,7 +61,7 @@ class DG211(Rule):
             if conn is None or role is None or not conn.known or not role.known:
                 continue
             t = transports(w, {str(conn.value)})
-            if t is None or t.unknown or len(t.classes) != 1 or next(iter(t.classes)) not in DIRECTIONAL:
+            if t is None or t.unknown or not t.classes or not t.classes <= DIRECTIONAL.keys():
                 continue
             groups.setdefault(str(conn.value), []).append(w)
         for name, ws in groups.items():

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from ..knowledge.versions import Target
-from ..model import Deployment, Host, Setting
+from ..model import Deployment, Host, Setting, Unknown
 from ..source import ConfigError, SourceDocument, Span, load_documents
 
 # Readers are imported where a file needs them: a Dynamo v0 config never loads the shell reader or the manifest ones.
@@ -284,6 +284,11 @@ def _link_engine_configs(dep: Deployment, configs: dict, engine: str | None = No
             trtllm.apply_engine_config(w, inner, base, cfg, to_file)
         else:
             w.notes.append(f"engine settings are in {path}, which is not in this file")
+            s = w.settings["extra_engine_args"]
+            if s.origin == "--config" and "opaque_args" not in w.settings:
+                # `--config FILE` is expanded into command-line arguments before parsing (vLLM's FlexibleArgumentParser,
+                # SGLang's --config): any flag, a role flag included, may be in the file the run does not show
+                w.settings["opaque_args"] = Setting(Unknown(f"its --config file {path}, not in this run, is read as arguments"), s.span, "arguments from a file")
 
 
 __all__ = ["FORMATS", "SERVING_MARKERS", "is_script", "read_script", "read_yaml", "link_files", "unread_kinds", "Span"]

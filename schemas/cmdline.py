@@ -48,6 +48,7 @@ class Command(NamedTuple):
     positional: list[Arg]
     env: dict[str, Arg]  # VAR=value words written before the program
     start: Span
+    scheduler: str | None = None  # srun / mpirun: a cluster launcher picks the node it runs on, not this script
 
 
 _MODULES = {
@@ -107,6 +108,7 @@ def find_command(args: list[Arg]) -> Command | None:
     `python -m $MODULE` whose module is set at run time is returned as program "unknown-module", so the reader can
     say what it could not check instead of passing the file in silence."""
     env: dict[str, Arg] = {}
+    scheduler = None
     i = 0
     while i < len(args):
         text = args[i].text
@@ -116,6 +118,8 @@ def find_command(args: list[Arg]) -> Command | None:
             i += 1
         elif text.rsplit("/", 1)[-1] in _WRAPPERS or (text == "run" and i > 0 and args[i - 1].text == "uv"):
             wrapper = text.rsplit("/", 1)[-1]
+            if wrapper in ("srun", "mpirun"):
+                scheduler = wrapper
             i += 1
             while i < len(args) and args[i].text.startswith("-") and args[i].text not in ("--",):
                 if wrapper == "env" and args[i].text in ("-u", "--unset", "-C", "--chdir") and i + 1 < len(args):
@@ -164,7 +168,7 @@ def find_command(args: list[Arg]) -> Command | None:
     if program is None:
         return None
     flags, flag_spans, positional = parse_flags(body)
-    return Command(program, rest, flags, flag_spans, positional, env, rest[0].span)
+    return Command(program, rest, flags, flag_spans, positional, env, rest[0].span, scheduler)
 
 
 # `apptainer exec` / `singularity exec` options that take a value (apptainer.org docs, "apptainer exec" options);

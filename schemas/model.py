@@ -98,6 +98,16 @@ class Host(NamedTuple):
     network: str  # key: equal keys share a network namespace
     node: str | None = None  # the node a pod is pinned to, when the file says
 
+    def apart(self, other: "Host") -> bool | None:
+        """True when the two are certainly different network namespaces, False when they share one, None when that is
+        not known: a host named at run time (`ssh $HOST`), a process a cluster launcher places (srun, mpirun), a
+        hostNetwork pod not pinned to a node (it may land on the other's node)."""
+        if self.network == other.network:
+            return False
+        if "unknown" in (self.kind, other.kind) or any(h.network.startswith("unpinned-host:") for h in (self, other)):
+            return None
+        return True
+
 
 class Worker:
     """A process that serves, routes or fronts requests, as the file describes it."""

@@ -45,6 +45,9 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
             if unresolved(launch.remote):
                 return Host("unknown", launch.remote, f"ssh:{path}:{launch.command.start.line}:{launch.command.start.column}")
             return Host("node", launch.remote, f"ssh:{path}:{launch.remote}", node=launch.remote)
+        if launch.command.scheduler is not None:  # srun / mpirun: Slurm or MPI places it, on a node the file does not name
+            at = launch.command.start
+            return Host("unknown", launch.command.scheduler, f"{launch.command.scheduler}:{path}:{at.line}:{at.column}")
         if launch.image and launch.network != "host":
             name = launch.container or f"container@{launch.command.start.line}"
             return Host("container", name, f"container:{path}:{name}")

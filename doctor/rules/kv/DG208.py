@@ -36,7 +36,9 @@ def _speaks_nixl(w) -> bool:
 class DG208(Rule):
     """## What it does
     Reports a vLLM prefill instance with the NIXL connector that runs in another network namespace than its decode
-    instance (another pod, container or host) while `VLLM_NIXL_SIDE_CHANNEL_HOST` is unset or a local address.
+    instance (another pod, container or host) while `VLLM_NIXL_SIDE_CHANNEL_HOST` is unset or a local address. Where
+    it runs is taken from what the file states; a host named at run time, a process Slurm or MPI places (`srun`,
+    `mpirun`) or a hostNetwork pod not pinned to a node may share the other's network, and is not reported.
     Dynamo's vLLM worker sets the host to its own address itself, and a Helm chart may set it, so those are not
     reported. Also reports either end of such a pair moving KV over NIXL with `UCX_NET_DEVICES` set to loopback
     devices only (`lo`): UCX then uses only the loopback interface (UCX_NET_DEVICES selects the devices UCX may use:
@@ -72,7 +74,7 @@ class DG208(Rule):
         reported = set()
         for pair in ctx.pairs:
             d, p = pair.decode, pair.prefill
-            if p.engine != "vllm" or id(p) in reported or p.host.network == d.host.network:
+            if p.engine != "vllm" or id(p) in reported or p.host.apart(d.host) is not True:
                 continue
             names, _ = connector_of(p)
             if not names or is_nixl(p, names) is not True or is_dynamo_patched(p, names):
@@ -105,7 +107,7 @@ class DG208(Rule):
     def _ucx_loopback(self, ctx):
         reported = set()
         for pair in ctx.pairs:
-            if pair.prefill.host.network == pair.decode.host.network:
+            if pair.prefill.host.apart(pair.decode.host) is not True:
                 continue
             for w in pair.ends():
                 found = _loopback_only(w) if _speaks_nixl(w) else None

@@ -51,3 +51,19 @@ def test_two_pairs_with_one_decode_and_same_named_prefills_count_twice():
         pairs = [Pair(W("d", "decode", 1), W("vllm", "prefill", 2), "same file"), Pair(W("d", "decode", 1), W("vllm", "prefill", 3), "same file")]
 
     assert pairs_checked([R(), R()]) == 2
+
+
+def test_the_verbose_pair_lines_are_the_pairs_the_summary_counts(cli, tmp_path):
+    # a loop starts two prefill processes from one line and two decode processes from another: one pair of places
+    script = tmp_path / "loop.sh"
+    script.write_text(
+        "for i in 0 1; do\n"
+        "  CUDA_VISIBLE_DEVICES=$i vllm serve m --port $((8100+i)) --kv-transfer-config '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_producer\"}' &\n"
+        "done\n"
+        "for i in 2 3; do\n"
+        "  CUDA_VISIBLE_DEVICES=$i vllm serve m --port $((8200+i)) --kv-transfer-config '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_consumer\"}' &\n"
+        "done\n")
+    out = cli("doctor", script, "-v", "--exit-zero").out
+    lines = [ln for ln in out.splitlines() if ": checked " in ln]
+    assert len(lines) == 1, lines
+    assert "1 prefill/decode pair checked in 1 file" in out

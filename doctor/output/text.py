@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ..finding import count
-from .summary import pairs_checked
+from .summary import pair_key, pairs_checked
 
 _CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "magenta": "35", "cyan": "36"}
 _SEVERITY = {"error": "bold red", "warning": "bold yellow", "info": "bold cyan"}
@@ -75,7 +75,12 @@ def render_text(results, color: bool = False, show_fixes: bool = True, verbose: 
         if verbose and r.skipped:
             w.line(w.style(f"{r.path}: ", "dim"), f"skipped: {r.skipped}")
         if verbose and r.pairs:
+            shown = set()  # one line per pair of places, as the summary counts them (loop iterations are one place)
             for pair in r.pairs:
+                key = pair_key(pair)
+                if key in shown:
+                    continue
+                shown.add(key)
                 if pair.prefill.path == r.path:
                     w.line(w.style(f"{r.path}: ", "dim"), f"checked {pair.prefill.name} (prefill: {pair.prefill.role_why}) with {pair.decode.name} "
                            f"(decode: {pair.decode.role_why})"

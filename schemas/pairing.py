@@ -75,7 +75,9 @@ def _outermost(alternative: tuple[Branch, ...] | None) -> Branch | None:
 def across(deps: Iterable[Deployment], paired: set[int]) -> list[Pair]:
     """Links between files for workers with no partner in their own file (`paired`: ids of workers already paired)."""
     lonely_p, lonely_d = [], []
+    kinds: dict[str, str] = {}
     for dep in deps:
+        kinds[dep.path] = dep.format
         for w in engines_of(dep, "prefill"):
             if id(w) not in paired:
                 lonely_p.append(w)
@@ -89,8 +91,22 @@ def across(deps: Iterable[Deployment], paired: set[int]) -> list[Pair]:
                 continue
             why = _link(d, p)
             if why:
-                pairs.append(Pair(d, p, why))
+                pairs.append(Pair(d, p, why, _apart_kinds(kinds.get(d.path), kinds.get(p.path))))
     return _alternatives(pairs)
+
+
+_CONTAINERS = ("kubernetes", "dynamo-graph", "helm-values", "llm-d", "compose")
+
+
+def _apart_kinds(a: str | None, b: str | None) -> str:
+    """Why a link between files of these formats is only a guess: a shell script starts processes on a machine, a
+    manifest or compose file containers the orchestrator places; one deployment is rarely written half in each, and
+    neither file names the other."""
+    if a is None or b is None or a == b:
+        return ""
+    if "script" in (a, b) and ({a, b} - {"script"}) <= set(_CONTAINERS):
+        return f"a {'shell script' if a == 'script' else a + ' file'} and a {'shell script' if b == 'script' else b + ' file'} are rarely halves of one deployment, and neither names the other"
+    return ""
 
 
 def _alternatives(pairs: list[Pair]) -> list[Pair]:
@@ -104,7 +120,7 @@ def _alternatives(pairs: list[Pair]) -> list[Pair]:
     out = []
     for pair in pairs:
         wide = [(w, n) for w, n in ((pair.prefill, len(files[id(pair.prefill)])), (pair.decode, len(files[id(pair.decode)]))) if n > 1]
-        if wide:
+        if wide and not pair.guess:
             w, n = wide[0]
             other = "decode" if w is pair.prefill else "prefill"
             guess = (f"{w.name} ({w.role}) links as well with {other} workers of {n} files in its folder, and no file says which of them "

@@ -30,3 +30,25 @@ def test_alternative_decode_files_make_every_link_across_them_a_guess(cli, write
     assert "DG202 [error]" not in r.out and "DG202 [warning]" not in r.out, r.out
     assert "DG202 [info]" in r.out and "this pair is a guess" in r.out and "links as well with decode workers of 2 files" in r.out, r.out
     assert r.code == 0, r.out
+
+
+DECODE_POD = """apiVersion: v1
+kind: Pod
+metadata: {name: decode}
+spec:
+  containers:
+    - name: vllm
+      image: vllm/vllm-openai:v0.11.2
+      command: [vllm, serve, Qwen/Qwen3-8B]
+      args: [--kv-transfer-config, '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_consumer"}']
+"""
+
+
+def test_a_script_and_a_manifest_side_by_side_are_a_guess_not_one_deployment(cli, write):
+    write(PREFILL, "pd/prefill.sh")
+    write(DECODE_POD, "pd/decode.yaml")
+    r = cli("doctor", "pd", "--target-version", "vllm=0.11.2")
+    assert "DG202 [error]" not in r.out and "DG202 [info]" in r.out, r.out
+    assert "a kubernetes file and a shell script are rarely halves of one deployment" in r.out or \
+        "a shell script and a kubernetes file are rarely halves of one deployment" in r.out, r.out
+    assert r.code == 0, r.out

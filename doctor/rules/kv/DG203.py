@@ -10,8 +10,9 @@ class DG203(Rule):
     """## What it does
     Reports block sizes that cannot exchange KV between a prefill and a decode worker, and a KV router (Dynamo v0
     `Router`/`Processor`, Dynamo 1.x `--kv-cache-block-size`) that hashes prompts with another block size than its
-    workers. An unset vLLM block size counts as vLLM's default (16); other engines are compared only where the file
-    writes both.
+    workers. Where both are written the finding is an error; where one side leaves vLLM's block size unset it is an
+    info that assumes vLLM's CUDA default (16), since the platform (HPU, TPU: 128) and the attention backend (MLA: 64)
+    may choose another; other engines are compared only where the file writes both.
 
     ## Why is this bad?
     KV moves block by block. vLLM's NixlConnector accepts a smaller prefill block size only when prefill TP <=
@@ -41,7 +42,8 @@ class DG203(Rule):
     code = "DG203"
     name = "block-size-mismatch"
     severity = Severity.ERROR
-    also = {Severity.WARNING: "a KV router that hashes with another block size than its workers"}
+    also = {Severity.WARNING: "a KV router that hashes with another block size than its workers",
+            Severity.INFO: "a pair where one side leaves the block size unset (its default depends on the platform and attention backend)"}
     on_roles = True
 
     def check(self, ctx):
@@ -58,10 +60,15 @@ class DG203(Rule):
                 continue  # vLLM's NixlConnector splits a smaller prefill block when prefill TP <= decode TP (not Dynamo v0's connector)
             at, other = (p, d) if pw else (d, p)
             default = lambda w, written: "" if written else " (the default)"  # noqa: E731
+            # An unset block size is vLLM's CUDA default only where nothing else decides it: the platform (HPU and TPU
+            # plugins use 128) and the attention backend (MLA kernels force 64) may choose another, and the file does
+            # not say which runs: a comparison with an unset side is an info.
+            unsure = "" if dw and pw else " (if the unset side gets vLLM's CUDA default of 16: the platform or attention backend may choose another)"
             yield ctx.pair_finding(self, pair, at, at.where("block_size"),
                                    f"{p.name} (prefill) block size {pb}{default(p, pw)} and {d.name} (decode) block size {db}{default(d, dw)} cannot exchange KV"
-                                   + (" (a prefill block may be smaller only when prefill TP <= decode TP)" if d.engine == "vllm" else ""),
-                                   other_key="block_size", fix=Fix("use one block size on both workers"))
+                                   + (" (a prefill block may be smaller only when prefill TP <= decode TP)" if d.engine == "vllm" else "") + unsure,
+                                   other_key="block_size", fix=Fix("use one block size on both workers"),
+                                   severity=None if dw and pw else Severity.INFO)
         engines = [w for w in ctx.deployment.workers if w.is_engine and w.role in ("decode", "prefill", "aggregated")]
         for router in ctx.deployment.workers:
             if router.role not in ("router", "frontend"):

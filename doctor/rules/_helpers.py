@@ -8,10 +8,22 @@ from disagg.schemas import knowledge
 from disagg.schemas.engines import as_int, connectors
 from disagg.schemas.model import Deployment, Unknown, Worker
 from disagg.schemas.policy import flag_bool, routing_policy, v0_decode, v0_router  # the runtime routes with the same
+from disagg.schemas.roles import flags_hidden
 
 VLLM_DEFAULT_BLOCK_SIZE = 16  # tokens: vLLM's default on GPUs; dynamo.vllm 0.4 sets the same when unset (args.py)
 
-__all__ = ["as_int", "connector_of", "v0_decode", "v0_router", "routing_policy", "prefill_capacity", "block_size", "flag_bool", "VLLM_DEFAULT_BLOCK_SIZE"]
+__all__ = ["as_int", "connector_of", "v0_decode", "v0_router", "routing_policy", "prefill_capacity", "block_size", "flag_bool", "VLLM_DEFAULT_BLOCK_SIZE",
+           "or_default"]
+
+
+def or_default(w: Worker, key: str, default: Any) -> Any:
+    """A setting's value, or the engine's `default` where the file leaves it unset; None where it is unset but the
+    worker also takes arguments the file does not show (`$ARGS` set at run time, a --config file not in the run),
+    which may set it: a default is assumed only where nothing else can decide the value."""
+    s = w.settings.get(key)
+    if s is not None:
+        return s.value
+    return None if flags_hidden(w) else default
 
 
 def prefill_capacity(dep: Deployment) -> tuple[int, str, Worker | None]:
@@ -83,7 +95,7 @@ def block_size(w: Worker) -> tuple[int | None, bool]:
     s = w.settings.get("block_size")
     if s is not None:
         return as_int(s.value), True
-    if w.engine == "vllm" and w.program not in ("image-entrypoint",):
+    if w.engine == "vllm" and w.program not in ("image-entrypoint",) and not flags_hidden(w):
         return VLLM_DEFAULT_BLOCK_SIZE, False
     return None, False
 

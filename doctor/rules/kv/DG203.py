@@ -3,7 +3,7 @@ from __future__ import annotations
 from ...finding import Fix, Severity
 from ...registry import Rule
 from .._connectors import is_dynamo_patched
-from .._helpers import as_int, block_size, connector_of
+from .._helpers import as_int, block_size, connector_of, or_default
 
 
 class DG203(Rule):
@@ -54,7 +54,7 @@ class DG203(Rule):
                 continue
             if d.engine != "vllm" and not (dw and pw):
                 continue
-            dtp, ptp = as_int(d.known("tp", 1)), as_int(p.known("tp", 1))
+            dtp, ptp = as_int(or_default(d, "tp", 1)), as_int(or_default(p, "tp", 1))
             upstream = not any(is_dynamo_patched(w, connector_of(w)[0]) for w in (d, p))
             if d.engine == "vllm" and upstream and pb < db and dtp is not None and ptp is not None and ptp <= dtp:
                 continue  # vLLM's NixlConnector splits a smaller prefill block when prefill TP <= decode TP (not Dynamo v0's connector)

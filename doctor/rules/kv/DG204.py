@@ -3,7 +3,7 @@ from __future__ import annotations
 from ...finding import Fix, Severity
 from ...registry import Rule
 from .._connectors import is_nixl
-from .._helpers import as_int, connector_of
+from .._helpers import as_int, connector_of, or_default
 
 
 class DG204(Rule):
@@ -47,7 +47,7 @@ class DG204(Rule):
             d, p = pair.decode, pair.prefill
             if d.engine != "vllm" or p.engine != "vllm" or not self._nixl_both(d, p):
                 continue
-            dtp, ptp = as_int(d.value("tp", 1)), as_int(p.value("tp", 1))
+            dtp, ptp = as_int(or_default(d, "tp", 1)), as_int(or_default(p, "tp", 1))
             if dtp and ptp and dtp > 0 and ptp > 0 and dtp % ptp:
                 at = p if "tp" in p.settings else d
                 yield ctx.pair_finding(self, pair, at, at.where("tp"),

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ...finding import Fix, Severity
 from ...registry import Rule
+from .._helpers import or_default
 
 
 def _norm(v) -> str | None:
@@ -51,8 +52,8 @@ class DG206(Rule):
                 continue
             if not all(w.settings["kv_cache_dtype"].known for w in (d, p) if "kv_cache_dtype" in w.settings):
                 continue
-            dk, pk = _norm(d.known("kv_cache_dtype", "auto")), _norm(p.known("kv_cache_dtype", "auto"))
-            if dk != pk:
+            dk, pk = _norm(or_default(d, "kv_cache_dtype", "auto")), _norm(or_default(p, "kv_cache_dtype", "auto"))
+            if dk is not None and pk is not None and dk != pk:
                 at = p if "kv_cache_dtype" in p.settings else d
                 yield ctx.pair_finding(self, pair, at, at.where("kv_cache_dtype"),
                                        f"KV-cache dtype differs: {d.name} (decode) {dk}, {p.name} (prefill) {pk} (auto is the model dtype); "

@@ -10,6 +10,8 @@ from disagg.schemas.model import Deployment, Unknown, Worker
 from disagg.schemas.policy import flag_bool, routing_policy, v0_decode, v0_router  # the runtime routes with the same
 from disagg.schemas.roles import flags_hidden
 
+# TensorRT-LLM's environment switches for the KV cache transceiver (0.19-0.21 examples export TRTLLM_USE_UCX_KVCACHE=1)
+_TRTLLM_KV_ENV = ("TRTLLM_USE_UCX_KVCACHE", "TRTLLM_USE_MPI_KVCACHE", "TRTLLM_USE_NIXL_KVCACHE")
 VLLM_DEFAULT_BLOCK_SIZE = 16  # tokens: vLLM's default on GPUs; dynamo.vllm 0.4 sets the same when unset (args.py)
 
 __all__ = ["as_int", "connector_of", "v0_decode", "v0_router", "routing_policy", "prefill_capacity", "block_size", "flag_bool", "VLLM_DEFAULT_BLOCK_SIZE",
@@ -61,6 +63,10 @@ def connector_of(w: Worker) -> tuple[set[str] | None, str]:
         if w.settings.get("cache_transceiver") is not None:
             backend = w.known("transfer_backend", "default")
             return {f"cache_transceiver:{backend}"}, "its cache_transceiver_config"
+        if any(k in w.env for k in _TRTLLM_KV_ENV):
+            # releases before cache_transceiver_config.backend chose the transceiver by environment: whether this
+            # release still needs the config as well is not settled here
+            return None, f"{next(k for k in _TRTLLM_KV_ENV if k in w.env)} is set"
         if w.program == "trtllm-serve" and "extra_engine_args" not in w.settings:
             return set(), "no cache_transceiver_config"
         return None, "its engine config is not in this file"

@@ -84,6 +84,44 @@ _WRAPPER_VALUES = {
 # prefill` and `components/decode_worker_inc.py`; both call utils/sgl_utils.py parse_sglang_args_inc ->
 # ServerArgs.add_cli_args, components/worker_inc.py and utils/sgl_utils.py at 10c604e1).
 _DYNAMO_SGLANG_SCRIPTS = ("components/worker_inc.py", "components/decode_worker_inc.py")
+# Dynamo's component scripts of the same era, run from an example's folder: they are Dynamo's only where the file
+# runs Dynamo (a DynamoGraphDeployment, or a script that starts Dynamo's `dynamo run in=http out=dyn` ingress), since
+# `components/main.py` is a name any project may use. Sources (bytedance-iaas/dynamo, a fork of ai-dynamo/dynamo, at
+# 1704b126f33b9263d4031081acef234fa0391337):
+# - examples/vllm_v1/components/main.py: `parse_args` (components/args.py) is vLLM's FlexibleArgumentParser with
+#   AsyncEngineArgs.add_cli_args plus `--is-prefill-worker` (serves prefill; without it `init` serves decode with a
+#   client of the prefill component) and `--endpoint`: the `python -m dynamo.vllm` of later releases.
+# - examples/sglang/components/worker.py and decode_worker.py: `parse_sglang_args_inc(sys.argv[1:])`
+#   (utils/sgl_utils.py) is SGLang's ServerArgs.add_cli_args; the role is SGLang's `--disaggregation-mode`.
+_DYNAMO_COMPONENT_SCRIPTS = {"components/worker.py": "dynamo.sglang", "components/decode_worker.py": "dynamo.sglang"}
+_DYNAMO_RUNTIME = re.compile(r"\bdynamo\s+run\b[^\n]*\bout=dyn\b|^kind:\s*DynamoGraphDeployment\s*$", re.M)
+
+
+def runs_dynamo(file_text: str) -> bool:
+    """The file runs Dynamo's runtime: a DynamoGraphDeployment, or a script that starts `dynamo run ... out=dyn`."""
+    return bool(_DYNAMO_RUNTIME.search(file_text))
+
+
+def dynamo_component(script: str, flags: set[str], workdir: str = "") -> str | None:
+    """The Dynamo program a `python3 components/<x>.py` of Dynamo's 0.3-0.4 examples runs (see
+    _DYNAMO_COMPONENT_SCRIPTS), for a file that runs Dynamo; None when the script is not one of them or its engine is
+    not said. `main.py`'s engine comes from the backend folder it runs in, else from flags only its parser has
+    (`--is-prefill-worker` is the vLLM component's; `--model-path` SGLang's ServerArgs)."""
+    script = script.removeprefix("./")
+    for suffix, program in _DYNAMO_COMPONENT_SCRIPTS.items():
+        if script == suffix or script.endswith("/" + suffix):
+            return program
+    if not (script == "components/main.py" or script.endswith("/components/main.py")):
+        return None
+    where = (workdir + "/" + script).lower()
+    for backend, folders in (("vllm", ("backends/vllm", "vllm_v1")), ("sglang", ("backends/sglang",)), ("trtllm", ("backends/trtllm",))):
+        if any(f in where for f in folders):
+            return f"dynamo.{backend}"
+    if "--is-prefill-worker" in flags or ("--model" in flags and "--model-path" not in flags):
+        return "dynamo.vllm"
+    if "--model-path" in flags:
+        return "dynamo.sglang"
+    return None
 _PROXIES = ("toy_proxy_server.py", "disagg_proxy_server.py", "disagg_prefill_proxy_server.py", "disagg_proxy_demo.py", "proxy_server.py")
 
 
@@ -101,11 +139,13 @@ def may_serve(words: list[str]) -> bool:
     return False
 
 
-def find_command(args: list[Arg]) -> Command | None:
+def find_command(args: list[Arg], dynamo_workdir: str | None = None) -> Command | None:
     """The serving program a command line runs, if any; `VAR=value` words before it become its environment.
 
     `python -m $MODULE` whose module is set at run time is returned as program "unknown-module", so the reader can
-    say what it could not check instead of passing the file in silence."""
+    say what it could not check instead of passing the file in silence. `dynamo_workdir` is not None where the file
+    runs Dynamo (`runs_dynamo`): its value the folder the command runs in, when known; Dynamo's component scripts are
+    read only then."""
     env: dict[str, Arg] = {}
     i = 0
     while i < len(args):
@@ -159,6 +199,10 @@ def find_command(args: list[Arg]) -> Command | None:
             program, body = "vllm-proxy", rest[j + 1 :]
         elif j < len(words) and words[j].endswith(_DYNAMO_SGLANG_SCRIPTS):
             program, body = "dynamo.sglang", rest[j + 1 :]
+        elif j < len(words) and dynamo_workdir is not None:
+            given = {w.split("=", 1)[0] for w in words[j + 1 :] if w.startswith("--")}
+            program = dynamo_component(words[j], given, dynamo_workdir)
+            body = rest[j + 1 :]
     elif base in ("sglang-router", "sglang_router"):
         program, body = "sglang-router", rest[1:]
     if program is None:

@@ -156,6 +156,20 @@ def test_dynamo_0_3_sglang_example_workers_are_read():
     assert "DG203" in codes(r)  # page size 16 against 32
 
 
+def test_dynamo_0_3_component_scripts_are_read_where_the_file_runs_dynamo():
+    r = lint("dynamo-components-v03.sh")
+    ws = sorted((w.span.line, w.program, w.role, w.role_from) for w in r.deployment.engines())
+    assert ws == [(5, "dynamo.vllm", "decode", "default"), (6, "dynamo.vllm", "prefill", "flag"),
+                  (7, "dynamo.sglang", "prefill", "flag"), (9, "dynamo.sglang", "decode", "flag")]
+    assert pairs_by_line(r) == [(6, 5), (7, 9)]
+    assert [(f.code, f.line) for f in r.findings if f.code == "DG203"] == [("DG203", 7)]  # page size 16 against 64
+
+
+def test_scripts_named_like_dynamo_components_are_not_read_without_dynamo():
+    r = lint("components-not-dynamo.sh")
+    assert r.deployment is None or not r.deployment.engines()
+
+
 def test_kubernetes_expands_env_references_in_args_not_a_shell():
     r = lint("k8s-env-refs.yaml")
     p, d = sorted(r.deployment.engines(), key=lambda w: w.role, reverse=True)

@@ -130,3 +130,14 @@ def test_role_based_group_v1alpha2_template_ref_with_a_patch():
     assert (p.replicas.value, d.replicas.value, d.nodes, p.gpus.value) == (3, 1, 2, 2)
     [f] = [f for f in r.findings if f.code == "DG205"]
     assert f.line == 34  # the model each patch sets differs: one is compared with the other
+
+
+def test_a_dgd_of_dynamo_serve_services_is_read_and_each_service_is_listed_unchecked():
+    r = lint("dgd-dynamo-serve.yaml")
+    assert not r.skipped and not r.error
+    ws = sorted((w.name, w.program, w.role) for w in r.deployment.workers)
+    assert ws == [("Gateway", "dynamo-serve", "unknown"), ("PrefillSide", "dynamo-serve", "unknown")]
+    assert r.deployment.engines() == []  # a name is no role: the graph's code decides, and it is not in the file
+    notes = [f.message for f in r.findings if f.code == "DG405"]
+    assert any("PrefillSide" in m and "./configs/split.yaml" in m for m in notes), notes
+    assert codes(r) == {"DG405"} and codes(r, "warning") == codes(r, "error") == set()

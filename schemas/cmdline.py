@@ -172,8 +172,10 @@ def find_command(args: list[Arg], dynamo_workdir: str | None = None) -> Command 
         else:
             break
     rest = args[i:]
-    if rest and rest[0].text.rsplit("/", 1)[-1] in ("apptainer", "singularity"):
-        rest = _container_exec(rest)
+    if rest and rest[0].text.rsplit("/", 1)[-1] in CONTAINER_RUNTIMES:
+        env = container_env(env)
+        rest, inside = _container_exec(rest)
+        env.update(inside)
     if not rest:
         return None
     words = [a.text for a in rest]
@@ -218,14 +220,40 @@ _APPTAINER_VALUES = frozenset({"-B", "--bind", "--mount", "--env", "--env-file",
                                "--hostname", "--apply-cgroups", "--drop-caps", "--add-caps"})
 
 
-def _container_exec(words: list[Arg]) -> list[Arg]:
-    """The command of `apptainer exec [options] IMAGE CMD...`, or nothing when it is not that form."""
+CONTAINER_RUNTIMES = ("apptainer", "singularity")
+# What the command in the container sees of the caller's environment: `APPTAINERENV_X=v` (`SINGULARITYENV_X=v`) in
+# the caller's environment is X=v inside, and `--env X=v` sets X (apptainer.org docs, user guide "Environment and
+# Metadata": the APPTAINERENV_ prefix and the --env option of exec/run/shell).
+_ENV_PREFIXES = ("APPTAINERENV_", "SINGULARITYENV_")
+
+
+def container_env(env: dict[str, Arg]) -> dict[str, Arg]:
+    """The environment of a command run by `apptainer exec`: the caller's, with the prefixed variables as their names."""
+    out = dict(env)
+    for name, value in env.items():
+        for prefix in _ENV_PREFIXES:
+            if name.startswith(prefix) and len(name) > len(prefix):
+                out[name[len(prefix) :]] = value
+    return out
+
+
+def _container_exec(words: list[Arg]) -> tuple[list[Arg], dict[str, Arg]]:
+    """The command of `apptainer exec [options] IMAGE CMD...` and the variables its `--env` options set, or nothing
+    when it is not that form."""
     if len(words) < 3 or words[1].text != "exec":
-        return []
+        return [], {}
+    env: dict[str, Arg] = {}
     i = 2
     while i < len(words) and words[i].text.startswith("-"):
+        opt, eq, val = words[i].text.partition("=")
+        if opt == "--env":
+            arg = Arg(val, words[i].pos_of(len(opt) + 1, len(val)), words[i].char_pos[len(opt) + 1 :]) if eq else \
+                (words[i + 1] if i + 1 < len(words) else None)
+            if arg is not None and "=" in arg.text:
+                name, _, value = arg.text.partition("=")
+                env[name] = Arg(value, arg.pos_of(len(name) + 1, len(value)), arg.char_pos[len(name) + 1 :])
         i += 2 if words[i].text in _APPTAINER_VALUES else 1
-    return words[i + 1 :]
+    return words[i + 1 :], env
 
 
 def flag_name(key: str) -> str:

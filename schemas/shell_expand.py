@@ -119,15 +119,18 @@ class Expander:
         m = _ASSIGN.match(word[0].text)
         return m.group(1) if m else None
 
-    def _assign_value(self, word: Word, st: State) -> tuple[str, PStr]:
+    def _assign_value(self, word: Word, st: State) -> tuple[str, PStr | list[PStr]]:
         m = _ASSIGN.match(word[0].text)
         name, plus = m.group(1), m.group(2)
         head = Seg("lit", word[0].text[m.end() :], word[0].offs[m.end() :], word[0].quoted)
         rest = ([head] if head.text else []) + word[1:]
         if rest and rest[0].kind == "array":
+            # NAME=(a b c) and NAME+=(d): the array itself is the value (`"${NAME[@]}"` expands to its items)
             items = [p for item in rest[0].items or [] for p in self.expand(item, st)]
+            old = st.vars.get(name) if plus else None
+            items = (old if isinstance(old, list) else [old] if isinstance(old, PStr) else []) + items
             st.vars[name] = items
-            return name, items[0] if items else PStr()
+            return name, items
         value = self.join(rest, st)
         if plus:
             old = st.vars.get(name)

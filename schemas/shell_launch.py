@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .cmdline import Arg, Command, engine_from_image, find_command, may_serve, parse_flags, runs_dynamo
+from .cmdline import CONTAINER_RUNTIMES, Arg, Command, container_env, engine_from_image, find_command, may_serve, parse_flags, runs_dynamo
 from .model import Branch
 from .shell_expand import PStr, State
 from .shell_lex import Command as LexCommand
@@ -83,6 +83,9 @@ class Launcher:
         if found is None:
             return
         env.update(found.env)
+        if any(a.text.rsplit("/", 1)[-1] in CONTAINER_RUNTIMES for a in args[: len(args) - len(found.args)]):
+            env = container_env(env)  # `APPTAINERENV_X=v apptainer exec ...`: X=v inside
+            env.update(found.env)
         found = found._replace(env=env)
         hints = hints_near + [f.hint for f in reversed(st.frames) if f.hint] + list(reversed(st.recent[-6:]))
         var_hint = _command_var(words)

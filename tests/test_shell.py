@@ -170,6 +170,16 @@ def test_scripts_named_like_dynamo_components_are_not_read_without_dynamo():
     assert r.deployment is None or not r.deployment.engines()
 
 
+def test_bash_arrays_and_apptainer_environment_reach_the_engine():
+    r = lint("apptainer-arrays.sh")
+    ws = sorted((w.role, w.known("port"), w.known("max_model_len"), w.known("kv_connector"), w.known("side_channel_port"))
+                for w in r.deployment.engines())
+    assert ws == [("decode", "8200", "4096", "NixlConnector", "6200"), ("prefill", "8100", "8192", "NixlConnector", "6100")]
+    assert "DG207" not in codes(r)  # each container has its own side-channel port
+    same = (HERE / "apptainer-arrays.sh").read_text().replace("NNEL_PORT=6200", "NNEL_PORT=6100")
+    assert "DG207" in codes(lint_text("same-port.sh", same, RULES, LintOptions()))
+
+
 def test_kubernetes_expands_env_references_in_args_not_a_shell():
     r = lint("k8s-env-refs.yaml")
     p, d = sorted(r.deployment.engines(), key=lambda w: w.role, reverse=True)

@@ -141,3 +141,12 @@ def test_a_dgd_of_dynamo_serve_services_is_read_and_each_service_is_listed_unche
     notes = [f.message for f in r.findings if f.code == "DG405"]
     assert any("PrefillSide" in m and "./configs/split.yaml" in m for m in notes), notes
     assert codes(r) == {"DG405"} and codes(r, "warning") == codes(r, "error") == set()
+
+
+def test_a_helm_template_is_read_for_what_is_literal_and_a_modelservice_preset_gives_its_roles():
+    r = lint("helm/modelservice-preset.yaml")
+    assert not r.error and not r.skipped
+    ws = sorted((w.role, w.known("block_size"), w.known("kv_connector"), w.settings["model"].known) for w in r.deployment.engines())
+    assert ws == [("decode", "16", "NixlConnector", False), ("prefill", "64", "NixlConnector", False)]  # {{ }} model: Unknown
+    [f] = [f for f in r.findings if f.code == "DG203"]  # prefill block 64 > decode 16
+    assert r.source_lines[f.line - 1].strip() == '- "64"'

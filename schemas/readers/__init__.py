@@ -65,7 +65,14 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
     Each document is recognised by what it declares: a Kubernetes object by its `apiVersion` and `kind` (a kind we
     do not read is skipped, never read as something else), a Dynamo v0 config by top-level keys that are service
     sections of a Dynamo v0 release, compose by `services:`, chart values by the keys their chart reads."""
-    docs = load_documents(path, text)
+    try:
+        docs = load_documents(path, text)
+    except ConfigError:
+        from . import helm
+
+        docs = helm.template_documents(path, text)  # a Helm chart template: its literal parts
+        if docs is None:
+            raise
     forced_v0 = fmt == "dynamo-v0"
     for i, doc in enumerate(docs):
         data = doc.data
@@ -113,7 +120,7 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
 
 def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: dict) -> bool:
     """One Kubernetes object by its declared kind (and group where two systems use one kind name)."""
-    from . import dgd, kube, llmd
+    from . import dgd, helm, kube, llmd
 
     data = doc.data
     kind, group = str(data.get("kind")), str(data.get("apiVersion")).rpartition("/")[0]
@@ -121,6 +128,8 @@ def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: 
         dgd.read(doc, dep, target)
     elif kind == "EndpointPickerConfig":
         llmd.read_epp(doc, dep)
+    elif kind == "ConfigMap" and helm.is_modelservice_preset(data):
+        helm.read_modelservice_preset(doc, dep, target)
     elif kind == "ConfigMap":
         _configmap(doc, engine_configs)
         return False

@@ -124,11 +124,35 @@ def apply_command(w: Worker, cmd: Command) -> None:
         w.settings["opaque_args"] = Setting(Unknown(f"{opaque[0].text} is set at run time"), opaque[0].span, "arguments set at run time")
     if cmd.program == "sglang-router":
         _router_urls(w, cmd)
+    if cmd.program == "vllm-proxy":
+        _proxy_port_lists(w, cmd)
     for system_program, markers in _MARKERS.items():
         if w.program == system_program:
             for m in markers:
                 if m in cmd.flags:
                     knowledge.evidence_from_flag(w.target, "dynamo", w.program, f"--{m}")
+
+
+def _proxy_port_lists(w: Worker, cmd: Command) -> None:
+    """vLLM's toy proxy takes every port after one `--prefiller-ports` / `--decoder-ports` (`nargs="+"`, vllm-project/vllm
+    tests/v1/kv_connector/nixl_integration/toy_proxy_server.py, as in ROCm/vllm at f8c9a385233a8e1f724411785a1c326006640df5):
+    all of them under `proxy_prefill_ports` / `proxy_decode_ports` (the flag table keeps only the first)."""
+    words = cmd.args
+    for key, names in (("proxy_prefill_ports", ("--prefiller-ports", "--prefiller-port")), ("proxy_decode_ports", ("--decoder-ports", "--decoder-port"))):
+        ports: list[str] = []
+        for i, a in enumerate(words):
+            name, eq, value = a.text.partition("=")
+            if name not in names:
+                continue
+            if eq:
+                ports.append(value)
+                continue
+            j = i + 1
+            while j < len(words) and not words[j].text.startswith("-"):
+                ports.append(words[j].text)
+                j += 1
+        if ports:
+            w.settings[key] = Setting(" ".join(ports), cmd.flag_spans.get(names[0][2:], cmd.start), names[0])
 
 
 def _router_urls(w: Worker, cmd: Command) -> None:

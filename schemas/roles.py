@@ -49,7 +49,8 @@ def _proxy_ports(dep: Deployment) -> None:
     """vLLM's toy proxy names its prefill and decode instances by port."""
     for proxy in dep.of_role("proxy"):
         for flag, role in (("prefiller-ports", "prefill"), ("decoder-ports", "decode"), ("prefiller-port", "prefill"), ("decoder-port", "decode")):
-            s = proxy.flags.get(flag)
+            s = proxy.settings.get("proxy_prefill_ports" if role == "prefill" else "proxy_decode_ports") if flag in proxy.flags else None
+            s = s if s is not None else proxy.flags.get(flag)  # every port after the flag (nargs="+"), where the command shows them
             if s is None or not s.known:
                 continue
             ports = set(str(s.value).replace(",", " ").split())

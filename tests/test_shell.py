@@ -180,6 +180,14 @@ def test_bash_arrays_and_apptainer_environment_reach_the_engine():
     assert "DG207" in codes(lint_text("same-port.sh", same, RULES, LintOptions()))
 
 
+def test_seq_loops_and_a_proxy_path_from_a_command_substitution():
+    r = lint("seq-loops-proxy.sh")
+    ws = sorted((w.known("port"), w.role, w.role_from, w.known("side_channel_port")) for w in r.deployment.engines())
+    assert ws == [("9100", "prefill", "router", "7100"), ("9101", "prefill", "router", "7101"), ("9201", "decode", "router", "7201")]
+    assert len(r.pairs) == 2 and "DG203" in codes(r)  # prefill block 32 > decode 16
+    assert [x.command.flags["port"].text for x in launches("for i in $(seq 0 $N); do vllm serve m --port 90$i & done\n")] == ["90$i"]
+
+
 def test_kubernetes_expands_env_references_in_args_not_a_shell():
     r = lint("k8s-env-refs.yaml")
     p, d = sorted(r.deployment.engines(), key=lambda w: w.role, reverse=True)

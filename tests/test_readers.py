@@ -150,3 +150,16 @@ def test_a_helm_template_is_read_for_what_is_literal_and_a_modelservice_preset_g
     assert ws == [("decode", "16", "NixlConnector", False), ("prefill", "64", "NixlConnector", False)]  # {{ }} model: Unknown
     [f] = [f for f in r.findings if f.code == "DG203"]  # prefill block 64 > decode 16
     assert r.source_lines[f.line - 1].strip() == '- "64"'
+
+
+def test_vllm_recipes_give_each_role_what_the_site_builds_it_from_and_nothing_more():
+    r = lint("recipes/strategy-pd.yaml")
+    ws = sorted((w.role, w.known("port"), w.known("block_size"), w.known("kv_role")) for w in r.deployment.engines())
+    assert ws == [("decode", "9002", "16", "kv_consumer"), ("prefill", "9001", "32", "kv_producer")]
+    assert "DG203" in codes(r)  # prefill block 32 > decode 16
+    for name in ("recipes/store.yaml", "recipes/model.yaml"):
+        r = lint(name)
+        assert sorted(w.role for w in r.deployment.engines()) == ["decode", "prefill"], name
+        # the strategy file adds the side channel and the ports: their absence here is no finding
+        assert codes(r, "warning") == codes(r, "error") == set(), (name, [f.message for f in r.findings])
+        assert all(not w.settings["side_channel_host"].known for w in r.deployment.engines())

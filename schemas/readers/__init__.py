@@ -156,7 +156,7 @@ def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: 
 
 def _values(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
     """A document that is no Kubernetes object: compose, a TensorRT-LLM disaggregated config, or chart values."""
-    from . import charts, llmd, trtllm
+    from . import charts, llmd, recipes, trtllm
 
     data = doc.data
     if looks_like_compose(data):
@@ -173,6 +173,8 @@ def _values(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
         charts.read_production_stack(doc, dep, target)
     elif charts.looks_like_sglang_lws(data):
         charts.read_sglang_lws(doc, dep, target)
+    elif recipes.looks_like_recipe(data):
+        recipes.read(doc, dep, target)
     else:
         return False
     return True

@@ -295,6 +295,13 @@ def infer_role(w: Worker, hints: list[str]) -> None:
         if flag in w.flags:
             w.set_role(role, f"--{flag}", "flag")
             return
+    server_role = w.flags["server-role"].value if w.program == "trtllm-serve" and "server-role" in w.flags else None
+    if isinstance(server_role, str) and server_role.upper() in _TRTLLM_SERVER_ROLES:
+        # trtllm-serve `--server_role`: the role the server registers with (`ServerRole[server_role.upper()]`:
+        # CONTEXT, GENERATION; NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py at 00209af149e7774406881a37283dce303571eb11,
+        # ServerRole in tensorrt_llm/llmapi/disagg_utils.py)
+        w.set_role(_TRTLLM_SERVER_ROLES[server_role.upper()], f"--server_role {server_role}", "flag")
+        return
     kv_role = str(w.known("kv_role", "")).lower()
     if kv_role in ("kv_producer", "kv_consumer"):
         w.set_role("prefill" if kv_role == "kv_producer" else "decode", f"kv_role {kv_role}", "connector")
@@ -308,6 +315,9 @@ def infer_role(w: Worker, hints: list[str]) -> None:
         w.set_role("unknown", "no role in the command or around it", "none")
         return
     w.set_role("aggregated", "no KV connector and no role", "default")
+
+
+_TRTLLM_SERVER_ROLES = {"CONTEXT": "prefill", "GENERATION": "decode"}
 
 
 def _record_name(w: Worker, hints: list[str]) -> None:

@@ -163,3 +163,10 @@ def test_vllm_recipes_give_each_role_what_the_site_builds_it_from_and_nothing_mo
         # the strategy file adds the side channel and the ports: their absence here is no finding
         assert codes(r, "warning") == codes(r, "error") == set(), (name, [f.message for f in r.findings])
         assert all(not w.settings["side_channel_host"].known for w in r.deployment.engines())
+
+
+def test_trtllm_serve_server_role_is_the_role():
+    r = lint("trtllm-server-role.sh")
+    ws = sorted((w.known("port"), w.role, w.role_from) for w in r.deployment.workers if w.program == "trtllm-serve")
+    assert ws == [("8101", "prefill", "flag"), ("8102", "decode", "flag"), ("8103", "aggregated", "default")]  # no role given
+    assert len(r.pairs) == 1

@@ -126,6 +126,12 @@ def apply_command(w: Worker, cmd: Command) -> None:
         _router_urls(w, cmd)
     if cmd.program == "vllm-proxy":
         _proxy_port_lists(w, cmd)
+    if cmd.program == "trtllm-disagg-server":
+        # `trtllm-serve disaggregated -c/--config_file FILE` (TensorRT-LLM commands/serve.py, the disaggregated command)
+        for j, a in enumerate(cmd.args[:-1]):
+            if a.text in ("-c", "--config_file", "--config-file"):
+                value = cmd.args[j + 1]
+                w.settings["config_file"] = Setting(_value(value), value.span, a.text)
     for system_program, markers in _MARKERS.items():
         if w.program == system_program:
             for m in markers:

@@ -170,3 +170,10 @@ def test_trtllm_serve_server_role_is_the_role():
     ws = sorted((w.known("port"), w.role, w.role_from) for w in r.deployment.workers if w.program == "trtllm-serve")
     assert ws == [("8101", "prefill", "flag"), ("8102", "decode", "flag"), ("8103", "aggregated", "default")]  # no role given
     assert len(r.pairs) == 1
+
+
+def test_a_written_trtllm_router_config_names_its_context_and_generation_servers():
+    r = lint("trtllm-written-router-config.sh")
+    ws = sorted((w.known("port"), w.role, w.role_from) for w in r.deployment.workers if w.program == "trtllm-serve")
+    assert ws == [("9101", "prefill", "router"), ("9102", "decode", "router")]
+    assert len(r.pairs) == 1

@@ -54,7 +54,10 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
     dynamo_default_roles(dep)
     from .heredoc import written_files
 
-    _link_engine_configs(dep, written_files(path, text), engine="trtllm")
+    written = written_files(path, text)
+    _link_engine_configs(dep, written, engine="trtllm")
+    _link_disagg_configs(dep, written)
+    dynamo_default_roles(dep)  # again: the router URLs of a written disaggregated config name the servers
     share_targets(dep)
     return dep
 
@@ -295,6 +298,26 @@ def _link_engine_configs(dep: Deployment, configs: dict, engine: str | None = No
             trtllm.apply_engine_config(w, inner, base, cfg, to_file)
         else:
             w.notes.append(f"engine settings are in {path}, which is not in this file")
+
+
+def _link_disagg_configs(dep: Deployment, configs: dict) -> None:
+    """`trtllm-serve disaggregated -c FILE` whose FILE the script writes: the router's `context_servers.urls` and
+    `generation_servers.urls` (every URL, as `router_prefill` / `router_decode`), which name its servers
+    (tensorrt_llm/llmapi/disagg_utils.py extract_ctx_gen_cfgs, see trtllm.py)."""
+    for w in dep.workers:
+        if w.program != "trtllm-disagg-server":
+            continue
+        name = w.known("config_file")
+        found = configs.get(os.path.basename(name)) if isinstance(name, str) else None
+        if found is None:
+            continue
+        inner, base, cfg, to_file = found
+        for key, role in (("context_servers", "prefill"), ("generation_servers", "decode")):
+            block = cfg.get(key) if isinstance(cfg, dict) else None
+            urls = block.get("urls") if isinstance(block, dict) else None
+            if isinstance(urls, list):
+                spans = [to_file(Span(*inner.marks.value(base + (key, "urls", i)))) for i in range(len(urls))]
+                w.settings[f"router_{role}"] = Setting([(str(u), sp) for u, sp in zip(urls, spans) if isinstance(u, str)], spans[0] if spans else None, f"{key}.urls")
 
 
 __all__ = ["FORMATS", "SERVING_MARKERS", "is_script", "read_script", "read_yaml", "link_files", "unread_kinds", "Span"]

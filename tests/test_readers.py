@@ -177,3 +177,11 @@ def test_a_written_trtllm_router_config_names_its_context_and_generation_servers
     ws = sorted((w.known("port"), w.role, w.role_from) for w in r.deployment.workers if w.program == "trtllm-serve")
     assert ws == [("9101", "prefill", "router"), ("9102", "decode", "router")]
     assert len(r.pairs) == 1
+
+
+def test_engine_configs_written_with_echo_or_printf_are_read():
+    r = lint("trtllm-echo-written-configs.sh")
+    ws = sorted((w.role, w.known("block_size"), w.known("transfer_backend")) for w in r.deployment.engines())
+    assert ws == [("decode", 16, "UCX"), ("prefill", 64, "UCX")]
+    [f] = [f for f in r.findings if f.code == "DG203"]  # tokens_per_block 64 against 16, pointed at the echo line
+    assert (f.line, r.source_lines[f.line - 1][f.column - 1 : f.column + 1]) == (3, "64")

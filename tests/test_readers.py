@@ -185,3 +185,11 @@ def test_engine_configs_written_with_echo_or_printf_are_read():
     assert ws == [("decode", 16, "UCX"), ("prefill", 64, "UCX")]
     [f] = [f for f in r.findings if f.code == "DG203"]  # tokens_per_block 64 against 16, pointed at the echo line
     assert (f.line, r.source_lines[f.line - 1][f.column - 1 : f.column + 1]) == (3, "64")
+
+
+def test_a_helm_template_value_inside_an_if_is_unknown_and_one_around_the_object_is_not():
+    r = lint("helm/deployment-branches.yaml")
+    [w] = r.deployment.workers
+    assert w.known("block_size") == "16"  # the {{ if }} around the whole Deployment leaves it as written
+    assert not w.settings["kv_role"].known and w.role == "unknown"  # both branches are written: neither is the value
+    assert not w.replicas.known

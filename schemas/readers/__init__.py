@@ -68,6 +68,7 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
     Each document is recognised by what it declares: a Kubernetes object by its `apiVersion` and `kind` (a kind we
     do not read is skipped, never read as something else), a Dynamo v0 config by top-level keys that are service
     sections of a Dynamo v0 release, compose by `services:`, chart values by the keys their chart reads."""
+    template = False
     try:
         docs = load_documents(path, text)
     except ConfigError:
@@ -76,6 +77,7 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
         docs = helm.template_documents(path, text)  # a Helm chart template: its literal parts
         if docs is None:
             raise
+        template = True
     forced_v0 = fmt == "dynamo-v0"
     for i, doc in enumerate(docs):
         data = doc.data
@@ -112,6 +114,10 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
         else:
             recognised = _values(doc, dep, target) or recognised
     autoscale.apply(scalers, owners)
+    if template:
+        from . import helm
+
+        helm.mark_conditions(dep, docs)
     _link_engine_configs(dep, engine_configs)
     dynamo_default_roles(dep)
     share_targets(dep)

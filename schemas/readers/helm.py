@@ -63,8 +63,6 @@ def read_modelservice_preset(doc: SourceDocument, dep: Deployment, target: Targe
     from .embedded import embedded_yaml
 
     dep.format = "llm-d"
-    written = "\n".join(doc.lines)
-    every_cond = gotemplate.conditional_spans(written, lambda off: _line_col(written, off))
     for key, role in PRESET_ROLES.items():
         text = doc.data["data"].get(key)
         if not isinstance(text, str):
@@ -75,23 +73,34 @@ def read_modelservice_preset(doc: SourceDocument, dep: Deployment, target: Targe
         inner, to_file = found
         sub = Deployment(path=doc.path, format="llm-d")
         kube.read_object(inner[0], sub, target)
-        # an `{{ if }}` inside the Deployment's text makes what it holds Unknown; one around the whole ConfigMap only
-        # decides whether the preset exists
-        where = doc.marks.value(("data", key))
-        start, end = (where.line, where.column), (where.end_line, where.end_column)
-        conds = [c for c in every_cond if start <= c[0] and c[1] <= end]
         for w in sub.workers:
             w.path = doc.path
             w.span = to_file(w.span)
             w.settings = {k: Setting(s.value, to_file(s.span) if s.span else None, s.origin) for k, s in w.settings.items()}
             w.flags = {k: Setting(s.value, to_file(s.span) if s.span else None, s.origin) for k, s in w.flags.items()}
-            gotemplate.mark(w, conds)
             w.name = f"{key}/{w.name}"
             w.replicas = Setting(Unknown("set by the ModelService that uses this preset"), None, "ModelService replicas")
             if w.is_engine and w.role_from in ("name", "none", "default"):
                 w.set_role(role, f"ModelService preset key {key} (the controller labels its pods llm-d.ai/role: {role})", "field")
             w.notes.append(f"read from the ModelService preset's {key}: the model, image and replicas come from the ModelService, which is not in this file")
             dep.workers.append(w)
+
+
+def mark_conditions(dep: Deployment, docs: list[SourceDocument]) -> None:
+    """Values between an `{{ if }}` (range, with) and its end are there only when the condition holds: Unknown. A
+    condition around a whole object only decides whether the object exists, so it leaves the object's values as
+    written."""
+    if not docs:
+        return
+    written = "\n".join(docs[0].lines)
+    starts = [(p.line, p.column) for p in (d.marks.value(()) for d in docs)]
+    conds = [c for c in gotemplate.conditional_spans(written, lambda off: _line_col(written, off))
+             if not any(c[0] <= s <= c[1] for s in starts)]
+    for w in dep.workers:
+        gotemplate.mark(w, conds)
+        said = [w.settings.get("kv_role"), w.settings.get("disaggregation_mode")] + [w.flags.get(f) for f in ("is-prefill-worker", "is-decode-worker", "server-role")]
+        if w.role_from in ("flag", "connector") and any(x is not None and not x.known for x in said):
+            w.set_role("unknown", "its role is written inside a template condition ({{ if }})", "none")
 
 
 def _line_col(text: str, offset: int) -> tuple[int, int]:

@@ -85,6 +85,44 @@ _WRAPPER_VALUES = {
 # prefill` and `components/decode_worker_inc.py`; both call utils/sgl_utils.py parse_sglang_args_inc ->
 # ServerArgs.add_cli_args, components/worker_inc.py and utils/sgl_utils.py at 10c604e1).
 _DYNAMO_SGLANG_SCRIPTS = ("components/worker_inc.py", "components/decode_worker_inc.py")
+# Dynamo's component scripts of the same era, run from an example's folder: they are Dynamo's only where the file
+# runs Dynamo (a DynamoGraphDeployment, or a script that starts Dynamo's `dynamo run in=http out=dyn` ingress), since
+# `components/main.py` is a name any project may use. Sources (bytedance-iaas/dynamo, a fork of ai-dynamo/dynamo, at
+# 1704b126f33b9263d4031081acef234fa0391337):
+# - examples/vllm_v1/components/main.py: `parse_args` (components/args.py) is vLLM's FlexibleArgumentParser with
+#   AsyncEngineArgs.add_cli_args plus `--is-prefill-worker` (serves prefill; without it `init` serves decode with a
+#   client of the prefill component) and `--endpoint`: the `python -m dynamo.vllm` of later releases.
+# - examples/sglang/components/worker.py and decode_worker.py: `parse_sglang_args_inc(sys.argv[1:])`
+#   (utils/sgl_utils.py) is SGLang's ServerArgs.add_cli_args; the role is SGLang's `--disaggregation-mode`.
+_DYNAMO_COMPONENT_SCRIPTS = {"components/worker.py": "dynamo.sglang", "components/decode_worker.py": "dynamo.sglang"}
+_DYNAMO_RUNTIME = re.compile(r"\bdynamo\s+run\b[^\n]*\bout=dyn\b|^kind:\s*DynamoGraphDeployment\s*$", re.M)
+
+
+def runs_dynamo(file_text: str) -> bool:
+    """The file runs Dynamo's runtime: a DynamoGraphDeployment, or a script that starts `dynamo run ... out=dyn`."""
+    return bool(_DYNAMO_RUNTIME.search(file_text))
+
+
+def dynamo_component(script: str, flags: set[str], workdir: str = "") -> str | None:
+    """The Dynamo program a `python3 components/<x>.py` of Dynamo's 0.3-0.4 examples runs (see
+    _DYNAMO_COMPONENT_SCRIPTS), for a file that runs Dynamo; None when the script is not one of them or its engine is
+    not said. `main.py`'s engine comes from the backend folder it runs in, else from flags only its parser has
+    (`--is-prefill-worker` is the vLLM component's; `--model-path` SGLang's ServerArgs)."""
+    script = script.removeprefix("./")
+    for suffix, program in _DYNAMO_COMPONENT_SCRIPTS.items():
+        if script == suffix or script.endswith("/" + suffix):
+            return program
+    if not (script == "components/main.py" or script.endswith("/components/main.py")):
+        return None
+    where = (workdir + "/" + script).lower()
+    for backend, folders in (("vllm", ("backends/vllm", "vllm_v1")), ("sglang", ("backends/sglang",)), ("trtllm", ("backends/trtllm",))):
+        if any(f in where for f in folders):
+            return f"dynamo.{backend}"
+    if "--is-prefill-worker" in flags or ("--model" in flags and "--model-path" not in flags):
+        return "dynamo.vllm"
+    if "--model-path" in flags:
+        return "dynamo.sglang"
+    return None
 _PROXIES = ("toy_proxy_server.py", "disagg_proxy_server.py", "disagg_prefill_proxy_server.py", "disagg_proxy_demo.py", "proxy_server.py")
 
 
@@ -102,11 +140,13 @@ def may_serve(words: list[str]) -> bool:
     return False
 
 
-def find_command(args: list[Arg]) -> Command | None:
+def find_command(args: list[Arg], dynamo_workdir: str | None = None) -> Command | None:
     """The serving program a command line runs, if any; `VAR=value` words before it become its environment.
 
     `python -m $MODULE` whose module is set at run time is returned as program "unknown-module", so the reader can
-    say what it could not check instead of passing the file in silence."""
+    say what it could not check instead of passing the file in silence. `dynamo_workdir` is not None where the file
+    runs Dynamo (`runs_dynamo`): its value the folder the command runs in, when known; Dynamo's component scripts are
+    read only then."""
     env: dict[str, Arg] = {}
     scheduler = None
     i = 0
@@ -136,8 +176,10 @@ def find_command(args: list[Arg]) -> Command | None:
         else:
             break
     rest = args[i:]
-    if rest and rest[0].text.rsplit("/", 1)[-1] in ("apptainer", "singularity"):
-        rest = _container_exec(rest)
+    if rest and rest[0].text.rsplit("/", 1)[-1] in CONTAINER_RUNTIMES:
+        env = container_env(env)
+        rest, inside = _container_exec(rest)
+        env.update(inside)
     if not rest:
         return None
     words = [a.text for a in rest]
@@ -163,6 +205,10 @@ def find_command(args: list[Arg]) -> Command | None:
             program, body = "vllm-proxy", rest[j + 1 :]
         elif j < len(words) and words[j].endswith(_DYNAMO_SGLANG_SCRIPTS):
             program, body = "dynamo.sglang", rest[j + 1 :]
+        elif j < len(words) and dynamo_workdir is not None:
+            given = {w.split("=", 1)[0] for w in words[j + 1 :] if w.startswith("--")}
+            program = dynamo_component(words[j], given, dynamo_workdir)
+            body = rest[j + 1 :]
     elif base in ("sglang-router", "sglang_router"):
         program, body = "sglang-router", rest[1:]
     if program is None:
@@ -178,14 +224,40 @@ _APPTAINER_VALUES = frozenset({"-B", "--bind", "--mount", "--env", "--env-file",
                                "--hostname", "--apply-cgroups", "--drop-caps", "--add-caps"})
 
 
-def _container_exec(words: list[Arg]) -> list[Arg]:
-    """The command of `apptainer exec [options] IMAGE CMD...`, or nothing when it is not that form."""
+CONTAINER_RUNTIMES = ("apptainer", "singularity")
+# What the command in the container sees of the caller's environment: `APPTAINERENV_X=v` (`SINGULARITYENV_X=v`) in
+# the caller's environment is X=v inside, and `--env X=v` sets X (apptainer.org docs, user guide "Environment and
+# Metadata": the APPTAINERENV_ prefix and the --env option of exec/run/shell).
+_ENV_PREFIXES = ("APPTAINERENV_", "SINGULARITYENV_")
+
+
+def container_env(env: dict[str, Arg]) -> dict[str, Arg]:
+    """The environment of a command run by `apptainer exec`: the caller's, with the prefixed variables as their names."""
+    out = dict(env)
+    for name, value in env.items():
+        for prefix in _ENV_PREFIXES:
+            if name.startswith(prefix) and len(name) > len(prefix):
+                out[name[len(prefix) :]] = value
+    return out
+
+
+def _container_exec(words: list[Arg]) -> tuple[list[Arg], dict[str, Arg]]:
+    """The command of `apptainer exec [options] IMAGE CMD...` and the variables its `--env` options set, or nothing
+    when it is not that form."""
     if len(words) < 3 or words[1].text != "exec":
-        return []
+        return [], {}
+    env: dict[str, Arg] = {}
     i = 2
     while i < len(words) and words[i].text.startswith("-"):
+        opt, eq, val = words[i].text.partition("=")
+        if opt == "--env":
+            arg = Arg(val, words[i].pos_of(len(opt) + 1, len(val)), words[i].char_pos[len(opt) + 1 :]) if eq else \
+                (words[i + 1] if i + 1 < len(words) else None)
+            if arg is not None and "=" in arg.text:
+                name, _, value = arg.text.partition("=")
+                env[name] = Arg(value, arg.pos_of(len(name) + 1, len(value)), arg.char_pos[len(name) + 1 :])
         i += 2 if words[i].text in _APPTAINER_VALUES else 1
-    return words[i + 1 :]
+    return words[i + 1 :], env
 
 
 def flag_name(key: str) -> str:

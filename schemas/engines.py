@@ -32,6 +32,7 @@ PROGRAMS = {
     "trtllm-disagg-server": (None, "trtllm"),
     "llm-d-routing-sidecar": (None, "llm-d"),
     "image-entrypoint": (None, "unknown"),
+    "dynamo-serve": (None, "dynamo"),  # `dynamo serve graph:Service` (Dynamo 0.1-0.3 SDK): what runs is in the graph's code
 }
 
 # setting -> flags that set it, in order of preference (first found wins)
@@ -123,11 +124,41 @@ def apply_command(w: Worker, cmd: Command) -> None:
         w.settings["opaque_args"] = Setting(Unknown(f"{opaque[0].text} is set at run time"), opaque[0].span, "arguments set at run time")
     if cmd.program == "sglang-router":
         _router_urls(w, cmd)
+    if cmd.program == "vllm-proxy":
+        _proxy_port_lists(w, cmd)
+    if cmd.program == "trtllm-disagg-server":
+        # `trtllm-serve disaggregated -c/--config_file FILE` (TensorRT-LLM commands/serve.py, the disaggregated command)
+        for j, a in enumerate(cmd.args[:-1]):
+            if a.text in ("-c", "--config_file", "--config-file"):
+                value = cmd.args[j + 1]
+                w.settings["config_file"] = Setting(_value(value), value.span, a.text)
     for system_program, markers in _MARKERS.items():
         if w.program == system_program:
             for m in markers:
                 if m in cmd.flags:
                     knowledge.evidence_from_flag(w.target, "dynamo", w.program, f"--{m}")
+
+
+def _proxy_port_lists(w: Worker, cmd: Command) -> None:
+    """vLLM's toy proxy takes every port after one `--prefiller-ports` / `--decoder-ports` (`nargs="+"`, vllm-project/vllm
+    tests/v1/kv_connector/nixl_integration/toy_proxy_server.py, as in ROCm/vllm at f8c9a385233a8e1f724411785a1c326006640df5):
+    all of them under `proxy_prefill_ports` / `proxy_decode_ports` (the flag table keeps only the first)."""
+    words = cmd.args
+    for key, names in (("proxy_prefill_ports", ("--prefiller-ports", "--prefiller-port")), ("proxy_decode_ports", ("--decoder-ports", "--decoder-port"))):
+        ports: list[str] = []
+        for i, a in enumerate(words):
+            name, eq, value = a.text.partition("=")
+            if name not in names:
+                continue
+            if eq:
+                ports.append(value)
+                continue
+            j = i + 1
+            while j < len(words) and not words[j].text.startswith("-"):
+                ports.append(words[j].text)
+                j += 1
+        if ports:
+            w.settings[key] = Setting(" ".join(ports), cmd.flag_spans.get(names[0][2:], cmd.start), names[0])
 
 
 def _router_urls(w: Worker, cmd: Command) -> None:
@@ -270,6 +301,13 @@ def infer_role(w: Worker, hints: list[str]) -> None:
         if flag in w.flags:
             w.set_role(role, f"--{flag}", "flag")
             return
+    server_role = w.flags["server-role"].value if w.program == "trtllm-serve" and "server-role" in w.flags else None
+    if isinstance(server_role, str) and server_role.upper() in _TRTLLM_SERVER_ROLES:
+        # trtllm-serve `--server_role`: the role the server registers with (`ServerRole[server_role.upper()]`:
+        # CONTEXT, GENERATION; NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py at 00209af149e7774406881a37283dce303571eb11,
+        # ServerRole in tensorrt_llm/llmapi/disagg_utils.py)
+        w.set_role(_TRTLLM_SERVER_ROLES[server_role.upper()], f"--server_role {server_role}", "flag")
+        return
     kv_role = str(w.known("kv_role", "")).lower()
     if kv_role in ("kv_producer", "kv_consumer"):
         w.set_role("prefill" if kv_role == "kv_producer" else "decode", f"kv_role {kv_role}", "connector")
@@ -283,6 +321,9 @@ def infer_role(w: Worker, hints: list[str]) -> None:
         w.set_role("unknown", "no role in the command or around it", "none")
         return
     w.set_role("aggregated", "no KV connector and no role", "default")
+
+
+_TRTLLM_SERVER_ROLES = {"CONTEXT": "prefill", "GENERATION": "decode"}
 
 
 def _record_name(w: Worker, hints: list[str]) -> None:

@@ -49,7 +49,8 @@ def _proxy_ports(dep: Deployment) -> None:
     """vLLM's toy proxy names its prefill and decode instances by port."""
     for proxy in dep.of_role("proxy"):
         for flag, role in (("prefiller-ports", "prefill"), ("decoder-ports", "decode"), ("prefiller-port", "prefill"), ("decoder-port", "decode")):
-            s = proxy.flags.get(flag)
+            s = proxy.settings.get("proxy_prefill_ports" if role == "prefill" else "proxy_decode_ports") if flag in proxy.flags else None
+            s = s if s is not None else proxy.flags.get(flag)  # every port after the flag (nargs="+"), where the command shows them
             if s is None or not s.known:
                 continue
             ports = set(str(s.value).replace(",", " ").split())
@@ -61,8 +62,9 @@ def _proxy_ports(dep: Deployment) -> None:
 def _router_urls(dep: Deployment) -> None:
     """SGLang's PD router: each `--prefill URL` / `--decode URL` names a server on this host by its port."""
     for router in dep.workers:
-        if router.program != "sglang-router":
+        if router.program not in _ROUTED_ENGINE:
             continue
+        engine, default_port = _ROUTED_ENGINE[router.program]
         for key, role in (("router_prefill", "prefill"), ("router_decode", "decode")):
             s = router.settings.get(key)
             if s is None or not isinstance(s.value, list):
@@ -72,13 +74,20 @@ def _router_urls(dep: Deployment) -> None:
                 if port is None:
                     continue
                 for w in dep.workers:
-                    if w.engine != "sglang" or not w.is_engine:
+                    if w.engine != engine or not w.is_engine:
                         continue
                     # the URL names this server only when it is on the router's own network: a loopback address, or
                     # the address the server itself binds (another address may be another machine with the same port)
                     here = host is None or is_loopback(host) or host == "0.0.0.0" or (w.flags.get("host") is not None and host == str(w.flags["host"].value))
-                    if here and w.host.network == router.host.network and str(w.known("port", SGLANG_DEFAULT_PORT)) == port:
-                        _route(w, role, f"the router's --{role} {url}", Setting(url, span, f"--{role}"))
+                    if here and w.host.network == router.host.network and str(w.known("port", default_port)) == port:
+                        _route(w, role, f"the router's {s.origin} {url}", Setting(url, span, s.origin))
+
+
+# router program -> (the engine its URLs name, that engine's default HTTP port). TensorRT-LLM's disaggregated router
+# sends context requests to `context_servers.urls` and generation requests to `generation_servers.urls`
+# (tensorrt_llm/llmapi/disagg_utils.py extract_ctx_gen_cfgs, NVIDIA/TensorRT-LLM at 0228a71223416496ff056a157936bad2e42c762f);
+# trtllm-serve's --port defaults to 8000 (tensorrt_llm/commands/serve.py).
+_ROUTED_ENGINE = {"sglang-router": ("sglang", SGLANG_DEFAULT_PORT), "trtllm-disagg-server": ("trtllm", "8000")}
 
 
 def _route(w: Worker, role: str, why: str, evidence: Setting) -> None:

@@ -82,7 +82,7 @@ class ShellReader(Flow, Expander, Launcher):
         while k < len(words) and self._assignment(words[k]) is not None:
             forks = self.forks_of([words[k]], st)
             name, value = self._assign_value(words[k], st)
-            assigns[name] = value
+            assigns[name] = value if isinstance(value, PStr) else (value[0] if value else PStr())
             pending.append((name, value, words[k], forks))
             k += 1
         if k == len(words):

@@ -209,7 +209,7 @@ class Branches:
 
     def close(self, frame: Frame, st: State) -> None:
         """Variables set differently in two or more branches fork the commands that use them afterwards."""
-        varying = {n: b for n, b in frame.assigned.items() if len(b) >= 2 and len({v.text for v, _ in b.values()}) >= 2}
+        varying = {n: b for n, b in frame.assigned.items() if len(b) >= 2 and len({_text(v) for v, _ in b.values()}) >= 2}
         if not varying:
             return
         per_branch: dict[int, tuple[dict[str, PStr], str]] = {}
@@ -319,3 +319,8 @@ def _plain(word: Word) -> str | None:
     if all(s.kind == "lit" for s in word):
         return "".join(s.text for s in word)
     return None
+
+
+def _text(value) -> str:
+    """A variable's value as text: an array (`A=(x y)`) is its items joined."""
+    return value.text if isinstance(value, PStr) else " ".join(p.text for p in value)

@@ -18,6 +18,7 @@ from .source import Span
 
 _ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\+?)=")
 _FIELD = re.compile(r"[^ \t\n]+")  # a word after field splitting
+_FIELD_SUBS = re.compile(r"(?:\$\((?:[^()]|\([^()]*\))*\)|[^ \t\n])+")
 _INT = re.compile(r"-?\d+")
 _EXPR = re.compile(r"[\w\s+\-*/%()]+")
 _ARITH_NAME = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*|\d)|\b([A-Za-z_][A-Za-z0-9_]*)\b")
@@ -37,7 +38,8 @@ class PStr:
 
     def split(self) -> list["PStr"]:
         out = []
-        for m in _FIELD.finditer(self.text):
+        # a command substitution left as written (its output unknown) stays one word: `$(git rev-parse --show-toplevel)/x`
+        for m in (_FIELD_SUBS if "$(" in self.text else _FIELD).finditer(self.text):
             out.append(PStr(m.group(), self.offs[m.start() : m.end()]))
         return out
 
@@ -119,15 +121,18 @@ class Expander:
         m = _ASSIGN.match(word[0].text)
         return m.group(1) if m else None
 
-    def _assign_value(self, word: Word, st: State) -> tuple[str, PStr]:
+    def _assign_value(self, word: Word, st: State) -> tuple[str, PStr | list[PStr]]:
         m = _ASSIGN.match(word[0].text)
         name, plus = m.group(1), m.group(2)
         head = Seg("lit", word[0].text[m.end() :], word[0].offs[m.end() :], word[0].quoted)
         rest = ([head] if head.text else []) + word[1:]
         if rest and rest[0].kind == "array":
+            # NAME=(a b c) and NAME+=(d): the array itself is the value (`"${NAME[@]}"` expands to its items)
             items = [p for item in rest[0].items or [] for p in self.expand(item, st)]
+            old = st.vars.get(name) if plus else None
+            items = (old if isinstance(old, list) else [old] if isinstance(old, PStr) else []) + items
             st.vars[name] = items
-            return name, items[0] if items else PStr()
+            return name, items
         value = self.join(rest, st)
         if plus:
             old = st.vars.get(name)
@@ -188,6 +193,9 @@ class Expander:
                         offs[-1] = raw_off[-1]
                         offs[0] = raw_off[0]
                     return [PStr(text, offs)]
+            counted = self._seq(s.text, st) if s.text.startswith("$(") else None
+            if counted is not None:
+                return counted
             return [PStr(s.text, raw_off[: len(s.text)] + [-1] * max(0, len(s.text) - len(raw_off)))]
         if s.kind == "arith":
             return [PStr(f"(({s.text}))")]
@@ -224,6 +232,30 @@ class Expander:
             return list(st.positional[-1]) or None
         return st.vars.get(name)
 
+    def _seq(self, text: str, st: State) -> list[PStr] | None:
+        """`$(seq LAST)`, `$(seq FIRST LAST)`, `$(seq FIRST STEP LAST)` (coreutils seq(1)) whose operands are numbers,
+        variables holding numbers or `$((...))`: the numbers it prints, one word each; None otherwise."""
+        m = _SEQ.fullmatch(text)
+        if m is None:
+            return None
+        values = []
+        for tok in _SEQ_TOKEN.findall(m.group(1)):
+            if tok.startswith("$(("):
+                v = self.arith(tok[3:-2], st)
+            elif tok.startswith("$"):
+                v = self.arith(tok.strip("${}"), st)
+            else:
+                v = int(tok)
+            if v is None:
+                return None
+            values.append(v)
+        if not 1 <= len(values) <= 3 or "".join(_SEQ_TOKEN.findall(m.group(1))) != re.sub(r"\s+", "", m.group(1)):
+            return None
+        first, step, last = (1, 1, values[0]) if len(values) == 1 else (values[0], 1, values[1]) if len(values) == 2 else values
+        if step == 0 or abs(last - first) // abs(step) > 256:
+            return None
+        return [PStr(str(n)) for n in range(first, last + (1 if step > 0 else -1), step)]
+
     def arith(self, expr: str, st: State) -> int | None:
         """The value of a shell arithmetic expression when every variable in it holds a number, else None."""
 
@@ -249,6 +281,8 @@ class Expander:
             return None
 
 
+_SEQ = re.compile(r"\$\(\s*seq\s+(.*?)\s*\)", re.S)
+_SEQ_TOKEN = re.compile(r"\$\(\([^()]*(?:\([^()]*\)[^()]*)*\)\)|\$\{?[A-Za-z_]\w*\}?|-?\d+")
 _OPS: dict[type, Any] = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Mod: operator.mod,
                          ast.Div: lambda a, b: int(a / b), ast.FloorDiv: lambda a, b: int(a / b), ast.Pow: operator.pow,
                          ast.LShift: operator.lshift, ast.RShift: operator.rshift, ast.BitAnd: operator.and_, ast.BitOr: operator.or_,

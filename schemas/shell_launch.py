@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .cmdline import Arg, Command, engine_from_image, find_command, may_serve, parse_flags
+from .cmdline import CONTAINER_RUNTIMES, Arg, Command, container_env, engine_from_image, find_command, may_serve, parse_flags, runs_dynamo
 from .model import Branch
 from .shell_expand import PStr, State
 from .shell_lex import Command as LexCommand
@@ -34,6 +34,14 @@ class Launcher:
     """Turning a command into a Launch (mixed into ShellReader)."""
 
     passthrough: frozenset[str] = frozenset()  # wrapper scripts that run their arguments unchanged
+    workdir: str = ""  # the folder the commands run in, when the file says (a container's workingDir)
+    _runs_dynamo: bool | None = None
+
+    def dynamo_workdir(self) -> str | None:
+        """The folder commands run in where the file runs Dynamo (cmdline.runs_dynamo), else None."""
+        if self._runs_dynamo is None:
+            self._runs_dynamo = runs_dynamo(self.file_text)
+        return self.workdir if self._runs_dynamo else None
 
     def launch(self, expanded: list[PStr], assigns: dict[str, PStr], cmd: LexCommand, words: list[Word], st: State) -> None:
         texts = [p.text for p in expanded]
@@ -69,12 +77,15 @@ class Launcher:
         while args and args[0].text.rsplit("/", 1)[-1] in self.passthrough:
             args = args[1:]  # `./wrapper.sh CMD` whose wrapper ends in `exec "$@"`
         # VAR=value words that came out of an expansion (eval "$CMD" with CUDA_VISIBLE_DEVICES=0 vllm serve ...)
-        found = find_command(args)
+        found = find_command(args, self.dynamo_workdir())
         if found is None and docker is not None and args:
             found = _image_args(image, args)
         if found is None:
             return
         env.update(found.env)
+        if any(a.text.rsplit("/", 1)[-1] in CONTAINER_RUNTIMES for a in args[: len(args) - len(found.args)]):
+            env = container_env(env)  # `APPTAINERENV_X=v apptainer exec ...`: X=v inside
+            env.update(found.env)
         found = found._replace(env=env)
         hints = hints_near + [f.hint for f in reversed(st.frames) if f.hint] + list(reversed(st.recent[-6:]))
         var_hint = _command_var(words)

@@ -130,3 +130,66 @@ def test_role_based_group_v1alpha2_template_ref_with_a_patch():
     assert (p.replicas.value, d.replicas.value, d.nodes, p.gpus.value) == (3, 1, 2, 2)
     [f] = [f for f in r.findings if f.code == "DG205"]
     assert f.line == 34  # the model each patch sets differs: one is compared with the other
+
+
+def test_a_dgd_of_dynamo_serve_services_is_read_and_each_service_is_listed_unchecked():
+    r = lint("dgd-dynamo-serve.yaml")
+    assert not r.skipped and not r.error
+    ws = sorted((w.name, w.program, w.role) for w in r.deployment.workers)
+    assert ws == [("Gateway", "dynamo-serve", "unknown"), ("PrefillSide", "dynamo-serve", "unknown")]
+    assert r.deployment.engines() == []  # a name is no role: the graph's code decides, and it is not in the file
+    notes = [f.message for f in r.findings if f.code == "DG405"]
+    assert any("PrefillSide" in m and "./configs/split.yaml" in m for m in notes), notes
+    assert codes(r) == {"DG405"} and codes(r, "warning") == codes(r, "error") == set()
+
+
+def test_a_helm_template_is_read_for_what_is_literal_and_a_modelservice_preset_gives_its_roles():
+    r = lint("helm/modelservice-preset.yaml")
+    assert not r.error and not r.skipped
+    ws = sorted((w.role, w.known("block_size"), w.known("kv_connector"), w.settings["model"].known) for w in r.deployment.engines())
+    assert ws == [("decode", "16", "NixlConnector", False), ("prefill", "64", "NixlConnector", False)]  # {{ }} model: Unknown
+    [f] = [f for f in r.findings if f.code == "DG203"]  # prefill block 64 > decode 16
+    assert r.source_lines[f.line - 1].strip() == '- "64"'
+
+
+def test_vllm_recipes_give_each_role_what_the_site_builds_it_from_and_nothing_more():
+    r = lint("recipes/strategy-pd.yaml")
+    ws = sorted((w.role, w.known("port"), w.known("block_size"), w.known("kv_role")) for w in r.deployment.engines())
+    assert ws == [("decode", "9002", "16", "kv_consumer"), ("prefill", "9001", "32", "kv_producer")]
+    assert "DG203" in codes(r)  # prefill block 32 > decode 16
+    for name in ("recipes/store.yaml", "recipes/model.yaml"):
+        r = lint(name)
+        assert sorted(w.role for w in r.deployment.engines()) == ["decode", "prefill"], name
+        # the strategy file adds the side channel and the ports: their absence here is no finding
+        assert codes(r, "warning") == codes(r, "error") == set(), (name, [f.message for f in r.findings])
+        assert all(not w.settings["side_channel_host"].known for w in r.deployment.engines())
+
+
+def test_trtllm_serve_server_role_is_the_role():
+    r = lint("trtllm-server-role.sh")
+    ws = sorted((w.known("port"), w.role, w.role_from) for w in r.deployment.workers if w.program == "trtllm-serve")
+    assert ws == [("8101", "prefill", "flag"), ("8102", "decode", "flag"), ("8103", "aggregated", "default")]  # no role given
+    assert len(r.pairs) == 1
+
+
+def test_a_written_trtllm_router_config_names_its_context_and_generation_servers():
+    r = lint("trtllm-written-router-config.sh")
+    ws = sorted((w.known("port"), w.role, w.role_from) for w in r.deployment.workers if w.program == "trtllm-serve")
+    assert ws == [("9101", "prefill", "router"), ("9102", "decode", "router")]
+    assert len(r.pairs) == 1
+
+
+def test_engine_configs_written_with_echo_or_printf_are_read():
+    r = lint("trtllm-echo-written-configs.sh")
+    ws = sorted((w.role, w.known("block_size"), w.known("transfer_backend")) for w in r.deployment.engines())
+    assert ws == [("decode", 16, "UCX"), ("prefill", 64, "UCX")]
+    [f] = [f for f in r.findings if f.code == "DG203"]  # tokens_per_block 64 against 16, pointed at the echo line
+    assert (f.line, r.source_lines[f.line - 1][f.column - 1 : f.column + 1]) == (3, "64")
+
+
+def test_a_helm_template_value_inside_an_if_is_unknown_and_one_around_the_object_is_not():
+    r = lint("helm/deployment-branches.yaml")
+    [w] = r.deployment.workers
+    assert w.known("block_size") == "16"  # the {{ if }} around the whole Deployment leaves it as written
+    assert not w.settings["kv_role"].known and w.role == "unknown"  # both branches are written: neither is the value
+    assert not w.replicas.known

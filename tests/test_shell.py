@@ -156,6 +156,38 @@ def test_dynamo_0_3_sglang_example_workers_are_read():
     assert "DG203" in codes(r)  # page size 16 against 32
 
 
+def test_dynamo_0_3_component_scripts_are_read_where_the_file_runs_dynamo():
+    r = lint("dynamo-components-v03.sh")
+    ws = sorted((w.span.line, w.program, w.role, w.role_from) for w in r.deployment.engines())
+    assert ws == [(5, "dynamo.vllm", "decode", "default"), (6, "dynamo.vllm", "prefill", "flag"),
+                  (7, "dynamo.sglang", "prefill", "flag"), (9, "dynamo.sglang", "decode", "flag")]
+    assert pairs_by_line(r) == [(6, 5), (7, 9)]
+    assert [(f.code, f.line) for f in r.findings if f.code == "DG203"] == [("DG203", 7)]  # page size 16 against 64
+
+
+def test_scripts_named_like_dynamo_components_are_not_read_without_dynamo():
+    r = lint("components-not-dynamo.sh")
+    assert r.deployment is None or not r.deployment.engines()
+
+
+def test_bash_arrays_and_apptainer_environment_reach_the_engine():
+    r = lint("apptainer-arrays.sh")
+    ws = sorted((w.role, w.known("port"), w.known("max_model_len"), w.known("kv_connector"), w.known("side_channel_port"))
+                for w in r.deployment.engines())
+    assert ws == [("decode", "8200", "4096", "NixlConnector", "6200"), ("prefill", "8100", "8192", "NixlConnector", "6100")]
+    assert "DG207" not in codes(r)  # each container has its own side-channel port
+    same = (HERE / "apptainer-arrays.sh").read_text().replace("NNEL_PORT=6200", "NNEL_PORT=6100")
+    assert "DG207" in codes(lint_text("same-port.sh", same, RULES, LintOptions()))
+
+
+def test_seq_loops_and_a_proxy_path_from_a_command_substitution():
+    r = lint("seq-loops-proxy.sh")
+    ws = sorted((w.known("port"), w.role, w.role_from, w.known("side_channel_port")) for w in r.deployment.engines())
+    assert ws == [("9100", "prefill", "router", "7100"), ("9101", "prefill", "router", "7101"), ("9201", "decode", "router", "7201")]
+    assert len(r.pairs) == 2 and "DG203" in codes(r)  # prefill block 32 > decode 16
+    assert [x.command.flags["port"].text for x in launches("for i in $(seq 0 $N); do vllm serve m --port 90$i & done\n")] == ["90$i"]
+
+
 def test_kubernetes_expands_env_references_in_args_not_a_shell():
     r = lint("k8s-env-refs.yaml")
     p, d = sorted(r.deployment.engines(), key=lambda w: w.role, reverse=True)

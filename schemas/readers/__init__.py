@@ -57,7 +57,10 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
     dynamo_default_roles(dep)
     from .heredoc import written_files
 
-    _link_engine_configs(dep, written_files(path, text), engine="trtllm")
+    written = written_files(path, text)
+    _link_engine_configs(dep, written, engine="trtllm")
+    _link_disagg_configs(dep, written)
+    dynamo_default_roles(dep)  # again: the router URLs of a written disaggregated config name the servers
     share_targets(dep)
     return dep
 
@@ -68,7 +71,16 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
     Each document is recognised by what it declares: a Kubernetes object by its `apiVersion` and `kind` (a kind we
     do not read is skipped, never read as something else), a Dynamo v0 config by top-level keys that are service
     sections of a Dynamo v0 release, compose by `services:`, chart values by the keys their chart reads."""
-    docs = load_documents(path, text)
+    template = False
+    try:
+        docs = load_documents(path, text)
+    except ConfigError:
+        from . import helm
+
+        docs = helm.template_documents(path, text)  # a Helm chart template: its literal parts
+        if docs is None:
+            raise
+        template = True
     forced_v0 = fmt == "dynamo-v0"
     for i, doc in enumerate(docs):
         data = doc.data
@@ -105,6 +117,10 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
         else:
             recognised = _values(doc, dep, target) or recognised
     autoscale.apply(scalers, owners)
+    if template:
+        from . import helm
+
+        helm.mark_conditions(dep, docs)
     _link_engine_configs(dep, engine_configs)
     dynamo_default_roles(dep)
     share_targets(dep)
@@ -116,7 +132,7 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
 
 def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: dict) -> bool:
     """One Kubernetes object by its declared kind (and group where two systems use one kind name)."""
-    from . import dgd, kube, llmd
+    from . import dgd, helm, kube, llmd
 
     data = doc.data
     kind, group = str(data.get("kind")), str(data.get("apiVersion")).rpartition("/")[0]
@@ -124,6 +140,8 @@ def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: 
         dgd.read(doc, dep, target)
     elif kind == "EndpointPickerConfig":
         llmd.read_epp(doc, dep)
+    elif kind == "ConfigMap" and helm.is_modelservice_preset(data):
+        helm.read_modelservice_preset(doc, dep, target)
     elif kind == "ConfigMap":
         _configmap(doc, engine_configs)
         return False
@@ -150,7 +168,7 @@ def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: 
 
 def _values(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
     """A document that is no Kubernetes object: compose, a TensorRT-LLM disaggregated config, or chart values."""
-    from . import charts, llmd, trtllm
+    from . import charts, llmd, recipes, trtllm
 
     data = doc.data
     if looks_like_compose(data):
@@ -167,6 +185,8 @@ def _values(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
         charts.read_production_stack(doc, dep, target)
     elif charts.looks_like_sglang_lws(data):
         charts.read_sglang_lws(doc, dep, target)
+    elif recipes.looks_like_recipe(data):
+        recipes.read(doc, dep, target)
     else:
         return False
     return True
@@ -292,6 +312,26 @@ def _link_engine_configs(dep: Deployment, configs: dict, engine: str | None = No
                 # `--config FILE` is expanded into command-line arguments before parsing (vLLM's FlexibleArgumentParser,
                 # SGLang's --config): any flag, a role flag included, may be in the file the run does not show
                 w.settings["opaque_args"] = Setting(Unknown(f"its --config file {path}, not in this run, is read as arguments"), s.span, "arguments from a file")
+
+
+def _link_disagg_configs(dep: Deployment, configs: dict) -> None:
+    """`trtllm-serve disaggregated -c FILE` whose FILE the script writes: the router's `context_servers.urls` and
+    `generation_servers.urls` (every URL, as `router_prefill` / `router_decode`), which name its servers
+    (tensorrt_llm/llmapi/disagg_utils.py extract_ctx_gen_cfgs, see trtllm.py)."""
+    for w in dep.workers:
+        if w.program != "trtllm-disagg-server":
+            continue
+        name = w.known("config_file")
+        found = configs.get(os.path.basename(name)) if isinstance(name, str) else None
+        if found is None:
+            continue
+        inner, base, cfg, to_file = found
+        for key, role in (("context_servers", "prefill"), ("generation_servers", "decode")):
+            block = cfg.get(key) if isinstance(cfg, dict) else None
+            urls = block.get("urls") if isinstance(block, dict) else None
+            if isinstance(urls, list):
+                spans = [to_file(Span(*inner.marks.value(base + (key, "urls", i)))) for i in range(len(urls))]
+                w.settings[f"router_{role}"] = Setting([(str(u), sp) for u, sp in zip(urls, spans) if isinstance(u, str)], spans[0] if spans else None, f"{key}.urls")
 
 
 __all__ = ["FORMATS", "SERVING_MARKERS", "is_script", "read_script", "read_yaml", "link_files", "unread_kinds", "Span"]

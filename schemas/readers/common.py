@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .. import engines, knowledge
-from ..cmdline import Arg, Command, engine_from_image, find_command, parse_flags
+from ..cmdline import Arg, Command, engine_from_image, find_command, parse_flags, runs_dynamo
 from ..knowledge.versions import Target
 from ..model import Host, Setting, Unknown, Worker
 from ..source import SourceDocument, Span
@@ -217,11 +217,14 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
         if k8s_env is not None:  # `sh -c "..."`: Kubernetes expands $(VAR) before the shell runs the script
             text, offs = expand_k8s(text, offs, k8s_env)
         reader.base_env = env
+        reader.workdir = str(container.get("workingDir", "") or "")
         launches.extend(reader.read(text, offs))
     if words:
-        cmd = find_command(words)
+        workdir = str(container.get("workingDir", "") or "")
+        in_dynamo = runs_dynamo(doc.text) or "backends/" in workdir  # a Dynamo backend's folder in its image
+        cmd = find_command(words, workdir if in_dynamo else None)
         if cmd is None:
-            cmd = _dynamo_entrypoints(words, str(container.get("workingDir", "")))
+            cmd = _dynamo_ingress(words)
         if cmd is None and not container.get(cmd_key) and words:
             program = engine_from_image(image, words)
             if program is not None:
@@ -232,19 +235,13 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
     return launches
 
 
-def _dynamo_entrypoints(words: list[Arg], workdir: str) -> Command | None:
-    """Launchers of Dynamo's 0.3-0.4 development images: `python3 components/main.py` in a backend's folder, and the
-    `dynamo run in=http out=dyn` frontend."""
+def _dynamo_ingress(words: list[Arg]) -> Command | None:
+    """The `dynamo run in=http out=dyn` frontend of Dynamo's 0.3-0.4 development images (their component scripts are
+    `cmdline.dynamo_component`)."""
     texts = [a.text for a in words]
     if len(texts) >= 3 and texts[0] == "dynamo" and texts[1] == "run" and "in=http" in texts:
         flags, spans, positional = parse_flags(words[2:])
         return Command("dynamo.frontend", words, flags, spans, positional, {}, words[0].span)
-    if len(texts) >= 2 and texts[0].startswith("python") and texts[1].endswith("main.py"):
-        where = (workdir + "/" + texts[1]).lower()
-        for backend in ("vllm", "sglang", "trtllm"):
-            if f"backends/{backend}" in where:
-                flags, spans, positional = parse_flags(words[2:])
-                return Command(f"dynamo.{backend}", words, flags, spans, positional, {}, words[0].span)
     return None
 
 

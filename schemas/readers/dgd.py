@@ -89,12 +89,42 @@ def _service(doc, dep, graph, sname, base, svc, graph_env, target, reader) -> No
         image_evidence(w.target, image)
         _namespace_fields(doc, w, base, svc, namespace, graph)
         dep.workers.append(w)
+    elif not found and _dynamo_serve(main) is not None and not any(w.name == sname for w in dep.workers):
+        # (a service whose section the embedded DYN_DEPLOYMENT_CONFIG holds is read from there)
+        graph_ref, config_file, at = _dynamo_serve(main)
+        where = base + ("extraPodSpec", "mainContainer") + at
+        w = Worker(sname, "unknown", f"`dynamo serve {graph_ref}`: the graph's code decides", "dynamo-serve", None, "dynamo", doc.path,
+                   Span(*doc.marks.value(where)), target.copy(), host, role_from="none")
+        shown = f" and its config {config_file}, a file in the image" if config_file else ""
+        w.notes.append(f"`dynamo serve {graph_ref}` runs a service of a Dynamo SDK graph: its role and engine options come from the "
+                       f"graph's code{shown}, which are not in this file")
+        from .common import image_evidence
+
+        image_evidence(w.target, image)
+        _dgd_fields(doc, w, base, svc, sub, nodes, namespace, graph)
+        dep.workers.append(w)
     elif not found and ctype in ("worker", "main") and sub in ("prefill", "decode"):
         p = doc.marks.key(base)
         w = Worker(sname, sub, f"subComponentType {sub}", "image-entrypoint", None, "dynamo", doc.path, Span(*p), target.copy(), host, role_from="field")
         w.notes.append("the command comes from the image's entrypoint, which the file does not show")
         _namespace_fields(doc, w, base, svc, namespace, graph)
         dep.workers.append(w)
+
+
+def _dynamo_serve(main: dict) -> tuple[str, str | None, tuple] | None:
+    """(graph reference, config file, where the reference is written) of a container that runs `dynamo serve
+    MODULE:SERVICE [-f FILE]`, Dynamo 0.1-0.3's SDK command (its `graph` argument and `-f/--config-file` option:
+    bytedance-iaas/dynamo deploy/sdk/src/dynamo/sdk/cli/serve.py at 1704b126f33b9263d4031081acef234fa0391337), or None."""
+    words: list[tuple[str, tuple]] = []
+    for key in ("command", "args"):
+        value = main.get(key)
+        if isinstance(value, list):
+            words += [(str(v), (key, i)) for i, v in enumerate(value) if isinstance(v, (str, int, float))]
+    texts = [t for t, _ in words]
+    if len(texts) < 3 or texts[0].rsplit("/", 1)[-1] != "dynamo" or texts[1] != "serve" or ":" not in texts[2]:
+        return None
+    config = next((texts[i + 1] for i in range(3, len(texts) - 1) if texts[i] in ("-f", "--config-file")), None)
+    return texts[2], config, words[2][1]
 
 
 def meta_ns(doc) -> str:

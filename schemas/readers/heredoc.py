@@ -1,5 +1,6 @@
 """Files a launch script writes itself and then hands to an engine: `cat > F <<EOF ... EOF` (also `<<'EOF'`,
-`<<-EOF`, `cat <<EOF > F`, `tee F <<EOF`). The written text is read as the file F, with positions in the script,
+`<<-EOF`, `cat <<EOF > F`, `tee F <<EOF`), and one-line writes `echo 'TEXT' > F` / `printf 'TEXT' > F` (single quotes:
+literal; printf turns `\n` into a new line, and a `%` directive makes the text unknown). The written text is read as the file F, with positions in the script,
 so that what a finding says about F points at the line of the script that wrote it.
 
 Only the here-document's own text is read: in an unquoted one (`<<EOF`) the shell expands `$VAR` and `$(...)` when
@@ -28,6 +29,13 @@ def written_files(path: str, text: str) -> dict[str, tuple[SourceDocument, tuple
     out: dict[str, tuple[SourceDocument, tuple, Any, Callable[[Span], Span]]] = {}
     i = 0
     while i < len(lines):
+        one = _ONE_LINE.match(lines[i])
+        if one is not None:
+            found = _one_line(path, one, i + 1)
+            if found is not None:
+                out[found[0]] = found[1]
+            i += 1
+            continue
         m = _START.search(lines[i])
         if m is None or lines[i].lstrip().startswith("#"):
             i += 1
@@ -48,6 +56,33 @@ def written_files(path: str, text: str) -> dict[str, tuple[SourceDocument, tuple
                 out[target] = found
         i = j + 1
     return out
+
+
+# `echo 'TEXT' > F`, `printf 'TEXT' > F` (bash(1): single quotes keep TEXT literal; printf(1) interprets `\n`)
+_ONE_LINE = re.compile(r"""^[ \t]*(?P<cmd>echo|printf)[ \t]+'(?P<text>[^']*)'[ \t]*>[ \t]*(?P<f>[^\s;&|<>]+)[ \t]*$""")
+
+
+def _one_line(path: str, m: re.Match, line: int):
+    name = os.path.basename(m.group("f").strip("'\""))
+    text = m.group("text")
+    if not name or "$" in name or (m.group("cmd") == "printf" and "%" in text):
+        return None
+    body = text.replace("\\n", "\n") if m.group("cmd") == "printf" else text
+    try:
+        docs = load_documents(path, body + "\n")
+    except ConfigError:
+        return None
+    if not docs or not isinstance(docs[0].data, dict):
+        return None
+    start = m.start("text") + 1  # column of the text's first character
+    one_line = "\n" not in body
+
+    def to_file(span: Span) -> Span:
+        if one_line:  # every character where it is written
+            return Span(line, start + span.column - 1, line, start + span.end_column - 1)
+        return Span(line, start, line, m.end("text") + 1)  # printf's lines are one line of the script
+
+    return name, (docs[0], (), docs[0].data, to_file)
 
 
 def _target(line: str) -> str | None:

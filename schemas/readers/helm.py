@@ -1,0 +1,108 @@
+"""Helm chart templates (`templates/*.yaml` with Go `{{ }}` actions that make the file invalid YAML until Helm renders
+it), read for what is literal: each action keeps its place, a value action is a value set at render time (Unknown,
+`gotemplate.py`), and a line that is nothing but an action (an `if`, an `include ... | nindent`) is blank. The objects
+are then recognised by their `apiVersion`/`kind` like any manifest.
+
+Read here too: the ModelService preset ConfigMaps of llm-d (llm-d-deployer's modelservice presets). The ModelService
+controller deserializes the ConfigMap's `prefillDeployment` and `decodeDeployment` keys into the prefill and decode
+Deployments and labels their pods `llm-d.ai/role: prefill|decode` (llm-d/llm-d-model-service
+internal/controller/child_resources.go: BaseConfig deserialize("prefillDeployment"/"decodeDeployment"), getPodLabels,
+at 403e98362eee3db82f4c7e8f0c630605e47f040c); the replica counts come from the ModelService that names the preset.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..knowledge.versions import Target
+from ..model import Deployment, Setting, Unknown
+from ..source import ConfigError, SourceDocument, load_documents
+from . import gotemplate
+
+# `{{ `{{ .Inner }}` }}`: a literal action for the next renderer (the ModelService controller), one value here
+_QUOTED = re.compile(r"\{\{-?\s*`[^`]*`\s*-?\}\}")
+_ONLY_ACTION = re.compile(r"^[ \t]*(\{\{.*?\}\}[ \t]*)+$", re.M)
+# keys of a preset ConfigMap the ModelService controller turns into the prefill / decode Deployment
+PRESET_ROLES = {"prefillDeployment": "prefill", "decodeDeployment": "decode"}
+
+
+def _blank(m: re.Match) -> str:
+    return "".join(ch if ch == "\n" else " " for ch in m.group(0))
+
+
+def literal_text(text: str) -> str:
+    """The template with every character where it was: lines that are only actions blanked, other actions as
+    placeholders that read as set at render time."""
+    text = _ONLY_ACTION.sub(_blank, text)
+    text = _QUOTED.sub(lambda m: "${_T" + "_" * (len(m.group(0)) - 5) + "}", text)
+    return gotemplate.rewrite(text)
+
+
+def template_documents(path: str, text: str) -> list[SourceDocument] | None:
+    """The documents of a Helm template read for what is literal, or None when the text holds no `{{ }}` action or
+    is not YAML even so."""
+    if "{{" not in text or not gotemplate.ACTION.search(text):
+        return None
+    try:
+        docs = load_documents(path, literal_text(text))
+    except ConfigError:
+        return None
+    for d in docs:
+        d.lines = text.splitlines()  # the file as written: what findings quote, and where its `{{ if }}` blocks are
+    return docs or None
+
+
+def is_modelservice_preset(data: dict) -> bool:
+    inner = data.get("data")
+    return isinstance(inner, dict) and any(isinstance(inner.get(k), str) for k in PRESET_ROLES)
+
+
+def read_modelservice_preset(doc: SourceDocument, dep: Deployment, target: Target) -> None:
+    """The prefill and decode Deployments of a ModelService preset ConfigMap, positioned in the outer file."""
+    from . import kube
+    from .embedded import embedded_yaml
+
+    dep.format = "llm-d"
+    for key, role in PRESET_ROLES.items():
+        text = doc.data["data"].get(key)
+        if not isinstance(text, str):
+            continue
+        found = embedded_yaml(doc, ("data", key), text)
+        if found is None or not found[0] or not isinstance(found[0][0].data, dict):
+            continue
+        inner, to_file = found
+        sub = Deployment(path=doc.path, format="llm-d")
+        kube.read_object(inner[0], sub, target)
+        for w in sub.workers:
+            w.path = doc.path
+            w.span = to_file(w.span)
+            w.settings = {k: Setting(s.value, to_file(s.span) if s.span else None, s.origin) for k, s in w.settings.items()}
+            w.flags = {k: Setting(s.value, to_file(s.span) if s.span else None, s.origin) for k, s in w.flags.items()}
+            w.name = f"{key}/{w.name}"
+            w.replicas = Setting(Unknown("set by the ModelService that uses this preset"), None, "ModelService replicas")
+            if w.is_engine and w.role_from in ("name", "none", "default"):
+                w.set_role(role, f"ModelService preset key {key} (the controller labels its pods llm-d.ai/role: {role})", "field")
+            w.notes.append(f"read from the ModelService preset's {key}: the model, image and replicas come from the ModelService, which is not in this file")
+            dep.workers.append(w)
+
+
+def mark_conditions(dep: Deployment, docs: list[SourceDocument]) -> None:
+    """Values between an `{{ if }}` (range, with) and its end are there only when the condition holds: Unknown. A
+    condition around a whole object only decides whether the object exists, so it leaves the object's values as
+    written."""
+    if not docs:
+        return
+    written = "\n".join(docs[0].lines)
+    starts = [(p.line, p.column) for p in (d.marks.value(()) for d in docs)]
+    conds = [c for c in gotemplate.conditional_spans(written, lambda off: _line_col(written, off))
+             if not any(c[0] <= s <= c[1] for s in starts)]
+    for w in dep.workers:
+        gotemplate.mark(w, conds)
+        said = [w.settings.get("kv_role"), w.settings.get("disaggregation_mode")] + [w.flags.get(f) for f in ("is-prefill-worker", "is-decode-worker", "server-role")]
+        if w.role_from in ("flag", "connector") and any(x is not None and not x.known for x in said):
+            w.set_role("unknown", "its role is written inside a template condition ({{ if }})", "none")
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1

@@ -257,9 +257,18 @@ _CMP: dict[type, Any] = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: oper
                          ast.NotEq: operator.ne}
 
 
+# `(8100) + (5)`, `2*3`: one operator between two decimal integers (no leading zero, which Python refuses), the
+# shape of most launch-script arithmetic once its variables are replaced; read without Python's parser.
+_BINARY = re.compile(r"(\(\s*)?(-?(?:0|[1-9][0-9]*))\s*(?(1)\))\s*([-+*])\s*(\(\s*)?(-?(?:0|[1-9][0-9]*))\s*(?(4)\))\s*")
+_FAST = {"+": operator.add, "-": operator.sub, "*": operator.mul}
+
+
 @functools.lru_cache(maxsize=4096)
 def _evaluate(expr: str) -> int | None:
     """An expression of numbers only (the variables already replaced), or None when it is not shell arithmetic."""
+    m = _BINARY.fullmatch(expr)
+    if m is not None:
+        return _FAST[m.group(3)](int(m.group(2)), int(m.group(5)))
     try:
         return _eval(ast.parse(expr, mode="eval").body)
     except (SyntaxError, ValueError, ZeroDivisionError, TypeError, RecursionError, OverflowError, MemoryError):

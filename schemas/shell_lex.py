@@ -48,7 +48,8 @@ class Command:
 class Lexer:
     def __init__(self, text: str, offs: list[int] | None = None):
         self.t = text
-        self.o = offs if offs is not None else list(range(len(text)))
+        # the source offset of each character: a range when the text is the file itself (no million-int list)
+        self.o: list[int] | range = offs if offs is not None else range(len(text))
         self.i = 0
         self.n = len(text)
 
@@ -103,7 +104,7 @@ class Lexer:
             m = _SIMPLE_WORD.match(t, i)
             if m is not None:  # most words are plain text up to a blank or an operator: one piece, no loop
                 j = m.end()
-                words.append([Seg("lit", m.group(), o[i:j] if j <= no else [self.off(k) for k in range(i, j)])])
+                words.append([Seg("lit", m.group(), list(o[i:j]) if j <= no else [self.off(k) for k in range(i, j)])])
                 i = j
                 continue
             self.i = i

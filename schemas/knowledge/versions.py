@@ -58,7 +58,7 @@ class Target:
         """Narrow a system's candidates; evidence that would leave none is a conflict, kept aside and not applied."""
         if self.pinned.get(ev.system):
             return
-        before = self.candidates.get(ev.system, frozenset(self.known.get(ev.system, ())))
+        before = self.releases(ev.system)
         after = before & ev.releases
         if after:
             self.evidence.append(ev)
@@ -71,7 +71,8 @@ class Target:
         self.candidates[system] = frozenset({release})
 
     def releases(self, system: str) -> frozenset[str]:
-        return self.candidates.get(system, frozenset(self.known.get(system, ())))
+        got = self.candidates.get(system)
+        return got if got is not None else _as_set(self.known.get(system, ()))
 
     def verdict(self, system: str, holds_in: Iterable[str]) -> bool | None:
         """True when the fact holds in every candidate release, False in none, None when it depends."""
@@ -107,6 +108,12 @@ class Target:
         for ev in evidence:
             if ev not in self.evidence:
                 self.evidence.append(ev)
+
+
+@lru_cache(maxsize=256)
+def _as_set(releases: tuple[str, ...]) -> frozenset[str]:
+    """A system's known releases as a set, made once (rules ask a worker's candidates for every pair)."""
+    return frozenset(releases)
 
 
 @lru_cache(maxsize=1024)

@@ -177,8 +177,8 @@ class Expander:
             return [PStr(s.text, s.offs)]
         if s.kind == "array":
             return [p for item in s.items or [] for p in self.expand(item, st)]
-        raw_off = list(range(s.offs[0], s.offs[1])) if len(s.offs) == 2 else []
         if s.kind == "sub":
+            raw_off = list(range(s.offs[0], s.offs[1])) if len(s.offs) == 2 else []
             if s.text.startswith("$((") and s.text.endswith("))"):
                 value = self.arith(s.text[3:-2], st)
                 if value is not None:
@@ -192,14 +192,13 @@ class Expander:
         if s.kind == "arith":
             return [PStr(f"(({s.text}))")]
         name, op = s.text, s.op
-        unresolved = PStr(f"${{{name}}}", (raw_off + [-1] * 64)[: len(name) + 3])
         value = self.lookup(name, st)
         if op.startswith("[") and isinstance(value, list):
             return value if op in ("[@]", "[*]") else value[:1]
         if isinstance(value, list):
             value = value[0] if value else PStr()
         if op == "#":
-            return [unresolved]
+            return [_unresolved(s)]
         if op in (":-", "-", ":=", "="):
             if value is None or (op.startswith(":") and not value.text):
                 default = self.join(s.arg or [], st)
@@ -210,10 +209,10 @@ class Expander:
         if op in (":+", "+"):
             return [self.join(s.arg or [], st)] if value is not None and value.text else [PStr()]
         if op and op[0] in "?":
-            return [value] if value is not None else [unresolved]
+            return [value] if value is not None else [_unresolved(s)]
         if op:  # ${X%pat}, ${X/a/b}, ...: not worth interpreting
-            return [unresolved]
-        return [value if value is not None else unresolved]
+            return [_unresolved(s)]
+        return [value if value is not None else _unresolved(s)]
 
     def lookup(self, name: str, st: State) -> PStr | list[PStr] | None:
         if name.isdigit():
@@ -247,6 +246,12 @@ class Expander:
             return _evaluate(_ARITH_NAME.sub(value, expr).strip() or "0")
         except LookupError:
             return None
+
+
+def _unresolved(s: Seg) -> PStr:
+    """A variable the reader cannot know, as `${NAME}`, over the characters of the expression that named it."""
+    raw_off = list(range(s.offs[0], s.offs[1])) if len(s.offs) == 2 else []
+    return PStr(f"${{{s.text}}}", (raw_off + [-1] * 64)[: len(s.text) + 3])
 
 
 _OPS: dict[type, Any] = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Mod: operator.mod,

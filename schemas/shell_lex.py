@@ -105,7 +105,8 @@ class Lexer:
             m = _SIMPLE_WORD.match(t, i)
             if m is not None:  # most words are plain text up to a blank or an operator: one piece, no loop
                 j = m.end()
-                words.append([Seg("lit", m.group(), list(o[i:j]) if j <= no else [self.off(k) for k in range(i, j)])])
+                offs = o[i:j] if j <= no else [self.off(k) for k in range(i, j)]
+                words.append([Seg("lit", m.group(), offs if type(offs) is list else list(offs))])
                 i = j
                 continue
             self.i = i

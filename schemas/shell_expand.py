@@ -98,6 +98,10 @@ class Expander:
         # Positions inside a word matter only where a part of it is reported: VAR=value, --flag=value, JSON.
         chars: tuple = ()
         if known and ("=" in p.text or "{" in p.text):
+            n = len(offs)
+            if line == eline and last - first == n - 1 and offs == list(range(first, first + n)):
+                # characters written side by side on one line (most words): the columns follow one another
+                return Arg(p.text, Span(line, col, eline, ecol + 1), tuple((line, c) for c in range(col, col + n)))
             out, prev, pl, pc, text = [], -2, line, col, self.file_text
             for o in offs:
                 if o < 0:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from disagg.schemas import pairing
+from disagg.schemas.gcpause import paused_gc
 from disagg.schemas.model import Deployment, Pair, Worker
 from disagg.schemas.readers import link_files
 from disagg.schemas.source import Span, noqa_codes
@@ -53,14 +54,15 @@ def lint_results(results: list[FileResult], rules: Iterable[type[Rule]], options
         pairs = own[id(dep)] + [p for p in cross if p.prefill.path == dep.path]
         r.pairs = own[id(dep)] + [p for p in cross if dep.path in (p.prefill.path, p.decode.path)]
         ctx = LintContext(dep, options, pairs, r.pairs)
-        for rule in static:
-            for f in _run_rule(rule, ctx):
-                by_path.setdefault(f.path, []).append(f)
-                if f.related and f.related[0].path != f.path:  # a cross-file finding: report it at the other end too
-                    rel = f.related[0]
-                    back = Related(f.path, f.line, f.column, f.end_line, f.end_column, "the other end of this pair")
-                    by_path.setdefault(rel.path, []).append(f._replace(path=rel.path, line=rel.line, column=rel.column, end_line=rel.end_line,
-                                                                       end_column=rel.end_column, related=(back,)))
+        with paused_gc():  # one file's rules (gcpause.py)
+            for rule in static:
+                for f in _run_rule(rule, ctx):
+                    by_path.setdefault(f.path, []).append(f)
+                    if f.related and f.related[0].path != f.path:  # a cross-file finding: report it at the other end too
+                        rel = f.related[0]
+                        back = Related(f.path, f.line, f.column, f.end_line, f.end_column, "the other end of this pair")
+                        by_path.setdefault(rel.path, []).append(f._replace(path=rel.path, line=rel.line, column=rel.column, end_line=rel.end_line,
+                                                                           end_column=rel.end_column, related=(back,)))
         if options.workload is not None:
             try:
                 r.prediction = _prediction(dep, options)

@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 
 from disagg.schemas import knowledge
+from disagg.schemas.gcpause import paused_gc
 from disagg.schemas.model import Deployment, Pair
 from disagg.schemas.readers import SERVING_MARKERS, is_script, read_script, read_yaml, unread_kinds
 from disagg.schemas.source import ConfigError, decode_text
@@ -88,6 +89,11 @@ def read_file(path: str, text: str, options: LintOptions, explicit: bool = True,
     """Read one file into a deployment (no rules yet). Someone else's YAML is skipped, or an error when named and
     `explicit`: a file counts as a serving config when it parses into workers, or (when it does not parse) when its
     text holds words that only serving configs use."""
+    with paused_gc():
+        return _read_file(path, text, options, explicit, fmt)
+
+
+def _read_file(path: str, text: str, options: LintOptions, explicit: bool, fmt: str) -> FileResult:
     result = FileResult(path=path)
     result.source_lines = text.splitlines()
     target = knowledge.new_target(options.target)

@@ -40,7 +40,8 @@ class ShellReader(Flow, Expander, Launcher):
 
     def simple(self, cmd: LexCommand, st: State) -> None:
         words = list(cmd.words)
-        st.recent.extend(c for c in cmd.comments if c)
+        if cmd.comments:
+            st.recent.extend(c for c in cmd.comments if c)
         frame = st.frames[-1] if st.frames else None
         if frame is not None and frame.kind == "case" and frame.expect:
             if words or cmd.end in ("|", ")"):

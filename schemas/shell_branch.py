@@ -316,9 +316,10 @@ def _plain(word: Word) -> str | None:
     """The text of a word with no expansion in it, else None."""
     if len(word) == 1:
         return word[0].text if word[0].kind == "lit" else None
-    if all(s.kind == "lit" for s in word):
-        return "".join(s.text for s in word)
-    return None
+    for s in word:  # a loop, not all(genexpr): the reader asks this of nearly every word it runs
+        if s.kind != "lit":
+            return None
+    return "".join([s.text for s in word])
 
 
 def _text(value) -> str:

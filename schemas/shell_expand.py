@@ -100,6 +100,10 @@ class Expander:
         # Positions inside a word matter only where a part of it is reported: VAR=value, --flag=value, JSON.
         chars: tuple = ()
         if known and ("=" in p.text or "{" in p.text):
+            n = len(offs)
+            if line == eline and last - first == n - 1 and offs == list(range(first, first + n)):
+                # characters written side by side on one line (most words): the columns follow one another
+                return Arg(p.text, Span(line, col, eline, ecol + 1), tuple((line, c) for c in range(col, col + n)))
             out, prev, pl, pc, text = [], -2, line, col, self.file_text
             for o in offs:
                 if o < 0:
@@ -182,8 +186,8 @@ class Expander:
             return [PStr(s.text, s.offs)]
         if s.kind == "array":
             return [p for item in s.items or [] for p in self.expand(item, st)]
-        raw_off = list(range(s.offs[0], s.offs[1])) if len(s.offs) == 2 else []
         if s.kind == "sub":
+            raw_off = list(range(s.offs[0], s.offs[1])) if len(s.offs) == 2 else []
             if s.text.startswith("$((") and s.text.endswith("))"):
                 value = self.arith(s.text[3:-2], st)
                 if value is not None:
@@ -200,14 +204,13 @@ class Expander:
         if s.kind == "arith":
             return [PStr(f"(({s.text}))")]
         name, op = s.text, s.op
-        unresolved = PStr(f"${{{name}}}", (raw_off + [-1] * 64)[: len(name) + 3])
         value = self.lookup(name, st)
         if op.startswith("[") and isinstance(value, list):
             return value if op in ("[@]", "[*]") else value[:1]
         if isinstance(value, list):
             value = value[0] if value else PStr()
         if op == "#":
-            return [unresolved]
+            return [_unresolved(s)]
         if op in (":-", "-", ":=", "="):
             if value is None or (op.startswith(":") and not value.text):
                 default = self.join(s.arg or [], st)
@@ -218,10 +221,10 @@ class Expander:
         if op in (":+", "+"):
             return [self.join(s.arg or [], st)] if value is not None and value.text else [PStr()]
         if op and op[0] in "?":
-            return [value] if value is not None else [unresolved]
+            return [value] if value is not None else [_unresolved(s)]
         if op:  # ${X%pat}, ${X/a/b}, ...: not worth interpreting
-            return [unresolved]
-        return [value if value is not None else unresolved]
+            return [_unresolved(s)]
+        return [value if value is not None else _unresolved(s)]
 
     def lookup(self, name: str, st: State) -> PStr | list[PStr] | None:
         if name.isdigit():
@@ -283,6 +286,14 @@ class Expander:
 
 _SEQ = re.compile(r"\$\(\s*seq\s+(.*?)\s*\)", re.S)
 _SEQ_TOKEN = re.compile(r"\$\(\([^()]*(?:\([^()]*\)[^()]*)*\)\)|\$\{?[A-Za-z_]\w*\}?|-?\d+")
+
+
+def _unresolved(s: Seg) -> PStr:
+    """A variable the reader cannot know, as `${NAME}`, over the characters of the expression that named it."""
+    raw_off = list(range(s.offs[0], s.offs[1])) if len(s.offs) == 2 else []
+    return PStr(f"${{{s.text}}}", (raw_off + [-1] * 64)[: len(s.text) + 3])
+
+
 _OPS: dict[type, Any] = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Mod: operator.mod,
                          ast.Div: lambda a, b: int(a / b), ast.FloorDiv: lambda a, b: int(a / b), ast.Pow: operator.pow,
                          ast.LShift: operator.lshift, ast.RShift: operator.rshift, ast.BitAnd: operator.and_, ast.BitOr: operator.or_,
@@ -291,9 +302,18 @@ _CMP: dict[type, Any] = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: oper
                          ast.NotEq: operator.ne}
 
 
+# `(8100) + (5)`, `2*3`: one operator between two decimal integers (no leading zero, which Python refuses), the
+# shape of most launch-script arithmetic once its variables are replaced; read without Python's parser.
+_BINARY = re.compile(r"(\(\s*)?(-?(?:0|[1-9][0-9]*))\s*(?(1)\))\s*([-+*])\s*(\(\s*)?(-?(?:0|[1-9][0-9]*))\s*(?(4)\))\s*")
+_FAST = {"+": operator.add, "-": operator.sub, "*": operator.mul}
+
+
 @functools.lru_cache(maxsize=4096)
 def _evaluate(expr: str) -> int | None:
     """An expression of numbers only (the variables already replaced), or None when it is not shell arithmetic."""
+    m = _BINARY.fullmatch(expr)
+    if m is not None:
+        return _FAST[m.group(3)](int(m.group(2)), int(m.group(5)))
     try:
         return _eval(ast.parse(expr, mode="eval").body)
     except (SyntaxError, ValueError, ZeroDivisionError, TypeError, RecursionError, OverflowError, MemoryError):

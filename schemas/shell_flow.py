@@ -9,10 +9,10 @@ Which branch each process runs in, and which processes can run together: `shell_
 
 from __future__ import annotations
 
-import gc
 import re
 
 from .cmdline import _WRAPPERS
+from .gcpause import paused_gc
 from .shell_branch import Branches, Frame, _plain, _var_names  # noqa: F401 (re-exported)
 from .shell_expand import PStr, State, concat
 from .shell_lex import Command as LexCommand
@@ -28,13 +28,8 @@ class Flow(Branches):
     def read(self, text: str, offs: list[int] | None = None) -> list:
         # The reader makes about a million small objects for a 1 MB script, none in a reference cycle; the cyclic
         # collector's passes over them made reading grow faster than the script (measured: 2x at 1 MB).
-        paused = gc.isenabled()
-        gc.disable()
-        try:
+        with paused_gc():
             return self._read(text, offs)
-        finally:
-            if paused:
-                gc.enable()
 
     def _read(self, text: str, offs: list[int] | None) -> list:
         st = State()

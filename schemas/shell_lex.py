@@ -12,7 +12,8 @@ import re
 
 SEPARATORS = ("\n", ";", ";;", "&", "&&", "||", "|", "(", ")")
 _PLAIN = re.compile(r"[^ \t\r\n;&|()<>\\'\"$`=]+")  # a run of characters that are only themselves, outside quotes
-_SIMPLE_WORD = re.compile(r"(?:[^\s;&|()<>\\'\"$`=]|=(?!\())+(?=[\s;&|()<>]|\Z)")
+# possessive runs (Python 3.11): the same matches, without trying each shorter prefix when no delimiter follows
+_SIMPLE_WORD = re.compile(r"(?:[^\s;&|()<>\\'\"$`=]++|=(?!\())++(?=[\s;&|()<>]|\Z)")
 _BLANKS = re.compile(r"[ \t\r]+")
 _OP_START = frozenset("&|;\n()")
 _PLAIN_DQ = re.compile(r'[^"\\$`]+')  # ... inside double quotes
@@ -48,7 +49,8 @@ class Command:
 class Lexer:
     def __init__(self, text: str, offs: list[int] | None = None):
         self.t = text
-        self.o = offs if offs is not None else list(range(len(text)))
+        # the source offset of each character: a range when the text is the file itself (no million-int list)
+        self.o: list[int] | range = offs if offs is not None else range(len(text))
         self.i = 0
         self.n = len(text)
 
@@ -60,67 +62,64 @@ class Lexer:
         words: list[Word] = []
         comments: list[str] = []
         start = 0
-        t, n = self.t, self.n
-        while self.i < n:
-            c = t[self.i]
-            if c == "\\" and self.i + 1 < n and t[self.i + 1] == "\n":
-                self.i += 2
+        t, n, o = self.t, self.n, self.o
+        no = len(o)
+        i = self.i  # the position, in a local between the steps that need self.i (word, dollar)
+        while i < n:
+            c = t[i]
+            if c == " " or c == "\t" or c == "\r":
+                i = _BLANKS.match(t, i).end()
                 continue
-            if c in " \t\r":
-                self.i = _BLANKS.match(t, self.i).end()
+            if c == "\\" and i + 1 < n and t[i + 1] == "\n":
+                i += 2
                 continue
-            if c == "#" and (self.i == 0 or t[self.i - 1] in " \t\n;&|()"):
-                j = t.find("\n", self.i)
+            if c == "#" and (i == 0 or t[i - 1] in " \t\n;&|()"):
+                j = t.find("\n", i)
                 j = n if j < 0 else j
-                comments.append(t[self.i + 1 : j].strip())
-                self.i = j
+                comments.append(t[i + 1 : j].strip())
+                i = j
                 continue
-            if c == "(" and t.startswith("((", self.i) and (not words or (len(words) == 1 and _lit_text(words[0]) == "for")):
+            if c == "(" and t.startswith("((", i) and (not words or (len(words) == 1 and _lit_text(words[0]) == "for")):
                 # `((i++))` and `for ((i=0; i<N; i++))`: one arithmetic word, not two subshells
-                j = _match_paren(t, self.i)
+                j = _match_paren(t, i)
                 if not words:
-                    start = self.off(self.i)
-                words.append([Seg("arith", t[self.i + 2 : max(self.i + 2, j - 2)], [self.off(self.i), self.off(j)])])
-                self.i = j
+                    start = self.off(i)
+                words.append([Seg("arith", t[i + 2 : max(i + 2, j - 2)], [self.off(i), self.off(j)])])
+                i = j
                 continue
-            op = self._operator() if c in _OP_START else None
-            if op is not None:
-                if words or op in ("(", ")", ";;"):
-                    out.append(Command(words, op, comments, start))
-                    words, comments = [], []
-                continue
-            if c in "<>&" or (c.isdigit() and self.i + 1 < n and t[self.i + 1] in "<>"):
-                words.append([Seg("lit", ">", [self.off(self.i)])])
-                while self.i < n and (t[self.i] in "<>&" or t[self.i].isdigit()) and not (t[self.i] == "&" and self.i + 1 < n and t[self.i + 1] == "&"):
-                    self.i += 1
+            if c in _OP_START:
+                op = _operator(t, i, n)
+                if op is not None:
+                    i += len(op)
+                    if words or op in ("(", ")", ";;"):
+                        out.append(Command(words, op, comments, start))
+                        words, comments = [], []
+                    continue
+            if c in "<>&" or (c.isdigit() and i + 1 < n and t[i + 1] in "<>"):
+                words.append([Seg("lit", ">", [self.off(i)])])
+                while i < n and (t[i] in "<>&" or t[i].isdigit()) and not (t[i] == "&" and i + 1 < n and t[i + 1] == "&"):
+                    i += 1
                 continue
             if not words:
-                start = self.off(self.i)
-            m = _SIMPLE_WORD.match(t, self.i)
+                start = o[i] if i < no else self.off(i)
+            m = _SIMPLE_WORD.match(t, i)
             if m is not None:  # most words are plain text up to a blank or an operator: one piece, no loop
                 j = m.end()
-                words.append([Seg("lit", m.group(), self.o[self.i : j] if j <= len(self.o) else [self.off(k) for k in range(self.i, j)])])
-                self.i = j
+                offs = o[i:j] if j <= no else [self.off(k) for k in range(i, j)]
+                words.append([Seg("lit", m.group(), offs if type(offs) is list else list(offs))])
+                i = j
                 continue
-            before = self.i
+            self.i = i
             w = self.word()
-            if self.i == before:  # a character no rule takes: skip it rather than loop
-                self.i += 1
+            if self.i == i:  # a character no rule takes: skip it rather than loop
+                i += 1
                 continue
+            i = self.i
             words.append(w)
+        self.i = i
         if words:
             out.append(Command(words, "\n", comments, start))
         return out
-
-    def _operator(self) -> str | None:
-        t, i = self.t, self.i
-        for op in ("&&", "||", ";;", "\n", ";", "&", "|", "(", ")"):
-            if t.startswith(op, i):
-                if op == "&" and i + 1 < self.n and t[i + 1] == ">":
-                    return None  # &> redirection
-                self.i += len(op)
-                return op
-        return None
 
     def word(self, stop: str = "", in_brace: bool = False) -> Word:
         """One word, up to whitespace, an operator, or `stop` (inside ${...})."""
@@ -277,6 +276,20 @@ class Lexer:
                 self.i += 1
         self.i += 1
         return Seg("array", "", [self.off(start), self.off(self.i)], False, items=items)
+
+
+_TWO = frozenset(("&&", "||", ";;"))
+
+
+def _operator(t: str, i: int, n: int) -> str | None:
+    """The operator that starts at i (t[i] is one of _OP_START), or None for `&>`, a redirection."""
+    two = t[i : i + 2]
+    if two in _TWO:
+        return two
+    c = t[i]
+    if c == "&" and i + 1 < n and t[i + 1] == ">":
+        return None  # &> redirection
+    return c
 
 
 def _lit_text(word: Word) -> str | None:

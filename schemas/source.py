@@ -10,13 +10,22 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
-import yaml
-
 MAX_BYTES = 8 * 1024 * 1024  # a config larger than this is not a config
 MAX_NODES = 200_000  # nodes after alias expansion: stops "billion laughs" documents
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_constructor = yaml.constructor.SafeConstructor()
+# PyYAML is imported by the first load_documents (~20 ms of a cold start): a run on launch scripts alone never needs it.
+yaml: Any = None
+_Loader: Any = None
+_constructor: Any = None
+
+
+def _import_yaml() -> None:
+    global yaml, _Loader, _constructor
+    import yaml as module
+
+    _Loader = getattr(module, "CSafeLoader", module.SafeLoader)
+    _constructor = module.constructor.SafeConstructor()
+    yaml = module
 
 Path = tuple[Any, ...]
 
@@ -127,6 +136,8 @@ def load_documents(path: str, text: str) -> list[SourceDocument]:
     """Every YAML document of `text`, with positions. Raises ConfigError for anything that is not clean YAML."""
     if len(text) > MAX_BYTES:
         raise ConfigError(path, 1, 1, f"file is over {MAX_BYTES // 2**20} MiB; configs that large are refused")
+    if yaml is None:
+        _import_yaml()
     lines = text.splitlines()
     try:
         nodes = list(yaml.compose_all(text, Loader=_Loader))

@@ -207,12 +207,14 @@ def transport_in(system: str, name: str) -> frozenset[str]:
     return frozenset() if entry is None else from_ranges(transport_releases_read(system), entry["in"])
 
 
+@cache  # a pure function of the release tables; rules ask it for every worker and pair
 def transport_names(system: str, releases: frozenset[str]) -> frozenset[str]:
     """Every transport `system` registers in at least one of `releases`."""
     table = _transports(system) or {}
     return frozenset(n for n in table.get("names", {}) if transport_in(system, n) & releases)
 
 
+@cache
 def transport_classes(system: str, name: str, releases: frozenset[str]) -> frozenset[tuple[str, str]]:
     """(module, class) that the factory loads for `name` in any of `releases`."""
     entry = ((_transports(system) or {}).get("names") or {}).get(name) or {}
@@ -220,12 +222,14 @@ def transport_classes(system: str, name: str, releases: frozenset[str]) -> froze
     return frozenset((load["module"], load["class"]) for load in entry.get("loads", []) if from_ranges(known, load["in"]) & releases)
 
 
+@cache
 def transport_pattern(system: str, name: str) -> frozenset[str]:
     """Releases where a code fact about the transports (e.g. vllm `nixl_transfer_mode`) holds."""
     entry = ((_transports(system) or {}).get("patterns") or {}).get(name)
     return frozenset() if entry is None else from_ranges(transport_releases_read(system), entry["in"])
 
 
+@cache
 def transport_source(system: str, releases: frozenset[str]) -> str:
     """Where the transports of these releases were read: `vllm-project/vllm v0.34.0 (62d4bc3c7) factory.py`."""
     table = _transports(system)

@@ -59,7 +59,7 @@ class Target:
         """Narrow a system's candidates; evidence that would leave none is a conflict, kept aside and not applied."""
         if self.pinned.get(ev.system):
             return
-        before = self.candidates.get(ev.system, frozenset(self.known.get(ev.system, ())))
+        before = self.releases(ev.system)
         after = before & ev.releases
         if after:
             self.evidence.append(ev)
@@ -76,7 +76,8 @@ class Target:
         return system in self.pinned or any(e.names_release for e in self.evidence if e.system == system)
 
     def releases(self, system: str) -> frozenset[str]:
-        return self.candidates.get(system, frozenset(self.known.get(system, ())))
+        got = self.candidates.get(system)
+        return got if got is not None else _as_set(self.known.get(system, ()))
 
     def verdict(self, system: str, holds_in: Iterable[str]) -> bool | None:
         """True when the fact holds in every candidate release, False in none, None when it depends."""
@@ -112,6 +113,12 @@ class Target:
         for ev in evidence:
             if ev not in self.evidence:
                 self.evidence.append(ev)
+
+
+@lru_cache(maxsize=256)
+def _as_set(releases: tuple[str, ...]) -> frozenset[str]:
+    """A system's known releases as a set, made once (rules ask a worker's candidates for every pair)."""
+    return frozenset(releases)
 
 
 @lru_cache(maxsize=1024)

@@ -57,7 +57,7 @@ def _ask(url: str, prompt: str, route: str | None, salt: str | None = None) -> d
     choice = answer["choices"][0]
     lp = choice.get("logprobs") or {}
     info = answer.get("disagg") or {}
-    out = {"text": choice.get("text", ""), "tokens": lp.get("tokens"), "token_logprobs": lp.get("token_logprobs"), "top_logprobs": lp.get("top_logprobs"),
+    out = {"text": choice.get("text", ""), "finish_reason": choice.get("finish_reason"), "tokens": lp.get("tokens"), "token_logprobs": lp.get("token_logprobs"), "top_logprobs": lp.get("top_logprobs"),
            "route": info.get("route"), "reason": info.get("reason"), "prompt_tokens": (answer.get("usage") or {}).get("prompt_tokens")}
     if "override" in info:
         out["override"] = info["override"]
@@ -131,7 +131,10 @@ def canary(url: str, ctx, reference: str | None = None) -> dict:
     i, basis = divergence(a, b)
     out = {**base, "prompt_tokens": a.get("prompt_tokens") or length, "compared": True, "basis": basis, "diverged_at": i, "answers": [a, b]}
     if i is None:
-        out["message"] = f"canary: {a['label']} and {b['label']} gave the same {MAX_TOKENS}-token greedy answer"
+        # An answer may end before max_tokens at the model's end-of-sequence token; both ended at the same one.
+        n = len(a["tokens"]) if basis == "tokens" else MAX_TOKENS
+        ended = " (ended by the model)" if a.get("finish_reason") == "stop" else ""
+        out["message"] = f"canary: {a['label']} and {b['label']} gave the same {n}-token greedy answer{ended}"
     else:
         gap = tie_gap(a, b, i) if basis == "tokens" else None
         out["tie_gap"] = None if gap is None else round(gap, 3)

@@ -112,6 +112,17 @@ class Report:
     def close(self) -> None:
         self.tail()
 
+    def feed(self, events) -> None:
+        """Write the report of `events` (engine.stream_paths): ("file", result), ("wait", key), ("fill", key, result)."""
+        for event in events:
+            if event[0] == "file":
+                self.add(event[1])
+            elif event[0] == "wait":
+                self.wait(event[1])
+            else:
+                self.fill(event[1], event[2])
+        self.close()
+
     # what a format's tail writes with
     def elements(self, name: str):
         """The section's elements not yet written, holes filled."""

@@ -40,26 +40,59 @@ def _ref(w) -> _Ref:
     return _Ref(w.name, w.path, w.role, tuple(w.span) if w.span is not None else None, w.role_why)
 
 
-def _light(r: FileResult) -> tuple[FileResult, bool]:
-    """A result without its deployment (cheap to send), and whether it needs the other files of the run: a prefill or
-    decode worker without a partner, or a reference across files."""
-    lonely = False
+class _Waits(NamedTuple):
+    """What pairing across files needs to know of a file that waits for the others, instead of the file itself: the
+    folders of its prefill or decode workers without a partner in it (pairs across files form only within one
+    folder, schemas/pairing.across), and whether it names or offers something in another file of the run, in any
+    folder (an OME service and its runtime)."""
+
+    folders: tuple[str, ...]
+    linked: bool
+
+
+def _light(r: FileResult) -> tuple[FileResult, _Waits | None]:
+    """A result without its deployment (cheap to send), and, when it needs the other files of the run (a prefill or
+    decode worker without a partner, or a reference across files), what pairing them needs."""
+    waits = None
     if r.deployment is not None:
         paired = {id(w) for p in r.pairs for w in p.ends()}
-        lonely = any(w.role in ("prefill", "decode") and id(w) not in paired for w in r.deployment.workers)
-        lonely = lonely or bool(r.deployment.links)  # names or offers something in another file (an OME runtime)
+        alone = [w for w in r.deployment.workers if w.role in ("prefill", "decode") and id(w) not in paired]
+        if alone or r.deployment.links:
+            folders = {os.path.dirname(r.path)} | {os.path.dirname(w.path or r.path) for w in alone}
+            waits = _Waits(tuple(sorted(folders)), bool(r.deployment.links))
     out = FileResult(r.path, r.error)
-    if lonely:
-        return out, lonely  # checked again with the other files: nothing of this check is reported
+    if waits:
+        return out, waits  # checked again with the other files: nothing of this check is reported
     out.findings, out.skipped, out.prediction, out.crashed, out.crashes = r.findings, r.skipped, r.prediction, r.crashed, r.crashes
     out.pairs = [_PairRef(_ref(p.decode), _ref(p.prefill), p.why) for p in r.pairs]
     if r.findings:  # only the lines a finding quotes (text output shows them), not the file's whole text
         shown = {f.line for f in r.findings}
         out.source_lines = [line if n in shown else "" for n, line in enumerate(r.source_lines, 1)]
-    return out, lonely
+    return out, waits
 
 
-def _chunk(args: tuple[list[tuple[str, bool]], list[str], LintOptions, str]) -> list[tuple[FileResult, bool]]:
+def _groups(waiting: list[tuple[int, _Waits]]) -> list[list[int]]:
+    """The files that wait, in groups that can pair only among themselves (each in the order given): files that
+    share a folder of a waiting worker, and all files that name or offer something in another file. Checked one
+    group at a time, so only one group's documents are held, with the same pairs as all of them at once."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for _, w in waiting:
+        nodes = [*w.folders, *(["\0linked"] if w.linked else [])]
+        for n in nodes[1:]:
+            parent[root(n)] = root(nodes[0])
+    groups: dict[str, list[int]] = {}
+    for i, w in waiting:
+        groups.setdefault(root(w.folders[0]), []).append(i)
+    return list(groups.values())
+
+
+def _chunk(args: tuple[list[tuple[str, bool]], list[str], LintOptions, str]) -> list[tuple[FileResult, _Waits | None]]:
     items, codes, options, fmt = args
     registry = default_registry()
     rules = [registry.get(c) for c in codes]
@@ -80,21 +113,21 @@ def stream_in_processes(items: list[tuple[str, bool]], rules: list[type[Rule]], 
 
     workers = min(os.cpu_count() or 1, 8)
     codes = [r.code for r in rules]
-    lonely: list[int] = []
+    waiting: list[tuple[int, _Waits]] = []
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         tasks = ((items[i:i + BATCH], codes, options, fmt) for i in range(0, len(items), BATCH))
         i = 0
         for part in pool.imap(_chunk, tasks):
-            for r, alone in part:
-                if alone:
-                    lonely.append(i)
+            for r, waits in part:
+                if waits:
+                    waiting.append((i, waits))
                     yield ("wait", i)
                 else:
                     yield ("file", r)
                 i += 1
-    if lonely:  # read the files whose workers lack a partner once more, together: pairs across files
-        again = lint_results([read_path(*items[i], options, fmt) for i in lonely], rules, options)
-        for i, r in zip(lonely, again):
+    for group in _groups(waiting):  # read the files whose workers lack a partner once more, with those they may pair with
+        again = lint_results([read_path(*items[i], options, fmt) for i in group], rules, options)
+        for i, r in zip(group, again):
             yield ("fill", i, r)
 
 

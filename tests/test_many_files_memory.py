@@ -78,16 +78,23 @@ def test_json_reports_are_the_text_json_dumps_gives(fmt):
 
 
 def _folder(tmp_path):
-    """65 files: the examples and stacks 8 times over, a pair across two files whose KV dtypes differ (named to come
-    first, so that the report keeps their place while they wait for each other), and a serving config that does not parse."""
+    """69 files: the examples and stacks 8 times over, a pair across two files whose KV dtypes differ (named to come
+    first, so that the report keeps their place while they wait for each other), another in a subfolder (checked as
+    a group of its own), an OME service and its runtime in two other folders (a reference across folders), and a
+    serving config that does not parse."""
     import formats
 
-    tmp_path.mkdir()
+    (tmp_path / "sub").mkdir(parents=True)
     for i in range(8):
         for p in FILES:
             (tmp_path / f"{i}-{Path(p).name}").write_text(Path(p).read_text())
     for name, text in formats.two_files(dict(formats.BASE), dict(formats.BASE, dtype="float16")).items():
         (tmp_path / f"0-{name}").write_text(text)
+    for name, text in formats.two_files(dict(formats.BASE), dict(formats.BASE, connector=False)).items():
+        (tmp_path / "sub" / name).write_text(text)
+    for name in ("runtime", "service"):
+        (tmp_path / f"ome-{name}").mkdir()
+        (tmp_path / f"ome-{name}" / f"{name}.yaml").write_text((ROOT / "tests" / "fixtures" / "readers" / "ome" / f"{name}.yaml").read_text())
     (tmp_path / "1-broken.yaml").write_text("VllmWorker: {remote-prefill: [\n")
     return tmp_path
 
@@ -101,7 +108,7 @@ def test_a_report_printed_file_by_file_is_the_report_of_one_process(cli, tmp_pat
     monkeypatch.setattr(engine, "PARALLEL_MIN_FILES", 10**9)  # every file read and checked in this process, then reported
     whole = cli("doctor", "--output-format", fmt, "-v", folder)
     assert (streamed.code, streamed.out) == (whole.code, whole.out) == (2, whole.out)  # the unparsable config: exit 2
-    assert "decode.yaml" in whole.out and "1-broken.yaml" in whole.out
+    assert "0-decode.yaml" in whole.out and "sub/decode.yaml" in whole.out and "1-broken.yaml" in whole.out
     if fmt in ("json", "sarif"):
         doc = streamed.json()
         found = doc["findings"] if fmt == "json" else doc["runs"][0]["results"]

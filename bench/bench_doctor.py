@@ -1,9 +1,12 @@
 """Doctor speed against yamllint, in the same run on the same files (not a test: machines here are noisy).
 
     python bench/bench_doctor.py [--runs 15] [--files 1000] [--venv .bench/venv]
+    python bench/bench_doctor.py --rss 1000,5000 [--runs 3]
 
 Measures (1) cold start: one process per run on one config, median wall time, for `disagg doctor` and `yamllint`;
-(2) 1,000 configs in one call; (3) the real configs of ../shared/field. Runs the package as users get it: a
+(2) 1,000 configs in one call; (3) the real configs of ../shared/field. With --rss: peak RSS of one call on N mixed configs in each output
+format and of yamllint on the same files (median of --runs; the largest process of the run: the doctor's main
+process or one of its workers). Runs the package as users get it: a
 virtual environment under .bench/ with `pip install . yamllint` (made on first use; --rebuild renews it), never the
 source tree (an editable install adds setuptools' import hook, and the source tree may not hold bytecode).
 """
@@ -80,9 +83,12 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=1000)
     ap.add_argument("--venv", type=Path, default=VENV)
     ap.add_argument("--rebuild", action="store_true", help="make the benchmark's virtual environment anew")
+    ap.add_argument("--rss", metavar="N,N", help="only peak RSS on N mixed files, per output format and for yamllint")
     args = ap.parse_args()
     global BIN
     BIN = installed(args.venv, args.rebuild)
+    if args.rss:
+        return peak_rss([int(n) for n in args.rss.split(",")], args.runs)
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # as users run it: bytecode cached after the first run
     disagg, yamllint = _bin("disagg"), _bin("yamllint")
     rows = []
@@ -115,6 +121,31 @@ def main() -> None:
     print("|---|---|---|---|")
     for label, code, wall, rss in bad:
         print(f"| {label} | {code} | {wall * 1000:.0f} ms | {rss:.0f} MB |")
+
+
+_PROBE = "import resource,subprocess,sys;subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL);print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024)"
+
+
+def rss_mib(cmd: list[str]) -> float:
+    """Peak RSS of the largest process `cmd` ran (it and each worker it waited for), in MiB."""
+    return float(subprocess.run([sys.executable, "-c", _PROBE, *cmd], capture_output=True, text=True, check=True).stdout)
+
+
+def peak_rss(sizes: list[int], runs: int) -> None:
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, Python {platform.python_version()}")
+    print()
+    print("| files | " + " | ".join(f"doctor {f}" for f in FORMATS) + " | yamllint -d relaxed |")
+    print("|---" * (len(FORMATS) + 2) + "|")
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = corpus(Path(tmp), n)
+            row = [statistics.median(rss_mib([_bin("disagg"), "doctor", "--exit-zero", "--output-format", f, tmp]) for _ in range(runs)) for f in FORMATS]
+            row.append(statistics.median(rss_mib([_bin("yamllint"), "-d", "relaxed", *paths]) for _ in range(runs)))
+        print(f"| {n} | " + " | ".join(f"{m:.1f} MiB" for m in row) + " |")
+    print(f"\nload after: {os.getloadavg()[0]:.1f}")
+
+
+FORMATS = ("text", "json", "sarif", "junit", "github")
 
 
 def bad_inputs(folder: Path) -> list[tuple[str, int, float, float]]:

@@ -1,6 +1,7 @@
 """Many files in one call (issue 23): a worker process drops each file's document, text and deployment once the file
 is checked, and the report is the same as one process's."""
 
+import json
 import weakref
 from pathlib import Path
 
@@ -74,3 +75,92 @@ def test_json_reports_are_the_text_json_dumps_gives(fmt):
     out = render(fmt, lint_paths(FILES, registry.select(["ALL"], [], []), LintOptions()), registry)
     assert out == json.dumps(json.loads(out), indent=2)
     assert '"findings": [\n' in out or '"results": [\n' in out
+
+
+def _folder(tmp_path):
+    """69 files: the examples and stacks 8 times over, a pair across two files whose KV dtypes differ (named to come
+    first, so that the report keeps their place while they wait for each other), another in a subfolder (checked as
+    a group of its own), an OME service and its runtime in two other folders (a reference across folders), and a
+    serving config that does not parse."""
+    import formats
+
+    (tmp_path / "sub").mkdir(parents=True)
+    for i in range(8):
+        for p in FILES:
+            (tmp_path / f"{i}-{Path(p).name}").write_text(Path(p).read_text())
+    for name, text in formats.two_files(dict(formats.BASE), dict(formats.BASE, dtype="float16")).items():
+        (tmp_path / f"0-{name}").write_text(text)
+    for name, text in formats.two_files(dict(formats.BASE), dict(formats.BASE, connector=False)).items():
+        (tmp_path / "sub" / name).write_text(text)
+    for name in ("runtime", "service"):
+        (tmp_path / f"ome-{name}").mkdir()
+        (tmp_path / f"ome-{name}" / f"{name}.yaml").write_text((ROOT / "tests" / "fixtures" / "readers" / "ome" / f"{name}.yaml").read_text())
+    (tmp_path / "1-broken.yaml").write_text("VllmWorker: {remote-prefill: [\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "sarif", "junit", "github"])
+def test_a_report_printed_file_by_file_is_the_report_of_one_process(cli, tmp_path, monkeypatch, fmt):
+    from disagg.doctor import engine
+
+    folder = _folder(tmp_path / "configs")
+    streamed = cli("doctor", "--output-format", fmt, "-v", folder)
+    monkeypatch.setattr(engine, "PARALLEL_MIN_FILES", 10**9)  # every file read and checked in this process, then reported
+    whole = cli("doctor", "--output-format", fmt, "-v", folder)
+    assert (streamed.code, streamed.out) == (whole.code, whole.out) == (2, whole.out)  # the unparsable config: exit 2
+    assert "0-decode.yaml" in whole.out and "sub/decode.yaml" in whole.out and "1-broken.yaml" in whole.out
+    if fmt in ("json", "sarif"):
+        doc = streamed.json()
+        found = doc["findings"] if fmt == "json" else doc["runs"][0]["results"]
+        assert any("0-decode.yaml" in json.dumps(f) and "0-prefill.yaml" in json.dumps(f) for f in found)  # the pair across files
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "sarif", "junit", "github"])
+def test_a_report_keeps_counts_not_the_files_it_has_written(monkeypatch, fmt):
+    # Memory of the report that grows with the number of files: a report of 4N files must hold no more than the one of
+    # N files plus a few bytes a file (the pairs' hashes), never a file's findings (a few KB each). Counted by
+    # tracemalloc, which counts allocations, not a machine's timing or RSS: it cannot flake.
+    import copy
+    import gc
+    import io
+    import tracemalloc
+
+    from disagg.doctor.output import open_report, stream
+
+    monkeypatch.setattr(stream, "_SPOOL_MEMORY", 0)  # the sections that wait go to their temporary file at once
+    registry = default_registry()
+    # what the main process gets from a worker: results without their deployments (parallel._light)
+    checked = [parallel._light(r)[0] for r in lint_paths(FILES, registry.select(["ALL"], [], []), LintOptions())]
+    assert sum(len(r.findings) for r in checked) >= 8 and any(r.pairs for r in checked)
+
+    def held(n: int) -> int:
+        def results():
+            for i in range(n):
+                r = copy.deepcopy(checked[i % len(checked)])
+                r.path = f"{i}-{r.path}"
+                yield r
+
+        report = open_report(fmt, io.StringIO(), registry)
+        out = report.out = _Discard()
+        tracemalloc.start()
+        report.feed(("file", r) for r in results())
+        gc.collect()
+        size = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        assert out.size > n * 100
+        return size
+
+    n = 100
+    held(n)  # what is made once (a format's rule texts, caches) is made here
+    small, large = held(n), held(4 * n)
+    assert large - small < 3 * n * 200
+
+
+class _Discard:
+    """An output that keeps nothing but its length."""
+
+    def __init__(self):
+        self.size = 0
+
+    def write(self, text: str) -> None:
+        self.size += len(text)

@@ -11,9 +11,9 @@ from .common import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, EXIT_INTERNAL, codes,
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from disagg.doctor.context import LintOptions
-    from disagg.doctor.engine import lint_paths
+    from disagg.doctor.engine import lint_paths, stream_paths
     from disagg.doctor.finding import Severity
-    from disagg.doctor.output import render
+    from disagg.doctor.output import open_report
     from disagg.doctor.registry import default_registry
     from disagg.doctor.settings import SettingsError, load_settings
     from disagg.doctor.workload import WorkloadError, parse_workload
@@ -78,36 +78,56 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     stdin_bytes = sys.stdin.buffer.read() if "-" in args.paths else None
     options = LintOptions(gpus=gpus, workload=workload, target=target)
     exclude = settings.get("exclude", []) + (args.exclude or [])
-    results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format, skip_unrecognized=args.skip_unrecognized,
-                         partner_search=not args.no_partner_search)
-
-    if args.fix:
-        applied, skipped, held_back = apply_fixes(results, unsafe)
-        manual = [f for r in results for f in r.findings if f.fix and f.fix.manual]
-        if manual:
-            kinds = ", ".join(sorted({f.fix.manual for f in manual}))
-            print(f"fix not applied to {len(manual)} finding(s) on a {kinds}: --fix edits block mappings only; apply it by hand", file=sys.stderr)
-        if applied or skipped:
-            print(f"applied {applied} fix(es)" + (f"; {skipped} overlapped another and were left for the next run" if skipped else "")
-                  + "; run the doctor again to see what is left", file=sys.stderr)
-        if held_back:
-            print(f"{held_back} unsafe fix(es) not applied (they may change what runs); --unsafe-fixes applies them", file=sys.stderr)
-        if applied:
-            results = lint_paths(args.paths, rules, options, exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format, skip_unrecognized=args.skip_unrecognized,
-                         partner_search=not args.no_partner_search)
-    if args.require_files and not any(not r.skipped for r in results):
-        return err("no config files found in " + ", ".join(args.paths))
-
+    how = dict(exclude=exclude, stdin_bytes=stdin_bytes, fmt=args.format, skip_unrecognized=args.skip_unrecognized, partner_search=not args.no_partner_search)
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
-    out = render(fmt, results, registry, color=color, verbose=args.verbose)
-    if out:
-        print(out)
-    if any(r.internal_error for r in results):
+    if args.fix or args.require_files:  # both need every result before anything is printed
+        results = lint_paths(args.paths, rules, options, **how)
+        if args.fix and fixed(results, unsafe):
+            results = lint_paths(args.paths, rules, options, **how)
+        if args.require_files and not any(not r.skipped for r in results):
+            return err("no config files found in " + ", ".join(args.paths))
+        given, events = {r.path for r in results}, (("file", r) for r in results)
+    else:  # each file's part of the report is printed as soon as the file is checked, and then dropped (issue 23)
+        given, events = stream_paths(args.paths, rules, options, **how)
+    out = _Stdout()
+    report = open_report(fmt, out, registry, given, color=color, verbose=args.verbose)
+    report.feed(events)
+    if out.written:
+        out.write("\n")
+    tally = report.tally
+    if tally.internal_error:
         return EXIT_INTERNAL  # even with --exit-zero (as ruff's 2): the report is incomplete
-    if any(r.error for r in results):
+    if tally.errors:
         return EXIT_ERROR
-    failing = any(f.severity >= fail_level for r in results for f in r.findings if not f.internal)
+    failing = tally.worst is not None and tally.worst >= fail_level
     return EXIT_FINDINGS if failing and not args.exit_zero else EXIT_CLEAN
+
+
+class _Stdout:
+    """Standard output, and whether anything was written to it (a report with nothing in it prints no empty line)."""
+
+    def __init__(self):
+        self.written = False
+
+    def write(self, text: str) -> None:
+        if text:
+            self.written = True
+            sys.stdout.write(text)
+
+
+def fixed(results, unsafe: bool) -> bool:
+    """Apply the fixes of `results` and say what was done; whether any file changed."""
+    applied, skipped, held_back = apply_fixes(results, unsafe)
+    manual = [f for r in results for f in r.findings if f.fix and f.fix.manual]
+    if manual:
+        kinds = ", ".join(sorted({f.fix.manual for f in manual}))
+        print(f"fix not applied to {len(manual)} finding(s) on a {kinds}: --fix edits block mappings only; apply it by hand", file=sys.stderr)
+    if applied or skipped:
+        print(f"applied {applied} fix(es)" + (f"; {skipped} overlapped another and were left for the next run" if skipped else "")
+              + "; run the doctor again to see what is left", file=sys.stderr)
+    if held_back:
+        print(f"{held_back} unsafe fix(es) not applied (they may change what runs); --unsafe-fixes applies them", file=sys.stderr)
+    return bool(applied)
 
 
 

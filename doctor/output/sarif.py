@@ -7,6 +7,7 @@ from pathlib import Path
 from disagg import __version__
 
 from ..registry import doc_sections
+from .stream import Report, json_array, json_element, json_template
 
 _LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 
@@ -39,66 +40,87 @@ def _fix(f) -> list[dict]:
     return [{"description": {"text": f.fix.title}, "artifactChanges": [{"artifactLocation": {"uri": _uri(f.path)}, "replacements": replacements}]}]
 
 
-def render_sarif(results, registry) -> str:
-    rules = list(registry)
-    index = {r.code: i for i, r in enumerate(rules)}
-    sarif_rules = []
-    for r in rules:
-        sections = doc_sections(r.doc())
-        sarif_rules.append({
-            "id": r.code,
-            "name": r.name,
-            "shortDescription": {"text": r.summary()},
-            "fullDescription": {"text": " ".join(sections.get("Why is this bad?", "").split())},
-            "help": {"text": r.doc(), "markdown": r.doc()},
-            "defaultConfiguration": {"level": _LEVEL[r.severity.label]},
-        })
-    out_results = []
-    for res in results:
-        for f in res.findings:
-            if f.internal:
-                continue  # a rule that raised is a tool execution notification below, not a result
-            item = {
-                "ruleId": f.code,
-                "ruleIndex": index[f.code],
-                "level": _LEVEL[f.severity.label],
-                "message": {"text": f.message + (f" Fix: {f.fix.title}." if f.fix else "")},
-                "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(f.path)}, "region": _region(f.line, f.column, f.end_line, f.end_column)}}],
-            }
-            fixes = _fix(f)
-            if fixes:
-                item["fixes"] = fixes
-            if f.related:
-                item["relatedLocations"] = [{"id": i, "message": {"text": rel.message},
-                                             "physicalLocation": {"artifactLocation": {"uri": _uri(rel.path)}, "region": _region(rel.line, rel.column, rel.end_line, rel.end_column)}}
-                                            for i, rel in enumerate(f.related)]
-            out_results.append(item)
-    notifications = [
-        {
-            "level": "error",
-            "message": {"text": r.error.message},
-            "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(r.error.path)}, "region": {"startLine": r.error.line, "startColumn": r.error.column}}}],
-        }
-        for r in results if r.error
-    ]
-    notifications += [
-        {"level": "error", "message": {"text": crash}, "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(r.path)}, "region": {"startLine": 1, "startColumn": 1}}}]}
-        for r in results for crash in r.crashes
-    ]
-    notifications += [
-        {"level": "error", "message": {"text": f.message}, "associatedRule": {"id": f.code, "index": index[f.code]} if f.code in index else {"id": f.code},
-         "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(f.path)}, "region": _region(f.line, f.column, f.end_line, f.end_column)}}]}
-        for r in results for f in r.findings if f.internal
-    ]
-    doc = {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "disagg", "version": __version__, "rules": sarif_rules}},
-            "results": out_results,
-            "invocations": [{"executionSuccessful": not notifications, "toolExecutionNotifications": notifications}],
-        }],
-    }
-    from .machine import json_text
+class SarifReport(Report):
+    """SARIF 2.1.0 as `json.dump(doc, indent=2)` writes it, with the results written as each file is done; a tool
+    execution notification (a file that cannot be read, a stage or rule that raised) waits for the results' end."""
 
-    return json_text(doc)
+    sections = ("results", "unreadable", "crashes", "internal")
+
+    def __init__(self, out, registry, given=frozenset()):
+        rules = list(registry)
+        self.index = {r.code: i for i, r in enumerate(rules)}
+        doc = {
+            "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+            "version": "2.1.0",
+            "runs": [{
+                "tool": {"driver": {"name": "disagg", "version": __version__, "rules": [_rule(r) for r in rules]}},
+                "results": "\0",
+                "invocations": [{"executionSuccessful": "\0", "toolExecutionNotifications": "\0"}],
+            }],
+        }
+        self._parts, self._indents = json_template(doc)
+        self.live = json_array(self._indents[0])[:2]
+        super().__init__(out, given)
+
+    def head(self) -> str:
+        return self._parts[0]
+
+    def pieces(self, res) -> dict[str, list[str]]:
+        results, notes = self._indents[0] + 2, self._indents[2] + 2
+        out: dict[str, list[str]] = {"results": [json_element(self._result(f), results) for f in res.findings if not f.internal]}
+        if res.error:
+            e = res.error
+            out["unreadable"] = [json_element({"level": "error", "message": {"text": e.message},
+                                               "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(e.path)}, "region": {"startLine": e.line, "startColumn": e.column}}}]}, notes)]
+        if res.crashes:
+            out["crashes"] = [json_element({"level": "error", "message": {"text": crash},
+                                            "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(res.path)}, "region": {"startLine": 1, "startColumn": 1}}}]}, notes)
+                              for crash in res.crashes]
+        internal = [f for f in res.findings if f.internal]
+        if internal:
+            out["internal"] = [json_element({"level": "error", "message": {"text": f.message},
+                                             "associatedRule": {"id": f.code, "index": self.index[f.code]} if f.code in self.index else {"id": f.code},
+                                             "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(f.path)}, "region": _region(f.line, f.column, f.end_line, f.end_column)}}]}, notes)
+                               for f in internal]
+        return out
+
+    def _result(self, f) -> dict:
+        item = {
+            "ruleId": f.code,
+            "ruleIndex": self.index[f.code],
+            "level": _LEVEL[f.severity.label],
+            "message": {"text": f.message + (f" Fix: {f.fix.title}." if f.fix else "")},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(f.path)}, "region": _region(f.line, f.column, f.end_line, f.end_column)}}],
+        }
+        fixes = _fix(f)
+        if fixes:
+            item["fixes"] = fixes
+        if f.related:
+            item["relatedLocations"] = [{"id": i, "message": {"text": rel.message},
+                                         "physicalLocation": {"artifactLocation": {"uri": _uri(rel.path)}, "region": _region(rel.line, rel.column, rel.end_line, rel.end_column)}}
+                                        for i, rel in enumerate(f.related)]
+        return item
+
+    def tail(self) -> None:
+        self.write_rest(["results"], *json_array(self._indents[0]), written=self._written)
+        self.out.write(self._parts[1])
+        t = self.tally
+        # a notification for each unreadable file, crash and internal-error finding (a crashed reader is an unreadable file too)
+        notified = t.errors or t.internal
+        self.out.write("false" if notified else "true")
+        self.out.write(self._parts[2])
+        self.write_rest(["unreadable", "crashes", "internal"], *json_array(self._indents[2]))
+        self.out.write(self._parts[3])
+
+
+def _rule(r) -> dict:
+    sections = doc_sections(r.doc())
+    return {
+        "id": r.code,
+        "name": r.name,
+        "shortDescription": {"text": r.summary()},
+        "fullDescription": {"text": " ".join(sections.get("Why is this bad?", "").split())},
+        "help": {"text": r.doc(), "markdown": r.doc()},
+        "defaultConfiguration": {"level": _LEVEL[r.severity.label]},
+    }
+

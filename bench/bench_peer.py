@@ -138,6 +138,20 @@ class Stack:
                 pass
         return out
 
+    @staticmethod
+    def label(pid: int) -> str:
+        """A process's part in its stack, from its command line: the module it runs and its worker id or mode."""
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = handle.read().decode(errors="replace").split("\0")
+        except OSError:
+            return str(pid)
+        module = argv[argv.index("-m") + 1].rsplit(".", 1)[-1] if "-m" in argv[:-1] else Path(argv[0]).name
+        for flag in ("--worker-id", "--disaggregation-mode"):
+            if flag in argv[:-1]:
+                return f"{module} {argv[argv.index(flag) + 1]}"
+        return module
+
     def stop(self) -> None:
         for p in self.procs:
             try:
@@ -317,6 +331,10 @@ def measure(stack: Stack, concurrency: int, requests: list[bytes], stream: bool,
     after = stack.cpu_seconds()
     now = counters(stack.url, stack.side)
     result["cpu_ms_per_request"] = sum(after[p] - before.get(p, 0.0) for p in after) / len(requests) * 1e3
+    by: dict[str, float] = {}
+    for p in after:
+        by[Stack.label(p)] = by.get(Stack.label(p), 0.0) + (after[p] - before.get(p, 0.0)) / len(requests) * 1e3
+    result["cpu_by_process"] = by
     result["remote"] = now["remote"] - seen["remote"]
     result["cached_tokens"] = now["cached_tokens"] - seen["cached_tokens"]
     result["kv_bytes"] = now["kv_bytes"] - seen["kv_bytes"]
@@ -431,6 +449,13 @@ def report(args, rows, names: list[str], bpt: int) -> None:
             print(f"| {isl} | {'stream' if stream else 'whole'} | {c} | {med(d, 'rps'):.0f} | {med(y, 'rps'):.0f} | **{spread(d, y, 'rps')}** | "
                   f"{med(d, 'p50') * 1e3:.1f} / {med(y, 'p50') * 1e3:.1f} | {ttft} | {med(d, 'cpu_ms_per_request'):.2f} / {med(y, 'cpu_ms_per_request'):.2f} | "
                   f"**{spread(d, y, 'cpu_ms_per_request')}** | {valid(d, args.osl, isl * bpt)}; {valid(y, args.osl, None)} | {sum(r['errors'] for r in d)} / {sum(r['errors'] for r in y)} |")
+    print("\nCPU ms per request by process (median over rounds):\n")
+    for isl, stream, c, res in rows:
+        parts = []
+        for name, rs in res.items():
+            labels = sorted({k for r in rs for k in r["cpu_by_process"]})
+            parts.append(f"{name}: " + ", ".join(f"{k} {statistics.median(r['cpu_by_process'].get(k, 0.0) for r in rs):.2f}" for k in labels))
+        print(f"- ISL {isl} {'stream' if stream else 'whole'} c={c}: " + "; ".join(parts))
 
 
 if __name__ == "__main__":

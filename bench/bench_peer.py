@@ -8,8 +8,9 @@ serving machinery: HTTP frontend, routing, the prefill hop, KV handling, token s
 - Dynamo 1.6.1: `dynamo.frontend --router-mode kv` and two `dynamo.mocker` (prefill and decode) with
   `--speedup-ratio 1e6 --kv-transfer-bandwidth 0`, discovery through files, TCP request plane, as ../shared/DOMAIN.md
   §5 describes. Its mocker moves no KV bytes; `--equal-kv` adds a Dynamo whose mocker is given the KV bandwidth
-  our NIXL READ reaches on this machine (`python -m disagg.runtime.nixl_probe`), so long prompts cost both sides
-  the same transfer.
+  our NIXL READ reaches on this machine (`python -m disagg.runtime.nixl_probe`) and the model's KV bytes per token,
+  so long prompts cost both sides the same transfer time. The mocker spends it waiting, not copying: it adds latency
+  (seen at concurrency 1) but no CPU, so at higher concurrency it hides behind other requests.
 - disagg: `disagg serve --mock-timing zero --prefill-concurrency 128`, a queue large enough that every request
   prefills remotely; its mock engine moves the tiny model's real KV size over NIXL and checks it.
 Dynamo is installed into `.bench/dynamo-venv` on first use (`pip install --no-deps ai-dynamo==1.6.1`, then its

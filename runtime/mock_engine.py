@@ -149,7 +149,9 @@ class KVLayout:
         """Write the KV rows of tokens[start:] into `out` (uint8, exactly nbytes long): one gather, no temporaries."""
         t = np.asarray(tokens[start:], dtype=np.intp) & (VOCAB - 1)
         rows = out.view(np.uint64).reshape(t.size, self.words)
-        np.take(self.pages, t, axis=0, out=rows)
+        # mode="clip": `t` is already within the pages, and take's default mode="raise" gathers into a temporary and
+        # copies it over `out` (numpy buffers `out` in that mode): 8,000 rows took 0.8-1.1 ms that way, 0.2 ms this way.
+        np.take(self.pages, t, axis=0, out=rows, mode="clip")
         rows[:, 0] += np.arange(start, start + t.size, dtype=np.uint64)
 
     def verify(self, data: np.ndarray, start: int) -> int:

@@ -15,6 +15,8 @@ import asyncio
 import logging
 import time
 
+import numpy as np
+
 from .channel import RemoteError, Request
 from .kv import Arena, KVStore, NixlTransport, check_handle, handle_mac
 
@@ -69,9 +71,10 @@ class PrefillKV:
             raise RemoteError("kv_arena_full", f"no room for {nbytes >> 10} KiB of KV: the largest free region is {self.arena.largest_free >> 10} KiB "
                                                f"and {len(self.store.entries)} region(s) wait to be read")
         try:
-            self.layout.fill(self.arena.view(entry.offset, nbytes), tokens, start)
+            ids = np.asarray(tokens, dtype=np.intp)  # once: fill and checksum each made this from the list (0.17 ms at 8k tokens)
+            self.layout.fill(self.arena.view(entry.offset, nbytes), ids, start)
             handle = {"kv_id": entry.kv_id, "worker_id": self.worker_id, "request": request, "start": start, "tokens": len(tokens),
-                      "length": nbytes, "checksum": self.layout.checksum(tokens, start), "transport": self.transport,
+                      "length": nbytes, "checksum": self.layout.checksum(ids, start), "transport": self.transport,
                       "addr": self.arena.addr + entry.offset, "layout": self.announced_layout}
             handle["mac"] = handle_mac(self.secret, handle)
             metadata = self.nixl.expose(entry) if self.nixl is not None else b""

@@ -145,6 +145,10 @@ def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: 
     elif kind == "ConfigMap":
         _configmap(doc, engine_configs)
         return False
+    elif kind == "ModelService" and group == "llm-d.ai":
+        from . import modelservice
+
+        modelservice.read(doc, dep, target)
     elif kind == "StormService" and group == "orchestration.aibrix.ai":
         from . import aibrix
 

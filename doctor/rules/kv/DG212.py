@@ -24,6 +24,14 @@ def _extends(word: str, known: str) -> bool:
     return a != b and (a.startswith(b) or a.endswith(b) or b.startswith(a) or b.endswith(a))
 
 
+# Names the vllm-ascend plugin adds to vLLM's KVConnectorFactory when it loads (vllm-project/vllm-ascend at 9d8cc21,
+# vllm_ascend/distributed/kv_transfer/__init__.py register_connector): where vllm-ascend is installed they are
+# registered, so near-spellings of built-ins (MooncakeHybridConnector ~ MooncakeConnector) are no misspellings.
+ASCEND_PLUGIN_CONNECTORS = frozenset({
+    "MooncakeConnectorV1", "MooncakeHybridConnector", "MooncakeConnectorStoreV1", "AscendStoreConnector",
+    "MooncakeLayerwiseConnector", "UCMConnector", "RecomputeCPUOffloadConnector", "SfaRemoteD2HConnector"})
+
+
 def _pd_by_flags(w) -> bool:
     """The worker's own flags make it a prefill or decode worker: only then does dynamo.vllm resolve a P/D protocol."""
     mode = w.known("disaggregation_mode")
@@ -110,7 +118,7 @@ class DG212(Rule):
             elsewhere = knowledge.transport_in("vllm", use.name)
             also = f"; it is registered in vLLM {_span(elsewhere)} only" if elsewhere else ""
             hint = f"; did you mean {near!r}?" if near else ""
-            if elsewhere or (near and not _extends(use.name, near)):
+            if elsewhere or (near and not _extends(use.name, near) and use.name not in ASCEND_PLUGIN_CONNECTORS):
                 yield ctx.finding(self, where, f"{w.name}: kv_connector {use.name!r} is {r.why}{also}: vLLM exits at start "
                                   f"(\"Unsupported connector type\"){hint}", worker=w,
                                   fix=Fix(f"use {near!r}" if near else "use a connector the deployed vLLM registers, or give kv_connector_module_path"))

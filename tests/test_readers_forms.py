@@ -46,3 +46,30 @@ def test_modelservice_base_configmap_not_in_the_run_is_unknown_not_guessed():
     assert isinstance(p.value("opaque_args"), Unknown)  # the ConfigMap's args follow the section's
     assert "DG104" not in codes(r)
     assert not codes(r, "error") and not codes(r, "warning"), [f.message for f in r.findings]
+
+
+def test_ascend_nightly_internal_dp_nodes_are_hosts_and_the_proxy_indices_are_the_roles():
+    r = lint("ascend-nightly-internal.yaml")
+    ws = engines(r)
+    p, d = ws["node 0"], ws["node 1"]
+    assert (p.role, d.role) == ("prefill", "decode")  # kv_both: the harness's prefiller/decoder index says which
+    assert p.host.apart(d.host) is True
+    assert str(p.known("port")) == "8100"  # $SERVER_PORT from the node's envs (through the YAML merge key)
+    [f] = [f for f in r.findings if f.code == "DG203"]
+    assert f.severity.label == "error" and "128" in r.source_lines[f.line - 1]
+
+
+def test_ascend_nightly_external_dp_runs_one_server_per_local_rank_with_the_config_sizes():
+    r = lint("ascend-nightly-external.yaml")
+    ws = engines(r)
+    assert sorted(ws) == ["node 0 rank 0", "node 0 rank 1", "node 1 rank 0"]
+    p0, p1, d = ws["node 0 rank 0"], ws["node 0 rank 1"], ws["node 1 rank 0"]
+    assert (p0.role, p1.role, d.role) == ("prefill", "prefill", "decode")
+    assert (str(p0.known("tp")), str(d.known("tp"))) == ("4", "8")
+    tp_line = r.source_lines[p0.settings["tp"].span.line - 1].strip()
+    assert tp_line == "tp_size: 4"  # ${TP_SIZE} is positioned where the config sets it
+    assert [str(w.flags["data-parallel-rank"].value) for w in (p0, p1)] == ["0", "1"]
+    assert str(p1.known("port")) == "9001"  # $SERVER_PORT is ${PORT}: port_start + local rank
+    assert p0.host.apart(p1.host) is False and p0.host.apart(d.host) is True
+    # vllm-ascend registers MooncakeHybridConnector: no misspelling of MooncakeConnector
+    assert {f.severity.label for f in r.findings if f.code == "DG212"} == {"info"}

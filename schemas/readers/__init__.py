@@ -172,7 +172,7 @@ def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: 
 
 def _values(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
     """A document that is no Kubernetes object: compose, a TensorRT-LLM disaggregated config, or chart values."""
-    from . import charts, llmd, recipes, trtllm
+    from . import ascend_nightly, charts, llmd, recipes, trtllm
 
     data = doc.data
     if looks_like_compose(data):
@@ -191,6 +191,10 @@ def _values(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
         charts.read_sglang_lws(doc, dep, target)
     elif recipes.looks_like_recipe(data):
         recipes.read(doc, dep, target)
+    elif ascend_nightly.looks_like_internal(data):
+        ascend_nightly.read_internal(doc, dep, target)
+    elif ascend_nightly.looks_like_external(data):
+        ascend_nightly.read_external(doc, dep, target)
     else:
         return False
     return True

@@ -73,3 +73,17 @@ def test_ascend_nightly_external_dp_runs_one_server_per_local_rank_with_the_conf
     assert p0.host.apart(p1.host) is False and p0.host.apart(d.host) is True
     # vllm-ascend registers MooncakeHybridConnector: no misspelling of MooncakeConnector
     assert {f.severity.label for f in r.findings if f.code == "DG212"} == {"info"}
+
+
+def test_a_trtllm_engine_config_alone_is_read_with_its_role_unknown():
+    r = lint("trtllm-engine-config-context.yaml")
+    assert r.error is None and not r.skipped
+    [w] = r.deployment.workers
+    assert (w.engine, w.role) == ("trtllm", "unknown")  # "context" in the file's name is no role
+    assert (str(w.known("tp")), str(w.known("block_size")), w.known("transfer_backend")) == ("2", "32", "UCX")
+    assert not codes(r, "error") and not codes(r, "warning"), [f.message for f in r.findings]
+
+
+def test_kv_cache_config_alone_is_not_taken_for_a_trtllm_engine_config():
+    r = lint("kv-cache-config-only.yaml")
+    assert r.deployment is None or not r.deployment.workers

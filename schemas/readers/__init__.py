@@ -191,6 +191,8 @@ def _values(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
         charts.read_sglang_lws(doc, dep, target)
     elif recipes.looks_like_recipe(data):
         recipes.read(doc, dep, target)
+    elif trtllm.looks_like_engine_config_alone(data):
+        trtllm.read_engine_config_alone(doc, dep, target)
     elif ascend_nightly.looks_like_internal(data):
         ascend_nightly.read_internal(doc, dep, target)
     elif ascend_nightly.looks_like_external(data):

@@ -36,6 +36,29 @@ def looks_like_engine_config(data: Any) -> bool:
         and "context_servers" not in data
 
 
+def looks_like_engine_config_alone(data: Any) -> bool:
+    """An engine config given alone: it must name a key that only TensorRT-LLM's LlmArgs reads for disaggregated
+    serving (`cache_transceiver_config`, `disable_overlap_scheduler`: fields of TorchLlmArgs in
+    NVIDIA/TensorRT-LLM tensorrt_llm/llmapi/llm_args.py at 0004396); `kv_cache_config` alone is too common a word."""
+    return looks_like_engine_config(data) and any(k in data for k in ("cache_transceiver_config", "disable_overlap_scheduler"))
+
+
+def read_engine_config_alone(doc: SourceDocument, dep: Deployment, target: Target) -> None:
+    """The file `trtllm-serve --extra-engine-args` (or `--config`) reads, without the launcher: one engine whose role
+    the launcher decides (`--server-role`, Dynamo's `--disaggregation-mode`, a router's server list), not this file
+    nor its name. Only what this file sets is checked; nothing is assumed about the other side."""
+    dep.format = "trtllm"
+    span = Span(*doc.marks.value(()))
+    w = Worker(name=f"engine config {doc.path.rsplit('/', 1)[-1]}", role="unknown",
+               role_why="an engine config alone: the command that passes it gives the role", program="trtllm-serve", engine="trtllm",
+               system="trtllm", path=doc.path, span=span, target=target.copy(), host=Host("unknown", "launcher", f"trtllm-config:{doc.path}"),
+               role_from="none")
+    apply_engine_config(w, doc, (), doc.data)
+    w.notes.append("read as a TensorRT-LLM engine config on its own: the model, role and placement come from the command that passes it, "
+                   "which is not in this run")
+    dep.workers.append(w)
+
+
 def apply_engine_config(w: Worker, doc: SourceDocument, base: tuple, cfg: dict, to_file=lambda s: s) -> None:
     for path, key in _ENGINE_KEYS.items():
         node: Any = cfg

@@ -237,6 +237,26 @@ def pynccl_v0(p: dict, d: dict) -> dict[str, str]:
 
 
 # format -> (builder, variants it cannot express, variants whose finding is another code here)
+def modelservice_cr(p: dict, d: dict) -> dict[str, str]:
+    """llm-d's ModelService custom resource: the role is the section (spec.prefill / spec.decode) the operator renders."""
+    spec: dict = {"modelArtifacts": {"uri": f"hf://{p['model']}"}, "routing": {"modelName": p["model"]}}
+    for role, s in (("prefill", p), ("decode", d)):
+        spec[role] = {"replicas": 1, "containers": [{"name": "vllm", "image": "ghcr.io/llm-d/llm-d:v0.2.0", "command": ["vllm", "serve", s["model"]],
+                                                     "args": vllm_args(s)}]}
+    doc = {"apiVersion": "llm-d.ai/v1alpha1", "kind": "ModelService", "metadata": {"name": "qwen"}, "spec": spec}
+    return {"modelservice.yaml": yaml.safe_dump(doc, sort_keys=False, width=100000)}
+
+
+def ascend_nightly(p: dict, d: dict) -> dict[str, str]:
+    """vllm-ascend's nightly multi-node test config: a server command per node, the proxy's node indices the roles."""
+    doc = {"test_name": "pd", "model": p["model"], "num_nodes": 2, "npu_per_node": 8,
+           "disaggregated_prefill": {"enabled": True, "prefiller_host_index": [0], "decoder_host_index": [1]},
+           "deployment": [{"envs": {"SERVER_PORT": 8080}, "server_cmd": f"vllm serve {shlex.quote(s['model'])} --port $SERVER_PORT {_q(vllm_args(s))}"}
+                          for s in (p, d)],
+           "benchmarks": {"acc": {"case_type": "accuracy"}}}
+    return {"pd.yaml": yaml.safe_dump(doc, sort_keys=False, width=100000)}
+
+
 FORMATS = {
     "script": (script, set()),
     "script-eval": (script_eval, set()),
@@ -257,4 +277,6 @@ FORMATS = {
     "llmisvc": (llmisvc, {"side-channel port", "model"}),
     "trtllm": (trtllm, {"side-channel port", "model", "dtype"}),
     "pynccl-v0": (pynccl_v0, {"side-channel port", "connector presence"}),  # its role comes from the connector flags
+    "modelservice-cr": (modelservice_cr, {"side-channel port"}),
+    "ascend-nightly": (ascend_nightly, {"side-channel port"}),  # each node is its own machine
 }

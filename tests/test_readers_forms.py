@@ -54,6 +54,7 @@ def test_ascend_nightly_internal_dp_nodes_are_hosts_and_the_proxy_indices_are_th
     p, d = ws["node 0"], ws["node 1"]
     assert (p.role, d.role) == ("prefill", "decode")  # kv_both: the harness's prefiller/decoder index says which
     assert p.host.apart(d.host) is True
+    assert (p.known("routed_as"), d.known("routed_as")) == ("prefill", "decode")  # as vLLM's toy proxy records it
     assert str(p.known("port")) == "8100"  # $SERVER_PORT from the node's envs (through the YAML merge key)
     [f] = [f for f in r.findings if f.code == "DG203"]
     assert f.severity.label == "error" and "128" in r.source_lines[f.line - 1]

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..cmdline import Arg, find_command
 from ..knowledge.versions import Target
-from ..model import Deployment, Host, Worker
+from ..model import Deployment, Host, Setting, Worker
 from ..shell import ShellReader
 from ..source import SourceDocument, Span
 from .common import env_from_k8s, new_worker, scalar_arg, scalar_offsets
@@ -49,21 +49,26 @@ def _node_host(doc: SourceDocument, i: int) -> Host:
     return Host("node", f"node {i}", f"node:{doc.path}:{i}", node=f"node {i}")
 
 
-def _set_role(w: Worker, role: str | None, why: str) -> None:
-    if role is not None and w.is_engine and w.role in ("unknown", "aggregated"):
-        w.set_role(role, f"{why} ({SOURCE})", "field")
+def _set_role(w: Worker, role: str | None, why: str, span: Span) -> None:
+    """The harness's proxy sends `role` traffic to this node: the role where the engine's own flags do not say one,
+    and `routed_as` always (as for vLLM's toy proxy, schemas/roles.py)."""
+    from ..roles import _route
+
+    if role is not None and w.is_engine:
+        _route(w, role, f"{why} ({SOURCE})", Setting(role, span, why))
 
 
 def read_internal(doc: SourceDocument, dep: Deployment, target: Target) -> None:
     data = doc.data
     dep.format = "script"
     pd = data.get("disaggregated_prefill") if isinstance(data.get("disaggregated_prefill"), dict) else {}
-    roles: dict[int, tuple[str, str]] = {}
+    roles: dict[int, tuple[str, str, Span]] = {}
     for key, role in (("prefiller_host_index", "prefill"), ("decoder_host_index", "decode")):
         listed = pd.get(key)
-        for n in listed if isinstance(listed, list) else []:
+        for j, n in enumerate(listed if isinstance(listed, list) else []):
             if isinstance(n, int):
-                roles[n] = (role, f"node {n} in disaggregated_prefill.{key}, where the harness's proxy sends {role}")
+                roles[n] = (role, f"node {n} in disaggregated_prefill.{key}, where the harness's proxy sends {role}",
+                            Span(*doc.marks.value(("disaggregated_prefill", key, j))))
     for i, node in enumerate(data["deployment"]):
         if not isinstance(node, dict) or not isinstance(node.get("server_cmd"), str):
             continue
@@ -74,8 +79,8 @@ def read_internal(doc: SourceDocument, dep: Deployment, target: Target) -> None:
         host = _node_host(doc, i)
         for launch in reader.read(text, scalar_offsets(doc, path, text)):
             w = new_worker(launch.command, path=doc.path, name=f"node {i}", host=host, hints=[], env=launch.env, target=target)
-            role, why = roles.get(i, (None, ""))
-            _set_role(w, role, why)
+            if i in roles:
+                _set_role(w, *roles[i])
             dep.workers.append(w)
 
 
@@ -83,7 +88,8 @@ def read_external(doc: SourceDocument, dep: Deployment, target: Target) -> None:
     data = doc.data
     dep.format = "script"
     groups = data["routing"].get("groups") if isinstance(data["routing"].get("groups"), dict) else {}
-    roles = {n: str(g) for g, ns in groups.items() if isinstance(ns, list) for n in ns if isinstance(n, int)}
+    roles = {n: (str(g), Span(*doc.marks.value(("routing", "groups", g, j)))) for g, ns in groups.items() if isinstance(ns, list)
+             for j, n in enumerate(ns) if isinstance(n, int)}
     model = Arg(str(data["model"]), Span(*doc.marks.value(("model",))), ())
     reader = ShellReader(doc.text)
     for i, node in enumerate(data["config"]):
@@ -106,8 +112,9 @@ def read_external(doc: SourceDocument, dep: Deployment, target: Target) -> None:
             if cmd is None:
                 continue
             w = new_worker(cmd, path=doc.path, name=f"node {i} rank {r}", host=_node_host(doc, i), hints=[], env=env, target=target)
-            group = roles.get(i)
-            _set_role(w, _GROUP_ROLES.get(group or ""), f"node {i} in routing.groups.{group}")
+            if i in roles:
+                group, span = roles[i]
+                _set_role(w, _GROUP_ROLES.get(group), f"node {i} in routing.groups.{group}, where the harness's proxy sends it", span)
             dep.workers.append(w)
 
 

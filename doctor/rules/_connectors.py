@@ -17,6 +17,17 @@ from disagg.schemas.knowledge import version_key
 from disagg.schemas.model import Worker
 
 _DYNAMO_PATCHED = "DynamoNixlConnector"
+
+# Names the vllm-ascend plugin adds to vLLM's KVConnectorFactory when it loads (vllm-project/vllm-ascend at 9d8cc21,
+# vllm_ascend/distributed/kv_transfer/__init__.py register_connector): where vllm-ascend is installed they are
+# registered, so near-spellings of built-ins (MooncakeHybridConnector ~ MooncakeConnector) are no misspellings.
+ASCEND_PLUGIN_CONNECTORS = frozenset({
+    "MooncakeConnectorV1", "MooncakeHybridConnector", "MooncakeConnectorStoreV1", "AscendStoreConnector",
+    "MooncakeLayerwiseConnector", "UCMConnector", "RecomputeCPUOffloadConnector", "SfaRemoteD2HConnector"})
+# Of those, the point-to-point ones whose direction is the kv_role: they start a sending thread only when kv_role is
+# kv_producer and a receiving one otherwise (vllm-ascend at 182b75e, kv_p2p/mooncake_connector.py and
+# kv_p2p/mooncake_hybrid_connector.py, `if self.kv_role == "kv_producer": self.kv_send_thread = ...`).
+ASCEND_DIRECTIONAL = frozenset({"MooncakeConnectorV1", "MooncakeHybridConnector"})
 _NIXL_MODES = ("pull", "push")
 
 

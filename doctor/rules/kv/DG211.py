@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._connectors import transports
+from .._connectors import ASCEND_DIRECTIONAL, transports, worker_uses
 
 # Connector classes whose direction is the kv_role: only a producer (or kv_both) saves and sends KV, only a consumer
 # (or kv_both) loads it (knowledge: vllm.kv_role_direction; vLLM's v1 MooncakeConnector: vllm-project/vllm 009d7c76
@@ -23,11 +23,22 @@ _SENDS = ("kv_producer", "kv_both")
 _LOADS = ("kv_consumer", "kv_both")
 
 
+def _directional(t) -> bool:
+    return not t.unknown and bool(t.classes) and t.classes <= DIRECTIONAL.keys()
+
+
+def _ascend_directional(w, t, name: str) -> bool:
+    """A vllm-ascend point-to-point connector named as its plugin registers it (no class of vLLM's own, no module path)."""
+    uses = worker_uses(w) or []
+    return name in ASCEND_DIRECTIONAL and not t.classes and len(uses) == 1 and not uses[0].module_path and not uses[0].children
+
+
 class DG211(Rule):
     """## What it does
     Reports vLLM instances of one file that use a connector whose direction is their `kv_role` (`P2pNcclConnector`,
     `MooncakeConnector`, and vLLM V0's `PyNcclConnector`, `LMCacheConnector` and `MooncakeStoreConnector`, by the class
-    the targeted release loads for the name) when no instance can send KV
+    the targeted release loads for the name; vllm-ascend's `MooncakeConnectorV1` and `MooncakeHybridConnector`, by
+    the name its plugin registers) when no instance can send KV
     (all `kv_consumer`) or none can load it (all `kv_producer`). The finding points at one `kv_role` and names the
     other.
 
@@ -61,7 +72,7 @@ class DG211(Rule):
             if conn is None or role is None or not conn.known or not role.known:
                 continue
             t = transports(w, {str(conn.value)})
-            if t is None or t.unknown or not t.classes or not t.classes <= DIRECTIONAL.keys():
+            if t is None or not (_directional(t) or _ascend_directional(w, t, str(conn.value))):
                 continue
             groups.setdefault(str(conn.value), []).append(w)
         for name, ws in groups.items():

@@ -5,7 +5,7 @@ from disagg.schemas.knowledge import version_key
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._connectors import engine_releases, every, leaves, resolve, vllm_releases, worker_uses
+from .._connectors import ASCEND_PLUGIN_CONNECTORS, engine_releases, every, leaves, resolve, vllm_releases, worker_uses
 
 
 def _near(word: str, names, cutoff: float = 0.85) -> str | None:
@@ -22,14 +22,6 @@ def _extends(word: str, known: str) -> bool:
     misspelling of it."""
     a, b = word.lower(), known.lower()
     return a != b and (a.startswith(b) or a.endswith(b) or b.startswith(a) or b.endswith(a))
-
-
-# Names the vllm-ascend plugin adds to vLLM's KVConnectorFactory when it loads (vllm-project/vllm-ascend at 9d8cc21,
-# vllm_ascend/distributed/kv_transfer/__init__.py register_connector): where vllm-ascend is installed they are
-# registered, so near-spellings of built-ins (MooncakeHybridConnector ~ MooncakeConnector) are no misspellings.
-ASCEND_PLUGIN_CONNECTORS = frozenset({
-    "MooncakeConnectorV1", "MooncakeHybridConnector", "MooncakeConnectorStoreV1", "AscendStoreConnector",
-    "MooncakeLayerwiseConnector", "UCMConnector", "RecomputeCPUOffloadConnector", "SfaRemoteD2HConnector"})
 
 
 def _pd_by_flags(w) -> bool:

@@ -45,6 +45,8 @@ def test_modelservice_base_configmap_not_in_the_run_is_unknown_not_guessed():
     assert isinstance(p.replicas.value, Unknown) and "team-pd-preset" in p.replicas.value.reason  # not the default 1
     assert isinstance(p.value("opaque_args"), Unknown)  # the ConfigMap's args follow the section's
     assert "DG104" not in codes(r)
+    said = [f for f in r.findings if f.code == "DG405" and "team-pd-preset" in f.message]
+    assert said and all(f.severity.label == "info" for f in said)  # what is unknown is said, as an info
     assert not codes(r, "error") and not codes(r, "warning"), [f.message for f in r.findings]
 
 
@@ -83,6 +85,7 @@ def test_a_trtllm_engine_config_alone_is_read_with_its_role_unknown():
     assert (w.engine, w.role) == ("trtllm", "unknown")  # "context" in the file's name is no role
     assert (str(w.known("tp")), str(w.known("block_size")), w.known("transfer_backend")) == ("2", "32", "UCX")
     assert not codes(r, "error") and not codes(r, "warning"), [f.message for f in r.findings]
+    assert any(f.code == "DG405" and "command that passes it" in f.message for f in r.findings)
 
 
 def test_kv_cache_config_alone_is_not_taken_for_a_trtllm_engine_config():

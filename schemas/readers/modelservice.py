@@ -84,4 +84,4 @@ def _base_unknown(doc: SourceDocument, w, base_name: str) -> None:
     if "opaque_args" not in w.settings:
         w.settings["opaque_args"] = Setting(Unknown(f"the base ConfigMap {base_name}, not in this run, adds arguments"), span,
                                             "baseConfigMapRef")
-    w.notes.append(f"spec.baseConfigMapRef {base_name} is not in this run: the command, flags and replicas it adds are unknown")
+    w.notes.append(f"spec.baseConfigMapRef {base_name} is not in this file: the command, flags and replicas it adds are unknown")

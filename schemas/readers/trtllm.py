@@ -55,7 +55,7 @@ def read_engine_config_alone(doc: SourceDocument, dep: Deployment, target: Targe
                role_from="none")
     apply_engine_config(w, doc, (), doc.data)
     w.notes.append("read as a TensorRT-LLM engine config on its own: the model, role and placement come from the command that passes it, "
-                   "which is not in this run")
+                   "which is not in this file")
     dep.workers.append(w)
 
 

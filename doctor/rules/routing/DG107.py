@@ -7,7 +7,8 @@ from ...finding import Fix, Severity
 from ...registry import Rule
 
 # programs whose own flag decides whether they serve prefill or decode -> (system, fact) when the fact is sourced
-_FLAG_DECIDES = {"dynamo.vllm": ("dynamo", "dynamo.vllm.role_by_flag"), "sglang": ("sglang", "sglang.role_by_flag"), "dynamo.sglang": ("dynamo", "dynamo.sglang.role_by_flag")}
+_FLAG_DECIDES = {"dynamo.vllm": ("dynamo", "dynamo.vllm.role_by_flag"), "sglang": ("sglang", "sglang.role_by_flag"), "dynamo.sglang": ("dynamo", "dynamo.sglang.role_by_flag"),
+                 "dynamo.trtllm": ("dynamo", "dynamo.trtllm.role_by_flag")}
 _SYSTEM_READ = ("flag", "connector", "router", "default")  # a role that the engine itself, its connector or its router decides
 
 
@@ -39,7 +40,8 @@ class DG107(Rule):
     """## What it does
     Reports a worker that is called prefill (or decode) while what it runs with says otherwise: a Dynamo service,
     container, section or variable named prefill whose `python -m dynamo.vllm` has neither `--disaggregation-mode
-    prefill` nor `--is-prefill-worker`; an SGLang server named decode without `--disaggregation-mode decode`; a
+    prefill` nor `--is-prefill-worker`; a `python -m dynamo.trtllm` or `dynamo.sglang` named prefill whose
+    `--disaggregation-mode` says decode or null; an SGLang server named decode without `--disaggregation-mode decode`; a
     `subComponentType: prefill` over an unflagged worker; and an SGLang server that the PD router
     (`sglang_router.launch_router --pd-disaggregation --prefill URL --decode URL`) sends prefill or decode traffic to
     while its own `--disaggregation-mode` is something else (null by default), or one server URL that the PD router

@@ -19,7 +19,8 @@ def _runs_as(w) -> str:
     if w.program == "dynamo.vllm":
         return "the backend component (decode, or aggregated from Dynamo 1.3)"
     if w.program == "dynamo.sglang":
-        return "decode"
+        # 1.2 on: the decode handler; 0.4.1-1.1: SGLang's null mode, the aggregated handler (dynamo.sglang.role_by_flag)
+        return "decode (aggregated before Dynamo 1.2)" if w.target.releases("dynamo") & knowledge.versions_between("dynamo", None, "1.1.1") else "decode"
     return "a plain server (--disaggregation-mode null: it neither sends nor receives KV)"
 
 

@@ -96,6 +96,27 @@ def connector_of(w: Worker) -> tuple[set[str] | None, str]:
     return None, "not a vLLM-style connector"
 
 
+
+def default_nixl_where_prefill_starts(d: Worker, p: Worker) -> str | None:
+    """Why both ends of a dynamo.vllm pair move KV with NixlConnector in every release where the pair runs at all, or
+    None. Where neither side states a connector and the Dynamo release is not known, `connector_of` cannot say; but
+    dynamo.vllm gives a worker NixlConnector by default in 0.4.0-0.9.1 (patterns vllm.nixl_connector_forced and
+    vllm.connector_flag_default_nixl), and from 1.0.0 it raises at start for a prefill worker (--is-prefill-worker or
+    --disaggregation-mode prefill) without --kv-transfer-config (dynamo/vllm/args.py, read from the ai-dynamo 1.0.0
+    and 1.3.1 wheels, in the releases of pattern vllm.connector_flag_rejected). So a pair whose prefill worker starts
+    runs NixlConnector on both sides when every candidate release is one or the other."""
+    if p.program != "dynamo.vllm" or p.role != "prefill" or p.role_from != "flag":
+        return None
+    if any(connector_of(w)[0] is not None for w in (d, p)) or d.program != "dynamo.vllm" or "connector" in d.settings or "connector" in p.settings:
+        return None
+    nixl = knowledge.pattern("dynamo", "vllm.nixl_connector_forced").releases | knowledge.pattern("dynamo", "vllm.connector_flag_default_nixl").releases
+    refuses = knowledge.pattern("dynamo", "vllm.connector_flag_rejected").releases
+    for w in (d, p):
+        if knowledge.verdict(w.target, "dynamo", nixl | refuses) is not True or not w.target.releases("dynamo") & nixl:
+            return None
+    return (f"dynamo.vllm's default NixlConnector where the prefill worker starts ({p.target.describe('dynamo')}: the default in 0.4.0..0.9.1; "
+            "from 1.0.0 a prefill worker without --kv-transfer-config does not start)")
+
 def block_size(w: Worker) -> tuple[int | None, bool]:
     """(block size in tokens, written in the file); None when unknown (a run-time value, or no default we trust)."""
     s = w.settings.get("block_size")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..knowledge.versions import Target
+from .. import knowledge
+from ..knowledge.versions import Evidence, Target
 from ..model import Deployment, Host, Setting, Worker
 from ..shell import ShellReader
 from ..source import SourceDocument, Span
@@ -32,6 +33,9 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
     graph = str(meta.get("name", "graph"))
     spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
     dep.format = "dynamo-graph"
+    if str(data.get("apiVersion", "")).strip() == "nvidia.com/v1beta1":
+        fact = knowledge.fact("dynamo.dgd_v1beta1")
+        target.add(Evidence("dynamo", fact.releases, "a v1beta1 DynamoGraphDeployment (operators from 1.2.0 on)"))
     reader = ShellReader(doc.text)
     graph_env = env_from_k8s(doc, ("spec", "envs"), spec.get("envs"))
     _embedded(doc, dep, graph_env, spec.get("envs"), ("spec", "envs"), target)

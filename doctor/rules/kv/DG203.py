@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from disagg.schemas import knowledge
+
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._connectors import is_dynamo_patched
-from .._helpers import as_int, block_size, connector_of, or_default
+from .._connectors import is_dynamo_patched, is_nixl, vllm_releases
+from .._helpers import as_int, block_size, connector_of, default_nixl_where_prefill_starts, or_default
 
 
 class DG203(Rule):
@@ -15,9 +17,10 @@ class DG203(Rule):
     may choose another; other engines are compared only where the file writes both.
 
     ## Why is this bad?
-    KV moves block by block. vLLM's NixlConnector accepts a smaller prefill block size only when prefill TP <=
-    decode TP; any other difference fails the handshake or points at the wrong tokens (ai-dynamo/dynamo#1210,
-    #1233). A router hashing prompts with another block size finds no prefix hits, so KV-aware routing degrades to
+    KV moves block by block. vLLM's NixlConnector asserts equal block sizes at the handshake through vLLM 0.11.0;
+    from 0.11.1 it accepts a prefill block size that divides the decode's when prefill TP <= decode TP (vllm#26759);
+    any other difference fails the handshake or points at the wrong tokens (ai-dynamo/dynamo#1210, #1233). Where
+    the vLLM release is not known, a smaller prefill block is an info. A router hashing prompts with another block size finds no prefix hits, so KV-aware routing degrades to
     random.
 
     ## Example
@@ -56,19 +59,24 @@ class DG203(Rule):
                 continue
             dtp, ptp = as_int(or_default(d, "tp", 1)), as_int(or_default(p, "tp", 1))
             upstream = not any(is_dynamo_patched(w, connector_of(w)[0]) for w in (d, p))
+            hetero, sure = "", True
             if d.engine == "vllm" and upstream and pb < db and dtp is not None and ptp is not None and ptp <= dtp:
-                continue  # vLLM's NixlConnector splits a smaller prefill block when prefill TP <= decode TP (not Dynamo v0's connector)
+                accepted, hetero = self._smaller_prefill_block_accepted(d, p, db, pb)
+                if accepted is True:
+                    continue  # vLLM's NixlConnector splits a smaller prefill block when prefill TP <= decode TP (not Dynamo v0's connector)
+                sure = accepted is False
             at, other = (p, d) if pw else (d, p)
             default = lambda w, written: "" if written else " (the default)"  # noqa: E731
             # An unset block size is vLLM's CUDA default only where nothing else decides it: the platform (HPU and TPU
             # plugins use 128) and the attention backend (MLA kernels force 64) may choose another, and the file does
             # not say which runs: a comparison with an unset side is an info.
             unsure = "" if dw and pw else " (if the unset side gets vLLM's CUDA default of 16: the platform or attention backend may choose another)"
+            why = hetero or (" (a prefill block may be smaller only when prefill TP <= decode TP)" if d.engine == "vllm" else "")
             yield ctx.pair_finding(self, pair, at, at.where("block_size"),
                                    f"{p.name} (prefill) block size {pb}{default(p, pw)} and {d.name} (decode) block size {db}{default(d, dw)} cannot exchange KV"
-                                   + (" (a prefill block may be smaller only when prefill TP <= decode TP)" if d.engine == "vllm" else "") + unsure,
+                                   + why + unsure,
                                    other_key="block_size", fix=Fix("use one block size on both workers"),
-                                   severity=None if dw and pw else Severity.INFO)
+                                   severity=None if dw and pw and sure else Severity.INFO)
         engines = [w for w in ctx.deployment.workers if w.is_engine and w.role in ("decode", "prefill", "aggregated")]
         for router in ctx.deployment.workers:
             if router.role not in ("router", "frontend"):
@@ -84,3 +92,28 @@ class DG203(Rule):
                 chosen = tuple(w for w in engines if w.role == "decode") if len({block_size(w)[0] for w in engines} - {None}) > 1 else ()
                 yield ctx.finding(self, s.span, f"{router.name} hashes prompts with block size {rb} but its workers use {want}: KV-aware routing will find no prefix hits",
                                   worker=router, fix=Fix(f"set {router.name}'s block size to {want}"), severity=Severity.WARNING, roles=chosen)
+
+    @staticmethod
+    def _smaller_prefill_block_accepted(d, p, db: int, pb: int) -> tuple[bool | None, str]:
+        """Whether vLLM takes a prefill block smaller than the decode's (prefill TP <= decode TP): True where it does in
+        every release the pair may run, False where it does in none, None where that depends on the release; and the
+        words that say why. Only NixlConnector's handshake is known to refuse it before 0.11.1
+        (vllm.nixl_hetero_block_size): other connectors keep the earlier answer (accepted)."""
+        nixl = all(is_nixl(w, connector_of(w)[0] or None) is True for w in (d, p)) or default_nixl_where_prefill_starts(d, p) is not None
+        if not nixl:
+            return True, ""
+        fact = knowledge.fact("vllm.nixl_hetero_block_size")
+        cite = fact.source.split(";")[0]
+        if db % pb:
+            return False, f" (vLLM's NIXL handshake needs equal block sizes, or from 0.11.1 a decode block size that is a multiple of the prefill's; {cite})"
+        releases = [vllm_releases(w)[0] for w in (d, p)]
+        if any(r is None for r in releases):
+            return None, f" in vLLM before 0.11.1, whose NIXL handshake asserts equal block sizes (whether this file's vLLM is older is not known; {cite})"
+        cands = frozenset().union(*releases)
+        inside = cands & fact.releases
+        if inside == cands:
+            return True, ""
+        if not inside:
+            return False, f" (the NIXL handshake of {vllm_releases(d)[1]} asserts equal block sizes; a smaller prefill block is accepted from vLLM 0.11.1, {cite})"
+        return None, (f" in vLLM before 0.11.1, whose NIXL handshake asserts equal block sizes (the candidates, {vllm_releases(d)[1]}, include releases "
+                      f"before and after it; {cite})")

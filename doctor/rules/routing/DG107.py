@@ -7,7 +7,8 @@ from ...finding import Fix, Severity
 from ...registry import Rule
 
 # programs whose own flag decides whether they serve prefill or decode -> (system, fact) when the fact is sourced
-_FLAG_DECIDES = {"dynamo.vllm": ("dynamo", "dynamo.vllm.role_by_flag"), "sglang": ("sglang", "sglang.role_by_flag"), "dynamo.sglang": ("dynamo", "dynamo.sglang.role_by_flag")}
+_FLAG_DECIDES = {"dynamo.vllm": ("dynamo", "dynamo.vllm.role_by_flag"), "sglang": ("sglang", "sglang.role_by_flag"), "dynamo.sglang": ("dynamo", "dynamo.sglang.role_by_flag"),
+                 "dynamo.trtllm": ("dynamo", "dynamo.trtllm.role_by_flag")}
 _SYSTEM_READ = ("flag", "connector", "router", "default")  # a role that the engine itself, its connector or its router decides
 
 
@@ -18,7 +19,8 @@ def _runs_as(w) -> str:
     if w.program == "dynamo.vllm":
         return "the backend component (decode, or aggregated from Dynamo 1.3)"
     if w.program == "dynamo.sglang":
-        return "decode"
+        # 1.2 on: the decode handler; 0.4.1-1.1: SGLang's null mode, the aggregated handler (dynamo.sglang.role_by_flag)
+        return "decode (aggregated before Dynamo 1.2)" if w.target.releases("dynamo") & knowledge.versions_between("dynamo", None, "1.1.1") else "decode"
     return "a plain server (--disaggregation-mode null: it neither sends nor receives KV)"
 
 
@@ -39,10 +41,12 @@ class DG107(Rule):
     """## What it does
     Reports a worker that is called prefill (or decode) while what it runs with says otherwise: a Dynamo service,
     container, section or variable named prefill whose `python -m dynamo.vllm` has neither `--disaggregation-mode
-    prefill` nor `--is-prefill-worker`; an SGLang server named decode without `--disaggregation-mode decode`; a
+    prefill` nor `--is-prefill-worker`; a `python -m dynamo.trtllm` or `dynamo.sglang` named prefill whose
+    `--disaggregation-mode` says decode or null; an SGLang server named decode without `--disaggregation-mode decode`; a
     `subComponentType: prefill` over an unflagged worker; and an SGLang server that the PD router
     (`sglang_router.launch_router --pd-disaggregation --prefill URL --decode URL`) sends prefill or decode traffic to
-    while its own `--disaggregation-mode` is something else (null by default).
+    while its own `--disaggregation-mode` is something else (null by default), or one server URL that the PD router
+    is given both as a `--prefill` and as a `--decode` (whatever mode that server runs in, one half goes wrong).
 
     ## Why is this bad?
     The engine decides its role from its own flags, never from a name: `dynamo.vllm` without a prefill flag registers
@@ -76,6 +80,7 @@ class DG107(Rule):
     }
 
     def check(self, ctx):
+        yield from self._one_url_both_roles(ctx)
         engines = ctx.deployment.engines()
         serving = {role: [w for w in engines if w.role == role and w.role_from in _SYSTEM_READ] for role in ("prefill", "decode")}
         for w in engines:
@@ -116,6 +121,29 @@ class DG107(Rule):
                               worker=w, severity=sev, assumed=ctx.assumed(w, system),
                               fix=Fix(f"add --disaggregation-mode {said} to its command, or name it for what it runs as"))
 
+    def _one_url_both_roles(self, ctx):
+        """SGLang's PD router given one server URL as a --prefill and a --decode: an SGLang server runs in one
+        --disaggregation-mode (sglang.role_by_flag), and a decode-mode server cannot prefill (sgl-project/sglang#14284),
+        so whatever that server's mode, one of the two halves of each request it is picked for goes to a server of the
+        other mode. What the router's own line states decides it; the server may be in another file."""
+        for router in ctx.deployment.workers:
+            if router.program != "sglang-router":
+                continue
+            urls = {}
+            for key in ("router_prefill", "router_decode"):
+                s = router.settings.get(key)
+                urls[key] = [(u, span) for u, span in (s.value if s is not None and isinstance(s.value, list) else []) if "$" not in u]
+            decode = {_same_server(u): u for u, _ in urls["router_decode"]}
+            for url, span in urls["router_prefill"]:
+                twin = decode.get(_same_server(url))
+                if twin is None:
+                    continue
+                yield ctx.finding(self, span, f"{router.name} sends prefill traffic (--prefill {url}) and decode traffic (--decode {twin}) to one server: an SGLang "
+                                  "server runs in a single --disaggregation-mode and a decode server cannot prefill (sgl-project/sglang#14284), so one half of each "
+                                  "request it is picked for goes to a server of the other mode and waits for a KV transfer that never happens",
+                                  worker=router, severity=Severity.ERROR, assumed=ctx.assumed(router, "sglang"),
+                                  fix=Fix("give --prefill the prefill server's URL and --decode the decode server's URL"))
+
     @staticmethod
     def _said(w) -> tuple[str | None, str]:
         """The role a name or a CRD field gives the worker, when its own flags disagree or say nothing."""
@@ -125,3 +153,8 @@ class DG107(Rule):
         if named is not None and w.role_from == "flag" and named.value != w.role and w.role in ("prefill", "decode", "aggregated"):
             return named.value, f"its name ({named.origin})"
         return None, ""
+
+
+def _same_server(url: str) -> str:
+    """A router URL as the server it names: the scheme, a trailing slash and the host's case do not change which."""
+    return url.strip().lower().split("://", 1)[-1].rstrip("/")

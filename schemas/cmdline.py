@@ -34,7 +34,7 @@ BOOL_FLAGS = frozenset(
     enforce-eager trust-remote-code disable-log-requests disable-log-stats is-prefill-worker is-decode-worker enforce-disagg
     enable-expert-parallel disable-radix-cache enable-dp-attention skip-tokenizer-init enable-metrics remote-prefill
     conditional-disagg decode-fallback disable-custom-all-reduce enable-auto-tool-choice disable-uvicorn-access-log
-    enable-prefix-caching enable-chunked-prefill
+    enable-prefix-caching enable-chunked-prefill multimodal-processor multimodal-encode-worker multimodal-worker
     """.split()
 )
 _BOOL_PREFIXES = ("no-", "enable-", "disable-", "is-", "skip-", "use-")
@@ -95,20 +95,31 @@ _DYNAMO_SGLANG_SCRIPTS = ("components/worker_inc.py", "components/decode_worker_
 # - examples/sglang/components/worker.py and decode_worker.py: `parse_sglang_args_inc(sys.argv[1:])`
 #   (utils/sgl_utils.py) is SGLang's ServerArgs.add_cli_args; the role is SGLang's `--disaggregation-mode`.
 _DYNAMO_COMPONENT_SCRIPTS = {"components/worker.py": "dynamo.sglang", "components/decode_worker.py": "dynamo.sglang"}
-_DYNAMO_RUNTIME = re.compile(r"\bdynamo\s+run\b[^\n]*\bout=dyn\b|^kind:\s*DynamoGraphDeployment\s*$", re.M)
+# From Dynamo 0.4 the one `components/worker.py` Dynamo ships is the multimodal example's vLLM worker, whose parser
+# requires `--worker-type prefill|decode|encode_prefill` (a flag SGLang's ServerArgs does not have): ai-dynamo/dynamo
+# examples/multimodal/components/worker.py at e3619ce0990675b2952e2ab22cf614279a8c6403 (PR #2040 added it after 0.4.0;
+# 0.4.1 and 0.5.0 have it). Its role and connector are read in engines.py (DYNAMO_MULTIMODAL_VLLM).
+DYNAMO_MULTIMODAL_VLLM = "dynamo-multimodal:vllm"
+_MULTIMODAL_WORKER_TYPES = ("prefill", "decode", "encode_prefill")
+# Dynamo's ingress: `dynamo run in=http out=dyn` (0.1-0.3), `python -m dynamo.frontend` (0.4 on), or a graph deployment
+_DYNAMO_RUNTIME = re.compile(r"\bdynamo\s+run\b[^\n]*\bout=dyn\b|^kind:\s*DynamoGraphDeployment\s*$|\s-m\s+dynamo\.frontend\b", re.M)
 
 
 def runs_dynamo(file_text: str) -> bool:
-    """The file runs Dynamo's runtime: a DynamoGraphDeployment, or a script that starts `dynamo run ... out=dyn`."""
+    """The file runs Dynamo's runtime: a DynamoGraphDeployment, or a script that starts Dynamo's ingress
+    (`dynamo run ... out=dyn`, `python -m dynamo.frontend`)."""
     return bool(_DYNAMO_RUNTIME.search(file_text))
 
 
-def dynamo_component(script: str, flags: set[str], workdir: str = "") -> str | None:
-    """The Dynamo program a `python3 components/<x>.py` of Dynamo's 0.3-0.4 examples runs (see
+def dynamo_component(script: str, flags: set[str], workdir: str = "", worker_type: str | None = None) -> str | None:
+    """The Dynamo program a `python3 components/<x>.py` of Dynamo's 0.3-0.5 examples runs (see
     _DYNAMO_COMPONENT_SCRIPTS), for a file that runs Dynamo; None when the script is not one of them or its engine is
     not said. `main.py`'s engine comes from the backend folder it runs in, else from flags only its parser has
-    (`--is-prefill-worker` is the vLLM component's; `--model-path` SGLang's ServerArgs)."""
+    (`--is-prefill-worker` is the vLLM component's; `--model-path` SGLang's ServerArgs); `worker.py` given a
+    `--worker-type` (`worker_type`, its value) of the multimodal worker is that worker."""
     script = script.removeprefix("./")
+    if (script == "components/worker.py" or script.endswith("/components/worker.py")) and worker_type in _MULTIMODAL_WORKER_TYPES:
+        return DYNAMO_MULTIMODAL_VLLM
     for suffix, program in _DYNAMO_COMPONENT_SCRIPTS.items():
         if script == suffix or script.endswith("/" + suffix):
             return program
@@ -207,7 +218,7 @@ def find_command(args: list[Arg], dynamo_workdir: str | None = None) -> Command 
             program, body = "dynamo.sglang", rest[j + 1 :]
         elif j < len(words) and dynamo_workdir is not None:
             given = {w.split("=", 1)[0] for w in words[j + 1 :] if w.startswith("--")}
-            program = dynamo_component(words[j], given, dynamo_workdir)
+            program = dynamo_component(words[j], given, dynamo_workdir, _flag_value(words[j + 1 :], "--worker-type"))
             body = rest[j + 1 :]
     elif base in ("sglang-router", "sglang_router"):
         program, body = "sglang-router", rest[1:]
@@ -215,6 +226,16 @@ def find_command(args: list[Arg], dynamo_workdir: str | None = None) -> Command 
         return None
     flags, flag_spans, positional = parse_flags(body)
     return Command(program, rest, flags, flag_spans, positional, env, rest[0].span, scheduler)
+
+
+def _flag_value(words: list[str], flag: str) -> str | None:
+    """The value of `--flag V` / `--flag=V` among command words, else None."""
+    for k, w in enumerate(words):
+        if w == flag and k + 1 < len(words):
+            return words[k + 1]
+        if w.startswith(flag + "="):
+            return w[len(flag) + 1 :]
+    return None
 
 
 # `apptainer exec` / `singularity exec` options that take a value (apptainer.org docs, "apptainer exec" options);

@@ -68,7 +68,11 @@ _MODULES = {
     "sglang.srt.disaggregation.mini_lb": "sglang-router",
     "sglang_router.launch_server": "sglang-router",
 }
-_WRAPPERS = ("exec", "nohup", "env", "time", "numactl", "taskset", "setsid", "stdbuf", "nice", "sudo", "timeout", "srun", "mpirun")
+# TensorRT-LLM's `trtllm-llmapi-launch CMD...` runs CMD (its words split again) on MPI rank 0, the rank that serves,
+# and the MPI session's worker node on the others (NVIDIA/TensorRT-LLM tensorrt_llm/llmapi/trtllm-llmapi-launch at
+# 020c89e64e49f24102f1b62be96a1a68283cdf7a: `task_with_command="${@:1}"` ... `$task_with_command` when mpi_rank is 0).
+_WRAPPERS = ("exec", "nohup", "env", "time", "numactl", "taskset", "setsid", "stdbuf", "nice", "sudo", "timeout", "srun", "mpirun",
+             "trtllm-llmapi-launch")
 # Options of the launchers that take their value as the next word (`mpirun -np 2 CMD`, `srun -N 1 CMD`), so that the
 # value is not taken for the program. Only options these launchers define (Open MPI mpirun(1), Slurm srun(1),
 # numactl(8), taskset(1)); after any other option followed by a plain word the program is unknown and nothing is read.

@@ -8,6 +8,7 @@ is decided in `cmdline.py` (`engine_from_image`) from what the arguments clearly
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from .cmdline import CONTAINER_RUNTIMES, Arg, Command, container_env, engine_from_image, find_command, may_serve, parse_flags, runs_dynamo
@@ -28,6 +29,7 @@ class Launch(NamedTuple):
     alternative: tuple | None = None  # the if/case branches it runs in (model.Branch after `finish`); None: unconditional
     remote: str | None = None  # `ssh HOST CMD`: the host it runs on
     epoch: int = 0  # State.epoch when it started: processes of different epochs never ran at the same time
+    note: str | None = None  # what the reader could not check about it, in words (a wrapper it cannot follow)
 
 
 class Launcher:
@@ -80,6 +82,9 @@ class Launcher:
         found = find_command(args, self.dynamo_workdir())
         if found is None and docker is not None and args:
             found = _image_args(image, args)
+        note = None
+        if found is None and docker is None:
+            found, note = wrapped_command(args, self.dynamo_workdir())
         if found is None:
             return
         env.update(found.env)
@@ -92,7 +97,7 @@ class Launcher:
         if var_hint:
             hints.insert(len(hints_near), var_hint)
         path = self.path(st)
-        st.launches.append(Launch(found, hints, env, network, container, image, tuple(path) if path else None, st.remote, st.epoch))
+        st.launches.append(Launch(found, hints, env, network, container, image, tuple(path) if path else None, st.remote, st.epoch, note))
         st.recent.clear()
 
     @staticmethod
@@ -106,6 +111,30 @@ class Launcher:
                 selector, values, excluded = None, frozenset({f"#{index}"}), frozenset()
             out.append(Branch(frame.ident, index, selector, values, excluded, frame.per_process))
         return launch._replace(alternative=tuple(out))
+
+
+UNKNOWN_WRAPPER = "unknown-wrapper"
+_ENV_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.S)
+
+
+def wrapped_command(args: list[Arg], workdir: str | None) -> tuple[Command | None, str | None]:
+    """`W ARGS... python3 -m sglang.launch_server ...` where W is a program the reader cannot follow (a wrapper script
+    not beside this one, `mpirun` with an option it does not know, `conda run`, `docker exec`): the shell runs W, and
+    whether W runs the serving command, and as written, is up to W. The command is returned as program
+    UNKNOWN_WRAPPER (no engine, no role) with a note that says so, or (None, None) when no serving command follows."""
+    first = next((k for k, a in enumerate(args) if not _ENV_WORD.fullmatch(a.text)), None)
+    if first is None:
+        return None, None
+    for k in range(first + 1, len(args)):
+        inner = find_command(args[k:], workdir)
+        if inner is None or inner.program == "unknown-module":
+            continue
+        wrapper = " ".join(a.text for a in args[first:k])
+        what = " ".join(a.text for a in inner.args[:3])
+        note = (f"`{what}` is an argument of `{wrapper}`, whose code is not in this file: whether it runs that command, and as "
+                "written, is not known (a wrapper script beside this one that ends in `exec \"$@\"` is read through)")
+        return Command(UNKNOWN_WRAPPER, args[first:], {}, {}, [], {}, args[first].span), note
+    return None, None
 
 
 def _command_var(words: list[Word]) -> str | None:

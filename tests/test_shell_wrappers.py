@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from disagg.schemas.shell import Launch, ShellReader
+from disagg.schemas.shell_launch import UNKNOWN_WRAPPER
 
 
 def launches(text: str) -> list[Launch]:
@@ -67,17 +68,21 @@ def test_findings_point_into_the_quoted_command():
 
 
 @pytest.mark.parametrize(
-    "line",
+    "line, said",
     [
-        "mpirun --unknown-option value python3 -m sglang.launch_server --port 30000",  # is `value` the program? unknown
-        "apptainer run img.sif python3 -m sglang.launch_server --port 30000",  # the runscript decides what runs
-        "echo bash -c 'python3 -m sglang.launch_server --port 30000'",
-        "ssh node1",
-        "$RUNNER -m sglang.launch_sever --port 30000",  # not a serving module
+        ("mpirun --unknown-option value python3 -m sglang.launch_server --port 30000", True),  # is `value` the program? unknown
+        ("apptainer run img.sif python3 -m sglang.launch_server --port 30000", True),  # the runscript decides what runs
+        ("/opt/env/with-libs.sh python3 -m sglang.launch_server --port 30000", True),  # a wrapper whose code is elsewhere
+        ("echo bash -c 'python3 -m sglang.launch_server --port 30000'", False),
+        ("ssh node1", False),
+        ("$RUNNER -m sglang.launch_sever --port 30000", False),  # not a serving module
     ],
 )
-def test_an_unknown_wrapper_form_is_not_read(line):
-    assert launches(line + "\n") == []
+def test_an_unknown_wrapper_form_is_not_read(line, said):
+    # never read as the engine; where a serving command is among the arguments, the reader says it could not follow it
+    found = launches(line + "\n")
+    assert all(x.command.program == UNKNOWN_WRAPPER and not x.command.flags for x in found)
+    assert [("not in this file" in (x.note or "")) for x in found] == ([True] if said else [])
 
 
 def test_what_ssh_starts_runs_on_that_host():
@@ -100,5 +105,20 @@ def test_a_wrapper_script_beside_the_script_is_read_through_only_when_it_runs_it
 
     path = Path(__file__).resolve().parent / "fixtures" / "shell" / "wrapper-script" / "launch.sh"
     dep = read_script(str(path), path.read_text(), knowledge.new_target())
-    # drop-first.sh shifts its arguments and not-here.sh is not in the folder: neither command is read
-    assert [(w.role, w.known("port"), w.span.line) for w in dep.workers] == [("prefill", "30000", 2)]
+    # drop-first.sh shifts its arguments and not-here.sh is not in the folder: neither command is read, and each says why
+    assert [(w.role, w.known("port"), w.span.line) for w in dep.engines()] == [("prefill", "30000", 2)]
+    assert [(w.program, w.span.line) for w in dep.workers if w.notes] == [(UNKNOWN_WRAPPER, 3), (UNKNOWN_WRAPPER, 4)]
+
+
+def test_a_serving_command_handed_to_a_wrapper_elsewhere_is_said_not_checked_and_a_known_launcher_is_read_through():
+    from pathlib import Path
+
+    from disagg.doctor.context import LintOptions
+    from disagg.doctor.engine import lint_text
+    from disagg.doctor.registry import default_registry
+
+    path = Path(__file__).resolve().parent / "fixtures" / "shell" / "wrapper-elsewhere.sh"
+    r = lint_text(str(path), path.read_text(), [x for x in default_registry() if not x.live], LintOptions())
+    assert [(w.program, w.role) for w in r.deployment.engines()] == [("dynamo.trtllm", "prefill")]
+    said = [(f.code, f.line, f.severity.name) for f in r.findings if "with-new-libs.sh" in f.message]
+    assert said == [("DG405", 4, "INFO"), ("DG405", 5, "INFO")]  # not a silent skip, and no verdict on what it cannot see

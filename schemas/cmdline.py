@@ -81,7 +81,11 @@ _WRAPPER_VALUES = {
                          "--map-by", "--bind-to", "--rank-by", "--npernode", "-npernode", "--wdir", "-wdir", "--prefix"}),
     "srun": frozenset({"-N", "--nodes", "-n", "--ntasks", "-c", "--cpus-per-task", "-w", "--nodelist", "-p", "--partition",
                        "-t", "--time", "-J", "--job-name", "--gres", "--gpus", "-G", "--ntasks-per-node", "--mpi", "-o", "--output",
-                       "-e", "--error", "--container-image", "--container-mounts", "--export"}),
+                       "-e", "--error", "--container-image", "--container-mounts", "--export", "-A", "--account", "--jobid",
+                       "-q", "--qos", "--reservation", "-x", "--exclude", "-C", "--constraint", "-d", "--dependency", "--mem",
+                       "--gpus-per-node", "--gpus-per-task", "--cpu-bind", "-m", "--distribution",
+                       # the pyxis plugin's container options (NVIDIA/pyxis README, "Usage")
+                       "--container-env", "--container-name", "--container-workdir"}),
     "numactl": frozenset({"-N", "-m", "-C", "-p", "-i"}),
 }
 # Dynamo 0.3's SGLang examples start their workers as scripts that parse SGLang's own ServerArgs from argv
@@ -162,34 +166,11 @@ def find_command(args: list[Arg], dynamo_workdir: str | None = None) -> Command 
     say what it could not check instead of passing the file in silence. `dynamo_workdir` is not None where the file
     runs Dynamo (`runs_dynamo`): its value the folder the command runs in, when known; Dynamo's component scripts are
     read only then."""
+    i, env_at, scheduler = _launcher_prefix([a.text for a in args])
     env: dict[str, Arg] = {}
-    scheduler = None
-    i = 0
-    while i < len(args):
-        text = args[i].text
-        if _ENV_WORD.fullmatch(text):
-            name, _, value = text.partition("=")
-            env[name] = Arg(value, args[i].pos_of(len(name) + 1, len(value)), args[i].char_pos[len(name) + 1 :])
-            i += 1
-        elif text.rsplit("/", 1)[-1] in _WRAPPERS or (text == "run" and i > 0 and args[i - 1].text == "uv"):
-            wrapper = text.rsplit("/", 1)[-1]
-            if wrapper in ("srun", "mpirun"):
-                scheduler = wrapper
-            i += 1
-            while i < len(args) and args[i].text.startswith("-") and args[i].text not in ("--",):
-                if wrapper == "env" and args[i].text in ("-u", "--unset", "-C", "--chdir") and i + 1 < len(args):
-                    i += 1  # env -u NAME: the option's value is not the program
-                elif wrapper == "mpirun" and args[i].text == "--mca" and i + 2 < len(args):
-                    i += 2  # --mca KEY VALUE
-                elif args[i].text in _WRAPPER_VALUES.get(wrapper, ()) and i + 1 < len(args):
-                    i += 1
-                i += 1  # numactl --cpunodebind=0, timeout -s KILL ...
-            if wrapper == "taskset" and i < len(args) and re.fullmatch(r"(0x)?[0-9a-fA-F]+|[0-9,-]+", args[i].text):
-                i += 1  # taskset MASK CMD / taskset -c 0-7 CMD: the first word after the options is the CPU set
-            if i < len(args) and args[i - 1].text.rsplit("/", 1)[-1] == "timeout" and re.fullmatch(r"[\d.]+[smhd]?", args[i].text):
-                i += 1
-        else:
-            break
+    for k in env_at:
+        name, _, value = args[k].text.partition("=")
+        env[name] = Arg(value, args[k].pos_of(len(name) + 1, len(value)), args[k].char_pos[len(name) + 1 :])
     rest = args[i:]
     if rest and rest[0].text.rsplit("/", 1)[-1] in CONTAINER_RUNTIMES:
         env = container_env(env)
@@ -230,6 +211,57 @@ def find_command(args: list[Arg], dynamo_workdir: str | None = None) -> Command 
         return None
     flags, flag_spans, positional = parse_flags(body)
     return Command(program, rest, flags, flag_spans, positional, env, rest[0].span, scheduler)
+
+
+def _launcher_prefix(words: list[str]) -> tuple[int, list[int], str | None]:
+    """Where the program of a command line starts, past `VAR=value` words and the launchers that run the rest
+    (`_WRAPPERS` with their options): (its index, the indices of the `VAR=value` words, srun / mpirun when one
+    places it)."""
+    env_at: list[int] = []
+    scheduler = None
+    i = 0
+    while i < len(words):
+        text = words[i]
+        if _ENV_WORD.fullmatch(text):
+            env_at.append(i)
+            i += 1
+        elif text.rsplit("/", 1)[-1] in _WRAPPERS or (text == "run" and i > 0 and words[i - 1] == "uv"):
+            wrapper = text.rsplit("/", 1)[-1]
+            if wrapper in ("srun", "mpirun"):
+                scheduler = wrapper
+            i += 1
+            while i < len(words) and words[i].startswith("-") and words[i] not in ("--",):
+                if wrapper == "env" and words[i] in ("-u", "--unset", "-C", "--chdir") and i + 1 < len(words):
+                    i += 1  # env -u NAME: the option's value is not the program
+                elif wrapper == "mpirun" and words[i] == "--mca" and i + 2 < len(words):
+                    i += 2  # --mca KEY VALUE
+                elif words[i] in _WRAPPER_VALUES.get(wrapper, ()) and i + 1 < len(words):
+                    i += 1
+                i += 1  # numactl --cpunodebind=0, timeout -s KILL ...
+            if wrapper == "taskset" and i < len(words) and re.fullmatch(r"(0x)?[0-9a-fA-F]+|[0-9,-]+", words[i]):
+                i += 1  # taskset MASK CMD / taskset -c 0-7 CMD: the first word after the options is the CPU set
+            if i < len(words) and words[i - 1].rsplit("/", 1)[-1] == "timeout" and re.fullmatch(r"[\d.]+[smhd]?", words[i]):
+                i += 1
+        else:
+            break
+    return i, env_at, scheduler
+
+
+_SHELLS = ("bash", "sh", "zsh")
+SCRIPT_SUFFIXES = (".sh", ".bash")
+
+
+def script_run(words: list[str]) -> str | None:
+    """The shell script a command line runs (`./start_worker.sh`, `srun ... /mnt/start_worker.sh`, `bash run.sh`), or
+    None: what such a script starts is in that script, not in the command line."""
+    i, _, _ = _launcher_prefix(words)
+    if i < len(words) and words[i].rsplit("/", 1)[-1] in _SHELLS:
+        i += 1
+        while i < len(words) and words[i].startswith("-") and words[i] not in ("-c",):
+            i += 1
+    if i < len(words) and words[i].endswith(SCRIPT_SUFFIXES) and "$" not in words[i]:
+        return words[i]
+    return None
 
 
 def _flag_value(words: list[str], flag: str) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from .cmdline import CONTAINER_RUNTIMES, Arg, Command, container_env, engine_from_image, find_command, may_serve, parse_flags, runs_dynamo
+from .cmdline import CONTAINER_RUNTIMES, Arg, Command, container_env, engine_from_image, find_command, may_serve, parse_flags, runs_dynamo, script_run
 from .model import Branch
 from .shell_expand import PStr, State
 from .shell_lex import Command as LexCommand
@@ -36,6 +36,7 @@ class Launcher:
     """Turning a command into a Launch (mixed into ShellReader)."""
 
     passthrough: frozenset[str] = frozenset()  # wrapper scripts that run their arguments unchanged
+    scripts_run: list[tuple[str, int]] = []  # after `read`: the shell scripts the script runs, whose code is elsewhere
     workdir: str = ""  # the folder the commands run in, when the file says (a container's workingDir)
     _runs_dynamo: bool | None = None
 
@@ -48,6 +49,9 @@ class Launcher:
     def launch(self, expanded: list[PStr], assigns: dict[str, PStr], cmd: LexCommand, words: list[Word], st: State) -> None:
         texts = [p.text for p in expanded]
         if not may_serve(texts):
+            script = script_run(texts)
+            if script is not None and script.rsplit("/", 1)[-1] not in self.passthrough:
+                st.scripts_run.append((script, cmd.start))
             return
         hints_near: list[str] = list(st.pipe)
         # log files and tee targets of this command: `> prefill.log`, `| tee decode_0.log`

@@ -122,3 +122,21 @@ def test_a_serving_command_handed_to_a_wrapper_elsewhere_is_said_not_checked_and
     assert [(w.program, w.role) for w in r.deployment.engines()] == [("dynamo.trtllm", "prefill")]
     said = [(f.code, f.line, f.severity.name) for f in r.findings if "with-new-libs.sh" in f.message]
     assert said == [("DG405", 4, "INFO"), ("DG405", 5, "INFO")]  # not a silent skip, and no verdict on what it cannot see
+
+
+def test_a_script_that_only_runs_other_scripts_says_which_instead_of_no_serving_command():
+    from pathlib import Path
+
+    from disagg.doctor.context import LintOptions
+    from disagg.doctor.files import read_file
+
+    path = Path(__file__).resolve().parent / "fixtures" / "shell" / "runs-role-scripts.sh"
+    r = read_file(str(path), path.read_text(), LintOptions())
+    assert r.deployment is None and (r.error.line, r.error.column) == (5, 3)
+    assert "it runs /work/launch/start_worker.sh, whose code is not in it" in r.error.message
+    assert "not known" in r.error.message
+
+
+def test_srun_options_that_take_a_value_are_not_taken_for_the_program():
+    line = 'srun --overlap -A "$ACCT" --jobid 7 --container-env A,B --container-name w python3 -m sglang.launch_server --disaggregation-mode prefill --port 30000\n'
+    assert read(line) == ("sglang", "prefill", "30000")

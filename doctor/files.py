@@ -157,6 +157,13 @@ def _no_serving_command(path: str, dep) -> str | ConfigError:
     """Why a script holds no serving process: none is in it, or the only candidates are scripts it runs, whose code
     (and the role they give what they start) is not in this file."""
     runs = [i for i in dep.issues if i.kind == "runs_script"]
+    written = list(dict.fromkeys(i.message for i in dep.issues if i.kind == "writes_serving_script"))
+    if written:
+        at = next(i.span for i in dep.issues if i.kind == "writes_serving_script")
+        return ConfigError(path, at.line, at.column,
+                           f"no serving command run by this file itself: the ones it holds are in scripts it writes ({', '.join(written)}), "
+                           "which start only when what this file runs runs them; that chain is not followed, so what runs, and in which role, "
+                           "is not known here")
     if not runs:
         return "no serving command found (vllm serve, python -m dynamo.vllm, python -m sglang.launch_server, ...)"
     names = list(dict.fromkeys(i.message for i in runs))

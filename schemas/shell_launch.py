@@ -11,7 +11,19 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from .cmdline import CONTAINER_RUNTIMES, Arg, Command, container_env, engine_from_image, find_command, may_serve, parse_flags, runs_dynamo, script_run
+from .cmdline import (
+    _WRAPPERS,
+    CONTAINER_RUNTIMES,
+    Arg,
+    Command,
+    container_env,
+    engine_from_image,
+    find_command,
+    may_serve,
+    parse_flags,
+    runs_dynamo,
+    script_run,
+)
 from .model import Branch
 from .shell_expand import PStr, State
 from .shell_lex import Command as LexCommand
@@ -127,7 +139,7 @@ def wrapped_command(args: list[Arg], workdir: str | None) -> tuple[Command | Non
     whether W runs the serving command, and as written, is up to W. The command is returned as program
     UNKNOWN_WRAPPER (no engine, no role) with a note that says so, or (None, None) when no serving command follows."""
     first = next((k for k, a in enumerate(args) if not _ENV_WORD.fullmatch(a.text)), None)
-    if first is None:
+    if first is None or not _runs_commands(args[first].text):
         return None, None
     for k in range(first + 1, len(args)):
         inner = find_command(args[k:], workdir)
@@ -139,6 +151,19 @@ def wrapped_command(args: list[Arg], workdir: str | None) -> tuple[Command | Non
                 "written, is not known (a wrapper script beside this one that ends in `exec \"$@\"` is read through)")
         return Command(UNKNOWN_WRAPPER, args[first:], {}, {}, [], {}, args[first].span), note
     return None, None
+
+
+# Programs that run a command given as their arguments, whose way of running it the reader does not follow:
+# launchers and container tools (with forms or options cmdline.py does not read) and wrapper scripts given by path.
+_COMMAND_RUNNERS = frozenset(_WRAPPERS) | frozenset(CONTAINER_RUNTIMES) | {"docker", "podman", "nerdctl", "conda", "kubectl"}
+
+
+def _runs_commands(word: str) -> bool:
+    """The word names a program that runs other commands: a launcher or container tool, or a script given by its
+    path (`/opt/x/with-libs.sh`, `./run.sh`). Any other first word (a here-document's `import sglang_router`, which the
+    lexer reads as a line of the script) is no wrapper."""
+    base = word.rsplit("/", 1)[-1]
+    return base in _COMMAND_RUNNERS or base.endswith((".sh", ".bash")) or ("/" in word and "$" not in word)
 
 
 def _command_var(words: list[Word]) -> str | None:

@@ -76,6 +76,7 @@ def test_findings_point_into_the_quoted_command():
         ("echo bash -c 'python3 -m sglang.launch_server --port 30000'", False),
         ("ssh node1", False),
         ("$RUNNER -m sglang.launch_sever --port 30000", False),  # not a serving module
+        ("import sglang_router", False),  # a line of a Python here-document, which the lexer reads as a command: no wrapper
     ],
 )
 def test_an_unknown_wrapper_form_is_not_read(line, said):
@@ -140,3 +141,17 @@ def test_a_script_that_only_runs_other_scripts_says_which_instead_of_no_serving_
 def test_srun_options_that_take_a_value_are_not_taken_for_the_program():
     line = 'srun --overlap -A "$ACCT" --jobid 7 --container-env A,B --container-name w python3 -m sglang.launch_server --disaggregation-mode prefill --port 30000\n'
     assert read(line) == ("sglang", "prefill", "30000")
+
+
+def test_a_launcher_whose_servers_are_in_scripts_it_writes_is_read_or_says_so():
+    from pathlib import Path
+
+    from disagg.doctor.context import LintOptions
+    from disagg.doctor.files import read_file
+
+    path = Path(__file__).resolve().parent / "fixtures" / "shell" / "writes-entry-scripts.sh"
+    r = read_file(str(path), path.read_text(), LintOptions())
+    if r.deployment is not None:  # read through the written scripts
+        assert sorted(w.role for w in r.deployment.engines()) == ["decode", "prefill"]
+    else:  # or the reason names them: never the bare "no serving command found"
+        assert "prefill_entry.sh, decode_entry.sh" in r.error.message and "not known" in r.error.message

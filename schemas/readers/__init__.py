@@ -48,6 +48,11 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
             line = bisect.bisect_right(reader.starts, offset)
             col = offset - reader.starts[line - 1] + 1
             dep.issues.append(Issue("runs_script", Span(line, col, line, col + 1), name))
+        from .heredoc import written_scripts
+
+        for name, line, body in written_scripts(text):  # scripts it writes that start a server, run by whatever runs them
+            if ShellReader(body).read(body):
+                dep.issues.append(Issue("writes_serving_script", Span(line, 1, line, 2), name))
 
     def host_for(launch: Launch) -> Host:
         if launch.remote is not None:  # `ssh HOST CMD`: another machine; one whose name is set at run time shares with none

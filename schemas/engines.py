@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 from . import knowledge
 from .cmdline import DYNAMO_MULTIMODAL_VLLM, Arg, Command, flag_name
+from .components import component_role, multimodal_worker_settings
 from .model import Setting, Unknown, Worker
 from .source import Span
 
@@ -21,7 +22,7 @@ PROGRAMS = {
     "sglang": ("sglang", "sglang"),
     "dynamo.sglang": ("sglang", "dynamo"),
     "dynamo.trtllm": ("trtllm", "dynamo"),
-    DYNAMO_MULTIMODAL_VLLM: ("vllm", "dynamo"),  # Dynamo 0.4-0.5's examples/multimodal/components/worker.py (see below)
+    DYNAMO_MULTIMODAL_VLLM: ("vllm", "dynamo"),  # Dynamo 0.4-0.5's examples/multimodal/components/worker.py (components.py)
     "trtllm-serve": ("trtllm", "trtllm"),
     "dynamo-v0:vllm": ("vllm", "dynamo"),
     "dynamo-v0:sglang": ("sglang", "dynamo"),
@@ -119,13 +120,8 @@ def apply_command(w: Worker, cmd: Command) -> None:
         if name in cmd.flags:
             w.settings[setting_of(name[3:])] = Setting(False, cmd.flag_spans.get(name), f"--{name}")
     _kv_config(w, cmd)
-    if cmd.program == DYNAMO_MULTIMODAL_VLLM:  # its connector is set by the worker itself (see DYNAMO_MULTIMODAL_VLLM)
-        why = "set by Dynamo's multimodal worker (utils/args.py overwrite_args)"
-        w.settings["kv_config"] = Setting({"kv_connector": MULTIMODAL_EXAMPLE_CONNECTOR, "kv_role": "kv_both"}, cmd.start, why)
-        w.settings["kv_connector"] = Setting(MULTIMODAL_EXAMPLE_CONNECTOR, cmd.start, why)
-        w.settings["kv_role"] = Setting("kv_both", cmd.start, why)
-        w.settings["side_channel_port"] = Setting(Unknown("reserved per worker in etcd at start (utils/args.py configure_ports_with_etcd)"),
-                                                  cmd.start, "set by Dynamo's multimodal worker")
+    if cmd.program == DYNAMO_MULTIMODAL_VLLM:
+        multimodal_worker_settings(w, cmd)
     model_word = cmd.positional[:1] if w.settings.get("model") is not None and w.settings["model"].origin == "positional model" else []
     opaque = [a for a in cmd.positional if a not in model_word and unresolved(a.text)]
     if opaque:  # `$EXTRA_ARGS`, `"$@"`: flags the file does not show (a role flag among them, perhaps)
@@ -296,7 +292,7 @@ def infer_role(w: Worker, hints: list[str]) -> None:
         w.set_role("router" if w.program != "vllm-proxy" else "proxy", w.program, "program")
         return
     _record_name(w, hints)
-    if _component_role(w):
+    if component_role(w):
         return
     mode = w.known("disaggregation_mode")
     origin = w.settings["disaggregation_mode"].origin if "disaggregation_mode" in w.settings else ""
@@ -334,59 +330,6 @@ def infer_role(w: Worker, hints: list[str]) -> None:
 
 
 _TRTLLM_SERVER_ROLES = {"CONTEXT": "prefill", "GENERATION": "decode"}
-
-# `python -m dynamo.sglang` runs one of several components, chosen by a flag before any engine is built
-# (ai-dynamo/dynamo components/src/dynamo/sglang/main.py `worker()` and args.py DYNAMO_ARGS at
-# 62661cce3c251b7a85105819cccbb46bb40defc0, PR #3230 "Add multimodal EPD for Sglang", the main.py of the 0.5.1 fork
-# vickiegpt/dynamo at 9f68320; the encode worker is still engine-less at 401d5ef, init_multimodal.py):
-# - `--multimodal-processor` (checked first): `init_multimodal_processor` builds no sgl.Engine; it registers the model
-#   with the frontend and forwards each request to the `encoder` component;
-# - `--multimodal-encode-worker`: `init_multimodal_encode_worker` builds no sgl.Engine either; its handler runs a
-#   transformers vision model and hands the image embeddings to the `backend` component over dynamo.nixl_connect.
-# Neither holds or moves a KV cache, so neither is a prefill or decode side, whatever SGLang flags it is also given.
-# - `--multimodal-worker` builds an sgl.Engine with the SGLang flags given: `--disaggregation-mode prefill` serves
-#   prefill (`init_multimodal_prefill_worker`), decode serves decode with a client of the `prefill` component, and no
-#   mode serves aggregated with no prefill client (`init_multimodal_worker`, serving_mode AGGREGATED).
-_DYNAMO_SGLANG_COMPONENTS = (
-    ("multimodal-processor", "processor", "no SGLang engine: it forwards requests to the encoder"),
-    ("multimodal-encode-worker", "encode", "a vision encoder, no SGLang engine and no KV cache"),
-)
-
-# Dynamo's multimodal example worker (examples/multimodal/components/worker.py, ai-dynamo/dynamo at
-# e3619ce0990675b2952e2ab22cf614279a8c6403 and in 0.4.1 and 0.5.0): `--worker-type` (required, prefill | decode |
-# encode_prefill) picks the handler in `init`: prefill and encode_prefill run VllmPDWorker, which prefills and, with
-# `--enable-disagg`, sends the decode to the `decoder` component (`do_remote_decode`, max_tokens 1), else serves the
-# whole request; decode runs VllmDecodeWorker, the `decoder` component. utils/args.py `overwrite_args` gives every
-# one of them `KVTransferConfig(kv_connector="NixlConnector", kv_role="kv_both")`, whatever its command line says, and
-# `configure_ports_with_etcd` reserves each worker its own NIXL side-channel port (VLLM_NIXL_SIDE_CHANNEL_PORT).
-MULTIMODAL_EXAMPLE_CONNECTOR = "NixlConnector"
-
-
-def _component_role(w: Worker) -> bool:
-    """The role a component flag decides before any engine flag counts (the tables above); True when it decided."""
-    if w.program == "dynamo.sglang":
-        for flag, role, why in _DYNAMO_SGLANG_COMPONENTS:
-            if flag in w.flags:
-                w.engine = None  # no engine of its own: never a prefill or decode side
-                w.set_role(role, f"--{flag}: {why}", "flag")
-                return True
-        if "multimodal-worker" in w.flags and "disaggregation_mode" not in w.settings and "opaque_args" not in w.settings:
-            w.set_role("aggregated", "--multimodal-worker without --disaggregation-mode serves aggregated", "flag")
-            return True
-        return False
-    if w.program == DYNAMO_MULTIMODAL_VLLM:
-        given = w.flags.get("worker-type")
-        kind = given.value if given is not None and given.known else None
-        if kind in ("prefill", "encode_prefill"):
-            if "enable-disagg" in w.flags:
-                w.set_role("prefill", f"--worker-type {kind} --enable-disagg", "flag")
-            else:
-                w.set_role("aggregated", f"--worker-type {kind} without --enable-disagg serves the whole request", "flag")
-            return True
-        if kind == "decode":
-            w.set_role("decode", "--worker-type decode", "flag")
-            return True
-    return False
 
 
 def _record_name(w: Worker, hints: list[str]) -> None:

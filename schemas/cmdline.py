@@ -109,25 +109,33 @@ _DYNAMO_COMPONENT_SCRIPTS = {"components/worker.py": "dynamo.sglang", "component
 # 0.4.1 and 0.5.0 have it). Its role and connector are read in engines.py (DYNAMO_MULTIMODAL_VLLM).
 DYNAMO_MULTIMODAL_VLLM = "dynamo-multimodal:vllm"
 _MULTIMODAL_WORKER_TYPES = ("prefill", "decode", "encode_prefill")
-# Dynamo's ingress: `dynamo run in=http out=dyn` (0.1-0.3), `python -m dynamo.frontend` (0.4 on), or a graph deployment
-_DYNAMO_RUNTIME = re.compile(r"\bdynamo\s+run\b[^\n]*\bout=dyn\b|^kind:\s*DynamoGraphDeployment\s*$|\s-m\s+dynamo\.frontend\b", re.M)
+_DYNAMO_RUNTIME = re.compile(r"\bdynamo\s+run\b[^\n]*\bout=dyn\b|^kind:\s*DynamoGraphDeployment\s*$", re.M)
+_DYNAMO_FRONTEND = re.compile(r"\s-m\s+dynamo\.frontend\b")  # Dynamo's ingress from 0.4 (`python -m dynamo.frontend`)
 
 
 def runs_dynamo(file_text: str) -> bool:
-    """The file runs Dynamo's runtime: a DynamoGraphDeployment, or a script that starts Dynamo's ingress
-    (`dynamo run ... out=dyn`, `python -m dynamo.frontend`)."""
+    """The file runs Dynamo's runtime: a DynamoGraphDeployment, or a script that starts `dynamo run ... out=dyn`."""
     return bool(_DYNAMO_RUNTIME.search(file_text))
 
 
-def dynamo_component(script: str, flags: set[str], workdir: str = "", worker_type: str | None = None) -> str | None:
-    """The Dynamo program a `python3 components/<x>.py` of Dynamo's 0.3-0.5 examples runs (see
+def runs_dynamo_frontend(file_text: str) -> bool:
+    """The file starts Dynamo 0.4+'s ingress, `python -m dynamo.frontend`: the release whose one `components/worker.py`
+    is the multimodal example's (the 0.3 component scripts do not exist there)."""
+    return bool(_DYNAMO_FRONTEND.search(file_text))
+
+
+def multimodal_worker(script: str, worker_type: str | None) -> bool:
+    """`components/worker.py --worker-type T` of Dynamo 0.4-0.5's multimodal example (see DYNAMO_MULTIMODAL_VLLM)."""
+    script = script.removeprefix("./")
+    return (script == "components/worker.py" or script.endswith("/components/worker.py")) and worker_type in _MULTIMODAL_WORKER_TYPES
+
+
+def dynamo_component(script: str, flags: set[str], workdir: str = "") -> str | None:
+    """The Dynamo program a `python3 components/<x>.py` of Dynamo's 0.3-0.4 examples runs (see
     _DYNAMO_COMPONENT_SCRIPTS), for a file that runs Dynamo; None when the script is not one of them or its engine is
     not said. `main.py`'s engine comes from the backend folder it runs in, else from flags only its parser has
-    (`--is-prefill-worker` is the vLLM component's; `--model-path` SGLang's ServerArgs); `worker.py` given a
-    `--worker-type` (`worker_type`, its value) of the multimodal worker is that worker."""
+    (`--is-prefill-worker` is the vLLM component's; `--model-path` SGLang's ServerArgs)."""
     script = script.removeprefix("./")
-    if (script == "components/worker.py" or script.endswith("/components/worker.py")) and worker_type in _MULTIMODAL_WORKER_TYPES:
-        return DYNAMO_MULTIMODAL_VLLM
     for suffix, program in _DYNAMO_COMPONENT_SCRIPTS.items():
         if script == suffix or script.endswith("/" + suffix):
             return program
@@ -159,13 +167,14 @@ def may_serve(words: list[str]) -> bool:
     return False
 
 
-def find_command(args: list[Arg], dynamo_workdir: str | None = None) -> Command | None:
+def find_command(args: list[Arg], dynamo_workdir: str | None = None, dynamo_frontend: bool = False) -> Command | None:
     """The serving program a command line runs, if any; `VAR=value` words before it become its environment.
 
     `python -m $MODULE` whose module is set at run time is returned as program "unknown-module", so the reader can
     say what it could not check instead of passing the file in silence. `dynamo_workdir` is not None where the file
     runs Dynamo (`runs_dynamo`): its value the folder the command runs in, when known; Dynamo's component scripts are
-    read only then."""
+    read only then; `dynamo_frontend`: the file starts Dynamo 0.4+'s ingress, where the multimodal example's worker
+    script is read."""
     i, env_at, scheduler = _launcher_prefix([a.text for a in args])
     env: dict[str, Arg] = {}
     for k in env_at:
@@ -201,9 +210,11 @@ def find_command(args: list[Arg], dynamo_workdir: str | None = None) -> Command 
             program, body = "vllm-proxy", rest[j + 1 :]
         elif j < len(words) and words[j].endswith(_DYNAMO_SGLANG_SCRIPTS):
             program, body = "dynamo.sglang", rest[j + 1 :]
+        elif j < len(words) and dynamo_frontend and multimodal_worker(words[j], _flag_value(words[j + 1 :], "--worker-type")):
+            program, body = DYNAMO_MULTIMODAL_VLLM, rest[j + 1 :]
         elif j < len(words) and dynamo_workdir is not None:
             given = {w.split("=", 1)[0] for w in words[j + 1 :] if w.startswith("--")}
-            program = dynamo_component(words[j], given, dynamo_workdir, _flag_value(words[j + 1 :], "--worker-type"))
+            program = dynamo_component(words[j], given, dynamo_workdir)
             body = rest[j + 1 :]
     elif base in ("sglang-router", "sglang_router"):
         program, body = "sglang-router", rest[1:]

@@ -22,6 +22,7 @@ from .cmdline import (
     may_serve,
     parse_flags,
     runs_dynamo,
+    runs_dynamo_frontend,
     script_run,
 )
 from .model import Branch
@@ -51,12 +52,19 @@ class Launcher:
     scripts_run: list[tuple[str, int]] = []  # after `read`: the shell scripts the script runs, whose code is elsewhere
     workdir: str = ""  # the folder the commands run in, when the file says (a container's workingDir)
     _runs_dynamo: bool | None = None
+    _runs_frontend: bool | None = None
 
     def dynamo_workdir(self) -> str | None:
         """The folder commands run in where the file runs Dynamo (cmdline.runs_dynamo), else None."""
         if self._runs_dynamo is None:
             self._runs_dynamo = runs_dynamo(self.file_text)
         return self.workdir if self._runs_dynamo else None
+
+    def dynamo_frontend(self) -> bool:
+        """The file starts Dynamo 0.4+'s ingress (cmdline.runs_dynamo_frontend)."""
+        if self._runs_frontend is None:
+            self._runs_frontend = runs_dynamo_frontend(self.file_text)
+        return self._runs_frontend
 
     def launch(self, expanded: list[PStr], assigns: dict[str, PStr], cmd: LexCommand, words: list[Word], st: State) -> None:
         texts = [p.text for p in expanded]
@@ -95,12 +103,12 @@ class Launcher:
         while args and args[0].text.rsplit("/", 1)[-1] in self.passthrough:
             args = args[1:]  # `./wrapper.sh CMD` whose wrapper ends in `exec "$@"`
         # VAR=value words that came out of an expansion (eval "$CMD" with CUDA_VISIBLE_DEVICES=0 vllm serve ...)
-        found = find_command(args, self.dynamo_workdir())
+        found = find_command(args, self.dynamo_workdir(), self.dynamo_frontend())
         if found is None and docker is not None and args:
             found = _image_args(image, args)
         note = None
         if found is None and docker is None:
-            found, note = wrapped_command(args, self.dynamo_workdir())
+            found, note = wrapped_command(args, self.dynamo_workdir(), self.dynamo_frontend())
         if found is None:
             return
         env.update(found.env)
@@ -133,7 +141,7 @@ UNKNOWN_WRAPPER = "unknown-wrapper"
 _ENV_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.S)
 
 
-def wrapped_command(args: list[Arg], workdir: str | None) -> tuple[Command | None, str | None]:
+def wrapped_command(args: list[Arg], workdir: str | None, frontend: bool = False) -> tuple[Command | None, str | None]:
     """`W ARGS... python3 -m sglang.launch_server ...` where W is a program the reader cannot follow (a wrapper script
     not beside this one, `mpirun` with an option it does not know, `conda run`, `docker exec`): the shell runs W, and
     whether W runs the serving command, and as written, is up to W. The command is returned as program
@@ -142,7 +150,7 @@ def wrapped_command(args: list[Arg], workdir: str | None) -> tuple[Command | Non
     if first is None or not _runs_commands(args[first].text):
         return None, None
     for k in range(first + 1, len(args)):
-        inner = find_command(args[k:], workdir)
+        inner = find_command(args[k:], workdir, frontend)
         if inner is None or inner.program == "unknown-module":
             continue
         wrapper = " ".join(a.text for a in args[first:k])

@@ -280,3 +280,10 @@ def test_dynamo_multimodal_example_worker_role_comes_from_its_worker_type():
     alone = (HERE / "dynamo-multimodal-vllm.sh").read_text().replace("python -m dynamo.frontend &\n", "")
     r = lint_text("no-dynamo.sh", alone, RULES, LintOptions())
     assert r.deployment is None or not r.deployment.engines()  # components/worker.py is Dynamo's only where Dynamo runs
+
+
+def test_beside_dynamo_0_4_ingress_only_the_multimodal_worker_script_is_dynamos():
+    # Dynamo 0.4+ ships no SGLang components/worker.py (that is 0.3, run with `dynamo run ... out=dyn`)
+    text = "python -m dynamo.frontend &\npython3 components/worker.py --model-path m --disaggregation-mode prefill &\n"
+    r = lint_text("own-worker.sh", text, RULES, LintOptions())
+    assert r.deployment is None or not r.deployment.engines()

@@ -101,7 +101,7 @@ def _read_file(path: str, text: str, options: LintOptions, explicit: bool, fmt: 
         if is_script(path, text, fmt):
             dep = read_script(path, text, target)
             if not dep.workers:
-                return _not_a_config(result, explicit, "no serving command found (vllm serve, python -m dynamo.vllm, python -m sglang.launch_server, ...)")
+                return _not_a_config(result, explicit, _no_serving_command(path, dep))
         else:
             dep = read_yaml(path, text, target, fmt)
             if dep is None:
@@ -151,6 +151,25 @@ def _why_not(path: str, text: str) -> str | ConfigError:
         p = docs[0].marks.key((key,))
         return ConfigError(path, p.line, p.column, f"not a recognised config: {key!r} is no Dynamo v0 service section (did you mean {hint!r}?)")
     return "not a recognised config: no Dynamo service sections, no serving command in a manifest, compose file, Helm values or llm-d config"
+
+
+def _no_serving_command(path: str, dep) -> str | ConfigError:
+    """Why a script holds no serving process: none is in it, or the only candidates are scripts it runs, whose code
+    (and the role they give what they start) is not in this file."""
+    runs = [i for i in dep.issues if i.kind == "runs_script"]
+    written = list(dict.fromkeys(i.message for i in dep.issues if i.kind == "writes_serving_script"))
+    if written:
+        at = next(i.span for i in dep.issues if i.kind == "writes_serving_script")
+        return ConfigError(path, at.line, at.column,
+                           f"no serving command run by this file itself: the ones it holds are in scripts it writes ({', '.join(written)}), "
+                           "which start only when what this file runs runs them; that chain is not followed, so what runs, and in which role, "
+                           "is not known here")
+    if not runs:
+        return "no serving command found (vllm serve, python -m dynamo.vllm, python -m sglang.launch_server, ...)"
+    names = list(dict.fromkeys(i.message for i in runs))
+    return ConfigError(path, runs[0].span.line, runs[0].span.column,
+                       f"no serving command in this file: it runs {', '.join(names)}, whose code is not in it, so what "
+                       f"{'they start' if len(names) > 1 else 'it starts'}, and in which role, is not known here")
 
 
 def _not_a_config(result: FileResult, explicit: bool, message: str | ConfigError) -> FileResult:

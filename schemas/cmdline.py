@@ -34,7 +34,7 @@ BOOL_FLAGS = frozenset(
     enforce-eager trust-remote-code disable-log-requests disable-log-stats is-prefill-worker is-decode-worker enforce-disagg
     enable-expert-parallel disable-radix-cache enable-dp-attention skip-tokenizer-init enable-metrics remote-prefill
     conditional-disagg decode-fallback disable-custom-all-reduce enable-auto-tool-choice disable-uvicorn-access-log
-    enable-prefix-caching enable-chunked-prefill
+    enable-prefix-caching enable-chunked-prefill multimodal-processor multimodal-encode-worker multimodal-worker
     """.split()
 )
 _BOOL_PREFIXES = ("no-", "enable-", "disable-", "is-", "skip-", "use-")
@@ -68,7 +68,11 @@ _MODULES = {
     "sglang.srt.disaggregation.mini_lb": "sglang-router",
     "sglang_router.launch_server": "sglang-router",
 }
-_WRAPPERS = ("exec", "nohup", "env", "time", "numactl", "taskset", "setsid", "stdbuf", "nice", "sudo", "timeout", "srun", "mpirun")
+# TensorRT-LLM's `trtllm-llmapi-launch CMD...` runs CMD (its words split again) on MPI rank 0, the rank that serves,
+# and the MPI session's worker node on the others (NVIDIA/TensorRT-LLM tensorrt_llm/llmapi/trtllm-llmapi-launch at
+# 020c89e64e49f24102f1b62be96a1a68283cdf7a: `task_with_command="${@:1}"` ... `$task_with_command` when mpi_rank is 0).
+_WRAPPERS = ("exec", "nohup", "env", "time", "numactl", "taskset", "setsid", "stdbuf", "nice", "sudo", "timeout", "srun", "mpirun",
+             "trtllm-llmapi-launch")
 # Options of the launchers that take their value as the next word (`mpirun -np 2 CMD`, `srun -N 1 CMD`), so that the
 # value is not taken for the program. Only options these launchers define (Open MPI mpirun(1), Slurm srun(1),
 # numactl(8), taskset(1)); after any other option followed by a plain word the program is unknown and nothing is read.
@@ -77,7 +81,11 @@ _WRAPPER_VALUES = {
                          "--map-by", "--bind-to", "--rank-by", "--npernode", "-npernode", "--wdir", "-wdir", "--prefix"}),
     "srun": frozenset({"-N", "--nodes", "-n", "--ntasks", "-c", "--cpus-per-task", "-w", "--nodelist", "-p", "--partition",
                        "-t", "--time", "-J", "--job-name", "--gres", "--gpus", "-G", "--ntasks-per-node", "--mpi", "-o", "--output",
-                       "-e", "--error", "--container-image", "--container-mounts", "--export"}),
+                       "-e", "--error", "--container-image", "--container-mounts", "--export", "-A", "--account", "--jobid",
+                       "-q", "--qos", "--reservation", "-x", "--exclude", "-C", "--constraint", "-d", "--dependency", "--mem",
+                       "--gpus-per-node", "--gpus-per-task", "--cpu-bind", "-m", "--distribution",
+                       # the pyxis plugin's container options (NVIDIA/pyxis README, "Usage")
+                       "--container-env", "--container-name", "--container-workdir"}),
     "numactl": frozenset({"-N", "-m", "-C", "-p", "-i"}),
 }
 # Dynamo 0.3's SGLang examples start their workers as scripts that parse SGLang's own ServerArgs from argv
@@ -95,12 +103,31 @@ _DYNAMO_SGLANG_SCRIPTS = ("components/worker_inc.py", "components/decode_worker_
 # - examples/sglang/components/worker.py and decode_worker.py: `parse_sglang_args_inc(sys.argv[1:])`
 #   (utils/sgl_utils.py) is SGLang's ServerArgs.add_cli_args; the role is SGLang's `--disaggregation-mode`.
 _DYNAMO_COMPONENT_SCRIPTS = {"components/worker.py": "dynamo.sglang", "components/decode_worker.py": "dynamo.sglang"}
+# From Dynamo 0.4 the one `components/worker.py` Dynamo ships is the multimodal example's vLLM worker, whose parser
+# requires `--worker-type prefill|decode|encode_prefill` (a flag SGLang's ServerArgs does not have): ai-dynamo/dynamo
+# examples/multimodal/components/worker.py at e3619ce0990675b2952e2ab22cf614279a8c6403 (PR #2040 added it after 0.4.0;
+# 0.4.1 and 0.5.0 have it). Its role and connector are read in engines.py (DYNAMO_MULTIMODAL_VLLM).
+DYNAMO_MULTIMODAL_VLLM = "dynamo-multimodal:vllm"
+_MULTIMODAL_WORKER_TYPES = ("prefill", "decode", "encode_prefill")
 _DYNAMO_RUNTIME = re.compile(r"\bdynamo\s+run\b[^\n]*\bout=dyn\b|^kind:\s*DynamoGraphDeployment\s*$", re.M)
+_DYNAMO_FRONTEND = re.compile(r"\s-m\s+dynamo\.frontend\b")  # Dynamo's ingress from 0.4 (`python -m dynamo.frontend`)
 
 
 def runs_dynamo(file_text: str) -> bool:
     """The file runs Dynamo's runtime: a DynamoGraphDeployment, or a script that starts `dynamo run ... out=dyn`."""
     return bool(_DYNAMO_RUNTIME.search(file_text))
+
+
+def runs_dynamo_frontend(file_text: str) -> bool:
+    """The file starts Dynamo 0.4+'s ingress, `python -m dynamo.frontend`: the release whose one `components/worker.py`
+    is the multimodal example's (the 0.3 component scripts do not exist there)."""
+    return bool(_DYNAMO_FRONTEND.search(file_text))
+
+
+def multimodal_worker(script: str, worker_type: str | None) -> bool:
+    """`components/worker.py --worker-type T` of Dynamo 0.4-0.5's multimodal example (see DYNAMO_MULTIMODAL_VLLM)."""
+    script = script.removeprefix("./")
+    return (script == "components/worker.py" or script.endswith("/components/worker.py")) and worker_type in _MULTIMODAL_WORKER_TYPES
 
 
 def dynamo_component(script: str, flags: set[str], workdir: str = "") -> str | None:
@@ -140,41 +167,19 @@ def may_serve(words: list[str]) -> bool:
     return False
 
 
-def find_command(args: list[Arg], dynamo_workdir: str | None = None) -> Command | None:
+def find_command(args: list[Arg], dynamo_workdir: str | None = None, dynamo_frontend: bool = False) -> Command | None:
     """The serving program a command line runs, if any; `VAR=value` words before it become its environment.
 
     `python -m $MODULE` whose module is set at run time is returned as program "unknown-module", so the reader can
     say what it could not check instead of passing the file in silence. `dynamo_workdir` is not None where the file
     runs Dynamo (`runs_dynamo`): its value the folder the command runs in, when known; Dynamo's component scripts are
-    read only then."""
+    read only then; `dynamo_frontend`: the file starts Dynamo 0.4+'s ingress, where the multimodal example's worker
+    script is read."""
+    i, env_at, scheduler = _launcher_prefix([a.text for a in args])
     env: dict[str, Arg] = {}
-    scheduler = None
-    i = 0
-    while i < len(args):
-        text = args[i].text
-        if _ENV_WORD.fullmatch(text):
-            name, _, value = text.partition("=")
-            env[name] = Arg(value, args[i].pos_of(len(name) + 1, len(value)), args[i].char_pos[len(name) + 1 :])
-            i += 1
-        elif text.rsplit("/", 1)[-1] in _WRAPPERS or (text == "run" and i > 0 and args[i - 1].text == "uv"):
-            wrapper = text.rsplit("/", 1)[-1]
-            if wrapper in ("srun", "mpirun"):
-                scheduler = wrapper
-            i += 1
-            while i < len(args) and args[i].text.startswith("-") and args[i].text not in ("--",):
-                if wrapper == "env" and args[i].text in ("-u", "--unset", "-C", "--chdir") and i + 1 < len(args):
-                    i += 1  # env -u NAME: the option's value is not the program
-                elif wrapper == "mpirun" and args[i].text == "--mca" and i + 2 < len(args):
-                    i += 2  # --mca KEY VALUE
-                elif args[i].text in _WRAPPER_VALUES.get(wrapper, ()) and i + 1 < len(args):
-                    i += 1
-                i += 1  # numactl --cpunodebind=0, timeout -s KILL ...
-            if wrapper == "taskset" and i < len(args) and re.fullmatch(r"(0x)?[0-9a-fA-F]+|[0-9,-]+", args[i].text):
-                i += 1  # taskset MASK CMD / taskset -c 0-7 CMD: the first word after the options is the CPU set
-            if i < len(args) and args[i - 1].text.rsplit("/", 1)[-1] == "timeout" and re.fullmatch(r"[\d.]+[smhd]?", args[i].text):
-                i += 1
-        else:
-            break
+    for k in env_at:
+        name, _, value = args[k].text.partition("=")
+        env[name] = Arg(value, args[k].pos_of(len(name) + 1, len(value)), args[k].char_pos[len(name) + 1 :])
     rest = args[i:]
     if rest and rest[0].text.rsplit("/", 1)[-1] in CONTAINER_RUNTIMES:
         env = container_env(env)
@@ -205,6 +210,8 @@ def find_command(args: list[Arg], dynamo_workdir: str | None = None) -> Command 
             program, body = "vllm-proxy", rest[j + 1 :]
         elif j < len(words) and words[j].endswith(_DYNAMO_SGLANG_SCRIPTS):
             program, body = "dynamo.sglang", rest[j + 1 :]
+        elif j < len(words) and dynamo_frontend and multimodal_worker(words[j], _flag_value(words[j + 1 :], "--worker-type")):
+            program, body = DYNAMO_MULTIMODAL_VLLM, rest[j + 1 :]
         elif j < len(words) and dynamo_workdir is not None:
             given = {w.split("=", 1)[0] for w in words[j + 1 :] if w.startswith("--")}
             program = dynamo_component(words[j], given, dynamo_workdir)
@@ -215,6 +222,67 @@ def find_command(args: list[Arg], dynamo_workdir: str | None = None) -> Command 
         return None
     flags, flag_spans, positional = parse_flags(body)
     return Command(program, rest, flags, flag_spans, positional, env, rest[0].span, scheduler)
+
+
+def _launcher_prefix(words: list[str]) -> tuple[int, list[int], str | None]:
+    """Where the program of a command line starts, past `VAR=value` words and the launchers that run the rest
+    (`_WRAPPERS` with their options): (its index, the indices of the `VAR=value` words, srun / mpirun when one
+    places it)."""
+    env_at: list[int] = []
+    scheduler = None
+    i = 0
+    while i < len(words):
+        text = words[i]
+        if _ENV_WORD.fullmatch(text):
+            env_at.append(i)
+            i += 1
+        elif text.rsplit("/", 1)[-1] in _WRAPPERS or (text == "run" and i > 0 and words[i - 1] == "uv"):
+            wrapper = text.rsplit("/", 1)[-1]
+            if wrapper in ("srun", "mpirun"):
+                scheduler = wrapper
+            i += 1
+            while i < len(words) and words[i].startswith("-") and words[i] not in ("--",):
+                if wrapper == "env" and words[i] in ("-u", "--unset", "-C", "--chdir") and i + 1 < len(words):
+                    i += 1  # env -u NAME: the option's value is not the program
+                elif wrapper == "mpirun" and words[i] == "--mca" and i + 2 < len(words):
+                    i += 2  # --mca KEY VALUE
+                elif words[i] in _WRAPPER_VALUES.get(wrapper, ()) and i + 1 < len(words):
+                    i += 1
+                i += 1  # numactl --cpunodebind=0, timeout -s KILL ...
+            if wrapper == "taskset" and i < len(words) and re.fullmatch(r"(0x)?[0-9a-fA-F]+|[0-9,-]+", words[i]):
+                i += 1  # taskset MASK CMD / taskset -c 0-7 CMD: the first word after the options is the CPU set
+            if i < len(words) and words[i - 1].rsplit("/", 1)[-1] == "timeout" and re.fullmatch(r"[\d.]+[smhd]?", words[i]):
+                i += 1
+        else:
+            break
+    return i, env_at, scheduler
+
+
+_SHELLS = ("bash", "sh", "zsh")
+SCRIPT_SUFFIXES = (".sh", ".bash")
+
+
+def script_run(words: list[str]) -> str | None:
+    """The shell script a command line runs (`./start_worker.sh`, `srun ... /mnt/start_worker.sh`, `bash run.sh`), or
+    None: what such a script starts is in that script, not in the command line."""
+    i, _, _ = _launcher_prefix(words)
+    if i < len(words) and words[i].rsplit("/", 1)[-1] in _SHELLS:
+        i += 1
+        while i < len(words) and words[i].startswith("-") and words[i] not in ("-c",):
+            i += 1
+    if i < len(words) and words[i].endswith(SCRIPT_SUFFIXES) and "$" not in words[i]:
+        return words[i]
+    return None
+
+
+def _flag_value(words: list[str], flag: str) -> str | None:
+    """The value of `--flag V` / `--flag=V` among command words, else None."""
+    for k, w in enumerate(words):
+        if w == flag and k + 1 < len(words):
+            return words[k + 1]
+        if w.startswith(flag + "="):
+            return w[len(flag) + 1 :]
+    return None
 
 
 # `apptainer exec` / `singularity exec` options that take a value (apptainer.org docs, "apptainer exec" options);

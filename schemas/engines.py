@@ -10,7 +10,8 @@ import re
 from typing import Any, NamedTuple
 
 from . import knowledge
-from .cmdline import Arg, Command, flag_name
+from .cmdline import DYNAMO_MULTIMODAL_VLLM, Arg, Command, flag_name
+from .components import component_role, multimodal_worker_settings
 from .model import Setting, Unknown, Worker
 from .source import Span
 
@@ -21,6 +22,7 @@ PROGRAMS = {
     "sglang": ("sglang", "sglang"),
     "dynamo.sglang": ("sglang", "dynamo"),
     "dynamo.trtllm": ("trtllm", "dynamo"),
+    DYNAMO_MULTIMODAL_VLLM: ("vllm", "dynamo"),  # Dynamo 0.4-0.5's examples/multimodal/components/worker.py (components.py)
     "trtllm-serve": ("trtllm", "trtllm"),
     "dynamo-v0:vllm": ("vllm", "dynamo"),
     "dynamo-v0:sglang": ("sglang", "dynamo"),
@@ -118,6 +120,8 @@ def apply_command(w: Worker, cmd: Command) -> None:
         if name in cmd.flags:
             w.settings[setting_of(name[3:])] = Setting(False, cmd.flag_spans.get(name), f"--{name}")
     _kv_config(w, cmd)
+    if cmd.program == DYNAMO_MULTIMODAL_VLLM:
+        multimodal_worker_settings(w, cmd)
     model_word = cmd.positional[:1] if w.settings.get("model") is not None and w.settings["model"].origin == "positional model" else []
     opaque = [a for a in cmd.positional if a not in model_word and unresolved(a.text)]
     if opaque:  # `$EXTRA_ARGS`, `"$@"`: flags the file does not show (a role flag among them, perhaps)
@@ -288,6 +292,8 @@ def infer_role(w: Worker, hints: list[str]) -> None:
         w.set_role("router" if w.program != "vllm-proxy" else "proxy", w.program, "program")
         return
     _record_name(w, hints)
+    if component_role(w):
+        return
     mode = w.known("disaggregation_mode")
     origin = w.settings["disaggregation_mode"].origin if "disaggregation_mode" in w.settings else ""
     how = origin if origin.startswith("env") else "--disaggregation-mode"

@@ -15,7 +15,8 @@ from typing import Any, NamedTuple
 from .knowledge.versions import Target
 from .source import SourceDocument, Span
 
-ROLES = ("prefill", "decode", "aggregated", "frontend", "router", "proxy", "encode", "planner", "unknown")
+# "processor": a component between the frontend and the engines that holds no KV cache (Dynamo's multimodal processor)
+ROLES = ("prefill", "decode", "aggregated", "frontend", "router", "proxy", "encode", "processor", "planner", "unknown")
 ENGINE_ROLES = ("prefill", "decode", "aggregated", "unknown")
 
 # Where a worker's role comes from. All but "name" are what the serving system itself reads to decide the role; a

@@ -73,6 +73,7 @@ class State:
         self.forks: dict[str, Any] = {}  # variable -> shell_flow.Fork: set differently in the branches of an if/case
         self.extra: list[tuple] = []  # branches of the forks the current command is read with
         self.launches: list = []
+        self.scripts_run: list[tuple[str, int]] = []  # shell scripts the script runs (their name, the offset of the command)
         self.remote: str | None = None  # the host of `ssh HOST CMD` while CMD is read
         self.epoch = 0  # how many times the script stopped what it had started (kill, pkill, wait...) before this point
         self.steps = 0

@@ -43,6 +43,7 @@ class Flow(Branches):
             if name not in st.called:
                 st.called.add(name)
                 self.call(name, [], st)
+        self.scripts_run = st.scripts_run
         return [self.finish(launch) for launch in st.launches]
 
     def run(self, cmds: list[LexCommand], st: State) -> None:

@@ -8,9 +8,23 @@ is decided in `cmdline.py` (`engine_from_image`) from what the arguments clearly
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
-from .cmdline import CONTAINER_RUNTIMES, Arg, Command, container_env, engine_from_image, find_command, may_serve, parse_flags, runs_dynamo
+from .cmdline import (
+    _WRAPPERS,
+    CONTAINER_RUNTIMES,
+    Arg,
+    Command,
+    container_env,
+    engine_from_image,
+    find_command,
+    may_serve,
+    parse_flags,
+    runs_dynamo,
+    runs_dynamo_frontend,
+    script_run,
+)
 from .model import Branch
 from .shell_expand import PStr, State
 from .shell_lex import Command as LexCommand
@@ -28,14 +42,17 @@ class Launch(NamedTuple):
     alternative: tuple | None = None  # the if/case branches it runs in (model.Branch after `finish`); None: unconditional
     remote: str | None = None  # `ssh HOST CMD`: the host it runs on
     epoch: int = 0  # State.epoch when it started: processes of different epochs never ran at the same time
+    note: str | None = None  # what the reader could not check about it, in words (a wrapper it cannot follow)
 
 
 class Launcher:
     """Turning a command into a Launch (mixed into ShellReader)."""
 
     passthrough: frozenset[str] = frozenset()  # wrapper scripts that run their arguments unchanged
+    scripts_run: list[tuple[str, int]] = []  # after `read`: the shell scripts the script runs, whose code is elsewhere
     workdir: str = ""  # the folder the commands run in, when the file says (a container's workingDir)
     _runs_dynamo: bool | None = None
+    _runs_frontend: bool | None = None
 
     def dynamo_workdir(self) -> str | None:
         """The folder commands run in where the file runs Dynamo (cmdline.runs_dynamo), else None."""
@@ -43,9 +60,18 @@ class Launcher:
             self._runs_dynamo = runs_dynamo(self.file_text)
         return self.workdir if self._runs_dynamo else None
 
+    def dynamo_frontend(self) -> bool:
+        """The file starts Dynamo 0.4+'s ingress (cmdline.runs_dynamo_frontend)."""
+        if self._runs_frontend is None:
+            self._runs_frontend = runs_dynamo_frontend(self.file_text)
+        return self._runs_frontend
+
     def launch(self, expanded: list[PStr], assigns: dict[str, PStr], cmd: LexCommand, words: list[Word], st: State) -> None:
         texts = [p.text for p in expanded]
         if not may_serve(texts):
+            script = script_run(texts)
+            if script is not None and script.rsplit("/", 1)[-1] not in self.passthrough:
+                st.scripts_run.append((script, cmd.start))
             return
         hints_near: list[str] = list(st.pipe)
         # log files and tee targets of this command: `> prefill.log`, `| tee decode_0.log`
@@ -77,9 +103,12 @@ class Launcher:
         while args and args[0].text.rsplit("/", 1)[-1] in self.passthrough:
             args = args[1:]  # `./wrapper.sh CMD` whose wrapper ends in `exec "$@"`
         # VAR=value words that came out of an expansion (eval "$CMD" with CUDA_VISIBLE_DEVICES=0 vllm serve ...)
-        found = find_command(args, self.dynamo_workdir())
+        found = find_command(args, self.dynamo_workdir(), self.dynamo_frontend())
         if found is None and docker is not None and args:
             found = _image_args(image, args)
+        note = None
+        if found is None and docker is None:
+            found, note = wrapped_command(args, self.dynamo_workdir(), self.dynamo_frontend())
         if found is None:
             return
         env.update(found.env)
@@ -92,7 +121,7 @@ class Launcher:
         if var_hint:
             hints.insert(len(hints_near), var_hint)
         path = self.path(st)
-        st.launches.append(Launch(found, hints, env, network, container, image, tuple(path) if path else None, st.remote, st.epoch))
+        st.launches.append(Launch(found, hints, env, network, container, image, tuple(path) if path else None, st.remote, st.epoch, note))
         st.recent.clear()
 
     @staticmethod
@@ -106,6 +135,43 @@ class Launcher:
                 selector, values, excluded = None, frozenset({f"#{index}"}), frozenset()
             out.append(Branch(frame.ident, index, selector, values, excluded, frame.per_process))
         return launch._replace(alternative=tuple(out))
+
+
+UNKNOWN_WRAPPER = "unknown-wrapper"
+_ENV_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.S)
+
+
+def wrapped_command(args: list[Arg], workdir: str | None, frontend: bool = False) -> tuple[Command | None, str | None]:
+    """`W ARGS... python3 -m sglang.launch_server ...` where W is a program the reader cannot follow (a wrapper script
+    not beside this one, `mpirun` with an option it does not know, `conda run`, `docker exec`): the shell runs W, and
+    whether W runs the serving command, and as written, is up to W. The command is returned as program
+    UNKNOWN_WRAPPER (no engine, no role) with a note that says so, or (None, None) when no serving command follows."""
+    first = next((k for k, a in enumerate(args) if not _ENV_WORD.fullmatch(a.text)), None)
+    if first is None or not _runs_commands(args[first].text):
+        return None, None
+    for k in range(first + 1, len(args)):
+        inner = find_command(args[k:], workdir, frontend)
+        if inner is None or inner.program == "unknown-module":
+            continue
+        wrapper = " ".join(a.text for a in args[first:k])
+        what = " ".join(a.text for a in inner.args[:3])
+        note = (f"`{what}` is an argument of `{wrapper}`, whose code is not in this file: whether it runs that command, and as "
+                "written, is not known (a wrapper script beside this one that ends in `exec \"$@\"` is read through)")
+        return Command(UNKNOWN_WRAPPER, args[first:], {}, {}, [], {}, args[first].span), note
+    return None, None
+
+
+# Programs that run a command given as their arguments, whose way of running it the reader does not follow:
+# launchers and container tools (with forms or options cmdline.py does not read) and wrapper scripts given by path.
+_COMMAND_RUNNERS = frozenset(_WRAPPERS) | frozenset(CONTAINER_RUNTIMES) | {"docker", "podman", "nerdctl", "conda", "kubectl"}
+
+
+def _runs_commands(word: str) -> bool:
+    """The word names a program that runs other commands: a launcher or container tool, or a script given by its
+    path (`/opt/x/with-libs.sh`, `./run.sh`). Any other first word (a here-document's `import sglang_router`, which the
+    lexer reads as a line of the script) is no wrapper."""
+    base = word.rsplit("/", 1)[-1]
+    return base in _COMMAND_RUNNERS or base.endswith((".sh", ".bash")) or ("/" in word and "$" not in word)
 
 
 def _command_var(words: list[Word]) -> str | None:

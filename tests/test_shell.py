@@ -258,3 +258,32 @@ def test_a_branch_with_one_side_only_is_said_not_checked():
     assert len(r.pairs) == 1
     [note] = [f for f in r.findings if f.code == "DG405"]
     assert note.line == 5 and "CONFIG branch 2" in note.message and "no decode partner" in note.message
+
+
+def test_dynamo_sglang_processor_and_encoder_are_no_engines_and_the_multimodal_worker_takes_its_mode():
+    r = lint("dynamo-sglang-multimodal.sh")
+    ws = sorted((w.span.line, w.role, w.role_from, w.is_engine) for w in r.deployment.workers if w.program == "dynamo.sglang")
+    assert ws == [(6, "processor", "flag", False), (7, "encode", "flag", False), (8, "prefill", "flag", True),
+                  (10, "decode", "flag", True), (12, "aggregated", "flag", True)]
+    assert pairs_by_line(r) == [(8, 10)]
+    assert "DG611" not in codes(r)  # neither the processor nor the encoder is a decode side on mooncake
+
+
+def test_dynamo_multimodal_example_worker_role_comes_from_its_worker_type():
+    r = lint("dynamo-multimodal-vllm.sh")
+    ws = sorted((w.span.line, w.program, w.role, w.role_from, w.known("kv_connector")) for w in r.deployment.engines())
+    assert ws == [(8, "dynamo-multimodal:vllm", "prefill", "flag", "NixlConnector"),
+                  (9, "dynamo-multimodal:vllm", "decode", "flag", "NixlConnector"),
+                  (10, "dynamo-multimodal:vllm", "aggregated", "flag", "NixlConnector")]
+    assert pairs_by_line(r) == [(8, 9)]
+    assert not [f for f in r.findings if f.severity.name in ("ERROR", "WARNING")]  # side-channel ports are reserved per worker
+    alone = (HERE / "dynamo-multimodal-vllm.sh").read_text().replace("python -m dynamo.frontend &\n", "")
+    r = lint_text("no-dynamo.sh", alone, RULES, LintOptions())
+    assert r.deployment is None or not r.deployment.engines()  # components/worker.py is Dynamo's only where Dynamo runs
+
+
+def test_beside_dynamo_0_4_ingress_only_the_multimodal_worker_script_is_dynamos():
+    # Dynamo 0.4+ ships no SGLang components/worker.py (that is 0.3, run with `dynamo run ... out=dyn`)
+    text = "python -m dynamo.frontend &\npython3 components/worker.py --model-path m --disaggregation-mode prefill &\n"
+    r = lint_text("own-worker.sh", text, RULES, LintOptions())
+    assert r.deployment is None or not r.deployment.engines()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from disagg.schemas.shell import Launch, ShellReader
+from disagg.schemas.shell_launch import UNKNOWN_WRAPPER
 
 
 def launches(text: str) -> list[Launch]:
@@ -67,17 +68,22 @@ def test_findings_point_into_the_quoted_command():
 
 
 @pytest.mark.parametrize(
-    "line",
+    "line, said",
     [
-        "mpirun --unknown-option value python3 -m sglang.launch_server --port 30000",  # is `value` the program? unknown
-        "apptainer run img.sif python3 -m sglang.launch_server --port 30000",  # the runscript decides what runs
-        "echo bash -c 'python3 -m sglang.launch_server --port 30000'",
-        "ssh node1",
-        "$RUNNER -m sglang.launch_sever --port 30000",  # not a serving module
+        ("mpirun --unknown-option value python3 -m sglang.launch_server --port 30000", True),  # is `value` the program? unknown
+        ("apptainer run img.sif python3 -m sglang.launch_server --port 30000", True),  # the runscript decides what runs
+        ("/opt/env/with-libs.sh python3 -m sglang.launch_server --port 30000", True),  # a wrapper whose code is elsewhere
+        ("echo bash -c 'python3 -m sglang.launch_server --port 30000'", False),
+        ("ssh node1", False),
+        ("$RUNNER -m sglang.launch_sever --port 30000", False),  # not a serving module
+        ("import sglang_router", False),  # a line of a Python here-document, which the lexer reads as a command: no wrapper
     ],
 )
-def test_an_unknown_wrapper_form_is_not_read(line):
-    assert launches(line + "\n") == []
+def test_an_unknown_wrapper_form_is_not_read(line, said):
+    # never read as the engine; where a serving command is among the arguments, the reader says it could not follow it
+    found = launches(line + "\n")
+    assert all(x.command.program == UNKNOWN_WRAPPER and not x.command.flags for x in found)
+    assert [("not in this file" in (x.note or "")) for x in found] == ([True] if said else [])
 
 
 def test_what_ssh_starts_runs_on_that_host():
@@ -100,5 +106,52 @@ def test_a_wrapper_script_beside_the_script_is_read_through_only_when_it_runs_it
 
     path = Path(__file__).resolve().parent / "fixtures" / "shell" / "wrapper-script" / "launch.sh"
     dep = read_script(str(path), path.read_text(), knowledge.new_target())
-    # drop-first.sh shifts its arguments and not-here.sh is not in the folder: neither command is read
-    assert [(w.role, w.known("port"), w.span.line) for w in dep.workers] == [("prefill", "30000", 2)]
+    # drop-first.sh shifts its arguments and not-here.sh is not in the folder: neither command is read, and each says why
+    assert [(w.role, w.known("port"), w.span.line) for w in dep.engines()] == [("prefill", "30000", 2)]
+    assert [(w.program, w.span.line) for w in dep.workers if w.notes] == [(UNKNOWN_WRAPPER, 3), (UNKNOWN_WRAPPER, 4)]
+
+
+def test_a_serving_command_handed_to_a_wrapper_elsewhere_is_said_not_checked_and_a_known_launcher_is_read_through():
+    from pathlib import Path
+
+    from disagg.doctor.context import LintOptions
+    from disagg.doctor.engine import lint_text
+    from disagg.doctor.registry import default_registry
+
+    path = Path(__file__).resolve().parent / "fixtures" / "shell" / "wrapper-elsewhere.sh"
+    r = lint_text(str(path), path.read_text(), [x for x in default_registry() if not x.live], LintOptions())
+    assert [(w.program, w.role) for w in r.deployment.engines()] == [("dynamo.trtllm", "prefill")]
+    said = [(f.code, f.line, f.severity.name) for f in r.findings if "with-new-libs.sh" in f.message]
+    assert said == [("DG405", 4, "INFO"), ("DG405", 5, "INFO")]  # not a silent skip, and no verdict on what it cannot see
+
+
+def test_a_script_that_only_runs_other_scripts_says_which_instead_of_no_serving_command():
+    from pathlib import Path
+
+    from disagg.doctor.context import LintOptions
+    from disagg.doctor.files import read_file
+
+    path = Path(__file__).resolve().parent / "fixtures" / "shell" / "runs-role-scripts.sh"
+    r = read_file(str(path), path.read_text(), LintOptions())
+    assert r.deployment is None and (r.error.line, r.error.column) == (5, 3)
+    assert "it runs /work/launch/start_worker.sh, whose code is not in it" in r.error.message
+    assert "not known" in r.error.message
+
+
+def test_srun_options_that_take_a_value_are_not_taken_for_the_program():
+    line = 'srun --overlap -A "$ACCT" --jobid 7 --container-env A,B --container-name w python3 -m sglang.launch_server --disaggregation-mode prefill --port 30000\n'
+    assert read(line) == ("sglang", "prefill", "30000")
+
+
+def test_a_launcher_whose_servers_are_in_scripts_it_writes_is_read_or_says_so():
+    from pathlib import Path
+
+    from disagg.doctor.context import LintOptions
+    from disagg.doctor.files import read_file
+
+    path = Path(__file__).resolve().parent / "fixtures" / "shell" / "writes-entry-scripts.sh"
+    r = read_file(str(path), path.read_text(), LintOptions())
+    if r.deployment is not None:  # read through the written scripts
+        assert sorted(w.role for w in r.deployment.engines()) == ["decode", "prefill"]
+    else:  # or the reason names them: never the bare "no serving command found"
+        assert "prefill_entry.sh, decode_entry.sh" in r.error.message and "not known" in r.error.message

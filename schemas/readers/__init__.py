@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from ..knowledge.versions import Target
-from ..model import Deployment, Host, Setting, Unknown
+from ..model import Deployment, Host, Issue, Setting, Unknown
 from ..source import ConfigError, SourceDocument, Span, load_documents
 
 # Readers are imported where a file needs them: a Dynamo v0 config never loads the shell reader or the manifest ones.
@@ -38,7 +38,21 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
     dep = Deployment(path=path, format="script", lines=text.splitlines())
     from .wrappers import passthrough_wrappers
 
-    launches = ShellReader(text, passthrough=passthrough_wrappers(path, text)).read(text)
+    reader = ShellReader(text, passthrough=passthrough_wrappers(path, text))
+    launches = reader.read(text)
+    if not launches:
+        # what the scripts it runs start is in them: said when nothing here serves (doctor/files.py words it)
+        import bisect
+
+        for name, offset in reader.scripts_run:
+            line = bisect.bisect_right(reader.starts, offset)
+            col = offset - reader.starts[line - 1] + 1
+            dep.issues.append(Issue("runs_script", Span(line, col, line, col + 1), name))
+        from .heredoc import written_scripts
+
+        for name, line, body in written_scripts(text):  # scripts it writes that start a server, run by whatever runs them
+            if ShellReader(body).read(body):
+                dep.issues.append(Issue("writes_serving_script", Span(line, 1, line, 2), name))
 
     def host_for(launch: Launch) -> Host:
         if launch.remote is not None:  # `ssh HOST CMD`: another machine; one whose name is set at run time shares with none

@@ -9,6 +9,7 @@ from .. import engines, knowledge
 from ..cmdline import Arg, Command, engine_from_image, find_command, parse_flags, runs_dynamo
 from ..knowledge.versions import Target
 from ..model import Host, Setting, Unknown, Worker
+from ..shell_launch import UNKNOWN_WRAPPER
 from ..source import SourceDocument, Span
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ def new_worker(cmd: Command, *, path: str, name: str, host: Host, hints: list[st
     if cmd.program == "unknown-module":
         w.set_role("unknown", "the module is set at run time", "none")
         w.notes.append(f"`python -m {cmd.args[2].text if len(cmd.args) > 2 else '?'}`: which program runs is set at run time")
+    if cmd.program == UNKNOWN_WRAPPER:
+        w.set_role("unknown", f"run by {cmd.args[0].text}, which the reader cannot follow", "none")
     if w.namespace is None:
         ns = w.known("namespace")
         w.namespace = str(ns) if ns is not None else None
@@ -86,6 +89,8 @@ def workers_from_launches(launches: "list[Launch]", *, path: str, host_for, targ
                        labels=labels)
         w.alternative = launch.alternative
         w.epoch = launch.epoch
+        if launch.note:
+            w.notes.append(launch.note)
         out.append(w)
     return out
 

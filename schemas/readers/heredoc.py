@@ -40,15 +40,7 @@ def written_files(path: str, text: str) -> dict[str, tuple[SourceDocument, tuple
         if m is None or lines[i].lstrip().startswith("#"):
             i += 1
             continue
-        tag, strip = m.group("tag"), bool(m.group("dash"))
-        body: list[str] = []
-        tabs: list[int] = []
-        j = i + 1
-        while j < len(lines) and (lines[j].lstrip("\t") if strip else lines[j]) != tag:
-            line = lines[j].lstrip("\t") if strip else lines[j]
-            tabs.append(len(lines[j]) - len(line))
-            body.append(line)
-            j += 1
+        body, tabs, j = _body(lines, i, m)
         target = _target(lines[i])
         if target is not None and j < len(lines):
             found = _read(path, "\n".join(body) + "\n", i + 1, tabs, expanded=not m.group("q"))
@@ -83,6 +75,40 @@ def _one_line(path: str, m: re.Match, line: int):
         return Span(line, start, line, m.end("text") + 1)  # printf's lines are one line of the script
 
     return name, (docs[0], (), docs[0].data, to_file)
+
+
+def _body(lines: list[str], i: int, m: re.Match) -> tuple[list[str], list[int], int]:
+    """The lines of the here-document opened on line `i` (tabs stripped for `<<-`), the tabs stripped from each,
+    and the index of its closing line."""
+    tag, strip = m.group("tag"), bool(m.group("dash"))
+    body: list[str] = []
+    tabs: list[int] = []
+    j = i + 1
+    while j < len(lines) and (lines[j].lstrip("\t") if strip else lines[j]) != tag:
+        line = lines[j].lstrip("\t") if strip else lines[j]
+        tabs.append(len(lines[j]) - len(line))
+        body.append(line)
+        j += 1
+    return body, tabs, j
+
+
+def written_scripts(text: str) -> list[tuple[str, int, str]]:
+    """(file name, line of the write, text) of every shell script (`*.sh`) the script writes with a here-document:
+    what it starts runs only when something runs that file."""
+    lines = text.splitlines()
+    out = []
+    i = 0
+    while i < len(lines):
+        m = _START.search(lines[i])
+        if m is None or lines[i].lstrip().startswith("#"):
+            i += 1
+            continue
+        body, _, j = _body(lines, i, m)
+        target = _target(lines[i])
+        if target is not None and target.endswith((".sh", ".bash")) and j < len(lines):
+            out.append((target, i + 1, "\n".join(body) + "\n"))
+        i = j + 1
+    return out
 
 
 def _target(line: str) -> str | None:

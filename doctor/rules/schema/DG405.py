@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from disagg.schemas.shell_launch import UNKNOWN_WRAPPER
+
 from ...finding import Fix, Severity
 from ...registry import Rule
 
@@ -80,5 +82,7 @@ class DG405(Rule):
         for w in dep.workers:
             for note in w.notes:
                 if "run time" in note or "not in the file" in note or "not in this file" in note or "image's entrypoint" in note:
-                    yield ctx.finding(self, w.span, f"not checked: {w.name}: {note}", worker=w, fix=Fix("write the command in the file, or lint the rendered manifest"))
+                    fix = "put the wrapper script beside this one, or start the engine directly" if w.program == UNKNOWN_WRAPPER \
+                        else "write the command in the file, or lint the rendered manifest"
+                    yield ctx.finding(self, w.span, f"not checked: {w.name}: {note}", worker=w, fix=Fix(fix))
 

@@ -100,6 +100,9 @@ _DYNAMO_RUNTIME = re.compile(r"\bdynamo\s+run\b[^\n]*\bout=dyn\b|^kind:\s*Dynamo
 
 def runs_dynamo(file_text: str) -> bool:
     """The file runs Dynamo's runtime: a DynamoGraphDeployment, or a script that starts `dynamo run ... out=dyn`."""
+    # both forms hold a fixed word: a 1 MB script without either is not searched character by character
+    if "dynamo" not in file_text and "DynamoGraphDeployment" not in file_text:
+        return False
     return bool(_DYNAMO_RUNTIME.search(file_text))
 
 

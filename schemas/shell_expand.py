@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import bisect
 import functools
+import itertools
 import operator
 import re
 from typing import Any
@@ -95,15 +96,19 @@ class Expander:
         first = offs[0] if offs and offs[0] >= 0 else next((o for o in offs if o >= 0), -1)
         last = offs[-1] if offs and offs[-1] >= 0 else next((o for o in reversed(offs) if o >= 0), -1)
         known = first >= 0
-        line, col = self.line_col(first if known else fallback)
-        eline, ecol = self.line_col(last if known else fallback)
+        starts = self.starts  # line_col, inlined: two calls per word of every command that may serve
+        a, b = (first, last) if known else (fallback, fallback)
+        i = bisect.bisect_right(starts, a) - 1
+        line, col = i + 1, a - starts[i] + 1
+        i = bisect.bisect_right(starts, b) - 1
+        eline, ecol = i + 1, b - starts[i] + 1
         # Positions inside a word matter only where a part of it is reported: VAR=value, --flag=value, JSON.
         chars: tuple = ()
         if known and ("=" in p.text or "{" in p.text):
             n = len(offs)
             if line == eline and last - first == n - 1 and offs == list(range(first, first + n)):
                 # characters written side by side on one line (most words): the columns follow one another
-                return Arg(p.text, Span(line, col, eline, ecol + 1), tuple((line, c) for c in range(col, col + n)))
+                return Arg(p.text, Span(line, col, eline, ecol + 1), tuple(zip(itertools.repeat(line, n), range(col, col + n))))
             out, prev, pl, pc, text = [], -2, line, col, self.file_text
             for o in offs:
                 if o < 0:

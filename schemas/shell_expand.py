@@ -267,8 +267,7 @@ class Expander:
     def arith(self, expr: str, st: State) -> int | None:
         """The value of a shell arithmetic expression when every variable in it holds a number, else None."""
 
-        def value(m: re.Match) -> str:
-            name = m.group(1) or m.group(2) or m.group(3)
+        def value(name: str) -> str:
             v = self.lookup(name, st)
             if isinstance(v, list):
                 v = v[0] if v else None
@@ -283,10 +282,23 @@ class Expander:
                     return f"({inner})"
             raise LookupError(name)
 
+        # the names of an expression found once (loops and functions ask the same few again): what sub() with a
+        # callback gave, without a scan and a match object per name
+        parts = _arith_parts(expr)
+        out = [parts[0]]
         try:
-            return _evaluate(_ARITH_NAME.sub(value, expr).strip() or "0")
+            for k in range(1, len(parts), 4):
+                out.append(value(parts[k] or parts[k + 1] or parts[k + 2]))
+                out.append(parts[k + 3])
+            return _evaluate("".join(out).strip() or "0")
         except LookupError:
             return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _arith_parts(expr: str) -> tuple:
+    """re.split of an expression by _ARITH_NAME: text, then each name's three groups and the text after it."""
+    return tuple(_ARITH_NAME.split(expr))
 
 
 _SEQ = re.compile(r"\$\(\s*seq\s+(.*?)\s*\)", re.S)

@@ -115,6 +115,9 @@ _DYNAMO_FRONTEND = re.compile(r"\s-m\s+dynamo\.frontend\b")  # Dynamo's ingress 
 
 def runs_dynamo(file_text: str) -> bool:
     """The file runs Dynamo's runtime: a DynamoGraphDeployment, or a script that starts `dynamo run ... out=dyn`."""
+    # both forms hold a fixed word: a 1 MB script without either is not searched character by character
+    if "dynamo" not in file_text and "DynamoGraphDeployment" not in file_text:
+        return False
     return bool(_DYNAMO_RUNTIME.search(file_text))
 
 

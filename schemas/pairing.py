@@ -69,7 +69,10 @@ class ByBranch:
 
 
 def _outermost(alternative: tuple[Branch, ...] | None) -> Branch | None:
-    return next((b for b in alternative or () if not b.per_process), None)
+    for b in alternative or ():  # a loop, not next(genexpr): asked for every candidate of every worker
+        if not b.per_process:
+            return b
+    return None
 
 
 def across(deps: Iterable[Deployment], paired: set[int]) -> list[Pair]:

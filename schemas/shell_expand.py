@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import bisect
 import functools
+import itertools
 import operator
 import re
 from typing import Any
@@ -96,15 +97,19 @@ class Expander:
         first = offs[0] if offs and offs[0] >= 0 else next((o for o in offs if o >= 0), -1)
         last = offs[-1] if offs and offs[-1] >= 0 else next((o for o in reversed(offs) if o >= 0), -1)
         known = first >= 0
-        line, col = self.line_col(first if known else fallback)
-        eline, ecol = self.line_col(last if known else fallback)
+        starts = self.starts  # line_col, inlined: two calls per word of every command that may serve
+        a, b = (first, last) if known else (fallback, fallback)
+        i = bisect.bisect_right(starts, a) - 1
+        line, col = i + 1, a - starts[i] + 1
+        i = bisect.bisect_right(starts, b) - 1
+        eline, ecol = i + 1, b - starts[i] + 1
         # Positions inside a word matter only where a part of it is reported: VAR=value, --flag=value, JSON.
         chars: tuple = ()
         if known and ("=" in p.text or "{" in p.text):
             n = len(offs)
             if line == eline and last - first == n - 1 and offs == list(range(first, first + n)):
                 # characters written side by side on one line (most words): the columns follow one another
-                return Arg(p.text, Span(line, col, eline, ecol + 1), tuple((line, c) for c in range(col, col + n)))
+                return Arg(p.text, Span(line, col, eline, ecol + 1), tuple(zip(itertools.repeat(line, n), range(col, col + n))))
             out, prev, pl, pc, text = [], -2, line, col, self.file_text
             for o in offs:
                 if o < 0:
@@ -263,8 +268,7 @@ class Expander:
     def arith(self, expr: str, st: State) -> int | None:
         """The value of a shell arithmetic expression when every variable in it holds a number, else None."""
 
-        def value(m: re.Match) -> str:
-            name = m.group(1) or m.group(2) or m.group(3)
+        def value(name: str) -> str:
             v = self.lookup(name, st)
             if isinstance(v, list):
                 v = v[0] if v else None
@@ -279,10 +283,23 @@ class Expander:
                     return f"({inner})"
             raise LookupError(name)
 
+        # the names of an expression found once (loops and functions ask the same few again): what sub() with a
+        # callback gave, without a scan and a match object per name
+        parts = _arith_parts(expr)
+        out = [parts[0]]
         try:
-            return _evaluate(_ARITH_NAME.sub(value, expr).strip() or "0")
+            for k in range(1, len(parts), 4):
+                out.append(value(parts[k] or parts[k + 1] or parts[k + 2]))
+                out.append(parts[k + 3])
+            return _evaluate("".join(out).strip() or "0")
         except LookupError:
             return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _arith_parts(expr: str) -> tuple:
+    """re.split of an expression by _ARITH_NAME: text, then each name's three groups and the text after it."""
+    return tuple(_ARITH_NAME.split(expr))
 
 
 _SEQ = re.compile(r"\$\(\s*seq\s+(.*?)\s*\)", re.S)

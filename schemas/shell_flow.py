@@ -193,6 +193,9 @@ def shell_string(expanded: list[PStr]) -> tuple[list[PStr], str | None] | None:
     """The command text another shell runs: `bash -c "CMD"` / `sh -lc 'CMD'` (after wrappers such as nohup, env A=B,
     srun, mpirun), and `ssh [options] HOST CMD...`, whose words the remote shell joins and reads; with whether the
     host the text runs on for ssh (no variable of this script reaches it there). None for any other command."""
+    first = expanded[0].text.rsplit("/", 1)[-1] if expanded else ""
+    if first not in _WRAPPERS and first not in _SHELLS and first != "ssh":
+        return None  # what the loop below answers for any other command, without splitting every word
     texts = [p.text for p in expanded]
     for j, t in enumerate(texts):
         base = t.rsplit("/", 1)[-1]

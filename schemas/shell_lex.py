@@ -13,7 +13,8 @@ import re
 SEPARATORS = ("\n", ";", ";;", "&", "&&", "||", "|", "(", ")")
 _PLAIN = re.compile(r"[^ \t\r\n;&|()<>\\'\"$`=]+")  # a run of characters that are only themselves, outside quotes
 # possessive runs (Python 3.11): the same matches, without trying each shorter prefix when no delimiter follows
-_SIMPLE_WORD = re.compile(r"(?:[^\s;&|()<>\\'\"$`=]++|=(?!\())++(?=[\s;&|()<>]|\Z)")
+# and the blanks after it, which the loop would skip next (one step per word instead of two)
+_SIMPLE_WORD = re.compile(r"((?:[^\s;&|()<>\\'\"$`=]++|=(?!\())++)(?=[\s;&|()<>]|\Z)[ \t\r]*+")
 _BLANKS = re.compile(r"[ \t\r]+")
 _OP_START = frozenset("&|;\n()")
 _PLAIN_DQ = re.compile(r'[^"\\$`]+')  # ... inside double quotes
@@ -91,6 +92,8 @@ class Lexer:
                 op = _operator(t, i, n)
                 if op is not None:
                     i += len(op)
+                    if i < n and t[i] in " \t\r":  # the indentation after a newline: skipped here, not in a step of its own
+                        i = _BLANKS.match(t, i).end()
                     if words or op in ("(", ")", ";;"):
                         out.append(Command(words, op, comments, start))
                         words, comments = [], []
@@ -104,10 +107,10 @@ class Lexer:
                 start = o[i] if i < no else self.off(i)
             m = _SIMPLE_WORD.match(t, i)
             if m is not None:  # most words are plain text up to a blank or an operator: one piece, no loop
-                j = m.end()
+                j = m.end(1)
                 offs = o[i:j] if j <= no else [self.off(k) for k in range(i, j)]
-                words.append([Seg("lit", m.group(), offs if type(offs) is list else list(offs))])
-                i = j
+                words.append([Seg("lit", m.group(1), offs if type(offs) is list else list(offs))])
+                i = m.end()
                 continue
             self.i = i
             w = self.word()

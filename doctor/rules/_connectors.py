@@ -9,7 +9,7 @@ are generated facts (`schemas/knowledge/generated/transports.json`); Dynamo's pa
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from disagg.schemas import knowledge
 from disagg.schemas.engines import ConnectorUse, connector_uses
@@ -86,24 +86,30 @@ def _patched(releases: frozenset[str]) -> bool:
 
 def resolve(use: ConnectorUse, releases: frozenset[str], described: str) -> Resolved:
     """One connector by the registry of `releases`."""
-    if use.module_path:
-        return Resolved(use, "module", frozenset(), f"{use.name} is a class in {use.module_path} (kv_connector_module_path), which is not in this file; "
-                                                    "vLLM does not consult its registry for it")
-    name = use.name
+    mode = use.extra.get("transfer_mode")
+    # rules ask this for every worker and pair, with the same few connectors: answered once per (connector, releases)
+    how = _resolution if mode is None or isinstance(mode, str) else _resolution.__wrapped__
+    return Resolved(use, *how(use.name, use.module_path, mode, releases, described))
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolution(name: str, module_path: str | None, mode: Any, releases: frozenset[str], described: str) -> tuple[str, frozenset, str]:
+    """resolve's (status, classes, why) for one connector (its name, kv_connector_module_path and transfer_mode)."""
+    if module_path:
+        return ("module", frozenset(), f"{name} is a class in {module_path} (kv_connector_module_path), which is not in this file; "
+                                      "vLLM does not consult its registry for it")
     where = knowledge.transport_in("vllm", name) & releases
     if where:
         classes = knowledge.transport_classes("vllm", name, releases)
-        mode = use.extra.get("transfer_mode")
         modal = knowledge.transport_pattern("vllm", "nixl_transfer_mode")
         if name == "NixlConnector" and releases <= modal and mode in _NIXL_MODES:
             # the factory maps NixlConnector to NixlPullConnector/NixlPushConnector by transfer_mode (0.34)
             classes = knowledge.transport_classes("vllm", f"Nixl{mode.capitalize()}Connector", releases) or classes
-        return Resolved(use, "registered", classes, f"registered in {described} [{knowledge.transport_source('vllm', where)}]")
+        return "registered", classes, f"registered in {described} [{knowledge.transport_source('vllm', where)}]"
     if name == _DYNAMO_PATCHED and _patched(releases):
         fact = knowledge.fact("vllm.dynamo_patched_connector")
-        return Resolved(use, "registered", frozenset({("ai-dynamo-vllm", name)}), fact.cite())
-    return Resolved(use, "unregistered", frozenset(), f"not registered in {described} [{knowledge.transport_source('vllm', releases)}]")
-
+        return "registered", frozenset({("ai-dynamo-vllm", name)}), fact.cite()
+    return "unregistered", frozenset(), f"not registered in {described} [{knowledge.transport_source('vllm', releases)}]"
 
 def worker_uses(w: Worker) -> list[ConnectorUse] | None:
     """The connectors a vLLM worker's file states (None when it states none or they are set at run time)."""

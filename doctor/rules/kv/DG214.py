@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 
 from disagg.schemas import knowledge
 from disagg.schemas.knowledge import version_key
@@ -17,6 +18,7 @@ from .._connectors import engine_releases, vllm_releases
 _VLLM, _SGLANG = "vllm-kv-role", "sglang-disagg-mode"
 
 
+@functools.cache  # asked once per worker with the same few candidate sets
 def _read(system: str, cands: frozenset[str]) -> frozenset[str] | None:
     """The candidates whose values we have read; None when a candidate is newer than our table (it may accept more)."""
     read = knowledge.transport_releases_read(system)

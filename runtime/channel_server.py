@@ -12,8 +12,24 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from .channel import (_LEN, HANDSHAKE_TIMEOUT, MAX_FRAME, MAX_PENDING, MAX_PREAUTH, READ_LIMIT, ChannelError, Coalescer, Handler, RemoteError,
-                      Request, _nonce, _send, address_of, encode, read_frame)
+from .channel import (
+    _LEN,
+    HANDSHAKE_TIMEOUT,
+    MAX_FRAME,
+    MAX_PENDING,
+    MAX_PREAUTH,
+    READ_LIMIT,
+    ChannelError,
+    Coalescer,
+    Handler,
+    RemoteError,
+    Request,
+    _nonce,
+    _send,
+    address_of,
+    encode,
+    read_frame,
+)
 from .secure import NONCE_BYTES, TAG, VERSION, Keys, Opener, Sealer, SealError, SecureReader, record_length
 
 

@@ -239,7 +239,7 @@ class Branches:
         recent, extra = list(st.recent), list(st.extra)
         for combo in itertools.islice(itertools.product(*[f.branches for f in forks]), MAX_FORKS):
             hints = []
-            for f, (elem, vals, hint) in zip(forks, combo):
+            for f, (_elem, vals, hint) in zip(forks, combo):
                 for n in f.pre:
                     v = vals.get(n, f.pre[n])
                     if v is None:

@@ -186,10 +186,12 @@ def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: 
 
 def _values(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
     """A document that is no Kubernetes object: compose, a TensorRT-LLM disaggregated config, or chart values."""
-    from . import ascend_nightly, charts, llmd, recipes, trtllm
+    from . import ascend_nightly, charts, llmd, ray_serve, recipes, trtllm
 
     data = doc.data
-    if looks_like_compose(data):
+    if ray_serve.looks_like_serve_config(data):
+        ray_serve.read(doc, dep, target)
+    elif looks_like_compose(data):
         _compose(doc, dep, target)
     elif trtllm.looks_like_disagg_config(data):
         trtllm.read_disagg_config(doc, dep, target)
@@ -225,13 +227,19 @@ def link_files(deps: list[Deployment]) -> None:
 
 
 def unread_kinds(path: str, text: str) -> list[str]:
-    """`apiVersion/kind` of each Kubernetes object in a YAML file that no reader reads (for `--verbose`): such a
-    file is "not a serving config I know", never an error and never read as another format."""
+    """`apiVersion/kind` of each Kubernetes object in a YAML file that no reader reads (for `--verbose`), or the
+    builders of a Ray Serve config's applications that are not Ray's P/D builder: such a file is "not a serving
+    config I know", never an error and never read as another format."""
     try:
         docs = load_documents(path, text)
     except ConfigError:
         return []
     objects = [d.data for d in docs if isinstance(d.data, dict)]
+    from .ray_serve import unknown_builders
+
+    builders = [b for o in objects for b in unknown_builders(o)]
+    if builders and len(objects) == 1:
+        return builders
     if not objects or not all(kube_object(o) for o in objects):
         return []
     return [f"{o.get('apiVersion')}/{o.get('kind')}" for o in objects]

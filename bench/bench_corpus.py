@@ -62,12 +62,17 @@ def folder_of(row: dict) -> str:
 
 def lay_out(rows: list[dict], corpus: Path, into: Path) -> dict[str, str]:
     """Copy each row's file to into/<repo>/<upstream folder>/<file>; return {laid-out path: manifest file name}."""
+    from disagg.schemas.readers.justfile import is_justfile
+
     where = {}
     for row in rows:
         source = corpus / row["file"]
         if not source.is_file():
             continue
         target = into / folder_of(row) / row["file"]
+        upstream = posixpath.basename(row["path"])
+        if is_justfile(upstream) and not is_justfile(row["file"]):
+            target = target / upstream  # a file the doctor knows by its whole name (Justfile) keeps it, in a folder of its own
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         where[str(target)] = row["file"]

@@ -10,6 +10,7 @@ from disagg.schemas import knowledge
 from disagg.schemas.gcpause import paused_gc
 from disagg.schemas.model import Deployment, Pair
 from disagg.schemas.readers import SERVING_MARKERS, is_script, read_script, read_yaml, unread_kinds
+from disagg.schemas.readers.justfile import is_justfile
 from disagg.schemas.source import ConfigError, decode_text
 
 from .context import LintOptions
@@ -45,7 +46,8 @@ class FileResult:
 
 
 def collect_paths(targets: Sequence[str], exclude: Sequence[str] = ()) -> list[tuple[str, bool]]:
-    """(path, named explicitly) for each target; folders are searched for *.yaml / *.yml / *.sh."""
+    """(path, named explicitly) for each target; folders are searched for *.yaml / *.yml / *.sh / *.bash and
+    Justfiles (`Justfile`, `justfile`, `*.just`)."""
     out: list[tuple[str, bool]] = []
     for target in targets:
         if target != STDIN and os.path.isdir(target):
@@ -55,7 +57,7 @@ def collect_paths(targets: Sequence[str], exclude: Sequence[str] = ()) -> list[t
                                  and not _excluded(os.path.join(root, d), exclude))
                 for f in files:
                     p = os.path.join(root, f)
-                    if f.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES) and not f.startswith(".") and not _excluded(p, exclude):
+                    if (f.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES) or is_justfile(f)) and not f.startswith(".") and not _excluded(p, exclude):
                         found.append(p)
             out.extend((p, False) for p in sorted(found))
         else:

@@ -27,15 +27,23 @@ SERVING_MARKERS = re.compile(
 def is_script(path: str, text: str, fmt: str = "auto") -> bool:
     if fmt != "auto":
         return fmt == "script"
-    return path.endswith(SCRIPT_SUFFIXES) or text.startswith("#!")
+    from .justfile import is_justfile
+
+    return path.endswith(SCRIPT_SUFFIXES) or text.startswith("#!") or is_justfile(path)
 
 
 def read_script(path: str, text: str, target: Target) -> Deployment:
     from ..engines import unresolved
     from ..shell import Launch, ShellReader
     from .common import workers_from_launches
+    from .justfile import is_justfile
 
-    dep = Deployment(path=path, format="script", lines=text.splitlines())
+    lines = text.splitlines()
+    if is_justfile(path):  # read as the shell script that runs its recipes, line for line (readers/justfile.py)
+        from .justfile import to_shell
+
+        text = to_shell(text)
+    dep = Deployment(path=path, format="justfile" if is_justfile(path) else "script", lines=lines)
     from .wrappers import passthrough_wrappers
 
     reader = ShellReader(text, passthrough=passthrough_wrappers(path, text))

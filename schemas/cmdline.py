@@ -266,16 +266,34 @@ SCRIPT_SUFFIXES = (".sh", ".bash")
 
 
 def script_run(words: list[str]) -> str | None:
-    """The shell script a command line runs (`./start_worker.sh`, `srun ... /mnt/start_worker.sh`, `bash run.sh`), or
-    None: what such a script starts is in that script, not in the command line."""
+    """The shell script a command line runs (`./start_worker.sh`, `srun ... /mnt/start_worker.sh`, `bash run.sh`,
+    `source env.sh`, `sbatch job.slurm`), or None: what such a script starts is in that script, not in the command line."""
     i, _, _ = _launcher_prefix(words)
-    if i < len(words) and words[i].rsplit("/", 1)[-1] in _SHELLS:
+    shell = False
+    if i < len(words) and words[i].rsplit("/", 1)[-1] == "sbatch":
+        # `sbatch [options] FILE`: an option may take the next word as its value, so only a word named like a job
+        # script is taken for the script
+        name = next((w for w in words[i + 1 :] if _script_name(w).endswith(SCRIPT_SUFFIXES + (".slurm", ".sbatch"))), "")
+        return _script_name(name) or None
+    if i < len(words) and (words[i].rsplit("/", 1)[-1] in _SHELLS or words[i] in ("source", ".")):
+        shell = True  # `bash FILE` / `source FILE` run FILE as a script, whatever its name ends in (`run_pd.slurm`)
         i += 1
         while i < len(words) and words[i].startswith("-") and words[i] not in ("-c",):
             i += 1
-    if i < len(words) and words[i].endswith(SCRIPT_SUFFIXES) and "$" not in words[i]:
-        return words[i]
+    if i >= len(words) or words[i] == "-c":
+        return None
+    name = _script_name(words[i])
+    if name and (name.endswith(SCRIPT_SUFFIXES) or (shell and not name.startswith("-"))):
+        return name
     return None
+
+
+def _script_name(name: str) -> str:
+    """A script's path as written, or its own name where only its folder is set at run time, else ""."""
+    if "$" in name or "`" in name:  # `"${SCRIPT_DIR}/scripts/run.sh"`: the folder is set at run time, the script's own name is not
+        folder, _, base = name.rpartition("/")
+        return base if folder and "$" not in base and "`" not in base else ""
+    return name
 
 
 def _flag_value(words: list[str], flag: str) -> str | None:

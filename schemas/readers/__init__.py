@@ -44,10 +44,12 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
 
         text = to_shell(text)
     dep = Deployment(path=path, format="justfile" if is_justfile(path) else "script", lines=lines)
+    from .heredoc import without_printed_text
     from .wrappers import passthrough_wrappers
 
-    reader = ShellReader(text, passthrough=passthrough_wrappers(path, text))
-    launches = reader.read(text)
+    run = without_printed_text(text)  # what the shell runs: a usage text that `cat <<EOF` prints is not
+    reader = ShellReader(run, passthrough=passthrough_wrappers(path, text))
+    launches = reader.read(run)
     if not launches:
         # what the scripts it runs start is in them: said when nothing here serves (doctor/files.py words it)
         import bisect

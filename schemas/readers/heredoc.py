@@ -147,3 +147,30 @@ def _run_time(node: Any) -> Any:
     if isinstance(node, str) and ("$" in node or "`" in node):
         return Unknown(f"{node} is expanded when the script runs")
     return node
+
+
+# `cat <<EOF` whose output goes to the terminal (stdout, or stderr with `>&2`): a usage text printed, never run
+_PRINTED = re.compile(r"""^[ \t]*cat(?:[ \t]+1?>&2)?[ \t]*<<(?P<dash>-?)[ \t]*(?P<q>['"]?)(?P<tag>[A-Za-z_][A-Za-z0-9_]*)(?P=q)(?:[ \t]+1?>&2)?[ \t]*$""")
+
+
+def without_printed_text(text: str) -> str:
+    """The script with the bodies of here-documents that `cat` only prints blanked (same length, same lines): the
+    shell does not run them, so a `bash other.sh` in a usage text is no script this file runs."""
+    if "<<" not in text:
+        return text
+    lines = text.split("\n")
+    changed = False
+    i = 0
+    while i < len(lines):
+        m = _PRINTED.match(lines[i])
+        if m is None:
+            i += 1
+            continue
+        _, _, j = _body(lines, i, m)
+        if j >= len(lines):  # never closed: the shell reads to the end; left as it is
+            break
+        for k in range(i + 1, j):
+            lines[k] = " " * len(lines[k])
+        changed = True
+        i = j + 1
+    return "\n".join(lines) if changed else text

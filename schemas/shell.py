@@ -23,6 +23,17 @@ from .shell_flow import Flow, _plain, shell_string
 from .shell_launch import Launch, Launcher, image_entrypoint
 from .shell_lex import Command as LexCommand
 
+_APPEND = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+=")
+
+
+def _appended(branch_value, old, new):
+    """A branch's value with what `+=` added to `old` (giving `new`) added to it too."""
+    if isinstance(new, list):
+        added = new[len(old):] if isinstance(old, list) else new[1:] if isinstance(old, PStr) else new
+        return (branch_value if isinstance(branch_value, list) else [branch_value]) + added
+    tail = PStr(new.text[len(old.text):], new.offs[len(old.text):]) if isinstance(old, PStr) else new
+    return (branch_value if isinstance(branch_value, PStr) else PStr(" ".join(p.text for p in branch_value))) + tail
+
 _State = State  # the name readers used before the split
 
 __all__ = ["ShellReader", "Launch", "PStr", "State", "image_entrypoint"]
@@ -82,13 +93,14 @@ class ShellReader(Flow, Expander, Launcher):
         pending = []
         while k < len(words) and self._assignment(words[k]) is not None:
             forks = self.forks_of([words[k]], st)
+            old = st.vars.get(self._assignment(words[k]))
             name, value = self._assign_value(words[k], st)
             assigns[name] = value if isinstance(value, PStr) else (value[0] if value else PStr())
-            pending.append((name, value, words[k], forks))
+            pending.append((name, value, words[k], forks, old))
             k += 1
         if k == len(words):
-            for name, value, word, forks in pending:
-                self._set(name, value, word, forks, st)
+            for name, value, word, forks, old in pending:
+                self._set(name, value, word, forks, st, old=old)
             return
         forks = self.forks_of(words[k:], st)
         if forks:
@@ -97,7 +109,17 @@ class ShellReader(Flow, Expander, Launcher):
         else:
             self._command(words, k, assigns, cmd, st)
 
-    def _set(self, name: str, value: PStr, word, forks, st: State, local: bool = False) -> None:
+    def _set(self, name: str, value: PStr, word, forks, st: State, local: bool = False, old=None) -> None:
+        fork = st.forks.get(name)
+        if fork is not None and _APPEND.match(word[0].text):
+            # `ARGS+=(...)` after a case that set ARGS per branch: each branch's value is extended, and stays per branch
+            for _, vals, _ in fork.branches:
+                if name in vals:
+                    vals[name] = _appended(vals[name], old, value)
+            self.record(name, value, st, local)
+            st.vars[name] = value
+            st.forks[name] = fork
+            return
         self.record(name, value, st, local)
         st.vars[name] = value
         if forks and not any(f.kind in ("if", "case") for f in st.frames):
@@ -114,8 +136,9 @@ class ShellReader(Flow, Expander, Launcher):
             for w in words[k + 1 :]:
                 if self._assignment(w) is not None:
                     forks = self.forks_of([w], st)
+                    old = st.vars.get(self._assignment(w))
                     var, value = self._assign_value(w, st)
-                    self._set(var, value, w, forks, st, local=name in ("local", "declare", "typeset") and len(st.positional) > 1)
+                    self._set(var, value, w, forks, st, local=name in ("local", "declare", "typeset") and len(st.positional) > 1, old=old)
                     if name == "export":
                         st.exported[var] = None
                 elif name == "export" and _plain(w):

@@ -12,6 +12,7 @@ selection (`case "$CONFIG"` over model profiles, `if [ -f ... ]`) is exclusive.
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import itertools
 import re
@@ -209,7 +210,17 @@ class Branches:
 
     def close(self, frame: Frame, st: State) -> None:
         """Variables set differently in two or more branches fork the commands that use them afterwards."""
-        varying = {n: b for n, b in frame.assigned.items() if len(b) >= 2 and len({_text(v) for v, _ in b.values()}) >= 2}
+        varying = {n: b for n, b in frame.assigned.items() if len(b) >= 2 and (len({_text(v) for v, _ in b.values()}) >= 2
+                                                                               or self._written_apart(b))}
+        # a value written alike in each branch but read at run time from what differs (`KV=$(cat "$FILE")` where each
+        # branch names its own FILE) differs too
+        grew = bool(varying)
+        while grew:
+            grew = False
+            for n, b in frame.assigned.items():
+                if n not in varying and len(b) >= 2 and any(_runs_with(_text(v), varying) for v, _ in b.values()):
+                    varying[n] = b
+                    grew = True
         if not varying:
             return
         per_branch: dict[int, tuple[dict[str, PStr], str]] = {}
@@ -221,6 +232,21 @@ class Branches:
         fork = Fork(frame, branches, {n: frame.pre.get(n) for n in varying})
         for n in varying:
             st.forks[n] = fork
+
+    def _written_apart(self, values: dict) -> bool:
+        """Values known only at run time that read alike (`${FILE}`) but are written differently in the branches
+        (`FILE=${FILE:-/config/a.json}` and `FILE=${FILE:-/config/b.json}`: the defaults differ): the lines their text
+        comes from differ."""
+        texts = {_text(v) for v, _ in values.values()}
+        if len(texts) != 1 or not any(c in next(iter(texts)) for c in "$`"):
+            return False
+        text, starts = self.file_text, self.starts
+        written = set()
+        for v, _ in values.values():
+            offs = v.offs if isinstance(v, PStr) else [o for p in v for o in p.offs]
+            lines = sorted({bisect.bisect_right(starts, o) for o in offs if o >= 0})
+            written.add(tuple(text[starts[n - 1] : text.find("\n", starts[n - 1]) % (len(text) + 1)] for n in lines))
+        return len(written) >= 2
 
     def forks_of(self, words: list[Word], st: State) -> list[Fork]:
         if not st.forks:
@@ -291,6 +317,13 @@ def _branch_values(frame: Frame, index: int) -> tuple[frozenset[str] | None, fro
             return None, frozenset(v for s in frame.seen[:index] if s for v in s)
         return seen, frozenset()
     return frozenset({f"#{index}"}), frozenset()
+
+
+def _runs_with(text: str, names) -> bool:
+    """Whether a value left as written holds a command run at run time (`$(...)`, backticks) that reads one of `names`."""
+    if "$(" not in text and "`" not in text:
+        return False
+    return any(re.search(r"\$\{?" + re.escape(n) + r"(?![A-Za-z0-9_])", text) for n in names)
 
 
 def _var_names(words: list[Word]) -> list[str]:

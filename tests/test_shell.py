@@ -287,3 +287,22 @@ def test_beside_dynamo_0_4_ingress_only_the_multimodal_worker_script_is_dynamos(
     text = "python -m dynamo.frontend &\npython3 components/worker.py --model-path m --disaggregation-mode prefill &\n"
     r = lint_text("own-worker.sh", text, RULES, LintOptions())
     assert r.deployment is None or not r.deployment.engines()
+
+
+def test_a_role_chosen_at_run_time_with_the_kv_config_from_a_file_is_one_worker_per_role_branch():
+    """`case "$SIDE"` whose prefill/decode branches read their KV config from different files (the defaults differ,
+    though both read `${CONF}`), then extend the array after the case: each role branch is its own process, and the
+    config, read from a file not in the run, stays Unknown."""
+    r = lint("role-from-env-file-config.sh")
+    ws = sorted(r.deployment.workers, key=lambda w: w.role)
+    assert [(w.role, w.role_from) for w in ws] == [("decode", "name"), ("prefill", "name")]  # the case labels: names only
+    assert all(not w.settings["kv_connector"].known for w in ws)
+    assert [w.where("kv_connector").line for w in ws] == [17, 13]
+    assert all(w.flags["enforce-eager"] for w in ws) and all(w.value("block_size") == "16" for w in ws)  # appended after the case
+    assert pairs_by_line(r) == [(23, 23)]
+    assert not [f for f in r.findings if f.severity.label in ("warning", "error")]
+
+
+def test_a_run_time_value_computed_alike_in_two_branches_is_one_process():
+    ls = launches((HERE / "same-runtime-value-in-branches.sh").read_text())
+    assert len(ls) == 1 and ls[0].alternative is None

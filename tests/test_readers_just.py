@@ -62,3 +62,11 @@ def test_a_justfile_without_serving_recipes_is_no_config():
         Path(tmp, "justfile").write_text('test:\n    pytest -q\n\nlint:\n    ruff check .\n')
         [r] = lint_paths([tmp], RULES, LintOptions())
         assert r.deployment is None and r.skipped and not r.error
+
+
+def test_recipes_in_another_language_are_not_read_as_shell():
+    serve = "    vllm serve m --kv-transfer-config '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_producer\"}'\n"
+    py = to_shell('set shell := ["python3", "-c"]\n\nprefill:\n' + serve)
+    assert "vllm" not in py
+    script = to_shell("prefill:\n    #!/usr/bin/env python3\n" + serve + "\ndecode:\n    #!/usr/bin/env -S bash -eu\n" + serve)
+    assert script.count("vllm serve") == 1 and script.splitlines()[6].strip().startswith("vllm serve")

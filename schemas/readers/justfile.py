@@ -14,6 +14,8 @@ shell reader (schemas/shell*.py) reads the processes and every position it repor
   so the recipes are alternatives: the last line (past the end of the file) runs one branch per recipe, each calling
   the recipe's dependencies, the recipe and its `&&` dependencies, in that order. Processes of two recipes are
   paired only where one recipe runs the other as a dependency, or one body starts both.
+- Recipes are shell lines only under a POSIX shell: with `set shell := ["python3", "-c"]`, or in a recipe whose
+  shebang names another language, the lines are not read.
 - A line's `@` (quiet) and `-` (ignore errors) prefixes are dropped; `set`, `alias`, `import`, `mod` and `[attribute]`
   lines run nothing. Recursive `just NAME` calls inside a recipe are not followed (the called recipe is not known to
   run: a `just port 8100` in a command substitution is a value, Unknown).
@@ -33,6 +35,8 @@ _BARE_REF = re.compile(rf"^({_NAME})\s*(#.*)?$")
 _SUBST = re.compile(r"\{\{(?!\{)(.*?)\}\}")
 _SET_EXPORT = re.compile(r"^set\s+export(\s*:=\s*true)?\s*$")
 _KEYWORD_LINE = re.compile(r"^(set|alias|import|mod)\b|^\[.*\]\s*$|^!include\b")
+_SET_SHELL = re.compile(r"""^set\s+shell\s*:=\s*\[\s*["']([^"']+)["']""")
+_POSIX_SHELLS = ("sh", "bash", "zsh", "dash", "ksh")
 SELECTOR = "JUST_RECIPE"  # the recipe named on the command line (`just NAME`), as the selector of the branches
 
 
@@ -71,6 +75,14 @@ def _deps(text: str) -> list[str]:
     for m in re.finditer(rf"\(\s*({_NAME})[^)]*\)|({_NAME})", text):
         out.append(m.group(1) or m.group(2))
     return out
+
+
+def _interpreter(shebang: str) -> str:
+    """The program a `#!` line names (`#!/usr/bin/env -S python3 -u` -> python3)."""
+    words = [w.rsplit("/", 1)[-1] for w in shebang.strip()[2:].split()]
+    if words and words[0] == "env":
+        words = [w for w in words[1:] if not w.startswith("-")]
+    return words[0] if words else ""
 
 
 def _subst(name: str, width: int) -> str:
@@ -120,12 +132,21 @@ def to_shell(text: str) -> str:
     out: list[str] = []
     recipes: list[tuple[str, list[str], list[str]]] = []
     export_all = any(_SET_EXPORT.match(line) for line in lines)
+    shells = [m.group(1) for m in map(_SET_SHELL.match, lines) if m]
+    posix = not shells or shells[-1].rsplit("/", 1)[-1] in _POSIX_SHELLS  # `set shell := ["python3", "-c"]`: not shell lines
     open_fn = False
     params: set[str] = set()
-    in_body = continued = False
+    in_body = continued = skip = False
+    body_lines = 0
     for line in lines:
         if line[:1] in (" ", "\t"):
+            if in_body and not body_lines and line.lstrip().startswith("#!"):
+                skip = _interpreter(line) not in _POSIX_SHELLS  # a script recipe in another language (`#!/usr/bin/env python3`)
             if in_body:
+                body_lines += 1
+            if in_body and (skip or not posix):
+                out.append("")
+            elif in_body:
                 out.append(_body_line(line, params, continued))
                 continued = line.rstrip().endswith("\\")
             else:
@@ -144,6 +165,7 @@ def to_shell(text: str) -> str:
             params = set(re.findall(rf"[\s+*$]({_NAME})", line.split(":", 1)[0][len(name) + 1 :]))
             out.append(f"{close}recipe_{_shell_name(name)}() {{")
             open_fn = in_body = True
+            body_lines, skip = 0, False
             continue
         open_fn = False
         m = _ASSIGN.match(line)

@@ -48,3 +48,12 @@ def test_ray_reader_leaves_a_plain_yaml_with_applications_alone():
     text = (HERE / "ray" / "pd-app.yaml").read_text().replace("import_path: ray.serve.llm:build_pd_openai_app", "")
     r = lint_text("x.yaml", text, RULES, LintOptions())
     assert r.deployment is None  # no import_path: not a Serve application, never read by resemblance
+
+
+def test_another_engine_or_server_class_is_read_but_not_checked_as_vllm():
+    text = (HERE / "ray" / "pd-app.yaml").read_text().replace("      decode_config:\n", "      decode_config:\n        server_cls: my_pkg:MyServer\n")
+    r = lint_text("x.yaml", text, RULES, LintOptions())
+    d = next(w for w in r.deployment.workers if w.role == "decode")
+    assert d.engine is None and any("my_pkg:MyServer" in n for n in d.notes)
+    p = next(w for w in r.deployment.workers if w.role == "prefill")
+    assert p.engine == "vllm"

@@ -134,9 +134,11 @@ def _worker(doc: SourceDocument, path: tuple, cfg: dict, role: str, app: str, ap
     for key, value in kwargs.items():
         if value is False and isinstance(key, str):
             w.settings[engines.setting_of(key)] = Setting(False, Span(*doc.marks.value(path + ("engine_kwargs", key))), f"engine_kwargs {key}")
-    if str(engine_name) != "vLLM":
+    # LLMEngine's value for vLLM was written "VLLMEngine", "VLLM" and "vLLM" across Ray releases (server_models.py)
+    if str(engine_name).lower() not in ("vllm", "vllmengine") or cfg.get("server_cls"):
         w.engine = None
-        w.notes.append(f"llm_engine: {engine_name}: an engine the doctor does not check under Ray Serve")
+        what = f"server_cls: {cfg['server_cls']}" if cfg.get("server_cls") else f"llm_engine: {engine_name}"
+        w.notes.append(f"{what}: an engine the doctor does not check under Ray Serve")
     if kwargs.get("kv_transfer_config") is None:
         w.settings["kv_connector"] = Setting(Unknown("no kv_transfer_config: Ray's first P/D builder filled in NixlConnector, later "
                                                      "ones refuse to start without one, and the file does not say which Ray runs"),

@@ -87,7 +87,8 @@ class DG104(Rule):
             floor = auto.value if auto is not None else None
             if auto is not None and isinstance(floor, int) and floor > 0:
                 continue  # the autoscaler keeps at least `floor` running
-            field = {"num_instances": "num_instances: 0", "ServiceArgs.workers": "workers: 0"}.get(w.replicas.origin, "replicas: 0")
+            field = {"num_instances": "num_instances: 0", "ServiceArgs.workers": "workers: 0", "num_replicas": "num_replicas: 0",
+                     "autoscaling_config min_replicas": "min_replicas: 0"}.get(w.replicas.origin, "replicas: 0")
             if auto is not None:
                 scaler = auto.origin.split(" min")[0]  # "KEDA ScaledObject", "scalingAdapter", "ScaledObject minReplicaCount ..."
                 yield ctx.finding(self, w.replicas.span, f"{w.name} (prefill) has {field} and its {scaler} may scale it from there; until it does, "

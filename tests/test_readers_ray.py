@@ -57,3 +57,12 @@ def test_another_engine_or_server_class_is_read_but_not_checked_as_vllm():
     assert d.engine is None and any("my_pkg:MyServer" in n for n in d.notes)
     p = next(w for w in r.deployment.workers if w.role == "prefill")
     assert p.engine == "vllm"
+
+
+def test_an_llm_config_in_another_file_is_named_and_not_checked():
+    text = (HERE / "ray" / "pd-app.yaml").read_text().replace("      prefill_config:\n", "      prefill_config: configs/prefill.yaml\n      unused:\n")
+    r = lint_text("x.yaml", text, RULES, LintOptions())
+    p = next(w for w in r.deployment.workers if w.role == "prefill")
+    assert not p.settings["kv_connector"].known and "configs/prefill.yaml" in p.notes[0]
+    [f] = [f for f in r.findings if f.code == "DG405"]
+    assert f.line == 10 and "configs/prefill.yaml" in f.message

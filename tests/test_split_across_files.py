@@ -1,4 +1,4 @@
-"""Two files of one Dynamo deployment (tests/fixtures/stacks/dynamo-two-hosts: the frontend and prefill engine on one
+"""Two files of one Dynamo deployment (tests/fixtures/dynamo-two-hosts: the frontend and prefill engine on one
 host, the decode engine on another, one etcd): where the setting that pairs them breaks, the doctor says which one
 (DG601) instead of "no pair formed" (DG405), but only where everything else the files state ties them together."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-STACK = Path(__file__).resolve().parent / "fixtures" / "stacks" / "dynamo-two-hosts"
+STACK = Path(__file__).resolve().parent / "fixtures" / "dynamo-two-hosts"
 
 
 def _copy(write, host2_edit=None, host1_edit=None) -> None:

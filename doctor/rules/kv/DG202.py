@@ -42,7 +42,8 @@ class DG202(Rule):
     names; a class loaded from `kv_connector_module_path` cannot be compared and is not reported here (DG212 says
     so). A connector that wraps others (`PdConnector`, `MultiConnector`) speaks each of them: Dynamo's
     KV-cache-manager pattern runs prefill with `PdConnector[DynamoConnector, NixlConnector]` against a decode
-    worker with plain `NixlConnector`, and that pair works.
+    worker with plain `NixlConnector`, and that pair works; a Dynamo 0.5-0.9 prefill worker started with
+    `--connector kvbm` alone (KVBM's DynamoConnector, no NIXL) against a decode worker that pulls with NIXL does not.
 
     ## Why is this bad?
     vLLM parses `--kv-transfer-config` as JSON at start and exits on an error. Two workers with unrelated

@@ -11,7 +11,10 @@ _DYNAMO = ("dynamo.vllm", "dynamo.sglang", "dynamo.trtllm")
 class DG601(Rule):
     """## What it does
     Reports Dynamo 1.x prefill and decode workers in one file that register in different Dynamo namespaces, or (in
-    releases where the frontend pairs them by model, 1.0 on) under different served model names.
+    releases where the frontend pairs them by model, 1.0 on) under different served model names. Across two files
+    it reports a pair linked by model whose served names differ, and a prefill and decode worker that everything
+    else the files state makes one deployment (the run's only frontend and Dynamo workers, one model and served
+    name, one etcd/NATS endpoint written on both sides) but that register in different namespaces (1.0 on).
 
     In a DynamoGraphDeployment the operator decides the namespace: `globalDynamoNamespace: true` puts a component in
     `dynamo`, every other one in `{namespace}-{graph name}` (ComputeDynamoNamespace in ai-dynamo/dynamo

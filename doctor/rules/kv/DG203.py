@@ -11,8 +11,9 @@ from .._helpers import as_int, block_size, connector_of, default_nixl_where_pref
 class DG203(Rule):
     """## What it does
     Reports block sizes that cannot exchange KV between a prefill and a decode worker, and a KV router (Dynamo v0
-    `Router`/`Processor`, Dynamo 1.x `--kv-cache-block-size`, the standalone `python -m dynamo.router` of 0.6.0 on
-    with `--block-size`/`--router-block-size`) that hashes prompts with another block size than its workers. Where both are written the finding is an error; where one side leaves vLLM's block size unset it is an
+    `Router`/`Processor`, Dynamo 1.x `--kv-cache-block-size`) that hashes prompts with another block size than its
+    workers. The standalone `python -m dynamo.router` (0.6.0 on: `--block-size`, from 1.0.0 `--router-block-size`)
+    is such a router. Where both are written the finding is an error; where one side leaves vLLM's block size unset it is an
     info that assumes vLLM's CUDA default (16), since the platform (HPU, TPU: 128) and the attention backend (MLA: 64)
     may choose another; other engines are compared only where the file writes both.
 

@@ -39,9 +39,11 @@ def lint_results(results: list[FileResult], rules: Iterable[type[Rule]], options
     deps = [r.deployment for r in results if r.deployment is not None]
     paired = {id(w) for ps in own.values() for p in ps for w in p.ends()}
     cross: list[Pair] = []
+    apart: list[pairing.Split] = []
     if cross_files:
         try:
             cross = pairing.across(deps, paired)
+            apart = pairing.splits(deps, paired | {id(w) for p in cross for w in p.ends()})
         except Exception as exc:  # noqa: BLE001 - a pairing bug: files are checked without pairs across them
             for r in results:
                 if r.deployment is not None:
@@ -53,7 +55,7 @@ def lint_results(results: list[FileResult], rules: Iterable[type[Rule]], options
             continue
         pairs = own[id(dep)] + [p for p in cross if p.prefill.path == dep.path]
         r.pairs = own[id(dep)] + [p for p in cross if dep.path in (p.prefill.path, p.decode.path)]
-        ctx = LintContext(dep, options, pairs, r.pairs)
+        ctx = LintContext(dep, options, pairs, r.pairs, apart=[s for s in apart if dep.path in (s.prefill.path, s.decode.path)])
         with paused_gc():  # one file's rules (gcpause.py)
             for rule in static:
                 for f in _run_rule(rule, ctx):

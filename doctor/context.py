@@ -23,11 +23,13 @@ class LintOptions(NamedTuple):
 
 
 class LintContext:
-    def __init__(self, deployment: Deployment, options: LintOptions | None = None, pairs: list[Pair] | None = None, linked: list[Pair] | None = None):
+    def __init__(self, deployment: Deployment, options: LintOptions | None = None, pairs: list[Pair] | None = None, linked: list[Pair] | None = None,
+                 apart: list | None = None):
         self.deployment = deployment
         self.options = options or LintOptions()
         self.pairs = pairs or []  # pairs checked in this file: its own, and cross-file ones whose prefill end is here
         self.linked = linked if linked is not None else self.pairs  # every pair with an end in this file
+        self.apart = apart or []  # pairing.Split with an end here: prefill and decode of one deployment, in two files, that never meet
 
     @property
     def path(self) -> str:

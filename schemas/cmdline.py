@@ -56,6 +56,8 @@ _MODULES = {
     "vllm.entrypoints.cli.main": "vllm",
     "dynamo.vllm": "dynamo.vllm",
     "dynamo.frontend": "dynamo.frontend",
+    # Dynamo's standalone KV router (0.6.0 on): routes to the workers of one `--endpoint ns.component.endpoint`
+    "dynamo.router": "dynamo.router",
     "dynamo.sglang": "dynamo.sglang",
     "dynamo.sglang.worker": "dynamo.sglang",
     "dynamo.sglang.decode_worker": "dynamo.sglang",

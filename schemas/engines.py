@@ -28,6 +28,7 @@ PROGRAMS = {
     "dynamo-v0:sglang": ("sglang", "dynamo"),
     "dynamo-v0:trtllm": ("trtllm", "dynamo"),
     "dynamo.frontend": (None, "dynamo"),
+    "dynamo.router": (None, "dynamo"),
     "dynamo-v0:frontend": (None, "dynamo"),
     "sglang-router": (None, "sglang"),
     "vllm-proxy": (None, "vllm"),
@@ -130,6 +131,8 @@ def apply_command(w: Worker, cmd: Command) -> None:
         _router_urls(w, cmd)
     if cmd.program == "vllm-proxy":
         _proxy_port_lists(w, cmd)
+    if cmd.program == "dynamo.vllm" and "connector" in cmd.flags:
+        _connector_list(w, cmd)
     if cmd.program == "trtllm-disagg-server":
         # `trtllm-serve disaggregated -c/--config_file FILE` (TensorRT-LLM commands/serve.py, the disaggregated command)
         for j, a in enumerate(cmd.args[:-1]):
@@ -163,6 +166,27 @@ def _proxy_port_lists(w: Worker, cmd: Command) -> None:
                 j += 1
         if ports:
             w.settings[key] = Setting(" ".join(ports), cmd.flag_spans.get(names[0][2:], cmd.start), names[0])
+
+
+def _connector_list(w: Worker, cmd: Command) -> None:
+    """dynamo.vllm's `--connector nixl lmcache kvbm ...` takes every word up to the next flag (`nargs="*"`, in the
+    releases that read it: ai-dynamo/dynamo components/backends/vllm/src/dynamo/vllm/args.py at v0.5.0,
+    components/src/dynamo/vllm/args.py at 9bb1af337 (0.6.1) and 7436e3bc0 (0.8.0)): all of them, space-separated,
+    under `connector` (the flag parser keeps only the first word)."""
+    first = cmd.flags["connector"]
+    at = next((i for i, a in enumerate(cmd.args) if a is first), None)
+    if at is None:  # `--connector=NAME`: one word
+        return
+    words = [first]
+    for a in cmd.args[at + 1 :]:
+        if a.text.startswith("-"):
+            break
+        words.append(a)
+    if len(words) > 1:
+        last = words[-1].span
+        span = Span(first.span.line, first.span.column, last.end_line, last.end_column)
+        text = " ".join(a.text for a in words)
+        w.settings["connector"] = Setting(_value(Arg(text, span)), span, "--connector")
 
 
 def _router_urls(w: Worker, cmd: Command) -> None:
@@ -288,7 +312,7 @@ def infer_role(w: Worker, hints: list[str]) -> None:
     if w.program in ("dynamo.frontend", "dynamo-v0:frontend"):
         w.set_role("frontend", w.program, "program")
         return
-    if w.program in ("sglang-router", "vllm-proxy", "llm-d-routing-sidecar", "trtllm-disagg-server"):
+    if w.program in ("sglang-router", "vllm-proxy", "llm-d-routing-sidecar", "trtllm-disagg-server", "dynamo.router"):
         w.set_role("router" if w.program != "vllm-proxy" else "proxy", w.program, "program")
         return
     _record_name(w, hints)

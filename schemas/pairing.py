@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
+from . import knowledge
 from .model import Branch, Deployment, Pair, Worker
 
 _SCOPE_LABELS = ("llm-d.ai/model", "app", "app.kubernetes.io/name", "llm-d.ai/inferenceServing", "llm-d.ai/guide")
@@ -206,3 +208,56 @@ def _link(d: Worker, p: Worker) -> str | None:
     if shared:
         return f"same labels ({', '.join(shared)}) across files"
     return None
+
+
+_DYNAMO_WORKERS = ("dynamo.vllm", "dynamo.sglang", "dynamo.trtllm")
+_DISCOVERY_ENV = ("ETCD_ENDPOINTS", "NATS_SERVER")
+
+
+class Split(NamedTuple):
+    """A Dynamo prefill and decode worker of two files that the run shows to be one deployment, but that register
+    where the other never looks: `key` is the setting that differs (the Dynamo `namespace`)."""
+
+    prefill: Worker
+    decode: Worker
+    key: str
+    why: str
+
+
+def splits(deps: Iterable[Deployment], paired: set[int]) -> list[Split]:
+    """Prefill and decode workers left without a partner, in two files of one folder, that register in different Dynamo
+    namespaces (so `across` does not link them), where everything else the files state ties them into one
+    deployment: the run holds one Dynamo frontend and no other Dynamo prefill or decode worker, both workers are
+    Dynamo engines of one engine family that load the same model and register under the same served model name (as
+    written), and write the same etcd/NATS endpoint in their environment (the discovery they register in). Never
+    from names: a run with anything else in it gives nothing."""
+    deps = list(deps)
+    workers = [w for dep in deps for w in dep.workers]
+    if sum(w.program == "dynamo.frontend" for w in workers) != 1:
+        return []
+    dyn = [w for dep in deps for role in ("prefill", "decode") for w in engines_of(dep, role)]
+    if len(dyn) != 2 or any(w.program not in _DYNAMO_WORKERS or id(w) in paired for w in dyn):
+        return []
+    p, d = (dyn[0], dyn[1]) if dyn[0].role == "prefill" else (dyn[1], dyn[0])
+    if p.role != "prefill" or d.role != "decode" or p.path == d.path or os.path.dirname(p.path) != os.path.dirname(d.path) or _family(p) != _family(d):
+        return []
+    if _raw(p, "model") is None or _raw(p, "model") != _raw(d, "model") or not all(w.settings["model"].known for w in (p, d)):
+        return []
+    # from 1.0.0 the frontend pairs a decode worker only with prefill workers of its own namespace (see DG601); before
+    # it the prefill router went by model name alone, so a split there is no split
+    per_namespace = knowledge.versions_between("dynamo", "1.0.0", None)
+    if any(knowledge.verdict(w.target, "dynamo", per_namespace) is not True for w in (p, d)):
+        return []
+    shared = [k for k in _DISCOVERY_ENV if k in p.env and k in d.env and p.env[k].value == d.env[k].value]
+    if not shared or any(k in p.env and k in d.env and p.env[k].value != d.env[k].value for k in _DISCOVERY_ENV):
+        return []
+    for key in ("namespace", "served_model_name"):
+        ps, ds = p.settings.get(key), d.settings.get(key)
+        if ps is None or ds is None or not ps.known or not ds.known or ps.span is None or ds.span is None:
+            return []
+    if str(p.settings["served_model_name"].value) != str(d.settings["served_model_name"].value) or \
+            str(p.settings["namespace"].value) == str(d.settings["namespace"].value):
+        return []
+    why = (f"the run's only Dynamo frontend and only prefill and decode workers; both load {_raw(p, 'model')} and register in "
+           f"discovery at {', '.join(f'{k}={p.env[k].value}' for k in shared)}")
+    return [Split(p, d, "namespace", why)]

@@ -36,6 +36,9 @@ class Flow(Branches):
         for name, a in self.base_env.items():
             st.vars[name] = PStr(a.text)
             st.exported[name] = None
+            # a container's own env (a Pod's env:, a compose environment:) keeps where it is written while the script
+            # leaves it as it is: launch() reuses this Arg for as long as the variable holds this very value
+            st.env_args[name] = (st.vars[name], a)
         cmds = Lexer(text, offs).commands()
         st.max_steps = MAX_STEPS + 4 * len(cmds)
         self.run(cmds, st)

@@ -308,6 +308,8 @@ def _compose(doc: SourceDocument, dep: Deployment, target: Target) -> None:
         for launch in container_launches(doc, base, svc, env, reader, image, keys=("entrypoint", "command")):
             w = new_worker(launch.command, path=doc.path, name=str(sname), host=host, hints=launch.hints + [str(sname)], env=launch.env,
                            target=target, image=image)
+            w.settings.setdefault("rdma", _compose_rdma(svc.get("devices")))
+            _env_file_unknowns(w, svc.get("env_file"))
             devices = dig(svc, "deploy", "resources", "reservations", "devices")
             if isinstance(devices, list) and devices and isinstance(devices[0], dict) and "count" in devices[0]:
                 try:
@@ -315,6 +317,34 @@ def _compose(doc: SourceDocument, dep: Deployment, target: Target) -> None:
                 except (TypeError, ValueError):
                     pass
             dep.workers.append(w)
+
+
+def _env_file_unknowns(w, env_file: Any) -> None:
+    """A compose service's `env_file:` (a path, a list of paths, or of {path, required}) sets variables this file does
+    not show: each setting the doctor reads from the environment (engines.ENV_SETTINGS) that neither the service's
+    `environment:` nor its command sets is Unknown, not unset (Compose spec: services.env_file)."""
+    from ..engines import ENV_SETTINGS
+
+    items = env_file if isinstance(env_file, list) else [env_file] if env_file is not None else []
+    names = [str(e.get("path")) if isinstance(e, dict) else str(e) for e in items]
+    if not names:
+        return
+    for var, key in ENV_SETTINGS.items():
+        if key not in w.settings and var not in w.env:
+            w.settings[key] = Setting(Unknown(f"{var} may be set by env_file {', '.join(names)}, which is not read"), None, "env_file")
+
+
+def _compose_rdma(devices: Any) -> Setting:
+    """Whether a compose service maps the host's RDMA devices into its container (`devices:` short syntax
+    `/dev/infiniband[:...]`, or the long syntax's `source`): the verbs device files UCX's InfiniBand transports open
+    (rdma-core: /dev/infiniband/uverbsN), compose's way to give a container RDMA, as `rdma/...` resources are
+    Kubernetes'. Compose spec: services.devices."""
+    found = False
+    for d in devices if isinstance(devices, list) else ():
+        src = d.get("source") if isinstance(d, dict) else d
+        if isinstance(src, str) and (src == "/dev/infiniband" or src.startswith(("/dev/infiniband:", "/dev/infiniband/"))):
+            found = True
+    return Setting(found, None, "devices")
 
 
 def _configmap(doc: SourceDocument, configs: dict) -> None:

@@ -271,7 +271,13 @@ def env_from_k8s(doc: SourceDocument, base: tuple, env: Any) -> dict[str, Arg]:
                 out[str(item["name"])] = at(base + (i, "valueFrom"), f"$(valueFrom:{field})")
             elif isinstance(item, str) and "=" in item:
                 name, _, value = item.partition("=")
-                out[name] = at(base + (i,), value)
+                a = at(base + (i,), value)
+                line = doc.line_text(a.span.line)
+                k = line.find(item, a.span.column - 1) if a.span.line == a.span.end_line else -1
+                if k >= 0:  # compose's `- NAME=value`: the value's own columns, where the item is written plainly
+                    start = k + len(name) + 2
+                    a = Arg(value, Span(a.span.line, start, a.span.line, start + len(value)), ())
+                out[name] = a
     elif isinstance(env, dict):
         for name, value in env.items():
             out[str(name)] = at(base + (name,), str(value))

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from ...finding import Fix, Severity
-from . import HostRule, tls_tokens
+from .._connectors import is_nixl
+from .._helpers import connector_of
+from . import HostRule, host_context, tls_tokens
 
 # UCX transports that carry active messages (UCP's wire-up and NIXL's notifications need one): the network ones and
 # shared memory (posix, sysv; `sm`/`shm` name them). cuda_copy, cuda_ipc, gdr_copy, rocm_*, cma, knem and xpmem
@@ -19,7 +21,9 @@ def lacks_active_messages(value: str) -> bool:
 class DG703(HostRule):
     """## What it does
     Reports a `UCX_TLS` (in this environment or a config's worker env) that lists no transport able to carry
-    active messages: only memory-copy transports such as `cuda_ipc`, `cuda_copy`, `gdr_copy` or `cma`.
+    active messages: only memory-copy transports such as `cuda_ipc`, `cuda_copy`, `gdr_copy` or `cma`. It also
+    runs on configs alone (`disagg doctor FILES`), for workers whose KV moves over NIXL's UCX backend: vLLM's
+    NixlConnector (UCX unless its `backends` say otherwise), SGLang's `nixl` transfer backend.
 
     ## Why is this bad?
     UCX needs an active-message transport to connect endpoints and deliver NIXL's notifications; without one every
@@ -39,6 +43,23 @@ class DG703(HostRule):
     code = "DG703"
     name = "ucx-tls-no-active-messages"
     severity = Severity.ERROR
+    live = False  # also a config rule: a worker's own UCX_TLS needs no host to judge
+    reads_configs = True
+
+    def check(self, ctx):
+        if host_context(ctx) is not None:
+            yield from self.check_host(ctx)
+            return
+        dep = getattr(ctx, "deployment", None)
+        for w in dep.workers if dep is not None else ():
+            s = w.env.get("UCX_TLS")
+            if s is None or not s.known or not isinstance(s.value, str) or "$" in s.value or not lacks_active_messages(s.value):
+                continue
+            if not _over_ucx(w):
+                continue
+            yield ctx.finding(self, s.span, f"{w.name}: UCX_TLS={s.value} has no transport that carries active messages: NIXL's UCX backend "
+                              "cannot connect the workers (\"destination is unreachable\")", worker=w,
+                              fix=Fix(f"add a network or shared-memory transport: UCX_TLS={s.value},rc,tcp"))
 
     def check_host(self, host):
         for s in host.settings("UCX_TLS"):
@@ -46,3 +67,18 @@ class DG703(HostRule):
                 yield host.finding(self, f"UCX_TLS={s.value} has no transport that carries active messages: UCX cannot connect the workers "
                                    "(\"destination is unreachable\")", at=s, fix=Fix(f"add a network or shared-memory transport: UCX_TLS={s.value},rc,tcp"),
                                    value=s.value)
+
+
+def _over_ucx(w) -> bool:
+    """True when the file says this worker moves KV with NIXL over UCX: vLLM's NixlConnector, whose default
+    `backends` is ["UCX"] (vllm nixl_connector.py kv_connector_extra_config.get("backends", ["UCX"])), unless its
+    kv_connector_extra_config names others; SGLang's `--disaggregation-transfer-backend nixl` (NIXL agent with its
+    UCX backend, sglang disaggregation/nixl/conn.py)."""
+    if w.engine == "sglang":
+        return str(w.known("transfer_backend", "")).lower() == "nixl"
+    if w.engine != "vllm" or is_nixl(w, connector_of(w)[0] or None) is not True:
+        return False
+    cfg = w.known("kv_config")
+    extra = cfg.get("kv_connector_extra_config") if isinstance(cfg, dict) else None
+    backends = extra.get("backends") if isinstance(extra, dict) else None
+    return backends is None or (isinstance(backends, list) and any(str(b).upper() == "UCX" for b in backends))

@@ -42,7 +42,8 @@ class DG202(Rule):
     names; a class loaded from `kv_connector_module_path` cannot be compared and is not reported here (DG212 says
     so). A connector that wraps others (`PdConnector`, `MultiConnector`) speaks each of them: Dynamo's
     KV-cache-manager pattern runs prefill with `PdConnector[DynamoConnector, NixlConnector]` against a decode
-    worker with plain `NixlConnector`, and that pair works.
+    worker with plain `NixlConnector`, and that pair works; a Dynamo 0.5-0.9 prefill worker started with
+    `--connector kvbm` alone (KVBM's DynamoConnector, no NIXL) against a decode worker that pulls with NIXL does not.
 
     ## Why is this bad?
     vLLM parses `--kv-transfer-config` as JSON at start and exits on an error. Two workers with unrelated
@@ -90,6 +91,13 @@ class DG202(Rule):
             dc, _ = connector_of(d)
             pc, _ = connector_of(p)
             if not dc or not pc:
+                continue
+            kvbm = _kvbm_only_prefill(d, p)
+            if kvbm is not None:
+                yield ctx.pair_finding(self, pair, p, p.where("connector"),
+                                       f"{p.name} (prefill) runs --connector kvbm without nixl while {d.name} (decode) pulls KV with NIXL: KVBM alone "
+                                       f"offloads to its own cache and hands the decode worker no KV ({kvbm})", other_key="connector",
+                                       fix=Fix("add nixl to the prefill worker's connector list: --connector kvbm nixl"))
                 continue
             why = self._apart(d, dc, p, pc)
             if why is None:
@@ -139,3 +147,26 @@ class DG202(Rule):
                 return None
             return knowledge.fact("trtllm.cache_transceiver_both_sides").cite()
         return None
+
+
+def _connector_words(w) -> list[str] | None:
+    s = w.settings.get("connector")
+    if w.program != "dynamo.vllm" or s is None or not s.known or "kv_config" in w.settings:
+        return None
+    return [c.strip().lower() for c in str(s.value).replace(",", " ").split()]
+
+
+def _kvbm_only_prefill(d, p) -> str | None:
+    """Why a dynamo.vllm prefill worker started with `--connector kvbm` (no `nixl`) cannot hand KV to a decode worker
+    that pulls with NIXL, or None. In 0.5.0..0.9.1 `kvbm` alone builds KVBM's DynamoConnector, which returns no
+    kv_transfer_params (fact dynamo.vllm.kvbm_connector_no_pd); from 1.0.0 dynamo.vllm refuses --connector at start
+    (pattern vllm.connector_flag_rejected). Only where every candidate release is one or the other."""
+    pw, dw = _connector_words(p), _connector_words(d)
+    if pw is None or dw is None or set(pw) != {"kvbm"} or "nixl" not in dw:
+        return None
+    fact = knowledge.fact("dynamo.vllm.kvbm_connector_no_pd")
+    rejected = knowledge.pattern("dynamo", "vllm.connector_flag_rejected").releases
+    if any(knowledge.verdict(w.target, "dynamo", fact.releases | rejected) is not True for w in (d, p)):
+        return None
+    later = "; from 1.0.0 dynamo.vllm refuses --connector at start" if p.target.releases("dynamo") & rejected else ""
+    return f"{p.target.describe('dynamo')}: KVBM's DynamoConnector returns no kv_transfer_params in 0.5.0..0.9.1{later} [{fact.source}]"

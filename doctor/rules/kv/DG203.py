@@ -12,7 +12,8 @@ class DG203(Rule):
     """## What it does
     Reports block sizes that cannot exchange KV between a prefill and a decode worker, and a KV router (Dynamo v0
     `Router`/`Processor`, Dynamo 1.x `--kv-cache-block-size`) that hashes prompts with another block size than its
-    workers. Where both are written the finding is an error; where one side leaves vLLM's block size unset it is an
+    workers. The standalone `python -m dynamo.router` (0.6.0 on: `--block-size`, from 1.0.0 `--router-block-size`)
+    is such a router. Where both are written the finding is an error; where one side leaves vLLM's block size unset it is an
     info that assumes vLLM's CUDA default (16), since the platform (HPU, TPU: 128) and the attention backend (MLA: 64)
     may choose another; other engines are compared only where the file writes both.
 
@@ -81,11 +82,17 @@ class DG203(Rule):
         for router in ctx.deployment.workers:
             if router.role not in ("router", "frontend"):
                 continue
-            s = router.settings.get("block_size") or router.flags.get("kv-cache-block-size")
+            s = _router_block_size(router)
             rb = as_int(s.value) if s is not None else None
             if rb is None:
                 continue
-            sizes = {block_size(w)[0] for w in engines if w.role == "decode" or not any(e.role == "decode" for e in engines)} - {None}
+            if router.program == "dynamo.router":
+                # the standalone router serves whichever workers its --endpoint names (prefill ones, in Dynamo's
+                # examples): only where every engine of the file uses one block size is its mismatch certain
+                sizes = {block_size(w)[0] for w in engines}
+                sizes = set() if None in sizes else sizes
+            else:
+                sizes = {block_size(w)[0] for w in engines if w.role == "decode" or not any(e.role == "decode" for e in engines)} - {None}
             if len(sizes) == 1 and rb not in sizes:
                 want = next(iter(sizes))
                 # which workers count as decode matters only when the engines disagree among themselves
@@ -117,3 +124,19 @@ class DG203(Rule):
             return False, f" (the NIXL handshake of {vllm_releases(d)[1]} asserts equal block sizes; a smaller prefill block is accepted from vLLM 0.11.1, {cite})"
         return None, (f" in vLLM before 0.11.1, whose NIXL handshake asserts equal block sizes (the candidates, {vllm_releases(d)[1]}, include releases "
                       f"before and after it; {cite})")
+
+
+def _router_block_size(router):
+    """The block size a KV router hashes prompts with, where the file writes it. Dynamo's frontend:
+    `--kv-cache-block-size`. Dynamo's standalone router (`python -m dynamo.router`, from 0.6.0): `--block-size`
+    (int, default 128) through 0.9.x, `--router-block-size` (env DYN_ROUTER_BLOCK_SIZE, default 128, `--block-size`
+    still accepted as its alias) from 1.0.0; it hands the value to KvRouter, which splits each prompt into blocks of
+    that many tokens before hashing (lib/llm/src/kv_router.rs compute_block_hash_for_seq(tokens, self.block_size);
+    indexer.rs chunks_exact(kv_block_size)), so blocks of another size never match the workers' KV events. Source:
+    ai-dynamo/dynamo components/src/dynamo/router/__main__.py at 9bb1af337 (0.6.1: --block-size), args.py at
+    db88c9530 (1.0.0) and main 2a6da14c8 (1.5.0: --router-block-size, obsolete_flag --block-size, read through
+    components/src/dynamo/common/configuration/utils.py add_argument, which accepts the obsolete flag as an alias)."""
+    s = router.settings.get("block_size") or router.flags.get("kv-cache-block-size")
+    if router.program == "dynamo.router":
+        s = router.flags.get("router-block-size") or s or router.env.get("DYN_ROUTER_BLOCK_SIZE")
+    return s

@@ -45,7 +45,7 @@ class DG405(Rule):
         dep = ctx.deployment
         roles = {w.role for w in dep.workers if w.is_engine or w.program == "image-entrypoint"}
         intent = dep.intent()
-        if intent and not ctx.linked:
+        if intent and not ctx.linked and not ctx.apart:  # a split across files is DG601's
             by_kv_role = [w.role for w in dep.workers if w.is_engine and w.role_from == "connector"]
             one_way = set(by_kv_role)
             if len(by_kv_role) > 1 and len(one_way) == 1 and roles <= one_way | {"aggregated"}:

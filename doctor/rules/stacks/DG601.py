@@ -11,7 +11,10 @@ _DYNAMO = ("dynamo.vllm", "dynamo.sglang", "dynamo.trtllm")
 class DG601(Rule):
     """## What it does
     Reports Dynamo 1.x prefill and decode workers in one file that register in different Dynamo namespaces, or (in
-    releases where the frontend pairs them by model, 1.0 on) under different served model names.
+    releases where the frontend pairs them by model, 1.0 on) under different served model names. Across two files
+    it reports a pair linked by model whose served names differ, and a prefill and decode worker that everything
+    else the files state makes one deployment (the run's only frontend and Dynamo workers, one model and served
+    name, one etcd/NATS endpoint written on both sides) but that register in different namespaces (1.0 on).
 
     In a DynamoGraphDeployment the operator decides the namespace: `globalDynamoNamespace: true` puts a component in
     `dynamo`, every other one in `{namespace}-{graph name}` (ComputeDynamoNamespace in ai-dynamo/dynamo
@@ -57,6 +60,38 @@ class DG601(Rule):
                                       worker=p, related=(ctx.related(d, d.where("served_model_name"), "the decode worker"),), assumed=ctx.assumed(p), roles=(p, d),
                                       fix=Fix("use the same --served-model-name on prefill and decode workers"))
                 yield from self._namespaces(ctx, p, d)
+        yield from self._across_files(ctx)
+        for pair in ctx.pairs:  # linked across files by their model (pairing.across): the name they register under
+            p, d = pair.prefill, pair.decode
+            if not pair.cross_file or p.program not in _DYNAMO or d.program not in _DYNAMO:
+                continue
+            ps, ds = p.settings.get("served_model_name"), d.settings.get("served_model_name")
+            if ps is None or ds is None or not ps.known or not ds.known or str(ps.value) == str(ds.value):
+                continue
+            if any(knowledge.verdict(w.target, "dynamo", by_model) is not True for w in (p, d)):
+                continue
+            yield ctx.pair_finding(self, pair, p, ps.span, f"{p.name} (prefill) registers as {ps.value!r} but {d.name} (decode, {d.path}) as {ds.value!r}: "
+                                   "the frontend pairs prefill and decode by model, so it never pairs them", other_key="served_model_name",
+                                   assumed=ctx.assumed(p), fix=Fix("use the same --served-model-name on prefill and decode workers"))
+
+    def _across_files(self, ctx):
+        """A prefill worker here and a decode worker in another file of the run that pairing.splits shows to be one
+        deployment (the only Dynamo frontend and workers of the run, one model, one etcd/NATS) but that register in
+        different namespaces. From 1.0.0 the frontend activates a decode WorkerSet's prefill router only with prefill
+        workers of the same (model, namespace) ("prefill router activated by same-namespace prefill workers",
+        lib/llm/src/discovery/model_manager.rs, ai-dynamo/dynamo PR #6054 = cb55766c4, merged before the 1.0.0
+        version bump db88c9530; still so in watcher.rs at 2a6da14c8, 1.5.0 main: 'Only a typed Decode endpoint
+        participates in the namespace-level P/D rendezvous'). Before it (0.6.1, watcher.rs at zxue2/dynamo@e20adb44)
+        the frontend activated the prefill router by model name alone: pairing.splits keeps to 1.0.0 on."""
+        for split in ctx.apart:
+            p, d = split.prefill, split.decode
+            if p.path != ctx.path:
+                continue  # reported once, from the prefill's file (and shown at the decode's end too)
+            ps, ds = p.settings[split.key], d.settings[split.key]
+            said = f"is in Dynamo namespace {ps.value!r} but {d.name} (decode, {d.path}) in {ds.value!r}: discovery is per namespace, so they never meet"
+            fix = Fix("run prefill and decode workers in the same Dynamo namespace (DYN_NAMESPACE)")
+            yield ctx.finding(self, ps.span, f"{p.name} (prefill) {said} ({split.why})", worker=p,
+                              related=(ctx.related(d, ds.span, f"{d.name} ({d.role})"),), roles=(p, d), assumed=ctx.assumed(p), fix=fix)
 
     def _namespaces(self, ctx, p, d):
         ps, ds = p.settings.get("namespace"), d.settings.get("namespace")

@@ -16,6 +16,7 @@ from .._connectors import engine_releases, vllm_releases
 # or the dataclass field's Literal, which sglang's add_cli_args_from_dataclass turns into choices: sgl-project/sglang
 # 0116c606 python/sglang/srt/arg_groups/arg_utils.py).
 _VLLM, _SGLANG = "vllm-kv-role", "sglang-disagg-mode"
+_WHO = {_VLLM: "vLLM", _SGLANG: "SGLang"}
 
 
 @functools.cache  # asked once per worker with the same few candidate sets
@@ -30,19 +31,53 @@ def _read(system: str, cands: frozenset[str]) -> frozenset[str] | None:
     return relevant or None
 
 
-def _severity(w, engine: str) -> tuple[Severity | None, str]:
-    """Error where the file names the engine release (an image tag, a pinned package); where it does not, a build
+def _near_miss(value: str, accepted: frozenset[str]) -> str | None:
+    """The accepted value `value` misspells: the same letters in another case or with `-`/`_` swapped (`Prefill`,
+    `kv-producer`), or one edit away (a letter dropped, added, changed or two swapped: `prefil`, `kv_producter`,
+    `kv_both_`) from a value of at least five letters. A fork's new mode is a word of its own (`encode` is two edits
+    from `decode`, sgl-project/sglang#12665), so it is no near miss."""
+    def norm(x: str) -> str:
+        return x.lower().replace("-", "_")
+    for a in sorted(accepted):
+        if norm(a) == norm(value) or (len(a) >= 5 and _one_edit(value, a)):
+            return a
+    return None
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether a and b differ by one insertion, deletion, substitution or swap of two neighbouring letters."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    i = next((k for k in range(len(short)) if short[k] != long_[k]), len(short))
+    return short[i:] == long_[i + 1:]
+
+
+def _span(system: str) -> str:
+    read = knowledge.transport_releases_read(system)
+    return f"from {read[0]} to {read[-1]}" if len(read) > 1 else (read[0] if read else "")
+
+
+def _severity(w, engine: str, system: str, value: str) -> tuple[Severity | None, str]:
+    """Error where the file names the engine release (an image tag, a pinned package). Where it does not, a build
     from a branch or a fork may take values no release does (an SGLang branch took `--disaggregation-mode encode`,
-    sgl-project/sglang#12665), so it is only said as an info."""
+    sgl-project/sglang#12665): a warning when no release we have read accepts the value and it is a near miss of one
+    that is accepted (a fork adds modes, it does not respell them), else an info."""
     if w.target.named(engine):
         return None, ""
+    everywhere = knowledge.transport_names(system, frozenset(knowledge.transport_releases_read(system)))
+    who = _WHO[system]
+    if value not in everywhere and _near_miss(value, everywhere):
+        return Severity.WARNING, f" (no {who} release {_span(system)} accepts it and it misspells one that does; the file does not say which build runs)"
     return Severity.INFO, " (no release accepts it, but the file does not say which build runs: a fork or branch may)"
 
 
 def _near(value: str, accepted: frozenset[str]) -> str:
-    match = difflib.get_close_matches(value, sorted(accepted), n=1, cutoff=0.6) or \
-        [a for a in sorted(accepted) if a.lower() == value.lower()]
-    return f"; did you mean {match[0]!r}?" if match else ""
+    match = _near_miss(value, accepted) or next(iter(difflib.get_close_matches(value, sorted(accepted), n=1, cutoff=0.6)), None)
+    return f"; did you mean {match!r}?" if match else ""
 
 
 class DG214(Rule):
@@ -56,8 +91,10 @@ class DG214(Rule):
     vLLM raises `ValueError: Unsupported kv_role` while it builds its config, and SGLang's argument parser exits with
     "invalid choice": the worker never starts, so the side it was meant to serve has no capacity at all. The
     misspelling is easy to miss because the value still reads as a role to a person (`kv_producter`, `Prefill`).
-    Where the file does not say which engine release runs (no image tag or pinned package), the finding is an info:
-    a build from a branch or fork may accept values that no release does.
+    Where the file does not say which engine release runs (no image tag or pinned package), a build from a branch or
+    fork may accept values that no release does: the finding is a warning when the value misspells an accepted one
+    (a case or `-`/`_` difference, or one edit from it: `prefil`, `kv_consumr`) and no release we have read accepts
+    it, naming the releases read; any other value (`encode`, a fork's own mode) is an info.
 
     ## Example
     ```yaml
@@ -77,7 +114,10 @@ class DG214(Rule):
     code = "DG214"
     name = "role-value-rejected"
     severity = Severity.ERROR
-    also = {Severity.INFO: "a value no release accepts where the file does not name the engine release (a fork or branch build may accept it)"}
+    also = {Severity.WARNING: "a value no release we have read accepts, one edit (or a case or -/_ difference) from an accepted one, where "
+                              "the file does not name the engine release",
+            Severity.INFO: "any other value no release accepts where the file does not name the engine release (a fork or branch build "
+                           "may accept it)"}
 
     def check(self, ctx):
         for w in ctx.deployment.workers:
@@ -105,7 +145,7 @@ class DG214(Rule):
         accepted = knowledge.transport_names(system, releases)
         if not accepted or s.value in accepted:
             return
-        severity, unsure = _severity(w, w.engine)
+        severity, unsure = _severity(w, w.engine, system, s.value)
         listed = ", ".join(sorted(accepted))
         fix = f"set kv_role to one of {listed}" if system == _VLLM else \
             f"use --disaggregation-mode {' or '.join(a for a in sorted(accepted) if a != 'null')}"

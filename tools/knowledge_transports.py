@@ -41,6 +41,11 @@ DYNAMO_RELEASES = (
 )
 TRTLLM_RELEASES = ("0.20.0", "0.21.0", "1.0.0", "1.1.0", "1.2.0", "1.2.1")
 
+# dynamo.trtllm's argument parser and the enums its choices come from, across releases (0.4-0.9: utils/trtllm_utils.py
+# with the enums in request_handlers/handler_base.py or constants.py; 1.0 on: backend_args.py and constants.py)
+_DYNAMO_TRTLLM_ARGS = {f"components/src/dynamo/trtllm/{m}": f"dynamo/trtllm/{m}" for m in (
+    "utils/trtllm_utils.py", "backend_args.py", "constants.py", "request_handlers/handler_base.py")}
+
 SYSTEMS = {
     "vllm": {
         "package": "vllm", "repo": "vllm-project/vllm", "tag": "v{}", "releases": VLLM_RELEASES,
@@ -95,6 +100,20 @@ SYSTEMS = {
                   "python/sglang/srt/arg_groups/fields/disagg.py": "sglang/srt/arg_groups/fields/disagg.py",
                   "python/sglang/srt/disaggregation/utils.py": "sglang/srt/disaggregation/utils.py"},
         "version_file": "sglang/version.py",
+    },
+    "dynamo-trtllm-disagg-mode": {
+        "package": "ai-dynamo", "repo": "ai-dynamo/dynamo", "tag": "v{}", "releases": DYNAMO_RELEASES,
+        "what": "choices of dynamo.trtllm's --disaggregation-mode (its argparse choices: literals, module constants and the "
+                "values of the DisaggregationMode enum the list comprehension walks)",
+        "files": _DYNAMO_TRTLLM_ARGS,
+        "version_file": None,
+    },
+    "dynamo-trtllm-disagg-strategy": {
+        "package": "ai-dynamo", "repo": "ai-dynamo/dynamo", "tag": "v{}", "releases": DYNAMO_RELEASES,
+        "what": "choices of dynamo.trtllm's --disaggregation-strategy (the DisaggregationStrategy enum's values); a release "
+                "without the flag is listed as missing",
+        "files": _DYNAMO_TRTLLM_ARGS,
+        "version_file": None,
     },
     "trtllm": {
         "package": "tensorrt-llm", "repo": "NVIDIA/TensorRT-LLM", "tag": "v{}", "releases": TRTLLM_RELEASES,
@@ -196,6 +215,73 @@ def sglang_choices(texts: dict[str, str], flag: str) -> dict[str, list[str]]:
             found = _strings(choices) if not isinstance(choices, ast.Name) else constants.get(choices.id)
             if found:
                 return {b: [] for b in found}
+    return {}
+
+
+def argparse_choices(texts: dict[str, str], flag: str) -> dict[str, list[str]]:
+    """{choice: []} of the `choices=` of the call that adds `flag` (`parser.add_argument("--x", ...)` or Dynamo's
+    `add_argument(group, flag_name="--x", ...)`), evaluated statically: string literals, module-level string constants,
+    `*` unpacking, and `[m.value for m in SomeEnum if m != SomeEnum.MEMBER]` over an Enum class of these files."""
+    trees = [_parse(t) for t in texts.values()]
+    constants: dict[str, str] = {}
+    enums: dict[str, dict[str, str]] = {}
+    for tree in trees:
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                    and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                constants[node.targets[0].id] = node.value.value
+            elif isinstance(node, ast.ClassDef) and any(getattr(b, "id", getattr(b, "attr", "")) in ("Enum", "str") for b in node.bases):
+                members = {i.targets[0].id: i.value.value for i in node.body if isinstance(i, ast.Assign) and len(i.targets) == 1
+                           and isinstance(i.targets[0], ast.Name) and isinstance(i.value, ast.Constant) and isinstance(i.value.value, str)}
+                if members:
+                    enums[node.name] = members
+
+    def value(node) -> list[str] | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return [node.value]
+        if isinstance(node, ast.Name) and node.id in constants:
+            return [constants[node.id]]
+        if isinstance(node, ast.Starred):
+            return value(node.value)
+        if isinstance(node, (ast.List, ast.Tuple)):
+            out: list[str] = []
+            for e in node.elts:
+                got = value(e)
+                if got is None:
+                    return None
+                out += got
+            return out
+        if isinstance(node, ast.ListComp) and len(node.generators) == 1:
+            gen = node.generators[0]
+            enum = enums.get(getattr(gen.iter, "id", ""))
+            var = getattr(gen.target, "id", None)
+            if enum is None or not (isinstance(node.elt, ast.Attribute) and node.elt.attr == "value" and getattr(node.elt.value, "id", None) == var):
+                return None
+            kept = dict(enum)
+            for cond in gen.ifs:  # `m != Enum.MEMBER` / `m not in (Enum.A, Enum.B)`
+                if not (isinstance(cond, ast.Compare) and getattr(cond.left, "id", None) == var and len(cond.ops) == 1):
+                    return None
+                right = cond.comparators[0]
+                named = [e.attr for e in (right.elts if isinstance(right, (ast.Tuple, ast.List, ast.Set)) else [right]) if isinstance(e, ast.Attribute)]
+                if isinstance(cond.ops[0], (ast.NotEq, ast.NotIn, ast.IsNot)):
+                    kept = {k: v for k, v in kept.items() if k not in named}
+                else:
+                    return None
+            return list(kept.values())
+        return None
+
+    for tree in trees:
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            names = [a.value for a in node.args if isinstance(a, ast.Constant)] + \
+                [k.value.value for k in node.keywords if k.arg == "flag_name" and isinstance(k.value, ast.Constant)]
+            if flag not in names:
+                continue
+            choices = next((k.value for k in node.keywords if k.arg == "choices"), None)
+            found = value(choices) if choices is not None else None
+            if found:
+                return {c: [] for c in dict.fromkeys(found)}
     return {}
 
 
@@ -306,6 +392,10 @@ def read_names(system: str, texts: dict[str, str]) -> dict[str, list[str]]:
         return vllm_registered(texts.get("vllm/distributed/kv_transfer/kv_connector/factory.py", ""))
     if system == "sglang":
         return sglang_backends(texts)
+    if system == "dynamo-trtllm-disagg-mode":
+        return argparse_choices(texts, "--disaggregation-mode")
+    if system == "dynamo-trtllm-disagg-strategy":
+        return argparse_choices(texts, "--disaggregation-strategy")
     if system == "dynamo":
         return dynamo_protocols(texts.get("components/src/dynamo/vllm/kv_connector_protocols.py", ""))
     return trtllm_backends(texts.get("tensorrt_llm/llmapi/llm_args.py", ""))

@@ -15,8 +15,11 @@ from .._connectors import engine_releases, vllm_releases
 # ValueError('Unsupported kv_role'); "sglang-disagg-mode" from --disaggregation-mode's argparse choices (server_args.py,
 # or the dataclass field's Literal, which sglang's add_cli_args_from_dataclass turns into choices: sgl-project/sglang
 # 0116c606 python/sglang/srt/arg_groups/arg_utils.py).
-_VLLM, _SGLANG = "vllm-kv-role", "sglang-disagg-mode"
-_WHO = {_VLLM: "vLLM", _SGLANG: "SGLang"}
+# "dynamo-trtllm-disagg-mode" from dynamo.trtllm's own --disaggregation-mode choices per Dynamo release (0.4-0.9
+# utils/trtllm_utils.py, 1.0 on backend_args.py: `[mode.value for mode in DisaggregationMode]`, plus `agg`/`pd` from
+# 1.3; Dynamo's add_argument passes `choices` to argparse with type str, so a value off the list exits at start).
+_VLLM, _SGLANG, _TRTLLM = "vllm-kv-role", "sglang-disagg-mode", "dynamo-trtllm-disagg-mode"
+_WHO = {_VLLM: "vLLM", _SGLANG: "SGLang", _TRTLLM: "Dynamo"}
 
 
 @functools.cache  # asked once per worker with the same few candidate sets
@@ -84,12 +87,14 @@ class DG214(Rule):
     """## What it does
     Reports a role value the engine refuses at start: a vLLM `kv_role` other than the values `KVTransferConfig`
     accepts in the targeted release (`kv_producer`, `kv_consumer`, `kv_both` in every release from 0.6.5 to 0.34), and
-    an SGLang `--disaggregation-mode` that is none of its choices (`null`, `prefill`, `decode`). Both lists are read
-    from each release's source, and the values are compared as the engines compare them (case matters).
+    an SGLang `--disaggregation-mode` that is none of its choices (`null`, `prefill`, `decode`), and a `dynamo.trtllm`
+    `--disaggregation-mode` that is none of Dynamo's own choices for it (`prefill_and_decode`, `prefill`, `decode`,
+    `encode` from 0.5, `agg` and `pd` from 1.3; `prefill_and_decode` until 1.3). The lists are read from each
+    release's source, and the values are compared as the programs compare them (case matters).
 
     ## Why is this bad?
-    vLLM raises `ValueError: Unsupported kv_role` while it builds its config, and SGLang's argument parser exits with
-    "invalid choice": the worker never starts, so the side it was meant to serve has no capacity at all. The
+    vLLM raises `ValueError: Unsupported kv_role` while it builds its config, and SGLang's (or Dynamo's) argument parser
+    exits with "invalid choice": the worker never starts, so the side it was meant to serve has no capacity at all. The
     misspelling is easy to miss because the value still reads as a role to a person (`kv_producter`, `Prefill`).
     Where the file does not say which engine release runs (no image tag or pinned package), a build from a branch or
     fork may accept values that no release does: the finding is a warning when the value misspells an accepted one
@@ -138,16 +143,25 @@ class DG214(Rule):
                 if releases is not None:
                     yield from self._check(ctx, w, s, _SGLANG, releases, f"--disaggregation-mode {s.value!r} is none of SGLang's choices",
                                            "its argument parser exits at start, so this server never runs", "")
+            elif w.program == "dynamo.trtllm":
+                s = w.settings.get("disaggregation_mode")
+                if s is None or s.origin != "--disaggregation-mode":
+                    continue
+                releases = _read(_TRTLLM, w.target.releases("dynamo"))
+                if releases is not None:
+                    yield from self._check(ctx, w, s, _TRTLLM, releases, f"--disaggregation-mode {s.value!r} is none of dynamo.trtllm's choices",
+                                           "Dynamo's argument parser exits at start, so this worker never runs",
+                                           f"{w.target.describe('dynamo')}; ", system_name="dynamo")
 
-    def _check(self, ctx, w, s, system: str, releases: frozenset[str], what: str, then: str, described: str):
+    def _check(self, ctx, w, s, system: str, releases: frozenset[str], what: str, then: str, described: str, system_name: str = ""):
         if not s.known or not isinstance(s.value, str):
             return
         accepted = knowledge.transport_names(system, releases)
         if not accepted or s.value in accepted:
             return
-        severity, unsure = _severity(w, w.engine, system, s.value)
+        severity, unsure = _severity(w, system_name or w.engine, system, s.value)
         listed = ", ".join(sorted(accepted))
         fix = f"set kv_role to one of {listed}" if system == _VLLM else \
-            f"use --disaggregation-mode {' or '.join(a for a in sorted(accepted) if a != 'null')}"
+            f"use --disaggregation-mode {' or '.join(a for a in sorted(accepted) if a not in ('null', 'prefill_and_decode'))}"
         yield ctx.finding(self, s.span, f"{w.name}: {what} ({listed}): {then}{unsure}{_near(s.value, accepted)} "
                           f"[{described}{knowledge.transport_source(system, releases)}]", worker=w, severity=severity, fix=Fix(fix))

@@ -77,7 +77,10 @@ def read_internal(doc: SourceDocument, dep: Deployment, target: Target) -> None:
         env = env_from_k8s(doc, ("deployment", i, "envs"), node.get("envs"))
         reader = ShellReader(doc.text, base_env=env)
         host = _node_host(doc, i)
-        for launch in reader.read(text, scalar_offsets(doc, path, text)):
+        # the harness splits server_cmd with shlex (RemoteOpenAIServer in tests/e2e/conftest.py: `shlex.split(vllm_serve_args)`),
+        # so a line break is a space there, not the end of a command as in a shell (a folded scalar keeps the breaks of
+        # its more-indented lines); one character for one, so positions stay
+        for launch in reader.read(text.replace("\n", " "), scalar_offsets(doc, path, text)):
             w = new_worker(launch.command, path=doc.path, name=f"node {i}", host=host, hints=[], env=launch.env, target=target)
             if i in roles:
                 _set_role(w, *roles[i])

@@ -256,3 +256,17 @@ def test_the_first_factory_shape_is_read_too():
             '            from .simple_connector import SimpleConnector\n            return SimpleConnector(rank, local_rank, config)\n')
     assert transports.vllm_registered(text) == {n: ["vllm.distributed.kv_transfer.kv_connector.simple_connector", "SimpleConnector"]
                                                for n in ("PyNcclConnector", "MooncakeConnector")}
+
+
+def test_release_candidates_sort_before_their_release():
+    from disagg.schemas.knowledge import version_key
+    tags = ["0.13.0", "0.13.0rc3", "0.7.3.post1", "0.13.0rc1", "0.7.3", "0.12.0rc1", "0.10.1.1"]
+    assert sorted(tags, key=version_key) == ["0.7.3", "0.7.3.post1", "0.10.1.1", "0.12.0rc1", "0.13.0rc1", "0.13.0rc3", "0.13.0"]
+    assert version_key("latest") == ()
+
+
+def test_the_committed_vllm_ascend_table_reads_its_register_connector_calls():
+    data = json.loads((ROOT / "schemas" / "knowledge" / "generated" / "transports.json").read_text())["vllm-ascend"]
+    assert data["missing"] == [] and data["releases"]["0.25.1rc1"]["commit"]
+    assert data["names"]["MooncakeConnectorV1"]["in"][-1][-1] == "0.25.1rc1"
+    assert transports.read_names("vllm-ascend", {"a.py": 'KVConnectorFactory.register_connector("XConnector", "pkg.mod", "X")'}) == {"XConnector": ["pkg.mod", "X"]}

@@ -39,6 +39,13 @@ DYNAMO_RELEASES = (
     "0.4.0", "0.4.1", "0.5.0", "0.5.1", "0.6.0", "0.6.1", "0.7.0", "0.7.1", "0.8.0", "0.8.1", "0.9.0", "0.9.1", "1.0.0", "1.0.1",
     "1.0.2", "1.1.0", "1.1.1", "1.2.0", "1.2.1", "1.3.0", "1.3.1", "1.4.0", "1.4.1", "1.4.2", "1.5.0", "1.5.1", "1.6.0", "1.6.1",
 )
+# vllm-project/vllm-ascend release tags that register KV connectors (v0.7.3 on; read from a git mirror of the repo)
+VLLM_ASCEND_RELEASES = (
+    "0.7.3", "0.7.3.post1", "0.8.4rc1", "0.8.4rc2", "0.8.5rc1", "0.9.0rc1", "0.9.0rc2", "0.9.1rc1", "0.9.1rc2", "0.9.1rc3", "0.9.1",
+    "0.9.2rc1", "0.10.0rc1", "0.10.1rc1", "0.10.2rc1", "0.11.0rc0", "0.11.0rc1", "0.11.0rc2", "0.11.0rc3", "0.11.0", "0.12.0rc1",
+    "0.13.0rc1", "0.13.0rc2", "0.13.0rc3", "0.13.0", "0.14.0rc1", "0.15.0rc1", "0.16.0rc1", "0.17.0rc1", "0.18.0rc1", "0.18.0",
+    "0.19.1rc1", "0.20.2rc1", "0.21.0rc1", "0.22.1rc1", "0.23.0rc1", "0.23.0", "0.24.0rc1", "0.25.1rc1",
+)
 TRTLLM_RELEASES = ("0.20.0", "0.21.0", "1.0.0", "1.1.0", "1.2.0", "1.2.1")
 
 # dynamo.trtllm's argument parser and the enums its choices come from, across releases (0.4-0.9: utils/trtllm_utils.py
@@ -113,6 +120,14 @@ SYSTEMS = {
         "what": "choices of dynamo.trtllm's --disaggregation-strategy (the DisaggregationStrategy enum's values); a release "
                 "without the flag is listed as missing",
         "files": _DYNAMO_TRTLLM_ARGS,
+        "version_file": None,
+    },
+    "vllm-ascend": {
+        "package": "vllm-ascend", "repo": "vllm-project/vllm-ascend", "tag": "v{}", "releases": VLLM_ASCEND_RELEASES,
+        "what": "names the vllm-ascend plugin registers with vLLM's KVConnectorFactory.register_connector when it loads "
+                "(its register_connector entry point)",
+        "files": {"vllm_ascend/distributed/__init__.py": "vllm_ascend/distributed/__init__.py",
+                  "vllm_ascend/distributed/kv_transfer/__init__.py": "vllm_ascend/distributed/kv_transfer/__init__.py"},
         "version_file": None,
     },
     "trtllm": {
@@ -390,6 +405,8 @@ def read_names(system: str, texts: dict[str, str]) -> dict[str, list[str]]:
         return sglang_choices(texts, "--disaggregation-mode")
     if system in ("vllm", "dynamo-vllm"):
         return vllm_registered(texts.get("vllm/distributed/kv_transfer/kv_connector/factory.py", ""))
+    if system == "vllm-ascend":
+        return {name: where for text in texts.values() for name, where in vllm_registered(text).items()}
     if system == "sglang":
         return sglang_backends(texts)
     if system == "dynamo-trtllm-disagg-mode":

@@ -82,6 +82,7 @@ def read_internal(doc: SourceDocument, dep: Deployment, target: Target) -> None:
         # its more-indented lines); one character for one, so positions stay
         for launch in reader.read(text.replace("\n", " "), scalar_offsets(doc, path, text)):
             w = new_worker(launch.command, path=doc.path, name=f"node {i}", host=host, hints=[], env=launch.env, target=target)
+            w.set("vllm_plugin", "vllm-ascend", None, f"vllm-ascend's nightly multi-node harness ({SOURCE})")
             if i in roles:
                 _set_role(w, *roles[i])
             dep.workers.append(w)
@@ -115,6 +116,7 @@ def read_external(doc: SourceDocument, dep: Deployment, target: Target) -> None:
             if cmd is None:
                 continue
             w = new_worker(cmd, path=doc.path, name=f"node {i} rank {r}", host=_node_host(doc, i), hints=[], env=env, target=target)
+            w.set("vllm_plugin", "vllm-ascend", None, f"vllm-ascend's nightly multi-node harness ({SOURCE})")
             if i in roles:
                 group, span = roles[i]
                 _set_role(w, _GROUP_ROLES.get(group), f"node {i} in routing.groups.{group}, where the harness's proxy sends it", span)

@@ -9,6 +9,7 @@ from disagg.schemas.knowledge import version_key
 from ...finding import Fix, Severity
 from ...registry import Rule
 from .._connectors import engine_releases, vllm_releases
+from .._spelling import near_miss as _near_miss
 
 # The values each release accepts are generated (transports.json): "vllm-kv-role" from KVTransferConfig.kv_role's
 # Literal (or the list its __post_init__ checks), with the pattern "rejects_other" where __post_init__ raises
@@ -32,31 +33,6 @@ def _read(system: str, cands: frozenset[str]) -> frozenset[str] | None:
         return None
     relevant = cands & frozenset(read)
     return relevant or None
-
-
-def _near_miss(value: str, accepted: frozenset[str]) -> str | None:
-    """The accepted value `value` misspells: the same letters in another case or with `-`/`_` swapped (`Prefill`,
-    `kv-producer`), or one edit away (a letter dropped, added, changed or two swapped: `prefil`, `kv_producter`,
-    `kv_both_`) from a value of at least five letters. A fork's new mode is a word of its own (`encode` is two edits
-    from `decode`, sgl-project/sglang#12665), so it is no near miss."""
-    def norm(x: str) -> str:
-        return x.lower().replace("-", "_")
-    for a in sorted(accepted):
-        if norm(a) == norm(value) or (len(a) >= 5 and _one_edit(value, a)):
-            return a
-    return None
-
-
-def _one_edit(a: str, b: str) -> bool:
-    """Whether a and b differ by one insertion, deletion, substitution or swap of two neighbouring letters."""
-    if a == b or abs(len(a) - len(b)) > 1:
-        return False
-    if len(a) == len(b):
-        diff = [i for i in range(len(a)) if a[i] != b[i]]
-        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
-    short, long_ = (a, b) if len(a) < len(b) else (b, a)
-    i = next((k for k in range(len(short)) if short[k] != long_[k]), len(short))
-    return short[i:] == long_[i + 1:]
 
 
 def _span(system: str) -> str:

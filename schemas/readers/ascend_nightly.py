@@ -69,6 +69,11 @@ def read_internal(doc: SourceDocument, dep: Deployment, target: Target) -> None:
             if isinstance(n, int):
                 roles[n] = (role, f"node {n} in disaggregated_prefill.{key}, where the harness's proxy sends {role}",
                             Span(*doc.marks.value(("disaggregated_prefill", key, j))))
+    # the harness refuses an index past num_nodes before it starts any proxy (DisaggregatedPrefillCfg._validate raises
+    # "Disaggregated prefill index out of range", internal_dp/scripts/multi_node_config.py): then nothing is routed
+    rejected = isinstance(data.get("num_nodes"), int) and any(n >= data["num_nodes"] for n in roles)
+    if rejected:
+        roles = {}
     for i, node in enumerate(data["deployment"]):
         if not isinstance(node, dict) or not isinstance(node.get("server_cmd"), str):
             continue
@@ -85,6 +90,9 @@ def read_internal(doc: SourceDocument, dep: Deployment, target: Target) -> None:
             w.set("vllm_plugin", "vllm-ascend", None, f"vllm-ascend's nightly multi-node harness ({SOURCE})")
             if i in roles:
                 _set_role(w, *roles[i])
+            if rejected:
+                w.notes.append(f"disaggregated_prefill names a node index past num_nodes ({data['num_nodes']}): the harness stops with "
+                               "'Disaggregated prefill index out of range' before it starts a proxy, so no node is routed")
             dep.workers.append(w)
 
 

@@ -123,6 +123,29 @@ def test_vllm_kv_roles_are_the_literal_of_kv_role_or_the_list_post_init_checks()
     assert transports.kv_roles({"config.py": "class Other:\n    kv_role: Literal['x'] = 'x'\n"}) == {}
 
 
+def test_dynamo_trtllm_mode_choices_are_evaluated_from_literals_constants_and_the_enum():
+    enum = 'class Mode(Enum):\n    AGG = "both"\n    P = "prefill"\n    D = "decode"\n'
+    old = 'p.add_argument("--disaggregation-mode", type=str, default="both", choices=[m.value for m in Mode])'
+    new = ('AGG = "agg"\nPD = "pd"\nadd_argument(g, flag_name="--disaggregation-mode", env_var="E", default=AGG,\n'
+           '    choices=[AGG, PD, *[m.value for m in Mode if m != Mode.AGG]], help="h")\n')
+    assert list(transports.argparse_choices({"constants.py": enum, "utils.py": old}, "--disaggregation-mode")) == ["both", "prefill", "decode"]
+    assert list(transports.argparse_choices({"constants.py": enum, "args.py": new}, "--disaggregation-mode")) == ["agg", "pd", "prefill", "decode"]
+    # a filter it cannot evaluate, or an enum it does not have, gives nothing rather than a guess
+    odd = 'p.add_argument("--disaggregation-mode", choices=[m.value for m in Mode if m.value.startswith("p")])'
+    assert transports.argparse_choices({"constants.py": enum, "u.py": odd}, "--disaggregation-mode") == {}
+    assert transports.argparse_choices({"u.py": old}, "--disaggregation-mode") == {}
+    assert transports.argparse_choices({"constants.py": enum, "u.py": old}, "--disaggregation-strategy") == {}
+
+
+def test_the_committed_dynamo_trtllm_tables_cover_the_releases_that_have_the_flags():
+    data = json.loads((ROOT / "schemas" / "knowledge" / "generated" / "transports.json").read_text())
+    mode, strategy = data["dynamo-trtllm-disagg-mode"], data["dynamo-trtllm-disagg-strategy"]
+    assert mode["missing"] == [] and mode["names"]["prefill"]["in"] == [["0.4.0", "1.6.1"]]
+    assert mode["names"]["agg"]["in"] == [["1.3.0", "1.6.1"]] and mode["names"]["prefill_and_decode"]["in"] == [["0.4.0", "1.3.1"]]
+    assert sorted(strategy["names"]) == ["decode_first", "prefill_first"]
+    assert strategy["names"]["prefill_first"]["in"] == [["0.4.0", "0.6.1"]] and "0.7.0" in strategy["missing"]
+
+
 def test_the_committed_role_tables_cover_every_pinned_release():
     data = json.loads((ROOT / "schemas" / "knowledge" / "generated" / "transports.json").read_text())
     for system, first, last in (("vllm-kv-role", "0.6.5", "0.34.0"), ("sglang-disagg-mode", "0.4.6", "0.5.23")):
@@ -233,3 +256,17 @@ def test_the_first_factory_shape_is_read_too():
             '            from .simple_connector import SimpleConnector\n            return SimpleConnector(rank, local_rank, config)\n')
     assert transports.vllm_registered(text) == {n: ["vllm.distributed.kv_transfer.kv_connector.simple_connector", "SimpleConnector"]
                                                for n in ("PyNcclConnector", "MooncakeConnector")}
+
+
+def test_release_candidates_sort_before_their_release():
+    from disagg.schemas.knowledge import version_key
+    tags = ["0.13.0", "0.13.0rc3", "0.7.3.post1", "0.13.0rc1", "0.7.3", "0.12.0rc1", "0.10.1.1"]
+    assert sorted(tags, key=version_key) == ["0.7.3", "0.7.3.post1", "0.10.1.1", "0.12.0rc1", "0.13.0rc1", "0.13.0rc3", "0.13.0"]
+    assert version_key("latest") == ()
+
+
+def test_the_committed_vllm_ascend_table_reads_its_register_connector_calls():
+    data = json.loads((ROOT / "schemas" / "knowledge" / "generated" / "transports.json").read_text())["vllm-ascend"]
+    assert data["missing"] == [] and data["releases"]["0.25.1rc1"]["commit"]
+    assert data["names"]["MooncakeConnectorV1"]["in"][-1][-1] == "0.25.1rc1"
+    assert transports.read_names("vllm-ascend", {"a.py": 'KVConnectorFactory.register_connector("XConnector", "pkg.mod", "X")'}) == {"XConnector": ["pkg.mod", "X"]}

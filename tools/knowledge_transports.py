@@ -10,7 +10,6 @@ upstream code is kept: only names, the module and class a name loads, and where 
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import io
 import json
@@ -39,7 +38,19 @@ DYNAMO_RELEASES = (
     "0.4.0", "0.4.1", "0.5.0", "0.5.1", "0.6.0", "0.6.1", "0.7.0", "0.7.1", "0.8.0", "0.8.1", "0.9.0", "0.9.1", "1.0.0", "1.0.1",
     "1.0.2", "1.1.0", "1.1.1", "1.2.0", "1.2.1", "1.3.0", "1.3.1", "1.4.0", "1.4.1", "1.4.2", "1.5.0", "1.5.1", "1.6.0", "1.6.1",
 )
+# vllm-project/vllm-ascend release tags that register KV connectors (v0.7.3 on; read from a git mirror of the repo)
+VLLM_ASCEND_RELEASES = (
+    "0.7.3", "0.7.3.post1", "0.8.4rc1", "0.8.4rc2", "0.8.5rc1", "0.9.0rc1", "0.9.0rc2", "0.9.1rc1", "0.9.1rc2", "0.9.1rc3", "0.9.1",
+    "0.9.2rc1", "0.10.0rc1", "0.10.1rc1", "0.10.2rc1", "0.11.0rc0", "0.11.0rc1", "0.11.0rc2", "0.11.0rc3", "0.11.0", "0.12.0rc1",
+    "0.13.0rc1", "0.13.0rc2", "0.13.0rc3", "0.13.0", "0.14.0rc1", "0.15.0rc1", "0.16.0rc1", "0.17.0rc1", "0.18.0rc1", "0.18.0",
+    "0.19.1rc1", "0.20.2rc1", "0.21.0rc1", "0.22.1rc1", "0.23.0rc1", "0.23.0", "0.24.0rc1", "0.25.1rc1",
+)
 TRTLLM_RELEASES = ("0.20.0", "0.21.0", "1.0.0", "1.1.0", "1.2.0", "1.2.1")
+
+# dynamo.trtllm's argument parser and the enums its choices come from, across releases (0.4-0.9: utils/trtllm_utils.py
+# with the enums in request_handlers/handler_base.py or constants.py; 1.0 on: backend_args.py and constants.py)
+_DYNAMO_TRTLLM_ARGS = {f"components/src/dynamo/trtllm/{m}": f"dynamo/trtllm/{m}" for m in (
+    "utils/trtllm_utils.py", "backend_args.py", "constants.py", "request_handlers/handler_base.py")}
 
 SYSTEMS = {
     "vllm": {
@@ -96,6 +107,28 @@ SYSTEMS = {
                   "python/sglang/srt/disaggregation/utils.py": "sglang/srt/disaggregation/utils.py"},
         "version_file": "sglang/version.py",
     },
+    "dynamo-trtllm-disagg-mode": {
+        "package": "ai-dynamo", "repo": "ai-dynamo/dynamo", "tag": "v{}", "releases": DYNAMO_RELEASES,
+        "what": "choices of dynamo.trtllm's --disaggregation-mode (its argparse choices: literals, module constants and the "
+                "values of the DisaggregationMode enum the list comprehension walks)",
+        "files": _DYNAMO_TRTLLM_ARGS,
+        "version_file": None,
+    },
+    "dynamo-trtllm-disagg-strategy": {
+        "package": "ai-dynamo", "repo": "ai-dynamo/dynamo", "tag": "v{}", "releases": DYNAMO_RELEASES,
+        "what": "choices of dynamo.trtllm's --disaggregation-strategy (the DisaggregationStrategy enum's values); a release "
+                "without the flag is listed as missing",
+        "files": _DYNAMO_TRTLLM_ARGS,
+        "version_file": None,
+    },
+    "vllm-ascend": {
+        "package": "vllm-ascend", "repo": "vllm-project/vllm-ascend", "tag": "v{}", "releases": VLLM_ASCEND_RELEASES,
+        "what": "names the vllm-ascend plugin registers with vLLM's KVConnectorFactory.register_connector when it loads "
+                "(its register_connector entry point)",
+        "files": {"vllm_ascend/distributed/__init__.py": "vllm_ascend/distributed/__init__.py",
+                  "vllm_ascend/distributed/kv_transfer/__init__.py": "vllm_ascend/distributed/kv_transfer/__init__.py"},
+        "version_file": None,
+    },
     "trtllm": {
         "package": "tensorrt-llm", "repo": "NVIDIA/TensorRT-LLM", "tag": "v{}", "releases": TRTLLM_RELEASES,
         "what": "values of CacheTransceiverConfig.backend (cache_transceiver_config.backend)",
@@ -135,163 +168,18 @@ PATTERNS = {
 }
 
 
-# --- reading one release ---------------------------------------------------------------------------------------
+# --- reading one release (the readers live in knowledge_transport_readers.py) ------------------------------------
 
-_FACTORY_PACKAGE = "vllm.distributed.kv_transfer.kv_connector"
-
-
-def vllm_registered(text: str) -> dict[str, list[str]]:
-    """{name: [module, class]} of every `register_connector("Name", "module", "Class")` call with literal arguments;
-    for the first factory (0.6.5-0.6.6), the names of its `supported_kv_connector` list and the class it imports."""
-    out: dict[str, list[str]] = {}
-    tree = _parse(text)
-    for fn in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
-        names = next((_strings(a.value) for a in ast.walk(fn) if isinstance(a, ast.Assign) and len(a.targets) == 1
-                      and isinstance(a.targets[0], ast.Name) and a.targets[0].id == "supported_kv_connector"), None)
-        imports = [(f"{_FACTORY_PACKAGE}.{i.module}" if i.level == 1 else i.module or "", i.names[0].name)
-                   for i in ast.walk(fn) if isinstance(i, ast.ImportFrom) and len(i.names) == 1]
-        if names and len(imports) == 1:
-            out.update({name: list(imports[0]) for name in names})
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "register_connector":
-            args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-            kw = {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)}
-            names = args + [kw[k] for k in ("name", "module_path", "class_name") if k in kw]
-            if len(names) >= 3:
-                out[names[0]] = [names[1], names[2]]
-    return out
-
-
-def sglang_backends(texts: dict[str, str]) -> dict[str, list[str]]:
-    """{backend: []} of `--disaggregation-transfer-backend`'s choices."""
-    return sglang_choices(texts, "--disaggregation-transfer-backend")
-
-
-def sglang_choices(texts: dict[str, str], flag: str) -> dict[str, list[str]]:
-    """{choice: []} of an SGLang flag's choices: an `add_argument` call's `choices=`, or the field's `Arg(choices=...)`
-    (the field is the flag's name with underscores), a literal or a module-level list named there."""
-    field = flag.lstrip("-").replace("-", "_")
-    constants: dict[str, list[str]] = {}
-    trees = [_parse(t) for t in texts.values()]
-    for tree in trees:
-        for node in tree.body:
-            target, value = (node.targets[0], node.value) if isinstance(node, ast.Assign) and len(node.targets) == 1 else \
-                (node.target, node.value) if isinstance(node, ast.AnnAssign) and node.value is not None else (None, None)
-            strings = _strings(value)
-            if isinstance(target, ast.Name) and strings is not None:
-                constants[target.id] = strings
-    for tree in trees:
-        for node in ast.walk(tree):
-            choices = None
-            if isinstance(node, ast.Call) and any(isinstance(a, ast.Constant) and a.value == flag for a in node.args):
-                choices = next((k.value for k in node.keywords if k.arg == "choices"), None)
-            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == field:
-                for call in (n for n in ast.walk(node.annotation) if isinstance(n, ast.Call)):
-                    choices = next((k.value for k in call.keywords if k.arg == "choices"), choices)
-                if choices is None:  # `A[Literal["null", "prefill", "decode"], "help"]`: the Literal is the choices
-                    choices = next((sub.slice for sub in ast.walk(node.annotation) if isinstance(sub, ast.Subscript)
-                                    and getattr(sub.value, "id", getattr(sub.value, "attr", "")) == "Literal"), None)
-            if choices is None:
-                continue
-            found = _strings(choices) if not isinstance(choices, ast.Name) else constants.get(choices.id)
-            if found:
-                return {b: [] for b in found}
-    return {}
-
-
-def dynamo_protocols(text: str) -> dict[str, list[str]]:
-    """{name: [module, protocol class or 'wrapper']} of KV_CONNECTOR_PROTOCOLS' keys and MULTI_CONNECTOR_WRAPPERS."""
-    out: dict[str, list[str]] = {}
-    module = "dynamo.vllm.kv_connector_protocols"
-    for node in _parse(text).body:
-        target, value = (node.targets[0], node.value) if isinstance(node, ast.Assign) and len(node.targets) == 1 else \
-            (node.target, node.value) if isinstance(node, ast.AnnAssign) and node.value is not None else (None, None)
-        if not isinstance(target, ast.Name):
-            continue
-        if target.id == "KV_CONNECTOR_PROTOCOLS" and isinstance(value, ast.Dict):
-            for k, v in zip(value.keys, value.values):
-                if isinstance(k, ast.Constant) and isinstance(k.value, str):
-                    out[k.value] = [module, v.id if isinstance(v, ast.Name) else "protocol"]
-        elif target.id == "MULTI_CONNECTOR_WRAPPERS":
-            for name in _strings(value) or []:
-                out[name] = [module, "wrapper"]
-    return out
-
-
-def trtllm_backends(text: str) -> dict[str, list[str]]:
-    """{backend: []} of the `backend` field of `class CacheTransceiverConfig`: the strings of its `Literal[...]`."""
-    for node in ast.walk(_parse(text)):
-        if isinstance(node, ast.ClassDef) and node.name == "CacheTransceiverConfig":
-            for item in node.body:
-                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.target.id == "backend":
-                    for sub in ast.walk(item.annotation):
-                        if isinstance(sub, ast.Subscript) and getattr(sub.value, "id", getattr(sub.value, "attr", "")) == "Literal":
-                            found = _strings(sub.slice)
-                            if found:
-                                return {b: [] for b in found}
-    return {}
-
-
-def _parse(text: str) -> ast.Module:
-    try:
-        return ast.parse(text)
-    except SyntaxError:
-        return ast.Module(body=[], type_ignores=[])
-
-
-def _strings(node) -> list[str] | None:
-    if isinstance(node, (ast.List, ast.Tuple, ast.Set)) and node.elts and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
-        return [e.value for e in node.elts]
-    return None
-
-
-def kv_config_fields(texts: dict[str, str]) -> dict[str, list[str]]:
-    """{field: []} of the annotated fields of `class KVTransferConfig`."""
-    for text in texts.values():
-        for node in ast.walk(_parse(text)):
-            if isinstance(node, ast.ClassDef) and node.name == "KVTransferConfig":
-                return {i.target.id: [] for i in node.body if isinstance(i, ast.AnnAssign) and isinstance(i.target, ast.Name)}
-    return {}
-
-
-def _alias_strings(node: ast.AST, aliases: dict[str, ast.AST], seen: tuple[str, ...] = ()) -> list[str]:
-    """The string constants in `node`, following module-level names it uses (`Literal[KVProducer, KVConsumer]`)."""
-    out: list[str] = []
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
-            out.append(sub.value)
-        elif isinstance(sub, ast.Name) and sub.id in aliases and sub.id not in seen:
-            out += _alias_strings(aliases[sub.id], aliases, seen + (sub.id,))
-    return out
-
-
-def kv_roles(texts: dict[str, str]) -> dict[str, list[str]]:
-    """{role: []} of the values `KVTransferConfig.kv_role` accepts: the strings of the `Literal` its annotation names
-    (module-level aliases such as `KVRole = Literal[KVProducer, KVConsumer]` resolved), or, in releases that typed it
-    `str`, the list `__post_init__` compares it with (`self.kv_role not in ["kv_producer", ...]`)."""
-    for text in texts.values():
-        tree = _parse(text)
-        aliases: dict[str, ast.AST] = {}
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                aliases[node.targets[0].id] = node.value
-            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-                aliases[node.target.id] = node.value
-            elif type(node).__name__ == "TypeAlias":  # `type KVRole = Literal[...]` (Python 3.12)
-                aliases[node.name.id] = node.value
-
-        for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "KVTransferConfig"):
-            for item in cls.body:
-                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.target.id == "kv_role":
-                    found = [v for v in dict.fromkeys(_alias_strings(item.annotation, aliases)) if v.startswith("kv_")]
-                    if found:
-                        return {v: [] for v in found}
-            for cmp in (n for n in ast.walk(cls) if isinstance(n, ast.Compare)):
-                if isinstance(cmp.left, ast.Attribute) and cmp.left.attr == "kv_role" and isinstance(cmp.ops[0], ast.NotIn):
-                    found = _strings(cmp.comparators[0])
-                    if found:
-                        return {v: [] for v in found}
-    return {}
+from knowledge_transport_readers import (  # noqa: E402
+    argparse_choices,
+    dynamo_protocols,
+    kv_config_fields,
+    kv_roles,
+    sglang_backends,
+    sglang_choices,
+    trtllm_backends,
+    vllm_registered,
+)
 
 
 def read_names(system: str, texts: dict[str, str]) -> dict[str, list[str]]:
@@ -304,8 +192,14 @@ def read_names(system: str, texts: dict[str, str]) -> dict[str, list[str]]:
         return sglang_choices(texts, "--disaggregation-mode")
     if system in ("vllm", "dynamo-vllm"):
         return vllm_registered(texts.get("vllm/distributed/kv_transfer/kv_connector/factory.py", ""))
+    if system == "vllm-ascend":
+        return {name: where for text in texts.values() for name, where in vllm_registered(text).items()}
     if system == "sglang":
         return sglang_backends(texts)
+    if system == "dynamo-trtllm-disagg-mode":
+        return argparse_choices(texts, "--disaggregation-mode")
+    if system == "dynamo-trtllm-disagg-strategy":
+        return argparse_choices(texts, "--disaggregation-strategy")
     if system == "dynamo":
         return dynamo_protocols(texts.get("components/src/dynamo/vllm/kv_connector_protocols.py", ""))
     return trtllm_backends(texts.get("tensorrt_llm/llmapi/llm_args.py", ""))

@@ -38,6 +38,7 @@ RULE_MODULES = (
     "stacks.DG602",
     "stacks.DG603",
     "stacks.DG604",
+    "stacks.DG605",
     "stacks.DG611",
     "stacks.DG621",
     "live.DG501",

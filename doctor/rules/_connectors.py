@@ -18,12 +18,13 @@ from disagg.schemas.model import Worker
 
 _DYNAMO_PATCHED = "DynamoNixlConnector"
 
-# Names the vllm-ascend plugin adds to vLLM's KVConnectorFactory when it loads (vllm-project/vllm-ascend at 9d8cc21,
-# vllm_ascend/distributed/kv_transfer/__init__.py register_connector): where vllm-ascend is installed they are
-# registered, so near-spellings of built-ins (MooncakeHybridConnector ~ MooncakeConnector) are no misspellings.
-ASCEND_PLUGIN_CONNECTORS = frozenset({
-    "MooncakeConnectorV1", "MooncakeHybridConnector", "MooncakeConnectorStoreV1", "AscendStoreConnector",
-    "MooncakeLayerwiseConnector", "UCMConnector", "RecomputeCPUOffloadConnector", "SfaRemoteD2HConnector"})
+# Names the vllm-ascend plugin adds to vLLM's KVConnectorFactory when it loads (its register_connector entry point):
+# generated per release tag (transports.json "vllm-ascend", v0.7.3..v0.25.1rc1), plus one registered on its main branch
+# after the last tag read (vllm-project/vllm-ascend at 9d8cc21, vllm_ascend/distributed/kv_transfer/__init__.py). Where
+# vllm-ascend is installed they are registered, so near-spellings of built-ins (MooncakeHybridConnector ~
+# MooncakeConnector) are no misspellings.
+ASCEND = "vllm-ascend"
+ASCEND_PLUGIN_CONNECTORS = knowledge.transport_names(ASCEND, frozenset(knowledge.transport_releases_read(ASCEND))) | {"SfaRemoteD2HConnector"}
 # Of those, the point-to-point ones whose direction is the kv_role: they start a sending thread only when kv_role is
 # kv_producer and a receiving one otherwise (vllm-ascend at 182b75e, kv_p2p/mooncake_connector.py and
 # kv_p2p/mooncake_hybrid_connector.py, `if self.kv_role == "kv_producer": self.kv_send_thread = ...`).
@@ -110,6 +111,13 @@ def _resolution(name: str, module_path: str | None, mode: Any, releases: frozens
         fact = knowledge.fact("vllm.dynamo_patched_connector")
         return "registered", frozenset({("ai-dynamo-vllm", name)}), fact.cite()
     return "unregistered", frozenset(), f"not registered in {described} [{knowledge.transport_source('vllm', releases)}]"
+
+def runs_vllm_ascend(w: Worker) -> str | None:
+    """Why the file says this vLLM worker runs with the vllm-ascend plugin (its image, or vllm-ascend's own nightly
+    harness, which the readers record as the `vllm_plugin` setting), or None."""
+    s = w.settings.get("vllm_plugin")
+    return s.origin if s is not None and s.value == ASCEND else None
+
 
 def worker_uses(w: Worker) -> list[ConnectorUse] | None:
     """The connectors a vLLM worker's file states (None when it states none or they are set at run time)."""

@@ -16,13 +16,18 @@ from typing import NamedTuple
 _VERSION_TEXT = r"v?(\d+)\.(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:\.?post(\d+))?"
 
 
+_KEY_TEXT = r"v?(\d+)\.(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:rc(\d+))?(?:\.?post(\d+))?"
+_FINAL = 1 << 30  # a release sorts after its release candidates (vllm-ascend's tags: 0.13.0rc3 < 0.13.0)
+
+
 @lru_cache(maxsize=4096)
 def version_key(text: str) -> tuple[int, ...]:
-    """Sortable key of a release name (`0.10.1.1`, `0.7.0.post1`, `v1.2`); () when it is none."""
-    m = re.fullmatch(_VERSION_TEXT, text.strip())
+    """Sortable key of a release name (`0.10.1.1`, `0.7.0.post1`, `v1.2`, `0.13.0rc3`); () when it is none."""
+    m = re.fullmatch(_KEY_TEXT, text.strip())
     if not m:
         return ()
-    return tuple(int(g or 0) for g in m.groups())
+    major, minor, patch, extra, rc, post = m.groups()
+    return (int(major), int(minor), int(patch or 0), int(extra or 0), int(rc) if rc else _FINAL, int(post or 0))
 
 
 def parse_version(text: str) -> str | None:

@@ -69,6 +69,11 @@ def read_internal(doc: SourceDocument, dep: Deployment, target: Target) -> None:
             if isinstance(n, int):
                 roles[n] = (role, f"node {n} in disaggregated_prefill.{key}, where the harness's proxy sends {role}",
                             Span(*doc.marks.value(("disaggregated_prefill", key, j))))
+    # the harness refuses an index past num_nodes before it starts any proxy (DisaggregatedPrefillCfg._validate raises
+    # "Disaggregated prefill index out of range", internal_dp/scripts/multi_node_config.py): then nothing is routed
+    rejected = isinstance(data.get("num_nodes"), int) and any(n >= data["num_nodes"] for n in roles)
+    if rejected:
+        roles = {}
     for i, node in enumerate(data["deployment"]):
         if not isinstance(node, dict) or not isinstance(node.get("server_cmd"), str):
             continue
@@ -77,10 +82,17 @@ def read_internal(doc: SourceDocument, dep: Deployment, target: Target) -> None:
         env = env_from_k8s(doc, ("deployment", i, "envs"), node.get("envs"))
         reader = ShellReader(doc.text, base_env=env)
         host = _node_host(doc, i)
-        for launch in reader.read(text, scalar_offsets(doc, path, text)):
+        # the harness splits server_cmd with shlex (RemoteOpenAIServer in tests/e2e/conftest.py: `shlex.split(vllm_serve_args)`),
+        # so a line break is a space there, not the end of a command as in a shell (a folded scalar keeps the breaks of
+        # its more-indented lines); one character for one, so positions stay
+        for launch in reader.read(text.replace("\n", " "), scalar_offsets(doc, path, text)):
             w = new_worker(launch.command, path=doc.path, name=f"node {i}", host=host, hints=[], env=launch.env, target=target)
+            w.set("vllm_plugin", "vllm-ascend", None, f"vllm-ascend's nightly multi-node harness ({SOURCE})")
             if i in roles:
                 _set_role(w, *roles[i])
+            if rejected:
+                w.notes.append(f"disaggregated_prefill names a node index past num_nodes ({data['num_nodes']}): the harness stops with "
+                               "'Disaggregated prefill index out of range' before it starts a proxy, so no node is routed")
             dep.workers.append(w)
 
 
@@ -112,6 +124,7 @@ def read_external(doc: SourceDocument, dep: Deployment, target: Target) -> None:
             if cmd is None:
                 continue
             w = new_worker(cmd, path=doc.path, name=f"node {i} rank {r}", host=_node_host(doc, i), hints=[], env=env, target=target)
+            w.set("vllm_plugin", "vllm-ascend", None, f"vllm-ascend's nightly multi-node harness ({SOURCE})")
             if i in roles:
                 group, span = roles[i]
                 _set_role(w, _GROUP_ROLES.get(group), f"node {i} in routing.groups.{group}, where the harness's proxy sends it", span)

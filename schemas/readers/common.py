@@ -55,6 +55,8 @@ def new_worker(cmd: Command, *, path: str, name: str, host: Host, hints: list[st
     w = Worker(name=name, role="unknown", role_why="", program=cmd.program, engine=engine, system=system, path=path, span=cmd.start,
                target=target.copy(), host=host, labels=dict(labels or {}))
     image_evidence(w.target, image)
+    if engine == "vllm" and isinstance(image, str) and image.split("@")[0].split(":")[0].rstrip("/").rsplit("/", 1)[-1] == "vllm-ascend":
+        w.set("vllm_plugin", "vllm-ascend", None, f"image {image}")  # vllm-ascend's images (quay.io/ascend/vllm-ascend) install the plugin
     engines.apply_env(w, {k: Setting(a.text, a.span, f"env {k}") for k, a in env.items()})
     engines.apply_env(w, {k: Setting(a.text, a.span, f"env {k}") for k, a in cmd.env.items()})
     engines.apply_command(w, cmd)

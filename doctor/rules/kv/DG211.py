@@ -39,8 +39,9 @@ class DG211(Rule):
     `MooncakeConnector`, and vLLM V0's `PyNcclConnector`, `LMCacheConnector` and `MooncakeStoreConnector`, by the class
     the targeted release loads for the name; vllm-ascend's `MooncakeConnectorV1` and `MooncakeHybridConnector`, by
     the name its plugin registers) when no instance can send KV
-    (all `kv_consumer`) or none can load it (all `kv_producer`). The finding points at one `kv_role` and names the
-    other.
+    (all `kv_consumer`) or none can load it (all `kv_producer`), and an instance that a proxy of the file sends decode
+    traffic to while it is `kv_producer` (or prefill traffic while it is `kv_consumer`). The finding points at one
+    `kv_role` and names the other, or the proxy's address for it.
 
     ## Why is this bad?
     vLLM decides the direction from `kv_role` (`KVTransferConfig.is_kv_producer` / `is_kv_consumer`): the P2pNccl
@@ -76,10 +77,9 @@ class DG211(Rule):
                 continue
             groups.setdefault(str(conn.value), []).append(w)
         for name, ws in groups.items():
-            if len(ws) < 2:
-                continue
             roles = [str(w.known("kv_role")).lower() for w in ws]
-            if any(r in _LOADS for r in roles) and any(r in _SENDS for r in roles):
+            if len(ws) < 2 or (any(r in _LOADS for r in roles) and any(r in _SENDS for r in roles)):
+                yield from self._routed(ctx, name, ws)
                 continue
             first, second = ws[0], ws[1]
             if all(r == "kv_producer" for r in roles):
@@ -91,3 +91,17 @@ class DG211(Rule):
             rel = ctx.related(second, second.where("kv_role"), f"{second.name}, also {roles[1]}")
             yield ctx.finding(self, first.where("kv_role"), f"{name}: all {len(ws)} instances ({', '.join(w.name for w in ws[:3])}) are {what}",
                               worker=first, related=(rel,), fix=Fix(f"set kv_role {want} on the {'decode' if want == 'kv_consumer' else 'prefill'} instance"))
+
+    def _routed(self, ctx, name: str, ws: list):
+        """A proxy of the file that sends decode traffic to a kv_producer, or prefill traffic to a kv_consumer, of a
+        connector whose direction is the kv_role (the proxy's ports or URLs name the instance: schemas/roles.py)."""
+        for w in ws:
+            routed, role = w.settings.get("routed_as"), str(w.known("kv_role")).lower()
+            if routed is None or (routed.value, role) not in (("decode", "kv_producer"), ("prefill", "kv_consumer")):
+                continue
+            what = "it never loads KV, so it prefills every prompt again" if role == "kv_producer" else "it never sends KV, so the decode side waits for KV that never comes"
+            want = "kv_consumer" if role == "kv_producer" else "kv_producer"
+            yield ctx.finding(self, w.where("kv_role"), f"{name}: {routed.origin} sends {w.name} {routed.value} traffic, but it is {role}: {what}",
+                              worker=w, related=(ctx.related(w, routed.span, "the proxy's address for it"),),
+                              fix=Fix(f"set kv_role {want} on {w.name}"))
+

@@ -5,7 +5,8 @@ from disagg.schemas.knowledge import version_key
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._connectors import ASCEND_PLUGIN_CONNECTORS, engine_releases, every, leaves, resolve, vllm_releases, worker_uses
+from .._connectors import ASCEND, ASCEND_PLUGIN_CONNECTORS, engine_releases, every, leaves, resolve, runs_vllm_ascend, vllm_releases, worker_uses
+from .._spelling import near_miss
 
 
 def _near(word: str, names, cutoff: float = 0.85) -> str | None:
@@ -28,6 +29,10 @@ def _pd_by_flags(w) -> bool:
     """The worker's own flags make it a prefill or decode worker: only then does dynamo.vllm resolve a P/D protocol."""
     mode = w.known("disaggregation_mode")
     return (isinstance(mode, str) and mode.lower() in ("prefill", "decode")) or "is-prefill-worker" in w.flags or "is-decode-worker" in w.flags
+
+
+def _every_vllm_name() -> frozenset[str]:
+    return knowledge.transport_names("vllm", frozenset(knowledge.transport_releases_read("vllm")))
 
 
 def _span(releases: frozenset[str]) -> str:
@@ -67,7 +72,9 @@ class DG212(Rule):
     code = "DG212"
     name = "kv-connector-unregistered"
     severity = Severity.ERROR
-    also = {Severity.INFO: "a connector class loaded from kv_connector_module_path, which no registry describes; a kv_connector name "
+    also = {Severity.WARNING: "on a worker the file runs with vllm-ascend (its image, its nightly harness), a kv_connector name that "
+                              "no vLLM or vllm-ascend release registers and that is one edit from one they do",
+            Severity.INFO: "a connector class loaded from kv_connector_module_path, which no registry describes; a kv_connector name "
                            "that is no misspelling of a registered one (a vLLM plugin may register it); an SGLang backend that "
                            "is no built-in choice where a plugin may add choices (add_disagg_transfer_backend_choices, 0.5.2 on)"}
 
@@ -114,12 +121,25 @@ class DG212(Rule):
                 yield ctx.finding(self, where, f"{w.name}: kv_connector {use.name!r} is {r.why}{also}: vLLM exits at start "
                                   f"(\"Unsupported connector type\"){hint}", worker=w,
                                   fix=Fix(f"use {near!r}" if near else "use a connector the deployed vLLM registers, or give kv_connector_module_path"))
+            elif (ascend := runs_vllm_ascend(w)) and use.name not in ASCEND_PLUGIN_CONNECTORS and \
+                    (meant := near_miss(use.name, ASCEND_PLUGIN_CONNECTORS) or near_miss(use.name, _every_vllm_name())):
+                yield from self._ascend_misspelt(ctx, w, use.name, meant, ascend, described)
             else:
                 # vLLM plugins (platform and general plugins, loaded before the engine builds its connector) may register
                 # more names: one that is no misspelling of a built-in may be theirs (vllm-ascend's MooncakeConnectorV1)
                 yield ctx.finding(self, where, f"{w.name}: kv_connector {use.name!r} is {r.why}: valid only if a vLLM plugin registers it, "
                                   "else vLLM exits at start (\"Unsupported connector type\"); the connector checks cannot compare it",
                                   worker=w, severity=Severity.INFO, fix=Fix("check that the image installs the plugin that registers this connector"))
+
+    def _ascend_misspelt(self, ctx, w, name: str, meant: str, ascend: str, described: str):
+        """A name neither vLLM nor vllm-ascend registers in any release read, one edit from one they do, on a worker
+        the file runs with vllm-ascend: a warning, since a newer plugin build than the tags read may add names (it
+        adds words of its own, it does not respell its names)."""
+        read = knowledge.transport_releases_read(ASCEND)
+        yield ctx.finding(self, w.where("kv_connector"), f"{w.name}: kv_connector {name!r} is registered neither in {described} "
+                          f"nor by any vllm-ascend release from {read[0]} to {read[-1]}, which runs it ({ascend}) "
+                          f"[{knowledge.transport_source(ASCEND, frozenset(read))}]: vLLM exits at start (\"Unsupported connector type\"); "
+                          f"did you mean {meant!r}?", worker=w, severity=Severity.WARNING, fix=Fix(f"use {meant!r}"))
 
     def _transfer_mode(self, ctx, w, use, releases, described):
         mode = use.extra.get("transfer_mode")

@@ -40,6 +40,7 @@ RULE_MODULES = (
     "stacks.DG604",
     "stacks.DG611",
     "stacks.DG621",
+    "stacks.DG631",
     "live.DG501",
     "live.DG502",
     "live.DG503",

@@ -114,8 +114,9 @@ def _routed(deps: Iterable[Deployment], lonely_p: list[Worker], lonely_d: list[W
 
     SGLang's PD router (`sglang_router.launch_router --pd-disaggregation --prefill URL --decode URL`, mini-lb or not)
     sends every request to a --prefill server and a --decode server with the same bootstrap room; it compares neither
-    the model nor anything else of the two (sgl-project/sglang python/sglang/srt/disaggregation/mini_lb.py
-    `generate`, and the Rust PD router's prefill/decode worker lists). TensorRT-LLM's disaggregated server does the
+    the model nor anything else of the two (sgl-project/sglang@001c2ae python/sglang/srt/disaggregation/mini_lb.py:
+    `select_pair` picks any prefill and any decode URL, `generate` posts the request to both; the Rust PD router
+    keeps the same prefill/decode URL lists). TensorRT-LLM's disaggregated server does the
     same with its context and generation URLs (roles._ROUTED_ENGINE). So the servers its URLs name exchange KV
     whatever their models: the link holds where the model differs, which is what DG205 must see. A URL names a server
     of another file only by the exact address that server binds (`--host 10.0.0.5 --port 30002`): a wildcard or

@@ -15,10 +15,11 @@ from .._helpers import connector_of
 # Environment variables are LMCACHE_ + the key in capitals, read only when no LMCACHE_CONFIG_FILE is given
 # (docs/source/api_reference/configurations.rst: "The environment variable configurations will be ignored if the
 # configuration file is present"). A role other than sender/receiver (newer releases accept `both` with
-# pd_bidirectional) is not judged.
+# pd_bidirectional) is not judged. A switch is on when its text, stripped of quotes, is true or 1 in any case
+# (lmcache/v1/config_base.py _to_bool and _parse_quoted_string at 082c501).
 _ROLE_ENV = ("LMCACHE_PD_ROLE", "LMCACHE_NIXL_ROLE")
 _ON_ENV = ("LMCACHE_ENABLE_PD", "LMCACHE_ENABLE_NIXL", "LMCACHE_ENABLE_XPYD")
-_TRUE = ("true", "1", "yes", "on")
+_TRUE = ("true", "1")
 
 
 def lmcache_role(w):
@@ -30,7 +31,7 @@ def lmcache_role(w):
     if "LMCACHE_CONFIG_FILE" in w.env:
         return None
     on = [w.env[k] for k in _ON_ENV if k in w.env]
-    if not on or not all(s.known for s in on) or not any(str(s.value).strip().lower() in _TRUE for s in on):
+    if not on or not all(s.known for s in on) or not any(str(s.value).strip().strip("'\"").lower() in _TRUE for s in on):
         return None
     role = next((w.env[k] for k in _ROLE_ENV if k in w.env), None)
     if role is None or not role.known or str(role.value) not in ("sender", "receiver"):

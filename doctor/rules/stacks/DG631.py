@@ -10,8 +10,10 @@ from .._helpers import connector_of
 # side channel and blocks until a receiver answers: LMCache/LMCache lmcache/v1/storage_backend/connector/
 # nixl_connector_v2.py at 0e65d2f, nixl_utils.py NixlRole SENDER/RECEIVER) or LMCACHE_PD_ROLE (pd_role, with
 # nixl_role an alias of it: lmcache/v1/config.py _CONFIG_ALIASES at 000620e; the PD backend's sender asks the
-# receiver to allocate and writes into it, the receiver pre-allocates and only reads: pd_backend.py PDConfig). The
-# switch that turns it on is LMCACHE_ENABLE_NIXL (enable_nixl) or LMCACHE_ENABLE_PD (enable_pd; enable_xpyd an alias).
+# receiver to allocate and writes into it, the receiver pre-allocates and only reads: pd_backend.py PDConfig; config.py
+# validate: "PDBackend is now one way from producer to receiver only"). The switch that turns it on is
+# LMCACHE_ENABLE_NIXL (enable_nixl, the 0.3.0 era; later releases no longer read it, so there the transfer is off and
+# no KV moves either) or LMCACHE_ENABLE_PD (enable_pd; enable_xpyd an alias).
 # Environment variables are LMCACHE_ + the key in capitals, read only when no LMCACHE_CONFIG_FILE is given
 # (docs/source/api_reference/configurations.rst: "The environment variable configurations will be ignored if the
 # configuration file is present"). A role other than sender/receiver (newer releases accept `both` with
@@ -48,10 +50,10 @@ class DG631(Rule):
 
     ## Why is this bad?
     LMCache's P/D transfer is one-way: the sender pushes KV into buffers the receiver has allocated, and the receiver
-    only reads them. Two senders both wait for a receiver that never answers (the side-channel handshake blocks);
-    two receivers wait for KV nobody sends, so the decode engine computes every prompt again; swapped roles send the
-    decode engine's KV to the prefill engine. vLLM's `kv_role` does not change this: LMCache decides from its own
-    role.
+    only reads them. Two senders have no receiver (in the NIXL pipe of LMCache 0.3 the sender's side-channel
+    handshake waits for one); two receivers wait for KV nobody sends, so the decode engine computes every prompt
+    again; swapped roles send the decode engine's KV to the prefill engine. vLLM's `kv_role` does not change this:
+    LMCache decides from its own role.
 
     ## Example
     ```bash
@@ -80,7 +82,7 @@ class DG631(Rule):
             if dr is None or pr is None or (pr[0], dr[0]) == ("sender", "receiver"):
                 continue
             if pr[0] == dr[0]:
-                what = ("both are LMCache senders: each waits for a receiver that never answers, and no KV moves" if pr[0] == "sender"
+                what = ("both are LMCache senders: LMCache moves KV from a sender to a receiver only, and neither receives" if pr[0] == "sender"
                         else "both are LMCache receivers: nobody sends KV, so the decode engine computes every prompt again")
             else:
                 what = "the prefill engine is LMCache's receiver and the decode engine its sender: KV would flow from decode to prefill"

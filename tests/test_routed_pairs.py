@@ -72,3 +72,11 @@ def test_checked_in_processes_the_router_file_still_links_the_pair(tmp_path, mon
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     results = lint_paths([str(folder)], RULES, LintOptions())
     assert "DG205" in _codes(results, "error")
+
+
+def test_a_decode_file_given_alone_finds_its_prefill_through_the_router_of_its_folder(tmp_path, cli):
+    folder = _folder(tmp_path, decode_model="Qwen/Qwen3-8B")
+    r = cli("doctor", str(folder / "d.sh"))
+    assert "DG205 [error]" in r.out and r.code == 1, r.out
+    r = cli("doctor", "--no-partner-search", str(folder / "d.sh"))
+    assert "DG205" not in r.out, r.out

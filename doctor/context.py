@@ -73,9 +73,12 @@ class LintContext:
 
     # --- fixes on Dynamo v0 YAML (a section's keys) --------------------------------------------------------------
 
-    def fix_set_key(self, section: str, key: str, value: str, title: str, safe: bool = True) -> Fix:
-        """Set `key: value` in `section`: replace the value where the section sets it, else insert the key."""
+    def fix_set_key(self, section: str | None, key: str, value: str, title: str, safe: bool = True) -> Fix:
+        """Set `key: value` in `section`: replace the value where the section sets it, else insert the key. No
+        section (a v0 config read from a string inside the file): the fix is said, not edited."""
         doc = self.deployment.doc
+        if section is None:
+            return Fix(title)
         data = doc.data if doc is not None and isinstance(doc.data, dict) else {}
         sec = data.get(section)
         if doc is None or not isinstance(sec, dict) and sec is not None:

@@ -9,6 +9,8 @@ import os
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from disagg.schemas import pairing
+
 from .check import lint_results
 from .context import LintOptions
 from .files import FileResult, read_path
@@ -57,7 +59,7 @@ def _light(r: FileResult) -> tuple[FileResult, _Waits | None]:
     if r.deployment is not None:
         paired = {id(w) for p in r.pairs for w in p.ends()}
         alone = [w for w in r.deployment.workers if w.role in ("prefill", "decode") and id(w) not in paired]
-        if alone or r.deployment.links:
+        if alone or r.deployment.links or pairing.routes_across(r.deployment):
             folders = {os.path.dirname(r.path)} | {os.path.dirname(w.path or r.path) for w in alone}
             waits = _Waits(tuple(sorted(folders)), bool(r.deployment.links))
     out = FileResult(r.path, r.error)

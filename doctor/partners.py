@@ -38,7 +38,8 @@ def lonely_roles(results: list[FileResult]) -> dict[str, set[str]]:
 
 
 def search_partners(results: list[FileResult], options: LintOptions, fmt: str = "auto") -> list[FileResult]:
-    """Files (not among `results`) in the folder of a file with a lonely worker that hold a worker of the other role."""
+    """Files (not among `results`) in the folder of a file with a lonely worker that hold a worker of the other role,
+    or a PD router naming servers (pairing._routed)."""
     wanted = lonely_roles(results)
     if not wanted:
         return []
@@ -53,7 +54,8 @@ def search_partners(results: list[FileResult], options: LintOptions, fmt: str = 
             given.add(os.path.realpath(path))
             r = _read(path, False, options, fmt)
             dep = r.deployment
-            if dep is not None and any(pairing.engines_of(dep, role) for role in other):
+            # a PD router that names servers by address says which of them pair, whatever else they differ in
+            if dep is not None and (any(pairing.engines_of(dep, role) for role in other) or pairing.routes_across(dep)):
                 found.append(r)
     return found
 

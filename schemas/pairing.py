@@ -16,7 +16,8 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from . import knowledge
-from .model import Branch, Deployment, Pair, Worker
+from .model import Branch, Deployment, Pair, Worker, is_loopback
+from .roles import _ROUTED_ENGINE, _host_port
 
 _SCOPE_LABELS = ("llm-d.ai/model", "app", "app.kubernetes.io/name", "llm-d.ai/inferenceServing", "llm-d.ai/guide")
 
@@ -89,15 +90,68 @@ def across(deps: Iterable[Deployment], paired: set[int]) -> list[Pair]:
         for w in engines_of(dep, "decode"):
             if id(w) not in paired:
                 lonely_d.append(w)
+    routed = _routed(deps, lonely_p, lonely_d)
+    linked = {id(w) for pair in routed for w in pair.ends()}
     pairs = []
     for p in lonely_p:
         for d in lonely_d:
             if d.path == p.path or os.path.dirname(d.path) != os.path.dirname(p.path) or _family(d) != _family(p):
                 continue
+            if id(d) in linked or id(p) in linked:
+                continue  # a router of the folder says whom they serve with: no link by resemblance besides
             why = _link(d, p)
             if why:
                 pairs.append(Pair(d, p, why, _apart_kinds(kinds.get(d.path), kinds.get(p.path))))
-    return _alternatives(pairs)
+    return routed + _alternatives(pairs)
+
+
+def routes_across(dep: Deployment) -> bool:
+    """The file holds a PD router naming servers by URL: it may link servers of other files of its folder (`_routed`)."""
+    return any(w.program in _ROUTED_ENGINE and any(isinstance(getattr(w.settings.get(k), "value", None), list)
+                                                   for k in ("router_prefill", "router_decode")) for w in dep.workers)
+
+
+def _routed(deps: Iterable[Deployment], lonely_p: list[Worker], lonely_d: list[Worker]) -> list[Pair]:
+    """Prefill and decode servers of different files that one PD router sends the two halves of each request to.
+
+    SGLang's PD router (`sglang_router.launch_router --pd-disaggregation --prefill URL --decode URL`, mini-lb or not)
+    sends every request to a --prefill server and a --decode server with the same bootstrap room; it compares neither
+    the model nor anything else of the two (sgl-project/sglang@001c2ae python/sglang/srt/disaggregation/mini_lb.py:
+    `select_pair` picks any prefill and any decode URL, `generate` posts the request to both; the Rust PD router
+    keeps the same prefill/decode URL lists). TensorRT-LLM's disaggregated server does the
+    same with its context and generation URLs (roles._ROUTED_ENGINE). So the servers its URLs name exchange KV
+    whatever their models: the link holds where the model differs, which is what DG205 must see. A URL names a server
+    of another file only by the exact address that server binds (`--host 10.0.0.5 --port 30002`): a wildcard or
+    loopback bind in another file may be another machine, and then only the resemblance links below apply."""
+    by_address: dict[tuple[str, str, str], list[Worker]] = {}
+    for w in [*lonely_p, *lonely_d]:
+        host = w.flags.get("host")
+        if host is None or not host.known or str(host.value) in ("", "0.0.0.0", "::", "[::]") or is_loopback(str(host.value)):
+            continue
+        for engine, default_port in _ROUTED_ENGINE.values():
+            if w.engine == engine:
+                by_address.setdefault((engine, str(host.value), str(w.known("port", default_port))), []).append(w)
+    if not by_address:
+        return []
+    pairs = []
+    for dep in deps:
+        for router in dep.workers:
+            if router.program not in _ROUTED_ENGINE:
+                continue
+            engine = _ROUTED_ENGINE[router.program][0]
+            named: dict[str, list[tuple[Worker, str]]] = {"prefill": [], "decode": []}
+            for key, role in (("router_prefill", "prefill"), ("router_decode", "decode")):
+                s = router.settings.get(key)
+                for url, _span in (s.value if s is not None and isinstance(s.value, list) else ()):
+                    host, port = _host_port(url)
+                    for w in by_address.get((engine, host or "", port or ""), ()):
+                        if w.role == role and os.path.dirname(w.path) == os.path.dirname(router.path):
+                            named[role].append((w, url))
+            for d, d_url in named["decode"]:
+                for p, p_url in named["prefill"]:
+                    if d.path != p.path:
+                        pairs.append(Pair(d, p, f"the router {router.name} in {os.path.basename(router.path)} sends prefill to {p_url} and decode to {d_url}"))
+    return pairs
 
 
 _CONTAINERS = ("kubernetes", "dynamo-graph", "helm-values", "llm-d", "compose")

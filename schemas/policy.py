@@ -12,9 +12,11 @@ _ROUTING = ("remote_prefill", "conditional_disagg", "max_local_prefill_length", 
 
 
 def v0_decode(dep: Deployment) -> Worker | None:
-    """The Dynamo v0 decode worker that applies the remote-prefill rule (the `VllmWorker` section)."""
+    """The Dynamo v0 decode worker that applies the remote-prefill rule (the `VllmWorker` section; a v0 config read
+    from a string, such as a DynamoGraphDeployment's DYN_DEPLOYMENT_CONFIG, names its workers by their section but has
+    no section fixes could edit)."""
     for w in dep.workers:
-        if w.section == ("VllmWorker",) and w.program == "dynamo-v0:vllm":
+        if w.program == "dynamo-v0:vllm" and (w.section == ("VllmWorker",) or (w.section is None and w.name == "VllmWorker")):
             return w
     return None
 

@@ -132,8 +132,12 @@ def _line_col(raw: bytes, offset: int) -> tuple[int, int]:
     return line, col
 
 
-def load_documents(path: str, text: str) -> list[SourceDocument]:
-    """Every YAML document of `text`, with positions. Raises ConfigError for anything that is not clean YAML."""
+def load_documents(path: str, text: str, last_key_wins: bool = False) -> list[SourceDocument]:
+    """Every YAML document of `text`, with positions. Raises ConfigError for anything that is not clean YAML.
+
+    `last_key_wins`: a key written twice in one mapping keeps its last value instead of being an error, as the
+    reader that consumes the text does (sigs.k8s.io/yaml `Unmarshal`, not `UnmarshalStrict`: kubernetes-sigs/yaml
+    yaml_test.go TestUnmarshal / TestYAMLToJSONStrict)."""
     if len(text) > MAX_BYTES:
         raise ConfigError(path, 1, 1, f"file is over {MAX_BYTES // 2**20} MiB; configs that large are refused")
     if yaml is None:
@@ -159,7 +163,7 @@ def load_documents(path: str, text: str) -> list[SourceDocument]:
         marks = SourceMap()
         budget = [MAX_NODES]
         try:
-            data = _convert(path, node, (), marks, budget, 0)
+            data = _convert(path, node, (), marks, budget, 0, last_key_wins)
         except RecursionError:
             raise ConfigError(path, *_pos(node)[:2], "nested too deeply") from None
         docs.append(SourceDocument(path=path, text=text, data=data, marks=marks, lines=lines))
@@ -170,7 +174,7 @@ _MAX_DEPTH = 200
 _PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
-def _convert(path: str, node: yaml.Node, at: Path, marks: SourceMap, budget: list[int], depth: int) -> Any:
+def _convert(path: str, node: yaml.Node, at: Path, marks: SourceMap, budget: list[int], depth: int, last_key_wins: bool = False) -> Any:
     budget[0] -= 1
     if budget[0] < 0:
         p = _pos(node)
@@ -194,13 +198,18 @@ def _convert(path: str, node: yaml.Node, at: Path, marks: SourceMap, budget: lis
             if key in out:
                 if merged:
                     continue  # a merged key yields to the mapping's own one and to earlier merged ones (YAML 1.1 merge)
-                p, first = _pos(key_node), marks.keys[at + (key,)]
-                raise ConfigError(path, p.line, p.column, f"duplicate key {key!r} (first defined at line {first.line}); YAML keeps only the last")
+                if not last_key_wins:
+                    p, first = _pos(key_node), marks.keys[at + (key,)]
+                    raise ConfigError(path, p.line, p.column, f"duplicate key {key!r} (first defined at line {first.line}); YAML keeps only the last")
+                del out[key]  # the later value, at its own place: forget where the earlier one was
+                for table in (marks.keys, marks.values):
+                    for k in [k for k in table if k[:len(at) + 1] == at + (key,)]:
+                        del table[k]
             marks.keys[at + (key,)] = _pos(key_node)
-            out[key] = _convert(path, value_node, at + (key,), marks, budget, depth + 1)
+            out[key] = _convert(path, value_node, at + (key,), marks, budget, depth + 1, last_key_wins)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(path, item, at + (i,), marks, budget, depth + 1) for i, item in enumerate(node.value)]
+        return [_convert(path, item, at + (i,), marks, budget, depth + 1, last_key_wins) for i, item in enumerate(node.value)]
     try:
         return _constructor.construct_object(node, deep=True)
     except yaml.constructor.ConstructorError as exc:

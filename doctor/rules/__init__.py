@@ -41,6 +41,7 @@ RULE_MODULES = (
     "stacks.DG605",
     "stacks.DG611",
     "stacks.DG621",
+    "stacks.DG631",
     "live.DG501",
     "live.DG502",
     "live.DG503",

@@ -97,6 +97,8 @@ def read_production_stack(doc: SourceDocument, dep: Deployment, target: Target) 
         cmd = Command("vllm", w.words, flags, spans, positional, {}, Span(*doc.marks.key(base)))
         name = str(ms.get("name", i))
         env = env_from_k8s(doc, base + ("env",), ms.get("env"))
+        if lm is not None and lm.get("enabled"):
+            env.update(_pstack_lmcache_env(doc, base + ("lmcacheConfig",), lm))
         image = f"{ms.get('repository')}:{ms.get('tag')}" if ms.get("repository") and ms.get("tag") else None
         worker = new_worker(cmd, path=doc.path, name=f"modelSpec/{name}", host=Host("pod", name, f"pod:{doc.path}:{name}"), hints=[], env=env,
                             target=target, image=image, labels={"model": name})
@@ -112,6 +114,24 @@ def read_production_stack(doc: SourceDocument, dep: Deployment, target: Target) 
         worker.gpus = _pstack_gpus(doc, base, ms)
         worker.notes.append("the production-stack chart builds the rest of the pod; only what the values set is checked")
         dep.workers.append(worker)
+
+
+def _go_true(value: Any) -> bool:
+    """Go template truth (`if`, `ternary`): false, 0, "" and empty collections are false; any other string is true."""
+    return bool(value) if not isinstance(value, str) else value != ""
+
+
+def _pstack_lmcache_env(doc: SourceDocument, base: tuple, lm: dict) -> dict[str, Arg]:
+    """The LMCache P/D variables the chart sets from lmcacheConfig when enablePD holds (deployment-vllm-multi.yaml,
+    after the modelSpec's own env, so they win): LMCACHE_ENABLE_NIXL from enableNixl, LMCACHE_NIXL_ROLE from nixlRole."""
+    out: dict[str, Arg] = {}
+    if not _go_true(lm.get("enablePD")):
+        return out
+    if "enableNixl" in lm and not _templated(lm["enableNixl"]):
+        out["LMCACHE_ENABLE_NIXL"] = Arg("True" if _go_true(lm["enableNixl"]) else "False", Span(*doc.marks.value(base + ("enableNixl",))), ())
+    if "nixlRole" in lm and not _templated(lm["nixlRole"]):
+        out["LMCACHE_NIXL_ROLE"] = Arg(str(lm["nixlRole"]), Span(*doc.marks.value(base + ("nixlRole",))), ())
+    return out
 
 
 def _pstack_gpus(doc: SourceDocument, base: tuple, ms: dict) -> Setting:

@@ -227,3 +227,5 @@ def _embedded(doc: SourceDocument, dep: Deployment, env: dict, raw_env: Any, bas
             w.notes.append("read from the Dynamo v0 config in " + item["name"])
             w.section = None  # fixes cannot edit inside the JSON string
             dep.workers.append(w)
+        # `key: false` passes no argument at all (dynamo.v0.false_dropped): what DG101 (remote-prefill) and DG404 read
+        dep.issues.extend(i._replace(span=to_file(i.span)) for i in sub.issues if i.kind == "false_dropped")

@@ -10,10 +10,13 @@ from ..source import ConfigError, SourceDocument, Span, load_documents
 from .common import scalar_offsets
 
 
-def embedded_yaml(doc: SourceDocument, path: tuple, text: str) -> tuple[list[SourceDocument], Callable[[Span], Span]] | None:
-    """The documents of a YAML string value and a function from their spans to spans in `doc`; None if not YAML."""
+def embedded_yaml(doc: SourceDocument, path: tuple, text: str, literal: Callable[[str], str] | None = None,
+                  last_key_wins: bool = False) -> tuple[list[SourceDocument], Callable[[Span], Span]] | None:
+    """The documents of a YAML string value and a function from their spans to spans in `doc`; None if not YAML.
+    `literal`: what to read instead of the text, each character where it was (Go template actions as placeholders);
+    `last_key_wins`: a key written twice keeps its last value, where the consumer reads it so (source.load_documents)."""
     try:
-        inner = load_documents(doc.path, text)
+        inner = load_documents(doc.path, literal(text) if literal else text, last_key_wins=last_key_wins)
     except ConfigError:
         return None
     offs = scalar_offsets(doc, path, text)

@@ -67,13 +67,19 @@ def read_modelservice_preset(doc: SourceDocument, dep: Deployment, target: Targe
         text = doc.data["data"].get(key)
         if not isinstance(text, str):
             continue
-        found = embedded_yaml(doc, ("data", key), text)
+        # the controller renders the preset's `{{ }}` actions (llm-d-model-service internal/controller
+        # child_resources.go, BaseConfig templates: `{{ "app_port" | getPort }}`, `{{ .HFModelName }}`) before it
+        # reads the YAML: read with each action a value set at render time (Unknown). It reads it with
+        # sigs.k8s.io/yaml Unmarshal (BaseConfigFromCM), which keeps the last of a key written twice.
+        found = embedded_yaml(doc, ("data", key), text, literal=literal_text, last_key_wins=True)
         if found is None or not found[0] or not isinstance(found[0][0].data, dict):
             continue
         inner, to_file = found
         sub = Deployment(path=doc.path, format="llm-d")
         kube.read_object(inner[0], sub, target)
+        conds = gotemplate.conditional_spans(text, lambda off, t=text: _line_col(t, off))
         for w in sub.workers:
+            gotemplate.mark(w, conds)
             w.path = doc.path
             w.span = to_file(w.span)
             w.settings = {k: Setting(s.value, to_file(s.span) if s.span else None, s.origin) for k, s in w.settings.items()}

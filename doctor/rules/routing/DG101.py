@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from disagg.schemas.cmdline import flag_name
 
-from ...finding import Severity
+from ...finding import Fix, Severity
 from ...registry import Rule
 from .._helpers import connector_of, flag_bool, prefill_capacity, v0_decode
 
@@ -80,6 +80,8 @@ class DG101(Rule):
     def _fix(self, ctx, dec, section: str = "VllmWorker"):
         # With no KV connector on the decode worker, turning remote prefill on moves the failure (DG201): not safe.
         names, _ = connector_of(dec)
+        if dec.section is None:  # a v0 config inside a string (a DGD's DYN_DEPLOYMENT_CONFIG): nothing to edit in place
+            return Fix(f"set `\"remote-prefill\": true` under {section} in the config string")
         if names:
             return ctx.fix_set_key(section, "remote-prefill", "true", f"set `remote-prefill: true` under {section}")
         return ctx.fix_set_key(section, "remote-prefill", "true", f"set `remote-prefill: true` under {section}, and a kv-transfer-config on both workers",

@@ -43,4 +43,4 @@ class DG103(Rule):
         if policy.conditional_disagg and policy.max_prefill_queue_size <= 0:
             yield ctx.finding(self, dec.where("max_prefill_queue_size"),
                               f"max-prefill-queue-size is {policy.max_prefill_queue_size}: the prefill queue always counts as full, so no request ever prefills remotely",
-                              worker=dec, fix=ctx.fix_set_key(dec.section[0], "max-prefill-queue-size", "3", "set max-prefill-queue-size to at least 1 (default 3)"))
+                              worker=dec, fix=ctx.fix_set_key(dec.section[0] if dec.section else None, "max-prefill-queue-size", "3", "set max-prefill-queue-size to at least 1 (default 3)"))

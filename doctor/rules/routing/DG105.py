@@ -48,4 +48,4 @@ class DG105(Rule):
                 written = dec.flags.get(flag)
                 yield ctx.finding(self, written.span if written is not None else dec.where(key), f"{flag} is ignored because conditional-disagg is off: "
                                   + ("every request prefills remotely" if policy.remote_prefill else "remote prefill is off too"), worker=dec,
-                                  fix=ctx.fix_set_key(dec.section[0], "conditional-disagg", "true", "set `conditional-disagg: true`, or remove the key", safe=False))
+                                  fix=ctx.fix_set_key(dec.section[0] if dec.section else None, "conditional-disagg", "true", "set `conditional-disagg: true`, or remove the key", safe=False))

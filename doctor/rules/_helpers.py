@@ -15,7 +15,7 @@ _TRTLLM_KV_ENV = ("TRTLLM_USE_UCX_KVCACHE", "TRTLLM_USE_MPI_KVCACHE", "TRTLLM_US
 VLLM_DEFAULT_BLOCK_SIZE = 16  # tokens: vLLM's default on GPUs; dynamo.vllm 0.4 sets the same when unset (args.py)
 
 __all__ = ["as_int", "connector_of", "v0_decode", "v0_router", "routing_policy", "prefill_capacity", "block_size", "flag_bool", "VLLM_DEFAULT_BLOCK_SIZE",
-           "or_default"]
+           "or_default", "engine_nodes"]
 
 
 def or_default(w: Worker, key: str, default: Any) -> Any:
@@ -129,3 +129,37 @@ def block_size(w: Worker) -> tuple[int | None, bool]:
 
 def value_text(v: Any) -> str:
     return str(v) if not isinstance(v, Unknown) else "?"
+
+
+# Engines that read `--nnodes` and place `tensor × pipeline` ranks evenly over that many nodes, the flag table each
+# one's flags come from (dynamo.sglang parses with SGLang's ServerArgs, dynamo.vllm with vLLM's AsyncEngineArgs:
+# ai-dynamo/dynamo 2a6da14 components/src/dynamo/{sglang/args.py:362,vllm/args.py:104}).
+# - SGLang: `tp_size_per_node = tp_size // nnodes_per_tp_group`, `pp_size_per_node = max(pp_size // nnodes, 1)`
+#   (python/sglang/srt/entrypoints/engine.py: v0.4.6 84022c0 line 511, v0.5.8.post1 c1f2241 lines 878-889, the DP
+#   controller the same in managers/data_parallel_controller.py:407-418; v0.5.17+18 6ed5780 `_calculate_rank_ranges`);
+#   `--nnodes` defaults to 1 (schemas/knowledge/generated/sglang.json).
+# - vLLM (0.11.1 and later define `--nnodes`, generated/vllm.json): `local_world_size = world_size // nnodes` with
+#   world = data × pipeline × tensor, and nnodes > 1 only with the multiprocessing executor
+#   (vllm/engine/arg_utils.py `_set_default_args`/`create_engine_config`, vllm/config/parallel.py `nnodes_within_dp`;
+#   vllm-project/vllm as of 04c0ba6, 2026-03). Without it vLLM may still span nodes through Ray, which the command
+#   does not state, so an unwritten `--nnodes` says nothing there.
+_NNODES_TABLE = {"sglang": "sglang", "vllm": "vllm"}
+
+
+def engine_nodes(w: Worker) -> int | Unknown | None:
+    """The nodes one engine's ranks are spread over, as the engine itself reads them: SGLang's and vLLM's `--nnodes`
+    (an int, or Unknown when set at run time: `--nnodes $NNODES`); SGLang without it runs on one node (its default);
+    None where the command does not say (vLLM without `--nnodes` may span nodes through Ray; other engines' world
+    size comes from their launcher)."""
+    table = _NNODES_TABLE.get(w.engine or "")
+    if table is None or w.program not in (table, f"dynamo.{table}"):
+        return None
+    s = w.flags.get("nnodes")
+    if s is None:
+        return 1 if table == "sglang" and not flags_hidden(w) else None
+    if not knowledge.flag_releases(table, table, "--nnodes"):
+        return None
+    if not s.known:
+        return Unknown(str(s.value))
+    n = as_int(s.value)
+    return n if isinstance(n, int) and n > 0 else Unknown(f"--nnodes {s.value}")

@@ -104,8 +104,11 @@ def read_object(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
     labels = _labels(meta)
     if kind in WORKLOAD_KINDS:
         tmpl = spec.get("template") if isinstance(spec.get("template"), dict) else {}
-        pod_workers(doc, dep, name, ("spec", "template", "spec"), tmpl.get("spec"), spec.get("replicas", 1), target,
-                    {**labels, **_labels(tmpl.get("metadata"))}, [name])
+        ws = pod_workers(doc, dep, name, ("spec", "template", "spec"), tmpl.get("spec"), spec.get("replicas", 1), target,
+                         {**labels, **_labels(tmpl.get("metadata"))}, [name])
+        if kind == "StatefulSet":  # pods with stable names (`<name>-0.<service>`): the shape of one engine over several nodes
+            for w in ws:
+                w.set("statefulset", True, None, "kind: StatefulSet")
         return True
     if kind == "Pod":
         pod_workers(doc, dep, name, ("spec",), spec, 1, target, labels, [name])

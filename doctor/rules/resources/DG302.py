@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._helpers import as_int
+from .._helpers import as_int, engine_nodes
 
 
 def _unknown_flags(w) -> list[str]:
@@ -35,7 +35,11 @@ class DG302(Rule):
     """## What it does
     Reports an engine whose `tensor-parallel-size` × `pipeline-parallel-size` exceeds the GPUs it is given (GPUs per
     node × nodes, in every format), and (as a warning) one that is given more GPUs than its parallelism uses when it
-    runs no data parallelism.
+    runs no data parallelism. The nodes are those the engine reads where its command writes them (SGLang's and vLLM's
+    `--nnodes`: a StatefulSet of N pods running `--nnodes N --node-rank $POD_INDEX` is one engine over N nodes),
+    else those its format gives one replica (LeaderWorkerSet size, DGD `multinode.nodeCount`); a `--nnodes` set at
+    run time is not checked. An engine whose command states no nodes (vLLM through Ray, TensorRT-LLM under MPI) in a
+    StatefulSet whose pods together hold its GPUs is only an info.
 
     ## Why is this bad?
     An engine sharded over more GPUs than it has fails at start (or, under Dynamo v0, lands on another worker's
@@ -59,7 +63,8 @@ class DG302(Rule):
     code = "DG302"
     name = "parallelism-exceeds-gpus"
     severity = Severity.ERROR
-    also = {Severity.WARNING: "an engine given more GPUs than its parallelism uses"}
+    also = {Severity.WARNING: "an engine given more GPUs than its parallelism uses",
+            Severity.INFO: "an engine in a StatefulSet whose pods together hold its GPUs, when its command states no nodes"}
 
     def check(self, ctx):
         for w in ctx.deployment.workers:
@@ -72,11 +77,44 @@ class DG302(Rule):
             dp = as_int(w.value("dp", 1))
             if tp is None or pp is None:
                 continue
-            need, have = tp * pp, gpus * w.nodes
-            nodes = f" × {w.nodes} nodes" if w.nodes > 1 else ""
+            nodes, how = _nodes(w)
+            if nodes is None:
+                continue  # `--nnodes $NNODES`: the GPUs the engine spans are known only at run time
+            need, have = tp * pp, gpus * nodes
+            given = f"{gpus} GPUs" + (f" × {nodes} nodes{how}" if nodes > 1 else "")
             if need > have:
-                yield ctx.finding(self, w.where("tp"), f"{w.name} shards over {need} GPUs (tensor parallel {tp} × pipeline parallel {pp}) but is given {gpus}{nodes}",
+                pods = _pods_of_one_engine(w, need, gpus)
+                if pods:
+                    yield ctx.finding(self, w.where("tp"), f"{w.name} shards over {need} GPUs (tensor parallel {tp} × pipeline parallel {pp}) and one pod is given "
+                                      f"{gpus}; it runs as one engine over the {pods} pods of its StatefulSet only if a multi-node launch the command does not "
+                                      "state joins them (Ray, MPI): not checked", worker=w, severity=Severity.INFO,
+                                      fix=Fix("state the nodes the engine spans (vLLM 0.11.1+ and SGLang: --nnodes), or give one pod the GPUs"))
+                    continue
+                yield ctx.finding(self, w.where("tp"), f"{w.name} shards over {need} GPUs (tensor parallel {tp} × pipeline parallel {pp}) but is given {given}",
                                   worker=w, fix=Fix(f"give it {need} GPUs, or lower the parallelism"))
             elif need < have and dp == 1 and w.gpus.span is not None and not _unknown_flags(w):
-                yield ctx.finding(self, w.gpus.span, f"{w.name} is given {gpus}{nodes} GPUs but its parallelism uses {need}: {have - need} sit reserved and idle",
+                yield ctx.finding(self, w.gpus.span, f"{w.name} is given {given} but its parallelism uses {need}: {have - need} sit reserved and idle",
                                   worker=w, fix=Fix(f"give it {need} GPUs, or raise tensor-parallel-size"), severity=Severity.WARNING)
+
+
+def _nodes(w) -> tuple[int | None, str]:
+    """The nodes whose GPUs one engine uses, and how we know when the engine says it: its own `--nnodes` where
+    written (each node then holds `tp × pp / nnodes` ranks, _helpers.engine_nodes), else the nodes its format gives
+    one replica (LeaderWorkerSet size, DGD multinode); None when `--nnodes` is set at run time."""
+    stated = engine_nodes(w)
+    if "nnodes" in w.flags:
+        if not isinstance(stated, int):
+            return None, ""
+        return stated, " (--nnodes)"
+    return w.nodes, ""
+
+
+def _pods_of_one_engine(w, need: int, gpus: int) -> int | None:
+    """The pod count of the StatefulSet a worker runs in, when its engine states no nodes (vLLM without `--nnodes`
+    spans nodes through Ray; TensorRT-LLM's world comes from its MPI launcher) and those pods hold the GPUs it
+    shards over: one engine over several pods is then possible, so "too few GPUs" is not a fact. Never raises a
+    claim, only lowers one."""
+    reps = w.replicas.value
+    if w.nodes != 1 or engine_nodes(w) is not None or not w.known("statefulset") or not isinstance(reps, int) or reps <= 1:
+        return None
+    return reps if need <= gpus * reps else None

@@ -2,15 +2,16 @@
 
 Variables are assigned and expanded in order (`${VAR:-default}`, `$((TP*PP))` included), commands built in a variable
 are run through `eval` or `$CMD`, `env A=B cmd` runs `cmd` with A set, functions run where they are called, loops run
-once per item (`shell_flow.py`), and `docker run IMAGE cmd` runs `cmd` (`shell_launch.py`). Every expanded character
+once per item (`shell_flow.py`), and `docker run IMAGE cmd` / `docker exec CONTAINER cmd` run `cmd`, a `sh -c`
+script included (`shell_launch.py`). Every expanded character
 keeps the offset where it was written (`shell_expand.py`, lexing in `shell_lex.py`). A value the script cannot know
 (`$1`, `$(hostname)`, a variable from the caller's environment) stays as its `$` text, which the engine readers
 treat as unknown.
 
 For each process found: its command line, its environment, the words around it that say its role (comments and
 `echo` lines before it, the `if`/`case` branch, the function and the arguments it was called with, its log file,
-the variable that held it), its network (`docker run --network host` shares the machine's), and the branches it runs
-in, so that processes of exclusive alternatives are never paired (see `shell_flow.py`).
+the variable that held it), its network (`docker run --network host` shares the machine's; `docker exec X` runs on
+X's), and the branches it runs in, so that processes of exclusive alternatives are never paired (see `shell_flow.py`).
 """
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ class ShellReader(Flow, Expander, Launcher):
         if name in st.funcs:
             st.called.add(name)
             self.call(name, expanded[1:], st)
+            return
+        if self.container_script(expanded, st):
             return
         inner = shell_string(expanded)
         if inner is not None:

@@ -76,6 +76,8 @@ class State:
         self.launches: list = []
         self.scripts_run: list[tuple[str, int]] = []  # shell scripts the script runs (their name, the offset of the command)
         self.remote: str | None = None  # the host of `ssh HOST CMD` while CMD is read
+        self.containers: dict[str, tuple[str | None, str | None]] = {}  # `docker run --name X`: X -> (network, image)
+        self.container: tuple | None = None  # (network, name, image) of the container whose `sh -c` script is being read
         self.epoch = 0  # how many times the script stopped what it had started (kill, pkill, wait...) before this point
         self.steps = 0
         self.max_steps = 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from .cmdline import _WRAPPERS
+from .cmdline import _WRAPPERS, SHELLS, shell_script_at
 from .gcpause import paused_gc
 from .shell_branch import Branches, Frame, _plain, _var_names  # noqa: F401 (re-exported)
 from .shell_expand import PStr, State, concat
@@ -187,7 +187,6 @@ class Flow(Branches):
             st.depth -= 1
 
 
-_SHELLS = ("bash", "sh", "dash", "zsh", "ksh")
 # ssh(1) options that take a value (OpenSSH ssh.1: -B -b -c -D -E -e -F -I -i -J -L -l -m -O -o -p -Q -R -S -W -w)
 _SSH_VALUES = frozenset("-" + c for c in "BbcDEeFIiJLlmOopQRSWw")
 
@@ -197,20 +196,16 @@ def shell_string(expanded: list[PStr]) -> tuple[list[PStr], str | None] | None:
     srun, mpirun), and `ssh [options] HOST CMD...`, whose words the remote shell joins and reads; with whether the
     host the text runs on for ssh (no variable of this script reaches it there). None for any other command."""
     first = expanded[0].text.rsplit("/", 1)[-1] if expanded else ""
-    if first not in _WRAPPERS and first not in _SHELLS and first != "ssh":
+    if first not in _WRAPPERS and first not in SHELLS and first != "ssh":
         return None  # what the loop below answers for any other command, without splitting every word
     texts = [p.text for p in expanded]
     for j, t in enumerate(texts):
         base = t.rsplit("/", 1)[-1]
         if j > 0 and texts[0].rsplit("/", 1)[-1] not in _WRAPPERS:
             return None
-        if base in _SHELLS:
-            k = j + 1
-            while k < len(texts) and re.fullmatch(r"-[a-z]+", texts[k]) and "c" not in texts[k]:
-                k += 1  # bash -l -c
-            if k + 1 < len(texts) and re.fullmatch(r"-[a-z]*c[a-z]*", texts[k]):
-                return [expanded[k + 1]], None
-            return None
+        if base in SHELLS:
+            k = shell_script_at(texts, j)
+            return ([expanded[k]], None) if k is not None else None
         if base == "ssh":
             k = j + 1
             while k < len(texts) and texts[k].startswith("-"):

@@ -24,6 +24,7 @@ from .cmdline import (
     runs_dynamo,
     runs_dynamo_frontend,
     script_run,
+    shell_script_at,
 )
 from .model import Branch
 from .shell_expand import PStr, State
@@ -94,20 +95,26 @@ class Launcher:
             env[n] = self.arg(v, cmd.start)
         docker = _docker(expanded)
         if docker is not None:
-            expanded, denv, network, container, image = docker
+            expanded, denv, network, container, image = docker[:5]
+            network, known_image = resolve_network(network, st)
+            image = image or known_image
+            if docker.exec:
+                env = {}  # the caller's environment does not reach a process docker exec starts; -e values do
             for n, v in denv.items():
                 env[n] = self.arg(v, cmd.start)
             if container:
                 hints_near.append(container)
+        elif st.container is not None:  # a command of `docker run|exec ... sh -c SCRIPT` (container_script)
+            network, container, image = st.container
         args = [self.arg(p, cmd.start) for p in expanded]
         while args and args[0].text.rsplit("/", 1)[-1] in self.passthrough:
             args = args[1:]  # `./wrapper.sh CMD` whose wrapper ends in `exec "$@"`
         # VAR=value words that came out of an expansion (eval "$CMD" with CUDA_VISIBLE_DEVICES=0 vllm serve ...)
         found = find_command(args, self.dynamo_workdir(), self.dynamo_frontend())
-        if found is None and docker is not None and args:
+        if found is None and docker is not None and not docker.exec and args:
             found = _image_args(image, args)
         note = None
-        if found is None and docker is None:
+        if found is None and (docker is None or docker.exec):
             found, note = wrapped_command(args, self.dynamo_workdir(), self.dynamo_frontend())
         if found is None:
             return
@@ -123,6 +130,30 @@ class Launcher:
         path = self.path(st)
         st.launches.append(Launch(found, hints, env, network, container, image, tuple(path) if path else None, st.remote, st.epoch, note))
         st.recent.clear()
+
+    def container_script(self, expanded: list[PStr], st: State) -> bool:
+        """`docker run [options] IMAGE sh -c SCRIPT` (or `--entrypoint /bin/bash IMAGE -c SCRIPT`) and `docker exec
+        [options] CONTAINER bash -c SCRIPT`: SCRIPT is read as the shell in the container runs it, with only the
+        container's `-e` variables (none of this script's reach it) and the container's network; True when read so.
+        A `docker run --name X` is remembered, so that `docker exec X` later runs on X's network."""
+        docker = _docker(expanded)
+        if docker is None:
+            return False
+        network, image = resolve_network(docker.network, st)
+        image = docker.image or image
+        if not docker.exec and docker.name:
+            st.containers[docker.name] = (network, image)
+        at = shell_script_at([p.text for p in docker.words])
+        if at is None:
+            return False
+        saved_vars, saved_exported, saved_box = st.vars, st.exported, st.container
+        st.vars, st.exported = {}, dict.fromkeys(docker.env)
+        st.container = (network, docker.name, image)
+        try:
+            self.eval_words([docker.words[at]], dict(docker.env), st)
+        finally:
+            st.vars, st.exported, st.container = saved_vars, saved_exported, saved_box
+        return True
 
     @staticmethod
     def finish(launch: Launch) -> Launch:
@@ -198,18 +229,41 @@ def _image_args(image: str | None, args: list[Arg]) -> Command | None:
     return Command(program, args, flags, spans, positional, {}, args[0].span)
 
 
-def _docker(words: list[PStr]):
-    """(command words, env, network, container name, image) of `docker run ...`, or None."""
+class Container(NamedTuple):
+    """What `docker run|create|exec` runs: the command inside, the environment it adds (`-e K=V`), the network, the
+    container's name, the image (None for `exec`) and whether it is `exec` into a running container."""
+
+    words: list[PStr]
+    env: dict[str, PStr]
+    network: str | None
+    name: str | None
+    image: str | None
+    exec: bool = False
+
+
+# Options of `docker run` / `docker create` that take the next word as their value (the common ones; after one not
+# listed the image is misread and the command is not found, never another one invented).
+_RUN_VALUES = frozenset({"-e", "--env", "--network", "--net", "--name", "-v", "--volume", "-p", "--publish", "--gpus", "--ipc", "--shm-size", "-w",
+                         "--workdir", "--entrypoint", "-u", "--user", "--runtime", "--ulimit", "--device", "--cap-add", "--env-file", "-m", "--memory",
+                         "--cpus", "--pid", "--security-opt", "--label", "-l", "--mount", "--hostname", "-h", "--restart", "--platform", "--cpuset-cpus"})
+# Every option of `docker exec` that takes a value; the others (-d -i -t --privileged) take none (docker/cli
+# docs/reference/commandline/container_exec.md "Options": -d/--detach, --detach-keys, -e/--env, --env-file,
+# -i/--interactive, --privileged, -t/--tty, -u/--user, -w/--workdir).
+_EXEC_VALUES = frozenset({"-e", "--env", "--env-file", "-u", "--user", "-w", "--workdir", "--detach-keys"})
+
+
+def _docker(words: list[PStr]) -> Container | None:
+    """What `docker run ...`, `docker create ...` or `docker exec ... CONTAINER CMD` (podman, nerdctl: the same
+    options) runs, or None for any other command."""
     texts = [w.text for w in words]
     start = next((i for i, t in enumerate(texts) if t.rsplit("/", 1)[-1] in ("docker", "podman", "nerdctl")), None)
-    if start is None or start + 1 >= len(texts) or texts[start + 1] not in ("run", "create"):
+    if start is None or start + 1 >= len(texts) or texts[start + 1] not in ("run", "create", "exec"):
         return None
+    is_exec = texts[start + 1] == "exec"
+    with_value = _EXEC_VALUES if is_exec else _RUN_VALUES
     env: dict[str, PStr] = {}
     network = name = entrypoint = None
     i = start + 2
-    with_value = {"-e", "--env", "--network", "--net", "--name", "-v", "--volume", "-p", "--publish", "--gpus", "--ipc", "--shm-size", "-w",
-                  "--workdir", "--entrypoint", "-u", "--user", "--runtime", "--ulimit", "--device", "--cap-add", "--env-file", "-m", "--memory",
-                  "--cpus", "--pid", "--security-opt", "--label", "-l", "--mount", "--hostname", "-h", "--restart", "--platform", "--cpuset-cpus"}
     while i < len(words) and texts[i].startswith("-"):
         flag, eq, val = texts[i].partition("=")
         value = PStr(val, words[i].offs[len(flag) + 1 :]) if eq else (words[i + 1] if flag in with_value and i + 1 < len(words) else None)
@@ -227,11 +281,24 @@ def _docker(words: list[PStr]):
         i += 1
     if i >= len(words):
         return None
+    if is_exec:  # docker exec CONTAINER CMD...: CMD runs as given, in that container's namespaces (no entrypoint)
+        return Container(words[i + 1 :], env, f"container:{texts[i]}", texts[i], None, True)
     image = texts[i]
     cmd = ([entrypoint] if entrypoint is not None else []) + words[i + 1 :]
     if entrypoint is None and (not cmd or find_command([Arg(p.text, Span(1, 1, 1, 1)) for p in cmd]) is None):
         cmd = image_entrypoint(image) + cmd  # ENTRYPOINT + the arguments (docker run's CMD)
-    return cmd, env, ("host" if network == "host" else network), name, image
+    return Container(cmd, env, ("host" if network == "host" else network), name, image)
+
+
+def resolve_network(network: str | None, st: State) -> tuple[str | None, str | None]:
+    """A container's network where it is another container's (`docker exec X`, `--network container:X`): X's own
+    network and image when this script started X (`docker run --name X`), else the `container:X` it was given (whose
+    namespace is not known: such a process shares its ports with nothing the reader knows of)."""
+    if network and network.startswith("container:"):
+        known = st.containers.get(network.partition(":")[2])
+        if known is not None:
+            return known
+    return network, None
 
 
 def image_entrypoint(image: str) -> list[PStr]:

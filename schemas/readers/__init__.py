@@ -72,6 +72,9 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
         if launch.command.scheduler is not None:  # srun / mpirun: Slurm or MPI places it, on a node the file does not name
             at = launch.command.start
             return Host("unknown", launch.command.scheduler, f"{launch.command.scheduler}:{path}:{at.line}:{at.column}")
+        if launch.network and launch.network.startswith("container:"):
+            # `docker exec X` into a container this script did not start: its network is X's, which the file does not say
+            return Host("unknown", launch.container or launch.network, f"{launch.network}:{path}")
         if launch.image and launch.network != "host":
             name = launch.container or f"container@{launch.command.start.line}"
             return Host("container", name, f"container:{path}:{name}")

@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .. import engines, knowledge
-from ..cmdline import Arg, Command, engine_from_image, find_command, parse_flags, runs_dynamo
+from ..cmdline import SHELLS, Arg, Command, engine_from_image, find_command, parse_flags, runs_dynamo, shell_script_at
 from ..knowledge.versions import Target
 from ..model import Host, Setting, Unknown, Worker
 from ..shell_launch import UNKNOWN_WRAPPER
@@ -208,11 +208,13 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
                     origins.append((at(key) + (key, i), str(v)))
         elif isinstance(value, str):
             scripts.append((at(key) + (key,), value))
-    if len(words) >= 2 and words[0].text.rsplit("/", 1)[-1] in ("sh", "bash", "zsh") and words[1].text.startswith("-") and "c" in words[1].text:
-        # sh -c "script": the script is the next item of command + args
-        if len(origins) > 2:
-            scripts = [origins[2]] + scripts
-        words = []
+    at_script = shell_script_at([w.text for w in words]) if words else None
+    if at_script is not None:
+        # `sh -c SCRIPT`, `bash -lc SCRIPT`, `/bin/bash -c -- SCRIPT`: Kubernetes runs command + args as one argv, so the
+        # script is the first word after the shell's options, in `command` or in `args`
+        scripts, words = [origins[at_script]] + scripts, []
+    elif len(words) == 2 and words[0].text.rsplit("/", 1)[-1] in SHELLS and re.fullmatch(r"-[A-Za-z]*c[A-Za-z]*", words[1].text):
+        words = []  # `sh -c` with no script: nothing runs
     if default_shell and not container.get(cmd_key) and isinstance(container.get(args_key), list) and len(container[args_key]) == 1 \
             and isinstance(container[args_key][0], str) and " " in container[args_key][0].strip():
         # Dynamo's operator of the v1alpha1 era ran a `componentType: main` container's args with /bin/sh -c

@@ -38,8 +38,9 @@ class DG302(Rule):
     runs no data parallelism. The nodes are those the engine reads where its command writes them (SGLang's and vLLM's
     `--nnodes`: a StatefulSet of N pods running `--nnodes N --node-rank $POD_INDEX` is one engine over N nodes),
     else those its format gives one replica (LeaderWorkerSet size, DGD `multinode.nodeCount`); a `--nnodes` set at
-    run time is not checked. An engine whose command states no nodes (vLLM through Ray, TensorRT-LLM under MPI) in a
-    StatefulSet whose pods together hold its GPUs is only an info.
+    run time counts only where the format gives the nodes, else nothing is compared. An engine whose command states
+    no nodes (vLLM through Ray, TensorRT-LLM under MPI) in a StatefulSet whose pods together hold its GPUs is only an
+    info.
 
     ## Why is this bad?
     An engine sharded over more GPUs than it has fails at start (or, under Dynamo v0, lands on another worker's
@@ -100,12 +101,14 @@ class DG302(Rule):
 def _nodes(w) -> tuple[int | None, str]:
     """The nodes whose GPUs one engine uses, and how we know when the engine says it: its own `--nnodes` where
     written (each node then holds `tp × pp / nnodes` ranks, _helpers.engine_nodes), else the nodes its format gives
-    one replica (LeaderWorkerSet size, DGD multinode); None when `--nnodes` is set at run time."""
+    one replica (LeaderWorkerSet size, DGD multinode); None when `--nnodes` is set at run time and the format gives
+    one node."""
     stated = engine_nodes(w)
     if "nnodes" in w.flags:
-        if not isinstance(stated, int):
-            return None, ""
-        return stated, " (--nnodes)"
+        if isinstance(stated, int):
+            return stated, " (--nnodes)"
+        # `--nnodes $(LWS_GROUP_SIZE)`: a group's size where the format gives one (as before), else not known
+        return (w.nodes, "") if w.nodes > 1 else (None, "")
     return w.nodes, ""
 
 

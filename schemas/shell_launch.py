@@ -257,6 +257,8 @@ def _docker(words: list[PStr]) -> Container | None:
     options) runs, or None for any other command."""
     texts = [w.text for w in words]
     start = next((i for i, t in enumerate(texts) if t.rsplit("/", 1)[-1] in ("docker", "podman", "nerdctl")), None)
+    if start is not None and start + 2 < len(texts) and texts[start + 1] == "container":
+        start += 1  # `docker container run|create|exec`: the same commands under their management-command name
     if start is None or start + 1 >= len(texts) or texts[start + 1] not in ("run", "create", "exec"):
         return None
     is_exec = texts[start + 1] == "exec"

@@ -88,6 +88,7 @@ def _launches(text: str):
         f'docker exec -d box /bin/bash -c "{SERVE}"',
         f"docker exec -it -e A=1 -w /work -u root box bash -lc '{SERVE}'",
         f"podman exec box sh -c -- '{SERVE}'",
+        f"docker container exec -d box sh -c '{SERVE}'",
         f"docker exec box {SERVE}",
         f"docker run --rm --network host --name p img:1 sh -c '{SERVE}'",
         f'docker run -d --entrypoint /bin/bash img:1 -c "{SERVE}"',

@@ -24,10 +24,10 @@ from .cmdline import (
     runs_dynamo,
     runs_dynamo_frontend,
     script_run,
-    shell_script_at,
 )
 from .model import Branch
 from .shell_expand import PStr, State
+from .shell_flow import shell_script_at
 from .shell_lex import Command as LexCommand
 from .shell_lex import Word
 from .source import Span

@@ -6,9 +6,10 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .. import engines, knowledge
-from ..cmdline import SHELLS, Arg, Command, engine_from_image, find_command, parse_flags, runs_dynamo, shell_script_at
+from ..cmdline import SHELLS, Arg, Command, engine_from_image, find_command, parse_flags, runs_dynamo
 from ..knowledge.versions import Target
 from ..model import Host, Setting, Unknown, Worker
+from ..shell_flow import shell_script_at
 from ..shell_launch import UNKNOWN_WRAPPER
 from ..source import SourceDocument, Span
 

@@ -247,8 +247,8 @@ def _resources(doc: SourceDocument, w: Worker, res: dict, role: str) -> None:
     gpn = res.get("gpus_per_node")
     explicit = res.get(f"gpus_per_{role}")
     nodes, count = res.get(f"{role}_nodes"), res.get(f"{role}_workers")
-    if not _int(gpn):
-        return  # srtctl's default (4) is not written: the GPUs are not known from this file
+    if not _int(gpn) or w.replicas.value == 0:
+        return  # srtctl's default (4) is not written: the GPUs are not known from this file; or no worker runs
     if _int(explicit):
         gpus, span, origin = explicit, at(f"gpus_per_{role}"), f"resources.gpus_per_{role}"
     elif _int(nodes) and _int(count) and nodes > 0 and count > 0:

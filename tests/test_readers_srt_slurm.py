@@ -49,6 +49,7 @@ def test_trtllm_section_is_the_engine_config_and_ucx_without_active_messages_is_
     r = lint("srt-slurm/trtllm-dynamo.yaml")
     ws = _roles(r)
     p, d = ws["prefill"], ws["decode"]
+    assert d.env["UCX_TLS"].value == "cuda_copy,cuda_ipc"
     assert p.program == "dynamo.trtllm" and (p.value("tp"), p.gpus.value, p.nodes) == (16, 8, 2)
     assert p.value("transfer_backend") == "UCX" and not any("not in this file" in n for n in p.notes)
     assert "0.8.1" in p.target.releases("dynamo")  # dynamo.install false: the container's Dynamo

@@ -14,7 +14,8 @@ Source: NVIDIA/srt-slurm at c88ef731636890ff6385a783e152c1790e15b194 (2026-08):
   (set on every worker after the role's own: src/srtctl/cli/mixins/worker_stage.py), sweeps (src/srtctl/core/sweep.py:
   `{param}` in any string is replaced per job).
 - src/srtctl/core/topology.py allocate_endpoints: a worker needing more GPUs than a node has spans
-  ceil(gpus / gpus_per_node) whole nodes; otherwise it gets its GPUs on one node.
+  ceil(gpus / gpus_per_node) whole nodes; otherwise it gets its GPUs on one node (src/srtctl/cli/mixins/worker_stage.py
+  sets CUDA_VISIBLE_DEVICES to them).
 - src/srtctl/backends/sglang.py build_worker_command: `python3 -m dynamo.sglang` (`sglang.launch_server` when
   `frontend.type: sglang`) `--model-path ... --served-model-name NAME ... --disaggregation-mode <role>` then the
   role's `sglang_config.<role>` keys as flags (`_config_to_cli_args`: sorted by key, `_` -> `-`, `true` a bare flag,

@@ -79,3 +79,9 @@ def test_an_override_file_or_a_recipe_missing_required_keys_is_not_read():
     assert lint_text("x.yaml", text, RULES, LintOptions()).deployment is None  # resources.gpu_type is required
     text = (HERE / "srt-slurm" / "sglang-dynamo.yaml").read_text().replace("type: sglang", "type: mocker")
     assert lint_text("x.yaml", text, RULES, LintOptions()).deployment is None  # srtctl's mocker is no engine
+
+
+def test_a_role_the_recipe_never_mentions_is_not_invented():
+    text = 'name: "x"\nmodel: {path: m, container: c, precision: bf16}\nresources: {gpu_type: h100, decode_nodes: 1, decode_workers: 1}\n'
+    r = lint_text("x.yaml", text, RULES, LintOptions())
+    assert [w.role for w in r.deployment.workers] == ["decode"] and "DG104" not in codes(r)

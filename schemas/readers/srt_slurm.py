@@ -86,6 +86,8 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
         if program is None:
             continue
         section = sections.get(key) if isinstance(sections.get(key), dict) else {}
+        if not _mentions(res, backend, sections, key, mode):
+            continue  # a role the recipe says nothing of (srtctl starts none of it: `<role>_workers or 0`)
         base = ("backend", section_key, key)
         at = Span(*doc.marks.key(base)) if section else Span(*doc.marks.key(("resources",)))
         words = _command(doc, data, backend, sections, engine, program, key, mode, section, base, at, sweep)
@@ -126,6 +128,12 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
         if sweep:
             w.notes.append(f"a sweep: {{param}} values ({', '.join(map(str, sweep))}) are set per job, not read")
         dep.workers.append(w)
+
+
+def _mentions(res: dict, backend: dict, sections: dict, key: str, mode: str) -> bool:
+    role = "agg" if mode == "agg" else key
+    return key in sections or f"{key}_environment" in backend or any(f"{role}_{k}" in res for k in ("nodes", "workers")) \
+        or f"gpus_per_{role}" in res
 
 
 def _program(engine: str, ftype: str, mode: str) -> list[str] | None:

@@ -57,12 +57,13 @@ def test_trtllm_section_is_the_engine_config_and_ucx_without_active_messages_is_
     assert (f.code, f.line) == ("DG703", 21) and f.message.startswith("decode worker") and "UCX cache transceiver" in f.message
 
 
-def test_a_section_that_sets_its_own_mode_wins_and_the_launcher_role_is_kept():
+def test_a_section_that_sets_its_own_mode_wins_over_the_role_srtctls_router_sends_it():
     r = lint("srt-slurm/sglang-router.yaml")
     p = next(w for w in r.deployment.workers if w.name == "prefill worker")
     assert p.program == "sglang" and p.role == "aggregated"  # frontend.type sglang: sglang.launch_server; `null` comes later
+    assert p.settings["routed_as"].value == "prefill"  # srtctl's sglang_router lists it as a --prefill server
     [f] = [f for f in r.findings if f.code == "DG107"]
-    assert f.severity.label == "warning" and f.line == 20 and "its launcher" in f.message
+    assert f.severity.label == "error" and f.line == 20 and "sglang_router" in f.message
 
 
 def test_sweep_parameters_are_not_read_as_values():
@@ -85,3 +86,11 @@ def test_a_role_the_recipe_never_mentions_is_not_invented():
     text = 'name: "x"\nmodel: {path: m, container: c, precision: bf16}\nresources: {gpu_type: h100, decode_nodes: 1, decode_workers: 1}\n'
     r = lint_text("x.yaml", text, RULES, LintOptions())
     assert [w.role for w in r.deployment.workers] == ["decode"] and "DG104" not in codes(r)
+
+
+def test_under_dynamo_a_prefill_section_that_turns_its_mode_off_leaves_no_prefill():
+    text = (HERE / "srt-slurm" / "sglang-dynamo.yaml").read_text().replace("      trust-remote-code: true\n",
+                                                                            '      trust-remote-code: true\n      disaggregation-mode: "null"\n')
+    r = lint_text("x.yaml", text, RULES, LintOptions())
+    [f] = [f for f in r.findings if f.code == "DG107"]
+    assert f.severity.label == "warning" and f.line == 26 and "its launcher (srtctl starts it as a prefill worker" in f.message

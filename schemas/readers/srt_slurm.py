@@ -119,6 +119,13 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
             # generation_servers (src/srtctl/frontends/trtllm_serve.py _build_ser)
             servers = "context_servers" if key == "prefill" else "generation_servers"
             w.set_role(key, f"srtctl lists it in the orchestrator's {servers}", "field")
+        if mode != "agg" and program[-1] == "sglang.launch_server" and w.is_engine:
+            # frontend.type sglang: srtctl runs `sglang_router.launch_router --pd-disaggregation` with every prefill
+            # leader as a --prefill URL and every decode leader as a --decode URL (src/srtctl/frontends/sglang.py)
+            from ..roles import _route
+
+            why = f"srtctl's sglang_router (--pd-disaggregation, its --{key} URL)"
+            _route(w, key, why, Setting(key, Span(*doc.marks.value(("frontend", "type"))), why))
         if mode != "agg":
             # srtctl starts it as a worker of this role (its own --disaggregation-mode first); a mode the section
             # sets comes later on the command line and wins, and the role it was started for stays known (DG107)

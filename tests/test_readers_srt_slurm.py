@@ -94,3 +94,19 @@ def test_under_dynamo_a_prefill_section_that_turns_its_mode_off_leaves_no_prefil
     r = lint_text("x.yaml", text, RULES, LintOptions())
     [f] = [f for f in r.findings if f.code == "DG107"]
     assert f.severity.label == "warning" and f.line == 26 and "its launcher (srtctl starts it as a prefill worker" in f.message
+
+
+def test_recompute_on_failed_loads_is_reported_only_where_a_prefill_hands_kv_over():
+    kv = '\'{"kv_connector": "NixlConnector", "kv_role": "kv_both", "kv_load_failure_policy": "recompute"}\''
+    text = (HERE / "srt-slurm" / "vllm-dynamo.yaml").read_text().replace("prefill_workers: 0", "prefill_workers: 1") \
+        .replace("      kv-cache-dtype: fp8\n", f"      kv-cache-dtype: fp8\n      kv-transfer-config: {kv}\n")
+    r = lint_text("x.yaml", text, RULES, LintOptions())
+    assert "DG209" not in codes(r)  # the prefill's own loads (a KV store, an offload tier) may recompute by design
+    text = text.replace("      kv-cache-dtype: auto\n", f"      kv-cache-dtype: auto\n      kv-transfer-config: {kv}\n")
+    r = lint_text("x.yaml", text, RULES, LintOptions())
+    [f] = [f for f in r.findings if f.code == "DG209"]
+    assert f.message.startswith("decode worker")
+    agg = 'name: "a"\nmodel: {path: m, container: c, precision: bf16}\nresources: {gpu_type: h100, agg_nodes: 1, agg_workers: 1}\n' \
+          f'backend:\n  type: vllm\n  vllm_config:\n    aggregated:\n      kv-transfer-config: {kv}\n'
+    r = lint_text("a.yaml", agg, RULES, LintOptions())
+    assert [w.role for w in r.deployment.workers] == ["aggregated"] and "DG209" not in codes(r)

@@ -6,7 +6,8 @@ from ...registry import Rule
 
 class DG209(Rule):
     """## What it does
-    Reports `kv_load_failure_policy: recompute` in a vLLM `--kv-transfer-config`.
+    Reports `kv_load_failure_policy: recompute` in a vLLM `--kv-transfer-config` of a worker that may receive KV from
+    a prefill instance (not a prefill or aggregated worker, whose loads come from a KV store).
 
     ## Why is this bad?
     With `recompute`, a decode instance whose KV transfer fails (a dead prefill instance, an expired block, a
@@ -31,6 +32,11 @@ class DG209(Rule):
 
     def check(self, ctx):
         for w in ctx.deployment.workers:
+            if w.role in ("aggregated", "prefill"):
+                # no prefill instance hands it KV (the decode pulls from the prefill): its loads come from a KV store or
+                # offload tier (an srtctl aggregated worker with MooncakeStoreConnector, a prefill's MultiConnector
+                # store), where recomputing a block that fails to load is the design
+                continue
             s = w.settings.get("kv_load_failure_policy")
             if s is not None and s.known and str(s.value).lower() == "recompute":
                 yield ctx.finding(self, s.span, f"{w.name}: kv_load_failure_policy recompute hides failed KV transfers: the decode side silently prefills again",

@@ -23,12 +23,12 @@ class DG703(HostRule):
     Reports a `UCX_TLS` (in this environment or a config's worker env) that lists no transport able to carry
     active messages: only memory-copy transports such as `cuda_ipc`, `cuda_copy`, `gdr_copy` or `cma`. It also
     runs on configs alone (`disagg doctor FILES`), for workers whose KV moves over NIXL's UCX backend: vLLM's
-    NixlConnector (UCX unless its `backends` say otherwise), SGLang's `nixl` transfer backend, TensorRT-LLM's `UCX`
-    cache transceiver backend.
+    NixlConnector (UCX unless its `backends` say otherwise), SGLang's `nixl` transfer backend.
 
     ## Why is this bad?
     UCX needs an active-message transport to connect endpoints and deliver NIXL's notifications; without one every
     transfer fails with "destination is unreachable" (ai-dynamo/nixl#1413).
+    TensorRT-LLM's `UCX` cache transceiver backend connects the same way.
 
     ## Example
     ```sh

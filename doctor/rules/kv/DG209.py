@@ -6,14 +6,15 @@ from ...registry import Rule
 
 class DG209(Rule):
     """## What it does
-    Reports `kv_load_failure_policy: recompute` in a vLLM `--kv-transfer-config` of a worker that may receive KV from
-    a prefill instance (not a prefill or aggregated worker, whose loads come from a KV store).
+    Reports `kv_load_failure_policy: recompute` in a vLLM `--kv-transfer-config`.
 
     ## Why is this bad?
     With `recompute`, a decode instance whose KV transfer fails (a dead prefill instance, an expired block, a
     handshake error) prefills the prompt again itself, and says nothing. The prefill GPUs work for nothing
     and time to first token doubles, invisibly. vLLM changed the default to `fail` for this reason
     (vllm-project/vllm#32200).
+    A prefill or aggregated worker is not reported: no prefill instance hands it KV, and what it loads comes from a
+    KV store or offload tier, where recomputing a block that fails to load is the design.
 
     ## Example
     ```yaml

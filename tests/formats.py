@@ -257,6 +257,20 @@ def ascend_nightly(p: dict, d: dict) -> dict[str, str]:
     return {"pd.yaml": yaml.safe_dump(doc, sort_keys=False, width=100000)}
 
 
+def srt_slurm(p: dict, d: dict) -> dict[str, str]:
+    """An srtctl recipe (NVIDIA/srt-slurm): one model for the job, each role's vLLM flags in its vllm_config section."""
+    def section(s: dict) -> dict:
+        out: dict = {"block-size": s["block"], "tensor-parallel-size": s["tp"], "dtype": s["dtype"]}
+        if s["connector"]:
+            out["kv-transfer-config"] = KV
+        return out
+
+    doc = {"name": "pd", "model": {"path": p["model"], "container": "vllm/vllm-openai:v0.11.0", "precision": "bf16"},
+           "resources": {"gpu_type": "h100", "prefill_nodes": 1, "prefill_workers": 1, "decode_nodes": 1, "decode_workers": 1},
+           "backend": {"type": "vllm", "connector": None, "vllm_config": {"prefill": section(p), "decode": section(d)}}}
+    return {"recipe.yaml": yaml.safe_dump(doc, sort_keys=False, width=100000)}
+
+
 FORMATS = {
     "script": (script, set()),
     "script-eval": (script_eval, set()),
@@ -279,4 +293,7 @@ FORMATS = {
     "pynccl-v0": (pynccl_v0, {"side-channel port", "connector presence"}),  # its role comes from the connector flags
     "modelservice-cr": (modelservice_cr, {"side-channel port"}),
     "ascend-nightly": (ascend_nightly, {"side-channel port"}),  # each node is its own machine
+    # one model.path for the job; srtctl gives each process its own NIXL side-channel port; without a
+    # kv-transfer-config dynamo.vllm's default connector depends on the Dynamo release, which this recipe does not pin
+    "srt-slurm": (srt_slurm, {"side-channel port", "model", "connector presence"}),
 }

@@ -199,11 +199,13 @@ def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: 
 
 def _values(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
     """A document that is no Kubernetes object: compose, a TensorRT-LLM disaggregated config, or chart values."""
-    from . import ascend_nightly, charts, llmd, ray_serve, recipes, trtllm
+    from . import ascend_nightly, charts, llmd, ray_serve, recipes, srt_slurm, trtllm
 
     data = doc.data
     if ray_serve.looks_like_serve_config(data):
         ray_serve.read(doc, dep, target)
+    elif srt_slurm.looks_like_recipe(data):
+        srt_slurm.read(doc, dep, target)
     elif looks_like_compose(data):
         _compose(doc, dep, target)
     elif trtllm.looks_like_disagg_config(data):

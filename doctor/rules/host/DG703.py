@@ -28,6 +28,7 @@ class DG703(HostRule):
     ## Why is this bad?
     UCX needs an active-message transport to connect endpoints and deliver NIXL's notifications; without one every
     transfer fails with "destination is unreachable" (ai-dynamo/nixl#1413).
+    TensorRT-LLM's `UCX` cache transceiver backend connects the same way.
 
     ## Example
     ```sh
@@ -57,7 +58,8 @@ class DG703(HostRule):
                 continue
             if not _over_ucx(w):
                 continue
-            yield ctx.finding(self, s.span, f"{w.name}: UCX_TLS={s.value} has no transport that carries active messages: NIXL's UCX backend "
+            over = "TensorRT-LLM's UCX cache transceiver" if w.engine == "trtllm" else "NIXL's UCX backend"
+            yield ctx.finding(self, s.span, f"{w.name}: UCX_TLS={s.value} has no transport that carries active messages: {over} "
                               "cannot connect the workers (\"destination is unreachable\")", worker=w,
                               fix=Fix(f"add a network or shared-memory transport: UCX_TLS={s.value},rc,tcp"))
 
@@ -73,7 +75,12 @@ def _over_ucx(w) -> bool:
     """True when the file says this worker moves KV with NIXL over UCX: vLLM's NixlConnector, whose default
     `backends` is ["UCX"] (vllm nixl_connector.py kv_connector_extra_config.get("backends", ["UCX"])), unless its
     kv_connector_extra_config names others; SGLang's `--disaggregation-transfer-backend nixl` (NIXL agent with its
-    UCX backend, sglang disaggregation/nixl/conn.py)."""
+    UCX backend, sglang disaggregation/nixl/conn.py); TensorRT-LLM's `cache_transceiver_config.backend: UCX`, which
+    moves KV with UCX directly (wxsms/dynamo@2c3066bd, a fork of ai-dynamo/dynamo,
+    fern/pages/backends/trtllm/kv-cache-transfer.md "Alternative Method: UCX"; only the value written: what DEFAULT
+    picks depends on the release)."""
+    if w.engine == "trtllm":
+        return str(w.known("transfer_backend", "")).upper() == "UCX"
     if w.engine == "sglang":
         return str(w.known("transfer_backend", "")).lower() == "nixl"
     if w.engine != "vllm" or is_nixl(w, connector_of(w)[0] or None) is not True:

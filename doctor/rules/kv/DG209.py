@@ -13,6 +13,8 @@ class DG209(Rule):
     handshake error) prefills the prompt again itself, and says nothing. The prefill GPUs work for nothing
     and time to first token doubles, invisibly. vLLM changed the default to `fail` for this reason
     (vllm-project/vllm#32200).
+    A prefill or aggregated worker is not reported: no prefill instance hands it KV, and what it loads comes from a
+    KV store or offload tier, where recomputing a block that fails to load is the design.
 
     ## Example
     ```yaml
@@ -31,6 +33,11 @@ class DG209(Rule):
 
     def check(self, ctx):
         for w in ctx.deployment.workers:
+            if w.role in ("aggregated", "prefill"):
+                # no prefill instance hands it KV (the decode pulls from the prefill): its loads come from a KV store or
+                # offload tier (an srtctl aggregated worker with MooncakeStoreConnector, a prefill's MultiConnector
+                # store), where recomputing a block that fails to load is the design
+                continue
             s = w.settings.get("kv_load_failure_policy")
             if s is not None and s.known and str(s.value).lower() == "recompute":
                 yield ctx.finding(self, s.span, f"{w.name}: kv_load_failure_policy recompute hides failed KV transfers: the decode side silently prefills again",

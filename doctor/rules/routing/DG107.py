@@ -149,6 +149,9 @@ class DG107(Rule):
         """The role a name or a CRD field gives the worker, when its own flags disagree or say nothing."""
         if w.role in ("prefill", "decode") and w.role_from in ("name", "field") and not has_role_flag(w):
             return w.role, ("its name" if w.role_from == "name" else "its manifest") + f" ({w.role_why})"
+        launched = w.settings.get("launched_as")  # the launcher starts it as that role's worker (srtctl's prefill endpoint)
+        if launched is not None and w.role_from == "flag" and launched.value != w.role and w.role in ("prefill", "decode", "aggregated"):
+            return launched.value, f"its launcher ({launched.origin})"
         named = w.settings.get("named_as")
         if named is not None and w.role_from == "flag" and named.value != w.role and w.role in ("prefill", "decode", "aggregated"):
             return named.value, f"its name ({named.origin})"

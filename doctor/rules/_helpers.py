@@ -48,6 +48,11 @@ def prefill_capacity(dep: Deployment) -> tuple[int, str, Worker | None]:
     return total, why, pre[0]
 
 
+# The words dynamo.vllm's --connector takes (VALID_CONNECTORS, compared lower-cased) in every release that has the flag
+# and reads it, 0.5.0..0.9.1 (fact dynamo.vllm.connector_flag_values); from 1.0.0 the flag itself makes it raise.
+DYNAMO_VLLM_CONNECTOR_WORDS = frozenset({"nixl", "lmcache", "kvbm", "null", "none"})
+
+
 def connector_of(w: Worker) -> tuple[set[str] | None, str]:
     """The KV connectors a worker runs with (nested ones included), or None when that depends on what the file does
     not say; and why. Dynamo's vLLM worker supplied one by default in some releases."""
@@ -76,8 +81,10 @@ def connector_of(w: Worker) -> tuple[set[str] | None, str]:
             if not conn.known:
                 return None, "--connector is set at run time"
             names = {c.strip().lower() for c in str(conn.value).replace(",", " ").split()}
+            if names - DYNAMO_VLLM_CONNECTOR_WORDS or (len(names) > 1 and names & {"none", "null"}):
+                return None, f"--connector {conn.value} is refused at start (DG212)"
             if names <= {"none", "null"}:
-                return set(), "--connector none"
+                return set(), f"--connector {conn.value}"
             return {"NixlConnector" if n == "nixl" else n for n in names}, "--connector"
         forced = knowledge.pattern("dynamo", "vllm.nixl_connector_forced").releases
         default = knowledge.pattern("dynamo", "vllm.connector_flag_default_nixl").releases

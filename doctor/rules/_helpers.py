@@ -6,6 +6,7 @@ from typing import Any
 
 from disagg.schemas import knowledge
 from disagg.schemas.engines import as_int, connectors
+from disagg.schemas.knowledge import version_key
 from disagg.schemas.model import Deployment, Unknown, Worker
 from disagg.schemas.policy import flag_bool, routing_policy, v0_decode, v0_router  # the runtime routes with the same
 from disagg.schemas.roles import flags_hidden
@@ -51,6 +52,18 @@ def prefill_capacity(dep: Deployment) -> tuple[int, str, Worker | None]:
 # The words dynamo.vllm's --connector takes (VALID_CONNECTORS, compared lower-cased) in every release that has the flag
 # and reads it, 0.5.0..0.9.1 (fact dynamo.vllm.connector_flag_values); from 1.0.0 the flag itself makes it raise.
 DYNAMO_VLLM_CONNECTOR_WORDS = frozenset({"nixl", "lmcache", "kvbm", "null", "none"})
+
+
+def dynamo_patch_within(w, releases: frozenset[str]) -> bool:
+    """The worker's image names a Dynamo release no table describes (a patch image such as `vllm-runtime:0.6.1.post1`)
+    that sorts between the first and last of `releases`: where a fact holds in every release of that span, it holds
+    for the patch too."""
+    s = w.settings.get("dynamo_image_release")
+    if s is None or not releases:
+        return False
+    ordered = sorted(releases, key=version_key)
+    span = knowledge.versions_between("dynamo", ordered[0], ordered[-1])
+    return span <= releases and version_key(ordered[0]) <= version_key(str(s.value)) <= version_key(ordered[-1])
 
 
 def connector_of(w: Worker) -> tuple[set[str] | None, str]:

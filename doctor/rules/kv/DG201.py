@@ -4,7 +4,7 @@ from disagg.schemas import knowledge
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._helpers import connector_of, flag_bool, v0_decode
+from .._helpers import connector_of, dynamo_patch_within, flag_bool, v0_decode
 
 
 class DG201(Rule):
@@ -90,8 +90,10 @@ def _dynamo_none_both(d, p) -> str | None:
         return None
     none = knowledge.fact("dynamo.vllm.connector_flag_values").releases
     rejected = knowledge.pattern("dynamo", "vllm.connector_flag_rejected").releases
-    if all(knowledge.verdict(w.target, "dynamo", none) is True for w in (d, p)):
-        return (f"{d.target.describe('dynamo')} builds no kv-transfer-config for --connector null/none, so the prefill worker's result carries "
+    if all(knowledge.verdict(w.target, "dynamo", none) is True or dynamo_patch_within(w, none) for w in (d, p)):
+        where = d.target.describe("dynamo") if knowledge.verdict(d.target, "dynamo", none) is True else \
+            f"Dynamo {d.settings['dynamo_image_release'].value} ({d.settings['dynamo_image_release'].origin}, a patch of a release in 0.5.0..0.9.1)"
+        return (f"{where} builds no kv-transfer-config for --connector null/none, so the prefill worker's result carries "
                 "no kv_transfer_params and the decode worker computes every prompt again: the prefill work is thrown away "
                 f"[{knowledge.fact('dynamo.vllm.connector_flag_values').source}]")
     if all(knowledge.verdict(w.target, "dynamo", none | rejected) is True for w in (d, p)):

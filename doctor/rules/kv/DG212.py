@@ -7,6 +7,7 @@ from ...finding import Fix, Severity
 from ...registry import Rule
 from .._connectors import ASCEND, ASCEND_PLUGIN_CONNECTORS, engine_releases, every, leaves, resolve, runs_vllm_ascend, vllm_releases, worker_uses
 from .._helpers import DYNAMO_VLLM_CONNECTOR_WORDS
+from .._helpers import dynamo_patch_within as _within
 from .._spelling import near_miss
 
 
@@ -193,20 +194,23 @@ class DG212(Rule):
             return
         fact = knowledge.fact("dynamo.vllm.connector_flag_values")
         rejected = knowledge.pattern("dynamo", "vllm.connector_flag_rejected").releases
-        if knowledge.verdict(w.target, "dynamo", fact.releases | rejected) is not True:
+        placed = _within(w, fact.releases)
+        if not placed and knowledge.verdict(w.target, "dynamo", fact.releases | rejected) is not True:
             return
-        only_list = knowledge.verdict(w.target, "dynamo", fact.releases) is True
+        only_list = placed or knowledge.verdict(w.target, "dynamo", fact.releases) is True
         if combined:
             what, severity, hint = "'none' and 'null' cannot be combined with other connectors", None, ""
         else:
             meant = {c: near_miss(c, DYNAMO_VLLM_CONNECTOR_WORDS) for c in bad}
             what = f"{', '.join(repr(c) for c in bad)} is no connector dynamo.vllm takes ({', '.join(sorted(DYNAMO_VLLM_CONNECTOR_WORDS))})"
             hint = "".join(f"; did you mean {m!r}?" for m in meant.values() if m)
-            severity = None if w.target.named("dynamo") else (Severity.WARNING if all(meant.values()) else Severity.INFO)
+            severity = None if w.target.named("dynamo") or placed else (Severity.WARNING if all(meant.values()) else Severity.INFO)
         then = "it raises ValueError (\"Invalid connector(s)\") at start, so this worker never serves" if only_list else \
             "0.5.0..0.9.1 raise ValueError (\"Invalid connector(s)\") at start and 1.0.0 on refuse --connector itself, so this worker never serves"
         unsure = "" if severity is None else " (the file does not say which Dynamo build runs: one from a branch may take more words)"
-        yield ctx.finding(self, s.span, f"{w.name}: --connector {s.value}: {what} in {w.target.describe('dynamo')}: {then}{unsure}{hint} "
+        where = f"Dynamo {w.settings['dynamo_image_release'].value} ({w.settings['dynamo_image_release'].origin}), a patch of a release in " \
+            f"{_span(fact.releases)}" if placed else w.target.describe("dynamo")
+        yield ctx.finding(self, s.span, f"{w.name}: --connector {s.value}: {what} in {where}: {then}{unsure}{hint} "
                           f"[{fact.source}]", worker=w, severity=severity,
                           fix=Fix("use --connector nixl (or lmcache, kvbm, null, none)" if only_list else "use --kv-transfer-config"))
 

@@ -109,8 +109,10 @@ class DG107(Rule):
             if said is None or w.program not in _FLAG_DECIDES:
                 continue
             runs = _runs_as(w)
-            if runs == said or (said == "decode" and w.program != "sglang" and not has_role_flag(w)):
-                continue  # an unflagged Dynamo worker is the decode side (DG604 says when it registers as aggregated)
+            if runs == said or (said == "decode" and w.program != "sglang" and not by_field and (not has_role_flag(w) or w.role == "prefill")):
+                # an unflagged Dynamo worker is the decode side (DG604 says when it registers as aggregated); a flagged
+                # prefill that words nearby call decode is left to the name-free rules (comments say both roles)
+                continue
             if w.program == "dynamo.sglang" and w.known("disaggregation_mode") == "null":
                 runs = _DYNAMO_SGLANG_NULL
             elif runs == "null":

@@ -47,14 +47,13 @@ class FileResult:
 
 def collect_paths(targets: Sequence[str], exclude: Sequence[str] = ()) -> list[tuple[str, bool]]:
     """(path, named explicitly) for each target; folders are searched for *.yaml / *.yml / *.sh / *.bash and
-    Justfiles (`Justfile`, `justfile`, `*.just`)."""
+    Justfiles (`Justfile`, `justfile`, `*.just`), dot-folders included (CI's), but not NO_CONFIG_FOLDERS."""
     out: list[tuple[str, bool]] = []
     for target in targets:
         if target != STDIN and os.path.isdir(target):
             found = []
             for root, dirs, files in os.walk(target):
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ("node_modules", "__pycache__", ".venv", "venv")
-                                 and not _excluded(os.path.join(root, d), exclude))
+                dirs[:] = sorted(d for d in dirs if not _holds_no_config(root, d) and not _excluded(os.path.join(root, d), exclude))
                 for f in files:
                     p = os.path.join(root, f)
                     if (f.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES) or is_justfile(f)) and not f.startswith(".") and not _excluded(p, exclude):
@@ -63,6 +62,21 @@ def collect_paths(targets: Sequence[str], exclude: Sequence[str] = ()) -> list[t
         else:
             out.append((target, True))
     return out
+
+
+# Folders a folder search never enters: version control, caches and installed packages that hold no config of the
+# user's. Other dot-folders are entered: CI keeps its serving configs and launchers under `.buildkite/`, `.ci/`,
+# `.github/`, `.gitlab/`. A virtual environment under any name is known by its `pyvenv.cfg` (PEP 405).
+NO_CONFIG_FOLDERS = frozenset({
+    ".git", ".hg", ".svn", ".bzr", ".jj",  # version control
+    ".venv", "venv", ".tox", ".nox", ".eggs", "node_modules", "site-packages",  # installed packages
+    "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis", ".ipynb_checkpoints", ".cache",  # caches
+    ".terraform", ".terragrunt-cache", ".idea", ".vscode", ".direnv",  # tool state
+})
+
+
+def _holds_no_config(root: str, name: str) -> bool:
+    return name in NO_CONFIG_FOLDERS or name.endswith(".egg-info") or os.path.isfile(os.path.join(root, name, "pyvenv.cfg"))
 
 
 def _excluded(path: str, patterns: Sequence[str]) -> bool:

@@ -82,6 +82,12 @@ _MARKERS = {
     "dynamo.frontend": ("enforce-disagg", "decode-fallback"),
 }
 
+# dynamo.trtllm parses its command line with argparse's parse_args, which exits on a flag it does not define, up to 0.9.1
+# (ai-dynamo wheels 0.4.0, 0.5.1, 0.6.1, 0.7.0, 0.8.1, 0.9.1: dynamo/trtllm/utils/trtllm_utils.py cmd_line_args
+# `parser.parse_args()`); from 1.0.0 it takes parse_known_args' leftovers (1.2.1 dynamo/trtllm/args.py). So a flag a
+# release up to 0.9.1 does not define rules that release out; later releases are kept whatever the flag.
+_TRTLLM_STRICT_UNTIL = "0.9.1"
+
 ENV_SETTINGS = {
     "VLLM_NIXL_SIDE_CHANNEL_PORT": "side_channel_port",
     "VLLM_NIXL_SIDE_CHANNEL_HOST": "side_channel_host",
@@ -144,6 +150,9 @@ def apply_command(w: Worker, cmd: Command) -> None:
             for m in markers:
                 if m in cmd.flags:
                     knowledge.evidence_from_flag(w.target, "dynamo", w.program, f"--{m}")
+    if cmd.program == "dynamo.trtllm":
+        for name in cmd.flags:
+            knowledge.evidence_from_strict_flag(w.target, "dynamo", w.program, f"--{name}", _TRTLLM_STRICT_UNTIL)
 
 
 def _proxy_port_lists(w: Worker, cmd: Command) -> None:

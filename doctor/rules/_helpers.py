@@ -6,6 +6,7 @@ from typing import Any
 
 from disagg.schemas import knowledge
 from disagg.schemas.engines import as_int, connectors
+from disagg.schemas.knowledge import version_key
 from disagg.schemas.model import Deployment, Unknown, Worker
 from disagg.schemas.policy import flag_bool, routing_policy, v0_decode, v0_router  # the runtime routes with the same
 from disagg.schemas.roles import flags_hidden
@@ -48,6 +49,23 @@ def prefill_capacity(dep: Deployment) -> tuple[int, str, Worker | None]:
     return total, why, pre[0]
 
 
+# The words dynamo.vllm's --connector takes (VALID_CONNECTORS, compared lower-cased) in every release that has the flag
+# and reads it, 0.5.0..0.9.1 (fact dynamo.vllm.connector_flag_values); from 1.0.0 the flag itself makes it raise.
+DYNAMO_VLLM_CONNECTOR_WORDS = frozenset({"nixl", "lmcache", "kvbm", "null", "none"})
+
+
+def dynamo_patch_within(w, releases: frozenset[str]) -> bool:
+    """The worker's image names a Dynamo release no table describes (a patch image such as `vllm-runtime:0.6.1.post1`)
+    that sorts between the first and last of `releases`: where a fact holds in every release of that span, it holds
+    for the patch too."""
+    s = w.settings.get("dynamo_image_release")
+    if s is None or not releases:
+        return False
+    ordered = sorted(releases, key=version_key)
+    span = knowledge.versions_between("dynamo", ordered[0], ordered[-1])
+    return span <= releases and version_key(ordered[0]) <= version_key(str(s.value)) <= version_key(ordered[-1])
+
+
 def connector_of(w: Worker) -> tuple[set[str] | None, str]:
     """The KV connectors a worker runs with (nested ones included), or None when that depends on what the file does
     not say; and why. Dynamo's vLLM worker supplied one by default in some releases."""
@@ -76,8 +94,10 @@ def connector_of(w: Worker) -> tuple[set[str] | None, str]:
             if not conn.known:
                 return None, "--connector is set at run time"
             names = {c.strip().lower() for c in str(conn.value).replace(",", " ").split()}
+            if names - DYNAMO_VLLM_CONNECTOR_WORDS or (len(names) > 1 and names & {"none", "null"}):
+                return None, f"--connector {conn.value} is refused at start (DG212)"
             if names <= {"none", "null"}:
-                return set(), "--connector none"
+                return set(), f"--connector {conn.value}"
             return {"NixlConnector" if n == "nixl" else n for n in names}, "--connector"
         forced = knowledge.pattern("dynamo", "vllm.nixl_connector_forced").releases
         default = knowledge.pattern("dynamo", "vllm.connector_flag_default_nixl").releases

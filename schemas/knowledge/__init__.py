@@ -172,6 +172,21 @@ def evidence_from_flag(target: Target, system: str, program: str, flag: str) -> 
     target.add(Evidence(system, rel, f"{flag} exists in {program} {ordered[0]}..{ordered[-1]}"))
 
 
+def evidence_from_strict_flag(target: Target, system: str, program: str, flag: str, strict_until: str) -> None:
+    """A flag that `program` refuses at start where it does not define it, up to `strict_until` (an argument parser that
+    exits on an unknown flag): those releases without it are ruled out; later ones are kept."""
+    rel = flag_releases(system, program, flag)
+    if not rel:
+        return  # no table, or a flag no release defines (passed on, or a mistake DG603 reports)
+    known = known_releases()[system]
+    allowed = rel | frozenset(v for v in known if version_key(v) > version_key(strict_until))
+    shipped = program_releases(system, program) or frozenset(known)
+    if target.releases(system) & shipped <= allowed:
+        return  # it rules out nothing still possible where the program exists
+    ordered = sorted(rel, key=version_key)
+    target.add(Evidence(system, allowed, f"{flag} exists in {program} {ordered[0]}..{ordered[-1]}, and releases to {strict_until} refuse flags they do not define"))
+
+
 def evidence_from_tag(target: Target, system: str, tag: str, why: str) -> bool:
     """An image tag or pin that names a release; True when it narrowed the target."""
     release = parse_version(tag)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import engines, knowledge
 from ..cmdline import SHELLS, Arg, Command, engine_from_image, find_command, parse_flags, runs_dynamo
-from ..knowledge.versions import Target
+from ..knowledge.versions import Target, parse_version
 from ..model import Host, Setting, Unknown, Worker
 from ..shell_flow import shell_script_at
 from ..shell_launch import UNKNOWN_WRAPPER
@@ -36,18 +36,24 @@ def dig(data: Any, *keys: str) -> Any:
     return data
 
 
-def image_evidence(target: Target, image: str | None) -> None:
-    """An image tag that names a release narrows the target (`vllm-runtime:0.3.2` -> dynamo 0.3.2)."""
+def image_evidence(target: Target, image: str | None) -> tuple[str, str, str] | None:
+    """An image tag that names a release narrows the target (`vllm-runtime:0.3.2` -> dynamo 0.3.2). A tag that names a
+    release no table describes (`vllm-runtime:0.6.1.post1`, a patch image) leaves the target as it is and comes back as
+    (system, release, why), so that a rule whose fact holds across a range of releases may still place it."""
     if not isinstance(image, str) or not image or "$" in image:
-        return
+        return None
     ref = image.split("@")[0]
     repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")
     if not tag:
-        return
+        return None
     for pattern, system in _IMAGES:
         if pattern.search(repo):
-            knowledge.evidence_from_tag(target, system, tag, f"image tag {repo.rsplit('/', 1)[-1]}:{tag}")
-            return
+            why = f"image tag {repo.rsplit('/', 1)[-1]}:{tag}"
+            if knowledge.evidence_from_tag(target, system, tag, why):
+                return None
+            release = parse_version(tag)
+            return (system, release, why) if release else None
+    return None
 
 
 def new_worker(cmd: Command, *, path: str, name: str, host: Host, hints: list[str], env: dict[str, Arg], target: Target,
@@ -55,7 +61,9 @@ def new_worker(cmd: Command, *, path: str, name: str, host: Host, hints: list[st
     engine, system = engines.PROGRAMS.get(cmd.program, (None, "unknown"))
     w = Worker(name=name, role="unknown", role_why="", program=cmd.program, engine=engine, system=system, path=path, span=cmd.start,
                target=target.copy(), host=host, labels=dict(labels or {}))
-    image_evidence(w.target, image)
+    unplaced = image_evidence(w.target, image)
+    if unplaced is not None and unplaced[0] == "dynamo":
+        w.settings["dynamo_image_release"] = Setting(unplaced[1], None, unplaced[2])
     if engine == "vllm" and isinstance(image, str) and image.split("@")[0].split(":")[0].rstrip("/").rsplit("/", 1)[-1] == "vllm-ascend":
         w.set("vllm_plugin", "vllm-ascend", None, f"image {image}")  # vllm-ascend's images (quay.io/ascend/vllm-ascend) install the plugin
     engines.apply_env(w, {k: Setting(a.text, a.span, f"env {k}") for k, a in env.items()})

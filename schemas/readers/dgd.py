@@ -157,6 +157,10 @@ def _namespace_fields(doc, w: Worker, base: tuple, comp: dict, namespace: str, g
 def _dgd_fields(doc, w: Worker, base: tuple, svc: dict, sub: str, nodes, namespace: str, graph: str) -> None:
     if sub in ("prefill", "decode") and w.role_from in ("name", "none", "default"):
         w.set_role(sub, f"subComponentType {sub}", "field")
+    elif sub in ("prefill", "decode"):
+        # the engine's own flag decides its role; the field is what the operator labels the pods with and the planner
+        # scales the service by (DG107 compares them)
+        w.set("sub_component_type", sub, Span(*doc.marks.value(base + ("subComponentType",))), "subComponentType")
     if "replicas" in svc:
         w.replicas = Setting(count(svc.get("replicas")), Span(*doc.marks.value(base + ("replicas",))), "replicas")
     _autoscaled(doc, w, base, svc)

@@ -6,6 +6,8 @@ from disagg.schemas.knowledge import version_key
 from ...finding import Fix, Severity
 from ...registry import Rule
 from .._connectors import ASCEND, ASCEND_PLUGIN_CONNECTORS, engine_releases, every, leaves, resolve, runs_vllm_ascend, vllm_releases, worker_uses
+from .._helpers import DYNAMO_VLLM_CONNECTOR_WORDS
+from .._helpers import dynamo_patch_within as _within
 from .._spelling import near_miss
 
 
@@ -47,7 +49,8 @@ class DG212(Rule):
     than `pull` or `push` where vLLM reads it (0.34); a `dynamo.vllm` prefill/decode worker whose connector has no
     prefill/decode protocol in the Dynamo release (its `KV_CONNECTOR_PROTOCOLS`, 1.3 on: e.g. vLLM's
     `NixlPushConnector`, which Dynamo rejects); and an SGLang `--disaggregation-transfer-backend` that is none
-    of that release's choices (an info from 0.5.2, where a plugin may add choices). The registered names are read from every release's `KVConnectorFactory.register_connector`
+    of that release's choices (an info from 0.5.2, where a plugin may add choices); a `dynamo.vllm` `--connector`
+    word other than nixl, lmcache, kvbm, null and none (Dynamo 0.5-0.9 raise "Invalid connector(s)" at start). The registered names are read from every release's `KVConnectorFactory.register_connector`
     calls and SGLang's choices (generated facts). A class loaded from `kv_connector_module_path` is not in any
     registry, and a vLLM plugin may register names of its own (vllm-ascend's `MooncakeConnectorV1`): a name that is
     neither a misspelling of a registered one nor registered in another release is reported as an info saying what
@@ -84,6 +87,8 @@ class DG212(Rule):
                 continue
             if w.engine == "vllm":
                 yield from self._vllm(ctx, w)
+                if w.program == "dynamo.vllm":
+                    yield from self._connector_flag(ctx, w)
                 if w.program == "dynamo.vllm" and _pd_by_flags(w):
                     yield from self._dynamo(ctx, w)
             elif w.engine == "sglang":
@@ -172,6 +177,42 @@ class DG212(Rule):
         yield ctx.finding(self, w.where("kv_connector"), f"{w.name}: {what} in {w.target.describe('dynamo')}, which supports {', '.join(protocols)} "
                           f"[{source}]: dynamo.vllm raises ValueError (\"Unsupported kv_connector\") at request setup", worker=w,
                           fix=Fix(f"use one of {', '.join(protocols)} for the prefill/decode hand-off"))
+
+    def _connector_flag(self, ctx, w):
+        """dynamo.vllm 0.5.0..0.9.1 check --connector against its own list and raise ValueError at start for any other
+        word, or for none/null with another (fact dynamo.vllm.connector_flag_values); from 1.0.0 the flag itself makes
+        it raise (pattern vllm.connector_flag_rejected, DG603). Judged where every candidate release is one or the other.
+        An error where the file names the Dynamo release; where it does not, a build from a branch may take more words:
+        a warning for a near miss of an accepted word, else an info."""
+        s = w.settings.get("connector")
+        if s is None or not s.known:
+            return
+        words = [c.strip().lower() for c in str(s.value).replace(",", " ").split()]
+        bad = [c for c in words if c not in DYNAMO_VLLM_CONNECTOR_WORDS]
+        combined = not bad and len(words) > 1 and bool({"none", "null"} & set(words))
+        if not bad and not combined:
+            return
+        fact = knowledge.fact("dynamo.vllm.connector_flag_values")
+        rejected = knowledge.pattern("dynamo", "vllm.connector_flag_rejected").releases
+        placed = _within(w, fact.releases)
+        if not placed and knowledge.verdict(w.target, "dynamo", fact.releases | rejected) is not True:
+            return
+        only_list = placed or knowledge.verdict(w.target, "dynamo", fact.releases) is True
+        if combined:
+            what, severity, hint = "'none' and 'null' cannot be combined with other connectors", None, ""
+        else:
+            meant = {c: near_miss(c, DYNAMO_VLLM_CONNECTOR_WORDS) for c in bad}
+            what = f"{', '.join(repr(c) for c in bad)} is no connector dynamo.vllm takes ({', '.join(sorted(DYNAMO_VLLM_CONNECTOR_WORDS))})"
+            hint = "".join(f"; did you mean {m!r}?" for m in meant.values() if m)
+            severity = None if w.target.named("dynamo") or placed else (Severity.WARNING if all(meant.values()) else Severity.INFO)
+        then = "it raises ValueError (\"Invalid connector(s)\") at start, so this worker never serves" if only_list else \
+            "0.5.0..0.9.1 raise ValueError (\"Invalid connector(s)\") at start and 1.0.0 on refuse --connector itself, so this worker never serves"
+        unsure = "" if severity is None else " (the file does not say which Dynamo build runs: one from a branch may take more words)"
+        where = f"Dynamo {w.settings['dynamo_image_release'].value} ({w.settings['dynamo_image_release'].origin}), a patch of a release in " \
+            f"{_span(fact.releases)}" if placed else w.target.describe("dynamo")
+        yield ctx.finding(self, s.span, f"{w.name}: --connector {s.value}: {what} in {where}: {then}{unsure}{hint} "
+                          f"[{fact.source}]", worker=w, severity=severity,
+                          fix=Fix("use --connector nixl (or lmcache, kvbm, null, none)" if only_list else "use --kv-transfer-config"))
 
     def _sglang(self, ctx, w):
         s = w.settings.get("transfer_backend")

@@ -9,6 +9,10 @@ from ...registry import Rule
 # programs whose own flag decides whether they serve prefill or decode -> (system, fact) when the fact is sourced
 _FLAG_DECIDES = {"dynamo.vllm": ("dynamo", "dynamo.vllm.role_by_flag"), "sglang": ("sglang", "sglang.role_by_flag"), "dynamo.sglang": ("dynamo", "dynamo.sglang.role_by_flag"),
                  "dynamo.trtllm": ("dynamo", "dynamo.trtllm.role_by_flag")}
+# dynamo.sglang maps SGLang's --disaggregation-mode null to its AGGREGATED serving mode: it neither asks a prefill worker
+# nor waits for KV (ai-dynamo wheels 0.4.1, 0.5.0, 0.6.1, 0.7.0, 0.8.1, 0.9.1, 1.0.0, 1.2.1, 1.4.0, 1.6.1:
+# dynamo/sglang/args.py _set_serving_strategy, `disaggregation_mode == "null"` -> DisaggregationMode.AGGREGATED)
+_DYNAMO_SGLANG_NULL = "aggregated (dynamo.sglang serves --disaggregation-mode null in its AGGREGATED mode, computing every prompt itself)"
 _SYSTEM_READ = ("flag", "connector", "router", "default")  # a role that the engine itself, its connector or its router decides
 
 
@@ -42,8 +46,10 @@ class DG107(Rule):
     Reports a worker that is called prefill (or decode) while what it runs with says otherwise: a Dynamo service,
     container, section or variable named prefill whose `python -m dynamo.vllm` has neither `--disaggregation-mode
     prefill` nor `--is-prefill-worker`; a `python -m dynamo.trtllm` or `dynamo.sglang` named prefill whose
-    `--disaggregation-mode` says decode or null; an SGLang server named decode without `--disaggregation-mode decode`; a
-    `subComponentType: prefill` over an unflagged worker; and an SGLang server that the PD router
+    `--disaggregation-mode` says decode or null; an SGLang server named decode without `--disaggregation-mode decode`
+    (a `dynamo.sglang` one whose `--disaggregation-mode null` makes it aggregated); a `subComponentType: prefill` over an
+    unflagged worker, and a DGD service whose `subComponentType` says one role while its engine's flag says another
+    (the operator labels and the planner scales the service by the field; the engine serves by its flag); and an SGLang server that the PD router
     (`sglang_router.launch_router --pd-disaggregation --prefill URL --decode URL`) sends prefill or decode traffic to
     while its own `--disaggregation-mode` is something else (null by default), or one server URL that the PD router
     is given both as a `--prefill` and as a `--decode` (whatever mode that server runs in, one half goes wrong).
@@ -99,21 +105,32 @@ class DG107(Rule):
                                       related=(ctx.related(w, routed.span, "the router's URL for it"),),
                                       fix=Fix(f"add --disaggregation-mode {routed.value} to {w.name}'s command"))
                 continue
-            said, why = self._said(w)
+            said, why, by_field = self._said(w)
             if said is None or w.program not in _FLAG_DECIDES:
                 continue
             runs = _runs_as(w)
-            if runs == said or (said == "decode" and w.program != "sglang"):
-                continue  # an unflagged Dynamo worker is the decode side (DG604 says when it registers as aggregated)
+            if runs == said or (said == "decode" and w.program != "sglang" and not by_field and (not has_role_flag(w) or w.role == "prefill")):
+                # an unflagged Dynamo worker is the decode side (DG604 says when it registers as aggregated); a flagged
+                # prefill that words nearby call decode is left to the name-free rules (comments say both roles)
+                continue
+            if w.program == "dynamo.sglang" and w.known("disaggregation_mode") == "null":
+                runs = _DYNAMO_SGLANG_NULL
+            elif runs == "null":
+                runs = "a plain server (--disaggregation-mode null: it neither sends nor receives KV)"
             others = [x for x in serving[said] if x is not w]
             zero = f"no worker serves {said}: {said} traffic will be zero" if not others else \
                 f"{', '.join(x.name for x in others[:2])} {'serves' if len(others) == 1 else 'serve'} {said}; this one does not"
+            if by_field:
+                zero += (f"; Dynamo's operator labels its pods {said} and its planner scales it as {said} capacity "
+                         "(wxsms/dynamo@2a6da14, a fork of ai-dynamo/dynamo at 1.5: deploy/operator/internal/dynamo/graph.go:2888-2889 sets the "
+                         "nvidia.com/dynamo-sub-component-type label from it; components/src/dynamo/planner/connectors/kubernetes.py:178 picks the "
+                         "service to scale by it)")
             hidden = flags_hidden(w)
             # the other side is there (so this is a P/D deployment that misses one side), by what the system reads
             other = "decode" if said == "prefill" else "prefill"
             counterpart = any(x is not w and x.role == other and x.role_from in _SYSTEM_READ + ("field",) for x in engines) or \
                 (said == "prefill" and any(x.role in ("frontend", "router", "proxy") for x in ctx.deployment.workers))
-            sev = Severity.WARNING if not others and counterpart and _sourced(w) and not hidden else Severity.INFO
+            sev = Severity.WARNING if (not others and counterpart or by_field) and _sourced(w) and not hidden else Severity.INFO
             if hidden:
                 zero += f" (unless {hidden} and carries the flag)"
             system = _FLAG_DECIDES[w.program][0] if _FLAG_DECIDES[w.program] else "dynamo"
@@ -145,17 +162,21 @@ class DG107(Rule):
                                   fix=Fix("give --prefill the prefill server's URL and --decode the decode server's URL"))
 
     @staticmethod
-    def _said(w) -> tuple[str | None, str]:
-        """The role a name or a CRD field gives the worker, when its own flags disagree or say nothing."""
+    def _said(w) -> tuple[str | None, str, bool]:
+        """The role a name or a CRD field gives the worker, when its own flags disagree or say nothing; and whether a
+        field that a system reads said it with the engine's own flag saying otherwise (a DGD's subComponentType)."""
         if w.role in ("prefill", "decode") and w.role_from in ("name", "field") and not has_role_flag(w):
-            return w.role, ("its name" if w.role_from == "name" else "its manifest") + f" ({w.role_why})"
+            return w.role, ("its name" if w.role_from == "name" else "its manifest") + f" ({w.role_why})", False
+        sub = w.settings.get("sub_component_type")
+        if sub is not None and w.role_from == "flag" and sub.value != w.role and w.role in ("prefill", "decode", "aggregated"):
+            return sub.value, f"its manifest (subComponentType {sub.value})", True
         launched = w.settings.get("launched_as")  # the launcher starts it as that role's worker (srtctl's prefill endpoint)
         if launched is not None and w.role_from == "flag" and launched.value != w.role and w.role in ("prefill", "decode", "aggregated"):
-            return launched.value, f"its launcher ({launched.origin})"
+            return launched.value, f"its launcher ({launched.origin})", False
         named = w.settings.get("named_as")
         if named is not None and w.role_from == "flag" and named.value != w.role and w.role in ("prefill", "decode", "aggregated"):
-            return named.value, f"its name ({named.origin})"
-        return None, ""
+            return named.value, f"its name ({named.origin})", False
+        return None, "", False
 
 
 def _same_server(url: str) -> str:

@@ -8,6 +8,17 @@ from ...registry import Rule
 _DYNAMO = ("dynamo.vllm", "dynamo.sglang", "dynamo.trtllm")
 
 
+def _pairs_by_model(p) -> frozenset[str]:
+    """Releases in which the frontend pairs this prefill worker with decode workers by the model name they register.
+    From 1.0.0 for every dynamo.* worker (per model and namespace, ai-dynamo/dynamo PR #6054, see _across_files). The
+    frontend keyed its prefill router by model name before that too (lib/llm/src/discovery/watcher.rs at
+    zxue2/dynamo@e20adb44, 0.6.1: register_prefill_router(card.name())), and dynamo.trtllm's prefill worker registers
+    through it from 0.7.0 (ai-dynamo wheels 0.7.0, 0.8.1, 0.9.1 dynamo/trtllm/main.py: ModelType.Prefill, register_llm
+    under --served-model-name, 'frontend detects their role via ModelType'); in 0.4-0.6 the decode worker called the
+    prefill worker's endpoint itself (fact dynamo.trtllm.strategy_chain), which no model name enters."""
+    return knowledge.versions_between("dynamo", "0.7.0" if p.program == "dynamo.trtllm" else "1.0.0", None)
+
+
 class DG601(Rule):
     """## What it does
     Reports Dynamo 1.x prefill and decode workers in one file that register in different Dynamo namespaces, or (in
@@ -50,8 +61,8 @@ class DG601(Rule):
     def check(self, ctx):
         dyn = [w for w in ctx.deployment.workers if w.program in _DYNAMO and w.role in ("prefill", "decode")]
         decode = [w for w in dyn if w.role == "decode"]
-        by_model = knowledge.versions_between("dynamo", "1.0.0", None)
         for p in (w for w in dyn if w.role == "prefill"):
+            by_model = _pairs_by_model(p)
             for d in decode[:1]:
                 pn, dn = p.known("served_model_name") or p.known("model"), d.known("served_model_name") or d.known("model")
                 if pn and dn and str(pn) != str(dn) and knowledge.verdict(p.target, "dynamo", by_model) is True:

@@ -26,7 +26,8 @@ _ARITH_NAME = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9
 
 
 class PStr:
-    """Text with the source offset of each character (-1: made up by expansion, no source)."""
+    """Text with the source offset of each character (-1: made up by expansion, no source); a range where the
+    characters are side by side in the file (never changed in place: the lexer's pieces share it)."""
 
     __slots__ = ("text", "offs")
 
@@ -35,7 +36,7 @@ class PStr:
         self.offs = offs if offs is not None else [-1] * len(text)
 
     def __add__(self, other: "PStr") -> "PStr":
-        return PStr(self.text + other.text, self.offs + other.offs)
+        return PStr(self.text + other.text, [*self.offs, *other.offs])  # either may be a range of the file
 
     def split(self) -> list["PStr"]:
         out = []
@@ -107,7 +108,7 @@ class Expander:
         chars: tuple = ()
         if known and ("=" in p.text or "{" in p.text):
             n = len(offs)
-            if line == eline and last - first == n - 1 and offs == list(range(first, first + n)):
+            if line == eline and last - first == n - 1 and (type(offs) is range or offs == list(range(first, first + n))):
                 # characters written side by side on one line (most words): the columns follow one another
                 return Arg(p.text, Span(line, col, eline, ecol + 1), tuple(zip(itertools.repeat(line, n), range(col, col + n))))
             out, prev, pl, pc, text = [], -2, line, col, self.file_text

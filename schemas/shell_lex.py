@@ -23,11 +23,13 @@ _PLAIN_DQ = re.compile(r'[^"\\$`]+')  # ... inside double quotes
 class Seg:
     __slots__ = ("kind", "text", "offs", "quoted", "op", "arg", "items")
 
-    def __init__(self, kind: str, text: str, offs: list[int], quoted: bool = False, op: str = "", arg: list["Seg"] | None = None,
+    def __init__(self, kind: str, text: str, offs: list[int] | range, quoted: bool = False, op: str = "", arg: list["Seg"] | None = None,
                  items: list[list["Seg"]] | None = None):
         self.kind = kind  # lit | var | sub | array | arith (`((...))` of a command or C-style for: text is what is inside)
         self.text = text  # literal text, or the variable's name
-        self.offs = offs  # source offset of each literal character; for var/sub: [start, end) of the expression
+        # source offset of each literal character (a range where they are side by side in the file); for var/sub:
+        # [start, end) of the expression
+        self.offs = offs
         self.quoted = quoted
         self.op = op  # ${X:-w}: ":-"; ${X[@]}: "[@]"; ${#X}: "#"
         self.arg = arg  # the word after the operator
@@ -108,8 +110,9 @@ class Lexer:
             m = _SIMPLE_WORD.match(t, i)
             if m is not None:  # most words are plain text up to a blank or an operator: one piece, no loop
                 j = m.end(1)
-                offs = o[i:j] if j <= no else [self.off(k) for k in range(i, j)]
-                words.append([Seg("lit", m.group(1), offs if type(offs) is list else list(offs))])
+                # a range when the text is the file itself: no int object per character (a list is made only where
+                # a piece is added to it, in _lits/_lit)
+                words.append([Seg("lit", m.group(1), o[i:j] if j <= no else [self.off(k) for k in range(i, j)])])
                 i = m.end()
                 continue
             self.i = i
@@ -175,15 +178,21 @@ class Lexer:
             return
         offs = self.o[i:j] if j <= len(self.o) else [self.off(k) for k in range(i, j)]
         if segs and segs[-1].kind == "lit" and segs[-1].quoted == quoted:
-            segs[-1].text += self.t[i:j]
-            segs[-1].offs.extend(offs)
+            last = segs[-1]
+            last.text += self.t[i:j]
+            if type(last.offs) is not list:
+                last.offs = list(last.offs)
+            last.offs.extend(offs)
         else:
-            segs.append(Seg("lit", self.t[i:j], list(offs), quoted))
+            segs.append(Seg("lit", self.t[i:j], offs, quoted))  # a slice: a range of the file, or a new list
 
     def _lit(self, segs: Word, ch: str, i: int, quoted: bool) -> None:
         if segs and segs[-1].kind == "lit" and segs[-1].quoted == quoted:
-            segs[-1].text += ch
-            segs[-1].offs.append(self.off(i))
+            last = segs[-1]
+            last.text += ch
+            if type(last.offs) is not list:
+                last.offs = list(last.offs)
+            last.offs.append(self.off(i))
         else:
             segs.append(Seg("lit", ch, [self.off(i)], quoted))
 

@@ -29,6 +29,7 @@ __all__ = ["ShellReader", "Launch", "PStr", "State", "image_entrypoint"]
 
 # Commands after which the processes a script started may have stopped (bash manual: wait; procps: kill, pkill).
 _STOPPERS = frozenset({"kill", "pkill", "killall", "wait"})
+_LEADERS = ("then", "do", "else", "{", "!")  # words before a command that are no part of it
 
 
 class ShellReader(Flow, Expander, Launcher):
@@ -39,31 +40,32 @@ class ShellReader(Flow, Expander, Launcher):
         self.base_env = base_env or {}
 
     def simple(self, cmd: LexCommand, st: State) -> None:
-        words = list(cmd.words)
+        words = cmd.words  # never changed in place: `words[1:]` below makes a new list
         if cmd.comments:
             st.recent.extend(c for c in cmd.comments if c)
         frame = st.frames[-1] if st.frames else None
         if frame is not None and frame.kind == "case" and frame.expect:
             if words or cmd.end in ("|", ")"):
-                if words and _plain(words[0]) == "esac":
+                if words and cmd.head == "esac":
                     self.close(st.frames.pop(), st)
                     return
                 self._pattern(words, cmd.end, frame, st)
             return
         if not words:
             return
-        head = _plain(words[0])
+        head = cmd.head
         if head in ("fi", "esac", "done", "}"):
             if head in ("fi", "esac") and st.frames and st.frames[-1].kind in ("if", "case"):
                 self.close(st.frames.pop(), st)
             return
-        while words and _plain(words[0]) in ("then", "do", "else", "{", "!"):
-            if _plain(words[0]) == "else" and st.frames and st.frames[-1].kind == "if":
-                self._else(st.frames[-1], st)
-            words = words[1:]
-        if not words:
-            return
-        head = _plain(words[0])
+        if head in _LEADERS:
+            while words and _plain(words[0]) in _LEADERS:
+                if _plain(words[0]) == "else" and st.frames and st.frames[-1].kind == "if":
+                    self._else(st.frames[-1], st)
+                words = words[1:]
+            if not words:
+                return
+            head = _plain(words[0])
         if head in ("if", "elif"):
             if head == "if" or (st.frames and st.frames[-1].kind == "if"):
                 self._if_open(head, words, cmd.end, cmd.start, st)

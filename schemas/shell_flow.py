@@ -56,18 +56,18 @@ class Flow(Branches):
             words = cmd.words
             # function definitions: name ( ) { ... }  /  function name { ... }
             if cmd.end == "(" and len(words) == 1 and i + 1 < len(cmds) and not cmds[i + 1].words and cmds[i + 1].end == ")":
-                name = _plain(words[0])
+                name = cmd.head
                 body, i = _brace_body(cmds, i + 2)
                 if name:
                     st.funcs[name] = body
                 continue
-            if words and _plain(words[0]) == "function" and len(words) >= 2:
+            first = cmd.head if words else ""
+            if first == "function" and len(words) >= 2:
                 name = (_plain(words[1]) or "").rstrip("()")  # `function $(...)`: a name made at run time, not a function we can call
                 body, i = _brace_body(cmds, i + 1 if len(words) == 2 else i)
                 if name:
                     st.funcs[name] = body
                 continue
-            first = _plain(words[0]) if words else ""
             if first in ("for", "while", "until", "select"):
                 body, nxt = _loop_body(cmds, i)
                 self.loop(cmd, body, st)
@@ -218,7 +218,7 @@ def shell_string(expanded: list[PStr]) -> tuple[list[PStr], str | None] | None:
 
 def _brace_body(cmds: list[LexCommand], i: int) -> tuple[list[LexCommand], int]:
     """Commands between `{` (at or after i) and its `}`; the index after it."""
-    while i < len(cmds) and not (cmds[i].words and _plain(cmds[i].words[0]) == "{"):
+    while i < len(cmds) and not (cmds[i].words and cmds[i].head == "{"):
         i += 1
     if i >= len(cmds):
         return [], i
@@ -241,7 +241,7 @@ def _loop_body(cmds: list[LexCommand], i: int) -> tuple[list[LexCommand], int]:
     depth, body = 0, []
     for j in range(i + 1, len(cmds)):
         c = cmds[j]
-        head = _plain(c.words[0]) if c.words else None
+        head = c.head
         if head in ("for", "while", "until", "select"):
             depth += 1
         if head == "done":

@@ -42,13 +42,16 @@ Word = list[Seg]
 
 
 class Command:
-    __slots__ = ("words", "end", "comments", "start")
+    __slots__ = ("words", "end", "comments", "start", "head")
 
     def __init__(self, words: list[Word], end: str, comments: list[str] | None = None, start: int = 0):
         self.words = words
         self.end = end  # the separator that ended it
         self.comments = comments or []  # comments seen before it
         self.start = start  # source offset of its first character
+        # the first word when it holds no expansion (`for`, `fi`, `echo`), else None: the interpreter asks it of every
+        # command several times
+        self.head = plain(words[0]) if words else None
 
 
 class Lexer:
@@ -338,6 +341,16 @@ def _operator(t: str, i: int, n: int) -> str | None:
     if c == "&" and i + 1 < n and t[i + 1] == ">":
         return None  # &> redirection
     return c
+
+
+def plain(word: Word) -> str | None:
+    """The text of a word with no expansion in it, else None."""
+    if len(word) == 1:
+        return word[0].text if word[0].kind == "lit" else None
+    for s in word:  # a loop, not all(genexpr): the reader asks this of nearly every word it runs
+        if s.kind != "lit":
+            return None
+    return "".join([s.text for s in word])
 
 
 def _lit_text(word: Word) -> str | None:

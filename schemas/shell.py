@@ -108,7 +108,10 @@ class ShellReader(Flow, Expander, Launcher):
     def _command(self, words, k: int, assigns: dict[str, PStr], cmd: LexCommand, st: State) -> None:
         expanded: list[PStr] = []
         for w in words[k:]:
-            expanded.extend(self.expand(w, st))
+            if len(w) == 1 and w[0].kind == "lit":  # what expand() gives a plain word, without a list for it
+                expanded.append(PStr(w[0].text, w[0].offs))
+            else:
+                expanded.extend(self.expand(w, st))
         if not expanded:
             return
         name = expanded[0].text

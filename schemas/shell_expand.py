@@ -95,6 +95,18 @@ class Expander:
 
     def arg(self, p: PStr, fallback: int) -> Arg:
         offs = p.offs
+        if type(offs) is range and offs and offs.step == 1 and offs.start >= 0:
+            # a word as written in the file (most words of a command): its first and last character are its ends, and
+            # one search finds the line when it ends on the line it starts on
+            first, last, starts = offs.start, offs.stop - 1, self.starts
+            i = bisect.bisect_right(starts, first) - 1
+            line, col = i + 1, first - starts[i] + 1
+            if i + 1 >= len(starts) or starts[i + 1] > last:
+                span = Span(line, col, line, last - starts[i] + 2)
+                if "=" in p.text or "{" in p.text:
+                    n = len(offs)
+                    return Arg(p.text, span, tuple(zip(itertools.repeat(line, n), range(col, col + n))))
+                return Arg(p.text, span, ())
         first = offs[0] if offs and offs[0] >= 0 else next((o for o in offs if o >= 0), -1)
         last = offs[-1] if offs and offs[-1] >= 0 else next((o for o in reversed(offs) if o >= 0), -1)
         known = first >= 0

@@ -201,6 +201,9 @@ def _image_args(image: str | None, args: list[Arg]) -> Command | None:
 def _docker(words: list[PStr]):
     """(command words, env, network, container name, image) of `docker run ...`, or None."""
     texts = [w.text for w in words]
+    joined = " ".join(texts)
+    if "docker" not in joined and "podman" not in joined and "nerdctl" not in joined:
+        return None  # what the search below answers, without splitting each word of every command
     start = next((i for i, t in enumerate(texts) if t.rsplit("/", 1)[-1] in ("docker", "podman", "nerdctl")), None)
     if start is None or start + 1 >= len(texts) or texts[start + 1] not in ("run", "create"):
         return None

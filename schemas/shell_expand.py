@@ -95,27 +95,24 @@ class Expander:
 
     def arg(self, p: PStr, fallback: int) -> Arg:
         offs = p.offs
-        if type(offs) is range and offs and offs.step == 1 and offs.start >= 0:
-            # a word as written in the file (most words of a command): its first and last character are its ends, and
-            # one search finds the line when it ends on the line it starts on
-            first, last, starts = offs.start, offs.stop - 1, self.starts
-            i = bisect.bisect_right(starts, first) - 1
-            line, col = i + 1, first - starts[i] + 1
-            if i + 1 >= len(starts) or starts[i + 1] > last:
-                span = Span(line, col, line, last - starts[i] + 2)
-                if "=" in p.text or "{" in p.text:
-                    n = len(offs)
-                    return Arg(p.text, span, tuple(zip(itertools.repeat(line, n), range(col, col + n))))
-                return Arg(p.text, span, ())
-        first = offs[0] if offs and offs[0] >= 0 else next((o for o in offs if o >= 0), -1)
-        last = offs[-1] if offs and offs[-1] >= 0 else next((o for o in reversed(offs) if o >= 0), -1)
+        if offs:
+            first, last = offs[0], offs[-1]
+            if first < 0:
+                first = next((o for o in offs if o >= 0), -1)
+            if last < 0:
+                last = next((o for o in reversed(offs) if o >= 0), -1)
+        else:
+            first = last = -1
         known = first >= 0
-        starts = self.starts  # line_col, inlined: two calls per word of every command that may serve
+        starts = self.starts  # line_col, inlined: it is asked for every word of every command that may serve
         a, b = (first, last) if known else (fallback, fallback)
         i = bisect.bisect_right(starts, a) - 1
         line, col = i + 1, a - starts[i] + 1
-        i = bisect.bisect_right(starts, b) - 1
-        eline, ecol = i + 1, b - starts[i] + 1
+        if b >= a and (i + 1 >= len(starts) or starts[i + 1] > b):
+            eline, ecol = line, b - starts[i] + 1  # it ends on the line it starts on (most words): no second search
+        else:
+            i = bisect.bisect_right(starts, b) - 1
+            eline, ecol = i + 1, b - starts[i] + 1
         # Positions inside a word matter only where a part of it is reported: VAR=value, --flag=value, JSON.
         chars: tuple = ()
         if known and ("=" in p.text or "{" in p.text):

@@ -20,6 +20,8 @@ _OP_START = frozenset("&|;\n()")
 _SPECIAL = frozenset(" \t\r\\#&|;\n()<>")  # first characters of a step other than a word (digits: `2>&1`)
 _WORD_END = frozenset(" \t\r\n;&|()<>")
 _PLAIN_DQ = re.compile(r'[^"\\$`]+')  # ... inside double quotes
+_BRACE_RUN = re.compile(r"[^}\\'\"$`]+")  # ... inside ${X:-...}, where blanks and operators are text too
+_NOTHING = re.compile(r"(?!)")
 
 
 class Seg:
@@ -193,7 +195,8 @@ class Lexer:
                 self.i = i + 2
                 segs.append(self._array())
                 i = self.i
-            elif not in_brace and not stop and (m := _PLAIN.match(t, i)) is not None:
+            elif (m := (_PLAIN if not in_brace and (not stop or stop == ")") else _BRACE_RUN if in_brace and stop == "}" else _NOTHING).match(t, i)) is not None:
+                # a run of characters the steps above leave to the one below, one at a time: as one piece
                 j = m.end()
                 self._lits(segs, i, j, False)
                 i = j

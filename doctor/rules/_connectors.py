@@ -9,6 +9,7 @@ are generated facts (`schemas/knowledge/generated/transports.json`); Dynamo's pa
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Any, NamedTuple
 
 from disagg.schemas import knowledge
@@ -142,11 +143,29 @@ class Transports(NamedTuple):
     unknown: tuple[Resolved, ...]  # connectors whose class could not be established
 
 
+# Answers per worker (rules ask transports/is_nixl five times for every worker of a file, with the same names):
+# a worker is read whole before any rule runs and no rule changes it, so an answer holds for as long as the worker.
+_PER_WORKER: "weakref.WeakKeyDictionary[Worker, dict]" = weakref.WeakKeyDictionary()
+
+
+def _memo(w: Worker, key: tuple, compute):
+    memo = _PER_WORKER.get(w)
+    if memo is None:
+        memo = _PER_WORKER[w] = {}
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
 def transports(w: Worker, names: set[str] | None) -> Transports | None:
     """What the worker's connectors are, for comparing two sides; None when the release or config is unknown.
     `names` are the connectors `connector_of` found (a launcher's default has no kv-transfer-config to read)."""
     if w.engine != "vllm":
         return None
+    return _memo(w, ("transports", None if names is None else frozenset(names)), lambda: _transports(w, names))
+
+
+def _transports(w: Worker, names: set[str] | None) -> Transports | None:
     releases, described = vllm_releases(w)
     if releases is None:
         return None
@@ -172,6 +191,12 @@ def can_exchange(a: Transports, b: Transports) -> bool | None:
 def is_nixl(w: Worker, names: set[str] | None) -> bool | None:
     """True when a connector of `w` loads the class vLLM registers as NixlConnector (or its pull/push variants) or
     Dynamo's patched DynamoNixlConnector; None when a connector's class is unknown and none is NIXL."""
+    if w.engine != "vllm":
+        return None
+    return _memo(w, ("is_nixl", None if names is None else frozenset(names)), lambda: _is_nixl(w, names))
+
+
+def _is_nixl(w: Worker, names: set[str] | None) -> bool | None:
     t = transports(w, names)
     if t is None:
         return None

@@ -5,6 +5,7 @@ ends here, so a block size is read the same way from `--block-size 16`, `--page-
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any, NamedTuple
@@ -239,10 +240,16 @@ def json_object(arg: Arg) -> tuple[dict | None, str | None, dict[str, Span]]:
         return None, "must be a JSON object", {}
     spans = {}
     for key in obj:
-        m = re.search(r'"' + re.escape(key) + r'"\s*:', arg.text)
+        m = _json_key(key).search(arg.text)
         if m:
             spans[key] = arg.pos_of(m.start() + 1, len(key))
     return obj, None, spans
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_key(key: str) -> re.Pattern:
+    """`"key":` in a JSON text (compiled once per key: every worker's kv-transfer-config asks the same few)."""
+    return re.compile(r'"' + re.escape(key) + r'"\s*:')
 
 
 def connectors(value: Any) -> set[str]:

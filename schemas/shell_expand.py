@@ -198,8 +198,16 @@ class Expander:
         return words
 
     def seg(self, s: Seg, st: State) -> list[PStr]:
-        if s.kind == "lit":
+        kind = s.kind
+        if kind == "lit":
             return [PStr(s.text, s.offs)]
+        if kind == "var" and not s.op:
+            # `$X` / `${X}`, the most common expansion: what the end of this method gives it, without its tests
+            name = s.text
+            value = st.vars.get(name) if not (name.isdigit() or name in ("@", "*")) else self.lookup(name, st)
+            if isinstance(value, list):
+                value = value[0] if value else PStr()
+            return [value if value is not None else _unresolved(s)]
         if s.kind == "array":
             return [p for item in s.items or [] for p in self.expand(item, st)]
         if s.kind == "sub":

@@ -20,6 +20,9 @@ from .shell_lex import Lexer
 
 MAX_STEPS = 20_000  # commands interpreted per script beyond its own length: a bound against pathological input
 MAX_LOOP = 8  # iterations of one loop
+_C_INIT = re.compile(r"\s*([A-Za-z_]\w*)\s*=\s*(.+?)\s*")  # the `i=0` of `for ((i=0; ...))`
+_INT = re.compile(r"-?\d+")
+_ARITH_ASSIGN = re.compile(r"\s*(\+\+|--)?\s*([A-Za-z_]\w*)\s*(\+\+|--|[-+*/%]?=(?!=))?\s*(.*?)\s*")  # `i++`, `X += 2`, `Y = X * 2`
 
 
 class Flow(Branches):
@@ -113,7 +116,7 @@ class Flow(Branches):
         """`for ((i=0; i<N; i++))`: once per value while the condition is known, else once with `i` unknown."""
         parts = header.split(";")
         init, cond, step = (parts + ["", "", ""])[:3] if len(parts) == 3 else ("", "", "")
-        m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*=\s*(.+?)\s*", init)
+        m = _C_INIT.fullmatch(init)
         st.frames.append(Frame("loop"))
         ran = False
         if m:
@@ -129,7 +132,7 @@ class Flow(Branches):
                 self.run(body, st)
                 self.arith_command(step, st)
                 got = self.lookup(var, st)
-                value = int(got.text) if isinstance(got, PStr) and re.fullmatch(r"-?\d+", got.text) else None
+                value = int(got.text) if isinstance(got, PStr) and _INT.fullmatch(got.text) else None
         if not ran:
             if m:
                 st.vars[m.group(1)] = PStr(f"${m.group(1)}")
@@ -139,7 +142,7 @@ class Flow(Branches):
     def arith_command(self, expr: str, st: State) -> None:
         """`((i++))`, `((PORT += 2))`, `((X = Y * 2))`: the assignment, when its value is known."""
         for part in expr.split(","):
-            m = re.fullmatch(r"\s*(\+\+|--)?\s*([A-Za-z_]\w*)\s*(\+\+|--|[-+*/%]?=(?!=))?\s*(.*?)\s*", part)
+            m = _ARITH_ASSIGN.fullmatch(part)
             if not m or not (m.group(1) or m.group(3)):
                 continue
             name, op, rhs = m.group(2), m.group(1) or m.group(3), m.group(4)

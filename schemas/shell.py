@@ -30,6 +30,12 @@ __all__ = ["ShellReader", "Launch", "PStr", "State", "image_entrypoint"]
 # Commands after which the processes a script started may have stopped (bash manual: wait; procps: kill, pkill).
 _STOPPERS = frozenset({"kill", "pkill", "killall", "wait"})
 _LEADERS = ("then", "do", "else", "{", "!")  # words before a command that are no part of it
+# Programs that are none of the names `_command` and `launch` act on (a builtin the reader interprets, a wrapper,
+# shell or ssh, a container tool or launcher, a serving program, a script path): such a command starts nothing and
+# sets nothing, whatever its arguments hold, unless an argument names docker/podman/nerdctl (`_docker` looks for
+# them in every word) or an expansion assigns (`${X:=v}`); see `_inert_args`. A function of that name is called.
+_INERT = frozenset({"curl", "wget", "sleep", "mkdir", "rm", "cp", "mv", "touch", "chmod", "ln", "cd", "ls", "cat", "grep", "head",
+                    "tail", "true", "false", ":", "test", "[", "[[", "nvidia-smi", "pip", "rmdir", "sync", "date", "hostname"})
 
 
 class ShellReader(Flow, Expander, Launcher):
@@ -106,6 +112,10 @@ class ShellReader(Flow, Expander, Launcher):
             self.assign_forked(name, word, forks, st)
 
     def _command(self, words, k: int, assigns: dict[str, PStr], cmd: LexCommand, st: State) -> None:
+        w0 = words[k]
+        if (len(w0) == 1 and w0[0].kind == "lit" and w0[0].text in _INERT and w0[0].text not in st.funcs
+                and w0[0].text not in self.passthrough and _inert_args(words, k + 1)):
+            return  # `sleep 1`, `curl http://...:$((PORT + n))/health`: what the steps below come to, without expanding it
         expanded: list[PStr] = []
         for w in words[k:]:
             if len(w) == 1 and w[0].kind == "lit":  # what expand() gives a plain word, without a list for it
@@ -144,3 +154,20 @@ class ShellReader(Flow, Expander, Launcher):
             self.subshell(inner, assigns, st)
             return
         self.launch(expanded, assigns, cmd, words, st)
+
+
+def _inert_args(words, k: int) -> bool:
+    """The words from k on are literal text and `$((...))` only (no expansion with an effect or a value that could
+    be a program) and name no container tool: a command of an `_INERT` program with them starts nothing."""
+    raw = []
+    for w in words[k:]:
+        for seg in w:
+            if seg.kind == "lit" or (seg.kind == "sub" and seg.text.startswith("$((") and seg.text.endswith("))")):
+                raw.append(seg.text)
+            else:
+                return False
+        raw.append(" ")
+    # the pieces of a word side by side (`dock"er"` is docker); an arithmetic value (digits, or the expression as
+    # written) spells no tool's name
+    text = "".join(raw)
+    return "docker" not in text and "podman" not in text and "nerdctl" not in text

@@ -25,6 +25,11 @@ _EXPR = re.compile(r"[\w\s+\-*/%()]+")
 _ARITH_NAME = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*|\d)|\b([A-Za-z_][A-Za-z0-9_]*)\b")
 
 
+# Arg(text, span, chars) made without the NamedTuple's Python-level __new__ (the same tuple, a third of the time):
+# two per word of every command that may serve
+_new = tuple.__new__
+
+
 class PStr:
     """Text with the source offset of each character (-1: made up by expansion, no source); a range where the
     characters are side by side in the file (never changed in place: the lexer's pieces share it)."""
@@ -119,7 +124,7 @@ class Expander:
             n = len(offs)
             if line == eline and last - first == n - 1 and (type(offs) is range or offs == list(range(first, first + n))):
                 # characters written side by side on one line (most words): the columns follow one another
-                return Arg(p.text, Span(line, col, eline, ecol + 1), tuple(zip(itertools.repeat(line, n), range(col, col + n))))
+                return _new(Arg, (p.text, _new(Span, (line, col, eline, ecol + 1)), tuple(zip(itertools.repeat(line, n), range(col, col + n)))))
             out, prev, pl, pc, text = [], -2, line, col, self.file_text
             for o in offs:
                 if o < 0:
@@ -132,7 +137,7 @@ class Expander:
                 out.append((pl, pc))
                 prev = o
             chars = tuple(out)
-        return Arg(p.text, Span(line, col, eline, ecol + 1), chars)
+        return _new(Arg, (p.text, _new(Span, (line, col, eline, ecol + 1)), chars))
 
     @staticmethod
     def _assignment(word: Word) -> str | None:

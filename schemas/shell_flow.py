@@ -188,6 +188,7 @@ class Flow(Branches):
 
 
 _SHELLS = ("bash", "sh", "dash", "zsh", "ksh")
+_SHELLS_SSH = frozenset(_SHELLS) | {"ssh"}
 # ssh(1) options that take a value (OpenSSH ssh.1: -B -b -c -D -E -e -F -I -i -J -L -l -m -O -o -p -Q -R -S -W -w)
 _SSH_VALUES = frozenset("-" + c for c in "BbcDEeFIiJLlmOopQRSWw")
 
@@ -200,6 +201,8 @@ def shell_string(expanded: list[PStr]) -> tuple[list[PStr], str | None] | None:
     if first not in _WRAPPERS and first not in _SHELLS and first != "ssh":
         return None  # what the loop below answers for any other command, without splitting every word
     texts = [p.text for p in expanded]
+    if first in _WRAPPERS and _SHELLS_SSH.isdisjoint([t.rsplit("/", 1)[-1] for t in texts]):
+        return None  # a wrapper that runs no shell or ssh (`nohup vllm serve ...`): what the loop below answers
     for j, t in enumerate(texts):
         base = t.rsplit("/", 1)[-1]
         if j > 0 and texts[0].rsplit("/", 1)[-1] not in _WRAPPERS:

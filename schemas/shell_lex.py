@@ -117,7 +117,7 @@ class Lexer:
                 i = j
                 continue
             if c in _OP_START:
-                op = _operator(t, i, n)
+                op = "\n" if c == "\n" else _operator(t, i, n)  # a newline is one operator of its own
                 if op is not None:
                     i += len(op)
                     if i < n and t[i] in " \t\r":  # the indentation after a newline: skipped here, not in a step of its own

@@ -32,6 +32,20 @@ ASCEND_DIRECTIONAL = frozenset({"MooncakeConnectorV1", "MooncakeHybridConnector"
 _NIXL_MODES = ("pull", "push")
 
 
+# Answers per worker (rules ask transports/is_nixl five times for every worker of a file, with the same names):
+# a worker is read whole before any rule runs and no rule changes it, so an answer holds for as long as the worker.
+_PER_WORKER: "weakref.WeakKeyDictionary[Worker, dict]" = weakref.WeakKeyDictionary()
+
+
+def _memo(w: Worker, key: tuple, compute):
+    memo = _PER_WORKER.get(w)
+    if memo is None:
+        memo = _PER_WORKER[w] = {}
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
 class Resolved(NamedTuple):
     use: ConnectorUse
     status: str  # registered | unregistered | module (loaded by kv_connector_module_path) | unknown
@@ -54,6 +68,10 @@ def engine_releases(w: Worker, engine: str) -> tuple[frozenset[str], str]:
 def vllm_releases(w: Worker) -> tuple[frozenset[str] | None, str]:
     """The vLLM releases whose connector registry decides for `w` (the target's candidates that we have read), and
     their description; None when a candidate is a release whose registry we have not read (newer than our table)."""
+    return _memo(w, ("vllm_releases",), lambda: _vllm_releases(w))
+
+
+def _vllm_releases(w: Worker) -> tuple[frozenset[str] | None, str]:
     cands, pinned_by = engine_releases(w, "vllm")
     narrowed = "vllm" in w.target.candidates
     return _releases(cands, pinned_by, w.target.describe("vllm") if narrowed and not pinned_by else "")
@@ -141,20 +159,6 @@ def every(uses: list[ConnectorUse]) -> list[ConnectorUse]:
 class Transports(NamedTuple):
     classes: frozenset[tuple[str, str]]  # what the known connectors load
     unknown: tuple[Resolved, ...]  # connectors whose class could not be established
-
-
-# Answers per worker (rules ask transports/is_nixl five times for every worker of a file, with the same names):
-# a worker is read whole before any rule runs and no rule changes it, so an answer holds for as long as the worker.
-_PER_WORKER: "weakref.WeakKeyDictionary[Worker, dict]" = weakref.WeakKeyDictionary()
-
-
-def _memo(w: Worker, key: tuple, compute):
-    memo = _PER_WORKER.get(w)
-    if memo is None:
-        memo = _PER_WORKER[w] = {}
-    if key not in memo:
-        memo[key] = compute()
-    return memo[key]
 
 
 def transports(w: Worker, names: set[str] | None) -> Transports | None:

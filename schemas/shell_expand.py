@@ -53,15 +53,17 @@ class PStr:
 
 def concat(parts: list[PStr], sep: str = "") -> PStr:
     """Parts joined in one pass (adding PStrs one by one copies the offsets each time)."""
-    text: list[str] = []
     offs: list[int] = []
-    for j, p in enumerate(parts):
-        if j and sep:
-            text.append(sep)
-            offs.extend([-1] * len(sep))
-        text.append(p.text)
-        offs.extend(p.offs)
-    return PStr("".join(text), offs)
+    if sep:
+        gap = [-1] * len(sep)
+        for j, p in enumerate(parts):
+            if j:
+                offs += gap
+            offs += p.offs
+    else:
+        for p in parts:
+            offs += p.offs
+    return PStr(sep.join([p.text for p in parts]), offs)
 
 
 class State:
@@ -149,6 +151,14 @@ class Expander:
     def _assign_value(self, word: Word, st: State) -> tuple[str, PStr | list[PStr]]:
         m = _ASSIGN.match(word[0].text)
         name, plus = m.group(1), m.group(2)
+        if len(word) == 1:
+            # NAME=text with nothing to expand (TP=2): what join() gives the text after `=` (no piece made for it)
+            e = m.end()
+            value = PStr(word[0].text[e:], word[0].offs[e:]) if e < len(word[0].text) else PStr("", [])
+            if plus:
+                old = st.vars.get(name)
+                value = (old if isinstance(old, PStr) else PStr()) + value
+            return name, value
         head = Seg("lit", word[0].text[m.end() :], word[0].offs[m.end() :], word[0].quoted)
         rest = ([head] if head.text else []) + word[1:]
         if rest and rest[0].kind == "array":

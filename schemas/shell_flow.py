@@ -189,6 +189,7 @@ class Flow(Branches):
 
 _SHELLS = ("bash", "sh", "dash", "zsh", "ksh")
 _SHELLS_SSH = frozenset(_SHELLS) | {"ssh"}
+_BRACE_FIRST = frozenset({"{", "}", ""})
 # ssh(1) options that take a value (OpenSSH ssh.1: -B -b -c -D -E -e -F -I -i -J -L -l -m -O -o -p -Q -R -S -W -w)
 _SSH_VALUES = frozenset("-" + c for c in "BbcDEeFIiJLlmOopQRSWw")
 
@@ -232,11 +233,15 @@ def _brace_body(cmds: list[LexCommand], i: int) -> tuple[list[LexCommand], int]:
     first = cmds[i]
     for j in range(i, len(cmds)):
         c = cmds[j] if j > i else LexCommand(first.words[1:], first.end, first.comments, first.start)
-        heads = [_plain(w) for w in c.words]
-        depth += heads.count("{") - heads.count("}")
-        if heads and heads[0] == "}" and depth < 0:
+        ws = c.words
+        for w in ws:
+            # only a word whose first piece is `{`, `}` or empty can be the word `{` or `}` (most words are not asked)
+            if not w or w[0].text in _BRACE_FIRST:
+                got = _plain(w)
+                depth += 1 if got == "{" else -1 if got == "}" else 0
+        if depth < 0 and ws and c.head == "}":
             return body, j + 1
-        if heads and heads[-1] == "}" and depth < 0:
+        if depth < 0 and ws and _plain(ws[-1]) == "}":
             body.append(LexCommand(c.words[:-1], c.end, c.comments, c.start))
             return body, j + 1
         body.append(c)

@@ -22,6 +22,7 @@ _WORD_END = frozenset(" \t\r\n;&|()<>")
 _PLAIN_DQ = re.compile(r'[^"\\$`]+')  # ... inside double quotes
 _BRACE_RUN = re.compile(r"[^}\\'\"$`]+")  # ... inside ${X:-...}, where blanks and operators are text too
 _NOTHING = re.compile(r"(?!)")
+_WORD_CHARS = re.compile(r"\w*")  # what dollar() takes after `$N`: str.isalnum() or `_` (the same test in re)
 
 
 class Seg:
@@ -186,6 +187,11 @@ class Lexer:
                 self.i = i + 1
                 self._double(segs)
                 i = self.i
+            elif c == "$" and i + 1 < n and (t[i + 1].isalpha() or t[i + 1] == "_"):
+                j = _WORD_CHARS.match(t, i + 2).end()  # `$NAME`, as in _double
+                o = self.o
+                segs.append(Seg("var", t[i + 1 : j], [o[i] if i < len(o) else self.off(i), o[j] if j < len(o) else self.off(j)], False))
+                i = j
             elif c == "$" or c == "`":
                 self.i = i
                 segs.append(self.dollar(quoted=False))
@@ -233,7 +239,8 @@ class Lexer:
             segs.append(Seg("lit", ch, [at], quoted))
 
     def _double(self, segs: Word) -> None:
-        t, n = self.t, self.n
+        t, n, o = self.t, self.n, self.o
+        no = len(o)
         i = self.i
         while i < n and t[i] != '"':
             c = t[i]
@@ -241,6 +248,11 @@ class Lexer:
                 if t[i + 1] != "\n":
                     self._lit(segs, t[i + 1], i + 1, True)
                 i += 2
+            elif c == "$" and i + 1 < n and (t[i + 1].isalpha() or t[i + 1] == "_"):
+                # `$NAME`, as dollar() reads it (\w is isalnum() or `_`), without the call
+                j = _WORD_CHARS.match(t, i + 2).end()
+                segs.append(Seg("var", t[i + 1 : j], [o[i] if i < no else self.off(i), o[j] if j < no else self.off(j)], True))
+                i = j
             elif c == "$" or c == "`":
                 self.i = i
                 segs.append(self.dollar(quoted=True))
@@ -248,7 +260,10 @@ class Lexer:
             else:
                 m = _PLAIN_DQ.match(t, i)
                 j = m.end() if m else i + 1
-                self._lits(segs, i, j, True)
+                if segs and segs[-1].kind == "lit" and segs[-1].quoted:
+                    self._lits(segs, i, j, True)
+                else:  # what _lits makes of it, without the call
+                    segs.append(Seg("lit", t[i:j], o[i:j] if j <= no else [self.off(k) for k in range(i, j)], True))
                 i = j
         self.i = i + 1
         if not segs:

@@ -25,7 +25,7 @@ class Arg(NamedTuple):
             return self.span
         line, col = self.char_pos[offset]
         end = self.char_pos[min(offset + length, len(self.char_pos)) - 1]
-        return Span(line, col, end[0], end[1] + 1)
+        return tuple.__new__(Span, (line, col, end[0], end[1] + 1))  # Span(...) without its Python-level __new__
 
 
 # Flags that take no value: a bare `--x` followed by a word does not swallow it.

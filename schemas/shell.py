@@ -88,7 +88,9 @@ class ShellReader(Flow, Expander, Launcher):
         k = 0
         # VAR=value words before the command are its environment (or plain assignments when nothing follows)
         pending = []
-        while k < len(words) and self._assignment(words[k]) is not None:
+        w0 = words[0][0] if words[0] else None
+        while (w0 is not None and w0.kind == "lit" and "=" in w0.text  # no assignment without these: most commands
+               and k < len(words) and self._assignment(words[k]) is not None):
             forks = self.forks_of([words[k]], st)
             name, value = self._assign_value(words[k], st)
             assigns[name] = value if isinstance(value, PStr) else (value[0] if value else PStr())

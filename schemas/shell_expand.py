@@ -186,12 +186,23 @@ class Expander:
 
     def expand(self, word: Word, st: State) -> list[PStr]:
         """A word after expansion: unquoted expansions split into several words."""
-        if len(word) == 1 and word[0].kind == "lit":
-            return [PStr(word[0].text, word[0].offs)]
+        if len(word) == 1:
+            s = word[0]
+            if s.kind == "lit":
+                return [PStr(s.text, s.offs)]
+            if s.quoted or s.kind != "var":
+                parts = self.seg(s, st)
+                if len(parts) == 1:  # `"$X"`, `$((...))`: the one piece, as the loop below gives it
+                    return [parts[0]]
+                return self._expand(word, st, parts)
+        return self._expand(word, st, None)
+
+    def _expand(self, word: Word, st: State, first: list[PStr] | None) -> list[PStr]:
+        """expand() of a word of several pieces (`first`: the first piece's expansion, when already made)."""
         words: list[PStr] = []
         cur: list[PStr] | None = None
-        for s in word:
-            parts = self.seg(s, st)
+        for k, s in enumerate(word):
+            parts = first if k == 0 and first is not None else self.seg(s, st)
             if s.kind == "var" and not s.quoted:
                 pieces: list[PStr] = []
                 for p in parts:

@@ -19,6 +19,9 @@ _BLANKS = re.compile(r"[ \t\r]+")
 _OP_START = frozenset("&|;\n()")
 _SPECIAL = frozenset(" \t\r\\#&|;\n()<>")  # first characters of a step other than a word (digits: `2>&1`)
 _WORD_END = frozenset(" \t\r\n;&|()<>")
+# ASCII characters that are neither a step's first character nor a digit: `c not in _SPECIAL and not c.isdigit()`
+# for them, as one set test (any other character is not in _SPECIAL)
+_WORD_START = frozenset(chr(x) for x in range(128) if chr(x) not in _SPECIAL and not chr(x).isdigit())
 _PLAIN_DQ = re.compile(r'[^"\\$`]+')  # ... inside double quotes
 _BRACE_RUN = re.compile(r"[^}\\'\"$`]+")  # ... inside ${X:-...}, where blanks and operators are text too
 _NOTHING = re.compile(r"(?!)")
@@ -78,7 +81,7 @@ class Lexer:
         i = self.i  # the position, in a local between the steps that need self.i (word, dollar)
         while i < n:
             c = t[i]
-            if c not in _SPECIAL and not c.isdigit():
+            if c in _WORD_START or (c > "\x7f" and not c.isdigit()):
                 # a word that starts with no blank, operator, quote, `$`, comment or redirection: what the steps
                 # below come to for it, without asking each of them first
                 if not words:

@@ -53,11 +53,15 @@ class Command:
     def __init__(self, words: list[Word], end: str, comments: list[str] | None = None, start: int = 0):
         self.words = words
         self.end = end  # the separator that ended it
-        self.comments = comments or []  # comments seen before it
+        self.comments = comments if comments is not None else []  # comments seen before it (never changed in place)
         self.start = start  # source offset of its first character
         # the first word when it holds no expansion (`for`, `fi`, `echo`), else None: the interpreter asks it of every
         # command several times
-        self.head = plain(words[0]) if words else None
+        if words:
+            w = words[0]
+            self.head = w[0].text if len(w) == 1 and w[0].kind == "lit" else plain(w)
+        else:
+            self.head = None
 
 
 class Lexer:

@@ -30,6 +30,7 @@ __all__ = ["ShellReader", "Launch", "PStr", "State", "image_entrypoint"]
 # Commands after which the processes a script started may have stopped (bash manual: wait; procps: kill, pkill).
 _STOPPERS = frozenset({"kill", "pkill", "killall", "wait"})
 _LEADERS = ("then", "do", "else", "{", "!")  # words before a command that are no part of it
+_KEYWORDS = frozenset({"fi", "esac", "done", "}", "if", "elif", "case", *_LEADERS})  # first words simple() acts on
 # Programs that are none of the names `_command` and `launch` act on (a builtin the reader interprets, a wrapper,
 # shell or ssh, a container tool or launcher, a serving program, a script path): such a command starts nothing and
 # sets nothing, whatever its arguments hold, unless an argument names docker/podman/nerdctl (`_docker` looks for
@@ -60,25 +61,26 @@ class ShellReader(Flow, Expander, Launcher):
         if not words:
             return
         head = cmd.head
-        if head in ("fi", "esac", "done", "}"):
-            if head in ("fi", "esac") and st.frames and st.frames[-1].kind in ("if", "case"):
-                self.close(st.frames.pop(), st)
-            return
-        if head in _LEADERS:
-            while words and _plain(words[0]) in _LEADERS:
-                if _plain(words[0]) == "else" and st.frames and st.frames[-1].kind == "if":
-                    self._else(st.frames[-1], st)
-                words = words[1:]
-            if not words:
+        if head in _KEYWORDS:  # most commands start with none of them: one test
+            if head in ("fi", "esac", "done", "}"):
+                if head in ("fi", "esac") and st.frames and st.frames[-1].kind in ("if", "case"):
+                    self.close(st.frames.pop(), st)
                 return
-            head = _plain(words[0])
-        if head in ("if", "elif"):
-            if head == "if" or (st.frames and st.frames[-1].kind == "if"):
-                self._if_open(head, words, cmd.end, cmd.start, st)
-            return
-        if head == "case":
-            self._case_open(cmd, words, st)
-            return
+            if head in _LEADERS:
+                while words and _plain(words[0]) in _LEADERS:
+                    if _plain(words[0]) == "else" and st.frames and st.frames[-1].kind == "if":
+                        self._else(st.frames[-1], st)
+                    words = words[1:]
+                if not words:
+                    return
+                head = _plain(words[0])
+            if head in ("if", "elif"):
+                if head == "if" or (st.frames and st.frames[-1].kind == "if"):
+                    self._if_open(head, words, cmd.end, cmd.start, st)
+                return
+            if head == "case":
+                self._case_open(cmd, words, st)
+                return
         if not self.branch_taken(st):
             return
         if len(words) == 1 and len(words[0]) == 1 and words[0][0].kind == "arith":

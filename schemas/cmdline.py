@@ -25,7 +25,7 @@ class Arg(NamedTuple):
             return self.span
         line, col = self.char_pos[offset]
         end = self.char_pos[min(offset + length, len(self.char_pos)) - 1]
-        return Span(line, col, end[0], end[1] + 1)
+        return tuple.__new__(Span, (line, col, end[0], end[1] + 1))  # Span(...) without its Python-level __new__
 
 
 # Flags that take no value: a bare `--x` followed by a word does not swallow it.
@@ -126,7 +126,7 @@ def runs_dynamo(file_text: str) -> bool:
 def runs_dynamo_frontend(file_text: str) -> bool:
     """The file starts Dynamo 0.4+'s ingress, `python -m dynamo.frontend`: the release whose one `components/worker.py`
     is the multimodal example's (the 0.3 component scripts do not exist there)."""
-    return bool(_DYNAMO_FRONTEND.search(file_text))
+    return "dynamo.frontend" in file_text and bool(_DYNAMO_FRONTEND.search(file_text))  # the search only where its words are
 
 
 def multimodal_worker(script: str, worker_type: str | None) -> bool:

@@ -5,6 +5,7 @@ ends here, so a block size is read the same way from `--block-size 16`, `--page-
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any, NamedTuple
@@ -67,6 +68,17 @@ _FLAGS: dict[str, tuple[str, ...]] = {
 }
 
 _SETTING_OF_FLAG = {flag: setting for setting, flags in reversed(_FLAGS.items()) for flag in flags}
+# flag -> (setting's place in _FLAGS, the flag's place among its names, setting): apply_command looks up the few
+# flags a command has instead of every name of every setting
+def _flag_places() -> dict[str, list[tuple[int, int, str]]]:
+    out: dict[str, list[tuple[int, int, str]]] = {}
+    for k, (setting, names) in enumerate(_FLAGS.items()):
+        for n, flag in enumerate(names):
+            out.setdefault(flag, []).append((k, n, setting))
+    return out
+
+
+_FLAG_PLACES = _flag_places()
 
 
 def setting_of(key: str) -> str:
@@ -114,12 +126,16 @@ def apply_command(w: Worker, cmd: Command) -> None:
     """Fill a worker from its command line: flags as written, settings by meaning, KV config, role, evidence."""
     for name, arg in cmd.flags.items():
         w.flags[name] = Setting(_value(arg), cmd.flag_spans.get(name, arg.span), f"--{name}")
-    for key, names in _FLAGS.items():
-        for name in names:
-            if name in cmd.flags:
-                arg = cmd.flags[name]
-                w.settings[key] = Setting(_value(arg), arg.span, f"--{name}")
-                break
+    # per setting, in _FLAGS order, the first of its names the command has
+    first: dict[int, tuple[int, str, str]] = {}
+    for name in cmd.flags:
+        for k, n, key in _FLAG_PLACES.get(name, ()):
+            if k not in first or n < first[k][0]:
+                first[k] = (n, key, name)
+    for k in sorted(first):
+        _, key, name = first[k]
+        arg = cmd.flags[name]
+        w.settings[key] = Setting(_value(arg), arg.span, f"--{name}")
     if "model" not in w.settings and cmd.program == "vllm" and cmd.positional:
         arg = cmd.positional[0]
         w.settings["model"] = Setting(_value(arg), arg.span, "positional model")
@@ -272,10 +288,16 @@ def json_object(arg: Arg) -> tuple[dict | None, str | None, dict[str, Span]]:
         return None, "must be a JSON object", {}
     spans = {}
     for key in obj:
-        m = re.search(r'"' + re.escape(key) + r'"\s*:', arg.text)
+        m = _json_key(key).search(arg.text)
         if m:
             spans[key] = arg.pos_of(m.start() + 1, len(key))
     return obj, None, spans
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_key(key: str) -> re.Pattern:
+    """`"key":` in a JSON text (compiled once per key: every worker's kv-transfer-config asks the same few)."""
+    return re.compile(r'"' + re.escape(key) + r'"\s*:')
 
 
 def connectors(value: Any) -> set[str]:

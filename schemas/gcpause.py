@@ -19,4 +19,9 @@ class paused_gc:  # noqa: N801 - used as `with paused_gc():`
 
     def __exit__(self, *exc: object) -> None:
         if self.was:
+            # What the pause made and still holds would sit in the youngest generation, and the collector's next two
+            # passes would walk all of it on its way to the oldest (measured: 20-80 ms after a 1 MB script, for
+            # nothing): it goes to the oldest generation at once (freeze/unfreeze move the lists, O(1)).
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()

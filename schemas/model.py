@@ -114,7 +114,7 @@ class Worker:
     """A process that serves, routes or fronts requests, as the file describes it."""
 
     __slots__ = ("name", "_role", "role_why", "role_from", "program", "engine", "system", "path", "span", "target", "host", "settings", "flags", "env",
-                 "replicas", "gpus", "nodes", "labels", "namespace", "section", "notes", "alternative", "epoch")
+                 "replicas", "gpus", "nodes", "labels", "namespace", "section", "notes", "alternative", "epoch", "__weakref__")
 
     def __init__(self, name: str, role: str, role_why: str, program: str, engine: str | None, system: str, path: str, span: Span,
                  target: Target, host: Host, labels: dict[str, str] | None = None, section: tuple[str, ...] | None = None,

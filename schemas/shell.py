@@ -41,6 +41,14 @@ __all__ = ["ShellReader", "Launch", "PStr", "State", "image_entrypoint"]
 
 # Commands after which the processes a script started may have stopped (bash manual: wait; procps: kill, pkill).
 _STOPPERS = frozenset({"kill", "pkill", "killall", "wait"})
+_LEADERS = ("then", "do", "else", "{", "!")  # words before a command that are no part of it
+_KEYWORDS = frozenset({"fi", "esac", "done", "}", "if", "elif", "case", *_LEADERS})  # first words simple() acts on
+# Programs that are none of the names `_command` and `launch` act on (a builtin the reader interprets, a wrapper,
+# shell or ssh, a container tool or launcher, a serving program, a script path): such a command starts nothing and
+# sets nothing, whatever its arguments hold, unless an argument names docker/podman/nerdctl (`_docker` looks for
+# them in every word) or an expansion assigns (`${X:=v}`); see `_inert_args`. A function of that name is called.
+_INERT = frozenset({"curl", "wget", "sleep", "mkdir", "rm", "cp", "mv", "touch", "chmod", "ln", "cd", "ls", "cat", "grep", "head",
+                    "tail", "true", "false", ":", "test", "[", "[[", "nvidia-smi", "pip", "rmdir", "sync", "date", "hostname"})
 
 
 class ShellReader(Flow, Expander, Launcher):
@@ -51,38 +59,40 @@ class ShellReader(Flow, Expander, Launcher):
         self.base_env = base_env or {}
 
     def simple(self, cmd: LexCommand, st: State) -> None:
-        words = list(cmd.words)
+        words = cmd.words  # never changed in place: `words[1:]` below makes a new list
         if cmd.comments:
             st.recent.extend(c for c in cmd.comments if c)
         frame = st.frames[-1] if st.frames else None
         if frame is not None and frame.kind == "case" and frame.expect:
             if words or cmd.end in ("|", ")"):
-                if words and _plain(words[0]) == "esac":
+                if words and cmd.head == "esac":
                     self.close(st.frames.pop(), st)
                     return
                 self._pattern(words, cmd.end, frame, st)
             return
         if not words:
             return
-        head = _plain(words[0])
-        if head in ("fi", "esac", "done", "}"):
-            if head in ("fi", "esac") and st.frames and st.frames[-1].kind in ("if", "case"):
-                self.close(st.frames.pop(), st)
-            return
-        while words and _plain(words[0]) in ("then", "do", "else", "{", "!"):
-            if _plain(words[0]) == "else" and st.frames and st.frames[-1].kind == "if":
-                self._else(st.frames[-1], st)
-            words = words[1:]
-        if not words:
-            return
-        head = _plain(words[0])
-        if head in ("if", "elif"):
-            if head == "if" or (st.frames and st.frames[-1].kind == "if"):
-                self._if_open(head, words, cmd.end, cmd.start, st)
-            return
-        if head == "case":
-            self._case_open(cmd, words, st)
-            return
+        head = cmd.head
+        if head in _KEYWORDS:  # most commands start with none of them: one test
+            if head in ("fi", "esac", "done", "}"):
+                if head in ("fi", "esac") and st.frames and st.frames[-1].kind in ("if", "case"):
+                    self.close(st.frames.pop(), st)
+                return
+            if head in _LEADERS:
+                while words and _plain(words[0]) in _LEADERS:
+                    if _plain(words[0]) == "else" and st.frames and st.frames[-1].kind == "if":
+                        self._else(st.frames[-1], st)
+                    words = words[1:]
+                if not words:
+                    return
+                head = _plain(words[0])
+            if head in ("if", "elif"):
+                if head == "if" or (st.frames and st.frames[-1].kind == "if"):
+                    self._if_open(head, words, cmd.end, cmd.start, st)
+                return
+            if head == "case":
+                self._case_open(cmd, words, st)
+                return
         if not self.branch_taken(st):
             return
         if len(words) == 1 and len(words[0]) == 1 and words[0][0].kind == "arith":
@@ -92,7 +102,9 @@ class ShellReader(Flow, Expander, Launcher):
         k = 0
         # VAR=value words before the command are its environment (or plain assignments when nothing follows)
         pending = []
-        while k < len(words) and self._assignment(words[k]) is not None:
+        w0 = words[0][0] if words[0] else None
+        while (w0 is not None and w0.kind == "lit" and "=" in w0.text  # no assignment without these: most commands
+               and k < len(words) and self._assignment(words[k]) is not None):
             forks = self.forks_of([words[k]], st)
             old = st.vars.get(self._assignment(words[k]))
             name, value = self._assign_value(words[k], st)
@@ -127,9 +139,16 @@ class ShellReader(Flow, Expander, Launcher):
             self.assign_forked(name, word, forks, st)
 
     def _command(self, words, k: int, assigns: dict[str, PStr], cmd: LexCommand, st: State) -> None:
+        w0 = words[k]
+        if (len(w0) == 1 and w0[0].kind == "lit" and w0[0].text in _INERT and w0[0].text not in st.funcs
+                and w0[0].text not in self.passthrough and _inert_args(words, k + 1)):
+            return  # `sleep 1`, `curl http://...:$((PORT + n))/health`: what the steps below come to, without expanding it
         expanded: list[PStr] = []
         for w in words[k:]:
-            expanded.extend(self.expand(w, st))
+            if len(w) == 1 and w[0].kind == "lit":  # what expand() gives a plain word, without a list for it
+                expanded.append(PStr(w[0].text, w[0].offs))
+            else:
+                expanded.extend(self.expand(w, st))
         if not expanded:
             return
         name = expanded[0].text
@@ -165,3 +184,20 @@ class ShellReader(Flow, Expander, Launcher):
             self.subshell(inner, assigns, st)
             return
         self.launch(expanded, assigns, cmd, words, st)
+
+
+def _inert_args(words, k: int) -> bool:
+    """The words from k on are literal text and `$((...))` only (no expansion with an effect or a value that could
+    be a program) and name no container tool: a command of an `_INERT` program with them starts nothing."""
+    raw = []
+    for w in words[k:]:
+        for seg in w:
+            if seg.kind == "lit" or (seg.kind == "sub" and seg.text.startswith("$((") and seg.text.endswith("))")):
+                raw.append(seg.text)
+            else:
+                return False
+        raw.append(" ")
+    # the pieces of a word side by side (`dock"er"` is docker); an arithmetic value (digits, or the expression as
+    # written) spells no tool's name
+    text = "".join(raw)
+    return "docker" not in text and "podman" not in text and "nerdctl" not in text

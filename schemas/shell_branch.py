@@ -20,6 +20,7 @@ import re
 from .shell_expand import PStr, State
 from .shell_lex import Command as LexCommand
 from .shell_lex import Word
+from .shell_lex import plain as _plain
 
 MAX_FORKS = 16  # combinations of branch-dependent values one command is read with
 # Selectors whose values are the hosts or ranks of one deployment: a script that branches on them runs once per host.
@@ -343,16 +344,6 @@ def _var_names(words: list[Word]) -> list[str]:
     for w in words:
         walk(w)
     return out
-
-
-def _plain(word: Word) -> str | None:
-    """The text of a word with no expansion in it, else None."""
-    if len(word) == 1:
-        return word[0].text if word[0].kind == "lit" else None
-    for s in word:  # a loop, not all(genexpr): the reader asks this of nearly every word it runs
-        if s.kind != "lit":
-            return None
-    return "".join([s.text for s in word])
 
 
 def _text(value) -> str:

@@ -25,8 +25,14 @@ _EXPR = re.compile(r"[\w\s+\-*/%()]+")
 _ARITH_NAME = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*|\d)|\b([A-Za-z_][A-Za-z0-9_]*)\b")
 
 
+# Arg(text, span, chars) made without the NamedTuple's Python-level __new__ (the same tuple, a third of the time):
+# two per word of every command that may serve
+_new = tuple.__new__
+
+
 class PStr:
-    """Text with the source offset of each character (-1: made up by expansion, no source)."""
+    """Text with the source offset of each character (-1: made up by expansion, no source); a range where the
+    characters are side by side in the file (never changed in place: the lexer's pieces share it)."""
 
     __slots__ = ("text", "offs")
 
@@ -35,7 +41,7 @@ class PStr:
         self.offs = offs if offs is not None else [-1] * len(text)
 
     def __add__(self, other: "PStr") -> "PStr":
-        return PStr(self.text + other.text, self.offs + other.offs)
+        return PStr(self.text + other.text, [*self.offs, *other.offs])  # either may be a range of the file
 
     def split(self) -> list["PStr"]:
         out = []
@@ -47,15 +53,17 @@ class PStr:
 
 def concat(parts: list[PStr], sep: str = "") -> PStr:
     """Parts joined in one pass (adding PStrs one by one copies the offsets each time)."""
-    text: list[str] = []
     offs: list[int] = []
-    for j, p in enumerate(parts):
-        if j and sep:
-            text.append(sep)
-            offs.extend([-1] * len(sep))
-        text.append(p.text)
-        offs.extend(p.offs)
-    return PStr("".join(text), offs)
+    if sep:
+        gap = [-1] * len(sep)
+        for j, p in enumerate(parts):
+            if j:
+                offs += gap
+            offs += p.offs
+    else:
+        for p in parts:
+            offs += p.offs
+    return PStr(sep.join([p.text for p in parts]), offs)
 
 
 class State:
@@ -96,22 +104,31 @@ class Expander:
 
     def arg(self, p: PStr, fallback: int) -> Arg:
         offs = p.offs
-        first = offs[0] if offs and offs[0] >= 0 else next((o for o in offs if o >= 0), -1)
-        last = offs[-1] if offs and offs[-1] >= 0 else next((o for o in reversed(offs) if o >= 0), -1)
+        if offs:
+            first, last = offs[0], offs[-1]
+            if first < 0:
+                first = next((o for o in offs if o >= 0), -1)
+            if last < 0:
+                last = next((o for o in reversed(offs) if o >= 0), -1)
+        else:
+            first = last = -1
         known = first >= 0
-        starts = self.starts  # line_col, inlined: two calls per word of every command that may serve
+        starts = self.starts  # line_col, inlined: it is asked for every word of every command that may serve
         a, b = (first, last) if known else (fallback, fallback)
         i = bisect.bisect_right(starts, a) - 1
         line, col = i + 1, a - starts[i] + 1
-        i = bisect.bisect_right(starts, b) - 1
-        eline, ecol = i + 1, b - starts[i] + 1
+        if b >= a and (i + 1 >= len(starts) or starts[i + 1] > b):
+            eline, ecol = line, b - starts[i] + 1  # it ends on the line it starts on (most words): no second search
+        else:
+            i = bisect.bisect_right(starts, b) - 1
+            eline, ecol = i + 1, b - starts[i] + 1
         # Positions inside a word matter only where a part of it is reported: VAR=value, --flag=value, JSON.
         chars: tuple = ()
         if known and ("=" in p.text or "{" in p.text):
             n = len(offs)
-            if line == eline and last - first == n - 1 and offs == list(range(first, first + n)):
+            if line == eline and last - first == n - 1 and (type(offs) is range or offs == list(range(first, first + n))):
                 # characters written side by side on one line (most words): the columns follow one another
-                return Arg(p.text, Span(line, col, eline, ecol + 1), tuple(zip(itertools.repeat(line, n), range(col, col + n))))
+                return _new(Arg, (p.text, _new(Span, (line, col, eline, ecol + 1)), tuple(zip(itertools.repeat(line, n), range(col, col + n)))))
             out, prev, pl, pc, text = [], -2, line, col, self.file_text
             for o in offs:
                 if o < 0:
@@ -124,7 +141,7 @@ class Expander:
                 out.append((pl, pc))
                 prev = o
             chars = tuple(out)
-        return Arg(p.text, Span(line, col, eline, ecol + 1), chars)
+        return _new(Arg, (p.text, _new(Span, (line, col, eline, ecol + 1)), chars))
 
     @staticmethod
     def _assignment(word: Word) -> str | None:
@@ -136,6 +153,14 @@ class Expander:
     def _assign_value(self, word: Word, st: State) -> tuple[str, PStr | list[PStr]]:
         m = _ASSIGN.match(word[0].text)
         name, plus = m.group(1), m.group(2)
+        if len(word) == 1:
+            # NAME=text with nothing to expand (TP=2): what join() gives the text after `=` (no piece made for it)
+            e = m.end()
+            value = PStr(word[0].text[e:], word[0].offs[e:]) if e < len(word[0].text) else PStr("", [])
+            if plus:
+                old = st.vars.get(name)
+                value = (old if isinstance(old, PStr) else PStr()) + value
+            return name, value
         head = Seg("lit", word[0].text[m.end() :], word[0].offs[m.end() :], word[0].quoted)
         rest = ([head] if head.text else []) + word[1:]
         if rest and rest[0].kind == "array":
@@ -163,12 +188,23 @@ class Expander:
 
     def expand(self, word: Word, st: State) -> list[PStr]:
         """A word after expansion: unquoted expansions split into several words."""
-        if len(word) == 1 and word[0].kind == "lit":
-            return [PStr(word[0].text, word[0].offs)]
+        if len(word) == 1:
+            s = word[0]
+            if s.kind == "lit":
+                return [PStr(s.text, s.offs)]
+            if s.quoted or s.kind != "var":
+                parts = self.seg(s, st)
+                if len(parts) == 1:  # `"$X"`, `$((...))`: the one piece, as the loop below gives it
+                    return [parts[0]]
+                return self._expand(word, st, parts)
+        return self._expand(word, st, None)
+
+    def _expand(self, word: Word, st: State, first: list[PStr] | None) -> list[PStr]:
+        """expand() of a word of several pieces (`first`: the first piece's expansion, when already made)."""
         words: list[PStr] = []
         cur: list[PStr] | None = None
-        for s in word:
-            parts = self.seg(s, st)
+        for k, s in enumerate(word):
+            parts = first if k == 0 and first is not None else self.seg(s, st)
             if s.kind == "var" and not s.quoted:
                 pieces: list[PStr] = []
                 for p in parts:
@@ -190,8 +226,16 @@ class Expander:
         return words
 
     def seg(self, s: Seg, st: State) -> list[PStr]:
-        if s.kind == "lit":
+        kind = s.kind
+        if kind == "lit":
             return [PStr(s.text, s.offs)]
+        if kind == "var" and not s.op:
+            # `$X` / `${X}`, the most common expansion: what the end of this method gives it, without its tests
+            name = s.text
+            value = st.vars.get(name) if not (name.isdigit() or name in ("@", "*")) else self.lookup(name, st)
+            if isinstance(value, list):
+                value = value[0] if value else PStr()
+            return [value if value is not None else _unresolved(s)]
         if s.kind == "array":
             return [p for item in s.items or [] for p in self.expand(item, st)]
         if s.kind == "sub":

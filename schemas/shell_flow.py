@@ -20,6 +20,9 @@ from .shell_lex import Lexer
 
 MAX_STEPS = 20_000  # commands interpreted per script beyond its own length: a bound against pathological input
 MAX_LOOP = 8  # iterations of one loop
+_C_INIT = re.compile(r"\s*([A-Za-z_]\w*)\s*=\s*(.+?)\s*")  # the `i=0` of `for ((i=0; ...))`
+_INT = re.compile(r"-?\d+")
+_ARITH_ASSIGN = re.compile(r"\s*(\+\+|--)?\s*([A-Za-z_]\w*)\s*(\+\+|--|[-+*/%]?=(?!=))?\s*(.*?)\s*")  # `i++`, `X += 2`, `Y = X * 2`
 
 
 class Flow(Branches):
@@ -59,18 +62,18 @@ class Flow(Branches):
             words = cmd.words
             # function definitions: name ( ) { ... }  /  function name { ... }
             if cmd.end == "(" and len(words) == 1 and i + 1 < len(cmds) and not cmds[i + 1].words and cmds[i + 1].end == ")":
-                name = _plain(words[0])
+                name = cmd.head
                 body, i = _brace_body(cmds, i + 2)
                 if name:
                     st.funcs[name] = body
                 continue
-            if words and _plain(words[0]) == "function" and len(words) >= 2:
+            first = cmd.head if words else ""
+            if first == "function" and len(words) >= 2:
                 name = (_plain(words[1]) or "").rstrip("()")  # `function $(...)`: a name made at run time, not a function we can call
                 body, i = _brace_body(cmds, i + 1 if len(words) == 2 else i)
                 if name:
                     st.funcs[name] = body
                 continue
-            first = _plain(words[0]) if words else ""
             if first in ("for", "while", "until", "select"):
                 body, nxt = _loop_body(cmds, i)
                 self.loop(cmd, body, st)
@@ -116,7 +119,7 @@ class Flow(Branches):
         """`for ((i=0; i<N; i++))`: once per value while the condition is known, else once with `i` unknown."""
         parts = header.split(";")
         init, cond, step = (parts + ["", "", ""])[:3] if len(parts) == 3 else ("", "", "")
-        m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*=\s*(.+?)\s*", init)
+        m = _C_INIT.fullmatch(init)
         st.frames.append(Frame("loop"))
         ran = False
         if m:
@@ -132,7 +135,7 @@ class Flow(Branches):
                 self.run(body, st)
                 self.arith_command(step, st)
                 got = self.lookup(var, st)
-                value = int(got.text) if isinstance(got, PStr) and re.fullmatch(r"-?\d+", got.text) else None
+                value = int(got.text) if isinstance(got, PStr) and _INT.fullmatch(got.text) else None
         if not ran:
             if m:
                 st.vars[m.group(1)] = PStr(f"${m.group(1)}")
@@ -142,7 +145,7 @@ class Flow(Branches):
     def arith_command(self, expr: str, st: State) -> None:
         """`((i++))`, `((PORT += 2))`, `((X = Y * 2))`: the assignment, when its value is known."""
         for part in expr.split(","):
-            m = re.fullmatch(r"\s*(\+\+|--)?\s*([A-Za-z_]\w*)\s*(\+\+|--|[-+*/%]?=(?!=))?\s*(.*?)\s*", part)
+            m = _ARITH_ASSIGN.fullmatch(part)
             if not m or not (m.group(1) or m.group(3)):
                 continue
             name, op, rhs = m.group(2), m.group(1) or m.group(3), m.group(4)
@@ -215,6 +218,8 @@ def shell_script_at(words: list[str], i: int = 0) -> int | None:
     return k if reads_c and k < len(words) else None
 
 
+_SHELLS_SSH = frozenset(SHELLS) | {"ssh"}
+_BRACE_FIRST = frozenset({"{", "}", ""})
 # ssh(1) options that take a value (OpenSSH ssh.1: -B -b -c -D -E -e -F -I -i -J -L -l -m -O -o -p -Q -R -S -W -w)
 _SSH_VALUES = frozenset("-" + c for c in "BbcDEeFIiJLlmOopQRSWw")
 
@@ -227,6 +232,8 @@ def shell_string(expanded: list[PStr]) -> tuple[list[PStr], str | None] | None:
     if first not in _WRAPPERS and first not in SHELLS and first != "ssh":
         return None  # what the loop below answers for any other command, without splitting every word
     texts = [p.text for p in expanded]
+    if first in _WRAPPERS and _SHELLS_SSH.isdisjoint([t.rsplit("/", 1)[-1] for t in texts]):
+        return None  # a wrapper that runs no shell or ssh (`nohup vllm serve ...`): what the loop below answers
     for j, t in enumerate(texts):
         base = t.rsplit("/", 1)[-1]
         if j > 0 and texts[0].rsplit("/", 1)[-1] not in _WRAPPERS:
@@ -244,7 +251,7 @@ def shell_string(expanded: list[PStr]) -> tuple[list[PStr], str | None] | None:
 
 def _brace_body(cmds: list[LexCommand], i: int) -> tuple[list[LexCommand], int]:
     """Commands between `{` (at or after i) and its `}`; the index after it."""
-    while i < len(cmds) and not (cmds[i].words and _plain(cmds[i].words[0]) == "{"):
+    while i < len(cmds) and not (cmds[i].words and cmds[i].head == "{"):
         i += 1
     if i >= len(cmds):
         return [], i
@@ -252,11 +259,15 @@ def _brace_body(cmds: list[LexCommand], i: int) -> tuple[list[LexCommand], int]:
     first = cmds[i]
     for j in range(i, len(cmds)):
         c = cmds[j] if j > i else LexCommand(first.words[1:], first.end, first.comments, first.start)
-        heads = [_plain(w) for w in c.words]
-        depth += heads.count("{") - heads.count("}")
-        if heads and heads[0] == "}" and depth < 0:
+        ws = c.words
+        for w in ws:
+            # only a word whose first piece is `{`, `}` or empty can be the word `{` or `}` (most words are not asked)
+            if not w or w[0].text in _BRACE_FIRST:
+                got = _plain(w)
+                depth += 1 if got == "{" else -1 if got == "}" else 0
+        if depth < 0 and ws and c.head == "}":
             return body, j + 1
-        if heads and heads[-1] == "}" and depth < 0:
+        if depth < 0 and ws and _plain(ws[-1]) == "}":
             body.append(LexCommand(c.words[:-1], c.end, c.comments, c.start))
             return body, j + 1
         body.append(c)
@@ -267,7 +278,7 @@ def _loop_body(cmds: list[LexCommand], i: int) -> tuple[list[LexCommand], int]:
     depth, body = 0, []
     for j in range(i + 1, len(cmds)):
         c = cmds[j]
-        head = _plain(c.words[0]) if c.words else None
+        head = c.head
         if head in ("for", "while", "until", "select"):
             depth += 1
         if head == "done":

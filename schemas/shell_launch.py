@@ -256,6 +256,9 @@ def _docker(words: list[PStr]) -> Container | None:
     """What `docker run ...`, `docker create ...` or `docker exec ... CONTAINER CMD` (podman, nerdctl: the same
     options) runs, or None for any other command."""
     texts = [w.text for w in words]
+    joined = " ".join(texts)
+    if "docker" not in joined and "podman" not in joined and "nerdctl" not in joined:
+        return None  # what the search below answers, without splitting each word of every command
     start = next((i for i, t in enumerate(texts) if t.rsplit("/", 1)[-1] in ("docker", "podman", "nerdctl")), None)
     if start is not None and start + 2 < len(texts) and texts[start + 1] == "container":
         start += 1  # `docker container run|create|exec`: the same commands under their management-command name

@@ -17,17 +17,27 @@ _PLAIN = re.compile(r"[^ \t\r\n;&|()<>\\'\"$`=]+")  # a run of characters that a
 _SIMPLE_WORD = re.compile(r"((?:[^\s;&|()<>\\'\"$`=]++|=(?!\())++)(?=[\s;&|()<>]|\Z)[ \t\r]*+")
 _BLANKS = re.compile(r"[ \t\r]+")
 _OP_START = frozenset("&|;\n()")
+_SPECIAL = frozenset(" \t\r\\#&|;\n()<>")  # first characters of a step other than a word (digits: `2>&1`)
+_WORD_END = frozenset(" \t\r\n;&|()<>")
+# ASCII characters that are neither a step's first character nor a digit: `c not in _SPECIAL and not c.isdigit()`
+# for them, as one set test (any other character is not in _SPECIAL)
+_WORD_START = frozenset(chr(x) for x in range(128) if chr(x) not in _SPECIAL and not chr(x).isdigit())
 _PLAIN_DQ = re.compile(r'[^"\\$`]+')  # ... inside double quotes
+_BRACE_RUN = re.compile(r"[^}\\'\"$`]+")  # ... inside ${X:-...}, where blanks and operators are text too
+_NOTHING = re.compile(r"(?!)")
+_WORD_CHARS = re.compile(r"\w*")  # what dollar() takes after `$N`: str.isalnum() or `_` (the same test in re)
 
 
 class Seg:
     __slots__ = ("kind", "text", "offs", "quoted", "op", "arg", "items")
 
-    def __init__(self, kind: str, text: str, offs: list[int], quoted: bool = False, op: str = "", arg: list["Seg"] | None = None,
+    def __init__(self, kind: str, text: str, offs: list[int] | range, quoted: bool = False, op: str = "", arg: list["Seg"] | None = None,
                  items: list[list["Seg"]] | None = None):
         self.kind = kind  # lit | var | sub | array | arith (`((...))` of a command or C-style for: text is what is inside)
         self.text = text  # literal text, or the variable's name
-        self.offs = offs  # source offset of each literal character; for var/sub: [start, end) of the expression
+        # source offset of each literal character (a range where they are side by side in the file); for var/sub:
+        # [start, end) of the expression
+        self.offs = offs
         self.quoted = quoted
         self.op = op  # ${X:-w}: ":-"; ${X[@]}: "[@]"; ${#X}: "#"
         self.arg = arg  # the word after the operator
@@ -38,13 +48,20 @@ Word = list[Seg]
 
 
 class Command:
-    __slots__ = ("words", "end", "comments", "start")
+    __slots__ = ("words", "end", "comments", "start", "head")
 
     def __init__(self, words: list[Word], end: str, comments: list[str] | None = None, start: int = 0):
         self.words = words
         self.end = end  # the separator that ended it
-        self.comments = comments or []  # comments seen before it
+        self.comments = comments if comments is not None else []  # comments seen before it (never changed in place)
         self.start = start  # source offset of its first character
+        # the first word when it holds no expansion (`for`, `fi`, `echo`), else None: the interpreter asks it of every
+        # command several times
+        if words:
+            w = words[0]
+            self.head = w[0].text if len(w) == 1 and w[0].kind == "lit" else plain(w)
+        else:
+            self.head = None
 
 
 class Lexer:
@@ -68,6 +85,25 @@ class Lexer:
         i = self.i  # the position, in a local between the steps that need self.i (word, dollar)
         while i < n:
             c = t[i]
+            if c in _WORD_START or (c > "\x7f" and not c.isdigit()):
+                # a word that starts with no blank, operator, quote, `$`, comment or redirection: what the steps
+                # below come to for it, without asking each of them first
+                if not words:
+                    start = o[i] if i < no else self.off(i)
+                m = _SIMPLE_WORD.match(t, i)
+                if m is not None:
+                    j = m.end(1)
+                    words.append([Seg("lit", m.group(1), o[i:j] if j <= no else [self.off(k) for k in range(i, j)])])
+                    i = m.end()
+                    continue
+                self.i = i
+                w = self.word()
+                if self.i == i:
+                    i += 1
+                    continue
+                i = self.i
+                words.append(w)
+                continue
             if c == " " or c == "\t" or c == "\r":
                 i = _BLANKS.match(t, i).end()
                 continue
@@ -89,7 +125,7 @@ class Lexer:
                 i = j
                 continue
             if c in _OP_START:
-                op = _operator(t, i, n)
+                op = "\n" if c == "\n" else _operator(t, i, n)  # a newline is one operator of its own
                 if op is not None:
                     i += len(op)
                     if i < n and t[i] in " \t\r":  # the indentation after a newline: skipped here, not in a step of its own
@@ -108,8 +144,9 @@ class Lexer:
             m = _SIMPLE_WORD.match(t, i)
             if m is not None:  # most words are plain text up to a blank or an operator: one piece, no loop
                 j = m.end(1)
-                offs = o[i:j] if j <= no else [self.off(k) for k in range(i, j)]
-                words.append([Seg("lit", m.group(1), offs if type(offs) is list else list(offs))])
+                # a range when the text is the file itself: no int object per character (a list is made only where
+                # a piece is added to it, in _lits/_lit)
+                words.append([Seg("lit", m.group(1), o[i:j] if j <= no else [self.off(k) for k in range(i, j)])])
                 i = m.end()
                 continue
             self.i = i
@@ -128,45 +165,58 @@ class Lexer:
         """One word, up to whitespace, an operator, or `stop` (inside ${...})."""
         segs: Word = []
         t, n = self.t, self.n
-        while self.i < n:
-            c = t[self.i]
+        i = self.i  # in a local; self.i around the steps that read on their own (quotes, $, arrays)
+        while i < n:
+            c = t[i]
             if stop and c in stop:
                 break
-            if not in_brace and (c in " \t\r\n;&|()" or (c in "<>")):
+            if not in_brace and c in _WORD_END:
                 break
-            if c == "\\" and self.i + 1 < n:
-                if t[self.i + 1] == "\n":
-                    self.i += 2
+            if c == "\\" and i + 1 < n:
+                if t[i + 1] == "\n":
+                    i += 2
                     continue
-                self._lit(segs, t[self.i + 1], self.i + 1, False)
-                self.i += 2
+                self._lit(segs, t[i + 1], i + 1, False)
+                i += 2
             elif c == "'":
-                j = t.find("'", self.i + 1)
+                j = t.find("'", i + 1)
                 j = n if j < 0 else j
-                self._lits(segs, self.i + 1, j, True)
-                if j == self.i + 1:
+                self._lits(segs, i + 1, j, True)
+                if j == i + 1:
                     segs.append(Seg("lit", "", [], True))  # '' is an empty word, not no word
-                self.i = j + 1
-            elif c == "$" and self.i + 1 < n and t[self.i + 1] == "'":
-                j = t.find("'", self.i + 2)
+                i = j + 1
+            elif c == "$" and i + 1 < n and t[i + 1] == "'":
+                j = t.find("'", i + 2)
                 j = n if j < 0 else j
-                self._lits(segs, self.i + 2, j, True)
-                self.i = j + 1
+                self._lits(segs, i + 2, j, True)
+                i = j + 1
             elif c == '"':
-                self.i += 1
+                self.i = i + 1
                 self._double(segs)
+                i = self.i
+            elif c == "$" and i + 1 < n and (t[i + 1].isalpha() or t[i + 1] == "_"):
+                j = _WORD_CHARS.match(t, i + 2).end()  # `$NAME`, as in _double
+                o = self.o
+                segs.append(Seg("var", t[i + 1 : j], [o[i] if i < len(o) else self.off(i), o[j] if j < len(o) else self.off(j)], False))
+                i = j
             elif c == "$" or c == "`":
+                self.i = i
                 segs.append(self.dollar(quoted=False))
-            elif c == "=" and not in_brace and self.i + 1 < n and t[self.i + 1] == "(" and segs and _is_name_prefix(segs):
-                self._lit(segs, "=", self.i, False)
-                self.i += 2
+                i = self.i
+            elif c == "=" and not in_brace and i + 1 < n and t[i + 1] == "(" and segs and _is_name_prefix(segs):
+                self._lit(segs, "=", i, False)
+                self.i = i + 2
                 segs.append(self._array())
-            elif not in_brace and not stop and (m := _PLAIN.match(t, self.i)) is not None:
-                self._lits(segs, m.start(), m.end(), False)
-                self.i = m.end()
+                i = self.i
+            elif (m := (_PLAIN if not in_brace and (not stop or stop == ")") else _BRACE_RUN if in_brace and stop == "}" else _NOTHING).match(t, i)) is not None:
+                # a run of characters the steps above leave to the one below, one at a time: as one piece
+                j = m.end()
+                self._lits(segs, i, j, False)
+                i = j
             else:
-                self._lit(segs, c, self.i, False)
-                self.i += 1
+                self._lit(segs, c, i, False)
+                i += 1
+        self.i = i
         return segs
 
     def _lits(self, segs: Word, i: int, j: int, quoted: bool) -> None:
@@ -175,86 +225,109 @@ class Lexer:
             return
         offs = self.o[i:j] if j <= len(self.o) else [self.off(k) for k in range(i, j)]
         if segs and segs[-1].kind == "lit" and segs[-1].quoted == quoted:
-            segs[-1].text += self.t[i:j]
-            segs[-1].offs.extend(offs)
+            last = segs[-1]
+            last.text += self.t[i:j]
+            if type(last.offs) is not list:
+                last.offs = list(last.offs)
+            last.offs.extend(offs)
         else:
-            segs.append(Seg("lit", self.t[i:j], list(offs), quoted))
+            segs.append(Seg("lit", self.t[i:j], offs, quoted))  # a slice: a range of the file, or a new list
 
     def _lit(self, segs: Word, ch: str, i: int, quoted: bool) -> None:
+        o = self.o
+        at = o[i] if 0 <= i < len(o) else self.off(i)
         if segs and segs[-1].kind == "lit" and segs[-1].quoted == quoted:
-            segs[-1].text += ch
-            segs[-1].offs.append(self.off(i))
+            last = segs[-1]
+            last.text += ch
+            if type(last.offs) is not list:
+                last.offs = list(last.offs)
+            last.offs.append(at)
         else:
-            segs.append(Seg("lit", ch, [self.off(i)], quoted))
+            segs.append(Seg("lit", ch, [at], quoted))
 
     def _double(self, segs: Word) -> None:
-        t, n = self.t, self.n
-        while self.i < n and t[self.i] != '"':
-            c = t[self.i]
-            if c == "\\" and self.i + 1 < n and t[self.i + 1] in '"\\$`\n':
-                if t[self.i + 1] != "\n":
-                    self._lit(segs, t[self.i + 1], self.i + 1, True)
-                self.i += 2
-            elif c in "$`":
+        t, n, o = self.t, self.n, self.o
+        no = len(o)
+        i = self.i
+        while i < n and t[i] != '"':
+            c = t[i]
+            if c == "\\" and i + 1 < n and t[i + 1] in '"\\$`\n':
+                if t[i + 1] != "\n":
+                    self._lit(segs, t[i + 1], i + 1, True)
+                i += 2
+            elif c == "$" and i + 1 < n and (t[i + 1].isalpha() or t[i + 1] == "_"):
+                # `$NAME`, as dollar() reads it (\w is isalnum() or `_`), without the call
+                j = _WORD_CHARS.match(t, i + 2).end()
+                segs.append(Seg("var", t[i + 1 : j], [o[i] if i < no else self.off(i), o[j] if j < no else self.off(j)], True))
+                i = j
+            elif c == "$" or c == "`":
+                self.i = i
                 segs.append(self.dollar(quoted=True))
+                i = self.i
             else:
-                m = _PLAIN_DQ.match(t, self.i)
-                j = m.end() if m else self.i + 1
-                self._lits(segs, self.i, j, True)
-                self.i = j
-        self.i += 1
+                m = _PLAIN_DQ.match(t, i)
+                j = m.end() if m else i + 1
+                if segs and segs[-1].kind == "lit" and segs[-1].quoted:
+                    self._lits(segs, i, j, True)
+                else:  # what _lits makes of it, without the call
+                    segs.append(Seg("lit", t[i:j], o[i:j] if j <= no else [self.off(k) for k in range(i, j)], True))
+                i = j
+        self.i = i + 1
         if not segs:
             segs.append(Seg("lit", "", [], True))  # "" is an empty word, not no word
 
     def dollar(self, quoted: bool) -> Seg:
         t, n, s = self.t, self.n, self.i
+        off = self.off
         if t[s] == "`":
             j = t.find("`", s + 1)
             self.i = n if j < 0 else j + 1
-            return Seg("sub", t[s : self.i], [self.off(s), self.off(self.i)], quoted)
+            return Seg("sub", t[s : self.i], [off(s), off(self.i)], quoted)
         if s + 1 >= n:
             self.i += 1
-            return Seg("lit", "$", [self.off(s)], quoted)
+            return Seg("lit", "$", [off(s)], quoted)
         c = t[s + 1]
         if c == "(":
             self.i = _match_paren(t, s + 1)
-            return Seg("sub", t[s : self.i], [self.off(s), self.off(self.i)], quoted)
+            return Seg("sub", t[s : self.i], [off(s), off(self.i)], quoted)
         if c == "{":
-            self.i = s + 2
+            i = s + 2
             op, name, arg = "", "", None
-            if self.i < n and t[self.i] == "#":
-                op, self.i = "#", self.i + 1
-            j = self.i
-            while j < n and (t[j].isalnum() or t[j] in "_@*#?!$-") and not (j > self.i and t[j] == "-"):
+            if i < n and t[i] == "#":
+                op, i = "#", i + 1
+            j = i
+            while j < n and (t[j].isalnum() or t[j] in "_@*#?!$-") and not (j > i and t[j] == "-"):
                 j += 1
-            name = t[self.i : j]
-            self.i = j
-            if self.i < n and t[self.i] == "[":
-                k = t.find("]", self.i)
+            name = t[i:j]
+            i = j
+            if i < n and t[i] == "[":
+                k = t.find("]", i)
                 k = n if k < 0 else k
-                op = t[self.i : k + 1]
-                self.i = k + 1
-            if self.i < n and t[self.i] != "}":
-                m = self.i
+                op = t[i : k + 1]
+                i = k + 1
+            if i < n and t[i] != "}":
+                m = i
                 while m < n and t[m] in ":-=+?#%/^,":
                     m += 1
-                op += t[self.i : m]
+                op += t[i:m]
                 self.i = m
                 arg = self.word(stop="}", in_brace=True)
-            if self.i < n and t[self.i] == "}":
-                self.i += 1
-            return Seg("var", name, [self.off(s), self.off(self.i)], quoted, op, arg)
+                i = self.i
+            if i < n and t[i] == "}":
+                i += 1
+            self.i = i
+            return Seg("var", name, [off(s), off(i)], quoted, op, arg)
         if c.isalpha() or c == "_":
             j = s + 1
             while j < n and (t[j].isalnum() or t[j] == "_"):
                 j += 1
             self.i = j
-            return Seg("var", t[s + 1 : j], [self.off(s), self.off(j)], quoted)
+            return Seg("var", t[s + 1 : j], [off(s), off(j)], quoted)
         if c.isdigit() or c in "@*#?!$-":
             self.i = s + 2
-            return Seg("var", c, [self.off(s), self.off(s + 2)], quoted)
+            return Seg("var", c, [off(s), off(s + 2)], quoted)
         self.i += 1
-        return Seg("lit", "$", [self.off(s)], quoted)
+        return Seg("lit", "$", [off(s)], quoted)
 
     def _array(self) -> Seg:
         items: list[Word] = []
@@ -293,6 +366,16 @@ def _operator(t: str, i: int, n: int) -> str | None:
     if c == "&" and i + 1 < n and t[i + 1] == ">":
         return None  # &> redirection
     return c
+
+
+def plain(word: Word) -> str | None:
+    """The text of a word with no expansion in it, else None."""
+    if len(word) == 1:
+        return word[0].text if word[0].kind == "lit" else None
+    for s in word:  # a loop, not all(genexpr): the reader asks this of nearly every word it runs
+        if s.kind != "lit":
+            return None
+    return "".join([s.text for s in word])
 
 
 def _lit_text(word: Word) -> str | None:

@@ -211,6 +211,23 @@ def test_positions_survive_the_faster_lexer():
     assert [a.text for a in x.command.positional] == ["m", ""]  # '' is an empty argument
 
 
+@pytest.mark.parametrize("text", [
+    # the commands the reader passes over unexpanded (`sleep`, `curl` with literal and $((...)) arguments) still
+    # reach the engine when an argument names a container tool, a variable, or a function of that name
+    "curl dock\"er\" run vllm/vllm-openai:v0.11.0 --model m",
+    "X=docker; curl $X run vllm/vllm-openai:v0.11.0 --model m",
+    "curl() { vllm serve m --port $1; }; curl 9000",
+    "sleep ${A:=8000}; vllm serve m --port $A",
+])
+def test_commands_that_start_nothing_are_skipped_only_when_nothing_in_them_could(text):
+    [x] = launches(text)
+    assert x.command.program == "vllm"
+    if "A:=" in text:
+        assert flag(x, "port") == "8000"  # the assignment inside `sleep`'s argument happened
+    if "curl()" in text:
+        assert flag(x, "port") == "9000"  # the function ran where it was called, with its argument
+
+
 def test_pstr_split_keeps_offsets():
     p = PStr(" ab  c ", [0, 1, 2, 3, 4, 5, 6])
     assert [(q.text, q.offs) for q in p.split()] == [("ab", [1, 2]), ("c", [5])]

@@ -9,6 +9,7 @@ are generated facts (`schemas/knowledge/generated/transports.json`); Dynamo's pa
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Any, NamedTuple
 
 from disagg.schemas import knowledge
@@ -30,6 +31,20 @@ ASCEND_PLUGIN_CONNECTORS = knowledge.transport_names(ASCEND, frozenset(knowledge
 # kv_p2p/mooncake_hybrid_connector.py, `if self.kv_role == "kv_producer": self.kv_send_thread = ...`).
 ASCEND_DIRECTIONAL = frozenset({"MooncakeConnectorV1", "MooncakeHybridConnector"})
 _NIXL_MODES = ("pull", "push")
+
+
+# Answers per worker (rules ask transports/is_nixl five times for every worker of a file, with the same names):
+# a worker is read whole before any rule runs and no rule changes it, so an answer holds for as long as the worker.
+_PER_WORKER: "weakref.WeakKeyDictionary[Worker, dict]" = weakref.WeakKeyDictionary()
+
+
+def _memo(w: Worker, key: tuple, compute):
+    memo = _PER_WORKER.get(w)
+    if memo is None:
+        memo = _PER_WORKER[w] = {}
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
 
 
 class Resolved(NamedTuple):
@@ -54,6 +69,10 @@ def engine_releases(w: Worker, engine: str) -> tuple[frozenset[str], str]:
 def vllm_releases(w: Worker) -> tuple[frozenset[str] | None, str]:
     """The vLLM releases whose connector registry decides for `w` (the target's candidates that we have read), and
     their description; None when a candidate is a release whose registry we have not read (newer than our table)."""
+    return _memo(w, ("vllm_releases",), lambda: _vllm_releases(w))
+
+
+def _vllm_releases(w: Worker) -> tuple[frozenset[str] | None, str]:
     cands, pinned_by = engine_releases(w, "vllm")
     narrowed = "vllm" in w.target.candidates
     return _releases(cands, pinned_by, w.target.describe("vllm") if narrowed and not pinned_by else "")
@@ -155,6 +174,10 @@ def transports(w: Worker, names: set[str] | None) -> Transports | None:
     `names` are the connectors `connector_of` found (a launcher's default has no kv-transfer-config to read)."""
     if w.engine != "vllm":
         return None
+    return _memo(w, ("transports", None if names is None else frozenset(names)), lambda: _transports(w, names))
+
+
+def _transports(w: Worker, names: set[str] | None) -> Transports | None:
     releases, described = vllm_releases(w)
     if releases is None:
         return None
@@ -180,6 +203,12 @@ def can_exchange(a: Transports, b: Transports) -> bool | None:
 def is_nixl(w: Worker, names: set[str] | None) -> bool | None:
     """True when a connector of `w` loads the class vLLM registers as NixlConnector (or its pull/push variants) or
     Dynamo's patched DynamoNixlConnector; None when a connector's class is unknown and none is NIXL."""
+    if w.engine != "vllm":
+        return None
+    return _memo(w, ("is_nixl", None if names is None else frozenset(names)), lambda: _is_nixl(w, names))
+
+
+def _is_nixl(w: Worker, names: set[str] | None) -> bool | None:
     t = transports(w, names)
     if t is None:
         return None

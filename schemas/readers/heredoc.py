@@ -29,15 +29,19 @@ def written_files(path: str, text: str) -> dict[str, tuple[SourceDocument, tuple
     out: dict[str, tuple[SourceDocument, tuple, Any, Callable[[Span], Span]]] = {}
     i = 0
     while i < len(lines):
-        one = _ONE_LINE.match(lines[i])
+        line = lines[i]
+        if "<<" not in line and ("'" not in line or ">" not in line):
+            i += 1  # neither pattern below can match a line without these (a 1 MB script: most lines)
+            continue
+        one = _ONE_LINE.match(line)
         if one is not None:
             found = _one_line(path, one, i + 1)
             if found is not None:
                 out[found[0]] = found[1]
             i += 1
             continue
-        m = _START.search(lines[i])
-        if m is None or lines[i].lstrip().startswith("#"):
+        m = _START.search(line)
+        if m is None or line.lstrip().startswith("#"):
             i += 1
             continue
         body, tabs, j = _body(lines, i, m)

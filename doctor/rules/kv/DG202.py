@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import functools
+
 from disagg.schemas import knowledge
 
 from ...finding import Fix, Severity
@@ -12,6 +14,7 @@ from .._helpers import connector_of
 _FIELDS = ("kv_connector", "kv_role")
 
 
+@functools.cache  # a pure function of the generated tables, asked twice for every key of every worker's config
 def _fields() -> frozenset[str]:
     """Every KVTransferConfig field of any release we read: a field of another release is no misspelling."""
     return knowledge.transport_names("vllm-kv-config", frozenset(knowledge.transport_releases_read("vllm-kv-config")))

@@ -1,9 +1,10 @@
-"""bench/corpus3, corpus4 and corpus5 (the third to fifth held-out corpora) are what bench/bench_corpus.py scores with
+"""bench/corpus2 to corpus5 (the second to fifth held-out corpora) are what bench/bench_corpus.py scores with
 their manifests: each manifest must name each upstream file once, pinned to a commit and the sha256 of its bytes, held
 out from every repository the rules were written against or already measured on (shared/field and every earlier
 corpus), with no file that is a byte copy of one of theirs, spread over enough repositories that no one repository's
 style dominates; its variants and verdicts must point at files it holds. No network: only the repository's own files
-are read. (corpus 2's older, looser checks are tests/bench/test_corpus2.py.)"""
+are read. Corpus 2 predates the stricter checks (one repository holds 39 of its files, two pairs of files are byte
+copies, 11 of its files are byte copies of shared/field files): it is held to the rest."""
 
 from __future__ import annotations
 
@@ -27,9 +28,11 @@ class Corpus(NamedTuple):
     earlier: tuple[str, ...]  # the corpora it must be held out from (besides shared/field)
     min_pd: int  # files holding a prefill or decode worker
     min_variants: int
+    strict: bool = True  # sha256 unique, file names from repo and path, <= 15 files a repository, no byte copies
 
 
 CORPORA = [
+    Corpus("corpus2", ("corpus",), 55, 45, strict=False),
     Corpus("corpus3", ("corpus", "corpus2"), 55, 40),
     Corpus("corpus4", ("corpus", "corpus2", "corpus3"), 55, 40),
     Corpus("corpus5", ("corpus", "corpus2", "corpus3", "corpus4"), 60, 50),
@@ -47,6 +50,15 @@ def corpus(request) -> tuple[Corpus, list[dict]]:
     return c, rows(ROOT / "bench" / c.name / "MANIFEST.tsv")
 
 
+STRICT = [c for c in CORPORA if c.strict]
+
+
+@pytest.fixture(params=STRICT, ids=[c.name for c in STRICT])
+def strict_corpus(request) -> tuple[Corpus, list[dict]]:
+    c = request.param
+    return c, rows(ROOT / "bench" / c.name / "MANIFEST.tsv")
+
+
 def test_manifest_columns_and_pins(corpus):
     c, manifest = corpus
     with open(ROOT / "bench" / c.name / "MANIFEST.tsv", encoding="utf-8") as handle:
@@ -55,7 +67,7 @@ def test_manifest_columns_and_pins(corpus):
     names = [r["file"] for r in manifest]
     assert len(names) == len(set(names))
     assert len({(r["repo"], r["path"]) for r in manifest}) == len(manifest)
-    assert len({r["sha256"] for r in manifest}) == len(manifest)
+    assert not c.strict or len({r["sha256"] for r in manifest}) == len(manifest)
     for r in manifest:
         assert r["split"] == "heldout", r["file"]
         assert re.fullmatch(r"[0-9a-f]{40}", r["commit"]), r["file"]
@@ -63,12 +75,12 @@ def test_manifest_columns_and_pins(corpus):
         assert re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", r["repo"]), r["file"]
         assert r["pd"] in ("yes", "no"), r["file"]
         assert "/" not in r["file"] and not r["path"].startswith("/"), r["file"]
-        assert r["file"] == r["repo"].replace("/", "_") + "__" + r["path"].replace("/", "__"), r["file"]
+        assert not c.strict or r["file"] == r["repo"].replace("/", "_") + "__" + r["path"].replace("/", "__"), r["file"]
     assert sum(r["pd"] == "yes" for r in manifest) >= c.min_pd
 
 
-def test_many_repositories_none_dominates(corpus):
-    _, manifest = corpus
+def test_many_repositories_none_dominates(strict_corpus):
+    _, manifest = strict_corpus
     per_repo = collections.Counter(r["repo"] for r in manifest)
     assert len(per_repo) >= 10
     assert max(per_repo.values()) <= 15, per_repo.most_common(1)
@@ -85,8 +97,8 @@ def test_repos_held_out_from_field_and_earlier_corpora(corpus):
     assert overlap == []
 
 
-def test_no_byte_copy_of_an_earlier_corpus_file(corpus):
-    c, manifest = corpus
+def test_no_byte_copy_of_an_earlier_corpus_file(strict_corpus):
+    c, manifest = strict_corpus
     earlier = set()
     for name in c.earlier:
         earlier |= {r["sha256"] for r in rows(ROOT / "bench" / name / "MANIFEST.tsv")}

@@ -259,6 +259,12 @@ def _link(d: Worker, p: Worker) -> str | None:
         return None
     if model_d is not None and model_d == model_p:
         return "same model" + (f" and labels ({', '.join(shared)})" if shared else "") + " across files"
+    if model_d is None and model_p is None and "model" not in d.settings and "model" not in p.settings:
+        # neither file says its model (SGLang server-argument files: the command line that reads them gives it); the
+        # served model name is what Dynamo's frontend pairs prefill and decode workers by
+        sd, sp = d.settings.get("served_model_name"), p.settings.get("served_model_name")
+        if sd is not None and sp is not None and sd.known and sp.known and str(sd.value) == str(sp.value):
+            return f"same served model name ({sd.value}) across files, neither of which says the model"
     if shared:
         return f"same labels ({', '.join(shared)}) across files"
     return None

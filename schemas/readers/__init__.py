@@ -86,6 +86,7 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
 
     written = written_files(path, text)
     _link_engine_configs(dep, written, engine="trtllm")
+    _sglang_config_refs(dep)
     _link_disagg_configs(dep, written)
     dynamo_default_roles(dep)  # again: the router URLs of a written disaggregated config name the servers
     share_targets(dep)
@@ -149,6 +150,7 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
 
         helm.mark_conditions(dep, docs)
     _link_engine_configs(dep, engine_configs)
+    _sglang_config_refs(dep)
     dynamo_default_roles(dep)
     share_targets(dep)
     if not recognised and not dep.workers:
@@ -229,16 +231,22 @@ def _values(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
     elif ascend_nightly.looks_like_external(data):
         ascend_nightly.read_external(doc, dep, target)
     else:
-        return False
+        from . import sglang_config
+
+        if not sglang_config.looks_like_server_args(data):
+            return False
+        sglang_config.read(doc, dep, target)
     return True
 
 
 def link_files(deps: list[Deployment]) -> None:
-    """Resolve what a file names in another file of the same run (an OME InferenceService's runtime)."""
+    """Resolve what a file names in another file of the same run (an OME InferenceService's runtime, the SGLang
+    server-argument file a `--config` reads)."""
     if any(d.links for d in deps):
-        from . import ome
+        from . import ome, sglang_config
 
         ome.link(deps)
+        sglang_config.link(deps)
 
 
 def unread_kinds(path: str, text: str) -> list[str]:
@@ -389,6 +397,15 @@ def _link_engine_configs(dep: Deployment, configs: dict, engine: str | None = No
                 # `--config FILE` is expanded into command-line arguments before parsing (vLLM's FlexibleArgumentParser,
                 # SGLang's --config): any flag, a role flag included, may be in the file the run does not show
                 w.settings["opaque_args"] = Setting(Unknown(f"its --config file {path}, not in this run, is read as arguments"), s.span, "arguments from a file")
+
+
+def _sglang_config_refs(dep: Deployment) -> None:
+    """SGLang workers that read a server-argument file with `--config`: that file may be another file of the run
+    (readers/sglang_config.py links them)."""
+    if any(w.engine == "sglang" and "extra_engine_args" in w.settings for w in dep.workers):
+        from . import sglang_config
+
+        sglang_config.config_refs(dep)
 
 
 def _link_disagg_configs(dep: Deployment, configs: dict) -> None:

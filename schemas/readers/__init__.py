@@ -174,6 +174,13 @@ def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: 
     elif kind == "ConfigMap":
         _configmap(doc, engine_configs)
         return False
+    elif kind == "Service" and group == "":
+        from ..kube_services import read_service
+
+        svc = read_service(data, doc.path)
+        if svc is not None:
+            dep.services.append(svc)
+        return False
     elif kind == "ModelService" and group == "llm-d.ai":
         from . import modelservice
 

@@ -174,9 +174,11 @@ def apply_command(w: Worker, cmd: Command) -> None:
 def _proxy_port_lists(w: Worker, cmd: Command) -> None:
     """vLLM's toy proxy takes every port after one `--prefiller-ports` / `--decoder-ports` (`nargs="+"`, vllm-project/vllm
     tests/v1/kv_connector/nixl_integration/toy_proxy_server.py, as in ROCm/vllm at f8c9a385233a8e1f724411785a1c326006640df5):
-    all of them under `proxy_prefill_ports` / `proxy_decode_ports` (the flag table keeps only the first)."""
+    all of them under `proxy_prefill_ports` / `proxy_decode_ports` (the flag table keeps only the first); the hosts
+    after `--prefiller-hosts` / `--decoder-hosts` likewise, zipped with the ports (schemas/kube_services.py)."""
     words = cmd.args
-    for key, names in (("proxy_prefill_ports", ("--prefiller-ports", "--prefiller-port")), ("proxy_decode_ports", ("--decoder-ports", "--decoder-port"))):
+    for key, names in (("proxy_prefill_ports", ("--prefiller-ports", "--prefiller-port")), ("proxy_decode_ports", ("--decoder-ports", "--decoder-port")),
+                       ("proxy_prefill_hosts", ("--prefiller-hosts", "--prefiller-host")), ("proxy_decode_hosts", ("--decoder-hosts", "--decoder-host"))):
         ports: list[str] = []
         for i, a in enumerate(words):
             name, eq, value = a.text.partition("=")

@@ -208,7 +208,7 @@ class Issue(NamedTuple):
 class Deployment:
     """What one file says."""
 
-    __slots__ = ("path", "format", "workers", "router", "router_span", "issues", "doc", "lines", "links")
+    __slots__ = ("path", "format", "workers", "router", "router_span", "issues", "doc", "lines", "links", "services")
 
     def __init__(self, path: str, format: str, doc: SourceDocument | None = None, lines: list[str] | None = None):
         self.path = path
@@ -220,6 +220,7 @@ class Deployment:
         self.doc = doc  # the parsed YAML, for fixes (Dynamo v0)
         self.lines = lines or []
         self.links: list[Any] = []  # what this file offers other files of a run, or needs from them (OME runtimes)
+        self.services: list[Any] = []  # Kubernetes Services (kube_services.Service): which pods a name reaches
 
     def of_role(self, *roles: str) -> list[Worker]:
         return [w for w in self.workers if w.role in roles]

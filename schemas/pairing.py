@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from . import knowledge
+from . import knowledge, kube_services
 from .model import Branch, Deployment, Pair, Worker, is_loopback
 from .roles import _ROUTED_ENGINE, _host_port
 
@@ -90,7 +90,7 @@ def across(deps: Iterable[Deployment], paired: set[int]) -> list[Pair]:
         for w in engines_of(dep, "decode"):
             if id(w) not in paired:
                 lonely_d.append(w)
-    routed = _routed(deps, lonely_p, lonely_d)
+    routed = _routed(deps, lonely_p, lonely_d) + kube_services.routed(deps, lonely_p, lonely_d)
     linked = {id(w) for pair in routed for w in pair.ends()}
     pairs = []
     for p in lonely_p:
@@ -106,9 +106,11 @@ def across(deps: Iterable[Deployment], paired: set[int]) -> list[Pair]:
 
 
 def routes_across(dep: Deployment) -> bool:
-    """The file holds a PD router naming servers by URL: it may link servers of other files of its folder (`_routed`)."""
+    """The file holds a PD router naming servers by URL, or a proxy naming them by Kubernetes Service: it may link
+    servers of other files of its folder (`_routed`, kube_services.routed)."""
     return any(w.program in _ROUTED_ENGINE and any(isinstance(getattr(w.settings.get(k), "value", None), list)
-                                                   for k in ("router_prefill", "router_decode")) for w in dep.workers)
+                                                   for k in ("router_prefill", "router_decode")) for w in dep.workers) \
+        or kube_services.proxies_by_name(dep)
 
 
 def _routed(deps: Iterable[Deployment], lonely_p: list[Worker], lonely_d: list[Worker]) -> list[Pair]:
@@ -259,6 +261,13 @@ def _link(d: Worker, p: Worker) -> str | None:
         return None
     if model_d is not None and model_d == model_p:
         return "same model" + (f" and labels ({', '.join(shared)})" if shared else "") + " across files"
+    if model_d is None and model_p is None and "model" not in d.settings and "model" not in p.settings:
+        # neither file says its model (SGLang server-argument files: the command line that reads them gives it); the
+        # served model name is what Dynamo's frontend pairs prefill and decode workers by (per namespace from 1.0,
+        # ai-dynamo/dynamo#6054, see DG601)
+        sd, sp = d.settings.get("served_model_name"), p.settings.get("served_model_name")
+        if sd is not None and sp is not None and sd.known and sp.known and str(sd.value) == str(sp.value):
+            return f"same served model name ({sd.value}) across files, neither of which says the model"
     if shared:
         return f"same labels ({', '.join(shared)}) across files"
     return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -85,8 +84,11 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
     from .heredoc import written_files
 
     written = written_files(path, text)
-    _link_engine_configs(dep, written, engine="trtllm")
-    _link_disagg_configs(dep, written)
+    from .engine_configs import link_disagg_configs, link_engine_configs, sglang_config_refs
+
+    link_engine_configs(dep, written, engine="trtllm")
+    sglang_config_refs(dep)
+    link_disagg_configs(dep, written)
     dynamo_default_roles(dep)  # again: the router URLs of a written disaggregated config name the servers
     share_targets(dep)
     return dep
@@ -148,7 +150,10 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
         from . import helm
 
         helm.mark_conditions(dep, docs)
-    _link_engine_configs(dep, engine_configs)
+    from .engine_configs import link_engine_configs, sglang_config_refs
+
+    link_engine_configs(dep, engine_configs)
+    sglang_config_refs(dep)
     dynamo_default_roles(dep)
     share_targets(dep)
     if not recognised and not dep.workers:
@@ -170,7 +175,16 @@ def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: 
     elif kind == "ConfigMap" and helm.is_modelservice_preset(data):
         helm.read_modelservice_preset(doc, dep, target)
     elif kind == "ConfigMap":
-        _configmap(doc, engine_configs)
+        from .engine_configs import configmap
+
+        configmap(doc, engine_configs)
+        return False
+    elif kind == "Service" and group == "":
+        from ..kube_services import read_service
+
+        svc = read_service(data, doc.path)
+        if svc is not None:
+            dep.services.append(svc)
         return False
     elif kind == "ModelService" and group == "llm-d.ai":
         from . import modelservice
@@ -229,16 +243,22 @@ def _values(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
     elif ascend_nightly.looks_like_external(data):
         ascend_nightly.read_external(doc, dep, target)
     else:
-        return False
+        from . import sglang_config
+
+        if not sglang_config.looks_like_server_args(data):
+            return False
+        sglang_config.read(doc, dep, target)
     return True
 
 
 def link_files(deps: list[Deployment]) -> None:
-    """Resolve what a file names in another file of the same run (an OME InferenceService's runtime)."""
+    """Resolve what a file names in another file of the same run (an OME InferenceService's runtime, the SGLang
+    server-argument file a `--config` reads)."""
     if any(d.links for d in deps):
-        from . import ome
+        from . import ome, sglang_config
 
         ome.link(deps)
+        sglang_config.link(deps)
 
 
 def unread_kinds(path: str, text: str) -> list[str]:
@@ -350,65 +370,6 @@ def _compose_rdma(devices: Any) -> Setting:
         if isinstance(src, str) and (src == "/dev/infiniband" or src.startswith(("/dev/infiniband:", "/dev/infiniband/"))):
             found = True
     return Setting(found, None, "devices")
-
-
-def _configmap(doc: SourceDocument, configs: dict) -> None:
-    from . import trtllm
-
-    data = doc.data.get("data")
-    if not isinstance(data, dict):
-        return
-    from .embedded import embedded_yaml
-
-    for key, text in data.items():
-        if not isinstance(text, str):
-            continue
-        found = embedded_yaml(doc, ("data", key), text)
-        if found is None or not found[0] or not trtllm.looks_like_engine_config(found[0][0].data):
-            continue
-        configs[str(key)] = (found[0][0], (), found[0][0].data, found[1])
-
-
-def _link_engine_configs(dep: Deployment, configs: dict, engine: str | None = None) -> None:
-    """A TensorRT-LLM worker's --extra-engine-args file, when the same manifest carries it in a ConfigMap or the
-    script writes it (for a script only TensorRT-LLM workers: the keys read are TensorRT-LLM's LlmArgs)."""
-    from . import trtllm
-
-    for w in dep.workers:
-        path = w.known("extra_engine_args")
-        if not isinstance(path, str):
-            continue
-        found = configs.get(os.path.basename(path)) if engine is None or w.engine == engine else None
-        if found is not None:
-            inner, base, cfg, to_file = found
-            trtllm.apply_engine_config(w, inner, base, cfg, to_file)
-        else:
-            w.notes.append(f"engine settings are in {path}, which is not in this file")
-            s = w.settings["extra_engine_args"]
-            if s.origin == "--config" and "opaque_args" not in w.settings:
-                # `--config FILE` is expanded into command-line arguments before parsing (vLLM's FlexibleArgumentParser,
-                # SGLang's --config): any flag, a role flag included, may be in the file the run does not show
-                w.settings["opaque_args"] = Setting(Unknown(f"its --config file {path}, not in this run, is read as arguments"), s.span, "arguments from a file")
-
-
-def _link_disagg_configs(dep: Deployment, configs: dict) -> None:
-    """`trtllm-serve disaggregated -c FILE` whose FILE the script writes: the router's `context_servers.urls` and
-    `generation_servers.urls` (every URL, as `router_prefill` / `router_decode`), which name its servers
-    (tensorrt_llm/llmapi/disagg_utils.py extract_ctx_gen_cfgs, see trtllm.py)."""
-    for w in dep.workers:
-        if w.program != "trtllm-disagg-server":
-            continue
-        name = w.known("config_file")
-        found = configs.get(os.path.basename(name)) if isinstance(name, str) else None
-        if found is None:
-            continue
-        inner, base, cfg, to_file = found
-        for key, role in (("context_servers", "prefill"), ("generation_servers", "decode")):
-            block = cfg.get(key) if isinstance(cfg, dict) else None
-            urls = block.get("urls") if isinstance(block, dict) else None
-            if isinstance(urls, list):
-                spans = [to_file(Span(*inner.marks.value(base + (key, "urls", i)))) for i in range(len(urls))]
-                w.settings[f"router_{role}"] = Setting([(str(u), sp) for u, sp in zip(urls, spans) if isinstance(u, str)], spans[0] if spans else None, f"{key}.urls")
 
 
 __all__ = ["FORMATS", "SERVING_MARKERS", "is_script", "read_script", "read_yaml", "link_files", "unread_kinds", "Span"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..knowledge.versions import Target
+from ..kube_services import mark_pod, pod_of
 from ..model import Deployment, Host, Setting, Unknown, Worker
 from ..shell import Launch, PStr, ShellReader
 from ..source import SourceDocument, Span
@@ -106,12 +107,13 @@ def read_object(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
         tmpl = spec.get("template") if isinstance(spec.get("template"), dict) else {}
         ws = pod_workers(doc, dep, name, ("spec", "template", "spec"), tmpl.get("spec"), spec.get("replicas", 1), target,
                          {**labels, **_labels(tmpl.get("metadata"))}, [name])
+        mark_pod(ws, pod_of(meta, tmpl.get("metadata"), tmpl.get("spec")))
         if kind == "StatefulSet":  # pods with stable names (`<name>-0.<service>`): the shape of one engine over several nodes
             for w in ws:
                 w.set("statefulset", True, None, "kind: StatefulSet")
         return True
     if kind == "Pod":
-        pod_workers(doc, dep, name, ("spec",), spec, 1, target, labels, [name])
+        mark_pod(pod_workers(doc, dep, name, ("spec",), spec, 1, target, labels, [name]), pod_of(meta, meta, spec))
         return True
     if kind == "LeaderWorkerSet":
         _lws(doc, dep, name, ("spec",), spec, target, labels, [name])

@@ -37,7 +37,7 @@ def test_a_v0_key_of_the_wrong_type_makes_its_setting_unknown_whatever_the_spell
 
 
 def test_a_connectors_list_that_is_no_list_is_not_read_as_one():
-    from disagg.schemas.engines import connector_uses
+    from disagg.schemas.kv_config import connector_uses
 
     [use] = connector_uses({"kv_connector": "MultiConnector", "kv_connector_extra_config": {"connectors": 3}})
     assert use.name == "MultiConnector" and use.children == ()

@@ -13,8 +13,8 @@ import weakref
 from typing import Any, NamedTuple
 
 from disagg.schemas import knowledge
-from disagg.schemas.engines import ConnectorUse, connector_uses
 from disagg.schemas.knowledge import version_key
+from disagg.schemas.kv_config import ConnectorUse, connector_uses
 from disagg.schemas.model import Worker
 
 _DYNAMO_PATCHED = "DynamoNixlConnector"

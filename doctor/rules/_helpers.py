@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from disagg.schemas import knowledge
-from disagg.schemas.engines import as_int, connectors
+from disagg.schemas.engines import as_int
 from disagg.schemas.knowledge import version_key
+from disagg.schemas.kv_config import connectors
 from disagg.schemas.model import Deployment, Unknown, Worker
 from disagg.schemas.policy import flag_bool, routing_policy, v0_decode, v0_router  # the runtime routes with the same
 from disagg.schemas.roles import flags_hidden

@@ -193,3 +193,12 @@ def test_a_helm_template_value_inside_an_if_is_unknown_and_one_around_the_object
     assert w.known("block_size") == "16"  # the {{ if }} around the whole Deployment leaves it as written
     assert not w.settings["kv_role"].known and w.role == "unknown"  # both branches are written: neither is the value
     assert not w.replicas.known
+
+
+def test_a_helm_template_block_scalar_opening_with_an_action_line_is_read():
+    r = lint("helm/block-scalar-action.yaml")
+    assert not r.error and not r.skipped, r.error
+    [w] = r.deployment.engines()
+    assert (w.role, w.known("block_size"), w.known("kv_connector")) == ("prefill", "16", "NixlConnector")
+    [line] = [i for i, text in enumerate(r.source_lines, 1) if '"--kv-transfer-config"' in text]
+    assert w.settings["kv_connector"].span.line == line  # lines stay where they were written

@@ -21,19 +21,22 @@ from . import gotemplate
 
 # `{{ `{{ .Inner }}` }}`: a literal action for the next renderer (the ModelService controller), one value here
 _QUOTED = re.compile(r"\{\{-?\s*`[^`]*`\s*-?\}\}")
-_ONLY_ACTION = re.compile(r"^[ \t]*(\{\{.*?\}\}[ \t]*)+$", re.M)
+# a line (or lines: a `{{/* */}}` comment may span several) holding nothing but actions; no `}}` inside an action
+_ONLY_ACTION = re.compile(r"^[ \t]*(\{\{(?:[^}]|\}(?!\}))*\}\}[ \t]*)+$", re.M)
 # keys of a preset ConfigMap the ModelService controller turns into the prefill / decode Deployment
 PRESET_ROLES = {"prefillDeployment": "prefill", "decodeDeployment": "decode"}
 
 
-def _blank(m: re.Match) -> str:
-    return "".join(ch if ch == "\n" else " " for ch in m.group(0))
+def _empty(m: re.Match) -> str:
+    # an empty line, not one of blanks: YAML takes a block scalar's indentation from its leading blank lines too
+    # (PyYAML `scan_block_scalar_indentation`), so a `{{- if }}` line of 40 columns opening a `|` block would end it
+    return "\n" * m.group(0).count("\n")
 
 
 def literal_text(text: str) -> str:
-    """The template with every character where it was: lines that are only actions blanked, other actions as
-    placeholders that read as set at render time."""
-    text = _ONLY_ACTION.sub(_blank, text)
+    """The template with every line where it was and every character of a line at its column: lines that are only
+    actions emptied, other actions as placeholders that read as set at render time."""
+    text = _ONLY_ACTION.sub(_empty, text)
     text = _QUOTED.sub(lambda m: "${_T" + "_" * (len(m.group(0)) - 5) + "}", text)
     return gotemplate.rewrite(text)
 

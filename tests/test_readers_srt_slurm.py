@@ -110,3 +110,11 @@ def test_recompute_on_failed_loads_is_reported_only_where_a_prefill_hands_kv_ove
           f'backend:\n  type: vllm\n  vllm_config:\n    aggregated:\n      kv-transfer-config: {kv}\n'
     r = lint_text("a.yaml", agg, RULES, LintOptions())
     assert [w.role for w in r.deployment.workers] == ["aggregated"] and "DG209" not in codes(r)
+
+
+def test_a_dynamo_wheel_version_names_the_release_and_served_names_that_differ_never_pair():
+    r = lint("srt-slurm/vllm-wheel.yaml")
+    p = _roles(r)["prefill"]
+    assert "1.2.0" in p.target.releases("dynamo")  # `wheel` is an ai-dynamo version; it clears `version`
+    [f] = [f for f in r.findings if f.severity.label in ("error", "warning")]
+    assert f.code == "DG601" and r.source_lines[f.line - 1].strip() == 'served-model-name: "org/small-model"'

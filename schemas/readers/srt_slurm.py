@@ -290,7 +290,7 @@ def _int(v: Any) -> bool:
 def _release_evidence(data: dict, ftype: str, base: Target) -> Target:
     """What the recipe says of the releases it runs: the container's tag (an image reference, `#` for enroot's `/`),
     for Dynamo only where srtctl installs none (`dynamo.install: false`), for the engine only where no setup script
-    may replace it; and a Dynamo `version` srtctl pip-installs (DynamoConfig)."""
+    may replace it; and a Dynamo `version` or `wheel` srtctl pip-installs (DynamoConfig)."""
     from .common import image_evidence
 
     target = base.copy()
@@ -302,8 +302,11 @@ def _release_evidence(data: dict, ftype: str, base: Target) -> Target:
         if (dynamo_image and dyn.get("install") is False) or (not dynamo_image and not data.get("setup_script")):
             image_evidence(target, ref)
     installs = dyn.get("install", True) is not False and ftype == "dynamo"
-    version = dyn.get("version")
+    # DynamoConfig: `wheel` is an ai-dynamo package version installed from staged wheels ("1.2.0.dev20260426"); it,
+    # `hash` or `top_of_tree` clears `version` (NVIDIA/srt-slurm@c88ef73 src/srtctl/core/schema.py:1419-1497)
+    key = "wheel" if dyn.get("wheel") else None if any(dyn.get(k) for k in ("hash", "top_of_tree")) else "version"
+    version = dyn.get(key) if key else None
     version = str(version) if isinstance(version, (str, int, float)) and not isinstance(version, bool) else None
-    if installs and version and not any(dyn.get(k) for k in ("hash", "top_of_tree", "wheel")):
-        knowledge.evidence_from_tag(target, "dynamo", version, f"dynamo.version {version} (srtctl pip-installs it, {SOURCE} DynamoConfig)")
+    if installs and version:
+        knowledge.evidence_from_tag(target, "dynamo", version, f"dynamo.{key} {version} (srtctl pip-installs it, {SOURCE} DynamoConfig)")
     return target

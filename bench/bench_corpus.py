@@ -113,11 +113,14 @@ def has_pd_worker(r) -> bool:
 def score_files(rows: list[dict], results, names: dict[str, str], judged: list[dict]) -> dict:
     by_file = {names.get(r.path, os.path.basename(r.path)): r for r in results}
     pd_rows = [row for row in rows if row["pd"] == "yes"]
-    missing = [row["file"] for row in rows if row["file"] not in by_file]
+    laid_out = set(names.values())
+    missing = [row["file"] for row in rows if row["file"] not in laid_out]  # not on disk: rebuild the corpus
     unread = []
     for row in pd_rows:
         r = by_file.get(row["file"])
         if r is None:
+            if row["file"] in laid_out:  # on disk, but `disagg doctor FOLDER` never opened it (a file type it does not walk)
+                unread.append((row["file"], "not opened: the folder walk does not take this file"))
             continue
         if r.error:
             unread.append((row["file"], "error: " + str(r.error).splitlines()[0][:160]))

@@ -34,6 +34,8 @@ RULE_MODULES = (
     "schema.DG403",
     "schema.DG404",
     "schema.DG405",
+    "schema.DG406",
+    "schema.DG407",
     "stacks.DG601",
     "stacks.DG602",
     "stacks.DG603",

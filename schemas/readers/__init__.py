@@ -80,6 +80,10 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
         return Host("process", "script", f"script:{path}")
 
     dep.workers = workers_from_launches(launches, path=path, host_for=host_for, target=target)
+    from .crlf import broken_continuations
+
+    if not is_justfile(path):  # `just` runs recipe lines itself
+        dep.issues.extend(broken_continuations(run, (launch.command for launch in launches)))
     dynamo_default_roles(dep)
     from .heredoc import written_files
 
@@ -101,15 +105,18 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
     do not read is skipped, never read as something else), a Dynamo v0 config by top-level keys that are service
     sections of a Dynamo v0 release, compose by `services:`, chart values by the keys their chart reads."""
     template = False
+    twice: list[Issue] = []
     try:
         docs = load_documents(path, text)
-    except ConfigError:
-        from . import helm
+    except ConfigError as exc:
+        from . import helm, sglang_config
 
         docs = helm.template_documents(path, text)  # a Helm chart template: its literal parts
         if docs is None:
-            raise
-        template = True
+            docs, twice = sglang_config.with_keys_twice(path, text, exc)  # read as SGLang reads it: the last one wins
+            if docs is None:
+                raise
+        template = not twice
     forced_v0 = fmt == "dynamo-v0"
     for i, doc in enumerate(docs):
         data = doc.data
@@ -126,6 +133,7 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
     if forced_v0:
         return None
     dep = Deployment(path=path, format="kubernetes", lines=text.splitlines())
+    dep.issues.extend(twice)
     engine_configs: dict[str, tuple[SourceDocument, tuple, dict, Any]] = {}
     recognised = False
     from . import autoscale

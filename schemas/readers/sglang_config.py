@@ -29,8 +29,8 @@ from typing import Any, NamedTuple
 
 from ..cmdline import Arg, find_command
 from ..knowledge.versions import Target
-from ..model import Deployment, Host, Setting, Unknown, Worker
-from ..source import SourceDocument, Span
+from ..model import Deployment, Host, Issue, Setting, Unknown, Worker
+from ..source import ConfigError, SourceDocument, Span, load_documents
 from .common import new_worker
 
 SOURCE = "sgl-project/sglang@03bd2f1 python/sglang/srt/server_args_config_parser.py"
@@ -66,6 +66,33 @@ def looks_like_server_args(data: Any) -> bool:
     if not all(k in sglang for k in data):
         return False
     return any(k not in _flags("vllm") and k not in _VLLM_FRONTEND for k in data)
+
+
+def with_keys_twice(path: str, text: str, error: ConfigError) -> tuple[list[SourceDocument] | None, list[Issue]]:
+    """A file of server arguments that writes a key twice, read as SGLang reads it: `yaml.safe_load` keeps the last
+    value (PyYAML's mapping constructor assigns each key in turn; `_parse_yaml_config`, SOURCE), where a YAML 1.2
+    reader stops. (None, []) for any other file, whose duplicate key stays the error it was."""
+    if "duplicate key" not in str(error):
+        return None, []
+    try:
+        docs = load_documents(path, text, last_key_wins=True)
+    except ConfigError:
+        return None, []
+    if len(docs) != 1 or not looks_like_server_args(docs[0].data):
+        return None, []
+    import yaml
+
+    seen: dict[str, tuple[int, str]] = {}
+    twice = []
+    for key_node, value_node in yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)).value:
+        key, line, col = str(key_node.value), key_node.start_mark.line + 1, key_node.start_mark.column + 1
+        value = value_node.value if isinstance(value_node, yaml.ScalarNode) else yaml.serialize(value_node).strip()
+        if key in seen:
+            first_line, first = seen[key]
+            twice.append(Issue("key_twice", Span(line, col, line, col + len(key)), key,
+                               data=(("first_line", first_line), ("first", first), ("last", value), ("reader", "SGLang"), ("source", SOURCE))))
+        seen[key] = (line, value)
+    return docs, twice
 
 
 class Offer(NamedTuple):

@@ -202,6 +202,10 @@ def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: 
         from . import rbg
 
         rbg.read(doc, dep, target)
+    elif kind in ("ModelServing", "ModelBooster") and group == "workload.serving.volcano.sh":
+        from . import kthena
+
+        return kthena.read(doc, dep, target)
     elif kind in ("LLMInferenceService", "LLMInferenceServiceConfig") and group == "serving.kserve.io":
         from . import kserve
 
@@ -268,7 +272,10 @@ def unread_kinds(path: str, text: str) -> list[str]:
     try:
         docs = load_documents(path, text)
     except ConfigError:
-        return []
+        from . import helm
+
+        # a Helm template is read for its literal parts (read_yaml): its kinds are those of that reading
+        docs = helm.template_documents(path, text) or []
     objects = [d.data for d in docs if isinstance(d.data, dict)]
     from .ray_serve import unknown_builders
 

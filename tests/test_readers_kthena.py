@@ -71,3 +71,7 @@ def test_a_template_of_a_kind_no_reader_reads_is_skipped_not_invalid_yaml():
     r = lint("kthena/other-kind-template.yaml")
     assert not r.error and r.skipped == "not a serving config I know: example.org/v1/Widget"
 
+
+def test_an_image_named_sglang_given_flags_sglang_lacks_is_not_read_as_sglang():
+    r = lint("kthena/modelserving-simulator.yaml")
+    assert not r.error and r.skipped and "DG205" not in codes(r)

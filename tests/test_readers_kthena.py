@@ -3,7 +3,10 @@ workers the engines its controller writes (fixtures in tests/fixtures/readers/kt
 
 from __future__ import annotations
 
-from test_readers import codes, lint
+from test_readers import HERE, RULES, codes, lint
+
+from disagg.doctor.context import LintOptions
+from disagg.doctor.engine import lint_text
 
 
 def _by_role(r):
@@ -75,3 +78,17 @@ def test_a_template_of_a_kind_no_reader_reads_is_skipped_not_invalid_yaml():
 def test_an_image_named_sglang_given_flags_sglang_lacks_is_not_read_as_sglang():
     r = lint("kthena/modelserving-simulator.yaml")
     assert not r.error and r.skipped and "DG205" not in codes(r)
+
+
+def test_a_modelserver_pdgroup_in_the_file_routes_roles_by_their_pod_labels():
+    r = lint("kthena/modelserving-routed.yaml")
+    ws = _by_role(r)
+    p, d = ws["prefill"], ws["decode"]  # kv_both and roles named first/second: only the ModelServer says which
+    assert (p.name, d.name) == ("routed/first/engine", "routed/second/engine")
+    assert (p.role_from, d.role_from) == ("router", "router") and "pdGroup.prefillLabels" in p.role_why
+    assert "DG205" in codes(r, "error")
+    # a ModelServer of another namespace selects none of these pods
+    path = HERE / "kthena/modelserving-routed.yaml"
+    text = path.read_text().replace("  name: routed-server\n  namespace: ns1", "  name: routed-server\n  namespace: ns2")
+    other = lint_text(str(path), text, RULES, LintOptions())
+    assert {w.role for w in other.deployment.workers} == {"unknown"} and "DG205" not in codes(other)

@@ -146,6 +146,10 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
         else:
             recognised = _values(doc, dep, target) or recognised
     autoscale.apply(scalers, owners)
+    if any(isinstance(d.data, dict) and d.data.get("kind") == "ModelServer" for d in docs):
+        from . import kthena
+
+        kthena.route(dep, docs)  # a Kthena ModelServer's pdGroup gives roles to the pods it selects
     if template:
         from . import helm
 

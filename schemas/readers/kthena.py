@@ -11,7 +11,7 @@ ExpectedPodNum: (1 + workerReplicas) × role replicas), and gives every containe
 name>` (utils/utils.go:127-143); that label is the role name's only effect on routing, and only through a ModelServer
 whose `workloadSelector.pdGroup.prefillLabels` / `decodeLabels` select it (pkg/kthena-router/datastore/
 model_server.go:76-103). A ModelServing alone therefore gives a role name no meaning: the engine's own flags decide its
-role, and the name is a name (an info at most).
+role, and the name is a name (an info at most). A ModelServer in the same file is read for what it routes (`route`).
 
 ModelBooster (pkg/apis/workload/v1alpha1/model_booster_types.go): a `spec.backend` of `type` vLLM or vLLMDisaggregated
 (the CRD's enum; BuildModelServing refuses any other, pkg/model-booster-controller/convert/model_serving.go:58-74) is
@@ -50,6 +50,7 @@ from .kube import _labels, pod_workers
 GROUP = "workload.serving.volcano.sh"
 KINDS = ("ModelServing", "ModelBooster")
 ROLE_LABEL = "modelserving.volcano.sh/role"  # pkg/apis/workload/v1alpha1/labels.go:25
+GROUP_LABEL = "modelserving.volcano.sh/group-name"  # labels.go:23
 SOURCE = "volcano-sh/kthena@3cc0572"
 ENGINE_PROGRAM = ("python3", "-m", "vllm.entrypoints.openai.api_server")  # convert/model_serving.go:365
 
@@ -82,9 +83,11 @@ def read_model_serving(doc: SourceDocument, dep: Deployment, target: Target) -> 
         size = 1 + extra if isinstance(extra, int) else 1
         replicas = _total(doc, spec, ("spec",), role, rpath)
         entry = role.get("entryTemplate") if isinstance(role.get("entryTemplate"), dict) else {}
-        pod_labels = {ROLE_LABEL: rname, "modelserving.volcano.sh/name": name}
+        # the labels the controller gives every pod of the role, under the template's own (utils/utils.go:96-143)
+        pod_labels = {ROLE_LABEL: rname, "modelserving.volcano.sh/name": name, GROUP_LABEL: f"{name}-<index>"}
         leaders = pod_workers(doc, dep, f"{name}/{rname}", rpath + ("entryTemplate", "spec"), _without_runtime(entry.get("spec")), None, target,
-                              {**pod_labels, **_labels(entry.get("metadata"))}, [rname], nodes=size, reader=reader)
+                              {**pod_labels, "modelserving.volcano.sh/entry": "true", **_labels(entry.get("metadata"))}, [rname], nodes=size,
+                              reader=reader)
         followers: list[Worker] = []
         wt = role.get("workerTemplate")
         if isinstance(extra, int) and extra > 0 and isinstance(wt, dict):
@@ -97,6 +100,44 @@ def read_model_serving(doc: SourceDocument, dep: Deployment, target: Target) -> 
         for w in leaders + followers:
             w.replicas = replicas
             w.labels.setdefault(ROLE_LABEL, rname)
+
+
+def route(dep: Deployment, docs: list[SourceDocument]) -> None:
+    """Roles that a ModelServer of the same file gives Kthena's pods: the router keeps the pods its
+    `workloadSelector.matchLabels` selects in its namespace (pkg/kthena-router/controller/modelserver_controller.go:186-191),
+    pairs those that carry its `pdGroup.groupKey`, and takes a pod as decode when it has every `decodeLabels` label, else
+    as prefill when it has every `prefillLabels` one (pkg/kthena-router/datastore/model_server.go:76-103). An engine whose
+    own flags say nothing (vLLM's kv_both) takes that role, over what its role's name suggests; one whose flags decide
+    keeps theirs."""
+    ns_of = {str(dig(d.data, "metadata", "name")): dig(d.data, "metadata", "namespace") for d in docs
+             if isinstance(d.data, dict) and d.data.get("kind") == "ModelServing"}
+    for doc in docs:
+        data = doc.data
+        if not isinstance(data, dict) or data.get("kind") != "ModelServer" or not str(data.get("apiVersion")).startswith("networking.serving.volcano.sh/"):
+            continue
+        meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+        sel = dig(data, "spec", "workloadSelector")
+        pd = sel.get("pdGroup") if isinstance(sel, dict) else None
+        if not isinstance(pd, dict):
+            continue
+        match = sel.get("matchLabels") if isinstance(sel.get("matchLabels"), dict) else {}
+        ns = meta.get("namespace")
+        for w in dep.workers:
+            if not w.is_engine or ROLE_LABEL not in w.labels or (w.role not in ("unknown", "aggregated") and w.role_from != "name"):
+                continue
+            pod_ns = ns_of.get(w.labels.get("modelserving.volcano.sh/name", ""))
+            if ns is not None and pod_ns not in (None, ns) or not _has(w.labels, match, empty=True) or str(pd.get("groupKey")) not in w.labels:
+                continue
+            role = "decode" if _has(w.labels, pd.get("decodeLabels")) else "prefill" if _has(w.labels, pd.get("prefillLabels")) else None
+            if role is not None:
+                w.set_role(role, f"ModelServer {meta.get('name', '?')} selects its pods with pdGroup.{role}Labels "
+                                 f"({SOURCE} pkg/kthena-router/datastore/model_server.go:91-102)", "router")
+
+
+def _has(labels: dict[str, str], wanted: Any, empty: bool = False) -> bool:
+    """Every label of `wanted` on the pod; an empty selector selects every pod, an empty role selector none (the
+    router's webhook rejects one: pkg/kthena-router/webhook/validator.go:303-313)."""
+    return isinstance(wanted, dict) and (bool(wanted) or empty) and all(labels.get(str(k)) == str(v) for k, v in wanted.items())
 
 
 def _without_runtime(pod_spec: Any) -> Any:

@@ -390,6 +390,14 @@ def _is_bool(name: str) -> bool:
     return name in BOOL_FLAGS or name.startswith(_BOOL_PREFIXES)
 
 
+def _undefined_flags(system: str, flags: set[str]) -> list[str]:
+    """The `--flags` that no release of `system` we have read defines (schemas/knowledge/generated/<system>.json)."""
+    from .knowledge import flags_defined, known_releases
+
+    defined = flags_defined(system, system, frozenset(known_releases()[system]))
+    return [f for f in flags if f.startswith("--") and f not in defined]
+
+
 def engine_from_image(image: str | None, words: list[Arg]) -> str | None:
     """The serving program an image runs when a container (or `docker run IMAGE args`) gives only arguments: from
     the image name when it says, else from the flags (`--model-path` is SGLang's spelling, `--model` vLLM's).
@@ -412,6 +420,12 @@ def engine_from_image(image: str | None, words: list[Arg]) -> str | None:
         if repo.endswith("vllm-openai"):
             return "vllm"
         return "vllm" if (not low or "$" in low) and "--kv-transfer-config" in flags else None
+    if named == "sglang" and _undefined_flags("sglang", flags):
+        # an image whose name says sglang but whose arguments SGLang's parser rejects runs something else (a simulator
+        # of it, a wrapper): SGLang's server parses its arguments with argparse's `parse_args`, which exits on any flag it
+        # does not define (bytedance-iaas/sglang@6ed5780, a fork of sgl-project/sglang at v0.5.17:
+        # python/sglang/srt/server_args.py:9367,9379 prepare_server_args)
+        return None
     if named:
         return named
     if "--model-path" in flags:

@@ -154,6 +154,10 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
         else:
             recognised = _values(doc, dep, target) or recognised
     autoscale.apply(scalers, owners)
+    if any(isinstance(d.data, dict) and d.data.get("kind") == "ModelServer" for d in docs):
+        from . import kthena
+
+        kthena.route(dep, docs)  # a Kthena ModelServer's pdGroup gives roles to the pods it selects
     if template:
         from . import helm
 
@@ -210,6 +214,10 @@ def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: 
         from . import rbg
 
         rbg.read(doc, dep, target)
+    elif kind in ("ModelServing", "ModelBooster") and group == "workload.serving.volcano.sh":
+        from . import kthena
+
+        return kthena.read(doc, dep, target)
     elif kind in ("LLMInferenceService", "LLMInferenceServiceConfig") and group == "serving.kserve.io":
         from . import kserve
 
@@ -276,7 +284,10 @@ def unread_kinds(path: str, text: str) -> list[str]:
     try:
         docs = load_documents(path, text)
     except ConfigError:
-        return []
+        from . import helm
+
+        # a Helm template is read for its literal parts (read_yaml): its kinds are those of that reading
+        docs = helm.template_documents(path, text) or []
     objects = [d.data for d in docs if isinstance(d.data, dict)]
     from .ray_serve import unknown_builders
 

@@ -21,8 +21,10 @@ from . import gotemplate
 
 # `{{ `{{ .Inner }}` }}`: a literal action for the next renderer (the ModelService controller), one value here
 _QUOTED = re.compile(r"\{\{-?\s*`[^`]*`\s*-?\}\}")
-# a line (or lines: a `{{/* */}}` comment may span several) holding nothing but actions; no `}}` inside an action
-_ONLY_ACTION = re.compile(r"^[ \t]*(\{\{(?:[^}]|\}(?!\}))*\}\}[ \t]*)+$", re.M)
+# a line (or lines: a `{{/* */}}` comment may span several) holding nothing but actions. An action ends at the first
+# `}}` outside a string: a raw `...` or "..." string is one token of Go's template lexer, `}}` and all (golang/go@34aeeef
+# src/text/template/parse/lex.go lexInsideAction, lexRawQuote, lexQuote), as in ``{{ `{{- if .X }}` }}``
+_ONLY_ACTION = re.compile(r"^[ \t]*(\{\{(?:`[^`]*`|\"(?:[^\"\\\n]|\\.)*\"|[^}`\"]|\}(?!\}))*\}\}[ \t]*)+$", re.M)
 # keys of a preset ConfigMap the ModelService controller turns into the prefill / decode Deployment
 PRESET_ROLES = {"prefillDeployment": "prefill", "decodeDeployment": "decode"}
 

@@ -158,7 +158,7 @@ def dynamo_component(script: str, flags: set[str], workdir: str = "") -> str | N
 _PROXIES = ("toy_proxy_server.py", "disagg_proxy_server.py", "disagg_prefill_proxy_server.py", "disagg_proxy_demo.py", "proxy_server.py")
 
 
-_PROGRAMS = ("vllm", "trtllm-serve", "sglang-router", "sglang_router", "docker", "podman", "nerdctl")
+_PROGRAMS = ("vllm", "sglang", "trtllm-serve", "sglang-router", "sglang_router", "docker", "podman", "nerdctl")
 
 _ENV_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.S)
 
@@ -197,6 +197,12 @@ def find_command(args: list[Arg], dynamo_workdir: str | None = None, dynamo_fron
     program, body = None, []
     if base == "vllm" and len(words) > 1 and words[1] == "serve":
         program, body = "vllm", rest[2:]
+    elif base == "sglang" and len(words) > 1 and words[1] == "serve":
+        # SGLang's console script: `sglang = "sglang.cli.main:main"`, whose `serve` subcommand parses the rest with
+        # the server's own prepare_server_args and runs run_server, as `python -m sglang.launch_server` does
+        # (bytedance-iaas/sglang@6ed5780c4fd3 python/pyproject.toml:191-192, python/sglang/cli/main.py:17-21,37-40,
+        # python/sglang/cli/serve.py:101-141, python/sglang/launch_server.py:55-71)
+        program, body = "sglang", rest[2:]
     elif base == "trtllm-serve":
         # `trtllm-serve disaggregated -c disagg_config.yaml` is the router in front of the context/generation servers
         program, body = ("trtllm-disagg-server", rest[2:]) if len(words) > 1 and words[1] == "disaggregated" else ("trtllm-serve", rest[1:])

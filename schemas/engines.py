@@ -138,6 +138,11 @@ def apply_command(w: Worker, cmd: Command) -> None:
     if "model" not in w.settings and cmd.program == "vllm" and cmd.positional:
         arg = cmd.positional[0]
         w.settings["model"] = Setting(_value(arg), arg.span, "positional model")
+    if "model" not in w.settings and _sglang_serve_model(cmd):
+        # `sglang serve MODEL`: serve.py turns a first word that is no flag into --model-path (bytedance-iaas/sglang@6ed5780c4fd3
+        # python/sglang/cli/serve.py:49-53,101-104)
+        arg = cmd.args[2]
+        w.settings["model"] = Setting(_value(arg), arg.span, "positional model")
     for name in ("no-enable-prefix-caching", "no-enable-chunked-prefill"):
         if name in cmd.flags:
             w.settings[setting_of(name[3:])] = Setting(False, cmd.flag_spans.get(name), f"--{name}")
@@ -168,6 +173,12 @@ def apply_command(w: Worker, cmd: Command) -> None:
     if cmd.program == "dynamo.trtllm":
         for name in cmd.flags:
             knowledge.evidence_from_strict_flag(w.target, "dynamo", w.program, f"--{name}", _TRTLLM_STRICT_UNTIL)
+
+
+def _sglang_serve_model(cmd: Command) -> bool:
+    words = cmd.args
+    return cmd.program == "sglang" and len(words) > 2 and words[0].text.rsplit("/", 1)[-1] == "sglang" and words[1].text == "serve" \
+        and not words[2].text.startswith("-")
 
 
 def _proxy_port_lists(w: Worker, cmd: Command) -> None:

@@ -69,6 +69,8 @@ _MODULES = {
     # python/sglang/srt/disaggregation/mini_lb.py at 001c2ae0901cd353c26fed2f435887c867b73eed)
     "sglang.srt.disaggregation.mini_lb": "sglang-router",
     "sglang_router.launch_server": "sglang-router",
+    # LightLLM's one server module; `--run_mode` picks what it runs (engines.infer_role, lightllm.py)
+    "lightllm.server.api_server": "lightllm",
 }
 # TensorRT-LLM's `trtllm-llmapi-launch CMD...` runs CMD (its words split again) on MPI rank 0, the rank that serves,
 # and the MPI session's worker node on the others (NVIDIA/TensorRT-LLM tensorrt_llm/llmapi/trtllm-llmapi-launch at

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import knowledge
+from . import knowledge, lightllm
 from .cmdline import DYNAMO_MULTIMODAL_VLLM, Arg, Command, flag_name
 from .components import component_role, multimodal_worker_settings
 from .kv_config import json_object
@@ -35,7 +35,8 @@ PROGRAMS = {
     "trtllm-disagg-server": (None, "trtllm"),
     "llm-d-routing-sidecar": (None, "llm-d"),
     "image-entrypoint": (None, "unknown"),
-    "dynamo-serve": (None, "dynamo"),  # `dynamo serve graph:Service` (Dynamo 0.1-0.3 SDK): what runs is in the graph's code
+    "dynamo-serve": (None, "dynamo"),
+    "lightllm": ("lightllm", "lightllm"),  # `python -m lightllm.server.api_server`; a pd_master serves no model (lightllm.py)  # `dynamo serve graph:Service` (Dynamo 0.1-0.3 SDK): what runs is in the graph's code
 }
 
 # setting -> flags that set it, in order of preference (first found wins)
@@ -143,6 +144,8 @@ def apply_command(w: Worker, cmd: Command) -> None:
         # python/sglang/cli/serve.py:49-53,101-104)
         arg = cmd.args[2]
         w.settings["model"] = Setting(_value(arg), arg.span, "positional model")
+    if cmd.program == "lightllm":
+        lightllm.apply(w, cmd)
     for name in ("no-enable-prefix-caching", "no-enable-chunked-prefill"):
         if name in cmd.flags:
             w.settings[setting_of(name[3:])] = Setting(False, cmd.flag_spans.get(name), f"--{name}")
@@ -300,6 +303,9 @@ def infer_role(w: Worker, hints: list[str]) -> None:
         w.set_role("router" if w.program != "vllm-proxy" else "proxy", w.program, "program")
         return
     _record_name(w, hints)
+    if w.program == "lightllm":
+        lightllm.infer_role(w)
+        return
     if component_role(w):
         return
     mode = w.known("disaggregation_mode")

@@ -20,6 +20,13 @@ def test_lightllm_run_modes_give_the_roles_and_one_script_is_paired():
     assert "DG304" in codes(r, "error")
 
 
+def test_a_misspelt_run_mode_is_a_warning_with_its_source():
+    r = lint("lightllm/run-mode-typo.sh")
+    [f] = [f for f in r.findings if f.code == "DG214"]
+    assert f.severity.label == "warning" and "did you mean 'prefill'" in f.message and "api_cli.py:7-16" in f.message
+    assert r.source_lines[f.line - 1][f.column - 1 : f.column + 5] == "prefil"
+
+
 def test_lightllm_servers_of_two_files_pair_by_the_pd_master_they_register_with():
     results = lint_paths([str(HERE / "lightllm" / "pd")], RULES, LintOptions())
     pairs = list({(id(p.decode), id(p.prefill)): p for r in results for p in r.pairs}.values())  # each file lists its pairs

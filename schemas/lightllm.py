@@ -33,6 +33,11 @@ _ROLE_OF_MODE = {"normal": "aggregated", "prefill": "prefill", "decode": "decode
 # setting -> LightLLM's flag for it (its flags are snake_case; the command parser turns `_` into `-`)
 _SETTINGS = {"model": "model-dir", "dtype": "data-type"}
 _DEFAULT_PD_MASTER = ("0.0.0.0", "1212")  # api_cli.py:27-38
+# A prefill or decode server's pd_master loop asserts its host is none of these before it registers (`--host`
+# defaults to 127.0.0.1, api_cli.py:17); 0.0.0.0 registers the machine's own IP. The loop runs as a task the HTTP
+# server's manager starts and never awaits (lightllm/server/httpserver/manager.py:641-644), so the server keeps running.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+HOST_SOURCE = f"{SOURCE} lightllm/server/httpserver/pd_loop.py:28-33, lightllm/server/api_cli.py:17"
 
 
 def apply(w: Worker, cmd: Command) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import knowledge
+from . import knowledge, lightllm
 from .cmdline import DYNAMO_MULTIMODAL_VLLM, Arg, Command, flag_name
 from .components import component_role, multimodal_worker_settings
 from .kv_config import json_object
@@ -35,7 +35,8 @@ PROGRAMS = {
     "trtllm-disagg-server": (None, "trtllm"),
     "llm-d-routing-sidecar": (None, "llm-d"),
     "image-entrypoint": (None, "unknown"),
-    "dynamo-serve": (None, "dynamo"),  # `dynamo serve graph:Service` (Dynamo 0.1-0.3 SDK): what runs is in the graph's code
+    "dynamo-serve": (None, "dynamo"),
+    "lightllm": ("lightllm", "lightllm"),  # `python -m lightllm.server.api_server`; a pd_master serves no model (lightllm.py)  # `dynamo serve graph:Service` (Dynamo 0.1-0.3 SDK): what runs is in the graph's code
 }
 
 # setting -> flags that set it, in order of preference (first found wins)
@@ -138,6 +139,13 @@ def apply_command(w: Worker, cmd: Command) -> None:
     if "model" not in w.settings and cmd.program == "vllm" and cmd.positional:
         arg = cmd.positional[0]
         w.settings["model"] = Setting(_value(arg), arg.span, "positional model")
+    if "model" not in w.settings and _sglang_serve_model(cmd):
+        # `sglang serve MODEL`: serve.py turns a first word that is no flag into --model-path (bytedance-iaas/sglang@6ed5780c4fd3
+        # python/sglang/cli/serve.py:49-53,101-104)
+        arg = cmd.args[2]
+        w.settings["model"] = Setting(_value(arg), arg.span, "positional model")
+    if cmd.program == "lightllm":
+        lightllm.apply(w, cmd)
     for name in ("no-enable-prefix-caching", "no-enable-chunked-prefill"):
         if name in cmd.flags:
             w.settings[setting_of(name[3:])] = Setting(False, cmd.flag_spans.get(name), f"--{name}")
@@ -168,6 +176,12 @@ def apply_command(w: Worker, cmd: Command) -> None:
     if cmd.program == "dynamo.trtllm":
         for name in cmd.flags:
             knowledge.evidence_from_strict_flag(w.target, "dynamo", w.program, f"--{name}", _TRTLLM_STRICT_UNTIL)
+
+
+def _sglang_serve_model(cmd: Command) -> bool:
+    words = cmd.args
+    return cmd.program == "sglang" and len(words) > 2 and words[0].text.rsplit("/", 1)[-1] == "sglang" and words[1].text == "serve" \
+        and not words[2].text.startswith("-")
 
 
 def _proxy_port_lists(w: Worker, cmd: Command) -> None:
@@ -289,6 +303,9 @@ def infer_role(w: Worker, hints: list[str]) -> None:
         w.set_role("router" if w.program != "vllm-proxy" else "proxy", w.program, "program")
         return
     _record_name(w, hints)
+    if w.program == "lightllm":
+        lightllm.infer_role(w)
+        return
     if component_role(w):
         return
     mode = w.known("disaggregation_mode")

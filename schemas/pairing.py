@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from . import knowledge, kube_services
+from . import knowledge, kube_services, lightllm
 from .model import Branch, Deployment, Pair, Worker, is_loopback
 from .roles import _ROUTED_ENGINE, _host_port
 
@@ -101,7 +101,7 @@ def across(deps: Iterable[Deployment], paired: set[int]) -> list[Pair]:
                 continue  # a router of the folder says whom they serve with: no link by resemblance besides
             why = _link(d, p)
             if why:
-                pairs.append(Pair(d, p, why, _apart_kinds(kinds.get(d.path), kinds.get(p.path))))
+                pairs.append(Pair(d, p, why, _apart_kinds(kinds.get(d.path), kinds.get(p.path)) or _registration_unknown(d)))
     return routed + _alternatives(pairs)
 
 
@@ -249,10 +249,27 @@ def _raw(w: Worker, key: str) -> str | None:
 def _same_scope(a: Worker, b: Worker) -> bool:
     if a.system == "dynamo" and b.system == "dynamo" and a.namespace and b.namespace and a.namespace != b.namespace:
         return False  # different Dynamo namespaces never meet (reported by DG601 when both are written)
+    reg_a, reg_b = lightllm.registers_with(a), lightllm.registers_with(b)
+    if reg_a is not None and reg_b is not None and reg_a[0] != reg_b[0]:
+        return False  # LightLLM servers meet only through the pd_master they register with (lightllm.py)
     return True
 
 
+def _registration_unknown(w: Worker) -> str:
+    """Why a link of two LightLLM servers by the pd_master address they register with is only a guess: a part of the
+    address is set at run time (the same words may be given different values in each file's run)."""
+    reg = lightllm.registers_with(w)
+    if reg is None or reg[1]:
+        return ""
+    return f"both register with the {reg[0]} as written, which is set at run time"
+
+
 def _link(d: Worker, p: Worker) -> str | None:
+    reg_d, reg_p = lightllm.registers_with(d), lightllm.registers_with(p)
+    if reg_d is not None and reg_p is not None:
+        # the pd_master pairs every prefill with every decode server that registers with it, whatever their models
+        # (lightllm.py): the address they register with is what links them, not a resemblance
+        return f"both register with the {reg_d[0]} across files" if reg_d[0] == reg_p[0] else None
     model_d, model_p = _raw(d, "model"), _raw(p, "model")
     shared = [k for k in _SCOPE_LABELS if k in d.labels and d.labels.get(k) == p.labels.get(k)]
     if any(k in d.labels and k in p.labels and d.labels[k] != p.labels[k] for k in ("llm-d.ai/model", "app")):

@@ -21,10 +21,9 @@ from .cmdline import (
     find_command,
     may_serve,
     parse_flags,
-    runs_dynamo,
-    runs_dynamo_frontend,
     script_run,
 )
+from .dynamo_scripts import runs_dynamo, runs_dynamo_frontend
 from .model import Branch
 from .shell_expand import PStr, State
 from .shell_flow import shell_script_at

@@ -44,6 +44,7 @@ RULE_MODULES = (
     "stacks.DG611",
     "stacks.DG621",
     "stacks.DG631",
+    "stacks.DG641",
     "live.DG501",
     "live.DG502",
     "live.DG503",

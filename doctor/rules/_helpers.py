@@ -172,6 +172,14 @@ def engine_nodes(w: Worker) -> int | Unknown | None:
     (an int, or Unknown when set at run time: `--nnodes $NNODES`); SGLang without it runs on one node (its default);
     None where the command does not say (vLLM without `--nnodes` may span nodes through Ray; other engines' world
     size comes from their launcher)."""
+    if w.program == "lightllm":
+        # LightLLM: `--nnodes`, default 1 (api_cli.py:117); each node runs tp // nnodes ranks (ModelTC/lightllm@fc72ffab
+        # lightllm/server/router/manager.py:40-41,120-131)
+        s = w.flags.get("nnodes")
+        if s is None:
+            return None if flags_hidden(w) else 1
+        n = as_int(s.value) if s.known else None
+        return n if isinstance(n, int) and n > 0 else Unknown(f"--nnodes {s.value}")
     table = _NNODES_TABLE.get(w.engine or "")
     if table is None or w.program not in (table, f"dynamo.{table}"):
         return None

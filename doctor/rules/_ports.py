@@ -23,6 +23,13 @@ guessed). Defaults, with where they are defined:
   compared only when the file writes the port.
 - vLLM's KV-events publisher (ZMQ) when `--kv-events-config` enables it: its `endpoint`, default `tcp://*:5557`
   (vllm/config/kv_events.py, `KVEventsConfig.endpoint`).
+- LightLLM (ModelTC/lightllm@fc72ffab9a3455cfb571f22d45ab777cc29de0de): `--port`, default 8000 (lightllm/server/
+  api_cli.py:18); `--nccl_port`, default 28765 (api_cli.py:150-152), the `tcp://nccl_host:nccl_port` rendezvous of
+  its ranks (lightllm/utils/dist_utils.py:101-106), whose rank 0 hosts the TCPStore server on that port (torch 2.13.0
+  wheel, torch/distributed/rendezvous.py:162-207,210-235: `start_daemon = rank == 0`), so only the server that holds
+  rank 0 binds it (node rank 0 where `--nnodes` spreads it; api_cli.py:117-118); and a decode server's KV-move rpyc
+  server on `--pd_decode_rpyc_port`, default 42000 (api_cli.py:39-44; router/model_infer/mode_backend/continues_batch/
+  pd_mode/decode_node_impl/decode_kv_move_manager.py:371, `ThreadedServer(manager, port=args.pd_decode_rpyc_port)`).
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ VLLM_HTTP_DEFAULT = 8000
 SGLANG_HTTP_DEFAULT = 30000
 SGLANG_BOOTSTRAP_DEFAULT = "8998"  # ServerArgs.disaggregation_bootstrap_port (knowledge: sglang.bootstrap_port_default)
 KV_PORT_DEFAULT = 14579
+LIGHTLLM_HTTP_DEFAULT = 8000
+_LIGHTLLM_PORTS = (("nccl-port", 28765, "nccl", "NCCL rendezvous"), ("pd-decode-rpyc-port", 42000, "kv_rpyc", "KV-move rpyc server"))
 KV_EVENTS_DEFAULT = "tcp://*:5557"
 
 
@@ -118,6 +127,10 @@ def binds(w: Worker) -> list[Bind]:
         out.append(Bind(VLLM_HTTP_DEFAULT, "http", f"HTTP --port {VLLM_HTTP_DEFAULT} (vllm serve's default)", "", False))
     elif w.program == "sglang" and w.is_engine:
         out.append(Bind(SGLANG_HTTP_DEFAULT, "http", f"HTTP --port {SGLANG_HTTP_DEFAULT} (sglang's default)", "", False))
+    elif w.program == "lightllm" and w.is_engine:
+        out.append(Bind(LIGHTLLM_HTTP_DEFAULT, "http", f"HTTP --port {LIGHTLLM_HTTP_DEFAULT} (LightLLM's default)", "", False))
+    if w.program == "lightllm" and w.is_engine:
+        out.extend(_lightllm(w))
     if w.engine == "vllm" and w.is_engine and not w.program.startswith("dynamo-v0") and _nixl(w):
         value, written = side_channel_port(w)
         port = _int(value) if value not in (None, "default") else (_side_channel_default(w) if value == "default" else None)
@@ -134,6 +147,23 @@ def binds(w: Worker) -> list[Bind]:
         if port is not None:
             written = "bootstrap_port" in w.settings
             out.append(Bind(port, "bootstrap", f"bootstrap server {port}" + ("" if written else " (the default)"), "bootstrap_port", written))
+    return out
+
+
+def _lightllm(w: Worker) -> list[Bind]:
+    """A LightLLM server's rendezvous port (where it holds rank 0) and, for a decode server, its KV-move rpyc port."""
+    out = []
+    for flag, default, kind, what in _LIGHTLLM_PORTS:
+        if kind == "kv_rpyc" and w.role != "decode":
+            continue
+        node_rank = w.flags.get("node-rank")
+        if kind == "nccl" and node_rank is not None and (not node_rank.known or str(node_rank.value).strip() != "0"):
+            continue  # another node's part of the engine holds no rank 0 (a node rank set at run time may be any)
+        s = w.flags.get(flag)
+        port = default if s is None else (_int(s.value) if s.known else None)
+        if port is not None:
+            name = "--" + flag.replace("-", "_")
+            out.append(Bind(port, kind, f"{what} {name} {port}" + (" (LightLLM's default)" if s is None else ""), flag if s else "", s is not None))
     return out
 
 

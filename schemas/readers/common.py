@@ -6,7 +6,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .. import engines, knowledge
-from ..cmdline import SHELLS, Arg, Command, engine_from_image, find_command, parse_flags, runs_dynamo
+from ..cmdline import SHELLS, Arg, Command, engine_from_image, find_command, parse_flags
+from ..dynamo_scripts import runs_dynamo
 from ..knowledge.versions import Target, parse_version
 from ..model import Host, Setting, Unknown, Worker
 from ..shell_flow import shell_script_at

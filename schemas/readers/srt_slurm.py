@@ -64,7 +64,8 @@ def looks_like_recipe(data: Any) -> bool:
         return False
     if not isinstance(resources, dict) or "gpu_type" not in resources:
         return False
-    return backend is None or (isinstance(backend, dict) and backend.get("type", "sglang") in _SECTIONS)
+    return backend is None or (isinstance(backend, dict) and isinstance(backend.get("type", "sglang"), str)
+                               and backend.get("type", "sglang") in _SECTIONS)
 
 
 def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:

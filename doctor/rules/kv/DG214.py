@@ -3,7 +3,7 @@ from __future__ import annotations
 import difflib
 import functools
 
-from disagg.schemas import knowledge
+from disagg.schemas import knowledge, lightllm
 from disagg.schemas.knowledge import version_key
 
 from ...finding import Fix, Severity
@@ -88,7 +88,8 @@ class DG214(Rule):
     `dynamo.sglang` (which passes it on to SGLang's parser, after mapping `agg`, `pd` and `encode` from 1.3)
     `--disaggregation-mode` that is none of its choices (`null`, `prefill`, `decode`), and a `dynamo.trtllm`
     `--disaggregation-mode` that is none of Dynamo's own choices for it (`prefill_and_decode`, `prefill`, `decode`,
-    `encode` from 0.5, `agg` and `pd` from 1.3; `prefill_and_decode` until 1.3). The lists are read from each
+    `encode` from 0.5, `agg` and `pd` from 1.3; `prefill_and_decode` until 1.3), and a LightLLM `--run_mode` that is
+    none of its choices (`normal`, `prefill`, `decode`, `pd_master`, `config_server`). The lists are read from each
     release's source, and the values are compared as the programs compare them (case matters).
 
     ## Why is this bad?
@@ -147,6 +148,8 @@ class DG214(Rule):
                                            + (f" nor a mode Dynamo maps ({', '.join(sorted(extra))})" if extra else ""),
                                            "its argument parser exits at start, so this server never runs",
                                            f"SGLang {next(iter(releases))} ({pinned_by}); " if pinned_by else "", _named(w, "sglang"), extra)
+            elif w.program == "lightllm":
+                yield from self._lightllm(ctx, w)
             elif w.program == "dynamo.trtllm":
                 s = w.settings.get("disaggregation_mode")
                 if s is None or s.origin != "--disaggregation-mode":
@@ -156,6 +159,22 @@ class DG214(Rule):
                     yield from self._check(ctx, w, s, _TRTLLM, releases, f"--disaggregation-mode {s.value!r} is none of dynamo.trtllm's choices",
                                            "Dynamo's argument parser exits at start, so this worker never runs",
                                            f"{w.target.describe('dynamo')}; ", w.target.named("dynamo"))
+
+    def _lightllm(self, ctx, w):
+        """LightLLM's `--run_mode` choices (schemas/lightllm.py). Only one LightLLM source has been read and a script
+        does not say which build runs: a warning for a misspelt mode, an info for any other word (a newer mode)."""
+        s = w.settings.get("run_mode")
+        if s is None or not s.known or not isinstance(s.value, str) or s.value in lightllm.RUN_MODES:
+            return
+        accepted = frozenset(lightllm.RUN_MODES)
+        if _near_miss(s.value, accepted):
+            severity, unsure = Severity.WARNING, " (it misspells one; the file does not say which LightLLM build runs)"
+        else:
+            severity, unsure = Severity.INFO, " (the file does not say which LightLLM build runs: a newer one may take it)"
+        yield ctx.finding(self, s.span, f"{w.name}: --run_mode {s.value!r} is none of LightLLM's run modes ({', '.join(lightllm.RUN_MODES)}): "
+                          f"its argument parser exits at start, so this server never runs{unsure}{_near(s.value, accepted)} "
+                          f"[{lightllm.RUN_MODES_SOURCE}]", worker=w, severity=severity,
+                          fix=Fix(f"use --run_mode {' or '.join(m for m in lightllm.RUN_MODES if m != 'normal')}"))
 
     def _check(self, ctx, w, s, system: str, releases: frozenset[str], what: str, then: str, described: str, named: bool,
                extra: frozenset[str] = frozenset()):

@@ -162,7 +162,7 @@ def _prefill_side(conn, secret: bytes, shape: tuple) -> None:
     from types import SimpleNamespace
 
     from disagg.runtime.kv import Arena, NixlTransport
-    from disagg.runtime.mock_engine import KVLayout
+    from disagg.runtime.mock_kv import KVLayout
     from disagg.runtime.plan import ModelShape
     from disagg.runtime.prefill_kv import PrefillKV
 
@@ -196,7 +196,7 @@ def _prefill_side(conn, secret: bytes, shape: tuple) -> None:
 
 def kv_path(isl: int, n: int, shape: tuple) -> None:
     from disagg.runtime.kv import Arena, NixlTransport, check_handle
-    from disagg.runtime.mock_engine import KVLayout
+    from disagg.runtime.mock_kv import KVLayout
     from disagg.runtime.plan import ModelShape
 
     secret = secrets.token_bytes(32)

@@ -29,7 +29,8 @@ from .identity import run_id
 from .kv import Arena, KVTransferError, NixlTransport, check_handle
 from .kv_layout import KVLayoutInfo, layout_of, refusal
 from .metrics import WorkerMetrics
-from .mock_engine import BlockManager, DecodeEngine, EngineStopped, KVLayout, Sequence, Timing, combine
+from .mock_engine import BlockManager, DecodeEngine, EngineStopped, Sequence, Timing
+from .mock_kv import KVLayout, combine
 from .plan import RuntimePlan, WorkerSpec
 from .prefill_kv import PrefillKV, min_remote_prompt_tokens
 from .process import Watchdog, run_secret, setup
@@ -215,7 +216,8 @@ class Worker:
         max_tokens = int(h["max_tokens"])
         salt = h.get("cache_salt", "")
         handle = h.get("kv")
-        cached, prefix_sum = self.blocks.match_prefix(tokens, salt)
+        hashes = self.blocks.block_hashes(tokens, salt) if self.blocks.prefix_caching else None  # once: match, then remember
+        cached, prefix_sum = self.blocks.match_prefix(tokens, salt, hashes)
         self.metrics.prefix_hits.inc(cached)
         kv_info: dict = {"status": "none"}
         prefill, start, suffix_sum = "local", cached, None
@@ -235,7 +237,7 @@ class Worker:
         self.metrics.requests.inc()
         self.metrics.computed_tokens.inc(uncached)
         req.send({"event": "start", "prefill": prefill, "cached_tokens": start, "computed_tokens": uncached, "kv": kv_info})
-        self.blocks.remember(tokens, salt)  # its blocks are computed now: later prompts may reuse them
+        self.blocks.remember(tokens, salt, hashes)  # its blocks are computed now: later prompts may reuse them
         seed = combine(prefix_sum, suffix_sum, int(h.get("seed") or 0))
         seq = Sequence(h.get("request", ""), tokens, max_tokens, seed, uncached)
         try:

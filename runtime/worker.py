@@ -184,8 +184,10 @@ class Worker:
             raise KVTransferError("no_buffer", "receive arena full")
         try:
             if handle["transport"] == "nixl" and self.nixl is not None:
-                peer = await self.nixl.read(metadata, int(handle["addr"]), length, off, timeout)
-                self.nixl.notify(peer, b"release:" + handle["kv_id"].encode())
+                # The release notice rides the READ itself: NIXL delivers it to the prefill worker once the READ has
+                # completed (so the region is free only after its bytes left), with no send_notif of our own after it.
+                # A READ that fails or times out delivers nothing; the frontend's kv_release frees that region.
+                await self.nixl.read(metadata, int(handle["addr"]), length, off, timeout, notif=b"release:" + handle["kv_id"].encode())
             else:
                 try:
                     _, data = await self._channel(handle["worker_id"]).call("kv_read", timeout=timeout, handle=handle)

@@ -23,7 +23,7 @@ import time
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
-from .channel import MAX_PENDING, Channel, ChannelError, RemoteError, address_of, tokens_of
+from .channel import MAX_PENDING, Channel, ChannelError, RemoteError, address_of, token_ids_of
 from .channel_server import ChannelServer, Request
 from .identity import run_id
 from .kv import Arena, KVTransferError, NixlTransport, check_handle
@@ -114,7 +114,7 @@ class Worker:
         elif op == "kv_release" and self.kv is not None:
             self.kv.release(req)
         elif op == "prefix_match" and self.engine is not None:
-            cached, _ = self.blocks.match_prefix(tokens_of(req.header, req.body)[0], req.header.get("cache_salt", ""))
+            cached, _ = self.blocks.match_prefix(token_ids_of(req.header, req.body)[0], req.header.get("cache_salt", ""))
             req.send({"cached_tokens": cached})
         elif op == "generate" and self.engine is not None:
             await self.generate(req)
@@ -125,7 +125,7 @@ class Worker:
 
     async def prefill(self, req: Request) -> None:
         h = req.header
-        tokens, _ = tokens_of(h, req.body)
+        tokens, _ = token_ids_of(h, req.body)  # a uint32 view of the packed ids: the KV is made from it as it is
         start = int(h.get("cached_tokens", 0))
         nbytes = self.layout.nbytes(len(tokens) - start)
         if nbytes > self.arena.size:
@@ -164,7 +164,7 @@ class Worker:
             ch = self._channels[worker_id] = Channel(spec.host, spec.port, self.secret, worker_id)
         return ch
 
-    async def _pull_kv(self, handle: dict, metadata: bytes, tokens: list[int], cached: int, request: str, timeout: float) -> int:
+    async def _pull_kv(self, handle: dict, metadata: bytes, tokens, cached: int, request: str, timeout: float) -> int:
         """Read the prefilled KV into our arena and check it; returns its checksum. Raises KVTransferError."""
         check_handle(self.secret, handle, request)
         refused = refusal(self.kv_layout, KVLayoutInfo.from_json(handle.get("layout")))
@@ -214,7 +214,7 @@ class Worker:
 
     async def generate(self, req: Request) -> None:
         h = req.header
-        tokens, metadata = tokens_of(h, req.body)
+        tokens, metadata = token_ids_of(h, req.body)
         max_tokens = int(h["max_tokens"])
         salt = h.get("cache_salt", "")
         handle = h.get("kv")

@@ -10,8 +10,8 @@
    event loop), against a memcpy (numpy.copyto) of the same size in the same run.
 4. `--kv-path`: the prefill -> decode KV pull alone (runtime/prefill_kv.py's `PrefillKV` with its own progress loop in
    a child process, the decode side's steps of worker.py `_pull_kv` here), one request at a time, with a breakdown:
-   make (request to the prefill side, fill, expose, answer), handle check, read posted, read complete, notify,
-   checksum verify, and when the prefill side saw the release.
+   make (request to the prefill side, fill, expose, answer), handle check, read posted, read complete, checksum
+   verify, and when the prefill side saw the release (its notice rides the READ: NIXL delivers it on completion).
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def _prefill_side(conn, secret: bytes, shape: tuple) -> None:
     from types import SimpleNamespace
 
     from disagg.runtime.kv import Arena, NixlTransport
-    from disagg.runtime.mock_engine import KVLayout
+    from disagg.runtime.mock_kv import KVLayout
     from disagg.runtime.plan import ModelShape
     from disagg.runtime.prefill_kv import PrefillKV
 
@@ -196,7 +196,7 @@ def _prefill_side(conn, secret: bytes, shape: tuple) -> None:
 
 def kv_path(isl: int, n: int, shape: tuple) -> None:
     from disagg.runtime.kv import Arena, NixlTransport, check_handle
-    from disagg.runtime.mock_engine import KVLayout
+    from disagg.runtime.mock_kv import KVLayout
     from disagg.runtime.plan import ModelShape
 
     secret = secrets.token_bytes(32)
@@ -222,16 +222,14 @@ def kv_path(isl: int, n: int, shape: tuple) -> None:
         t2 = time.perf_counter()
         length = int(handle["length"])
         off = arena.allocate(length)
-        peer = await nixl.read(meta, int(handle["addr"]), length, off, 10.0)
-        t4 = time.perf_counter()
-        nixl.notify(peer, b"release:" + handle["kv_id"].encode())
-        t5 = time.perf_counter()
+        await nixl.read(meta, int(handle["addr"]), length, off, 10.0, notif=b"release:" + handle["kv_id"].encode())  # as worker.py
+        t4 = t5 = time.perf_counter()
         ok = layout.verify(arena.view(off, length), 0) == int(handle["checksum"])
         arena.release(off, length)
         t6 = time.perf_counter()
         assert ok, "checksum mismatch"
         return {"kv_id": handle["kv_id"], "bytes": length, "make": m1 - m0, "to_prefill": m0 - t0, "back": t1 - m1, "check": t2 - t1,
-                "post": nixl.posted_at - t2, "complete": t4 - nixl.posted_at, "notify": t5 - t4, "verify": t6 - t5,
+                "post": nixl.posted_at - t2, "complete": t4 - nixl.posted_at, "verify": t6 - t5,
                 "pull": t6 - t1, "t_notify": t5}
 
     async def run():
@@ -252,7 +250,7 @@ def kv_path(isl: int, n: int, shape: tuple) -> None:
     print(f"KV pull, ISL {isl}, {rows[0]['bytes'] >> 10} KiB per request, {n} requests one at a time; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print("| step | p50 µs | p99 µs |")
     print("|---|---|---|")
-    for key in ("to_prefill", "make", "back", "check", "post", "complete", "notify", "verify", "pull", "release_seen"):
+    for key in ("to_prefill", "make", "back", "check", "post", "complete", "verify", "pull", "release_seen"):
         xs = [r[key] for r in rows]
         print(f"| {key}{' (**pull**: handle in hand to KV verified)' if key == 'pull' else ''} | {us(xs, 50):.0f} | {us(xs, 99):.0f} |")
     print(f"regions left on the prefill side: {left}, arena bytes in use: {used}")

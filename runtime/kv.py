@@ -10,7 +10,8 @@ from NIXL and counts why it ended, whether it was read, expired, aborted or outl
 `NixlTransport` is the real transport: each worker owns one NIXL agent (UCX backend, DRAM). A region is registered
 with NIXL for as long as its request is in flight, and only that region's descriptor travels in the handle (NIXL
 partial metadata, over the authenticated channel): a process that was not handed it has nothing to address. The
-decode worker READs the region and sends a NIXL notification. Over UCX's TCP transport a READ moves only while its
+decode worker READs the region with its release notice attached to the READ (NIXL delivers it when the READ has
+completed: no message of its own after it). Over UCX's TCP transport a READ moves only while its
 target progresses; NIXL's progress thread does that, blocked on UCX's event fd until bytes arrive (not spinning, as
 NIXL's Python API would have it: `_event_driven_agent`). Without NIXL, the bytes travel over the authenticated
 channel itself.
@@ -274,8 +275,9 @@ class NixlTransport:
         return [m for msgs in notifs.values() for m in msgs]
 
     # decode side
-    async def read(self, metadata: bytes, remote_addr: int, length: int, local_offset: int, timeout: float) -> str:
-        """READ `length` bytes of the peer's region into our arena; returns the peer's agent name."""
+    async def read(self, metadata: bytes, remote_addr: int, length: int, local_offset: int, timeout: float, notif: bytes = b"") -> str:
+        """READ `length` bytes of the peer's region into our arena; returns the peer's agent name. `notif`: a message
+        NIXL hands the peer once the READ has completed (its notification of this transfer; nothing when it fails)."""
         if self._local is None:
             self._local = self.agent.register_memory([(self.arena.addr, self.arena.size, 0, "")], "DRAM")
         try:
@@ -286,7 +288,7 @@ class NixlTransport:
         try:
             local = self.agent.get_xfer_descs([(self.arena.addr + local_offset, length, 0)], "DRAM")
             remote = self.agent.get_xfer_descs([(remote_addr, length, 0)], "DRAM")
-            handle = self.agent.initialize_xfer("READ", local, remote, peer)
+            handle = self.agent.initialize_xfer("READ", local, remote, peer, notif)
             state = self.agent.transfer(handle)
             self.posted_at = time.perf_counter()  # for bench/bench_runtime.py --kv-path's breakdown
         except Exception as exc:  # NIXL raises its own error types for a peer that went away
@@ -313,9 +315,3 @@ class NixlTransport:
             except Exception:
                 pass
         return peer
-
-    def notify(self, peer: str, message: bytes) -> None:
-        try:
-            self.agent.send_notif(peer, message)
-        except Exception:
-            pass  # the prefill worker's expiry frees the region

@@ -1,16 +1,8 @@
-"""The mock engine: a timing model, paged-KV block accounting with prefix caching, and deterministic KV and output.
+"""The mock engine: a timing model, paged-KV block accounting with prefix caching, and deterministic output.
 
-It stands in for vLLM where there is no GPU and no model, behind the same worker interface. Its KV cache is real
-bytes of the size a real model would produce (tokens × layers × 2 × KV heads × head size × dtype, each token's row
-padded to 8 bytes), so moving it costs what moving real KV costs. The output is seeded by a checksum of the KV, so a
-decode worker that received wrong KV gives a different answer, as a real model would.
-
-KV is made cheaply and in bounded memory: a token's row is one of 256 precomputed pages (by token byte) with its
-position added to the first word, gathered straight into the prefill worker's KV arena; no temporary copies. The
-checksum is keyed by the run's secret, `Σ_p dot(row_p, key) + rk(p)·Σ row_p` over positions p (wrapping 64-bit
-arithmetic): additive over positions (a prefix's checksum plus the suffix's is the whole prompt's, which prefix
-caching needs), computable from the tokens alone without making the bytes (the prefill side and local prefills),
-and not forgeable without the key (a WRITE into a KV region cannot keep it).
+It stands in for vLLM where there is no GPU and no model, behind the same worker interface. Its KV cache
+(runtime/mock_kv.py) is real bytes of the size a real model would produce; the output is seeded by a keyed checksum
+of that KV, so a decode worker that received wrong KV gives a different answer, as a real model would.
 """
 
 from __future__ import annotations
@@ -24,13 +16,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
-from .plan import ModelShape
+from .mock_kv import VOCAB, KVLayout, block_hashes, combine  # noqa: F401 - KVLayout, combine: their old home
 
 log = logging.getLogger("disagg.engine")
-
-VOCAB = 256  # byte-level tokens
 
 # A small vocabulary for deterministic output text.
 _WORDS = (
@@ -99,79 +87,6 @@ class Timing:
         return not (self.prefill_base or self.prefill_per_token or self.decode_step or self.decode_per_seq)
 
 
-_U64 = np.uint64
-
-
-class KVLayout:
-    """How a prompt's KV looks in memory, and its keyed checksum. The same on every worker of a run."""
-
-    def __init__(self, shape: ModelShape, key: bytes):
-        self.row_bytes = -(-shape.kv_bytes_per_token // 8) * 8
-        self.words = self.row_bytes // 8
-        rng = np.random.default_rng(0x6B76)  # the pages are the model: the same in every process
-        self.pages = rng.integers(0, 2**63, size=(VOCAB, self.words), dtype=np.uint64)
-        self.pages[:, 0] &= _U64(0xFFFFFFFF)  # room to add a position without wrapping
-        krng = np.random.default_rng(list(hashlib.sha256(b"kv-checksum" + key).digest()))
-        self.key = krng.integers(0, 2**63, size=self.words, dtype=np.uint64) | _U64(1)
-        self.rk = krng.integers(0, 2**63, size=2, dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            self.page_dot = (self.pages * self.key).sum(axis=1, dtype=np.uint64)
-            self.page_sum = self.pages.sum(axis=1, dtype=np.uint64)
-
-    def nbytes(self, tokens: int) -> int:
-        return tokens * self.row_bytes
-
-    def _rk(self, pos: np.ndarray) -> np.ndarray:
-        return pos * self.rk[0] + self.rk[1]
-
-    def checksum(self, tokens, start: int = 0, end: int | None = None) -> int:
-        """Checksum of the KV of tokens[start:end], from the tokens alone."""
-        t = np.asarray(tokens[start:end], dtype=np.intp) & (VOCAB - 1)
-        if t.size == 0:
-            return 0
-        pos = np.arange(start, start + t.size, dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            c = self.page_dot[t] + pos * self.key[0] + self._rk(pos) * (self.page_sum[t] + pos)
-            return int(c.sum(dtype=np.uint64))
-
-    def prefix_checksums(self, tokens, ends: list[int]) -> list[int]:
-        """Checksums of tokens[:e] for each e in `ends` (ascending), in one pass."""
-        if not ends:
-            return []
-        n = ends[-1]
-        t = np.asarray(tokens[:n], dtype=np.intp) & (VOCAB - 1)
-        pos = np.arange(n, dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            cum = np.cumsum(self.page_dot[t] + pos * self.key[0] + self._rk(pos) * (self.page_sum[t] + pos), dtype=np.uint64)
-        return [int(cum[e - 1]) if e > 0 else 0 for e in ends]
-
-    def fill(self, out: np.ndarray, tokens, start: int = 0) -> None:
-        """Write the KV rows of tokens[start:] into `out` (uint8, exactly nbytes long): one gather, no temporaries."""
-        t = np.asarray(tokens[start:], dtype=np.intp) & (VOCAB - 1)
-        rows = out.view(np.uint64).reshape(t.size, self.words)
-        # mode="clip": `t` is already within the pages, and take's default mode="raise" gathers into a temporary and
-        # copies it over `out` (numpy buffers `out` in that mode): 8,000 rows took 0.8-1.1 ms that way, 0.2 ms this way.
-        np.take(self.pages, t, axis=0, out=rows, mode="clip")
-        rows[:, 0] += np.arange(start, start + t.size, dtype=np.uint64)
-
-    def verify(self, data: np.ndarray, start: int) -> int:
-        """The checksum of received KV bytes (rows for positions start, start+1, ...), computed from the bytes."""
-        if data.size % self.row_bytes:
-            return -1
-        rows = data.view(np.uint64).reshape(-1, self.words)
-        pos = np.arange(start, start + rows.shape[0], dtype=np.uint64)
-        # Σ_p dot(row_p, key) = dot(Σ_p row_p, key) in wrapping arithmetic, so the keyed part is a column sum (a plain
-        # streaming add, no per-row product) and only the position term needs the row sums: the same checksum as a
-        # per-row dot, ~20% less time at 8k tokens here (0.67 against 0.85 ms for 8 MiB; memcpy 0.4 ms).
-        with np.errstate(over="ignore"):
-            keyed = (rows.sum(axis=0, dtype=np.uint64) * self.key).sum(dtype=np.uint64)
-            return int(keyed + (self._rk(pos) * rows.sum(axis=1, dtype=np.uint64)).sum(dtype=np.uint64))
-
-
-def combine(*parts: int) -> int:
-    return sum(parts) & 0xFFFFFFFFFFFFFFFF
-
-
 class BlockManager:
     """Paged KV accounting: a fixed pool of blocks of `block_size` tokens, and an LRU cache of full prompt blocks.
 
@@ -189,20 +104,16 @@ class BlockManager:
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
 
-    def block_hashes(self, tokens: list[int], salt: str = "") -> list[bytes]:
+    def block_hashes(self, tokens, salt: str = "") -> list[bytes]:
         """Chained hashes of the prompt's full blocks (a block's hash covers the salt and everything before it)."""
-        hashes, h = [], hashlib.blake2s(salt.encode(), digest_size=16).digest() if salt else b""
-        raw = bytes(t & 0xFF for t in tokens[: len(tokens) // self.block_size * self.block_size])
-        for i in range(len(tokens) // self.block_size):
-            h = hashlib.blake2s(h + raw[i * self.block_size : (i + 1) * self.block_size], digest_size=16).digest()
-            hashes.append(h)
-        return hashes
+        return block_hashes(tokens, self.block_size, salt)
 
-    def match_prefix(self, tokens: list[int], salt: str = "") -> tuple[int, int]:
-        """(cached prompt tokens, checksum of their KV). At least one token is always left to compute."""
+    def match_prefix(self, tokens, salt: str = "", hashes: list[bytes] | None = None) -> tuple[int, int]:
+        """(cached prompt tokens, checksum of their KV). At least one token is always left to compute. `hashes`: the
+        prompt's block hashes when the caller has them already (it passes the same to `remember`)."""
         if not self.prefix_caching:
             return 0, 0
-        hashes = self.block_hashes(tokens, salt)
+        hashes = self.block_hashes(tokens, salt) if hashes is None else hashes
         n = 0
         for h in hashes:
             if h not in self.cache:
@@ -214,11 +125,11 @@ class BlockManager:
             return 0, 0
         return n * self.block_size, self.cache[hashes[n - 1]]
 
-    def remember(self, tokens: list[int], salt: str = "") -> None:
+    def remember(self, tokens, salt: str = "", hashes: list[bytes] | None = None) -> None:
         """Put a finished prompt's full blocks in the cache (evicting least recently used ones)."""
         if not self.prefix_caching:
             return
-        hashes = self.block_hashes(tokens, salt)
+        hashes = self.block_hashes(tokens, salt) if hashes is None else hashes
         sums = self.layout.prefix_checksums(tokens, [(i + 1) * self.block_size for i in range(len(hashes))])
         for h, c in zip(hashes, sums):
             self.cache[h] = c

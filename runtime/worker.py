@@ -23,13 +23,14 @@ import time
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
-from .channel import MAX_PENDING, Channel, ChannelError, RemoteError, address_of, tokens_of
+from .channel import MAX_PENDING, Channel, ChannelError, RemoteError, address_of, token_ids_of
 from .channel_server import ChannelServer, Request
 from .identity import run_id
 from .kv import Arena, KVTransferError, NixlTransport, check_handle
 from .kv_layout import KVLayoutInfo, layout_of, refusal
 from .metrics import WorkerMetrics
-from .mock_engine import BlockManager, DecodeEngine, EngineStopped, KVLayout, Sequence, Timing, combine
+from .mock_engine import BlockManager, DecodeEngine, EngineStopped, Sequence, Timing
+from .mock_kv import KVLayout, combine
 from .plan import RuntimePlan, WorkerSpec
 from .prefill_kv import PrefillKV, min_remote_prompt_tokens
 from .process import Watchdog, run_secret, setup
@@ -113,7 +114,7 @@ class Worker:
         elif op == "kv_release" and self.kv is not None:
             self.kv.release(req)
         elif op == "prefix_match" and self.engine is not None:
-            cached, _ = self.blocks.match_prefix(tokens_of(req.header, req.body)[0], req.header.get("cache_salt", ""))
+            cached, _ = self.blocks.match_prefix(token_ids_of(req.header, req.body)[0], req.header.get("cache_salt", ""))
             req.send({"cached_tokens": cached})
         elif op == "generate" and self.engine is not None:
             await self.generate(req)
@@ -124,7 +125,7 @@ class Worker:
 
     async def prefill(self, req: Request) -> None:
         h = req.header
-        tokens, _ = tokens_of(h, req.body)
+        tokens, _ = token_ids_of(h, req.body)  # a uint32 view of the packed ids: the KV is made from it as it is
         start = int(h.get("cached_tokens", 0))
         nbytes = self.layout.nbytes(len(tokens) - start)
         if nbytes > self.arena.size:
@@ -163,7 +164,7 @@ class Worker:
             ch = self._channels[worker_id] = Channel(spec.host, spec.port, self.secret, worker_id)
         return ch
 
-    async def _pull_kv(self, handle: dict, metadata: bytes, tokens: list[int], cached: int, request: str, timeout: float) -> int:
+    async def _pull_kv(self, handle: dict, metadata: bytes, tokens, cached: int, request: str, timeout: float) -> int:
         """Read the prefilled KV into our arena and check it; returns its checksum. Raises KVTransferError."""
         check_handle(self.secret, handle, request)
         refused = refusal(self.kv_layout, KVLayoutInfo.from_json(handle.get("layout")))
@@ -183,8 +184,10 @@ class Worker:
             raise KVTransferError("no_buffer", "receive arena full")
         try:
             if handle["transport"] == "nixl" and self.nixl is not None:
-                peer = await self.nixl.read(metadata, int(handle["addr"]), length, off, timeout)
-                self.nixl.notify(peer, b"release:" + handle["kv_id"].encode())
+                # The release notice rides the READ itself: NIXL delivers it to the prefill worker once the READ has
+                # completed (so the region is free only after its bytes left), with no send_notif of our own after it.
+                # A READ that fails or times out delivers nothing; the frontend's kv_release frees that region.
+                await self.nixl.read(metadata, int(handle["addr"]), length, off, timeout, notif=b"release:" + handle["kv_id"].encode())
             else:
                 try:
                     _, data = await self._channel(handle["worker_id"]).call("kv_read", timeout=timeout, handle=handle)
@@ -211,11 +214,12 @@ class Worker:
 
     async def generate(self, req: Request) -> None:
         h = req.header
-        tokens, metadata = tokens_of(h, req.body)
+        tokens, metadata = token_ids_of(h, req.body)
         max_tokens = int(h["max_tokens"])
         salt = h.get("cache_salt", "")
         handle = h.get("kv")
-        cached, prefix_sum = self.blocks.match_prefix(tokens, salt)
+        hashes = self.blocks.block_hashes(tokens, salt) if self.blocks.prefix_caching else None  # once: match, then remember
+        cached, prefix_sum = self.blocks.match_prefix(tokens, salt, hashes)
         self.metrics.prefix_hits.inc(cached)
         kv_info: dict = {"status": "none"}
         prefill, start, suffix_sum = "local", cached, None
@@ -235,7 +239,7 @@ class Worker:
         self.metrics.requests.inc()
         self.metrics.computed_tokens.inc(uncached)
         req.send({"event": "start", "prefill": prefill, "cached_tokens": start, "computed_tokens": uncached, "kv": kv_info})
-        self.blocks.remember(tokens, salt)  # its blocks are computed now: later prompts may reuse them
+        self.blocks.remember(tokens, salt, hashes)  # its blocks are computed now: later prompts may reuse them
         seed = combine(prefix_sum, suffix_sum, int(h.get("seed") or 0))
         seq = Sequence(h.get("request", ""), tokens, max_tokens, seed, uncached)
         try:

@@ -12,12 +12,14 @@ import asyncio
 import json
 import logging
 import time
+from array import array
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from ..backends.chat_template import ChatTemplateError
+from ..channel import PromptIds
 from ..openai_api import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -44,6 +46,21 @@ def payload_problem(exc: BaseException) -> str:
     cause = exc.__cause__ or exc
     text = getattr(cause, "message", None) or str(cause) or type(cause).__name__
     return text.splitlines()[0][:200] if text else type(cause).__name__
+
+
+def prompt_ids(ids: list[int], vocab: int) -> PromptIds:
+    """A prompt given as token ids, checked against the vocabulary on its uint32 packing (which the workers are sent):
+    a Python loop over the ids cost ~0.25 ms at 8,000 of them, this ~0.05 ms."""
+    import numpy as np
+
+    try:
+        packed = array("I", ids)  # OverflowError: a negative id, or one past uint32
+        bad = len(packed) and int(np.frombuffer(packed, dtype=np.uint32).max()) >= vocab
+    except OverflowError:
+        bad = True
+    if bad:
+        raise RequestFailed(400, f"prompt: token ids must be in [0, {vocab}) (the model's vocabulary)", "invalid_token_id")
+    return PromptIds(ids, packed.tobytes())
 
 
 def sse(obj: dict) -> bytes:
@@ -124,19 +141,13 @@ class Completions:
             raise RequestFailed(408, f"the request body did not arrive within {BODY_TIMEOUT:g} s", "request_timeout") from None
         except (HttpProcessingError, web.RequestPayloadError) as exc:  # a body that does not decode (Content-Encoding), broken chunks
             raise RequestFailed(400, f"request body could not be read: {payload_problem(exc)}", "invalid_body") from None
+        model = ChatCompletionRequest if chat else CompletionRequest
         try:
-            raw = json.loads(raw_bytes)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise RequestFailed(400, "request body is not valid JSON (UTF-8)", "invalid_json") from None
-        except RecursionError:
-            raise RequestFailed(400, "request body is JSON nested too deeply", "invalid_json") from None
-        if not isinstance(raw, dict):
-            raise RequestFailed(400, "request body must be a JSON object", "invalid_json")
-        try:
-            req = (ChatCompletionRequest if chat else CompletionRequest).model_validate(raw)
-        except ValidationError as exc:
-            message, _ = validation_message(exc)
-            raise RequestFailed(400, message, "invalid_request") from None
+            # Straight from the bytes: json.loads and then model_validate built every value twice (an 8,000-id prompt
+            # was the frontend's largest cost per request at long prompts).
+            req = model.model_validate_json(raw_bytes)
+        except ValidationError:
+            req = self._parse_dict(raw_bytes, model)  # the two-step parse, for its error: the same 400s as before
         if bad := req.unsupported():
             raise RequestFailed(400, f"unsupported parameter{'s' if len(bad) > 1 else ''}: {', '.join(bad)} (this server honours model, prompt/messages, "
                                 "max_tokens, max_completion_tokens, stream, stream_options, n=1, temperature, top_p, stop, seed, presence_penalty, frequency_penalty, "
@@ -149,10 +160,7 @@ class Completions:
             elif isinstance(req.prompt, str):
                 tokens = f.backend.tokenize(req.prompt)
             else:
-                tokens = list(req.prompt)
-                vocab = f.backend.vocab_size
-                if any(t < 0 or t >= vocab for t in tokens):
-                    raise RequestFailed(400, f"prompt: token ids must be in [0, {vocab}) (the model's vocabulary)", "invalid_token_id")
+                tokens = prompt_ids(req.prompt, f.backend.vocab_size)
         except UnicodeEncodeError:
             raise RequestFailed(400, "the prompt is not valid unicode (an unpaired surrogate?)", "invalid_unicode") from None
         except ChatTemplateError as exc:
@@ -162,7 +170,25 @@ class Completions:
         max_tokens = req.output_tokens(len(tokens), f.plan.max_model_len)
         if max_tokens < 1 or len(tokens) + max_tokens > f.plan.max_model_len:
             raise RequestFailed(400, f"prompt ({len(tokens)} tokens) plus max_tokens ({max_tokens}) exceeds max-model-len {f.plan.max_model_len}", "context_length_exceeded")
-        return req, tokens, max_tokens
+        return req, tokens if isinstance(tokens, PromptIds) else PromptIds(tokens), max_tokens
+
+    @staticmethod
+    def _parse_dict(raw_bytes: bytes, model):
+        """json.loads, then model_validate: what a body the one-step parse refused gets, so that its 400 says the same
+        (and a body only json.loads reads, UTF-16 say, is still served)."""
+        try:
+            raw = json.loads(raw_bytes)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RequestFailed(400, "request body is not valid JSON (UTF-8)", "invalid_json") from None
+        except RecursionError:
+            raise RequestFailed(400, "request body is JSON nested too deeply", "invalid_json") from None
+        if not isinstance(raw, dict):
+            raise RequestFailed(400, "request body must be a JSON object", "invalid_json")
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            message, _ = validation_message(exc)
+            raise RequestFailed(400, message, "invalid_request") from None
 
     async def handle(self, request: web.Request, chat: bool) -> web.StreamResponse:
         arrived = time.perf_counter()

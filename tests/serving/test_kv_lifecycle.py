@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from disagg.runtime.channel import RemoteError
 from disagg.runtime.kv import Arena, KVStore, KVTransferError
 from disagg.runtime.metrics import WorkerMetrics
-from disagg.runtime.mock_engine import KVLayout
+from disagg.runtime.mock_kv import KVLayout
 from disagg.runtime.plan import ModelShape
 from disagg.runtime.prefill_kv import PrefillKV, min_remote_prompt_tokens
 from disagg.schemas.routing import RoutingPolicy

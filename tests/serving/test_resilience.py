@@ -17,7 +17,8 @@ import urllib.parse
 import aiohttp
 import pytest
 
-from disagg.runtime.mock_engine import BlockManager, DecodeEngine, KVLayout, Sequence, Timing
+from disagg.runtime.mock_engine import BlockManager, DecodeEngine, Sequence, Timing
+from disagg.runtime.mock_kv import KVLayout
 from disagg.runtime.plan import ModelShape
 
 from .conftest import EXAMPLES, complete, complete_many, prompt, start_server, variant, wait_for

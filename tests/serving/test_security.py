@@ -179,7 +179,7 @@ def test_a_nixl_peer_reads_only_the_region_it_was_handed_and_never_released_kv()
 
 
 def test_forged_kv_written_into_a_region_is_caught_by_the_keyed_checksum():
-    from disagg.runtime.mock_engine import KVLayout
+    from disagg.runtime.mock_kv import KVLayout
     from disagg.runtime.plan import ModelShape
 
     layout = KVLayout(ModelShape(), b"run secret")

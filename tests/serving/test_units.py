@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from disagg.runtime.kv import Arena, KVTransferError, check_handle, handle_mac
-from disagg.runtime.mock_engine import BlockManager, KVLayout, Timing, output_tokens, tokenize
+from disagg.runtime.mock_engine import BlockManager, Timing, output_tokens, tokenize
+from disagg.runtime.mock_kv import KVLayout
 from disagg.runtime.plan import ModelShape, PlanError, load_plan
 
 from .conftest import EXAMPLES

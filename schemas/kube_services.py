@@ -58,7 +58,8 @@ def pod_of(meta: Any, template_meta: Any, pod_spec: Any) -> Pod:
     labels = template_meta.get("labels") if isinstance(template_meta, dict) else None
     spec = pod_spec if isinstance(pod_spec, dict) else {}
     named: list[tuple[str, str]] = []
-    for c in spec.get("containers") or ():
+    containers = spec.get("containers")
+    for c in containers if isinstance(containers, list) else ():
         for p in (c.get("ports") or ()) if isinstance(c, dict) else ():
             if isinstance(p, dict) and p.get("name") is not None and p.get("containerPort") is not None:
                 named.append((str(p["name"]), str(p["containerPort"])))

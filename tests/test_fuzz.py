@@ -74,6 +74,19 @@ REGRESSIONS = {
         "vllm serve m --kv-transfer-config '{\"kv_connector\":\"MultiConnector\",\"kv_connector_extra_config\":{\"connectors\":3}}'\n",
     ),
     "shell: a function whose name is a command substitution": ("run.sh", "function $(f) {\n  vllm serve m\n}\nvllm serve m --port 8100 &\n"),
+    "pod: containers a number": ("pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: 1.5\n"),
+    "kthena ModelBooster: backend env a number": (
+        "booster.yaml",
+        "apiVersion: workload.serving.volcano.sh/v1alpha1\nkind: ModelBooster\nmetadata: {name: b}\nspec:\n  backend:\n"
+        "    name: b\n    type: vLLMDisaggregated\n    modelURI: hf://org/m\n    env: 3\n    workers:\n"
+        "    - {type: prefill, replicas: 1, resources: {limits: {nvidia.com/gpu: 1}},\n"
+        "       config: {kv-transfer-config: '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_both\"}'}}\n",
+    ),
+    "vLLM pair: a prefill block size of 0": (
+        "run.sh",
+        "vllm serve m --block-size 16 --kv-transfer-config '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_consumer\"}' &\n"
+        "vllm serve m --port 8200 --block-size 0 --kv-transfer-config '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_producer\"}' &\n",
+    ),
 }
 
 

@@ -277,10 +277,12 @@ def _dependency_install(backend: dict, config: dict) -> tuple[str, str]:
               "NixlConnector": "PIP_DISABLE_PIP_VERSION_CHECK=1 pip install -U --no-cache-dir nixl && "}.get(str(connector))
     if prefix is None:
         return "", ""
-    skip = next((e.get("value") for e in backend.get("env") or [] if isinstance(e, dict) and e.get("name") == "KTHENA_SKIP_ENGINE_DEPENDENCY_INSTALL"), None)
+    env = backend.get("env") if isinstance(backend.get("env"), list) else []
+    skip = next((e.get("value") for e in env if isinstance(e, dict) and e.get("name") == "KTHENA_SKIP_ENGINE_DEPENDENCY_INSTALL"), None)
     if isinstance(skip, str) and skip in ("1", "t", "T", "TRUE", "true", "True"):
         return "", ""
-    limits = [dig(w, "resources", "limits", "nvidia.com/gpu") for w in backend.get("workers") or [] if isinstance(w, dict)]
+    workers = backend.get("workers") if isinstance(backend.get("workers"), list) else []
+    limits = [dig(w, "resources", "limits", "nvidia.com/gpu") for w in workers if isinstance(w, dict)]
     gpus = [_quantity(v) for v in limits]
     if any(g is not None and g > 0 for g in gpus):
         return prefix, ("Kthena runs it as `bash -c` over its words joined by spaces, unquoted, after `" + prefix.strip()

@@ -61,7 +61,7 @@ class DG203(Rule):
             dtp, ptp = as_int(or_default(d, "tp", 1)), as_int(or_default(p, "tp", 1))
             upstream = not any(is_dynamo_patched(w, connector_of(w)[0]) for w in (d, p))
             hetero, sure = "", True
-            if d.engine == "vllm" and upstream and pb < db and dtp is not None and ptp is not None and ptp <= dtp:
+            if d.engine == "vllm" and upstream and 0 < pb < db and dtp is not None and ptp is not None and ptp <= dtp:
                 accepted, hetero = self._smaller_prefill_block_accepted(d, p, db, pb)
                 if accepted is True:
                     continue  # vLLM's NixlConnector splits a smaller prefill block when prefill TP <= decode TP (not Dynamo v0's connector)

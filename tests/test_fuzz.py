@@ -74,6 +74,11 @@ REGRESSIONS = {
         "vllm serve m --kv-transfer-config '{\"kv_connector\":\"MultiConnector\",\"kv_connector_extra_config\":{\"connectors\":3}}'\n",
     ),
     "shell: a function whose name is a command substitution": ("run.sh", "function $(f) {\n  vllm serve m\n}\nvllm serve m --port 8100 &\n"),
+    "RoleBasedGroup: roleTemplates a number": (
+        "rbg.yaml",
+        "apiVersion: workloads.x-k8s.io/v1alpha2\nkind: RoleBasedGroup\nmetadata: {name: g}\nspec:\n  roleTemplates: 1\n  roles:\n"
+        "  - name: p\n    standalonePattern:\n      templateRef: {name: base}\n",
+    ),
     "pod: containers a number": ("pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: 1.5\n"),
     "kthena ModelBooster: backend env a number": (
         "booster.yaml",

@@ -31,7 +31,8 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
     meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
     name = str(meta.get("name", "RoleBasedGroup"))
     spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
-    templates = {str(t.get("name")): i for i, t in enumerate(spec.get("roleTemplates") or []) if isinstance(t, dict) and isinstance(t.get("template"), dict)}
+    listed = spec.get("roleTemplates") if isinstance(spec.get("roleTemplates"), list) else []
+    templates = {str(t.get("name")): i for i, t in enumerate(listed) if isinstance(t, dict) and isinstance(t.get("template"), dict)}
     for ri, role in enumerate(spec.get("roles") or []):
         if not isinstance(role, dict):
             continue

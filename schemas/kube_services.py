@@ -60,7 +60,7 @@ def pod_of(meta: Any, template_meta: Any, pod_spec: Any) -> Pod:
     named: list[tuple[str, str]] = []
     containers = spec.get("containers")
     for c in containers if isinstance(containers, list) else ():
-        for p in (c.get("ports") or ()) if isinstance(c, dict) else ():
+        for p in c.get("ports") if isinstance(c, dict) and isinstance(c.get("ports"), list) else ():
             if isinstance(p, dict) and p.get("name") is not None and p.get("containerPort") is not None:
                 named.append((str(p["name"]), str(p["containerPort"])))
     policy = str(spec.get("dnsPolicy", "ClusterFirst"))
@@ -77,7 +77,7 @@ def read_service(data: dict, path: str) -> Service | None:
     if not isinstance(selector, dict) or not selector or meta.get("name") is None:
         return None  # no selector: its endpoints are set by hand, not pods of these files
     ports = []
-    for p in spec.get("ports") or ():
+    for p in spec.get("ports") if isinstance(spec.get("ports"), list) else ():
         if isinstance(p, dict) and p.get("port") is not None:
             ports.append((str(p["port"]), str(p.get("targetPort", p["port"]))))
     ns = meta.get("namespace")

@@ -79,6 +79,9 @@ REGRESSIONS = {
         "apiVersion: workloads.x-k8s.io/v1alpha2\nkind: RoleBasedGroup\nmetadata: {name: g}\nspec:\n  roleTemplates: 1\n  roles:\n"
         "  - name: p\n    standalonePattern:\n      templateRef: {name: base}\n",
     ),
+    "RoleBasedGroup: roles a number": (
+        "rbg.yaml", "apiVersion: workloads.x-k8s.io/v1alpha2\nkind: RoleBasedGroup\nmetadata: {name: g}\nspec:\n  roles: 2\n",
+    ),
     "pod: containers a number": ("pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: 1.5\n"),
     "kthena ModelBooster: backend env a number": (
         "booster.yaml",

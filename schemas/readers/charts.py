@@ -82,7 +82,7 @@ def read_production_stack(doc: SourceDocument, dep: Deployment, target: Target) 
                 if key in vc:
                     w.add(flag, base + ("vllmConfig", key), "key")
                     w.add(str(vc[key]), base + ("vllmConfig", key))
-            for j, extra in enumerate(vc.get("extraArgs") or []):
+            for j, extra in enumerate(vc.get("extraArgs") if isinstance(vc.get("extraArgs"), list) else []):
                 if isinstance(extra, (str, int, float)):
                     w.add(str(extra), base + ("vllmConfig", "extraArgs", j))
         lm = ms.get("lmcacheConfig") if isinstance(ms.get("lmcacheConfig"), dict) else None

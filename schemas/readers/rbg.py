@@ -33,7 +33,7 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
     spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
     listed = spec.get("roleTemplates") if isinstance(spec.get("roleTemplates"), list) else []
     templates = {str(t.get("name")): i for i, t in enumerate(listed) if isinstance(t, dict) and isinstance(t.get("template"), dict)}
-    for ri, role in enumerate(spec.get("roles") or []):
+    for ri, role in enumerate(spec.get("roles") if isinstance(spec.get("roles"), list) else []):
         if not isinstance(role, dict):
             continue
         rname = str(role.get("name", ri))

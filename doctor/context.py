@@ -66,7 +66,7 @@ class LintContext:
         key = kw.pop("other_key", None)
         rel = self.related(other, other.where(key) if key else other.span, f"{other.name} ({other.role}), the other end")
         kw.setdefault("roles", (pair.decode, pair.prefill))
-        if pair.guess and kw.get("severity", rule.severity) > Severity.INFO:
+        if pair.guess and (kw.get("severity") or rule.severity) > Severity.INFO:  # severity=None: the rule's own
             kw["severity"] = Severity.INFO
             message += f" (an info only: this pair is a guess: {pair.guess})"
         return self.finding(rule, span, message, worker=at, related=(rel,), **kw)

@@ -109,3 +109,18 @@ def test_fuzz_regression_reads_without_internal_error(name):
     path, text = REGRESSIONS[name]
     results = lint_results([read_file(path, text, LintOptions(gpus=4))], RULES, LintOptions(gpus=4))
     assert not results[0].internal_error, (results[0].error, results[0].crashes, [f.message for f in results[0].findings if f.internal])
+
+
+# Two files the fuzz mutated from our fixtures (seed 14): a compose decode and a script whose prefill pairs with it only
+# as a guess across files; DG203 passes severity=None ("the rule's own") and the guess cap compared None with INFO.
+GUESSED_PAIR = {
+    "compose-merge-keys.yaml": "x-engine:\n  image: vllm/vllm-openai:v0.11.0\n  network_mode: host\n  environment:\n    VLLM_NIXL_SIDE_CHANNEL_HOST: 10.0.0.5\nservices:\n  decode:\n    image: vllm/vllm-openai:v0.11.0\n    network_mode: host\n    environment:\n      VLLM_NIXL_SIDE_CHANNEL_HOST: 10.0.0.5\n    command:\n    - Qwen/Qwen3-8B\n    - --port\n    - '8200'\n    - --block-size\n    - '16'\n    - --kv-transfer-config\n    - '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_consumer\"}'\n",
+    "rank-selects-role.sh": "#!/bin/bash\n#!/bin/bash\n# Written for thee tests: the same script runs on two hosts; the node rank picks what each host starts.\nNODE_RANK=${NODE_RANK:-0}\nMODEL=Qwen/Qwen3-8B\nif [ \"$NODE_RANK\" -eq 0 ]; then\n  vllm serve $MODEL --port 8100 --block-size 64 \\\n  vllm serve $MODEL --port 8100 --block-size 64 \\\n    --kv-transfer-config '{\"kv_conector\":\"NixlConnector\",\"kv_role\":\"kv_producer\"}'\nese\n  vllm serve $MODEL --port 8200 --block-size 16 \\\n    --kv-transfer-config '{\"kv_connector\":\"Nix"
+}
+
+
+def test_a_guessed_pair_with_the_rules_own_severity_reads_without_internal_error():
+    opts = LintOptions()
+    results = lint_results([read_file(name, text, opts) for name, text in GUESSED_PAIR.items()], RULES, opts)
+    assert not any(r.internal_error for r in results), [f.message for r in results for f in r.findings if f.internal]
+    assert any(f.code == "DG203" and "a guess" in f.message for r in results for f in r.findings)

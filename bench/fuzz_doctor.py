@@ -17,6 +17,7 @@ a reproducer saved per site. tests/test_fuzz.py runs a short seeded form of the 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -100,6 +101,9 @@ def truncate(rng: random.Random, text: str) -> str:
     return text[: rng.randrange(len(text) + 1)]
 
 
+MAX_NODES = 20_000
+
+
 def _nodes(data, path=()):
     yield path, data
     if len(path) > 60:
@@ -122,7 +126,11 @@ def _set(data, path, value):
 def mutate_tree(rng: random.Random, data):
     """Structure and type mutations of parsed YAML, in place where possible; returns the new root."""
     for _ in range(rng.randint(1, 5)):
-        nodes = list(_nodes(data))
+        # at most MAX_NODES places: `node + node` repeated on shared lists grows the tree geometrically (a seed-15 case
+        # took this loop, not the doctor, to 24 GB)
+        nodes = list(itertools.islice(_nodes(data), MAX_NODES + 1))
+        if len(nodes) > MAX_NODES:
+            break
         path, node = rng.choice(nodes)
         k = rng.random()
         if not path:
@@ -352,7 +360,14 @@ def main() -> None:
     ap.add_argument("--save", type=Path, default=Path("/tmp/fuzz-doctor"), help="a reproducer (inputs and traceback) per crash site")
     ap.add_argument("--json", type=Path, help="write the summary here too")
     ap.add_argument("--progress", type=float, default=60.0, help="seconds between progress lines on stderr")
+    ap.add_argument("--max-memory-gb", type=float, default=4.0,
+                    help="address-space cap, so a case that makes the doctor grow without bound is a MemoryError with a reproducer, not an OOM kill")
     args = ap.parse_args()
+    if args.max_memory_gb:
+        import resource
+
+        cap = int(args.max_memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     out = fuzz(args.cases, args.seed, args.save, args.progress, args.seconds)
     text = json.dumps(out, indent=1)
     if args.json:

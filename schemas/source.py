@@ -56,11 +56,14 @@ class Span(NamedTuple):
 class SourceMap:
     """Positions of keys and values by path; lookups fall back to the nearest ancestor that has one."""
 
-    __slots__ = ("keys", "values")
+    __slots__ = ("keys", "values", "replaced")
 
     def __init__(self) -> None:
         self.keys: dict[Path, Span] = {}
         self.values: dict[Path, Span] = {}
+        # with `last_key_wins`: each key written again in its mapping, as (path, first key, later key, first value
+        # node, later value node), in the order the later ones are written
+        self.replaced: list[tuple[Path, Span, Span, Any, Any]] = []
 
     def key(self, path: Path) -> Span:
         """Where the key of `path` is written (a list item's own position for an index)."""
@@ -188,6 +191,7 @@ def _convert(path: str, node: yaml.Node, at: Path, marks: SourceMap, budget: lis
         raise ConfigError(path, p.line, p.column, f"invalid value: tag {node.tag!r} is not allowed in a config")
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
+        value_nodes: dict[Any, yaml.Node] = {}
         for key_node, value_node, merged in _pairs(path, node, 0):
             if not isinstance(key_node, yaml.ScalarNode):
                 p = _pos(key_node)
@@ -201,11 +205,14 @@ def _convert(path: str, node: yaml.Node, at: Path, marks: SourceMap, budget: lis
                 if not last_key_wins:
                     p, first = _pos(key_node), marks.keys[at + (key,)]
                     raise ConfigError(path, p.line, p.column, f"duplicate key {key!r} (first defined at line {first.line}); YAML keeps only the last")
+                marks.replaced.append((at + (key,), marks.keys[at + (key,)], _pos(key_node), value_nodes[key], value_node))
                 del out[key]  # the later value, at its own place: forget where the earlier one was
                 for table in (marks.keys, marks.values):
                     for k in [k for k in table if k[:len(at) + 1] == at + (key,)]:
                         del table[k]
             marks.keys[at + (key,)] = _pos(key_node)
+            if last_key_wins:
+                value_nodes[key] = value_node
             out[key] = _convert(path, value_node, at + (key,), marks, budget, depth + 1, last_key_wins)
         return out
     if isinstance(node, yaml.SequenceNode):

@@ -82,16 +82,13 @@ def with_keys_twice(path: str, text: str, error: ConfigError) -> tuple[list[Sour
         return None, []
     import yaml
 
-    seen: dict[str, tuple[int, str]] = {}
     twice = []
-    for key_node, value_node in yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)).value:
-        key, line, col = str(key_node.value), key_node.start_mark.line + 1, key_node.start_mark.column + 1
-        value = value_node.value if isinstance(value_node, yaml.ScalarNode) else yaml.serialize(value_node).strip()
-        if key in seen:
-            first_line, first = seen[key]
-            twice.append(Issue("key_twice", Span(line, col, line, col + len(key)), key,
-                               data=(("first_line", first_line), ("first", first), ("last", value), ("reader", "SGLang"), ("source", SOURCE))))
-        seen[key] = (line, value)
+    for path, first, later, first_node, later_node in docs[0].marks.replaced:
+        if len(path) != 1:
+            continue  # a server-argument file is read key by key at its top level
+        first_value, later_value = (n.value if isinstance(n, yaml.ScalarNode) else yaml.serialize(n).strip() for n in (first_node, later_node))
+        twice.append(Issue("key_twice", Span(later.line, later.column, later.line, later.column + len(path[0])), path[0],
+                           data=(("first_line", first.line), ("first", first_value), ("last", later_value), ("reader", "SGLang"), ("source", SOURCE))))
     return docs, twice
 
 

@@ -112,11 +112,11 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
         from . import helm, sglang_config
 
         docs = helm.template_documents(path, text)  # a Helm chart template: its literal parts
+        template = docs is not None
         if docs is None:
             docs, twice = sglang_config.with_keys_twice(path, text, exc)  # read as SGLang reads it: the last one wins
             if docs is None:
                 raise
-        template = not twice
     forced_v0 = fmt == "dynamo-v0"
     for i, doc in enumerate(docs):
         data = doc.data

@@ -85,16 +85,10 @@ def pack_tokens(tokens) -> bytes:
     return array("I", tokens).tobytes()
 
 
-def tokens_of(header: dict, body: bytes) -> tuple[list[int], bytes]:
-    """(the request's token ids, the rest of its body): ids packed at the start of the body (`ntok` of them), or in
-    the header (`tokens`)."""
-    ids, rest = token_ids_of(header, body)
-    return ids.tolist(), rest
-
-
 def token_ids_of(header: dict, body: bytes):
-    """As `tokens_of`, the ids as a uint32 numpy array: a view of the packed body, not a list (a list of 8,000 ids,
-    then an array again for the KV, cost the prefill worker ~0.15 ms a request)."""
+    """(the request's token ids, the rest of its body): ids packed at the start of the body (`ntok` of them), or in
+    the header (`tokens`), as a uint32 numpy array: a view of the packed body, not a list (a list of 8,000 ids, then
+    an array again for the KV, cost the prefill worker ~0.15 ms a request)."""
     import numpy as np
 
     n = header.get("ntok")

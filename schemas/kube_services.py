@@ -116,7 +116,7 @@ def routed(deps: list[Deployment], lonely_p: list[Worker], lonely_d: list[Worker
     proxies = [w for dep in deps for w in dep.workers if _named(w)]
     if not proxies:
         return []
-    services = [s for dep in deps for s in getattr(dep, "services", ())]
+    services = [s for dep in deps for s in dep.services]
     pairs = []
     for proxy in proxies:
         own: Pod = proxy.known("kube_pod")

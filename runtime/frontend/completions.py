@@ -118,7 +118,12 @@ class LogprobTrack:
         self.pending = []
         self.end += len(piece)
 
-    def take(self, upto: int) -> tuple[list, int]:
+    def close(self) -> None:
+        """The output has ended: logprobs that came after its last text piece (tokens that decode to no text, in a
+        chunk of their own) are its last entries, where the text ends."""
+        self.text("")
+
+    def take(self, upto: float) -> tuple[list, int]:
         """The entries not taken yet of tokens that start before `upto` characters of output, and where the first starts."""
         i = j = self.taken
         while j < len(self.entries) and self.starts[j] < upto:
@@ -238,6 +243,7 @@ class Completions:
         text: list[str] = []
         info: dict = {}
         finish, n, usage_tokens, last = "length", 0, None, None
+        cut = False  # a stop string ended the text: the tokens from it on are not the answer's
         try:
             async for kind, value in events:
                 if kind == "text":
@@ -250,7 +256,7 @@ class Completions:
                     out, stopped = stop.feed(value)
                     text.append(out)
                     if stopped:
-                        finish = "stop"
+                        finish, cut = "stop", True
                         break
                 elif kind == "logprobs":
                     if track is not None:
@@ -272,7 +278,12 @@ class Completions:
         n = usage_tokens if usage_tokens is not None and finish != "stop" else n
         usage = {"prompt_tokens": prompt_len, "completion_tokens": n, "total_tokens": prompt_len + n}
         whole_text = "".join(text)
-        logprobs = track.take(len(whole_text))[0] if track is not None else None
+        logprobs = None
+        if track is not None:
+            track.close()
+            # every token's entry unless a stop string cut the text (a token with no text of its own starts where the
+            # text ends: it is still one of the answer's tokens)
+            logprobs = track.take(len(whole_text) if cut else float("inf"))[0]
         body = completion_response(rid, f.plan.served_model_name, whole_text, finish, usage, chat, info, logprobs)
         seen["status"], seen["completion"] = 200, n
         return web.json_response(body, headers={"X-Disagg-Route": info.get("route", ""), "X-Disagg-Reason": info.get("reason", "")})

@@ -233,3 +233,24 @@ def test_a_nixl_build_that_does_not_allow_the_event_driven_thread_still_moves_kv
     assert agent == "prefill-0" and not event_driven
     assert api.made[0][1]["enable_prog_thread"] is False  # no spinning thread: the prefill loop progresses NIXL
     assert api.nixlBind.nixlAgentConfig is _FinalConfig
+
+
+def test_logprobs_of_tokens_with_no_text_at_the_end_are_kept_and_a_stop_string_still_cuts():
+    from disagg.runtime.frontend.completions import LogprobTrack
+
+    # vLLM sends a chunk of logprobs with no text for tokens that decode to nothing (the tiny model has many): such
+    # tokens after the last text piece are still the answer's tokens
+    track = LogprobTrack()
+    for entries, piece in (([("a", -0.1, [])], "a"), ([("", -0.2, [])], None), ([("b", -0.3, [])], "b"), ([("", -0.4, []), ("", -0.5, [])], None)):
+        track.add(entries)
+        if piece is not None:
+            track.text(piece)
+    track.close()
+    assert [e[1] for e in track.take(float("inf"))[0]] == [-0.1, -0.2, -0.3, -0.4, -0.5]
+    # a stop string that cut the text after "a": the tokens from the cut on are not returned
+    track = LogprobTrack()
+    for entries, piece in (([("a", -0.1, [])], "a"), ([("b", -0.3, [])], "b")):
+        track.add(entries)
+        track.text(piece)
+    track.close()
+    assert [e[1] for e in track.take(1)[0]] == [-0.1]

@@ -118,12 +118,13 @@ class LogprobTrack:
         self.pending = []
         self.end += len(piece)
 
-    def close(self) -> None:
-        """The output has ended: logprobs that came after its last text piece (tokens that decode to no text, in a
-        chunk of their own) are its last entries, where the text ends."""
+    def take_rest(self) -> tuple[list, float]:
+        """The output has ended: every entry not taken yet, one per token. Logprobs that came after the last text piece
+        (tokens that decode to no text, in a chunk of their own) are the last entries, where the text ends."""
         self.text("")
+        return self.take(float("inf"))
 
-    def take(self, upto: float) -> tuple[list, int]:
+    def take(self, upto: float) -> tuple[list, float]:
         """The entries not taken yet of tokens that start before `upto` characters of output, and where the first starts."""
         i = j = self.taken
         while j < len(self.entries) and self.starts[j] < upto:
@@ -280,10 +281,9 @@ class Completions:
         whole_text = "".join(text)
         logprobs = None
         if track is not None:
-            track.close()
             # every token's entry unless a stop string cut the text (a token with no text of its own starts where the
             # text ends: it is still one of the answer's tokens)
-            logprobs = track.take(len(whole_text) if cut else float("inf"))[0]
+            logprobs = (track.take(len(whole_text)) if cut else track.take_rest())[0]
         body = completion_response(rid, f.plan.served_model_name, whole_text, finish, usage, chat, info, logprobs)
         seen["status"], seen["completion"] = 200, n
         return web.json_response(body, headers={"X-Disagg-Route": info.get("route", ""), "X-Disagg-Reason": info.get("reason", "")})
@@ -296,11 +296,20 @@ class Completions:
         text_event = text_chunk_encoder(rid, model, chat, created)
         track = LogprobTrack() if req.top_alternatives() is not None else None
         emitted = [0]
-        if track is not None:
+        if track is None:
+            def tail_event(tail: str) -> bytes:  # the output has ended: the text the stop matcher held back, if any
+                return text_event(tail) if tail else b""
+        else:
             def text_event(out: str) -> bytes:  # each chunk carries the logprobs of the tokens its text starts
                 emitted[0] += len(out)
                 entries, offset = track.take(emitted[0])
                 return sse(stream_chunk(rid, model, out, None, chat, created, logprobs=logprobs_body(entries, chat, offset)))
+
+            def tail_event(tail: str) -> bytes:  # and every token's entry not sent yet, those of tokens with no text too
+                entries, offset = track.take_rest()
+                if not (tail or entries):
+                    return b""
+                return sse(stream_chunk(rid, model, tail, None, chat, created, logprobs=logprobs_body(entries, chat, offset)))
         resp = None
         n, last, finish = 0, None, None
         try:
@@ -332,8 +341,7 @@ class Completions:
                         await resp.write(text_event(out))
                 elif kind == "end":
                     finish = value
-                    tail = stop.rest()
-                    await resp.write((text_event(tail) if tail else b"") + sse(stream_chunk(rid, model, None, value, chat, created)))
+                    await resp.write(tail_event(stop.rest()) + sse(stream_chunk(rid, model, None, value, chat, created)))
             if finish is None:
                 raise RequestFailed(503, "the stream ended early", "decode_failed")
             tail = b""

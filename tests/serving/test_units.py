@@ -245,12 +245,66 @@ def test_logprobs_of_tokens_with_no_text_at_the_end_are_kept_and_a_stop_string_s
         track.add(entries)
         if piece is not None:
             track.text(piece)
-    track.close()
-    assert [e[1] for e in track.take(float("inf"))[0]] == [-0.1, -0.2, -0.3, -0.4, -0.5]
+    assert [e[1] for e in track.take_rest()[0]] == [-0.1, -0.2, -0.3, -0.4, -0.5]
     # a stop string that cut the text after "a": the tokens from the cut on are not returned
     track = LogprobTrack()
     for entries, piece in (([("a", -0.1, [])], "a"), ([("b", -0.3, [])], "b")):
         track.add(entries)
         track.text(piece)
-    track.close()
     assert [e[1] for e in track.take(1)[0]] == [-0.1]
+
+
+# What the router yields for "a", "b" and two trailing tokens that decode to no text, as the vLLM backend reads them
+# (a chunk of logprobs with no text of its own; the tiny model has many).
+NO_TEXT_TAIL = [("start", {"route": "local", "reason": "test"}), ("logprobs", [("a", -0.1, [])]), ("text", ("a", 1)),
+                ("logprobs", [("b", -0.3, [])]), ("text", ("b", 1)), ("logprobs", [("", -0.4, []), ("", -0.5, [])]), ("end", "length")]
+
+
+def _answer(events: list, body: dict) -> str:
+    """`Completions.whole` or `.stream` over scripted router events, behind a loopback aiohttp server; the raw body."""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+    from prometheus_client import CollectorRegistry
+
+    from disagg.runtime.frontend.completions import Completions
+    from disagg.runtime.metrics import FrontendMetrics
+    from disagg.runtime.openai_api import CompletionRequest
+
+    frontend = SimpleNamespace(plan=SimpleNamespace(served_model_name="m"), metrics=FrontendMetrics(CollectorRegistry()),
+                               observe_piece=lambda arrived, last: time.perf_counter(), terminating=False)
+    req = CompletionRequest.model_validate(body)
+
+    async def scripted():
+        for event in events:
+            yield event
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        c, seen = Completions(frontend), {"status": 500, "info": {}, "first": None}
+        if req.stream:
+            return await c.stream(request, scripted(), "cmpl-1", False, time.perf_counter(), 3, req, {"any": False}, seen)
+        return await c.whole(scripted(), "cmpl-1", False, time.perf_counter(), 3, req, seen)
+
+    async def run() -> str:
+        app = web.Application()
+        app.router.add_post("/", handler)
+        async with TestClient(TestServer(app)) as client:
+            return await (await client.post("/")).text()
+
+    return asyncio.run(run())
+
+
+def test_a_streamed_answer_sends_the_logprobs_of_tokens_with_no_text_at_the_end():
+    import json
+
+    whole = json.loads(_answer(NO_TEXT_TAIL, {"prompt": "x", "logprobs": 0}))["choices"][0]["logprobs"]
+    chunks = [json.loads(line[6:]) for line in _answer(NO_TEXT_TAIL, {"prompt": "x", "logprobs": 0, "stream": True}).splitlines()
+              if line.startswith("data: {")]
+    streamed = [ch["choices"][0]["logprobs"] for ch in chunks if ch["choices"][0]["logprobs"]]
+    # one entry per generated token, as the whole answer has them (OpenAI: one logprob per token)
+    assert [v for lp in streamed for v in lp["token_logprobs"]] == whole["token_logprobs"] == [-0.1, -0.3, -0.4, -0.5]
+    assert [o for lp in streamed for o in lp["text_offset"]] == whole["text_offset"] == [0, 1, 2, 2]
+    assert "".join(ch["choices"][0]["text"] for ch in chunks) == "ab" and chunks[-1]["choices"][0]["finish_reason"] == "length"

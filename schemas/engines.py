@@ -119,7 +119,7 @@ def unresolved(text: str) -> bool:
 
 
 def _value(arg: Arg) -> Any:
-    return Unknown(f"{arg.text} is set at run time") if unresolved(arg.text) else arg.text
+    return Unknown.set_at_run_time(arg.text) if unresolved(arg.text) else arg.text
 
 
 def apply_command(w: Worker, cmd: Command) -> None:
@@ -155,7 +155,7 @@ def apply_command(w: Worker, cmd: Command) -> None:
     model_word = cmd.positional[:1] if w.settings.get("model") is not None and w.settings["model"].origin == "positional model" else []
     opaque = [a for a in cmd.positional if a not in model_word and unresolved(a.text)]
     if opaque:  # `$EXTRA_ARGS`, `"$@"`: flags the file does not show (a role flag among them, perhaps)
-        w.settings["opaque_args"] = Setting(Unknown(f"{opaque[0].text} is set at run time"), opaque[0].span, "arguments set at run time")
+        w.settings["opaque_args"] = Setting(Unknown.set_at_run_time(opaque[0].text), opaque[0].span, "arguments set at run time")
     if cmd.program == "sglang-router":
         _router_urls(w, cmd)
     if cmd.program == "vllm-proxy":
@@ -263,7 +263,7 @@ def apply_env(w: Worker, env: dict[str, Setting]) -> None:
         if key in ENV_SETTINGS and ENV_SETTINGS[key] not in w.settings:
             value = s.value
             if isinstance(value, str) and unresolved(value):
-                value = Unknown(f"{key}={value} is set at run time")
+                value = Unknown.set_at_run_time(value, f"{key}={value}")
             w.settings[ENV_SETTINGS[key]] = Setting(value, s.span, f"env {key}")
 
 
@@ -273,7 +273,7 @@ def _kv_config(w: Worker, cmd: Command) -> None:
     if arg is not None:
         text = arg.text
         if unresolved(text):
-            w.settings["kv_config"] = Setting(Unknown(f"{text} is set at run time"), arg.span, "--kv-transfer-config")
+            w.settings["kv_config"] = Setting(Unknown.set_at_run_time(text), arg.span, "--kv-transfer-config")
             w.settings["kv_connector"] = Setting(Unknown("the kv-transfer-config is set at run time"), arg.span, "--kv-transfer-config")
             return
         obj, err, spans = json_object(arg)

@@ -89,4 +89,6 @@ def _written(s: Setting | None, default: str) -> str:
     """A flag's value as the file writes it (run-time parts as written), or LightLLM's default when unset."""
     if s is None:
         return default
-    return str(s.value) if s.known else s.value.reason.removesuffix(" is set at run time")
+    if s.known:
+        return str(s.value)
+    return s.value.written if s.value.written is not None else s.value.reason

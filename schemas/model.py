@@ -35,12 +35,25 @@ ROLE_SOURCES = {
 
 
 class Unknown:
-    """A value the file does not determine, and why."""
+    """A value the file does not determine, and why.
 
-    __slots__ = ("reason",)
+    The reason is for people; what a reader or rule must act on is carried as data beside it (never parsed back out
+    of the reason): `written`, the value's own text where the file writes one that is set at run time (`$PD_MASTER_IP`),
+    and `unread_file`, the file not in this run that holds the value (a `--config` file read as arguments). Both
+    restate part of the reason, so two Unknowns with one reason are equal."""
 
-    def __init__(self, reason: str):
+    __slots__ = ("reason", "written", "unread_file")
+
+    def __init__(self, reason: str, *, written: str | None = None, unread_file: str | None = None):
         self.reason = reason
+        self.written = written
+        self.unread_file = unread_file
+
+    @classmethod
+    def set_at_run_time(cls, written: str, what: str | None = None) -> Unknown:
+        """`written` (`$MODEL`, `${X}`, `$(POD_IP)`) as a shell or Kubernetes fills it in at run time; `what`: how the
+        reason names it, when not by that text alone (`KEY=$VALUE`)."""
+        return cls(f"{what or written} is set at run time", written=written)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Unknown) and other.reason == self.reason

@@ -38,3 +38,15 @@ def test_lightllm_servers_of_two_files_pair_by_the_pd_master_they_register_with(
     assert found and all(f.severity.label == "info" for f in found)
     # decode-other-master.sh loads the prefill's model but registers elsewhere: never its partner
     assert not any(p.decode.path.endswith("decode-other-master.sh") for p in pairs)
+
+
+def test_a_pd_master_address_set_at_run_time_is_compared_as_written(tmp_path):
+    from disagg.schemas import lightllm
+
+    script = tmp_path / "pd.sh"
+    script.write_text("#!/bin/bash\n" + "".join(
+        f"python -m lightllm.server.api_server --model_dir /m --run_mode {mode} --host 10.0.0.{i} --port 800{i} --pd_master_ip ${{MASTER_IP}} &\n"
+        for i, mode in enumerate(("prefill", "decode"), 1)))
+    [r] = lint_paths([str(script)], RULES, LintOptions())
+    # the words the file writes, not the reason they are unknown: two files that write the same words may pair
+    assert {lightllm.registers_with(w) for w in r.deployment.workers} == {("pd_master ${MASTER_IP}:1212", False)}

@@ -46,7 +46,8 @@ def link_engine_configs(dep: Deployment, configs: dict, engine: str | None = Non
             if s.origin == "--config" and "opaque_args" not in w.settings:
                 # `--config FILE` is expanded into command-line arguments before parsing (vLLM's FlexibleArgumentParser,
                 # SGLang's --config): any flag, a role flag included, may be in the file the run does not show
-                w.settings["opaque_args"] = Setting(Unknown(f"its --config file {path}, not in this run, is read as arguments"), s.span, "arguments from a file")
+                w.settings["opaque_args"] = Setting(Unknown(f"its --config file {path}, not in this run, is read as arguments", unread_file=path),
+                                                       s.span, "arguments from a file")
 
 
 def sglang_config_refs(dep: Deployment) -> None:

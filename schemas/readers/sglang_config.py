@@ -196,8 +196,8 @@ def _merge(w: Worker, cfg: Worker, path: str) -> None:
         if k != "opaque_args":
             w.settings.setdefault(k, moved(s))
     opaque = w.settings.get("opaque_args")
-    if opaque is not None and not opaque.known and "--config file" in str(opaque.value.reason):
-        del w.settings["opaque_args"]  # the file is read: its flags are known
+    if opaque is not None and not opaque.known and opaque.value.unread_file is not None:
+        del w.settings["opaque_args"]  # the arguments were unknown for want of the --config file, which is read now
     if cfg.role in ("prefill", "decode") and w.role_from in ("name", "none", "default"):
         w.set_role(cfg.role, f"{cfg.role_why} in {where}", cfg.role_from)
     w.notes[:] = [n for n in w.notes if not n.startswith(f"engine settings are in {path},")]

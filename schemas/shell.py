@@ -4,7 +4,7 @@ Variables are assigned and expanded in order (`${VAR:-default}`, `$((TP*PP))` in
 are run through `eval` or `$CMD`, `env A=B cmd` runs `cmd` with A set, functions run where they are called, loops run
 once per item (`shell_flow.py`), and `docker run IMAGE cmd` / `docker exec CONTAINER cmd` run `cmd`, a `sh -c`
 script included (`shell_launch.py`). Every expanded character
-keeps the offset where it was written (`shell_expand.py`, lexing in `shell_lex.py`). A value the script cannot know
+keeps the offset where it was written (`shell_expand.py`, lexing in `shell_lex.py` into `shell_words.py`). A value the script cannot know
 (`$1`, `$(hostname)`, a variable from the caller's environment) stays as its `$` text, which the engine readers
 treat as unknown.
 
@@ -22,7 +22,7 @@ from .cmdline import Arg
 from .shell_expand import Expander, PStr, State
 from .shell_flow import Flow, _plain, shell_string
 from .shell_launch import Launch, Launcher, image_entrypoint
-from .shell_lex import Command as LexCommand
+from .shell_words import Command as LexCommand
 
 _APPEND = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+=")
 

@@ -18,9 +18,9 @@ import itertools
 import re
 
 from .shell_expand import PStr, State
-from .shell_lex import Command as LexCommand
-from .shell_lex import Word
-from .shell_lex import plain as _plain
+from .shell_words import Command as LexCommand
+from .shell_words import Word
+from .shell_words import plain as _plain
 
 MAX_FORKS = 16  # combinations of branch-dependent values one command is read with
 # Selectors whose values are the hosts or ranks of one deployment: a script that branches on them runs once per host.

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from .cmdline import Arg
-from .shell_lex import Seg, Word
+from .shell_words import Seg, Word
 from .source import Span
 
 _ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\+?)=")

@@ -15,8 +15,8 @@ from .cmdline import _WRAPPERS, SHELLS
 from .gcpause import paused_gc
 from .shell_branch import Branches, Frame, _plain, _var_names  # noqa: F401 (re-exported)
 from .shell_expand import PStr, State, concat
-from .shell_lex import Command as LexCommand
 from .shell_lex import Lexer
+from .shell_words import Command as LexCommand
 
 MAX_STEPS = 20_000  # commands interpreted per script beyond its own length: a bound against pathological input
 MAX_LOOP = 8  # iterations of one loop

@@ -27,8 +27,8 @@ from .dynamo_scripts import runs_dynamo, runs_dynamo_frontend
 from .model import Branch
 from .shell_expand import PStr, State
 from .shell_flow import shell_script_at
-from .shell_lex import Command as LexCommand
-from .shell_lex import Word
+from .shell_words import Command as LexCommand
+from .shell_words import Word
 from .source import Span
 
 

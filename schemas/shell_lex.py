@@ -1,5 +1,5 @@
-"""Shell lexing for launch scripts: words made of literal, variable and substitution pieces, each character with the
-offset it was written at, so that a value expanded from `PORT=8100` three functions away still points at `8100`.
+"""Shell lexing for launch scripts: text into commands of words (`shell_words.py`), each character with the offset it
+was written at, so that a value expanded from `PORT=8100` three functions away still points at `8100`.
 
 Covers what deployment scripts use: quotes and escapes, `\\` continuations, comments, `$VAR`, `${VAR:-default}`,
 `${ARR[@]}`, `$(...)`, `$((...))`, backticks, `NAME=(a b)` arrays, and the operators that end a command
@@ -9,6 +9,8 @@ Covers what deployment scripts use: quotes and escapes, `\\` continuations, comm
 from __future__ import annotations
 
 import re
+
+from .shell_words import Command, Seg, Word
 
 SEPARATORS = ("\n", ";", ";;", "&", "&&", "||", "|", "(", ")")
 _PLAIN = re.compile(r"[^ \t\r\n;&|()<>\\'\"$`=]+")  # a run of characters that are only themselves, outside quotes
@@ -26,42 +28,6 @@ _PLAIN_DQ = re.compile(r'[^"\\$`]+')  # ... inside double quotes
 _BRACE_RUN = re.compile(r"[^}\\'\"$`]+")  # ... inside ${X:-...}, where blanks and operators are text too
 _NOTHING = re.compile(r"(?!)")
 _WORD_CHARS = re.compile(r"\w*")  # what dollar() takes after `$N`: str.isalnum() or `_` (the same test in re)
-
-
-class Seg:
-    __slots__ = ("kind", "text", "offs", "quoted", "op", "arg", "items")
-
-    def __init__(self, kind: str, text: str, offs: list[int] | range, quoted: bool = False, op: str = "", arg: list["Seg"] | None = None,
-                 items: list[list["Seg"]] | None = None):
-        self.kind = kind  # lit | var | sub | array | arith (`((...))` of a command or C-style for: text is what is inside)
-        self.text = text  # literal text, or the variable's name
-        # source offset of each literal character (a range where they are side by side in the file); for var/sub:
-        # [start, end) of the expression
-        self.offs = offs
-        self.quoted = quoted
-        self.op = op  # ${X:-w}: ":-"; ${X[@]}: "[@]"; ${#X}: "#"
-        self.arg = arg  # the word after the operator
-        self.items = items  # array literal elements
-
-
-Word = list[Seg]
-
-
-class Command:
-    __slots__ = ("words", "end", "comments", "start", "head")
-
-    def __init__(self, words: list[Word], end: str, comments: list[str] | None = None, start: int = 0):
-        self.words = words
-        self.end = end  # the separator that ended it
-        self.comments = comments if comments is not None else []  # comments seen before it (never changed in place)
-        self.start = start  # source offset of its first character
-        # the first word when it holds no expansion (`for`, `fi`, `echo`), else None: the interpreter asks it of every
-        # command several times
-        if words:
-            w = words[0]
-            self.head = w[0].text if len(w) == 1 and w[0].kind == "lit" else plain(w)
-        else:
-            self.head = None
 
 
 class Lexer:
@@ -366,16 +332,6 @@ def _operator(t: str, i: int, n: int) -> str | None:
     if c == "&" and i + 1 < n and t[i + 1] == ">":
         return None  # &> redirection
     return c
-
-
-def plain(word: Word) -> str | None:
-    """The text of a word with no expansion in it, else None."""
-    if len(word) == 1:
-        return word[0].text if word[0].kind == "lit" else None
-    for s in word:  # a loop, not all(genexpr): the reader asks this of nearly every word it runs
-        if s.kind != "lit":
-            return None
-    return "".join([s.text for s in word])
 
 
 def _lit_text(word: Word) -> str | None:

@@ -51,60 +51,45 @@ class Lexer:
         i = self.i  # the position, in a local between the steps that need self.i (word, dollar)
         while i < n:
             c = t[i]
-            if c in _WORD_START or (c > "\x7f" and not c.isdigit()):
-                # a word that starts with no blank, operator, quote, `$`, comment or redirection: what the steps
-                # below come to for it, without asking each of them first
-                if not words:
-                    start = o[i] if i < no else self.off(i)
-                m = _SIMPLE_WORD.match(t, i)
-                if m is not None:
-                    j = m.end(1)
-                    words.append([Seg("lit", m.group(1), o[i:j] if j <= no else [self.off(k) for k in range(i, j)])])
-                    i = m.end()
+            if not (c in _WORD_START or (c > "\x7f" and not c.isdigit())):
+                # a blank, continuation, comment, `((`, operator or redirection may start here; a character of
+                # _WORD_START starts only a word and goes straight to it, without asking each of these steps first
+                if c == " " or c == "\t" or c == "\r":
+                    i = _BLANKS.match(t, i).end()
                     continue
-                self.i = i
-                w = self.word()
-                if self.i == i:
-                    i += 1
+                if c == "\\" and i + 1 < n and t[i + 1] == "\n":
+                    i += 2
                     continue
-                i = self.i
-                words.append(w)
-                continue
-            if c == " " or c == "\t" or c == "\r":
-                i = _BLANKS.match(t, i).end()
-                continue
-            if c == "\\" and i + 1 < n and t[i + 1] == "\n":
-                i += 2
-                continue
-            if c == "#" and (i == 0 or t[i - 1] in " \t\n;&|()"):
-                j = t.find("\n", i)
-                j = n if j < 0 else j
-                comments.append(t[i + 1 : j].strip())
-                i = j
-                continue
-            if c == "(" and t.startswith("((", i) and (not words or (len(words) == 1 and _lit_text(words[0]) == "for")):
-                # `((i++))` and `for ((i=0; i<N; i++))`: one arithmetic word, not two subshells
-                j = _match_paren(t, i)
-                if not words:
-                    start = self.off(i)
-                words.append([Seg("arith", t[i + 2 : max(i + 2, j - 2)], [self.off(i), self.off(j)])])
-                i = j
-                continue
-            if c in _OP_START:
-                op = "\n" if c == "\n" else _operator(t, i, n)  # a newline is one operator of its own
-                if op is not None:
-                    i += len(op)
-                    if i < n and t[i] in " \t\r":  # the indentation after a newline: skipped here, not in a step of its own
-                        i = _BLANKS.match(t, i).end()
-                    if words or op in ("(", ")", ";;"):
-                        out.append(Command(words, op, comments, start))
-                        words, comments = [], []
+                if c == "#" and (i == 0 or t[i - 1] in " \t\n;&|()"):
+                    j = t.find("\n", i)
+                    j = n if j < 0 else j
+                    comments.append(t[i + 1 : j].strip())
+                    i = j
                     continue
-            if c in "<>&" or (c.isdigit() and i + 1 < n and t[i + 1] in "<>"):
-                words.append([Seg("lit", ">", [self.off(i)])])
-                while i < n and (t[i] in "<>&" or t[i].isdigit()) and not (t[i] == "&" and i + 1 < n and t[i + 1] == "&"):
-                    i += 1
-                continue
+                if c == "(" and t.startswith("((", i) and (not words or (len(words) == 1 and _lit_text(words[0]) == "for")):
+                    # `((i++))` and `for ((i=0; i<N; i++))`: one arithmetic word, not two subshells
+                    j = _match_paren(t, i)
+                    if not words:
+                        start = self.off(i)
+                    words.append([Seg("arith", t[i + 2 : max(i + 2, j - 2)], [self.off(i), self.off(j)])])
+                    i = j
+                    continue
+                if c in _OP_START:
+                    op = "\n" if c == "\n" else _operator(t, i, n)  # a newline is one operator of its own
+                    if op is not None:
+                        i += len(op)
+                        if i < n and t[i] in " \t\r":  # the indentation after a newline: skipped here, not in a step of its own
+                            i = _BLANKS.match(t, i).end()
+                        if words or op in ("(", ")", ";;"):
+                            out.append(Command(words, op, comments, start))
+                            words, comments = [], []
+                        continue
+                if c in "<>&" or (c.isdigit() and i + 1 < n and t[i + 1] in "<>"):
+                    words.append([Seg("lit", ">", [self.off(i)])])
+                    while i < n and (t[i] in "<>&" or t[i].isdigit()) and not (t[i] == "&" and i + 1 < n and t[i + 1] == "&"):
+                        i += 1
+                    continue
+            # a word
             if not words:
                 start = o[i] if i < no else self.off(i)
             m = _SIMPLE_WORD.match(t, i)

@@ -133,6 +133,40 @@ class LogprobTrack:
         return self.entries[i:j], (self.starts[i] if i < j else upto)
 
 
+class Output:
+    """One answer's output as its pieces arrive, read alike by the whole answer and the stream: its tokens counted, each
+    piece timed (time to first token, then inter-token latency), the text cut at the first stop string, and each
+    token's logprobs lined up with the text when the request asked for them (`track`, else None)."""
+
+    def __init__(self, frontend, arrived: float, seen: dict, req):
+        self.f, self.arrived, self.seen = frontend, arrived, seen
+        self.stops = req.stops()
+        self.last: float | None = None  # when the latest piece came
+        self.stop = StopMatcher(self.stops)
+        self.track = LogprobTrack() if req.top_alternatives() is not None else None
+        self.n = 0  # tokens so far
+
+    def restart(self) -> None:
+        """The request moved to another worker before any of its answer was sent: the output starts again (its
+        timing goes on)."""
+        self.stop, self.n = StopMatcher(self.stops), 0
+        self.track = LogprobTrack() if self.track is not None else None
+
+    def logprobs(self, entries: list) -> None:
+        if self.track is not None:
+            self.track.add(entries)
+
+    def text(self, value: tuple[str, int]) -> tuple[str, bool]:
+        """A piece and its number of tokens: (the text to send now, whether a stop string ended the output there)."""
+        self.last = self.f.observe_piece(self.arrived, self.last)
+        self.seen["first"] = self.seen["first"] or self.last
+        piece, k = value
+        self.n += k
+        if self.track is not None:
+            self.track.text(piece)
+        return self.stop.feed(piece)
+
+
 class Completions:
     def __init__(self, frontend):
         self.f = frontend
@@ -239,47 +273,39 @@ class Completions:
 
     async def whole(self, events, rid: str, chat: bool, arrived: float, prompt_len: int, req, seen: dict) -> web.Response:
         f = self.f
-        stop = StopMatcher(req.stops())
-        track = LogprobTrack() if req.top_alternatives() is not None else None
+        output = Output(f, arrived, seen, req)
         text: list[str] = []
         info: dict = {}
-        finish, n, usage_tokens, last = "length", 0, None, None
+        finish, usage_tokens = "length", None
         cut = False  # a stop string ended the text: the tokens from it on are not the answer's
         try:
             async for kind, value in events:
                 if kind == "text":
-                    last = f.observe_piece(arrived, last)
-                    seen["first"] = seen["first"] or last
-                    value, k = value
-                    n += k
-                    if track is not None:
-                        track.text(value)
-                    out, stopped = stop.feed(value)
+                    out, stopped = output.text(value)
                     text.append(out)
                     if stopped:
                         finish, cut = "stop", True
                         break
                 elif kind == "logprobs":
-                    if track is not None:
-                        track.add(value)
+                    output.logprobs(value)
                 elif kind == "start":
                     info = seen["info"] = value
                 elif kind == "restart":
-                    text, n, stop = [], 0, StopMatcher(req.stops())
-                    track = LogprobTrack() if track is not None else None
+                    text = []
+                    output.restart()
                 elif kind == "usage":
                     usage_tokens = value
                 elif kind == "end":
                     finish = value
-                    text.append(stop.rest())
+                    text.append(output.stop.rest())
         except RequestFailed as exc:
             seen["status"] = exc.status
             return f.error(exc)
         f.metrics.duration.observe(time.perf_counter() - arrived)
-        n = usage_tokens if usage_tokens is not None and finish != "stop" else n
+        n = usage_tokens if usage_tokens is not None and finish != "stop" else output.n
         usage = {"prompt_tokens": prompt_len, "completion_tokens": n, "total_tokens": prompt_len + n}
         whole_text = "".join(text)
-        logprobs = None
+        logprobs, track = None, output.track
         if track is not None:
             # every token's entry unless a stop string cut the text (a token with no text of its own starts where the
             # text ends: it is still one of the answer's tokens)
@@ -292,9 +318,9 @@ class Completions:
         f = self.f
         model = f.plan.served_model_name
         created = int(time.time())
-        stop = StopMatcher(req.stops())
+        output = Output(f, arrived, seen, req)
         text_event = text_chunk_encoder(rid, model, chat, created)
-        track = LogprobTrack() if req.top_alternatives() is not None else None
+        track = output.track  # a stream never restarts: one track throughout
         emitted = [0]
         if track is None:
             def tail_event(tail: str) -> bytes:  # the output has ended: the text the stop matcher held back, if any
@@ -311,7 +337,7 @@ class Completions:
                     return b""
                 return sse(stream_chunk(rid, model, tail, None, chat, created, logprobs=logprobs_body(entries, chat, offset)))
         resp = None
-        n, last, finish = 0, None, None
+        finish = None
         try:
             async for kind, value in events:
                 if kind == "start":
@@ -323,16 +349,9 @@ class Completions:
                     if chat:
                         await resp.write(sse(stream_chunk(rid, model, None, None, chat, created, first=True)))
                 elif kind == "logprobs":
-                    if track is not None:
-                        track.add(value)
+                    output.logprobs(value)
                 elif kind == "text":
-                    last = f.observe_piece(arrived, last)
-                    seen["first"] = seen["first"] or last
-                    value, k = value
-                    n += k
-                    if track is not None:
-                        track.text(value)
-                    out, stopped = stop.feed(value)
+                    out, stopped = output.text(value)
                     if stopped:
                         finish = "stop"
                         await resp.write((text_event(out) if out else b"") + sse(stream_chunk(rid, model, None, "stop", chat, created)))
@@ -341,21 +360,21 @@ class Completions:
                         await resp.write(text_event(out))
                 elif kind == "end":
                     finish = value
-                    await resp.write(tail_event(stop.rest()) + sse(stream_chunk(rid, model, None, value, chat, created)))
+                    await resp.write(tail_event(output.stop.rest()) + sse(stream_chunk(rid, model, None, value, chat, created)))
             if finish is None:
                 raise RequestFailed(503, "the stream ended early", "decode_failed")
             tail = b""
             if req.stream_options and req.stream_options.include_usage:
-                tail = sse(usage_chunk(rid, model, chat, created, {"prompt_tokens": prompt_len, "completion_tokens": n, "total_tokens": prompt_len + n}))
+                tail = sse(usage_chunk(rid, model, chat, created, {"prompt_tokens": prompt_len, "completion_tokens": output.n, "total_tokens": prompt_len + output.n}))
             await resp.write(tail + b"data: [DONE]\n\n")
             f.metrics.duration.observe(time.perf_counter() - arrived)
-            seen["status"], seen["completion"] = 200, n
+            seen["status"], seen["completion"] = 200, output.n
             return resp
         except ConnectionResetError as exc:
             exc.response = resp  # for handle(): the prepared response to end with
             raise
         except RequestFailed as exc:
-            seen["status"], seen["completion"] = exc.status, n
+            seen["status"], seen["completion"] = exc.status, output.n
             if resp is None:
                 return f.error(exc)
             f.metrics.errors.labels(str(exc.status)).inc()

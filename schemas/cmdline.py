@@ -354,6 +354,41 @@ def _undefined_flags(system: str, flags: set[str]) -> list[str]:
     return [f for f in flags if f.startswith("--") and f not in defined]
 
 
+class ServeImage(NamedTuple):
+    plugin: str  # the vLLM plugin the image installs ("" for none)
+    vllm: str  # the vLLM release it runs
+    why: str
+
+
+# Images whose entrypoint runs `vllm serve "$@"`, by repository and tag, each from the Dockerfile that builds it.
+# volcano-sh/kthena's kthena-engine:vllm-ascend_v0.10.1rc1_mooncake_v0.3.5 (the one tag its examples and docs use) is
+# docker/Dockerfile.mooncake-npu-a3 (FROM quay.io/ascend/vllm-ascend:v0.10.1rc1-a3, MOONCAKE_TAG 0.3.5): its
+# ENTRYPOINT runs /app/entrypoint.sh, which ends `exec vllm serve "$@"` (volcano-sh/kthena at
+# e415404342a4996b6880492a671982ccbe069f33). vllm-ascend v0.10.1rc1's images build vLLM v0.10.1.1 (its Dockerfile's
+# VLLM_TAG at the release-note commit 7e16b4a7cdb15723c63c1c0efe58672a056eace8 of vllm-project/vllm-ascend).
+VLLM_SERVE_IMAGES: dict[str, dict[str, ServeImage]] = {
+    "ghcr.io/volcano-sh/kthena-engine": {
+        "vllm-ascend_v0.10.1rc1_mooncake_v0.3.5": ServeImage("vllm-ascend", "0.10.1.1", "kthena-engine is built on vllm-ascend v0.10.1rc1 (vLLM v0.10.1.1)")},
+}
+
+
+def image_repo_tag(image: str) -> tuple[str, str | None]:
+    """(repository, tag) of an image reference (`REPO[:TAG][@DIGEST]`); the tag None when not written."""
+    ref = image.split("@")[0]
+    if ":" in ref.rsplit("/", 1)[-1]:
+        repo, _, tag = ref.rpartition(":")
+        return repo, tag
+    return ref, None
+
+
+def vllm_serve_image(image: str | None) -> ServeImage | None:
+    """What an image known (VLLM_SERVE_IMAGES) to run `vllm serve` on its arguments runs, or None."""
+    if not isinstance(image, str) or not image or "$" in image:
+        return None
+    repo, tag = image_repo_tag(image.strip().lower())
+    return VLLM_SERVE_IMAGES.get(repo, {}).get(tag or "")
+
+
 def engine_from_image(image: str | None, words: list[Arg]) -> str | None:
     """The serving program an image runs when a container (or `docker run IMAGE args`) gives only arguments: from
     the image name when it says, else from the flags (`--model-path` is SGLang's spelling, `--model` vLLM's).
@@ -365,6 +400,8 @@ def engine_from_image(image: str | None, words: list[Arg]) -> str | None:
     low = (image or "").lower()
     named = None
     if "$" not in low and low:
+        if vllm_serve_image(image) is not None:
+            return "vllm"
         if "vllm-openai" in low or re.search(r"(^|/)vllm[-/:]", low) or "llm-d" in low:
             named = "vllm"
         elif "sglang" in low:
@@ -373,7 +410,7 @@ def engine_from_image(image: str | None, words: list[Arg]) -> str | None:
     positional_first = bool(words) and not words[0].text.startswith("-")
     if positional_first:
         repo = low.split("@")[0].rsplit(":", 1)[0] if ":" in low.rsplit("/", 1)[-1] else low.split("@")[0]
-        if repo.endswith("vllm-openai"):
+        if repo.endswith("vllm-openai") or vllm_serve_image(image) is not None:
             return "vllm"
         return "vllm" if (not low or "$" in low) and "--kv-transfer-config" in flags else None
     if named == "sglang" and _undefined_flags("sglang", flags):

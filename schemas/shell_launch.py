@@ -22,6 +22,7 @@ from .cmdline import (
     may_serve,
     parse_flags,
     script_run,
+    vllm_serve_image,
 )
 from .dynamo_scripts import runs_dynamo, runs_dynamo_frontend
 from .model import Branch
@@ -308,7 +309,7 @@ def resolve_network(network: str | None, st: State) -> tuple[str | None, str | N
 def image_entrypoint(image: str) -> list[PStr]:
     """The command an image runs when only arguments are given, for images whose entrypoint is known."""
     repo = image.split("@")[0].rsplit(":", 1)[0] if ":" in image.split("/")[-1] else image.split("@")[0]
-    if repo.endswith("vllm/vllm-openai") or repo.endswith("vllm-openai"):
+    if repo.endswith("vllm/vllm-openai") or repo.endswith("vllm-openai") or vllm_serve_image(image) is not None:
         # vLLM's OpenAI image: ENTRYPOINT ["vllm", "serve"] (vllm-project/vllm docker/Dockerfile, vllm-openai stage)
         return [PStr("vllm"), PStr("serve")]
     return []

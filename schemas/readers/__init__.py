@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from ..knowledge.versions import Target
-from ..model import Deployment, Host, Issue, Setting, Unknown
+from ..model import Deployment, Host, Issue, Setting
 from ..source import ConfigError, SourceDocument, Span, load_documents
 
 # Readers are imported where a file needs them: a Dynamo v0 config never loads the shell reader or the manifest ones.

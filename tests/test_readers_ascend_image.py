@@ -1,5 +1,5 @@
 """An image whose entrypoint is `vllm serve "$@"` with the vllm-ascend plugin (volcano-sh's kthena-engine,
-cmdline.VLLM_SERVE_IMAGES) runs its container's arguments as vLLM's; and DG211 judges vllm-ascend's MooncakeConnectorV1
+images.VLLM_SERVE_IMAGES) runs its container's arguments as vLLM's; and DG211 judges vllm-ascend's MooncakeConnectorV1
 named with the plugin's own kv_connector_module_path where the vLLM release takes a registered name first (knowledge
 vllm.connector_registry_first). Fixtures in tests/fixtures/readers/ascend-image/, written for these tests."""
 

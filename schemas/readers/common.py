@@ -6,8 +6,9 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .. import engines, knowledge
-from ..cmdline import SHELLS, Arg, Command, engine_from_image, find_command, parse_flags, vllm_serve_image
+from ..cmdline import SHELLS, Arg, Command, find_command, parse_flags
 from ..dynamo_scripts import runs_dynamo
+from ..images import engine_from_image, vllm_serve_image
 from ..knowledge.versions import Target, parse_version
 from ..model import Host, Setting, Unknown, Worker
 from ..shell_flow import shell_script_at
@@ -67,7 +68,7 @@ def new_worker(cmd: Command, *, path: str, name: str, host: Host, hints: list[st
         w.settings["dynamo_image_release"] = Setting(unplaced[1], None, unplaced[2])
     if engine == "vllm" and isinstance(image, str) and image.split("@")[0].split(":")[0].rstrip("/").rsplit("/", 1)[-1] == "vllm-ascend":
         w.set("vllm_plugin", "vllm-ascend", None, f"image {image}")  # vllm-ascend's images (quay.io/ascend/vllm-ascend) install the plugin
-    elif engine == "vllm" and (built := vllm_serve_image(image)) is not None:  # cmdline.VLLM_SERVE_IMAGES
+    elif engine == "vllm" and (built := vllm_serve_image(image)) is not None:  # images.VLLM_SERVE_IMAGES
         if built.plugin:
             w.set("vllm_plugin", built.plugin, None, f"image {image}")
         from ..knowledge.versions import Evidence

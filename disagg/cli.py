@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     doc = sub.add_parser("doctor", formatter_class=_Help, help="check disaggregated-serving configs", description="Check disaggregated-serving configs (files, folders, or - for stdin).",
                          epilog="exit codes: 0 no finding at or above the fail level; 1 findings; 2 usage error or unreadable input; "
                                 "3 internal error (a reader or rule raised: the report is incomplete, even with --exit-zero)")
-    doc.add_argument("paths", nargs="*", metavar="PATH", help="config files, folders searched for *.yaml/*.yml/*.sh and Justfiles (dot-folders such as .github/ and .gitlab/ included; .git, caches and virtualenvs not), or - for stdin")
+    doc.add_argument("paths", nargs="*", metavar="PATH", help="config files, folders searched for *.yaml/*.yml/*.sh, Justfiles and the *.json files that are Kubernetes objects or ECS task definitions (dot-folders such as .github/ and .gitlab/ included; .git, caches and virtualenvs not), or - for stdin")
     doc.add_argument("--output-format", choices=("text", "json", "sarif", "github", "junit"), help="how to report (default text)")
     doc.add_argument("--format", choices=FORMATS, default="auto",
                      help="input format (default: detected per file)")

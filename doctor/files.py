@@ -18,6 +18,7 @@ from .finding import Finding, crash_summary
 
 YAML_SUFFIXES = (".yaml", ".yml")
 SCRIPT_SUFFIXES = (".sh", ".bash")
+JSON_SUFFIXES = (".json",)
 STDIN = "-"
 
 
@@ -46,8 +47,9 @@ class FileResult:
 
 
 def collect_paths(targets: Sequence[str], exclude: Sequence[str] = ()) -> list[tuple[str, bool]]:
-    """(path, named explicitly) for each target; folders are searched for *.yaml / *.yml / *.sh / *.bash and
-    Justfiles (`Justfile`, `justfile`, `*.just`), dot-folders included (CI's), but not NO_CONFIG_FOLDERS."""
+    """(path, named explicitly) for each target; folders are searched for *.yaml / *.yml / *.sh / *.bash, Justfiles
+    (`Justfile`, `justfile`, `*.just`) and the *.json files that are serving configs (`takes`), dot-folders included
+    (CI's), but not NO_CONFIG_FOLDERS."""
     out: list[tuple[str, bool]] = []
     for target in targets:
         if target != STDIN and os.path.isdir(target):
@@ -56,12 +58,51 @@ def collect_paths(targets: Sequence[str], exclude: Sequence[str] = ()) -> list[t
                 dirs[:] = sorted(d for d in dirs if not _holds_no_config(root, d) and not _excluded(os.path.join(root, d), exclude))
                 for f in files:
                     p = os.path.join(root, f)
-                    if (f.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES) or is_justfile(f)) and not f.startswith(".") and not _excluded(p, exclude):
+                    if takes(p) and not _excluded(p, exclude):
                         found.append(p)
             out.extend((p, False) for p in sorted(found))
         else:
             out.append((target, True))
     return out
+
+
+def takes(path: str) -> bool:
+    """Whether a folder search reads this file: YAML, shell scripts and Justfiles by name; a JSON file only when it is
+    a serving config of a form the doctor reads (`json_config`), so that package.json, tsconfig.json, lock files and
+    data sets are passed over in silence."""
+    name = os.path.basename(path)
+    if name.startswith("."):
+        return False
+    if name.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES) or is_justfile(name):
+        return True
+    return name.endswith(JSON_SUFFIXES) and json_config(path)
+
+
+# A JSON file larger than this is data, not a deployment manifest or task definition: a folder search does not parse it
+JSON_PEEK_BYTES = 4 * 1024 * 1024
+
+
+def json_config(path: str) -> bool:
+    """A JSON file that declares a form the doctor reads: a Kubernetes object (`apiVersion` and `kind` at its top
+    level; JSON is YAML, so `kubectl apply -f x.json` reads it as it reads YAML) or an AWS ECS task definition
+    (readers/ecs.py). Anything else a folder search finds under .json is no serving config of ours."""
+    import json
+
+    try:
+        if os.path.getsize(path) > JSON_PEEK_BYTES:
+            return False
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        head = raw[:65536]
+        if b'"apiVersion"' not in head and b'"containerDefinitions"' not in raw:
+            return False  # cheap: neither form can be in it
+        data = json.loads(raw.decode("utf-8-sig"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    from disagg.schemas.readers import kube_object
+    from disagg.schemas.readers.ecs import looks_like_task_definition
+
+    return kube_object(data) or looks_like_task_definition(data)
 
 
 # Folders a folder search never enters: version control, caches and installed packages that hold no config of the

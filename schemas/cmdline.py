@@ -92,11 +92,17 @@ _WRAPPER_VALUES = {
                        # the pyxis plugin's container options (NVIDIA/pyxis README, "Usage")
                        "--container-env", "--container-name", "--container-workdir"}),
     "numactl": frozenset({"-N", "-m", "-C", "-p", "-i"}),
+    # `uv run [OPTIONS] [COMMAND]` runs COMMAND in the project's environment; its options that take a value
+    # (https://docs.astral.sh/uv/reference/cli/#uv-run)
+    "uv": frozenset({"--with", "-w", "--with-editable", "--with-requirements", "--python", "-p", "--env-file", "--directory",
+                     "--project", "--package", "--extra", "--group", "--only-group", "--no-group", "--index", "--default-index",
+                     "--index-url", "-i", "--extra-index-url", "--find-links", "-f", "--cache-dir", "--config-file",
+                     "--python-platform", "--refresh-package", "--reinstall-package", "--upgrade-package", "-P"}),
 }
 _PROXIES = ("toy_proxy_server.py", "disagg_proxy_server.py", "disagg_prefill_proxy_server.py", "disagg_proxy_demo.py", "proxy_server.py")
 
 
-_PROGRAMS = ("vllm", "sglang", "trtllm-serve", "sglang-router", "sglang_router", "docker", "podman", "nerdctl")
+_PROGRAMS = ("vllm", "sglang", "trtllm-serve", "sglang-router", "sglang_router", "docker", "podman", "nerdctl", "dynamo")
 
 _ENV_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.S)
 
@@ -141,6 +147,12 @@ def find_command(args: list[Arg], dynamo_workdir: str | None = None, dynamo_fron
         # (bytedance-iaas/sglang@6ed5780c4fd3 python/pyproject.toml:191-192, python/sglang/cli/main.py:17-21,37-40,
         # python/sglang/cli/serve.py:101-141, python/sglang/launch_server.py:55-71)
         program, body = "sglang", rest[2:]
+    elif base == "dynamo" and len(words) > 2 and words[1] == "serve" and not words[2].startswith("-"):
+        # Dynamo 0.1-0.3's SDK: `dynamo serve GRAPH [-f CONFIG] [--Service.key=value ...]` serves the services of a graph
+        # whose code (and the config it reads) decides what each runs and in which role (`graph` argument,
+        # `-f/--config-file`: bytedance-iaas/dynamo deploy/sdk/src/dynamo/sdk/cli/serve.py:47-66 at
+        # 1704b126f33b9263d4031081acef234fa0391337). Its options are no engine flags: none is read as one.
+        return Command("dynamo-serve", rest, {}, {}, rest[2:3], env, rest[0].span, scheduler)
     elif base == "trtllm-serve":
         # `trtllm-serve disaggregated -c disagg_config.yaml` is the router in front of the context/generation servers
         program, body = ("trtllm-disagg-server", rest[2:]) if len(words) > 1 and words[1] == "disaggregated" else ("trtllm-serve", rest[1:])
@@ -185,11 +197,11 @@ def _launcher_prefix(words: list[str]) -> tuple[int, list[int], str | None]:
         if _ENV_WORD.fullmatch(text):
             env_at.append(i)
             i += 1
-        elif text.rsplit("/", 1)[-1] in _WRAPPERS or (text == "run" and i > 0 and words[i - 1] == "uv"):
+        elif text.rsplit("/", 1)[-1] in _WRAPPERS or (text.rsplit("/", 1)[-1] == "uv" and i + 1 < len(words) and words[i + 1] == "run"):
             wrapper = text.rsplit("/", 1)[-1]
             if wrapper in ("srun", "mpirun"):
                 scheduler = wrapper
-            i += 1
+            i += 2 if wrapper == "uv" else 1  # `uv run [OPTIONS] COMMAND`
             while i < len(words) and words[i].startswith("-") and words[i] not in ("--",):
                 if wrapper == "env" and words[i] in ("-u", "--unset", "-C", "--chdir") and i + 1 < len(words):
                     i += 1  # env -u NAME: the option's value is not the program
@@ -340,40 +352,3 @@ def _undefined_flags(system: str, flags: set[str]) -> list[str]:
 
     defined = flags_defined(system, system, frozenset(known_releases()[system]))
     return [f for f in flags if f.startswith("--") and f not in defined]
-
-
-def engine_from_image(image: str | None, words: list[Arg]) -> str | None:
-    """The serving program an image runs when a container (or `docker run IMAGE args`) gives only arguments: from
-    the image name when it says, else from the flags (`--model-path` is SGLang's spelling, `--model` vLLM's).
-
-    Arguments that begin with a model rather than a flag fit only `vllm serve`, the entrypoint of vLLM's
-    vllm-openai image (vllm-project/vllm docker/Dockerfile); they are read so when the image is vllm-openai, or
-    is not known and the flags are vLLM-only (`--kv-transfer-config`); never for another image (Dynamo's
-    vllm-runtime, SGLang's), whose entrypoint is no `vllm serve`."""
-    low = (image or "").lower()
-    named = None
-    if "$" not in low and low:
-        if "vllm-openai" in low or re.search(r"(^|/)vllm[-/:]", low) or "llm-d" in low:
-            named = "vllm"
-        elif "sglang" in low:
-            named = "sglang"
-    flags = {a.text.split("=", 1)[0] for a in words if a.text.startswith("--")}
-    positional_first = bool(words) and not words[0].text.startswith("-")
-    if positional_first:
-        repo = low.split("@")[0].rsplit(":", 1)[0] if ":" in low.rsplit("/", 1)[-1] else low.split("@")[0]
-        if repo.endswith("vllm-openai"):
-            return "vllm"
-        return "vllm" if (not low or "$" in low) and "--kv-transfer-config" in flags else None
-    if named == "sglang" and _undefined_flags("sglang", flags):
-        # an image whose name says sglang but whose arguments SGLang's parser rejects runs something else (a simulator
-        # of it, a wrapper): SGLang's server parses its arguments with argparse's `parse_args`, which exits on any flag it
-        # does not define (bytedance-iaas/sglang@6ed5780, a fork of sgl-project/sglang at v0.5.17:
-        # python/sglang/srt/server_args.py:9367,9379 prepare_server_args)
-        return None
-    if named:
-        return named
-    if "--model-path" in flags:
-        return "sglang"
-    if "--model" in flags or "--kv-transfer-config" in flags:
-        return "vllm"
-    return None

@@ -35,8 +35,8 @@ PROGRAMS = {
     "trtllm-disagg-server": (None, "trtllm"),
     "llm-d-routing-sidecar": (None, "llm-d"),
     "image-entrypoint": (None, "unknown"),
-    "dynamo-serve": (None, "dynamo"),
-    "lightllm": ("lightllm", "lightllm"),  # `python -m lightllm.server.api_server`; a pd_master serves no model (lightllm.py)  # `dynamo serve graph:Service` (Dynamo 0.1-0.3 SDK): what runs is in the graph's code
+    "dynamo-serve": (None, "dynamo"),  # `dynamo serve graph:Service` (Dynamo 0.1-0.3 SDK): what runs is in the graph's code
+    "lightllm": ("lightllm", "lightllm"),  # `python -m lightllm.server.api_server`; a pd_master serves no model (lightllm.py)
 }
 
 # setting -> flags that set it, in order of preference (first found wins)
@@ -301,6 +301,9 @@ def infer_role(w: Worker, hints: list[str]) -> None:
         return
     if w.program in ("sglang-router", "vllm-proxy", "llm-d-routing-sidecar", "trtllm-disagg-server", "dynamo.router"):
         w.set_role("router" if w.program != "vllm-proxy" else "proxy", w.program, "program")
+        return
+    if w.program == "dynamo-serve":  # the graph's code and its config decide what runs, in which role: never a name near it
+        w.set_role("unknown", "`dynamo serve`: the graph's code decides", "none")
         return
     _record_name(w, hints)
     if w.program == "lightllm":

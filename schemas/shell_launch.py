@@ -3,7 +3,7 @@ words around it that say its role, its network, and the branches of the script i
 
 `docker run IMAGE args` runs the image's entrypoint with `args` when they are not a program of their own: the vLLM
 image's is `vllm serve`; for an image the file does not name (`$IMAGE`) or whose entrypoint is not known, the engine
-is decided in `cmdline.py` (`engine_from_image`) from what the arguments clearly are, else nothing is read.
+is decided in `images.py` (`engine_from_image`) from what the arguments clearly are, else nothing is read.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from .cmdline import (
     Arg,
     Command,
     container_env,
-    engine_from_image,
     find_command,
     may_serve,
     parse_flags,
     script_run,
 )
 from .dynamo_scripts import runs_dynamo, runs_dynamo_frontend
+from .images import engine_from_image, vllm_serve_image
 from .model import Branch
 from .shell_expand import PStr, State
 from .shell_flow import shell_script_at
@@ -308,7 +308,7 @@ def resolve_network(network: str | None, st: State) -> tuple[str | None, str | N
 def image_entrypoint(image: str) -> list[PStr]:
     """The command an image runs when only arguments are given, for images whose entrypoint is known."""
     repo = image.split("@")[0].rsplit(":", 1)[0] if ":" in image.split("/")[-1] else image.split("@")[0]
-    if repo.endswith("vllm/vllm-openai") or repo.endswith("vllm-openai"):
+    if repo.endswith("vllm/vllm-openai") or repo.endswith("vllm-openai") or vllm_serve_image(image) is not None:
         # vLLM's OpenAI image: ENTRYPOINT ["vllm", "serve"] (vllm-project/vllm docker/Dockerfile, vllm-openai stage)
         return [PStr("vllm"), PStr("serve")]
     return []

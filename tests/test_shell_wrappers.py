@@ -38,6 +38,9 @@ def read(text: str) -> tuple[str, str | None, str | None]:
         "srun -N 1 bash -lc 'python3 -m sglang.launch_server --disaggregation-mode prefill --port 30000'",
         "ssh -p 22 -o StrictHostKeyChecking=no node1 python3 -m sglang.launch_server --disaggregation-mode prefill --port 30000",
         "$PYTHON -m sglang.launch_server --disaggregation-mode prefill --port 30000",
+        # `uv run [OPTIONS] COMMAND` runs COMMAND in the project's environment (https://docs.astral.sh/uv/reference/cli/#uv-run)
+        "uv run python3 -m sglang.launch_server --disaggregation-mode prefill --port 30000",
+        "uv run --with sglang --python 3.12 python3 -m sglang.launch_server --disaggregation-mode prefill --port 30000",
         "\"${PYTHON:-python3}\" -m sglang.launch_server --disaggregation-mode prefill --port 30000",
         "ssh node1 \"cd /work && python3 -m sglang.launch_server --disaggregation-mode prefill --port 30000\"",
     ],

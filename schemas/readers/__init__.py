@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from ..knowledge.versions import Target
-from ..model import Deployment, Host, Issue, Setting, Unknown
+from ..model import Deployment, Host, Issue, Setting
 from ..source import ConfigError, SourceDocument, Span, load_documents
 
 # Readers are imported where a file needs them: a Dynamo v0 config never loads the shell reader or the manifest ones.
@@ -232,7 +232,11 @@ def _values(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
     from . import ascend_nightly, charts, llmd, ray_serve, recipes, srt_slurm, trtllm
 
     data = doc.data
-    if ray_serve.looks_like_serve_config(data):
+    from . import ecs
+
+    if ecs.looks_like_task_definition(data):
+        ecs.read(doc, dep, target)
+    elif ray_serve.looks_like_serve_config(data):
         ray_serve.read(doc, dep, target)
     elif srt_slurm.looks_like_recipe(data):
         srt_slurm.read(doc, dep, target)
@@ -367,15 +371,10 @@ def _env_file_unknowns(w, env_file: Any) -> None:
     """A compose service's `env_file:` (a path, a list of paths, or of {path, required}) sets variables this file does
     not show: each setting the doctor reads from the environment (engines.ENV_SETTINGS) that neither the service's
     `environment:` nor its command sets is Unknown, not unset (Compose spec: services.env_file)."""
-    from ..engines import ENV_SETTINGS
-
     items = env_file if isinstance(env_file, list) else [env_file] if env_file is not None else []
-    names = [str(e.get("path")) if isinstance(e, dict) else str(e) for e in items]
-    if not names:
-        return
-    for var, key in ENV_SETTINGS.items():
-        if key not in w.settings and var not in w.env:
-            w.settings[key] = Setting(Unknown(f"{var} may be set by env_file {', '.join(names)}, which is not read"), None, "env_file")
+    from .common import env_files_unknown
+
+    env_files_unknown(w, [str(e.get("path")) if isinstance(e, dict) else str(e) for e in items], "env_file")
 
 
 def _compose_rdma(devices: Any) -> Setting:

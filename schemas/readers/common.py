@@ -6,8 +6,9 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .. import engines, knowledge
-from ..cmdline import SHELLS, Arg, Command, engine_from_image, find_command, parse_flags
+from ..cmdline import SHELLS, Arg, Command, find_command, parse_flags
 from ..dynamo_scripts import runs_dynamo
+from ..images import engine_from_image, vllm_serve_image
 from ..knowledge.versions import Target, parse_version
 from ..model import Host, Setting, Unknown, Worker
 from ..shell_flow import shell_script_at
@@ -67,6 +68,12 @@ def new_worker(cmd: Command, *, path: str, name: str, host: Host, hints: list[st
         w.settings["dynamo_image_release"] = Setting(unplaced[1], None, unplaced[2])
     if engine == "vllm" and isinstance(image, str) and image.split("@")[0].split(":")[0].rstrip("/").rsplit("/", 1)[-1] == "vllm-ascend":
         w.set("vllm_plugin", "vllm-ascend", None, f"image {image}")  # vllm-ascend's images (quay.io/ascend/vllm-ascend) install the plugin
+    elif engine == "vllm" and (built := vllm_serve_image(image)) is not None:  # images.VLLM_SERVE_IMAGES
+        if built.plugin:
+            w.set("vllm_plugin", built.plugin, None, f"image {image}")
+        from ..knowledge.versions import Evidence
+
+        w.target.add(Evidence("vllm", frozenset({built.vllm}), f"image {image}: {built.why}", names_release=True))
     engines.apply_env(w, {k: Setting(a.text, a.span, f"env {k}") for k, a in env.items()})
     engines.apply_env(w, {k: Setting(a.text, a.span, f"env {k}") for k, a in cmd.env.items()})
     engines.apply_command(w, cmd)
@@ -74,6 +81,12 @@ def new_worker(cmd: Command, *, path: str, name: str, host: Host, hints: list[st
     if cmd.program == "unknown-module":
         w.set_role("unknown", "the module is set at run time", "none")
         w.notes.append(f"`python -m {cmd.args[2].text if len(cmd.args) > 2 else '?'}`: which program runs is set at run time")
+    if cmd.program == "dynamo-serve":
+        graph = cmd.positional[0].text if cmd.positional else "?"
+        config = next((cmd.args[i + 1].text for i in range(3, len(cmd.args) - 1) if cmd.args[i].text in ("-f", "--config-file")), None)
+        shown = f" and its config {config}" if config else ""
+        w.notes.append(f"`dynamo serve {graph}` runs a service of a Dynamo SDK graph: its role and engine options come from the "
+                       f"graph's code{shown}, which are not in this file")
     if cmd.program == UNKNOWN_WRAPPER:
         w.set_role("unknown", f"run by {cmd.args[0].text}, which the reader cannot follow", "none")
     if w.namespace is None:
@@ -329,3 +342,15 @@ def count(value: Any) -> int | Unknown:
 
 def span_of(doc: SourceDocument, path: tuple, at: str = "key") -> Span:
     return doc.marks.key(path) if at == "key" else doc.marks.value(path)
+
+
+def env_files_unknown(w, names: list[str], key_name: str) -> None:
+    """Files of variables that the file names but does not hold (compose `env_file`, ECS `environmentFiles`): each
+    setting the doctor reads from the environment that neither the written environment nor the command sets is
+    Unknown, not unset."""
+    if not names:
+        return
+    for var, key in engines.ENV_SETTINGS.items():
+        if key not in w.settings and var not in w.env:
+            w.settings[key] = Setting(Unknown(f"{var} may be set by {key_name} {', '.join(names)}, which is not read"), None, key_name)
+

@@ -79,6 +79,8 @@ def _service(doc, dep, graph, sname, base, svc, graph_env, target, reader) -> No
     namespace = _namespace(doc, base, svc, meta_ns(doc), graph)
     found = False
     for launch in container_launches(doc, base + ("extraPodSpec", "mainContainer"), main, env, reader, image, default_shell=True):
+        if launch.command.program == "dynamo-serve":
+            continue  # a Dynamo SDK service: read from the embedded DYN_DEPLOYMENT_CONFIG, or by `_dynamo_serve` below
         found = True
         w = new_worker(launch.command, path=doc.path, name=sname, host=host, hints=launch.hints + [sname], env=launch.env,
                        target=target, image=image)

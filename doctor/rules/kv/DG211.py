@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from disagg.schemas import knowledge
+
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._connectors import ASCEND_DIRECTIONAL, transports, worker_uses
+from .._connectors import ASCEND, ASCEND_DIRECTIONAL, runs_vllm_ascend, transports, vllm_releases, worker_uses
 
 # Connector classes whose direction is the kv_role: only a producer (or kv_both) saves and sends KV, only a consumer
 # (or kv_both) loads it (knowledge: vllm.kv_role_direction; vLLM's v1 MooncakeConnector: vllm-project/vllm 009d7c76
@@ -28,9 +30,22 @@ def _directional(t) -> bool:
 
 
 def _ascend_directional(w, t, name: str) -> bool:
-    """A vllm-ascend point-to-point connector named as its plugin registers it (no class of vLLM's own, no module path)."""
+    """A vllm-ascend point-to-point connector named as its plugin registers it (no class of vLLM's own). With a
+    kv_connector_module_path only where the path cannot change the class: the worker runs vllm-ascend, the path is the
+    module the plugin registers that name from, and every vLLM release it may run takes a registered name before the
+    module path (knowledge: vllm.connector_registry_first)."""
     uses = worker_uses(w) or []
-    return name in ASCEND_DIRECTIONAL and not t.classes and len(uses) == 1 and not uses[0].module_path and not uses[0].children
+    if name not in ASCEND_DIRECTIONAL or t.classes or len(uses) != 1 or uses[0].children:
+        return False
+    return not uses[0].module_path or _registered_module(w, name, uses[0].module_path)
+
+
+def _registered_module(w, name: str, module_path: str) -> bool:
+    if not runs_vllm_ascend(w):
+        return False
+    modules = {m for m, _ in knowledge.transport_classes(ASCEND, name, frozenset(knowledge.transport_releases_read(ASCEND)))}
+    releases, _ = vllm_releases(w)
+    return module_path in modules and bool(releases) and releases <= knowledge.fact("vllm.connector_registry_first").releases
 
 
 class DG211(Rule):
@@ -38,7 +53,8 @@ class DG211(Rule):
     Reports vLLM instances of one file that use a connector whose direction is their `kv_role` (`P2pNcclConnector`,
     `MooncakeConnector`, and vLLM V0's `PyNcclConnector`, `LMCacheConnector` and `MooncakeStoreConnector`, by the class
     the targeted release loads for the name; vllm-ascend's `MooncakeConnectorV1` and `MooncakeHybridConnector`, by
-    the name its plugin registers) when no instance can send KV
+    the name its plugin registers, also with a `kv_connector_module_path` that names the plugin's own module on a worker
+    that runs vllm-ascend with a vLLM release that takes a registered name before the module path, 0.9.0-0.19.1) when no instance can send KV
     (all `kv_consumer`) or none can load it (all `kv_producer`), and an instance that a proxy of the file sends decode
     traffic to while it is `kv_producer` (or prefill traffic while it is `kv_consumer`). The finding points at one
     `kv_role` and names the other, or the proxy's address for it.

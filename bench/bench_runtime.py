@@ -116,7 +116,7 @@ def nixl_vs_memcpy(sizes_mib: list[int], repeats: int = 20) -> list[tuple[int, f
     proc.start()
     meta, remote_addr = parent.recv()
     local = Arena(biggest)
-    reader = NixlTransport("bench-reader", local)
+    reader = NixlTransport("bench-reader", local, serves_reads=False)  # as a decode worker reads
     src = np.arange(biggest, dtype=np.uint64).astype(np.uint8)
     dst = np.zeros(biggest, dtype=np.uint8)  # touched, like the registered arena
     rows = []
@@ -205,7 +205,7 @@ def kv_path(isl: int, n: int, shape: tuple) -> None:
     proc.start()
     layout = KVLayout(ModelShape(*shape), secret)
     arena = Arena(64 << 20)
-    nixl = NixlTransport("bench-decode", arena)
+    nixl = NixlTransport("bench-decode", arena, serves_reads=False)  # as worker.py's decode side
     rows = []
 
     async def one(i: int) -> dict:

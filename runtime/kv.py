@@ -236,21 +236,33 @@ def _event_driven_agent(api, agent_name: str):
 
 
 class NixlTransport:
-    """One NIXL agent per process. Regions are registered per request; NIXL's event-driven progress thread moves
-    the bytes, and the reader checks its READ's state from the event loop."""
+    """One NIXL agent per process. Regions are registered per request; on the side that is read (`serves_reads`, the
+    prefill worker) NIXL's event-driven progress thread answers peers, and the reader progresses its own READs from
+    the event loop.
+
+    The reader has no progress thread: it progresses UCX itself each time it checks a READ, and a second thread on
+    the same UCX worker only contends with it (NIXL runs a worker shared with its progress thread in UCX's
+    multi-thread mode, where both take the worker's lock). With the reader's thread, a 200 KiB READ carrying its
+    release notice spent ~3 ms p50 in `transfer()` in about half the runs on this 2-core VM (about one scheduler time
+    slice: a lock holder descheduled would explain it, not traced further); without it 0.08-0.10 ms in every run
+    (README, Performance: the KV path)."""
 
     name = "nixl"
 
-    def __init__(self, agent_name: str, arena: Arena):
+    def __init__(self, agent_name: str, arena: Arena, serves_reads: bool = True):
         try:
             api = nixl_api()
         except Exception as exc:  # ImportError, or a broken native library
             raise RuntimeError(NIXL_INSTALL_HINT.format(err=exc)) from exc
         self.agent_name = agent_name
         self.arena = arena
-        # NIXL's progress thread as its Python API sets it up busy-polls a whole core even when idle (seen here: 100%
-        # CPU per idle worker); this one sleeps until UCX has work (idle: ~0 CPU; bench/bench_runtime.py --kv-path).
-        self.agent, self.event_driven = _event_driven_agent(api, agent_name)
+        if serves_reads:
+            # NIXL's progress thread as its Python API sets it up busy-polls a whole core even when idle (seen here: 100%
+            # CPU per idle worker); this one sleeps until UCX has work (idle: ~0 CPU; bench/bench_runtime.py --kv-path).
+            self.agent, self.event_driven = _event_driven_agent(api, agent_name)
+        else:
+            self.agent = api.nixl_agent(agent_name, api.nixl_agent_config(enable_prog_thread=False, backends=["UCX"]))
+            self.event_driven = False
         self._local = None  # the decode side's receive registration (the whole arena: it is only ever written by us)
         self._known: set[str] = set()
         self.posted_at = 0.0  # when the last READ was posted
@@ -299,10 +311,13 @@ class NixlTransport:
             while state not in ("DONE", "ERR"):
                 if time.monotonic() > deadline:
                     raise KVTransferError("timeout", f"NIXL read of {length} bytes from {peer} took over {timeout:.0f} s")
-                # A local read of a few MiB takes ~0.1-1 ms: check on every turn of the event loop at first (other
-                # tasks still run between checks), then back off to 0.5 ms for reads that take longer.
+                # Between two processes of one host UCX reads with one copy (CMA: process_vm_readv) inside transfer(),
+                # so the first check, at once, usually finds it done (~2 µs, against a turn of the event loop). Then
+                # check on every turn of the event loop (other tasks run between checks), backing off to 0.5 ms for
+                # reads that take longer (across hosts).
+                if polls:
+                    await asyncio.sleep(0 if polls < 64 else min(0.00002 * 2 ** ((polls - 64) // 4), 0.0005))
                 polls += 1
-                await asyncio.sleep(0 if polls < 64 else min(0.00002 * 2 ** ((polls - 64) // 4), 0.0005))
                 try:
                     state = self.agent.check_xfer_state(handle)
                 except Exception as exc:

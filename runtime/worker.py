@@ -53,7 +53,9 @@ class Worker:
         self.layout = KVLayout(plan.shape, secret)
         self.arena = Arena(arena_bytes)
         self.transport_kind = kv_transport
-        self.nixl = NixlTransport(f"{self.worker_id}-{os.getpid()}", self.arena) if kv_transport == "nixl" else None
+        # Only the prefill side is read, so only it runs NIXL's progress thread (runtime/kv.py `NixlTransport`).
+        self.nixl = (NixlTransport(f"{self.worker_id}-{os.getpid()}", self.arena, serves_reads=self.role == "prefill")
+                     if kv_transport == "nixl" else None)
         self.kv = (PrefillKV(self.worker_id, self.arena, self.layout, secret, self.metrics, self.nixl, kv_transport, min_remote_prompt_tokens(plan.policy),
                              announced_layout=self.kv_layout.to_json()) if self.role == "prefill" else None)
         self.blocks = BlockManager(kv_blocks, plan.block_size, plan.enable_prefix_caching and self.role == "decode", self.layout)

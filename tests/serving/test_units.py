@@ -104,6 +104,20 @@ def test_arena_allocates_coalesces_and_zeroes_what_it_frees():
     assert a.allocate(600) == 0 and a.used == 900
 
 
+def test_only_the_side_that_is_read_runs_a_nixl_progress_thread(monkeypatch):
+    """The reader progresses its own READs; a progress thread on its UCX worker only contends with it for the
+    worker's lock (kv.py `NixlTransport`)."""
+    from disagg.runtime import kv as kv_module
+
+    api = _FakeNixlApi(_Config)
+    monkeypatch.setattr(kv_module, "nixl_api", lambda: api)
+    reader = kv_module.NixlTransport("decode-0", Arena(4096), serves_reads=False)
+    served = kv_module.NixlTransport("prefill-0", Arena(4096))
+    (_, reader_conf), (served_config, served_conf) = api.made
+    assert reader_conf["enable_prog_thread"] is False and not reader.event_driven
+    assert served_conf["enable_prog_thread"] and served.event_driven and served_config.pthrDelay == kv_module.PROGRESS_WAKE_US
+
+
 def test_kv_handles_are_capabilities():
     secret = b"run secret"
     handle = {"kv_id": "ab" * 16, "worker_id": "prefill-0", "request": "r1", "start": 0, "tokens": 200, "length": 1638400, "checksum": 12345}

@@ -11,8 +11,10 @@ from NIXL and counts why it ended, whether it was read, expired, aborted or outl
 with NIXL for as long as its request is in flight, and only that region's descriptor travels in the handle (NIXL
 partial metadata, over the authenticated channel): a process that was not handed it has nothing to address. The
 decode worker READs the region with its release notice attached to the READ (NIXL delivers it when the READ has
-completed: no message of its own after it). Over UCX's TCP transport a READ moves only while its
-target progresses; NIXL's progress thread does that, blocked on UCX's event fd until bytes arrive (not spinning, as
+completed: no message of its own after it). Between two processes of one host UCX reads with one copy (its CMA
+transport, process_vm_readv, an intra-node device that UCX_NET_DEVICES does not restrict; UCX_PROTO_INFO=y shows
+it); NIXL's notifications, and READs across hosts (UCX over TCP), move only while the target progresses: NIXL's
+progress thread does that on the prefill side, blocked on UCX's event fd until bytes arrive (not spinning, as
 NIXL's Python API would have it: `_event_driven_agent`). Without NIXL, the bytes travel over the authenticated
 channel itself.
 """
@@ -64,11 +66,17 @@ class KVTransferError(Exception):
 
 
 class Arena:
-    """A fixed block of host memory carved into regions with a first-fit free list; released regions are zeroed."""
+    """A fixed block of host memory carved into regions with a first-fit free list.
 
-    def __init__(self, size: int):
-        self.buf = np.zeros(size, dtype=np.uint8)  # zeroed: every page is touched once, before use
+    `scrub`: released regions are zeroed (the prefill side, whose regions hold KV that peers are handed). The decode
+    side's receive arena is not scrubbed: a region there is only ever written by our own READs and read by our own
+    check, and what a previous request left in it cannot pass for this request's KV (the keyed checksum weighs every
+    position and word: `mock_kv.KVLayout.verify`); zeroing 8 MiB cost ~0.3 ms per 8,000-token request for nothing."""
+
+    def __init__(self, size: int, scrub: bool = True):
+        self.buf = np.zeros(size, dtype=np.uint8)
         self.size = size
+        self.scrub = scrub
         self.addr = self.buf.ctypes.data
         self._free: list[tuple[int, int]] = [(0, size)]  # (offset, length), sorted by offset
 
@@ -85,7 +93,8 @@ class Arena:
 
     def release(self, off: int, n: int) -> None:
         n = max(n, 8)
-        self.buf[off : off + n] = 0  # nobody reads another request's KV out of reused memory
+        if self.scrub:
+            self.buf[off : off + n] = 0  # nobody reads another request's KV out of reused memory
         self._free.append((off, n))
         self._free.sort()
         merged: list[tuple[int, int]] = []

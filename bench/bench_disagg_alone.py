@@ -42,8 +42,8 @@ def main() -> None:
             ok = (res["errors"] == 0 and res["remote"] == args.requests and res["cached_tokens"] == 0 and not res["missing"]
                   and res["kv_bytes"] == args.requests * args.isl * per_token and all(t == args.osl for t in res["tokens"]))
             by = ", ".join(f"{name.removeprefix('worker ')} {ms:.2f}" for name, ms in sorted(res["cpu_by_process"].items()) if ms >= 0.005)
-            print(f"round {r}: {'ok' if ok else 'VOID'}  {res['rps']:.0f} req/s  p50 {res['p50'] * 1e3:.1f} ms  CPU {res['cpu_ms_per_request']:.2f} ms/req ({by})  "
-                  f"load {os.getloadavg()[0]:.2f}", flush=True)
+            print(f"round {r}: {'ok' if ok else 'VOID'}  {res['rps']:.0f} req/s  p50 {res['p50'] * 1e3:.1f} ms  "
+                  f"CPU {res['cpu_ms_per_request']:.2f} ms/req ({by})  load {os.getloadavg()[0]:.2f}", flush=True)
     finally:
         stack.stop()
 

@@ -250,11 +250,12 @@ class NixlTransport:
     the event loop.
 
     The reader has no progress thread: it progresses UCX itself each time it checks a READ, and a second thread on
-    the same UCX worker only contends with it (NIXL runs a worker shared with its progress thread in UCX's
-    multi-thread mode, where both take the worker's lock). With the reader's thread, a 200 KiB READ carrying its
-    release notice spent ~3 ms p50 in `transfer()` in about half the runs on this 2-core VM (about one scheduler time
-    slice: a lock holder descheduled would explain it, not traced further); without it 0.08-0.10 ms in every run
-    (README, Performance: the KV path)."""
+    the same UCX worker only contends with it (with a progress thread NIXL makes its UCX worker
+    UCS_THREAD_MODE_MULTI, where both threads take the worker's lock: ai-dynamo/nixl src/utils/ucx/ucx_utils.cpp,
+    nixlUcxContext). With the reader's thread, a 200 KiB READ carrying its
+    release notice spent 2.7-5.5 ms p50 in `transfer()` in 4 of 7 runs on this 2-core VM (about a scheduler time
+    slice: a lock holder descheduled would explain it, not traced further); without it 0.08-0.10 ms (README,
+    Performance: what carries the READ)."""
 
     name = "nixl"
 

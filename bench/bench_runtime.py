@@ -115,8 +115,8 @@ def nixl_vs_memcpy(sizes_mib: list[int], repeats: int = 20) -> list[tuple[int, f
     proc = ctx.Process(target=_nixl_target, args=(biggest, child))
     proc.start()
     meta, remote_addr = parent.recv()
-    local = Arena(biggest)
-    reader = NixlTransport("bench-reader", local)
+    local = Arena(biggest, scrub=False)
+    reader = NixlTransport("bench-reader", local, serves_reads=False)  # as a decode worker reads
     src = np.arange(biggest, dtype=np.uint64).astype(np.uint8)
     dst = np.zeros(biggest, dtype=np.uint8)  # touched, like the registered arena
     rows = []
@@ -204,8 +204,8 @@ def kv_path(isl: int, n: int, shape: tuple) -> None:
     proc = mp.get_context("spawn").Process(target=_prefill_side, args=(child, secret, shape))
     proc.start()
     layout = KVLayout(ModelShape(*shape), secret)
-    arena = Arena(64 << 20)
-    nixl = NixlTransport("bench-decode", arena)
+    arena = Arena(64 << 20, scrub=False)  # as worker.py's decode side
+    nixl = NixlTransport("bench-decode", arena, serves_reads=False)
     rows = []
 
     async def one(i: int) -> dict:

@@ -11,8 +11,10 @@ from NIXL and counts why it ended, whether it was read, expired, aborted or outl
 with NIXL for as long as its request is in flight, and only that region's descriptor travels in the handle (NIXL
 partial metadata, over the authenticated channel): a process that was not handed it has nothing to address. The
 decode worker READs the region with its release notice attached to the READ (NIXL delivers it when the READ has
-completed: no message of its own after it). Over UCX's TCP transport a READ moves only while its
-target progresses; NIXL's progress thread does that, blocked on UCX's event fd until bytes arrive (not spinning, as
+completed: no message of its own after it). Between two processes of one host UCX reads with one copy (its CMA
+transport, process_vm_readv, an intra-node device that UCX_NET_DEVICES does not restrict; UCX_PROTO_INFO=y shows
+it); NIXL's notifications, and READs across hosts (UCX over TCP), move only while the target progresses: NIXL's
+progress thread does that on the prefill side, blocked on UCX's event fd until bytes arrive (not spinning, as
 NIXL's Python API would have it: `_event_driven_agent`). Without NIXL, the bytes travel over the authenticated
 channel itself.
 """
@@ -64,11 +66,17 @@ class KVTransferError(Exception):
 
 
 class Arena:
-    """A fixed block of host memory carved into regions with a first-fit free list; released regions are zeroed."""
+    """A fixed block of host memory carved into regions with a first-fit free list.
 
-    def __init__(self, size: int):
-        self.buf = np.zeros(size, dtype=np.uint8)  # zeroed: every page is touched once, before use
+    `scrub`: released regions are zeroed (the prefill side, whose regions hold KV that peers are handed). The decode
+    side's receive arena is not scrubbed: a region there is only ever written by our own READs and read by our own
+    check, and what a previous request left in it cannot pass for this request's KV (the keyed checksum weighs every
+    position and word: `mock_kv.KVLayout.verify`); zeroing 8 MiB cost ~0.3 ms per 8,000-token request for nothing."""
+
+    def __init__(self, size: int, scrub: bool = True):
+        self.buf = np.zeros(size, dtype=np.uint8)
         self.size = size
+        self.scrub = scrub
         self.addr = self.buf.ctypes.data
         self._free: list[tuple[int, int]] = [(0, size)]  # (offset, length), sorted by offset
 
@@ -85,7 +93,8 @@ class Arena:
 
     def release(self, off: int, n: int) -> None:
         n = max(n, 8)
-        self.buf[off : off + n] = 0  # nobody reads another request's KV out of reused memory
+        if self.scrub:
+            self.buf[off : off + n] = 0  # nobody reads another request's KV out of reused memory
         self._free.append((off, n))
         self._free.sort()
         merged: list[tuple[int, int]] = []
@@ -236,21 +245,34 @@ def _event_driven_agent(api, agent_name: str):
 
 
 class NixlTransport:
-    """One NIXL agent per process. Regions are registered per request; NIXL's event-driven progress thread moves
-    the bytes, and the reader checks its READ's state from the event loop."""
+    """One NIXL agent per process. Regions are registered per request; on the side that is read (`serves_reads`, the
+    prefill worker) NIXL's event-driven progress thread answers peers, and the reader progresses its own READs from
+    the event loop.
+
+    The reader has no progress thread: it progresses UCX itself each time it checks a READ, and a second thread on
+    the same UCX worker only contends with it (with a progress thread NIXL makes its UCX worker
+    UCS_THREAD_MODE_MULTI, where both threads take the worker's lock: ai-dynamo/nixl src/utils/ucx/ucx_utils.cpp,
+    nixlUcxContext). With the reader's thread, a 200 KiB READ carrying its
+    release notice spent 2.7-5.5 ms p50 in `transfer()` in 4 of 7 runs on this 2-core VM (about a scheduler time
+    slice: a lock holder descheduled would explain it, not traced further); without it 0.08-0.10 ms (README,
+    Performance: what carries the READ)."""
 
     name = "nixl"
 
-    def __init__(self, agent_name: str, arena: Arena):
+    def __init__(self, agent_name: str, arena: Arena, serves_reads: bool = True):
         try:
             api = nixl_api()
         except Exception as exc:  # ImportError, or a broken native library
             raise RuntimeError(NIXL_INSTALL_HINT.format(err=exc)) from exc
         self.agent_name = agent_name
         self.arena = arena
-        # NIXL's progress thread as its Python API sets it up busy-polls a whole core even when idle (seen here: 100%
-        # CPU per idle worker); this one sleeps until UCX has work (idle: ~0 CPU; bench/bench_runtime.py --kv-path).
-        self.agent, self.event_driven = _event_driven_agent(api, agent_name)
+        if serves_reads:
+            # NIXL's progress thread as its Python API sets it up busy-polls a whole core even when idle (seen here: 100%
+            # CPU per idle worker); this one sleeps until UCX has work (idle: ~0 CPU; bench/bench_runtime.py --kv-path).
+            self.agent, self.event_driven = _event_driven_agent(api, agent_name)
+        else:
+            self.agent = api.nixl_agent(agent_name, api.nixl_agent_config(enable_prog_thread=False, backends=["UCX"]))
+            self.event_driven = False
         self._local = None  # the decode side's receive registration (the whole arena: it is only ever written by us)
         self._known: set[str] = set()
         self.posted_at = 0.0  # when the last READ was posted
@@ -299,10 +321,13 @@ class NixlTransport:
             while state not in ("DONE", "ERR"):
                 if time.monotonic() > deadline:
                     raise KVTransferError("timeout", f"NIXL read of {length} bytes from {peer} took over {timeout:.0f} s")
-                # A local read of a few MiB takes ~0.1-1 ms: check on every turn of the event loop at first (other
-                # tasks still run between checks), then back off to 0.5 ms for reads that take longer.
+                # Between two processes of one host UCX reads with one copy (CMA: process_vm_readv) inside transfer(),
+                # so the first check, at once, usually finds it done (~2 µs, against a turn of the event loop). Then
+                # check on every turn of the event loop (other tasks run between checks), backing off to 0.5 ms for
+                # reads that take longer (across hosts).
+                if polls:
+                    await asyncio.sleep(0 if polls < 64 else min(0.00002 * 2 ** ((polls - 64) // 4), 0.0005))
                 polls += 1
-                await asyncio.sleep(0 if polls < 64 else min(0.00002 * 2 ** ((polls - 64) // 4), 0.0005))
                 try:
                     state = self.agent.check_xfer_state(handle)
                 except Exception as exc:

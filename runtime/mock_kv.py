@@ -85,10 +85,11 @@ class KVLayout:
             return -1
         rows = data.view(np.uint64).reshape(-1, self.words)
         pos = np.arange(start, start + rows.shape[0], dtype=np.uint64)
-        # One pass over the bytes: a matrix-vector product (every row's dot with the key); the rest is per position.
-        # The checksum it replaced needed two (column sums and row sums): 0.88 against ~0.55 ms for 8 MiB here.
+        # One pass over the bytes: every row's dot with the key (the rest is per position). For 8 MiB here einsum's
+        # integer loop takes 0.46-0.48 ms, `rows @ key` 0.59-0.63, np.vecdot 0.57, an unkeyed sum of the same words
+        # 0.29-0.32 (microbench, 2026-12-06).
         with np.errstate(over="ignore"):
-            return int(((pos * self.w_slope + self.w_base) * (rows @ self.key)).sum(dtype=np.uint64))
+            return int(((pos * self.w_slope + self.w_base) * np.einsum("ij,j->i", rows, self.key)).sum(dtype=np.uint64))
 
 
 def combine(*parts: int) -> int:

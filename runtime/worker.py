@@ -51,9 +51,12 @@ class Worker:
         self.registry = CollectorRegistry()
         self.metrics = WorkerMetrics(self.registry, self.worker_id, self.role)
         self.layout = KVLayout(plan.shape, secret)
-        self.arena = Arena(arena_bytes)
+        # The prefill side's regions are handed to peers and zeroed when they end; the decode side only receives into
+        # its arena (runtime/kv.py `Arena`), and only the prefill side is read, so only it runs NIXL's progress thread.
+        self.arena = Arena(arena_bytes, scrub=self.role == "prefill")
         self.transport_kind = kv_transport
-        self.nixl = NixlTransport(f"{self.worker_id}-{os.getpid()}", self.arena) if kv_transport == "nixl" else None
+        self.nixl = (NixlTransport(f"{self.worker_id}-{os.getpid()}", self.arena, serves_reads=self.role == "prefill")
+                     if kv_transport == "nixl" else None)
         self.kv = (PrefillKV(self.worker_id, self.arena, self.layout, secret, self.metrics, self.nixl, kv_transport, min_remote_prompt_tokens(plan.policy),
                              announced_layout=self.kv_layout.to_json()) if self.role == "prefill" else None)
         self.blocks = BlockManager(kv_blocks, plan.block_size, plan.enable_prefix_caching and self.role == "decode", self.layout)

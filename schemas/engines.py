@@ -154,8 +154,12 @@ def apply_command(w: Worker, cmd: Command) -> None:
         multimodal_worker_settings(w, cmd)
     model_word = cmd.positional[:1] if w.settings.get("model") is not None and w.settings["model"].origin == "positional model" else []
     opaque = [a for a in cmd.positional if a not in model_word and unresolved(a.text)]
-    if opaque:  # `$EXTRA_ARGS`, `"$@"`: flags the file does not show (a role flag among them, perhaps)
-        w.settings["opaque_args"] = Setting(Unknown.set_at_run_time(opaque[0].text), opaque[0].span, "arguments set at run time")
+    # a flag whose name is filled in at run time (`ARGS+=("--$key" "$value")` in a loop reading a mounted file) can be
+    # any flag: what the file does not show is as unknown as after `$EXTRA_ARGS`
+    named = [Arg(f"--{n}", cmd.flag_spans.get(n)) for n in cmd.flags if unresolved(n)]
+    if opaque or named:  # `$EXTRA_ARGS`, `"$@"`: flags the file does not show (a role flag among them, perhaps)
+        first = (opaque or named)[0]
+        w.settings["opaque_args"] = Setting(Unknown.set_at_run_time(first.text), first.span, "arguments set at run time")
     if cmd.program == "sglang-router":
         _router_urls(w, cmd)
     if cmd.program == "vllm-proxy":

@@ -111,6 +111,7 @@ class Host(NamedTuple):
     name: str
     network: str  # key: equal keys share a network namespace
     node: str | None = None  # the node a pod is pinned to, when the file says
+    decided_at: tuple[int, int] | None = None  # (line, column) of the field that put it on the node (`hostNetwork`)
 
     def apart(self, other: "Host") -> bool | None:
         """True when the two are certainly different network namespaces, False when they share one, None when that is

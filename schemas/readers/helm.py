@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from ..knowledge.versions import Target
-from ..model import Deployment, Setting, Unknown
+from ..model import Deployment, Host, Setting, Unknown
 from ..source import ConfigError, SourceDocument, load_documents
 from . import gotemplate
 
@@ -109,6 +109,13 @@ def mark_conditions(dep: Deployment, docs: list[SourceDocument]) -> None:
              if not any(c[0] <= s <= c[1] for s in starts)]
     for w in dep.workers:
         gotemplate.mark(w, conds)
+        at = w.host.decided_at
+        if at is not None and any(a <= at < b for a, b in conds):
+            # `hostNetwork: true` inside `{{ if }}`: the pod is on its node's network only when the values say so, so
+            # whether it shares ports and localhost with another pod on that node is not known (held-out corpus 7:
+            # a false DG304 on aibrix's SGLang template, whose values leave network.hostNetwork false)
+            pod = w.name.rsplit("/", 1)[0]
+            w.host = Host("unknown", pod, f"conditional-host:{w.path}:{pod}")
         said = [w.settings.get("kv_role"), w.settings.get("disaggregation_mode")] + [w.flags.get(f) for f in ("is-prefill-worker", "is-decode-worker", "server-role")]
         if w.role_from in ("flag", "connector") and any(x is not None and not x.known for x in said):
             w.set_role("unknown", "its role is written inside a template condition ({{ if }})", "none")

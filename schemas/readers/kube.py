@@ -49,6 +49,9 @@ def pod_workers(doc: SourceDocument, dep: Deployment, name: str, spec_path: tupl
         return []
     reader = reader or ShellReader(doc.text)
     host = _host(name, pod_spec)
+    at = doc.marks.keys.get(spec_path + ("hostNetwork",)) if host.kind == "node" else None
+    if at is not None:
+        host = host._replace(decided_at=(at[0], at[1]))
     out: list[Worker] = []
     rep_path = spec_path[:-2] + ("replicas",) if spec_path[-2:] == ("template", "spec") else None
     label_hints = [v for k, v in (labels or {}).items() if "role" in k.lower() or "component" in k.lower()]

@@ -24,13 +24,23 @@ def fetch(url: str, timeout: float = TIMEOUT, max_bytes: int = MAX_BYTES, data: 
         if exc.code >= 400 and not body:
             raise ScrapeError(f"{url}: HTTP {exc.code}") from None
         if exc.code >= 500 or exc.code == 404:
-            raise ScrapeError(f"{url}: HTTP {exc.code}") from None
+            raise ScrapeError(f"{url}: HTTP {exc.code}{_said(body)}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ScrapeError(f"{url}: {reason}") from None
     if len(body) > max_bytes:
         raise ScrapeError(f"{url}: response over {max_bytes // 2**20} MiB, refused")
     return body
+
+
+def _said(body: bytes) -> str:
+    """What an error answer's JSON says (OpenAI's {"error": {"message"}}), so a failure names its cause."""
+    try:
+        err = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return ""
+    msg = err.get("message") if isinstance(err, dict) else err
+    return f" ({str(msg)[:300]})" if msg else ""
 
 
 def fetch_json(url: str, timeout: float = TIMEOUT, data: dict | None = None) -> dict:

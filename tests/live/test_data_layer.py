@@ -238,6 +238,26 @@ def test_fetch_caps_size_and_time():
         server.shutdown()
 
 
+def test_fetch_error_names_what_the_server_said():
+    """A 503 from the frontend carries its reason (which worker failed, how), so a failed probe says why."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(503)
+            self.end_headers()
+            self.wfile.write(json.dumps({"error": {"message": "decode worker d0 failed: connection reset"}}).encode())
+
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ScrapeError, match=r"HTTP 503 \(decode worker d0 failed: connection reset\)"):
+            fetch(f"http://127.0.0.1:{server.server_port}/")
+    finally:
+        server.shutdown()
+
+
 def _zeroed(text: str, *names: str) -> str:
     """The same scrape with the named counters at zero: the frame before the recorded one."""
     import re

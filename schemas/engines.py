@@ -149,7 +149,12 @@ def apply_command(w: Worker, cmd: Command) -> None:
     for name in ("no-enable-prefix-caching", "no-enable-chunked-prefill"):
         if name in cmd.flags:
             w.settings[setting_of(name[3:])] = Setting(False, cmd.flag_spans.get(name), f"--{name}")
-    _kv_config(w, cmd)
+    if cmd.program == "llm-d-routing-sidecar":
+        # the sidecar's --kv-connector/--connector name its P/D protocol (nixlv2, sglang, ...), no engine's KV connector:
+        # they stay in w.flags only (llm-d/llm-d-router pkg/sidecar/proxy/options.go at v0.10.0 71f4f099)
+        w.settings.pop("connector", None)
+    else:
+        _kv_config(w, cmd)
     if cmd.program == DYNAMO_MULTIMODAL_VLLM:
         multimodal_worker_settings(w, cmd)
     model_word = cmd.positional[:1] if w.settings.get("model") is not None and w.settings["model"].origin == "positional model" else []

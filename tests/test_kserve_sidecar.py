@@ -61,3 +61,33 @@ def test_a_prefill_only_config_is_paired_with_nothing(cli, write):
     assert _loud(report) == []
     assert report["files"][0]["pairs"] == []
     assert report["summary"]["pairs_checked"] == 0
+
+
+SERVICE = """\
+apiVersion: serving.kserve.io/v1alpha2
+kind: LLMInferenceService
+metadata:
+  name: svc
+spec:
+  model:
+    uri: hf://org/model
+  template:
+    initContainers:
+      - name: llm-d-routing-sidecar
+        restartPolicy: Always
+        command: [/app/pd-sidecar, --port=8000, --vllm-port=8001, --kv-connector=nixlv2]
+    containers:
+      - name: main
+        image: example.org/vllm:test
+  prefill:
+    template:
+      containers:
+        - name: main
+          image: example.org/vllm:test
+"""
+
+
+def test_a_service_whose_vllm_command_comes_from_the_well_known_config_has_no_default_port(cli, write):
+    # KServe merges the well-known config's main container, with its --port, into a main container that writes no
+    # command: vllm serve's own default (8000) is not what runs, so the sidecar's 8000 is no clash
+    assert [f for f in _doctor(cli, write, SERVICE)["findings"] if f["code"] == "DG304"] == []

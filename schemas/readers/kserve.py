@@ -135,7 +135,14 @@ def _default_command(doc, name, role, path, base, c, env, target, labels, host, 
                 words.extend(reader.arg(p, 0) for p in reader.expand(word, _State()))
     flags, spans, positional = parse_flags(words)
     cmd = Command("vllm", words, flags, spans, positional, {}, Span(*doc.marks.key(path + ("template",))))
-    return new_worker(cmd, path=doc.path, name=f"{name}/{role}", host=host, hints=[], env=env, target=target, image=image, labels=labels)
+    w = new_worker(cmd, path=doc.path, name=f"{name}/{role}", host=host, hints=[], env=env, target=target, image=image, labels=labels)
+    if "port" not in w.settings:
+        # the well-known config's command, merged in by container name (a strategic merge of the specs,
+        # config_merge.go:861-909; PodSpec's containers merge on `name`), writes the port: --port 8001 behind the
+        # sidecar in config-llm-decode-*.yaml, 8000 in the others (opendatahub-io/kserve@3cf0a041
+        # config/llmisvcconfig/): not vllm serve's own default, and not in this file
+        w.settings["port"] = Setting(Unknown("the port is in the command KServe's well-known config adds"), None, "KServe template")
+    return w
 
 
 def _model(doc: SourceDocument, w: Worker, model: dict) -> None:

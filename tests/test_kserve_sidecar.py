@@ -91,3 +91,13 @@ def test_a_service_whose_vllm_command_comes_from_the_well_known_config_has_no_de
     # KServe merges the well-known config's main container, with its --port, into a main container that writes no
     # command: vllm serve's own default (8000) is not what runs, so the sidecar's 8000 is no clash
     assert [f for f in _doctor(cli, write, SERVICE)["findings"] if f["code"] == "DG304"] == []
+
+
+def test_a_prefill_only_config_is_not_paired_with_a_decode_config_given_beside_it(cli, write):
+    # which decode config KServe merges beside it is the service's choice (its own worker/parallelism), and no
+    # service is in the run: the two stay unpaired, with no warning
+    decode = write(DECODE, "decode.yaml")
+    prefill = write((FIXTURES / "prefill-only.yaml").read_text(), "prefill.yaml")
+    report = cli("doctor", str(decode), str(prefill), "--output-format", "json").json()
+    assert _loud(report) == []
+    assert report["summary"]["pairs_checked"] == 0

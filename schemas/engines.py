@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import knowledge, lightllm
+from . import knowledge, lightllm, pd_sidecar
 from .cmdline import DYNAMO_MULTIMODAL_VLLM, Arg, Command, flag_name
 from .components import component_role, multimodal_worker_settings
 from .kv_config import json_object
@@ -149,8 +149,8 @@ def apply_command(w: Worker, cmd: Command) -> None:
     for name in ("no-enable-prefix-caching", "no-enable-chunked-prefill"):
         if name in cmd.flags:
             w.settings[setting_of(name[3:])] = Setting(False, cmd.flag_spans.get(name), f"--{name}")
-    if cmd.program == "llm-d-routing-sidecar":
-        _sidecar(w, cmd)
+    if cmd.program == pd_sidecar.PROGRAM:
+        pd_sidecar.apply(w, cmd)
     else:
         _kv_config(w, cmd)
     if cmd.program == DYNAMO_MULTIMODAL_VLLM:
@@ -183,21 +183,6 @@ def apply_command(w: Worker, cmd: Command) -> None:
     if cmd.program == "dynamo.trtllm":
         for name in cmd.flags:
             knowledge.evidence_from_strict_flag(w.target, "dynamo", w.program, f"--{name}", _TRTLLM_STRICT_UNTIL)
-
-
-def _sidecar(w: Worker, cmd: Command) -> None:
-    """llm-d's routing sidecar: its --kv-connector (--connector up to 0.6, and from 0.7 where --kv-connector is not
-    given) names its P/D protocol (nixlv2, sglang, ...), no engine's KV connector, so it is its own setting
-    (llm-d/llm-d-router pkg/sidecar/proxy/options.go Complete() at v0.7.0 6f5cb933 and v0.10.0 71f4f099). A flag that
-    only some releases define narrows them (the generated llm-d-router flag table)."""
-    w.settings.pop("connector", None)
-    name = "kv-connector" if "kv-connector" in cmd.flags else "connector" if "connector" in cmd.flags else None
-    if name is not None:
-        arg = cmd.flags[name]
-        w.settings["sidecar_kv_connector"] = Setting(_value(arg), arg.span, f"--{name}")
-    for flag in cmd.flags:
-        if not unresolved(flag):
-            knowledge.evidence_from_flag(w.target, "llm-d-router", w.program, f"--{flag}")
 
 
 def _sglang_serve_model(cmd: Command) -> bool:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import pd_sidecar
 from ..cmdline import Arg, Command, parse_flags
 from ..knowledge.versions import Target
 from ..model import Deployment, Host, Setting, Unknown, Worker
@@ -36,8 +37,6 @@ from ..source import SourceDocument, Span
 from . import gotemplate
 from .common import container_launches, env_from_k8s, gpus_from_resources, new_worker, no_role_from_names
 from .kube import _replicas
-
-SIDECAR = "llm-d-routing-sidecar"
 
 
 def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
@@ -96,7 +95,7 @@ def _block(doc: SourceDocument, name: str, role: str, path: tuple, block: dict, 
         if c.get("command") or c.get("args"):
             launches = container_launches(doc, base, c, env, reader, image, rewrite=gotemplate.rewrite)
             ws = [new_worker(x.command, path=doc.path, name=f"{name}/{part}" + ("" if main else f"/{c.get('name', key)}"), host=host, hints=[],
-                             env=x.env, target=target, image=image, labels=labels) for x in launches if main or x.command.program == SIDECAR]
+                             env=x.env, target=target, image=image, labels=labels) for x in launches if main or x.command.program == pd_sidecar.PROGRAM]
         elif not main:
             continue
         else:

@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-from disagg.schemas import knowledge
+from disagg.schemas import knowledge, pd_sidecar
 from disagg.schemas.knowledge import version_key
 
 from ...finding import Fix, Severity
 from ...registry import Rule
 from .._spelling import near_miss
-
-SIDECAR = "llm-d-routing-sidecar"
 
 
 class DG622(Rule):
@@ -52,7 +50,7 @@ class DG622(Rule):
         read = frozenset(knowledge.sidecar_connector_releases_read())
         for w in ctx.deployment.workers:
             s = w.settings.get("sidecar_kv_connector")
-            if w.program != SIDECAR or s is None or not s.known or not isinstance(s.value, str) or s.span is None:
+            if w.program != pd_sidecar.PROGRAM or s is None or not s.known or not isinstance(s.value, str) or s.span is None:
                 continue
             cands = w.target.releases("llm-d-router") & read
             value = s.value.strip()

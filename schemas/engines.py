@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import knowledge, lightllm
+from . import knowledge, lightllm, pd_sidecar
 from .cmdline import DYNAMO_MULTIMODAL_VLLM, Arg, Command, flag_name
 from .components import component_role, multimodal_worker_settings
 from .kv_config import json_object
@@ -149,7 +149,10 @@ def apply_command(w: Worker, cmd: Command) -> None:
     for name in ("no-enable-prefix-caching", "no-enable-chunked-prefill"):
         if name in cmd.flags:
             w.settings[setting_of(name[3:])] = Setting(False, cmd.flag_spans.get(name), f"--{name}")
-    _kv_config(w, cmd)
+    if cmd.program == pd_sidecar.PROGRAM:
+        pd_sidecar.apply(w, cmd)
+    else:
+        _kv_config(w, cmd)
     if cmd.program == DYNAMO_MULTIMODAL_VLLM:
         multimodal_worker_settings(w, cmd)
     model_word = cmd.positional[:1] if w.settings.get("model") is not None and w.settings["model"].origin == "positional model" else []

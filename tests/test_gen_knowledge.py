@@ -202,6 +202,26 @@ def test_the_llm_d_router_table_says_what_0_10_removed():
     assert "0.10.0" not in knowledge.flag_releases(*sidecar, "--decoder-use-tls")
 
 
+def test_sidecar_connector_list_resolves_through_constants_of_other_files():
+    import knowledge_llmd
+
+    consts = 'package constants\n\nconst (\n\tKVConnectorA = "alpha"\n\tKVConnectorB = "beta-two"\n)\n'
+    proxy = 'const (\n\tKVConnectorA = constants.KVConnectorA\n\tKVConnectorB = constants.KVConnectorB\n)\n'
+    options = 'var (\n\tsupportedKVConnectors = map[string]struct{}{\n\t\tKVConnectorA: {},\n\t\tKVConnectorB: {},\n\t}\n)\n'
+    assert knowledge_llmd.kv_connectors([consts, proxy, options]) == ["alpha", "beta-two"]
+    old_main = 'var (\n\tsupportedConnectors = []string{\n\t\tproxy.ConnectorX,\n\t}\n)\n'
+    assert knowledge_llmd.kv_connectors([old_main, 'const ConnectorX = "x1"\n']) == ["x1"]
+    assert knowledge_llmd.kv_connectors([old_main]) is None  # an entry that does not resolve: no list rather than a short one
+
+
+def test_the_sidecar_connector_table_follows_the_releases():
+    from disagg.schemas import knowledge
+
+    assert "nixl" not in knowledge.sidecar_connectors(frozenset(knowledge.sidecar_connector_releases_read()))
+    assert knowledge.sidecar_connector_in("lmcache") == frozenset({"0.4.0", "0.5.0", "0.5.1"})
+    assert "0.10.0" in knowledge.sidecar_connector_in("nixlv2") and "0.8.0" not in knowledge.sidecar_connector_in("mooncake")
+
+
 def test_env_defaults_are_read_per_variable():
     import knowledge_env
 

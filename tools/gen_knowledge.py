@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         if mirror is None:
             ap.error("--only llm-d-router reads a local git mirror: give --mirror llm-d-router=PATH")
         args.out.mkdir(parents=True, exist_ok=True)
-        write("llm-d-router", knowledge_llmd.generate(mirror, assemble), args.out)
+        write("llm-d-router", knowledge_llmd.generate(mirror, assemble, ranges), args.out)
         return 0
     if args.only == "transports":
         mirrors = dict(args.mirror)

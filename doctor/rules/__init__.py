@@ -43,6 +43,7 @@ RULE_MODULES = (
     "stacks.DG605",
     "stacks.DG611",
     "stacks.DG621",
+    "stacks.DG622",
     "stacks.DG631",
     "stacks.DG641",
     "live.DG501",

@@ -23,6 +23,9 @@ guessed). Defaults, with where they are defined:
   compared only when the file writes the port.
 - vLLM's KV-events publisher (ZMQ) when `--kv-events-config` enables it: its `endpoint`, default `tcp://*:5557`
   (vllm/config/kv_events.py, `KVEventsConfig.endpoint`).
+- llm-d's P/D routing sidecar (`/app/pd-sidecar`) `--port`: 8000 in every release read (llm-d/llm-d-router
+  cmd/pd-sidecar/main.go:44 at v0.4.0 86f5af75, `flag.String("port", "8000", ...)`; pkg/sidecar/proxy/options.go
+  `defaultPort = "8000"` at v0.10.0 71f4f099). It runs beside vLLM in one pod and forwards to `--vllm-port`.
 - LightLLM (ModelTC/lightllm@fc72ffab9a3455cfb571f22d45ab777cc29de0de): `--port`, default 8000 (lightllm/server/
   api_cli.py:18); `--nccl_port`, default 28765 (api_cli.py:150-152), the `tcp://nccl_host:nccl_port` rendezvous of
   its ranks (lightllm/utils/dist_utils.py:101-106), whose rank 0 hosts the TCPStore server on that port (torch 2.13.0
@@ -51,6 +54,7 @@ KV_PORT_DEFAULT = 14579
 LIGHTLLM_HTTP_DEFAULT = 8000
 _LIGHTLLM_PORTS = (("nccl-port", 28765, "nccl", "NCCL rendezvous"), ("pd-decode-rpyc-port", 42000, "kv_rpyc", "KV-move rpyc server"))
 KV_EVENTS_DEFAULT = "tcp://*:5557"
+SIDECAR_HTTP_DEFAULT = 8000
 
 
 class Bind(NamedTuple):
@@ -129,6 +133,8 @@ def binds(w: Worker) -> list[Bind]:
         out.append(Bind(SGLANG_HTTP_DEFAULT, "http", f"HTTP --port {SGLANG_HTTP_DEFAULT} (sglang's default)", "", False))
     elif w.program == "lightllm" and w.is_engine:
         out.append(Bind(LIGHTLLM_HTTP_DEFAULT, "http", f"HTTP --port {LIGHTLLM_HTTP_DEFAULT} (LightLLM's default)", "", False))
+    elif w.program == "llm-d-routing-sidecar":
+        out.append(Bind(SIDECAR_HTTP_DEFAULT, "http", f"HTTP --port {SIDECAR_HTTP_DEFAULT} (the routing sidecar's default)", "", False))
     if w.program == "lightllm" and w.is_engine:
         out.extend(_lightllm(w))
     if w.engine == "vllm" and w.is_engine and not w.program.startswith("dynamo-v0") and _nixl(w):

@@ -260,6 +260,29 @@ def transport_source(system: str, releases: frozenset[str]) -> str:
     return f"{table['repo']} {span}, {table['read_from'][0].rsplit('/', 1)[-1]}"
 
 
+# --- llm-d's routing sidecar: the KV connector names each release accepts (generated/llm-d-router.json) ----------
+
+@cache
+def sidecar_connector_releases_read() -> tuple[str, ...]:
+    """The sidecar releases whose accepted connector list was read (oldest first)."""
+    table = _generated("llm-d-router").get("kv_connectors") or {}
+    return tuple(sorted(table.get("releases", ()), key=version_key))
+
+
+@cache
+def sidecar_connector_in(name: str) -> frozenset[str]:
+    """Releases of the sidecar that accept `--kv-connector name` (exact spelling)."""
+    entry = ((_generated("llm-d-router").get("kv_connectors") or {}).get("names") or {}).get(name)
+    return frozenset() if entry is None else from_ranges(sidecar_connector_releases_read(), entry["in"])
+
+
+@cache
+def sidecar_connectors(releases: frozenset[str]) -> frozenset[str]:
+    """Every connector name some of `releases` accept."""
+    names = (_generated("llm-d-router").get("kv_connectors") or {}).get("names") or {}
+    return frozenset(n for n in names if sidecar_connector_in(n) & releases)
+
+
 # --- vLLM environment variables per release (generated/vllm-env.json, tools/knowledge_env.py) -------------------
 
 @cache

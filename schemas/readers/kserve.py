@@ -1,5 +1,15 @@
 """KServe `LLMInferenceService` and `LLMInferenceServiceConfig` (serving.kserve.io): `template` runs the decode (or
-aggregated) vLLM, `prefill.template` the prefill; `worker` blocks are the other pods of a multi-node engine.
+aggregated) vLLM, `prefill.template` the prefill; `worker` blocks are the other pods of a multi-node engine. Both kinds
+share one spec type, whose inline WorkloadSpec is the decode workload when `prefill` is set and the only one when not
+(opendatahub-io/kserve@3cf0a041 pkg/apis/serving/v1alpha2/llm_inference_service_types.go:64-69,95-111,162-180;
+v1alpha1 the same at :100-112,165-172). A config holding one side is half of a service: KServe merges a prefill
+config and a decode config into one service only when that service asks for both (config_merge.go:318-342, by the
+service's own `prefill`/`worker`), so a config's `template` keeps an unknown role and a prefill config pairs with
+nothing the run does not show merged with it.
+
+Besides the engine in the container named `main`, a pod may run llm-d's P/D routing sidecar (`/app/pd-sidecar`) as a
+container or a Kubernetes sidecar (an init container with `restartPolicy: Always`); it shares the pod's network with
+vLLM, so its `--port` is one of the pod's ports (DG304).
 
 The role comes from the engine's flags; when they do not say, the block does (KServe renders `spec.prefill` into
 the prefill workload and `spec.template` into the decode one when a prefill block exists:
@@ -18,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import pd_sidecar
 from ..cmdline import Arg, Command, parse_flags
 from ..knowledge.versions import Target
 from ..model import Deployment, Host, Setting, Unknown, Worker
@@ -49,36 +60,61 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
             no_role_from_names(w)
             if w.is_engine and w.role in ("unknown", "aggregated") and role != "unknown":
                 w.set_role(role, "LLMInferenceService " + ("prefill block" if role == "prefill" else "template"), "field")
-            _model(doc, w, model)
-            _parallelism(doc, w, path, block)
+            if w.is_engine:
+                _model(doc, w, model)
+                _parallelism(doc, w, path, block)
             w.replicas = _count(doc, path, block)
             dep.workers.append(w)
 
 
+def _running(tmpl: dict) -> list[tuple[str, int, dict]]:
+    """(list key, index, container) of what runs for the pod's life: its containers, and the init containers with
+    `restartPolicy: Always` (Kubernetes' sidecar containers, which keep running beside them; any other init container
+    has exited before the containers start). All of them share the pod's network."""
+    out = []
+    for key in ("containers", "initContainers"):
+        items = tmpl.get(key) if isinstance(tmpl.get(key), list) else []
+        for i, c in enumerate(items):
+            if isinstance(c, dict) and (key == "containers" or c.get("restartPolicy") == "Always"):
+                out.append((key, i, c))
+    return out
+
+
 def _block(doc: SourceDocument, name: str, role: str, path: tuple, block: dict, target: Target, labels, reader) -> list[Worker]:
     tmpl = block["template"]
-    containers = tmpl.get("containers") if isinstance(tmpl.get("containers"), list) else []
     part = "prefill" if path[-1:] == ("prefill",) else "decode" if role == "decode" else "template"
     host = Host("pod", f"{name}/{part}", f"pod:{name}/{part}")
     out = []
-    for ci, c in enumerate(containers):
-        if not isinstance(c, dict) or c.get("name", "main") != "main":
-            continue
-        base = path + ("template", "containers", ci)
+    for key, ci, c in _running(tmpl):
+        main = key == "containers" and c.get("name", "main") == "main"
+        if not main and not _runs_sidecar(c):
+            continue  # KServe runs the engine in the container named main; of the others only llm-d's routing sidecar is read
+        base = path + ("template", key, ci)
         env = env_from_k8s(doc, base + ("env",), c.get("env"))
         image = c.get("image") if isinstance(c.get("image"), str) and "{{" not in c["image"] else None
         if c.get("command") or c.get("args"):
             launches = container_launches(doc, base, c, env, reader, image, rewrite=gotemplate.rewrite)
-            ws = [new_worker(x.command, path=doc.path, name=f"{name}/{part}", host=host, hints=[], env=x.env, target=target, image=image,
-                             labels=labels) for x in launches]
+            ws = [new_worker(x.command, path=doc.path, name=f"{name}/{part}" + ("" if main else f"/{c.get('name', key)}"), host=host, hints=[],
+                             env=x.env, target=target, image=image, labels=labels) for x in launches if main or x.command.program == pd_sidecar.PROGRAM]
+        elif not main:
+            continue
         else:
             ws = [_default_command(doc, name, part, path, base, c, env, target, labels, host, image)]
         for w in ws:
+            if not main:
+                continue
             w.gpus = gpus_from_resources(doc, base + ("resources",), c.get("resources"))
             if not (c.get("command") or c.get("args")):
                 w.notes.append("KServe adds the rest of the vllm serve command from its templates; only what the file sets is checked")
         out.extend(ws)
     return out
+
+
+def _runs_sidecar(c: dict) -> bool:
+    """The container's own command runs llm-d's routing sidecar (`cmdline.find_command` knows its program); an image
+    run with no command is not taken as one by its name."""
+    command = c.get("command")
+    return isinstance(command, list) and bool(command) and isinstance(command[0], str) and command[0].rsplit("/", 1)[-1] == "pd-sidecar"
 
 
 def _default_command(doc, name, role, path, base, c, env, target, labels, host, image) -> Worker:
@@ -98,7 +134,14 @@ def _default_command(doc, name, role, path, base, c, env, target, labels, host, 
                 words.extend(reader.arg(p, 0) for p in reader.expand(word, _State()))
     flags, spans, positional = parse_flags(words)
     cmd = Command("vllm", words, flags, spans, positional, {}, Span(*doc.marks.key(path + ("template",))))
-    return new_worker(cmd, path=doc.path, name=f"{name}/{role}", host=host, hints=[], env=env, target=target, image=image, labels=labels)
+    w = new_worker(cmd, path=doc.path, name=f"{name}/{role}", host=host, hints=[], env=env, target=target, image=image, labels=labels)
+    if "port" not in w.settings:
+        # the well-known config's command, merged in by container name (a strategic merge of the specs,
+        # config_merge.go:861-909; PodSpec's containers merge on `name`), writes the port: --port 8001 behind the
+        # sidecar in config-llm-decode-*.yaml, 8000 in the others (opendatahub-io/kserve@3cf0a041
+        # config/llmisvcconfig/): not vllm serve's own default, and not in this file
+        w.settings["port"] = Setting(Unknown("the port is in the command KServe's well-known config adds"), None, "KServe template")
+    return w
 
 
 def _model(doc: SourceDocument, w: Worker, model: dict) -> None:

@@ -16,7 +16,8 @@ class DG304(Rule):
     processes, host-network containers and pods pinned to one node, the containers of one pod): HTTP `--port`, the
     NIXL side channel, P2pNcclConnector's `kv_port` (one port per rank: `kv_port + rank`), SGLang's bootstrap server,
     vLLM's Mooncake bootstrap server, vLLM's KV-events publisher, and LightLLM's NCCL rendezvous port (`--nccl_port`,
-    bound by the server's rank 0) and its decode server's KV-move rpyc port (`--pd_decode_rpyc_port`). Ports come from the file, else from the engine's
+    bound by the server's rank 0) and its decode server's KV-move rpyc port (`--pd_decode_rpyc_port`), and the `--port` of llm-d's P/D
+    routing sidecar, which runs beside vLLM in one pod. Ports come from the file, else from the engine's
     default where a source says what it is (`doctor/rules/_ports.py` lists them); a port set at run time is not
     compared, nor processes that never run at once: in exclusive `if`/`case` branches (or functions called only from
     them), the processes one command becomes when a variable differs per branch, and processes started before and

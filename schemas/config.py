@@ -225,7 +225,10 @@ def _resolve(name: str, raw: dict[str, Any], common: dict[str, Any], out: Dynamo
         for i, key in enumerate(pulled):
             if not isinstance(key, str):
                 continue
-            if key not in common:
+            if key not in common and key not in raw:
+                # a key the section sets itself takes its own value either way: as_args applies a Common key only
+                # `if key in common and key not in service_config` (ai-dynamo/dynamo@1cb71d6f32f3d4b0a577c57b4e421206d8901bba
+                # deploy/sdk/src/dynamo/sdk/lib/config.py ServiceConfig.as_args), so nothing is lost
                 hint = did_you_mean(key, frozenset(k for k in common if isinstance(k, str)))
                 out.issues.append(SchemaIssue("common_key_missing", (name, "common-configs", i), f"common-configs names {key!r}, which Common does not define", hint, key_position=False))
             elif key not in raw:

@@ -29,14 +29,14 @@ def lint_results(results: list[FileResult], rules: Iterable[type[Rule]], options
                 r.crashes.append(f"internal error: linking files raised {crash_summary(exc)}; references across files were not followed")
     own: dict[int, list[Pair]] = {}
     for r in results:
-        if r.deployment is None:
-            continue
-        try:
-            own[id(r.deployment)] = pairing.within(r.deployment)
-        except Exception as exc:  # noqa: BLE001 - a pairing bug: this file is checked without pairs
-            own[id(r.deployment)] = []
-            r.crashes.append(f"internal error: pairing the workers raised {crash_summary(exc)}; the rules ran without pairs")
-    deps = [r.deployment for r in results if r.deployment is not None]
+        for unit in _units(r.deployment):
+            try:
+                own[id(unit)] = pairing.within(unit)
+            except Exception as exc:  # noqa: BLE001 - a pairing bug: this file is checked without pairs
+                own[id(unit)] = []
+                r.crashes.append(f"internal error: pairing the workers raised {crash_summary(exc)}; the rules ran without pairs")
+    # a file of several configs that may be alternatives (Deployment.parts) pairs none of them with other files either
+    deps = [r.deployment for r in results if r.deployment is not None and not r.deployment.parts]
     paired = {id(w) for ps in own.values() for p in ps for w in p.ends()}
     cross: list[Pair] = []
     apart: list[pairing.Split] = []
@@ -53,18 +53,19 @@ def lint_results(results: list[FileResult], rules: Iterable[type[Rule]], options
         dep = r.deployment
         if dep is None:
             continue
-        pairs = own[id(dep)] + [p for p in cross if p.prefill.path == dep.path]
-        r.pairs = own[id(dep)] + [p for p in cross if dep.path in (p.prefill.path, p.decode.path)]
-        ctx = LintContext(dep, options, pairs, r.pairs, apart=[s for s in apart if dep.path in (s.prefill.path, s.decode.path)])
-        with paused_gc():  # one file's rules (gcpause.py)
-            for rule in static:
-                for f in _run_rule(rule, ctx):
-                    by_path.setdefault(f.path, []).append(f)
-                    if f.related and f.related[0].path != f.path:  # a cross-file finding: report it at the other end too
-                        rel = f.related[0]
-                        back = Related(f.path, f.line, f.column, f.end_line, f.end_column, "the other end of this pair")
-                        by_path.setdefault(rel.path, []).append(f._replace(path=rel.path, line=rel.line, column=rel.column, end_line=rel.end_line,
-                                                                           end_column=rel.end_column, related=(back,)))
+        r.pairs = [p for unit in _units(dep) for p in own[id(unit)]] + [p for p in cross if dep.path in (p.prefill.path, p.decode.path)]
+        for unit in _units(dep):
+            pairs = own[id(unit)] + [p for p in cross if p.prefill.path == dep.path]
+            ctx = LintContext(unit, options, pairs, r.pairs, apart=[s for s in apart if dep.path in (s.prefill.path, s.decode.path)])
+            with paused_gc():  # one file's rules (gcpause.py)
+                for rule in static:
+                    for f in _run_rule(rule, ctx):
+                        by_path.setdefault(f.path, []).append(f)
+                        if f.related and f.related[0].path != f.path:  # a cross-file finding: report it at the other end too
+                            rel = f.related[0]
+                            back = Related(f.path, f.line, f.column, f.end_line, f.end_column, "the other end of this pair")
+                            by_path.setdefault(rel.path, []).append(f._replace(path=rel.path, line=rel.line, column=rel.column, end_line=rel.end_line,
+                                                                               end_column=rel.end_column, related=(back,)))
         if options.workload is not None:
             try:
                 r.prediction = _prediction(dep, options)
@@ -75,6 +76,11 @@ def lint_results(results: list[FileResult], rules: Iterable[type[Rule]], options
         unique = {(f.code, f.line, f.column, f.message): f for f in _unsuppressed(found, r.source_lines)}
         r.findings = sorted(unique.values(), key=lambda f: (f.line, f.column, f.code, f.message))
     return results
+
+
+def _units(dep: Deployment | None) -> list[Deployment]:
+    """The deployments a file's rules run on: the file's, and each further config it holds (Deployment.parts)."""
+    return [] if dep is None else [dep, *dep.parts]
 
 
 def _run_rule(rule: type[Rule], ctx: LintContext) -> list[Finding]:

@@ -8,6 +8,7 @@ nothing here rewrites the user's settings.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
@@ -191,8 +192,10 @@ def v0_near_misses(data: Any) -> list[tuple[str, str]]:
     return [(k, h) for k, h in hints if h] if all(h for _, h in hints) and len(hints) == len(data) else []
 
 
-def parse_dynamo_v0(doc: SourceDocument) -> DynamoV0Parse:
-    """Resolve `common-configs`, validate every section and collect what does not fit; never raises on bad values."""
+def parse_dynamo_v0(doc: SourceDocument, rendered: Callable[[Any], bool] | None = None) -> DynamoV0Parse:
+    """Resolve `common-configs`, validate every section and collect what does not fit; never raises on bad values.
+    `rendered`: true for a value a template fills in before Dynamo reads the file (a Helm `{{ }}` action): its type is
+    not known here, so it is not typed (never a wrong_type issue) and the model keeps the default in its place."""
     out = DynamoV0Parse(doc=doc)
     data = doc.data if isinstance(doc.data, dict) else {}
     services = known_services()
@@ -211,7 +214,7 @@ def parse_dynamo_v0(doc: SourceDocument) -> DynamoV0Parse:
             out.issues.append(SchemaIssue("wrong_type", (name,), f"section {name} must be a mapping of keys, got {_type_name(raw)}", key_position=False))
             raw = {}
         resolved, origin = _resolve(name, raw, common_raw, out)
-        model = _validate(name, resolved, origin, out)
+        model = _validate(name, _known_only(resolved, rendered) if rendered else resolved, origin, out)
         out.sections[name] = Section(name=name, model=model, resolved=resolved, origin=origin, own=raw)
         _check_keys(name, raw, out)
     return out
@@ -225,7 +228,10 @@ def _resolve(name: str, raw: dict[str, Any], common: dict[str, Any], out: Dynamo
         for i, key in enumerate(pulled):
             if not isinstance(key, str):
                 continue
-            if key not in common:
+            if key not in common and key not in raw:
+                # a key the section sets itself takes its own value either way: as_args applies a Common key only
+                # `if key in common and key not in service_config` (ai-dynamo/dynamo@1cb71d6f32f3d4b0a577c57b4e421206d8901bba
+                # deploy/sdk/src/dynamo/sdk/lib/config.py ServiceConfig.as_args), so nothing is lost
                 hint = did_you_mean(key, frozenset(k for k in common if isinstance(k, str)))
                 out.issues.append(SchemaIssue("common_key_missing", (name, "common-configs", i), f"common-configs names {key!r}, which Common does not define", hint, key_position=False))
             elif key not in raw:
@@ -240,6 +246,13 @@ def _resolve(name: str, raw: dict[str, Any], common: dict[str, Any], out: Dynamo
         resolved[as_key] = value
         origin[as_key] = (name, key)
     return resolved, origin
+
+
+def _known_only(value: Any, rendered: Callable[[Any], bool]) -> Any:
+    """`value` without the parts a template fills in (at any depth of a mapping)."""
+    if isinstance(value, dict):
+        return {k: _known_only(v, rendered) for k, v in value.items() if not rendered(v)}
+    return value
 
 
 def _validate(name: str, resolved: dict[str, Any], origin: dict[str, Path], out: DynamoV0Parse) -> Values:

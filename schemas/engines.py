@@ -64,7 +64,10 @@ _FLAGS: dict[str, tuple[str, ...]] = {
     "enable_chunked_prefill": ("enable-chunked-prefill",),
     "enforce_eager": ("enforce-eager",),
     "router_mode": ("router-mode", "router"),
-    "extra_engine_args": ("extra-engine-args", "extra-llm-api-options", "config"),
+    # `engine_args`: the LLM API YAML (tensor_parallel_size and the rest) of Dynamo v0's TensorRT-LLM workers, a required
+    # path their parse_tensorrt_llm_args reads ("--engine_args ... Path to the engine args file", then _init_engine_args;
+    # ai-dynamo/dynamo examples/tensorrt_llm/common/parser.py before it took --extra-engine-args, as at 0921c0db917e)
+    "extra_engine_args": ("extra-engine-args", "extra-llm-api-options", "config", "engine-args"),
 }
 
 _SETTING_OF_FLAG = {flag: setting for setting, flags in reversed(_FLAGS.items()) for flag in flags}

@@ -222,7 +222,7 @@ class Issue(NamedTuple):
 class Deployment:
     """What one file says."""
 
-    __slots__ = ("path", "format", "workers", "router", "router_span", "issues", "doc", "lines", "links", "services")
+    __slots__ = ("path", "format", "workers", "router", "router_span", "issues", "doc", "lines", "links", "services", "parts", "maybe_alongside")
 
     def __init__(self, path: str, format: str, doc: SourceDocument | None = None, lines: list[str] | None = None):
         self.path = path
@@ -235,6 +235,12 @@ class Deployment:
         self.lines = lines or []
         self.links: list[Any] = []  # what this file offers other files of a run, or needs from them (OME runtimes)
         self.services: list[Any] = []  # Kubernetes Services (kube_services.Service): which pods a name reaches
+        # further configs the file holds, each a deployment of its own that is checked as if it were a file of its own
+        # (the other Dynamo v0 configs written in strings of one chart's values: readers/__init__.py says why)
+        self.parts: list[Deployment] = []
+        # workers of other configs of the same file that may or may not run with this one (which do is decided outside
+        # the file): never paired with this deployment's, but what is absent here may be there
+        self.maybe_alongside: list[Worker] = []
 
     def of_role(self, *roles: str) -> list[Worker]:
         return [w for w in self.workers if w.role in roles]

@@ -136,10 +136,12 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
     dep.issues.extend(twice)
     engine_configs: dict[str, tuple[SourceDocument, tuple, dict, Any]] = {}
     recognised = False
-    from . import autoscale
+    from . import autoscale, embedded_v0
 
     owners: dict[tuple[str, str], list] = {}
     scalers: list[SourceDocument] = []
+    in_configmaps: list[list[SourceDocument]] = []  # the Dynamo v0 configs in each ConfigMap's data
+    in_values: list[SourceDocument] = []  # those in block strings of values
     for doc in docs:
         data = doc.data
         if not isinstance(data, dict):
@@ -151,17 +153,26 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
             recognised = _kube(doc, dep, target, engine_configs) or recognised
             meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
             owners.setdefault((str(data.get("kind")), str(meta.get("name", ""))), []).extend(dep.workers[before:])
-        else:
-            recognised = _values(doc, dep, target) or recognised
+            if data.get("kind") == "ConfigMap":
+                in_configmaps.append(embedded_v0.in_configmap(doc))
+        elif _values(doc, dep, target):
+            recognised = True
+        else:  # values no reader knows: a Dynamo v0 config may be one of their block strings
+            in_values += embedded_v0.in_values(doc)
     autoscale.apply(scalers, owners)
     if any(isinstance(d.data, dict) and d.data.get("kind") == "ModelServer" for d in docs):
         from . import kthena
 
         kthena.route(dep, docs)  # a Kthena ModelServer's pdGroup gives roles to the pods it selects
+    v0_configs = embedded_v0.deployments(in_configmaps, in_values, target)
+    for v0 in v0_configs:
+        share_targets(v0)
     if template:
         from . import helm
 
         helm.mark_conditions(dep, docs)
+        for v0 in v0_configs:
+            helm.mark_conditions(v0, docs)
     from .engine_configs import link_engine_configs, sglang_config_refs
 
     link_engine_configs(dep, engine_configs)
@@ -169,8 +180,13 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
     dynamo_default_roles(dep)
     share_targets(dep)
     if not recognised and not dep.workers:
-        return None
-    dep.doc = docs[0] if len(docs) == 1 else None
+        if not v0_configs:
+            return None
+        # the file is these configs and nothing else we read: the first is the file's deployment, as a v0 file would be
+        dep, v0_configs = v0_configs[0], v0_configs[1:]
+    else:
+        dep.doc = docs[0] if len(docs) == 1 else None
+    dep.parts = v0_configs
     return dep
 
 

@@ -215,23 +215,17 @@ def _embedded(doc: SourceDocument, dep: Deployment, env: dict, raw_env: Any, bas
     for i, item in enumerate(raw_env):
         if not (isinstance(item, dict) and item.get("name") in ("DYN_DEPLOYMENT_CONFIG", "DYNAMO_SERVICE_CONFIG") and isinstance(item.get("value"), str)):
             continue
-        text = item["value"]
-        from ..config import looks_like_dynamo_v0
         from . import dynamo_v0
-        from .embedded import embedded_yaml
+        from .embedded import rendered, v0_document
+        from .helm import literal_text
 
-        found = embedded_yaml(doc, base + (i, "value"), text)
-        if found is None or not found[0] or not isinstance(found[0][0].data, dict) or not looks_like_dynamo_v0(found[0][0].data):
+        inner = v0_document(doc, base + (i, "value"), item["value"], literal_text if "{{" in item["value"] else None)
+        if inner is None:
             continue
-        inner, to_file = found
-        sub = dynamo_v0.read(inner[0], target)
+        sub = dynamo_v0.read(inner, target, rendered)
         for w in sub.workers:
             w.path = doc.path
-            w.span = to_file(w.span)
-            w.settings = {k: Setting(s.value, to_file(s.span) if s.span else None, s.origin) for k, s in w.settings.items()}
-            w.flags = {k: Setting(s.value, to_file(s.span) if s.span else None, s.origin) for k, s in w.flags.items()}
             w.notes.append("read from the Dynamo v0 config in " + item["name"])
             w.section = None  # fixes cannot edit inside the JSON string
             dep.workers.append(w)
-        # `key: false` passes no argument at all (dynamo.v0.false_dropped): what DG101 (remote-prefill) and DG404 read
-        dep.issues.extend(i._replace(span=to_file(i.span)) for i in sub.issues if i.kind == "false_dropped")
+        dep.issues.extend(i for i in sub.issues if i.kind == "false_dropped")

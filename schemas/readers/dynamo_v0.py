@@ -8,6 +8,7 @@ parsed by the same flag tables as a command line. Every argument keeps the posit
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from .. import engines, knowledge
@@ -21,8 +22,10 @@ from ..source import SourceDocument, Span
 _PROGRAM = {"vllm": "dynamo-v0:vllm", "sglang": "dynamo-v0:sglang", "trtllm": "dynamo-v0:trtllm"}
 
 
-def read(doc: SourceDocument, base: Target) -> Deployment:
-    parse = parse_dynamo_v0(doc)
+def read(doc: SourceDocument, base: Target, rendered: Callable[[Any], bool] | None = None, prefill_alongside: bool = False) -> Deployment:
+    """`rendered`: true for a value a template fills in before Dynamo reads the file (config.parse_dynamo_v0): Unknown.
+    `prefill_alongside`: a config deployed with this one has a prefill worker (a VllmWorker is then no aggregated one)."""
+    parse = parse_dynamo_v0(doc, rendered)
     dep = Deployment(path=doc.path, format="dynamo-v0", doc=doc, lines=doc.lines)
     target = base.copy()
     sdk = knowledge.fact("dynamo.v0.sdk")
@@ -31,12 +34,12 @@ def read(doc: SourceDocument, base: Target) -> Deployment:
     if "Common" in data or any(isinstance(v, dict) and "common-configs" in v for v in data.values()):
         target.add(Evidence("dynamo", knowledge.fact("dynamo.v0.common_configs").releases, "the file uses Common/common-configs"))
     services = known_services()
-    has_prefill = any(services.get(n, {}).get("role") == "prefill" for n in data)
+    has_prefill = prefill_alongside or has_prefill_section(data)
     for name, sec in parse.sections.items():
         info = services.get(name)
         if info is None or info.get("role") in ("shared", "planner", "monitoring"):
             continue
-        w = _worker(doc, parse, name, sec, info, target, has_prefill)
+        w = _worker(doc, parse, name, sec, info, target, has_prefill, rendered or _never)
         dep.workers.append(w)
     for issue in parse.issues:
         m = doc.marks.key(issue.path) if issue.key_position else doc.marks.value(issue.path)
@@ -51,7 +54,17 @@ def read(doc: SourceDocument, base: Target) -> Deployment:
     return dep
 
 
-def _worker(doc: SourceDocument, parse: DynamoV0Parse, name: str, sec: Section, info: dict, target: Target, has_prefill: bool) -> Worker:
+def has_prefill_section(data: Any) -> bool:
+    services = known_services()
+    return isinstance(data, dict) and any(services.get(n, {}).get("role") == "prefill" for n in data)
+
+
+def _never(value: Any) -> bool:
+    return False
+
+
+def _worker(doc: SourceDocument, parse: DynamoV0Parse, name: str, sec: Section, info: dict, target: Target, has_prefill: bool,
+            rendered: Callable[[Any], bool]) -> Worker:
     head = doc.marks.key((name,))
     span = Span(*head)
     role = info["role"]
@@ -82,14 +95,20 @@ def _worker(doc: SourceDocument, parse: DynamoV0Parse, name: str, sec: Section, 
     if hasattr(model, "service_args"):
         sa = model.service_args
         if "workers" in sargs:
-            w.replicas = Setting(sa.workers, Span(*doc.marks.value((name, "ServiceArgs", "workers"))), "ServiceArgs.workers")
+            w.replicas = Setting(_count(sa.workers, sargs["workers"], rendered), Span(*doc.marks.value((name, "ServiceArgs", "workers"))), "ServiceArgs.workers")
         res = sargs.get("resources") if isinstance(sargs.get("resources"), dict) else {}
         if "gpu" in res:
-            w.gpus = Setting(sa.resources.gpu, Span(*doc.marks.value((name, "ServiceArgs", "resources", "gpu"))), "ServiceArgs.resources.gpu")
+            w.gpus = Setting(_count(sa.resources.gpu, res["gpu"], rendered), Span(*doc.marks.value((name, "ServiceArgs", "resources", "gpu"))), "ServiceArgs.resources.gpu")
         envs = sargs.get("envs")
         for key, value, path in _envs(name, envs):
             engines.apply_env(w, {key: Setting(str(value), Span(*doc.marks.value(path)), "ServiceArgs.envs")})
     return w
+
+
+def _count(typed: Any, written: Any, rendered: Callable[[Any], bool]) -> Any:
+    from .gotemplate import WHY_VALUE
+
+    return Unknown(WHY_VALUE) if rendered(written) else typed
 
 
 def _argv(doc: SourceDocument, sec: Section) -> list[Arg]:

@@ -56,8 +56,8 @@ class DG104(Rule):
         if not policy.remote_prefill:
             return
         workers, why, _ = prefill_capacity(ctx.deployment)
-        if workers:
-            return
+        if workers or any(w.role == "prefill" for w in ctx.deployment.maybe_alongside):
+            return  # a prefill worker of another config of the file may serve it: whether it runs with this one is not known
         if policy.conditional_disagg:
             impact = f"every prompt above max-local-prefill-length ({policy.max_local_prefill_length} tokens) will wait forever"
         else:

@@ -35,10 +35,12 @@ class DG401(Rule):
     code = "DG401"
     name = "unknown-key"
     severity = Severity.WARNING
-    also = {Severity.ERROR: "an unknown option of an engine section, which stops the worker at start"}
+    also = {Severity.ERROR: "an unknown option of an engine section, which stops the worker at start",
+            Severity.INFO: "an unknown option set to false, which the release passes as no argument at all (it has no effect)"}
 
     def check(self, ctx):
         services = known_services()
+        dropped = {i.get("path") for i in ctx.deployment.issues if i.kind == "false_dropped"}
         for issue in ctx.deployment.issues:
             if issue.kind not in ("unknown_section", "unknown_key") or not issue.suggestion:
                 continue
@@ -52,9 +54,21 @@ class DG401(Rule):
                 continue
             section = str(path[0])
             engine = services.get(section, {}).get("engine") and len(path) == 2
-            if engine:
+            if engine and path in dropped and self._false_dropped(ctx, section):
+                # `key: false` becomes no argument at all (fact dynamo.v0.false_dropped): argparse never sees the name
+                yield ctx.finding(self, issue.span, f"unknown option {name!r} in {section}; did you mean {issue.suggestion!r}? It is set to false, "
+                                  "which Dynamo passes as no argument, so it has no effect: the engine default applies", fix=rename, severity=Severity.INFO)
+            elif engine:
                 yield ctx.finding(self, issue.span, f"unknown option {name!r} in {section}; did you mean {issue.suggestion!r}? "
                                   "The worker exits at start with 'unrecognized arguments'", fix=rename, severity=Severity.ERROR)
             else:
                 yield ctx.finding(self, issue.span, f"unknown key {name!r} in {'.'.join(str(p) for p in path[:-1])}; did you mean {issue.suggestion!r}? "
                                   "As written it is ignored", fix=rename)
+
+    @staticmethod
+    def _false_dropped(ctx, section: str) -> bool:
+        from disagg.schemas import knowledge
+
+        fact = knowledge.fact("dynamo.v0.false_dropped")
+        workers = [w for w in ctx.deployment.workers if w.section == (section,)]
+        return bool(workers) and workers[0].target.verdict("dynamo", fact.releases) is True

@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 
 from disagg.schemas import knowledge
+from disagg.schemas.formats import JOB_SCRIPT_SUFFIXES, SCRIPT_SUFFIXES, shell_shebang
 from disagg.schemas.gcpause import paused_gc
 from disagg.schemas.model import Deployment, Pair
 from disagg.schemas.readers import SERVING_MARKERS, is_script, read_script, read_yaml, unread_kinds
@@ -17,7 +18,6 @@ from .context import LintOptions
 from .finding import Finding, crash_summary
 
 YAML_SUFFIXES = (".yaml", ".yml")
-SCRIPT_SUFFIXES = (".sh", ".bash")
 JSON_SUFFIXES = (".json",)
 STDIN = "-"
 
@@ -48,7 +48,7 @@ class FileResult:
 
 def collect_paths(targets: Sequence[str], exclude: Sequence[str] = ()) -> list[tuple[str, bool]]:
     """(path, named explicitly) for each target; folders are searched for *.yaml / *.yml / *.sh / *.bash, Justfiles
-    (`Justfile`, `justfile`, `*.just`) and the *.json files that are serving configs (`takes`), dot-folders included
+    (`Justfile`, `justfile`, `*.just`), Slurm job scripts that run a shell (*.slurm / *.sbatch) and the *.json files that are serving configs (`takes`), dot-folders included
     (CI's), but not NO_CONFIG_FOLDERS."""
     out: list[tuple[str, bool]] = []
     for target in targets:
@@ -67,7 +67,8 @@ def collect_paths(targets: Sequence[str], exclude: Sequence[str] = ()) -> list[t
 
 
 def takes(path: str) -> bool:
-    """Whether a folder search reads this file: YAML, shell scripts and Justfiles by name; a JSON file only when it is
+    """Whether a folder search reads this file: YAML, shell scripts and Justfiles by name; a Slurm job script when its
+    `#!` line names a shell; a JSON file only when it is
     a serving config of a form the doctor reads (`json_config`), so that package.json, tsconfig.json, lock files and
     data sets are passed over in silence."""
     name = os.path.basename(path)
@@ -75,7 +76,19 @@ def takes(path: str) -> bool:
         return False
     if name.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES) or is_justfile(name):
         return True
+    if name.endswith(JOB_SCRIPT_SUFFIXES):
+        return _first_line_runs_a_shell(path)
     return name.endswith(JSON_SUFFIXES) and json_config(path)
+
+
+def _first_line_runs_a_shell(path: str) -> bool:
+    """A Slurm job script (*.slurm, *.sbatch) whose `#!` line names a shell: sbatch runs it as that shell's script."""
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline(512)
+    except OSError:
+        return False
+    return shell_shebang(first.decode("utf-8", "replace").lstrip("\ufeff").rstrip())
 
 
 # A JSON file larger than this is data, not a deployment manifest or task definition: a folder search does not parse it

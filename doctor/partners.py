@@ -17,7 +17,7 @@ import os
 from disagg.schemas import pairing
 
 from .context import LintOptions
-from .files import JSON_SUFFIXES, SCRIPT_SUFFIXES, YAML_SUFFIXES, FileResult, json_config
+from .files import FileResult, takes
 from .files import read_path as _read
 
 GIT_TIMEOUT_S = 10
@@ -70,8 +70,7 @@ def candidates(folder: str) -> list[str]:
             names = [n for n in os.listdir(folder or ".") if os.path.isfile(os.path.join(folder or ".", n))]
         except OSError:
             return []
-    return [os.path.join(folder, n) for n in sorted(names) if not n.startswith(".") and (
-        n.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES) or (n.endswith(JSON_SUFFIXES) and json_config(os.path.join(folder, n))))]
+    return [os.path.join(folder, n) for n in sorted(names) if takes(os.path.join(folder, n))]
 
 
 def _git_tracked(folder: str) -> list[str] | None:

@@ -10,6 +10,7 @@ import re
 from typing import NamedTuple
 
 from .dynamo_scripts import _DYNAMO_SGLANG_SCRIPTS, DYNAMO_MULTIMODAL_VLLM, dynamo_component, multimodal_worker
+from .formats import JOB_SCRIPT_SUFFIXES, SCRIPT_SUFFIXES, SHELLS
 from .source import Span
 
 
@@ -223,8 +224,6 @@ def _launcher_prefix(words: list[str]) -> tuple[int, list[int], str | None]:
     return i, env_at, scheduler
 
 
-SHELLS = ("bash", "sh", "dash", "zsh", "ksh")
-SCRIPT_SUFFIXES = (".sh", ".bash")
 def script_run(words: list[str]) -> str | None:
     """The shell script a command line runs (`./start_worker.sh`, `srun ... /mnt/start_worker.sh`, `bash run.sh`,
     `source env.sh`, `sbatch job.slurm`), or None: what such a script starts is in that script, not in the command line."""
@@ -233,7 +232,7 @@ def script_run(words: list[str]) -> str | None:
     if i < len(words) and words[i].rsplit("/", 1)[-1] == "sbatch":
         # `sbatch [options] FILE`: an option may take the next word as its value, so only a word named like a job
         # script is taken for the script
-        name = next((w for w in words[i + 1 :] if _script_name(w).endswith(SCRIPT_SUFFIXES + (".slurm", ".sbatch"))), "")
+        name = next((w for w in words[i + 1 :] if _script_name(w).endswith(SCRIPT_SUFFIXES + JOB_SCRIPT_SUFFIXES)), "")
         return _script_name(name) or None
     if i < len(words) and (words[i].rsplit("/", 1)[-1] in SHELLS or words[i] in ("source", ".")):
         shell = True  # `bash FILE` / `source FILE` run FILE as a script, whatever its name ends in (`run_pd.slurm`)

@@ -2,3 +2,20 @@
 offers them. Imports nothing, so the command line can name them before any reader loads."""
 
 FORMATS = ("auto", "dynamo-v0", "kubernetes", "compose", "llm-d", "script", "trtllm", "helm-values")
+
+# Shell scripts by their names. A Slurm job script is a shell script by its first line instead: sbatch refuses a batch
+# script whose first line is not `#!` and an interpreter (SchedMD/slurm src/sbatch/sbatch.c, has_shebang: "This does not
+# look like a batch script"), so a *.slurm / *.sbatch file is read as a script when that line names a shell.
+SCRIPT_SUFFIXES = (".sh", ".bash")
+JOB_SCRIPT_SUFFIXES = (".slurm", ".sbatch")
+SHELLS = ("bash", "sh", "dash", "zsh", "ksh")
+
+
+def shell_shebang(first_line: str) -> bool:
+    """Whether a `#!` line runs a shell (`#!/bin/bash`, `#!/usr/bin/env bash`, `#!/bin/sh -l`)."""
+    if not first_line.startswith("#!"):
+        return False
+    words = first_line[2:].split()
+    if words and words[0].rsplit("/", 1)[-1] == "env":
+        words = [w for w in words[1:] if not w.startswith("-")]
+    return bool(words) and words[0].rsplit("/", 1)[-1] in SHELLS

@@ -55,3 +55,25 @@ def test_dot_files_stay_unread_and_exclude_still_applies_to_dot_folders(tmp_path
 def test_a_named_file_inside_a_skipped_folder_is_still_read(tmp_path):
     p = _put(tmp_path, ".tox/pd.sh")
     assert collect_paths([str(p)]) == [(str(p), True)]
+
+
+def test_slurm_job_scripts_are_read_when_their_first_line_runs_a_shell(tmp_path):
+    """sbatch runs a job script by its `#!` line (it refuses one without): a *.slurm / *.sbatch file that names a shell
+    is a shell script and is read; one that names another interpreter, or none, is not ours to read."""
+    body = "#SBATCH --nodes=2\n" + PREFILL
+    _put(tmp_path, "jobs/pd.slurm", "#!/bin/bash\n" + body)
+    _put(tmp_path, "jobs/env.sbatch", "#!/usr/bin/env -S bash -l\n" + body)
+    _put(tmp_path, "jobs/train.slurm", "#!/usr/bin/env python3\nprint('train')\n")
+    _put(tmp_path, "jobs/notes.slurm", body)
+    assert _found(tmp_path) == {"jobs/pd.slurm", "jobs/env.sbatch"}
+
+
+def test_a_slurm_job_script_is_read_as_the_shell_script_it_is(tmp_path):
+    from disagg.doctor.context import LintOptions
+    from disagg.doctor.files import read_path
+
+    p = _put(tmp_path, "jobs/pd.slurm", "#!/bin/bash\n#SBATCH --nodes=1\n" + PREFILL)
+    result = read_path(str(p), False, LintOptions(), "auto")
+    assert result.error is None and result.skipped is None
+    [worker] = result.deployment.workers
+    assert worker.engine == "vllm" and worker.span.line == 3

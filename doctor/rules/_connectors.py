@@ -17,7 +17,7 @@ from disagg.schemas.knowledge import version_key
 from disagg.schemas.kv_config import ConnectorUse, connector_uses
 from disagg.schemas.model import Worker
 
-_DYNAMO_PATCHED = "DynamoNixlConnector"
+DYNAMO_PATCHED = "DynamoNixlConnector"
 
 # Names the vllm-ascend plugin adds to vLLM's KVConnectorFactory when it loads (its register_connector entry point):
 # generated per release tag (transports.json "vllm-ascend", v0.7.3..v0.25.1rc1), plus one registered on its main branch
@@ -100,8 +100,10 @@ def _releases(cands: frozenset[str], pinned_by: str, described: str) -> tuple[fr
     return relevant, described
 
 
-def _patched(releases: frozenset[str]) -> bool:
+def dynamo_patched(releases: frozenset[str]) -> bool:
+    """Whether Dynamo's patched vLLM (0.7.2/0.8.4), which accepts DynamoNixlConnector, is among `releases`."""
     return bool(knowledge.fact("vllm.dynamo_patched_connector").releases & releases)
+
 
 
 def resolve(use: ConnectorUse, releases: frozenset[str], described: str) -> Resolved:
@@ -126,7 +128,7 @@ def _resolution(name: str, module_path: str | None, mode: Any, releases: frozens
             # the factory maps NixlConnector to NixlPullConnector/NixlPushConnector by transfer_mode (0.34)
             classes = knowledge.transport_classes("vllm", f"Nixl{mode.capitalize()}Connector", releases) or classes
         return "registered", classes, f"registered in {described} [{knowledge.transport_source('vllm', where)}]"
-    if name == _DYNAMO_PATCHED and _patched(releases):
+    if name == DYNAMO_PATCHED and dynamo_patched(releases):
         fact = knowledge.fact("vllm.dynamo_patched_connector")
         return "registered", frozenset({("ai-dynamo-vllm", name)}), fact.cite()
     return "unregistered", frozenset(), f"not registered in {described} [{knowledge.transport_source('vllm', releases)}]"
@@ -215,7 +217,7 @@ def _is_nixl(w: Worker, names: set[str] | None) -> bool | None:
     releases, _ = vllm_releases(w)
     nixl = frozenset().union(*(knowledge.transport_classes("vllm", n, releases or frozenset()) for n in ("NixlConnector", "NixlPullConnector", "NixlPushConnector")))
     nixl_modules = {m for m, _ in nixl}
-    if any(m in nixl_modules for m, _ in t.classes) or ("ai-dynamo-vllm", _DYNAMO_PATCHED) in t.classes:
+    if any(m in nixl_modules for m, _ in t.classes) or ("ai-dynamo-vllm", DYNAMO_PATCHED) in t.classes:
         return True
     return None if t.unknown else False
 
@@ -223,4 +225,4 @@ def _is_nixl(w: Worker, names: set[str] | None) -> bool | None:
 def is_dynamo_patched(w: Worker, names: set[str] | None) -> bool:
     """True when `w` runs Dynamo's patched-vLLM DynamoNixlConnector (its block and side-channel rules differ)."""
     t = transports(w, names)
-    return t is not None and ("ai-dynamo-vllm", _DYNAMO_PATCHED) in t.classes
+    return t is not None and ("ai-dynamo-vllm", DYNAMO_PATCHED) in t.classes

@@ -5,7 +5,7 @@ from disagg.schemas.knowledge import version_key
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._connectors import ASCEND, ASCEND_PLUGIN_CONNECTORS, engine_releases, every, leaves, resolve, runs_vllm_ascend, vllm_releases, worker_uses
+from .._connectors import ASCEND, ASCEND_PLUGIN_CONNECTORS, DYNAMO_PATCHED, dynamo_patched, engine_releases, every, leaves, resolve, runs_vllm_ascend, vllm_releases, worker_uses
 from .._helpers import DYNAMO_VLLM_CONNECTOR_WORDS
 from .._helpers import dynamo_patch_within as _within
 from .._spelling import near_miss
@@ -52,7 +52,8 @@ class DG212(Rule):
     of that release's choices (an info from 0.5.2, where a plugin may add choices); a `dynamo.vllm` `--connector`
     word other than nixl, lmcache, kvbm, null and none (Dynamo 0.5-0.9 raise "Invalid connector(s)" at start). The registered names are read from every release's `KVConnectorFactory.register_connector`
     calls and SGLang's choices (generated facts). A class loaded from `kv_connector_module_path` is not in any
-    registry, and a vLLM plugin may register names of its own (vllm-ascend's `MooncakeConnectorV1`): a name that is
+    registry, and a vLLM plugin may register names of its own (vllm-ascend's `MooncakeConnectorV1`): where Dynamo's
+    patched vLLM (0.7.2/0.8.4) may run, its `DynamoNixlConnector` counts as a registered name to misspell. A name that is
     neither a misspelling of a registered one nor registered in another release is reported as an info saying what
     could not be compared.
 
@@ -118,10 +119,14 @@ class DG212(Rule):
                 yield from self._transfer_mode(ctx, w, use, releases, described)
                 continue
             known = knowledge.transport_names("vllm", releases)
+            if dynamo_patched(releases):  # a candidate is Dynamo's patched vLLM: its own connector's name is one to misspell
+                known = known | {DYNAMO_PATCHED}
             near = _near(use.name, known)
             elsewhere = knowledge.transport_in("vllm", use.name)
             also = f"; it is registered in vLLM {_span(elsewhere)} only" if elsewhere else ""
             hint = f"; did you mean {near!r}?" if near else ""
+            if near == DYNAMO_PATCHED:
+                also += f", nor the name Dynamo's patched vLLM 0.7.2/0.8.4 takes outside its factory [{knowledge.fact('vllm.dynamo_patched_connector').source}]"
             if elsewhere or (near and not _extends(use.name, near) and use.name not in ASCEND_PLUGIN_CONNECTORS):
                 yield ctx.finding(self, where, f"{w.name}: kv_connector {use.name!r} is {r.why}{also}: vLLM exits at start "
                                   f"(\"Unsupported connector type\"){hint}", worker=w,

@@ -5,7 +5,19 @@ from disagg.schemas.knowledge import version_key
 
 from ...finding import Fix, Severity
 from ...registry import Rule
-from .._connectors import ASCEND, ASCEND_PLUGIN_CONNECTORS, DYNAMO_PATCHED, dynamo_patched, engine_releases, every, leaves, resolve, runs_vllm_ascend, vllm_releases, worker_uses
+from .._connectors import (
+    ASCEND,
+    ASCEND_PLUGIN_CONNECTORS,
+    DYNAMO_PATCHED,
+    dynamo_patched,
+    engine_releases,
+    every,
+    leaves,
+    resolve,
+    runs_vllm_ascend,
+    vllm_releases,
+    worker_uses,
+)
 from .._helpers import DYNAMO_VLLM_CONNECTOR_WORDS
 from .._helpers import dynamo_patch_within as _within
 from .._spelling import near_miss

@@ -96,6 +96,18 @@ def test_under_dynamo_a_prefill_section_that_turns_its_mode_off_leaves_no_prefil
     assert f.severity.label == "warning" and f.line == 26 and "its launcher (srtctl starts it as a prefill worker" in f.message
 
 
+def test_under_dynamo_a_decode_section_that_sets_prefill_mode_leaves_no_decode():
+    """srtctl starts the decode section's workers with --disaggregation-mode decode and then the section's own keys,
+    so the section's `prefill` comes last and wins: two prefill workers and none that decodes. The launcher's role is
+    what srtctl does, not a name, so this is a warning even though the worker's own flag says prefill."""
+    text = (HERE / "srt-slurm" / "sglang-dynamo.yaml").read_text().replace("      disaggregation-transfer-backend: mooncake\n",
+                                                                            '      disaggregation-transfer-backend: mooncake\n      disaggregation-mode: "prefill"\n')
+    r = lint_text("x.yaml", text, RULES, LintOptions())
+    [f] = [f for f in r.findings if f.code == "DG107"]
+    assert f.severity.label == "warning" and r.source_lines[f.line - 1].strip() == 'disaggregation-mode: "prefill"'
+    assert "its launcher (srtctl starts it as a decode worker" in f.message and "no worker serves decode" in f.message
+
+
 def test_recompute_on_failed_loads_is_reported_only_where_a_prefill_hands_kv_over():
     kv = '\'{"kv_connector": "NixlConnector", "kv_role": "kv_both", "kv_load_failure_policy": "recompute"}\''
     text = (HERE / "srt-slurm" / "vllm-dynamo.yaml").read_text().replace("prefill_workers: 0", "prefill_workers: 1") \

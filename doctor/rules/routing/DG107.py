@@ -105,11 +105,12 @@ class DG107(Rule):
                                       related=(ctx.related(w, routed.span, "the router's URL for it"),),
                                       fix=Fix(f"add --disaggregation-mode {routed.value} to {w.name}'s command"))
                 continue
-            said, why, by_field = self._said(w)
+            said, why, by_field, by_launcher = self._said(w)
             if said is None or w.program not in _FLAG_DECIDES:
                 continue
             runs = _runs_as(w)
-            if runs == said or (said == "decode" and w.program != "sglang" and not by_field and (not has_role_flag(w) or w.role == "prefill")):
+            if runs == said or (said == "decode" and w.program != "sglang" and not by_field and not by_launcher
+                                and (not has_role_flag(w) or w.role == "prefill")):
                 # an unflagged Dynamo worker is the decode side (DG604 says when it registers as aggregated); a flagged
                 # prefill that words nearby call decode is left to the name-free rules (comments say both roles)
                 continue
@@ -162,21 +163,23 @@ class DG107(Rule):
                                   fix=Fix("give --prefill the prefill server's URL and --decode the decode server's URL"))
 
     @staticmethod
-    def _said(w) -> tuple[str | None, str, bool]:
-        """The role a name or a CRD field gives the worker, when its own flags disagree or say nothing; and whether a
-        field that a system reads said it with the engine's own flag saying otherwise (a DGD's subComponentType)."""
+    def _said(w) -> tuple[str | None, str, bool, bool]:
+        """The role a name, a CRD field or a launcher gives the worker, when its own flags disagree or say nothing;
+        whether a field that a system reads said it with the engine's own flag saying otherwise (a DGD's
+        subComponentType); and whether its launcher started it as that role's worker (srtctl's section: what runs,
+        not a name)."""
         if w.role in ("prefill", "decode") and w.role_from in ("name", "field") and not has_role_flag(w):
-            return w.role, ("its name" if w.role_from == "name" else "its manifest") + f" ({w.role_why})", False
+            return w.role, ("its name" if w.role_from == "name" else "its manifest") + f" ({w.role_why})", False, False
         sub = w.settings.get("sub_component_type")
         if sub is not None and w.role_from == "flag" and sub.value != w.role and w.role in ("prefill", "decode", "aggregated"):
-            return sub.value, f"its manifest (subComponentType {sub.value})", True
+            return sub.value, f"its manifest (subComponentType {sub.value})", True, False
         launched = w.settings.get("launched_as")  # the launcher starts it as that role's worker (srtctl's prefill endpoint)
         if launched is not None and w.role_from == "flag" and launched.value != w.role and w.role in ("prefill", "decode", "aggregated"):
-            return launched.value, f"its launcher ({launched.origin})", False
+            return launched.value, f"its launcher ({launched.origin})", False, True
         named = w.settings.get("named_as")
         if named is not None and w.role_from == "flag" and named.value != w.role and w.role in ("prefill", "decode", "aggregated"):
-            return named.value, f"its name ({named.origin})", False
-        return None, "", False
+            return named.value, f"its name ({named.origin})", False, False
+        return None, "", False, False
 
 
 def _same_server(url: str) -> str:

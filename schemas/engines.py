@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import knowledge, lightllm, pd_sidecar
+from . import knowledge, lightllm, pd_sidecar, router_args
 from .cmdline import DYNAMO_MULTIMODAL_VLLM, Arg, Command, flag_name
 from .components import component_role, multimodal_worker_settings
 from .kv_config import json_object
@@ -167,9 +167,10 @@ def apply_command(w: Worker, cmd: Command) -> None:
         first = (opaque or named)[0]
         w.settings["opaque_args"] = Setting(Unknown.set_at_run_time(first.text), first.span, "arguments set at run time")
     if cmd.program == "sglang-router":
-        _router_urls(w, cmd)
+        router_args.router_urls(w, cmd)
+        router_args.router_selectors(w, cmd)
     if cmd.program == "vllm-proxy":
-        _proxy_port_lists(w, cmd)
+        router_args.proxy_port_lists(w, cmd)
     if cmd.program == "dynamo.vllm" and "connector" in cmd.flags:
         _connector_list(w, cmd)
     if cmd.program == "trtllm-disagg-server":
@@ -194,30 +195,6 @@ def _sglang_serve_model(cmd: Command) -> bool:
         and not words[2].text.startswith("-")
 
 
-def _proxy_port_lists(w: Worker, cmd: Command) -> None:
-    """vLLM's toy proxy takes every port after one `--prefiller-ports` / `--decoder-ports` (`nargs="+"`, vllm-project/vllm
-    tests/v1/kv_connector/nixl_integration/toy_proxy_server.py, as in ROCm/vllm at f8c9a385233a8e1f724411785a1c326006640df5):
-    all of them under `proxy_prefill_ports` / `proxy_decode_ports` (the flag table keeps only the first); the hosts
-    after `--prefiller-hosts` / `--decoder-hosts` likewise, zipped with the ports (schemas/kube_services.py)."""
-    words = cmd.args
-    for key, names in (("proxy_prefill_ports", ("--prefiller-ports", "--prefiller-port")), ("proxy_decode_ports", ("--decoder-ports", "--decoder-port")),
-                       ("proxy_prefill_hosts", ("--prefiller-hosts", "--prefiller-host")), ("proxy_decode_hosts", ("--decoder-hosts", "--decoder-host"))):
-        ports: list[str] = []
-        for i, a in enumerate(words):
-            name, eq, value = a.text.partition("=")
-            if name not in names:
-                continue
-            if eq:
-                ports.append(value)
-                continue
-            j = i + 1
-            while j < len(words) and not words[j].text.startswith("-"):
-                ports.append(words[j].text)
-                j += 1
-        if ports:
-            w.settings[key] = Setting(" ".join(ports), cmd.flag_spans.get(names[0][2:], cmd.start), names[0])
-
-
 def _connector_list(w: Worker, cmd: Command) -> None:
     """dynamo.vllm's `--connector nixl lmcache kvbm ...` takes every word up to the next flag (`nargs="*"`, in the
     releases that read it: ai-dynamo/dynamo components/backends/vllm/src/dynamo/vllm/args.py at v0.5.0,
@@ -237,34 +214,6 @@ def _connector_list(w: Worker, cmd: Command) -> None:
         span = Span(first.span.line, first.span.column, last.end_line, last.end_column)
         text = " ".join(a.text for a in words)
         w.settings["connector"] = Setting(_value(Arg(text, span)), span, "--connector")
-
-
-def _router_urls(w: Worker, cmd: Command) -> None:
-    """SGLang's PD router takes `--prefill URL [BOOTSTRAP_PORT]` and `--decode URL`, each repeated once per server
-    (`nargs="+", action="append"`, sgl-project/sglang sgl-router/py_src/sglang_router/router_args.py at
-    e46dcd87adca58ec70831ad7cb01a3892b2c9e50); SGLang's mini_lb takes every URL after one `--prefill` / `--decode`
-    (`nargs="+"`, mini_lb.py at 001c2ae0901cd353c26fed2f435887c867b73eed): every URL with its span, under
-    `router_prefill` / `router_decode` (the flag table keeps only the last)."""
-    found: dict[str, list] = {"prefill": [], "decode": []}
-    words = cmd.args
-    mini_lb = any(a.text == "sglang.srt.disaggregation.mini_lb" for a in words[:4])
-    for i, a in enumerate(words):
-        name, eq, value = a.text.partition("=")
-        role = name[2:] if name in ("--prefill", "--decode") else None
-        if role is None:
-            continue
-        if eq:
-            found[role].append((value, a.pos_of(len(name) + 1, len(value))))
-            continue
-        j = i + 1
-        while j < len(words) and not words[j].text.startswith("-"):
-            found[role].append((words[j].text, words[j].span))
-            if not mini_lb:
-                break  # the router's second word is the bootstrap port
-            j += 1
-    for role, urls in found.items():
-        if urls:
-            w.settings[f"router_{role}"] = Setting(urls, urls[0][1], f"--{role}")
 
 
 def apply_env(w: Worker, env: dict[str, Setting]) -> None:

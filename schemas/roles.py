@@ -34,6 +34,7 @@ def link_roles(dep: Deployment) -> None:
     _label_roles(dep)
     _proxy_ports(dep)
     _router_urls(dep)
+    _router_selectors(dep)
     _dynamo_default(dep)
 
 
@@ -81,6 +82,35 @@ def _router_urls(dep: Deployment) -> None:
                     here = host is None or is_loopback(host) or host == "0.0.0.0" or (w.flags.get("host") is not None and host == str(w.flags["host"].value))
                     if here and w.host.network == router.host.network and str(w.known("port", default_port)) == port:
                         _route(w, role, f"the router's {s.origin} {url}", Setting(url, span, s.origin))
+
+
+def _router_selectors(dep: Deployment) -> None:
+    """SGLang's PD router with Kubernetes service discovery: each `--prefill-selector` / `--decode-selector` names the
+    pods whose labels hold every key=value term. A value set from the router's environment (`$STORM_SERVICE_NAME`)
+    is read from it; one it cannot read leaves the selector unmatched (unknown, not a guess)."""
+    for router in dep.workers:
+        if router.program != "sglang-router":
+            continue
+        for role in ("prefill", "decode"):
+            s = router.settings.get(f"router_{role}_selector")
+            if s is None or not isinstance(s.value, list):
+                continue
+            terms = [(k, _from_env(router, v)) for k, v in s.value]
+            if any(v is None for _, v in terms):
+                continue
+            for w in dep.workers:
+                if w.engine == "sglang" and w.is_engine and w.labels and all(w.labels.get(k) == v for k, v in terms):
+                    shown = " ".join(f"{k}={v}" for k, v in terms)
+                    _route(w, role, f"the router's {s.origin} {shown} (its pod labels)", s)
+
+
+def _from_env(w: Worker, value: str) -> str | None:
+    """`value` with a `$NAME` / `${NAME}` taken from the worker's environment; None when it cannot be read."""
+    m = re.fullmatch(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", value)
+    if m is None:
+        return None if "$" in value else value
+    s = w.env.get(m.group(1))
+    return str(s.value) if s is not None and isinstance(s.value, str) and "$" not in s.value else None
 
 
 # router program -> (the engine its URLs name, that engine's default HTTP port). TensorRT-LLM's disaggregated router

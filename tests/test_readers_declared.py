@@ -60,6 +60,27 @@ def test_aibrix_roles_from_the_role_name_its_gateway_reads_and_replicas_times_ro
     assert str(p.known("tp")) == "2" and p.gpus.value == 2
 
 
+def test_aibrix_pods_carry_the_labels_an_sglang_routers_selectors_find():
+    """AIBrix's RoleSet controller labels each role pod role-name / storm-service-name and injects STORM_SERVICE_NAME;
+    SGLang's PD router with --service-discovery sends prefill traffic to the pods its --prefill-selector matches. A
+    prefill role in null mode is then sent prefill traffic it cannot serve as a prefill (DG107, an error)."""
+    r = lint("aibrix-sglang-router-selectors.yaml")
+    ws = engines(r)
+    p, d = ws["qwen-pd/prefill/prefill"], ws["qwen-pd/decode/decode"]
+    assert p.labels["role-name"] == "prefill" and p.labels["storm-service-name"] == "qwen-pd"
+    assert p.settings["routed_as"].value == "prefill" and d.settings["routed_as"].value == "decode"
+    [f] = [f for f in r.findings if f.code == "DG107"]
+    assert f.severity.label == "error" and "--prefill-selector storm-service-name=qwen-pd role-name=prefill" in f.message
+    # the same router whose selector value cannot be read (a variable the pod does not define) routes nothing
+    text = (HERE / "aibrix-sglang-router-selectors.yaml").read_text().replace("$STORM_SERVICE_NAME role-name=prefill", "$OTHER role-name=prefill")
+    r = lint_text("x.yaml", text, RULES, LintOptions())
+    assert "routed_as" not in engines(r)["qwen-pd/prefill/prefill"].settings and "DG107" not in codes(r)
+    # and with the prefill role in prefill mode, nothing is wrong
+    ok = lint_text("x.yaml", (HERE / "aibrix-sglang-router-selectors.yaml").read_text().replace("--disaggregation-mode null", "--disaggregation-mode prefill"),
+                   RULES, LintOptions())
+    assert not [f for f in ok.findings if f.severity.label in ("error", "warning")]
+
+
 def test_ome_service_takes_its_runtime_from_another_file_of_the_run():
     rs = {Path(r.path).name: r for r in lint_paths([str(HERE / "ome")], RULES, LintOptions())}
     svc = rs["service.yaml"].deployment

@@ -22,6 +22,8 @@ from .common import count, no_role_from_names
 from .kube import pod_workers
 
 AIBRIX_ROLE_NAMES = ("prefill", "decode")  # the role-name label values AIBrix's P/D router reads
+ROLE_NAME_LABEL, STORM_SERVICE_LABEL = "role-name", "storm-service-name"  # constants.RoleNameLabelKey, StormServiceNameLabelKey
+ROLE_NAME_ENV, STORM_SERVICE_ENV = "ROLE_NAME", "STORM_SERVICE_NAME"  # constants.RoleNameEnvKey, StormServiceNameEnvKey
 GATEWAY_SETS_REMOTE_HOST = "AIBrix's gateway sends the decode side the prefill pod's IP as remote_host"
 
 
@@ -50,7 +52,12 @@ def read(doc: SourceDocument, dep: Deployment, target: Target) -> None:
         nodes = group if isinstance(group, int) and group > 0 else 1
         for w in pod_workers(doc, dep, f"{name}/{rname}", base + ("template", "spec"), pod.get("spec"), None, target, labels, [], nodes, reader):
             w.replicas = _replicas(doc, base, role, spec, sets)
-            w.labels["roleset.orchestration.aibrix.ai/role-name"] = rname
+            # the RoleSet controller labels every role pod and injects the same names as env into every container
+            # (pkg/controller/roleset/utils.go:118-122 labels, :200-220 env, constants/stormservice.go:24-27,59-62 at
+            # e3e10f9): what a router's label selector (`role-name=prefill`, `storm-service-name=$STORM_SERVICE_NAME`) finds
+            w.labels.update({ROLE_NAME_LABEL: rname, STORM_SERVICE_LABEL: name})
+            for key, value in ((STORM_SERVICE_ENV, name), (ROLE_NAME_ENV, rname)):
+                w.env.setdefault(key, Setting(value, None, f"injected by AIBrix's RoleSet controller ({key})"))
             no_role_from_names(w)  # a container's name is no field AIBrix reads
             if w.is_engine and w.role in ("unknown", "aggregated") and rname in AIBRIX_ROLE_NAMES:
                 w.set_role(rname, f"StormService role {rname} (AIBrix's gateway routes {rname} to it by role name)", "field")

@@ -50,7 +50,8 @@ class DG107(Rule):
     (a `dynamo.sglang` one whose `--disaggregation-mode null` makes it aggregated); a `subComponentType: prefill` over an
     unflagged worker, and a DGD service whose `subComponentType` says one role while its engine's flag says another
     (the operator labels and the planner scales the service by the field; the engine serves by its flag); and an SGLang server that the PD router
-    (`sglang_router.launch_router --pd-disaggregation --prefill URL --decode URL`) sends prefill or decode traffic to
+    (`sglang_router.launch_router --pd-disaggregation --prefill URL --decode URL`, or with `--service-discovery` the pods
+    whose labels its `--prefill-selector` / `--decode-selector` match) sends prefill or decode traffic to
     while its own `--disaggregation-mode` is something else (null by default), or one server URL that the PD router
     is given both as a `--prefill` and as a `--decode` (whatever mode that server runs in, one half goes wrong).
 
@@ -102,7 +103,7 @@ class DG107(Rule):
                     waits += f" (unless {hidden} and carries the flag)" if hidden else ""
                     yield ctx.finding(self, w.where("disaggregation_mode"), f"{w.name}: {routed.origin} sends it {routed.value} traffic but it {runs}: {waits}",
                                       worker=w, severity=Severity.ERROR if _sourced(w) and not hidden else Severity.INFO, assumed=ctx.assumed(w, "sglang"),
-                                      related=(ctx.related(w, routed.span, "the router's URL for it"),),
+                                      related=(ctx.related(w, routed.span, "where the router picks it"),),
                                       fix=Fix(f"add --disaggregation-mode {routed.value} to {w.name}'s command"))
                 continue
             said, why, by_field, by_launcher = self._said(w)

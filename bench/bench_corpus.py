@@ -107,7 +107,8 @@ def loud(results, names: dict[str, str]) -> list[tuple[str, str, int, str, str]]
 
 
 def has_pd_worker(r) -> bool:
-    return r.deployment is not None and any(w.role in ("prefill", "decode") for w in r.deployment.workers)
+    """A prefill or decode worker in the file's deployment or in a further config it holds (Deployment.parts)."""
+    return r.deployment is not None and any(w.role in ("prefill", "decode") for d in (r.deployment, *r.deployment.parts) for w in d.workers)
 
 
 def score_files(rows: list[dict], results, names: dict[str, str], judged: list[dict]) -> dict:

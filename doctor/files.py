@@ -170,7 +170,7 @@ def _read_file(path: str, text: str, options: LintOptions, explicit: bool, fmt: 
     try:
         if is_script(path, text, fmt):
             dep = read_script(path, text, target)
-            if not dep.workers:
+            if not dep.workers and not dep.parts:  # parts: configs of manifests the script applies (readers/applied.py)
                 return _not_a_config(result, explicit, _no_serving_command(path, dep))
         else:
             dep = read_yaml(path, text, target, fmt)
@@ -194,7 +194,7 @@ def _read_file(path: str, text: str, options: LintOptions, explicit: bool, fmt: 
         result.error = ConfigError(path, 1, 1, f"internal error: the reader raised {crash_summary(exc)}; the other files were checked "
                                    "(a bug in disagg: please report it with this file)")
         return result
-    if not dep.workers and not dep.router and not dep.links and not dep.issues:
+    if not dep.workers and not dep.router and not dep.links and not dep.issues and not any(p.workers for p in dep.parts):
         # Read, but nothing in it runs or routes a model (a web app's compose file): no serving config, never "no pair formed"
         result.skipped = f"not a serving config: read as {dep.format}, but no service or container runs an engine the doctor reads (vllm serve, dynamo, sglang, trtllm-serve, ...)"
         return result

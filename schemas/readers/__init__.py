@@ -47,6 +47,8 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
     run = without_printed_text(text)  # what the shell runs: a usage text that `cat <<EOF` prints is not
     reader = ShellReader(run, passthrough=passthrough_wrappers(path, text))
     launches = reader.read(run)
+    if not launches and (manifests := _applied_manifests(path, text, lines, target)) is not None:
+        return manifests
     if not launches:
         # what the scripts it runs start is in them: said when nothing here serves (doctor/files.py words it)
         import bisect
@@ -93,6 +95,25 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
     link_disagg_configs(dep, written)
     dynamo_default_roles(dep)  # again: the router URLs of a written disaggregated config name the servers
     share_targets(dep)
+    return dep
+
+
+def _applied_manifests(path: str, text: str, lines: list[str], target: Target) -> Deployment | None:
+    """What a script that starts no server hands to kubectl or helm in here-documents, read as that YAML at the
+    script's positions (readers/applied.py); None when it hands none we read, or one that is not YAML."""
+    from .applied import applied_text
+
+    yaml_text = applied_text(text)
+    if yaml_text is None:
+        return None
+    try:
+        dep = read_yaml(path, yaml_text, target)
+    except ConfigError:
+        return None  # not what kubectl would parse either, or YAML only once the shell has expanded it
+    if dep is None or not (dep.workers or dep.parts):
+        return None
+    for d in (dep, *dep.parts):
+        d.lines = lines
     return dep
 
 

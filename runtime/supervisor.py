@@ -235,6 +235,17 @@ class Supervisor:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"not ready after {timeout:.0f} s: {', '.join(c.name for c in pending)}; logs in {self.run_dir}")
             time.sleep(0.05)
+        if self.opt.engine == "vllm" and self.plan.policy.remote_prefill and self.opt.discovery is None:
+            self._warm_up_kv_path()
+
+    def _warm_up_kv_path(self) -> None:
+        """vLLM engines meet over NIXL on their first P/D request: make that one here, not a user's (vllm_warmup.py)."""
+        from .identity import engine_api_key
+        from .vllm_warmup import warm_up
+
+        urls = {role: [c.url for c in self.children if c.role == role] for role in ("decode", "prefill")}
+        if urls["decode"] and urls["prefill"]:
+            warm_up(urls["decode"], urls["prefill"], self.plan.served_model_name, engine_api_key(self.secret.encode()), self.say)
 
     def _probe(self, c: Child) -> dict | None:
         if c.spec is not None:

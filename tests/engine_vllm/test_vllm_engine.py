@@ -70,6 +70,8 @@ def test_disaggregated_vllm_end_to_end(model, tmp_path):
         before = _engine_metric(s, "decode-0", "vllm:prompt_tokens_by_source_total", source="external_kv_transfer")
         code, r = complete(s, {"prompt": PROMPT, "max_tokens": 16, "temperature": 0}, timeout=120)
         assert code == 200 and (r["disagg"]["route"], r["disagg"]["prefill_worker"]) == ("remote", "prefill-0"), r
+        # the engines met over NIXL before the server said it was ready (runtime/vllm_warmup.py), not on this request
+        assert "a warm-up prefill was read over NIXL" in (tmp_path / "fixed" / "serve.err").read_text(errors="replace")
         assert r["usage"]["completion_tokens"] == 16
         after = _engine_metric(s, "decode-0", "vllm:prompt_tokens_by_source_total", source="external_kv_transfer")
         assert after - before == r["usage"]["prompt_tokens"]  # the decode engine read the whole prompt's KV over NIXL
@@ -108,6 +110,7 @@ def test_seed_broken_config_leaves_the_prefill_engine_idle(model, tmp_path):
         assert s.metric("disagg_worker_requests_total", role="prefill") == 0
         assert _engine_metric(s, "prefill-0", "vllm:prompt_tokens_by_source_total") == 0
         assert _engine_metric(s, "decode-0", "vllm:prompt_tokens_by_source_total", source="local_compute") > 0
+        assert "KV path" not in (tmp_path / "broken" / "serve.err").read_text(errors="replace")  # no remote prefill: no warm-up
     finally:
         s.stop()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 
-from .heredoc import _START, _body, _target
+from .heredoc import _target, here_documents
 
 # `kubectl|oc apply|create|replace ... -f -` (or --filename=-): the command reads the manifest from its standard input
 _APPLY_STDIN = re.compile(r"\b(?:kubectl|oc)\b.*?\b(?:apply|create|replace)\b.*?(?:-f|--filename)(?:[ \t]+|=)-(?=\s|$)")
@@ -30,22 +30,13 @@ def applied_text(text: str) -> str | None:
     keep: list[tuple[int, int]] = []  # (opening line index, closing line index)
     written: dict[str, tuple[int, int]] = {}
     bodies: set[int] = set()
-    i = 0
-    while i < len(lines):
-        m = _START.search(lines[i])
-        if m is None or lines[i].lstrip().startswith("#"):
-            i += 1
-            continue
-        _, _, j = _body(lines, i, m)
-        if j >= len(lines):
-            break
+    for i, m, _, j in here_documents(lines):
         bodies.update(range(i + 1, j + 1))
         if not m.group("dash"):
             if any(_APPLY_STDIN.search(part) for part in _segments(lines[i])):
                 keep.append((i, j))
             elif (name := _target(lines[i])) is not None:
                 written[name] = (i, j)
-        i = j + 1
     if written:
         tools = ["kubectl", "oc", "helm"] + [rf"\$\{{?{v}\}}?" for v in _TOOL_VAR.findall(text)]
         given_re = re.compile(rf"(?:^|[\s(])(?:{'|'.join(tools)})(?=\s).*?" + _GIVEN)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..model import Unknown
@@ -96,11 +96,9 @@ def _body(lines: list[str], i: int, m: re.Match) -> tuple[list[str], list[int], 
     return body, tabs, j
 
 
-def written_scripts(text: str) -> list[tuple[str, int, str]]:
-    """(file name, line of the write, text) of every shell script (`*.sh`) the script writes with a here-document:
-    what it starts runs only when something runs that file."""
-    lines = text.splitlines()
-    out = []
+def here_documents(lines: list[str]) -> Iterator[tuple[int, re.Match, list[str], int]]:
+    """(index of the opening line, its `<<TAG` match, the body's lines, index of the closing line) of every
+    here-document whose closing line is in the text; a commented-out opener opens none."""
     i = 0
     while i < len(lines):
         m = _START.search(lines[i])
@@ -108,10 +106,20 @@ def written_scripts(text: str) -> list[tuple[str, int, str]]:
             i += 1
             continue
         body, _, j = _body(lines, i, m)
-        target = _target(lines[i])
-        if target is not None and target.endswith((".sh", ".bash")) and j < len(lines):
-            out.append((target, i + 1, "\n".join(body) + "\n"))
+        if j < len(lines):
+            yield i, m, body, j
         i = j + 1
+
+
+def written_scripts(text: str) -> list[tuple[str, int, str]]:
+    """(file name, line of the write, text) of every shell script (`*.sh`) the script writes with a here-document:
+    what it starts runs only when something runs that file."""
+    out = []
+    lines = text.splitlines()
+    for i, _, body, _ in here_documents(lines):
+        target = _target(lines[i])
+        if target is not None and target.endswith((".sh", ".bash")):
+            out.append((target, i + 1, "\n".join(body) + "\n"))
     return out
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from disagg.schemas import pairing
 from disagg.schemas.gcpause import paused_gc
-from disagg.schemas.model import Deployment, Pair, Worker
+from disagg.schemas.model import VARIANT_IN_NAME, Deployment, Pair, Worker
 from disagg.schemas.readers import link_files
 from disagg.schemas.source import Span, noqa_codes
 
@@ -73,9 +73,25 @@ def lint_results(results: list[FileResult], rules: Iterable[type[Rule]], options
                 r.crashes.append(f"internal error: the workload prediction raised {crash_summary(exc)}")
     for r in results:
         found = by_path.get(r.path, [])
-        unique = {(f.code, f.line, f.column, f.message): f for f in _unsuppressed(found, r.source_lines)}
-        r.findings = sorted(unique.values(), key=lambda f: (f.line, f.column, f.code, f.message))
+        unique = _once(_unsuppressed(found, r.source_lines))
+        r.findings = sorted(unique, key=lambda f: (f.line, f.column, f.code, f.message))
     return results
+
+
+def _once(findings: Iterable[Finding]) -> list[Finding]:
+    """Each finding once; one that several alternative configs of a file share (the same code, place and words but
+    for the variant its workers are named with) once, naming every variant it holds in."""
+    groups: dict[tuple, list[Finding]] = {}
+    for f in findings:
+        groups.setdefault((f.code, f.line, f.column, VARIANT_IN_NAME.sub("", f.message)), []).append(f)
+    out = []
+    for group in groups.values():
+        labels = list(dict.fromkeys(m.group(1) for f in group for m in VARIANT_IN_NAME.finditer(f.message)))
+        first = group[0]
+        if len(labels) > 1:
+            first = first._replace(message=VARIANT_IN_NAME.sub(f" (variants {', '.join(labels)})", first.message))
+        out.append(first)
+    return out
 
 
 def _units(dep: Deployment | None) -> list[Deployment]:

@@ -9,6 +9,7 @@ file) is an `Unknown` with the reason, never a guess: rules compare only known v
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -259,6 +260,15 @@ class Deployment:
         if any(k.startswith("profile:prefill") for k in self.router):
             return "its scheduler has a prefill profile"
         return next((link.needs for link in self.links if getattr(link, "needs", None)), None)
+
+
+# A worker of one of a file's alternative configs (an srtctl override variant) is named with the variant, in one
+# spelling, so that a finding the same in several variants can be reported once with all of their names.
+VARIANT_IN_NAME = re.compile(r" \(variant ([^()]+)\)")
+
+
+def in_variant(name: str, label: str) -> str:
+    return f"{name} (variant {label})"
 
 
 class Pair(NamedTuple):

@@ -73,9 +73,12 @@ def test_sweep_parameters_are_not_read_as_values():
     assert codes(r, "error") == codes(r, "warning") == set()
 
 
-def test_an_override_file_or_a_recipe_missing_required_keys_is_not_read():
+def test_a_recipe_missing_required_keys_is_not_read_and_an_override_file_is_read_as_its_variant():
     r = lint("srt-slurm/override-file.yaml")
-    assert r.deployment is None and "not a recognised config" in str(r.error)  # the command line says "skipped"
+    assert [w.name for w in r.deployment.workers] == ["prefill worker (variant override_small)", "decode worker (variant override_small)"]
+    assert r.deployment.workers[-1].replicas.value == 2  # override_small's decode_workers
+    broken = (HERE / "srt-slurm" / "override-file.yaml").read_text().replace('    gpu_type: "h100"\n', "")
+    assert lint_text("x.yaml", broken, RULES, LintOptions()).deployment is None  # the merged recipe lacks gpu_type
     text = (HERE / "srt-slurm" / "sglang-dynamo.yaml").read_text().replace('  gpu_type: "gb200"\n', "")
     assert lint_text("x.yaml", text, RULES, LintOptions()).deployment is None  # resources.gpu_type is required
     text = (HERE / "srt-slurm" / "sglang-dynamo.yaml").read_text().replace("type: sglang", "type: mocker")
@@ -130,3 +133,34 @@ def test_a_dynamo_wheel_version_names_the_release_and_served_names_that_differ_n
     assert "1.2.0" in p.target.releases("dynamo")  # `wheel` is an ai-dynamo version; it clears `version`
     [f] = [f for f in r.findings if f.severity.label in ("error", "warning")]
     assert f.code == "DG601" and r.source_lines[f.line - 1].strip() == 'served-model-name: "org/small-model"'
+
+
+def test_an_override_recipe_is_read_as_each_variant_srtctl_runs():
+    """srtctl deep-merges each override_* and each item of a zip_override_* onto `base` and runs those, not the base
+    (src/srtctl/core/config.py generate_override_configs): each variant is a config of its own, at the lines where its
+    values are written, and a finding several variants share is reported once with their names."""
+    r = lint("srt-slurm/override-variants.yaml")
+    deps = [r.deployment, *r.deployment.parts]
+    assert len(deps) == 3  # override_tp4, zip_override_sweep[0], zip_override_sweep[1]; the base is not run
+    decode = {d.workers[-1].name: d.workers[-1] for d in deps}
+    assert set(decode) == {"decode worker (variant override_tp4)", "decode worker (variant zip_override_sweep[0])",
+                           "decode worker (variant zip_override_sweep[1])"}
+    tp = {name: (w.known("tp"), r.source_lines[w.settings["tp"].span.line - 1].strip()) for name, w in decode.items()}
+    assert tp["decode worker (variant override_tp4)"] == ("4", "tensor-parallel-size: 4")
+    assert tp["decode worker (variant zip_override_sweep[0])"][0] == "8" and tp["decode worker (variant zip_override_sweep[0])"][1].startswith("tensor-parallel-size: [8, 4]")
+    [idle] = [f for f in r.findings if f.code == "DG302"]  # 4 of 8 GPUs idle where TP is 4: two variants, one finding
+    assert "(variants override_tp4, zip_override_sweep[1])" in idle.message
+    [mismatch] = [f for f in r.findings if f.code == "DG611"]  # the base's nixl/mooncake mismatch, in every variant
+    assert "zip_override_sweep[0]" in mismatch.message and r.source_lines[mismatch.line - 1].strip() == "disaggregation_transfer_backend: nixl"
+
+
+def test_an_override_that_fixes_what_the_base_breaks_clears_it_for_that_variant_only():
+    text = (HERE / "srt-slurm" / "override-variants.yaml").read_text().replace(
+        "        tensor-parallel-size: 4\n\nzip", "        tensor-parallel-size: 4\n        disaggregation-transfer-backend: nixl\n\nzip")
+    r = lint_text("x.yaml", text, RULES, LintOptions())
+    [mismatch] = [f for f in r.findings if f.code == "DG611"]
+    assert "override_tp4" not in mismatch.message and "zip_override_sweep[1]" in mismatch.message
+    only_base = "\n".join(line for line in text.split("\noverride_tp4:")[0].splitlines()) + "\n"
+    r = lint_text("x.yaml", only_base, RULES, LintOptions())
+    assert r.deployment is not None and not r.deployment.parts and [w.name for w in r.deployment.workers] == [
+        "prefill worker (variant base)", "decode worker (variant base)"]

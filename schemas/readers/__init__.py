@@ -205,7 +205,7 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
         dep, v0_configs = v0_configs[0], v0_configs[1:]
     else:
         dep.doc = docs[0] if len(docs) == 1 else None
-    dep.parts = v0_configs
+    dep.parts += v0_configs
     return dep
 
 
@@ -264,7 +264,7 @@ def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: 
 
 def _values(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
     """A document that is no Kubernetes object: compose, a TensorRT-LLM disaggregated config, or chart values."""
-    from . import ascend_nightly, charts, llmd, ray_serve, recipes, srt_slurm, trtllm
+    from . import ascend_nightly, charts, llmd, ray_serve, recipes, srt_slurm, srt_slurm_variants, trtllm
 
     data = doc.data
     from . import ecs
@@ -275,6 +275,8 @@ def _values(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
         ray_serve.read(doc, dep, target)
     elif srt_slurm.looks_like_recipe(data):
         srt_slurm.read(doc, dep, target)
+    elif srt_slurm_variants.is_override_recipe(data):
+        srt_slurm_variants.read(doc, dep, target, _finish)
     elif looks_like_compose(data):
         _compose(doc, dep, target)
     elif trtllm.looks_like_disagg_config(data):
@@ -336,6 +338,15 @@ def unread_kinds(path: str, text: str) -> list[str]:
     if not objects or not all(kube_object(o) for o in objects):
         return []
     return [f"{o.get('apiVersion')}/{o.get('kind')}" for o in objects]
+
+
+def _finish(dep: Deployment) -> None:
+    """A further config of a file (Deployment.parts) completed as the file's own is."""
+    from .engine_configs import sglang_config_refs
+
+    sglang_config_refs(dep)
+    dynamo_default_roles(dep)
+    share_targets(dep)
 
 
 def dynamo_default_roles(dep: Deployment) -> None:

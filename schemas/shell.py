@@ -59,6 +59,7 @@ class ShellReader(Flow, Expander, Launcher):
         self.base_env = base_env or {}
 
     def simple(self, cmd: LexCommand, st: State) -> None:
+        st.joined_by, st.prev_end = st.prev_end, cmd.end
         words = cmd.words  # never changed in place: `words[1:]` below makes a new list
         if cmd.comments:
             st.recent.extend(c for c in cmd.comments if c)
@@ -166,6 +167,10 @@ class ShellReader(Flow, Expander, Launcher):
             return
         if name in ("echo", "printf"):
             st.recent.append(" ".join(p.text for p in expanded[1:]))
+            return
+        if name == "exit":
+            if st.joined_by not in ("||", "&&", "|") and not st.child and st.container is None:
+                self.exits(st)  # an unconditional `exit` of the script itself, not `cmd || exit 1` or a child shell's
             return
         if name in _STOPPERS or (name == "xargs" and any(p.text in _STOPPERS for p in expanded[1:])) or (name == "fuser" and any(p.text.startswith("-k") for p in expanded[1:])):
             st.epoch += 1  # what started before may be gone: a server started after it is no neighbour of one started before

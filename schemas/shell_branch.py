@@ -33,7 +33,8 @@ _COMPARE = {"=": "eq", "==": "eq", "-eq": "eq", "!=": "ne", "-ne": "ne"}
 
 
 class Frame:
-    __slots__ = ("kind", "hint", "branch", "assigned", "ident", "selector", "values", "seen", "expect", "per_process", "pre", "decided", "mixed")
+    __slots__ = ("kind", "hint", "branch", "assigned", "ident", "selector", "values", "seen", "expect", "per_process", "pre", "decided", "mixed",
+                 "exits")
 
     def __init__(self, kind: str, ident: str = "", hint: str = "", selector: str | None = None):
         self.kind = kind  # if | case | func | loop
@@ -49,6 +50,7 @@ class Frame:
         self.pre: dict[str, PStr | list[PStr] | None] = {}  # values before the frame of the variables its branches set
         self.decided: str | None = None  # case: the subject's known value (only the matching branch runs)
         self.mixed = False  # if: the branches test different things
+        self.exits: set[int] = set()  # branches that end the script (`exit`)
 
     def element(self) -> tuple:
         return (self, self.branch, self.selector, self.values[0], self.values[1])
@@ -209,8 +211,26 @@ class Branches:
                 frame.pre[name] = st.vars.get(name)
             frame.assigned.setdefault(name, {})[frame.branch] = (value, " ".join([frame.hint] + st.recent))
 
+    def exits(self, st: State) -> None:
+        """An `exit` in a branch of an if/case: the script ends there when that branch is taken."""
+        frame = next((f for f in reversed(st.frames) if f.kind in ("if", "case")), None)
+        if frame is not None and frame.decided is None:
+            frame.exits.add(frame.branch)
+
+    def _after_exits(self, frame: Frame, st: State) -> None:
+        """Every branch of an `if` without `else` ends the script (`if [ host = A ]; then serve ...; exit; fi`): what
+        follows runs only in the runs that took none of them. Such branches pick what one run of the script does (per
+        host or role), so they are per-process branches, and what follows is a branch of its own (index -1) of the
+        same frame: one deployment with them, never in the same run."""
+        if frame.kind != "if" or not frame.exits or frame.exits != set(range(frame.branch + 1)):
+            return  # a branch that does not exit runs on into what follows
+        frame.per_process = True
+        excluded = frozenset(v for seen in frame.seen if seen for v in seen)
+        st.extra.append((frame, -1, frame.selector, None, excluded))
+
     def close(self, frame: Frame, st: State) -> None:
         """Variables set differently in two or more branches fork the commands that use them afterwards."""
+        self._after_exits(frame, st)
         varying = {n: b for n, b in frame.assigned.items() if len(b) >= 2 and (len({_text(v) for v, _ in b.values()}) >= 2
                                                                                or self._written_apart(b))}
         # a value written alike in each branch but read at run time from what differs (`KV=$(cat "$FILE")` where each

@@ -87,6 +87,9 @@ class State:
         self.containers: dict[str, tuple[str | None, str | None]] = {}  # `docker run --name X`: X -> (network, image)
         self.container: tuple | None = None  # (network, name, image) of the container whose `sh -c` script is being read
         self.epoch = 0  # how many times the script stopped what it had started (kill, pkill, wait...) before this point
+        self.prev_end = "\n"  # the operator that ended the last command read
+        self.joined_by = "\n"  # the one before the command being read (`||`: it runs only when the one before fails)
+        self.child = 0  # > 0 while the text of a child shell (`bash -c`, ssh) is read: its `exit` ends only the child
         self.steps = 0
         self.max_steps = 0
         self.depth = 0

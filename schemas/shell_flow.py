@@ -175,10 +175,12 @@ class Flow(Branches):
         saved, saved_remote = st.vars, st.remote
         st.vars = {} if remote is not None else {n: saved[n] for n in st.exported if n in saved}
         st.remote = remote if remote is not None else st.remote
+        st.child += 1
         try:
             self.eval_words(words, {} if remote is not None else assigns, st)
         finally:
             st.vars, st.remote = saved, saved_remote
+            st.child -= 1
 
     def eval_words(self, expanded: list[PStr], assigns: dict[str, PStr], st: State) -> None:
         joined = concat(expanded, " ")

@@ -323,3 +323,29 @@ def test_a_role_chosen_at_run_time_with_the_kv_config_from_a_file_is_one_worker_
 def test_a_run_time_value_computed_alike_in_two_branches_is_one_process():
     ls = launches((HERE / "same-runtime-value-in-branches.sh").read_text())
     assert len(ls) == 1 and ls[0].alternative is None
+
+
+EXITING_BRANCHES = """#!/bin/bash
+IP=$(hostname -I | awk '{print $1}')
+if [[ "$IP" == "$PREFILL_IP" ]]; then
+  python3 -m sglang.launch_server --model-path m --port 30000 --disaggregation-mode prefill --disaggregation-transfer-backend nixl
+  exit 0
+fi
+if [[ "$IP" == "$DECODE_IP" ]]; then
+  python3 -m sglang.launch_server --model-path m --port 30000 --disaggregation-mode decode --disaggregation-transfer-backend nixl
+  exit 0
+fi
+"""
+
+
+def test_branches_that_end_the_script_pick_one_process_per_run():
+    """`if [ host is A ]; then serve; exit; fi` then the other host's server: one run of the script starts one of
+    them (bash: `exit` ends the script), so they are one deployment, paired, but never neighbours on one host."""
+    r = lint_text("pd.sh", EXITING_BRANCHES, RULES, LintOptions())
+    assert r.pairs and "DG304" not in {f.code for f in r.findings}
+    # an exit that runs only when something fails ends nothing by itself: both may start in one run
+    conditional = EXITING_BRANCHES.replace("  exit 0\n", "  sleep 1 || exit 1\n")
+    assert "DG304" in {f.code for f in lint_text("pd.sh", conditional, RULES, LintOptions()).findings}
+    # nor does the exit of a child shell
+    child = EXITING_BRANCHES.replace("  exit 0\n", "  bash -c 'exit 0'\n")
+    assert "DG304" in {f.code for f in lint_text("pd.sh", child, RULES, LintOptions()).findings}

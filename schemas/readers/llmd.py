@@ -73,6 +73,15 @@ def looks_like_modelservice_values(data: Any) -> bool:
     return isinstance(data, dict) and any(isinstance(data.get(k), dict) and isinstance(data[k].get("containers"), list) for k in ("prefill", "decode"))
 
 
+# What llm-d does when its prefill pool has no pod: the scheduler's P/D profile handler finds no prefill target and sets
+# no prefiller header (llm-d/llm-d-inference-scheduler@520af47896e5f06e43d09aca281a1149187b0ffd
+# pkg/epp/framework/plugins/scheduling/profilehandler/disagg/disagg_headers_handler.go:118-131), and the routing
+# sidecar, seeing none, skips disaggregated prefill and forwards the request to its own decode server
+# (llm-d/llm-d-routing-sidecar@78051b86ff13c4511fb1c8c7def56e04b0850b67 internal/proxy/chat_completions.go:31-42).
+NO_PREFILL_POD = ("llm-d's scheduler sets no prefiller header when no prefill pod runs, and the routing sidecar then "
+                  "sends the request to its decode server, which prefills it")
+
+
 def read_modelservice_values(doc: SourceDocument, dep: Deployment, target: Target) -> None:
     """llm-d modelservice values: `prefill:`/`decode:` each with containers whose `modelCommand: vllmServe` runs
     `vllm serve <modelArtifacts.name>` with the listed args (llm-d/llm-d-modelservice chart). The chart adds
@@ -110,6 +119,7 @@ def read_modelservice_values(doc: SourceDocument, dep: Deployment, target: Targe
             w.gpus = gpus_from_resources(doc, base + ("resources",), c.get("resources"))
             w.settings["rdma"] = Setting(rdma_requested(c.get("resources")), None, "resources")
             w.settings["capabilities"] = Setting(None, None, "set by the chart")  # the chart owns securityContext
+            w.settings["without_prefill"] = Setting("decode", None, NO_PREFILL_POD)  # the chart runs llm-d's scheduler and sidecar
             w.notes.append("the modelservice chart adds flags and security settings of its own; only what the values set is checked")
             dep.workers.append(w)
 

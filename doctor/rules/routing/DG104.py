@@ -44,7 +44,8 @@ class DG104(Rule):
     code = "DG104"
     name = "no-prefill-worker"
     severity = Severity.ERROR
-    also = {Severity.INFO: "when an autoscaler or Dynamo's Planner owns the replica count and may raise it, or nothing in the file routes to a decode side"}
+    also = {Severity.INFO: "when an autoscaler or Dynamo's Planner owns the replica count and may raise it, nothing in the file routes to a decode "
+                           "side, or the system serves every request on decode when no prefill pod runs (llm-d's modelservice chart)"}
     on_roles = True
 
     def check(self, ctx):
@@ -94,6 +95,13 @@ class DG104(Rule):
                 yield ctx.finding(self, w.replicas.span, f"{w.name} (prefill) has {field} and its {scaler} may scale it from there; until it does, "
                                   "no prefill instance runs", worker=w, roles=(w,), severity=Severity.INFO,
                                   fix=Fix("give the prefill side a floor of at least 1, or check that the autoscaler scales it up from zero"))
+                continue
+            fallback = w.settings.get("without_prefill")
+            if fallback is not None:  # the system serves every request on decode when no prefill pod runs (llm-d)
+                yield ctx.finding(self, w.replicas.span, f"{w.name} (prefill) has {field}: no prefill pod runs, so P/D is off and the decode "
+                                  f"side prefills every request ({fallback.origin}); nothing hangs or fails, and no GPU sits idle",
+                                  worker=w, roles=(w,), severity=Severity.INFO,
+                                  fix=Fix("run at least one prefill replica where disaggregated prefill is meant"))
                 continue
             yield ctx.finding(self, w.replicas.span, f"{w.name} (prefill) has {field} and no other prefill worker runs: zero prefill capacity, so "
                               "requests that need a prefill worker hang, fail or silently prefill on the decode side"

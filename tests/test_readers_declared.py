@@ -81,6 +81,17 @@ def test_aibrix_pods_carry_the_labels_an_sglang_routers_selectors_find():
     assert not [f for f in ok.findings if f.severity.label in ("error", "warning")]
 
 
+def test_a_flux_helmrelease_is_read_as_its_charts_values_at_the_manifests_lines():
+    """Flux's helm-controller installs the chart with spec.values (over any valuesFrom): they are the chart's values."""
+    r = lint("flux-helmrelease.yaml")
+    [f] = [f for f in r.findings if f.code == "DG202"]
+    assert r.source_lines[f.line - 1].strip().startswith('args: ["--kv-transfer-config", \'{"kv_connector":"NixlConnector"')
+    assert {w.role for w in r.deployment.workers} == {"prefill", "decode"}
+    # values also taken from ConfigMaps or Secrets: a key left out may be set there, so the release is not read
+    text = (HERE / "flux-helmrelease.yaml").read_text().replace("  values:\n", "  valuesFrom:\n    - kind: ConfigMap\n      name: overrides\n  values:\n")
+    assert lint_text("x.yaml", text, RULES, LintOptions()).deployment is None
+
+
 def test_ome_service_takes_its_runtime_from_another_file_of_the_run():
     rs = {Path(r.path).name: r for r in lint_paths([str(HERE / "ome")], RULES, LintOptions())}
     svc = rs["service.yaml"].deployment

@@ -253,6 +253,10 @@ def _kube(doc: SourceDocument, dep: Deployment, target: Target, engine_configs: 
         from . import kthena
 
         return kthena.read(doc, dep, target)
+    elif kind == "HelmRelease" and group == "helm.toolkit.fluxcd.io":
+        from . import helmrelease
+
+        return helmrelease.read(doc, dep, target, _values)
     elif kind in ("LLMInferenceService", "LLMInferenceServiceConfig") and group == "serving.kserve.io":
         from . import kserve
 

@@ -71,6 +71,10 @@ _MODULES = {
     # python/sglang/srt/disaggregation/mini_lb.py at 001c2ae0901cd353c26fed2f435887c867b73eed)
     "sglang.srt.disaggregation.mini_lb": "sglang-router",
     "sglang_router.launch_server": "sglang-router",
+    # vLLM production-stack's router (vllm-project/production-stack src/vllm_router/app.py; its P/D routing in
+    # src/vllm_router/routers/routing_logic.py, router_args.model_label_routing). Not by its console script's name:
+    # `vllm-router` also names vllm-project/router, another program with other flags (image vllm/vllm-router)
+    "vllm_router.app": "vllm-router",
     # LightLLM's one server module; `--run_mode` picks what it runs (engines.infer_role, lightllm.py)
     "lightllm.server.api_server": "lightllm",
 }

@@ -31,6 +31,7 @@ PROGRAMS = {
     "dynamo.router": (None, "dynamo"),
     "dynamo-v0:frontend": (None, "dynamo"),
     "sglang-router": (None, "sglang"),
+    "vllm-router": (None, "production-stack"),
     "vllm-proxy": (None, "vllm"),
     "trtllm-disagg-server": (None, "trtllm"),
     "llm-d-routing-sidecar": (None, "llm-d"),
@@ -171,6 +172,8 @@ def apply_command(w: Worker, cmd: Command) -> None:
         router_args.router_selectors(w, cmd)
     if cmd.program == "vllm-proxy":
         router_args.proxy_port_lists(w, cmd)
+    if cmd.program == "vllm-router":
+        router_args.model_label_routing(w, cmd)
     if cmd.program == "dynamo.vllm" and "connector" in cmd.flags:
         _connector_list(w, cmd)
     if cmd.program == "trtllm-disagg-server":
@@ -258,7 +261,7 @@ def infer_role(w: Worker, hints: list[str]) -> None:
     if w.program in ("dynamo.frontend", "dynamo-v0:frontend"):
         w.set_role("frontend", w.program, "program")
         return
-    if w.program in ("sglang-router", "vllm-proxy", "llm-d-routing-sidecar", "trtllm-disagg-server", "dynamo.router"):
+    if w.program in ("sglang-router", "vllm-proxy", "llm-d-routing-sidecar", "trtllm-disagg-server", "dynamo.router", "vllm-router"):
         w.set_role("router" if w.program != "vllm-proxy" else "proxy", w.program, "program")
         return
     if w.program == "dynamo-serve":  # the graph's code and its config decide what runs, in which role: never a name near it

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from . import knowledge, kube_services, lightllm
 from .model import Branch, Deployment, Pair, Worker, is_loopback
-from .roles import _ROUTED_ENGINE, _host_port
+from .roles import _ROUTED_ENGINE, _host_port, label_routed
 
 _SCOPE_LABELS = ("llm-d.ai/model", "app", "app.kubernetes.io/name", "llm-d.ai/inferenceServing", "llm-d.ai/guide")
 
@@ -110,7 +110,7 @@ def routes_across(dep: Deployment) -> bool:
     servers of other files of its folder (`_routed`, kube_services.routed)."""
     return any(w.program in _ROUTED_ENGINE and any(isinstance(getattr(w.settings.get(k), "value", None), list)
                                                    for k in ("router_prefill", "router_decode")) for w in dep.workers) \
-        or kube_services.proxies_by_name(dep)
+        or kube_services.proxies_by_name(dep) or any(w.program == "vllm-router" for w in dep.workers)
 
 
 def _routed(deps: Iterable[Deployment], lonely_p: list[Worker], lonely_d: list[Worker]) -> list[Pair]:
@@ -125,6 +125,7 @@ def _routed(deps: Iterable[Deployment], lonely_p: list[Worker], lonely_d: list[W
     whatever their models: the link holds where the model differs, which is what DG205 must see. A URL names a server
     of another file only by the exact address that server binds (`--host 10.0.0.5 --port 30002`): a wildcard or
     loopback bind in another file may be another machine, and then only the resemblance links below apply."""
+    pairs = _label_routed(deps, lonely_p, lonely_d)
     by_address: dict[tuple[str, str, str], list[Worker]] = {}
     for w in [*lonely_p, *lonely_d]:
         host = w.flags.get("host")
@@ -134,8 +135,7 @@ def _routed(deps: Iterable[Deployment], lonely_p: list[Worker], lonely_d: list[W
             if w.engine == engine:
                 by_address.setdefault((engine, str(host.value), str(w.known("port", default_port))), []).append(w)
     if not by_address:
-        return []
-    pairs = []
+        return pairs
     for dep in deps:
         for router in dep.workers:
             if router.program not in _ROUTED_ENGINE:
@@ -153,6 +153,27 @@ def _routed(deps: Iterable[Deployment], lonely_p: list[Worker], lonely_d: list[W
                 for p, p_url in named["prefill"]:
                     if d.path != p.path:
                         pairs.append(Pair(d, p, f"the router {router.name} in {os.path.basename(router.path)} sends prefill to {p_url} and decode to {d_url}"))
+    return pairs
+
+
+def _label_routed(deps: Iterable[Deployment], lonely_p: list[Worker], lonely_d: list[Worker]) -> list[Pair]:
+    """Prefill and decode pods of different files of one folder that a production-stack router there picks by their
+    `model` label for the two halves of each request (roles.label_routed)."""
+    pairs = []
+    for dep in deps:
+        routers = [w for w in dep.workers if w.program == "vllm-router"]
+        if not routers:
+            continue
+        folder = os.path.dirname(dep.path)
+        servers = [w for w in [*lonely_p, *lonely_d] if os.path.dirname(w.path) == folder]
+        named: dict[str, list[Worker]] = {"prefill": [], "decode": []}
+        for _, w, role, _s in label_routed(routers, servers):
+            if w.role == role:
+                named[role].append(w)
+        for d in named["decode"]:
+            for p in named["prefill"]:
+                if d.path != p.path:
+                    pairs.append(Pair(d, p, f"the production-stack router in {os.path.basename(dep.path)} picks them by their pods' model labels"))
     return pairs
 
 

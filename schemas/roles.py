@@ -35,6 +35,7 @@ def link_roles(dep: Deployment) -> None:
     _proxy_ports(dep)
     _router_urls(dep)
     _router_selectors(dep)
+    _model_label_routes(dep)
     _dynamo_default(dep)
 
 
@@ -111,6 +112,75 @@ def _from_env(w: Worker, value: str) -> str | None:
         return None if "$" in value else value
     s = w.env.get(m.group(1))
     return str(s.value) if s is not None and isinstance(s.value, str) and "$" not in s.value else None
+
+
+def _model_label_routes(dep: Deployment) -> None:
+    """production-stack's router in a P/D routing logic with Kubernetes discovery: the vLLM pods its label selector
+    finds, by their `model` label (router_args.model_label_routing)."""
+    for _, w, role, evidence in label_routed(dep.workers, dep.workers):
+        _route(w, role, f"production-stack's router: {evidence.origin} {','.join(evidence.value)} (the pod's label model={w.labels.get('model')})", evidence)
+
+
+def label_routed(routers, servers):
+    """(router, server, role, the router's label setting) for every vLLM server a production-stack router sends P/D
+    traffic to by its pod's `model` label, among `servers` (those its `--k8s-label-selector` also selects)."""
+    from .router_args import PD_ROUTING_LOGICS
+
+    for router in routers:
+        if router.program != "vllm-router" or router.known("routing_logic") not in PD_ROUTING_LOGICS or router.known("service_discovery") != "k8s":
+            continue
+        selector = router.settings.get("k8s_label_selector")
+        terms = parse_label_selector(str(selector.value)) if selector is not None else []
+        if terms is None:
+            continue  # a selector not read: which pods it finds is not known
+        for key, role in (("router_prefill_labels", "prefill"), ("router_decode_labels", "decode")):
+            s = router.settings.get(key)
+            if s is None or not isinstance(s.value, list) or any("$" in v for v in s.value):
+                continue
+            for w in servers:
+                if w.engine == "vllm" and w.is_engine and w.labels.get("model") in s.value and selects(terms, w.labels):
+                    yield router, w, role, s
+
+
+def parse_label_selector(text: str) -> list[tuple[str, str, frozenset[str]]] | None:
+    """A Kubernetes label selector (`a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x)`, `a`, `!a`, comma-joined) as
+    (key, op, values) terms; None when it is not one (or holds a value set at run time)."""
+    if "$" in text:
+        return None
+    parts, depth, cur = [], 0, ""
+    for c in text:
+        depth += c == "("
+        depth -= c == ")"
+        if c == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += c
+    parts.append(cur)
+    out = []
+    for p in (p.strip() for p in parts if p.strip()):
+        m = re.fullmatch(r"([\w./-]+)\s+(in|notin)\s*\(([^()]*)\)", p)
+        if m:
+            out.append((m.group(1), m.group(2), frozenset(v.strip() for v in m.group(3).split(",") if v.strip())))
+            continue
+        m = re.fullmatch(r"([\w./-]+)\s*(==|!=|=)\s*([\w./-]*)", p)
+        if m:
+            out.append((m.group(1), "notin" if m.group(2) == "!=" else "in", frozenset({m.group(3)})))
+            continue
+        m = re.fullmatch(r"(!?)([\w./-]+)", p)
+        if m is None:
+            return None
+        out.append((m.group(2), "absent" if m.group(1) else "exists", frozenset()))
+    return out
+
+
+def selects(terms: list[tuple[str, str, frozenset[str]]], labels: dict[str, str]) -> bool:
+    for key, op, values in terms:
+        have = labels.get(key)
+        if (op == "in" and have not in values) or (op == "notin" and have in values) or (op == "exists" and have is None) \
+                or (op == "absent" and have is not None):
+            return False
+    return True
 
 
 # router program -> (the engine its URLs name, that engine's default HTTP port). TensorRT-LLM's disaggregated router

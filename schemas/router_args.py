@@ -83,3 +83,34 @@ def router_selectors(w: Worker, cmd: Command) -> None:
         pairs = [tuple(t.split("=", 1)) for t in terms]
         if pairs and all(len(p) == 2 and p[0] for p in pairs):
             w.settings[f"router_{role}_selector"] = Setting(pairs, a.span, name)
+
+
+# production-stack's P/D routing logics: each request's prefill goes to an endpoint whose model label is one of
+# `--prefill-model-labels`, its decode to one of `--decode-model-labels` (comma-separated), and with none of a kind
+# discovered every request is answered 503 (vllm-project/production-stack@a6c01db05f65f556235413ba8dbcfb0c01132fff
+# src/vllm_router/parsers/parser.py:429-441, src/vllm_router/routers/routing_logic.py:600-630). With
+# `--service-discovery k8s` an endpoint's model label is its pod's label `model` (service_discovery.py:657-669).
+PD_ROUTING_LOGICS = ("disaggregated_prefill", "disaggregated_prefill_orchestrated")
+
+
+def model_label_routing(w: Worker, cmd: Command) -> None:
+    """production-stack's router: `router_prefill_labels` / `router_decode_labels` (lists), `routing_logic`,
+    `service_discovery`, `k8s_label_selector`, as written (`--flag value` or `--flag=value`)."""
+    keys = {"--prefill-model-labels": "router_prefill_labels", "--decode-model-labels": "router_decode_labels",
+            "--routing-logic": "routing_logic", "--service-discovery": "service_discovery", "--k8s-label-selector": "k8s_label_selector"}
+    words = cmd.args
+    for i, a in enumerate(words):
+        name, eq, value = a.text.partition("=")
+        key = keys.get(name)
+        if key is None:
+            continue
+        if not eq:
+            if i + 1 >= len(words):
+                continue
+            value = words[i + 1].text
+        value = value.strip("\"'")
+        if key.endswith("_labels"):
+            w.settings[key] = Setting([v.strip() for v in value.split(",") if v.strip()], a.span, name)
+        else:
+            w.settings[key] = Setting(value, a.span, name)
+

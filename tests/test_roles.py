@@ -192,3 +192,29 @@ def test_a_role_set_without_saying_how_is_never_taken_for_a_name():
     assert w.role_guessed
     w.role = "prefill"  # a reader that decides from a field of its own and does not call set_role
     assert (w.role_from, w.role_guessed) == ("none", False)
+
+
+def test_production_stack_router_routes_pods_by_their_model_label_across_the_files_of_its_folder():
+    """vllm_router.app in a P/D routing logic with Kubernetes discovery sends prefill to pods labelled model=<one of
+    --prefill-model-labels> and decode to <--decode-model-labels> (production-stack a6c01db): in one file the pods get
+    those roles; across the files of one folder the two are one pair, by the router, not by resemblance."""
+    from pathlib import Path
+
+    from disagg.doctor.context import LintOptions
+    from disagg.doctor.engine import lint_paths, lint_text
+    from disagg.doctor.registry import default_registry
+
+    folder = Path(__file__).resolve().parent / "fixtures" / "readers" / "pstack-router"
+    results = {Path(r.path).name: r for r in lint_paths([str(folder)], [r for r in default_registry() if not r.live], LintOptions())}
+    [pair] = results["prefill.yaml"].pairs
+    assert "production-stack router in router.yaml" in pair.why
+    one = "\n---\n".join((folder / n).read_text() for n in ("prefill.yaml", "decode.yaml", "router.yaml"))
+    r = lint_text("all.yaml", one, [r for r in default_registry() if not r.live], LintOptions())
+    roles = {w.name: (w.role, w.role_from, w.settings["routed_as"].value) for w in r.deployment.workers if w.is_engine}
+    assert roles == {"prefill/vllm": ("prefill", "router", "prefill"), "decode/vllm": ("decode", "router", "decode")}
+    # a label the router does not ask for routes nothing; a selector that leaves a pod out routes it nowhere
+    assert "routed_as" not in {k for w in lint_text("all.yaml", one.replace("--prefill-model-labels=prefill", "--prefill-model-labels=prefil"),
+                                                    [r for r in default_registry() if not r.live], LintOptions()).deployment.workers
+                               if w.name == "prefill/vllm" for k in w.settings}
+    narrowed = lint_text("all.yaml", one.replace("app in (prefill,decode)", "app in (decode)"), [r for r in default_registry() if not r.live], LintOptions())
+    assert [w.name for w in narrowed.deployment.workers if "routed_as" in w.settings] == ["decode/vllm"]

@@ -63,7 +63,7 @@ def lint_results(results: list[FileResult], rules: Iterable[type[Rule]], options
                         by_path.setdefault(f.path, []).append(f)
                         if f.related and f.related[0].path != f.path:  # a cross-file finding: report it at the other end too
                             rel = f.related[0]
-                            back = Related(f.path, f.line, f.column, f.end_line, f.end_column, "the other end of this pair")
+                            back = Related(f.path, f.line, f.column, f.end_line, f.end_column, "the other end of this finding")
                             by_path.setdefault(rel.path, []).append(f._replace(path=rel.path, line=rel.line, column=rel.column, end_line=rel.end_line,
                                                                                end_column=rel.end_column, related=(back,)))
         if options.workload is not None:

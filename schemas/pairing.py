@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from . import knowledge, kube_services, lightllm
 from .model import Branch, Deployment, Pair, Worker, is_loopback
-from .roles import _ROUTED_ENGINE, _host_port, label_routed
+from .roles import _ROUTED_ENGINE, _host_port, label_routed, note_label_gaps
 
 _SCOPE_LABELS = ("llm-d.ai/model", "app", "app.kubernetes.io/name", "llm-d.ai/inferenceServing", "llm-d.ai/guide")
 
@@ -160,11 +160,15 @@ def _label_routed(deps: Iterable[Deployment], lonely_p: list[Worker], lonely_d: 
     """Prefill and decode pods of different files of one folder that a production-stack router there picks by their
     `model` label for the two halves of each request (roles.label_routed)."""
     pairs = []
+    deps = list(deps)
     for dep in deps:
         routers = [w for w in dep.workers if w.program == "vllm-router"]
         if not routers:
             continue
         folder = os.path.dirname(dep.path)
+        everyone = [w for d in deps if os.path.dirname(d.path) == folder for w in d.workers]
+        for router in routers:
+            note_label_gaps(router, everyone)  # what the router finds among every file of its folder
         servers = [w for w in [*lonely_p, *lonely_d] if os.path.dirname(w.path) == folder]
         named: dict[str, list[Worker]] = {"prefill": [], "decode": []}
         for _, w, role, _s in label_routed(routers, servers):

@@ -119,6 +119,34 @@ def _model_label_routes(dep: Deployment) -> None:
     finds, by their `model` label (router_args.model_label_routing)."""
     for _, w, role, evidence in label_routed(dep.workers, dep.workers):
         _route(w, role, f"production-stack's router: {evidence.origin} {','.join(evidence.value)} (the pod's label model={w.labels.get('model')})", evidence)
+    for router in dep.workers:
+        note_label_gaps(router, dep.workers)
+
+
+LABEL_GAPS = "label_gaps"  # the router setting DG108 reads
+
+
+def note_label_gaps(router: Worker, servers: list[Worker]) -> None:
+    """On a production-stack router: each side (prefill, decode) whose model labels pick none of the vLLM pods its
+    selector finds among `servers`, while some of those pods carry a model label neither side names (a pod meant for
+    that side, labelled otherwise). Kept as plain values (name, path, line, column, label) under LABEL_GAPS."""
+    from .router_args import PD_ROUTING_LOGICS
+
+    if router.program != "vllm-router" or router.known("routing_logic") not in PD_ROUTING_LOGICS or router.known("service_discovery") != "k8s":
+        return
+    selector = router.settings.get("k8s_label_selector")
+    terms = parse_label_selector(str(selector.value)) if selector is not None else []
+    lists = {role: router.settings.get(f"router_{role}_labels") for role in ("prefill", "decode")}
+    if terms is None or any(s is None or not isinstance(s.value, list) or any("$" in v for v in s.value) for s in lists.values()):
+        return
+    found = [w for w in servers if w.engine == "vllm" and w.is_engine and w.span is not None and selects(terms, w.labels)]
+    named = {v for s in lists.values() for v in s.value}
+    stray = [w for w in found if w.labels.get("model") not in named]
+    gaps = [(role, [(w.name, w.path, w.span.line, w.span.column, str(w.labels.get("model"))) for w in stray])
+            for role, s in lists.items() if stray and not any(w.labels.get("model") in s.value for w in found)]
+    router.settings.pop(LABEL_GAPS, None)  # asked again with more files (the router's folder): the wider answer stands
+    if gaps:
+        router.settings[LABEL_GAPS] = Setting(gaps, None, "the pods it discovers in the files read")
 
 
 def label_routed(routers, servers):

@@ -218,3 +218,16 @@ def test_production_stack_router_routes_pods_by_their_model_label_across_the_fil
                                if w.name == "prefill/vllm" for k in w.settings}
     narrowed = lint_text("all.yaml", one.replace("app in (prefill,decode)", "app in (decode)"), [r for r in default_registry() if not r.live], LintOptions())
     assert [w.name for w in narrowed.deployment.workers if "routed_as" in w.settings] == ["decode/vllm"]
+    # the prefill pod's label misspelt, in its own file: the router's file is told that it discovers a pod it sends nothing
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp())
+    for n in ("decode.yaml", "router.yaml"):
+        shutil.copy(folder / n, tmp / n)
+    (tmp / "prefill.yaml").write_text((folder / "prefill.yaml").read_text().replace("        model: prefill\n", "        model: prefil\n"))
+    results = {Path(r.path).name: r for r in lint_paths([str(tmp)], [r for r in default_registry() if not r.live], LintOptions())}
+    [f] = [f for f in results["router.yaml"].findings if f.code == "DG108"]
+    assert "prefill/vllm (model=prefil)" in f.message and f.related[0].path.endswith("prefill.yaml")
+    assert not [f for f in results["router.yaml"].findings if f.code == "DG108" and "decode" in f.message.split(" sends ")[1][:6]]
+

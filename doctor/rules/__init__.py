@@ -11,6 +11,7 @@ RULE_MODULES = (
     "routing.DG105",
     "routing.DG106",
     "routing.DG107",
+    "routing.DG108",
     "kv.DG201",
     "kv.DG202",
     "kv.DG203",

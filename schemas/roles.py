@@ -142,7 +142,8 @@ def note_label_gaps(router: Worker, servers: list[Worker]) -> None:
     found = [w for w in servers if w.engine == "vllm" and w.is_engine and w.span is not None and selects(terms, w.labels)]
     named = {v for s in lists.values() for v in s.value}
     stray = [w for w in found if w.labels.get("model") not in named]
-    gaps = [(role, [(w.name, w.path, w.span.line, w.span.column, str(w.labels.get("model"))) for w in stray])
+    # with a selector of its own the router says which pods are its; without one it finds every pod of its namespace
+    gaps = [(role, [(w.name, w.path, w.span.line, w.span.column, str(w.labels.get("model"))) for w in stray], bool(terms))
             for role, s in lists.items() if stray and not any(w.labels.get("model") in s.value for w in found)]
     router.settings.pop(LABEL_GAPS, None)  # asked again with more files (the router's folder): the wider answer stands
     if gaps:

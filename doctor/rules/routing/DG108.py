@@ -37,13 +37,14 @@ class DG108(Rule):
     code = "DG108"
     name = "router-labels-select-no-pod"
     severity = Severity.WARNING
+    also = {Severity.INFO: "the router has no --k8s-label-selector: the pods it finds in the files read may be another deployment's"}
 
     def check(self, ctx):
         for router in ctx.deployment.workers:
             gaps = router.settings.get(LABEL_GAPS)
             if gaps is None:
                 continue
-            for role, stray in gaps.value:
+            for role, stray, selected in gaps.value:
                 flag = router.settings.get(f"router_{role}_labels")
                 names = ", ".join(f"{name} (model={label})" for name, _, _, _, label in stray[:3])
                 wanted = ",".join(flag.value) if flag is not None else "?"
@@ -51,7 +52,9 @@ class DG108(Rule):
                 yield ctx.finding(self, flag.span if flag is not None else router.span,
                                   f"{router.name} sends {role} to pods labelled model={wanted}, but none of the pods it discovers is; "
                                   f"{names} {'is' if len(stray) == 1 else 'are'} discovered and sent nothing: every request is answered 503 "
-                                  f"{role.upper()}_SERVICE_UNAVAILABLE and the {role} pods sit idle [{SOURCE}]",
-                                  worker=router, related=related,
+                                  f"{role.upper()}_SERVICE_UNAVAILABLE and the {role} pods sit idle [{SOURCE}]"
+                                  + ("" if selected else " (a note: with no --k8s-label-selector the router finds every pod of its namespace, "
+                                                         "so these may belong to another deployment)"),
+                                  worker=router, related=related, severity=None if selected else Severity.INFO,
                                   fix=Fix(f"label the {role} pods model={flag.value[0] if flag is not None and flag.value else role}, "
                                           f"or add their label to --{role}-model-labels"))

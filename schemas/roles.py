@@ -96,12 +96,13 @@ def _router_selectors(dep: Deployment) -> None:
             s = router.settings.get(f"router_{role}_selector")
             if s is None or not isinstance(s.value, list):
                 continue
-            terms = [(k, _from_env(router, v)) for k, v in s.value]
-            if any(v is None for _, v in terms):
+            pairs = [(k, _from_env(router, v)) for k, v in s.value]
+            if any(v is None for _, v in pairs):
                 continue
+            terms = [(k, "in", frozenset({v})) for k, v in pairs]
             for w in dep.workers:
-                if w.engine == "sglang" and w.is_engine and w.labels and all(w.labels.get(k) == v for k, v in terms):
-                    shown = " ".join(f"{k}={v}" for k, v in terms)
+                if w.engine == "sglang" and w.is_engine and w.labels and selects(terms, w.labels):
+                    shown = " ".join(f"{k}={v}" for k, v in pairs)
                     _route(w, role, f"the router's {s.origin} {shown} (its pod labels)", s)
 
 
@@ -130,14 +131,11 @@ def note_label_gaps(router: Worker, servers: list[Worker]) -> None:
     """On a production-stack router: each side (prefill, decode) whose model labels pick none of the vLLM pods its
     selector finds among `servers`, while some of those pods carry a model label neither side names (a pod meant for
     that side, labelled otherwise). Kept as plain values (name, path, line, column, label) under LABEL_GAPS."""
-    from .router_args import PD_ROUTING_LOGICS
-
-    if router.program != "vllm-router" or router.known("routing_logic") not in PD_ROUTING_LOGICS or router.known("service_discovery") != "k8s":
+    read = _label_router(router)
+    if read is None:
         return
-    selector = router.settings.get("k8s_label_selector")
-    terms = parse_label_selector(str(selector.value)) if selector is not None else []
-    lists = {role: router.settings.get(f"router_{role}_labels") for role in ("prefill", "decode")}
-    if terms is None or any(s is None or not isinstance(s.value, list) or any("$" in v for v in s.value) for s in lists.values()):
+    terms, lists = read
+    if len(lists) < 2:
         return
     found = [w for w in servers if w.engine == "vllm" and w.is_engine and w.span is not None and selects(terms, w.labels)]
     named = {v for s in lists.values() for v in s.value}
@@ -153,22 +151,32 @@ def note_label_gaps(router: Worker, servers: list[Worker]) -> None:
 def label_routed(routers, servers):
     """(router, server, role, the router's label setting) for every vLLM server a production-stack router sends P/D
     traffic to by its pod's `model` label, among `servers` (those its `--k8s-label-selector` also selects)."""
-    from .router_args import PD_ROUTING_LOGICS
-
     for router in routers:
-        if router.program != "vllm-router" or router.known("routing_logic") not in PD_ROUTING_LOGICS or router.known("service_discovery") != "k8s":
+        read = _label_router(router)
+        if read is None:
             continue
-        selector = router.settings.get("k8s_label_selector")
-        terms = parse_label_selector(str(selector.value)) if selector is not None else []
-        if terms is None:
-            continue  # a selector not read: which pods it finds is not known
-        for key, role in (("router_prefill_labels", "prefill"), ("router_decode_labels", "decode")):
-            s = router.settings.get(key)
-            if s is None or not isinstance(s.value, list) or any("$" in v for v in s.value):
-                continue
+        terms, lists = read
+        for role, s in lists.items():
             for w in servers:
                 if w.engine == "vllm" and w.is_engine and w.labels.get("model") in s.value and selects(terms, w.labels):
                     yield router, w, role, s
+
+
+def _label_router(router: Worker) -> tuple[list, dict[str, Setting]] | None:
+    """A production-stack router in a P/D routing logic with Kubernetes discovery, as (its label selector's terms, the
+    side -> its model-label setting, for each side whose labels are read); None for any other worker, or one whose
+    selector is not read (which pods it finds is then not known)."""
+    from .router_args import PD_ROUTING_LOGICS
+
+    if router.program != "vllm-router" or router.known("routing_logic") not in PD_ROUTING_LOGICS or router.known("service_discovery") != "k8s":
+        return None
+    selector = router.settings.get("k8s_label_selector")
+    terms = parse_label_selector(str(selector.value)) if selector is not None else []
+    if terms is None:
+        return None
+    lists = {role: s for role in ("prefill", "decode") if (s := router.settings.get(f"router_{role}_labels")) is not None
+             and isinstance(s.value, list) and not any("$" in v for v in s.value)}
+    return terms, lists
 
 
 def parse_label_selector(text: str) -> list[tuple[str, str, frozenset[str]]] | None:

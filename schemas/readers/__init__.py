@@ -192,12 +192,10 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
         helm.mark_conditions(dep, docs)
         for v0 in v0_configs:
             helm.mark_conditions(v0, docs)
-    from .engine_configs import link_engine_configs, sglang_config_refs
+    from .engine_configs import link_engine_configs
 
     link_engine_configs(dep, engine_configs)
-    sglang_config_refs(dep)
-    dynamo_default_roles(dep)
-    share_targets(dep)
+    _finish(dep)
     if not recognised and not dep.workers:
         if not v0_configs:
             return None

@@ -11,11 +11,14 @@ JOB_SCRIPT_SUFFIXES = (".slurm", ".sbatch")
 SHELLS = ("bash", "sh", "dash", "zsh", "ksh")
 
 
+def shebang_program(line: str) -> str:
+    """The program a `#!` line names (`#!/usr/bin/env -S python3 -u` -> python3, `#!/bin/bash -l` -> bash)."""
+    words = [w.rsplit("/", 1)[-1] for w in line.strip()[2:].split()]
+    if words and words[0] == "env":
+        words = [w for w in words[1:] if not w.startswith("-")]
+    return words[0] if words else ""
+
+
 def shell_shebang(first_line: str) -> bool:
     """Whether a `#!` line runs a shell (`#!/bin/bash`, `#!/usr/bin/env bash`, `#!/bin/sh -l`)."""
-    if not first_line.startswith("#!"):
-        return False
-    words = first_line[2:].split()
-    if words and words[0].rsplit("/", 1)[-1] == "env":
-        words = [w for w in words[1:] if not w.startswith("-")]
-    return bool(words) and words[0].rsplit("/", 1)[-1] in SHELLS
+    return first_line.startswith("#!") and shebang_program(first_line) in SHELLS

@@ -105,7 +105,6 @@ def dynamo_patched(releases: frozenset[str]) -> bool:
     return bool(knowledge.fact("vllm.dynamo_patched_connector").releases & releases)
 
 
-
 def resolve(use: ConnectorUse, releases: frozenset[str], described: str) -> Resolved:
     """One connector by the registry of `releases`."""
     mode = use.extra.get("transfer_mode")

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import re
 
+from ..formats import SHELLS, shebang_program
+
 JUSTFILE_NAMES = ("justfile", ".justfile")
 JUST_SUFFIX = ".just"
 
@@ -36,7 +38,6 @@ _SUBST = re.compile(r"\{\{(?!\{)(.*?)\}\}")
 _SET_EXPORT = re.compile(r"^set\s+export(\s*:=\s*true)?\s*$")
 _KEYWORD_LINE = re.compile(r"^(set|alias|import|mod)\b|^\[.*\]\s*$|^!include\b")
 _SET_SHELL = re.compile(r"""^set\s+shell\s*:=\s*\[\s*["']([^"']+)["']""")
-_POSIX_SHELLS = ("sh", "bash", "zsh", "dash", "ksh")
 SELECTOR = "JUST_RECIPE"  # the recipe named on the command line (`just NAME`), as the selector of the branches
 
 
@@ -75,14 +76,6 @@ def _deps(text: str) -> list[str]:
     for m in re.finditer(rf"\(\s*({_NAME})[^)]*\)|({_NAME})", text):
         out.append(m.group(1) or m.group(2))
     return out
-
-
-def _interpreter(shebang: str) -> str:
-    """The program a `#!` line names (`#!/usr/bin/env -S python3 -u` -> python3)."""
-    words = [w.rsplit("/", 1)[-1] for w in shebang.strip()[2:].split()]
-    if words and words[0] == "env":
-        words = [w for w in words[1:] if not w.startswith("-")]
-    return words[0] if words else ""
 
 
 def _subst(name: str, width: int) -> str:
@@ -133,7 +126,7 @@ def to_shell(text: str) -> str:
     recipes: list[tuple[str, list[str], list[str]]] = []
     export_all = any(_SET_EXPORT.match(line) for line in lines)
     shells = [m.group(1) for m in map(_SET_SHELL.match, lines) if m]
-    posix = not shells or shells[-1].rsplit("/", 1)[-1] in _POSIX_SHELLS  # `set shell := ["python3", "-c"]`: not shell lines
+    posix = not shells or shells[-1].rsplit("/", 1)[-1] in SHELLS  # `set shell := ["python3", "-c"]`: not shell lines
     open_fn = False
     params: set[str] = set()
     in_body = continued = skip = False
@@ -141,7 +134,7 @@ def to_shell(text: str) -> str:
     for line in lines:
         if line[:1] in (" ", "\t"):
             if in_body and not body_lines and line.lstrip().startswith("#!"):
-                skip = _interpreter(line) not in _POSIX_SHELLS  # a script recipe in another language (`#!/usr/bin/env python3`)
+                skip = shebang_program(line) not in SHELLS  # a script recipe in another language (`#!/usr/bin/env python3`)
             if in_body:
                 body_lines += 1
             if in_body and (skip or not posix):

@@ -107,7 +107,10 @@ _WRAPPER_VALUES = {
 _PROXIES = ("toy_proxy_server.py", "disagg_proxy_server.py", "disagg_prefill_proxy_server.py", "disagg_proxy_demo.py", "proxy_server.py")
 
 
-_PROGRAMS = ("vllm", "sglang", "trtllm-serve", "sglang-router", "sglang_router", "docker", "podman", "nerdctl", "dynamo", "pd-sidecar")
+# llm-d's P/D routing sidecar binary: its image builds cmd/pd-sidecar into /app/pd-sidecar, its entrypoint
+# (llm-d/llm-d-router Dockerfile.sidecar at v0.4.0 86f5af75 and v0.10.0 71f4f099)
+PD_SIDECAR_BINARY = "pd-sidecar"
+_PROGRAMS = ("vllm", "sglang", "trtllm-serve", "sglang-router", "sglang_router", "docker", "podman", "nerdctl", "dynamo", PD_SIDECAR_BINARY)
 
 _ENV_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.S)
 
@@ -184,9 +187,7 @@ def find_command(args: list[Arg], dynamo_workdir: str | None = None, dynamo_fron
             body = rest[j + 1 :]
     elif base in ("sglang-router", "sglang_router"):
         program, body = "sglang-router", rest[1:]
-    elif base == "pd-sidecar":
-        # llm-d's P/D routing sidecar: its image builds cmd/pd-sidecar into /app/pd-sidecar, its entrypoint
-        # (llm-d/llm-d-router Dockerfile.sidecar at v0.4.0 86f5af75 and v0.10.0 71f4f099)
+    elif base == PD_SIDECAR_BINARY:
         program, body = "llm-d-routing-sidecar", rest[1:]
     if program is None:
         return None

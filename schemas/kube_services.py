@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 from typing import Any, NamedTuple
 
+from .labels import holds
 from .model import Deployment, Pair, Setting, Worker, is_loopback
 
 VLLM_HTTP_PORT = "8000"
@@ -154,7 +155,7 @@ def _behind(host: str, port: str, own: Pod, proxy: Worker, services: list[Servic
                 pod = w.known("kube_pod")
                 if not isinstance(pod, Pod) or w.role != role or os.path.dirname(w.path) != folder or pod.namespace != svc.namespace:
                     continue
-                if not set(svc.selector) <= set(pod.labels):
+                if not holds(dict(pod.labels), dict(svc.selector)):
                     continue
                 number = dict(pod.named_ports).get(target, target)
                 if w.program in _ENGINE_PORT and str(w.known("port", _ENGINE_PORT[w.program])) == number:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 
+from .labels import parse_label_selector, selects
 from .model import Deployment, Setting, Worker, is_loopback
 
 _REPLACEABLE = ("name", "none", "default")  # a role that a system-read source may replace
@@ -177,47 +178,6 @@ def _label_router(router: Worker) -> tuple[list, dict[str, Setting]] | None:
     lists = {role: s for role in ("prefill", "decode") if (s := router.settings.get(f"router_{role}_labels")) is not None
              and isinstance(s.value, list) and not any("$" in v for v in s.value)}
     return terms, lists
-
-
-def parse_label_selector(text: str) -> list[tuple[str, str, frozenset[str]]] | None:
-    """A Kubernetes label selector (`a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x)`, `a`, `!a`, comma-joined) as
-    (key, op, values) terms; None when it is not one (or holds a value set at run time)."""
-    if "$" in text:
-        return None
-    parts, depth, cur = [], 0, ""
-    for c in text:
-        depth += c == "("
-        depth -= c == ")"
-        if c == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += c
-    parts.append(cur)
-    out = []
-    for p in (p.strip() for p in parts if p.strip()):
-        m = re.fullmatch(r"([\w./-]+)\s+(in|notin)\s*\(([^()]*)\)", p)
-        if m:
-            out.append((m.group(1), m.group(2), frozenset(v.strip() for v in m.group(3).split(",") if v.strip())))
-            continue
-        m = re.fullmatch(r"([\w./-]+)\s*(==|!=|=)\s*([\w./-]*)", p)
-        if m:
-            out.append((m.group(1), "notin" if m.group(2) == "!=" else "in", frozenset({m.group(3)})))
-            continue
-        m = re.fullmatch(r"(!?)([\w./-]+)", p)
-        if m is None:
-            return None
-        out.append((m.group(2), "absent" if m.group(1) else "exists", frozenset()))
-    return out
-
-
-def selects(terms: list[tuple[str, str, frozenset[str]]], labels: dict[str, str]) -> bool:
-    for key, op, values in terms:
-        have = labels.get(key)
-        if (op == "in" and have not in values) or (op == "notin" and have in values) or (op == "exists" and have is None) \
-                or (op == "absent" and have is not None):
-            return False
-    return True
 
 
 # router program -> (the engine its URLs name, that engine's default HTTP port). TensorRT-LLM's disaggregated router

@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import pd_sidecar
-from ..cmdline import Arg, Command, parse_flags
+from ..cmdline import PD_SIDECAR_BINARY, Arg, Command, parse_flags
 from ..knowledge.versions import Target
 from ..model import Deployment, Host, Setting, Unknown, Worker
 from ..shell import ShellReader
@@ -114,7 +114,7 @@ def _runs_sidecar(c: dict) -> bool:
     """The container's own command runs llm-d's routing sidecar (`cmdline.find_command` knows its program); an image
     run with no command is not taken as one by its name."""
     command = c.get("command")
-    return isinstance(command, list) and bool(command) and isinstance(command[0], str) and command[0].rsplit("/", 1)[-1] == "pd-sidecar"
+    return isinstance(command, list) and bool(command) and isinstance(command[0], str) and command[0].rsplit("/", 1)[-1] == PD_SIDECAR_BINARY
 
 
 def _default_command(doc, name, role, path, base, c, env, target, labels, host, image) -> Worker:

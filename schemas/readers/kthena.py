@@ -40,6 +40,7 @@ from urllib.parse import urlparse
 
 from ..cmdline import Arg, find_command
 from ..knowledge.versions import Target
+from ..labels import holds
 from ..model import Deployment, Host, Setting, Unknown, Worker
 from ..shell import ShellReader
 from ..source import SourceDocument, Span
@@ -137,7 +138,7 @@ def route(dep: Deployment, docs: list[SourceDocument]) -> None:
 def _has(labels: dict[str, str], wanted: Any, empty: bool = False) -> bool:
     """Every label of `wanted` on the pod; an empty selector selects every pod, an empty role selector none (the
     router's webhook rejects one: pkg/kthena-router/webhook/validator.go:303-313)."""
-    return isinstance(wanted, dict) and (bool(wanted) or empty) and all(labels.get(str(k)) == str(v) for k, v in wanted.items())
+    return isinstance(wanted, dict) and (bool(wanted) or empty) and holds(labels, wanted)
 
 
 def _without_runtime(pod_spec: Any) -> Any:

@@ -277,8 +277,8 @@ def _values(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
         ray_serve.read(doc, dep, target)
     elif srt_slurm.looks_like_recipe(data):
         srt_slurm.read(doc, dep, target)
-    elif srt_slurm_variants.is_override_recipe(data):
-        srt_slurm_variants.read(doc, dep, target, _finish)
+    elif (variants := srt_slurm_variants.override_variants(doc)) is not None:
+        srt_slurm_variants.read(doc, dep, target, _finish, variants)
     elif compose.looks_like_compose(data):
         compose.read(doc, dep, target)
     elif trtllm.looks_like_disagg_config(data):

@@ -23,21 +23,24 @@ from ..model import Deployment, in_variant
 from ..source import SourceDocument, SourceMap
 
 
-def is_override_recipe(data: Any) -> bool:
+def override_variants(doc: SourceDocument) -> list[tuple[str, dict, SourceMap]] | None:
+    """(label, recipe, positions) of each variant when the document is an override recipe (every variant it makes is a
+    recipe), else None: expanded once, for recognising the file and reading it."""
     from .srt_slurm import looks_like_recipe
 
+    data = doc.data
     if not isinstance(data, dict) or "kind" in data or not isinstance(data.get("base"), dict):
-        return False
-    merged = [m for _, m, _ in _expand(data)]
-    return bool(merged) and all(looks_like_recipe(m) for m in merged)
+        return None
+    variants = _expand(data, doc.marks)
+    return variants if variants and all(looks_like_recipe(m) for _, m, _ in variants) else None
 
 
-def read(doc: SourceDocument, dep: Deployment, target: Target, finish) -> None:
-    """The first variant into `dep`, every other one into a Deployment of `dep.parts`; `finish(part)` completes each
-    part as the file's own deployment is completed (roles, shared targets)."""
+def read(doc: SourceDocument, dep: Deployment, target: Target, finish, variants: list[tuple[str, dict, SourceMap]]) -> None:
+    """The first of `variants` (override_variants) into `dep`, every other one into a Deployment of `dep.parts`;
+    `finish(part)` completes each part as the file's own deployment is completed (roles, shared targets)."""
     from . import srt_slurm
 
-    for i, (label, data, marks) in enumerate(_expand(doc.data, doc.marks)):
+    for i, (label, data, marks) in enumerate(variants):
         vdoc = SourceDocument(doc.path, doc.text, data, marks, doc.lines)
         into = dep if i == 0 else Deployment(path=doc.path, format="srt-slurm", lines=dep.lines)
         before = len(into.workers)
@@ -49,7 +52,7 @@ def read(doc: SourceDocument, dep: Deployment, target: Target, finish) -> None:
             dep.parts.append(into)
 
 
-def _expand(data: dict, marks: SourceMap | None = None) -> list[tuple[str, dict, SourceMap]]:
+def _expand(data: dict, marks: SourceMap) -> list[tuple[str, dict, SourceMap]]:
     """(label, recipe, positions) of every variant srtctl runs with no selector; the base alone when there is none."""
     base = data.get("base")
     if not isinstance(base, dict):

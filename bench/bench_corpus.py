@@ -62,7 +62,7 @@ def folder_of(row: dict) -> str:
 
 def lay_out(rows: list[dict], corpus: Path, into: Path) -> dict[str, str]:
     """Copy each row's file to into/<repo>/<upstream folder>/<file>; return {laid-out path: manifest file name}."""
-    from disagg.schemas.readers.justfile import is_justfile
+    from disagg.schemas.formats import is_justfile
 
     where = {}
     for row in rows:

@@ -7,11 +7,10 @@ import os
 from collections.abc import Sequence
 
 from disagg.schemas import knowledge
-from disagg.schemas.formats import JOB_SCRIPT_SUFFIXES, SCRIPT_SUFFIXES, shell_shebang
+from disagg.schemas.formats import JOB_SCRIPT_SUFFIXES, SCRIPT_SUFFIXES, is_justfile, shell_shebang
 from disagg.schemas.gcpause import paused_gc
 from disagg.schemas.model import Deployment, Pair
 from disagg.schemas.readers import SERVING_MARKERS, is_script, read_script, read_yaml, unread_kinds
-from disagg.schemas.readers.justfile import is_justfile
 from disagg.schemas.source import ConfigError, decode_text
 
 from .context import LintOptions

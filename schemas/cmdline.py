@@ -110,6 +110,8 @@ _PROXIES = ("toy_proxy_server.py", "disagg_proxy_server.py", "disagg_prefill_pro
 # llm-d's P/D routing sidecar binary: its image builds cmd/pd-sidecar into /app/pd-sidecar, its entrypoint
 # (llm-d/llm-d-router Dockerfile.sidecar at v0.4.0 86f5af75 and v0.10.0 71f4f099)
 PD_SIDECAR_BINARY = "pd-sidecar"
+# the program of a serving command started through a wrapper the reader cannot follow (shell_launch.wrapped_command)
+UNKNOWN_WRAPPER = "unknown-wrapper"
 _PROGRAMS = ("vllm", "sglang", "trtllm-serve", "sglang-router", "sglang_router", "docker", "podman", "nerdctl", "dynamo", PD_SIDECAR_BINARY)
 
 _ENV_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.S)
@@ -360,3 +362,31 @@ def _undefined_flags(system: str, flags: set[str]) -> list[str]:
 
     defined = flags_defined(system, system, frozenset(known_releases()[system]))
     return [f for f in flags if f.startswith("--") and f not in defined]
+
+
+# Shell options that take the next word as their value: `-o pipefail` / `+o`, bash's `-O shopt` / `+O`, `--rcfile F`,
+# `--init-file F` (POSIX sh(1) synopsis `sh -c [-abCefhimnuvx] [-o option]... command_string`; bash(1) OPTIONS).
+_SHELL_VALUES = ("--rcfile", "--init-file")
+
+
+def shell_script_at(words: list[str], i: int = 0) -> int | None:
+    """The index of the script that `SHELL [options] -c SCRIPT` runs, where words[i] names a shell: the shell reads its
+    commands from the first word that is not an option once `-c` is among its options (`sh -c S`, `bash -lc S`,
+    `bash -e -o pipefail -c S`, `/bin/bash -c -- S`: `--` or `-` ends the options). None for a shell without `-c`
+    (it runs a script file), for `-c` with nothing after it, and for any other program."""
+    if i >= len(words) or words[i].rsplit("/", 1)[-1] not in SHELLS:
+        return None
+    k, reads_c = i + 1, False
+    while k < len(words):
+        t = words[k]
+        if t in ("--", "-"):
+            k += 1
+            break
+        if t.startswith("--"):
+            k += 2 if t in _SHELL_VALUES else 1
+        elif re.fullmatch(r"[-+][A-Za-z]+", t):
+            reads_c = reads_c or (t[0] == "-" and "c" in t)
+            k += 2 if t[-1] in "oO" else 1
+        else:
+            break
+    return k if reads_c and k < len(words) else None

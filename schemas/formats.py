@@ -9,6 +9,14 @@ FORMATS = ("auto", "dynamo-v0", "kubernetes", "compose", "llm-d", "script", "trt
 SCRIPT_SUFFIXES = (".sh", ".bash")
 JOB_SCRIPT_SUFFIXES = (".slurm", ".sbatch")
 SHELLS = ("bash", "sh", "dash", "zsh", "ksh")
+# Justfiles by name (`justfile` in any case, `.justfile`) and `.just` modules: what readers/justfile.py reads
+JUSTFILE_NAMES = ("justfile", ".justfile")
+JUST_SUFFIX = ".just"
+
+
+def is_justfile(path: str) -> bool:
+    base = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return base.lower() in JUSTFILE_NAMES or base.endswith(JUST_SUFFIX)
 
 
 def shebang_program(line: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from .cmdline import _WRAPPERS, SHELLS
+from .cmdline import _WRAPPERS, SHELLS, shell_script_at
 from .gcpause import paused_gc
 from .shell_branch import Branches, Frame, _plain, _var_names  # noqa: F401 (re-exported)
 from .shell_expand import PStr, State, concat
@@ -190,34 +190,6 @@ class Flow(Branches):
                 st.vars[name] = value
             self.run(Lexer(joined.text, joined.offs).commands(), st)
             st.depth -= 1
-
-
-# Shell options that take the next word as their value: `-o pipefail` / `+o`, bash's `-O shopt` / `+O`, `--rcfile F`,
-# `--init-file F` (POSIX sh(1) synopsis `sh -c [-abCefhimnuvx] [-o option]... command_string`; bash(1) OPTIONS).
-_SHELL_VALUES = ("--rcfile", "--init-file")
-
-
-def shell_script_at(words: list[str], i: int = 0) -> int | None:
-    """The index of the script that `SHELL [options] -c SCRIPT` runs, where words[i] names a shell: the shell reads its
-    commands from the first word that is not an option once `-c` is among its options (`sh -c S`, `bash -lc S`,
-    `bash -e -o pipefail -c S`, `/bin/bash -c -- S`: `--` or `-` ends the options). None for a shell without `-c`
-    (it runs a script file), for `-c` with nothing after it, and for any other program."""
-    if i >= len(words) or words[i].rsplit("/", 1)[-1] not in SHELLS:
-        return None
-    k, reads_c = i + 1, False
-    while k < len(words):
-        t = words[k]
-        if t in ("--", "-"):
-            k += 1
-            break
-        if t.startswith("--"):
-            k += 2 if t in _SHELL_VALUES else 1
-        elif re.fullmatch(r"[-+][A-Za-z]+", t):
-            reads_c = reads_c or (t[0] == "-" and "c" in t)
-            k += 2 if t[-1] in "oO" else 1
-        else:
-            break
-    return k if reads_c and k < len(words) else None
 
 
 _SHELLS_SSH = frozenset(SHELLS) | {"ssh"}

@@ -14,6 +14,7 @@ from typing import NamedTuple
 from .cmdline import (
     _WRAPPERS,
     CONTAINER_RUNTIMES,
+    UNKNOWN_WRAPPER,
     Arg,
     Command,
     container_env,
@@ -21,12 +22,12 @@ from .cmdline import (
     may_serve,
     parse_flags,
     script_run,
+    shell_script_at,
 )
 from .dynamo_scripts import runs_dynamo, runs_dynamo_frontend
 from .images import engine_from_image, vllm_serve_image
 from .model import Branch
 from .shell_expand import PStr, State
-from .shell_flow import shell_script_at
 from .shell_words import Command as LexCommand
 from .shell_words import Word
 from .source import Span
@@ -167,7 +168,6 @@ class Launcher:
         return launch._replace(alternative=tuple(out))
 
 
-UNKNOWN_WRAPPER = "unknown-wrapper"
 _ENV_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.S)
 
 

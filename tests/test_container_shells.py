@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from disagg.schemas import knowledge
+from disagg.schemas.cmdline import shell_script_at
 from disagg.schemas.readers import read_script
 from disagg.schemas.shell import ShellReader
-from disagg.schemas.shell_flow import shell_script_at
 
 SERVE = "python3 -m sglang.launch_server --model-path m --disaggregation-mode prefill --port 30000"
 

@@ -46,6 +46,15 @@ def test_doctor_on_a_file_whose_workers_pair_starts_no_process_machinery(tmp_pat
     assert "subprocess" not in loaded
 
 
+def test_doctor_on_a_yaml_file_loads_no_shell_reader(tmp_path):
+    # the launch-script reader (lexer, interpreter, branches: ~20 ms by -X importtime) is for scripts and for the
+    # commands inside manifests; a Dynamo v0 YAML file needs none of it (issue 23: one file's cold start)
+    loaded = _modules_after_doctor(tmp_path, str(EXAMPLES / "seed-broken.yaml"), "--exit-zero")
+    assert "disagg.schemas.readers.dynamo_v0" in loaded  # the file was read
+    shell = {m for m in loaded if m.startswith(("disagg.schemas.shell", "disagg.schemas.readers.justfile"))}
+    assert not shell, shell
+
+
 def test_import_layers_hold(tmp_path):
     """import-linter over the source laid out as installed (disagg/{schemas,doctor,runtime}), whatever the install mode."""
     lint = shutil.which("lint-imports", path=os.path.dirname(sys.executable)) or shutil.which("lint-imports")

@@ -8,7 +8,8 @@ from test_readers import HERE, RULES, codes, lint
 from disagg.doctor.context import LintOptions
 from disagg.doctor.engine import lint_paths
 from disagg.doctor.files import collect_paths
-from disagg.schemas.readers.justfile import is_justfile, to_shell
+from disagg.schemas.formats import is_justfile
+from disagg.schemas.readers.justfile import to_shell
 
 
 def test_justfile_names_are_found_in_folders():

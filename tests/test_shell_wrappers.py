@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from disagg.schemas.cmdline import UNKNOWN_WRAPPER
 from disagg.schemas.shell import Launch, ShellReader
-from disagg.schemas.shell_launch import UNKNOWN_WRAPPER
 
 
 def launches(text: str) -> list[Launch]:

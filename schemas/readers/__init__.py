@@ -24,16 +24,16 @@ SERVING_MARKERS = re.compile(
 def is_script(path: str, text: str, fmt: str = "auto") -> bool:
     if fmt != "auto":
         return fmt == "script"
-    from .justfile import is_justfile
+    from ..formats import is_justfile
 
     return path.endswith(SCRIPT_SUFFIXES) or text.startswith("#!") or is_justfile(path)
 
 
 def read_script(path: str, text: str, target: Target) -> Deployment:
     from ..engines import unresolved
+    from ..formats import is_justfile
     from ..shell import Launch, ShellReader
     from .common import workers_from_launches
-    from .justfile import is_justfile
 
     lines = text.splitlines()
     if is_justfile(path):  # read as the shell script that runs its recipes, line for line (readers/justfile.py)

@@ -6,13 +6,11 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .. import engines, knowledge
-from ..cmdline import SHELLS, Arg, Command, find_command, parse_flags
+from ..cmdline import SHELLS, UNKNOWN_WRAPPER, Arg, Command, find_command, parse_flags, shell_script_at
 from ..dynamo_scripts import runs_dynamo
 from ..images import engine_from_image, vllm_serve_image
 from ..knowledge.versions import Target, parse_version
 from ..model import Host, Setting, Unknown, Worker
-from ..shell_flow import shell_script_at
-from ..shell_launch import UNKNOWN_WRAPPER
 from ..source import SourceDocument, Span
 
 if TYPE_CHECKING:

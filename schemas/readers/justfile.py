@@ -27,9 +27,6 @@ import re
 
 from ..formats import SHELLS, shebang_program
 
-JUSTFILE_NAMES = ("justfile", ".justfile")
-JUST_SUFFIX = ".just"
-
 _NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
 _ASSIGN = re.compile(rf"^(export\s+)?({_NAME})\s*:=\s*")
 _STRING = re.compile(r"""^("(?:[^"\\$`]|\\.)*"|'[^']*')\s*(#.*)?$""")
@@ -39,11 +36,6 @@ _SET_EXPORT = re.compile(r"^set\s+export(\s*:=\s*true)?\s*$")
 _KEYWORD_LINE = re.compile(r"^(set|alias|import|mod)\b|^\[.*\]\s*$|^!include\b")
 _SET_SHELL = re.compile(r"""^set\s+shell\s*:=\s*\[\s*["']([^"']+)["']""")
 SELECTOR = "JUST_RECIPE"  # the recipe named on the command line (`just NAME`), as the selector of the branches
-
-
-def is_justfile(path: str) -> bool:
-    base = path.replace("\\", "/").rsplit("/", 1)[-1]
-    return base.lower() in JUSTFILE_NAMES or base.endswith(JUST_SUFFIX)
 
 
 def _shell_name(name: str) -> str:

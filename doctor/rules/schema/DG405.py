@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from disagg.schemas.shell_launch import UNKNOWN_WRAPPER
+from disagg.schemas.cmdline import UNKNOWN_WRAPPER
 
 from ...finding import Fix, Severity
 from ...registry import Rule

@@ -173,7 +173,12 @@ def _parent(data, path):
 
 
 def _copy(node):
-    return json.loads(json.dumps(node, default=str))
+    """A fresh copy of a node; a node that holds itself (a YAML alias inside its own anchor, or an earlier mutation
+    that put a node under itself through an alias) is copied as its text."""
+    try:
+        return json.loads(json.dumps(node, default=str))
+    except (ValueError, RecursionError):
+        return str(type(node).__name__)
 
 
 def _nest(rng, node):

@@ -111,7 +111,7 @@ def json_config(path: str) -> bool:
         data = json.loads(raw.decode("utf-8-sig"))
     except (OSError, ValueError, RecursionError):
         return False
-    from disagg.schemas.readers import kube_object
+    from disagg.schemas.formats import kube_object
     from disagg.schemas.readers.ecs import looks_like_task_definition
 
     return kube_object(data) or looks_like_task_definition(data)

@@ -30,3 +30,8 @@ def shebang_program(line: str) -> str:
 def shell_shebang(first_line: str) -> bool:
     """Whether a `#!` line runs a shell (`#!/bin/bash`, `#!/usr/bin/env bash`, `#!/bin/sh -l`)."""
     return first_line.startswith("#!") and shebang_program(first_line) in SHELLS
+
+
+def kube_object(data: object) -> bool:
+    """A Kubernetes object, by what it declares: `apiVersion` and `kind` at its top level (any group)."""
+    return isinstance(data, dict) and "kind" in data and "apiVersion" in data

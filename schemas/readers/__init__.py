@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..formats import FORMATS, SCRIPT_SUFFIXES  # noqa: F401 (FORMATS re-exported)
+from ..formats import FORMATS, SCRIPT_SUFFIXES, kube_object  # noqa: F401 (FORMATS re-exported)
 from ..knowledge.versions import Target
 from ..model import Deployment, Host, Issue
 from ..source import ConfigError, SourceDocument, Span, load_documents
@@ -128,12 +128,13 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
     try:
         docs = load_documents(path, text)
     except ConfigError as exc:
-        from . import helm, sglang_config
+        from . import helm
+        from . import twice as written_twice
 
         docs = helm.template_documents(path, text)  # a Helm chart template: its literal parts
         template = docs is not None
         if docs is None:
-            docs, twice = sglang_config.with_keys_twice(path, text, exc)  # read as SGLang reads it: the last one wins
+            docs, twice = written_twice.read(path, text, exc)  # a key written twice: read as its loader reads it, the last one wins
             if docs is None:
                 raise
     forced_v0 = fmt == "dynamo-v0"
@@ -147,6 +148,7 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
         from . import dynamo_v0
 
         v0 = dynamo_v0.read(doc, target)
+        v0.issues.extend(twice)
         share_targets(v0)
         return v0
     if forced_v0:
@@ -377,10 +379,6 @@ def _v0(data: dict) -> bool:
     from ..config import looks_like_dynamo_v0
 
     return looks_like_dynamo_v0(data)
-
-
-def kube_object(data: Any) -> bool:
-    return isinstance(data, dict) and "kind" in data and "apiVersion" in data
 
 
 __all__ = ["FORMATS", "SERVING_MARKERS", "is_script", "read_script", "read_yaml", "link_files", "unread_kinds", "Span"]

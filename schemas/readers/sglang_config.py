@@ -29,8 +29,8 @@ from typing import Any, NamedTuple
 
 from ..cmdline import Arg, find_command
 from ..knowledge.versions import Target
-from ..model import Deployment, Host, Issue, Setting, Unknown, Worker
-from ..source import ConfigError, SourceDocument, Span, load_documents
+from ..model import Deployment, Host, Setting, Unknown, Worker
+from ..source import SourceDocument, Span
 from .common import new_worker
 
 SOURCE = "sgl-project/sglang@03bd2f1 python/sglang/srt/server_args_config_parser.py"
@@ -66,30 +66,6 @@ def looks_like_server_args(data: Any) -> bool:
     if not all(k in sglang for k in data):
         return False
     return any(k not in _flags("vllm") and k not in _VLLM_FRONTEND for k in data)
-
-
-def with_keys_twice(path: str, text: str, error: ConfigError) -> tuple[list[SourceDocument] | None, list[Issue]]:
-    """A file of server arguments that writes a key twice, read as SGLang reads it: `yaml.safe_load` keeps the last
-    value (PyYAML's mapping constructor assigns each key in turn; `_parse_yaml_config`, SOURCE), where a YAML 1.2
-    reader stops. (None, []) for any other file, whose duplicate key stays the error it was."""
-    if "duplicate key" not in str(error):
-        return None, []
-    try:
-        docs = load_documents(path, text, last_key_wins=True)
-    except ConfigError:
-        return None, []
-    if len(docs) != 1 or not looks_like_server_args(docs[0].data):
-        return None, []
-    import yaml
-
-    twice = []
-    for path, first, later, first_node, later_node in docs[0].marks.replaced:
-        if len(path) != 1:
-            continue  # a server-argument file is read key by key at its top level
-        first_value, later_value = (n.value if isinstance(n, yaml.ScalarNode) else yaml.serialize(n).strip() for n in (first_node, later_node))
-        twice.append(Issue("key_twice", Span(later.line, later.column, later.line, later.column + len(path[0])), path[0],
-                           data=(("first_line", first.line), ("first", first_value), ("last", later_value), ("reader", "SGLang"), ("source", SOURCE))))
-    return docs, twice
 
 
 class Offer(NamedTuple):

@@ -218,12 +218,14 @@ class Branches:
             frame.exits.add(frame.branch)
 
     def _after_exits(self, frame: Frame, st: State) -> None:
-        """Every branch of an `if` without `else` ends the script (`if [ host = A ]; then serve ...; exit; fi`): what
-        follows runs only in the runs that took none of them. Such branches pick what one run of the script does (per
+        """Every branch of an `if` without `else` ends the script (`if [ host = A ]; then serve ...; exit; fi`) and one
+        of them starts a process: what follows runs only in the runs that took none of them. Such branches pick what one run of the script does (per
         host or role), so they are per-process branches, and what follows is a branch of its own (index -1) of the
         same frame: one deployment with them, never in the same run."""
         if frame.kind != "if" or not frame.exits or frame.exits != set(range(frame.branch + 1)):
             return  # a branch that does not exit runs on into what follows
+        if not any(el[0] is frame for launch in st.launches for el in (launch.alternative or ())):
+            return  # a guard that starts nothing (`if [ busy ]; then die "..."; fi`): what follows is the script's own path
         frame.per_process = True
         excluded = frozenset(v for seen in frame.seen if seen for v in seen)
         st.extra.append((frame, -1, frame.selector, None, excluded))

@@ -349,3 +349,24 @@ def test_branches_that_end_the_script_pick_one_process_per_run():
     # nor does the exit of a child shell
     child = EXITING_BRANCHES.replace("  exit 0\n", "  bash -c 'exit 0'\n")
     assert "DG304" in {f.code for f in lint_text("pd.sh", child, RULES, LintOptions()).findings}
+
+
+def test_a_guard_that_exits_and_starts_nothing_leaves_what_follows_on_the_script_path():
+    """`if [ port busy ]; then die; fi` (die: `exit 1`) ends the runs where the port is busy; the servers started after
+    it run together in every other run: one deployment whose processes are neighbours, paired and checked as such."""
+    text = """#!/bin/bash
+die(){ echo "$*" >&2; exit 1; }
+port_free(){
+  if ss -ltn "sport = :$1" | grep -q . ; then
+    die "port $1 is in use"
+  fi
+}
+port_free 8100
+vllm serve m --port 8100 --kv-transfer-config '{"kv_connector":"P2pNcclConnector","kv_role":"kv_producer","kv_port":14579}' &
+vllm serve m --port 8100 --kv-transfer-config '{"kv_connector":"P2pNcclConnector","kv_role":"kv_consumer","kv_port":14580}' &
+wait
+"""
+    ls = launches(text)
+    assert len(ls) == 2 and all(x.alternative is None for x in ls)
+    r = lint_text("pd.sh", text, RULES, LintOptions())
+    assert r.pairs and "DG304" in {f.code for f in r.findings}  # both on :8100 in one run

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from disagg.schemas import knowledge
+from disagg.schemas.engines import role_from_words
 from disagg.schemas.roles import flags_hidden, has_role_flag
 
 from ...finding import Fix, Severity
@@ -111,9 +112,10 @@ class DG107(Rule):
                 continue
             runs = _runs_as(w)
             if runs == said or (said == "decode" and w.program != "sglang" and not by_field and not by_launcher
-                                and (not has_role_flag(w) or w.role == "prefill")):
+                                and (not has_role_flag(w) or (w.role == "prefill" and role_from_words(w.name) != "decode"))):
                 # an unflagged Dynamo worker is the decode side (DG604 says when it registers as aggregated); a flagged
-                # prefill that words nearby call decode is left to the name-free rules (comments say both roles)
+                # prefill that words nearby call decode is left to the name-free rules (comments say both roles), unless
+                # its own name does (a DGD service called `decode` that runs --disaggregation-mode prefill)
                 continue
             if w.program == "dynamo.sglang" and w.known("disaggregation_mode") == "null":
                 runs = _DYNAMO_SGLANG_NULL

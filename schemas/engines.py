@@ -5,13 +5,14 @@ ends here, so a block size is read the same way from `--block-size 16`, `--page-
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from . import knowledge, lightllm, pd_sidecar, router_args
 from .cmdline import DYNAMO_MULTIMODAL_VLLM, Arg, Command, flag_name
 from .components import component_role, multimodal_worker_settings
-from .kv_config import json_object
+from .kv_config import connectors, json_object
 from .model import Setting, Unknown, Worker
 from .source import Span
 
@@ -237,6 +238,7 @@ def _kv_config(w: Worker, cmd: Command) -> None:
         if unresolved(text):
             w.settings["kv_config"] = Setting(Unknown.set_at_run_time(text), arg.span, "--kv-transfer-config")
             w.settings["kv_connector"] = Setting(Unknown("the kv-transfer-config is set at run time"), arg.span, "--kv-transfer-config")
+            _written_keys(w, arg)
             return
         obj, err, spans = json_object(arg)
         if err:
@@ -253,6 +255,33 @@ def _kv_config(w: Worker, cmd: Command) -> None:
         if flag in cmd.flags:
             a = cmd.flags[flag]
             w.settings[key] = Setting(_value(a), a.span, f"--{flag}")
+
+
+KV_CONNECTORS = "kv_connectors_written"  # the connectors of a kv-transfer-config with parts set at run time elsewhere
+
+
+def _written_keys(w: Worker, arg: Arg) -> None:
+    """A `--kv-transfer-config` whose run-time parts all sit inside JSON strings (`"kv_ip":"$(hostname -I)"`) is still
+    an object of known keys: each top-level key whose value holds no run-time part is known (`kv_role`, `kv_port`),
+    the others stay set at run time. The object as a whole stays unknown (a value may carry anything)."""
+    obj, err, spans = json_object(arg)
+    if err:
+        return
+    extra = obj.get("kv_connector_extra_config")
+    deciding = (obj.get("kv_connector"), obj.get("kv_connector_module_path"), extra.get("connectors") if isinstance(extra, dict) else None)
+    if not unresolved(json.dumps(deciding)):  # which connectors run is written, whatever else is set at run time
+        w.settings[KV_CONNECTORS] = Setting(frozenset(connectors(obj)), arg.span, "--kv-transfer-config connector fields")
+    for key in ("kv_connector", "kv_role", "kv_load_failure_policy", "kv_buffer_device", "kv_parallel_size", "kv_rank", "kv_ip", "kv_port"):
+        if key in obj and not isinstance(obj[key], (dict, list)):
+            value = obj[key]
+            span = spans.get(key, arg.span)
+            if isinstance(value, str):
+                # where the value itself was written: a function's `"kv_role":"${role}"` takes it from its caller
+                m = re.compile(r'"' + re.escape(key) + r'"\s*:\s*"').search(arg.text)
+                span = arg.pos_of(m.end(), len(value)) if m and value else span
+                if unresolved(value):
+                    value = Unknown.set_at_run_time(value, f"{key} {value}")
+            w.settings[key] = Setting(value, span, f"kv-transfer-config {key}")
 
 
 def infer_role(w: Worker, hints: list[str]) -> None:

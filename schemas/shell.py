@@ -22,6 +22,7 @@ from .cmdline import Arg
 from .shell_expand import Expander, PStr, State
 from .shell_flow import Flow, _plain, shell_string
 from .shell_launch import Launch, Launcher, image_entrypoint
+from .shell_output import Output
 from .shell_words import Command as LexCommand
 
 _APPEND = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+=")
@@ -51,7 +52,7 @@ _INERT = frozenset({"curl", "wget", "sleep", "mkdir", "rm", "cp", "mv", "touch",
                     "tail", "true", "false", ":", "test", "[", "[[", "nvidia-smi", "pip", "rmdir", "sync", "date", "hostname"})
 
 
-class ShellReader(Flow, Expander, Launcher):
+class ShellReader(Flow, Expander, Launcher, Output):
     def __init__(self, file_text: str, base_env: dict[str, Arg] | None = None, passthrough: frozenset[str] = frozenset()):
         self.file_text = file_text
         self.passthrough = passthrough  # wrapper scripts known to run their arguments unchanged (readers/wrappers.py)
@@ -140,6 +141,8 @@ class ShellReader(Flow, Expander, Launcher):
             self.assign_forked(name, word, forks, st)
 
     def _command(self, words, k: int, assigns: dict[str, PStr], cmd: LexCommand, st: State) -> None:
+        if st.capture is not None and self.captured(words, k, cmd, st):
+            return  # a function run for its output (`$(f ...)`): what it prints, nothing else
         w0 = words[k]
         if (len(w0) == 1 and w0[0].kind == "lit" and w0[0].text in _INERT and w0[0].text not in st.funcs
                 and w0[0].text not in self.passthrough and _inert_args(words, k + 1)):
@@ -172,7 +175,8 @@ class ShellReader(Flow, Expander, Launcher):
             if st.joined_by not in ("||", "&&", "|") and not st.child and st.container is None:
                 self.exits(st)  # an unconditional `exit` of the script itself, not `cmd || exit 1` or a child shell's
             return
-        if name in _STOPPERS or (name == "xargs" and any(p.text in _STOPPERS for p in expanded[1:])) or (name == "fuser" and any(p.text.startswith("-k") for p in expanded[1:])):
+        if (name in _STOPPERS and not _probes(name, expanded)) or (name == "xargs" and any(p.text in _STOPPERS for p in expanded[1:])) \
+                or (name == "fuser" and any(p.text.startswith("-k") for p in expanded[1:])):
             st.epoch += 1  # what started before may be gone: a server started after it is no neighbour of one started before
             return
         if name == "eval":
@@ -189,6 +193,13 @@ class ShellReader(Flow, Expander, Launcher):
             self.subshell(inner, assigns, st)
             return
         self.launch(expanded, assigns, cmd, words, st)
+
+
+def _probes(name: str, expanded: list[PStr]) -> bool:
+    """`kill -0 PID` / `kill -s 0 PID` sends no signal: it only asks whether the process is there (kill(2): "If sig is
+    0, then no signal is sent, but existence and permission checks are still performed"), so nothing stops."""
+    words = [p.text for p in expanded[1:3]]
+    return name in ("kill", "pkill") and (words[:1] == ["-0"] or words == ["-s", "0"] or words[:1] == ["--signal=0"])
 
 
 def _inert_args(words, k: int) -> bool:

@@ -93,6 +93,7 @@ class State:
         self.steps = 0
         self.max_steps = 0
         self.depth = 0
+        self.capture: list | None = None  # what a function prints while it runs for `$(f ...)` (shell_output.py)
 
 
 class Expander:
@@ -252,6 +253,10 @@ class Expander:
                         offs[-1] = raw_off[-1]
                         offs[0] = raw_off[0]
                     return [PStr(text, offs)]
+            if s.quoted and st.funcs and s.text.startswith("$("):
+                printed = self.function_output(s, st)  # `"$(f ARGS)"` of a function that prints a config (shell_output.py)
+                if printed is not None:
+                    return [printed]
             counted = self._seq(s.text, st) if s.text.startswith("$(") else None
             if counted is not None:
                 return counted

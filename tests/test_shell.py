@@ -370,3 +370,39 @@ wait
     assert len(ls) == 2 and all(x.alternative is None for x in ls)
     r = lint_text("pd.sh", text, RULES, LintOptions())
     assert r.pairs and "DG304" in {f.code for f in r.findings}  # both on :8100 in one run
+
+
+def _kv_roles(result) -> list[tuple[int, str, int]]:
+    return sorted((w.span.line, w.known("kv_role"), w.settings["kv_role"].span.line) for w in result.deployment.workers)
+
+
+def test_a_function_that_prints_the_kv_config_gives_each_caller_its_own():
+    """`"$(kv_json kv_producer PORT)"` of a function whose body prints a here-document: the config it prints, with the
+    caller's arguments in it; its `kv_ip` is set at run time and stays so, while its roles and ports are known. The
+    role is located where the caller wrote it. `kill -0` between the two only asks whether a process is alive."""
+    r = lint("kv-config-from-function.sh")
+    assert _kv_roles(r) == [(21, "kv_consumer", 21), (25, "kv_producer", 25)]
+    assert {w.known("kv_port") for w in r.deployment.workers} == {14579, 14580}
+    assert all(not w.settings["kv_ip"].known for w in r.deployment.workers)
+    assert pairs_by_line(r) == [(25, 21)]
+    assert not [f for f in r.findings if f.severity.label in ("warning", "error")]
+    # both roles written alike: the connector's pair cannot exchange KV (DG211), found through the function
+    both = lint_text("pd.sh", (HERE / "kv-config-from-function.sh").read_text().replace('"kv_producer"', '"kv_consumer"'), RULES, LintOptions())
+    assert "DG211" in codes(both)
+    # one ZMQ port for both on one host (DG304), through the function's `kv_port`
+    same = lint_text("pd.sh", (HERE / "kv-config-from-function.sh").read_text().replace(":-14580", ":-14579"), RULES, LintOptions())
+    assert "DG304" in codes(same)
+
+
+@pytest.mark.parametrize("body, known", [
+    ('echo "{\\"kv_connector\\":\\"P2pNcclConnector\\",\\"kv_role\\":\\"$1\\"}"', True),  # echo: what it prints
+    ("cat <<'JSON'\n{\"kv_connector\":\"P2pNcclConnector\",\"kv_role\":\"kv_producer\"}\nJSON", True),  # quoted tag: literal
+    ('jq -n --arg r "$1" \'{kv_connector:"P2pNcclConnector",kv_role:$r}\'', False),  # another program's output: not known
+    ('cat <<JSON\n{"kv_connector":"P2pNcclConnector","kv_role":"$(pick_role)"}\nJSON', False),  # a substitution inside
+    ('echo -e "{\\"kv_role\\":\\"$1\\"}"', False),  # escapes interpreted: not read here
+])
+def test_what_a_printing_function_gives_is_known_only_when_all_it_prints_is(body, known):
+    text = f"#!/bin/bash\nconf(){{\n{body}\n}}\nvllm serve m --kv-transfer-config \"$(conf kv_producer)\" &\n"
+    w = lint_text("p.sh", text, RULES, LintOptions()).deployment.workers[0]
+    s = w.settings.get("kv_role")
+    assert (s is not None and s.known and s.value == "kv_producer") is known

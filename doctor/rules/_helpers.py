@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from disagg.schemas import knowledge
-from disagg.schemas.engines import as_int
+from disagg.schemas.engines import KV_CONNECTORS, as_int
 from disagg.schemas.knowledge import version_key
 from disagg.schemas.kv_config import connectors
 from disagg.schemas.model import Deployment, Unknown, Worker
@@ -73,6 +73,9 @@ def connector_of(w: Worker) -> tuple[set[str] | None, str]:
     s = w.settings.get("kv_config")
     if s is not None:
         if not s.known:
+            written = w.settings.get(KV_CONNECTORS)
+            if written is not None:
+                return set(written.value), "its kv-transfer-config's connector fields (other values in it are set at run time)"
             return None, str(s.value)
         return connectors(s.value), "its kv-transfer-config"
     s = w.settings.get("kv_connector")

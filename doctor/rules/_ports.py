@@ -175,17 +175,20 @@ def _lightllm(w: Worker) -> list[Bind]:
 
 def _p2p(w: Worker) -> list[Bind]:
     s = w.settings.get("kv_config")
-    if s is None or not s.known or not isinstance(s.value, dict):
+    port = w.settings.get("kv_port")
+    if s is not None and s.known and isinstance(s.value, dict):
+        written = "kv_port" in s.value
+        base, at = (_int(s.value.get("kv_port")) if written else KV_PORT_DEFAULT), "kv_config"
+    elif port is not None and port.known and port.origin == "kv-transfer-config kv_port":
+        # a config with parts set at run time elsewhere (`"kv_ip":"$(hostname -I)"`) whose kv_port is written
+        written, base, at = True, _int(port.value), "kv_port"
+    else:
         return []
     names, _ = connector_of(w)
-    if not names or not any(n == "P2pNcclConnector" for n in names):
-        return []
-    written = "kv_port" in s.value
-    base = _int(s.value.get("kv_port")) if written else KV_PORT_DEFAULT
-    if base is None:
+    if not names or not any(n == "P2pNcclConnector" for n in names) or base is None:
         return []
     ranks = (_count(w, "tp") or 1) * (_count(w, "pp") or 1)
-    return [Bind(base + r, "kv_port", f"P2pNccl kv_port {base}" + (f" + rank {r}" if r else "") + ("" if written else " (the default)"), "kv_config", written)
+    return [Bind(base + r, "kv_port", f"P2pNccl kv_port {base}" + (f" + rank {r}" if r else "") + ("" if written else " (the default)"), at, written)
             for r in range(min(ranks, 64))]
 
 

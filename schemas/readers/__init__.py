@@ -46,6 +46,9 @@ def read_script(path: str, text: str, target: Target) -> Deployment:
 
     run = without_printed_text(text)  # what the shell runs: a usage text that `cat <<EOF` prints is not
     reader = ShellReader(run, passthrough=passthrough_wrappers(path, text))
+    from .heredoc import printed_bodies
+
+    reader.printed = printed_bodies(text)  # what `cat <<EOF` prints, for `$(f)` of a function that prints a config
     launches = reader.read(run)
     if not launches and (manifests := _applied_manifests(path, text, lines, target)) is not None:
         return manifests

@@ -166,7 +166,7 @@ _PRINTED = re.compile(r"""^[ \t]*cat(?:[ \t]+1?>&2)?[ \t]*<<(?P<dash>-?)[ \t]*(?
 
 
 def without_printed_text(text: str) -> str:
-    """The script with the bodies of here-documents that `cat` only prints blanked (same length, same lines): the
+    """The script with the bodies (and closing tags) of here-documents that `cat` only prints blanked (same length, same lines): the
     shell does not run them, so a `bash other.sh` in a usage text is no script this file runs."""
     if "<<" not in text:
         return text
@@ -181,8 +181,41 @@ def without_printed_text(text: str) -> str:
         _, _, j = _body(lines, i, m)
         if j >= len(lines):  # never closed: the shell reads to the end; left as it is
             break
-        for k in range(i + 1, j):
+        for k in range(i + 1, j + 1):  # the body and its closing tag, which the shell does not run either
             lines[k] = " " * len(lines[k])
         changed = True
         i = j + 1
     return "\n".join(lines) if changed else text
+
+
+def printed_bodies(text: str) -> dict[int, tuple[str, list[int], bool]]:
+    """The here-documents that `cat` only prints (`cat <<EOF`, nothing written to a file), by the 1-based line of the
+    command that opens them: (body text, the file offset of each of its characters, quoted tag). A function whose
+    body prints one is what `$(f ARGS)` gives (shell_output.py); `<<-` strips leading tabs, as the shell does."""
+    if "<<" not in text:
+        return {}
+    lines = text.split("\n")
+    starts = [0]
+    for line in lines[:-1]:
+        starts.append(starts[-1] + len(line) + 1)
+    out: dict[int, tuple[str, list[int], bool]] = {}
+    i = 0
+    while i < len(lines):
+        m = _PRINTED.match(lines[i])
+        if m is None:
+            i += 1
+            continue
+        body, tabs, j = _body(lines, i, m)
+        if j >= len(lines):
+            break
+        chars: list[str] = []
+        offs: list[int] = []
+        for k, (line, tab) in enumerate(zip(body, tabs)):
+            if k:
+                chars.append("\n")
+                offs.append(starts[i + k] - 1)
+            chars.append(line)
+            offs.extend(range(starts[i + 1 + k] + tab, starts[i + 1 + k] + tab + len(line)))
+        out[i + 1] = ("".join(chars), offs, bool(m.group("q")))
+        i = j + 1
+    return out

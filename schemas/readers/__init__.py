@@ -175,6 +175,10 @@ def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deploy
         elif kube_object(data):
             before = len(dep.workers)
             recognised = _kube(doc, dep, target, engine_configs) or recognised
+            if "--config-text" in doc.text:
+                from . import llmd
+
+                recognised = llmd.read_config_text(doc, dep) or recognised  # an EPP's config given inline
             meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
             owners.setdefault((str(data.get("kind")), str(meta.get("name", ""))), []).extend(dep.workers[before:])
             if data.get("kind") == "ConfigMap":

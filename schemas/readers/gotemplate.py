@@ -9,7 +9,10 @@ import re
 from ..model import Setting, Unknown, Worker
 from ..source import Span
 
-ACTION = re.compile(r"\{\{.*?\}\}", re.S)
+# An action ends at the first `}}` outside a string: a raw `...` or "..." string is one token of Go's template lexer,
+# `}}` and all (golang/go@34aeeef src/text/template/parse/lex.go lexInsideAction, lexRawQuote, lexQuote), as in
+# `"{{ "{{" }} .ObjectMeta.Name {{ "}}" }}"` (a literal action for the next renderer); a comment `{{/* */}}` is one
+ACTION = re.compile(r"""\{\{-?\s*/\*.*?\*/\s*-?\}\}|\{\{(?:`[^`]*`|"(?:[^"\\\n]|\\.)*"|[^}`"]|\}(?!\}))*\}\}""", re.S)
 _CONTROL = re.compile(r"^(if|else|end|range|with|define|template|block|/\*|break|continue)\b")
 _OPENS = re.compile(r"^(if|range|with|define|block)\b")
 PLACEHOLDER = re.compile(r"\$\{_T_*\}|\$_T_*")
@@ -36,6 +39,34 @@ def rewrite(text: str) -> str:
         return "$_T" + "_" * (n - 3)
 
     return ACTION.sub(sub, text)
+
+
+def first_alternative(text: str) -> str:
+    """The text with the other branches of a one-line `{{ if }}A{{ else }}B{{ end }}` blanked (same length), so that
+    `value: {{ if .X }}"a"{{ else }}"b"{{ end }}` reads as one value: `A`, which `conditional_spans` then marks as
+    holding only when the condition does (Unknown), instead of two scalars side by side that no YAML parser takes."""
+    if "else" not in text:
+        return text
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if "else" not in line or "{{" not in line:
+            continue
+        stack: list[list[int | None]] = []
+        cuts = []
+        for m in ACTION.finditer(line):
+            inner = _inner(m.group(0))
+            if _OPENS.match(inner):
+                stack.append([m.start(), None])
+            elif inner.startswith("else") and stack and stack[-1][1] is None:
+                stack[-1][1] = m.start()
+            elif inner.startswith("end") and stack:
+                opened = stack.pop()
+                if opened[1] is not None:
+                    cuts.append((opened[1], m.end()))
+        for a, b in cuts:
+            line = line[:a] + " " * (b - a) + line[b:]
+        lines[i] = line
+    return "\n".join(lines)
 
 
 def conditional_spans(text: str, line_col) -> list[tuple[tuple[int, int], tuple[int, int]]]:

@@ -38,7 +38,7 @@ def _empty(m: re.Match) -> str:
 def literal_text(text: str) -> str:
     """The template with every line where it was and every character of a line at its column: lines that are only
     actions emptied, other actions as placeholders that read as set at render time."""
-    text = _ONLY_ACTION.sub(_empty, text)
+    text = _ONLY_ACTION.sub(_empty, gotemplate.first_alternative(text))
     text = _QUOTED.sub(lambda m: "${_T" + "_" * (len(m.group(0)) - 5) + "}", text)
     return gotemplate.rewrite(text)
 
@@ -49,7 +49,9 @@ def template_documents(path: str, text: str) -> list[SourceDocument] | None:
     if "{{" not in text or not gotemplate.ACTION.search(text):
         return None
     try:
-        docs = load_documents(path, literal_text(text))
+        # the branches of an `{{ if }}...{{ else }}` write the same keys in turn: the last is kept, and what lies in a
+        # branch is read as holding only when its condition does (mark_conditions)
+        docs = load_documents(path, literal_text(text), last_key_wins=True)
     except ConfigError:
         return None
     for d in docs:
@@ -109,6 +111,7 @@ def mark_conditions(dep: Deployment, docs: list[SourceDocument]) -> None:
              if not any(c[0] <= s <= c[1] for s in starts)]
     for w in dep.workers:
         gotemplate.mark(w, conds)
+        w.name = gotemplate.PLACEHOLDER.sub("{{ }}", w.name)  # a name made at render time, said so (not `${_T___}`)
         at = w.host.decided_at
         if at is not None and any(a <= at < b for a, b in conds):
             # `hostNetwork: true` inside `{{ if }}`: the pod is on its node's network only when the values say so, so

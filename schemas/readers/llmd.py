@@ -3,6 +3,7 @@ whose `prefill:` and `decode:` blocks describe the vLLM pods."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from ..cmdline import Command, parse_flags
@@ -46,6 +47,39 @@ def read_epp(doc: SourceDocument, dep: Deployment, to_file=lambda s: s) -> None:
         refs = [str(r.get("pluginRef", "")) for r in (listed if isinstance(listed, list) else []) if isinstance(r, dict)]
         q = doc.marks.value(("schedulingProfiles", i, "name")) if "name" in prof else doc.marks.value(("schedulingProfiles", i))
         dep.router[f"profile:{prof.get('name', i)}"] = Setting([names.get(r, r) for r in refs], to_file(Span(*q)), "schedulingProfiles")
+
+
+def read_config_text(doc: SourceDocument, dep: Deployment) -> bool:
+    """An EPP container given its config inline: `--config-text TEXT` (or `--config-text=TEXT`) in a container's args,
+    in any object (an EPP Deployment, an LLMInferenceService's `router.scheduler.template`): the EPP reads TEXT in
+    lieu of a file (llm-d/llm-d-inference-scheduler@520af478 pkg/epp/server/options.go:208). True when one was read."""
+    found = False
+    for path, args in _arg_lists(doc.data, ()):
+        for i, a in enumerate(args):
+            if not isinstance(a, str) or not a.startswith("--config-text"):
+                continue
+            if a == "--config-text" and i + 1 < len(args) and isinstance(args[i + 1], str):
+                at, text = path + (i + 1,), args[i + 1]
+            else:
+                continue  # `--config-text=TEXT` in one item: its positions inside the item are not kept
+            inner = embedded_yaml(doc, at, text)
+            for d in (inner[0] if inner else []):
+                if looks_like_epp(d.data):
+                    read_epp(d, dep, inner[1])
+                    found = True
+    return found
+
+
+def _arg_lists(node: Any, at: tuple) -> Iterator[tuple[tuple, list]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "args" and isinstance(v, list):
+                yield at + (k,), v
+            elif isinstance(v, (dict, list)):
+                yield from _arg_lists(v, at + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _arg_lists(v, at + (i,))
 
 
 def looks_like_gaie_values(data: Any) -> bool:

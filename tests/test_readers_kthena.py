@@ -92,3 +92,14 @@ def test_a_modelserver_pdgroup_in_the_file_routes_roles_by_their_pod_labels():
     text = path.read_text().replace("  name: routed-server\n  namespace: ns1", "  name: routed-server\n  namespace: ns2")
     other = lint_text(str(path), text, RULES, LintOptions())
     assert {w.role for w in other.deployment.workers} == {"unknown"} and "DG205" not in codes(other)
+
+
+def test_modelbooster_backends_list_of_the_earlier_api_is_read_per_backend():
+    r = lint("kthena/modelbooster-backends-list.yaml")
+    assert not r.error and not r.skipped
+    ws = _by_role(r)
+    p, d = ws["prefill"], ws["decode"]
+    assert (p.role_from, d.role_from) == ("field", "field")
+    # worker replicas x the backend's minReplicas (the earlier API's ModelServing replicas)
+    assert (p.replicas.value, d.replicas.value) == (2, 6)
+    assert r.pairs and codes(r, "warning") | codes(r, "error") <= {"DG208"}

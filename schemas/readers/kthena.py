@@ -176,14 +176,30 @@ def _total(doc: SourceDocument, spec: dict, spath: tuple, role: dict, rpath: tup
 
 
 def read_model_booster(doc: SourceDocument, dep: Deployment, target: Target) -> bool:
-    """The engines the ModelBooster controller starts for a vLLM or vLLMDisaggregated backend; False for a backend the
-    controller builds nothing for."""
+    """The engines the ModelBooster controller starts for each vLLM or vLLMDisaggregated backend; False when it builds
+    none. `spec.backend` (volcano-sh/kthena: one backend, its ModelServing's replicas from `replicas`) or, in the API
+    of Kthena's earlier home, `spec.backends[]` (matrixinfer-ai/kthena@1edd673 pkg/apis/workload/v1alpha1/
+    model_booster_types.go:42, 98: a ModelServing per backend, its replicas from `minReplicas`, convert/model_serving.go
+    BuildModelServing, :183, :279), each worker's `config` turned into flags alike (buildCommands, :322-332)."""
+    data = doc.data
+    spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
+    if isinstance(spec.get("backend"), dict):
+        backends = [(("spec", "backend"), spec["backend"], "replicas")]
+    else:
+        listed = spec.get("backends") if isinstance(spec.get("backends"), list) else []
+        backends = [(("spec", "backends", i), b, "minReplicas") for i, b in enumerate(listed) if isinstance(b, dict)]
+    read = False
+    for bpath, backend, rkey in backends:
+        read = _read_backend(doc, dep, target, backend, bpath, rkey, len(backends) > 1) or read
+    return read
+
+
+def _read_backend(doc: SourceDocument, dep: Deployment, target: Target, backend: dict, bpath: tuple, rkey: str, several: bool) -> bool:
     data = doc.data
     meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
     name = str(meta.get("name", "ModelBooster")) if not _templated(meta.get("name")) else "ModelBooster"
-    spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
-    backend = spec.get("backend") if isinstance(spec.get("backend"), dict) else {}
-    bpath = ("spec", "backend")
+    if several and isinstance(backend.get("name"), str):
+        name = f"{name}/{backend['name']}"
     workers = backend.get("workers") if isinstance(backend.get("workers"), list) else []
     btype = backend.get("type")
     notes: list[str] = []
@@ -196,8 +212,8 @@ def read_model_booster(doc: SourceDocument, dep: Deployment, target: Target) -> 
         notes.append(f"backend type is a template value; with {len(workers)} worker(s) Kthena accepts only {btype}")
     if btype not in ("vLLM", "vLLMDisaggregated"):
         return False  # BuildModelServing: "not support model backend type" (convert/model_serving.go:67-68)
-    if "replicas" not in backend:
-        notes.append("spec.backend.replicas is required by the ModelBooster CRD (charts/kthena/charts/workload/crds/"
+    if rkey not in backend:
+        notes.append(f"{'.'.join(map(str, bpath))}.{rkey} is required by the ModelBooster CRD (charts/kthena/charts/workload/crds/"
                      "workload.serving.volcano.sh_modelboosters.yaml:1406-1411) and missing: the API server rejects this object as written")
     reader = ShellReader(doc.text)
     env = env_from_k8s(doc, bpath + ("env",), backend.get("env"))
@@ -209,7 +225,7 @@ def read_model_booster(doc: SourceDocument, dep: Deployment, target: Target) -> 
         wtype = spec_w.get("type", "server")  # kubebuilder default: server
         if btype == "vLLMDisaggregated" and not _templated(wtype) and wtype not in ("prefill", "decode"):
             continue  # the validator admits only prefill and decode workers here (model_validator.go:127-139)
-        w = _booster_worker(doc, reader, name, backend, bpath, spec_w, wpath, wtype, env, model_path, target)
+        w = _booster_worker(doc, reader, name, backend, bpath, spec_w, wpath, wtype, env, model_path, target, rkey)
         if w is None:
             continue
         w.notes.extend(notes)
@@ -218,7 +234,7 @@ def read_model_booster(doc: SourceDocument, dep: Deployment, target: Target) -> 
 
 
 def _booster_worker(doc: SourceDocument, reader: ShellReader, name: str, backend: dict, bpath: tuple, spec_w: dict, wpath: tuple,
-                    wtype: Any, env: dict[str, Arg], model_path: str, target: Target) -> Worker | None:
+                    wtype: Any, env: dict[str, Arg], model_path: str, target: Target, rkey: str = "replicas") -> Worker | None:
     at = Span(*doc.marks.key(wpath + ("config",))) if "config" in spec_w else Span(*doc.marks.value(wpath))
     words = [Arg(t, at) for t in ENGINE_PROGRAM]
     uri_at = Span(*doc.marks.value(bpath + ("modelURI",))) if "modelURI" in backend else at
@@ -252,7 +268,7 @@ def _booster_worker(doc: SourceDocument, reader: ShellReader, name: str, backend
     if w.is_engine and typed in ("prefill", "decode") and w.role in ("unknown", "aggregated"):
         w.set_role(typed, f"ModelBooster worker type {typed} (Kthena's router sends {typed} traffic to its pods: {SOURCE} "
                           "pkg/model-booster-controller/convert/model_server.go:273-287)", "field")
-    w.replicas = _booster_replicas(doc, backend, bpath, spec_w, wpath)
+    w.replicas = _booster_replicas(doc, backend, bpath, spec_w, wpath, rkey)
     w.gpus = gpus_from_resources(doc, wpath + ("resources",), spec_w.get("resources"))
     if typed is None and _templated(wtype):
         w.notes.append("its worker type is a template value: which role's pods it runs in, and so which traffic Kthena sends it, is set at render time")
@@ -316,17 +332,17 @@ def _wrapped(doc: SourceDocument, reader: ShellReader, prefix: str, words: list[
     return launches[0].command if launches else None
 
 
-def _booster_replicas(doc: SourceDocument, backend: dict, bpath: tuple, spec_w: dict, wpath: tuple) -> Setting:
-    """The role's replicas (the worker's `replicas`) × the ModelServing's (the backend's): both 0 when left out."""
-    per, groups = count(spec_w.get("replicas", 0)), count(backend.get("replicas", 0))
-    if "replicas" not in backend:
-        return Setting(Unknown("spec.backend.replicas is missing (a required field)"), None, "backend replicas")
+def _booster_replicas(doc: SourceDocument, backend: dict, bpath: tuple, spec_w: dict, wpath: tuple, rkey: str = "replicas") -> Setting:
+    """The role's replicas (the worker's `replicas`) × the ModelServing's (the backend's `rkey`): both 0 when left out."""
+    per, groups = count(spec_w.get("replicas", 0)), count(backend.get(rkey, 0))
+    if rkey not in backend:
+        return Setting(Unknown(f"the backend's {rkey} is missing (a required field)"), None, f"backend {rkey}")
     if isinstance(per, int) and isinstance(groups, int):
         total: int | Unknown = per * groups
     else:
-        total = Unknown(f"worker replicas {spec_w.get('replicas')!r} × backend replicas {backend.get('replicas')!r}")
+        total = Unknown(f"worker replicas {spec_w.get('replicas')!r} × backend {rkey} {backend.get(rkey)!r}")
     if "replicas" in spec_w:
-        return Setting(total, Span(*doc.marks.value(wpath + ("replicas",))), "worker replicas × backend replicas")
+        return Setting(total, Span(*doc.marks.value(wpath + ("replicas",))), f"worker replicas × backend {rkey}")
     return Setting(total, Span(*doc.marks.value(wpath)), "worker replicas left out: 0, the field has no default")
 
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 
 from disagg.schemas import knowledge
-from disagg.schemas.formats import JOB_SCRIPT_SUFFIXES, SCRIPT_SUFFIXES, is_justfile, shell_shebang
+from disagg.schemas.formats import JOB_SCRIPT_SUFFIXES, SCRIPT_SUFFIXES, is_justfile, shell_shebang, untemplated
 from disagg.schemas.gcpause import paused_gc
 from disagg.schemas.model import Deployment, Pair
 from disagg.schemas.readers import SERVING_MARKERS, is_script, read_script, read_yaml, unread_kinds
@@ -75,6 +75,9 @@ def takes(path: str) -> bool:
         return False
     if name.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES) or is_justfile(name):
         return True
+    rendered = untemplated(name)
+    if rendered is not None:  # a Jinja template of a YAML file or a script (readers/jinja.py)
+        return rendered.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES)
     if name.endswith(JOB_SCRIPT_SUFFIXES):
         return _first_line_runs_a_shell(path)
     return name.endswith(JSON_SUFFIXES) and json_config(path)
@@ -167,7 +170,14 @@ def _read_file(path: str, text: str, options: LintOptions, explicit: bool, fmt: 
     result.source_lines = text.splitlines()
     target = knowledge.new_target(options.target)
     try:
-        if is_script(path, text, fmt):
+        rendered = untemplated(path) if fmt == "auto" else None
+        if rendered is not None and rendered.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES):
+            from disagg.schemas.readers.jinja import read_template
+
+            dep = read_template(path, rendered, text, target)
+            if dep is None:
+                return _not_a_config(result, explicit, "a Jinja template of no serving config the doctor reads")
+        elif is_script(path, text, fmt):
             dep = read_script(path, text, target)
             if not dep.workers and not dep.parts:  # parts: configs of manifests the script applies (readers/applied.py)
                 return _not_a_config(result, explicit, _no_serving_command(path, dep))

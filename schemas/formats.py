@@ -35,3 +35,16 @@ def shell_shebang(first_line: str) -> bool:
 def kube_object(data: object) -> bool:
     """A Kubernetes object, by what it declares: `apiVersion` and `kind` at its top level (any group)."""
     return isinstance(data, dict) and "kind" in data and "apiVersion" in data
+
+
+# Jinja templates of a config, by their suffix after the config's own (`deploy.yaml.j2`, `run.sh.jinja`): read as
+# their config's format, with what the template fills in unknown (readers/jinja.py)
+TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2")
+
+
+def untemplated(path: str) -> str | None:
+    """The name a Jinja template renders to (`run.sh.j2` -> `run.sh`), or None for any other file."""
+    for suffix in TEMPLATE_SUFFIXES:
+        if path.endswith(suffix) and len(path) > len(suffix):
+            return path[: -len(suffix)]
+    return None

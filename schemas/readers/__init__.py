@@ -120,16 +120,27 @@ def _applied_manifests(path: str, text: str, lines: list[str], target: Target) -
     return dep
 
 
-def read_yaml(path: str, text: str, target: Target, fmt: str = "auto") -> Deployment | None:
+def read_yaml(path: str, text: str, target: Target, fmt: str = "auto", templated: bool = False) -> Deployment | None:
     """A deployment from the documents of a YAML file, or None when none of them is a serving config we read.
 
     Each document is recognised by what it declares: a Kubernetes object by its `apiVersion` and `kind` (a kind we
     do not read is skipped, never read as something else), a Dynamo v0 config by top-level keys that are service
-    sections of a Dynamo v0 release, compose by `services:`, chart values by the keys their chart reads."""
+    sections of a Dynamo v0 release, compose by `services:`, chart values by the keys their chart reads.
+    `templated`: the text is a template (readers/jinja.py), read for what is literal even where it parses as written."""
     template = False
     twice: list[Issue] = []
     try:
-        docs = load_documents(path, text)
+        if templated:
+            from . import helm
+
+            forced = helm.template_documents(path, text)
+            if forced is not None:
+                template = True
+                docs = forced
+            else:
+                docs = load_documents(path, text)
+        else:
+            docs = load_documents(path, text)
     except ConfigError as exc:
         from . import helm
         from . import twice as written_twice

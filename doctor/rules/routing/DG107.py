@@ -96,7 +96,8 @@ class DG107(Rule):
             if routed is not None and w.engine == "sglang" and w.program in _FLAG_DECIDES:
                 mode = w.settings.get("disaggregation_mode")
                 own = w.known("disaggregation_mode") if has_role_flag(w) else None
-                hidden = flags_hidden(w) if own is None else None
+                # arguments set at run time after the written mode may carry another one (argparse keeps the last)
+                hidden = flags_hidden(w) if own is None or _after(w.settings.get("opaque_args"), mode) else None
                 if own != routed.value and not (mode is not None and not mode.known):
                     runs = f"runs in {own} mode" if own else "has no --disaggregation-mode, so it " + _runs_as(w).replace("a plain", "is a plain", 1)
                     waits = "the decode server waits for KV it never receives" if routed.value == "prefill" else \
@@ -183,6 +184,12 @@ class DG107(Rule):
         if named is not None and w.role_from == "flag" and named.value != w.role and w.role in ("prefill", "decode", "aggregated"):
             return named.value, f"its name ({named.origin})", False, False
         return None, "", False, False
+
+
+def _after(a, b) -> bool:
+    """Setting `a` is written after setting `b` (both located)."""
+    return a is not None and b is not None and a.span is not None and b.span is not None and \
+        (a.span.line, a.span.column) > (b.span.line, b.span.column)
 
 
 def _same_server(url: str) -> str:

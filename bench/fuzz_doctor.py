@@ -157,9 +157,9 @@ def mutate_tree(rng: random.Random, data):
             other = rng.choice(nodes)[1]
             parent = _parent(data, path)
             if isinstance(parent, dict):
-                parent[rng.choice([str(path[-1]) + "2", "Prefill" + str(path[-1]), "decode", "VllmPrefillWorker", "replicas", "args", "env"])] = _copy(other)
+                parent[rng.choice([str(path[-1]) + "2", "Prefill" + str(path[-1]), "decode", "VllmPrefillWorker", "replicas", "args", "env"])] = _copy_or_text(other)
             elif isinstance(parent, list):
-                parent.append(_copy(other))
+                parent.append(_copy_or_text(other))
         else:
             _set(data, path, _nest(rng, node))
     return data
@@ -173,12 +173,17 @@ def _parent(data, path):
 
 
 def _copy(node):
-    """A fresh copy of a node; a node that holds itself (a YAML alias inside its own anchor, or an earlier mutation
-    that put a node under itself through an alias) is copied as its text."""
+    """A fresh copy of plain data; ValueError or RecursionError for a node that holds itself."""
+    return json.loads(json.dumps(node, default=str))
+
+
+def _copy_or_text(node):
+    """A fresh copy of a node, or its type's name for one that holds itself (an earlier mutation put a node under
+    itself through a list or mapping shared by two places)."""
     try:
-        return json.loads(json.dumps(node, default=str))
+        return _copy(node)
     except (ValueError, RecursionError):
-        return str(type(node).__name__)
+        return type(node).__name__
 
 
 def _nest(rng, node):

@@ -59,7 +59,7 @@ def seeds() -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for folder in (ROOT / "tests" / "fixtures", ROOT / "examples"):
         for p in sorted(folder.rglob("*")):
-            if p.is_file() and p.suffix in (".yaml", ".yml", ".sh") and "precommit-repo" not in p.parts:
+            if p.is_file() and p.suffix in (".yaml", ".yml", ".sh", ".j2") and "precommit-repo" not in p.parts:
                 out.append((p.name, p.read_text(errors="replace")))
     for p in sorted((ROOT / "tests" / "rules" / "cases").glob("DG*.yml")):
         spec = yaml.safe_load(p.read_text())
@@ -253,7 +253,7 @@ def mutate_embedded_args(rng: random.Random, text: str) -> str:
 
 
 def mutate(rng: random.Random, name: str, text: str) -> str:
-    script = name.endswith((".sh", ".bash"))
+    script = name.removesuffix(".j2").endswith((".sh", ".bash"))
     ops = [mutate_chars, truncate] + ([mutate_shell] * 4 if script else [mutate_yaml] * 5 + [mutate_embedded_args] * 4 + [mutate_shell])
     for _ in range(rng.choice([1, 1, 1, 2, 3])):
         text = rng.choice(ops)(rng, text)

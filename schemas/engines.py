@@ -113,6 +113,7 @@ ENV_SETTINGS = {
     "DYNAMO_NAMESPACE": "namespace",
     "DYN_VLLM_DISAGGREGATION_MODE": "disaggregation_mode",
     "DYN_ROUTER_MODE": "router_mode",
+    "CUDA_VISIBLE_DEVICES": "visible_devices",  # the GPUs the process can see (DG302)
 }
 
 _VAR = re.compile(r"\$\{?[A-Za-z_0-9@*#?!$-]|\$\(|`")

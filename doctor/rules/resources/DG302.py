@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 from disagg.schemas.roles import flags_hidden
 
 from ...finding import Fix, Severity
@@ -40,7 +42,10 @@ class DG302(Rule):
     runs no data parallelism. The nodes are those the engine reads where its command writes them (SGLang's and vLLM's
     `--nnodes`: a StatefulSet of N pods running `--nnodes N --node-rank $POD_INDEX` is one engine over N nodes),
     else those its format gives one replica (LeaderWorkerSet size, DGD `multinode.nodeCount`); a `--nnodes` set at
-    run time counts only where the format gives the nodes, else nothing is compared. An engine whose command states
+    run time counts only where the format gives the nodes, else nothing is compared. A process of a script given no GPU
+    count is checked against the devices its `CUDA_VISIBLE_DEVICES` lists, where its engine runs every rank on its
+    own node (SGLang without `--nnodes`, `trtllm-serve` not under srun or mpirun; not vLLM, which takes a larger world
+    to a Ray cluster). An engine whose command states
     no nodes (vLLM through Ray, TensorRT-LLM under MPI) in a StatefulSet whose pods together hold its GPUs is only an
     info.
 
@@ -72,6 +77,8 @@ class DG302(Rule):
     def check(self, ctx):
         for w in ctx.deployment.workers:
             gpus = w.gpus.value
+            if w.is_engine and gpus is None and not w.known("engine_part"):
+                yield from self._visible(ctx, w)
             if not w.is_engine or not isinstance(gpus, int) or gpus <= 0 or w.known("engine_part"):
                 continue
             if _parallelism_elsewhere(w):
@@ -100,6 +107,34 @@ class DG302(Rule):
                 # (held-out corpus 7: gpu-recipes' DGD workers read --tensor-parallel-size 4 from a serving-args file)
                 yield ctx.finding(self, w.gpus.span, f"{w.name} is given {given} but its parallelism uses {need}: {have - need} sit reserved and idle",
                                   worker=w, fix=Fix(f"give it {need} GPUs, or raise tensor-parallel-size"), severity=Severity.WARNING)
+
+
+    def _visible(self, ctx, w):
+        """A process given no GPU count but `CUDA_VISIBLE_DEVICES` (a script's `CUDA_VISIBLE_DEVICES=0,1 trtllm-serve
+        ...`): an engine that runs all its ranks on its own node sees only those devices. Checked for SGLang (one node
+        unless `--nnodes`/`--dist-init-addr` say otherwise: server_args.py nnodes default 1) and `trtllm-serve` not
+        started by a launcher that places ranks elsewhere (srun, mpirun: its world size then comes from MPI); not for
+        vLLM, which moves a world larger than the node's GPUs onto a Ray cluster by itself."""
+        s = w.settings.get("visible_devices")
+        if s is None or not s.known or w.program not in _ONE_NODE or w.host.kind == "unknown" or w.nodes != 1:
+            return
+        devices = str(s.value).strip()
+        if not re.fullmatch(r"\d+(,\d+)*", devices) or any(f in w.flags for f in ("nnodes", "dist-init-addr")) or flags_hidden(w):
+            return
+        if "extra_engine_args" in w.settings and any(n.startswith("engine settings are in") for n in w.notes):
+            return  # an engine config file the run does not show may set the parallelism (TensorRT-LLM's win over flags)
+        tp, pp = as_int(w.value("tp", 1)), as_int(w.value("pp", 1))
+        if tp is None or pp is None or tp * pp <= len(devices.split(",")):
+            return
+        at = w.where("pp") if pp > 1 and "pp" in w.settings else w.where("tp")
+        yield ctx.finding(self, at, f"{w.name} shards over {tp * pp} GPUs (tensor parallel {tp} × pipeline parallel {pp}) on its own node, but "
+                          f"CUDA_VISIBLE_DEVICES={devices} lets it see {len(devices.split(','))}: it cannot start its ranks",
+                          worker=w, related=(ctx.related(w, s.span, "the GPUs it can see"),),
+                          fix=Fix(f"list {tp * pp} devices in CUDA_VISIBLE_DEVICES, or lower the parallelism"))
+
+
+# programs whose ranks all run on the node the command starts on unless their own flags say otherwise
+_ONE_NODE = ("sglang", "trtllm-serve")
 
 
 def _nodes(w) -> tuple[int | None, str]:

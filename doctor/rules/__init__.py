@@ -37,6 +37,7 @@ RULE_MODULES = (
     "schema.DG405",
     "schema.DG406",
     "schema.DG407",
+    "schema.DG408",
     "stacks.DG601",
     "stacks.DG602",
     "stacks.DG603",

@@ -71,6 +71,9 @@ def link_disagg_configs(dep: Deployment, configs: dict) -> None:
         if found is None:
             continue
         inner, base, cfg, to_file = found
+        from .trtllm import instances_issues
+
+        dep.issues.extend(instances_issues(inner, base, cfg, to_file))
         for key, role in (("context_servers", "prefill"), ("generation_servers", "decode")):
             block = cfg.get(key) if isinstance(cfg, dict) else None
             urls = block.get("urls") if isinstance(block, dict) else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..knowledge.versions import Target
-from ..model import Deployment, Host, Setting, Worker
+from ..model import Deployment, Host, Issue, Setting, Worker
 from ..source import SourceDocument, Span
 from .common import count
 
@@ -89,3 +89,28 @@ def read_disagg_config(doc: SourceDocument, dep: Deployment, target: Target) -> 
         if "num_instances" in block:
             w.replicas = Setting(count(block["num_instances"]), Span(*doc.marks.value((key, "num_instances"))), "num_instances")
         dep.workers.append(w)
+    dep.issues.extend(instances_issues(doc, (), data))
+
+
+# extract_ctx_gen_cfgs: with `urls` given, "Number of hostnames (N) should be equal to the number of instances (M)" is a
+# ValueError (num_instances defaults to 1), raised by parse_disagg_config_file when `trtllm-serve disaggregated` starts
+# (NVIDIA/TensorRT-LLM@0228a71223416496ff056a157936bad2e42c762f tensorrt_llm/llmapi/disagg_utils.py)
+INSTANCES_SOURCE = "NVIDIA/TensorRT-LLM@0228a71 tensorrt_llm/llmapi/disagg_utils.py extract_ctx_gen_cfgs"
+
+
+def instances_issues(doc: SourceDocument, base: tuple, cfg: Any, to_file=lambda s: s) -> list[Issue]:
+    """`trtllm_instances` issues: a server section whose `urls` are not `num_instances` in number."""
+    out = []
+    for key in ("context_servers", "generation_servers"):
+        block = cfg.get(key) if isinstance(cfg, dict) else None
+        urls = block.get("urls") if isinstance(block, dict) else None
+        if not isinstance(urls, list) or not urls:
+            continue
+        n = block.get("num_instances", 1)
+        if not isinstance(n, int) or isinstance(n, bool) or n == len(urls):
+            continue
+        at = base + (key, "num_instances") if "num_instances" in block else base + (key, "urls")
+        out.append(Issue("trtllm_instances", to_file(Span(*doc.marks.value(at))), key,
+                         data=(("urls", len(urls)), ("num_instances", n), ("written", "num_instances" in block))))
+    return out
+

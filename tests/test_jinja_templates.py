@@ -55,3 +55,21 @@ def test_a_manifest_template_pairs_its_deployments(cli):
     report = _report(cli, FIXTURES / "pd-deployments.yaml.j2")
     assert report["errors"] == [] and report["summary"]["pairs_checked"] == 1
     assert [f for f in report["findings"] if f["severity"] in ("warning", "error")] == []
+
+
+def test_if_else_statements_on_their_own_lines_are_alternatives(cli, write):
+    """`{% if mode == 'agg' %}` one server `{% else %}` a P/D pair `{% endif %}`: one render starts one branch, so the
+    aggregated server is no neighbour of the pair (both on :8000 is no clash) and is paired with neither."""
+    text = (
+        "#!/bin/bash\n"
+        "{% if mode == 'agg' %}\n"
+        "python3 -m sglang.launch_server --model-path m --port 30000 &\n"
+        "{% else %}\n"
+        "python3 -m sglang.launch_server --model-path m --port 30000 --disaggregation-mode prefill &\n"
+        "python3 -m sglang.launch_server --model-path m --port 30001 --disaggregation-mode decode &\n"
+        "{% endif %}\n"
+        "wait\n"
+    )
+    report = _report(cli, write(text, "run.sh.j2"))
+    assert report["summary"]["pairs_checked"] == 1
+    assert not [f for f in report["findings"] if f["code"] == "DG304"]

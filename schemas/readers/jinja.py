@@ -51,21 +51,39 @@ def as_go(text: str) -> str:
     return _STATEMENT.sub(_statement, text)
 
 
+# A statement alone on its line of a script template, as the shell construct of the same meaning, so that the launch
+# reader sees `{% if %}...{% else %}...{% endif %}` as the alternatives they are (never two runs' processes paired, or
+# taken as neighbours) and a `{% for %}` body as a loop's
+_LINE_STATEMENT = re.compile(r"^[ \t]*\{%[-+]?\s*([a-z]+)\b.*[-+]?%\}[ \t]*$")
+_SHELL = {"if": "if $T;then", "elif": "elif $T;then", "else": "else", "endif": "fi", "for": "for T in 1;do", "endfor": "done"}
+
+
+def _shell_lines(text: str) -> str:
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        m = _LINE_STATEMENT.match(line)
+        if m is None or line.count("%}") != 1:
+            continue
+        shell = _SHELL.get(m.group(1))
+        if shell is not None and len(shell) <= len(line):
+            lines[i] = shell.ljust(len(line))
+    return "\n".join(lines)
+
+
 def read_template(path: str, rendered: str, text: str, target: Target) -> Deployment | None:
     """The deployment of a template of a script or a YAML file (`rendered`: the name it renders to), or None."""
     from . import gotemplate, read_script, read_yaml
     from .helm import _line_col
 
-    go = as_go(text)
     if rendered.endswith(SCRIPT_SUFFIXES):
+        # statements on lines of their own are shell if/for (alternatives, loops); one inside a command
+        # (`{% if x %}--flag{% endif %}`) is a Go condition, and what it holds is unknown
+        go = as_go(_shell_lines(text))
         conds = gotemplate.conditional_spans(go, lambda off: _line_col(go, off))
         dep = read_script(path, gotemplate.rewrite(go), target)
         for d in (dep, *dep.parts):
             for w in d.workers:
-                # a condition around the whole command only decides whether the process starts: its flags are as
-                # written; one inside the command (`{% if x %}--flag{% endif %}`) makes what it holds unknown
-                at = (w.span.line, w.span.column) if w.span is not None else None
-                gotemplate.mark(w, [c for c in conds if at is None or not c[0] <= at < c[1]])
+                gotemplate.mark(w, conds)
         return dep
-    return read_yaml(path, go, target, templated=True)
+    return read_yaml(path, as_go(text), target, templated=True)
 

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from . import knowledge, kube_services, lightllm
 from .model import Branch, Deployment, Pair, Worker, is_loopback
-from .roles import _ROUTED_ENGINE, _host_port, label_routed, note_label_gaps
+from .roles import ROUTED_ENGINE, _host_port, label_routed, note_label_gaps
 
 _SCOPE_LABELS = ("llm-d.ai/model", "app", "app.kubernetes.io/name", "llm-d.ai/inferenceServing", "llm-d.ai/guide")
 
@@ -108,7 +108,7 @@ def across(deps: Iterable[Deployment], paired: set[int]) -> list[Pair]:
 def routes_across(dep: Deployment) -> bool:
     """The file holds a PD router naming servers by URL, or a proxy naming them by Kubernetes Service: it may link
     servers of other files of its folder (`_routed`, kube_services.routed)."""
-    return any(w.program in _ROUTED_ENGINE and any(isinstance(getattr(w.settings.get(k), "value", None), list)
+    return any(w.program in ROUTED_ENGINE and any(isinstance(getattr(w.settings.get(k), "value", None), list)
                                                    for k in ("router_prefill", "router_decode")) for w in dep.workers) \
         or kube_services.proxies_by_name(dep) or any(w.program == "vllm-router" for w in dep.workers)
 
@@ -121,7 +121,7 @@ def _routed(deps: Iterable[Deployment], lonely_p: list[Worker], lonely_d: list[W
     the model nor anything else of the two (sgl-project/sglang@001c2ae python/sglang/srt/disaggregation/mini_lb.py:
     `select_pair` picks any prefill and any decode URL, `generate` posts the request to both; the Rust PD router
     keeps the same prefill/decode URL lists). TensorRT-LLM's disaggregated server does the
-    same with its context and generation URLs (roles._ROUTED_ENGINE). So the servers its URLs name exchange KV
+    same with its context and generation URLs (roles.ROUTED_ENGINE). So the servers its URLs name exchange KV
     whatever their models: the link holds where the model differs, which is what DG205 must see. A URL names a server
     of another file only by the exact address that server binds (`--host 10.0.0.5 --port 30002`): a wildcard or
     loopback bind in another file may be another machine, and then only the resemblance links below apply."""
@@ -131,16 +131,16 @@ def _routed(deps: Iterable[Deployment], lonely_p: list[Worker], lonely_d: list[W
         host = w.flags.get("host")
         if host is None or not host.known or str(host.value) in ("", "0.0.0.0", "::", "[::]") or is_loopback(str(host.value)):
             continue
-        for engine, default_port in _ROUTED_ENGINE.values():
+        for engine, default_port in ROUTED_ENGINE.values():
             if w.engine == engine:
                 by_address.setdefault((engine, str(host.value), str(w.known("port", default_port))), []).append(w)
     if not by_address:
         return pairs
     for dep in deps:
         for router in dep.workers:
-            if router.program not in _ROUTED_ENGINE:
+            if router.program not in ROUTED_ENGINE:
                 continue
-            engine = _ROUTED_ENGINE[router.program][0]
+            engine = ROUTED_ENGINE[router.program][0]
             named: dict[str, list[tuple[Worker, str]]] = {"prefill": [], "decode": []}
             for key, role in (("router_prefill", "prefill"), ("router_decode", "decode")):
                 s = router.settings.get(key)

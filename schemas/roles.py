@@ -62,27 +62,30 @@ def _proxy_ports(dep: Deployment) -> None:
                     _route(w, role, f"the proxy's --{flag}", s)
 
 
+def url_names_server(router: Worker, url: str, w: Worker, default_port: str) -> bool | None:
+    """Whether a router URL names server `w` (True/False), or None when the URL does not say (its port or host set
+    at run time). It names it only on the router's own network: a loopback address, `0.0.0.0`, no host, or the address
+    the server itself binds (another address may be another machine with the same port), and the server's port."""
+    host, port = _host_port(url)
+    if port is None:
+        return None
+    here = host is None or is_loopback(host) or host == "0.0.0.0" or (w.flags.get("host") is not None and host == str(w.flags["host"].value))
+    return here and w.host.network == router.host.network and str(w.known("port", default_port)) == port
+
+
 def _router_urls(dep: Deployment) -> None:
     """SGLang's PD router: each `--prefill URL` / `--decode URL` names a server on this host by its port."""
     for router in dep.workers:
-        if router.program not in _ROUTED_ENGINE:
+        if router.program not in ROUTED_ENGINE:
             continue
-        engine, default_port = _ROUTED_ENGINE[router.program]
+        engine, default_port = ROUTED_ENGINE[router.program]
         for key, role in (("router_prefill", "prefill"), ("router_decode", "decode")):
             s = router.settings.get(key)
             if s is None or not isinstance(s.value, list):
                 continue
             for url, span in s.value:
-                host, port = _host_port(url)
-                if port is None:
-                    continue
                 for w in dep.workers:
-                    if w.engine != engine or not w.is_engine:
-                        continue
-                    # the URL names this server only when it is on the router's own network: a loopback address, or
-                    # the address the server itself binds (another address may be another machine with the same port)
-                    here = host is None or is_loopback(host) or host == "0.0.0.0" or (w.flags.get("host") is not None and host == str(w.flags["host"].value))
-                    if here and w.host.network == router.host.network and str(w.known("port", default_port)) == port:
+                    if w.engine == engine and w.is_engine and url_names_server(router, url, w, default_port):
                         _route(w, role, f"the router's {s.origin} {url}", Setting(url, span, s.origin))
 
 
@@ -184,7 +187,7 @@ def _label_router(router: Worker) -> tuple[list, dict[str, Setting]] | None:
 # sends context requests to `context_servers.urls` and generation requests to `generation_servers.urls`
 # (tensorrt_llm/llmapi/disagg_utils.py extract_ctx_gen_cfgs, NVIDIA/TensorRT-LLM at 0228a71223416496ff056a157936bad2e42c762f);
 # trtllm-serve's --port defaults to 8000 (tensorrt_llm/commands/serve.py).
-_ROUTED_ENGINE = {"sglang-router": ("sglang", SGLANG_DEFAULT_PORT), "trtllm-disagg-server": ("trtllm", "8000")}
+ROUTED_ENGINE = {"sglang-router": ("sglang", SGLANG_DEFAULT_PORT), "trtllm-disagg-server": ("trtllm", "8000")}
 
 
 def _route(w: Worker, role: str, why: str, evidence: Setting) -> None:

@@ -12,6 +12,7 @@ RULE_MODULES = (
     "routing.DG106",
     "routing.DG107",
     "routing.DG108",
+    "routing.DG109",
     "kv.DG201",
     "kv.DG202",
     "kv.DG203",

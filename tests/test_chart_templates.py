@@ -41,3 +41,33 @@ def test_the_inline_epp_config_is_checked(cli, write):
     report = cli("doctor", str(write(broken, "templates/llmisvc.yaml")), "--output-format", "json").json()
     found = [(f["code"], f["line"]) for f in report["findings"] if f["severity"] == "warning"]
     assert found == [("DG621", 28)]
+
+
+_POD = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: sglang-pd}
+spec:
+  template:
+    spec:
+      containers:
+{{- if .Values.pd }}
+        - name: prefill
+          image: lmsysorg/sglang:v0.5.5
+          command: [python3, -m, sglang.launch_server, --model-path, m, --port, "30000", --disaggregation-mode, prefill]
+{{- ELSE }}
+        - name: decode
+          image: lmsysorg/sglang:v0.5.5
+          command: [python3, -m, sglang.launch_server, --model-path, m, --port, "30001", --disaggregation-mode, decode]
+{{- end }}
+"""
+
+
+@pytest.mark.parametrize("with_else, known", [(False, True), (True, False)])
+def test_a_condition_around_a_whole_container_decides_only_whether_it_runs_unless_it_has_an_else(with_else, known):
+    from disagg.doctor.context import LintOptions
+    from disagg.doctor.files import read_file
+
+    text = _POD.replace("{{- ELSE }}", "{{- else }}" if with_else else "{{- end }}\n{{- if .Values.pd }}")
+    dep = read_file("templates/pd.yaml", text, LintOptions()).deployment
+    modes = [w.settings["disaggregation_mode"].known for w in dep.workers]
+    assert modes == [known, known]

@@ -71,14 +71,22 @@ def first_alternative(text: str) -> str:
 
 def conditional_spans(text: str, line_col) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """(start, end) positions, as (line, column), of what lies between an `{{ if }}` (or range/with) and its end."""
+    return [(a, b) for a, b, _ in conditional_blocks(text, line_col)]
+
+
+def conditional_blocks(text: str, line_col) -> list[tuple[tuple[int, int], tuple[int, int], bool]]:
+    """(start, end, has_else) of each `{{ if }}` (range, with) block: with an `{{ else }}` it chooses between
+    alternatives; without, it decides only whether what it holds is there."""
     out, stack = [], []
     for m in ACTION.finditer(text):
         inner = _inner(m.group(0))
         if _OPENS.match(inner):
-            stack.append(m.end())
+            stack.append([m.end(), False])
+        elif inner.startswith("else") and stack:
+            stack[-1][1] = True
         elif inner.startswith("end") and stack:
-            start = stack.pop()
-            out.append((line_col(start), line_col(m.start())))
+            start, has_else = stack.pop()
+            out.append((line_col(start), line_col(m.start()), has_else))
     return out
 
 

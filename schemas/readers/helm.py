@@ -102,15 +102,18 @@ def read_modelservice_preset(doc: SourceDocument, dep: Deployment, target: Targe
 def mark_conditions(dep: Deployment, docs: list[SourceDocument]) -> None:
     """Values between an `{{ if }}` (range, with) and its end are there only when the condition holds: Unknown. A
     condition around a whole object only decides whether the object exists, so it leaves the object's values as
-    written."""
+    written; so does one without `{{ else }}` around a whole worker (an OME runtime's `decoderConfig` under
+    `{{ if $isPdMode }}`), while an if/else around it chooses between alternatives and leaves it unknown."""
     if not docs:
         return
     written = "\n".join(docs[0].lines)
     starts = [(p.line, p.column) for p in (d.marks.value(()) for d in docs)]
-    conds = [c for c in gotemplate.conditional_spans(written, lambda off: _line_col(written, off))
-             if not any(c[0] <= s <= c[1] for s in starts)]
+    blocks = [c for c in gotemplate.conditional_blocks(written, lambda off: _line_col(written, off))
+              if not any(c[0] <= s <= c[1] for s in starts)]
+    conds = [(a, b) for a, b, _ in blocks]
     for w in dep.workers:
-        gotemplate.mark(w, conds)
+        at = (w.span.line, w.span.column) if w.span is not None else None
+        gotemplate.mark(w, [(a, b) for a, b, alt in blocks if alt or at is None or not a <= at < b])
         w.name = gotemplate.PLACEHOLDER.sub("{{ }}", w.name)  # a name made at render time, said so (not `${_T___}`)
         at = w.host.decided_at
         if at is not None and any(a <= at < b for a, b in conds):

@@ -105,8 +105,13 @@ def _component(doc: SourceDocument, dep: Deployment, name: str, comp: str, base:
         w = new_worker(launch.command, path=doc.path, name=f"{name}/{comp}", host=host, hints=[], env=launch.env, target=target, image=image,
                        labels={"ome.io/component": comp})
         no_role_from_names(w)
-        if w.is_engine and w.role in ("unknown", "aggregated") and comp in _PD_ROLE and "engine" in present and "decoder" in present:
-            w.set_role(_PD_ROLE[comp], f"OME {comp} of a PDDisaggregated {where} (both engine and decoder)", "field")
+        if w.is_engine and comp in _PD_ROLE and "engine" in present and "decoder" in present:
+            # OME deploys the component as that side of a PDDisaggregated service, whatever its flags say (DG107
+            # compares the two): the engine prefills, the decoder decodes
+            why = f"OME {comp} of a PDDisaggregated {where} (both engine and decoder)"
+            w.settings["launched_as"] = Setting(_PD_ROLE[comp], Span(*doc.marks.key(base)) if base else None, why)
+            if w.role in ("unknown", "aggregated"):
+                w.set_role(_PD_ROLE[comp], why, "field")
         w.replicas = replicas(doc, base, block)
         w.gpus = gpus_from_resources(doc, rpath + ("resources",), runner.get("resources"))
         w.settings.setdefault("rdma", Setting(rdma_requested(runner.get("resources")), None, "resources"))

@@ -165,6 +165,22 @@ def _run_time(node: Any) -> Any:
 _PRINTED = re.compile(r"""^[ \t]*cat(?:[ \t]+1?>&2)?[ \t]*<<(?P<dash>-?)[ \t]*(?P<q>['"]?)(?P<tag>[A-Za-z_][A-Za-z0-9_]*)(?P=q)(?:[ \t]+1?>&2)?[ \t]*$""")
 
 
+def _printed(lines: list[str]) -> Iterator[tuple[int, re.Match, list[str], list[int], int]]:
+    """(opening line index, its match, body lines, tabs stripped from each, closing line index) of every here-document
+    that `cat` only prints and whose closing line is in the text (one never closed runs to the end: none after it)."""
+    i = 0
+    while i < len(lines):
+        m = _PRINTED.match(lines[i])
+        if m is None:
+            i += 1
+            continue
+        body, tabs, j = _body(lines, i, m)
+        if j >= len(lines):
+            return
+        yield i, m, body, tabs, j
+        i = j + 1
+
+
 def without_printed_text(text: str) -> str:
     """The script with the bodies (and closing tags) of here-documents that `cat` only prints blanked (same length, same lines): the
     shell does not run them, so a `bash other.sh` in a usage text is no script this file runs."""
@@ -172,19 +188,10 @@ def without_printed_text(text: str) -> str:
         return text
     lines = text.split("\n")
     changed = False
-    i = 0
-    while i < len(lines):
-        m = _PRINTED.match(lines[i])
-        if m is None:
-            i += 1
-            continue
-        _, _, j = _body(lines, i, m)
-        if j >= len(lines):  # never closed: the shell reads to the end; left as it is
-            break
+    for i, _, _, _, j in _printed(lines):
         for k in range(i + 1, j + 1):  # the body and its closing tag, which the shell does not run either
             lines[k] = " " * len(lines[k])
         changed = True
-        i = j + 1
     return "\n".join(lines) if changed else text
 
 
@@ -199,23 +206,14 @@ def printed_bodies(text: str) -> dict[int, tuple[str, list[int], bool]]:
     for line in lines[:-1]:
         starts.append(starts[-1] + len(line) + 1)
     out: dict[int, tuple[str, list[int], bool]] = {}
-    i = 0
-    while i < len(lines):
-        m = _PRINTED.match(lines[i])
-        if m is None:
-            i += 1
-            continue
-        body, tabs, j = _body(lines, i, m)
-        if j >= len(lines):
-            break
+    for i, m, body, tabs, _ in _printed(lines):
         chars: list[str] = []
         offs: list[int] = []
         for k, (line, tab) in enumerate(zip(body, tabs)):
             if k:
                 chars.append("\n")
-                offs.append(starts[i + k] - 1)
+                offs.append(starts[i + 1 + k] - 1)  # the newline that ends the line before
             chars.append(line)
             offs.extend(range(starts[i + 1 + k] + tab, starts[i + 1 + k] + tab + len(line)))
         out[i + 1] = ("".join(chars), offs, bool(m.group("q")))
-        i = j + 1
     return out

@@ -184,6 +184,10 @@ def apply_command(w: Worker, cmd: Command) -> None:
             if a.text in ("-c", "--config_file", "--config-file"):
                 value = cmd.args[j + 1]
                 w.settings["config_file"] = Setting(_value(value), value.span, a.text)
+            elif a.text in ("-m", "--metadata_server_config_file", "--metadata-server-config-file"):
+                # servers register in the metadata server (etcd) and the router takes them from there
+                value = cmd.args[j + 1]
+                w.settings["metadata_server"] = Setting(_value(value), value.span, a.text)
     for system_program, markers in _MARKERS.items():
         if w.program == system_program:
             for m in markers:

@@ -74,6 +74,9 @@ def link_disagg_configs(dep: Deployment, configs: dict) -> None:
         from .trtllm import instances_issues
 
         dep.issues.extend(instances_issues(inner, base, cfg, to_file))
+        if isinstance(cfg, dict) and cfg.get("disagg_cluster"):
+            # servers join the router's cluster at run time (--disagg_cluster_uri): the sections' urls are not read
+            w.settings["disagg_cluster"] = Setting(True, to_file(Span(*inner.marks.key(base + ("disagg_cluster",)))), "disagg_cluster")
         for key, role in (("context_servers", "prefill"), ("generation_servers", "decode")):
             block = cfg.get(key) if isinstance(cfg, dict) else None
             urls = block.get("urls") if isinstance(block, dict) else None

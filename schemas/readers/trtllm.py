@@ -99,8 +99,12 @@ INSTANCES_SOURCE = "NVIDIA/TensorRT-LLM@0228a71 tensorrt_llm/llmapi/disagg_utils
 
 
 def instances_issues(doc: SourceDocument, base: tuple, cfg: Any, to_file=lambda s: s) -> list[Issue]:
-    """`trtllm_instances` issues: a server section whose `urls` are not `num_instances` in number."""
-    out = []
+    """`trtllm_instances` issues: a server section whose `urls` are not `num_instances` in number. None with a
+    `disagg_cluster` section: the servers then join at run time and the sections' urls are not read
+    (extract_disagg_cfg builds no server configs when `disagg_cluster` is set, same commit)."""
+    out: list[Issue] = []
+    if isinstance(cfg, dict) and cfg.get("disagg_cluster"):
+        return out
     for key in ("context_servers", "generation_servers"):
         block = cfg.get(key) if isinstance(cfg, dict) else None
         urls = block.get("urls") if isinstance(block, dict) else None

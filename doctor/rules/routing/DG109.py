@@ -18,9 +18,12 @@ class DG109(Rule):
     router's engine, started in the same run on the same machine, is on a port none of its URLs names.
 
     ## Why is this bad?
-    Both routers send each request only to the URLs they were given (SGLang's router picks among its `--prefill` and
-    `--decode` workers; TensorRT-LLM's disaggregated server among the servers `extract_ctx_gen_cfgs` builds from the
-    URLs, NVIDIA/TensorRT-LLM@0228a71 tensorrt_llm/llmapi/disagg_utils.py). A prefill server left out of the list is
+    Set up this way, both routers send each request only to the URLs they were given (SGLang's router picks among its
+    `--prefill` and `--decode` workers; TensorRT-LLM's disaggregated server among the servers `extract_ctx_gen_cfgs`
+    builds from the URLs, NVIDIA/TensorRT-LLM@0228a71 tensorrt_llm/llmapi/disagg_utils.py). Where servers can join at
+    run time it says nothing: a TensorRT-LLM metadata server (`-m`) or `disagg_cluster`, a server started with
+    `--metadata_server_config_file` or `--disagg_cluster_uri`, SGLang's `--service-discovery`, or a script that
+    registers workers through the router's API (`/workers`, `/add_worker`). A prefill server left out of the list is
     a prefill GPU at 0%, whatever it runs with; a URL with a wrong port next to it usually names nothing (or the other
     side, DG107). The check is made only where every URL of the router names this machine with a written port, so a
     server the URLs could reach under another address is never reported.
@@ -45,8 +48,9 @@ class DG109(Rule):
                            "or manifest give it (an aggregated baseline may be meant to run beside the router)"}
 
     def check(self, ctx):
+        registers = any(_REGISTER in line for line in ctx.deployment.lines)
         for router in ctx.deployment.workers:
-            if router.program not in ROUTED_ENGINE:
+            if router.program not in ROUTED_ENGINE or not _static(router, registers):
                 continue
             engine, default_port = ROUTED_ENGINE[router.program]
             urls = []
@@ -61,7 +65,7 @@ class DG109(Rule):
             if not named:
                 continue  # the router's URLs name none of these servers: it may be another deployment's router
             for w in servers:
-                if w in named:
+                if w in named or any(f in w.flags for f in _SELF_REGISTER):
                     continue
                 port = w.known("port", default_port)
                 role = w.role if w.role in ("prefill", "decode") and w.role_from in _SYSTEM_ROLE else None
@@ -81,6 +85,22 @@ class DG109(Rule):
     def _all_here(router, urls, servers, default_port) -> bool:
         """Every URL names this machine with a written port (so whether it names a server is known for each)."""
         return all(url_names_server(router, u, servers[0], default_port) is not None and _local(u) for u in urls)
+
+
+# Where the router takes servers that are not in its lists, it is not checked: TensorRT-LLM's disaggregated server
+# with a metadata server (`-m`: "If metadata server is available, ignore static server list entirely",
+# tensorrt_llm/serve/router.py fetch_live_servers) or a `disagg_cluster` (servers join at run time), servers started
+# with `--metadata_server_config_file` / `--disagg_cluster_uri` (they register themselves, commands/serve.py), SGLang's
+# router with `--service-discovery`, and any script that registers workers with the router's API (`POST /workers`,
+# `/add_worker` in older releases: sgl-project/sglang@0f4513c docs/advanced_features/sgl_model_gateway.md)
+_SELF_REGISTER = ("metadata-server-config-file", "metadata_server_config_file", "disagg-cluster-uri", "disagg_cluster_uri")
+_REGISTER = "/workers"
+
+
+def _static(router, registers: bool) -> bool:
+    if router.program == "trtllm-disagg-server":
+        return "metadata_server" not in router.settings and "disagg_cluster" not in router.settings
+    return "service-discovery" not in router.flags and not registers
 
 
 def _local(url: str) -> bool:

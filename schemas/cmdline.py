@@ -51,6 +51,7 @@ class Command(NamedTuple):
     env: dict[str, Arg]  # VAR=value words written before the program
     start: Span
     scheduler: str | None = None  # srun / mpirun: a cluster launcher picks the node it runs on, not this script
+    unset: tuple[str, ...] | None = None  # `env -u NAME`: removed from the environment; `env -i`: ("*",), all of it
 
 
 _MODULES = {
@@ -134,7 +135,7 @@ def find_command(args: list[Arg], dynamo_workdir: str | None = None, dynamo_fron
     runs Dynamo (`runs_dynamo`): its value the folder the command runs in, when known; Dynamo's component scripts are
     read only then; `dynamo_frontend`: the file starts Dynamo 0.4+'s ingress, where the multimodal example's worker
     script is read."""
-    i, env_at, scheduler = _launcher_prefix([a.text for a in args])
+    i, env_at, scheduler, unset = _launcher_prefix([a.text for a in args])
     env: dict[str, Arg] = {}
     for k in env_at:
         name, _, value = args[k].text.partition("=")
@@ -162,7 +163,7 @@ def find_command(args: list[Arg], dynamo_workdir: str | None = None, dynamo_fron
         # whose code (and the config it reads) decides what each runs and in which role (`graph` argument,
         # `-f/--config-file`: bytedance-iaas/dynamo deploy/sdk/src/dynamo/sdk/cli/serve.py:47-66 at
         # 1704b126f33b9263d4031081acef234fa0391337). Its options are no engine flags: none is read as one.
-        return Command("dynamo-serve", rest, {}, {}, rest[2:3], env, rest[0].span, scheduler)
+        return Command("dynamo-serve", rest, {}, {}, rest[2:3], env, rest[0].span, scheduler, tuple(unset) or None)
     elif base == "trtllm-serve":
         # `trtllm-serve disaggregated -c disagg_config.yaml` is the router in front of the context/generation servers
         program, body = ("trtllm-disagg-server", rest[2:]) if len(words) > 1 and words[1] == "disaggregated" else ("trtllm-serve", rest[1:])
@@ -194,14 +195,15 @@ def find_command(args: list[Arg], dynamo_workdir: str | None = None, dynamo_fron
     if program is None:
         return None
     flags, flag_spans, positional = parse_flags(body)
-    return Command(program, rest, flags, flag_spans, positional, env, rest[0].span, scheduler)
+    return Command(program, rest, flags, flag_spans, positional, env, rest[0].span, scheduler, tuple(unset) or None)
 
 
-def _launcher_prefix(words: list[str]) -> tuple[int, list[int], str | None]:
+def _launcher_prefix(words: list[str]) -> tuple[int, list[int], str | None, list[str]]:
     """Where the program of a command line starts, past `VAR=value` words and the launchers that run the rest
     (`_WRAPPERS` with their options): (its index, the indices of the `VAR=value` words, srun / mpirun when one
-    places it)."""
+    places it, the names `env -u` removes, "*" for `env -i`)."""
     env_at: list[int] = []
+    unset: list[str] = []
     scheduler = None
     i = 0
     while i < len(words):
@@ -215,6 +217,10 @@ def _launcher_prefix(words: list[str]) -> tuple[int, list[int], str | None]:
                 scheduler = wrapper
             i += 2 if wrapper == "uv" else 1  # `uv run [OPTIONS] COMMAND`
             while i < len(words) and words[i].startswith("-") and words[i] not in ("--",):
+                if wrapper == "env" and words[i] in ("-i", "--ignore-environment", "-"):
+                    unset.append("*")  # env -i: start with an empty environment (coreutils env(1))
+                if wrapper == "env" and words[i] in ("-u", "--unset") and i + 1 < len(words):
+                    unset.append(words[i + 1])
                 if wrapper == "env" and words[i] in ("-u", "--unset", "-C", "--chdir") and i + 1 < len(words):
                     i += 1  # env -u NAME: the option's value is not the program
                 elif wrapper == "mpirun" and words[i] == "--mca" and i + 2 < len(words):
@@ -228,13 +234,13 @@ def _launcher_prefix(words: list[str]) -> tuple[int, list[int], str | None]:
                 i += 1
         else:
             break
-    return i, env_at, scheduler
+    return i, env_at, scheduler, unset
 
 
 def script_run(words: list[str]) -> str | None:
     """The shell script a command line runs (`./start_worker.sh`, `srun ... /mnt/start_worker.sh`, `bash run.sh`,
     `source env.sh`, `sbatch job.slurm`), or None: what such a script starts is in that script, not in the command line."""
-    i, _, _ = _launcher_prefix(words)
+    i, _, _, _ = _launcher_prefix(words)
     shell = False
     if i < len(words) and words[i].rsplit("/", 1)[-1] == "sbatch":
         # `sbatch [options] FILE`: an option may take the next word as its value, so only a word named like a job

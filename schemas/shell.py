@@ -168,6 +168,14 @@ class ShellReader(Flow, Expander, Launcher, Output):
                 elif name == "export" and _plain(w):
                     st.exported[_plain(w) or ""] = None
             return
+        if name == "unset":  # `unset [-v] NAME...`: the variables (not functions, `-f`) are gone from here on
+            if not any(p.text == "-f" for p in expanded[1:]):
+                for p in expanded[1:]:
+                    if not p.text.startswith("-"):
+                        st.vars.pop(p.text, None)
+                        st.exported.pop(p.text, None)
+                        st.forks.pop(p.text, None)
+            return
         if name in ("echo", "printf"):
             st.recent.append(" ".join(p.text for p in expanded[1:]))
             return

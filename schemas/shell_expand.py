@@ -94,6 +94,7 @@ class State:
         self.max_steps = 0
         self.depth = 0
         self.capture: list | None = None  # what a function prints while it runs for `$(f ...)` (shell_output.py)
+        self.scopes: list[tuple] = []  # subshells being read (`( ... )`, a list run with `&`): the variables to restore
 
 
 class Expander:

@@ -79,6 +79,14 @@ class Flow(Branches):
                 self.loop(cmd, body, st)
                 i = nxt
                 continue
+            if cmd.end == "(" and not words and not self._in_pattern(st):
+                st.scopes.append((None, _scope(st)))  # `( ... )`: a subshell, what it sets stays in it
+                i += 1
+                continue
+            if st.prev_end in _LIST_START and not self._in_pattern(st):
+                last = _background_list_end(cmds, i)
+                if last is not None:  # `export X=0 && serve | tee log &`, `start_prefill &`: run in a subshell too
+                    st.scopes.append((last, _scope(st)))
             if cmd.end == "|" and not self._in_pattern(st):  # `cmd | tee prefill.log`: the log file names the process
                 j = i
                 while j + 1 < len(cmds) and cmds[j].end == "|":
@@ -87,6 +95,8 @@ class Flow(Branches):
                     if ws and ws[0] == "tee":
                         st.pipe.extend(x for x in ws[1:] if not x.startswith("-"))
             self.simple(cmd, st)
+            if st.scopes and ((cmd.end == ")" and st.scopes[-1][0] is None and not self._in_pattern(st)) or st.scopes[-1][0] == i):
+                _restore(st, st.scopes.pop()[1])
             if cmd.end != "|":
                 st.pipe.clear()
             if cmd.end == ";;" and st.frames and st.frames[-1].kind == "case":
@@ -190,6 +200,27 @@ class Flow(Branches):
                 st.vars[name] = value
             self.run(Lexer(joined.text, joined.offs).commands(), st)
             st.depth -= 1
+
+
+# the operators after which a new list starts (a command's `&&` / `||` / `|` continue one)
+_LIST_START = frozenset({"\n", ";", "&", "(", ")", ";;"})
+
+
+def _background_list_end(cmds: list[LexCommand], i: int) -> int | None:
+    """The index of the last command of the list starting at `i` when the list is run in the background (ends in `&`):
+    bash runs it in a subshell (bash manual, Lists of Commands), so what it sets does not reach what follows."""
+    j = i
+    while j < len(cmds) and cmds[j].end in ("&&", "||", "|"):
+        j += 1
+    return j if j < len(cmds) and cmds[j].end == "&" else None
+
+
+def _scope(st: State) -> tuple:
+    return dict(st.vars), dict(st.exported), dict(st.forks)
+
+
+def _restore(st: State, saved: tuple) -> None:
+    st.vars, st.exported, st.forks = saved
 
 
 _SHELLS_SSH = frozenset(SHELLS) | {"ssh"}

@@ -98,8 +98,9 @@ class Launcher:
             expanded, denv, network, container, image = docker[:5]
             network, known_image = resolve_network(network, st)
             image = image or known_image
-            if docker.exec:
-                env = {}  # the caller's environment does not reach a process docker exec starts; -e values do
+            # the caller's environment does not reach a process docker starts (run or exec); -e values do, and
+            # `-e NAME` passes the caller's NAME on (docker run reference, --env)
+            env = {n: env[n] for n in docker.passed if n in env}
             for n, v in denv.items():
                 env[n] = self.arg(v, cmd.start)
             if container:
@@ -118,6 +119,8 @@ class Launcher:
             found, note = wrapped_command(args, self.dynamo_workdir(), self.dynamo_frontend())
         if found is None:
             return
+        if found.unset:  # `env -u NAME` / `env -i`: what the caller exported does not reach the program
+            env = {} if "*" in found.unset else {n: v for n, v in env.items() if n not in found.unset}
         env.update(found.env)
         if any(a.text.rsplit("/", 1)[-1] in CONTAINER_RUNTIMES for a in args[: len(args) - len(found.args)]):
             env = container_env(env)  # `APPTAINERENV_X=v apptainer exec ...`: X=v inside
@@ -238,6 +241,7 @@ class Container(NamedTuple):
     name: str | None
     image: str | None
     exec: bool = False
+    passed: tuple[str, ...] = ()  # `-e NAME` without a value: NAME passed on from the caller's environment
 
 
 # Options of `docker run` / `docker create` that take the next word as their value (the common ones; after one not
@@ -266,6 +270,7 @@ def _docker(words: list[PStr]) -> Container | None:
     is_exec = texts[start + 1] == "exec"
     with_value = _EXEC_VALUES if is_exec else _RUN_VALUES
     env: dict[str, PStr] = {}
+    passed: list[str] = []
     network = name = entrypoint = None
     i = start + 2
     while i < len(words) and texts[i].startswith("-"):
@@ -276,6 +281,8 @@ def _docker(words: list[PStr]) -> Container | None:
         if flag in ("-e", "--env") and value is not None and "=" in value.text:
             k, _, v = value.text.partition("=")
             env[k] = PStr(v, value.offs[len(k) + 1 :])
+        elif flag in ("-e", "--env") and value is not None:
+            passed.append(value.text)
         elif flag in ("--network", "--net") and value is not None:
             network = value.text
         elif flag == "--name" and value is not None:
@@ -286,12 +293,12 @@ def _docker(words: list[PStr]) -> Container | None:
     if i >= len(words):
         return None
     if is_exec:  # docker exec CONTAINER CMD...: CMD runs as given, in that container's namespaces (no entrypoint)
-        return Container(words[i + 1 :], env, f"container:{texts[i]}", texts[i], None, True)
+        return Container(words[i + 1 :], env, f"container:{texts[i]}", texts[i], None, True, tuple(passed))
     image = texts[i]
     cmd = ([entrypoint] if entrypoint is not None else []) + words[i + 1 :]
     if entrypoint is None and (not cmd or find_command([Arg(p.text, Span(1, 1, 1, 1)) for p in cmd]) is None):
         cmd = image_entrypoint(image) + cmd  # ENTRYPOINT + the arguments (docker run's CMD)
-    return Container(cmd, env, ("host" if network == "host" else network), name, image)
+    return Container(cmd, env, ("host" if network == "host" else network), name, image, False, tuple(passed))
 
 
 def resolve_network(network: str | None, st: State) -> tuple[str | None, str | None]:

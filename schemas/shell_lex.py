@@ -85,9 +85,11 @@ class Lexer:
                             words, comments = [], []
                         continue
                 if c in "<>&" or (c.isdigit() and i + 1 < n and t[i + 1] in "<>"):
-                    words.append([Seg("lit", ">", [self.off(i)])])
+                    at = i
                     while i < n and (t[i] in "<>&" or t[i].isdigit()) and not (t[i] == "&" and i + 1 < n and t[i + 1] == "&"):
                         i += 1
+                    # a redirection is one word ">" (what the readers look for); `op` keeps it as written (`2>&1`, `>&2`)
+                    words.append([Seg("lit", ">", [self.off(at)], op=t[at:i])])
                     continue
             # a word
             if not words:

@@ -66,6 +66,8 @@ class Output:
         head = plain(words[k])
         if head in _QUIET:
             return False
+        if any(_to_elsewhere(w) for w in words[k + 1 :]):
+            return True  # `echo "starting" >&2`, `cat <<EOF > file`: what it prints does not go to the caller
         if head == "cat" and (entry := self.printed.get(self.line_col(cmd.start)[0])) is not None:
             st.capture.append(self._here_document(*entry, st))
         elif head == "echo":
@@ -104,3 +106,13 @@ class Output:
             parts.append(value if value is not None else PStr(tok, offs[m.start() : m.end()]))  # unset: set at run time
         parts.append(PStr(text[pos:], offs[pos:]))
         return concat(parts)
+
+
+def _to_elsewhere(word: Word) -> bool:
+    """A redirection that sends the command's standard output away: `>`, `>>`, `1>`, `>&2`, `&>` (not `2>`, `2>&1`,
+    `<`)."""
+    if len(word) != 1 or word[0].kind != "lit" or word[0].text != ">" or not word[0].op:
+        return False
+    op = word[0].op
+    return not op.startswith("<") and (op[0] in ">&" or op.startswith("1"))
+

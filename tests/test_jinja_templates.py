@@ -73,3 +73,15 @@ def test_if_else_statements_on_their_own_lines_are_alternatives(cli, write):
     report = _report(cli, write(text, "run.sh.j2"))
     assert report["summary"]["pairs_checked"] == 1
     assert not [f for f in report["findings"] if f["code"] == "DG304"]
+
+
+def test_a_statement_inside_a_continued_command_keeps_the_command_going(cli, write):
+    """An optional flag written as `{% if x %}` / `--flag \\` / `{% endif %}` between `\\`-continued lines: the command
+    goes on past the statement, so the flags after it (here the ports) are read, and the optional one is unknown."""
+    server = ("CUDA_VISIBLE_DEVICES={gpu} python3 -m sglang.launch_server \\\n  --model-path m \\\n{{% if use_mooncake %}}\n"
+              "  --disaggregation-transfer-backend mooncake \\\n{{% endif %}}\n  --disaggregation-mode {mode} \\\n  --port {port} &\n")
+    text = ("#!/bin/bash\n" + server.format(gpu=0, mode="prefill", port=30001) + server.format(gpu=1, mode="decode", port=30002)
+            + "python3 -m sglang_router.launch_router --pd-disaggregation --prefill http://127.0.0.1:30001 --decode http://127.0.0.1:30002 &\n")
+    report = _report(cli, write(text, "run.sh.j2"))
+    assert report["summary"]["pairs_checked"] == 1
+    assert [f for f in report["findings"] if f["severity"] in ("warning", "error")] == []

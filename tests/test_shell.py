@@ -406,3 +406,31 @@ def test_what_a_printing_function_gives_is_known_only_when_all_it_prints_is(body
     w = lint_text("p.sh", text, RULES, LintOptions()).deployment.workers[0]
     s = w.settings.get("kv_role")
     assert (s is not None and s.known and s.value == "kv_producer") is known
+
+
+_SERVE = "python3 -m sglang.launch_server --model-path m"
+
+
+@pytest.mark.parametrize("first, second", [
+    (f"(export CUDA_VISIBLE_DEVICES=0; {_SERVE} --port 1) &", f"{_SERVE} --port 2 &"),  # a ( ) subshell's export stays in it
+    (f"export CUDA_VISIBLE_DEVICES=0 && {_SERVE} --port 1 | tee p.log &", f"{_SERVE} --port 2 &"),  # a list run with & too
+    (f"run(){{ export CUDA_VISIBLE_DEVICES=0; {_SERVE} --port 1; }}\nrun &", f"{_SERVE} --port 2 &"),  # and a function run with &
+    (f"export CUDA_VISIBLE_DEVICES=0\n{_SERVE} --port 1 &\nunset CUDA_VISIBLE_DEVICES", f"{_SERVE} --port 2 &"),  # unset
+    (f"export CUDA_VISIBLE_DEVICES=0\n{_SERVE} --port 1 &", f"env -u CUDA_VISIBLE_DEVICES {_SERVE} --port 2 &"),  # env -u
+    (f"export CUDA_VISIBLE_DEVICES=0\n{_SERVE} --port 1 &", f"docker run --gpus all img {_SERVE} --port 2"),  # a container's own env
+])
+def test_what_one_process_is_given_does_not_reach_the_next(first, second):
+    ls = launches(f"#!/bin/bash\n{first}\n{second}\n")
+    assert [x.env.get("CUDA_VISIBLE_DEVICES") is not None for x in ls] == [True, False], [x.env for x in ls]
+
+
+def test_docker_run_passes_on_what_dash_e_names():
+    ls = launches(f"#!/bin/bash\nexport HF_TOKEN=abc\nexport X=1\ndocker run -e HF_TOKEN img {_SERVE} --port 2\n")
+    assert set(ls[0].env) == {"HF_TOKEN"}
+
+
+def test_a_printing_function_s_stderr_is_not_its_output():
+    text = ("#!/bin/bash\nkv(){\n  echo \"building $1\" >&2\n  cat <<JSON\n{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"$1\"}\nJSON\n}\n"
+            "vllm serve m --port 8100 --kv-transfer-config \"$(kv kv_producer)\" &\n")
+    w = lint_text("p.sh", text, RULES, LintOptions()).deployment.workers[0]
+    assert w.known("kv_role") == "kv_producer"

@@ -58,15 +58,32 @@ _LINE_STATEMENT = re.compile(r"^[ \t]*\{%[-+]?\s*([a-z]+)\b.*[-+]?%\}[ \t]*$")
 _SHELL = {"if": "if $T;then", "elif": "elif $T;then", "else": "else", "endif": "fi", "for": "for T in 1;do", "endfor": "done"}
 
 
-def _shell_lines(text: str) -> str:
+def _shell_lines(text: str) -> tuple[str, list[int]]:
+    r"""The text with statement lines made shell, and the indices of statement lines inside a command continued with
+    `\` (`--a 1 \` / `{% if x %}` / `--b 2 \`): those stay Go conditions and, once blanked, must go on continuing it."""
     lines = text.split("\n")
+    inside: list[int] = []
     for i, line in enumerate(lines):
         m = _LINE_STATEMENT.match(line)
         if m is None or line.count("%}") != 1:
             continue
+        if i and lines[i - 1].rstrip().endswith("\\"):
+            inside.append(i)
+            continue
         shell = _SHELL.get(m.group(1))
         if shell is not None and len(shell) <= len(line):
             lines[i] = shell.ljust(len(line))
+    return "\n".join(lines), inside
+
+
+def _continued(text: str, inside: list[int]) -> str:
+    r"""Blanked statement lines inside a continued command end in `\` again, so the command goes on past them."""
+    if not inside:
+        return text
+    lines = text.split("\n")
+    for i in inside:
+        if i < len(lines) and lines[i] and not lines[i].strip():
+            lines[i] = lines[i][:-1] + "\\"
     return "\n".join(lines)
 
 
@@ -78,9 +95,10 @@ def read_template(path: str, rendered: str, text: str, target: Target) -> Deploy
     if rendered.endswith(SCRIPT_SUFFIXES):
         # statements on lines of their own are shell if/for (alternatives, loops); one inside a command
         # (`{% if x %}--flag{% endif %}`) is a Go condition, and what it holds is unknown
-        go = as_go(_shell_lines(text))
+        shell, inside = _shell_lines(text)
+        go = as_go(shell)
         conds = gotemplate.conditional_spans(go, lambda off: _line_col(go, off))
-        dep = read_script(path, gotemplate.rewrite(go), target)
+        dep = read_script(path, _continued(gotemplate.rewrite(go), inside), target)
         for d in (dep, *dep.parts):
             for w in d.workers:
                 gotemplate.mark(w, conds)

@@ -24,6 +24,7 @@ _ENGINE_KEYS = {
     ("cache_transceiver_config", "backend"): "transfer_backend",
     ("cache_transceiver_config",): "cache_transceiver",
     ("dtype",): "dtype",
+    ("orchestrator_type",): "orchestrator_type",  # `ray`: Ray places the ranks, not MPI on this node (DG302)
 }
 
 

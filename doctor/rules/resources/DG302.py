@@ -110,14 +110,20 @@ class DG302(Rule):
 
 
     def _visible(self, ctx, w):
-        """A process given no GPU count but `CUDA_VISIBLE_DEVICES` (a script's `CUDA_VISIBLE_DEVICES=0,1 trtllm-serve
-        ...`): an engine that runs all its ranks on its own node sees only those devices. Checked for SGLang (one node
-        unless `--nnodes`/`--dist-init-addr` say otherwise: server_args.py nnodes default 1) and `trtllm-serve` not
-        started by a launcher that places ranks elsewhere (srun, mpirun: its world size then comes from MPI); not for
-        vLLM, which moves a world larger than the node's GPUs onto a Ray cluster by itself."""
+        """A process given no GPU count but `CUDA_VISIBLE_DEVICES` on its own command line (`CUDA_VISIBLE_DEVICES=0,1
+        trtllm-serve ...`): an engine that runs all its ranks on its own node sees only those devices. Checked for SGLang
+        (one node unless `--nnodes`/`--dist-init-addr` say otherwise: server_args.py nnodes default 1; not with
+        `--use-ray`) and `trtllm-serve` not started by a launcher that places ranks elsewhere (srun, mpirun) nor with
+        `orchestrator_type: ray`; not for vLLM, which moves a world larger than the node's GPUs onto a Ray cluster by
+        itself; not for a value exported earlier in the script (a subshell's or a background job's export does not
+        reach the next command) nor for a container, which does not inherit the host shell's environment."""
         s = w.settings.get("visible_devices")
         if s is None or not s.known or w.program not in _ONE_NODE or w.host.kind == "unknown" or w.nodes != 1:
             return
+        if s.span is None or w.span is None or s.span.line != w.span.line or s.span.column >= w.span.column:
+            return  # only the command's own `CUDA_VISIBLE_DEVICES=... cmd` (or `env ...`), not one exported earlier
+        if "use-ray" in w.flags or str(w.known("orchestrator_type", "")).lower() == "ray" or str(w.known("orchestrator-type", "")).lower() == "ray":
+            return  # Ray places the ranks (SGLang --use-ray, TensorRT-LLM orchestrator_type: ray)
         devices = str(s.value).strip()
         if not re.fullmatch(r"\d+(,\d+)*", devices) or any(f in w.flags for f in ("nnodes", "dist-init-addr")) or flags_hidden(w):
             return

@@ -49,6 +49,7 @@ CORPORA = [
     Corpus("corpus8", ("corpus", "corpus2", "corpus3", "corpus4", "corpus5", "corpus6", "corpus7"), 45, 35, repos_may_repeat=True),
     Corpus("corpus9", ("corpus", "corpus2", "corpus3", "corpus4", "corpus5", "corpus6", "corpus7", "corpus8"), 24, 35, repos_may_repeat=True),
     Corpus("corpus10", ("corpus", "corpus2", "corpus3", "corpus4", "corpus5", "corpus6", "corpus7", "corpus8", "corpus9"), 33, 34, repos_may_repeat=True),
+    Corpus("corpus11", ("corpus", "corpus2", "corpus3", "corpus4", "corpus5", "corpus6", "corpus7", "corpus8", "corpus9", "corpus10"), 25, 32, repos_may_repeat=True),
 ]
 
 

@@ -239,7 +239,9 @@ class Expander:
             name = s.text
             value = st.vars.get(name) if not (name.isdigit() or name in ("@", "*")) else self.lookup(name, st)
             if isinstance(value, list):
-                value = value[0] if value else PStr()
+                if name == "@" and value:
+                    return list(value)  # "$@": each positional parameter a word of its own (bash(1), Special Parameters)
+                value = (concat(value, " ") if name == "*" else value[0]) if value else PStr()
             return [value if value is not None else _unresolved(s)]
         if s.kind == "array":
             return [p for item in s.items or [] for p in self.expand(item, st)]

@@ -28,14 +28,17 @@ _ARITH_ASSIGN = re.compile(r"\s*(\+\+|--)?\s*([A-Za-z_]\w*)\s*(\+\+|--|[-+*/%]?=
 class Flow(Branches):
     """Running commands (mixed into ShellReader, with Expander and Launcher)."""
 
-    def read(self, text: str, offs: list[int] | None = None) -> list:
+    def read(self, text: str, offs: list[int] | None = None, positional: list[PStr] | None = None) -> list:
+        """The processes the script starts; `positional`: its $1, $2, ... (`sh -c SCRIPT NAME ARGS...` gives ARGS)."""
         # The reader makes about a million small objects for a 1 MB script, none in a reference cycle; the cyclic
         # collector's passes over them made reading grow faster than the script (measured: 2x at 1 MB).
         with paused_gc():
-            return self._read(text, offs)
+            return self._read(text, offs, positional)
 
-    def _read(self, text: str, offs: list[int] | None) -> list:
+    def _read(self, text: str, offs: list[int] | None, positional: list[PStr] | None = None) -> list:
         st = State()
+        if positional is not None:
+            st.positional = [positional]
         for name, a in self.base_env.items():
             st.vars[name] = PStr(a.text)
             st.exported[name] = None

@@ -132,3 +132,32 @@ def test_the_vllm_image_keeps_its_entrypoint_in_front_of_a_shell():
     # vllm/vllm-openai's ENTRYPOINT is `vllm serve`: `docker run IMAGE bash -c S` runs `vllm serve bash -c S`, no shell
     [x] = _launches(f"docker run vllm/vllm-openai:v0.11.0 bash -c '{SERVE}'\n")
     assert x.command.program == "vllm" and "disaggregation-mode" not in x.command.flags
+
+
+def test_the_words_after_a_containers_sh_c_script_are_its_positional_parameters(cli, write):
+    """`command: [bash, -c]` with `args: [SCRIPT, NAME, ARG...]`: bash sets $0 to NAME and $1... to the ARGs, so a
+    script ending `exec vllm serve "$@"` runs vLLM with them (here its tensor parallel size, which DG302 compares with
+    the 8 GPUs the container is given)."""
+    manifest = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: glm}
+spec:
+  template:
+    spec:
+      containers:
+      - name: vllm
+        image: vllm/vllm-openai:v0.11.0
+        command: ["bash", "-c"]
+        args:
+        - |
+          sleep 5
+          exec vllm serve "$@"
+        - vllm
+        - org/model
+        - --tensor-parallel-size=8
+        resources: {limits: {nvidia.com/gpu: "8"}}
+"""
+    report = cli("doctor", str(write(manifest, "glm.yaml")), "--output-format", "json").json()
+    assert not [f for f in report["findings"] if f["code"] == "DG302"]
+    half = cli("doctor", str(write(manifest.replace("=8", "=4"), "glm4.yaml")), "--output-format", "json").json()
+    assert [f["code"] for f in half["findings"] if "4 sit reserved and idle" in f["message"]] == ["DG302"]

@@ -434,3 +434,10 @@ def test_a_printing_function_s_stderr_is_not_its_output():
             "vllm serve m --port 8100 --kv-transfer-config \"$(kv kv_producer)\" &\n")
     w = lint_text("p.sh", text, RULES, LintOptions()).deployment.workers[0]
     assert w.known("kv_role") == "kv_producer"
+
+
+@pytest.mark.parametrize("word, args", [('"$@"', ["m", "--port", "8000"]), ('"$*"', ["m --port 8000"]), ("$@", ["m", "--port", "8000"])])
+def test_all_positional_parameters_expand_as_bash_expands_them(word, args):
+    text = f"#!/bin/bash\nserve() {{ vllm serve {word} & }}\nserve m --port 8000\n"
+    (launch,) = launches(text)
+    assert [a.text for a in launch.command.args[2:]] == args

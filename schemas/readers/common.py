@@ -203,6 +203,15 @@ def expand_k8s(text: str, offs: list[int], env: dict[str, Arg]) -> tuple[str, li
     return "".join(out), out_offs
 
 
+def _as_pstr(a: Arg, reader: "ShellReader"):
+    """An argument as the shell reader's text, each character at its offset in the reader's file where known."""
+    from ..shell import PStr
+
+    if a.char_pos and len(a.char_pos) == len(a.text):
+        return PStr(a.text, [reader.starts[line - 1] + col - 1 if 0 < line <= len(reader.starts) else -1 for line, col in a.char_pos])
+    return PStr(a.text)
+
+
 def container_launches(doc: SourceDocument, base: tuple, container: dict, env: dict[str, Arg], reader: "ShellReader",
                        image: str | None = None, default_shell: bool = False, keys: tuple[str, str] = ("command", "args"),
                        rewrite=None, key_base: dict[str, tuple] | None = None) -> "list[Launch]":
@@ -230,9 +239,13 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
         elif isinstance(value, str):
             scripts.append((at(key) + (key,), value))
     at_script = shell_script_at([w.text for w in words]) if words else None
+    script_args: list | None = None
     if at_script is not None:
         # `sh -c SCRIPT`, `bash -lc SCRIPT`, `/bin/bash -c -- SCRIPT`: Kubernetes runs command + args as one argv, so the
-        # script is the first word after the shell's options, in `command` or in `args`
+        # script is the first word after the shell's options, in `command` or in `args`; the words after it are its
+        # $0 and then its $1, $2, ... (bash(1): "-c ... If there are arguments after the string, the first argument is
+        # assigned to $0 and any remaining arguments are assigned to the positional parameters")
+        script_args = [_as_pstr(a, reader) for a in words[at_script + 2 :]]
         scripts, words = [origins[at_script]] + scripts, []
     elif len(words) == 2 and words[0].text.rsplit("/", 1)[-1] in SHELLS and re.fullmatch(r"-[A-Za-z]*c[A-Za-z]*", words[1].text):
         words = []  # `sh -c` with no script: nothing runs
@@ -248,7 +261,8 @@ def container_launches(doc: SourceDocument, base: tuple, container: dict, env: d
             text, offs = expand_k8s(text, offs, k8s_env)
         reader.base_env = env
         reader.workdir = str(container.get("workingDir", "") or "")
-        launches.extend(reader.read(text, offs))
+        launches.extend(reader.read(text, offs, script_args))
+        script_args = None  # only the `-c` script takes them
     if words:
         workdir = str(container.get("workingDir", "") or "")
         in_dynamo = runs_dynamo(doc.text) or "backends/" in workdir  # a Dynamo backend's folder in its image

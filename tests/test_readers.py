@@ -202,3 +202,16 @@ def test_a_helm_template_block_scalar_opening_with_an_action_line_is_read():
     assert (w.role, w.known("block_size"), w.known("kv_connector")) == ("prefill", "16", "NixlConnector")
     [line] = [i for i, text in enumerate(r.source_lines, 1) if '"--kv-transfer-config"' in text]
     assert w.settings["kv_connector"].span.line == line  # lines stay where they were written
+
+
+def test_modelservice_values_run_the_routing_sidecar_with_their_connector(cli, write):
+    """The chart puts the routing sidecar in decode pods with `--connector={{ .proxy.connector }}` (llm-d-modelservice
+    _helpers.tpl routingProxy): a connector the sidecar refuses is DG622 at the values' line; none with the proxy off."""
+    text = (HERE / "modelservice-values-sidecar.yaml").read_text()
+    assert not [f for f in cli("doctor", str(write(text, "values.yaml")), "--output-format", "json").json()["findings"] if f["severity"] != "info"]
+    typo = text.replace("connector: nixlv2", "connector: nixl-v2")
+    found = [(f["code"], f["line"]) for f in cli("doctor", str(write(typo, "v2.yaml")), "--output-format", "json").json()["findings"]
+             if f["severity"] in ("warning", "error")]
+    assert found == [("DG622", 8)]
+    off = typo.replace("  proxy:\n", "  proxy:\n    enabled: false\n")
+    assert not [f for f in cli("doctor", str(write(off, "v3.yaml")), "--output-format", "json").json()["findings"] if f["code"] == "DG622"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..cmdline import Command, parse_flags
+from .. import pd_sidecar
+from ..cmdline import Arg, Command, parse_flags
 from ..knowledge.versions import Target
 from ..model import Deployment, Host, Setting
 from ..shell import ShellReader
@@ -156,6 +157,34 @@ def read_modelservice_values(doc: SourceDocument, dep: Deployment, target: Targe
             w.settings["without_prefill"] = Setting("decode", None, NO_PREFILL_POD)  # the chart runs llm-d's scheduler and sidecar
             w.notes.append("the modelservice chart adds flags and security settings of its own; only what the values set is checked")
             dep.workers.append(w)
+    _routing_proxy(doc, dep, target)
+
+
+def _routing_proxy(doc: SourceDocument, dep: Deployment, target: Target) -> None:
+    """The routing sidecar the chart puts in the decode pods, unless `routing.proxy.enabled` is false: a container
+    `routing-proxy` run with `--connector={{ .proxy.connector | default "nixlv2" }}`
+    (llm-d-incubation/llm-d-modelservice@3051935 charts/llm-d-modelservice/templates/_helpers.tpl:95-101, included by
+    decode-deployment.yaml and decode-lws.yaml). Only where the values write the connector: the chart's default is
+    its own."""
+    data = doc.data
+    routing = data.get("routing") if isinstance(data.get("routing"), dict) else {}
+    proxy = routing.get("proxy") if isinstance(routing.get("proxy"), dict) else None
+    decode = data.get("decode")
+    if proxy is None or proxy.get("enabled") is False or not isinstance(decode, dict) or decode.get("create") is False:
+        return
+    connector = proxy.get("connector")
+    if not isinstance(connector, str) or "{{" in connector:
+        return
+    at = Span(*doc.marks.value(("routing", "proxy", "connector")))
+    args = [Arg("/app/pd-sidecar", Span(*doc.marks.key(("routing", "proxy")))), Arg(f"--connector={connector}", at)]
+    flags, spans, positional = parse_flags(args[1:])
+    image = proxy.get("image") if isinstance(proxy.get("image"), str) else None
+    w = new_worker(Command(pd_sidecar.PROGRAM, args, flags, spans, positional, {}, args[0].span), path=doc.path, name="decode/routing-proxy",
+                   host=Host("pod", "decode/routing-proxy", f"pod:{doc.path}:decode/routing-proxy"), hints=[], env={}, target=target, image=image)
+    # the value as written (not `--connector=` around it), where the values file writes it; on a network of its own
+    # here, since the chart sets both its port and vLLM's (servicePort, proxy.targetPort), which the values may leave out
+    w.settings["sidecar_kv_connector"] = Setting(connector, at, "routing.proxy.connector")
+    dep.workers.append(w)
 
 
 def looks_like_router_values(data: Any) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..cmdline import Arg
 from ..knowledge.versions import Target
 from ..kube_services import mark_pod, pod_of
 from ..model import Deployment, Host, Setting, Unknown, Worker
@@ -39,9 +40,10 @@ def _host(name: str, pod_spec: dict) -> Host:
 
 def pod_workers(doc: SourceDocument, dep: Deployment, name: str, spec_path: tuple, pod_spec: Any, replicas: Any, target: Target,
                 labels: dict[str, str] | None = None, hints: list[str] | None = None, nodes: int = 1, reader: ShellReader | None = None,
-                key_bases: dict[int, dict[str, tuple]] | None = None) -> list[Worker]:
+                key_bases: dict[int, dict[str, tuple]] | None = None, injected: dict[str, Arg] | None = None) -> list[Worker]:
     """Workers of one pod template (`spec_path` points at the pod spec). `key_bases`: for a container merged from two
-    places (a template and a patch), container index -> key -> the path of the container that writes that key."""
+    places (a template and a patch), container index -> key -> the path of the container that writes that key.
+    `injected`: variables a controller adds to every container that does not set them itself (LeaderWorkerSet's)."""
     if not isinstance(pod_spec, dict):
         return []
     containers = pod_spec.get("containers")
@@ -60,7 +62,7 @@ def pod_workers(doc: SourceDocument, dep: Deployment, name: str, spec_path: tupl
             continue
         base = spec_path + ("containers", ci)
         kb = (key_bases or {}).get(ci, {})
-        env = env_from_k8s(doc, kb.get("env", base) + ("env",), c.get("env"))
+        env = {**(injected or {}), **env_from_k8s(doc, kb.get("env", base) + ("env",), c.get("env"))}
         image = c.get("image") if isinstance(c.get("image"), str) else None
         for launch in container_launches(doc, base, c, env, reader, image, key_base=kb):
             w = _worker(doc, launch, f"{name}/{c.get('name', ci)}", host, target, image, labels, label_hints + (hints or []) + [str(c.get("name", ""))])
@@ -135,8 +137,13 @@ def _lws(doc, dep, name, path: tuple, spec: dict, target, labels, hints, role_na
     """A LeaderWorkerSet group: when the leader runs the engine, the group is one engine over `size` nodes and the
     worker pods are its other nodes; when the leader runs something else (a proxy), each worker pod is an engine."""
     lwt = spec.get("leaderWorkerTemplate") if isinstance(spec.get("leaderWorkerTemplate"), dict) else {}
-    size = count(lwt.get("size", 1))
-    size = size if isinstance(size, int) and size > 0 else 1
+    written = count(lwt.get("size", 1))
+    size = written if isinstance(written, int) and written > 0 else 1
+    # the controller gives every container that does not set it LWS_GROUP_SIZE = the group's size (kubernetes-sigs/lws
+    # @060ab4d pkg/utils/pod/pod_utils.go:148-157, addEnvVarsIfNotExists), which `--nnodes=$(LWS_GROUP_SIZE)` reads
+    size_at = Span(*doc.marks.value(path + ("leaderWorkerTemplate", "size"))) if "size" in lwt else Span(*doc.marks.key(path + ("leaderWorkerTemplate",))) \
+        if "leaderWorkerTemplate" in spec else None
+    injected = {"LWS_GROUP_SIZE": Arg(str(size), size_at)} if isinstance(written, int) and written > 0 and size_at is not None else None
     rep_path = path + ("replicas",) if "replicas" in spec else None
     leaders: list[Worker] = []
     for tkey in ("leaderTemplate", "workerTemplate"):
@@ -145,7 +152,7 @@ def _lws(doc, dep, name, path: tuple, spec: dict, target, labels, hints, role_na
             continue
         one_engine = tkey == "leaderTemplate" or any(w.is_engine for w in leaders) or "leaderTemplate" not in lwt
         ws = pod_workers(doc, dep, f"{name}/{tkey}", path + ("leaderWorkerTemplate", tkey, "spec"), tmpl.get("spec"), spec.get("replicas", 1), target,
-                         {**labels, **_labels(tmpl.get("metadata"))}, hints + [tkey], size if one_engine else 1)
+                         {**labels, **_labels(tmpl.get("metadata"))}, hints + [tkey], size if one_engine else 1, injected=injected)
         for w in ws:
             w.replicas = _replicas(doc, rep_path, spec.get("replicas", 1))
             if role_name in ("prefill", "decode") and w.role_from in ("name", "none", "default") and w.is_engine:

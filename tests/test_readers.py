@@ -215,3 +215,16 @@ def test_modelservice_values_run_the_routing_sidecar_with_their_connector(cli, w
     assert found == [("DG622", 8)]
     off = typo.replace("  proxy:\n", "  proxy:\n    enabled: false\n")
     assert not [f for f in cli("doctor", str(write(off, "v3.yaml")), "--output-format", "json").json()["findings"] if f["code"] == "DG622"]
+
+
+def test_modelservice_values_custom_model_command_runs_the_containers_own_script():
+    """`modelCommand: custom`: the chart runs the container's command and args as written (llm-d-modelservice
+    customModelCommand), here a `bash -c` script whose `exec vllm serve` carries the connector."""
+    text = (HERE / "modelservice-values-sidecar.yaml").read_text().replace(
+        "  - name: vllm\n    modelCommand: vllmServe\n    args:\n    - --kv-transfer-config\n    - '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_both\"}'\nprefill:",
+        "  - name: vllm\n    modelCommand: custom\n    command: [/bin/bash, -c]\n    args:\n    - |\n      exec vllm serve org/model --port 8200 \\\n"
+        "        --kv-transfer-config '{\"kv_connector\":\"NIXLConnector\",\"kv_role\":\"kv_both\"}'\nprefill:")
+    r = lint_text("values.yaml", text, RULES, LintOptions())
+    decode = [w for w in r.deployment.workers if w.role == "decode" and w.is_engine]
+    assert [w.known("kv_connector") for w in decode] == ["NIXLConnector"]
+    assert "DG212" in {f.code for f in r.findings}

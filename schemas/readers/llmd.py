@@ -12,7 +12,7 @@ from ..knowledge.versions import Target
 from ..model import Deployment, Host, Setting
 from ..shell import ShellReader
 from ..source import SourceDocument, Span
-from .common import count, env_from_k8s, gpus_from_resources, new_worker, rdma_requested, scalar_arg
+from .common import container_launches, count, env_from_k8s, gpus_from_resources, new_worker, rdma_requested, scalar_arg
 from .embedded import embedded_yaml
 
 
@@ -136,28 +136,43 @@ def read_modelservice_values(doc: SourceDocument, dep: Deployment, target: Targe
             if not isinstance(c, dict):
                 continue
             base = (role, "containers", ci)
-            args = [scalar_arg(doc, base + ("args", i), str(a), reader) for i, a in enumerate(c.get("args") if isinstance(c.get("args"), list) else [])
-                    if isinstance(a, (str, int, float))]
-            flags, spans, positional = parse_flags(args)
-            start = Span(*doc.marks.key((role,)))
-            program = "vllm" if str(c.get("modelCommand", "vllmServe")).lower().startswith("vllm") else "image-entrypoint"
-            w = new_worker(Command(program, args, flags, spans, positional, {}, start), path=doc.path, name=f"{role}/{c.get('name', ci)}",
-                           host=Host("pod", f"{role}/{c.get('name', ci)}", f"pod:{doc.path}:{role}"), hints=[role],
-                           env=env_from_k8s(doc, base + ("env",), c.get("env")), target=target, image=c.get("image"),
-                           labels={str(k): str(v) for k, v in (labels if isinstance(labels, dict) else {}).items()})
-            w.set_role(role, f"modelservice {role} block", "field")
-            if model and "model" not in w.settings:
-                w.settings["model"] = Setting(str(model), Span(*doc.marks.value(("modelArtifacts", "name"))), "modelArtifacts.name")
-            if tp is not None and "tp" not in w.settings:
-                w.settings["tp"] = Setting(tp, Span(*doc.marks.value((role, "parallelism", "tensor"))), "parallelism.tensor")
-            w.replicas = Setting(count(block.get("replicas", 1)), Span(*doc.marks.value((role, "replicas"))) if "replicas" in block else None, "replicas")
-            w.gpus = gpus_from_resources(doc, base + ("resources",), c.get("resources"))
-            w.settings["rdma"] = Setting(rdma_requested(c.get("resources")), None, "resources")
-            w.settings["capabilities"] = Setting(None, None, "set by the chart")  # the chart owns securityContext
-            w.settings["without_prefill"] = Setting("decode", None, NO_PREFILL_POD)  # the chart runs llm-d's scheduler and sidecar
-            w.notes.append("the modelservice chart adds flags and security settings of its own; only what the values set is checked")
-            dep.workers.append(w)
+            env = env_from_k8s(doc, base + ("env",), c.get("env"))
+            host = Host("pod", f"{role}/{c.get('name', ci)}", f"pod:{doc.path}:{role}")
+            wl = {str(k): str(v) for k, v in (labels if isinstance(labels, dict) else {}).items()}
+            if c.get("modelCommand") == "custom" and c.get("command"):
+                # `custom`: the container's own command and args, as written (llm-d-modelservice@3051935
+                # _helpers.tpl:626-640 customModelCommand), a `bash -c` script included
+                image = c.get("image") if isinstance(c.get("image"), str) else None
+                made = [new_worker(launch.command, path=doc.path, name=f"{role}/{c.get('name', ci)}", host=host, hints=launch.hints + [role],
+                                   env=launch.env, target=target, image=image, labels=wl)
+                        for launch in container_launches(doc, base, c, env, reader, image)]
+            else:
+                args = [scalar_arg(doc, base + ("args", i), str(a), reader) for i, a in enumerate(c.get("args") if isinstance(c.get("args"), list) else [])
+                        if isinstance(a, (str, int, float))]
+                flags, spans, positional = parse_flags(args)
+                start = Span(*doc.marks.key((role,)))
+                program = "vllm" if str(c.get("modelCommand", "vllmServe")).lower().startswith("vllm") else "image-entrypoint"
+                made = [new_worker(Command(program, args, flags, spans, positional, {}, start), path=doc.path, name=f"{role}/{c.get('name', ci)}",
+                                   host=host, hints=[role], env=env, target=target, image=c.get("image"), labels=wl)]
+            for w in made:
+                _modelservice_worker(doc, w, role, block, c, base, model, tp)
+                dep.workers.append(w)
     _routing_proxy(doc, dep, target)
+
+
+def _modelservice_worker(doc: SourceDocument, w, role: str, block: dict, c: dict, base: tuple, model: Any, tp: Any) -> None:
+    """What the chart gives every engine of a `prefill:`/`decode:` block: its role, model, parallelism and capacity."""
+    w.set_role(role, f"modelservice {role} block", "field")
+    if model and "model" not in w.settings:
+        w.settings["model"] = Setting(str(model), Span(*doc.marks.value(("modelArtifacts", "name"))), "modelArtifacts.name")
+    if tp is not None and "tp" not in w.settings:
+        w.settings["tp"] = Setting(tp, Span(*doc.marks.value((role, "parallelism", "tensor"))), "parallelism.tensor")
+    w.replicas = Setting(count(block.get("replicas", 1)), Span(*doc.marks.value((role, "replicas"))) if "replicas" in block else None, "replicas")
+    w.gpus = gpus_from_resources(doc, base + ("resources",), c.get("resources"))
+    w.settings["rdma"] = Setting(rdma_requested(c.get("resources")), None, "resources")
+    w.settings["capabilities"] = Setting(None, None, "set by the chart")  # the chart owns securityContext
+    w.settings["without_prefill"] = Setting("decode", None, NO_PREFILL_POD)  # the chart runs llm-d's scheduler and sidecar
+    w.notes.append("the modelservice chart adds flags and security settings of its own; only what the values set is checked")
 
 
 def _routing_proxy(doc: SourceDocument, dep: Deployment, target: Target) -> None:

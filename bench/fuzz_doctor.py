@@ -288,6 +288,9 @@ class Recorder:
 
 def site(exc: BaseException) -> str:
     """Exception type and the innermost frame of ours (file:line, function)."""
+    if isinstance(exc, MemoryError):
+        exc.__traceback__ = None  # what it holds is what ran out: the case's inputs are the reproducer
+        return "MemoryError"
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [f for f in frames if str(ROOT) in f.filename or "/disagg/" in f.filename]
     f = (ours or frames or [None])[-1]
@@ -354,7 +357,8 @@ def _loop(cases, seed, save, progress, seconds, corpus, rules, recorder) -> dict
             if save is not None and entry["count"] == 1:
                 save.mkdir(parents=True, exist_ok=True)
                 slug = re.sub(r"[^A-Za-z0-9]+", "_", key)[:120]
-                (save / f"{slug}.json").write_text(json.dumps({"site": key, "inputs": inputs, "traceback": "".join(traceback.format_exception(exc))}, indent=1))
+                tb = "MemoryError" if isinstance(exc, MemoryError) else "".join(traceback.format_exception(exc))
+                (save / f"{slug}.json").write_text(json.dumps({"site": key, "inputs": inputs, "traceback": tb}, indent=1))
         if progress and time.monotonic() - last > progress:
             last = time.monotonic()
             print(f"{done} cases, {failed} failing, {len(sites)} sites, {done / (last - t0):.0f} cases/s", file=sys.stderr, flush=True)

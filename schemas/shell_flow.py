@@ -83,10 +83,11 @@ class Flow(Branches):
                 i = nxt
                 continue
             if cmd.end == "(" and not words and not self._in_pattern(st):
-                st.scopes.append((None, _scope(st)))  # `( ... )`: a subshell, what it sets stays in it
+                if len(st.scopes) < _MAX_SCOPES:
+                    st.scopes.append((None, _scope(st)))  # `( ... )`: a subshell, what it sets stays in it
                 i += 1
                 continue
-            if st.prev_end in _LIST_START and not self._in_pattern(st):
+            if st.prev_end in _LIST_START and not self._in_pattern(st) and len(st.scopes) < _MAX_SCOPES:
                 last = _background_list_end(cmds, i)
                 if last is not None:  # `export X=0 && serve | tee log &`, `start_prefill &`: run in a subshell too
                     st.scopes.append((last, _scope(st)))
@@ -205,6 +206,7 @@ class Flow(Branches):
             st.depth -= 1
 
 
+_MAX_SCOPES = 64  # subshells held open at once, at most (each keeps a copy of the variables to restore)
 # the operators after which a new list starts (a command's `&&` / `||` / `|` continue one)
 _LIST_START = frozenset({"\n", ";", "&", "(", ")", ";;"})
 

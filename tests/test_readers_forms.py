@@ -91,3 +91,11 @@ def test_a_trtllm_engine_config_alone_is_read_with_its_role_unknown():
 def test_kv_cache_config_alone_is_not_taken_for_a_trtllm_engine_config():
     r = lint("kv-cache-config-only.yaml")
     assert r.deployment is None or not r.deployment.workers
+
+
+def test_ascend_nightly_rank_count_beyond_any_node_is_one_server_of_unknown_rank():
+    """`dp_size_local` of 10**30 (a fuzz case that made 10**30 servers until memory ran out): one server, rank unknown."""
+    text = (HERE / "ascend-nightly-external.yaml").read_text().replace("dp_size_local: 1\n", "dp_size_local: 1000000000000000000000000000000\n", 1)
+    assert "1000000000000000000000000000000" in text
+    r = lint_text("n.yaml", text, RULES, LintOptions())
+    assert len([w for w in r.deployment.workers if w.is_engine]) == 3

@@ -34,6 +34,8 @@ _EXTERNAL = ("model", "num_nodes", "npu_per_node", "routing", "config", "templat
 _GROUP_ROLES = {"prefiller": "prefill", "decoder": "decode"}
 _WHOLE_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
+MAX_LOCAL_RANKS = 1024  # servers read per node, at most (a node with more data-parallel ranks than this is no node of today)
+
 
 def looks_like_internal(data: Any) -> bool:
     return isinstance(data, dict) and all(k in data for k in _INTERNAL) and isinstance(data["deployment"], list) \
@@ -110,8 +112,10 @@ def read_external(doc: SourceDocument, dep: Deployment, target: Target) -> None:
             continue
         local = node.get("dp_size_local", 1)
         start = node.get("dp_rank_start", 0)
-        if not isinstance(local, int) or not isinstance(start, int) or local < 1:
-            local, start = 1, None  # a rank count the file does not give as a number: one server, its rank unknown
+        if not isinstance(local, int) or not isinstance(start, int) or local < 1 or local > MAX_LOCAL_RANKS:
+            # a rank count the file does not give as a number (or no node holds: more ranks than a node has NPUs by
+            # orders of magnitude): one server, its rank unknown
+            local, start = 1, None
         env_raw = env_from_k8s(doc, ("templates", i, "envs"), tmpl.get("envs"))
         for r in range(local):
             values = _rank_values(doc, i, node, model, None if start is None else start + r, r)

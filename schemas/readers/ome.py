@@ -106,8 +106,10 @@ def _component(doc: SourceDocument, dep: Deployment, name: str, comp: str, base:
                        labels={"ome.io/component": comp})
         no_role_from_names(w)
         if w.is_engine and comp in _PD_ROLE and "engine" in present and "decoder" in present:
-            # OME deploys the component as that side of a PDDisaggregated service, whatever its flags say (DG107
-            # compares the two): the engine prefills, the decoder decodes
+            # the side a component is deployed as, whatever its flags say (DG107 compares the two): OME's own P/D
+            # runtimes route prefill to the engine's pods and decode to the decoder's through their router's
+            # `--prefill-selector component=engine` / `--decode-selector component=decoder` (sgl-project/ome@17b77ed
+            # config/runtimes/srt/deepseek-rdma-pd-rt.yaml:513-514, the same in every shipped *-pd-rt.yaml)
             why = f"OME {comp} of a PDDisaggregated {where} (both engine and decoder)"
             w.settings["launched_as"] = Setting(_PD_ROLE[comp], Span(*doc.marks.key(base)) if base else None, why)
             if w.role in ("unknown", "aggregated"):

@@ -103,9 +103,11 @@ def _component(doc: SourceDocument, dep: Deployment, name: str, comp: str, base:
     out = []
     for launch in container_launches(doc, rpath, runner, env, ShellReader(doc.text), image):
         w = new_worker(launch.command, path=doc.path, name=f"{name}/{comp}", host=host, hints=[], env=launch.env, target=target, image=image,
-                       labels={"ome.io/component": comp})
+                       labels={"ome.io/component": comp, "component": comp})  # pods labelled component=<name> (ome@17b77ed pkg/constants/constants.go:329)
         no_role_from_names(w)
-        if w.is_engine and comp in _PD_ROLE and "engine" in present and "decoder" in present:
+        if w.is_engine and comp in _PD_ROLE and "engine" in present and "decoder" in present and "router" not in present:
+            # with no router shown, the side the shipped runtimes' router gives it; a router shown decides by its own
+            # selectors (roles.py, SGLang's --prefill-selector / --decode-selector over these pods' labels)
             # the side a component is deployed as, whatever its flags say (DG107 compares the two): OME's own P/D
             # runtimes route prefill to the engine's pods and decode to the decoder's through their router's
             # `--prefill-selector component=engine` / `--decode-selector component=decoder` (sgl-project/ome@17b77ed

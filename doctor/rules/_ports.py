@@ -123,7 +123,11 @@ def binds(w: Worker) -> list[Bind]:
     """The ports `w` binds that the file and the sourced defaults determine."""
     out: list[Bind] = []
     s = w.settings.get("port")
-    if s is not None:
+    if w.program == "vllm" and "headless" in w.flags:
+        # `vllm serve --headless` starts engine cores and no API server: it binds no HTTP port
+        # (vllm-project/vllm as in tlrmchlsmth/vllm@527ca32 vllm/entrypoints/cli/serve.py:53-60, 106, 137-145)
+        pass
+    elif s is not None:
         port = _int(s.value) if s.known else None
         if port is not None:
             out.append(Bind(port, "http", f"HTTP {s.origin} {port}", "port", True))

@@ -50,6 +50,7 @@ CORPORA = [
     Corpus("corpus9", ("corpus", "corpus2", "corpus3", "corpus4", "corpus5", "corpus6", "corpus7", "corpus8"), 24, 35, repos_may_repeat=True),
     Corpus("corpus10", ("corpus", "corpus2", "corpus3", "corpus4", "corpus5", "corpus6", "corpus7", "corpus8", "corpus9"), 33, 34, repos_may_repeat=True),
     Corpus("corpus11", ("corpus", "corpus2", "corpus3", "corpus4", "corpus5", "corpus6", "corpus7", "corpus8", "corpus9", "corpus10"), 25, 32, repos_may_repeat=True),
+    Corpus("corpus12", ("corpus", "corpus2", "corpus3", "corpus4", "corpus5", "corpus6", "corpus7", "corpus8", "corpus9", "corpus10", "corpus11"), 20, 20, repos_may_repeat=True),
 ]
 
 

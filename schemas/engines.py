@@ -235,6 +235,10 @@ def apply_env(w: Worker, env: dict[str, Setting]) -> None:
             w.settings[ENV_SETTINGS[key]] = Setting(value, s.span, f"env {key}")
 
 
+# the top-level keys of a kv-transfer-config read as settings of their own
+_KV_KEYS = ("kv_connector", "kv_role", "kv_load_failure_policy", "kv_buffer_device", "kv_parallel_size", "kv_rank", "kv_ip", "kv_port")
+
+
 def _kv_config(w: Worker, cmd: Command) -> None:
     """`--kv-transfer-config` JSON (or vLLM V0's --kv-connector/--kv-role flags) into kv_* settings."""
     arg = cmd.flags.get("kv-transfer-config")
@@ -251,7 +255,7 @@ def _kv_config(w: Worker, cmd: Command) -> None:
             w.settings["kv_config_error"] = Setting(err, arg.span, "--kv-transfer-config")
             return
         w.settings["kv_config"] = Setting(obj, arg.span, "--kv-transfer-config")
-        for key in ("kv_connector", "kv_role", "kv_load_failure_policy", "kv_buffer_device", "kv_parallel_size", "kv_rank", "kv_ip", "kv_port"):
+        for key in _KV_KEYS:
             if key in obj:
                 w.settings[key] = Setting(obj[key], spans.get(key, arg.span), f"kv-transfer-config {key}")
         return
@@ -276,7 +280,7 @@ def _written_keys(w: Worker, arg: Arg) -> None:
     deciding = (obj.get("kv_connector"), obj.get("kv_connector_module_path"), extra.get("connectors") if isinstance(extra, dict) else None)
     if not unresolved(json.dumps(deciding)):  # which connectors run is written, whatever else is set at run time
         w.settings[KV_CONNECTORS] = Setting(frozenset(connectors(obj)), arg.span, "--kv-transfer-config connector fields")
-    for key in ("kv_connector", "kv_role", "kv_load_failure_policy", "kv_buffer_device", "kv_parallel_size", "kv_rank", "kv_ip", "kv_port"):
+    for key in _KV_KEYS:
         if key in obj and not isinstance(obj[key], (dict, list)):
             value = obj[key]
             span = spans.get(key, arg.span)

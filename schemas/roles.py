@@ -69,8 +69,17 @@ def url_names_server(router: Worker, url: str, w: Worker, default_port: str) -> 
     host, port = _host_port(url)
     if port is None:
         return None
-    here = host is None or is_loopback(host) or host == "0.0.0.0" or (w.flags.get("host") is not None and host == str(w.flags["host"].value))
+    here = local_host(host) or (w.flags.get("host") is not None and host == str(w.flags["host"].value))
     return here and w.host.network == router.host.network and str(w.known("port", default_port)) == port
+
+
+def local_url(url: str) -> bool:
+    """A URL that names the machine it is used on: no host, a loopback address or `0.0.0.0`."""
+    return local_host(_host_port(url)[0])
+
+
+def local_host(host: str | None) -> bool:
+    return host is None or is_loopback(host) or host == "0.0.0.0"
 
 
 def _router_urls(dep: Deployment) -> None:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from disagg.schemas.pairing import concurrent
-from disagg.schemas.roles import ROUTED_ENGINE, url_names_server
+from disagg.schemas.roles import ROUTED_ENGINE, local_url, url_names_server
 
 from ...finding import Fix, Severity
 from ...registry import Rule
@@ -84,7 +84,7 @@ class DG109(Rule):
     @staticmethod
     def _all_here(router, urls, servers, default_port) -> bool:
         """Every URL names this machine with a written port (so whether it names a server is known for each)."""
-        return all(url_names_server(router, u, servers[0], default_port) is not None and _local(u) for u in urls)
+        return all(url_names_server(router, u, servers[0], default_port) is not None and local_url(u) for u in urls)
 
 
 # Where the router takes servers that are not in its lists, it is not checked: TensorRT-LLM's disaggregated server
@@ -93,7 +93,7 @@ class DG109(Rule):
 # with `--metadata_server_config_file` / `--disagg_cluster_uri` (they register themselves, commands/serve.py), SGLang's
 # router with `--service-discovery`, and any script that registers workers with the router's API (`POST /workers`,
 # `/add_worker` in older releases: sgl-project/sglang@0f4513c docs/advanced_features/sgl_model_gateway.md)
-_SELF_REGISTER = ("metadata-server-config-file", "metadata_server_config_file", "disagg-cluster-uri", "disagg_cluster_uri")
+_SELF_REGISTER = ("metadata-server-config-file", "disagg-cluster-uri")  # flag names as parse_flags keeps them (with dashes)
 _REGISTER = "/workers"
 
 
@@ -101,11 +101,3 @@ def _static(router, registers: bool) -> bool:
     if router.program == "trtllm-disagg-server":
         return "metadata_server" not in router.settings and "disagg_cluster" not in router.settings
     return "service-discovery" not in router.flags and not registers
-
-
-def _local(url: str) -> bool:
-    from disagg.schemas.model import is_loopback
-    from disagg.schemas.roles import _host_port
-
-    host, _ = _host_port(url)
-    return host is None or host == "0.0.0.0" or is_loopback(host)

@@ -48,7 +48,7 @@ class DG109(Rule):
                            "or manifest give it (an aggregated baseline may be meant to run beside the router)"}
 
     def check(self, ctx):
-        registers = any(_REGISTER in line for line in ctx.deployment.lines)
+        registers = any(path in line for line in ctx.deployment.lines for path in _REGISTER)
         for router in ctx.deployment.workers:
             if router.program not in ROUTED_ENGINE or not _static(router, registers):
                 continue
@@ -94,7 +94,7 @@ class DG109(Rule):
 # router with `--service-discovery`, and any script that registers workers with the router's API (`POST /workers`,
 # `/add_worker` in older releases: sgl-project/sglang@0f4513c docs/advanced_features/sgl_model_gateway.md)
 _SELF_REGISTER = ("metadata-server-config-file", "disagg-cluster-uri")  # flag names as parse_flags keeps them (with dashes)
-_REGISTER = "/workers"
+_REGISTER = ("/workers", "/add_worker")
 
 
 def _static(router, registers: bool) -> bool:

@@ -96,6 +96,14 @@ class State:
         self.capture: list | None = None  # what a function prints while it runs for `$(f ...)` (shell_output.py)
         self.scopes: list[tuple] = []  # subshells being read (`( ... )`, a list run with `&`): the variables to restore
 
+    def scope(self) -> tuple:
+        """What a subshell must not change in its parent (bash runs `( )`, a list run with `&` and `$( )` in one):
+        restored by `restore` when the subshell ends."""
+        return dict(self.vars), dict(self.exported), dict(self.forks)
+
+    def restore(self, saved: tuple) -> None:
+        self.vars, self.exported, self.forks = saved
+
 
 class Expander:
     """Expansion and positions (mixed into ShellReader)."""

@@ -84,13 +84,13 @@ class Flow(Branches):
                 continue
             if cmd.end == "(" and not words and not self._in_pattern(st):
                 if len(st.scopes) < _MAX_SCOPES:
-                    st.scopes.append((None, _scope(st)))  # `( ... )`: a subshell, what it sets stays in it
+                    st.scopes.append((None, st.scope()))  # `( ... )`: a subshell, what it sets stays in it
                 i += 1
                 continue
             if st.prev_end in _LIST_START and not self._in_pattern(st) and len(st.scopes) < _MAX_SCOPES:
                 last = _background_list_end(cmds, i)
                 if last is not None:  # `export X=0 && serve | tee log &`, `start_prefill &`: run in a subshell too
-                    st.scopes.append((last, _scope(st)))
+                    st.scopes.append((last, st.scope()))
             if cmd.end == "|" and not self._in_pattern(st):  # `cmd | tee prefill.log`: the log file names the process
                 j = i
                 while j + 1 < len(cmds) and cmds[j].end == "|":
@@ -100,7 +100,7 @@ class Flow(Branches):
                         st.pipe.extend(x for x in ws[1:] if not x.startswith("-"))
             self.simple(cmd, st)
             if st.scopes and ((cmd.end == ")" and st.scopes[-1][0] is None and not self._in_pattern(st)) or st.scopes[-1][0] == i):
-                _restore(st, st.scopes.pop()[1])
+                st.restore(st.scopes.pop()[1])
             if cmd.end != "|":
                 st.pipe.clear()
             if cmd.end == ";;" and st.frames and st.frames[-1].kind == "case":
@@ -218,14 +218,6 @@ def _background_list_end(cmds: list[LexCommand], i: int) -> int | None:
     while j < len(cmds) and cmds[j].end in ("&&", "||", "|"):
         j += 1
     return j if j < len(cmds) and cmds[j].end == "&" else None
-
-
-def _scope(st: State) -> tuple:
-    return dict(st.vars), dict(st.exported), dict(st.forks)
-
-
-def _restore(st: State, saved: tuple) -> None:
-    st.vars, st.exported, st.forks = saved
 
 
 _SHELLS_SSH = frozenset(SHELLS) | {"ssh"}

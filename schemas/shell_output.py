@@ -43,7 +43,7 @@ class Output:
         if len(head) != 1 or head[0].text not in st.funcs:
             return None
         args = [p for w in cmds[0].words[1:] for p in self.expand(w, st)]
-        saved = (dict(st.vars), dict(st.forks), dict(st.exported), st.epoch, list(st.recent), len(st.launches), len(st.scripts_run))
+        scope, saved = st.scope(), (st.epoch, list(st.recent), len(st.launches), len(st.scripts_run))
         outer, st.capture = st.capture, []
         st.child += 1
         try:
@@ -52,9 +52,10 @@ class Output:
         finally:
             st.child -= 1
             st.capture = outer
-            st.vars, st.forks, st.exported, st.epoch, st.recent = saved[:5]
-            del st.launches[saved[5]:]
-            del st.scripts_run[saved[6]:]
+            st.restore(scope)
+            st.epoch, st.recent = saved[:2]
+            del st.launches[saved[2]:]
+            del st.scripts_run[saved[3]:]
         if not out or any(o is None for o in out):
             return None
         text = concat(out, "\n")

@@ -39,7 +39,7 @@ def _statement(m: re.Match) -> str:
         inner = inner[:at] + go.ljust(len(keyword)) + inner[at + len(keyword):]
         if keyword.startswith("end") or keyword == "else":
             inner = inner[:at] + go.ljust(len(inner) - at)  # `{% endif %}` holds nothing after its word that Go would read
-        return "{{" + inner.replace("\n", " ") + "}}" if "\n" not in inner else "{{" + inner + "}}"
+        return "{{" + inner + "}}"
     return _blank(whole)
 
 

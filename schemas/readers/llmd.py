@@ -14,6 +14,7 @@ from ..shell import ShellReader
 from ..source import SourceDocument, Span
 from .common import container_launches, count, env_from_k8s, gpus_from_resources, new_worker, rdma_requested, scalar_arg
 from .embedded import embedded_yaml
+from .gotemplate import templated
 
 
 def looks_like_epp(data: Any) -> bool:
@@ -51,19 +52,16 @@ def read_epp(doc: SourceDocument, dep: Deployment, to_file=lambda s: s) -> None:
 
 
 def read_config_text(doc: SourceDocument, dep: Deployment) -> bool:
-    """An EPP container given its config inline: `--config-text TEXT` (or `--config-text=TEXT`) in a container's args,
-    in any object (an EPP Deployment, an LLMInferenceService's `router.scheduler.template`): the EPP reads TEXT in
-    lieu of a file (llm-d/llm-d-inference-scheduler@520af478 pkg/epp/server/options.go:208). True when one was read."""
+    """An EPP container given its config inline: `--config-text TEXT` in a container's args, in any object (an EPP
+    Deployment, an LLMInferenceService's `router.scheduler.template`): the EPP reads TEXT in lieu of a file
+    (llm-d/llm-d-inference-scheduler@520af478 pkg/epp/server/options.go:208). True when one was read. The form
+    `--config-text=TEXT` in one item is not read: the positions inside the item are not kept."""
     found = False
     for path, args in _arg_lists(doc.data, ()):
         for i, a in enumerate(args):
-            if not isinstance(a, str) or not a.startswith("--config-text"):
+            if a != "--config-text" or i + 1 >= len(args) or not isinstance(args[i + 1], str):
                 continue
-            if a == "--config-text" and i + 1 < len(args) and isinstance(args[i + 1], str):
-                at, text = path + (i + 1,), args[i + 1]
-            else:
-                continue  # `--config-text=TEXT` in one item: its positions inside the item are not kept
-            inner = embedded_yaml(doc, at, text)
+            inner = embedded_yaml(doc, path + (i + 1,), args[i + 1])
             for d in (inner[0] if inner else []):
                 if looks_like_epp(d.data):
                     read_epp(d, dep, inner[1])
@@ -188,7 +186,7 @@ def _routing_proxy(doc: SourceDocument, dep: Deployment, target: Target) -> None
     if proxy is None or proxy.get("enabled") is False or not isinstance(decode, dict) or decode.get("create") is False:
         return
     connector = proxy.get("connector")
-    if not isinstance(connector, str) or "{{" in connector:
+    if not isinstance(connector, str) or templated(connector):
         return
     at = Span(*doc.marks.value(("routing", "proxy", "connector")))
     args = [Arg("/app/pd-sidecar", Span(*doc.marks.key(("routing", "proxy")))), Arg(f"--connector={connector}", at)]

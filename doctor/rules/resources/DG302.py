@@ -122,7 +122,8 @@ class DG302(Rule):
             return
         if s.span is None or w.span is None or s.span.line != w.span.line or s.span.column >= w.span.column:
             return  # only the command's own `CUDA_VISIBLE_DEVICES=... cmd` (or `env ...`), not one exported earlier
-        if "use-ray" in w.flags or str(w.known("orchestrator_type", "")).lower() == "ray" or str(w.known("orchestrator-type", "")).lower() == "ray":
+        flag = w.flags.get("orchestrator-type")
+        if "use-ray" in w.flags or str(w.known("orchestrator_type", "")).lower() == "ray" or (flag is not None and str(flag.value).lower() == "ray"):
             return  # Ray places the ranks (SGLang --use-ray, TensorRT-LLM orchestrator_type: ray)
         devices = str(s.value).strip()
         if not re.fullmatch(r"\d+(,\d+)*", devices) or any(f in w.flags for f in ("nnodes", "dist-init-addr")) or flags_hidden(w):

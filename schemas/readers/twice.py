@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from ..model import Issue
 from ..source import ConfigError, SourceDocument, Span, load_documents
+from .sglang_config import SOURCE as SGLANG_SOURCE
+from .sglang_config import looks_like_server_args
 
 # reader, who refuses the file instead, source
-_SGLANG = ("SGLang (yaml.safe_load)", "", "sgl-project/sglang@03bd2f1 python/sglang/srt/server_args_config_parser.py")
+_SGLANG = ("SGLang (yaml.safe_load)", "", SGLANG_SOURCE)
 _KUBECTL = ("kubectl apply -f", "kustomize and Flux", "kubernetes/kubernetes#125885, rook/rook#16636")
 _DYNAMO = ("dynamo serve (yaml.safe_load)", "", "ai-dynamo/dynamo v0.1.1 deploy/dynamo/sdk/src/dynamo/sdk/cli/serve.py")
 _OTHER = ("PyYAML (as read here)", "strict YAML loaders", "YAML 1.2.2 section 3.2.1.1")
@@ -38,7 +40,6 @@ def read(path: str, text: str, error: ConfigError) -> tuple[list[SourceDocument]
 
     from ..config import looks_like_dynamo_v0
     from ..formats import kube_object
-    from .sglang_config import looks_like_server_args
 
     server_args = len(docs) == 1 and looks_like_server_args(docs[0].data)
     twice = []

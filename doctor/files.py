@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 
 from disagg.schemas import knowledge
-from disagg.schemas.formats import JOB_SCRIPT_SUFFIXES, SCRIPT_SUFFIXES, is_justfile, shell_shebang, untemplated
+from disagg.schemas.formats import JOB_SCRIPT_SUFFIXES, SCRIPT_SUFFIXES, YAML_SUFFIXES, is_justfile, shell_shebang, untemplated
 from disagg.schemas.gcpause import paused_gc
 from disagg.schemas.model import Deployment, Pair
 from disagg.schemas.readers import SERVING_MARKERS, is_script, read_script, read_yaml, unread_kinds
@@ -16,7 +16,6 @@ from disagg.schemas.source import ConfigError, decode_text
 from .context import LintOptions
 from .finding import Finding, crash_summary
 
-YAML_SUFFIXES = (".yaml", ".yml")
 JSON_SUFFIXES = (".json",)
 STDIN = "-"
 
@@ -75,9 +74,8 @@ def takes(path: str) -> bool:
         return False
     if name.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES) or is_justfile(name):
         return True
-    rendered = untemplated(name)
-    if rendered is not None:  # a Jinja template of a YAML file or a script (readers/jinja.py)
-        return rendered.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES)
+    if untemplated(name) is not None:  # a Jinja template of a YAML file or a script (readers/jinja.py)
+        return True
     if name.endswith(JOB_SCRIPT_SUFFIXES):
         return _first_line_runs_a_shell(path)
     return name.endswith(JSON_SUFFIXES) and json_config(path)
@@ -171,7 +169,7 @@ def _read_file(path: str, text: str, options: LintOptions, explicit: bool, fmt: 
     target = knowledge.new_target(options.target)
     try:
         rendered = untemplated(path) if fmt == "auto" else None
-        if rendered is not None and rendered.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES):
+        if rendered is not None:
             from disagg.schemas.readers.jinja import read_template
 
             dep = read_template(path, rendered, text, target)

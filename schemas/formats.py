@@ -7,6 +7,7 @@ FORMATS = ("auto", "dynamo-v0", "kubernetes", "compose", "llm-d", "script", "trt
 # script whose first line is not `#!` and an interpreter (SchedMD/slurm src/sbatch/sbatch.c, has_shebang: "This does not
 # look like a batch script"), so a *.slurm / *.sbatch file is read as a script when that line names a shell.
 SCRIPT_SUFFIXES = (".sh", ".bash")
+YAML_SUFFIXES = (".yaml", ".yml")
 JOB_SCRIPT_SUFFIXES = (".slurm", ".sbatch")
 SHELLS = ("bash", "sh", "dash", "zsh", "ksh")
 # Justfiles by name (`justfile` in any case, `.justfile`) and `.just` modules: what readers/justfile.py reads
@@ -43,8 +44,10 @@ TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2")
 
 
 def untemplated(path: str) -> str | None:
-    """The name a Jinja template renders to (`run.sh.j2` -> `run.sh`), or None for any other file."""
+    """The name a Jinja template of a YAML file or a script renders to (`run.sh.j2` -> `run.sh`), or None for any
+    other file (a template of JSON, of text, or no template)."""
     for suffix in TEMPLATE_SUFFIXES:
         if path.endswith(suffix) and len(path) > len(suffix):
-            return path[: -len(suffix)]
+            rendered = path[: -len(suffix)]
+            return rendered if rendered.endswith(YAML_SUFFIXES + SCRIPT_SUFFIXES) else None
     return None
